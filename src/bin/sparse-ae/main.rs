@@ -1,0 +1,5 @@
+//! The `sparse-ae` command-line tool: a thin layer over the library.
+
+fn main() {
+    println!("sparse-ae {}", env!("CARGO_PKG_VERSION"));
+}

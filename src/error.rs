@@ -1,0 +1,145 @@
+//! The one error type of the crate.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in sparse-ae, with enough context to act on.
+///
+/// Every variant names the thing that failed (a file, an operation, a
+/// configuration field) and what was expected.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O error on a file.
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A malformed or hostile IDX file.
+    Idx {
+        /// The file involved (or `<memory>`).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A malformed `.npy` file.
+    Npy {
+        /// The file involved (or `<memory>`).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A malformed or mismatching safetensors model or checkpoint.
+    Safetensors {
+        /// The file involved (or `<memory>`).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tensor or matrix of the wrong shape was passed to an operation.
+    Shape {
+        /// The operation.
+        op: &'static str,
+        /// What it expected.
+        expected: String,
+        /// What it got.
+        got: String,
+    },
+    /// An impossible or inconsistent configuration.
+    Config {
+        /// The offending field.
+        field: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// NaN or Inf appeared in a loss, a parameter or input data.
+    NonFinite {
+        /// The training step (0 for data checks).
+        step: u64,
+        /// The tensor or quantity that became non-finite.
+        tensor: String,
+    },
+    /// A SIMD kernel path was requested that this CPU (or build) does not have.
+    KernelUnavailable {
+        /// The requested path.
+        requested: String,
+    },
+    /// A data set could not be found or fetched.
+    Data {
+        /// What is missing and how to get it.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Shorthand for an [`Error::Config`].
+    pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::Config {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for an [`Error::Io`].
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for an [`Error::Shape`].
+    pub fn shape(op: &'static str, expected: impl Into<String>, got: impl Into<String>) -> Error {
+        Error::Shape {
+            op,
+            expected: expected.into(),
+            got: got.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { path, source } => write!(f, "{}: {}", path.display(), source),
+            Error::Idx { path, reason } => {
+                write!(f, "{}: not a valid IDX file: {}", path.display(), reason)
+            }
+            Error::Npy { path, reason } => {
+                write!(f, "{}: not a valid .npy file: {}", path.display(), reason)
+            }
+            Error::Safetensors { path, reason } => {
+                write!(f, "{}: bad safetensors file: {}", path.display(), reason)
+            }
+            Error::Shape { op, expected, got } => {
+                write!(f, "{op}: shape mismatch: expected {expected}, got {got}")
+            }
+            Error::Config { field, reason } => {
+                write!(f, "invalid configuration: {field}: {reason}")
+            }
+            Error::NonFinite { step, tensor } => write!(
+                f,
+                "non-finite value (NaN or Inf) in {tensor} at step {step}\n---> HINT: lower the learning rate, check the data for NaN, or resume from the last checkpoint"
+            ),
+            Error::KernelUnavailable { requested } => write!(
+                f,
+                "kernel path `{requested}` is not available on this CPU or build\n---> HINT: SPARSE_AE_KERNEL accepts scalar, avx2 or avx512; use one the CPU supports"
+            ),
+            Error::Data { reason } => write!(f, "{reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

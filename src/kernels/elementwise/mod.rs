@@ -1,0 +1,144 @@
+//! Elementwise kernels of the training step, dispatched by [`Isa`].
+//!
+//! Every function here has a scalar twin in [`scalar`] with the same name,
+//! generic over [`Real`](super::Real); the `f64` model uses those directly.
+//! Matrices are contiguous row-major `(rows, cols)` slices.
+
+pub mod scalar;
+
+use super::{Activation, Isa};
+
+/// The per-step constants of one Adam update (Keras semantics).
+///
+/// With t the 1-based step, `lr_t = lr·√(1 − β2ᵗ)/(1 − β1ᵗ)` and the update is
+/// `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `p ← p − lr_t·m/(√v + ε)`.
+/// This is Keras' `Adam` (ε is added to √v, not to the bias-corrected √v̂ as in
+/// PyTorch); defaults lr 1e-3, β1 0.9, β2 0.999, ε 1e-7.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamHyper {
+    /// Bias-corrected step size lr·√(1 − β2ᵗ)/(1 − β1ᵗ).
+    pub lr_t: f64,
+    /// First-moment decay β1.
+    pub beta1: f64,
+    /// Second-moment decay β2.
+    pub beta2: f64,
+    /// ε added to √v.
+    pub eps: f64,
+}
+
+impl AdamHyper {
+    /// The constants for 1-based step `t`.
+    pub fn at_step(lr: f64, beta1: f64, beta2: f64, eps: f64, t: u64) -> AdamHyper {
+        let t = t.max(1) as i32;
+        let lr_t = lr * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t));
+        AdamHyper {
+            lr_t,
+            beta1,
+            beta2,
+            eps,
+        }
+    }
+}
+
+/// `x[r, c] += bias[c]` for every row of the row-major `(rows, cols)` slice `x`.
+///
+/// # Panics
+/// If `bias.len() != cols` or `x.len()` is not a multiple of `cols`.
+pub fn bias_add(isa: Isa, x: &mut [f32], cols: usize, bias: &[f32]) {
+    let _ = isa;
+    scalar::bias_add(x, cols, bias)
+}
+
+/// In place `x ← act(x)`. NaN propagates through every activation.
+pub fn act_forward(isa: Isa, act: Activation, x: &mut [f32]) {
+    let _ = isa;
+    scalar::act_forward(act, x)
+}
+
+/// In place `dh ← dh ⊙ act′`, with act′ computed from the activation output `h`
+/// (see [`Activation`]).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn act_backward(isa: Isa, act: Activation, h: &[f32], dh: &mut [f32]) {
+    let _ = isa;
+    scalar::act_backward(act, h, dh)
+}
+
+/// `out[c] = Σ_r x[r, c]`, rows added in increasing order (overwrites `out`).
+///
+/// # Panics
+/// If `out.len() != cols` or `x.len()` is not a multiple of `cols`.
+pub fn col_sum(isa: Isa, x: &[f32], cols: usize, out: &mut [f32]) {
+    let _ = isa;
+    scalar::col_sum(x, cols, out)
+}
+
+/// Binary cross-entropy from logits, summed: Σᵢ [max(zᵢ,0) − zᵢ·xᵢ + ln(1 + e^(−|zᵢ|))],
+/// returned in f64; if `dz` is given, `dzᵢ = scale·(σ(zᵢ) − xᵢ)` (overwritten).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn bce_logits(isa: Isa, z: &[f32], x: &[f32], dz: Option<&mut [f32]>, scale: f32) -> f64 {
+    let _ = isa;
+    scalar::bce_logits(z, x, dz, scale)
+}
+
+/// Σᵢ (yᵢ − xᵢ)² in f64; if `dy` is given, `dyᵢ = 2·scale·(yᵢ − xᵢ)` (overwritten).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn sq_err(isa: Isa, y: &[f32], x: &[f32], dy: Option<&mut [f32]>, scale: f32) -> f64 {
+    let _ = isa;
+    scalar::sq_err(y, x, dy, scale)
+}
+
+/// Σᵢ |hᵢ| in f64; if `dh` is given, `dhᵢ += scale·sign(hᵢ)` (accumulates; sign(0) = 0).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn l1(isa: Isa, h: &[f32], dh: Option<&mut [f32]>, scale: f32) -> f64 {
+    let _ = isa;
+    scalar::l1(h, dh, scale)
+}
+
+/// `y ← y + a·x`.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn axpy(isa: Isa, a: f32, x: &[f32], y: &mut [f32]) {
+    let _ = isa;
+    scalar::axpy(a, x, y)
+}
+
+/// Σᵢ xᵢ² in f64.
+pub fn sum_sq(isa: Isa, x: &[f32]) -> f64 {
+    let _ = isa;
+    scalar::sum_sq(x)
+}
+
+/// One fused Adam update over flat slices (see [`AdamHyper`]).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn adam_step(isa: Isa, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: &AdamHyper) {
+    let _ = isa;
+    scalar::adam_step(p, g, m, v, h)
+}
+
+/// One SGD-with-momentum update (Keras semantics):
+/// `vel ← momentum·vel − lr·g`, `p ← p + vel`.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn sgd_momentum_step(
+    isa: Isa,
+    p: &mut [f32],
+    g: &[f32],
+    vel: &mut [f32],
+    lr: f64,
+    momentum: f64,
+) {
+    let _ = isa;
+    scalar::sgd_momentum_step(p, g, vel, lr, momentum)
+}

@@ -1,0 +1,185 @@
+//! Portable scalar twins of the elementwise kernels, generic over [`Real`].
+//!
+//! These are the specification the SIMD paths are tested against, and the
+//! kernels of the `f64` model used by gradient checks.
+
+use super::AdamHyper;
+use crate::kernels::{Activation, Real, sigmoid};
+
+fn check_rows(op: &str, len: usize, cols: usize, vec_len: usize) {
+    assert!(
+        vec_len == cols && (cols == 0 || len.is_multiple_of(cols)),
+        "{op}: matrix of {len} elements with {cols} columns and vector of {vec_len}"
+    );
+}
+
+/// See [`super::bias_add`].
+pub fn bias_add<T: Real>(x: &mut [T], cols: usize, bias: &[T]) {
+    check_rows("bias_add", x.len(), cols, bias.len());
+    if cols == 0 {
+        return;
+    }
+    for row in x.chunks_exact_mut(cols) {
+        for (v, &b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+    }
+}
+
+/// See [`super::act_forward`].
+pub fn act_forward<T: Real>(act: Activation, x: &mut [T]) {
+    if act == Activation::Linear {
+        return;
+    }
+    for v in x.iter_mut() {
+        *v = act.apply(*v);
+    }
+}
+
+/// See [`super::act_backward`].
+pub fn act_backward<T: Real>(act: Activation, h: &[T], dh: &mut [T]) {
+    assert_eq!(h.len(), dh.len(), "act_backward: length mismatch");
+    if act == Activation::Linear {
+        return;
+    }
+    for (d, &hv) in dh.iter_mut().zip(h) {
+        *d *= act.deriv_from_output(hv);
+    }
+}
+
+/// See [`super::col_sum`].
+pub fn col_sum<T: Real>(x: &[T], cols: usize, out: &mut [T]) {
+    check_rows("col_sum", x.len(), cols, out.len());
+    out.iter_mut().for_each(|o| *o = T::ZERO);
+    if cols == 0 {
+        return;
+    }
+    for row in x.chunks_exact(cols) {
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}
+
+/// One element of binary cross-entropy from a logit: max(z,0) − z·x + ln(1 + e^(−|z|)).
+#[inline(always)]
+pub fn bce_one<T: Real>(z: T, x: T) -> T {
+    z.max(T::ZERO) - z * x + (-z.abs()).exp().ln_1p()
+}
+
+/// See [`super::bce_logits`].
+pub fn bce_logits<T: Real>(z: &[T], x: &[T], dz: Option<&mut [T]>, scale: T) -> f64 {
+    assert_eq!(z.len(), x.len(), "bce_logits: length mismatch");
+    let mut sum = 0.0f64;
+    match dz {
+        Some(dz) => {
+            assert_eq!(dz.len(), z.len(), "bce_logits: gradient length mismatch");
+            for ((d, &zv), &xv) in dz.iter_mut().zip(z).zip(x) {
+                sum += bce_one(zv, xv).to_f64();
+                *d = scale * (sigmoid(zv) - xv);
+            }
+        }
+        None => {
+            for (&zv, &xv) in z.iter().zip(x) {
+                sum += bce_one(zv, xv).to_f64();
+            }
+        }
+    }
+    sum
+}
+
+/// See [`super::sq_err`].
+pub fn sq_err<T: Real>(y: &[T], x: &[T], dy: Option<&mut [T]>, scale: T) -> f64 {
+    assert_eq!(y.len(), x.len(), "sq_err: length mismatch");
+    let mut sum = 0.0f64;
+    let two = T::from_f64(2.0) * scale;
+    match dy {
+        Some(dy) => {
+            assert_eq!(dy.len(), y.len(), "sq_err: gradient length mismatch");
+            for ((d, &yv), &xv) in dy.iter_mut().zip(y).zip(x) {
+                let e = yv - xv;
+                sum += (e * e).to_f64();
+                *d = two * e;
+            }
+        }
+        None => {
+            for (&yv, &xv) in y.iter().zip(x) {
+                let e = yv - xv;
+                sum += (e * e).to_f64();
+            }
+        }
+    }
+    sum
+}
+
+/// See [`super::l1`].
+pub fn l1<T: Real>(h: &[T], dh: Option<&mut [T]>, scale: T) -> f64 {
+    let mut sum = 0.0f64;
+    match dh {
+        Some(dh) => {
+            assert_eq!(dh.len(), h.len(), "l1: gradient length mismatch");
+            for (d, &v) in dh.iter_mut().zip(h) {
+                sum += v.abs().to_f64();
+                if v > T::ZERO {
+                    *d += scale;
+                } else if v < T::ZERO {
+                    *d -= scale;
+                }
+            }
+        }
+        None => {
+            for &v in h {
+                sum += v.abs().to_f64();
+            }
+        }
+    }
+    sum
+}
+
+/// See [`super::axpy`].
+pub fn axpy<T: Real>(a: T, x: &[T], y: &mut [T]) {
+    assert_eq!(x.len(), y.len(), "axpy: length mismatch");
+    for (yv, &xv) in y.iter_mut().zip(x) {
+        *yv += a * xv;
+    }
+}
+
+/// See [`super::sum_sq`].
+pub fn sum_sq<T: Real>(x: &[T]) -> f64 {
+    x.iter().map(|&v| (v * v).to_f64()).sum()
+}
+
+/// See [`super::adam_step`].
+pub fn adam_step<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &AdamHyper) {
+    let n = p.len();
+    assert!(
+        g.len() == n && m.len() == n && v.len() == n,
+        "adam_step: length mismatch"
+    );
+    let (b1, b2) = (T::from_f64(h.beta1), T::from_f64(h.beta2));
+    let (c1, c2) = (T::ONE - b1, T::ONE - b2);
+    let (lr, eps) = (T::from_f64(h.lr_t), T::from_f64(h.eps));
+    for i in 0..n {
+        let gi = g[i];
+        let mi = b1 * m[i] + c1 * gi;
+        let vi = b2 * v[i] + c2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= lr * mi / (vi.sqrt() + eps);
+    }
+}
+
+/// See [`super::sgd_momentum_step`].
+pub fn sgd_momentum_step<T: Real>(p: &mut [T], g: &[T], vel: &mut [T], lr: f64, momentum: f64) {
+    let n = p.len();
+    assert!(
+        g.len() == n && vel.len() == n,
+        "sgd_momentum_step: length mismatch"
+    );
+    let (lr, mu) = (T::from_f64(lr), T::from_f64(momentum));
+    for i in 0..n {
+        let vi = mu * vel[i] - lr * g[i];
+        vel[i] = vi;
+        p[i] += vi;
+    }
+}

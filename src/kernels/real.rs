@@ -1,0 +1,247 @@
+//! [`Real`]: the float types the model maths is generic over.
+//!
+//! Training runs in `f32` on the dispatched SIMD kernels. Gradient checks run
+//! the very same model code in `f64`, where every kernel is the portable scalar
+//! twin. The trait carries both the arithmetic the model needs and the hooks
+//! into the kernels, so `nn` is written once.
+
+use super::elementwise::{self, AdamHyper};
+use super::gemm::{self, Epilogue, MatMut, MatRef};
+use super::{Activation, Isa};
+use std::fmt::{Debug, Display};
+use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
+
+/// A floating-point element type (`f32` or `f64`).
+pub trait Real:
+    Copy
+    + Send
+    + Sync
+    + Default
+    + Debug
+    + Display
+    + PartialOrd
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+{
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
+    /// Machine epsilon (unit roundoff × 2).
+    const EPSILON: Self;
+    /// Converts (rounding) from f64.
+    fn from_f64(v: f64) -> Self;
+    /// Widens to f64.
+    fn to_f64(self) -> f64;
+    /// eˣ.
+    fn exp(self) -> Self;
+    /// ln x.
+    fn ln(self) -> Self;
+    /// ln(1 + x).
+    fn ln_1p(self) -> Self;
+    /// |x|.
+    fn abs(self) -> Self;
+    /// √x.
+    fn sqrt(self) -> Self;
+    /// tanh x.
+    fn tanh(self) -> Self;
+    /// Larger of two (NaN-ignoring, as `f32::max`).
+    fn max(self, o: Self) -> Self;
+    /// Smaller of two (NaN-ignoring, as `f32::min`).
+    fn min(self, o: Self) -> Self;
+    /// Neither NaN nor infinite.
+    fn is_finite(self) -> bool;
+    /// NaN.
+    fn is_nan(self) -> bool;
+
+    /// `C ← act(α·op(A)·op(B) + β·C + bias)`; see [`gemm::gemm`].
+    fn gemm(
+        alpha: Self,
+        a: MatRef<'_, Self>,
+        b: MatRef<'_, Self>,
+        beta: Self,
+        c: MatMut<'_, Self>,
+        epi: Epilogue<'_, Self>,
+    );
+    /// In place `x ← act(x)`; see [`elementwise::act_forward`].
+    fn act_forward(act: Activation, x: &mut [Self]);
+    /// In place `dh ← dh ⊙ act'(h)`; see [`elementwise::act_backward`].
+    fn act_backward(act: Activation, h: &[Self], dh: &mut [Self]);
+    /// Adds `bias` to every row; see [`elementwise::bias_add`].
+    fn bias_add(x: &mut [Self], cols: usize, bias: &[Self]);
+    /// Column sums in row order; see [`elementwise::col_sum`].
+    fn col_sum(x: &[Self], cols: usize, out: &mut [Self]);
+    /// Σ BCE from logits and its scaled gradient; see [`elementwise::bce_logits`].
+    fn bce_logits(z: &[Self], x: &[Self], dz: Option<&mut [Self]>, scale: Self) -> f64;
+    /// Σ (y − x)² and its scaled gradient; see [`elementwise::sq_err`].
+    fn sq_err(y: &[Self], x: &[Self], dy: Option<&mut [Self]>, scale: Self) -> f64;
+    /// Σ |h| and `dh += scale·sign(h)`; see [`elementwise::l1`].
+    fn l1(h: &[Self], dh: Option<&mut [Self]>, scale: Self) -> f64;
+    /// `y ← y + a·x`; see [`elementwise::axpy`].
+    fn axpy(a: Self, x: &[Self], y: &mut [Self]);
+    /// Σ x²; see [`elementwise::sum_sq`].
+    fn sum_sq(x: &[Self]) -> f64;
+    /// One fused Adam update; see [`elementwise::adam_step`].
+    fn adam_step(p: &mut [Self], g: &[Self], m: &mut [Self], v: &mut [Self], h: &AdamHyper);
+    /// One SGD-with-momentum update; see [`elementwise::sgd_momentum_step`].
+    fn sgd_momentum_step(p: &mut [Self], g: &[Self], vel: &mut [Self], lr: f64, momentum: f64);
+}
+
+macro_rules! float_basics {
+    ($t:ty) => {
+        const ZERO: Self = 0.0;
+        const ONE: Self = 1.0;
+        const EPSILON: Self = <$t>::EPSILON;
+        #[inline(always)]
+        fn from_f64(v: f64) -> Self {
+            v as $t
+        }
+        #[inline(always)]
+        fn to_f64(self) -> f64 {
+            self as f64
+        }
+        #[inline(always)]
+        fn exp(self) -> Self {
+            <$t>::exp(self)
+        }
+        #[inline(always)]
+        fn ln(self) -> Self {
+            <$t>::ln(self)
+        }
+        #[inline(always)]
+        fn ln_1p(self) -> Self {
+            <$t>::ln_1p(self)
+        }
+        #[inline(always)]
+        fn abs(self) -> Self {
+            <$t>::abs(self)
+        }
+        #[inline(always)]
+        fn sqrt(self) -> Self {
+            <$t>::sqrt(self)
+        }
+        #[inline(always)]
+        fn tanh(self) -> Self {
+            <$t>::tanh(self)
+        }
+        #[inline(always)]
+        fn max(self, o: Self) -> Self {
+            <$t>::max(self, o)
+        }
+        #[inline(always)]
+        fn min(self, o: Self) -> Self {
+            <$t>::min(self, o)
+        }
+        #[inline(always)]
+        fn is_finite(self) -> bool {
+            <$t>::is_finite(self)
+        }
+        #[inline(always)]
+        fn is_nan(self) -> bool {
+            <$t>::is_nan(self)
+        }
+    };
+}
+
+impl Real for f32 {
+    float_basics!(f32);
+
+    fn gemm(
+        alpha: f32,
+        a: MatRef<'_, f32>,
+        b: MatRef<'_, f32>,
+        beta: f32,
+        c: MatMut<'_, f32>,
+        epi: Epilogue<'_, f32>,
+    ) {
+        gemm::gemm(alpha, a, b, beta, c, epi)
+    }
+    fn act_forward(act: Activation, x: &mut [f32]) {
+        elementwise::act_forward(Isa::active(), act, x)
+    }
+    fn act_backward(act: Activation, h: &[f32], dh: &mut [f32]) {
+        elementwise::act_backward(Isa::active(), act, h, dh)
+    }
+    fn bias_add(x: &mut [f32], cols: usize, bias: &[f32]) {
+        elementwise::bias_add(Isa::active(), x, cols, bias)
+    }
+    fn col_sum(x: &[f32], cols: usize, out: &mut [f32]) {
+        elementwise::col_sum(Isa::active(), x, cols, out)
+    }
+    fn bce_logits(z: &[f32], x: &[f32], dz: Option<&mut [f32]>, scale: f32) -> f64 {
+        elementwise::bce_logits(Isa::active(), z, x, dz, scale)
+    }
+    fn sq_err(y: &[f32], x: &[f32], dy: Option<&mut [f32]>, scale: f32) -> f64 {
+        elementwise::sq_err(Isa::active(), y, x, dy, scale)
+    }
+    fn l1(h: &[f32], dh: Option<&mut [f32]>, scale: f32) -> f64 {
+        elementwise::l1(Isa::active(), h, dh, scale)
+    }
+    fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+        elementwise::axpy(Isa::active(), a, x, y)
+    }
+    fn sum_sq(x: &[f32]) -> f64 {
+        elementwise::sum_sq(Isa::active(), x)
+    }
+    fn adam_step(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: &AdamHyper) {
+        elementwise::adam_step(Isa::active(), p, g, m, v, h)
+    }
+    fn sgd_momentum_step(p: &mut [f32], g: &[f32], vel: &mut [f32], lr: f64, momentum: f64) {
+        elementwise::sgd_momentum_step(Isa::active(), p, g, vel, lr, momentum)
+    }
+}
+
+impl Real for f64 {
+    float_basics!(f64);
+
+    fn gemm(
+        alpha: f64,
+        a: MatRef<'_, f64>,
+        b: MatRef<'_, f64>,
+        beta: f64,
+        c: MatMut<'_, f64>,
+        epi: Epilogue<'_, f64>,
+    ) {
+        gemm::reference::gemm(alpha, a, b, beta, c, epi)
+    }
+    fn act_forward(act: Activation, x: &mut [f64]) {
+        elementwise::scalar::act_forward(act, x)
+    }
+    fn act_backward(act: Activation, h: &[f64], dh: &mut [f64]) {
+        elementwise::scalar::act_backward(act, h, dh)
+    }
+    fn bias_add(x: &mut [f64], cols: usize, bias: &[f64]) {
+        elementwise::scalar::bias_add(x, cols, bias)
+    }
+    fn col_sum(x: &[f64], cols: usize, out: &mut [f64]) {
+        elementwise::scalar::col_sum(x, cols, out)
+    }
+    fn bce_logits(z: &[f64], x: &[f64], dz: Option<&mut [f64]>, scale: f64) -> f64 {
+        elementwise::scalar::bce_logits(z, x, dz, scale)
+    }
+    fn sq_err(y: &[f64], x: &[f64], dy: Option<&mut [f64]>, scale: f64) -> f64 {
+        elementwise::scalar::sq_err(y, x, dy, scale)
+    }
+    fn l1(h: &[f64], dh: Option<&mut [f64]>, scale: f64) -> f64 {
+        elementwise::scalar::l1(h, dh, scale)
+    }
+    fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
+        elementwise::scalar::axpy(a, x, y)
+    }
+    fn sum_sq(x: &[f64]) -> f64 {
+        elementwise::scalar::sum_sq(x)
+    }
+    fn adam_step(p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64], h: &AdamHyper) {
+        elementwise::scalar::adam_step(p, g, m, v, h)
+    }
+    fn sgd_momentum_step(p: &mut [f64], g: &[f64], vel: &mut [f64], lr: f64, momentum: f64) {
+        elementwise::scalar::sgd_momentum_step(p, g, vel, lr, momentum)
+    }
+}

@@ -1,0 +1,26 @@
+//! # sparse-ae
+//!
+//! A small, fast engine for training sparse autoencoders on CPUs.
+//!
+//! ## Data model
+//! Every matrix is row-major `f32` (or `f64` for gradient checks) with a
+//! leading dimension: element (r, c) of a view lives at `data[r·ld + c]`. A
+//! batch of samples is a `(batch, features)` matrix. Dense weights are stored
+//! as PyTorch stores them, `(out, in)`, so a layer computes `z = x·Wᵀ + b`.
+//!
+//! ## Layers of the crate
+//! - [`kernels`]: GEMM and elementwise kernels with AVX-512, AVX2+FMA and
+//!   scalar paths chosen at run time (`SPARSE_AE_KERNEL` forces one).
+//!
+//! ## Features
+//! The bare engine (`default-features = false`) depends only on rayon,
+//! matrixmultiply, rand, rand_distr and byteorder. The default `cli` feature
+//! adds the command-line tool, gzip, PNG and JSON support.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+#[allow(unsafe_code)]
+pub mod kernels;
+
+pub use error::{Error, Result};
