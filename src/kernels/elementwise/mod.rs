@@ -49,6 +49,16 @@ pub fn bias_add(isa: Isa, x: &mut [f32], cols: usize, bias: &[f32]) {
     scalar::bias_add(x, cols, bias)
 }
 
+/// In place `x[j] ← act(x[j] + bias[j])` on one row: the GEMM epilogue of a
+/// dense layer, run on a row of C while it is in cache.
+///
+/// # Panics
+/// If a bias is given and its length differs from the row's.
+pub fn bias_act(isa: Isa, x: &mut [f32], bias: Option<&[f32]>, act: Activation) {
+    let _ = isa;
+    scalar::bias_act(x, bias, act)
+}
+
 /// In place `x ← act(x)`. NaN propagates through every activation.
 pub fn act_forward(isa: Isa, act: Activation, x: &mut [f32]) {
     let _ = isa;

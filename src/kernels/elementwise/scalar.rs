@@ -26,6 +26,21 @@ pub fn bias_add<T: Real>(x: &mut [T], cols: usize, bias: &[T]) {
     }
 }
 
+/// See [`super::bias_act`].
+pub fn bias_act<T: Real>(x: &mut [T], bias: Option<&[T]>, act: Activation) {
+    if let Some(b) = bias {
+        assert_eq!(
+            b.len(),
+            x.len(),
+            "bias_act: bias length differs from the row's"
+        );
+        for (v, &bv) in x.iter_mut().zip(b) {
+            *v += bv;
+        }
+    }
+    act_forward(act, x);
+}
+
 /// See [`super::act_forward`].
 pub fn act_forward<T: Real>(act: Activation, x: &mut [T]) {
     if act == Activation::Linear {

@@ -295,13 +295,6 @@ pub(crate) fn apply_epilogue<T: Real>(c: &mut MatMut<'_, T>, epi: &Epilogue<'_, 
     }
     for i in 0..c.rows {
         let row = &mut c.data[i * c.ld..i * c.ld + c.cols];
-        if let Some(bias) = epi.bias {
-            for (v, &bv) in row.iter_mut().zip(bias) {
-                *v += bv;
-            }
-        }
-        for v in row.iter_mut() {
-            *v = epi.act.apply(*v);
-        }
+        crate::kernels::elementwise::scalar::bias_act(row, epi.bias, epi.act);
     }
 }
