@@ -20,7 +20,10 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod gradcheck;
 #[allow(unsafe_code)]
 pub mod kernels;
+pub mod nn;
+pub mod optim;
 
 pub use error::{Error, Result};

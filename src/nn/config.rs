@@ -1,0 +1,463 @@
+//! Model configuration: the layer stack, the loss, the penalties and the
+//! input noise, validated before any model is built.
+
+use crate::error::{Error, Result};
+use crate::kernels::Activation;
+
+/// One layer of the stack.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerSpec {
+    /// A fully connected layer `h = act(x·Wᵀ + b)` with `W: (units, in)`.
+    Dense {
+        /// Output units.
+        units: usize,
+        /// Activation applied to the pre-activation.
+        act: Activation,
+    },
+}
+
+impl LayerSpec {
+    /// A dense layer.
+    pub fn dense(units: usize, act: Activation) -> LayerSpec {
+        LayerSpec::Dense { units, act }
+    }
+
+    /// Output width of the layer.
+    pub fn units(&self) -> usize {
+        match self {
+            LayerSpec::Dense { units, .. } => *units,
+        }
+    }
+
+    /// The layer's activation.
+    pub fn act(&self) -> Activation {
+        match self {
+            LayerSpec::Dense { act, .. } => *act,
+        }
+    }
+}
+
+/// The reconstruction loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// Binary cross-entropy, mean over features and batch (Keras
+    /// `binary_crossentropy`), computed from the logits of a sigmoid output:
+    /// L = 1/(B·D) Σ [max(z,0) − z·x + ln(1 + e^(−|z|))].
+    Bce,
+    /// Mean squared error over features and batch: L = 1/(B·D) Σ (x̂ − x)².
+    Mse,
+}
+
+/// The L1 activity penalty (Keras `activity_regularizer=l1(λ)`):
+/// λ·(1/B)·Σ_batch Σ_units |a|, on the output of layer `layer`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct L1Penalty {
+    /// λ.
+    pub lambda: f64,
+    /// The layer whose activations are penalised (the code by default).
+    pub layer: usize,
+}
+
+/// The KL-divergence sparsity penalty (UFLDL):
+/// β·Σ_j [ρ·ln(ρ/ρ̂_j) + (1−ρ)·ln((1−ρ)/(1−ρ̂_j))], with ρ̂_j the mean activation
+/// of unit j over the batch, clamped to [1e-6, 1 − 1e-6] (the gradient of a
+/// clamped unit is zero, the exact derivative of the clamped function).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KlPenalty {
+    /// Target mean activation ρ, in (0, 1).
+    pub rho: f64,
+    /// Weight β.
+    pub beta: f64,
+    /// The layer whose activations are penalised (the code by default); its
+    /// activation must map into (0, 1) (sigmoid).
+    pub layer: usize,
+}
+
+/// Corruption applied to the input of a denoising autoencoder (the target
+/// stays clean).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Noise {
+    /// No corruption.
+    None,
+    /// x̃ = clip(x + std·N(0, 1), 0, 1), as the classic Keras notebook.
+    Gaussian {
+        /// Standard deviation (the "noise factor").
+        std: f64,
+    },
+    /// Each input is zeroed with probability p.
+    Masking {
+        /// Fraction to zero, in [0, 1).
+        p: f64,
+    },
+}
+
+/// A whole autoencoder: input width, layers, which layer is the code, tied
+/// weights, loss and penalties.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// Input features per sample.
+    pub input: usize,
+    /// The layers from input to reconstruction; the last has `input` units.
+    pub layers: Vec<LayerSpec>,
+    /// Index of the layer whose output is the code (the encoder's last layer).
+    pub code_layer: usize,
+    /// Tie each decoder weight to the transpose of its mirror encoder weight.
+    pub tied: bool,
+    /// The reconstruction loss.
+    pub loss: Loss,
+    /// L1 activity penalty.
+    pub l1: Option<L1Penalty>,
+    /// KL sparsity penalty.
+    pub kl: Option<KlPenalty>,
+    /// L2 weight decay λ·ΣW² on weights (not biases), Keras `l2(λ)`; 0 = off.
+    pub weight_decay: f64,
+    /// Input corruption.
+    pub noise: Noise,
+    /// Image shape (channels, height, width) of the input, for pictures.
+    pub image: Option<(usize, usize, usize)>,
+}
+
+/// Builds a [`ModelConfig`] step by step.
+///
+/// ```
+/// use sparse_ae::nn::{ModelBuilder, Loss};
+/// use sparse_ae::kernels::Activation;
+/// let cfg = ModelBuilder::new(784)
+///     .encoder(128, Activation::Relu)
+///     .code(32, Activation::Relu)
+///     .decoder(128, Activation::Relu)
+///     .decoder(784, Activation::Sigmoid)
+///     .loss(Loss::Bce)
+///     .l1(1e-5)
+///     .build()
+///     .unwrap();
+/// assert_eq!(cfg.code_layer, 1);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ModelBuilder {
+    cfg: ModelConfig,
+    code: Option<usize>,
+    l1: Option<(f64, Option<usize>)>,
+    kl: Option<(f64, f64, Option<usize>)>,
+}
+
+impl ModelBuilder {
+    /// Starts a model on `input` features.
+    pub fn new(input: usize) -> ModelBuilder {
+        ModelBuilder {
+            cfg: ModelConfig {
+                input,
+                layers: Vec::new(),
+                code_layer: 0,
+                tied: false,
+                loss: Loss::Bce,
+                l1: None,
+                kl: None,
+                weight_decay: 0.0,
+                noise: Noise::None,
+                image: None,
+            },
+            code: None,
+            l1: None,
+            kl: None,
+        }
+    }
+
+    /// Adds an encoder layer before the code.
+    pub fn encoder(mut self, units: usize, act: Activation) -> Self {
+        self.cfg.layers.push(LayerSpec::dense(units, act));
+        self
+    }
+
+    /// Adds the code layer.
+    pub fn code(mut self, units: usize, act: Activation) -> Self {
+        self.code = Some(self.cfg.layers.len());
+        self.cfg.layers.push(LayerSpec::dense(units, act));
+        self
+    }
+
+    /// Adds a decoder layer after the code.
+    pub fn decoder(mut self, units: usize, act: Activation) -> Self {
+        self.cfg.layers.push(LayerSpec::dense(units, act));
+        self
+    }
+
+    /// Sets the loss.
+    pub fn loss(mut self, loss: Loss) -> Self {
+        self.cfg.loss = loss;
+        self
+    }
+
+    /// Ties decoder weights to encoder weights.
+    pub fn tied(mut self, tied: bool) -> Self {
+        self.cfg.tied = tied;
+        self
+    }
+
+    /// L1 activity penalty λ on the code.
+    pub fn l1(mut self, lambda: f64) -> Self {
+        self.l1 = Some((lambda, None));
+        self
+    }
+
+    /// L1 activity penalty λ on layer `layer`.
+    pub fn l1_on(mut self, lambda: f64, layer: usize) -> Self {
+        self.l1 = Some((lambda, Some(layer)));
+        self
+    }
+
+    /// KL sparsity penalty (target ρ, weight β) on the code.
+    pub fn kl(mut self, rho: f64, beta: f64) -> Self {
+        self.kl = Some((rho, beta, None));
+        self
+    }
+
+    /// KL sparsity penalty on layer `layer`.
+    pub fn kl_on(mut self, rho: f64, beta: f64, layer: usize) -> Self {
+        self.kl = Some((rho, beta, Some(layer)));
+        self
+    }
+
+    /// L2 weight decay λ.
+    pub fn weight_decay(mut self, lambda: f64) -> Self {
+        self.cfg.weight_decay = lambda;
+        self
+    }
+
+    /// Input corruption.
+    pub fn noise(mut self, noise: Noise) -> Self {
+        self.cfg.noise = noise;
+        self
+    }
+
+    /// Image shape of the input (channels, height, width).
+    pub fn image(mut self, c: usize, h: usize, w: usize) -> Self {
+        self.cfg.image = Some((c, h, w));
+        self
+    }
+
+    /// Validates and returns the configuration.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first impossible setting.
+    pub fn build(mut self) -> Result<ModelConfig> {
+        let code = match self.code {
+            Some(c) => c,
+            None => {
+                return Err(Error::config(
+                    "code_layer",
+                    "no code layer: call .code(units, act) between encoder and decoder layers",
+                ));
+            }
+        };
+        self.cfg.code_layer = code;
+        self.cfg.l1 = self.l1.map(|(lambda, layer)| L1Penalty {
+            lambda,
+            layer: layer.unwrap_or(code),
+        });
+        self.cfg.kl = self.kl.map(|(rho, beta, layer)| KlPenalty {
+            rho,
+            beta,
+            layer: layer.unwrap_or(code),
+        });
+        self.cfg.validate()?;
+        Ok(self.cfg)
+    }
+}
+
+fn finite_nonneg(field: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::config(
+            field,
+            format!("must be a finite number ≥ 0, got {v}"),
+        ))
+    }
+}
+
+impl ModelConfig {
+    /// Checks that the configuration describes a model that can be trained.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the offending field.
+    pub fn validate(&self) -> Result<()> {
+        const MAX_UNITS: usize = 1 << 24;
+        if self.input == 0 || self.input > MAX_UNITS {
+            return Err(Error::config(
+                "input",
+                format!("must be in 1..={MAX_UNITS}, got {}", self.input),
+            ));
+        }
+        if self.layers.len() < 2 {
+            return Err(Error::config(
+                "layers",
+                "an autoencoder needs at least a code layer and an output layer",
+            ));
+        }
+        let mut params: usize = 0;
+        let mut fan_in = self.input;
+        for (i, l) in self.layers.iter().enumerate() {
+            let u = l.units();
+            if u == 0 || u > MAX_UNITS {
+                return Err(Error::config(
+                    format!("layers[{i}].units"),
+                    format!("must be in 1..={MAX_UNITS}, got {u}"),
+                ));
+            }
+            if let Activation::LeakyRelu(s) = l.act()
+                && !(s.is_finite() && (0.0..1.0).contains(&s))
+            {
+                return Err(Error::config(
+                    format!("layers[{i}].activation"),
+                    format!("leaky_relu slope must be in [0, 1), got {s}"),
+                ));
+            }
+            params = fan_in
+                .checked_mul(u)
+                .and_then(|w| w.checked_add(u))
+                .and_then(|w| w.checked_add(params))
+                .filter(|&p| p <= 1 << 31)
+                .ok_or_else(|| {
+                    Error::config(
+                        "layers",
+                        "more than 2^31 parameters: too large to train here",
+                    )
+                })?;
+            fan_in = u;
+        }
+        let last = self.layers.len() - 1;
+        if self.layers[last].units() != self.input {
+            return Err(Error::config(
+                format!("layers[{last}].units"),
+                format!(
+                    "the output layer must reconstruct the {} inputs, got {} units",
+                    self.input,
+                    self.layers[last].units()
+                ),
+            ));
+        }
+        if self.code_layer >= last {
+            return Err(Error::config(
+                "code_layer",
+                format!(
+                    "must name a layer before the output layer (0..{last}), got {}",
+                    self.code_layer
+                ),
+            ));
+        }
+        if self.loss == Loss::Bce && self.layers[last].act() != Activation::Sigmoid {
+            return Err(Error::config(
+                format!("layers[{last}].activation"),
+                format!(
+                    "binary cross-entropy needs a sigmoid output layer, got {}; use sigmoid or the mse loss",
+                    self.layers[last].act().name()
+                ),
+            ));
+        }
+        if self.tied {
+            let n = self.layers.len();
+            if n % 2 != 0 || self.code_layer + 1 != n / 2 {
+                return Err(Error::config(
+                    "tied",
+                    "tied weights need a mirrored stack: as many decoder layers as encoder layers (code included)",
+                ));
+            }
+            for i in 0..n / 2 {
+                let fan_in_i = if i == 0 {
+                    self.input
+                } else {
+                    self.layers[i - 1].units()
+                };
+                let mirror = n - 1 - i;
+                let fan_in_m = self.layers[mirror - 1].units();
+                if self.layers[mirror].units() != fan_in_i || fan_in_m != self.layers[i].units() {
+                    return Err(Error::config(
+                        "tied",
+                        format!(
+                            "layer {mirror} does not mirror layer {i}: their weights cannot be tied"
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(p) = self.l1 {
+            finite_nonneg("l1.lambda", p.lambda)?;
+            if p.layer >= last {
+                return Err(Error::config(
+                    "l1.layer",
+                    format!("must be a hidden layer (0..{last}), got {}", p.layer),
+                ));
+            }
+        }
+        if let Some(p) = self.kl {
+            finite_nonneg("kl.beta", p.beta)?;
+            if !(p.rho > 0.0 && p.rho < 1.0) {
+                return Err(Error::config(
+                    "kl.rho",
+                    format!("the target activation must be in (0, 1), got {}", p.rho),
+                ));
+            }
+            if p.layer >= last {
+                return Err(Error::config(
+                    "kl.layer",
+                    format!("must be a hidden layer (0..{last}), got {}", p.layer),
+                ));
+            }
+            let act = self.layers[p.layer].act();
+            if act != Activation::Sigmoid {
+                return Err(Error::config(
+                    format!("layers[{}].activation", p.layer),
+                    format!(
+                        "the KL sparsity penalty needs activations in (0, 1) (sigmoid), got {}; use the l1 penalty for {} codes",
+                        act.name(),
+                        act.name()
+                    ),
+                ));
+            }
+        }
+        finite_nonneg("weight_decay", self.weight_decay)?;
+        match self.noise {
+            Noise::None => {}
+            Noise::Gaussian { std } => finite_nonneg("noise.std", std)?,
+            Noise::Masking { p } => {
+                if !(p.is_finite() && (0.0..1.0).contains(&p)) {
+                    return Err(Error::config(
+                        "noise.p",
+                        format!("the masked fraction must be in [0, 1), got {p}"),
+                    ));
+                }
+            }
+        }
+        if let Some((c, h, w)) = self.image
+            && c.checked_mul(h).and_then(|v| v.checked_mul(w)) != Some(self.input)
+        {
+            return Err(Error::config(
+                "image",
+                format!("{c}×{h}×{w} does not match the {} inputs", self.input),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Width of the output of layer `l`.
+    pub fn width(&self, l: usize) -> usize {
+        self.layers[l].units()
+    }
+
+    /// Width of the input of layer `l`.
+    pub fn fan_in(&self, l: usize) -> usize {
+        if l == 0 {
+            self.input
+        } else {
+            self.layers[l - 1].units()
+        }
+    }
+
+    /// For tied models, the encoder layer whose weight layer `l` uses
+    /// (transposed); `None` if layer `l` owns its weight.
+    pub fn tied_to(&self, l: usize) -> Option<usize> {
+        let n = self.layers.len();
+        (self.tied && l >= n / 2).then(|| n - 1 - l)
+    }
+}

@@ -1,0 +1,13 @@
+//! Autoencoder models: configuration, parameters, layers, losses, penalties.
+
+pub mod config;
+pub mod dense;
+pub mod model;
+pub mod noise;
+pub mod params;
+pub mod sparsity;
+
+pub use config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelBuilder, ModelConfig, Noise};
+pub use model::{Autoencoder, LossParts, Workspace};
+pub use noise::apply_noise;
+pub use params::{ParamInfo, ParamKind, ParamLayout};

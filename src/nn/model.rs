@@ -1,0 +1,360 @@
+//! The autoencoder: parameters, a preallocated workspace, forward and backward.
+
+use super::config::{Loss, ModelConfig};
+use super::dense::{WeightUse, dense_backward, dense_forward};
+use super::params::{ParamKind, ParamLayout, init_params};
+use super::sparsity::{kl_penalty, l1_penalty};
+use crate::error::{Error, Result};
+use crate::kernels::{Activation, Real};
+
+/// The loss of one batch and its parts (all f64).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LossParts {
+    /// Reconstruction loss (BCE or MSE, mean over batch and features).
+    pub recon: f64,
+    /// L1 activity penalty.
+    pub l1: f64,
+    /// KL sparsity penalty.
+    pub kl: f64,
+    /// L2 weight decay.
+    pub l2: f64,
+}
+
+impl LossParts {
+    /// The objective: the sum of the parts.
+    pub fn total(&self) -> f64 {
+        self.recon + self.l1 + self.kl + self.l2
+    }
+}
+
+/// Everything a forward and backward pass writes, allocated once per batch
+/// size: each layer's output `h` (the logits `z` for a sigmoid+BCE output
+/// layer), the gradients with respect to them, and the KL scratch.
+#[derive(Clone, Debug)]
+pub struct Workspace<T> {
+    batch: usize,
+    /// Output of each layer, `(batch, units)`.
+    pub h: Vec<Vec<T>>,
+    dh: Vec<Vec<T>>,
+    rho_hat: Vec<T>,
+    kl_g: Vec<T>,
+}
+
+impl<T: Real> Workspace<T> {
+    /// A workspace for `cfg` at batch size `batch`.
+    pub fn new(cfg: &ModelConfig, batch: usize) -> Workspace<T> {
+        let h: Vec<Vec<T>> = cfg
+            .layers
+            .iter()
+            .map(|l| vec![T::ZERO; batch * l.units()])
+            .collect();
+        let kl_units = cfg.kl.map_or(0, |k| cfg.width(k.layer));
+        Workspace {
+            batch,
+            dh: h.clone(),
+            h,
+            rho_hat: vec![T::ZERO; kl_units],
+            kl_g: vec![T::ZERO; kl_units],
+        }
+    }
+
+    /// The batch size this workspace holds.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// ρ̂ of the KL layer from the last forward pass with a KL penalty.
+    pub fn rho_hat(&self) -> &[T] {
+        &self.rho_hat
+    }
+}
+
+/// A dense autoencoder with its parameters in one flat buffer.
+#[derive(Clone, Debug)]
+pub struct Autoencoder<T> {
+    cfg: ModelConfig,
+    layout: ParamLayout,
+    /// The flat parameter buffer (see [`ParamLayout`]).
+    pub params: Vec<T>,
+}
+
+impl<T: Real> Autoencoder<T> {
+    /// A model with fresh Glorot-uniform weights drawn from `seed`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the configuration is invalid.
+    pub fn new(cfg: ModelConfig, seed: u64) -> Result<Autoencoder<T>> {
+        cfg.validate()?;
+        let layout = ParamLayout::new(&cfg);
+        let params = init_params(&layout, seed);
+        Ok(Autoencoder {
+            cfg,
+            layout,
+            params,
+        })
+    }
+
+    /// A model with the given flat parameters.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid configuration, [`Error::Shape`] if the
+    /// buffer does not have the layout's length.
+    pub fn with_params(cfg: ModelConfig, params: Vec<T>) -> Result<Autoencoder<T>> {
+        cfg.validate()?;
+        let layout = ParamLayout::new(&cfg);
+        if params.len() != layout.len {
+            return Err(Error::shape(
+                "Autoencoder::with_params",
+                format!("{} parameters", layout.len),
+                format!("{}", params.len()),
+            ));
+        }
+        Ok(Autoencoder {
+            cfg,
+            layout,
+            params,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The parameter layout.
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// A workspace for this model at batch size `batch`.
+    pub fn workspace(&self, batch: usize) -> Workspace<T> {
+        Workspace::new(&self.cfg, batch)
+    }
+
+    /// The same model in another float type (values converted by rounding).
+    pub fn cast<U: Real>(&self) -> Autoencoder<U> {
+        Autoencoder {
+            cfg: self.cfg.clone(),
+            layout: self.layout.clone(),
+            params: self
+                .params
+                .iter()
+                .map(|v| U::from_f64(v.to_f64()))
+                .collect(),
+        }
+    }
+
+    /// Whether the last layer stores logits (sigmoid output trained with BCE).
+    fn logits_out(&self) -> bool {
+        self.cfg.loss == Loss::Bce
+    }
+
+    fn weight_use(&self, l: usize) -> WeightUse {
+        if self.cfg.tied_to(l).is_some() {
+            WeightUse::Tied
+        } else {
+            WeightUse::Own
+        }
+    }
+
+    fn check_batch(&self, ws: &Workspace<T>, x: &[T], what: &'static str) -> Result<()> {
+        let want = ws.batch * self.cfg.input;
+        if x.len() != want || ws.h.len() != self.cfg.layers.len() {
+            return Err(Error::shape(
+                what,
+                format!("{} × {} = {want} values", ws.batch, self.cfg.input),
+                format!("{}", x.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Forward pass of a batch `input: (batch, in)` into `ws.h`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if `input` does not hold `ws.batch()` samples.
+    pub fn forward(&self, ws: &mut Workspace<T>, input: &[T]) -> Result<()> {
+        self.check_batch(ws, input, "Autoencoder::forward")?;
+        let last = self.cfg.layers.len() - 1;
+        for l in 0..=last {
+            let mut act = self.cfg.layers[l].act();
+            if l == last && self.logits_out() {
+                act = Activation::Linear;
+            }
+            let (before, rest) = ws.h.split_at_mut(l);
+            let x: &[T] = if l == 0 { input } else { &before[l - 1] };
+            dense_forward(
+                &mut rest[0],
+                x,
+                &self.params[self.layout.weight(l).range()],
+                &self.params[self.layout.bias(l).range()],
+                ws.batch,
+                self.cfg.fan_in(l),
+                self.cfg.width(l),
+                act,
+                self.weight_use(l),
+            );
+        }
+        Ok(())
+    }
+
+    /// The reconstruction x̂ of the last forward pass, `(batch, in)`, written
+    /// into `out` (applies the sigmoid to stored logits).
+    pub fn reconstruction(&self, ws: &Workspace<T>, out: &mut [T]) {
+        let last = ws.h.len() - 1;
+        out.copy_from_slice(&ws.h[last]);
+        if self.logits_out() {
+            T::act_forward(Activation::Sigmoid, out);
+        }
+    }
+
+    /// The code (output of the code layer) of the last forward pass.
+    pub fn code<'w>(&self, ws: &'w Workspace<T>) -> &'w [T] {
+        &ws.h[self.cfg.code_layer]
+    }
+
+    /// Forward pass, loss, and — when `grads` is given — the backward pass.
+    ///
+    /// `input` is what the model sees (possibly corrupted), `target` the clean
+    /// batch to reconstruct, both `(batch, in)`. Gradients are written into
+    /// `grads` (same layout as the parameters), overwriting it.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if a buffer has the wrong length.
+    pub fn loss_and_grad(
+        &self,
+        ws: &mut Workspace<T>,
+        input: &[T],
+        target: &[T],
+        grads: Option<&mut [T]>,
+    ) -> Result<LossParts> {
+        self.check_batch(ws, target, "Autoencoder::loss_and_grad (target)")?;
+        if let Some(g) = &grads
+            && g.len() != self.params.len()
+        {
+            return Err(Error::shape(
+                "Autoencoder::loss_and_grad (grads)",
+                format!("{} values", self.params.len()),
+                format!("{}", g.len()),
+            ));
+        }
+        self.forward(ws, input)?;
+        let cfg = &self.cfg;
+        let (b, last) = (ws.batch, cfg.layers.len() - 1);
+        let want_grad = grads.is_some();
+        let inv_n = T::from_f64(1.0 / (b * cfg.input) as f64);
+        let mut parts = LossParts::default();
+
+        // Output layer: ∂L/∂z.
+        {
+            let dz = want_grad.then_some(&mut ws.dh[last][..]);
+            let h = &ws.h[last];
+            parts.recon = match cfg.loss {
+                Loss::Bce => T::bce_logits(h, target, dz, inv_n),
+                Loss::Mse => T::sq_err(h, target, dz, inv_n),
+            } * inv_n.to_f64();
+            if cfg.loss == Loss::Mse && want_grad {
+                T::act_backward(cfg.layers[last].act(), h, &mut ws.dh[last]);
+            }
+        }
+        // Penalties on hidden layers (value always; gradient into dh when training).
+        // The penalties' gradients are added to dh of their layer during the
+        // backward pass, after the layer above has written it.
+        if let Some(p) = cfg.l1 {
+            parts.l1 = l1_penalty(&ws.h[p.layer], None, b, p.lambda);
+        }
+        if let Some(p) = cfg.kl {
+            parts.kl = kl_penalty(
+                &ws.h[p.layer],
+                None,
+                b,
+                cfg.width(p.layer),
+                p.rho,
+                p.beta,
+                &mut ws.rho_hat,
+                &mut ws.kl_g,
+            );
+        }
+        if cfg.weight_decay > 0.0 {
+            let s: f64 = self
+                .layout
+                .tensors
+                .iter()
+                .filter(|t| t.kind == ParamKind::Weight)
+                .map(|t| T::sum_sq(&self.params[t.range()]))
+                .sum();
+            parts.l2 = cfg.weight_decay * s;
+        }
+        let Some(grads) = grads else {
+            return Ok(parts);
+        };
+
+        for l in (0..=last).rev() {
+            if l != last {
+                if let Some(p) = cfg.l1
+                    && p.layer == l
+                {
+                    l1_penalty(&ws.h[l], Some(&mut ws.dh[l]), b, p.lambda);
+                }
+                if let Some(p) = cfg.kl
+                    && p.layer == l
+                {
+                    // ρ̂ and the per-unit gradient were computed in the forward part.
+                    T::bias_add(&mut ws.dh[l], cfg.width(l), &ws.kl_g);
+                }
+                T::act_backward(cfg.layers[l].act(), &ws.h[l], &mut ws.dh[l]);
+            }
+            let w_info = self.layout.weight(l);
+            let b_info = self.layout.bias(l);
+            let use_ = self.weight_use(l);
+            // A tied encoder weight already holds its decoder mirror's gradient.
+            let accumulate = use_ == WeightUse::Own
+                && cfg.tied
+                && cfg.tied_to(cfg.layers.len() - 1 - l).is_some();
+            let (dw, db) = split_two(grads, w_info.range(), b_info.range());
+            let (dh_below, dh_rest) = ws.dh.split_at_mut(l);
+            let x: &[T] = if l == 0 { input } else { &ws.h[l - 1] };
+            dense_backward(
+                dw,
+                db,
+                dh_below.last_mut().map(|v| &mut v[..]),
+                &dh_rest[0],
+                x,
+                &self.params[w_info.range()],
+                b,
+                cfg.fan_in(l),
+                cfg.width(l),
+                use_,
+                accumulate,
+            );
+        }
+        if cfg.weight_decay > 0.0 {
+            let two_l = T::from_f64(2.0 * cfg.weight_decay);
+            for t in self
+                .layout
+                .tensors
+                .iter()
+                .filter(|t| t.kind == ParamKind::Weight)
+            {
+                T::axpy(two_l, &self.params[t.range()], &mut grads[t.range()]);
+            }
+        }
+        Ok(parts)
+    }
+}
+
+/// Two disjoint mutable sub-slices of one buffer.
+fn split_two<T>(
+    buf: &mut [T],
+    a: std::ops::Range<usize>,
+    b: std::ops::Range<usize>,
+) -> (&mut [T], &mut [T]) {
+    if a.start < b.start {
+        let (lo, hi) = buf.split_at_mut(b.start);
+        (&mut lo[a], &mut hi[..b.end - b.start])
+    } else {
+        let (lo, hi) = buf.split_at_mut(a.start);
+        let (bs, be) = (b.start, b.end);
+        (&mut hi[..a.end - a.start], &mut lo[bs..be])
+    }
+}

@@ -1,0 +1,168 @@
+//! The parameter layout: one flat buffer, a table of named tensors.
+//!
+//! Names and shapes are those of a PyTorch `nn.Sequential` state dict
+//! (`encoder.0.weight` as `[out, in]`, `encoder.0.bias`, `decoder.0.weight`,
+//! …), so a saved model loads into PyTorch unchanged. Gradients and optimizer
+//! moments share the layout, so an optimizer update is one pass over flat
+//! slices.
+
+use super::config::ModelConfig;
+use crate::kernels::{Activation, Real};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Uniform};
+
+/// Whether a tensor is a weight or a bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A weight matrix `(out, in)`.
+    Weight,
+    /// A bias vector `(out,)`.
+    Bias,
+}
+
+/// One named tensor inside the flat buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamInfo {
+    /// PyTorch state-dict name.
+    pub name: String,
+    /// Shape (`[out, in]` or `[out]`).
+    pub shape: Vec<usize>,
+    /// First element in the flat buffer.
+    pub offset: usize,
+    /// Weight or bias.
+    pub kind: ParamKind,
+    /// The layer that owns the tensor.
+    pub layer: usize,
+}
+
+impl ParamInfo {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element range in the flat buffer.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.len()
+    }
+}
+
+/// Where each layer finds its weight and bias.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamLayout {
+    /// Every tensor, in layer order (weight then bias).
+    pub tensors: Vec<ParamInfo>,
+    /// Index into `tensors` of the weight each layer uses (a tied decoder
+    /// layer points at its encoder mirror's weight).
+    pub weight_of: Vec<usize>,
+    /// Index into `tensors` of each layer's bias.
+    pub bias_of: Vec<usize>,
+    /// Total elements.
+    pub len: usize,
+}
+
+/// The `nn.Sequential` module name and index of every layer:
+/// `("encoder", 0)`, `("encoder", 2)`, … An activation other than linear
+/// occupies the next index, as a PyTorch activation module would.
+pub fn module_names(cfg: &ModelConfig) -> Vec<(&'static str, usize)> {
+    let mut out = Vec::with_capacity(cfg.layers.len());
+    let (mut enc, mut dec) = (0usize, 0usize);
+    for (l, spec) in cfg.layers.iter().enumerate() {
+        let (part, idx) = if l <= cfg.code_layer {
+            ("encoder", &mut enc)
+        } else {
+            ("decoder", &mut dec)
+        };
+        out.push((part, *idx));
+        *idx += if spec.act() == Activation::Linear {
+            1
+        } else {
+            2
+        };
+    }
+    out
+}
+
+impl ParamLayout {
+    /// The layout of a (validated) configuration.
+    pub fn new(cfg: &ModelConfig) -> ParamLayout {
+        let names = module_names(cfg);
+        let mut tensors = Vec::new();
+        let mut weight_of = vec![0; cfg.layers.len()];
+        let mut bias_of = vec![0; cfg.layers.len()];
+        let mut offset = 0;
+        for l in 0..cfg.layers.len() {
+            let (part, idx) = names[l];
+            let (out, inp) = (cfg.width(l), cfg.fan_in(l));
+            if let Some(mirror) = cfg.tied_to(l) {
+                weight_of[l] = weight_of[mirror];
+            } else {
+                weight_of[l] = tensors.len();
+                tensors.push(ParamInfo {
+                    name: format!("{part}.{idx}.weight"),
+                    shape: vec![out, inp],
+                    offset,
+                    kind: ParamKind::Weight,
+                    layer: l,
+                });
+                offset += out * inp;
+            }
+            bias_of[l] = tensors.len();
+            tensors.push(ParamInfo {
+                name: format!("{part}.{idx}.bias"),
+                shape: vec![out],
+                offset,
+                kind: ParamKind::Bias,
+                layer: l,
+            });
+            offset += out;
+        }
+        ParamLayout {
+            tensors,
+            weight_of,
+            bias_of,
+            len: offset,
+        }
+    }
+
+    /// The tensor called `name`.
+    pub fn find(&self, name: &str) -> Option<&ParamInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// Layer `l`'s weight tensor.
+    pub fn weight(&self, l: usize) -> &ParamInfo {
+        &self.tensors[self.weight_of[l]]
+    }
+
+    /// Layer `l`'s bias tensor.
+    pub fn bias(&self, l: usize) -> &ParamInfo {
+        &self.tensors[self.bias_of[l]]
+    }
+}
+
+/// Fresh parameters: weights Glorot-uniform (Keras' default
+/// `glorot_uniform`: U(−√(6/(in+out)), √(6/(in+out)))), biases zero.
+///
+/// Draws are made in f64 from `seed`, so an f32 and an f64 model built from
+/// the same seed start from the same values up to rounding.
+pub fn init_params<T: Real>(layout: &ParamLayout, seed: u64) -> Vec<T> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut data = vec![T::ZERO; layout.len];
+    for t in &layout.tensors {
+        if t.kind == ParamKind::Weight {
+            let limit = (6.0 / (t.shape[0] + t.shape[1]) as f64).sqrt();
+            let dist = Uniform::new_inclusive(-limit, limit).expect("finite limit");
+            for v in &mut data[t.range()] {
+                *v = T::from_f64(dist.sample(&mut rng));
+            }
+        }
+    }
+    data
+}

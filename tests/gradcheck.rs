@@ -1,0 +1,321 @@
+//! Finite-difference checks of every layer, loss and penalty, in f64
+//! (tolerance 1e-6), and a check that the checker catches wrong gradients.
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use sparse_ae::gradcheck::{CheckOptions, Report, check_fn, check_model, kink_fingerprint};
+use sparse_ae::kernels::Activation;
+use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, ModelConfig, Noise, apply_noise};
+
+const INPUT: usize = 10;
+const BATCH: usize = 5;
+
+fn batch(seed: u64) -> Vec<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..INPUT * BATCH).map(|_| rng.random::<f64>()).collect()
+}
+
+fn model_cfg(act: Activation, loss: Loss, out: Activation) -> ModelBuilder {
+    ModelBuilder::new(INPUT)
+        .encoder(7, act)
+        .code(4, act)
+        .decoder(7, act)
+        .decoder(INPUT, out)
+        .loss(loss)
+}
+
+/// A model with Glorot weights and small random biases (zero biases put
+/// every pre-activation fed by an all-zero ReLU code exactly on the kink).
+fn model(cfg: ModelConfig, seed: u64) -> Autoencoder<f64> {
+    let mut model = Autoencoder::<f64>::new(cfg, seed).unwrap();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xb1a5);
+    for l in 0..model.config().layers.len() {
+        let r = model.layout().bias(l).range();
+        for v in &mut model.params[r] {
+            *v = rng.random_range(-0.2..0.2);
+        }
+    }
+    model
+}
+
+fn check(cfg: ModelConfig, seed: u64) -> Report {
+    let model = model(cfg, seed);
+    let x = batch(seed + 100);
+    check_model(&model, &x, &x, BATCH, &CheckOptions::default()).unwrap()
+}
+
+/// Passes, and most sampled entries were really checked (not skipped at a kink).
+fn assert_pass(what: &str, r: &Report) {
+    assert!(r.passed(), "{what}:\n{r}");
+    assert!(r.max_rel_err() < 1e-6, "{what}:\n{r}");
+    for t in &r.tensors {
+        assert!(
+            t.checked >= 1 && t.skipped * 4 <= t.checked + t.skipped,
+            "{what}: too few entries of {} checked:\n{r}",
+            t.name
+        );
+    }
+}
+
+const ACTS: [Activation; 5] = [
+    Activation::Relu,
+    Activation::LeakyRelu(0.1),
+    Activation::Sigmoid,
+    Activation::Tanh,
+    Activation::Linear,
+];
+
+#[test]
+fn every_activation_loss_and_penalty() {
+    let mut n = 0;
+    for (ai, act) in ACTS.into_iter().enumerate() {
+        for loss in [Loss::Bce, Loss::Mse] {
+            let out = if loss == Loss::Bce {
+                Activation::Sigmoid
+            } else {
+                act
+            };
+            let mut variants: Vec<(&str, ModelBuilder)> = vec![
+                ("plain", model_cfg(act, loss, out)),
+                ("l1", model_cfg(act, loss, out).l1(0.05)),
+                ("l2", model_cfg(act, loss, out).weight_decay(0.01)),
+                (
+                    "l1+l2",
+                    model_cfg(act, loss, out).l1(0.02).weight_decay(0.003),
+                ),
+            ];
+            if act == Activation::Sigmoid {
+                variants.push(("kl", model_cfg(act, loss, out).kl(0.1, 3.0)));
+                variants.push((
+                    "kl+l1+l2",
+                    model_cfg(act, loss, out)
+                        .kl(0.05, 0.5)
+                        .l1(0.01)
+                        .weight_decay(0.001),
+                ));
+            }
+            for (name, b) in variants {
+                let r = check(b.build().unwrap(), 7 + ai as u64);
+                assert_pass(&format!("{} / {loss:?} / {name}", act.name()), &r);
+                n += 1;
+            }
+        }
+    }
+    assert_eq!(n, 5 * 2 * 4 + 2 * 2);
+}
+
+#[test]
+fn l1_on_an_encoder_layer_and_kl_on_a_decoder_layer() {
+    let cfg = model_cfg(Activation::Sigmoid, Loss::Bce, Activation::Sigmoid)
+        .l1_on(0.03, 0)
+        .kl_on(0.2, 1.0, 2)
+        .build()
+        .unwrap();
+    assert_pass("l1 on layer 0, kl on layer 2", &check(cfg, 3));
+}
+
+#[test]
+fn tied_weights() {
+    for act in ACTS {
+        let cfg = model_cfg(act, Loss::Bce, Activation::Sigmoid)
+            .tied(true)
+            .l1(0.01)
+            .weight_decay(0.01)
+            .build()
+            .unwrap();
+        let model = Autoencoder::<f64>::new(cfg.clone(), 5).unwrap();
+        // Tied: two weights fewer than untied.
+        assert_eq!(model.layout().tensors.len(), 6);
+        assert_pass(&format!("tied {}", act.name()), &check(cfg, 5));
+    }
+}
+
+#[test]
+fn shallow_and_overcomplete() {
+    let shallow = ModelBuilder::new(INPUT)
+        .code(3, Activation::Relu)
+        .decoder(INPUT, Activation::Sigmoid)
+        .l1(0.01)
+        .build()
+        .unwrap();
+    assert_pass("shallow", &check(shallow, 1));
+    let over = ModelBuilder::new(INPUT)
+        .code(25, Activation::Sigmoid)
+        .decoder(INPUT, Activation::Sigmoid)
+        .kl(0.05, 3.0)
+        .build()
+        .unwrap();
+    assert_pass("overcomplete kl", &check(over, 2));
+}
+
+#[test]
+fn leaky_relu_near_zero() {
+    let cfg = model_cfg(Activation::LeakyRelu(0.2), Loss::Mse, Activation::Linear)
+        .build()
+        .unwrap();
+    let mut model = Autoencoder::<f64>::new(cfg, 11).unwrap();
+    // Small first-layer weights put its pre-activations within ~0.1 of zero,
+    // on both sides (but far from zero compared with the step h = 1e-4).
+    let w0 = model.layout().weight(0).range();
+    for p in model.params[w0].iter_mut() {
+        *p *= 0.1;
+    }
+    let x = batch(12);
+    let mut ws = model.workspace(BATCH);
+    model.forward(&mut ws, &x).unwrap();
+    let h0 = &ws.h[0];
+    assert!(
+        h0.iter().all(|v| v.abs() < 0.3),
+        "pre-activations are not near zero"
+    );
+    assert!(h0.iter().any(|&v| v < 0.0) && h0.iter().any(|&v| v > 0.0));
+    let r = check_model(&model, &x, &x, BATCH, &CheckOptions::default()).unwrap();
+    assert_pass("leaky relu near 0", &r);
+}
+
+#[test]
+fn kl_with_rho_hat_near_zero_and_one() {
+    for (bias, lo, hi) in [(-5.0, 0.0, 0.03), (5.0, 0.97, 1.0)] {
+        let cfg = ModelBuilder::new(INPUT)
+            .code(6, Activation::Sigmoid)
+            .decoder(INPUT, Activation::Sigmoid)
+            .kl(0.1, 3.0)
+            .build()
+            .unwrap();
+        let mut model = Autoencoder::<f64>::new(cfg, 4).unwrap();
+        let b = model.layout().bias(0).range();
+        model.params[b].iter_mut().for_each(|v| *v = bias);
+        let x = batch(9);
+        let mut ws = model.workspace(BATCH);
+        model.loss_and_grad(&mut ws, &x, &x, None).unwrap();
+        assert!(
+            ws.rho_hat().iter().all(|&r| r > lo && r < hi),
+            "rho_hat {:?} not in ({lo}, {hi})",
+            ws.rho_hat()
+        );
+        let r = check_model(&model, &x, &x, BATCH, &CheckOptions::default()).unwrap();
+        assert_pass(&format!("kl with code bias {bias}"), &r);
+    }
+}
+
+#[test]
+fn denoising_with_fixed_noise() {
+    for noise in [Noise::Gaussian { std: 0.5 }, Noise::Masking { p: 0.3 }] {
+        let cfg = model_cfg(Activation::Relu, Loss::Bce, Activation::Sigmoid)
+            .noise(noise)
+            .build()
+            .unwrap();
+        let model = Autoencoder::<f64>::new(cfg, 21).unwrap();
+        let clean = batch(22);
+        let mut noisy = vec![0.0; clean.len()];
+        apply_noise(noise, &mut StdRng::seed_from_u64(1), &clean, &mut noisy);
+        assert_ne!(noisy, clean);
+        assert!(noisy.iter().all(|v| (0.0..=1.0).contains(v)));
+        let r = check_model(&model, &noisy, &clean, BATCH, &CheckOptions::default()).unwrap();
+        assert_pass(&format!("denoising {noise:?}"), &r);
+    }
+}
+
+/// A wrong gradient must fail: a bias gradient off by 0.1 %, and a gradient
+/// that forgets the L1 penalty.
+#[test]
+fn checker_catches_wrong_gradients() {
+    let cfg = model_cfg(Activation::Relu, Loss::Bce, Activation::Sigmoid)
+        .l1(0.05)
+        .build()
+        .unwrap();
+    let model = Autoencoder::<f64>::new(cfg.clone(), 3).unwrap();
+    let x = batch(4);
+    let mut ws = model.workspace(BATCH);
+    let mut grads = vec![0.0; model.params.len()];
+    model
+        .loss_and_grad(&mut ws, &x, &x, Some(&mut grads))
+        .unwrap();
+    let layout = model.layout().clone();
+    let loss = |p: &[f64]| {
+        let m = Autoencoder::with_params(cfg.clone(), p.to_vec()).unwrap();
+        let mut ws = m.workspace(BATCH);
+        let l = m.loss_and_grad(&mut ws, &x, &x, None).unwrap().total();
+        (l, kink_fingerprint(&m, &ws))
+    };
+    let opts = CheckOptions::default();
+
+    let good = check_fn(&layout, &mut model.params.clone(), &grads, loss, &opts);
+    assert_pass("unmodified", &good);
+
+    let mut scaled = grads.clone();
+    let b = layout.bias(1).range();
+    scaled[b].iter_mut().for_each(|g| *g *= 1.001);
+    let bad = check_fn(&layout, &mut model.params.clone(), &scaled, loss, &opts);
+    assert!(
+        !bad.passed(),
+        "a 0.1% error in a bias gradient went unnoticed:\n{bad}"
+    );
+    let row = bad
+        .tensors
+        .iter()
+        .find(|t| t.name == "encoder.2.bias")
+        .unwrap();
+    assert!(row.max_rel_err > 5e-4, "{bad}");
+
+    let no_l1 = Autoencoder::<f64>::with_params(
+        ModelBuilder::new(INPUT)
+            .encoder(7, Activation::Relu)
+            .code(4, Activation::Relu)
+            .decoder(7, Activation::Relu)
+            .decoder(INPUT, Activation::Sigmoid)
+            .build()
+            .unwrap(),
+        model.params.clone(),
+    )
+    .unwrap();
+    let mut wrong = vec![0.0; grads.len()];
+    no_l1
+        .loss_and_grad(&mut ws, &x, &x, Some(&mut wrong))
+        .unwrap();
+    let bad = check_fn(&layout, &mut model.params.clone(), &wrong, loss, &opts);
+    assert!(
+        !bad.passed(),
+        "a gradient without the L1 term went unnoticed:\n{bad}"
+    );
+}
+
+/// The f32 model on the dispatched kernels computes the same gradient as the
+/// f64 model, to f32 accuracy: max |g32 − g64| ≤ 1e-4·max|g64| per tensor.
+#[test]
+fn f32_gradient_matches_f64() {
+    let cfg = model_cfg(Activation::Sigmoid, Loss::Bce, Activation::Sigmoid)
+        .kl(0.1, 3.0)
+        .l1(0.01)
+        .weight_decay(0.001)
+        .build()
+        .unwrap();
+    let m64 = Autoencoder::<f64>::new(cfg, 8).unwrap();
+    let m32 = m64.cast::<f32>();
+    let x64 = batch(5);
+    let x32: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+    let (mut g64, mut g32) = (
+        vec![0.0f64; m64.params.len()],
+        vec![0.0f32; m64.params.len()],
+    );
+    let l64 = m64
+        .loss_and_grad(&mut m64.workspace(BATCH), &x64, &x64, Some(&mut g64))
+        .unwrap();
+    let l32 = m32
+        .loss_and_grad(&mut m32.workspace(BATCH), &x32, &x32, Some(&mut g32))
+        .unwrap();
+    assert!((l64.total() - l32.total()).abs() <= 1e-5 * l64.total());
+    for t in &m64.layout().tensors {
+        let scale = g64[t.range()].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for k in t.range() {
+            assert!(
+                (g32[k] as f64 - g64[k]).abs() <= 1e-4 * scale,
+                "{}[{}]: f32 {} vs f64 {}",
+                t.name,
+                k - t.offset,
+                g32[k],
+                g64[k]
+            );
+        }
+    }
+}
