@@ -186,8 +186,8 @@ pub fn check_fn(
             } else {
                 (a - numeric).abs() / denom
             };
-            // `!(err <= max)` also records NaN.
-            if !(err <= row.max_rel_err) {
+            // NaN is recorded as the worst error.
+            if err.is_nan() || err > row.max_rel_err {
                 row.max_rel_err = err;
                 row.worst = (i, a, numeric);
             }

@@ -357,7 +357,7 @@ impl ModelConfig {
         }
         if self.tied {
             let n = self.layers.len();
-            if n % 2 != 0 || self.code_layer + 1 != n / 2 {
+            if !n.is_multiple_of(2) || self.code_layer + 1 != n / 2 {
                 return Err(Error::config(
                     "tied",
                     "tied weights need a mirrored stack: as many decoder layers as encoder layers (code included)",
