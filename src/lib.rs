@@ -25,5 +25,7 @@ pub mod gradcheck;
 pub mod kernels;
 pub mod nn;
 pub mod optim;
+pub mod rng;
+pub mod train;
 
 pub use error::{Error, Result};

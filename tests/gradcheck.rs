@@ -69,7 +69,7 @@ const ACTS: [Activation; 5] = [
 fn every_activation_loss_and_penalty() {
     let mut n = 0;
     for (ai, act) in ACTS.into_iter().enumerate() {
-        for loss in [Loss::Bce, Loss::Mse] {
+        for loss in [Loss::Bce, Loss::Mse, Loss::Sse] {
             let out = if loss == Loss::Bce {
                 Activation::Sigmoid
             } else {
@@ -101,7 +101,7 @@ fn every_activation_loss_and_penalty() {
             }
         }
     }
-    assert_eq!(n, 5 * 2 * 4 + 2 * 2);
+    assert_eq!(n, 5 * 3 * 4 + 3 * 2);
 }
 
 #[test]
@@ -208,7 +208,7 @@ fn denoising_with_fixed_noise() {
         let model = Autoencoder::<f64>::new(cfg, 21).unwrap();
         let clean = batch(22);
         let mut noisy = vec![0.0; clean.len()];
-        apply_noise(noise, &mut StdRng::seed_from_u64(1), &clean, &mut noisy);
+        apply_noise(noise, &mut sparse_ae::rng::Rng::new(1), &clean, &mut noisy);
         assert_ne!(noisy, clean);
         assert!(noisy.iter().all(|v| (0.0..=1.0).contains(v)));
         let r = check_model(&model, &noisy, &clean, BATCH, &CheckOptions::default()).unwrap();

@@ -46,6 +46,36 @@ pub enum Loss {
     Bce,
     /// Mean squared error over features and batch: L = 1/(B·D) Σ (x̂ − x)².
     Mse,
+    /// The squared error of UFLDL's sparse autoencoder: half the squared
+    /// norm, summed over features, mean over the batch: L = 1/B Σ ½‖x̂ − x‖².
+    Sse,
+}
+
+impl Loss {
+    /// The loss's name in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::Bce => "bce",
+            Loss::Mse => "mse",
+            Loss::Sse => "sse",
+        }
+    }
+
+    /// Parses `bce`, `mse` or `sse`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for another name.
+    pub fn from_name(s: &str) -> Result<Loss> {
+        match s {
+            "bce" | "binary_crossentropy" => Ok(Loss::Bce),
+            "mse" => Ok(Loss::Mse),
+            "sse" => Ok(Loss::Sse),
+            _ => Err(Error::config(
+                "loss",
+                format!("unknown loss `{s}` (bce, mse or sse)"),
+            )),
+        }
+    }
 }
 
 /// The L1 activity penalty (Keras `activity_regularizer=l1(λ)`):

@@ -5,9 +5,11 @@ pub mod dense;
 pub mod model;
 pub mod noise;
 pub mod params;
+pub mod presets;
 pub mod sparsity;
 
 pub use config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelBuilder, ModelConfig, Noise};
 pub use model::{Autoencoder, LossParts, Workspace};
 pub use noise::apply_noise;
 pub use params::{ParamInfo, ParamKind, ParamLayout};
+pub use presets::{PRESETS, preset};

@@ -242,18 +242,22 @@ impl<T: Real> Autoencoder<T> {
         let cfg = &self.cfg;
         let (b, last) = (ws.batch, cfg.layers.len() - 1);
         let want_grad = grads.is_some();
-        let inv_n = T::from_f64(1.0 / (b * cfg.input) as f64);
+        let scale = match cfg.loss {
+            Loss::Bce | Loss::Mse => 1.0 / (b * cfg.input) as f64,
+            Loss::Sse => 0.5 / b as f64,
+        };
         let mut parts = LossParts::default();
 
         // Output layer: ∂L/∂z.
         {
             let dz = want_grad.then_some(&mut ws.dh[last][..]);
             let h = &ws.h[last];
+            let s = T::from_f64(scale);
             parts.recon = match cfg.loss {
-                Loss::Bce => T::bce_logits(h, target, dz, inv_n),
-                Loss::Mse => T::sq_err(h, target, dz, inv_n),
-            } * inv_n.to_f64();
-            if cfg.loss == Loss::Mse && want_grad {
+                Loss::Bce => T::bce_logits(h, target, dz, s),
+                Loss::Mse | Loss::Sse => T::sq_err(h, target, dz, s),
+            } * scale;
+            if cfg.loss != Loss::Bce && want_grad {
                 T::act_backward(cfg.layers[last].act(), h, &mut ws.dh[last]);
             }
         }

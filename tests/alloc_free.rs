@@ -1,0 +1,58 @@
+//! After the first step at a batch size, a training step makes no heap
+//! allocation (counted by a global allocator wrapper).
+
+use sparse_ae::nn::{Autoencoder, preset};
+use sparse_ae::optim::{OptimizerConfig, SgdConfig};
+use sparse_ae::rng::Rng;
+use sparse_ae::train::Trainer;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged, only counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn steps_after_the_first_do_not_allocate() {
+    let cases = [
+        ("deep", 32, OptimizerConfig::default()),
+        ("denoising", 32, OptimizerConfig::default()),
+        ("sparse-kl", 64, OptimizerConfig::Sgd(SgdConfig::default())),
+        ("overcomplete-kl", 256, OptimizerConfig::default()),
+    ];
+    for (name, batch, opt) in cases {
+        let model = Autoencoder::<f32>::new(preset(name, 784).unwrap(), 1).unwrap();
+        let mut t = Trainer::new(model, opt, batch, 2).unwrap();
+        let mut rng = Rng::new(3);
+        let x: Vec<f32> = (0..batch * 784).map(|_| rng.next_f32()).collect();
+        t.step(&x).unwrap();
+        t.step(&x).unwrap();
+        let before = ALLOCS.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            t.step(&x).unwrap();
+        }
+        let n = ALLOCS.load(Ordering::SeqCst) - before;
+        assert_eq!(n, 0, "{name} at batch {batch}: {n} allocations in 3 steps");
+    }
+}

@@ -1,0 +1,46 @@
+//! The same seed gives bit-identical parameters after N steps on 1 and on 2
+//! threads, and a training step allocates nothing after the first.
+
+use sparse_ae::nn::{Autoencoder, preset};
+use sparse_ae::optim::OptimizerConfig;
+use sparse_ae::rng::Rng;
+use sparse_ae::train::Trainer;
+
+fn train(name: &str, batch: usize, steps: usize) -> Vec<f32> {
+    let cfg = preset(name, 784).unwrap();
+    let model = Autoencoder::<f32>::new(cfg, 42).unwrap();
+    let mut t = Trainer::new(model, OptimizerConfig::default(), batch, 7).unwrap();
+    let mut rng = Rng::new(9);
+    let data: Vec<f32> = (0..batch * 784 * 4).map(|_| rng.next_f32()).collect();
+    for s in 0..steps {
+        let k = s % 4;
+        t.step(&data[k * batch * 784..(k + 1) * batch * 784])
+            .unwrap();
+    }
+    t.model.params
+}
+
+fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+#[test]
+fn one_and_two_threads_are_bit_identical() {
+    for (name, batch) in [("denoising", 32), ("deep", 256), ("overcomplete-kl", 256)] {
+        let one = in_pool(1, || train(name, batch, 6));
+        let two = in_pool(2, || train(name, batch, 6));
+        assert!(one.iter().all(|v| v.is_finite()));
+        let same = one
+            .iter()
+            .zip(&two)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{name} at batch {batch}: 1 and 2 threads differ");
+        // And training did move the parameters.
+        let init = Autoencoder::<f32>::new(preset(name, 784).unwrap(), 42).unwrap();
+        assert_ne!(init.params, one);
+    }
+}
