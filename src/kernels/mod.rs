@@ -100,6 +100,17 @@ impl Activation {
     }
 }
 
+/// Image bytes to floats in [0, 1]: `dst[i] = src[i]·(1/255)`.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn u8_to_unit(src: &[u8], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len(), "u8_to_unit: length mismatch");
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = s as f32 * (1.0 / 255.0);
+    }
+}
+
 /// The logistic function, evaluated without overflow for any z:
 /// 1/(1+e^(−z)) for z ≥ 0 and e^z/(1+e^z) otherwise.
 #[inline(always)]

@@ -1,5 +1,11 @@
-//! Training: the step, and the loop over a data set.
+//! Training: the step, the loop over a data set, and its metrics.
 
+pub mod fit;
+pub mod metrics;
+pub mod samples;
 pub mod step;
 
+pub use fit::{FitOptions, Observer, Silent, evaluate, fit};
+pub use metrics::{CodeStats, EpochMetrics};
+pub use samples::Samples;
 pub use step::Trainer;

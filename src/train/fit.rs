@@ -1,0 +1,197 @@
+//! The training loop: epochs of shuffled batches, validation, metrics.
+
+use super::metrics::{CodeStats, EpochMetrics, LossMean};
+use super::samples::Samples;
+use super::step::Trainer;
+use crate::error::{Error, Result};
+use crate::nn::{Autoencoder, LossParts};
+use crate::rng::Rng;
+use std::time::Instant;
+
+/// How to run [`fit`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitOptions {
+    /// Epochs to run (counting those already done by a resumed trainer).
+    pub epochs: usize,
+    /// Stop after this many optimizer steps in all, if set.
+    pub max_steps: Option<u64>,
+    /// Shuffle the samples each epoch (a permutation drawn from
+    /// `shuffle_seed` and the epoch number, so a resumed run sees the same
+    /// order); in order otherwise.
+    pub shuffle: bool,
+    /// Seed of the shuffling.
+    pub shuffle_seed: u64,
+    /// Batch size of validation passes.
+    pub eval_batch: usize,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            epochs: 1,
+            max_steps: None,
+            shuffle: true,
+            shuffle_seed: 0,
+            eval_batch: 1000,
+        }
+    }
+}
+
+/// Hooks called by [`fit`]: progress after each step, a record after each
+/// epoch (write metrics, save a checkpoint). An error stops training.
+pub trait Observer {
+    /// After each step: 1-based step within the epoch, steps per epoch.
+    fn on_step(&mut self, _epoch: usize, _step_in_epoch: usize, _steps_per_epoch: usize, _loss: &LossParts) {}
+    /// After each epoch (and its validation).
+    ///
+    /// # Errors
+    /// Any error stops training and is returned by [`fit`].
+    fn on_epoch(&mut self, _metrics: &EpochMetrics, _trainer: &Trainer<f32>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// An observer that does nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// The sample order of `epoch` (0-based).
+pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize, order: &mut Vec<u32>) {
+    order.clear();
+    order.extend(0..n as u32);
+    if shuffle {
+        Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).shuffle(order);
+    }
+}
+
+/// Trains for `opts.epochs` epochs (or `opts.max_steps` steps) over `train`,
+/// in batches of the trainer's batch size (a last partial batch is dropped),
+/// validating on `test` after each epoch.
+///
+/// A trainer that has already taken steps continues where it stopped: the
+/// epoch and the position inside it follow from its step count, so a resumed
+/// run is identical to an uninterrupted one.
+///
+/// # Errors
+/// [`Error::Shape`] if the samples do not match the model's input,
+/// [`Error::Config`] if there is not one whole batch, [`Error::NonFinite`] if
+/// the loss or a parameter becomes NaN or infinite (naming the step), or any
+/// error of the observer.
+pub fn fit(trainer: &mut Trainer<f32>, train: Samples<'_>, test: Option<Samples<'_>>, opts: &FitOptions, obs: &mut dyn Observer) -> Result<Vec<EpochMetrics>> {
+    let cfg = trainer.model.config().clone();
+    for s in std::iter::once(&train).chain(test.as_ref()) {
+        if s.dim() != cfg.input {
+            return Err(Error::shape(
+                "fit",
+                format!("samples of {} features (the model's input)", cfg.input),
+                format!("{} features", s.dim()),
+            ));
+        }
+    }
+    let batch = trainer.batch();
+    let spe = train.len() / batch;
+    if spe == 0 {
+        return Err(Error::config(
+            "batch_size",
+            format!("{batch} is larger than the {} training samples", train.len()),
+        ));
+    }
+    let code_units = cfg.width(cfg.code_layer);
+    let code_act = cfg.layers[cfg.code_layer].act();
+    let mut x = vec![0.0f32; batch * cfg.input];
+    let mut order = Vec::with_capacity(train.len());
+    let mut out = Vec::new();
+    let mut epoch = (trainer.steps() / spe as u64) as usize;
+    while epoch < opts.epochs {
+        if opts.max_steps.is_some_and(|m| trainer.steps() >= m) {
+            break;
+        }
+        let t0 = Instant::now();
+        epoch_order(train.len(), opts.shuffle, opts.shuffle_seed, epoch, &mut order);
+        let mut loss = LossMean::default();
+        let mut code = CodeStats::new(code_units, code_act);
+        let first = (trainer.steps() % spe as u64) as usize;
+        for k in first..spe {
+            if opts.max_steps.is_some_and(|m| trainer.steps() >= m) {
+                break;
+            }
+            train.gather(&order[k * batch..(k + 1) * batch], &mut x);
+            let parts = trainer.step(&x)?;
+            code.add(trainer.model.code(trainer.workspace()));
+            loss.add(&parts, batch);
+            obs.on_step(epoch + 1, k + 1, spe, &parts);
+        }
+        let train_secs = t0.elapsed().as_secs_f64();
+        if let Some(i) = trainer.model.params.iter().position(|v| !v.is_finite()) {
+            let name = trainer
+                .model
+                .layout()
+                .tensors
+                .iter()
+                .find(|t| t.range().contains(&i))
+                .map_or("a parameter".to_string(), |t| t.name.clone());
+            return Err(Error::NonFinite {
+                step: trainer.steps(),
+                tensor: name,
+            });
+        }
+        let test_loss = match test {
+            Some(t) => Some(evaluate(&trainer.model, t, opts.eval_batch)?.0),
+            None => None,
+        };
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            step: trainer.steps(),
+            train: loss.mean(),
+            test: test_loss,
+            l0: code.l0(),
+            dead_units: code.dead(),
+            code_units,
+            mean_activation: code.mean_activation(),
+            firing_rate: code.firing_rate(),
+            samples_per_sec: code.samples() as f64 / train_secs.max(1e-9),
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        obs.on_epoch(&m, trainer)?;
+        out.push(m);
+        epoch += 1;
+    }
+    Ok(out)
+}
+
+/// The mean loss of `model` over all of `samples` (clean inputs, no noise),
+/// in batches of `batch`, and the statistics of its codes.
+///
+/// # Errors
+/// [`Error::Shape`] if the samples do not match the model's input.
+pub fn evaluate(model: &Autoencoder<f32>, samples: Samples<'_>, batch: usize) -> Result<(LossParts, CodeStats)> {
+    let cfg = model.config();
+    if samples.dim() != cfg.input {
+        return Err(Error::shape(
+            "evaluate",
+            format!("samples of {} features", cfg.input),
+            format!("{} features", samples.dim()),
+        ));
+    }
+    let batch = batch.clamp(1, samples.len().max(1));
+    let mut ws = model.workspace(batch);
+    let mut x = vec![0.0f32; batch * cfg.input];
+    let mut mean = LossMean::default();
+    let mut code = CodeStats::new(cfg.width(cfg.code_layer), cfg.layers[cfg.code_layer].act());
+    let n = samples.len();
+    let mut start = 0;
+    while start < n {
+        let len = batch.min(n - start);
+        if len != ws.batch() {
+            ws = model.workspace(len);
+            x.truncate(len * cfg.input);
+        }
+        let idx: Vec<u32> = (start as u32..(start + len) as u32).collect();
+        samples.gather(&idx, &mut x);
+        let p = model.loss_and_grad(&mut ws, &x, &x, None)?;
+        mean.add(&p, len);
+        code.add(model.code(&ws));
+        start += len;
+    }
+    Ok((mean.mean(), code))
+}
