@@ -1,0 +1,219 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Train and inspect sparse autoencoders on the CPU.
+#[derive(Parser, Debug)]
+#[command(name = "sparse-ae", version, about, long_about = None)]
+pub struct Cli {
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a model (a preset or a JSON config) on MNIST-style IDX data or a .npy matrix.
+    Train(TrainArgs),
+    /// Loss, L0 and dead units of a model on a data split.
+    Eval(EvalArgs),
+    /// Write the codes of a data split to a .npy file.
+    Encode(OutArgs),
+    /// A PNG grid of originals, noisy inputs and reconstructions.
+    Reconstruct(ReconstructArgs),
+    /// A PNG of the first layer's features (input weights of each unit).
+    Features(FeaturesArgs),
+    /// A PNG histogram of code activations of one or more models.
+    Histogram(HistogramArgs),
+    /// Per-sample reconstruction error (for anomaly detection), as CSV or .npy.
+    Score(OutArgs),
+    /// Check the backward pass against finite differences (f64).
+    Gradcheck(GradcheckArgs),
+    /// List the preset models.
+    Presets,
+}
+
+/// Where the data comes from.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// A directory of IDX files (train-images-idx3-ubyte[.gz], t10k-…), or a
+    /// .npy matrix (samples × features). Default: $SPARSE_AE_DATA.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Use only the first N samples of each split.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    Adam,
+    Sgd,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitArg {
+    Train,
+    Test,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// A preset model (see `sparse-ae presets`).
+    #[arg(long, conflicts_with = "config")]
+    pub preset: Option<String>,
+    /// A model configuration in JSON.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Epochs to train.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Stop after this many steps in all.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Samples per step.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    pub optimizer: OptimizerKind,
+    /// Learning rate (default: 1e-3 for Adam, 0.01 for SGD).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Seed of the initial weights and the shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Seed of the input noise (default: the seed).
+    #[arg(long)]
+    pub noise_seed: Option<u64>,
+    /// Keep the samples in file order.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Where to save the trained model (safetensors).
+    #[arg(long, short, default_value = "model.safetensors")]
+    pub out: PathBuf,
+    /// Save a checkpoint (model + optimizer state) here after every epoch.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from a checkpoint, exactly as if never interrupted.
+    #[arg(long, conflicts_with_all = ["init", "preset", "config"])]
+    pub resume: Option<PathBuf>,
+    /// Start from the weights of a model file.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Append per-epoch metrics here (.csv, or JSON lines for .jsonl/.json).
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
+    /// Write a report (plots, pictures, index.html) into this directory.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// No progress bar or per-epoch lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The model file.
+    #[arg(long, short)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Which split.
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    pub split: SplitArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct OutArgs {
+    /// The model file.
+    #[arg(long, short)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Which split.
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    pub split: SplitArg,
+    /// Output file.
+    #[arg(long, short)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ReconstructArgs {
+    /// The model file.
+    #[arg(long, short)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Which split.
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    pub split: SplitArg,
+    /// Output PNG.
+    #[arg(long, short, default_value = "reconstructions.png")]
+    pub out: PathBuf,
+    /// Samples to show.
+    #[arg(long, short, default_value_t = 10)]
+    pub n: usize,
+    /// Seed of the input noise of a denoising model.
+    #[arg(long, default_value_t = 1)]
+    pub noise_seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct FeaturesArgs {
+    /// The model file.
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// Output PNG.
+    #[arg(long, short, default_value = "features.png")]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct HistogramArgs {
+    /// Model files (repeat to compare).
+    #[arg(long, short, required = true)]
+    pub model: Vec<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Which split.
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    pub split: SplitArg,
+    /// Output PNG.
+    #[arg(long, short, default_value = "histogram.png")]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct GradcheckArgs {
+    /// A model configuration in JSON.
+    #[arg(long, conflicts_with = "preset")]
+    pub config: Option<PathBuf>,
+    /// A preset model instead.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Samples in the check batch (random inputs in [0, 1]).
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Largest acceptable relative error.
+    #[arg(long, default_value_t = 1e-6)]
+    pub tolerance: f64,
+    /// Entries checked per tensor.
+    #[arg(long, default_value_t = 32)]
+    pub entries: usize,
+    /// Seed of the weights, the inputs and the noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}

@@ -1,0 +1,236 @@
+//! Models and checkpoints as safetensors files.
+//!
+//! A model file holds each parameter tensor under its PyTorch
+//! `nn.Sequential` name and shape (`encoder.0.weight` `[out, in]`,
+//! `encoder.0.bias` `[out]`, …), so `model.load_state_dict(load_file(path))`
+//! works unchanged in PyTorch. The `__metadata__` holds `format: pt`,
+//! `sparse_ae.kind: model` and `sparse_ae.config`, the model configuration as
+//! JSON (see [`crate::nn::config_json`]).
+//!
+//! A checkpoint adds the optimizer state: tensors `optimizer.m/<name>` and
+//! `optimizer.v/<name>` in the same shapes, and metadata `sparse_ae.kind:
+//! checkpoint`, `sparse_ae.step`, `sparse_ae.optimizer` (JSON),
+//! `sparse_ae.batch_size`, `sparse_ae.noise_rng` (the four state words in
+//! hex) and free-form `sparse_ae.fit` (the loop's own options, JSON). Values
+//! are stored as F32 bit for bit, so a resumed run continues exactly.
+//!
+//! Writes are atomic ([`crate::io::atomic`]). Loading checks every tensor's
+//! presence and shape against the configuration and rejects NaN or infinite
+//! values, naming the tensor.
+
+use super::json::{self, Value};
+use super::safetensors::{self, SafeTensors, TensorRef};
+use crate::error::{Error, Result};
+use crate::nn::{Autoencoder, ModelConfig};
+use crate::optim::{AdamConfig, Optimizer, OptimizerConfig, SgdConfig};
+use crate::rng::Rng;
+use crate::train::Trainer;
+use std::path::Path;
+
+const KIND: &str = "sparse_ae.kind";
+const CONFIG: &str = "sparse_ae.config";
+
+fn bad(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Safetensors {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn param_refs<'a>(model: &'a Autoencoder<f32>, data: &'a [f32], prefix: &str, names: &'a mut Vec<String>) -> Vec<TensorRef<'a>> {
+    names.extend(model.layout().tensors.iter().map(|t| format!("{prefix}{}", t.name)));
+    model
+        .layout()
+        .tensors
+        .iter()
+        .zip(names.iter())
+        .map(|(t, n)| (n.as_str(), t.shape.as_slice(), &data[t.range()]))
+        .collect()
+}
+
+/// Saves the model's parameters and configuration.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be written (the old file is kept).
+pub fn save_model(path: &Path, model: &Autoencoder<f32>) -> Result<()> {
+    let mut names = Vec::new();
+    let tensors = param_refs(model, &model.params, "", &mut names);
+    let cfg = model.config().to_json_value().to_json()?;
+    safetensors::write(path, &tensors, &[("format", "pt"), (KIND, "model"), (CONFIG, &cfg)])
+}
+
+fn config_of(st: &SafeTensors, path: &Path) -> Result<ModelConfig> {
+    let text = st.meta(CONFIG).ok_or_else(|| {
+        bad(
+            path,
+            format!("no `{CONFIG}` in __metadata__: not a sparse-ae model (a plain state dict needs `train --init` with a matching --preset or --config)"),
+        )
+    })?;
+    ModelConfig::from_json(text).map_err(|e| bad(path, format!("its configuration is invalid: {e}")))
+}
+
+/// Copies the tensors named `prefix + <param name>` into a flat buffer in the
+/// model's layout, checking presence, shape and finiteness.
+fn gather(st: &SafeTensors, cfg: &ModelConfig, prefix: &str, path: &Path) -> Result<Vec<f32>> {
+    let layout = crate::nn::ParamLayout::new(cfg);
+    let mut flat = vec![0.0f32; layout.len];
+    for t in &layout.tensors {
+        let name = format!("{prefix}{}", t.name);
+        let got = st
+            .get(&name)
+            .ok_or_else(|| bad(path, format!("tensor `{name}` is missing")))?;
+        if got.shape != t.shape {
+            return Err(bad(
+                path,
+                format!("tensor `{name}` has shape {:?}, the configuration needs {:?}", got.shape, t.shape),
+            ));
+        }
+        if let Some(i) = got.data.iter().position(|v| !v.is_finite()) {
+            return Err(bad(
+                path,
+                format!("tensor `{name}` holds a non-finite value ({}) at index {i}", got.data[i]),
+            ));
+        }
+        flat[t.range()].copy_from_slice(&got.data);
+    }
+    Ok(flat)
+}
+
+/// Loads a model written by [`save_model`] (or a checkpoint's model).
+///
+/// # Errors
+/// [`Error::Io`] if unreadable; [`Error::Safetensors`] for a corrupt file, a
+/// missing or invalid configuration, or a tensor missing, misshapen or
+/// non-finite.
+pub fn load_model(path: &Path) -> Result<Autoencoder<f32>> {
+    let st = SafeTensors::read(path)?;
+    let cfg = config_of(&st, path)?;
+    let params = gather(&st, &cfg, "", path)?;
+    Autoencoder::with_params(cfg, params)
+}
+
+/// Loads the parameters of a plain state dict (for example one saved by
+/// PyTorch) into a model of configuration `cfg`.
+///
+/// # Errors
+/// As [`load_model`], with shapes checked against `cfg`.
+pub fn load_params_into(path: &Path, cfg: ModelConfig) -> Result<Autoencoder<f32>> {
+    let st = SafeTensors::read(path)?;
+    let params = gather(&st, &cfg, "", path)?;
+    Autoencoder::with_params(cfg, params)
+}
+
+fn optimizer_json(c: &OptimizerConfig) -> Value {
+    let n = Value::Number;
+    match *c {
+        OptimizerConfig::Adam(a) => Value::Object(vec![
+            ("type".into(), "adam".into()),
+            ("lr".into(), n(a.lr)),
+            ("beta1".into(), n(a.beta1)),
+            ("beta2".into(), n(a.beta2)),
+            ("eps".into(), n(a.eps)),
+        ]),
+        OptimizerConfig::Sgd(s) => Value::Object(vec![
+            ("type".into(), "sgd".into()),
+            ("lr".into(), n(s.lr)),
+            ("momentum".into(), n(s.momentum)),
+        ]),
+    }
+}
+
+fn optimizer_from_json(v: &Value) -> Result<OptimizerConfig> {
+    let c = match v.str_at("type")? {
+        "adam" => OptimizerConfig::Adam(AdamConfig {
+            lr: v.f64_at("lr")?,
+            beta1: v.f64_at("beta1")?,
+            beta2: v.f64_at("beta2")?,
+            eps: v.f64_at("eps")?,
+        }),
+        "sgd" => OptimizerConfig::Sgd(SgdConfig {
+            lr: v.f64_at("lr")?,
+            momentum: v.f64_at("momentum")?,
+        }),
+        t => return Err(Error::config("optimizer.type", format!("unknown optimizer `{t}`"))),
+    };
+    c.validate()?;
+    Ok(c)
+}
+
+/// Saves everything needed to continue training exactly: parameters,
+/// optimizer moments and step, the noise generator, and `fit` (free-form
+/// JSON the training loop wants back, such as its shuffle seed).
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be written (the old file is kept).
+pub fn save_checkpoint(path: &Path, t: &Trainer<f32>, fit: &Value) -> Result<()> {
+    let (mut n1, mut n2, mut n3) = (Vec::new(), Vec::new(), Vec::new());
+    let mut tensors = param_refs(&t.model, &t.model.params, "", &mut n1);
+    tensors.extend(param_refs(&t.model, &t.opt.m, "optimizer.m/", &mut n2));
+    if !t.opt.v.is_empty() {
+        tensors.extend(param_refs(&t.model, &t.opt.v, "optimizer.v/", &mut n3));
+    }
+    let cfg = t.model.config().to_json_value().to_json()?;
+    let opt = optimizer_json(&t.opt.config).to_json()?;
+    let step = t.opt.t.to_string();
+    let batch = t.batch().to_string();
+    let rng: Vec<String> = t.noise_rng.state().iter().map(|w| format!("{w:016x}")).collect();
+    let rng = rng.join(",");
+    let fit = fit.to_json()?;
+    safetensors::write(
+        path,
+        &tensors,
+        &[
+            ("format", "pt"),
+            (KIND, "checkpoint"),
+            (CONFIG, &cfg),
+            ("sparse_ae.optimizer", &opt),
+            ("sparse_ae.step", &step),
+            ("sparse_ae.batch_size", &batch),
+            ("sparse_ae.noise_rng", &rng),
+            ("sparse_ae.fit", &fit),
+        ],
+    )
+}
+
+/// Loads a checkpoint written by [`save_checkpoint`]: the trainer, ready to
+/// continue, and the `fit` value saved with it.
+///
+/// # Errors
+/// [`Error::Safetensors`] for a corrupt file or any missing, misshapen or
+/// non-finite tensor or metadata entry.
+pub fn load_checkpoint(path: &Path) -> Result<(Trainer<f32>, Value)> {
+    let st = SafeTensors::read(path)?;
+    if st.meta(KIND) != Some("checkpoint") {
+        return Err(bad(path, "not a checkpoint (sparse_ae.kind is not `checkpoint`); use it with --init instead"));
+    }
+    let cfg = config_of(&st, path)?;
+    let meta = |k: &str| st.meta(k).ok_or_else(|| bad(path, format!("metadata `{k}` is missing")));
+    let wrap = |e: Error| bad(path, e.to_string());
+    let opt_cfg = optimizer_from_json(&json::parse(meta("sparse_ae.optimizer")?.as_bytes()).map_err(wrap)?).map_err(wrap)?;
+    let step: u64 = meta("sparse_ae.step")?
+        .parse()
+        .map_err(|_| bad(path, "metadata `sparse_ae.step` is not a step count"))?;
+    let batch: usize = meta("sparse_ae.batch_size")?
+        .parse()
+        .map_err(|_| bad(path, "metadata `sparse_ae.batch_size` is not a number"))?;
+    let words: Vec<u64> = meta("sparse_ae.noise_rng")?
+        .split(',')
+        .map(|w| u64::from_str_radix(w, 16))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| bad(path, "metadata `sparse_ae.noise_rng` is not four hex words"))?;
+    let rng: [u64; 4] = words
+        .try_into()
+        .map_err(|_| bad(path, "metadata `sparse_ae.noise_rng` is not four hex words"))?;
+    let fit = json::parse(meta("sparse_ae.fit")?.as_bytes()).map_err(wrap)?;
+    let params = gather(&st, &cfg, "", path)?;
+    let model = Autoencoder::with_params(cfg.clone(), params)?;
+    let mut t = Trainer::new(model, opt_cfg, batch, 0).map_err(wrap)?;
+    t.opt = Optimizer::new(opt_cfg, t.model.params.len());
+    t.opt.m = gather(&st, &cfg, "optimizer.m/", path)?;
+    if !t.opt.v.is_empty() {
+        t.opt.v = gather(&st, &cfg, "optimizer.v/", path)?;
+    }
+    t.opt.t = step;
+    t.noise_rng = Rng::from_state(rng);
+    Ok((t, fit))
+}

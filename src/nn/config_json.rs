@@ -1,0 +1,331 @@
+//! The model configuration as JSON, round-tripping exactly.
+//!
+//! ```json
+//! {
+//!   "input": 784,
+//!   "image": [1, 28, 28],
+//!   "layers": [
+//!     {"type": "dense", "units": 128, "activation": "relu"},
+//!     {"type": "dense", "units": 32, "activation": "relu"},
+//!     {"type": "dense", "units": 128, "activation": "leaky_relu", "slope": 0.01},
+//!     {"type": "dense", "units": 784, "activation": "sigmoid"}
+//!   ],
+//!   "code_layer": 1,
+//!   "tied": false,
+//!   "loss": "bce",
+//!   "l1": {"lambda": 1e-5, "layer": 1},
+//!   "kl": null,
+//!   "weight_decay": 0,
+//!   "noise": {"type": "gaussian", "std": 0.5}
+//! }
+//! ```
+//! Only `input`, `layers` and `code_layer` are required; `tied` defaults to
+//! false, `loss` to `bce`, `weight_decay` to 0, `noise` to none, `image` to
+//! none, and a penalty's `layer` to the code layer. Unknown keys are errors, so
+//! a misspelt option is never silently ignored.
+
+use super::config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelConfig, Noise};
+use crate::error::{Error, Result};
+use crate::io::json::Value;
+use crate::kernels::Activation;
+
+fn obj(pairs: Vec<(&str, Value)>) -> Value {
+    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+fn num(v: f64) -> Value {
+    Value::Number(v)
+}
+
+/// Parses an activation name (`relu`, `leaky_relu`, `sigmoid`, `tanh`,
+/// `linear`); `slope` is the leaky-ReLU slope (default 0.01).
+///
+/// # Errors
+/// [`Error::Config`] for an unknown name.
+pub fn activation_from_name(name: &str, slope: Option<f64>, field: &str) -> Result<Activation> {
+    Ok(match name {
+        "relu" => Activation::Relu,
+        "leaky_relu" => Activation::LeakyRelu(slope.unwrap_or(0.01) as f32),
+        "sigmoid" => Activation::Sigmoid,
+        "tanh" => Activation::Tanh,
+        "linear" | "identity" => Activation::Linear,
+        _ => {
+            return Err(Error::config(
+                field,
+                format!("unknown activation `{name}` (relu, leaky_relu, sigmoid, tanh, linear)"),
+            ));
+        }
+    })
+}
+
+fn check_keys(v: &Value, path: &str, allowed: &[&str]) -> Result<()> {
+    let fields = match v.as_object() {
+        Some(f) => f,
+        None => return Err(Error::config(path, format!("expected an object, found {}", v.kind()))),
+    };
+    for (k, _) in fields {
+        if !allowed.contains(&k.as_str()) {
+            let at = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            return Err(Error::config(
+                at,
+                format!("unknown key; expected one of {}", allowed.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn opt<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.get(key).filter(|x| !matches!(x, Value::Null))
+}
+
+impl ModelConfig {
+    /// The configuration as a JSON value.
+    pub fn to_json_value(&self) -> Value {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| match l {
+                LayerSpec::Dense { units, act } => {
+                    let mut f = vec![
+                        ("type", Value::from("dense")),
+                        ("units", Value::from(*units)),
+                        ("activation", Value::from(act.name())),
+                    ];
+                    if let Activation::LeakyRelu(s) = act {
+                        f.push(("slope", num(*s as f64)));
+                    }
+                    obj(f)
+                }
+            })
+            .collect();
+        let noise = match self.noise {
+            Noise::None => obj(vec![("type", Value::from("none"))]),
+            Noise::Gaussian { std } => obj(vec![("type", Value::from("gaussian")), ("std", num(std))]),
+            Noise::Masking { p } => obj(vec![("type", Value::from("masking")), ("p", num(p))]),
+        };
+        obj(vec![
+            ("input", Value::from(self.input)),
+            (
+                "image",
+                match self.image {
+                    Some((c, h, w)) => Value::Array(vec![c.into(), h.into(), w.into()]),
+                    None => Value::Null,
+                },
+            ),
+            ("layers", Value::Array(layers)),
+            ("code_layer", Value::from(self.code_layer)),
+            ("tied", Value::from(self.tied)),
+            ("loss", Value::from(self.loss.name())),
+            (
+                "l1",
+                self.l1.map_or(Value::Null, |p| {
+                    obj(vec![("lambda", num(p.lambda)), ("layer", Value::from(p.layer))])
+                }),
+            ),
+            (
+                "kl",
+                self.kl.map_or(Value::Null, |p| {
+                    obj(vec![
+                        ("rho", num(p.rho)),
+                        ("beta", num(p.beta)),
+                        ("layer", Value::from(p.layer)),
+                    ])
+                }),
+            ),
+            ("weight_decay", num(self.weight_decay)),
+            ("noise", noise),
+        ])
+    }
+
+    /// The configuration as pretty JSON text.
+    pub fn to_json(&self) -> String {
+        self.to_json_value()
+            .to_json_pretty()
+            .expect("a validated configuration holds only finite numbers")
+    }
+
+    /// Reads and validates a configuration from a JSON value.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the missing, mistyped, unknown or impossible field.
+    pub fn from_json_value(v: &Value) -> Result<ModelConfig> {
+        check_keys(
+            v,
+            "",
+            &[
+                "input",
+                "image",
+                "layers",
+                "code_layer",
+                "tied",
+                "loss",
+                "l1",
+                "kl",
+                "weight_decay",
+                "noise",
+            ],
+        )?;
+        let input = v.usize_at("input")?;
+        let mut layers = Vec::new();
+        for (i, l) in v.array_at("layers")?.iter().enumerate() {
+            let path = format!("layers[{i}]");
+            check_keys(l, &path, &["type", "units", "activation", "slope"])?;
+            let kind = match opt(l, "type") {
+                Some(t) => t.as_str().ok_or_else(|| Error::config(format!("{path}.type"), "expected a string"))?,
+                None => "dense",
+            };
+            if kind != "dense" {
+                return Err(Error::config(
+                    format!("{path}.type"),
+                    format!("unknown layer type `{kind}` (dense)"),
+                ));
+            }
+            let slope = match opt(l, "slope") {
+                Some(s) => Some(s.as_f64().ok_or_else(|| Error::config(format!("{path}.slope"), "expected a number"))?),
+                None => None,
+            };
+            let act = activation_from_name(l.str_at("activation")?, slope, &format!("{path}.activation"))?;
+            layers.push(LayerSpec::Dense {
+                units: l.usize_at("units")?,
+                act,
+            });
+        }
+        let code_layer = v.usize_at("code_layer")?;
+        let image = match opt(v, "image") {
+            Some(img) => {
+                let a = v.array_at("image")?;
+                let dims: Option<Vec<usize>> = a.iter().map(Value::as_usize).collect();
+                match dims.as_deref() {
+                    Some(&[c, h, w]) => Some((c, h, w)),
+                    _ => {
+                        return Err(Error::config(
+                            "image",
+                            format!("expected [channels, height, width], found {}", img.kind()),
+                        ));
+                    }
+                }
+            }
+            None => None,
+        };
+        let l1 = match opt(v, "l1") {
+            Some(p) => {
+                check_keys(p, "l1", &["lambda", "layer"])?;
+                Some(L1Penalty {
+                    lambda: p.f64_at("lambda").map_err(|e| prefix(e, "l1"))?,
+                    layer: opt(p, "layer").map_or(Ok(code_layer), |_| p.usize_at("layer")).map_err(|e| prefix(e, "l1"))?,
+                })
+            }
+            None => None,
+        };
+        let kl = match opt(v, "kl") {
+            Some(p) => {
+                check_keys(p, "kl", &["rho", "beta", "layer"])?;
+                Some(KlPenalty {
+                    rho: p.f64_at("rho").map_err(|e| prefix(e, "kl"))?,
+                    beta: p.f64_at("beta").map_err(|e| prefix(e, "kl"))?,
+                    layer: opt(p, "layer").map_or(Ok(code_layer), |_| p.usize_at("layer")).map_err(|e| prefix(e, "kl"))?,
+                })
+            }
+            None => None,
+        };
+        let noise = match opt(v, "noise") {
+            Some(n) => {
+                check_keys(n, "noise", &["type", "std", "p"])?;
+                match n.str_at("type").map_err(|e| prefix(e, "noise"))? {
+                    "none" => Noise::None,
+                    "gaussian" => Noise::Gaussian {
+                        std: n.f64_at("std").map_err(|e| prefix(e, "noise"))?,
+                    },
+                    "masking" => Noise::Masking {
+                        p: n.f64_at("p").map_err(|e| prefix(e, "noise"))?,
+                    },
+                    t => {
+                        return Err(Error::config(
+                            "noise.type",
+                            format!("unknown noise `{t}` (none, gaussian, masking)"),
+                        ));
+                    }
+                }
+            }
+            None => Noise::None,
+        };
+        let cfg = ModelConfig {
+            input,
+            layers,
+            code_layer,
+            tied: opt(v, "tied").map_or(Ok(false), |_| v.bool_at("tied"))?,
+            loss: match opt(v, "loss") {
+                Some(_) => Loss::from_name(v.str_at("loss")?)?,
+                None => Loss::Bce,
+            },
+            l1,
+            kl,
+            weight_decay: opt(v, "weight_decay").map_or(Ok(0.0), |_| v.f64_at("weight_decay"))?,
+            noise,
+            image,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses and validates a configuration from JSON text.
+    ///
+    /// # Errors
+    /// [`Error::Json`] for malformed JSON, [`Error::Config`] for a bad field.
+    pub fn from_json(text: &str) -> Result<ModelConfig> {
+        ModelConfig::from_json_value(&crate::io::json::parse(text.as_bytes())?)
+    }
+}
+
+fn prefix(e: Error, parent: &str) -> Error {
+    match e {
+        Error::Config { field, reason } => Error::Config {
+            field: format!("{parent}.{field}"),
+            reason,
+        },
+        e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{ModelBuilder, PRESETS, preset};
+
+    #[test]
+    fn presets_round_trip() {
+        for (name, _) in PRESETS {
+            let cfg = preset(name, 784).unwrap();
+            let back = ModelConfig::from_json(&cfg.to_json()).unwrap();
+            assert_eq!(back, cfg, "{name}");
+        }
+        let odd = ModelBuilder::new(6)
+            .encoder(5, Activation::LeakyRelu(0.25))
+            .code(3, Activation::Tanh)
+            .decoder(5, Activation::Linear)
+            .decoder(6, Activation::Sigmoid)
+            .tied(true)
+            .noise(Noise::Masking { p: 0.3 })
+            .l1_on(0.5, 0)
+            .build()
+            .unwrap();
+        assert_eq!(ModelConfig::from_json(&odd.to_json()).unwrap(), odd);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad = r#"{"input": 4, "layers": [{"units": 2, "activation": "relu"}, {"units": 4, "activation": "sigmoid", "colour": 1}], "code_layer": 0}"#;
+        let e = ModelConfig::from_json(bad).unwrap_err().to_string();
+        assert!(e.contains("layers[1].colour"), "{e}");
+        let bad = r#"{"input": 4, "layers": [{"units": 2, "activation": "relu"}, {"units": 4, "activation": "sigmoid"}], "code_layer": 0, "kl": {"rho": 0.1, "beta": 3}}"#;
+        let e = ModelConfig::from_json(bad).unwrap_err().to_string();
+        assert!(e.contains("KL") && e.contains("relu"), "{e}");
+        let bad = r#"{"input": 4, "layers": [{"units": 2, "activation": "swish"}, {"units": 4, "activation": "sigmoid"}], "code_layer": 0}"#;
+        let e = ModelConfig::from_json(bad).unwrap_err().to_string();
+        assert!(e.contains("layers[0].activation") && e.contains("swish"), "{e}");
+        let minimal = r#"{"input": 4, "layers": [{"units": 2, "activation": "relu"}, {"units": 4, "activation": "sigmoid"}], "code_layer": 0, "l1": {"lambda": 0.001}}"#;
+        let cfg = ModelConfig::from_json(minimal).unwrap();
+        assert_eq!(cfg.l1.unwrap().layer, 0);
+    }
+}
