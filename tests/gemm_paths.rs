@@ -274,7 +274,12 @@ fn large_shapes(isa: Isa) {
         check(isa, Parallelism::Rayon, &mut rng, &case);
     }
     // Row strips (m > n) on the pool, and a product past one MC block.
-    check(isa, Parallelism::Rayon, &mut rng, &Case::plain(901, 40, 100, false, true));
+    check(
+        isa,
+        Parallelism::Rayon,
+        &mut rng,
+        &Case::plain(901, 40, 100, false, true),
+    );
 }
 
 /// NaN and ±Inf in A reach exactly the rows of C the oracle says.

@@ -15,11 +15,11 @@ pub(crate) struct Avx2;
 impl MicroKernel for Avx2 {
     const P: Blocking = params::AVX2;
 
-    fn pack_a(dst: &mut [f32], a: Strided<'_>, mc: usize, kc: usize) {
+    unsafe fn pack_a(dst: &mut [f32], a: Strided<'_>, mc: usize, kc: usize) {
         pack::panels::<MR>(dst, a, mc, kc)
     }
 
-    fn pack_b(dst: &mut [f32], b: Strided<'_>, kc: usize, nc: usize) {
+    unsafe fn pack_b(dst: &mut [f32], b: Strided<'_>, kc: usize, nc: usize) {
         pack::panels::<NR>(dst, b.t(), nc, kc)
     }
 

@@ -15,12 +15,14 @@ pub(crate) struct Avx512;
 impl MicroKernel for Avx512 {
     const P: Blocking = params::AVX512;
 
-    fn pack_a(dst: &mut [f32], a: Strided<'_>, mc: usize, kc: usize) {
-        pack::panels::<MR>(dst, a, mc, kc)
+    unsafe fn pack_a(dst: &mut [f32], a: Strided<'_>, mc: usize, kc: usize) {
+        // SAFETY: the caller guarantees avx512f.
+        unsafe { panels_gather::<MR>(dst, a, mc, kc) }
     }
 
-    fn pack_b(dst: &mut [f32], b: Strided<'_>, kc: usize, nc: usize) {
-        pack::panels::<NR>(dst, b.t(), nc, kc)
+    unsafe fn pack_b(dst: &mut [f32], b: Strided<'_>, kc: usize, nc: usize) {
+        // SAFETY: the caller guarantees avx512f.
+        unsafe { panels_gather::<NR>(dst, b.t(), nc, kc) }
     }
 
     unsafe fn tile(
@@ -36,6 +38,80 @@ impl MicroKernel for Avx512 {
         // SAFETY: the caller guarantees avx512f and the C tile; the packed
         // lengths are checked above.
         unsafe { tile_avx512f(kc, a.as_ptr(), b.as_ptr(), c, ldc, alpha, beta) }
+    }
+}
+
+/// [`pack::panels`], with the transposing case (rows running along p, cs = 1)
+/// done by one 16-lane gather per row group and step p instead of scalar
+/// moves.
+///
+/// # Safety
+/// avx512f is available.
+///
+/// # Panics
+/// As [`pack::panels`].
+unsafe fn panels_gather<const W: usize>(
+    dst: &mut [f32],
+    x: Strided<'_>,
+    rows: usize,
+    depth: usize,
+) {
+    if x.cs != 1 || x.rs == 1 || x.rs > (i32::MAX / 16) as usize || rows == 0 || depth == 0 {
+        return pack::panels::<W>(dst, x, rows, depth);
+    }
+    let need = (rows - 1) * x.rs + depth;
+    assert!(need <= x.data.len(), "pack: view exceeds its slice");
+    let dst = &mut dst[..rows.div_ceil(W) * W * depth];
+    // SAFETY: avx512f by this function's contract; the source extent and the
+    // dst length are checked above.
+    unsafe { gather_avx512f::<W>(dst.as_mut_ptr(), x.data.as_ptr(), x.rs, rows, depth) }
+}
+
+/// Writes `⌈rows/W⌉` panels of W·depth floats at `dst`:
+/// `dst[q·W·depth + p·W + i] = src[(q·W + i)·rs + p]`, zero for rows ≥ `rows`.
+///
+/// # Safety
+/// avx512f; `src` readable up to `(rows − 1)·rs + depth` floats, `dst`
+/// writable for `⌈rows/W⌉·W·depth` floats, `16·rs` fits in i32.
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_avx512f<const W: usize>(
+    dst: *mut f32,
+    src: *const f32,
+    rs: usize,
+    rows: usize,
+    depth: usize,
+) {
+    let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let idx = _mm512_mullo_epi32(lane, _mm512_set1_epi32(rs as i32));
+    for q in 0..rows.div_ceil(W) {
+        let w = W.min(rows - q * W);
+        for g in 0..W.div_ceil(16) {
+            let lanes = 16.min(W - 16 * g);
+            let valid = lanes.min(w.saturating_sub(16 * g));
+            let load: __mmask16 = ((1u32 << valid) - 1) as __mmask16;
+            let store: __mmask16 = ((1u32 << lanes) - 1) as __mmask16;
+            // SAFETY: rows q·W + 16·g + i for i < valid exist, so each lane
+            // that loads reads inside the extent; every store lies in panel q.
+            unsafe {
+                let base = src.add((q * W + 16 * g) * rs);
+                let out = dst.add(q * W * depth + 16 * g);
+                if valid == 0 {
+                    for p in 0..depth {
+                        _mm512_mask_storeu_ps(out.add(p * W), store, _mm512_setzero_ps());
+                    }
+                    continue;
+                }
+                for p in 0..depth {
+                    let v = _mm512_mask_i32gather_ps::<4>(
+                        _mm512_setzero_ps(),
+                        load,
+                        idx,
+                        base.add(p).cast(),
+                    );
+                    _mm512_mask_storeu_ps(out.add(p * W), store, v);
+                }
+            }
+        }
     }
 }
 

@@ -334,7 +334,9 @@ pub fn gemm_with(
         act: epi.act,
     };
     let threads = match par {
-        Parallelism::Rayon if m.saturating_mul(n).saturating_mul(k) >= params::PAR_MIN_FLOPS / 2 => {
+        Parallelism::Rayon
+            if m.saturating_mul(n).saturating_mul(k) >= params::PAR_MIN_FLOPS / 2 =>
+        {
             rayon::current_num_threads()
         }
         _ => 1,
@@ -361,11 +363,17 @@ pub(crate) trait MicroKernel {
     const P: Blocking;
 
     /// Packs `mc × kc` of op(A) into MR-row panels (`pack::panels`).
-    fn pack_a(dst: &mut [f32], a: Strided<'_>, mc: usize, kc: usize);
+    ///
+    /// # Safety
+    /// The CPU has the kernel's features.
+    unsafe fn pack_a(dst: &mut [f32], a: Strided<'_>, mc: usize, kc: usize);
 
     /// Packs `kc × nc` of op(B) into NR-column panels (`pack::panels` of
     /// op(B)ᵀ).
-    fn pack_b(dst: &mut [f32], b: Strided<'_>, kc: usize, nc: usize);
+    ///
+    /// # Safety
+    /// The CPU has the kernel's features.
+    unsafe fn pack_b(dst: &mut [f32], b: Strided<'_>, kc: usize, nc: usize);
 
     /// `C[MR×NR] ← α·Ã·B̃ + β·C` for one packed A micro-panel (`ã[p·MR + i]`)
     /// and one packed B micro-panel (`b̃[p·NR + j]`), p < kc. Each element is
@@ -379,15 +387,7 @@ pub(crate) trait MicroKernel {
     ///
     /// # Panics
     /// If `a` has fewer than MR·kc or `b` fewer than NR·kc elements.
-    unsafe fn tile(
-        kc: usize,
-        a: &[f32],
-        b: &[f32],
-        c: *mut f32,
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    );
+    unsafe fn tile(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, alpha: f32, beta: f32);
 }
 
 /// The base pointer of C, shared by tasks that write disjoint blocks.
@@ -452,11 +452,7 @@ unsafe fn run<K: MicroKernel>(job: &Job<'_>, m: usize, n: usize, k: usize, threa
         return;
     }
     let split_n = m <= n;
-    let (len, unit) = if split_n {
-        (n, K::P.nr)
-    } else {
-        (m, K::P.mr)
-    };
+    let (len, unit) = if split_n { (n, K::P.nr) } else { (m, K::P.mr) };
     let chunk = len.div_ceil(2 * threads).div_ceil(unit).max(1) * unit;
     let tasks = len.div_ceil(chunk);
     (0..tasks).into_par_iter().with_max_len(1).for_each(|t| {
@@ -543,10 +539,12 @@ unsafe fn block_loops<K: MicroKernel>(
             let kc_e = kc.min(k - pc);
             let beta = if pc == 0 { job.beta } else { 1.0 };
             let last = pc + kc_e == k;
-            K::pack_a(abuf, job.a.at(i0 + ic, pc), mc_e, kc_e);
+            // SAFETY: the caller guarantees K's features.
+            unsafe { K::pack_a(abuf, job.a.at(i0 + ic, pc), mc_e, kc_e) };
             for jc in (0..nb).step_by(nc) {
                 let nc_e = nc.min(nb - jc);
-                K::pack_b(bbuf, job.b.at(pc, j0 + jc), kc_e, nc_e);
+                // SAFETY: the caller guarantees K's features.
+                unsafe { K::pack_b(bbuf, job.b.at(pc, j0 + jc), kc_e, nc_e) };
                 for ir in (0..mc_e).step_by(mr) {
                     let mr_e = mr.min(mc_e - ir);
                     let ap = &abuf[ir * kc_e..(ir + mr) * kc_e];

@@ -131,12 +131,20 @@ mod tests {
         for q in 0..rows.div_ceil(W) {
             for p in 0..depth {
                 for i in 0..W {
-                    let want = if q * W + i < rows { val(q * W + i, p) } else { 0.0 };
+                    let want = if q * W + i < rows {
+                        val(q * W + i, p)
+                    } else {
+                        0.0
+                    };
                     assert_eq!(dst[q * W * depth + p * W + i], want, "q {q} p {p} i {i}");
                 }
             }
         }
-        assert!(dst[rows.div_ceil(W) * W * depth..].iter().all(|v| v.is_nan()));
+        assert!(
+            dst[rows.div_ceil(W) * W * depth..]
+                .iter()
+                .all(|v| v.is_nan())
+        );
     }
 
     #[test]

@@ -13,11 +13,11 @@ pub(crate) struct Scalar;
 impl MicroKernel for Scalar {
     const P: Blocking = params::SCALAR;
 
-    fn pack_a(dst: &mut [f32], a: Strided<'_>, mc: usize, kc: usize) {
+    unsafe fn pack_a(dst: &mut [f32], a: Strided<'_>, mc: usize, kc: usize) {
         pack::panels::<MR>(dst, a, mc, kc)
     }
 
-    fn pack_b(dst: &mut [f32], b: Strided<'_>, kc: usize, nc: usize) {
+    unsafe fn pack_b(dst: &mut [f32], b: Strided<'_>, kc: usize, nc: usize) {
         pack::panels::<NR>(dst, b.t(), nc, kc)
     }
 
