@@ -601,3 +601,94 @@ pub(crate) fn apply_epilogue<T: Real>(c: &mut MatMut<'_, T>, epi: &Epilogue<'_, 
         crate::kernels::elementwise::scalar::bias_act(row, epi.bias, epi.act);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A·I = A and I·B = B exactly through one packed tile, with sentinels
+    /// beside the tile left alone.
+    fn identity<K: MicroKernel>() {
+        let Blocking { mr, nr, .. } = K::P;
+        let val = |i: usize, j: usize| (i * 97 + j) as f32 * 0.5 - 7.0;
+        let eye = |r: usize, c: usize| -> Vec<f32> {
+            (0..r * c)
+                .map(|x| if x / c == x % c { 1.0 } else { 0.0 })
+                .collect()
+        };
+        // (op(A), op(B), k, expected value at (i, j)).
+        let a1: Vec<f32> = (0..mr * nr).map(|x| val(x / nr, x % nr)).collect();
+        let b2: Vec<f32> = (0..mr * nr).map(|x| val(x / nr, x % nr)).collect();
+        for (a, b, k) in [(a1, eye(nr, nr), nr), (eye(mr, mr), b2, mr)] {
+            let mut ap = vec![f32::NAN; mr * k];
+            let mut bp = vec![f32::NAN; nr * k];
+            let av = Strided {
+                data: &a,
+                rs: k,
+                cs: 1,
+            };
+            let bv = Strided {
+                data: &b,
+                rs: nr,
+                cs: 1,
+            };
+            let ldc = nr + 3;
+            let mut c = vec![f32::NAN; mr * ldc];
+            // SAFETY: the caller checked the kernel's features; C is an
+            // mr × nr tile with stride ldc inside `c`.
+            unsafe {
+                K::pack_a(&mut ap, av, mr, k);
+                K::pack_b(&mut bp, bv, k, nr);
+                K::tile(k, &ap, &bp, c.as_mut_ptr(), ldc, 1.0, 0.0);
+            }
+            for i in 0..mr {
+                for j in 0..ldc {
+                    let got = c[i * ldc + j];
+                    if j < nr {
+                        assert_eq!(got, val(i, j), "{:?} ({i},{j})", K::P);
+                    } else {
+                        assert!(got.is_nan(), "{:?}: sentinel overwritten", K::P);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reports a path the CPU lacks; a failure when `CI` is set.
+    #[cfg(target_arch = "x86_64")]
+    fn skip(isa: &str) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "kernel path {isa} is not available on this CI machine"
+        );
+        eprintln!("skipping {isa}");
+    }
+
+    #[test]
+    fn microkernels_identity() {
+        identity::<scalar::Scalar>();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if Isa::Avx2.is_available() {
+                identity::<avx2::Avx2>();
+            } else {
+                skip("avx2");
+            }
+            if Isa::Avx512.is_available() {
+                identity::<avx512::Avx512>();
+            } else {
+                skip("avx512");
+            }
+        }
+    }
+
+    #[test]
+    fn aligned_buffers() {
+        let mut v = Vec::new();
+        for len in [1, 100, 5000] {
+            let s = aligned(&mut v, len);
+            assert_eq!(s.len(), len);
+            assert_eq!(s.as_ptr() as usize % 64, 0);
+        }
+    }
+}
