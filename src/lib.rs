@@ -22,5 +22,8 @@
 pub mod error;
 #[allow(unsafe_code)]
 pub mod kernels;
+/// Training-report pictures (PNG charts, image grids, feature tiles) and `index.html`.
+#[cfg(feature = "png")]
+pub mod report;
 
 pub use error::{Error, Result};
