@@ -349,6 +349,15 @@ fn bad_data_never_panics_and_says_no_data() {
             assert_eq!((c.w, c.h), (WIDTH, HEIGHT));
         }
     }
+    let long = "a very long title ".repeat(30);
+    let c = line_plot(
+        &[red_series(vec![(0.0, 1.0), (1.0, 2.0)])],
+        &long,
+        &long,
+        &long,
+        true,
+    );
+    assert_eq!((c.w, c.h), (WIDTH, HEIGHT));
     // A lone point is still visible as a dot.
     assert!(
         !red_columns(&line_plot(
@@ -485,6 +494,52 @@ fn demo_report_renders_and_decodes() {
         &line_plot(&series, "Reconstruction loss", "step", "BCE", true),
     )
     .unwrap();
+    // 20 000 points of small, signed values with a gap of NaN in the middle.
+    let many: Vec<(f64, f64)> = (0..20_000)
+        .map(|i| {
+            let t = f64::from(i);
+            let y = 2e-4 * (t / 900.0).sin() + 5e-5 * (f64::from(hash01(i as u64)) - 0.5);
+            (
+                t - 5000.0,
+                if (9000..9500).contains(&i) {
+                    f64::NAN
+                } else {
+                    y
+                },
+            )
+        })
+        .collect();
+    let grad = Series {
+        name: "grad mean".into(),
+        points: many,
+        color: PALETTE[2],
+    };
+    save_png(
+        dir.join("many.png"),
+        &line_plot(
+            &[grad],
+            "A long title: gradient mean of encoder.0.weight",
+            "step",
+            "mean",
+            false,
+        ),
+    )
+    .unwrap();
+
+    let mut sheet = Canvas::new(620, 150, [255; 3]);
+    let ascii: String = (32u8..127).map(char::from).collect();
+    for (i, line) in ascii.as_bytes().chunks(32).enumerate() {
+        let line = std::str::from_utf8(line).unwrap();
+        sheet.text(10, 10 + 36 * i as i64, line, [0; 3], 3);
+    }
+    sheet.text(
+        10,
+        118,
+        "Non-ASCII: \u{3c1}\u{b7}\u{e9} and a bounded quick (jpg_y)",
+        [0; 3],
+        2,
+    );
+    save_png(dir.join("font.png"), &sheet).unwrap();
 
     let digits: Vec<Vec<f32>> = "0123456789".chars().map(digit).collect();
     let noisy: Vec<Vec<f32>> = digits
@@ -628,6 +683,8 @@ fn demo_report_renders_and_decodes() {
     for f in [
         "loss",
         "loss_log",
+        "many",
+        "font",
         "reconstructions",
         "features",
         "features_wide",
@@ -660,4 +717,38 @@ fn blur(img: &[f32], w: usize) -> Vec<f32> {
             s / 9.0
         })
         .collect()
+}
+
+#[test]
+fn html_escapes_text_and_links_odd_file_names() {
+    use sparse_ae::report::html::{escape, render};
+    assert_eq!(
+        escape(r#"<a href='x'>&"#),
+        "&lt;a href=&#39;x&#39;&gt;&amp;"
+    );
+    let s = Section {
+        heading: "<h>".into(),
+        images: vec![Image {
+            file: "runs/my plot #1.png".into(),
+            caption: "\"c\"".into(),
+        }],
+        table: Some(Table {
+            header: vec!["k".into()],
+            rows: vec![vec!["x<y".into(), "-1.5e-3".into(), "".into()]],
+        }),
+        ..Default::default()
+    };
+    let h = render("t", &[s]);
+    assert!(h.contains("<h2>&lt;h&gt;</h2>"));
+    assert!(h.contains("src=\"runs/my%20plot%20%231.png\""), "{h}");
+    assert!(h.contains("alt=\"&quot;c&quot;\""));
+    assert!(h.contains("<td>x&lt;y</td><td class=\"num\">-1.5e-3</td><td></td>"));
+    assert_eq!(h.matches("<table>").count(), 1);
+    assert!(!h.contains("<p>"), "no paragraph when text is None");
+    let dir = scratch("html");
+    let p = write_index(&dir, "t", &[]).unwrap();
+    assert_eq!(p, dir.join("index.html"));
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), render("t", &[]));
+    assert!(write_index(dir.join("missing"), "t", &[]).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

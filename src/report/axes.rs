@@ -109,14 +109,34 @@ fn blank(
     let bottom = TICK + 8 + th + 12 + th + 14;
     let (w, h) = (WIDTH as i64, HEIGHT as i64);
     let rect = [left, top, w - left - right, h - top - bottom];
-    let tw = text_width(title, TITLE) as i64;
-    let tx = (left + rect[2] / 2 - tw / 2).max(8);
-    c.text(tx, 16, title, INK, TITLE);
+    let title_scale = if text_width(title, TITLE) <= WIDTH - 16 {
+        TITLE
+    } else {
+        TEXT
+    };
+    let title = fit(title, title_scale, WIDTH - 16);
+    let tw = text_width(&title, title_scale) as i64;
+    let tx = (left + rect[2] / 2 - tw / 2).clamp(8, (w - 8 - tw).max(8));
+    c.text(tx, 16, &title, INK, title_scale);
+    let (x_label, y_label) = (
+        fit(x_label, TEXT, WIDTH - 16),
+        fit(y_label, TEXT, HEIGHT - 16),
+    );
+    let (x_label, y_label) = (x_label.as_str(), y_label.as_str());
     let xw = text_width(x_label, TEXT) as i64;
     c.text(left + rect[2] / 2 - xw / 2, h - 14 - th, x_label, INK, TEXT);
     let yw = text_width(y_label, TEXT) as i64;
     c.text_up(12, top + rect[3] / 2 + yw / 2, y_label, INK, TEXT);
     (c, rect)
+}
+
+/// `s`, shortened with a trailing `..` if it is wider than `max_w` pixels at `scale`.
+fn fit(s: &str, scale: usize, max_w: usize) -> String {
+    if text_width(s, scale) <= max_w {
+        return s.to_string();
+    }
+    let keep = (max_w / (6 * scale)).saturating_sub(2);
+    s.chars().take(keep).chain("..".chars()).collect()
 }
 
 /// A chart frame for scales `x` and `y`: title, axis labels, grid lines,

@@ -113,7 +113,8 @@ pub fn image_grid(
 }
 
 /// The input weights of each hidden unit as a grey tile, in a near-square
-/// grid (⌈√units⌉ columns) with 1-pixel black separators.
+/// grid with 1-pixel black separators: ⌈√(units·img_h/img_w)⌉ columns, so
+/// that square inputs give ⌈√units⌉ columns and wide ones fewer.
 ///
 /// `weights` is `(units, img_w·img_h)` row-major, as a dense layer stores
 /// `(out, in)`. Each tile is normalised by its own m = max |w| over its
@@ -148,7 +149,8 @@ pub fn feature_tiles(
             format!("{units} units of {img_w}x{img_h}, scale {scale}"),
         ));
     }
-    let cols = (units as f64).sqrt().ceil() as usize;
+    let aspect = img_h as f64 / img_w as f64;
+    let cols = ((units as f64 * aspect).sqrt().ceil() as usize).clamp(1, units);
     let rows = units.div_ceil(cols);
     let (tw, th) = (mul(op, img_w, scale)? + 1, mul(op, img_h, scale)? + 1);
     let mut c = Canvas::try_new(mul(op, cols, tw)? + 1, mul(op, rows, th)? + 1, BLACK)?;
