@@ -1,5 +1,5 @@
 //! Pictures of a training run: loss curves, histograms, image grids and
-//! feature tiles drawn on an RGB [`Canvas`], saved as PNG, and an
+//! feature tiles drawn on an RGB [`Canvas`](crate::report::Canvas), saved as PNG, and an
 //! `index.html` that shows them with a metrics table.
 //!
 //! Everything here is drawn from scratch (a 5×7 bitmap font, anti-aliased
