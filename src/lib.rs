@@ -25,6 +25,9 @@ pub mod gradcheck;
 pub mod kernels;
 pub mod nn;
 pub mod optim;
+/// Training-report pictures (PNG charts, image grids, feature tiles) and `index.html`.
+#[cfg(feature = "png")]
+pub mod report;
 pub mod rng;
 pub mod train;
 
