@@ -41,6 +41,13 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// Malformed JSON (a configuration or metadata file).
+    Json {
+        /// The file involved (or `<memory>`).
+        path: PathBuf,
+        /// What is wrong with it, with line and column.
+        reason: String,
+    },
     /// A tensor or matrix of the wrong shape was passed to an operation.
     Shape {
         /// The operation.
@@ -115,6 +122,9 @@ impl fmt::Display for Error {
             }
             Error::Safetensors { path, reason } => {
                 write!(f, "{}: bad safetensors file: {}", path.display(), reason)
+            }
+            Error::Json { path, reason } => {
+                write!(f, "{}: invalid JSON: {}", path.display(), reason)
             }
             Error::Shape { op, expected, got } => {
                 write!(f, "{op}: shape mismatch: expected {expected}, got {got}")

@@ -11,6 +11,8 @@
 //! ## Layers of the crate
 //! - [`kernels`]: GEMM and elementwise kernels with AVX-512, AVX2+FMA and
 //!   scalar paths chosen at run time (`SPARSE_AE_KERNEL` forces one).
+//! - [`data`]: readers for outside data sets (IDX/MNIST, `.npy`), validated before they allocate.
+//! - [`io`]: strict JSON, safetensors and crash-safe atomic file writes.
 //!
 //! ## Features
 //! The bare engine (`default-features = false`) depends only on rayon,
@@ -19,8 +21,10 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod error;
 pub mod gradcheck;
+pub mod io;
 #[allow(unsafe_code)]
 pub mod kernels;
 pub mod nn;

@@ -1,0 +1,69 @@
+//! gzip plumbing shared by the data readers, behind the `gzip` feature.
+//!
+//! Decompression is streamed: callers read only as many bytes as a header
+//! declares (after checking that against a hard cap), so a small file that
+//! inflates to gigabytes costs no more memory than the cap allows.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// The first two bytes of every gzip member.
+pub(crate) const MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// True if `bytes` start like a gzip stream.
+pub(crate) fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&MAGIC)
+}
+
+/// True if the file name ends in `.gz`.
+pub(crate) fn has_gz_name(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+}
+
+#[cfg_attr(feature = "gzip", allow(dead_code))]
+fn no_gzip(path: &Path, what: &str) -> Error {
+    Error::Idx {
+        path: path.to_owned(),
+        reason: format!(
+            "{what} gzip, but sparse-ae was built without gzip support\n---> HINT: enable the `gzip` feature, or gunzip the file first"
+        ),
+    }
+}
+
+/// A decoder over all gzip members of `r`.
+#[cfg(feature = "gzip")]
+pub(crate) fn decoder<'a, R: Read + 'a>(r: R, _path: &Path) -> Result<Box<dyn Read + 'a>> {
+    Ok(Box::new(flate2::read::MultiGzDecoder::new(r)))
+}
+
+/// Without the `gzip` feature: a clear error.
+#[cfg(not(feature = "gzip"))]
+pub(crate) fn decoder<'a, R: Read + 'a>(_r: R, path: &Path) -> Result<Box<dyn Read + 'a>> {
+    Err(no_gzip(path, "the file is"))
+}
+
+/// Writes what `fill` produces gzip-compressed to `w`.
+#[cfg(feature = "gzip")]
+pub(crate) fn compress(
+    w: &mut dyn Write,
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let mut enc = flate2::write::GzEncoder::new(w, flate2::Compression::default());
+    fill(&mut enc)?;
+    enc.finish().map_err(|e| Error::io(path, e))?;
+    Ok(())
+}
+
+/// Without the `gzip` feature: a clear error.
+#[cfg(not(feature = "gzip"))]
+pub(crate) fn compress(
+    _w: &mut dyn Write,
+    path: &Path,
+    _fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    Err(no_gzip(path, "writing"))
+}

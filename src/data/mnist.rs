@@ -1,0 +1,188 @@
+//! MNIST-layout data sets (MNIST, Fashion-MNIST, …): finding the four IDX
+//! files in a directory and checking that they belong together.
+//!
+//! Images must be a 3-D u8 IDX array `(n, rows, cols)`; labels, if present, a
+//! 1-D u8 array of the same `n`. Pixels stay `u8` in memory (47 MB for the
+//! MNIST training set); scaling to [0, 1] happens per batch.
+
+use std::path::{Path, PathBuf};
+
+use super::idx::{self, IdxData};
+use crate::{Error, Result};
+
+/// Environment variable naming the data directory.
+pub const DATA_ENV: &str = "SPARSE_AE_DATA";
+
+/// Which half of the data set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// `train-*` (60 000 images for MNIST).
+    Train,
+    /// `t10k-*` (10 000 images for MNIST).
+    Test,
+}
+
+impl Split {
+    fn prefix(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "t10k",
+        }
+    }
+}
+
+/// A set of `n` grey images of `rows × cols` u8 pixels, image-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// Number of images.
+    pub n: usize,
+    /// Pixel rows per image.
+    pub rows: usize,
+    /// Pixel columns per image.
+    pub cols: usize,
+    /// `n · rows · cols` pixels; image i is `pixels[i·rows·cols ..][..rows·cols]`.
+    pub pixels: Vec<u8>,
+    /// One label per image, if a label file was found.
+    pub labels: Option<Vec<u8>>,
+}
+
+impl Dataset {
+    /// Pixels per image (`rows · cols`).
+    pub fn features(&self) -> usize {
+        self.rows * self.cols
+    }
+}
+
+/// The names tried for one file, in order: `train-images-idx3-ubyte`,
+/// `train-images.idx3-ubyte`, each also with `.gz`.
+fn candidates(dir: &Path, split: Split, kind: &str, ndim: u8) -> Vec<PathBuf> {
+    let p = split.prefix();
+    let mut out = Vec::new();
+    for base in [
+        format!("{p}-{kind}-idx{ndim}-ubyte"),
+        format!("{p}-{kind}.idx{ndim}-ubyte"),
+    ] {
+        out.push(dir.join(&base));
+        out.push(dir.join(base + ".gz"));
+    }
+    out
+}
+
+fn find(dir: &Path, split: Split, kind: &str, ndim: u8) -> Option<PathBuf> {
+    candidates(dir, split, kind, ndim)
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// Loads one split from `dir`: the images (required) and labels (optional).
+///
+/// # Errors
+/// [`Error::Data`] if no image file is found (naming the names tried);
+/// [`Error::Idx`] if a file is malformed, the images are not 3-D u8, the
+/// labels are not 1-D u8, or their count differs from the image count.
+pub fn load_split(dir: &Path, split: Split) -> Result<Dataset> {
+    let Some(img_path) = find(dir, split, "images", 3) else {
+        let tried: Vec<String> = candidates(dir, split, "images", 3)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(Error::Data {
+            reason: format!(
+                "no MNIST image file found; tried {}\n{HINT}",
+                tried.join(", ")
+            ),
+        });
+    };
+    let img = idx::read(&img_path)?;
+    let bad = |reason: String| Error::Idx {
+        path: img_path.clone(),
+        reason,
+    };
+    let (n, rows, cols) = match img.dims.as_slice() {
+        &[n, r, c] => (n, r, c),
+        d => {
+            return Err(bad(format!(
+                "images must have 3 dimensions (n, rows, cols), found {d:?}"
+            )));
+        }
+    };
+    let IdxData::U8(pixels) = img.data else {
+        return Err(bad(format!(
+            "images must be u8 (type 0x08), found type 0x{:02x}",
+            img.data.code()
+        )));
+    };
+    let labels = match find(dir, split, "labels", 1) {
+        None => None,
+        Some(lab_path) => Some(load_labels(&lab_path, n, &img_path)?),
+    };
+    Ok(Dataset {
+        n,
+        rows,
+        cols,
+        pixels,
+        labels,
+    })
+}
+
+fn load_labels(path: &Path, n: usize, img_path: &Path) -> Result<Vec<u8>> {
+    let lab = idx::read(path)?;
+    let bad = |reason: String| Error::Idx {
+        path: path.to_owned(),
+        reason,
+    };
+    let IdxData::U8(labels) = lab.data else {
+        return Err(bad(format!(
+            "labels must be u8 (type 0x08), found type 0x{:02x}",
+            lab.data.code()
+        )));
+    };
+    if lab.dims.len() != 1 {
+        return Err(bad(format!(
+            "labels must have 1 dimension, found {:?}",
+            lab.dims
+        )));
+    }
+    if labels.len() != n {
+        return Err(bad(format!(
+            "{} labels but {} has {n} images",
+            labels.len(),
+            img_path.display()
+        )));
+    }
+    Ok(labels)
+}
+
+const HINT: &str = "---> HINT: set SPARSE_AE_DATA to a directory holding train-images-idx3-ubyte(.gz) and friends; `apt-get install dataset-fashion-mnist` puts Fashion-MNIST in /usr/share/datasets/fashion-mnist";
+
+/// The first directory holding a training image file: `$SPARSE_AE_DATA` if
+/// set, else the first of `candidates` that has one.
+///
+/// # Errors
+/// [`Error::Data`] naming every directory searched and how to get the data.
+pub fn find_data_dir(candidates: &[PathBuf]) -> Result<PathBuf> {
+    let env = std::env::var_os(DATA_ENV).map(PathBuf::from);
+    let dirs: Vec<&PathBuf> = env.iter().chain(candidates).collect();
+    if let Some(d) = dirs
+        .iter()
+        .find(|d| find(d, Split::Train, "images", 3).is_some())
+    {
+        return Ok((*d).clone());
+    }
+    let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let env_note = if env.is_none() {
+        format!(" ({DATA_ENV} is not set)")
+    } else {
+        String::new()
+    };
+    Err(Error::Data {
+        reason: format!(
+            "no MNIST-layout data set found; searched: {}{env_note}\n{HINT}",
+            if searched.is_empty() {
+                "nothing".to_owned()
+            } else {
+                searched.join(", ")
+            }
+        ),
+    })
+}

@@ -1,0 +1,113 @@
+//! Bodies of the fuzz targets in `fuzz/`, kept in the library so that
+//! `tests/fuzz_corpus.rs` can replay the committed corpora on stable.
+//!
+//! Each body must not panic on any input; when the input parses, writing the
+//! result and parsing it again must give bit-identical data (parse → write →
+//! parse). A panic here is a bug in a reader or writer.
+
+use crate::data::{idx, npy};
+use crate::io::json::{self, Value};
+use crate::io::safetensors::{self, SafeTensors};
+
+/// Cap on decompressed bytes while fuzzing, so bombs stay cheap.
+const FUZZ_GZ_LIMIT: u64 = 1 << 24;
+
+fn same_f32(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// Raw IDX: the format is canonical, so write(parse(x)) == x.
+pub fn fuzz_idx(data: &[u8]) {
+    if data.starts_with(&[0x1f, 0x8b]) {
+        return;
+    }
+    if let Ok(a) = idx::parse(data) {
+        let bytes = idx::to_bytes(&a).expect("a parsed IDX array must be writable");
+        assert_eq!(bytes, data, "IDX write(parse(x)) != x");
+    }
+}
+
+/// gzip IDX: parse, write compressed, parse again: same bytes when re-encoded raw.
+pub fn fuzz_idx_gz(data: &[u8]) {
+    let path = std::path::Path::new("<fuzz>.gz");
+    if let Ok(a) = idx::decode(data, path, FUZZ_GZ_LIMIT) {
+        let gz = idx::to_gz_bytes(&a).expect("a parsed IDX array must be writable as gzip");
+        let b = idx::decode(&gz, path, FUZZ_GZ_LIMIT).expect("re-read of written gzip IDX");
+        assert_eq!(
+            idx::to_bytes(&a).ok(),
+            idx::to_bytes(&b).ok(),
+            "gzip IDX round trip changed data"
+        );
+    }
+}
+
+/// `.npy`: parse, write as f32, parse again: same shape and bits.
+pub fn fuzz_npy(data: &[u8]) {
+    if let Ok(a) = npy::parse(data) {
+        let bytes = npy::to_bytes(&a.shape, &a.data).expect("a parsed .npy array must be writable");
+        let b = npy::parse(&bytes).expect("re-read of written .npy");
+        assert_eq!(a.shape, b.shape);
+        assert!(same_f32(&a.data, &b.data), ".npy round trip changed data");
+    }
+}
+
+/// safetensors: parse, write as F32, parse again: same names, shapes, bits, metadata.
+pub fn fuzz_safetensors(data: &[u8]) {
+    if let Ok(st) = SafeTensors::parse(data) {
+        let tensors: Vec<safetensors::TensorRef> = st
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.as_slice(), t.data.as_slice()))
+            .collect();
+        let meta: Vec<(&str, &str)> = st
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let bytes =
+            safetensors::to_bytes(&tensors, &meta).expect("parsed tensors must be writable");
+        let back = SafeTensors::parse(&bytes).expect("re-read of written safetensors");
+        assert_eq!(back.metadata, st.metadata);
+        let mut want: Vec<_> = st.tensors.iter().collect();
+        want.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(want.len(), back.tensors.len());
+        for (a, b) in want.iter().zip(&back.tensors) {
+            assert_eq!((&a.name, &a.shape), (&b.name, &b.shape));
+            assert!(
+                same_f32(&a.data, &b.data),
+                "safetensors round trip changed {}",
+                a.name
+            );
+        }
+    }
+}
+
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.to_bits() == y.to_bits(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_json(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((k, p), (l, q))| k == l && same_json(p, q))
+        }
+        _ => a == b,
+    }
+}
+
+/// JSON: parse, write compact and pretty, parse both: bit-identical values.
+pub fn fuzz_json(data: &[u8]) {
+    if let Ok(v) = json::parse(data) {
+        for text in [v.to_json(), v.to_json_pretty()] {
+            let text = text.expect("a parsed JSON value must be writable");
+            let back = json::parse(text.as_bytes()).expect("re-read of written JSON");
+            assert!(
+                same_json(&v, &back),
+                "JSON round trip changed the value: {text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Reading and writing the project's own files: strict JSON, safetensors
+//! models and checkpoints, and crash-safe atomic replacement of files.
+
+pub mod atomic;
+#[doc(hidden)]
+pub mod fuzz_bodies;
+pub mod half;
+pub mod json;
+pub mod safetensors;
