@@ -6,4 +6,5 @@ pub mod atomic;
 pub mod fuzz_bodies;
 pub mod half;
 pub mod json;
+pub mod model_file;
 pub mod safetensors;

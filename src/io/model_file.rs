@@ -37,8 +37,19 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-fn param_refs<'a>(model: &'a Autoencoder<f32>, data: &'a [f32], prefix: &str, names: &'a mut Vec<String>) -> Vec<TensorRef<'a>> {
-    names.extend(model.layout().tensors.iter().map(|t| format!("{prefix}{}", t.name)));
+fn param_refs<'a>(
+    model: &'a Autoencoder<f32>,
+    data: &'a [f32],
+    prefix: &str,
+    names: &'a mut Vec<String>,
+) -> Vec<TensorRef<'a>> {
+    names.extend(
+        model
+            .layout()
+            .tensors
+            .iter()
+            .map(|t| format!("{prefix}{}", t.name)),
+    );
     model
         .layout()
         .tensors
@@ -56,7 +67,11 @@ pub fn save_model(path: &Path, model: &Autoencoder<f32>) -> Result<()> {
     let mut names = Vec::new();
     let tensors = param_refs(model, &model.params, "", &mut names);
     let cfg = model.config().to_json_value().to_json()?;
-    safetensors::write(path, &tensors, &[("format", "pt"), (KIND, "model"), (CONFIG, &cfg)])
+    safetensors::write(
+        path,
+        &tensors,
+        &[("format", "pt"), (KIND, "model"), (CONFIG, &cfg)],
+    )
 }
 
 fn config_of(st: &SafeTensors, path: &Path) -> Result<ModelConfig> {
@@ -66,7 +81,8 @@ fn config_of(st: &SafeTensors, path: &Path) -> Result<ModelConfig> {
             format!("no `{CONFIG}` in __metadata__: not a sparse-ae model (a plain state dict needs `train --init` with a matching --preset or --config)"),
         )
     })?;
-    ModelConfig::from_json(text).map_err(|e| bad(path, format!("its configuration is invalid: {e}")))
+    ModelConfig::from_json(text)
+        .map_err(|e| bad(path, format!("its configuration is invalid: {e}")))
 }
 
 /// Copies the tensors named `prefix + <param name>` into a flat buffer in the
@@ -82,13 +98,19 @@ fn gather(st: &SafeTensors, cfg: &ModelConfig, prefix: &str, path: &Path) -> Res
         if got.shape != t.shape {
             return Err(bad(
                 path,
-                format!("tensor `{name}` has shape {:?}, the configuration needs {:?}", got.shape, t.shape),
+                format!(
+                    "tensor `{name}` has shape {:?}, the configuration needs {:?}",
+                    got.shape, t.shape
+                ),
             ));
         }
         if let Some(i) = got.data.iter().position(|v| !v.is_finite()) {
             return Err(bad(
                 path,
-                format!("tensor `{name}` holds a non-finite value ({}) at index {i}", got.data[i]),
+                format!(
+                    "tensor `{name}` holds a non-finite value ({}) at index {i}",
+                    got.data[i]
+                ),
             ));
         }
         flat[t.range()].copy_from_slice(&got.data);
@@ -150,7 +172,12 @@ fn optimizer_from_json(v: &Value) -> Result<OptimizerConfig> {
             lr: v.f64_at("lr")?,
             momentum: v.f64_at("momentum")?,
         }),
-        t => return Err(Error::config("optimizer.type", format!("unknown optimizer `{t}`"))),
+        t => {
+            return Err(Error::config(
+                "optimizer.type",
+                format!("unknown optimizer `{t}`"),
+            ));
+        }
     };
     c.validate()?;
     Ok(c)
@@ -173,7 +200,12 @@ pub fn save_checkpoint(path: &Path, t: &Trainer<f32>, fit: &Value) -> Result<()>
     let opt = optimizer_json(&t.opt.config).to_json()?;
     let step = t.opt.t.to_string();
     let batch = t.batch().to_string();
-    let rng: Vec<String> = t.noise_rng.state().iter().map(|w| format!("{w:016x}")).collect();
+    let rng: Vec<String> = t
+        .noise_rng
+        .state()
+        .iter()
+        .map(|w| format!("{w:016x}"))
+        .collect();
     let rng = rng.join(",");
     let fit = fit.to_json()?;
     safetensors::write(
@@ -201,12 +233,20 @@ pub fn save_checkpoint(path: &Path, t: &Trainer<f32>, fit: &Value) -> Result<()>
 pub fn load_checkpoint(path: &Path) -> Result<(Trainer<f32>, Value)> {
     let st = SafeTensors::read(path)?;
     if st.meta(KIND) != Some("checkpoint") {
-        return Err(bad(path, "not a checkpoint (sparse_ae.kind is not `checkpoint`); use it with --init instead"));
+        return Err(bad(
+            path,
+            "not a checkpoint (sparse_ae.kind is not `checkpoint`); use it with --init instead",
+        ));
     }
     let cfg = config_of(&st, path)?;
-    let meta = |k: &str| st.meta(k).ok_or_else(|| bad(path, format!("metadata `{k}` is missing")));
+    let meta = |k: &str| {
+        st.meta(k)
+            .ok_or_else(|| bad(path, format!("metadata `{k}` is missing")))
+    };
     let wrap = |e: Error| bad(path, e.to_string());
-    let opt_cfg = optimizer_from_json(&json::parse(meta("sparse_ae.optimizer")?.as_bytes()).map_err(wrap)?).map_err(wrap)?;
+    let opt_cfg =
+        optimizer_from_json(&json::parse(meta("sparse_ae.optimizer")?.as_bytes()).map_err(wrap)?)
+            .map_err(wrap)?;
     let step: u64 = meta("sparse_ae.step")?
         .parse()
         .map_err(|_| bad(path, "metadata `sparse_ae.step` is not a step count"))?;

@@ -61,11 +61,20 @@ pub fn activation_from_name(name: &str, slope: Option<f64>, field: &str) -> Resu
 fn check_keys(v: &Value, path: &str, allowed: &[&str]) -> Result<()> {
     let fields = match v.as_object() {
         Some(f) => f,
-        None => return Err(Error::config(path, format!("expected an object, found {}", v.kind()))),
+        None => {
+            return Err(Error::config(
+                path,
+                format!("expected an object, found {}", v.kind()),
+            ));
+        }
     };
     for (k, _) in fields {
         if !allowed.contains(&k.as_str()) {
-            let at = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let at = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             return Err(Error::config(
                 at,
                 format!("unknown key; expected one of {}", allowed.join(", ")),
@@ -101,7 +110,9 @@ impl ModelConfig {
             .collect();
         let noise = match self.noise {
             Noise::None => obj(vec![("type", Value::from("none"))]),
-            Noise::Gaussian { std } => obj(vec![("type", Value::from("gaussian")), ("std", num(std))]),
+            Noise::Gaussian { std } => {
+                obj(vec![("type", Value::from("gaussian")), ("std", num(std))])
+            }
             Noise::Masking { p } => obj(vec![("type", Value::from("masking")), ("p", num(p))]),
         };
         obj(vec![
@@ -120,7 +131,10 @@ impl ModelConfig {
             (
                 "l1",
                 self.l1.map_or(Value::Null, |p| {
-                    obj(vec![("lambda", num(p.lambda)), ("layer", Value::from(p.layer))])
+                    obj(vec![
+                        ("lambda", num(p.lambda)),
+                        ("layer", Value::from(p.layer)),
+                    ])
                 }),
             ),
             (
@@ -172,7 +186,9 @@ impl ModelConfig {
             let path = format!("layers[{i}]");
             check_keys(l, &path, &["type", "units", "activation", "slope"])?;
             let kind = match opt(l, "type") {
-                Some(t) => t.as_str().ok_or_else(|| Error::config(format!("{path}.type"), "expected a string"))?,
+                Some(t) => t
+                    .as_str()
+                    .ok_or_else(|| Error::config(format!("{path}.type"), "expected a string"))?,
                 None => "dense",
             };
             if kind != "dense" {
@@ -181,11 +197,18 @@ impl ModelConfig {
                     format!("unknown layer type `{kind}` (dense)"),
                 ));
             }
-            let slope = match opt(l, "slope") {
-                Some(s) => Some(s.as_f64().ok_or_else(|| Error::config(format!("{path}.slope"), "expected a number"))?),
-                None => None,
-            };
-            let act = activation_from_name(l.str_at("activation")?, slope, &format!("{path}.activation"))?;
+            let slope =
+                match opt(l, "slope") {
+                    Some(s) => Some(s.as_f64().ok_or_else(|| {
+                        Error::config(format!("{path}.slope"), "expected a number")
+                    })?),
+                    None => None,
+                };
+            let act = activation_from_name(
+                l.str_at("activation")?,
+                slope,
+                &format!("{path}.activation"),
+            )?;
             layers.push(LayerSpec::Dense {
                 units: l.usize_at("units")?,
                 act,
@@ -213,7 +236,9 @@ impl ModelConfig {
                 check_keys(p, "l1", &["lambda", "layer"])?;
                 Some(L1Penalty {
                     lambda: p.f64_at("lambda").map_err(|e| prefix(e, "l1"))?,
-                    layer: opt(p, "layer").map_or(Ok(code_layer), |_| p.usize_at("layer")).map_err(|e| prefix(e, "l1"))?,
+                    layer: opt(p, "layer")
+                        .map_or(Ok(code_layer), |_| p.usize_at("layer"))
+                        .map_err(|e| prefix(e, "l1"))?,
                 })
             }
             None => None,
@@ -224,7 +249,9 @@ impl ModelConfig {
                 Some(KlPenalty {
                     rho: p.f64_at("rho").map_err(|e| prefix(e, "kl"))?,
                     beta: p.f64_at("beta").map_err(|e| prefix(e, "kl"))?,
-                    layer: opt(p, "layer").map_or(Ok(code_layer), |_| p.usize_at("layer")).map_err(|e| prefix(e, "kl"))?,
+                    layer: opt(p, "layer")
+                        .map_or(Ok(code_layer), |_| p.usize_at("layer"))
+                        .map_err(|e| prefix(e, "kl"))?,
                 })
             }
             None => None,
@@ -323,7 +350,10 @@ mod tests {
         assert!(e.contains("KL") && e.contains("relu"), "{e}");
         let bad = r#"{"input": 4, "layers": [{"units": 2, "activation": "swish"}, {"units": 4, "activation": "sigmoid"}], "code_layer": 0}"#;
         let e = ModelConfig::from_json(bad).unwrap_err().to_string();
-        assert!(e.contains("layers[0].activation") && e.contains("swish"), "{e}");
+        assert!(
+            e.contains("layers[0].activation") && e.contains("swish"),
+            "{e}"
+        );
         let minimal = r#"{"input": 4, "layers": [{"units": 2, "activation": "relu"}, {"units": 4, "activation": "sigmoid"}], "code_layer": 0, "l1": {"lambda": 0.001}}"#;
         let cfg = ModelConfig::from_json(minimal).unwrap();
         assert_eq!(cfg.l1.unwrap().layer, 0);

@@ -1,6 +1,7 @@
 //! Autoencoder models: configuration, parameters, layers, losses, penalties.
 
 pub mod config;
+pub mod config_json;
 pub mod dense;
 pub mod model;
 pub mod noise;

@@ -17,6 +17,7 @@ pub mod plot;
 pub mod png_out;
 mod ticks;
 pub mod tiles;
+pub mod training;
 
 pub use canvas::{Canvas, Rgb};
 pub use html::{Image, Section, Table, write_index};

@@ -43,7 +43,12 @@ pub fn image_shape(model: &Autoencoder<f32>) -> (usize, usize) {
 ///
 /// # Errors
 /// [`Error::Shape`] if the samples do not fit the model.
-pub fn reconstruction_grid(model: &Autoencoder<f32>, samples: Samples<'_>, n: usize, noise_seed: u64) -> Result<Canvas> {
+pub fn reconstruction_grid(
+    model: &Autoencoder<f32>,
+    samples: Samples<'_>,
+    n: usize,
+    noise_seed: u64,
+) -> Result<Canvas> {
     let cfg = model.config();
     let d = cfg.input;
     if samples.dim() != d {
@@ -70,14 +75,11 @@ pub fn reconstruction_grid(model: &Autoencoder<f32>, samples: Samples<'_>, n: us
     model.forward(&mut ws, &input)?;
     let mut recon = vec![0.0f32; n * d];
     model.reconstruction(&ws, &mut recon);
-    let rows_of = |v: &[f32]| -> Vec<Vec<f32>> { v.chunks_exact(d).map(<[f32]>::to_vec).collect() };
-    let (orig, noisy, rec) = (rows_of(&clean), rows_of(&input), rows_of(&recon));
-    let as_refs = |v: &Vec<Vec<f32>>| -> Vec<&[f32]> { v.iter().map(Vec::as_slice).collect() };
-    let mut rows = vec![("original", as_refs(&orig))];
+    let mut rows: Vec<(&str, Vec<&[f32]>)> = vec![("original", clean.chunks_exact(d).collect())];
     if cfg.noise != Noise::None {
-        rows.push(("noisy", as_refs(&noisy)));
+        rows.push(("noisy", input.chunks_exact(d).collect()));
     }
-    rows.push(("reconstructed", as_refs(&rec)));
+    rows.push(("reconstructed", recon.chunks_exact(d).collect()));
     let (w, h) = image_shape(model);
     image_grid(&rows, w, h, if h == 1 { 1 } else { 3 })
 }
@@ -101,7 +103,11 @@ pub fn feature_picture(model: &Autoencoder<f32>) -> Result<Canvas> {
 ///
 /// # Errors
 /// [`Error::Shape`] if the samples do not fit a model.
-pub fn code_histogram(models: &[(&str, &Autoencoder<f32>)], samples: Samples<'_>, max_samples: usize) -> Result<Canvas> {
+pub fn code_histogram(
+    models: &[(&str, &Autoencoder<f32>)],
+    samples: Samples<'_>,
+    max_samples: usize,
+) -> Result<Canvas> {
     let samples = samples.head(max_samples);
     let mut codes: Vec<(String, Vec<f32>)> = Vec::new();
     for (name, m) in models {
@@ -120,8 +126,18 @@ pub fn code_histogram(models: &[(&str, &Autoencoder<f32>)], samples: Samples<'_>
         }
         codes.push((name.to_string(), all));
     }
-    let sets: Vec<(&str, &[f32])> = codes.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
-    Ok(histogram(&sets, 60, None, "Code activations", "activation", true))
+    let sets: Vec<(&str, &[f32])> = codes
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_slice()))
+        .collect();
+    Ok(histogram(
+        &sets,
+        60,
+        None,
+        "Code activations",
+        "activation",
+        true,
+    ))
 }
 
 /// How often each latent fires, as a histogram of log₁₀(firing rate);
@@ -145,7 +161,10 @@ pub fn latent_density(firing_rate: &[f64]) -> Canvas {
 pub fn loss_curves(metrics: &[EpochMetrics]) -> Canvas {
     let mut series = vec![Series {
         name: "train".into(),
-        points: metrics.iter().map(|m| (m.epoch as f64, m.train.total())).collect(),
+        points: metrics
+            .iter()
+            .map(|m| (m.epoch as f64, m.train.total()))
+            .collect(),
         color: COLORS[0],
     }];
     if metrics.iter().any(|m| m.test.is_some()) {
@@ -171,14 +190,29 @@ fn fmt(v: f64) -> String {
 ///
 /// # Errors
 /// [`Error::Io`] if the directory or a file cannot be written.
-pub fn write_training_report(dir: &Path, title: &str, model: &Autoencoder<f32>, metrics: &[EpochMetrics], samples: Samples<'_>) -> Result<PathBuf> {
+pub fn write_training_report(
+    dir: &Path,
+    title: &str,
+    model: &Autoencoder<f32>,
+    metrics: &[EpochMetrics],
+    samples: Samples<'_>,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     save_png(dir.join("loss.png"), &loss_curves(metrics))?;
-    save_png(dir.join("reconstructions.png"), &reconstruction_grid(model, samples, 10, 1)?)?;
+    save_png(
+        dir.join("reconstructions.png"),
+        &reconstruction_grid(model, samples, 10, 1)?,
+    )?;
     save_png(dir.join("features.png"), &feature_picture(model)?)?;
-    save_png(dir.join("histogram.png"), &code_histogram(&[("code", model)], samples, 5000)?)?;
+    save_png(
+        dir.join("histogram.png"),
+        &code_histogram(&[("code", model)], samples, 5000)?,
+    )?;
     let (eval_loss, stats) = evaluate(model, samples, 1000)?;
-    save_png(dir.join("density.png"), &latent_density(&stats.firing_rate()))?;
+    save_png(
+        dir.join("density.png"),
+        &latent_density(&stats.firing_rate()),
+    )?;
     let mut csv = String::from(EpochMetrics::CSV_HEADER);
     csv.push('\n');
     for m in metrics {
@@ -201,7 +235,16 @@ pub fn write_training_report(dir: &Path, title: &str, model: &Autoencoder<f32>, 
             ]
         })
         .collect();
-    let header = ["epoch", "train loss", "test loss", "test recon", "L0", "dead units", "samples/s", "seconds"];
+    let header = [
+        "epoch",
+        "train loss",
+        "test loss",
+        "test recon",
+        "L0",
+        "dead units",
+        "samples/s",
+        "seconds",
+    ];
     let img = |file: &str, caption: &str| Image {
         file: file.into(),
         caption: caption.into(),

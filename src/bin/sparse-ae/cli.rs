@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a model (a preset or a JSON config) on MNIST-style IDX data or a .npy matrix.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Loss, L0 and dead units of a model on a data split.
     Eval(EvalArgs),
     /// Write the codes of a data split to a .npy file.
@@ -56,8 +56,12 @@ pub enum OptimizerKind {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SplitArg {
+    /// The training split (for a .npy file: its first 90 %).
     Train,
+    /// The test split (for a .npy file: its last 10 %).
     Test,
+    /// Both (for a .npy file: all of it).
+    All,
 }
 
 #[derive(Args, Debug)]

@@ -1,0 +1,366 @@
+//! One function per subcommand: validate, call the library, print.
+
+use crate::cli::{
+    EvalArgs, FeaturesArgs, GradcheckArgs, HistogramArgs, OptimizerKind, OutArgs, ReconstructArgs,
+    SplitArg, TrainArgs,
+};
+use crate::data::{self, Loaded};
+use crate::progress::Progress;
+use sparse_ae::gradcheck::{CheckOptions, check_model};
+use sparse_ae::io::json::Value;
+use sparse_ae::io::model_file::{
+    load_checkpoint, load_model, load_params_into, save_checkpoint, save_model,
+};
+use sparse_ae::nn::{Autoencoder, ModelConfig, PRESETS, apply_noise, preset};
+use sparse_ae::optim::{AdamConfig, OptimizerConfig, SgdConfig};
+use sparse_ae::report::png_out::save_png;
+use sparse_ae::report::training::{
+    code_histogram, feature_picture, reconstruction_grid, write_training_report,
+};
+use sparse_ae::rng::Rng;
+use sparse_ae::train::{
+    EpochMetrics, FitOptions, Trainer, encode as encode_all, evaluate, fit, score as score_all,
+};
+use sparse_ae::{Error, Result};
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+fn read_config(path: &Path) -> Result<ModelConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    ModelConfig::from_json(&text).map_err(|e| match e {
+        Error::Config { field, reason } => Error::Config {
+            field: format!("{}: {field}", path.display()),
+            reason,
+        },
+        e => e,
+    })
+}
+
+fn model_config(
+    preset_name: Option<&str>,
+    config: Option<&Path>,
+    input: usize,
+) -> Result<ModelConfig> {
+    match (preset_name, config) {
+        (Some(p), _) => preset(p, input),
+        (None, Some(c)) => {
+            let cfg = read_config(c)?;
+            if cfg.input != input {
+                return Err(Error::config(
+                    format!("{}: input", c.display()),
+                    format!(
+                        "the model takes {} features but the data has {input}",
+                        cfg.input
+                    ),
+                ));
+            }
+            Ok(cfg)
+        }
+        (None, None) => Err(Error::config(
+            "model",
+            "give --preset NAME (see `sparse-ae presets`), --config FILE, or --resume CHECKPOINT",
+        )),
+    }
+}
+
+/// Peak resident memory of this process in MB (Linux; None elsewhere).
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<()> {
+    let json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("json"));
+    let fresh = std::fs::metadata(path)
+        .map(|m| m.len() == 0)
+        .unwrap_or(true);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let mut line = String::new();
+    if json {
+        line.push_str(&m.json_line());
+    } else {
+        if fresh {
+            line.push_str(EpochMetrics::CSV_HEADER);
+            line.push('\n');
+        }
+        line.push_str(&m.csv_row());
+    }
+    line.push('\n');
+    f.write_all(line.as_bytes()).map_err(|e| Error::io(path, e))
+}
+
+fn fit_json(opts: &FitOptions) -> Value {
+    Value::Object(vec![
+        ("shuffle".into(), Value::Bool(opts.shuffle)),
+        (
+            "shuffle_seed".into(),
+            Value::String(opts.shuffle_seed.to_string()),
+        ),
+    ])
+}
+
+pub fn train(a: TrainArgs) -> Result<ExitCode> {
+    let start = Instant::now();
+    let train_data = data::load(&a.data, SplitArg::Train)?;
+    let test_data = data::load(&a.data, SplitArg::Test)?;
+    let (train_s, test_s) = (train_data.samples()?, test_data.samples()?);
+    let mut opts = FitOptions {
+        epochs: a.epochs,
+        max_steps: a.steps,
+        shuffle: !a.no_shuffle,
+        shuffle_seed: a.seed,
+        eval_batch: 1000,
+    };
+    let mut trainer = if let Some(ck) = &a.resume {
+        let (t, fit) = load_checkpoint(ck)?;
+        opts.shuffle = fit.bool_at("shuffle")?;
+        opts.shuffle_seed = fit
+            .str_at("shuffle_seed")?
+            .parse()
+            .map_err(|_| Error::config("sparse_ae.fit.shuffle_seed", "not a number"))?;
+        if !a.quiet {
+            eprintln!("resuming {} at step {}", ck.display(), t.steps());
+        }
+        t
+    } else {
+        let cfg = model_config(a.preset.as_deref(), a.config.as_deref(), train_s.dim())?;
+        let model = match &a.init {
+            Some(p) => load_params_into(p, cfg)?,
+            None => Autoencoder::new(cfg, a.seed)?,
+        };
+        let opt = match a.optimizer {
+            OptimizerKind::Adam => OptimizerConfig::Adam(AdamConfig {
+                lr: a.lr.unwrap_or(1e-3),
+                ..AdamConfig::default()
+            }),
+            OptimizerKind::Sgd => OptimizerConfig::Sgd(SgdConfig {
+                lr: a.lr.unwrap_or(0.01),
+                momentum: a.momentum,
+            }),
+        };
+        Trainer::new(
+            model,
+            opt,
+            a.batch_size,
+            a.noise_seed.unwrap_or(a.seed ^ 0x5eed_5eed),
+        )?
+    };
+    if !a.quiet {
+        eprintln!(
+            "training {} parameters on {} samples ({} features), batch {}, {} kernels; test set {} samples (startup {:.0} ms)",
+            trainer.model.params.len(),
+            train_s.len(),
+            train_s.dim(),
+            trainer.batch(),
+            sparse_ae::kernels::Isa::active(),
+            test_s.len(),
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    let fit_meta = fit_json(&opts);
+    let mut history: Vec<EpochMetrics> = Vec::new();
+    let mut obs = Progress::new(
+        a.quiet,
+        Box::new(|m: &EpochMetrics, t: &Trainer<f32>| {
+            if let Some(p) = &a.metrics {
+                append_metrics(p, m)?;
+            }
+            if let Some(p) = &a.checkpoint {
+                save_checkpoint(p, t, &fit_meta)?;
+            }
+            Ok(())
+        }),
+    );
+    let result = fit(&mut trainer, train_s, Some(test_s), &opts, &mut obs);
+    drop(obs);
+    match result {
+        Ok(h) => history.extend(h),
+        Err(e) => {
+            if let Some(p) = &a.checkpoint {
+                eprintln!(
+                    "training stopped; the last good checkpoint is {}",
+                    p.display()
+                );
+            }
+            return Err(e);
+        }
+    }
+    save_model(&a.out, &trainer.model)?;
+    if let Some(dir) = &a.report {
+        let title = a.preset.clone().unwrap_or_else(|| "sparse-ae model".into());
+        let index = write_training_report(dir, &title, &trainer.model, &history, test_s)?;
+        if !a.quiet {
+            eprintln!("report: {}", index.display());
+        }
+    }
+    if !a.quiet {
+        eprintln!(
+            "saved {} after {} steps in {:.1} s; peak RSS {}",
+            a.out.display(),
+            trainer.steps(),
+            start.elapsed().as_secs_f64(),
+            peak_rss_mb().map_or("unknown".into(), |m| format!("{m:.0} MB"))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_split(args: &crate::cli::DataArgs, split: SplitArg) -> Result<Loaded> {
+    data::load(args, split)
+}
+
+pub fn eval(a: EvalArgs) -> Result<ExitCode> {
+    let model = load_model(&a.model)?;
+    let d = load_split(&a.data, a.split)?;
+    let s = d.samples()?;
+    let (l, stats) = evaluate(&model, s, 1000)?;
+    let units = model.config().width(model.config().code_layer);
+    if a.json {
+        println!(
+            "{{\"samples\":{},\"loss\":{},\"recon\":{},\"l1\":{},\"kl\":{},\"l2\":{},\"l0\":{},\"dead_units\":{},\"code_units\":{}}}",
+            s.len(),
+            l.total(),
+            l.recon,
+            l.l1,
+            l.kl,
+            l.l2,
+            stats.l0(),
+            stats.dead(),
+            units
+        );
+    } else {
+        println!("samples     {}", s.len());
+        println!("loss        {:.6}", l.total());
+        println!("  recon     {:.6}", l.recon);
+        println!("  l1        {:.6}", l.l1);
+        println!("  kl        {:.6}", l.kl);
+        println!("  l2        {:.6}", l.l2);
+        println!("L0          {:.3} active code units per sample", stats.l0());
+        println!("dead units  {} of {}", stats.dead(), units);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn encode(a: OutArgs) -> Result<ExitCode> {
+    let model = load_model(&a.model)?;
+    let d = load_split(&a.data, a.split)?;
+    let s = d.samples()?;
+    let codes = encode_all(&model, s)?;
+    let units = model.config().width(model.config().code_layer);
+    sparse_ae::data::npy::write(&a.out, s.len(), units, &codes)?;
+    eprintln!(
+        "wrote {} codes of {} units to {}",
+        s.len(),
+        units,
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn score(a: OutArgs) -> Result<ExitCode> {
+    let model = load_model(&a.model)?;
+    let d = load_split(&a.data, a.split)?;
+    let s = d.samples()?;
+    let scores = score_all(&model, s)?;
+    let npy = a
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if npy {
+        sparse_ae::data::npy::write(&a.out, scores.len(), 1, &scores)?;
+    } else {
+        let mut text = String::from("index,score\n");
+        for (i, v) in scores.iter().enumerate() {
+            text.push_str(&format!("{i},{v}\n"));
+        }
+        sparse_ae::io::atomic::write_atomic_bytes(&a.out, text.as_bytes())?;
+    }
+    eprintln!("wrote {} scores to {}", scores.len(), a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn reconstruct(a: ReconstructArgs) -> Result<ExitCode> {
+    let model = load_model(&a.model)?;
+    let d = load_split(&a.data, a.split)?;
+    let pic = reconstruction_grid(&model, d.samples()?, a.n, a.noise_seed)?;
+    save_png(&a.out, &pic)?;
+    eprintln!("wrote {}", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn features(a: FeaturesArgs) -> Result<ExitCode> {
+    let model = load_model(&a.model)?;
+    save_png(&a.out, &feature_picture(&model)?)?;
+    eprintln!("wrote {}", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn histogram(a: HistogramArgs) -> Result<ExitCode> {
+    let models: Vec<(String, Autoencoder<f32>)> = a
+        .model
+        .iter()
+        .map(|p| {
+            let name = p
+                .file_stem()
+                .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+            load_model(p).map(|m| (name, m))
+        })
+        .collect::<Result<_>>()?;
+    let d = load_split(&a.data, a.split)?;
+    let refs: Vec<(&str, &Autoencoder<f32>)> =
+        models.iter().map(|(n, m)| (n.as_str(), m)).collect();
+    save_png(&a.out, &code_histogram(&refs, d.samples()?, 10_000)?)?;
+    eprintln!("wrote {}", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
+    let cfg = match (&a.config, &a.preset) {
+        (Some(c), _) => read_config(c)?,
+        (None, Some(p)) => preset(p, 784)?,
+        (None, None) => {
+            return Err(Error::config(
+                "gradcheck",
+                "give --config FILE or --preset NAME",
+            ));
+        }
+    };
+    if a.batch == 0 {
+        return Err(Error::config("--batch", "must be at least 1"));
+    }
+    let model = Autoencoder::<f64>::new(cfg.clone(), a.seed)?;
+    let mut rng = Rng::new(a.seed ^ 0xda7a);
+    let clean: Vec<f64> = (0..a.batch * cfg.input).map(|_| rng.next_f64()).collect();
+    let mut input = clean.clone();
+    apply_noise(cfg.noise, &mut rng, &clean, &mut input);
+    let opts = CheckOptions {
+        max_entries: a.entries.max(1),
+        seed: a.seed,
+        tolerance: a.tolerance,
+        ..CheckOptions::default()
+    };
+    let report = check_model(&model, &input, &clean, a.batch, &opts)?;
+    println!("{report}");
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub fn presets() -> Result<ExitCode> {
+    for (name, what) in PRESETS {
+        println!("{name:<16} {what}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

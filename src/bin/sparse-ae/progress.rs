@@ -1,0 +1,85 @@
+//! Progress on the terminal: a bar redrawn in place when stderr is a
+//! terminal, a plain line per epoch otherwise.
+
+use sparse_ae::nn::LossParts;
+use sparse_ae::train::{EpochMetrics, Observer, Trainer};
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+/// What to do after each epoch (write metrics, save a checkpoint).
+pub type EpochHook<'a> = Box<dyn FnMut(&EpochMetrics, &Trainer<f32>) -> sparse_ae::Result<()> + 'a>;
+
+/// Per-epoch output, metrics file, checkpoints.
+pub struct Progress<'a> {
+    pub quiet: bool,
+    tty: bool,
+    last_draw: Instant,
+    loss_ema: f64,
+    pub on_epoch: EpochHook<'a>,
+}
+
+impl<'a> Progress<'a> {
+    pub fn new(quiet: bool, on_epoch: EpochHook<'a>) -> Self {
+        Progress {
+            quiet,
+            tty: std::io::stderr().is_terminal(),
+            last_draw: Instant::now(),
+            loss_ema: f64::NAN,
+            on_epoch,
+        }
+    }
+}
+
+pub fn epoch_line(m: &EpochMetrics) -> String {
+    let test = m.test.map_or(String::new(), |t| {
+        format!("  test {:.5} (recon {:.5})", t.total(), t.recon)
+    });
+    format!(
+        "epoch {:>3}  step {:>7}  train {:.5} (recon {:.5} l1 {:.2e} kl {:.2e} l2 {:.2e}){test}  L0 {:.2}  dead {}/{}  {:.0} samples/s  {:.2}s",
+        m.epoch,
+        m.step,
+        m.train.total(),
+        m.train.recon,
+        m.train.l1,
+        m.train.kl,
+        m.train.l2,
+        m.l0,
+        m.dead_units,
+        m.code_units,
+        m.samples_per_sec,
+        m.seconds
+    )
+}
+
+impl Observer for Progress<'_> {
+    fn on_step(&mut self, epoch: usize, k: usize, spe: usize, loss: &LossParts) {
+        let l = loss.total();
+        self.loss_ema = if self.loss_ema.is_nan() {
+            l
+        } else {
+            0.98 * self.loss_ema + 0.02 * l
+        };
+        if self.quiet || !self.tty || (k != spe && self.last_draw.elapsed().as_millis() < 100) {
+            return;
+        }
+        self.last_draw = Instant::now();
+        let width = 30;
+        let done = k * width / spe.max(1);
+        let bar: String = "#".repeat(done) + &"-".repeat(width - done);
+        eprint!(
+            "\repoch {epoch:>3} [{bar}] {k}/{spe}  loss {:.5}",
+            self.loss_ema
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn on_epoch(&mut self, m: &EpochMetrics, t: &Trainer<f32>) -> sparse_ae::Result<()> {
+        if !self.quiet {
+            if self.tty {
+                eprint!("\r\x1b[2K");
+            }
+            eprintln!("{}", epoch_line(m));
+        }
+        (self.on_epoch)(m, t)
+    }
+}
