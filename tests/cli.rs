@@ -1,0 +1,273 @@
+//! The command-line tool on small generated data: every subcommand, and
+//! clear errors for bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sparse-ae"));
+    c.args(args)
+        .env_remove("SPARSE_AE_DATA")
+        .env_remove("SPARSE_AE_KERNEL");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = run(args, &[]);
+    assert!(
+        o.status.success(),
+        "sparse-ae {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn fails(args: &[&str], env: &[(&str, &str)]) -> String {
+    let o = run(args, env);
+    assert!(!o.status.success(), "sparse-ae {args:?} should fail");
+    String::from_utf8(o.stderr).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn presets_lists_every_preset() {
+    let out = ok(&["presets"]);
+    let names: Vec<&str> = out
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "shallow",
+            "deep",
+            "denoising",
+            "sparse-l1",
+            "sparse-kl",
+            "overcomplete-kl"
+        ]
+    );
+}
+
+#[test]
+fn train_then_every_inspection_command() {
+    let dir = common::temp_dir("cli");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    common::write_tiny_mnist(&data, 10, 120, 30);
+    let model = dir.join("m.safetensors");
+    let ck = dir.join("ck.safetensors");
+    let report = dir.join("report");
+    let metrics = dir.join("metrics.csv");
+    ok(&[
+        "train",
+        "--preset",
+        "sparse-l1",
+        "--data",
+        s(&data),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--out",
+        s(&model),
+        "--checkpoint",
+        s(&ck),
+        "--report",
+        s(&report),
+        "--metrics",
+        s(&metrics),
+    ]);
+    for f in [
+        "index.html",
+        "loss.png",
+        "reconstructions.png",
+        "features.png",
+        "histogram.png",
+        "density.png",
+    ] {
+        assert!(report.join(f).exists(), "report lacks {f}");
+    }
+    let csv = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.starts_with("epoch,step,train_loss"));
+
+    let json = ok(&["eval", "--model", s(&model), "--data", s(&data), "--json"]);
+    assert!(
+        json.contains("\"samples\":30") && json.contains("\"l0\":"),
+        "{json}"
+    );
+
+    let codes = dir.join("codes.npy");
+    ok(&[
+        "encode",
+        "-m",
+        s(&model),
+        "--data",
+        s(&data),
+        "-o",
+        s(&codes),
+    ]);
+    let a = sparse_ae::data::npy::read(&codes).unwrap();
+    assert_eq!(a.shape, vec![30, 32]);
+
+    let scores = dir.join("scores.csv");
+    ok(&[
+        "score",
+        "-m",
+        s(&model),
+        "--data",
+        s(&data),
+        "-o",
+        s(&scores),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&scores).unwrap().lines().count(),
+        31
+    );
+
+    for (cmd, file) in [("reconstruct", "r.png"), ("features", "f.png")] {
+        let out = dir.join(file);
+        let mut args = vec![cmd, "-m", s(&model), "-o", s(&out)];
+        if cmd == "reconstruct" {
+            args.extend(["--data", s(&data)]);
+        }
+        ok(&args);
+        assert!(std::fs::read(&out).unwrap().starts_with(b"\x89PNG"));
+    }
+    let hist = dir.join("h.png");
+    ok(&[
+        "histogram",
+        "-m",
+        s(&model),
+        "-m",
+        s(&ck),
+        "--data",
+        s(&data),
+        "-o",
+        s(&hist),
+    ]);
+    assert!(hist.exists());
+}
+
+#[test]
+fn resume_continues_exactly() {
+    let dir = common::temp_dir("cli_resume");
+    common::write_tiny_mnist(&dir, 10, 64, 8);
+    let (a, b, ck) = (dir.join("a.st"), dir.join("b.st"), dir.join("ck.st"));
+    let common_args = [
+        "--data",
+        s(&dir),
+        "--batch-size",
+        "8",
+        "--epochs",
+        "3",
+        "-q",
+    ];
+    let mut straight = vec!["train", "--preset", "denoising", "--out", s(&a)];
+    straight.extend(common_args);
+    ok(&straight);
+    let mut first = vec![
+        "train",
+        "--preset",
+        "denoising",
+        "--steps",
+        "11",
+        "--checkpoint",
+        s(&ck),
+        "--out",
+        s(&b),
+    ];
+    first.extend(common_args);
+    ok(&first);
+    let mut second = vec!["train", "--resume", s(&ck), "--out", s(&b)];
+    second.extend(common_args);
+    ok(&second);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}
+
+#[test]
+fn gradcheck_passes_and_fails_by_tolerance() {
+    let out = ok(&["gradcheck", "--preset", "sparse-kl", "--entries", "8"]);
+    assert!(
+        out.contains("encoder.0.weight") && out.contains("PASS"),
+        "{out}"
+    );
+    let o = run(
+        &["gradcheck", "--preset", "shallow", "--tolerance", "1e-30"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("FAIL"));
+
+    let dir = common::temp_dir("cli_gradcheck");
+    let cfg = dir.join("model.json");
+    std::fs::write(
+        &cfg,
+        r#"{"input": 12, "layers": [{"units": 5, "activation": "tanh"}, {"units": 12, "activation": "sigmoid"}],
+            "code_layer": 0, "tied": true, "l1": {"lambda": 0.01}, "noise": {"type": "masking", "p": 0.2}}"#,
+    )
+    .unwrap();
+    let out = ok(&["gradcheck", "--config", s(&cfg)]);
+    assert!(out.contains("PASS"), "{out}");
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let dir = common::temp_dir("cli_errors");
+    let e = fails(
+        &[
+            "train",
+            "--preset",
+            "deep",
+            "--data",
+            s(&dir.join("nowhere")),
+        ],
+        &[],
+    );
+    assert!(
+        e.contains("nowhere") && e.contains("no such directory"),
+        "{e}"
+    );
+
+    let e = fails(&["train", "--preset", "deep", "--data", s(&dir)], &[]);
+    assert!(e.contains("train-images-idx3-ubyte"), "{e}");
+
+    common::write_tiny_mnist(&dir, 10, 20, 5);
+    let e = fails(&["train", "--preset", "nope", "--data", s(&dir)], &[]);
+    assert!(e.contains("unknown preset `nope`"), "{e}");
+    let e = fails(
+        &[
+            "train",
+            "--preset",
+            "deep",
+            "--data",
+            s(&dir),
+            "--batch-size",
+            "500",
+        ],
+        &[],
+    );
+    assert!(e.contains("batch_size") && e.contains("500"), "{e}");
+
+    let cfg = dir.join("bad.json");
+    std::fs::write(&cfg, r#"{"input": 100, "layers": [{"units": 8, "activation": "relu"}, {"units": 100, "activation": "relu"}], "code_layer": 0}"#).unwrap();
+    let e = fails(&["train", "--config", s(&cfg), "--data", s(&dir)], &[]);
+    assert!(e.contains("bad.json") && e.contains("sigmoid"), "{e}");
+
+    let model = dir.join("broken.safetensors");
+    std::fs::write(&model, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
+    let e = fails(&["eval", "-m", s(&model), "--data", s(&dir)], &[]);
+    assert!(e.contains("broken.safetensors"), "{e}");
+
+    let e = fails(&["presets"], &[("SPARSE_AE_KERNEL", "sse9")]);
+    assert!(e.contains("sse9") && e.contains("not available"), "{e}");
+}

@@ -1,0 +1,66 @@
+//! Shared test fixtures: small generated IDX data sets and the real MNIST.
+#![allow(dead_code)]
+
+use sparse_ae::data::idx::{IdxArray, IdxData, write};
+use std::path::{Path, PathBuf};
+
+/// A fresh empty directory under the target directory.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes a small MNIST-style data set (`n_train` and `n_test` images of
+/// `side × side` pixels: bright squares at varying places) into `dir`, the
+/// training images gzip-compressed.
+pub fn write_tiny_mnist(dir: &Path, side: usize, n_train: usize, n_test: usize) {
+    for (prefix, n, gz) in [("train", n_train, true), ("t10k", n_test, false)] {
+        let mut px = vec![0u8; n * side * side];
+        let mut labels = vec![0u8; n];
+        for i in 0..n {
+            let (r0, c0) = ((i * 3) % (side - 2), (i * 5) % (side - 2));
+            for r in r0..r0 + 3 {
+                for c in c0..c0 + 3 {
+                    px[i * side * side + r * side + c] = 200 + (i % 50) as u8;
+                }
+            }
+            labels[i] = (i % 10) as u8;
+        }
+        let ext = if gz { ".gz" } else { "" };
+        let images = IdxArray {
+            dims: vec![n, side, side],
+            data: IdxData::U8(px),
+        };
+        write(
+            &dir.join(format!("{prefix}-images-idx3-ubyte{ext}")),
+            &images,
+        )
+        .unwrap();
+        let labels = IdxArray {
+            dims: vec![n],
+            data: IdxData::U8(labels),
+        };
+        write(
+            &dir.join(format!("{prefix}-labels-idx1-ubyte{ext}")),
+            &labels,
+        )
+        .unwrap();
+    }
+}
+
+/// The real MNIST directory, if present beside the project (CI has it). When
+/// `CI` is set its absence is a failure, so the real-data tests cannot be
+/// skipped silently there.
+pub fn real_mnist() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/mnist");
+    if d.join("train-images-idx3-ubyte.gz").exists() {
+        Some(d)
+    } else if std::env::var_os("CI").is_some() {
+        panic!("CI is set but the real MNIST is missing at {}", d.display());
+    } else {
+        eprintln!("skipping: no MNIST at {}", d.display());
+        None
+    }
+}

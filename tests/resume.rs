@@ -1,0 +1,120 @@
+//! A checkpoint resumes training bit-identically, and a run that turns
+//! non-finite stops with an error while the last good checkpoint stays.
+
+mod common;
+
+use sparse_ae::Error;
+use sparse_ae::data::mnist::{Split, load_split};
+use sparse_ae::io::json::Value;
+use sparse_ae::io::model_file::{load_checkpoint, load_model, save_checkpoint, save_model};
+use sparse_ae::nn::{Autoencoder, preset};
+use sparse_ae::optim::{OptimizerConfig, SgdConfig};
+use sparse_ae::train::{EpochMetrics, FitOptions, Observer, Samples, Silent, Trainer, fit};
+
+fn trainer(name: &str) -> Trainer<f32> {
+    let model = Autoencoder::<f32>::new(preset(name, 100).unwrap(), 3).unwrap();
+    Trainer::new(model, OptimizerConfig::default(), 8, 4).unwrap()
+}
+
+#[test]
+fn resume_mid_epoch_is_bit_identical() {
+    let dir = common::temp_dir("resume");
+    common::write_tiny_mnist(&dir, 10, 100, 20);
+    let data = load_split(&dir, Split::Train).unwrap();
+    let samples = Samples::u8(&data.pixels, 100).unwrap();
+    let opts = FitOptions {
+        epochs: 3,
+        shuffle_seed: 11,
+        ..FitOptions::default()
+    };
+    for name in ["denoising", "sparse-kl", "sparse-l1"] {
+        let mut straight = trainer(name);
+        fit(&mut straight, samples, None, &opts, &mut Silent).unwrap();
+        assert_eq!(straight.steps(), 3 * 12);
+
+        let mut first = trainer(name);
+        let stop = FitOptions {
+            max_steps: Some(17),
+            ..opts.clone()
+        };
+        fit(&mut first, samples, None, &stop, &mut Silent).unwrap();
+        assert_eq!(first.steps(), 17);
+        let ck = dir.join(format!("{name}.ck.safetensors"));
+        save_checkpoint(&ck, &first, &Value::Null).unwrap();
+        drop(first);
+        let (mut resumed, _) = load_checkpoint(&ck).unwrap();
+        fit(&mut resumed, samples, None, &opts, &mut Silent).unwrap();
+        assert_eq!(resumed.steps(), straight.steps());
+        let same = resumed
+            .model
+            .params
+            .iter()
+            .zip(&straight.model.params)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(
+            same,
+            "{name}: resumed run differs from the uninterrupted one"
+        );
+        assert_eq!(resumed.noise_rng, straight.noise_rng);
+
+        // And a saved model loads back exactly.
+        let mf = dir.join(format!("{name}.safetensors"));
+        save_model(&mf, &straight.model).unwrap();
+        let back = load_model(&mf).unwrap();
+        assert_eq!(back.params, straight.model.params);
+        assert_eq!(back.config(), straight.model.config());
+    }
+}
+
+/// Saves a checkpoint after each epoch; after the first, it makes the
+/// learning rate absurd so the next epoch blows up.
+struct Sabotage<'a> {
+    path: &'a std::path::Path,
+    saved: usize,
+}
+
+impl Observer for Sabotage<'_> {
+    fn on_epoch(&mut self, _m: &EpochMetrics, t: &Trainer<f32>) -> sparse_ae::Result<()> {
+        save_checkpoint(self.path, t, &Value::Null)?;
+        self.saved += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn non_finite_training_stops_and_keeps_the_last_checkpoint() {
+    let dir = common::temp_dir("nan");
+    common::write_tiny_mnist(&dir, 10, 64, 8);
+    let data = load_split(&dir, Split::Train).unwrap();
+    let samples = Samples::u8(&data.pixels, 100).unwrap();
+    let mut t = trainer("deep");
+    let ck = dir.join("ck.safetensors");
+    let mut obs = Sabotage {
+        path: &ck,
+        saved: 0,
+    };
+    let opts = FitOptions {
+        epochs: 1,
+        ..FitOptions::default()
+    };
+    fit(&mut t, samples, None, &opts, &mut obs).unwrap();
+    let good = t.model.params.clone();
+    t.opt.config = OptimizerConfig::Sgd(SgdConfig {
+        lr: 1e30,
+        momentum: 0.0,
+    });
+    t.opt.v.clear();
+    let opts = FitOptions {
+        epochs: 3,
+        ..FitOptions::default()
+    };
+    let err = fit(&mut t, samples, None, &opts, &mut obs).unwrap_err();
+    match &err {
+        Error::NonFinite { step, .. } => assert!(*step > 8, "step {step}"),
+        e => panic!("expected a non-finite error, got {e}"),
+    }
+    assert!(err.to_string().contains("step"), "{err}");
+    assert_eq!(obs.saved, 1);
+    let (back, _) = load_checkpoint(&ck).unwrap();
+    assert_eq!(back.model.params, good, "the checkpoint was overwritten");
+}
