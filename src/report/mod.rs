@@ -8,7 +8,6 @@
 //! an empty chart says "no data". Files are written atomically (a temporary
 //! file in the same directory, then a rename).
 
-mod atomic_file;
 mod axes;
 pub mod canvas;
 mod font;

@@ -1,6 +1,6 @@
 //! PNG files of a [`Canvas`] (RGB8) or of a grey image (8-bit luma).
 
-use super::atomic_file::write_atomic;
+use crate::io::atomic::write_atomic_bytes as write_atomic;
 use super::canvas::Canvas;
 use crate::{Error, Result};
 use std::path::Path;
