@@ -1,8 +1,8 @@
 //! The report's `index.html`: one self-contained page (inline CSS, no
 //! scripts) that shows the pictures and a metrics table per section.
 
-use crate::io::atomic::write_atomic_bytes as write_atomic;
 use crate::Result;
+use crate::io::atomic::write_atomic_bytes as write_atomic;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! PNG files of a [`Canvas`] (RGB8) or of a grey image (8-bit luma).
 
-use crate::io::atomic::write_atomic_bytes as write_atomic;
 use super::canvas::Canvas;
+use crate::io::atomic::write_atomic_bytes as write_atomic;
 use crate::{Error, Result};
 use std::path::Path;
 
