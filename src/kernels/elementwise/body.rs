@@ -8,6 +8,10 @@
 //! for bit. FMA is used only inside the approximations of [`approx`]. Sums
 //! are accumulated in f64 in a fixed order (see [`sum_lanes`]) that differs
 //! from the scalar loop only by reassociation.
+//!
+//! Every closure here is `#[inline(always)]`: a closure does not inherit the
+//! `#[target_feature]` of the wrapper it ends up in, so without the attribute
+//! LLVM may keep it out of line, where the intrinsics inside cannot inline.
 
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
@@ -23,10 +27,15 @@ pub(crate) fn bias_add<S: Simd>(s: S, x: &mut [f32], cols: usize, bias: &[f32]) 
         return;
     }
     for row in x.chunks_exact_mut(cols) {
-        for_lanes(s, cols, |i, t| {
-            let v = s.add(s.ld(row, i, t), s.ld(bias, i, t));
-            s.st(row, i, t, v);
-        });
+        for_lanes(
+            s,
+            cols,
+            #[inline(always)]
+            |i, t| {
+                let v = s.add(s.ld(row, i, t), s.ld(bias, i, t));
+                s.st(row, i, t, v);
+            },
+        );
     }
 }
 
@@ -44,16 +53,46 @@ pub(crate) fn bias_act<S: Simd>(s: S, x: &mut [f32], bias: Option<&[f32]>, act: 
     match act {
         Activation::Linear => {
             if bias.is_some() {
-                map_row(s, x, bias, |v| v);
+                map_row(
+                    s,
+                    x,
+                    bias,
+                    #[inline(always)]
+                    |v| v,
+                );
             }
         }
-        Activation::Relu => map_row(s, x, bias, |v| s.max(zero, v)),
+        Activation::Relu => map_row(
+            s,
+            x,
+            bias,
+            #[inline(always)]
+            |v| s.max(zero, v),
+        ),
         Activation::LeakyRelu(a) => {
             let a = s.splat(a);
-            map_row(s, x, bias, |v| s.select(s.lt(v, zero), s.mul(a, v), v));
+            map_row(
+                s,
+                x,
+                bias,
+                #[inline(always)]
+                |v| s.select(s.lt(v, zero), s.mul(a, v), v),
+            );
         }
-        Activation::Sigmoid => map_row(s, x, bias, |v| approx::sigmoid(s, v)),
-        Activation::Tanh => map_row(s, x, bias, |v| approx::tanh(s, v)),
+        Activation::Sigmoid => map_row(
+            s,
+            x,
+            bias,
+            #[inline(always)]
+            |v| approx::sigmoid(s, v),
+        ),
+        Activation::Tanh => map_row(
+            s,
+            x,
+            bias,
+            #[inline(always)]
+            |v| approx::tanh(s, v),
+        ),
     }
 }
 
@@ -62,14 +101,24 @@ pub(crate) fn bias_act<S: Simd>(s: S, x: &mut [f32], bias: Option<&[f32]>, act: 
 fn map_row<S: Simd>(s: S, x: &mut [f32], bias: Option<&[f32]>, f: impl Fn(S::V) -> S::V) {
     let n = x.len();
     match bias {
-        Some(b) => for_lanes(s, n, |i, t| {
-            let v = s.add(s.ld(x, i, t), s.ld(b, i, t));
-            s.st(x, i, t, f(v));
-        }),
-        None => for_lanes(s, n, |i, t| {
-            let v = s.ld(x, i, t);
-            s.st(x, i, t, f(v));
-        }),
+        Some(b) => for_lanes(
+            s,
+            n,
+            #[inline(always)]
+            |i, t| {
+                let v = s.add(s.ld(x, i, t), s.ld(b, i, t));
+                s.st(x, i, t, f(v));
+            },
+        ),
+        None => for_lanes(
+            s,
+            n,
+            #[inline(always)]
+            |i, t| {
+                let v = s.ld(x, i, t);
+                s.st(x, i, t, f(v));
+            },
+        ),
     }
 }
 
@@ -80,23 +129,52 @@ pub(crate) fn act_backward<S: Simd>(s: S, act: Activation, h: &[f32], dh: &mut [
     let (zero, one) = (s.zero(), s.splat(1.0));
     match act {
         Activation::Linear => {}
-        Activation::Relu => mul_deriv(s, h, dh, |hv| s.select(s.gt(hv, zero), one, zero)),
+        Activation::Relu => mul_deriv(
+            s,
+            h,
+            dh,
+            #[inline(always)]
+            |hv| s.select(s.gt(hv, zero), one, zero),
+        ),
         Activation::LeakyRelu(a) => {
             let a = s.splat(a);
-            mul_deriv(s, h, dh, |hv| s.select(s.gt(hv, zero), one, a));
+            mul_deriv(
+                s,
+                h,
+                dh,
+                #[inline(always)]
+                |hv| s.select(s.gt(hv, zero), one, a),
+            );
         }
-        Activation::Sigmoid => mul_deriv(s, h, dh, |hv| s.mul(hv, s.sub(one, hv))),
-        Activation::Tanh => mul_deriv(s, h, dh, |hv| s.sub(one, s.mul(hv, hv))),
+        Activation::Sigmoid => mul_deriv(
+            s,
+            h,
+            dh,
+            #[inline(always)]
+            |hv| s.mul(hv, s.sub(one, hv)),
+        ),
+        Activation::Tanh => mul_deriv(
+            s,
+            h,
+            dh,
+            #[inline(always)]
+            |hv| s.sub(one, s.mul(hv, hv)),
+        ),
     }
 }
 
 /// `dh ← dh ⊙ deriv(h)`; lengths already checked.
 #[inline(always)]
 fn mul_deriv<S: Simd>(s: S, h: &[f32], dh: &mut [f32], deriv: impl Fn(S::V) -> S::V) {
-    for_lanes(s, h.len(), |i, t| {
-        let d = s.mul(s.ld(dh, i, t), deriv(s.ld(h, i, t)));
-        s.st(dh, i, t, d);
-    });
+    for_lanes(
+        s,
+        h.len(),
+        #[inline(always)]
+        |i, t| {
+            let d = s.mul(s.ld(dh, i, t), deriv(s.ld(h, i, t)));
+            s.st(dh, i, t, d);
+        },
+    );
 }
 
 /// See [`super::col_sum`].
@@ -108,10 +186,15 @@ pub(crate) fn col_sum<S: Simd>(s: S, x: &[f32], cols: usize, out: &mut [f32]) {
         return;
     }
     for row in x.chunks_exact(cols) {
-        for_lanes(s, cols, |i, t| {
-            let o = s.add(s.ld(out, i, t), s.ld(row, i, t));
-            s.st(out, i, t, o);
-        });
+        for_lanes(
+            s,
+            cols,
+            #[inline(always)]
+            |i, t| {
+                let o = s.add(s.ld(out, i, t), s.ld(row, i, t));
+                s.st(out, i, t, o);
+            },
+        );
     }
 }
 
@@ -126,28 +209,40 @@ pub(crate) fn bce_logits<S: Simd>(
 ) -> f64 {
     assert_eq!(z.len(), x.len(), "bce_logits: length mismatch");
     let n = z.len();
-    // max(z, 0) − z·x + ln(1 + e), e = e^(−|z|).
-    let term = |zv: S::V, xv: S::V, e: S::V| {
-        let lin = s.sub(s.max(s.zero(), zv), s.mul(zv, xv));
-        s.add(lin, approx::ln_1p_unit(s, e))
-    };
     match dz {
         Some(dz) => {
             assert_eq!(dz.len(), n, "bce_logits: gradient length mismatch");
             let scale = s.splat(scale);
-            sum_lanes(s, n, |i, t| {
-                let (zv, xv) = (s.ld(z, i, t), s.ld(x, i, t));
-                let e = approx::exp_neg_abs(s, zv);
-                let sig = approx::sigmoid_from_exp(s, zv, e);
-                s.st(dz, i, t, s.mul(scale, s.sub(sig, xv)));
-                term(zv, xv, e)
-            })
+            sum_lanes(
+                s,
+                n,
+                #[inline(always)]
+                |i, t| {
+                    let (zv, xv) = (s.ld(z, i, t), s.ld(x, i, t));
+                    let e = approx::exp_neg_abs(s, zv);
+                    let sig = approx::sigmoid_from_exp(s, zv, e);
+                    s.st(dz, i, t, s.mul(scale, s.sub(sig, xv)));
+                    bce_term(s, zv, xv, e)
+                },
+            )
         }
-        None => sum_lanes(s, n, |i, t| {
-            let zv = s.ld(z, i, t);
-            term(zv, s.ld(x, i, t), approx::exp_neg_abs(s, zv))
-        }),
+        None => sum_lanes(
+            s,
+            n,
+            #[inline(always)]
+            |i, t| {
+                let zv = s.ld(z, i, t);
+                bce_term(s, zv, s.ld(x, i, t), approx::exp_neg_abs(s, zv))
+            },
+        ),
     }
+}
+
+/// max(z, 0) − z·x + ln(1 + e) with e = e^(−|z|), in the twin's order.
+#[inline(always)]
+fn bce_term<S: Simd>(s: S, z: S::V, x: S::V, e: S::V) -> S::V {
+    let lin = s.sub(s.max(s.zero(), z), s.mul(z, x));
+    s.add(lin, approx::ln_1p_unit(s, e))
 }
 
 /// See [`super::sq_err`].
@@ -165,16 +260,26 @@ pub(crate) fn sq_err<S: Simd>(
         Some(dy) => {
             assert_eq!(dy.len(), n, "sq_err: gradient length mismatch");
             let two = s.splat(2.0 * scale);
-            sum_lanes(s, n, |i, t| {
-                let e = s.sub(s.ld(y, i, t), s.ld(x, i, t));
-                s.st(dy, i, t, s.mul(two, e));
-                s.mul(e, e)
-            })
+            sum_lanes(
+                s,
+                n,
+                #[inline(always)]
+                |i, t| {
+                    let e = s.sub(s.ld(y, i, t), s.ld(x, i, t));
+                    s.st(dy, i, t, s.mul(two, e));
+                    s.mul(e, e)
+                },
+            )
         }
-        None => sum_lanes(s, n, |i, t| {
-            let e = s.sub(s.ld(y, i, t), s.ld(x, i, t));
-            s.mul(e, e)
-        }),
+        None => sum_lanes(
+            s,
+            n,
+            #[inline(always)]
+            |i, t| {
+                let e = s.sub(s.ld(y, i, t), s.ld(x, i, t));
+                s.mul(e, e)
+            },
+        ),
     }
 }
 
@@ -186,15 +291,25 @@ pub(crate) fn l1<S: Simd>(s: S, h: &[f32], dh: Option<&mut [f32]>, scale: f32) -
         Some(dh) => {
             assert_eq!(dh.len(), n, "l1: gradient length mismatch");
             let (zero, scale) = (s.zero(), s.splat(scale));
-            sum_lanes(s, n, |i, t| {
-                let (hv, d) = (s.ld(h, i, t), s.ld(dh, i, t));
-                // d + scale, d − scale or d itself (so −0 and NaN h leave d as is).
-                let neg = s.select(s.lt(hv, zero), s.sub(d, scale), d);
-                s.st(dh, i, t, s.select(s.gt(hv, zero), s.add(d, scale), neg));
-                s.abs(hv)
-            })
+            sum_lanes(
+                s,
+                n,
+                #[inline(always)]
+                |i, t| {
+                    let (hv, d) = (s.ld(h, i, t), s.ld(dh, i, t));
+                    // d + scale, d − scale or d itself (so −0 and NaN h leave d as is).
+                    let neg = s.select(s.lt(hv, zero), s.sub(d, scale), d);
+                    s.st(dh, i, t, s.select(s.gt(hv, zero), s.add(d, scale), neg));
+                    s.abs(hv)
+                },
+            )
         }
-        None => sum_lanes(s, n, |i, t| s.abs(s.ld(h, i, t))),
+        None => sum_lanes(
+            s,
+            n,
+            #[inline(always)]
+            |i, t| s.abs(s.ld(h, i, t)),
+        ),
     }
 }
 
@@ -203,19 +318,29 @@ pub(crate) fn l1<S: Simd>(s: S, h: &[f32], dh: Option<&mut [f32]>, scale: f32) -
 pub(crate) fn axpy<S: Simd>(s: S, a: f32, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len(), "axpy: length mismatch");
     let a = s.splat(a);
-    for_lanes(s, x.len(), |i, t| {
-        let v = s.add(s.ld(y, i, t), s.mul(a, s.ld(x, i, t)));
-        s.st(y, i, t, v);
-    });
+    for_lanes(
+        s,
+        x.len(),
+        #[inline(always)]
+        |i, t| {
+            let v = s.add(s.ld(y, i, t), s.mul(a, s.ld(x, i, t)));
+            s.st(y, i, t, v);
+        },
+    );
 }
 
 /// See [`super::sum_sq`].
 #[inline(always)]
 pub(crate) fn sum_sq<S: Simd>(s: S, x: &[f32]) -> f64 {
-    sum_lanes(s, x.len(), |i, t| {
-        let v = s.ld(x, i, t);
-        s.mul(v, v)
-    })
+    sum_lanes(
+        s,
+        x.len(),
+        #[inline(always)]
+        |i, t| {
+            let v = s.ld(x, i, t);
+            s.mul(v, v)
+        },
+    )
 }
 
 /// See [`super::adam_step`]: the scalar twin's operations, in its order.
@@ -237,15 +362,20 @@ pub(crate) fn adam_step<S: Simd>(
     let (c1, c2) = (s.splat(1.0 - b1), s.splat(1.0 - b2));
     let (b1, b2) = (s.splat(b1), s.splat(b2));
     let (lr, eps) = (s.splat(h.lr_t as f32), s.splat(h.eps as f32));
-    for_lanes(s, n, |i, t| {
-        let gi = s.ld(g, i, t);
-        let mi = s.add(s.mul(b1, s.ld(m, i, t)), s.mul(c1, gi));
-        let vi = s.add(s.mul(b2, s.ld(v, i, t)), s.mul(s.mul(c2, gi), gi));
-        s.st(m, i, t, mi);
-        s.st(v, i, t, vi);
-        let step = s.div(s.mul(lr, mi), s.add(s.sqrt(vi), eps));
-        s.st(p, i, t, s.sub(s.ld(p, i, t), step));
-    });
+    for_lanes(
+        s,
+        n,
+        #[inline(always)]
+        |i, t| {
+            let gi = s.ld(g, i, t);
+            let mi = s.add(s.mul(b1, s.ld(m, i, t)), s.mul(c1, gi));
+            let vi = s.add(s.mul(b2, s.ld(v, i, t)), s.mul(s.mul(c2, gi), gi));
+            s.st(m, i, t, mi);
+            s.st(v, i, t, vi);
+            let step = s.div(s.mul(lr, mi), s.add(s.sqrt(vi), eps));
+            s.st(p, i, t, s.sub(s.ld(p, i, t), step));
+        },
+    );
 }
 
 /// See [`super::sgd_momentum_step`].
@@ -264,11 +394,16 @@ pub(crate) fn sgd_momentum_step<S: Simd>(
         "sgd_momentum_step: length mismatch"
     );
     let (lr, mu) = (s.splat(lr as f32), s.splat(momentum as f32));
-    for_lanes(s, n, |i, t| {
-        let vi = s.sub(s.mul(mu, s.ld(vel, i, t)), s.mul(lr, s.ld(g, i, t)));
-        s.st(vel, i, t, vi);
-        s.st(p, i, t, s.add(s.ld(p, i, t), vi));
-    });
+    for_lanes(
+        s,
+        n,
+        #[inline(always)]
+        |i, t| {
+            let vi = s.sub(s.mul(mu, s.ld(vel, i, t)), s.mul(lr, s.ld(g, i, t)));
+            s.st(vel, i, t, vi);
+            s.st(p, i, t, s.add(s.ld(p, i, t), vi));
+        },
+    );
 }
 
 /// See [`super::u8_to_f32_scaled`].
