@@ -480,16 +480,14 @@ fn bce_logits(isa: Isa) {
             assert_sum(got, want, abs_terms, n, extra, &format!("{isa} bce n={n}"));
         }
     }
-    // NaN logits poison the sum; ±∞ logits with x = 0 or 1 give finite or ∞ terms.
-    for bad in [f32::NAN] {
-        let mut z = vec![0.5; 37];
-        z[17] = bad;
-        let x = vec![0.5; 37];
-        assert!(
-            ew::bce_logits(isa, &z, &x, None, 1.0).is_nan(),
-            "{isa}: NaN logit"
-        );
-    }
+    // A NaN logit poisons the sum; infinite logits behave as in the twin.
+    let mut z = vec![0.5; 37];
+    z[17] = f32::NAN;
+    let x = vec![0.5; 37];
+    assert!(
+        ew::bce_logits(isa, &z, &x, None, 1.0).is_nan(),
+        "{isa}: NaN logit"
+    );
     let z = [f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30];
     let x = [1.0, 0.0, 1.0, 0.0];
     let mut dz = [f32::NAN; 4];

@@ -495,4 +495,5 @@ macro_rules! isa_kernels {
         }
     };
 }
+#[cfg(target_arch = "x86_64")]
 pub(crate) use isa_kernels;

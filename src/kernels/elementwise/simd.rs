@@ -8,6 +8,8 @@
 //! `#[target_feature]` wrappers in `avx2.rs`/`avx512.rs` instantiate them, so
 //! the whole body is compiled with the wider instruction set.
 
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
 /// Lanes of `f32` with the operations the elementwise kernels need.
 ///
 /// Arithmetic is IEEE single precision, lane by lane, rounding to nearest:
