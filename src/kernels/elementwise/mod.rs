@@ -3,10 +3,65 @@
 //! Every function here has a scalar twin in [`scalar`] with the same name,
 //! generic over [`Real`](super::Real); the `f64` model uses those directly.
 //! Matrices are contiguous row-major `(rows, cols)` slices.
+//!
+//! The `isa` argument picks the path: [`Isa::Scalar`] runs the twin, and
+//! [`Isa::Avx2`] / [`Isa::Avx512`] run 8- or 16-lane bodies (`body.rs`, over
+//! the vocabulary of `simd.rs`) with masked tails. Every function **panics if
+//! `isa` is not available on this CPU** ([`Isa::is_available`]); pass
+//! [`Isa::active`] unless testing a path on purpose.
+//!
+//! Agreement with the twin: the SIMD paths do the twin's IEEE operations in
+//! the twin's order with no fused multiply-add, so `bias_add`, `col_sum`,
+//! `axpy`, `act_backward`, `adam_step`, `sgd_momentum_step`,
+//! `u8_to_f32_scaled`, the gradients of `sq_err` and `l1`, and the linear,
+//! ReLU and leaky-ReLU activations are **bit-identical** to it. σ, tanh and
+//! the BCE terms use the vector approximations of [`approx`] (error bounds
+//! there). The f64 sums of `bce_logits`, `sq_err`, `l1` and `sum_sq` add the
+//! same f32 terms in a different but fixed order (deterministic run to run),
+//! so they differ from the twin by at most about 2·n·2⁻⁵³·Σ|termᵢ|.
 
+pub mod approx;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod body;
 pub mod scalar;
+mod simd;
 
 use super::{Activation, Isa};
+
+/// Returns `isa` after asserting that this CPU can run it.
+#[inline]
+fn checked(isa: Isa) -> Isa {
+    assert!(
+        isa.is_available(),
+        "kernel path {isa} is not available on this CPU"
+    );
+    isa
+}
+
+/// `match` on the checked `isa`: the scalar twin, or the `#[target_feature]`
+/// entry point of the SIMD path with the same name and arguments.
+macro_rules! dispatch {
+    ($isa:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match checked($isa) {
+            Isa::Scalar => scalar::$f($($arg),*),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                // SAFETY: `checked` asserted that this CPU runs AVX2 + FMA.
+                unsafe { avx2::$f($($arg),*) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                // SAFETY: `checked` asserted that this CPU runs AVX-512F.
+                unsafe { avx512::$f($($arg),*) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("no SIMD path on this target"),
+        }
+    };
+}
 
 /// The per-step constants of one Adam update (Keras semantics).
 ///
@@ -45,8 +100,7 @@ impl AdamHyper {
 /// # Panics
 /// If `bias.len() != cols` or `x.len()` is not a multiple of `cols`.
 pub fn bias_add(isa: Isa, x: &mut [f32], cols: usize, bias: &[f32]) {
-    let _ = isa;
-    scalar::bias_add(x, cols, bias)
+    dispatch!(isa, bias_add(x, cols, bias))
 }
 
 /// In place `x[j] ← act(x[j] + bias[j])` on one row: the GEMM epilogue of a
@@ -55,14 +109,12 @@ pub fn bias_add(isa: Isa, x: &mut [f32], cols: usize, bias: &[f32]) {
 /// # Panics
 /// If a bias is given and its length differs from the row's.
 pub fn bias_act(isa: Isa, x: &mut [f32], bias: Option<&[f32]>, act: Activation) {
-    let _ = isa;
-    scalar::bias_act(x, bias, act)
+    dispatch!(isa, bias_act(x, bias, act))
 }
 
 /// In place `x ← act(x)`. NaN propagates through every activation.
 pub fn act_forward(isa: Isa, act: Activation, x: &mut [f32]) {
-    let _ = isa;
-    scalar::act_forward(act, x)
+    dispatch!(isa, act_forward(act, x))
 }
 
 /// In place `dh ← dh ⊙ act′`, with act′ computed from the activation output `h`
@@ -71,8 +123,7 @@ pub fn act_forward(isa: Isa, act: Activation, x: &mut [f32]) {
 /// # Panics
 /// If the lengths differ.
 pub fn act_backward(isa: Isa, act: Activation, h: &[f32], dh: &mut [f32]) {
-    let _ = isa;
-    scalar::act_backward(act, h, dh)
+    dispatch!(isa, act_backward(act, h, dh))
 }
 
 /// `out[c] = Σ_r x[r, c]`, rows added in increasing order (overwrites `out`).
@@ -80,8 +131,7 @@ pub fn act_backward(isa: Isa, act: Activation, h: &[f32], dh: &mut [f32]) {
 /// # Panics
 /// If `out.len() != cols` or `x.len()` is not a multiple of `cols`.
 pub fn col_sum(isa: Isa, x: &[f32], cols: usize, out: &mut [f32]) {
-    let _ = isa;
-    scalar::col_sum(x, cols, out)
+    dispatch!(isa, col_sum(x, cols, out))
 }
 
 /// Binary cross-entropy from logits, summed: Σᵢ [max(zᵢ,0) − zᵢ·xᵢ + ln(1 + e^(−|zᵢ|))],
@@ -90,8 +140,7 @@ pub fn col_sum(isa: Isa, x: &[f32], cols: usize, out: &mut [f32]) {
 /// # Panics
 /// If the lengths differ.
 pub fn bce_logits(isa: Isa, z: &[f32], x: &[f32], dz: Option<&mut [f32]>, scale: f32) -> f64 {
-    let _ = isa;
-    scalar::bce_logits(z, x, dz, scale)
+    dispatch!(isa, bce_logits(z, x, dz, scale))
 }
 
 /// Σᵢ (yᵢ − xᵢ)² in f64; if `dy` is given, `dyᵢ = 2·scale·(yᵢ − xᵢ)` (overwritten).
@@ -99,8 +148,7 @@ pub fn bce_logits(isa: Isa, z: &[f32], x: &[f32], dz: Option<&mut [f32]>, scale:
 /// # Panics
 /// If the lengths differ.
 pub fn sq_err(isa: Isa, y: &[f32], x: &[f32], dy: Option<&mut [f32]>, scale: f32) -> f64 {
-    let _ = isa;
-    scalar::sq_err(y, x, dy, scale)
+    dispatch!(isa, sq_err(y, x, dy, scale))
 }
 
 /// Σᵢ |hᵢ| in f64; if `dh` is given, `dhᵢ += scale·sign(hᵢ)` (accumulates; sign(0) = 0).
@@ -108,8 +156,7 @@ pub fn sq_err(isa: Isa, y: &[f32], x: &[f32], dy: Option<&mut [f32]>, scale: f32
 /// # Panics
 /// If the lengths differ.
 pub fn l1(isa: Isa, h: &[f32], dh: Option<&mut [f32]>, scale: f32) -> f64 {
-    let _ = isa;
-    scalar::l1(h, dh, scale)
+    dispatch!(isa, l1(h, dh, scale))
 }
 
 /// `y ← y + a·x`.
@@ -117,14 +164,12 @@ pub fn l1(isa: Isa, h: &[f32], dh: Option<&mut [f32]>, scale: f32) -> f64 {
 /// # Panics
 /// If the lengths differ.
 pub fn axpy(isa: Isa, a: f32, x: &[f32], y: &mut [f32]) {
-    let _ = isa;
-    scalar::axpy(a, x, y)
+    dispatch!(isa, axpy(a, x, y))
 }
 
 /// Σᵢ xᵢ² in f64.
 pub fn sum_sq(isa: Isa, x: &[f32]) -> f64 {
-    let _ = isa;
-    scalar::sum_sq(x)
+    dispatch!(isa, sum_sq(x))
 }
 
 /// One fused Adam update over flat slices (see [`AdamHyper`]).
@@ -132,8 +177,7 @@ pub fn sum_sq(isa: Isa, x: &[f32]) -> f64 {
 /// # Panics
 /// If the lengths differ.
 pub fn adam_step(isa: Isa, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: &AdamHyper) {
-    let _ = isa;
-    scalar::adam_step(p, g, m, v, h)
+    dispatch!(isa, adam_step(p, g, m, v, h))
 }
 
 /// One SGD-with-momentum update (Keras semantics):
@@ -149,6 +193,14 @@ pub fn sgd_momentum_step(
     lr: f64,
     momentum: f64,
 ) {
-    let _ = isa;
-    scalar::sgd_momentum_step(p, g, vel, lr, momentum)
+    dispatch!(isa, sgd_momentum_step(p, g, vel, lr, momentum))
+}
+
+/// `dst[i] = src[i]·scale` (bytes to floats, e.g. `scale` = 1/255 maps image
+/// bytes onto [0, 1]); exact conversion, one rounding for the product.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn u8_to_f32_scaled(isa: Isa, src: &[u8], dst: &mut [f32], scale: f32) {
+    dispatch!(isa, u8_to_f32_scaled(src, dst, scale))
 }

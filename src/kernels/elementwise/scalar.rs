@@ -6,7 +6,9 @@
 use super::AdamHyper;
 use crate::kernels::{Activation, Real, sigmoid};
 
-fn check_rows(op: &str, len: usize, cols: usize, vec_len: usize) {
+/// Asserts that a `(rows, cols)` matrix of `len` elements matches a vector of
+/// `vec_len`.
+pub(crate) fn check_rows(op: &str, len: usize, cols: usize, vec_len: usize) {
     assert!(
         vec_len == cols && (cols == 0 || len.is_multiple_of(cols)),
         "{op}: matrix of {len} elements with {cols} columns and vector of {vec_len}"
@@ -196,5 +198,13 @@ pub fn sgd_momentum_step<T: Real>(p: &mut [T], g: &[T], vel: &mut [T], lr: f64, 
         let vi = mu * vel[i] - lr * g[i];
         vel[i] = vi;
         p[i] += vi;
+    }
+}
+
+/// See [`super::u8_to_f32_scaled`].
+pub fn u8_to_f32_scaled<T: Real>(src: &[u8], dst: &mut [T], scale: T) {
+    assert_eq!(src.len(), dst.len(), "u8_to_f32_scaled: length mismatch");
+    for (d, &b) in dst.iter_mut().zip(src) {
+        *d = T::from_f64(f64::from(b)) * scale;
     }
 }
