@@ -21,7 +21,7 @@ pub use real::Real;
 ///
 /// The backward pass of every activation here is computed from the
 /// activation's *output* `h` (never the pre-activation), so a layer keeps one
-/// buffer: relu′ = [h > 0], leaky′ = [h > 0] + slope·[h ≤ 0] (slope ≥ 0),
+/// buffer: relu′ = 1(h > 0), leaky′ = 1(h > 0) + slope·1(h ≤ 0) (slope ≥ 0),
 /// σ′ = h(1 − h), tanh′ = 1 − h², linear′ = 1. At z = 0 exactly the ReLU
 /// derivative is taken as 0, as in PyTorch.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -105,10 +105,7 @@ impl Activation {
 /// # Panics
 /// If the lengths differ.
 pub fn u8_to_unit(src: &[u8], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len(), "u8_to_unit: length mismatch");
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d = s as f32 * (1.0 / 255.0);
-    }
+    elementwise::u8_to_f32_scaled(Isa::active(), src, dst, 1.0 / 255.0)
 }
 
 /// The logistic function, evaluated without overflow for any z:
