@@ -36,6 +36,8 @@ pub trait Real:
     const ONE: Self;
     /// Machine epsilon (unit roundoff × 2).
     const EPSILON: Self;
+    /// The smallest positive normal value.
+    const MIN_POSITIVE: Self;
     /// Converts (rounding) from f64.
     fn from_f64(v: f64) -> Self;
     /// Widens to f64.
@@ -99,6 +101,7 @@ macro_rules! float_basics {
         const ZERO: Self = 0.0;
         const ONE: Self = 1.0;
         const EPSILON: Self = <$t>::EPSILON;
+        const MIN_POSITIVE: Self = <$t>::MIN_POSITIVE;
         #[inline(always)]
         fn from_f64(v: f64) -> Self {
             v as $t

@@ -362,6 +362,7 @@ pub(crate) fn adam_step<S: Simd>(
     let (c1, c2) = (s.splat(1.0 - b1), s.splat(1.0 - b2));
     let (b1, b2) = (s.splat(b1), s.splat(b2));
     let (lr, eps) = (s.splat(h.lr_t as f32), s.splat(h.eps as f32));
+    let (tiny, zero) = (s.splat(f32::MIN_POSITIVE), s.splat(0.0));
     for_lanes(
         s,
         n,
@@ -370,6 +371,8 @@ pub(crate) fn adam_step<S: Simd>(
             let gi = s.ld(g, i, t);
             let mi = s.add(s.mul(b1, s.ld(m, i, t)), s.mul(c1, gi));
             let vi = s.add(s.mul(b2, s.ld(v, i, t)), s.mul(s.mul(c2, gi), gi));
+            let mi = s.select(s.lt(s.abs(mi), tiny), zero, mi);
+            let vi = s.select(s.lt(vi, tiny), zero, vi);
             s.st(m, i, t, mi);
             s.st(v, i, t, vi);
             let step = s.div(s.mul(lr, mi), s.add(s.sqrt(vi), eps));

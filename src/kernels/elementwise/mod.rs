@@ -68,7 +68,9 @@ macro_rules! dispatch {
 /// With t the 1-based step, `lr_t = lr·√(1 − β2ᵗ)/(1 − β1ᵗ)` and the update is
 /// `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `p ← p − lr_t·m/(√v + ε)`.
 /// This is Keras' `Adam` (ε is added to √v, not to the bias-corrected √v̂ as in
-/// PyTorch); defaults lr 1e-3, β1 0.9, β2 0.999, ε 1e-7.
+/// PyTorch); defaults lr 1e-3, β1 0.9, β2 0.999, ε 1e-7. Moments that decay
+/// below the smallest normal float are set to zero (subnormal arithmetic is
+/// two orders of magnitude slower on x86, and such moments move nothing).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamHyper {
     /// Bias-corrected step size lr·√(1 − β2ᵗ)/(1 − β1ᵗ).
