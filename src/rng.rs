@@ -69,6 +69,12 @@ impl Rng {
         ((self.next_u64() as u128 * n as u128) >> 64) as u64
     }
 
+    /// One standard normal draw (the ziggurat method of `rand_distr`).
+    #[inline(always)]
+    pub fn normal(&mut self) -> f64 {
+        rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, self)
+    }
+
     /// Two independent standard normal draws (Box–Muller).
     #[inline(always)]
     pub fn normal_pair(&mut self) -> (f64, f64) {
@@ -86,6 +92,30 @@ impl Rng {
             let j = self.below(i as u64 + 1) as usize;
             v.swap(i, j);
         }
+    }
+}
+
+/// So the distributions of `rand_distr` (its ziggurat normal sampler, for
+/// one) can draw from this generator.
+impl rand::TryRng for Rng {
+    type Error = std::convert::Infallible;
+
+    #[inline(always)]
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok((self.next_u64() >> 32) as u32)
+    }
+
+    #[inline(always)]
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(self.next_u64())
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(8) {
+            let w = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&w[..chunk.len()]);
+        }
+        Ok(())
     }
 }
 
@@ -108,7 +138,7 @@ mod tests {
         let n = 200_000;
         let (mut s, mut s2, mut u) = (0.0, 0.0, 0.0);
         for _ in 0..n / 2 {
-            let (a, b) = r.normal_pair();
+            let (a, b) = (r.normal(), r.normal_pair().0);
             s += a + b;
             s2 += a * a + b * b;
             u += r.next_f64();
