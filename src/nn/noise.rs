@@ -55,7 +55,7 @@ mod tests {
             &mut out,
         );
         assert!(out.iter().all(|v| (0.0..=1.0).contains(v)));
-        assert!(out.iter().any(|&v| v == 0.0) && out.iter().any(|&v| v == 1.0));
+        assert!(out.contains(&0.0) && out.contains(&1.0));
     }
 
     #[test]
