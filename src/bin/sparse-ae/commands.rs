@@ -111,8 +111,16 @@ fn fit_json(opts: &FitOptions) -> Value {
 
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let start = Instant::now();
-    let train_data = data::load(&a.data, SplitArg::Train)?;
-    let test_data = data::load(&a.data, SplitArg::Test)?;
+    // The two splits decode in parallel.
+    let (train_data, test_data) = std::thread::scope(|sc| {
+        let test = sc.spawn(|| data::load(&a.data, SplitArg::Test));
+        let train = data::load(&a.data, SplitArg::Train);
+        (
+            train,
+            test.join().expect("the loading thread does not panic"),
+        )
+    });
+    let (train_data, test_data) = (train_data?, test_data?);
     let (train_s, test_s) = (train_data.samples()?, test_data.samples()?);
     let mut opts = FitOptions {
         epochs: a.epochs,
