@@ -1,5 +1,235 @@
-//! GEMM throughput (filled in with the kernels).
-use criterion::{Criterion, criterion_group, criterion_main};
-fn bench(_c: &mut Criterion) {}
-criterion_group!(benches, bench);
+//! GEMM throughput: `C ← op(A)·op(B)` for the shapes of a training step and
+//! some squares, every available path beside `matrixmultiply::sgemm`.
+//!
+//! Throughput is `Elements(2·m·n·k)` (one multiply and one add per term), so
+//! criterion's "elem/s" reads as FLOP/s. Group `<shape>/1t` runs on a rayon
+//! pool of one thread; `<shape>/all` on the global pool. matrixmultiply is
+//! built without its `threading` feature, so it is single-threaded and appears
+//! in the `1t` groups only. `fma_peak` measures one core's AVX-512 FMA peak
+//! (and prints it in GFLOP/s), the ceiling the `1t` numbers are read against.
+//!
+//! Quick run: `cargo bench --bench gemm -- --warm-up-time 0.3
+//! --measurement-time 1 --sample-size 10 --noplot <filter>`.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sparse_ae::kernels::{Epilogue, Isa, MatMut, MatRef, Parallelism, gemm_with};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// A benchmarked product: op(A) is m×k, op(B) is k×n.
+struct Shape {
+    name: &'static str,
+    m: usize,
+    k: usize,
+    n: usize,
+    ta: bool,
+    tb: bool,
+}
+
+const fn shape(name: &'static str, m: usize, k: usize, n: usize, ta: bool, tb: bool) -> Shape {
+    Shape {
+        name,
+        m,
+        k,
+        n,
+        ta,
+        tb,
+    }
+}
+
+/// Batch 32, 784 inputs, 128 hidden units; weights stored (out, in).
+const SHAPES: &[Shape] = &[
+    // Encoder forward x·W₁ᵀ: (32×784)·(128×784)ᵀ.
+    shape("enc_fwd_32x784x128_ABt", 32, 784, 128, false, true),
+    // Decoder forward h·W₂ᵀ: (32×128)·(784×128)ᵀ.
+    shape("dec_fwd_32x128x784_ABt", 32, 128, 784, false, true),
+    // Backward to the hidden layer dz₂·W₂: (32×784)·(784×128).
+    shape("dec_bwd_32x784x128_AB", 32, 784, 128, false, false),
+    // Backward to the input dz₁·W₁: (32×128)·(128×784).
+    shape("enc_bwd_32x128x784_AB", 32, 128, 784, false, false),
+    // Weight gradient dW₁ = dz₁ᵀ·x: (32×128)ᵀ·(32×784).
+    shape("enc_dw_128x32x784_AtB", 128, 32, 784, true, false),
+    // Weight gradient dW₂ = dz₂ᵀ·h: (32×784)ᵀ·(32×128).
+    shape("dec_dw_784x32x128_AtB", 784, 32, 128, true, false),
+    shape("256x784x1024", 256, 784, 1024, false, false),
+    shape("256x1024x784", 256, 1024, 784, false, false),
+    shape("1024x256x784", 1024, 256, 784, false, false),
+    shape("sq256", 256, 256, 256, false, false),
+    shape("sq512", 512, 512, 512, false, false),
+    shape("sq1024", 1024, 1024, 1024, false, false),
+    shape("sq2048", 2048, 2048, 2048, false, false),
+];
+
+/// Deterministic data in [−1, 1).
+fn filled(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+struct Operands {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+}
+
+impl Shape {
+    fn operands(&self) -> Operands {
+        Operands {
+            a: filled(self.m * self.k, 1),
+            b: filled(self.k * self.n, 2),
+            c: vec![0.0; self.m * self.n],
+        }
+    }
+
+    fn views<'a>(&self, a: &'a [f32], b: &'a [f32]) -> (MatRef<'a, f32>, MatRef<'a, f32>) {
+        let av = if self.ta {
+            MatRef::new(a, self.k, self.m).t()
+        } else {
+            MatRef::new(a, self.m, self.k)
+        };
+        let bv = if self.tb {
+            MatRef::new(b, self.n, self.k).t()
+        } else {
+            MatRef::new(b, self.k, self.n)
+        };
+        (av, bv)
+    }
+
+    fn flops(&self) -> u64 {
+        2 * (self.m * self.n * self.k) as u64
+    }
+
+    fn run(&self, isa: Isa, par: Parallelism, ops: &mut Operands) {
+        let (av, bv) = self.views(&ops.a, &ops.b);
+        let cv = MatMut::new(&mut ops.c, self.m, self.n);
+        gemm_with(isa, par, 1.0, av, bv, 0.0, cv, Epilogue::NONE);
+    }
+
+    fn run_matrixmultiply(&self, ops: &mut Operands) {
+        let (rsa, csa) = if self.ta { (1, self.m) } else { (self.k, 1) };
+        let (rsb, csb) = if self.tb { (1, self.k) } else { (self.n, 1) };
+        // SAFETY: the strides describe op(A) m×k and op(B) k×n inside their
+        // vectors, and C is a dense m×n vector.
+        unsafe {
+            matrixmultiply::sgemm(
+                self.m,
+                self.k,
+                self.n,
+                1.0,
+                ops.a.as_ptr(),
+                rsa as isize,
+                csa as isize,
+                ops.b.as_ptr(),
+                rsb as isize,
+                csb as isize,
+                0.0,
+                ops.c.as_mut_ptr(),
+                self.n as isize,
+                1,
+            );
+        }
+    }
+}
+
+fn bench_shapes(c: &mut Criterion) {
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for s in SHAPES {
+        let mut ops = s.operands();
+        // The scalar path only where it finishes in reasonable time.
+        let isas: Vec<Isa> = Isa::available()
+            .into_iter()
+            .filter(|&i| i != Isa::Scalar || s.flops() <= 1 << 28)
+            .collect();
+
+        let mut g = c.benchmark_group(format!("{}/1t", s.name));
+        g.throughput(Throughput::Elements(s.flops()));
+        for &isa in &isas {
+            g.bench_function(BenchmarkId::from_parameter(isa.name()), |bch| {
+                one.install(|| bch.iter(|| s.run(isa, Parallelism::Rayon, black_box(&mut ops))))
+            });
+        }
+        g.bench_function(BenchmarkId::from_parameter("matrixmultiply"), |bch| {
+            bch.iter(|| s.run_matrixmultiply(black_box(&mut ops)))
+        });
+        g.finish();
+
+        let mut g = c.benchmark_group(format!("{}/all", s.name));
+        g.throughput(Throughput::Elements(s.flops()));
+        for &isa in &isas {
+            g.bench_function(BenchmarkId::from_parameter(isa.name()), |bch| {
+                bch.iter(|| s.run(isa, Parallelism::Rayon, black_box(&mut ops)))
+            });
+        }
+        g.finish();
+    }
+}
+
+/// Independent accumulators in the peak loop: enough to cover FMA latency (4)
+/// times the FMA ports (2) three times over.
+#[cfg(target_arch = "x86_64")]
+const PEAK_ACC: usize = 24;
+
+/// `iters` rounds of PEAK_ACC independent 16-lane FMAs: 2·16·PEAK_ACC·iters
+/// flops, nothing else in the loop.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fma_loop(iters: u64, x: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let (va, vb) = (_mm512_set1_ps(x), _mm512_set1_ps(0.999_999));
+    let mut acc = [_mm512_setzero_ps(); PEAK_ACC];
+    for (i, a) in acc.iter_mut().enumerate() {
+        *a = _mm512_set1_ps(i as f32);
+    }
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = _mm512_fmadd_ps(*a, vb, va);
+        }
+    }
+    let mut s = _mm512_setzero_ps();
+    for a in acc {
+        s = _mm512_add_ps(s, a);
+    }
+    _mm512_reduce_add_ps(s)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn fma_peak(c: &mut Criterion) {
+    if !Isa::Avx512.is_available() {
+        eprintln!("fma_peak: no AVX-512 on this CPU");
+        return;
+    }
+    const ITERS: u64 = 1 << 16;
+    let flops = 2 * 16 * PEAK_ACC as u64 * ITERS;
+    // SAFETY: avx512f is available (checked above).
+    let run = || unsafe { fma_loop(black_box(ITERS), black_box(0.5)) };
+    let mut best = Duration::MAX;
+    for _ in 0..200 {
+        let t = Instant::now();
+        black_box(run());
+        best = best.min(t.elapsed());
+    }
+    eprintln!(
+        "fma_peak: AVX-512 single-core FMA peak ≈ {:.1} GFLOP/s (best of 200 runs of {flops} flops)",
+        flops as f64 / best.as_secs_f64() / 1e9
+    );
+    let mut g = c.benchmark_group("fma_peak");
+    g.throughput(Throughput::Elements(flops));
+    g.bench_function("avx512", |b| b.iter(|| black_box(run())));
+    g.finish();
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn fma_peak(_c: &mut Criterion) {}
+
+criterion_group!(benches, fma_peak, bench_shapes);
 criterion_main!(benches);

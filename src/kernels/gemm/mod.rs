@@ -4,9 +4,20 @@
 //! operand, and an optional fused epilogue (bias per column of C, then an
 //! activation) applied while each block of C is still in cache.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod pack;
+mod params;
 pub mod reference;
+mod scalar;
 
 use super::{Activation, Isa, Real};
+use pack::Strided;
+use params::Blocking;
+use rayon::prelude::*;
+use std::cell::RefCell;
 
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,6 +278,12 @@ pub fn gemm(
 
 /// [`gemm`] on a chosen path and parallelism.
 ///
+/// Packed and blocked (see `params` for the loop nest and block sizes); with
+/// [`Parallelism::Rayon`] and at least `PAR_MIN_FLOPS` flops, C is cut into
+/// column (or row) strips of whole register tiles, one rayon task each. The
+/// k-dimension is never split, so every element of C is summed in the same
+/// order for any thread count.
+///
 /// # Panics
 /// On any shape mismatch, or if `isa` is not available on this CPU.
 #[allow(clippy::too_many_arguments)]
@@ -284,8 +301,294 @@ pub fn gemm_with(
         isa.is_available(),
         "gemm: kernel path {isa} is not available on this CPU"
     );
-    let _ = par;
-    reference::gemm(alpha, a, b, beta, c, epi)
+    let (m, n, k) = check_shapes(&a, &b, &c, &epi);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // An empty sum: C ← α·0 + β·C, then the epilogue.
+        for i in 0..m {
+            for v in &mut c.data[i * c.ld..i * c.ld + n] {
+                *v = if beta == 0.0 {
+                    alpha * 0.0
+                } else {
+                    alpha * 0.0 + beta * *v
+                };
+            }
+        }
+        for i in 0..m {
+            let row = &mut c.data[i * c.ld..i * c.ld + n];
+            super::elementwise::bias_act(isa, row, epi.bias, epi.act);
+        }
+        return;
+    }
+    let job = Job {
+        isa,
+        alpha,
+        beta,
+        a: Strided::of(&a),
+        b: Strided::of(&b),
+        c: CPtr(c.data.as_mut_ptr()),
+        ldc: c.ld,
+        bias: epi.bias,
+        act: epi.act,
+    };
+    let threads = match par {
+        Parallelism::Rayon
+            if m.saturating_mul(n).saturating_mul(k) >= params::PAR_MIN_FLOPS / 2 =>
+        {
+            rayon::current_num_threads()
+        }
+        _ => 1,
+    };
+    match isa {
+        // SAFETY: `check_shapes` proved that C holds an m×n view with row
+        // stride ldc and that A, B and the bias fit; `c` is borrowed mutably
+        // for the whole call.
+        Isa::Scalar => unsafe { run::<scalar::Scalar>(&job, m, n, k, threads) },
+        // SAFETY: as above, and avx2 + fma were asserted available.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { run::<avx2::Avx2>(&job, m, n, k, threads) },
+        // SAFETY: as above, and avx512f was asserted available.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { run::<avx512::Avx512>(&job, m, n, k, threads) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("only the scalar path is available off x86-64"),
+    }
+}
+
+/// A register-tile kernel with its packing routines and block sizes.
+pub(crate) trait MicroKernel {
+    /// Tile and block sizes.
+    const P: Blocking;
+
+    /// Packs `mc × kc` of op(A) into MR-row panels (`pack::panels`).
+    ///
+    /// # Safety
+    /// The CPU has the kernel's features.
+    unsafe fn pack_a(dst: &mut [f32], a: Strided<'_>, mc: usize, kc: usize);
+
+    /// Packs `kc × nc` of op(B) into NR-column panels (`pack::panels` of
+    /// op(B)ᵀ).
+    ///
+    /// # Safety
+    /// The CPU has the kernel's features.
+    unsafe fn pack_b(dst: &mut [f32], b: Strided<'_>, kc: usize, nc: usize);
+
+    /// `C[MR×NR] ← α·Ã·B̃ + β·C` for one packed A micro-panel (`ã[p·MR + i]`)
+    /// and one packed B micro-panel (`b̃[p·NR + j]`), p < kc. Each element is
+    /// Σₚ summed in increasing p, then stored as round(α·Σ) + round(β·c);
+    /// C is not read when β = 0.
+    ///
+    /// # Safety
+    /// The CPU has the kernel's features; `c` points at an MR×NR tile with row
+    /// stride ldc that is writable, readable when β ≠ 0, and not accessed
+    /// concurrently.
+    ///
+    /// # Panics
+    /// If `a` has fewer than MR·kc or `b` fewer than NR·kc elements.
+    unsafe fn tile(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, alpha: f32, beta: f32);
+}
+
+/// The base pointer of C, shared by tasks that write disjoint blocks.
+#[derive(Clone, Copy)]
+struct CPtr(*mut f32);
+
+// SAFETY: tasks only write disjoint strips of C (see `run`), and the `&mut`
+// borrow of C outlives them.
+unsafe impl Send for CPtr {}
+// SAFETY: as above.
+unsafe impl Sync for CPtr {}
+
+impl CPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// One GEMM call, its operands as strided views.
+struct Job<'a> {
+    isa: Isa,
+    alpha: f32,
+    beta: f32,
+    a: Strided<'a>,
+    b: Strided<'a>,
+    c: CPtr,
+    ldc: usize,
+    bias: Option<&'a [f32]>,
+    act: Activation,
+}
+
+impl<'a> Strided<'a> {
+    fn of(x: &MatRef<'a, f32>) -> Strided<'a> {
+        match x.trans {
+            Trans::No => Strided {
+                data: x.data,
+                rs: x.ld,
+                cs: 1,
+            },
+            Trans::Yes => Strided {
+                data: x.data,
+                rs: 1,
+                cs: x.ld,
+            },
+        }
+    }
+}
+
+/// Splits C into strips of whole tiles and runs them on the rayon pool.
+///
+/// The strips run along the dimension whose operand is larger, so the smaller
+/// one is what each task packs again: n when m ≤ n (tasks share A), m
+/// otherwise.
+///
+/// # Safety
+/// As for [`MicroKernel::tile`], for the whole m×n matrix C of `job`, and the
+/// views of `job` hold op(A) m×k, op(B) k×n and a bias of n.
+unsafe fn run<K: MicroKernel>(job: &Job<'_>, m: usize, n: usize, k: usize, threads: usize) {
+    if threads <= 1 {
+        // SAFETY: forwarded.
+        unsafe { run_block::<K>(job, 0, 0, m, n, k) };
+        return;
+    }
+    let split_n = m <= n;
+    let (len, unit) = if split_n { (n, K::P.nr) } else { (m, K::P.mr) };
+    let chunk = len.div_ceil(2 * threads).div_ceil(unit).max(1) * unit;
+    let tasks = len.div_ceil(chunk);
+    (0..tasks).into_par_iter().with_max_len(1).for_each(|t| {
+        let lo = t * chunk;
+        let hi = len.min(lo + chunk);
+        // SAFETY: strips [lo, hi) are disjoint, so no two tasks touch the same
+        // element of C; the rest is forwarded.
+        unsafe {
+            if split_n {
+                run_block::<K>(job, 0, lo, m, hi - lo, k)
+            } else {
+                run_block::<K>(job, lo, 0, hi - lo, n, k)
+            }
+        }
+    });
+}
+
+thread_local! {
+    /// Reusable pack buffers of this thread: (A block, B block).
+    static BUFFERS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The first `len` elements of `v` starting at a 64-byte boundary, growing `v`
+/// when needed.
+fn aligned(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len + 16 {
+        v.resize(len + 16, 0.0);
+    }
+    let off = v.as_ptr().align_offset(64).min(16);
+    &mut v[off..off + len]
+}
+
+/// The blocked product for the `mb × nb` block of C at (i0, j0), on this
+/// thread.
+///
+/// # Safety
+/// As for [`run`], for that block.
+unsafe fn run_block<K: MicroKernel>(
+    job: &Job<'_>,
+    i0: usize,
+    j0: usize,
+    mb: usize,
+    nb: usize,
+    k: usize,
+) {
+    BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let (abuf, bbuf) = &mut *bufs;
+            // SAFETY: forwarded.
+            unsafe { block_loops::<K>(job, i0, j0, mb, nb, k, abuf, bbuf) }
+        }
+        Err(_) => {
+            let (mut abuf, mut bbuf) = (Vec::new(), Vec::new());
+            // SAFETY: forwarded.
+            unsafe { block_loops::<K>(job, i0, j0, mb, nb, k, &mut abuf, &mut bbuf) }
+        }
+    })
+}
+
+/// The five loops of the blocked product over one block of C (see `params`),
+/// with the epilogue applied to each register tile after its last k-block.
+///
+/// # Safety
+/// As for [`run_block`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_loops<K: MicroKernel>(
+    job: &Job<'_>,
+    i0: usize,
+    j0: usize,
+    mb: usize,
+    nb: usize,
+    k: usize,
+    abuf: &mut Vec<f32>,
+    bbuf: &mut Vec<f32>,
+) {
+    let Blocking { mr, nr, mc, kc, nc } = K::P;
+    let abuf = aligned(abuf, mc * kc);
+    let bbuf = aligned(bbuf, kc * nc);
+    let has_epi = job.bias.is_some() || job.act != Activation::Linear;
+    let mut scratch = [0.0f32; params::MAX_TILE];
+    for ic in (0..mb).step_by(mc) {
+        let mc_e = mc.min(mb - ic);
+        for pc in (0..k).step_by(kc) {
+            let kc_e = kc.min(k - pc);
+            let beta = if pc == 0 { job.beta } else { 1.0 };
+            let last = pc + kc_e == k;
+            // SAFETY: the caller guarantees K's features.
+            unsafe { K::pack_a(abuf, job.a.at(i0 + ic, pc), mc_e, kc_e) };
+            for jc in (0..nb).step_by(nc) {
+                let nc_e = nc.min(nb - jc);
+                // SAFETY: the caller guarantees K's features.
+                unsafe { K::pack_b(bbuf, job.b.at(pc, j0 + jc), kc_e, nc_e) };
+                for ir in (0..mc_e).step_by(mr) {
+                    let mr_e = mr.min(mc_e - ir);
+                    let ap = &abuf[ir * kc_e..(ir + mr) * kc_e];
+                    for jr in (0..nc_e).step_by(nr) {
+                        let nr_e = nr.min(nc_e - jr);
+                        let bp = &bbuf[jr * kc_e..(jr + nr) * kc_e];
+                        let (row, col) = (i0 + ic + ir, j0 + jc + jr);
+                        // SAFETY: (row, col) is inside C, so the offset is too.
+                        let ct = unsafe { job.c.get().add(row * job.ldc + col) };
+                        if mr_e == mr && nr_e == nr {
+                            // SAFETY: a full tile inside C; the caller owns it.
+                            unsafe { K::tile(kc_e, ap, bp, ct, job.ldc, job.alpha, beta) };
+                        } else {
+                            let t = &mut scratch[..mr * nr];
+                            // SAFETY: the scratch tile is MR×NR with stride NR.
+                            unsafe { K::tile(kc_e, ap, bp, t.as_mut_ptr(), nr, job.alpha, 0.0) };
+                            for i in 0..mr_e {
+                                for j in 0..nr_e {
+                                    let v = t[i * nr + j];
+                                    // SAFETY: (row + i, col + j) is inside C.
+                                    unsafe {
+                                        let cij = ct.add(i * job.ldc + j);
+                                        *cij = if beta == 0.0 { v } else { v + beta * *cij };
+                                    }
+                                }
+                            }
+                        }
+                        if last && has_epi {
+                            let bias = job.bias.map(|b| &b[col..col + nr_e]);
+                            for i in 0..mr_e {
+                                // SAFETY: the row of the tile is inside C and
+                                // owned by this task; no other reference to it
+                                // is alive.
+                                let crow = unsafe {
+                                    std::slice::from_raw_parts_mut(ct.add(i * job.ldc), nr_e)
+                                };
+                                super::elementwise::bias_act(job.isa, crow, bias, job.act);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Applies the epilogue `c ← act(c + bias[j])` to a finished row-major block.
@@ -296,5 +599,96 @@ pub(crate) fn apply_epilogue<T: Real>(c: &mut MatMut<'_, T>, epi: &Epilogue<'_, 
     for i in 0..c.rows {
         let row = &mut c.data[i * c.ld..i * c.ld + c.cols];
         crate::kernels::elementwise::scalar::bias_act(row, epi.bias, epi.act);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A·I = A and I·B = B exactly through one packed tile, with sentinels
+    /// beside the tile left alone.
+    fn identity<K: MicroKernel>() {
+        let Blocking { mr, nr, .. } = K::P;
+        let val = |i: usize, j: usize| (i * 97 + j) as f32 * 0.5 - 7.0;
+        let eye = |r: usize, c: usize| -> Vec<f32> {
+            (0..r * c)
+                .map(|x| if x / c == x % c { 1.0 } else { 0.0 })
+                .collect()
+        };
+        // (op(A), op(B), k, expected value at (i, j)).
+        let a1: Vec<f32> = (0..mr * nr).map(|x| val(x / nr, x % nr)).collect();
+        let b2: Vec<f32> = (0..mr * nr).map(|x| val(x / nr, x % nr)).collect();
+        for (a, b, k) in [(a1, eye(nr, nr), nr), (eye(mr, mr), b2, mr)] {
+            let mut ap = vec![f32::NAN; mr * k];
+            let mut bp = vec![f32::NAN; nr * k];
+            let av = Strided {
+                data: &a,
+                rs: k,
+                cs: 1,
+            };
+            let bv = Strided {
+                data: &b,
+                rs: nr,
+                cs: 1,
+            };
+            let ldc = nr + 3;
+            let mut c = vec![f32::NAN; mr * ldc];
+            // SAFETY: the caller checked the kernel's features; C is an
+            // mr × nr tile with stride ldc inside `c`.
+            unsafe {
+                K::pack_a(&mut ap, av, mr, k);
+                K::pack_b(&mut bp, bv, k, nr);
+                K::tile(k, &ap, &bp, c.as_mut_ptr(), ldc, 1.0, 0.0);
+            }
+            for i in 0..mr {
+                for j in 0..ldc {
+                    let got = c[i * ldc + j];
+                    if j < nr {
+                        assert_eq!(got, val(i, j), "{:?} ({i},{j})", K::P);
+                    } else {
+                        assert!(got.is_nan(), "{:?}: sentinel overwritten", K::P);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reports a path the CPU lacks; a failure when `CI` is set.
+    #[cfg(target_arch = "x86_64")]
+    fn skip(isa: &str) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "kernel path {isa} is not available on this CI machine"
+        );
+        eprintln!("skipping {isa}");
+    }
+
+    #[test]
+    fn microkernels_identity() {
+        identity::<scalar::Scalar>();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if Isa::Avx2.is_available() {
+                identity::<avx2::Avx2>();
+            } else {
+                skip("avx2");
+            }
+            if Isa::Avx512.is_available() {
+                identity::<avx512::Avx512>();
+            } else {
+                skip("avx512");
+            }
+        }
+    }
+
+    #[test]
+    fn aligned_buffers() {
+        let mut v = Vec::new();
+        for len in [1, 100, 5000] {
+            let s = aligned(&mut v, len);
+            assert_eq!(s.len(), len);
+            assert_eq!(s.as_ptr() as usize % 64, 0);
+        }
     }
 }

@@ -1,0 +1,185 @@
+//! AVX-512F microkernel: a 14×32 tile in 28 zmm accumulators.
+
+use super::MicroKernel;
+use super::pack::{self, Strided};
+use super::params::{self, Blocking};
+use std::arch::x86_64::*;
+
+const MR: usize = params::AVX512.mr;
+const NR: usize = params::AVX512.nr;
+const NV: usize = NR / 16;
+
+/// The AVX-512F path.
+pub(crate) struct Avx512;
+
+impl MicroKernel for Avx512 {
+    const P: Blocking = params::AVX512;
+
+    unsafe fn pack_a(dst: &mut [f32], a: Strided<'_>, mc: usize, kc: usize) {
+        // SAFETY: the caller guarantees avx512f.
+        unsafe { panels_gather::<MR>(dst, a, mc, kc) }
+    }
+
+    unsafe fn pack_b(dst: &mut [f32], b: Strided<'_>, kc: usize, nc: usize) {
+        // SAFETY: the caller guarantees avx512f.
+        unsafe { panels_gather::<NR>(dst, b.t(), nc, kc) }
+    }
+
+    unsafe fn tile(
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        c: *mut f32,
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
+        assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+        // SAFETY: the caller guarantees avx512f and the C tile; the packed
+        // lengths are checked above.
+        unsafe { tile_avx512f(kc, a.as_ptr(), b.as_ptr(), c, ldc, alpha, beta) }
+    }
+}
+
+/// [`pack::panels`], with the transposing case (rows running along p, cs = 1)
+/// done by one 16-lane gather per row group and step p instead of scalar
+/// moves.
+///
+/// # Safety
+/// avx512f is available.
+///
+/// # Panics
+/// As [`pack::panels`].
+unsafe fn panels_gather<const W: usize>(
+    dst: &mut [f32],
+    x: Strided<'_>,
+    rows: usize,
+    depth: usize,
+) {
+    if x.cs != 1 || x.rs == 1 || x.rs > (i32::MAX / 16) as usize || rows == 0 || depth == 0 {
+        return pack::panels::<W>(dst, x, rows, depth);
+    }
+    let need = (rows - 1) * x.rs + depth;
+    assert!(need <= x.data.len(), "pack: view exceeds its slice");
+    let dst = &mut dst[..rows.div_ceil(W) * W * depth];
+    // SAFETY: avx512f by this function's contract; the source extent and the
+    // dst length are checked above.
+    unsafe { gather_avx512f::<W>(dst.as_mut_ptr(), x.data.as_ptr(), x.rs, rows, depth) }
+}
+
+/// Writes `⌈rows/W⌉` panels of W·depth floats at `dst`:
+/// `dst[q·W·depth + p·W + i] = src[(q·W + i)·rs + p]`, zero for rows ≥ `rows`.
+///
+/// # Safety
+/// avx512f; `src` readable up to `(rows − 1)·rs + depth` floats, `dst`
+/// writable for `⌈rows/W⌉·W·depth` floats, `16·rs` fits in i32.
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_avx512f<const W: usize>(
+    dst: *mut f32,
+    src: *const f32,
+    rs: usize,
+    rows: usize,
+    depth: usize,
+) {
+    let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let idx = _mm512_mullo_epi32(lane, _mm512_set1_epi32(rs as i32));
+    for q in 0..rows.div_ceil(W) {
+        let w = W.min(rows - q * W);
+        for g in 0..W.div_ceil(16) {
+            let lanes = 16.min(W - 16 * g);
+            let valid = lanes.min(w.saturating_sub(16 * g));
+            let load: __mmask16 = ((1u32 << valid) - 1) as __mmask16;
+            let store: __mmask16 = ((1u32 << lanes) - 1) as __mmask16;
+            // SAFETY: rows q·W + 16·g + i for i < valid exist, so each lane
+            // that loads reads inside the extent; every store lies in panel q.
+            unsafe {
+                let base = src.add((q * W + 16 * g) * rs);
+                let out = dst.add(q * W * depth + 16 * g);
+                if valid == 0 {
+                    for p in 0..depth {
+                        _mm512_mask_storeu_ps(out.add(p * W), store, _mm512_setzero_ps());
+                    }
+                    continue;
+                }
+                for p in 0..depth {
+                    let v = _mm512_mask_i32gather_ps::<4>(
+                        _mm512_setzero_ps(),
+                        load,
+                        idx,
+                        base.add(p).cast(),
+                    );
+                    _mm512_mask_storeu_ps(out.add(p * W), store, v);
+                }
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512f(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    // SAFETY: forwarded contract of `tile`.
+    unsafe { body::<MR, NV>(kc, a, b, c, ldc, alpha, beta) }
+}
+
+/// `C[M×16·V] ← α·Σ_p ã_p b̃_pᵀ + β·C` (C not read when β = 0), the products
+/// summed with FMA in increasing p, then scaled and added unfused (round(α·acc)
+/// + round(β·c)) exactly as the scalar edge update does.
+///
+/// # Safety
+/// avx512f; `a` has M·kc and `b` 16·V·kc readable floats; `c` is an M×16·V
+/// tile with row stride ldc, writable and (when β ≠ 0) readable.
+#[inline(always)]
+unsafe fn body<const M: usize, const V: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    // SAFETY: every pointer offset stays within the extents in the contract.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); V]; M];
+        let (mut ap, mut bp) = (a, b);
+        for _ in 0..kc {
+            let mut bv = [_mm512_setzero_ps(); V];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(bp.add(16 * v));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*ap.add(i));
+                for (x, bvv) in row.iter_mut().zip(&bv) {
+                    *x = _mm512_fmadd_ps(av, *bvv, *x);
+                }
+            }
+            ap = ap.add(M);
+            bp = bp.add(16 * V);
+        }
+        let va = _mm512_set1_ps(alpha);
+        if beta == 0.0 {
+            for (i, row) in acc.iter().enumerate() {
+                for (v, x) in row.iter().enumerate() {
+                    _mm512_storeu_ps(c.add(i * ldc + 16 * v), _mm512_mul_ps(va, *x));
+                }
+            }
+        } else {
+            let vb = _mm512_set1_ps(beta);
+            for (i, row) in acc.iter().enumerate() {
+                for (v, x) in row.iter().enumerate() {
+                    let cp = c.add(i * ldc + 16 * v);
+                    let old = _mm512_mul_ps(vb, _mm512_loadu_ps(cp));
+                    _mm512_storeu_ps(cp, _mm512_add_ps(_mm512_mul_ps(va, *x), old));
+                }
+            }
+        }
+    }
+}

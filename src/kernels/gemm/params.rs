@@ -1,0 +1,98 @@
+//! Register tiles (MR×NR) and cache blocks (MC, KC, NC) per kernel path.
+//!
+//! The loop nest (see [`super::driver`]) is, outermost first:
+//!
+//! ```text
+//! for ic in 0..m step MC            A block  MC×KC  packed once per (ic, pc)   → L3 / L2
+//!   for pc in 0..k step KC
+//!     for jc in 0..n step NC        B block  KC×NC  packed once per (ic, pc, jc) → L2
+//!       for ir in 0..MC step MR     A micro-panel MR×KC stays in L1
+//!         for jr in 0..NC step NR   B micro-panel KC×NR streams from L2
+//!           C[MR×NR] (+)= Ã·B̃       MR·NR/lanes accumulators in registers
+//! ```
+//!
+//! The microkernel broadcasts one element of A per row and loads NR/lanes
+//! vectors of B per step of p, so per step it issues MR·NR/lanes FMAs for
+//! MR + NR/lanes loads; with two FMA ports of latency 4 this needs at least 8
+//! independent accumulators, and the tile must leave registers for the B
+//! vectors and one broadcast.
+//!
+//! The cache sizes assumed are those of an Ice Lake / Sapphire Rapids server
+//! core: L1d 48 KiB, L2 1.25 MiB (2 MiB on the newer parts; the blocks fit the
+//! smaller one). The A micro-panel (MR·KC floats) is reused NC/NR times from
+//! L1, so it should take at most about half of L1 alongside the streaming B
+//! lines; the packed B block (KC·NC floats) is reused MC/MR times from L2, so it
+//! should take at most about half of L2. MC only bounds the packed A block and
+//! how often B is repacked (m/MC times).
+
+/// Block sizes of one kernel path; MC is a multiple of MR, NC of NR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Blocking {
+    /// Rows of the register tile.
+    pub mr: usize,
+    /// Columns of the register tile.
+    pub nr: usize,
+    /// Rows of a packed A block.
+    pub mc: usize,
+    /// Depth of a packed block (the k-slice summed per pass over C).
+    pub kc: usize,
+    /// Columns of a packed B block.
+    pub nc: usize,
+}
+
+/// Portable path: a 4×8 tile of scalars (32 accumulators, which the compiler
+/// keeps in SSE registers as 8 vectors of 4). A micro-panel 4·256·4 B = 4 KiB in
+/// L1; B block 256·512·4 B = 512 KiB in L2.
+pub(crate) const SCALAR: Blocking = Blocking {
+    mr: 4,
+    nr: 8,
+    mc: 256,
+    kc: 256,
+    nc: 512,
+};
+
+/// AVX2 + FMA: a 6×16 tile = 12 ymm accumulators + 2 B vectors + 1 broadcast
+/// (15 of 16 registers), 12 FMAs per 8 loads. A micro-panel 6·256·4 B = 6 KiB
+/// in L1; B block 256·512·4 B = 512 KiB in L2.
+pub(crate) const AVX2: Blocking = Blocking {
+    mr: 6,
+    nr: 16,
+    mc: 600,
+    kc: 256,
+    nc: 512,
+};
+
+/// AVX-512F: a 14×32 tile = 28 zmm accumulators + 2 B vectors + 1 broadcast
+/// (31 of 32 registers), 28 FMAs per 16 loads, so the two FMA ports stay busy
+/// and the two load ports have slack. A micro-panel 14·384·4 B = 21 KiB (under
+/// half of the 48 KiB L1d); B block 384·512·4 B = 768 KiB (under the 1.25 MiB
+/// L2 with room for the C lines and the A micro-panel).
+pub(crate) const AVX512: Blocking = Blocking {
+    mr: 14,
+    nr: 32,
+    mc: 840,
+    kc: 384,
+    nc: 512,
+};
+
+/// Largest MR·NR of any path: the size of the scratch tile used on edges.
+pub(crate) const MAX_TILE: usize = 14 * 32;
+
+/// Products with fewer flops (2·m·n·k) than this run on one thread even when
+/// the rayon pool has more: below it the fork/join and the duplicated packing
+/// of the shared operand cost more than the second core gains.
+pub(crate) const PAR_MIN_FLOPS: usize = 8 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_whole_tiles() {
+        for p in [SCALAR, AVX2, AVX512] {
+            assert_eq!(p.mc % p.mr, 0, "{p:?}");
+            assert_eq!(p.nc % p.nr, 0, "{p:?}");
+            assert!(p.mr * p.nr <= MAX_TILE, "{p:?}");
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Every GEMM path against the triple-loop oracle run in f64.
+//!
+//! Tolerance: for an element with inner dimension K,
+//! `|c − c_ref| ≤ 2·γ_{K+3}·(|α|·Σₚ|a_ip||b_pj| + |β||c₀| + |bias_j|) + tiny`,
+//! where `γ_n = n·u/(1 − n·u)` and u = 2⁻²⁴ is the f32 unit roundoff: the
+//! standard bound for a K-term dot product, plus one rounding each for α, β·c,
+//! the sum and the bias, doubled for safety. `tiny` = 1e-30 covers exact zeros;
+//! a nonlinear activation is 1-Lipschitz and adds 1e-6 for its own f32 error.
+//!
+//! A path the CPU lacks prints "skipping <isa>"; with the environment variable
+//! `CI` set it fails instead, so a CI machine cannot silently skip a path.
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use sparse_ae::kernels::gemm::reference;
+use sparse_ae::kernels::{Activation, Epilogue, Isa, MatMut, MatRef, Parallelism, gemm_with};
+
+/// Runs `f` on `isa`, or reports why it cannot.
+fn with_isa(isa: Isa, f: impl FnOnce(Isa)) {
+    if isa.is_available() {
+        f(isa)
+    } else if std::env::var_os("CI").is_some() {
+        panic!("kernel path {isa} is not available on this CI machine");
+    } else {
+        eprintln!("skipping {isa}");
+    }
+}
+
+/// One #[test] per path for each listed test body `fn(Isa)`.
+macro_rules! per_isa {
+    ($($body:ident),* $(,)?) => {$(
+        mod $body {
+            #[test]
+            fn scalar() {
+                super::with_isa(sparse_ae::kernels::Isa::Scalar, super::$body)
+            }
+            #[test]
+            fn avx2() {
+                super::with_isa(sparse_ae::kernels::Isa::Avx2, super::$body)
+            }
+            #[test]
+            fn avx512() {
+                super::with_isa(sparse_ae::kernels::Isa::Avx512, super::$body)
+            }
+        }
+    )*};
+}
+
+per_isa!(
+    random_shapes,
+    edge_shapes,
+    large_shapes,
+    non_finite_inputs,
+    epilogues,
+    threads_bit_identical,
+    matches_matrixmultiply,
+);
+
+/// A stored operand: `rows × cols` inside a slice with row stride `ld`, every
+/// element outside the view a NaN sentinel.
+struct Operand {
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+    ld: usize,
+    trans: bool,
+}
+
+impl Operand {
+    /// op(X) of shape `r × c` (stored transposed when `trans`), entries
+    /// uniform in [−1, 1), `pad` extra columns of sentinel per stored row.
+    fn random(rng: &mut StdRng, r: usize, c: usize, trans: bool, pad: usize) -> Operand {
+        let (rows, cols) = if trans { (c, r) } else { (r, c) };
+        let ld = cols + pad;
+        let mut data = vec![f32::NAN; rows * ld + pad];
+        for i in 0..rows {
+            for j in 0..cols {
+                data[i * ld + j] = rng.random_range(-1.0f32..1.0);
+            }
+        }
+        Operand {
+            data,
+            rows,
+            cols,
+            ld,
+            trans,
+        }
+    }
+
+    fn view(&self) -> MatRef<'_, f32> {
+        let v = MatRef::new(&self.data, self.rows, self.cols).with_ld(self.ld);
+        if self.trans { v.t() } else { v }
+    }
+
+    fn map64(&self, f: impl Fn(f32) -> f64) -> Vec<f64> {
+        self.data.iter().map(|&v| f(v)).collect()
+    }
+
+    fn view64<'a>(&self, data: &'a [f64]) -> MatRef<'a, f64> {
+        let v = MatRef::new(data, self.rows, self.cols).with_ld(self.ld);
+        if self.trans { v.t() } else { v }
+    }
+}
+
+/// One product to check.
+struct Case {
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    alpha: f32,
+    beta: f32,
+    pad: usize,
+    act: Option<Activation>,
+}
+
+impl Case {
+    fn plain(m: usize, n: usize, k: usize, ta: bool, tb: bool) -> Case {
+        Case {
+            m,
+            n,
+            k,
+            ta,
+            tb,
+            alpha: 1.0,
+            beta: 0.0,
+            pad: 0,
+            act: None,
+        }
+    }
+}
+
+/// Runs `case` on `isa` and checks it against the f64 oracle: values within
+/// the documented bound, NaN exactly where the oracle has NaN, and every
+/// sentinel around the C view untouched.
+fn check(isa: Isa, par: Parallelism, rng: &mut StdRng, case: &Case) {
+    let Case { m, n, k, .. } = *case;
+    let a = Operand::random(rng, m, k, case.ta, case.pad);
+    let b = Operand::random(rng, k, n, case.tb, case.pad);
+    let ldc = n + case.pad;
+    let mut c = vec![f32::NAN; m * ldc + case.pad];
+    if case.beta != 0.0 {
+        for i in 0..m {
+            for j in 0..n {
+                c[i * ldc + j] = rng.random_range(-1.0f32..1.0);
+            }
+        }
+    }
+    let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let epi = match case.act {
+        Some(act) => Epilogue::bias_act(&bias[..], act),
+        None => Epilogue::NONE,
+    };
+    let c0 = c.clone();
+    let cv = MatMut::new(&mut c, m, n).with_ld(ldc);
+    gemm_with(isa, par, case.alpha, a.view(), b.view(), case.beta, cv, epi);
+
+    // The oracle in f64, and Σ|a||b| for the bound.
+    let (a64, b64) = (a.map64(f64::from), b.map64(f64::from));
+    let (aa, ba) = (a.map64(|v| v.abs() as f64), b.map64(|v| v.abs() as f64));
+    let mut want: Vec<f64> = c0.iter().map(|&v| v as f64).collect();
+    let mut mag = vec![0.0f64; want.len()];
+    let bias64: Vec<f64> = bias.iter().map(|&v| v as f64).collect();
+    let epi64 = match case.act {
+        Some(act) => Epilogue::bias_act(&bias64[..], act),
+        None => Epilogue::NONE,
+    };
+    reference::gemm(
+        case.alpha as f64,
+        a.view64(&a64),
+        b.view64(&b64),
+        case.beta as f64,
+        MatMut::new(&mut want, m, n).with_ld(ldc),
+        epi64,
+    );
+    reference::gemm(
+        1.0,
+        a.view64(&aa),
+        b.view64(&ba),
+        0.0,
+        MatMut::new(&mut mag, m, n).with_ld(ldc),
+        Epilogue::NONE,
+    );
+    let u = 2f64.powi(-24);
+    let kk = (k + 3) as f64;
+    let gamma = 2.0 * kk * u / (1.0 - kk * u);
+    let act_slack = match case.act {
+        Some(Activation::Sigmoid | Activation::Tanh) => 1e-6,
+        _ => 0.0,
+    };
+    for i in 0..c.len() {
+        let (r, col) = (i / ldc, i % ldc);
+        if r >= m || col >= n {
+            assert!(c[i].is_nan(), "{isa}: sentinel at {i} overwritten");
+            continue;
+        }
+        let got = c[i] as f64;
+        let w = want[i];
+        let mut bound = case.alpha.abs() as f64 * mag[i] + 1e-30;
+        if case.beta != 0.0 {
+            bound += (case.beta as f64 * c0[i] as f64).abs();
+        }
+        if case.act.is_some() {
+            bound += bias64[col].abs();
+        }
+        let tol = gamma * bound + act_slack;
+        assert!(
+            (got - w).abs() <= tol || (got.is_nan() && w.is_nan()) || got == w,
+            "{isa}: m {m} n {n} k {k} ta {} tb {} α {} β {} act {:?}: C({r},{col}) = {got}, want {w} (tol {tol:e})",
+            case.ta,
+            case.tb,
+            case.alpha,
+            case.beta,
+            case.act,
+        );
+    }
+}
+
+const SCALES: [f32; 3] = [0.0, 1.0, 2.5];
+
+/// 60 seeded shapes with every dimension in 1..=70, random transposes, α, β
+/// and row padding (strided views with NaN sentinels around them).
+fn random_shapes(isa: Isa) {
+    let mut rng = StdRng::seed_from_u64(0x5eed_0001);
+    for _ in 0..60 {
+        let case = Case {
+            m: rng.random_range(1..=70),
+            n: rng.random_range(1..=70),
+            k: rng.random_range(1..=70),
+            ta: rng.random(),
+            tb: rng.random(),
+            alpha: SCALES[rng.random_range(0..3)],
+            beta: SCALES[rng.random_range(0..3)],
+            pad: rng.random_range(0..4),
+            act: None,
+        };
+        check(isa, Parallelism::Sequential, &mut rng, &case);
+    }
+}
+
+/// Dimensions at and around every tile size (MR, NR of all paths ± 1),
+/// 0, 1 and primes, with all four transpose combinations.
+fn edge_shapes(isa: Isa) {
+    let mut rng = StdRng::seed_from_u64(0x5eed_0002);
+    let dims = [0, 1, 3, 5, 7, 13, 15, 17, 31, 33, 47];
+    let ks = [0, 1, 2, 17, 385];
+    let mut t = 0usize;
+    for &m in &dims {
+        for &n in &dims {
+            for &k in &ks {
+                t += 1;
+                let mut case = Case::plain(m, n, k, t % 2 == 1, (t / 2) % 2 == 1);
+                case.alpha = SCALES[t % 3];
+                case.beta = SCALES[(t / 3) % 3];
+                case.pad = t % 3;
+                check(isa, Parallelism::Sequential, &mut rng, &case);
+            }
+        }
+    }
+}
+
+/// Shapes spanning several cache blocks in every dimension, on the pool.
+fn large_shapes(isa: Isa) {
+    let mut rng = StdRng::seed_from_u64(0x5eed_0003);
+    for (t, &(ta, tb)) in [(false, false), (false, true), (true, false), (true, true)]
+        .iter()
+        .enumerate()
+    {
+        let mut case = Case::plain(300, 257, 513, ta, tb);
+        case.alpha = SCALES[1 + t % 2];
+        case.beta = SCALES[t % 3];
+        case.pad = t;
+        check(isa, Parallelism::Rayon, &mut rng, &case);
+    }
+    // Row strips (m > n) on the pool, and a product past one MC block.
+    check(
+        isa,
+        Parallelism::Rayon,
+        &mut rng,
+        &Case::plain(901, 40, 100, false, true),
+    );
+}
+
+/// NaN and ±Inf in A reach exactly the rows of C the oracle says.
+fn non_finite_inputs(isa: Isa) {
+    let (m, n, k) = (23, 37, 29);
+    let mut rng = StdRng::seed_from_u64(0x5eed_0004);
+    let a = Operand::random(&mut rng, m, k, false, 0);
+    let b = Operand::random(&mut rng, k, n, false, 0);
+    let mut ad = a.data.clone();
+    ad[3 * k + 5] = f32::NAN;
+    ad[11 * k + 7] = f32::INFINITY;
+    ad[17 * k] = f32::NEG_INFINITY;
+    let mut c = vec![0.0f32; m * n];
+    let av = MatRef::new(&ad, m, k);
+    gemm_with(
+        isa,
+        Parallelism::Sequential,
+        1.0,
+        av,
+        b.view(),
+        0.0,
+        MatMut::new(&mut c, m, n),
+        Epilogue::NONE,
+    );
+    let mut want = vec![0.0f32; m * n];
+    reference::gemm(
+        1.0,
+        av,
+        b.view(),
+        0.0,
+        MatMut::new(&mut want, m, n),
+        Epilogue::NONE,
+    );
+    for i in 0..m * n {
+        if want[i].is_finite() {
+            assert!(c[i].is_finite(), "{isa}: C[{i}] = {}", c[i]);
+        } else if want[i].is_nan() {
+            assert!(c[i].is_nan(), "{isa}: C[{i}] = {}, want NaN", c[i]);
+        } else {
+            assert_eq!(c[i], want[i], "{isa}: C[{i}]");
+        }
+    }
+    assert!((0..n).all(|j| c[3 * n + j].is_nan()));
+    assert!((0..n).all(|j| c[11 * n + j].is_infinite()));
+}
+
+/// Bias plus each activation, fused into the product, on several shapes.
+fn epilogues(isa: Isa) {
+    let mut rng = StdRng::seed_from_u64(0x5eed_0005);
+    let acts = [
+        Activation::Linear,
+        Activation::Relu,
+        Activation::LeakyRelu(0.1),
+        Activation::Sigmoid,
+        Activation::Tanh,
+    ];
+    for (t, &act) in acts.iter().enumerate() {
+        for &(m, n, k) in &[(1, 1, 1), (15, 33, 40), (32, 128, 784), (70, 65, 400)] {
+            let mut case = Case::plain(m, n, k, t % 2 == 0, t % 3 == 0);
+            case.act = Some(act);
+            case.beta = SCALES[t % 3];
+            case.alpha = SCALES[1 + t % 2];
+            case.pad = t % 2;
+            check(isa, Parallelism::Sequential, &mut rng, &case);
+        }
+    }
+}
+
+/// The same product on 1 and 2 rayon threads (and sequentially) gives the
+/// same bits, for column strips and for row strips.
+fn threads_bit_identical(isa: Isa) {
+    let mut rng = StdRng::seed_from_u64(0x5eed_0006);
+    for &(m, n, k, ta, tb) in &[(256, 1024, 784, false, false), (1000, 130, 600, true, true)] {
+        let a = Operand::random(&mut rng, m, k, ta, 1);
+        let b = Operand::random(&mut rng, k, n, tb, 0);
+        let c0: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let run = |threads: usize, par: Parallelism| {
+            let mut c = c0.clone();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                gemm_with(
+                    isa,
+                    par,
+                    1.5,
+                    a.view(),
+                    b.view(),
+                    0.5,
+                    MatMut::new(&mut c, m, n),
+                    Epilogue::bias_act(&bias, Activation::Relu),
+                )
+            });
+            c
+        };
+        let one = run(1, Parallelism::Rayon);
+        let two = run(2, Parallelism::Rayon);
+        let seq = run(2, Parallelism::Sequential);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(bits(&one) == bits(&two), "{isa}: 1 vs 2 threads differ");
+        assert!(bits(&one) == bits(&seq), "{isa}: sequential differs");
+    }
+}
+
+/// A second oracle: `matrixmultiply::sgemm`, within the same bound.
+fn matches_matrixmultiply(isa: Isa) {
+    let mut rng = StdRng::seed_from_u64(0x5eed_0007);
+    for &(m, n, k, ta, tb) in &[
+        (32, 128, 784, false, true),
+        (32, 784, 128, false, false),
+        (784, 128, 32, true, false),
+        (67, 45, 93, true, true),
+    ] {
+        let a = Operand::random(&mut rng, m, k, ta, 0);
+        let b = Operand::random(&mut rng, k, n, tb, 0);
+        let mut c = vec![f32::NAN; m * n];
+        gemm_with(
+            isa,
+            Parallelism::Rayon,
+            1.0,
+            a.view(),
+            b.view(),
+            0.0,
+            MatMut::new(&mut c, m, n),
+            Epilogue::NONE,
+        );
+        let (rsa, csa) = if ta { (1, a.ld) } else { (a.ld, 1) };
+        let (rsb, csb) = if tb { (1, b.ld) } else { (b.ld, 1) };
+        let mut want = vec![0.0f32; m * n];
+        // SAFETY: the strides describe op(A) m×k and op(B) k×n inside their
+        // vectors, and C is a dense m×n vector.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.data.as_ptr(),
+                rsa as isize,
+                csa as isize,
+                b.data.as_ptr(),
+                rsb as isize,
+                csb as isize,
+                0.0,
+                want.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+        // Both sides are within γ_K·Σ|a||b| of the exact value.
+        let u = 2f32.powi(-24);
+        for i in 0..m {
+            for j in 0..n {
+                let mag: f32 = (0..k)
+                    .map(|p| (a.view().at(i, p) * b.view().at(p, j)).abs())
+                    .sum();
+                let tol = 4.0 * (k as f32 + 3.0) * u * mag + 1e-30;
+                let (g, w) = (c[i * n + j], want[i * n + j]);
+                assert!((g - w).abs() <= tol, "{isa}: ({i},{j}) {g} vs {w}");
+            }
+        }
+    }
+}
