@@ -1,10 +1,12 @@
 //! Autoencoder models: configuration, parameters, layers, losses, penalties.
 
 pub mod config;
+pub mod conv;
 pub mod dense;
 pub mod model;
 pub mod noise;
 pub mod params;
+pub mod pool;
 pub mod presets;
 pub mod sparsity;
 
