@@ -2,10 +2,12 @@
 
 pub mod config;
 pub mod config_json;
+pub mod conv;
 pub mod dense;
 pub mod model;
 pub mod noise;
 pub mod params;
+pub mod pool;
 pub mod presets;
 pub mod sparsity;
 
