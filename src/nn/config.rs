@@ -4,7 +4,9 @@
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
 
-/// One layer of the stack.
+/// One layer of the stack. Activations are NCHW images `(c, h, w)`; a dense
+/// layer sees its input flattened and gives `(units, 1, 1)`, so the reshape
+/// between convolutional and dense parts costs nothing.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerSpec {
     /// A fully connected layer `h = act(x·Wᵀ + b)` with `W: (units, in)`.
@@ -14,6 +16,32 @@ pub enum LayerSpec {
         /// Activation applied to the pre-activation.
         act: Activation,
     },
+    /// A 2-D convolution (PyTorch `Conv2d`, square kernel, zero padding),
+    /// `W: (channels, in_c, kernel, kernel)`.
+    Conv2d {
+        /// Output channels.
+        channels: usize,
+        /// Kernel side.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Zero padding on every side.
+        padding: usize,
+        /// Activation.
+        act: Activation,
+    },
+    /// Max pooling over `kernel × kernel` windows (PyTorch `MaxPool2d`, floor mode).
+    MaxPool2d {
+        /// Window side.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+    },
+    /// Nearest-neighbour upsampling by an integer factor (PyTorch `Upsample`).
+    Upsample {
+        /// The factor.
+        scale: usize,
+    },
 }
 
 impl LayerSpec {
@@ -22,17 +50,70 @@ impl LayerSpec {
         LayerSpec::Dense { units, act }
     }
 
-    /// Output width of the layer.
-    pub fn units(&self) -> usize {
-        match self {
-            LayerSpec::Dense { units, .. } => *units,
+    /// A stride-1 convolution with `padding = kernel / 2` ("same" size for odd kernels).
+    pub fn conv(channels: usize, kernel: usize, act: Activation) -> LayerSpec {
+        LayerSpec::Conv2d {
+            channels,
+            kernel,
+            stride: 1,
+            padding: kernel / 2,
+            act,
         }
     }
 
-    /// The layer's activation.
+    /// The layer's activation (linear for pooling and upsampling).
     pub fn act(&self) -> Activation {
         match self {
-            LayerSpec::Dense { act, .. } => *act,
+            LayerSpec::Dense { act, .. } | LayerSpec::Conv2d { act, .. } => *act,
+            LayerSpec::MaxPool2d { .. } | LayerSpec::Upsample { .. } => Activation::Linear,
+        }
+    }
+
+    /// Whether the layer has a weight and a bias.
+    pub fn has_params(&self) -> bool {
+        matches!(self, LayerSpec::Dense { .. } | LayerSpec::Conv2d { .. })
+    }
+
+    /// The layer's type name in configs (`dense`, `conv2d`, `maxpool2d`, `upsample`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LayerSpec::Dense { .. } => "dense",
+            LayerSpec::Conv2d { .. } => "conv2d",
+            LayerSpec::MaxPool2d { .. } => "maxpool2d",
+            LayerSpec::Upsample { .. } => "upsample",
+        }
+    }
+
+    /// The output shape `(c, h, w)` for an input of shape `inp`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] (naming `field`) if the layer cannot take that input.
+    pub fn out_shape(&self, inp: (usize, usize, usize), field: &str) -> Result<(usize, usize, usize)> {
+        let (c, h, w) = inp;
+        match *self {
+            LayerSpec::Dense { units, .. } => Ok((units, 1, 1)),
+            LayerSpec::Conv2d {
+                channels,
+                kernel,
+                stride,
+                padding,
+                ..
+            } => {
+                let s = crate::nn::conv::Conv2dShape::new(c, channels, kernel, kernel, stride, padding, h, w)
+                    .map_err(|e| Error::config(field, e.to_string()))?;
+                Ok((channels, s.out_h(), s.out_w()))
+            }
+            LayerSpec::MaxPool2d { kernel, stride } => {
+                let oh = crate::nn::pool::pool_out(h, kernel, stride).map_err(|e| Error::config(field, e.to_string()))?;
+                let ow = crate::nn::pool::pool_out(w, kernel, stride).map_err(|e| Error::config(field, e.to_string()))?;
+                Ok((c, oh, ow))
+            }
+            LayerSpec::Upsample { scale } => {
+                if scale == 0 || scale > 64 {
+                    return Err(Error::config(field, format!("upsample scale must be in 1..=64, got {scale}")));
+                }
+                Ok((c, h * scale, w * scale))
+            }
         }
     }
 }
@@ -212,6 +293,19 @@ impl ModelBuilder {
         self
     }
 
+    /// Adds any layer (before or after the code, in order).
+    pub fn layer(mut self, layer: LayerSpec) -> Self {
+        self.cfg.layers.push(layer);
+        self
+    }
+
+    /// Adds any layer as the code layer.
+    pub fn code_layer(mut self, layer: LayerSpec) -> Self {
+        self.code = Some(self.cfg.layers.len());
+        self.cfg.layers.push(layer);
+        self
+    }
+
     /// Sets the loss.
     pub fn loss(mut self, loss: Loss) -> Self {
         self.cfg.loss = loss;
@@ -325,14 +419,35 @@ impl ModelConfig {
                 "an autoencoder needs at least a code layer and an output layer",
             ));
         }
+        if let Some((c, h, w)) = self.image
+            && c.checked_mul(h).and_then(|v| v.checked_mul(w)) != Some(self.input)
+        {
+            return Err(Error::config(
+                "image",
+                format!("{c}×{h}×{w} does not match the {} inputs", self.input),
+            ));
+        }
+        let spatial = self.layers.iter().any(|l| !matches!(l, LayerSpec::Dense { .. }));
+        if spatial && self.image.is_none() {
+            return Err(Error::config(
+                "image",
+                "convolution, pooling and upsampling layers need the input's image shape [channels, height, width]",
+            ));
+        }
         let mut params: usize = 0;
-        let mut fan_in = self.input;
+        let mut shape = self.input_shape();
         for (i, l) in self.layers.iter().enumerate() {
-            let u = l.units();
+            let (in_c, fan_in) = (shape.0, shape.0 * shape.1 * shape.2);
+            shape = l.out_shape(shape, &format!("layers[{i}]"))?;
+            let u = shape
+                .0
+                .checked_mul(shape.1)
+                .and_then(|v| v.checked_mul(shape.2))
+                .unwrap_or(usize::MAX);
             if u == 0 || u > MAX_UNITS {
                 return Err(Error::config(
-                    format!("layers[{i}].units"),
-                    format!("must be in 1..={MAX_UNITS}, got {u}"),
+                    format!("layers[{i}]"),
+                    format!("its output must have 1..={MAX_UNITS} values, got {}×{}×{}", shape.0, shape.1, shape.2),
                 ));
             }
             if let Activation::LeakyRelu(s) = l.act()
@@ -343,28 +458,34 @@ impl ModelConfig {
                     format!("leaky_relu slope must be in [0, 1), got {s}"),
                 ));
             }
-            params = fan_in
-                .checked_mul(u)
-                .and_then(|w| w.checked_add(u))
-                .and_then(|w| w.checked_add(params))
+            let n = match *l {
+                LayerSpec::Dense { units, .. } => fan_in.checked_mul(units).and_then(|w| w.checked_add(units)),
+                LayerSpec::Conv2d { channels, kernel, .. } => kernel
+                    .checked_mul(kernel)
+                    .and_then(|k| k.checked_mul(in_c))
+                    .and_then(|k| k.checked_mul(channels))
+                    .and_then(|k| k.checked_add(channels)),
+                _ => Some(0),
+            };
+            params = n
+                .and_then(|n| n.checked_add(params))
                 .filter(|&p| p <= 1 << 31)
-                .ok_or_else(|| {
-                    Error::config(
-                        "layers",
-                        "more than 2^31 parameters: too large to train here",
-                    )
-                })?;
-            fan_in = u;
+                .ok_or_else(|| Error::config("layers", "more than 2^31 parameters: too large to train here"))?;
         }
         let last = self.layers.len() - 1;
-        if self.layers[last].units() != self.input {
+        if shape.0 * shape.1 * shape.2 != self.input {
             return Err(Error::config(
-                format!("layers[{last}].units"),
+                format!("layers[{last}]"),
                 format!(
-                    "the output layer must reconstruct the {} inputs, got {} units",
-                    self.input,
-                    self.layers[last].units()
+                    "the output layer must reconstruct the {} inputs, its output has {}×{}×{}",
+                    self.input, shape.0, shape.1, shape.2
                 ),
+            ));
+        }
+        if !self.layers[last].has_params() {
+            return Err(Error::config(
+                format!("layers[{last}]"),
+                "the output layer must be a dense or convolutional layer",
             ));
         }
         if self.code_layer >= last {
@@ -387,6 +508,9 @@ impl ModelConfig {
         }
         if self.tied {
             let n = self.layers.len();
+            if self.layers.iter().any(|l| !matches!(l, LayerSpec::Dense { .. })) {
+                return Err(Error::config("tied", "tied weights need an all-dense model"));
+            }
             if !n.is_multiple_of(2) || self.code_layer + 1 != n / 2 {
                 return Err(Error::config(
                     "tied",
@@ -394,19 +518,11 @@ impl ModelConfig {
                 ));
             }
             for i in 0..n / 2 {
-                let fan_in_i = if i == 0 {
-                    self.input
-                } else {
-                    self.layers[i - 1].units()
-                };
                 let mirror = n - 1 - i;
-                let fan_in_m = self.layers[mirror - 1].units();
-                if self.layers[mirror].units() != fan_in_i || fan_in_m != self.layers[i].units() {
+                if self.width(mirror) != self.fan_in(i) || self.fan_in(mirror) != self.width(i) {
                     return Err(Error::config(
                         "tied",
-                        format!(
-                            "layer {mirror} does not mirror layer {i}: their weights cannot be tied"
-                        ),
+                        format!("layer {mirror} does not mirror layer {i}: their weights cannot be tied"),
                     ));
                 }
             }
@@ -434,7 +550,7 @@ impl ModelConfig {
                     format!("must be a hidden layer (0..{last}), got {}", p.layer),
                 ));
             }
-            let act = self.layers[p.layer].act();
+            let act = self.producing_act(p.layer);
             if act != Activation::Sigmoid {
                 return Err(Error::config(
                     format!("layers[{}].activation", p.layer),
@@ -459,28 +575,51 @@ impl ModelConfig {
                 }
             }
         }
-        if let Some((c, h, w)) = self.image
-            && c.checked_mul(h).and_then(|v| v.checked_mul(w)) != Some(self.input)
-        {
-            return Err(Error::config(
-                "image",
-                format!("{c}×{h}×{w} does not match the {} inputs", self.input),
-            ));
-        }
         Ok(())
     }
 
-    /// Width of the output of layer `l`.
-    pub fn width(&self, l: usize) -> usize {
-        self.layers[l].units()
+    /// The input's shape `(c, h, w)`: the image shape, or `(input, 1, 1)`.
+    pub fn input_shape(&self) -> (usize, usize, usize) {
+        self.image.unwrap_or((self.input, 1, 1))
     }
 
-    /// Width of the input of layer `l`.
+    /// The output shape `(c, h, w)` of every layer.
+    ///
+    /// # Panics
+    /// If the configuration is invalid (call [`ModelConfig::validate`] first).
+    pub fn shapes(&self) -> Vec<(usize, usize, usize)> {
+        let mut shape = self.input_shape();
+        self.layers
+            .iter()
+            .map(|l| {
+                shape = l.out_shape(shape, "layers").expect("a validated configuration");
+                shape
+            })
+            .collect()
+    }
+
+    /// The shape `(c, h, w)` of the input of layer `l`.
+    pub fn in_shape(&self, l: usize) -> (usize, usize, usize) {
+        if l == 0 { self.input_shape() } else { self.shapes()[l - 1] }
+    }
+
+    /// Values in the output of layer `l` (per sample).
+    pub fn width(&self, l: usize) -> usize {
+        let (c, h, w) = self.shapes()[l];
+        c * h * w
+    }
+
+    /// Values in the input of layer `l` (per sample).
     pub fn fan_in(&self, l: usize) -> usize {
-        if l == 0 {
-            self.input
-        } else {
-            self.layers[l - 1].units()
+        if l == 0 { self.input } else { self.width(l - 1) }
+    }
+
+    /// The activation that produced layer `l`'s output values: its own, or
+    /// for pooling and upsampling that of the layer below.
+    pub fn producing_act(&self, l: usize) -> Activation {
+        match self.layers[l] {
+            LayerSpec::MaxPool2d { .. } | LayerSpec::Upsample { .. } if l > 0 => self.producing_act(l - 1),
+            ref spec => spec.act(),
         }
     }
 

@@ -19,6 +19,11 @@
 //!   "noise": {"type": "gaussian", "std": 0.5}
 //! }
 //! ```
+//! Convolutional layers are `{"type": "conv2d", "channels": 16, "kernel": 3,
+//! "stride": 1, "padding": 1, "activation": "relu"}` (stride defaults to 1,
+//! padding to kernel/2), `{"type": "maxpool2d", "kernel": 2, "stride": 2}`
+//! (stride defaults to the kernel) and `{"type": "upsample", "scale": 2}`;
+//! they need `image`.
 //! Only `input`, `layers` and `code_layer` are required; `tied` defaults to
 //! false, `loss` to `bce`, `weight_decay` to 0, `noise` to none, `image` to
 //! none, and a penalty's `layer` to the code layer. Unknown keys are errors, so
@@ -94,18 +99,35 @@ impl ModelConfig {
         let layers = self
             .layers
             .iter()
-            .map(|l| match l {
-                LayerSpec::Dense { units, act } => {
-                    let mut f = vec![
-                        ("type", Value::from("dense")),
-                        ("units", Value::from(*units)),
-                        ("activation", Value::from(act.name())),
-                    ];
-                    if let Activation::LeakyRelu(s) = act {
-                        f.push(("slope", num(*s as f64)));
+            .map(|l| {
+                let mut f = vec![("type", Value::from(l.kind()))];
+                match *l {
+                    LayerSpec::Dense { units, .. } => f.push(("units", Value::from(units))),
+                    LayerSpec::Conv2d {
+                        channels,
+                        kernel,
+                        stride,
+                        padding,
+                        ..
+                    } => {
+                        f.push(("channels", Value::from(channels)));
+                        f.push(("kernel", Value::from(kernel)));
+                        f.push(("stride", Value::from(stride)));
+                        f.push(("padding", Value::from(padding)));
                     }
-                    obj(f)
+                    LayerSpec::MaxPool2d { kernel, stride } => {
+                        f.push(("kernel", Value::from(kernel)));
+                        f.push(("stride", Value::from(stride)));
+                    }
+                    LayerSpec::Upsample { scale } => f.push(("scale", Value::from(scale))),
                 }
+                if l.has_params() {
+                    f.push(("activation", Value::from(l.act().name())));
+                    if let Activation::LeakyRelu(s) = l.act() {
+                        f.push(("slope", num(s as f64)));
+                    }
+                }
+                obj(f)
             })
             .collect();
         let noise = match self.noise {
@@ -184,35 +206,61 @@ impl ModelConfig {
         let mut layers = Vec::new();
         for (i, l) in v.array_at("layers")?.iter().enumerate() {
             let path = format!("layers[{i}]");
-            check_keys(l, &path, &["type", "units", "activation", "slope"])?;
+            check_keys(
+                l,
+                &path,
+                &["type", "units", "channels", "kernel", "stride", "padding", "scale", "activation", "slope"],
+            )?;
             let kind = match opt(l, "type") {
                 Some(t) => t
                     .as_str()
                     .ok_or_else(|| Error::config(format!("{path}.type"), "expected a string"))?,
                 None => "dense",
             };
-            if kind != "dense" {
-                return Err(Error::config(
-                    format!("{path}.type"),
-                    format!("unknown layer type `{kind}` (dense)"),
-                ));
-            }
-            let slope =
-                match opt(l, "slope") {
-                    Some(s) => Some(s.as_f64().ok_or_else(|| {
-                        Error::config(format!("{path}.slope"), "expected a number")
-                    })?),
+            let at = |key: &str| l.usize_at(key).map_err(|e| prefix(e, &path));
+            let at_or = |key: &str, d: usize| opt(l, key).map_or(Ok(d), |_| at(key));
+            let act = || -> Result<Activation> {
+                let slope = match opt(l, "slope") {
+                    Some(s) => Some(
+                        s.as_f64()
+                            .ok_or_else(|| Error::config(format!("{path}.slope"), "expected a number"))?,
+                    ),
                     None => None,
                 };
-            let act = activation_from_name(
-                l.str_at("activation")?,
-                slope,
-                &format!("{path}.activation"),
-            )?;
-            layers.push(LayerSpec::Dense {
-                units: l.usize_at("units")?,
-                act,
-            });
+                let name = l.str_at("activation").map_err(|e| prefix(e, &path))?;
+                activation_from_name(name, slope, &format!("{path}.activation"))
+            };
+            let spec = match kind {
+                "dense" => LayerSpec::Dense {
+                    units: at("units")?,
+                    act: act()?,
+                },
+                "conv2d" => {
+                    let kernel = at("kernel")?;
+                    LayerSpec::Conv2d {
+                        channels: at("channels")?,
+                        kernel,
+                        stride: at_or("stride", 1)?,
+                        padding: at_or("padding", kernel / 2)?,
+                        act: act()?,
+                    }
+                }
+                "maxpool2d" => {
+                    let kernel = at("kernel")?;
+                    LayerSpec::MaxPool2d {
+                        kernel,
+                        stride: at_or("stride", kernel)?,
+                    }
+                }
+                "upsample" => LayerSpec::Upsample { scale: at("scale")? },
+                _ => {
+                    return Err(Error::config(
+                        format!("{path}.type"),
+                        format!("unknown layer type `{kind}` (dense, conv2d, maxpool2d, upsample)"),
+                    ));
+                }
+            };
+            layers.push(spec);
         }
         let code_layer = v.usize_at("code_layer")?;
         let image = match opt(v, "image") {

@@ -1,8 +1,10 @@
 //! The autoencoder: parameters, a preallocated workspace, forward and backward.
 
-use super::config::{Loss, ModelConfig};
+use super::config::{LayerSpec, Loss, ModelConfig};
+use super::conv::{ConvScratch, Conv2dShape, conv2d_backward, conv2d_forward};
 use super::dense::{WeightUse, dense_backward, dense_forward};
 use super::params::{ParamKind, ParamLayout, init_params};
+use super::pool::{maxpool2d_backward, maxpool2d_forward, upsample_nearest2d_backward, upsample_nearest2d_forward};
 use super::sparsity::{kl_penalty, l1_penalty};
 use crate::error::{Error, Result};
 use crate::kernels::{Activation, Real};
@@ -27,31 +29,88 @@ impl LossParts {
     }
 }
 
+/// What a layer computes, with every size worked out once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Op {
+    Dense { inp: usize, out: usize },
+    Conv(Conv2dShape),
+    MaxPool { c: usize, h: usize, w: usize, k: usize, stride: usize },
+    Upsample { c: usize, h: usize, w: usize, scale: usize },
+}
+
+fn plan(cfg: &ModelConfig) -> Vec<Op> {
+    let shapes = cfg.shapes();
+    cfg.layers
+        .iter()
+        .enumerate()
+        .map(|(l, spec)| {
+            let (c, h, w) = cfg.in_shape(l);
+            match *spec {
+                LayerSpec::Dense { units, .. } => Op::Dense {
+                    inp: c * h * w,
+                    out: units,
+                },
+                LayerSpec::Conv2d {
+                    channels,
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                } => Op::Conv(
+                    Conv2dShape::new(c, channels, kernel, kernel, stride, padding, h, w)
+                        .expect("a validated configuration"),
+                ),
+                LayerSpec::MaxPool2d { kernel, stride } => Op::MaxPool { c, h, w, k: kernel, stride },
+                LayerSpec::Upsample { scale } => {
+                    let _ = shapes[l];
+                    Op::Upsample { c, h, w, scale }
+                }
+            }
+        })
+        .collect()
+}
+
 /// Everything a forward and backward pass writes, allocated once per batch
 /// size: each layer's output `h` (the logits `z` for a sigmoid+BCE output
-/// layer), the gradients with respect to them, and the KL scratch.
+/// layer), the gradients with respect to them, the convolutions' scratch,
+/// the pooling argmax indices, and the KL scratch.
 #[derive(Clone, Debug)]
 pub struct Workspace<T> {
     batch: usize,
-    /// Output of each layer, `(batch, units)`.
+    /// Output of each layer, `(batch, width)` (NCHW for images).
     pub h: Vec<Vec<T>>,
     dh: Vec<Vec<T>>,
+    conv: Vec<Option<ConvScratch<T>>>,
+    argmax: Vec<Vec<u32>>,
     rho_hat: Vec<T>,
     kl_g: Vec<T>,
 }
 
 impl<T: Real> Workspace<T> {
     /// A workspace for `cfg` at batch size `batch`.
+    ///
+    /// # Panics
+    /// If `cfg` is invalid (every model validates its configuration).
     pub fn new(cfg: &ModelConfig, batch: usize) -> Workspace<T> {
-        let h: Vec<Vec<T>> = cfg
-            .layers
-            .iter()
-            .map(|l| vec![T::ZERO; batch * l.units()])
-            .collect();
-        let kl_units = cfg.kl.map_or(0, |k| cfg.width(k.layer));
+        let ops = plan(cfg);
+        let h: Vec<Vec<T>> = (0..cfg.layers.len()).map(|l| vec![T::ZERO; batch * cfg.width(l)]).collect();
+        let kl_units = cfg.kl.map_or(0, |k| cfg.shapes()[k.layer].0);
         Workspace {
             batch,
             dh: h.clone(),
+            conv: ops
+                .iter()
+                .map(|op| match op {
+                    Op::Conv(s) => Some(ConvScratch::new(batch, s)),
+                    _ => None,
+                })
+                .collect(),
+            argmax: (0..cfg.layers.len())
+                .map(|l| match ops[l] {
+                    Op::MaxPool { .. } => vec![0; batch * cfg.width(l)],
+                    _ => Vec::new(),
+                })
+                .collect(),
             h,
             rho_hat: vec![T::ZERO; kl_units],
             kl_g: vec![T::ZERO; kl_units],
@@ -63,17 +122,31 @@ impl<T: Real> Workspace<T> {
         self.batch
     }
 
-    /// ρ̂ of the KL layer from the last forward pass with a KL penalty.
+    /// A hash of the max-pooling choices of the last forward pass (which
+    /// input won each window): a finite difference is only valid where it
+    /// does not change.
+    pub fn pool_fingerprint(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for &i in self.argmax.iter().flatten() {
+            hash = (hash ^ u64::from(i)).wrapping_mul(0x0100_0000_01b3);
+        }
+        hash
+    }
+
+    /// ρ̂ of the KL layer (per unit, or per channel for images) from the
+    /// last forward pass with a KL penalty.
     pub fn rho_hat(&self) -> &[T] {
         &self.rho_hat
     }
 }
 
-/// A dense autoencoder with its parameters in one flat buffer.
+/// An autoencoder (dense and/or convolutional) with its parameters in one
+/// flat buffer.
 #[derive(Clone, Debug)]
 pub struct Autoencoder<T> {
     cfg: ModelConfig,
     layout: ParamLayout,
+    ops: Vec<Op>,
     /// The flat parameter buffer (see [`ParamLayout`]).
     pub params: Vec<T>,
 }
@@ -88,6 +161,7 @@ impl<T: Real> Autoencoder<T> {
         let layout = ParamLayout::new(&cfg);
         let params = init_params(&layout, seed);
         Ok(Autoencoder {
+            ops: plan(&cfg),
             cfg,
             layout,
             params,
@@ -110,6 +184,7 @@ impl<T: Real> Autoencoder<T> {
             ));
         }
         Ok(Autoencoder {
+            ops: plan(&cfg),
             cfg,
             layout,
             params,
@@ -136,11 +211,8 @@ impl<T: Real> Autoencoder<T> {
         Autoencoder {
             cfg: self.cfg.clone(),
             layout: self.layout.clone(),
-            params: self
-                .params
-                .iter()
-                .map(|v| U::from_f64(v.to_f64()))
-                .collect(),
+            ops: self.ops.clone(),
+            params: self.params.iter().map(|v| U::from_f64(v.to_f64())).collect(),
         }
     }
 
@@ -150,11 +222,7 @@ impl<T: Real> Autoencoder<T> {
     }
 
     fn weight_use(&self, l: usize) -> WeightUse {
-        if self.cfg.tied_to(l).is_some() {
-            WeightUse::Tied
-        } else {
-            WeightUse::Own
-        }
+        if self.cfg.tied_to(l).is_some() { WeightUse::Tied } else { WeightUse::Own }
     }
 
     fn check_batch(&self, ws: &Workspace<T>, x: &[T], what: &'static str) -> Result<()> {
@@ -176,6 +244,7 @@ impl<T: Real> Autoencoder<T> {
     pub fn forward(&self, ws: &mut Workspace<T>, input: &[T]) -> Result<()> {
         self.check_batch(ws, input, "Autoencoder::forward")?;
         let last = self.cfg.layers.len() - 1;
+        let b = ws.batch;
         for l in 0..=last {
             let mut act = self.cfg.layers[l].act();
             if l == last && self.logits_out() {
@@ -183,17 +252,34 @@ impl<T: Real> Autoencoder<T> {
             }
             let (before, rest) = ws.h.split_at_mut(l);
             let x: &[T] = if l == 0 { input } else { &before[l - 1] };
-            dense_forward(
-                &mut rest[0],
-                x,
-                &self.params[self.layout.weight(l).range()],
-                &self.params[self.layout.bias(l).range()],
-                ws.batch,
-                self.cfg.fan_in(l),
-                self.cfg.width(l),
-                act,
-                self.weight_use(l),
-            );
+            let h = &mut rest[0];
+            match self.ops[l] {
+                Op::Dense { inp, out } => dense_forward(
+                    h,
+                    x,
+                    &self.params[self.layout.weight(l).range()],
+                    &self.params[self.layout.bias(l).range()],
+                    b,
+                    inp,
+                    out,
+                    act,
+                    self.weight_use(l),
+                ),
+                Op::Conv(s) => conv2d_forward(
+                    h,
+                    x,
+                    &self.params[self.layout.weight(l).range()],
+                    &self.params[self.layout.bias(l).range()],
+                    b,
+                    &s,
+                    act,
+                    ws.conv[l].as_mut().expect("conv scratch"),
+                ),
+                Op::MaxPool { c, h: ih, w: iw, k, stride } => {
+                    maxpool2d_forward(h, &mut ws.argmax[l], x, b, c, ih, iw, k, stride)
+                }
+                Op::Upsample { c, h: ih, w: iw, scale } => upsample_nearest2d_forward(h, x, b, c, ih, iw, scale),
+            }
         }
         Ok(())
     }
@@ -213,6 +299,17 @@ impl<T: Real> Autoencoder<T> {
         &ws.h[self.cfg.code_layer]
     }
 
+    /// (channels, positions per channel) of layer `l`'s output.
+    fn groups(&self, l: usize) -> (usize, usize) {
+        match self.cfg.layers[l] {
+            LayerSpec::Dense { units, .. } => (units, 1),
+            _ => {
+                let (c, h, w) = self.cfg.shapes()[l];
+                (c, h * w)
+            }
+        }
+    }
+
     /// Forward pass, loss, and — when `grads` is given — the backward pass.
     ///
     /// `input` is what the model sees (possibly corrupted), `target` the clean
@@ -221,13 +318,7 @@ impl<T: Real> Autoencoder<T> {
     ///
     /// # Errors
     /// [`Error::Shape`] if a buffer has the wrong length.
-    pub fn loss_and_grad(
-        &self,
-        ws: &mut Workspace<T>,
-        input: &[T],
-        target: &[T],
-        grads: Option<&mut [T]>,
-    ) -> Result<LossParts> {
+    pub fn loss_and_grad(&self, ws: &mut Workspace<T>, input: &[T], target: &[T], grads: Option<&mut [T]>) -> Result<LossParts> {
         self.check_batch(ws, target, "Autoencoder::loss_and_grad (target)")?;
         if let Some(g) = &grads
             && g.len() != self.params.len()
@@ -261,23 +352,14 @@ impl<T: Real> Autoencoder<T> {
                 T::act_backward(cfg.layers[last].act(), h, &mut ws.dh[last]);
             }
         }
-        // Penalties on hidden layers (value always; gradient into dh when training).
         // The penalties' gradients are added to dh of their layer during the
         // backward pass, after the layer above has written it.
         if let Some(p) = cfg.l1 {
             parts.l1 = l1_penalty(&ws.h[p.layer], None, b, p.lambda);
         }
         if let Some(p) = cfg.kl {
-            parts.kl = kl_penalty(
-                &ws.h[p.layer],
-                None,
-                b,
-                cfg.width(p.layer),
-                p.rho,
-                p.beta,
-                &mut ws.rho_hat,
-                &mut ws.kl_g,
-            );
+            let (c, hw) = self.groups(p.layer);
+            parts.kl = kl_penalty(&ws.h[p.layer], None, b, c, hw, p.rho, p.beta, &mut ws.rho_hat, &mut ws.kl_g);
         }
         if cfg.weight_decay > 0.0 {
             let s: f64 = self
@@ -304,42 +386,56 @@ impl<T: Real> Autoencoder<T> {
                     && p.layer == l
                 {
                     // ρ̂ and the per-unit gradient were computed in the forward part.
-                    T::bias_add(&mut ws.dh[l], cfg.width(l), &ws.kl_g);
+                    let (c, hw) = self.groups(l);
+                    super::sparsity::add_per_channel(&mut ws.dh[l], c, hw, &ws.kl_g);
                 }
                 T::act_backward(cfg.layers[l].act(), &ws.h[l], &mut ws.dh[l]);
             }
-            let w_info = self.layout.weight(l);
-            let b_info = self.layout.bias(l);
-            let use_ = self.weight_use(l);
-            // A tied encoder weight already holds its decoder mirror's gradient.
-            let accumulate = use_ == WeightUse::Own
-                && cfg.tied
-                && cfg.tied_to(cfg.layers.len() - 1 - l).is_some();
-            let (dw, db) = split_two(grads, w_info.range(), b_info.range());
             let (dh_below, dh_rest) = ws.dh.split_at_mut(l);
+            let dx = dh_below.last_mut().map(|v| &mut v[..]);
+            let dz = &dh_rest[0];
             let x: &[T] = if l == 0 { input } else { &ws.h[l - 1] };
-            dense_backward(
-                dw,
-                db,
-                dh_below.last_mut().map(|v| &mut v[..]),
-                &dh_rest[0],
-                x,
-                &self.params[w_info.range()],
-                b,
-                cfg.fan_in(l),
-                cfg.width(l),
-                use_,
-                accumulate,
-            );
+            match self.ops[l] {
+                Op::Dense { inp, out } => {
+                    let w_info = self.layout.weight(l);
+                    let b_info = self.layout.bias(l);
+                    let use_ = self.weight_use(l);
+                    // A tied encoder weight already holds its decoder mirror's gradient.
+                    let accumulate = use_ == WeightUse::Own && cfg.tied && cfg.tied_to(cfg.layers.len() - 1 - l).is_some();
+                    let (dw, db) = split_two(grads, w_info.range(), b_info.range());
+                    dense_backward(dw, db, dx, dz, x, &self.params[w_info.range()], b, inp, out, use_, accumulate);
+                }
+                Op::Conv(s) => {
+                    let w_info = self.layout.weight(l);
+                    let b_info = self.layout.bias(l);
+                    let (dw, db) = split_two(grads, w_info.range(), b_info.range());
+                    conv2d_backward(
+                        dw,
+                        db,
+                        dx,
+                        dz,
+                        x,
+                        &self.params[w_info.range()],
+                        b,
+                        &s,
+                        ws.conv[l].as_mut().expect("conv scratch"),
+                    );
+                }
+                Op::MaxPool { c, h, w, k, stride } => {
+                    if let Some(dx) = dx {
+                        maxpool2d_backward(dx, dz, &ws.argmax[l], b, c, h, w, k, stride);
+                    }
+                }
+                Op::Upsample { c, h, w, scale } => {
+                    if let Some(dx) = dx {
+                        upsample_nearest2d_backward(dx, dz, b, c, h, w, scale);
+                    }
+                }
+            }
         }
         if cfg.weight_decay > 0.0 {
             let two_l = T::from_f64(2.0 * cfg.weight_decay);
-            for t in self
-                .layout
-                .tensors
-                .iter()
-                .filter(|t| t.kind == ParamKind::Weight)
-            {
+            for t in self.layout.tensors.iter().filter(|t| t.kind == ParamKind::Weight) {
                 T::axpy(two_l, &self.params[t.range()], &mut grads[t.range()]);
             }
         }
@@ -348,11 +444,7 @@ impl<T: Real> Autoencoder<T> {
 }
 
 /// Two disjoint mutable sub-slices of one buffer.
-fn split_two<T>(
-    buf: &mut [T],
-    a: std::ops::Range<usize>,
-    b: std::ops::Range<usize>,
-) -> (&mut [T], &mut [T]) {
+fn split_two<T>(buf: &mut [T], a: std::ops::Range<usize>, b: std::ops::Range<usize>) -> (&mut [T], &mut [T]) {
     if a.start < b.start {
         let (lo, hi) = buf.split_at_mut(b.start);
         (&mut lo[a], &mut hi[..b.end - b.start])

@@ -6,7 +6,7 @@
 //! moments share the layout, so an optimizer update is one pass over flat
 //! slices.
 
-use super::config::ModelConfig;
+use super::config::{LayerSpec, ModelConfig};
 use crate::kernels::{Activation, Real};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -59,10 +59,11 @@ pub struct ParamLayout {
     /// Every tensor, in layer order (weight then bias).
     pub tensors: Vec<ParamInfo>,
     /// Index into `tensors` of the weight each layer uses (a tied decoder
-    /// layer points at its encoder mirror's weight).
-    pub weight_of: Vec<usize>,
-    /// Index into `tensors` of each layer's bias.
-    pub bias_of: Vec<usize>,
+    /// layer points at its encoder mirror's weight); `None` for pooling and
+    /// upsampling.
+    pub weight_of: Vec<Option<usize>>,
+    /// Index into `tensors` of each layer's bias, if it has one.
+    pub bias_of: Vec<Option<usize>>,
     /// Total elements.
     pub len: usize,
 }
@@ -80,11 +81,7 @@ pub fn module_names(cfg: &ModelConfig) -> Vec<(&'static str, usize)> {
             ("decoder", &mut dec)
         };
         out.push((part, *idx));
-        *idx += if spec.act() == Activation::Linear {
-            1
-        } else {
-            2
-        };
+        *idx += if spec.act() == Activation::Linear { 1 } else { 2 };
     }
     out
 }
@@ -93,35 +90,45 @@ impl ParamLayout {
     /// The layout of a (validated) configuration.
     pub fn new(cfg: &ModelConfig) -> ParamLayout {
         let names = module_names(cfg);
+        let n = cfg.layers.len();
         let mut tensors = Vec::new();
-        let mut weight_of = vec![0; cfg.layers.len()];
-        let mut bias_of = vec![0; cfg.layers.len()];
+        let mut weight_of = vec![None; n];
+        let mut bias_of = vec![None; n];
         let mut offset = 0;
-        for l in 0..cfg.layers.len() {
+        for l in 0..n {
             let (part, idx) = names[l];
             let (out, inp) = (cfg.width(l), cfg.fan_in(l));
+            let (w_shape, b_len) = match cfg.layers[l] {
+                LayerSpec::Dense { units, .. } => (vec![units, inp], units),
+                LayerSpec::Conv2d { channels, kernel, .. } => {
+                    (vec![channels, cfg.in_shape(l).0, kernel, kernel], channels)
+                }
+                LayerSpec::MaxPool2d { .. } | LayerSpec::Upsample { .. } => continue,
+            };
+            let _ = out;
             if let Some(mirror) = cfg.tied_to(l) {
                 weight_of[l] = weight_of[mirror];
             } else {
-                weight_of[l] = tensors.len();
+                weight_of[l] = Some(tensors.len());
+                let len: usize = w_shape.iter().product();
                 tensors.push(ParamInfo {
                     name: format!("{part}.{idx}.weight"),
-                    shape: vec![out, inp],
+                    shape: w_shape,
                     offset,
                     kind: ParamKind::Weight,
                     layer: l,
                 });
-                offset += out * inp;
+                offset += len;
             }
-            bias_of[l] = tensors.len();
+            bias_of[l] = Some(tensors.len());
             tensors.push(ParamInfo {
                 name: format!("{part}.{idx}.bias"),
-                shape: vec![out],
+                shape: vec![b_len],
                 offset,
                 kind: ParamKind::Bias,
                 layer: l,
             });
-            offset += out;
+            offset += b_len;
         }
         ParamLayout {
             tensors,
@@ -137,18 +144,30 @@ impl ParamLayout {
     }
 
     /// Layer `l`'s weight tensor.
+    ///
+    /// # Panics
+    /// If the layer has no weight (pooling, upsampling).
     pub fn weight(&self, l: usize) -> &ParamInfo {
-        &self.tensors[self.weight_of[l]]
+        &self.tensors[self.weight_of[l].expect("the layer has a weight")]
     }
 
     /// Layer `l`'s bias tensor.
+    ///
+    /// # Panics
+    /// If the layer has no bias (pooling, upsampling).
     pub fn bias(&self, l: usize) -> &ParamInfo {
-        &self.tensors[self.bias_of[l]]
+        &self.tensors[self.bias_of[l].expect("the layer has a bias")]
+    }
+
+    /// The first layer with a weight (whose filters are the model's features).
+    pub fn first_weight(&self) -> Option<&ParamInfo> {
+        self.weight_of.iter().flatten().next().map(|&i| &self.tensors[i])
     }
 }
 
 /// Fresh parameters: weights Glorot-uniform (Keras' default
-/// `glorot_uniform`: U(−√(6/(in+out)), √(6/(in+out)))), biases zero.
+/// `glorot_uniform`: U(−√(6/(fan_in+fan_out)), √(6/(fan_in+fan_out))), with
+/// fan_in = in·kh·kw and fan_out = out·kh·kw for a convolution), biases zero.
 ///
 /// Draws are made in f64 from `seed`, so an f32 and an f64 model built from
 /// the same seed start from the same values up to rounding.
@@ -157,7 +176,8 @@ pub fn init_params<T: Real>(layout: &ParamLayout, seed: u64) -> Vec<T> {
     let mut data = vec![T::ZERO; layout.len];
     for t in &layout.tensors {
         if t.kind == ParamKind::Weight {
-            let limit = (6.0 / (t.shape[0] + t.shape[1]) as f64).sqrt();
+            let rf: usize = t.shape[2..].iter().product();
+            let limit = (6.0 / ((t.shape[0] + t.shape[1]) * rf) as f64).sqrt();
             let dist = Uniform::new_inclusive(-limit, limit).expect("finite limit");
             for v in &mut data[t.range()] {
                 *v = T::from_f64(dist.sample(&mut rng));

@@ -1,11 +1,11 @@
 //! The seed models, by name.
 
-use super::config::{Loss, ModelBuilder, ModelConfig, Noise};
+use super::config::{LayerSpec, Loss, ModelBuilder, ModelConfig, Noise};
 use crate::error::{Error, Result};
 use crate::kernels::Activation::{Relu, Sigmoid};
 
 /// Every preset name, with a one-line description.
-pub const PRESETS: [(&str, &str); 6] = [
+pub const PRESETS: [(&str, &str); 8] = [
     ("shallow", "784-32-784, ReLU code, sigmoid output, BCE"),
     ("deep", "784-128-32-128-784, ReLU, sigmoid output, BCE"),
     (
@@ -23,6 +23,14 @@ pub const PRESETS: [(&str, &str); 6] = [
     (
         "overcomplete-kl",
         "784-1024-784 sigmoid, KL ρ 0.05 β 3, BCE",
+    ),
+    (
+        "conv",
+        "Conv 1→16 3×3 ReLU, pool 2, Conv 16→8 ReLU, pool 2 = code 8×7×7 with L1 1e-5; mirrored decoder with upsampling, sigmoid output, BCE",
+    ),
+    (
+        "conv-kl",
+        "conv with a sigmoid code convolution and KL ρ 0.05 β 3 per code channel instead of L1",
     ),
 ];
 
@@ -63,6 +71,27 @@ pub fn preset(name: &str, input: usize) -> Result<ModelConfig> {
             .loss(Loss::Sse)
             .kl(0.1, 3.0)
             .weight_decay(1.5e-3),
+        "conv" | "conv-kl" => {
+            let side = (input as f64).sqrt().round() as usize;
+            if side * side != input || side % 4 != 0 {
+                return Err(Error::config(
+                    "preset",
+                    format!("`{name}` needs square images with a side divisible by 4, not {input} inputs"),
+                ));
+            }
+            let code_act = if name == "conv" { Relu } else { Sigmoid };
+            let b = ModelBuilder::new(input)
+                .image(1, side, side)
+                .layer(LayerSpec::conv(16, 3, Relu))
+                .layer(LayerSpec::MaxPool2d { kernel: 2, stride: 2 })
+                .layer(LayerSpec::conv(8, 3, code_act))
+                .code_layer(LayerSpec::MaxPool2d { kernel: 2, stride: 2 })
+                .layer(LayerSpec::Upsample { scale: 2 })
+                .layer(LayerSpec::conv(16, 3, Relu))
+                .layer(LayerSpec::Upsample { scale: 2 })
+                .layer(LayerSpec::conv(1, 3, Sigmoid));
+            if name == "conv" { b.l1(1e-5) } else { b.kl(0.05, 3.0) }
+        }
         "overcomplete-kl" => ModelBuilder::new(input)
             .code(1024, Sigmoid)
             .decoder(input, Sigmoid)
@@ -89,7 +118,7 @@ mod tests {
     fn every_preset_builds() {
         for (name, _) in PRESETS {
             let cfg = preset(name, 784).unwrap();
-            assert_eq!(cfg.layers.last().unwrap().units(), 784, "{name}");
+            assert_eq!(cfg.width(cfg.layers.len() - 1), 784, "{name}");
             assert_eq!(cfg.image, Some((1, 28, 28)));
         }
         assert!(preset("nope", 784).is_err());

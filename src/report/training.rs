@@ -90,12 +90,30 @@ pub fn reconstruction_grid(
 /// # Errors
 /// [`Error::Shape`] if the picture cannot be drawn at this size.
 pub fn feature_picture(model: &Autoencoder<f32>) -> Result<Canvas> {
-    let w0 = model.layout().weight(0);
+    let Some(w0) = model.layout().first_weight() else {
+        return Err(Error::Data {
+            reason: "the model has no weights to draw".into(),
+        });
+    };
     let units = w0.shape[0];
-    let (w, h) = image_shape(model);
+    let per_unit: usize = w0.shape[1..].iter().product();
+    // Dense: each unit's weights as an input image. Convolution: each filter
+    // as a kh × kw tile, its input channels stacked vertically.
+    let (w, h) = if w0.shape.len() == 4 {
+        (w0.shape[3], w0.shape[1] * w0.shape[2])
+    } else {
+        image_shape(model)
+    };
     let shown = units.min(1024);
-    let data = &model.params[w0.offset..w0.offset + shown * w0.shape[1]];
-    feature_tiles(data, shown, w, h, if units <= 64 { 3 } else { 2 })
+    let data = &model.params[w0.offset..w0.offset + shown * per_unit];
+    let scale = if w0.shape.len() == 4 {
+        12
+    } else if units <= 64 {
+        3
+    } else {
+        2
+    };
+    feature_tiles(data, shown, w, h, scale)
 }
 
 /// The code activations of `samples` under each model, overlaid in one
