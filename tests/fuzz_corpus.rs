@@ -10,7 +10,10 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut v: Vec<PathBuf> = rd.map(|e| e.expect("directory entry").path()).filter(|p| p.is_file()).collect();
+    let mut v: Vec<PathBuf> = rd
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.is_file())
+        .collect();
     v.sort();
     v
 }
@@ -18,13 +21,22 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 fn replay(target: &str, body: fn(&[u8])) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let committed = files(&root.join("regressions").join(target));
-    assert!(!committed.is_empty(), "no committed regression inputs for fuzz target {target}");
-    let all = committed.into_iter().chain(files(&root.join("corpus").join(target)));
+    assert!(
+        !committed.is_empty(),
+        "no committed regression inputs for fuzz target {target}"
+    );
+    let all = committed
+        .into_iter()
+        .chain(files(&root.join("corpus").join(target)));
     let mut n = 0;
     for f in all {
         let data = std::fs::read(&f).expect("readable corpus file");
         let r = std::panic::catch_unwind(|| body(&data));
-        assert!(r.is_ok(), "fuzz target {target}: input {} panicked", f.display());
+        assert!(
+            r.is_ok(),
+            "fuzz target {target}: input {} panicked",
+            f.display()
+        );
         n += 1;
     }
     eprintln!("fuzz target {target}: {n} inputs replayed");
