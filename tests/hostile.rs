@@ -1,0 +1,428 @@
+//! Hostile and malformed inputs: each class of bad file must give the right
+//! error variant, name the file, and say what is wrong — never panic, abort
+//! or allocate what the data cannot fill. Inputs come from the committed fuzz
+//! regression corpus (`fuzz/regressions/`, made by `fuzz/make_regressions.py`).
+
+use std::path::{Path, PathBuf};
+
+use sparse_ae::Error;
+use sparse_ae::data::idx::{self, IdxArray, IdxData};
+use sparse_ae::data::mnist::{self, Split};
+use sparse_ae::data::npy;
+use sparse_ae::io::json;
+use sparse_ae::io::safetensors::SafeTensors;
+
+fn reg(target: &str, name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions")
+        .join(target)
+        .join(name)
+}
+
+/// Asserts the message names the file and contains every `want` fragment.
+fn check(e: &Error, path: &Path, want: &[&str]) {
+    let msg = e.to_string();
+    let name = path.file_name().unwrap().to_string_lossy();
+    assert!(msg.contains(&*name), "message does not name {name}: {msg}");
+    for w in want {
+        assert!(msg.contains(w), "message lacks {w:?}: {msg}");
+    }
+}
+
+fn idx_err(name: &str, want: &[&str]) {
+    let p = reg("idx", name);
+    let e = idx::read(&p).unwrap_err();
+    assert!(matches!(e, Error::Idx { .. }), "{e:?}");
+    check(&e, &p, want);
+}
+
+#[test]
+fn idx_truncated_header() {
+    idx_err("bad_truncated_header", &["truncated header", "3 bytes"]);
+    idx_err(
+        "bad_truncated_dims",
+        &[
+            "truncated header",
+            "3 dimensions need 12 bytes",
+            "only 4 follow",
+        ],
+    );
+}
+
+#[test]
+fn idx_wrong_magic() {
+    idx_err("bad_wrong_magic", &["wrong magic number 01 02 08 01"]);
+}
+
+#[test]
+fn idx_unknown_type_code() {
+    idx_err("bad_unknown_type_code", &["unknown element type code 0x0a"]);
+}
+
+#[test]
+fn idx_zero_dims() {
+    idx_err("bad_zero_ndims", &["0 dimensions declared"]);
+    idx_err("bad_zero_dim", &["dimension 0 of 0×28×28 is 0"]);
+    idx_err("bad_too_many_dims", &["200 dimensions declared; 1 to 8"]);
+}
+
+#[test]
+fn idx_dim_product_overflow() {
+    idx_err(
+        "bad_huge_dims_overflow",
+        &["f64 elements overflow a 64-bit byte count"],
+    );
+}
+
+#[test]
+fn idx_declared_length_larger_than_data() {
+    idx_err(
+        "bad_declared_longer_than_data",
+        &["header declares 60000×28×28 u8 = 47040000 bytes but only 1000 follow"],
+    );
+    idx_err("bad_trailing_bytes", &["2 trailing bytes"]);
+}
+
+#[test]
+fn idx_missing_file_is_io_error() {
+    let p = reg("idx", "no-such-file");
+    let e = idx::read(&p).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e:?}");
+    check(&e, &p, &[]);
+}
+
+#[cfg(feature = "gzip")]
+#[test]
+fn idx_gzip_bomb_is_capped() {
+    let p = reg("idx_gz", "bad_bomb_declares_1gib.gz");
+    // With a 1 MiB cap the header alone is enough to refuse it.
+    let e = idx::read_with_limit(&p, 1 << 20).unwrap_err();
+    check(
+        &e,
+        &p,
+        &[
+            "header declares 1073741824 u8",
+            "more than the 1048576-byte limit",
+        ],
+    );
+    // Under the default 2 GiB cap it inflates only as far as the data goes.
+    let e = idx::read(&p).unwrap_err();
+    check(&e, &p, &["only 33554432 follow after decompression"]);
+    // A tiny header followed by 32 MiB of zeros stops one byte past the data.
+    let p = reg("idx_gz", "bad_bomb_trailing.gz");
+    let e = idx::read(&p).unwrap_err();
+    check(
+        &e,
+        &p,
+        &["header declares 4 u8 = 4 bytes but more data follows"],
+    );
+}
+
+#[cfg(feature = "gzip")]
+#[test]
+fn idx_gzip_corruption() {
+    let p = reg("idx_gz", "bad_crc.gz");
+    check(&idx::read(&p).unwrap_err(), &p, &["corrupt gzip data"]);
+    let p = reg("idx_gz", "bad_truncated_stream.gz");
+    let e = idx::read(&p).unwrap_err();
+    assert!(matches!(e, Error::Idx { .. }), "{e:?}");
+    check(&e, &p, &[]);
+    let p = reg("idx_gz", "bad_gzip_of_gzip.gz");
+    check(
+        &idx::read(&p).unwrap_err(),
+        &p,
+        &["wrong magic number 1f 8b"],
+    );
+    // Two concatenated gzip members are one valid file.
+    let a = idx::read(&reg("idx_gz", "ok_two_members.gz")).unwrap();
+    assert_eq!(a.dims, [2, 3, 4]);
+}
+
+#[cfg(not(feature = "gzip"))]
+#[test]
+fn idx_gzip_without_feature_says_so() {
+    let p = reg("idx_gz", "ok_u8_labels_5.gz");
+    check(
+        &idx::read(&p).unwrap_err(),
+        &p,
+        &["built without gzip support"],
+    );
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hostile-{name}"));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn mnist_label_count_must_match_images() {
+    let d = scratch("mnist-count");
+    let images = IdxArray {
+        dims: vec![2, 3, 4],
+        data: IdxData::U8((0..24).collect()),
+    };
+    idx::write(&d.join("train-images-idx3-ubyte"), &images).unwrap();
+    let labels = IdxArray {
+        dims: vec![5],
+        data: IdxData::U8(vec![0, 1, 2, 3, 4]),
+    };
+    idx::write(&d.join("train-labels-idx1-ubyte"), &labels).unwrap();
+    let e = mnist::load_split(&d, Split::Train).unwrap_err();
+    assert!(matches!(e, Error::Idx { .. }), "{e:?}");
+    check(
+        &e,
+        &d.join("train-labels-idx1-ubyte"),
+        &["5 labels but", "has 2 images"],
+    );
+
+    // Labels that agree load; pixels stay u8, image-major.
+    idx::write(
+        &d.join("train-labels-idx1-ubyte"),
+        &IdxArray {
+            dims: vec![2],
+            data: IdxData::U8(vec![7, 3]),
+        },
+    )
+    .unwrap();
+    let ds = mnist::load_split(&d, Split::Train).unwrap();
+    assert_eq!((ds.n, ds.rows, ds.cols, ds.features()), (2, 3, 4, 12));
+    assert_eq!(ds.pixels[12], 12);
+    assert_eq!(ds.labels, Some(vec![7, 3]));
+}
+
+#[test]
+fn mnist_images_must_be_3d_u8() {
+    let d = scratch("mnist-shape");
+    let flat = IdxArray {
+        dims: vec![6],
+        data: IdxData::U8(vec![0; 6]),
+    };
+    idx::write(&d.join("t10k-images.idx3-ubyte"), &flat).unwrap();
+    let e = mnist::load_split(&d, Split::Test).unwrap_err();
+    check(
+        &e,
+        &d.join("t10k-images.idx3-ubyte"),
+        &["images must have 3 dimensions"],
+    );
+    let floats = IdxArray {
+        dims: vec![1, 1, 2],
+        data: IdxData::F32(vec![0.0; 2]),
+    };
+    idx::write(&d.join("t10k-images.idx3-ubyte"), &floats).unwrap();
+    let e = mnist::load_split(&d, Split::Test).unwrap_err();
+    check(
+        &e,
+        &d.join("t10k-images.idx3-ubyte"),
+        &["images must be u8"],
+    );
+}
+
+#[test]
+fn mnist_missing_names_the_paths_and_the_fix() {
+    let d = scratch("mnist-missing");
+    let e = mnist::load_split(&d, Split::Train).unwrap_err();
+    assert!(matches!(e, Error::Data { .. }), "{e:?}");
+    check(
+        &e,
+        &d.join("train-images-idx3-ubyte.gz"),
+        &["train-images.idx3-ubyte", "dataset-fashion-mnist"],
+    );
+    if std::env::var_os(mnist::DATA_ENV).is_none() {
+        let e = mnist::find_data_dir(std::slice::from_ref(&d))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&*d.to_string_lossy()) && e.contains("SPARSE_AE_DATA is not set"),
+            "{e}"
+        );
+    }
+}
+
+fn st_err(name: &str, want: &[&str]) {
+    let p = reg("safetensors", name);
+    let e = SafeTensors::read(&p).unwrap_err();
+    assert!(matches!(e, Error::Safetensors { .. }), "{e:?}");
+    check(&e, &p, want);
+}
+
+#[test]
+fn safetensors_truncated() {
+    st_err("bad_truncated", &["3 bytes is too short"]);
+    st_err(
+        "bad_header_longer_than_file",
+        &["header length 4096 is more than the 7 bytes that follow"],
+    );
+    st_err(
+        "bad_offsets_past_buffer",
+        &["tensors cover 16 bytes of data but 8 bytes follow the header"],
+    );
+}
+
+#[test]
+fn safetensors_header_length_huge() {
+    st_err(
+        "bad_header_length_huge",
+        &["header length 9223372036854775808 is more than the 100000000-byte limit"],
+    );
+}
+
+#[test]
+fn safetensors_bad_dtype() {
+    st_err("bad_dtype", &["tensor \"x\"", "dtype I64 is not supported"]);
+    st_err("bad_unknown_dtype", &["unknown dtype \"F31\""]);
+}
+
+#[test]
+fn safetensors_overlapping_offsets() {
+    st_err(
+        "bad_overlapping_offsets",
+        &["tensor \"b\" starts at 4", "overlaps"],
+    );
+    st_err("bad_hole", &["tensor \"b\" starts at 8", "hole"]);
+    st_err("bad_shape_overflow", &["overflows"]);
+}
+
+#[test]
+fn safetensors_bad_header_json() {
+    st_err("bad_header_not_json", &["header JSON: line 1, column 7"]);
+    st_err("bad_header_not_object", &["does not start with '{'"]);
+    st_err("bad_metadata_not_string", &["__metadata__.k is a number"]);
+}
+
+#[test]
+fn safetensors_nan_is_kept_then_rejected_by_check_finite() {
+    let st = SafeTensors::read(&reg("safetensors", "ok_nan_inf")).unwrap();
+    assert!(st.tensors[0].data[0].is_nan());
+    let e = st.check_finite().unwrap_err();
+    assert!(matches!(e, Error::NonFinite { .. }));
+    assert!(e.to_string().contains("x at index 0 (value NaN)"), "{e}");
+}
+
+fn npy_err(name: &str, want: &[&str]) {
+    let p = reg("npy", name);
+    let e = npy::read(&p).unwrap_err();
+    assert!(matches!(e, Error::Npy { .. }), "{e:?}");
+    check(&e, &p, want);
+}
+
+#[test]
+fn npy_bad_files() {
+    npy_err("bad_wrong_magic", &["wrong magic"]);
+    npy_err("bad_version", &["format version 9.0"]);
+    npy_err(
+        "bad_fortran_order",
+        &["fortran_order: True is not supported"],
+    );
+    npy_err(
+        "bad_truncated_header",
+        &["more than the 30 bytes that follow"],
+    );
+    npy_err(
+        "bad_header_length_huge",
+        &["more than the 1048576-byte limit"],
+    );
+    npy_err("bad_shape_overflow", &["overflows the byte count"]);
+    npy_err(
+        "bad_declared_longer_than_data",
+        &["[60000, 784] of <f4 needs 188160000 bytes of data but 24 follow"],
+    );
+    npy_err(
+        "bad_structured_dtype",
+        &["structured dtypes are not supported"],
+    );
+    npy_err("bad_dtype", &["dtype \"<c8\" is not supported"]);
+}
+
+#[test]
+fn npy_nan_is_found_by_check_finite() {
+    let p = reg("npy", "ok_f4_nan_inf");
+    let a = npy::read(&p).unwrap();
+    let e = sparse_ae::data::check_finite("ok_f4_nan_inf", &a.data).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("ok_f4_nan_inf at index 0 (value NaN)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn json_bad_and_too_deep() {
+    for (name, want) in [
+        ("bad_too_deep", "nesting deeper than 64 levels"),
+        ("bad_very_deep", "nesting deeper than 64 levels"),
+        (
+            "bad_trailing_comma",
+            "line 1, column 9: expected a string key",
+        ),
+        (
+            "bad_lone_surrogate",
+            "high surrogate not followed by a low surrogate",
+        ),
+        ("bad_number_range", "out of the f64 range"),
+        ("bad_duplicate_key", "duplicate key \"a\""),
+        ("bad_invalid_utf8", "invalid UTF-8"),
+        ("bad_truncated", "unterminated array"),
+    ] {
+        let p = reg("json", name);
+        let e = json::read(&p).unwrap_err();
+        assert!(matches!(e, Error::Json { .. }), "{e:?}");
+        check(&e, &p, &[want]);
+    }
+}
+
+#[test]
+fn every_ok_seed_parses() {
+    for (target, f) in [
+        (
+            "idx",
+            (|b| idx::parse(b).map(drop)) as fn(&[u8]) -> sparse_ae::Result<()>,
+        ),
+        ("npy", |b| npy::parse(b).map(drop)),
+        ("safetensors", |b| SafeTensors::parse(b).map(drop)),
+        ("json", |b| json::parse(b).map(drop)),
+        #[cfg(feature = "gzip")]
+        ("idx_gz", |b| idx::parse(b).map(drop)),
+    ] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/regressions")
+            .join(target);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let r = f(&std::fs::read(&p).unwrap());
+            assert_eq!(r.is_ok(), name.starts_with("ok_"), "{target}/{name}: {r:?}");
+        }
+    }
+}
+
+/// The real MNIST, if it sits beside the repository (it is never copied in).
+#[cfg(feature = "gzip")]
+#[test]
+fn real_mnist_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/mnist");
+    if !dir.join("train-images-idx3-ubyte.gz").is_file() {
+        eprintln!("skipping: no MNIST at {}", dir.display());
+        return;
+    }
+    for (split, n) in [(Split::Train, 60_000), (Split::Test, 10_000)] {
+        let ds = mnist::load_split(&dir, split).unwrap();
+        assert_eq!(
+            (ds.n, ds.rows, ds.cols, ds.pixels.len()),
+            (n, 28, 28, n * 784)
+        );
+        let labels = ds.labels.unwrap();
+        assert_eq!(labels.len(), n);
+        let mut seen = [0usize; 10];
+        for &l in &labels {
+            assert!(l <= 9, "label {l}");
+            seen[usize::from(l)] += 1;
+        }
+        assert!(
+            seen.iter().all(|&c| c > n / 20),
+            "every digit present: {seen:?}"
+        );
+        assert!(ds.pixels.contains(&255) && ds.pixels.contains(&0));
+    }
+}
