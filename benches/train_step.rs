@@ -4,7 +4,9 @@
 //! W1 deep 784-128-32-128-784 (ReLU, sigmoid out, BCE, Adam) at batch 32;
 //! W2 the same at batch 256; W3 shallow 784-32-784 with L1 1e-5 at batch 32;
 //! W4 overcomplete 784-1024-784, sigmoid, KL (ρ 0.05, β 3) at batch 256;
-//! W5 = W1 with Gaussian noise 0.5, drawn inside the step, at batch 32.
+//! W5 = W1 with Gaussian noise 0.5, drawn inside the step, at batch 32;
+//! W6 the `conv` preset (Conv 1→16→8 with pooling, L1 on the 8×7×7 code,
+//! mirrored decoder with upsampling) at batch 64.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sparse_ae::kernels::Activation::Sigmoid;
@@ -27,6 +29,7 @@ fn workloads() -> Vec<(&'static str, ModelConfig, usize)> {
         ("W3_shallow_l1_b32", preset("sparse-l1", 784).unwrap(), 32),
         ("W4_overcomplete_kl_b256", w4, 256),
         ("W5_denoising_b32", preset("denoising", 784).unwrap(), 32),
+        ("W6_conv_b64", preset("conv", 784).unwrap(), 64),
     ]
 }
 

@@ -40,8 +40,8 @@ fn layout(tensors: &[(&str, usize)]) -> ParamLayout {
         offset += len;
     }
     ParamLayout {
-        weight_of: (0..out.len()).collect(),
-        bias_of: (0..out.len()).collect(),
+        weight_of: (0..out.len()).map(Some).collect(),
+        bias_of: (0..out.len()).map(Some).collect(),
         tensors: out,
         len: offset,
     }

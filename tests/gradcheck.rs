@@ -30,6 +30,9 @@ fn model(cfg: ModelConfig, seed: u64) -> Autoencoder<f64> {
     let mut model = Autoencoder::<f64>::new(cfg, seed).unwrap();
     let mut rng = StdRng::seed_from_u64(seed ^ 0xb1a5);
     for l in 0..model.config().layers.len() {
+        if model.layout().bias_of[l].is_none() {
+            continue;
+        }
         let r = model.layout().bias(l).range();
         for v in &mut model.params[r] {
             *v = rng.random_range(-0.2..0.2);
@@ -318,4 +321,68 @@ fn f32_gradient_matches_f64() {
             );
         }
     }
+}
+
+/// A small convolutional autoencoder on 6×6 images: conv (stride 1, pad 1)
+/// → max pool → conv (stride 1, pad 1) as the code → upsample → conv,
+/// with each penalty.
+fn conv_cfg(code_act: Activation) -> ModelBuilder {
+    use sparse_ae::nn::LayerSpec;
+    ModelBuilder::new(36)
+        .image(1, 6, 6)
+        .layer(LayerSpec::conv(3, 3, Activation::Relu))
+        .layer(LayerSpec::MaxPool2d {
+            kernel: 2,
+            stride: 2,
+        })
+        .code_layer(LayerSpec::conv(2, 3, code_act))
+        .layer(LayerSpec::Upsample { scale: 2 })
+        .layer(LayerSpec::conv(1, 3, Activation::Sigmoid))
+}
+
+fn conv_check(cfg: ModelConfig, seed: u64) -> Report {
+    let model = model(cfg, seed);
+    let mut rng = StdRng::seed_from_u64(seed + 1);
+    let x: Vec<f64> = (0..36 * 3).map(|_| rng.random::<f64>()).collect();
+    check_model(&model, &x, &x, 3, &CheckOptions::default()).unwrap()
+}
+
+#[test]
+fn convolutional_models() {
+    let plain = conv_cfg(Activation::Relu).build().unwrap();
+    assert_pass("conv", &conv_check(plain, 1));
+    let l1 = conv_cfg(Activation::Relu)
+        .l1(0.05)
+        .weight_decay(0.01)
+        .build()
+        .unwrap();
+    assert_pass("conv l1+l2", &conv_check(l1, 2));
+    let kl = conv_cfg(Activation::Sigmoid).kl(0.1, 2.0).build().unwrap();
+    assert_pass("conv kl per channel", &conv_check(kl, 3));
+    let mse = conv_cfg(Activation::Tanh).loss(Loss::Mse).build().unwrap();
+    assert_pass("conv mse", &conv_check(mse, 4));
+    // Stride 2 and odd sizes, through a dense layer and back.
+    use sparse_ae::nn::LayerSpec;
+    let odd = ModelBuilder::new(35)
+        .image(1, 7, 5)
+        .layer(LayerSpec::Conv2d {
+            channels: 2,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+            act: Activation::Tanh,
+        })
+        .code(6, Activation::Sigmoid)
+        .decoder(35, Activation::Sigmoid)
+        .kl(0.2, 1.0)
+        .build()
+        .unwrap();
+    assert_pass("conv stride 2, 7×5, into dense", &conv_check_n(odd, 5, 35));
+}
+
+fn conv_check_n(cfg: ModelConfig, seed: u64, d: usize) -> Report {
+    let model = model(cfg, seed);
+    let mut rng = StdRng::seed_from_u64(seed + 1);
+    let x: Vec<f64> = (0..d * 3).map(|_| rng.random::<f64>()).collect();
+    check_model(&model, &x, &x, 3, &CheckOptions::default()).unwrap()
 }

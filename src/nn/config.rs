@@ -88,7 +88,11 @@ impl LayerSpec {
     ///
     /// # Errors
     /// [`Error::Config`] (naming `field`) if the layer cannot take that input.
-    pub fn out_shape(&self, inp: (usize, usize, usize), field: &str) -> Result<(usize, usize, usize)> {
+    pub fn out_shape(
+        &self,
+        inp: (usize, usize, usize),
+        field: &str,
+    ) -> Result<(usize, usize, usize)> {
         let (c, h, w) = inp;
         match *self {
             LayerSpec::Dense { units, .. } => Ok((units, 1, 1)),
@@ -99,18 +103,25 @@ impl LayerSpec {
                 padding,
                 ..
             } => {
-                let s = crate::nn::conv::Conv2dShape::new(c, channels, kernel, kernel, stride, padding, h, w)
-                    .map_err(|e| Error::config(field, e.to_string()))?;
+                let s = crate::nn::conv::Conv2dShape::new(
+                    c, channels, kernel, kernel, stride, padding, h, w,
+                )
+                .map_err(|e| Error::config(field, e.to_string()))?;
                 Ok((channels, s.out_h(), s.out_w()))
             }
             LayerSpec::MaxPool2d { kernel, stride } => {
-                let oh = crate::nn::pool::pool_out(h, kernel, stride).map_err(|e| Error::config(field, e.to_string()))?;
-                let ow = crate::nn::pool::pool_out(w, kernel, stride).map_err(|e| Error::config(field, e.to_string()))?;
+                let oh = crate::nn::pool::pool_out(h, kernel, stride)
+                    .map_err(|e| Error::config(field, e.to_string()))?;
+                let ow = crate::nn::pool::pool_out(w, kernel, stride)
+                    .map_err(|e| Error::config(field, e.to_string()))?;
                 Ok((c, oh, ow))
             }
             LayerSpec::Upsample { scale } => {
                 if scale == 0 || scale > 64 {
-                    return Err(Error::config(field, format!("upsample scale must be in 1..=64, got {scale}")));
+                    return Err(Error::config(
+                        field,
+                        format!("upsample scale must be in 1..=64, got {scale}"),
+                    ));
                 }
                 Ok((c, h * scale, w * scale))
             }
@@ -427,7 +438,10 @@ impl ModelConfig {
                 format!("{c}×{h}×{w} does not match the {} inputs", self.input),
             ));
         }
-        let spatial = self.layers.iter().any(|l| !matches!(l, LayerSpec::Dense { .. }));
+        let spatial = self
+            .layers
+            .iter()
+            .any(|l| !matches!(l, LayerSpec::Dense { .. }));
         if spatial && self.image.is_none() {
             return Err(Error::config(
                 "image",
@@ -447,7 +461,10 @@ impl ModelConfig {
             if u == 0 || u > MAX_UNITS {
                 return Err(Error::config(
                     format!("layers[{i}]"),
-                    format!("its output must have 1..={MAX_UNITS} values, got {}×{}×{}", shape.0, shape.1, shape.2),
+                    format!(
+                        "its output must have 1..={MAX_UNITS} values, got {}×{}×{}",
+                        shape.0, shape.1, shape.2
+                    ),
                 ));
             }
             if let Activation::LeakyRelu(s) = l.act()
@@ -459,8 +476,12 @@ impl ModelConfig {
                 ));
             }
             let n = match *l {
-                LayerSpec::Dense { units, .. } => fan_in.checked_mul(units).and_then(|w| w.checked_add(units)),
-                LayerSpec::Conv2d { channels, kernel, .. } => kernel
+                LayerSpec::Dense { units, .. } => {
+                    fan_in.checked_mul(units).and_then(|w| w.checked_add(units))
+                }
+                LayerSpec::Conv2d {
+                    channels, kernel, ..
+                } => kernel
                     .checked_mul(kernel)
                     .and_then(|k| k.checked_mul(in_c))
                     .and_then(|k| k.checked_mul(channels))
@@ -470,7 +491,12 @@ impl ModelConfig {
             params = n
                 .and_then(|n| n.checked_add(params))
                 .filter(|&p| p <= 1 << 31)
-                .ok_or_else(|| Error::config("layers", "more than 2^31 parameters: too large to train here"))?;
+                .ok_or_else(|| {
+                    Error::config(
+                        "layers",
+                        "more than 2^31 parameters: too large to train here",
+                    )
+                })?;
         }
         let last = self.layers.len() - 1;
         if shape.0 * shape.1 * shape.2 != self.input {
@@ -508,8 +534,15 @@ impl ModelConfig {
         }
         if self.tied {
             let n = self.layers.len();
-            if self.layers.iter().any(|l| !matches!(l, LayerSpec::Dense { .. })) {
-                return Err(Error::config("tied", "tied weights need an all-dense model"));
+            if self
+                .layers
+                .iter()
+                .any(|l| !matches!(l, LayerSpec::Dense { .. }))
+            {
+                return Err(Error::config(
+                    "tied",
+                    "tied weights need an all-dense model",
+                ));
             }
             if !n.is_multiple_of(2) || self.code_layer + 1 != n / 2 {
                 return Err(Error::config(
@@ -522,7 +555,9 @@ impl ModelConfig {
                 if self.width(mirror) != self.fan_in(i) || self.fan_in(mirror) != self.width(i) {
                     return Err(Error::config(
                         "tied",
-                        format!("layer {mirror} does not mirror layer {i}: their weights cannot be tied"),
+                        format!(
+                            "layer {mirror} does not mirror layer {i}: their weights cannot be tied"
+                        ),
                     ));
                 }
             }
@@ -592,7 +627,9 @@ impl ModelConfig {
         self.layers
             .iter()
             .map(|l| {
-                shape = l.out_shape(shape, "layers").expect("a validated configuration");
+                shape = l
+                    .out_shape(shape, "layers")
+                    .expect("a validated configuration");
                 shape
             })
             .collect()
@@ -600,7 +637,11 @@ impl ModelConfig {
 
     /// The shape `(c, h, w)` of the input of layer `l`.
     pub fn in_shape(&self, l: usize) -> (usize, usize, usize) {
-        if l == 0 { self.input_shape() } else { self.shapes()[l - 1] }
+        if l == 0 {
+            self.input_shape()
+        } else {
+            self.shapes()[l - 1]
+        }
     }
 
     /// Values in the output of layer `l` (per sample).
@@ -611,14 +652,20 @@ impl ModelConfig {
 
     /// Values in the input of layer `l` (per sample).
     pub fn fan_in(&self, l: usize) -> usize {
-        if l == 0 { self.input } else { self.width(l - 1) }
+        if l == 0 {
+            self.input
+        } else {
+            self.width(l - 1)
+        }
     }
 
     /// The activation that produced layer `l`'s output values: its own, or
     /// for pooling and upsampling that of the layer below.
     pub fn producing_act(&self, l: usize) -> Activation {
         match self.layers[l] {
-            LayerSpec::MaxPool2d { .. } | LayerSpec::Upsample { .. } if l > 0 => self.producing_act(l - 1),
+            LayerSpec::MaxPool2d { .. } | LayerSpec::Upsample { .. } if l > 0 => {
+                self.producing_act(l - 1)
+            }
             ref spec => spec.act(),
         }
     }

@@ -209,7 +209,17 @@ impl ModelConfig {
             check_keys(
                 l,
                 &path,
-                &["type", "units", "channels", "kernel", "stride", "padding", "scale", "activation", "slope"],
+                &[
+                    "type",
+                    "units",
+                    "channels",
+                    "kernel",
+                    "stride",
+                    "padding",
+                    "scale",
+                    "activation",
+                    "slope",
+                ],
             )?;
             let kind = match opt(l, "type") {
                 Some(t) => t
@@ -221,10 +231,9 @@ impl ModelConfig {
             let at_or = |key: &str, d: usize| opt(l, key).map_or(Ok(d), |_| at(key));
             let act = || -> Result<Activation> {
                 let slope = match opt(l, "slope") {
-                    Some(s) => Some(
-                        s.as_f64()
-                            .ok_or_else(|| Error::config(format!("{path}.slope"), "expected a number"))?,
-                    ),
+                    Some(s) => Some(s.as_f64().ok_or_else(|| {
+                        Error::config(format!("{path}.slope"), "expected a number")
+                    })?),
                     None => None,
                 };
                 let name = l.str_at("activation").map_err(|e| prefix(e, &path))?;
@@ -252,7 +261,9 @@ impl ModelConfig {
                         stride: at_or("stride", kernel)?,
                     }
                 }
-                "upsample" => LayerSpec::Upsample { scale: at("scale")? },
+                "upsample" => LayerSpec::Upsample {
+                    scale: at("scale")?,
+                },
                 _ => {
                     return Err(Error::config(
                         format!("{path}.type"),

@@ -1,10 +1,12 @@
 //! The autoencoder: parameters, a preallocated workspace, forward and backward.
 
 use super::config::{LayerSpec, Loss, ModelConfig};
-use super::conv::{ConvScratch, Conv2dShape, conv2d_backward, conv2d_forward};
+use super::conv::{Conv2dShape, ConvScratch, conv2d_backward, conv2d_forward};
 use super::dense::{WeightUse, dense_backward, dense_forward};
 use super::params::{ParamKind, ParamLayout, init_params};
-use super::pool::{maxpool2d_backward, maxpool2d_forward, upsample_nearest2d_backward, upsample_nearest2d_forward};
+use super::pool::{
+    maxpool2d_backward, maxpool2d_forward, upsample_nearest2d_backward, upsample_nearest2d_forward,
+};
 use super::sparsity::{kl_penalty, l1_penalty};
 use crate::error::{Error, Result};
 use crate::kernels::{Activation, Real};
@@ -32,10 +34,24 @@ impl LossParts {
 /// What a layer computes, with every size worked out once.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Op {
-    Dense { inp: usize, out: usize },
+    Dense {
+        inp: usize,
+        out: usize,
+    },
     Conv(Conv2dShape),
-    MaxPool { c: usize, h: usize, w: usize, k: usize, stride: usize },
-    Upsample { c: usize, h: usize, w: usize, scale: usize },
+    MaxPool {
+        c: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        stride: usize,
+    },
+    Upsample {
+        c: usize,
+        h: usize,
+        w: usize,
+        scale: usize,
+    },
 }
 
 fn plan(cfg: &ModelConfig) -> Vec<Op> {
@@ -60,7 +76,13 @@ fn plan(cfg: &ModelConfig) -> Vec<Op> {
                     Conv2dShape::new(c, channels, kernel, kernel, stride, padding, h, w)
                         .expect("a validated configuration"),
                 ),
-                LayerSpec::MaxPool2d { kernel, stride } => Op::MaxPool { c, h, w, k: kernel, stride },
+                LayerSpec::MaxPool2d { kernel, stride } => Op::MaxPool {
+                    c,
+                    h,
+                    w,
+                    k: kernel,
+                    stride,
+                },
                 LayerSpec::Upsample { scale } => {
                     let _ = shapes[l];
                     Op::Upsample { c, h, w, scale }
@@ -93,7 +115,9 @@ impl<T: Real> Workspace<T> {
     /// If `cfg` is invalid (every model validates its configuration).
     pub fn new(cfg: &ModelConfig, batch: usize) -> Workspace<T> {
         let ops = plan(cfg);
-        let h: Vec<Vec<T>> = (0..cfg.layers.len()).map(|l| vec![T::ZERO; batch * cfg.width(l)]).collect();
+        let h: Vec<Vec<T>> = (0..cfg.layers.len())
+            .map(|l| vec![T::ZERO; batch * cfg.width(l)])
+            .collect();
         let kl_units = cfg.kl.map_or(0, |k| cfg.shapes()[k.layer].0);
         Workspace {
             batch,
@@ -212,7 +236,11 @@ impl<T: Real> Autoencoder<T> {
             cfg: self.cfg.clone(),
             layout: self.layout.clone(),
             ops: self.ops.clone(),
-            params: self.params.iter().map(|v| U::from_f64(v.to_f64())).collect(),
+            params: self
+                .params
+                .iter()
+                .map(|v| U::from_f64(v.to_f64()))
+                .collect(),
         }
     }
 
@@ -222,7 +250,11 @@ impl<T: Real> Autoencoder<T> {
     }
 
     fn weight_use(&self, l: usize) -> WeightUse {
-        if self.cfg.tied_to(l).is_some() { WeightUse::Tied } else { WeightUse::Own }
+        if self.cfg.tied_to(l).is_some() {
+            WeightUse::Tied
+        } else {
+            WeightUse::Own
+        }
     }
 
     fn check_batch(&self, ws: &Workspace<T>, x: &[T], what: &'static str) -> Result<()> {
@@ -275,10 +307,19 @@ impl<T: Real> Autoencoder<T> {
                     act,
                     ws.conv[l].as_mut().expect("conv scratch"),
                 ),
-                Op::MaxPool { c, h: ih, w: iw, k, stride } => {
-                    maxpool2d_forward(h, &mut ws.argmax[l], x, b, c, ih, iw, k, stride)
-                }
-                Op::Upsample { c, h: ih, w: iw, scale } => upsample_nearest2d_forward(h, x, b, c, ih, iw, scale),
+                Op::MaxPool {
+                    c,
+                    h: ih,
+                    w: iw,
+                    k,
+                    stride,
+                } => maxpool2d_forward(h, &mut ws.argmax[l], x, b, c, ih, iw, k, stride),
+                Op::Upsample {
+                    c,
+                    h: ih,
+                    w: iw,
+                    scale,
+                } => upsample_nearest2d_forward(h, x, b, c, ih, iw, scale),
             }
         }
         Ok(())
@@ -318,7 +359,13 @@ impl<T: Real> Autoencoder<T> {
     ///
     /// # Errors
     /// [`Error::Shape`] if a buffer has the wrong length.
-    pub fn loss_and_grad(&self, ws: &mut Workspace<T>, input: &[T], target: &[T], grads: Option<&mut [T]>) -> Result<LossParts> {
+    pub fn loss_and_grad(
+        &self,
+        ws: &mut Workspace<T>,
+        input: &[T],
+        target: &[T],
+        grads: Option<&mut [T]>,
+    ) -> Result<LossParts> {
         self.check_batch(ws, target, "Autoencoder::loss_and_grad (target)")?;
         if let Some(g) = &grads
             && g.len() != self.params.len()
@@ -359,7 +406,17 @@ impl<T: Real> Autoencoder<T> {
         }
         if let Some(p) = cfg.kl {
             let (c, hw) = self.groups(p.layer);
-            parts.kl = kl_penalty(&ws.h[p.layer], None, b, c, hw, p.rho, p.beta, &mut ws.rho_hat, &mut ws.kl_g);
+            parts.kl = kl_penalty(
+                &ws.h[p.layer],
+                None,
+                b,
+                c,
+                hw,
+                p.rho,
+                p.beta,
+                &mut ws.rho_hat,
+                &mut ws.kl_g,
+            );
         }
         if cfg.weight_decay > 0.0 {
             let s: f64 = self
@@ -401,9 +458,23 @@ impl<T: Real> Autoencoder<T> {
                     let b_info = self.layout.bias(l);
                     let use_ = self.weight_use(l);
                     // A tied encoder weight already holds its decoder mirror's gradient.
-                    let accumulate = use_ == WeightUse::Own && cfg.tied && cfg.tied_to(cfg.layers.len() - 1 - l).is_some();
+                    let accumulate = use_ == WeightUse::Own
+                        && cfg.tied
+                        && cfg.tied_to(cfg.layers.len() - 1 - l).is_some();
                     let (dw, db) = split_two(grads, w_info.range(), b_info.range());
-                    dense_backward(dw, db, dx, dz, x, &self.params[w_info.range()], b, inp, out, use_, accumulate);
+                    dense_backward(
+                        dw,
+                        db,
+                        dx,
+                        dz,
+                        x,
+                        &self.params[w_info.range()],
+                        b,
+                        inp,
+                        out,
+                        use_,
+                        accumulate,
+                    );
                 }
                 Op::Conv(s) => {
                     let w_info = self.layout.weight(l);
@@ -435,7 +506,12 @@ impl<T: Real> Autoencoder<T> {
         }
         if cfg.weight_decay > 0.0 {
             let two_l = T::from_f64(2.0 * cfg.weight_decay);
-            for t in self.layout.tensors.iter().filter(|t| t.kind == ParamKind::Weight) {
+            for t in self
+                .layout
+                .tensors
+                .iter()
+                .filter(|t| t.kind == ParamKind::Weight)
+            {
                 T::axpy(two_l, &self.params[t.range()], &mut grads[t.range()]);
             }
         }
@@ -444,7 +520,11 @@ impl<T: Real> Autoencoder<T> {
 }
 
 /// Two disjoint mutable sub-slices of one buffer.
-fn split_two<T>(buf: &mut [T], a: std::ops::Range<usize>, b: std::ops::Range<usize>) -> (&mut [T], &mut [T]) {
+fn split_two<T>(
+    buf: &mut [T],
+    a: std::ops::Range<usize>,
+    b: std::ops::Range<usize>,
+) -> (&mut [T], &mut [T]) {
     if a.start < b.start {
         let (lo, hi) = buf.split_at_mut(b.start);
         (&mut lo[a], &mut hi[..b.end - b.start])

@@ -81,7 +81,11 @@ pub fn module_names(cfg: &ModelConfig) -> Vec<(&'static str, usize)> {
             ("decoder", &mut dec)
         };
         out.push((part, *idx));
-        *idx += if spec.act() == Activation::Linear { 1 } else { 2 };
+        *idx += if spec.act() == Activation::Linear {
+            1
+        } else {
+            2
+        };
     }
     out
 }
@@ -100,9 +104,9 @@ impl ParamLayout {
             let (out, inp) = (cfg.width(l), cfg.fan_in(l));
             let (w_shape, b_len) = match cfg.layers[l] {
                 LayerSpec::Dense { units, .. } => (vec![units, inp], units),
-                LayerSpec::Conv2d { channels, kernel, .. } => {
-                    (vec![channels, cfg.in_shape(l).0, kernel, kernel], channels)
-                }
+                LayerSpec::Conv2d {
+                    channels, kernel, ..
+                } => (vec![channels, cfg.in_shape(l).0, kernel, kernel], channels),
                 LayerSpec::MaxPool2d { .. } | LayerSpec::Upsample { .. } => continue,
             };
             let _ = out;
@@ -161,7 +165,11 @@ impl ParamLayout {
 
     /// The first layer with a weight (whose filters are the model's features).
     pub fn first_weight(&self) -> Option<&ParamInfo> {
-        self.weight_of.iter().flatten().next().map(|&i| &self.tensors[i])
+        self.weight_of
+            .iter()
+            .flatten()
+            .next()
+            .map(|&i| &self.tensors[i])
     }
 }
 

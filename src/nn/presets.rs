@@ -73,24 +73,36 @@ pub fn preset(name: &str, input: usize) -> Result<ModelConfig> {
             .weight_decay(1.5e-3),
         "conv" | "conv-kl" => {
             let side = (input as f64).sqrt().round() as usize;
-            if side * side != input || side % 4 != 0 {
+            if side * side != input || !side.is_multiple_of(4) {
                 return Err(Error::config(
                     "preset",
-                    format!("`{name}` needs square images with a side divisible by 4, not {input} inputs"),
+                    format!(
+                        "`{name}` needs square images with a side divisible by 4, not {input} inputs"
+                    ),
                 ));
             }
             let code_act = if name == "conv" { Relu } else { Sigmoid };
             let b = ModelBuilder::new(input)
                 .image(1, side, side)
                 .layer(LayerSpec::conv(16, 3, Relu))
-                .layer(LayerSpec::MaxPool2d { kernel: 2, stride: 2 })
+                .layer(LayerSpec::MaxPool2d {
+                    kernel: 2,
+                    stride: 2,
+                })
                 .layer(LayerSpec::conv(8, 3, code_act))
-                .code_layer(LayerSpec::MaxPool2d { kernel: 2, stride: 2 })
+                .code_layer(LayerSpec::MaxPool2d {
+                    kernel: 2,
+                    stride: 2,
+                })
                 .layer(LayerSpec::Upsample { scale: 2 })
                 .layer(LayerSpec::conv(16, 3, Relu))
                 .layer(LayerSpec::Upsample { scale: 2 })
                 .layer(LayerSpec::conv(1, 3, Sigmoid));
-            if name == "conv" { b.l1(1e-5) } else { b.kl(0.05, 3.0) }
+            if name == "conv" {
+                b.l1(1e-5)
+            } else {
+                b.kl(0.05, 3.0)
+            }
         }
         "overcomplete-kl" => ModelBuilder::new(input)
             .code(1024, Sigmoid)
