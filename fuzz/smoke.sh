@@ -7,7 +7,7 @@ set -euo pipefail
 secs="${1:-20}"
 cd "$(dirname "$0")"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-targets=(idx idx_gz npy safetensors json)
+targets=(idx idx_gz npy safetensors json config model)
 cargo fuzz build -s none
 for t in "${targets[@]}"; do
     echo "== fuzz $t for ${secs}s"

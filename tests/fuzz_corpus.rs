@@ -66,3 +66,13 @@ fn safetensors() {
 fn json() {
     replay("json", fuzz_bodies::fuzz_json);
 }
+
+#[test]
+fn config() {
+    replay("config", fuzz_bodies::fuzz_config);
+}
+
+#[test]
+fn model() {
+    replay("model", fuzz_bodies::fuzz_model);
+}

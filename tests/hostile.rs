@@ -426,3 +426,52 @@ fn real_mnist_loads() {
         assert!(ds.pixels.contains(&255) && ds.pixels.contains(&0));
     }
 }
+
+/// Every committed bad model file, checkpoint and configuration is refused
+/// with an error that names the problem; every good one loads.
+#[test]
+fn bad_models_and_configs_are_refused_with_their_reason() {
+    use sparse_ae::io::model_file::{checkpoint_from_bytes, model_from_bytes};
+    use sparse_ae::nn::ModelConfig;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let expect = [
+        ("bad_nan_weight.safetensors", "non-finite"),
+        ("bad_inf_weight.safetensors", "non-finite"),
+        ("bad_shape_vs_config.safetensors", "shape"),
+        ("bad_config_larger_than_file.safetensors", "holds only"),
+        ("bad_no_config.safetensors", "sparse_ae.config"),
+        ("bad_missing_tensor.safetensors", ""),
+        ("bad_truncated.safetensors", ""),
+    ];
+    for (file, needle) in expect {
+        let bytes = std::fs::read(root.join("model").join(file)).unwrap();
+        let e = model_from_bytes(&bytes, file.as_ref())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(file) && e.contains(needle), "{file}: {e}");
+    }
+    for (file, needle) in [
+        ("bad_ck_huge_batch.safetensors", "workspace"),
+        ("bad_ck_rng.safetensors", "noise_rng"),
+        ("bad_ck_optimizer.safetensors", "adam.lr"),
+    ] {
+        let bytes = std::fs::read(root.join("model").join(file)).unwrap();
+        let e = checkpoint_from_bytes(&bytes, file.as_ref())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle), "{file}: {e}");
+    }
+    for file in ["ok_dense_model.safetensors", "ok_conv_model.safetensors"] {
+        let bytes = std::fs::read(root.join("model").join(file)).unwrap();
+        model_from_bytes(&bytes, file.as_ref()).unwrap();
+    }
+    let bytes = std::fs::read(root.join("model/ok_dense_checkpoint.safetensors")).unwrap();
+    checkpoint_from_bytes(&bytes, "ck".as_ref()).unwrap();
+    for entry in std::fs::read_dir(root.join("config")).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+        let r = ModelConfig::from_json(&text);
+        assert_eq!(r.is_ok(), name.starts_with("ok_"), "{name}: {r:?}");
+    }
+}

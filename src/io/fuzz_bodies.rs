@@ -111,3 +111,36 @@ pub fn fuzz_json(data: &[u8]) {
         }
     }
 }
+
+/// A model configuration: parse, write, parse again: the same configuration.
+pub fn fuzz_config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(cfg) = crate::nn::ModelConfig::from_json(text) {
+        let back = crate::nn::ModelConfig::from_json(&cfg.to_json())
+            .expect("re-read of a written configuration");
+        assert_eq!(back, cfg, "configuration round trip changed it");
+    }
+}
+
+/// A model file (safetensors with a configuration) and a checkpoint: load,
+/// save, load again: the same configuration and parameter bits.
+pub fn fuzz_model(data: &[u8]) {
+    use crate::io::model_file::{checkpoint_from_bytes, model_from_bytes, model_to_bytes};
+    let path = std::path::Path::new("<fuzz>");
+    if let Ok(m) = model_from_bytes(data, path) {
+        let bytes = model_to_bytes(&m).expect("a loaded model must be writable");
+        let back = model_from_bytes(&bytes, path).expect("re-read of a written model");
+        assert_eq!(back.config(), m.config());
+        assert!(
+            same_f32(&back.params, &m.params),
+            "model round trip changed parameters"
+        );
+    }
+    // A checkpoint sizes its trainer's buffers by its own batch size: the
+    // fuzzer only explores small ones.
+    if let Ok((t, _)) = checkpoint_from_bytes(data, path) {
+        assert!(t.model.params.iter().all(|v| v.is_finite()));
+    }
+}

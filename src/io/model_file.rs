@@ -89,6 +89,17 @@ fn config_of(st: &SafeTensors, path: &Path) -> Result<ModelConfig> {
 /// model's layout, checking presence, shape and finiteness.
 fn gather(st: &SafeTensors, cfg: &ModelConfig, prefix: &str, path: &Path) -> Result<Vec<f32>> {
     let layout = crate::nn::ParamLayout::new(cfg);
+    // Every parameter must come from the file: never allocate more than it holds.
+    let held: usize = st.tensors.iter().map(|t| t.data.len()).sum();
+    if layout.len > held {
+        return Err(bad(
+            path,
+            format!(
+                "the configuration needs {} parameters but the file holds only {held} values",
+                layout.len
+            ),
+        ));
+    }
     let mut flat = vec![0.0f32; layout.len];
     for t in &layout.tensors {
         let name = format!("{prefix}{}", t.name);
@@ -125,10 +136,33 @@ fn gather(st: &SafeTensors, cfg: &ModelConfig, prefix: &str, path: &Path) -> Res
 /// missing or invalid configuration, or a tensor missing, misshapen or
 /// non-finite.
 pub fn load_model(path: &Path) -> Result<Autoencoder<f32>> {
-    let st = SafeTensors::read(path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    model_from_bytes(&bytes, path)
+}
+
+/// [`load_model`] from bytes in memory, naming `path` in errors.
+///
+/// # Errors
+/// As [`load_model`].
+pub fn model_from_bytes(bytes: &[u8], path: &Path) -> Result<Autoencoder<f32>> {
+    let st = SafeTensors::parse_named(bytes, path)?;
     let cfg = config_of(&st, path)?;
     let params = gather(&st, &cfg, "", path)?;
     Autoencoder::with_params(cfg, params)
+}
+
+/// The bytes of a model file (see [`save_model`]).
+///
+/// # Errors
+/// [`Error::Safetensors`] if the model cannot be encoded.
+pub fn model_to_bytes(model: &Autoencoder<f32>) -> Result<Vec<u8>> {
+    let mut names = Vec::new();
+    let tensors = param_refs(model, &model.params, "", &mut names);
+    let cfg = model.config().to_json_value().to_json()?;
+    safetensors::to_bytes(
+        &tensors,
+        &[("format", "pt"), (KIND, "model"), (CONFIG, &cfg)],
+    )
 }
 
 /// Loads the parameters of a plain state dict (for example one saved by
@@ -231,7 +265,16 @@ pub fn save_checkpoint(path: &Path, t: &Trainer<f32>, fit: &Value) -> Result<()>
 /// [`Error::Safetensors`] for a corrupt file or any missing, misshapen or
 /// non-finite tensor or metadata entry.
 pub fn load_checkpoint(path: &Path) -> Result<(Trainer<f32>, Value)> {
-    let st = SafeTensors::read(path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    checkpoint_from_bytes(&bytes, path)
+}
+
+/// [`load_checkpoint`] from bytes in memory, naming `path` in errors.
+///
+/// # Errors
+/// As [`load_checkpoint`].
+pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path) -> Result<(Trainer<f32>, Value)> {
+    let st = SafeTensors::parse_named(bytes, path)?;
     if st.meta(KIND) != Some("checkpoint") {
         return Err(bad(
             path,

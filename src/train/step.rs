@@ -6,6 +6,9 @@ use crate::nn::{Autoencoder, LossParts, Noise, Workspace, apply_noise};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::rng::Rng;
 
+/// The most values (f32) a trainer's workspace may hold: 4 GiB.
+const MAX_WORKSPACE: usize = 1 << 30;
+
 /// A model with everything a training step needs, allocated once:
 /// workspace, gradient buffer, optimizer state, the noise generator and the
 /// corrupted-input buffer. After the first step at a batch size, a step makes
@@ -37,6 +40,23 @@ impl<T: Real> Trainer<T> {
         opt.validate()?;
         if batch == 0 {
             return Err(Error::config("batch_size", "must be at least 1"));
+        }
+        let cfg = model.config();
+        let per_sample: usize = cfg.input
+            + (0..cfg.layers.len())
+                .map(|l| 2 * cfg.width(l))
+                .sum::<usize>();
+        if batch
+            .checked_mul(per_sample)
+            .is_none_or(|n| n > MAX_WORKSPACE)
+        {
+            return Err(Error::config(
+                "batch_size",
+                format!(
+                    "{batch} samples would need a workspace of more than {} GiB for this model",
+                    MAX_WORKSPACE * 4 >> 30
+                ),
+            ));
         }
         let n = model.params.len();
         let noisy = match model.config().noise {
