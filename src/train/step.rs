@@ -54,7 +54,7 @@ impl<T: Real> Trainer<T> {
                 "batch_size",
                 format!(
                     "{batch} samples would need a workspace of more than {} GiB for this model",
-                    MAX_WORKSPACE * 4 >> 30
+                    (MAX_WORKSPACE * 4) >> 30
                 ),
             ));
         }
