@@ -307,8 +307,14 @@ pub fn col2im<T: Real>(x: &mut [T], col: &[T], ld: usize, s: &Conv2dShape) {
                     let src = &col[row + i * ow + j0..row + i * ow + j1];
                     let x0 = j0 * s.stride + v - s.pad;
                     let dst = &mut plane[iy * s.in_w + x0..(iy + 1) * s.in_w];
-                    for (d, &g) in dst.iter_mut().step_by(s.stride).zip(src) {
-                        *d += g;
+                    if s.stride == 1 {
+                        for (d, &g) in dst[..src.len()].iter_mut().zip(src) {
+                            *d += g;
+                        }
+                    } else {
+                        for (d, &g) in dst.iter_mut().step_by(s.stride).zip(src) {
+                            *d += g;
+                        }
                     }
                 }
             }
