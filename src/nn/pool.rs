@@ -80,11 +80,12 @@ pub fn maxpool2d_forward<T: Real>(
                     let (mut best, mut at) = (xp[first], first);
                     for u in 0..k {
                         let row = (i * stride + u) * w + j * stride;
-                        for (v, &val) in xp[row..row + k].iter().enumerate() {
-                            if val > best || val.is_nan() {
-                                best = val;
-                                at = row + v;
-                            }
+                        for (idx, &val) in (row..row + k).zip(&xp[row..row + k]) {
+                            // Branch-free select: on random data the
+                            // comparison is unpredictable.
+                            let take = (val > best) | val.is_nan();
+                            best = if take { val } else { best };
+                            at = if take { idx } else { at };
                         }
                     }
                     yp[i * ow + j] = best;
