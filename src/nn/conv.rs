@@ -139,6 +139,22 @@ impl Conv2dShape {
                 ));
             }
         }
+        // Sizes, kernels, strides and padding beyond this are never a real
+        // convolution, and keeping them bounded keeps all the arithmetic below
+        // far from overflow.
+        const MAX_DIM: usize = 1 << 20;
+        if [self.kh, self.kw, self.pad, self.stride]
+            .iter()
+            .any(|&v| v > 4096)
+            || [self.in_c, self.out_c, self.in_h, self.in_w]
+                .iter()
+                .any(|&v| v > MAX_DIM)
+        {
+            return Err(Error::config(
+                "conv",
+                "kernel, stride and padding must be at most 4096, channels and sides at most 2^20",
+            ));
+        }
         let sizes = [
             [self.in_c, self.in_h, self.in_w],
             [self.out_c, self.out_h(), self.out_w()],
