@@ -161,7 +161,9 @@ const HINT: &str = "---> HINT: set SPARSE_AE_DATA to a directory holding train-i
 /// # Errors
 /// [`Error::Data`] naming every directory searched and how to get the data.
 pub fn find_data_dir(candidates: &[PathBuf]) -> Result<PathBuf> {
-    let env = std::env::var_os(DATA_ENV).map(PathBuf::from);
+    let env = std::env::var_os(DATA_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let dirs: Vec<&PathBuf> = env.iter().chain(candidates).collect();
     if let Some(d) = dirs
         .iter()

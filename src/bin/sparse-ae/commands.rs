@@ -28,8 +28,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 fn read_config(path: &Path) -> Result<ModelConfig> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    ModelConfig::from_json(&text).map_err(|e| match e {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let value = sparse_ae::io::json::parse_named(&bytes, path)?;
+    ModelConfig::from_json_value(&value).map_err(|e| match e {
         Error::Config { field, reason } => Error::Config {
             field: format!("{}: {field}", path.display()),
             reason,
