@@ -237,13 +237,16 @@ pub fn check_model(
 }
 
 /// A hash of which side of 0 every pre-activation of a ReLU or leaky-ReLU
-/// layer is on, and of which input won every max-pooling window.
+/// layer is on, which values a top-k selection kept, and which input won
+/// every max-pooling window.
 pub fn kink_fingerprint(model: &Autoencoder<f64>, ws: &Workspace<f64>) -> u64 {
     let mut hash: u64 = ws.pool_fingerprint();
     for (l, spec) in model.config().layers.iter().enumerate() {
-        if matches!(spec.act(), Activation::Relu | Activation::LeakyRelu(_)) {
+        let topk = model.config().topk.is_some_and(|t| t.layer == l);
+        if topk || matches!(spec.act(), Activation::Relu | Activation::LeakyRelu(_)) {
             for &v in &ws.h[l] {
-                hash = (hash ^ u64::from(v > 0.0)).wrapping_mul(0x0100_0000_01b3);
+                let side = u64::from(v > 0.0) + 2 * u64::from(topk && v != 0.0);
+                hash = (hash ^ side).wrapping_mul(0x0100_0000_01b3);
             }
         }
     }

@@ -386,3 +386,43 @@ fn conv_check_n(cfg: ModelConfig, seed: u64, d: usize) -> Report {
     let x: Vec<f64> = (0..d * 3).map(|_| rng.random::<f64>()).collect();
     check_model(&model, &x, &x, 3, &CheckOptions::default()).unwrap()
 }
+
+/// TopK and BatchTopK codes (away from ties: a perturbation that changes the
+/// kept set is detected and skipped like a ReLU kink).
+#[test]
+fn topk_and_batch_topk() {
+    for (act, batch) in [
+        (Activation::Relu, false),
+        (Activation::Linear, false),
+        (Activation::Sigmoid, true),
+        (Activation::Linear, true),
+    ] {
+        let cfg = ModelBuilder::new(INPUT)
+            .encoder(7, Activation::Tanh)
+            .code(6, act)
+            .decoder(INPUT, Activation::Sigmoid)
+            .topk(2, batch)
+            .l1(0.01)
+            .build()
+            .unwrap();
+        let m = model(cfg, 12);
+        let x = batch_of(13);
+        let mut ws = m.workspace(BATCH);
+        m.forward(&mut ws, &x).unwrap();
+        let kept = ws.h[1].iter().filter(|&&v| v != 0.0).count();
+        assert_eq!(kept, 2 * BATCH, "{act:?} batch={batch}");
+        if !batch {
+            assert!(
+                ws.h[1]
+                    .chunks(6)
+                    .all(|r| r.iter().filter(|&&v| v != 0.0).count() == 2)
+            );
+        }
+        let r = check_model(&m, &x, &x, BATCH, &CheckOptions::default()).unwrap();
+        assert_pass(&format!("topk {act:?} batch={batch}"), &r);
+    }
+}
+
+fn batch_of(seed: u64) -> Vec<f64> {
+    batch(seed)
+}

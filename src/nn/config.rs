@@ -195,6 +195,21 @@ pub struct KlPenalty {
     pub layer: usize,
 }
 
+/// A k-sparse code (Makhzani & Frey; Gao et al. 2024): after the layer's
+/// activation, keep the k largest values of each sample (`TopK`) or the k·B
+/// largest of the whole batch (`BatchTopK`) and set the rest to zero. The
+/// gradient flows through the kept values only. Ties at the threshold keep
+/// the earliest entries, so exactly k (or k·B) values survive.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TopK {
+    /// Values kept per sample (on average, for the batch variant).
+    pub k: usize,
+    /// Select over the whole batch instead of per sample.
+    pub batch: bool,
+    /// The layer whose output is made sparse (the code by default); dense only.
+    pub layer: usize,
+}
+
 /// Corruption applied to the input of a denoising autoencoder (the target
 /// stays clean).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -231,6 +246,8 @@ pub struct ModelConfig {
     pub l1: Option<L1Penalty>,
     /// KL sparsity penalty.
     pub kl: Option<KlPenalty>,
+    /// A k-sparse code.
+    pub topk: Option<TopK>,
     /// L2 weight decay λ·ΣW² on weights (not biases), Keras `l2(λ)`; 0 = off.
     pub weight_decay: f64,
     /// Input corruption.
@@ -261,6 +278,7 @@ pub struct ModelBuilder {
     code: Option<usize>,
     l1: Option<(f64, Option<usize>)>,
     kl: Option<(f64, f64, Option<usize>)>,
+    topk: Option<(usize, bool)>,
 }
 
 impl ModelBuilder {
@@ -275,6 +293,7 @@ impl ModelBuilder {
                 loss: Loss::Bce,
                 l1: None,
                 kl: None,
+                topk: None,
                 weight_decay: 0.0,
                 noise: Noise::None,
                 image: None,
@@ -282,6 +301,7 @@ impl ModelBuilder {
             code: None,
             l1: None,
             kl: None,
+            topk: None,
         }
     }
 
@@ -353,6 +373,13 @@ impl ModelBuilder {
         self
     }
 
+    /// Keep the `k` largest code values of each sample (`batch` = false) or
+    /// the k·B largest of the batch (`batch` = true).
+    pub fn topk(mut self, k: usize, batch: bool) -> Self {
+        self.topk = Some((k, batch));
+        self
+    }
+
     /// L2 weight decay λ.
     pub fn weight_decay(mut self, lambda: f64) -> Self {
         self.cfg.weight_decay = lambda;
@@ -389,6 +416,11 @@ impl ModelBuilder {
         self.cfg.l1 = self.l1.map(|(lambda, layer)| L1Penalty {
             lambda,
             layer: layer.unwrap_or(code),
+        });
+        self.cfg.topk = self.topk.map(|(k, batch)| TopK {
+            k,
+            batch,
+            layer: code,
         });
         self.cfg.kl = self.kl.map(|(rho, beta, layer)| KlPenalty {
             rho,
@@ -594,6 +626,21 @@ impl ModelConfig {
                         act.name(),
                         act.name()
                     ),
+                ));
+            }
+        }
+        if let Some(t) = self.topk {
+            if t.layer >= last || !matches!(self.layers[t.layer], LayerSpec::Dense { .. }) {
+                return Err(Error::config(
+                    "topk.layer",
+                    format!("must be a hidden dense layer (0..{last}), got {}", t.layer),
+                ));
+            }
+            let units = self.width(t.layer);
+            if t.k == 0 || t.k > units {
+                return Err(Error::config(
+                    "topk.k",
+                    format!("must be in 1..={units} (the layer's units), got {}", t.k),
                 ));
             }
         }

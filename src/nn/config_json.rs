@@ -29,7 +29,7 @@
 //! none, and a penalty's `layer` to the code layer. Unknown keys are errors, so
 //! a misspelt option is never silently ignored.
 
-use super::config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelConfig, Noise};
+use super::config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelConfig, Noise, TopK};
 use crate::error::{Error, Result};
 use crate::io::json::Value;
 use crate::kernels::Activation;
@@ -169,6 +169,16 @@ impl ModelConfig {
                     ])
                 }),
             ),
+            (
+                "topk",
+                self.topk.map_or(Value::Null, |t| {
+                    obj(vec![
+                        ("k", Value::from(t.k)),
+                        ("batch", Value::from(t.batch)),
+                        ("layer", Value::from(t.layer)),
+                    ])
+                }),
+            ),
             ("weight_decay", num(self.weight_decay)),
             ("noise", noise),
         ])
@@ -198,6 +208,7 @@ impl ModelConfig {
                 "loss",
                 "l1",
                 "kl",
+                "topk",
                 "weight_decay",
                 "noise",
             ],
@@ -315,6 +326,21 @@ impl ModelConfig {
             }
             None => None,
         };
+        let topk = match opt(v, "topk") {
+            Some(p) => {
+                check_keys(p, "topk", &["k", "batch", "layer"])?;
+                Some(TopK {
+                    k: p.usize_at("k").map_err(|e| prefix(e, "topk"))?,
+                    batch: opt(p, "batch")
+                        .map_or(Ok(false), |_| p.bool_at("batch"))
+                        .map_err(|e| prefix(e, "topk"))?,
+                    layer: opt(p, "layer")
+                        .map_or(Ok(code_layer), |_| p.usize_at("layer"))
+                        .map_err(|e| prefix(e, "topk"))?,
+                })
+            }
+            None => None,
+        };
         let noise = match opt(v, "noise") {
             Some(n) => {
                 check_keys(n, "noise", &["type", "std", "p"])?;
@@ -347,6 +373,7 @@ impl ModelConfig {
             },
             l1,
             kl,
+            topk,
             weight_decay: opt(v, "weight_decay").map_or(Ok(0.0), |_| v.f64_at("weight_decay"))?,
             noise,
             image,

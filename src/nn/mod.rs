@@ -11,7 +11,7 @@ pub mod pool;
 pub mod presets;
 pub mod sparsity;
 
-pub use config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelBuilder, ModelConfig, Noise};
+pub use config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelBuilder, ModelConfig, Noise, TopK};
 pub use model::{Autoencoder, LossParts, Workspace};
 pub use noise::apply_noise;
 pub use params::{ParamInfo, ParamKind, ParamLayout};

@@ -7,7 +7,7 @@ use super::params::{ParamKind, ParamLayout, init_params};
 use super::pool::{
     maxpool2d_backward, maxpool2d_forward, upsample_nearest2d_backward, upsample_nearest2d_forward,
 };
-use super::sparsity::{kl_penalty, l1_penalty};
+use super::sparsity::{kl_penalty, l1_penalty, topk_backward, topk_batch, topk_rows};
 use crate::error::{Error, Result};
 use crate::kernels::{Activation, Real};
 
@@ -106,6 +106,7 @@ pub struct Workspace<T> {
     argmax: Vec<Vec<u32>>,
     rho_hat: Vec<T>,
     kl_g: Vec<T>,
+    topk_scratch: Vec<T>,
 }
 
 impl<T: Real> Workspace<T> {
@@ -138,6 +139,7 @@ impl<T: Real> Workspace<T> {
             h,
             rho_hat: vec![T::ZERO; kl_units],
             kl_g: vec![T::ZERO; kl_units],
+            topk_scratch: vec![T::ZERO; cfg.topk.map_or(0, |t| batch * cfg.width(t.layer))],
         }
     }
 
@@ -321,6 +323,16 @@ impl<T: Real> Autoencoder<T> {
                     scale,
                 } => upsample_nearest2d_forward(h, x, b, c, ih, iw, scale),
             }
+            if let Some(t) = self.cfg.topk
+                && t.layer == l
+            {
+                let units = self.cfg.width(l);
+                if t.batch {
+                    topk_batch(h, t.k * b, &mut ws.topk_scratch);
+                } else {
+                    topk_rows(h, units, t.k, &mut ws.topk_scratch);
+                }
+            }
         }
         Ok(())
     }
@@ -445,6 +457,9 @@ impl<T: Real> Autoencoder<T> {
                     // ρ̂ and the per-unit gradient were computed in the forward part.
                     let (c, hw) = self.groups(l);
                     super::sparsity::add_per_channel(&mut ws.dh[l], c, hw, &ws.kl_g);
+                }
+                if cfg.topk.is_some_and(|t| t.layer == l) {
+                    topk_backward(&ws.h[l], &mut ws.dh[l]);
                 }
                 T::act_backward(cfg.layers[l].act(), &ws.h[l], &mut ws.dh[l]);
             }

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::kernels::Activation::{Relu, Sigmoid};
 
 /// Every preset name, with a one-line description.
-pub const PRESETS: [(&str, &str); 8] = [
+pub const PRESETS: [(&str, &str); 9] = [
     ("shallow", "784-32-784, ReLU code, sigmoid output, BCE"),
     ("deep", "784-128-32-128-784, ReLU, sigmoid output, BCE"),
     (
@@ -31,6 +31,10 @@ pub const PRESETS: [(&str, &str); 8] = [
     (
         "conv-kl",
         "conv with a sigmoid code convolution and KL ρ 0.05 β 3 per code channel instead of L1",
+    ),
+    (
+        "topk",
+        "k-sparse: 784-1024-784, ReLU code keeping the 32 largest values per sample, BCE",
     ),
 ];
 
@@ -104,6 +108,10 @@ pub fn preset(name: &str, input: usize) -> Result<ModelConfig> {
                 b.kl(0.05, 3.0)
             }
         }
+        "topk" => ModelBuilder::new(input)
+            .code(1024, Relu)
+            .decoder(input, Sigmoid)
+            .topk(32, false),
         "overcomplete-kl" => ModelBuilder::new(input)
             .code(1024, Sigmoid)
             .decoder(input, Sigmoid)

@@ -75,3 +75,82 @@ pub fn add_per_channel<T: Real>(dh: &mut [T], channels: usize, positions: usize,
         }
     }
 }
+
+/// The value at rank `k` (1-based, largest first) of `vals`, and how many of
+/// the values equal to it are kept so that exactly `k` survive. Uses
+/// `scratch` (same length as `vals`).
+fn kth_largest<T: Real>(vals: &[T], k: usize, scratch: &mut [T]) -> (T, usize) {
+    scratch.copy_from_slice(vals);
+    let desc = |a: &T, b: &T| b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal);
+    let (_, kth, _) = scratch.select_nth_unstable_by(k - 1, desc);
+    let t = *kth;
+    let greater = vals.iter().filter(|&&v| v > t).count();
+    (t, k - greater)
+}
+
+/// Zeroes all but the `k` largest values of `vals` (ties at the threshold:
+/// the earliest are kept).
+fn keep_largest<T: Real>(vals: &mut [T], k: usize, scratch: &mut [T]) {
+    if k >= vals.len() {
+        return;
+    }
+    let (t, mut ties) = kth_largest(vals, k, &mut scratch[..vals.len()]);
+    for v in vals.iter_mut() {
+        if *v > t {
+            continue;
+        }
+        if *v == t && ties > 0 {
+            ties -= 1;
+            continue;
+        }
+        *v = T::ZERO;
+    }
+}
+
+/// TopK: in each row of `h: (batch, units)` keeps the `k` largest values and
+/// zeroes the rest. `scratch` holds at least `units` values.
+pub fn topk_rows<T: Real>(h: &mut [T], units: usize, k: usize, scratch: &mut [T]) {
+    for row in h.chunks_exact_mut(units) {
+        keep_largest(row, k, scratch);
+    }
+}
+
+/// BatchTopK: keeps the `k·batch` largest values of the whole `h` and zeroes
+/// the rest. `scratch` holds at least `h.len()` values.
+pub fn topk_batch<T: Real>(h: &mut [T], k_total: usize, scratch: &mut [T]) {
+    keep_largest(h, k_total, scratch);
+}
+
+/// The backward pass of a top-k selection: the gradient of a value that was
+/// zeroed is zero (`dh ← dh ⊙ [h ≠ 0]`; a kept value that is exactly 0 gets
+/// none either, as ReLU's derivative at 0).
+pub fn topk_backward<T: Real>(h: &[T], dh: &mut [T]) {
+    for (d, &v) in dh.iter_mut().zip(h) {
+        if v == T::ZERO {
+            *d = T::ZERO;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topk_keeps_exactly_k_per_row_with_ties() {
+        let mut h = vec![
+            0.5f32, 0.1, 0.9, 0.5, 0.5, 0.2, /* row 2 */ -1.0, -2.0, -3.0, 4.0, -5.0, -6.0,
+        ];
+        let mut s = vec![0.0; 12];
+        topk_rows(&mut h, 6, 2, &mut s);
+        assert_eq!(&h[..6], &[0.5, 0.0, 0.9, 0.0, 0.0, 0.0]);
+        assert_eq!(&h[6..], &[-1.0, 0.0, 0.0, 4.0, 0.0, 0.0]);
+        let mut h = vec![3.0f64, 1.0, 2.0, 5.0, 4.0, 0.5];
+        topk_batch(
+            &mut h,
+            3,
+            &mut s.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        );
+        assert_eq!(h, vec![3.0, 0.0, 0.0, 5.0, 4.0, 0.0]);
+    }
+}

@@ -77,3 +77,44 @@ pub fn score(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>>
     })?;
     Ok(out)
 }
+
+/// Reconstruction quality in the terms of the interpretability literature:
+/// the mean squared error per feature, and the fraction of variance
+/// unexplained FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖² (x̄ the mean sample of `samples`);
+/// explained variance is 1 − FVU.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Explained {
+    /// Mean of (x̂ − x)² over samples and features.
+    pub mse: f64,
+    /// Fraction of variance unexplained.
+    pub fvu: f64,
+}
+
+/// [`Explained`] for `model` on `samples` (clean inputs).
+///
+/// # Errors
+/// [`Error::Shape`] if the samples do not fit the model.
+pub fn explained(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Explained> {
+    let d = model.config().input;
+    let mut sum = vec![0.0f64; d];
+    let mut sum_sq = 0.0f64;
+    let mut err = 0.0f64;
+    let mut recon = Vec::new();
+    for_batches(model, samples, 1000, |_, x, ws| {
+        recon.resize(x.len(), 0.0);
+        model.reconstruction(ws, &mut recon);
+        err += f32::sq_err(&recon, x, None, 1.0);
+        for row in x.chunks_exact(d) {
+            for (s, &v) in sum.iter_mut().zip(row) {
+                *s += v as f64;
+            }
+        }
+        sum_sq += f32::sum_sq(x);
+    })?;
+    let n = samples.len().max(1) as f64;
+    let total = sum_sq - sum.iter().map(|s| s * s / n).sum::<f64>();
+    Ok(Explained {
+        mse: err / (n * d as f64),
+        fvu: if total > 0.0 { err / total } else { f64::NAN },
+    })
+}

@@ -7,7 +7,7 @@ pub mod samples;
 pub mod step;
 
 pub use fit::{FitOptions, Observer, Silent, evaluate, fit};
-pub use infer::{encode, score};
+pub use infer::{Explained, encode, explained, score};
 pub use metrics::{CodeStats, EpochMetrics};
 pub use samples::Samples;
 pub use step::Trainer;

@@ -18,8 +18,10 @@ use sparse_ae::report::training::{
     code_histogram, feature_picture, reconstruction_grid, write_training_report,
 };
 use sparse_ae::rng::Rng;
+use sparse_ae::train::metrics::json_num;
 use sparse_ae::train::{
-    EpochMetrics, FitOptions, Trainer, encode as encode_all, evaluate, fit, score as score_all,
+    EpochMetrics, FitOptions, Trainer, encode as encode_all, evaluate, explained, fit,
+    score as score_all,
 };
 use sparse_ae::{Error, Result};
 use std::io::Write;
@@ -233,16 +235,19 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     let d = load_split(&a.data, a.split)?;
     let s = d.samples()?;
     let (l, stats) = evaluate(&model, s, 1000)?;
+    let ex = explained(&model, s)?;
     let units = model.config().width(model.config().code_layer);
     if a.json {
         println!(
-            "{{\"samples\":{},\"loss\":{},\"recon\":{},\"l1\":{},\"kl\":{},\"l2\":{},\"l0\":{},\"dead_units\":{},\"code_units\":{}}}",
+            "{{\"samples\":{},\"loss\":{},\"recon\":{},\"l1\":{},\"kl\":{},\"l2\":{},\"mse\":{},\"fvu\":{},\"l0\":{},\"dead_units\":{},\"code_units\":{}}}",
             s.len(),
             l.total(),
             l.recon,
             l.l1,
             l.kl,
             l.l2,
+            json_num(ex.mse),
+            json_num(ex.fvu),
             stats.l0(),
             stats.dead(),
             units
@@ -254,6 +259,12 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         println!("  l1        {:.6}", l.l1);
         println!("  kl        {:.6}", l.kl);
         println!("  l2        {:.6}", l.l2);
+        println!("mse         {:.6}", ex.mse);
+        println!(
+            "FVU         {:.4} (explained variance {:.4})",
+            ex.fvu,
+            1.0 - ex.fvu
+        );
         println!("L0          {:.3} active code units per sample", stats.l0());
         println!("dead units  {} of {}", stats.dead(), units);
     }
