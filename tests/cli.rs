@@ -52,7 +52,10 @@ fn presets_lists_every_preset() {
             "denoising",
             "sparse-l1",
             "sparse-kl",
-            "overcomplete-kl"
+            "overcomplete-kl",
+            "conv",
+            "conv-kl",
+            "topk",
         ]
     );
 }
