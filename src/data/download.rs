@@ -17,6 +17,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -228,8 +229,9 @@ pub struct Source {
 
 /// Progress callback: `(file name, bytes received, Content-Length if known)`.
 ///
-/// Called with 0 bytes when a request is answered, after every chunk, and
-/// once more with `received == total` when the file is complete.
+/// Called with 0 bytes when a response arrives, after every chunk, and
+/// exactly once with `received == total` (total then always `Some`), when
+/// the whole body has arrived. A failed attempt may stop short of that call.
 pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, Option<u64>);
 
 /// The cache root: `$SPARSE_AE_CACHE`, else `$XDG_CACHE_HOME/sparse-ae`,
@@ -299,7 +301,7 @@ pub fn fetch_with(source: &Source, dir: &Path, progress: Progress<'_>) -> Result
         }
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut agent = None;
+    let (mut agent, mut direct) = (None, None);
     for (name, sha) in &source.files {
         let path = dir.join(name);
         if path.is_file() {
@@ -308,10 +310,14 @@ pub fn fetch_with(source: &Source, dir: &Path, progress: Progress<'_>) -> Result
             }
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
-        let agent = agent.get_or_insert_with(new_agent);
         let mut failures = Vec::new();
         for base in &source.mirrors {
             let url = format!("{}/{name}", base.trim_end_matches('/'));
+            let agent = if is_loopback(&url) {
+                direct.get_or_insert_with(|| new_agent(false))
+            } else {
+                agent.get_or_insert_with(|| new_agent(true))
+            };
             match download_one(agent, &url, &path, name, sha, source.limits, progress) {
                 Ok(()) => break,
                 Err(e) => failures.push(format!("  {e}")),
@@ -349,8 +355,31 @@ pub fn verify(path: &Path, expected: &str, limits: Limits) -> Result<()> {
     finish_check(&what, ended, dec.get_ref(), expected, limits)
 }
 
-fn new_agent() -> ureq::Agent {
+/// True for `http(s)://` URLs on 127.0.0.0/8, `[::1]` or `localhost`, which no
+/// proxy can reach on our behalf.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if let Some(v6) = host.strip_prefix('[') {
+        let addr = v6.split(']').next().unwrap_or("");
+        return addr.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback());
+    }
+    let name = host.split(':').next().unwrap_or("");
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// An HTTP agent with generous timeouts; `use_proxy` honours the usual
+/// `HTTPS_PROXY`/`ALL_PROXY`/`NO_PROXY` variables.
+fn new_agent(use_proxy: bool) -> ureq::Agent {
+    let proxy = if use_proxy {
+        ureq::Proxy::try_from_env()
+    } else {
+        None
+    };
     ureq::Agent::config_builder()
+        .proxy(proxy)
         .user_agent(concat!("sparse-ae/", env!("CARGO_PKG_VERSION")))
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(60)))
@@ -391,7 +420,9 @@ fn download_one(
         let mut buf = vec![0u8; 1 << 16];
         let mut done = 0u64;
         let mut inflated = Ok(());
-        progress(name, 0, total);
+        if total != Some(0) {
+            progress(name, 0, total);
+        }
         loop {
             let n = match body.read(&mut buf) {
                 Ok(0) => break,
@@ -411,7 +442,9 @@ fn download_one(
                 inflated = Err(e);
                 break;
             }
-            progress(name, done, total);
+            if total != Some(done) {
+                progress(name, done, total);
+            }
         }
         if inflated.is_ok() {
             progress(name, done, Some(done));
@@ -540,6 +573,28 @@ mod tests {
                 .contains("apt-get install dataset-fashion-mnist")
         );
         assert!(!Dataset::Mnist.offline_hint().contains("apt-get"));
+    }
+
+    #[test]
+    fn loopback_urls_bypass_proxies() {
+        for u in [
+            "http://127.0.0.1:8080/a.gz",
+            "http://127.1.2.3/",
+            "http://localhost/x",
+            "http://LOCALHOST:99/x",
+            "http://u:p@127.0.0.1/x",
+            "http://[::1]:5/x",
+        ] {
+            assert!(is_loopback(u), "{u}");
+        }
+        for u in [
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "http://localhost.example.com/",
+            "http://10.0.0.1/127.0.0.1",
+            "http://127.example.com/",
+        ] {
+            assert!(!is_loopback(u), "{u}");
+        }
     }
 
     #[test]
