@@ -58,6 +58,7 @@ pub fn locate(args: &DataArgs) -> Result<PathBuf> {
                 Err(_) => cached(
                     dataset(args.dataset.unwrap_or(DatasetArg::Mnist)),
                     args.download,
+                    local,
                 ),
             }
         }
@@ -73,7 +74,8 @@ pub fn dataset(arg: DatasetArg) -> Dataset {
 
 /// The complete copy of `dataset` in the cache (or, for Fashion-MNIST, the
 /// Debian package's directory); if there is none, downloads it when `fetch_it`.
-fn cached(dataset: Dataset, fetch_it: bool) -> Result<PathBuf> {
+/// `searched` lists directories already looked at, for the error message.
+fn cached(dataset: Dataset, fetch_it: bool, searched: Vec<PathBuf>) -> Result<PathBuf> {
     let cache = download::cache_dir();
     let mut dirs = Vec::new();
     if let Ok(c) = &cache {
@@ -88,7 +90,11 @@ fn cached(dataset: Dataset, fetch_it: bool) -> Result<PathBuf> {
     if fetch_it {
         return fetch(dataset, &cache?);
     }
-    let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let searched: Vec<String> = searched
+        .iter()
+        .chain(&dirs)
+        .map(|d| d.display().to_string())
+        .collect();
     let env_note = match std::env::var_os(mnist::DATA_ENV) {
         None => format!(" ({} is not set)", mnist::DATA_ENV),
         Some(v) => format!(
