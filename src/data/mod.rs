@@ -5,10 +5,14 @@
 //! before it allocates, so a hostile file costs at most a small multiple of
 //! its own size in memory, and every error names the file and the problem.
 
+#[cfg(feature = "download")]
+pub mod download;
 mod gz;
 pub mod idx;
 pub mod mnist;
 pub mod npy;
+#[cfg(feature = "download")]
+pub mod sha256;
 
 use crate::{Error, Result};
 

@@ -34,6 +34,28 @@ pub enum Command {
     Gradcheck(GradcheckArgs),
     /// List the preset models.
     Presets,
+    /// Download MNIST or Fashion-MNIST into the cache and verify it.
+    Download(DownloadArgs),
+}
+
+/// A data set the tool can download.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatasetArg {
+    /// Handwritten digits.
+    Mnist,
+    /// Zalando's clothing images.
+    FashionMnist,
+}
+
+#[derive(Args, Debug)]
+pub struct DownloadArgs {
+    /// Which data set.
+    #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
+    pub dataset: DatasetArg,
+    /// Cache directory. Default: $SPARSE_AE_CACHE, else
+    /// $XDG_CACHE_HOME/sparse-ae, else ~/.cache/sparse-ae.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
 }
 
 /// Where the data comes from.
@@ -46,6 +68,13 @@ pub struct DataArgs {
     /// Use only the first N samples of each split.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Without --data or $SPARSE_AE_DATA: the data set to take from the
+    /// cache (see `sparse-ae download`). Default: mnist.
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetArg>,
+    /// Download the data set into the cache if it is not there.
+    #[arg(long)]
+    pub download: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

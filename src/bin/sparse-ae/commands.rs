@@ -1,8 +1,8 @@
 //! One function per subcommand: validate, call the library, print.
 
 use crate::cli::{
-    EvalArgs, FeaturesArgs, GradcheckArgs, HistogramArgs, OptimizerKind, OutArgs, ReconstructArgs,
-    SplitArg, TrainArgs,
+    DownloadArgs, EvalArgs, FeaturesArgs, GradcheckArgs, HistogramArgs, OptimizerKind, OutArgs,
+    ReconstructArgs, SplitArg, TrainArgs,
 };
 use crate::data::{self, Loaded};
 use crate::progress::Progress;
@@ -382,5 +382,15 @@ pub fn presets() -> Result<ExitCode> {
     for (name, what) in PRESETS {
         println!("{name:<16} {what}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn download(a: DownloadArgs) -> Result<ExitCode> {
+    let cache = match a.cache {
+        Some(c) => c,
+        None => sparse_ae::data::download::cache_dir()?,
+    };
+    let dir = data::fetch(data::dataset(a.dataset), &cache)?;
+    println!("{}", dir.display());
     Ok(ExitCode::SUCCESS)
 }

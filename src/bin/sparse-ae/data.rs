@@ -1,10 +1,13 @@
 //! Finding and loading the data a command works on.
 
-use crate::cli::{DataArgs, SplitArg};
+use crate::cli::{DataArgs, DatasetArg, SplitArg};
+use sparse_ae::data::download::{self, Dataset};
 use sparse_ae::data::{mnist, npy};
 use sparse_ae::train::Samples;
 use sparse_ae::{Error, Result};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Samples in memory, in their stored type.
 pub enum Loaded {
@@ -27,7 +30,9 @@ fn is_npy(p: &Path) -> bool {
     p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
-/// The data directory or file: `--data`, else `$SPARSE_AE_DATA`, else `data/mnist` or `data`.
+/// The data directory or file: `--data`, else `$SPARSE_AE_DATA`, else (without
+/// `--dataset`) `data/mnist` or `data`, else the data set in the cache (or the
+/// system directory), downloaded there first if `--download` is given.
 pub fn locate(args: &DataArgs) -> Result<PathBuf> {
     match &args.data {
         Some(p) if is_npy(p) => Ok(p.clone()),
@@ -43,8 +48,123 @@ pub fn locate(args: &DataArgs) -> Result<PathBuf> {
                 })
             }
         }
-        None => mnist::find_data_dir(&[PathBuf::from("data/mnist"), PathBuf::from("data")]),
+        None => {
+            let local = match args.dataset {
+                None => vec![PathBuf::from("data/mnist"), PathBuf::from("data")],
+                Some(_) => Vec::new(),
+            };
+            match mnist::find_data_dir(&local) {
+                Ok(d) => Ok(d),
+                Err(_) => cached(
+                    dataset(args.dataset.unwrap_or(DatasetArg::Mnist)),
+                    args.download,
+                    local,
+                ),
+            }
+        }
     }
+}
+
+pub fn dataset(arg: DatasetArg) -> Dataset {
+    match arg {
+        DatasetArg::Mnist => Dataset::Mnist,
+        DatasetArg::FashionMnist => Dataset::FashionMnist,
+    }
+}
+
+/// The complete copy of `dataset` in the cache (or, for Fashion-MNIST, the
+/// Debian package's directory); if there is none, downloads it when `fetch_it`.
+/// `searched` lists directories already looked at, for the error message.
+fn cached(dataset: Dataset, fetch_it: bool, searched: Vec<PathBuf>) -> Result<PathBuf> {
+    let cache = download::cache_dir();
+    let mut dirs = Vec::new();
+    if let Ok(c) = &cache {
+        dirs.push(c.join(dataset.name()));
+    }
+    if dataset == Dataset::FashionMnist {
+        dirs.push(PathBuf::from(download::FASHION_SYSTEM_DIR));
+    }
+    if let Some(d) = dirs.iter().find(|d| download::is_complete(d)) {
+        return Ok(d.clone());
+    }
+    if fetch_it {
+        return fetch(dataset, &cache?);
+    }
+    let searched: Vec<String> = searched
+        .iter()
+        .chain(&dirs)
+        .map(|d| d.display().to_string())
+        .collect();
+    let env_note = match std::env::var_os(mnist::DATA_ENV) {
+        None => format!(" ({} is not set)", mnist::DATA_ENV),
+        Some(v) => format!(
+            " (nor in {}={})",
+            mnist::DATA_ENV,
+            PathBuf::from(v).display()
+        ),
+    };
+    let into = match &cache {
+        Ok(c) => format!(" into {}", c.join(dataset.name()).display()),
+        Err(_) => String::new(),
+    };
+    Err(Error::Data {
+        reason: format!(
+            "{dataset} not found; searched: {}{env_note}\n---> HINT: `sparse-ae download --dataset {dataset}` (or --download on this command) fetches it{into}\n{}",
+            if searched.is_empty() {
+                "nothing".to_owned()
+            } else {
+                searched.join(", ")
+            },
+            dataset.offline_hint()
+        ),
+    })
+}
+
+/// Downloads `dataset` into `cache/<name>`, drawing a progress bar on stderr
+/// when it is a terminal and one line per finished file otherwise.
+pub fn fetch(dataset: Dataset, cache: &Path) -> Result<PathBuf> {
+    let tty = std::io::stderr().is_terminal();
+    eprintln!(
+        "fetching {dataset} into {}",
+        cache.join(dataset.name()).display()
+    );
+    let mut last_draw: Option<Instant> = None;
+    let mut bar = |name: &str, done: u64, total: Option<u64>| {
+        let size = |b: u64| {
+            if b >= 1_000_000 {
+                format!("{:.1} MB", b as f64 / 1e6)
+            } else {
+                format!("{:.1} kB", b as f64 / 1e3)
+            }
+        };
+        if total == Some(done) {
+            if tty {
+                eprint!("\r\x1b[2K");
+            }
+            eprintln!("  {name}  {}", size(done));
+            last_draw = None;
+            return;
+        }
+        if !tty || last_draw.is_some_and(|t| t.elapsed().as_millis() < 100) {
+            return;
+        }
+        last_draw = Some(Instant::now());
+        match total {
+            Some(t) if t > 0 => {
+                let width = 30;
+                let k = (done.min(t) * width / t) as usize;
+                let bar = "#".repeat(k) + &"-".repeat(width as usize - k);
+                eprint!("\r  {name} [{bar}] {} / {}", size(done), size(t));
+            }
+            _ => eprint!("\r  {name}  {}", size(done)),
+        }
+        let _ = std::io::stderr().flush();
+    };
+    let result = download::fetch(dataset, cache, &mut bar);
+    if tty && last_draw.is_some() {
+        eprint!("\r\x1b[2K");
+    }
+    result
 }
 
 /// Loads one split, keeping at most `args.limit` samples.

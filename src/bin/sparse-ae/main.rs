@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::Score(a) => commands::score(a),
         Command::Gradcheck(a) => commands::gradcheck(a),
         Command::Presets => commands::presets(),
+        Command::Download(a) => commands::download(a),
     };
     match result {
         Ok(code) => code,
