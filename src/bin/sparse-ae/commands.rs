@@ -114,10 +114,11 @@ fn fit_json(opts: &FitOptions) -> Value {
 
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let start = Instant::now();
-    // The two splits decode in parallel.
+    // Found (and downloaded, if asked) once; then the two splits decode in parallel.
+    let path = data::locate(&a.data)?;
     let (train_data, test_data) = std::thread::scope(|sc| {
-        let test = sc.spawn(|| data::load(&a.data, SplitArg::Test));
-        let train = data::load(&a.data, SplitArg::Train);
+        let test = sc.spawn(|| data::load_from(&path, a.data.limit, SplitArg::Test));
+        let train = data::load_from(&path, a.data.limit, SplitArg::Train);
         (
             train,
             test.join().expect("the loading thread does not panic"),

@@ -169,8 +169,14 @@ pub fn fetch(dataset: Dataset, cache: &Path) -> Result<PathBuf> {
 
 /// Loads one split, keeping at most `args.limit` samples.
 pub fn load(args: &DataArgs, split: SplitArg) -> Result<Loaded> {
-    let path = locate(args)?;
-    let limit = args.limit.unwrap_or(usize::MAX);
+    load_from(&locate(args)?, args.limit, split)
+}
+
+/// Loads one split of the data at `path` (a directory or a .npy file found
+/// by [`locate`]), keeping at most `limit` samples.
+pub fn load_from(path: &std::path::Path, limit: Option<usize>, split: SplitArg) -> Result<Loaded> {
+    let path = path.to_path_buf();
+    let limit = limit.unwrap_or(usize::MAX);
     if is_npy(&path) {
         let a = npy::read(&path)?;
         let (n, dim) = match a.shape.as_slice() {
