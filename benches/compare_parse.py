@@ -133,6 +133,11 @@ def table(argv):
         if k in meta:
             out.append(f"- {label}: {meta[k]}")
     out.append("")
+    foreign = [float(r[5]) for r in rows if r[5]]
+    if foreign and statistics.median(foreign) > 0.05:
+        out.append(f"**Noisy machine: other processes used a median {statistics.median(foreign):.0%} of the CPU "
+                   "while timing (see the foreign column); figures and ratios are unreliable.**")
+        out.append("")
     if reference:
         out.append("**Peer columns are the reference figures of the bench README (quiet machine, another "
                    "sitting), NOT measured now: the ratios are indicative only.**")
