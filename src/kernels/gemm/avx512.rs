@@ -1,6 +1,7 @@
 //! AVX-512F microkernel: a 14×32 tile in 28 zmm accumulators.
 
 use super::MicroKernel;
+use super::direct::StridedTile;
 use super::pack::{self, Strided};
 use super::params::{self, Blocking};
 use std::arch::x86_64::*;
@@ -38,6 +39,11 @@ impl MicroKernel for Avx512 {
         // SAFETY: the caller guarantees avx512f and the C tile; the packed
         // lengths are checked above.
         unsafe { tile_avx512f(kc, a.as_ptr(), b.as_ptr(), c, ldc, alpha, beta) }
+    }
+
+    unsafe fn tile_strided(t: &StridedTile) {
+        // SAFETY: the caller guarantees avx512f and the tile contract.
+        unsafe { super::avx512_strided::tile(t) }
     }
 }
 

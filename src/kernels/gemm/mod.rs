@@ -7,7 +7,12 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_strided;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_strided;
+mod direct;
 mod pack;
 mod params;
 pub mod reference;
@@ -341,6 +346,21 @@ pub fn gemm_with(
         }
         _ => 1,
     };
+    if let Some(plan) = direct::plan(&job.a, &job.b, m, n, k) {
+        match isa {
+            // SAFETY: as below.
+            Isa::Scalar => unsafe { direct::run::<scalar::Scalar>(&job, plan, m, n, k, threads) },
+            // SAFETY: as below, and avx2 + fma were asserted available.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { direct::run::<avx2::Avx2>(&job, plan, m, n, k, threads) },
+            // SAFETY: as below, and avx512f was asserted available.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { direct::run::<avx512::Avx512>(&job, plan, m, n, k, threads) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("only the scalar path is available off x86-64"),
+        }
+        return;
+    }
     match isa {
         // SAFETY: `check_shapes` proved that C holds an m×n view with row
         // stride ldc and that A, B and the bias fit; `c` is borrowed mutably
@@ -388,6 +408,17 @@ pub(crate) trait MicroKernel {
     /// # Panics
     /// If `a` has fewer than MR·kc or `b` fewer than NR·kc elements.
     unsafe fn tile(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, alpha: f32, beta: f32);
+
+    /// The strided tile product of [`direct::StridedTile`]: at most MR×NR,
+    /// operands read in place. Each element is Σₚ summed in increasing p
+    /// (fused where the path has FMA), then stored as round(α·Σ) + round(β·c).
+    ///
+    /// # Safety
+    /// The CPU has the kernel's features; `t.m ≤ MR`, `t.n ≤ NR`; Ã holds
+    /// `t.m × t.k` and B̃ `t.k × t.n` readable elements through their strides;
+    /// C̃ is `t.m × t.n` through its strides, writable, readable when β ≠ 0, and
+    /// not accessed concurrently.
+    unsafe fn tile_strided(t: &direct::StridedTile);
 }
 
 /// The base pointer of C, shared by tasks that write disjoint blocks.

@@ -78,6 +78,12 @@ pub(crate) const AVX512: Blocking = Blocking {
 /// Largest MR·NR of any path: the size of the scratch tile used on edges.
 pub(crate) const MAX_TILE: usize = 14 * 32;
 
+/// The direct (unpacked) path runs products with m, n or k at most this.
+pub(crate) const DIRECT_SMALL: usize = 64;
+
+/// Depth of a k-block on the direct path.
+pub(crate) const DIRECT_KC: usize = 1024;
+
 /// Products with fewer flops (2·m·n·k) than this run on one thread even when
 /// the rayon pool has more: below it the fork/join and the duplicated packing
 /// of the shared operand cost more than the second core gains.

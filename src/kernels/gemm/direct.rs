@@ -1,0 +1,269 @@
+//! The unpacked ("direct") GEMM for products with a small side.
+//!
+//! The packed loop nest copies a KC×NC block of op(B) and an MC×KC block of
+//! op(A) before using them. When m (or n, or k) is small, say the batch of 32
+//! rows in a training step, each packed element of B is read only ⌈m/MR⌉
+//! times, and packing a transposed operand can cost a third of the product.
+//! Here the microkernel reads the operands where they are:
+//!
+//! - the broadcast operand Ã (m′×k) is read in place through its strides: its
+//!   elements are loaded one at a time, so any layout with one unit stride is
+//!   as fast as a packed panel;
+//! - the vector operand B̃ (k×n′) is read in place when its rows are contiguous
+//!   (unit column stride), else it is packed into NR-wide panels;
+//! - the product may be computed as `Cᵀ = op(B)ᵀ·op(A)ᵀ` (Ã = op(B)ᵀ,
+//!   B̃ = op(A)ᵀ, C̃ = Cᵀ written through swapped strides) when that leaves the
+//!   smaller operand, or none, to pack.
+//!
+//! The k-dimension is cut into the same blocks as the packed path
+//! (`params::DIRECT_KC`) and never split between threads, so every element of
+//! C is the same FMA chain in increasing p, whatever the tiling or the thread
+//! count: results are bit-identical on any number of threads.
+
+use super::pack::Strided;
+use super::params;
+use super::{CPtr, Job, MicroKernel};
+use crate::kernels::Activation;
+use rayon::prelude::*;
+
+/// One strided tile product for [`MicroKernel::tile_strided`]:
+/// `C̃(i, j) ← α·Σ_{p<k} ã(i, p)·b̃(p, j) + β·C̃(i, j)` for i < m, j < n, with
+/// `ã(i, p) = a[i·rsa + p·csa]` (rsa = 1 or csa = 1), `b̃(p, j) = b[p·ldb + j]`
+/// and `C̃(i, j) = c[i·rsc + j·csc]`. C̃ is not read when β = 0.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StridedTile {
+    /// Rows of the tile, 1 ≤ m ≤ MR.
+    pub m: usize,
+    /// Columns of the tile, 1 ≤ n ≤ NR.
+    pub n: usize,
+    /// Depth of the sum.
+    pub k: usize,
+    /// Ã at (0, 0).
+    pub a: *const f32,
+    /// Step of Ã between rows.
+    pub rsa: usize,
+    /// Step of Ã between columns.
+    pub csa: usize,
+    /// B̃ at (0, 0).
+    pub b: *const f32,
+    /// Step of B̃ between rows (its columns are adjacent).
+    pub ldb: usize,
+    /// C̃ at (0, 0).
+    pub c: *mut f32,
+    /// Step of C̃ between rows.
+    pub rsc: usize,
+    /// Step of C̃ between columns.
+    pub csc: usize,
+    /// Scale of the product.
+    pub alpha: f32,
+    /// Scale of the old C̃ (0: C̃ is only written).
+    pub beta: f32,
+}
+
+/// How a product runs on the direct path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Compute Cᵀ = op(B)ᵀ·op(A)ᵀ.
+    pub swap: bool,
+    /// B̃ has strided rows and is packed.
+    pub pack: bool,
+}
+
+/// Whether (and how) the direct path should run an m×n×k product with these
+/// operand views: when a side is at most `params::DIRECT_SMALL`, in the
+/// orientation that packs the fewest elements (a tie keeps C as it is, whose
+/// rows are then written by whole vectors).
+pub(crate) fn plan(a: &Strided<'_>, b: &Strided<'_>, m: usize, n: usize, k: usize) -> Option<Plan> {
+    let small = params::DIRECT_SMALL;
+    if m.min(n).min(k) > small {
+        return None;
+    }
+    let keep = Plan {
+        swap: false,
+        pack: b.cs != 1,
+    };
+    let swap = Plan {
+        swap: true,
+        pack: a.rs != 1,
+    };
+    // Elements packed, plus C written through a transpose (about half an
+    // element's packing cost each).
+    let cost = |p: Plan| {
+        let packed = if p.pack {
+            k * if p.swap { m } else { n }
+        } else {
+            0
+        };
+        packed + if p.swap { m * n / 2 } else { 0 }
+    };
+    let best = if cost(swap) < cost(keep) { swap } else { keep };
+    // Packing a side larger than `small` is what the packed path does better.
+    let packed_side = if best.swap { m } else { n };
+    (!best.pack || packed_side <= small || k <= small).then_some(best)
+}
+
+/// The product in the orientation of `plan`: Ã (m′×k), B̃ (k×n′), C̃ = C or Cᵀ.
+struct Oriented<'a> {
+    a: Strided<'a>,
+    b: Strided<'a>,
+    rsc: usize,
+    csc: usize,
+    m: usize,
+    n: usize,
+}
+
+/// Runs the product of `job` (op(A) m×k, op(B) k×n) on the direct path.
+///
+/// # Safety
+/// As for `super::run`.
+pub(crate) unsafe fn run<K: MicroKernel>(
+    job: &Job<'_>,
+    plan: Plan,
+    m: usize,
+    n: usize,
+    k: usize,
+    threads: usize,
+) {
+    let o = if plan.swap {
+        Oriented {
+            a: job.b.t(),
+            b: job.a.t(),
+            rsc: 1,
+            csc: job.ldc,
+            m: n,
+            n: m,
+        }
+    } else {
+        Oriented {
+            a: job.a,
+            b: job.b,
+            rsc: job.ldc,
+            csc: 1,
+            m,
+            n,
+        }
+    };
+    let (mr, nr) = (K::P.mr, K::P.nr);
+    if threads <= 1 {
+        // SAFETY: forwarded.
+        unsafe { block::<K>(job, &o, plan, 0, 0, o.m, o.n, k) };
+        return;
+    }
+    let split_n = o.m <= o.n;
+    let (len, unit) = if split_n { (o.n, nr) } else { (o.m, mr) };
+    let chunk = len.div_ceil(2 * threads).div_ceil(unit).max(1) * unit;
+    let tasks = len.div_ceil(chunk);
+    (0..tasks).into_par_iter().with_max_len(1).for_each(|t| {
+        let lo = t * chunk;
+        let hi = len.min(lo + chunk);
+        // SAFETY: strips [lo, hi) of C̃ are disjoint, so no two tasks touch the
+        // same element of C; the rest is forwarded.
+        unsafe {
+            if split_n {
+                block::<K>(job, &o, plan, 0, lo, o.m, hi - lo, k)
+            } else {
+                block::<K>(job, &o, plan, lo, 0, hi - lo, o.n, k)
+            }
+        }
+    });
+}
+
+/// The direct product for the `mb × nb` block of C̃ at (i0, j0).
+///
+/// Loops: k-blocks of `DIRECT_KC`; B̃ packed per k-block when needed; column
+/// tiles of NR; row tiles of at most MR, the rows shared out evenly so no tile
+/// is much thinner than the others (32 rows → 11 + 11 + 10 rather than
+/// 14 + 14 + 4).
+///
+/// # Safety
+/// As for [`run`], for that block.
+#[allow(clippy::too_many_arguments)]
+unsafe fn block<K: MicroKernel>(
+    job: &Job<'_>,
+    o: &Oriented<'_>,
+    plan: Plan,
+    i0: usize,
+    j0: usize,
+    mb: usize,
+    nb: usize,
+    k: usize,
+) {
+    let (mr, nr) = (K::P.mr, K::P.nr);
+    let kcb = params::DIRECT_KC;
+    let has_epi = job.bias.is_some() || job.act != Activation::Linear;
+    let row_tiles = mb.div_ceil(mr);
+    let mut buf = Vec::new();
+    let bbuf = if plan.pack {
+        super::aligned(&mut buf, nb.div_ceil(nr) * nr * kcb.min(k))
+    } else {
+        &mut []
+    };
+    for pc in (0..k).step_by(kcb) {
+        let kc = kcb.min(k - pc);
+        let beta = if pc == 0 { job.beta } else { 1.0 };
+        let last = pc + kc == k;
+        if plan.pack {
+            // SAFETY: the caller guarantees K's features.
+            unsafe { K::pack_b(bbuf, o.b.at(pc, j0), kc, nb) };
+        }
+        for jr in (0..nb).step_by(nr) {
+            let n_t = nr.min(nb - jr);
+            let (bptr, ldb) = if plan.pack {
+                (bbuf[jr * kc..].as_ptr(), nr)
+            } else {
+                (o.b.at(pc, j0 + jr).data.as_ptr(), o.b.rs)
+            };
+            let mut ir = 0;
+            for t in 0..row_tiles {
+                let m_t = (mb - ir).div_ceil(row_tiles - t);
+                let (row, col) = (i0 + ir, j0 + jr);
+                let tile = StridedTile {
+                    m: m_t,
+                    n: n_t,
+                    k: kc,
+                    a: o.a.at(row, pc).data.as_ptr(),
+                    rsa: o.a.rs,
+                    csa: o.a.cs,
+                    b: bptr,
+                    ldb,
+                    // SAFETY: (row, col) is inside C̃, so the offset is inside C.
+                    c: unsafe { job.c.get().add(row * o.rsc + col * o.csc) },
+                    rsc: o.rsc,
+                    csc: o.csc,
+                    alpha: job.alpha,
+                    beta,
+                };
+                // SAFETY: the tile lies inside C̃ and this task owns it; Ã and
+                // B̃ hold it (checked shapes, or the packed buffer of nb
+                // columns); the caller guarantees K's features.
+                unsafe { K::tile_strided(&tile) };
+                if last && has_epi {
+                    // SAFETY: as above.
+                    unsafe { epilogue(job, plan.swap, row, col, m_t, n_t) };
+                }
+                ir += m_t;
+            }
+        }
+    }
+}
+
+/// The epilogue on the finished `m_t × n_t` tile of C̃ at (row, col), row by
+/// row of C.
+///
+/// # Safety
+/// The tile lies inside C̃ and no other reference to it is alive.
+unsafe fn epilogue(job: &Job<'_>, swap: bool, row: usize, col: usize, m_t: usize, n_t: usize) {
+    // In C's coordinates: rows r0.., columns c0.. .
+    let (r0, c0, rows, cols) = if swap {
+        (col, row, n_t, m_t)
+    } else {
+        (row, col, m_t, n_t)
+    };
+    let bias = job.bias.map(|b| &b[c0..c0 + cols]);
+    let c: CPtr = job.c;
+    for i in r0..r0 + rows {
+        // SAFETY: the row segment is inside C and owned by the caller.
+        let crow = unsafe { std::slice::from_raw_parts_mut(c.get().add(i * job.ldc + c0), cols) };
+        crate::kernels::elementwise::bias_act(job.isa, crow, bias, job.act);
+    }
+}
