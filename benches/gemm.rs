@@ -8,11 +8,15 @@
 //! in the `1t` groups only. `fma_peak` measures one core's AVX-512 FMA peak
 //! (and prints it in GFLOP/s), the ceiling the `1t` numbers are read against.
 //!
+//! `<isa>-packed` and `<isa>-direct` force one loop structure on the fastest
+//! path (`Loops`), to place the crossover `params::DIRECT_SMALL`.
+//!
 //! Quick run: `cargo bench --bench gemm -- --warm-up-time 0.3
 //! --measurement-time 1 --sample-size 10 --noplot <filter>`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sparse_ae::kernels::{Epilogue, Isa, MatMut, MatRef, Parallelism, gemm_with};
+use sparse_ae::kernels::gemm::{Loops, gemm_loops};
+use sparse_ae::kernels::{Epilogue, Isa, MatMut, MatRef, Parallelism};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -51,6 +55,16 @@ const SHAPES: &[Shape] = &[
     shape("enc_dw_128x32x784_AtB", 128, 32, 784, true, false),
     // Weight gradient dW₂ = dz₂ᵀ·h: (32×784)ᵀ·(32×128).
     shape("dec_dw_784x32x128_AtB", 784, 32, 128, true, false),
+    // Batch 32 into a 1024-wide layer, forward and weight gradient.
+    shape("w1024_fwd_32x784x1024_ABt", 32, 784, 1024, false, true),
+    shape("w1024_dw_1024x32x784_AtB", 1024, 32, 784, true, false),
+    // Batch 64 and 128: where the direct and the packed loops cross over.
+    shape("b64_fwd_64x784x1024_ABt", 64, 784, 1024, false, true),
+    shape("b64_bwd_64x1024x784_AB", 64, 1024, 784, false, false),
+    shape("b128_fwd_128x784x1024_ABt", 128, 784, 1024, false, true),
+    // Batch 256: forward, backward, weight gradient of a 784 → 1024 layer.
+    shape("b256_fwd_256x784x1024_ABt", 256, 784, 1024, false, true),
+    shape("b256_dw_1024x256x784_AtB", 1024, 256, 784, true, false),
     shape("256x784x1024", 256, 784, 1024, false, false),
     shape("256x1024x784", 256, 1024, 784, false, false),
     shape("1024x256x784", 1024, 256, 784, false, false),
@@ -106,10 +120,10 @@ impl Shape {
         2 * (self.m * self.n * self.k) as u64
     }
 
-    fn run(&self, isa: Isa, par: Parallelism, ops: &mut Operands) {
+    fn run(&self, isa: Isa, par: Parallelism, loops: Loops, ops: &mut Operands) {
         let (av, bv) = self.views(&ops.a, &ops.b);
         let cv = MatMut::new(&mut ops.c, self.m, self.n);
-        gemm_with(isa, par, 1.0, av, bv, 0.0, cv, Epilogue::NONE);
+        gemm_loops(isa, par, loops, 1.0, av, bv, 0.0, cv, Epilogue::NONE);
     }
 
     fn run_matrixmultiply(&self, ops: &mut Operands) {
@@ -155,7 +169,19 @@ fn bench_shapes(c: &mut Criterion) {
         g.throughput(Throughput::Elements(s.flops()));
         for &isa in &isas {
             g.bench_function(BenchmarkId::from_parameter(isa.name()), |bch| {
-                one.install(|| bch.iter(|| s.run(isa, Parallelism::Rayon, black_box(&mut ops))))
+                one.install(|| {
+                    bch.iter(|| s.run(isa, Parallelism::Rayon, Loops::Auto, black_box(&mut ops)))
+                })
+            });
+        }
+        // Both loop structures forced, on the fastest path.
+        let best = *isas.last().expect("the scalar path is always available");
+        for (name, loops) in [("packed", Loops::Packed), ("direct", Loops::Direct)] {
+            let id = format!("{}-{name}", best.name());
+            g.bench_function(BenchmarkId::from_parameter(id), |bch| {
+                one.install(|| {
+                    bch.iter(|| s.run(best, Parallelism::Rayon, loops, black_box(&mut ops)))
+                })
             });
         }
         g.bench_function(BenchmarkId::from_parameter("matrixmultiply"), |bch| {
@@ -167,7 +193,7 @@ fn bench_shapes(c: &mut Criterion) {
         g.throughput(Throughput::Elements(s.flops()));
         for &isa in &isas {
             g.bench_function(BenchmarkId::from_parameter(isa.name()), |bch| {
-                bch.iter(|| s.run(isa, Parallelism::Rayon, black_box(&mut ops)))
+                bch.iter(|| s.run(isa, Parallelism::Rayon, Loops::Auto, black_box(&mut ops)))
             });
         }
         g.finish();

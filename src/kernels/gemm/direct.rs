@@ -69,15 +69,11 @@ pub(crate) struct Plan {
     pub pack: bool,
 }
 
-/// Whether (and how) the direct path should run an m×n×k product with these
-/// operand views: when a side is at most `params::DIRECT_SMALL`, in the
-/// orientation that packs the fewest elements (a tie keeps C as it is, whose
-/// rows are then written by whole vectors).
-pub(crate) fn plan(a: &Strided<'_>, b: &Strided<'_>, m: usize, n: usize, k: usize) -> Option<Plan> {
-    let small = params::DIRECT_SMALL;
-    if m.min(n).min(k) > small {
-        return None;
-    }
+/// The orientation of an m×n×k product on the direct path that packs the
+/// fewest elements, counting each element of C written through a transpose
+/// (C̃ = Cᵀ) as half a packed one; a tie keeps C, whose rows are then written
+/// by whole vectors.
+pub(crate) fn orient(a: &Strided<'_>, b: &Strided<'_>, m: usize, n: usize, k: usize) -> Plan {
     let keep = Plan {
         swap: false,
         pack: b.cs != 1,
@@ -86,8 +82,6 @@ pub(crate) fn plan(a: &Strided<'_>, b: &Strided<'_>, m: usize, n: usize, k: usiz
         swap: true,
         pack: a.rs != 1,
     };
-    // Elements packed, plus C written through a transpose (about half an
-    // element's packing cost each).
     let cost = |p: Plan| {
         let packed = if p.pack {
             k * if p.swap { m } else { n }
@@ -96,8 +90,19 @@ pub(crate) fn plan(a: &Strided<'_>, b: &Strided<'_>, m: usize, n: usize, k: usiz
         };
         packed + if p.swap { m * n / 2 } else { 0 }
     };
-    let best = if cost(swap) < cost(keep) { swap } else { keep };
-    // Packing a side larger than `small` is what the packed path does better.
+    if cost(swap) < cost(keep) { swap } else { keep }
+}
+
+/// Whether (and how) the direct path should run an m×n×k product with these
+/// operand views: when a side is at most `params::DIRECT_SMALL` and the side
+/// it packs, if any, is small too (packing a large side is what the packed
+/// path does better).
+pub(crate) fn plan(a: &Strided<'_>, b: &Strided<'_>, m: usize, n: usize, k: usize) -> Option<Plan> {
+    let small = params::DIRECT_SMALL;
+    if m.min(n).min(k) > small {
+        return None;
+    }
+    let best = orient(a, b, m, n, k);
     let packed_side = if best.swap { m } else { n };
     (!best.pack || packed_side <= small || k <= small).then_some(best)
 }

@@ -281,13 +281,7 @@ pub fn gemm(
     gemm_with(Isa::active(), Parallelism::Rayon, alpha, a, b, beta, c, epi)
 }
 
-/// [`gemm`] on a chosen path and parallelism.
-///
-/// Packed and blocked (see `params` for the loop nest and block sizes); with
-/// [`Parallelism::Rayon`] and at least `PAR_MIN_FLOPS` flops, C is cut into
-/// column (or row) strips of whole register tiles, one rayon task each. The
-/// k-dimension is never split, so every element of C is summed in the same
-/// order for any thread count.
+/// [`gemm`] on a chosen path and parallelism, the loops chosen by shape.
 ///
 /// # Panics
 /// On any shape mismatch, or if `isa` is not available on this CPU.
@@ -295,6 +289,46 @@ pub fn gemm(
 pub fn gemm_with(
     isa: Isa,
     par: Parallelism,
+    alpha: f32,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    beta: f32,
+    c: MatMut<'_, f32>,
+    epi: Epilogue<'_, f32>,
+) {
+    gemm_loops(isa, par, Loops::Auto, alpha, a, b, beta, c, epi)
+}
+
+/// Which loop structure runs a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loops {
+    /// [`Loops::Direct`] when m, n or k is small (`params::DIRECT_SMALL`) and
+    /// at most the small side needs packing, else [`Loops::Packed`].
+    Auto,
+    /// Packed and blocked: both operands copied into panels per cache block
+    /// (see `params` for the loop nest and block sizes).
+    Packed,
+    /// Operands read in place, the vector operand packed only when its rows
+    /// are strided; C or Cᵀ computed, whichever packs less (see `direct`).
+    Direct,
+}
+
+/// [`gemm`] on a chosen path, parallelism and loop structure.
+///
+/// With [`Parallelism::Rayon`] and at least `PAR_MIN_FLOPS` flops, C is cut
+/// into column (or row) strips of whole register tiles, one rayon task each.
+/// The k-dimension is never split, so every element of C is summed in the same
+/// order for any thread count. Both loop structures compute each element as
+/// the same chain of products in increasing p, cut at the same k-blocks only
+/// when their block depths agree, so they agree to rounding, not bit for bit.
+///
+/// # Panics
+/// On any shape mismatch, or if `isa` is not available on this CPU.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_loops(
+    isa: Isa,
+    par: Parallelism,
+    loops: Loops,
     alpha: f32,
     a: MatRef<'_, f32>,
     b: MatRef<'_, f32>,
@@ -346,7 +380,12 @@ pub fn gemm_with(
         }
         _ => 1,
     };
-    if let Some(plan) = direct::plan(&job.a, &job.b, m, n, k) {
+    let plan = match loops {
+        Loops::Auto => direct::plan(&job.a, &job.b, m, n, k),
+        Loops::Packed => None,
+        Loops::Direct => Some(direct::orient(&job.a, &job.b, m, n, k)),
+    };
+    if let Some(plan) = plan {
         match isa {
             // SAFETY: as below.
             Isa::Scalar => unsafe { direct::run::<scalar::Scalar>(&job, plan, m, n, k, threads) },
