@@ -175,10 +175,12 @@ pub(crate) unsafe fn run<K: MicroKernel>(
 
 /// The direct product for the `mb × nb` block of C̃ at (i0, j0).
 ///
-/// Loops: k-blocks of `DIRECT_KC`; B̃ packed per k-block when needed; column
-/// tiles of NR; row tiles of at most MR, the rows shared out evenly so no tile
-/// is much thinner than the others (32 rows → 11 + 11 + 10 rather than
-/// 14 + 14 + 4).
+/// Loops, outermost first: k-blocks of `DIRECT_KC`; column blocks of B̃ that
+/// fit `DIRECT_B_BYTES` (L2), packed here when B̃'s rows are strided; row
+/// tiles of at most MR, the rows shared out evenly so no tile is much thinner
+/// than the others (32 rows → 11 + 11 + 10 rather than 14 + 14 + 4); column
+/// tiles of NR. Each row tile of Ã (at most MR·KC) stays in L1 while it meets
+/// every column tile of the block, and C is written along its rows.
 ///
 /// # Safety
 /// As for [`run`], for that block.
@@ -194,62 +196,98 @@ unsafe fn block<K: MicroKernel>(
     k: usize,
 ) {
     let (mr, nr) = (K::P.mr, K::P.nr);
-    let kcb = params::DIRECT_KC;
+    // With one column tile each element of Ã is read once: no k-blocks.
+    // Otherwise k-blocks of at most DIRECT_KC, all of about the same depth.
+    let kcb = if nb <= nr {
+        k
+    } else {
+        k.div_ceil(k.div_ceil(params::DIRECT_KC))
+    };
+    let ncb = (params::DIRECT_B_BYTES / 4 / kcb / nr).max(1) * nr;
     let has_epi = job.bias.is_some() || job.act != Activation::Linear;
     let row_tiles = mb.div_ceil(mr);
-    let mut buf = Vec::new();
-    let bbuf = if plan.pack {
-        super::aligned(&mut buf, nb.div_ceil(nr) * nr * kcb.min(k))
-    } else {
-        &mut []
-    };
-    for pc in (0..k).step_by(kcb) {
-        let kc = kcb.min(k - pc);
-        let beta = if pc == 0 { job.beta } else { 1.0 };
-        let last = pc + kc == k;
-        if plan.pack {
-            // SAFETY: the caller guarantees K's features.
-            unsafe { K::pack_b(bbuf, o.b.at(pc, j0), kc, nb) };
-        }
-        for jr in (0..nb).step_by(nr) {
-            let n_t = nr.min(nb - jr);
-            let (bptr, ldb) = if plan.pack {
-                (bbuf[jr * kc..].as_ptr(), nr)
-            } else {
-                (o.b.at(pc, j0 + jr).data.as_ptr(), o.b.rs)
-            };
-            let mut ir = 0;
-            for t in 0..row_tiles {
-                let m_t = (mb - ir).div_ceil(row_tiles - t);
-                let (row, col) = (i0 + ir, j0 + jr);
-                let tile = StridedTile {
-                    m: m_t,
-                    n: n_t,
-                    k: kc,
-                    a: o.a.at(row, pc).data.as_ptr(),
-                    rsa: o.a.rs,
-                    csa: o.a.cs,
-                    b: bptr,
-                    ldb,
-                    // SAFETY: (row, col) is inside C̃, so the offset is inside C.
-                    c: unsafe { job.c.get().add(row * o.rsc + col * o.csc) },
-                    rsc: o.rsc,
-                    csc: o.csc,
-                    alpha: job.alpha,
-                    beta,
-                };
-                // SAFETY: the tile lies inside C̃ and this task owns it; Ã and
-                // B̃ hold it (checked shapes, or the packed buffer of nb
-                // columns); the caller guarantees K's features.
-                unsafe { K::tile_strided(&tile) };
-                if last && has_epi {
-                    // SAFETY: as above.
-                    unsafe { epilogue(job, plan.swap, row, col, m_t, n_t) };
+    let lda = kcb.next_multiple_of(16);
+    super::with_buffers(|abuf, buf| {
+        let abuf = super::aligned(abuf, mr * lda);
+        let bbuf = if plan.pack {
+            super::aligned(buf, ncb.min(nb.div_ceil(nr) * nr) * kcb)
+        } else {
+            &mut []
+        };
+        for pc in (0..k).step_by(kcb) {
+            let kc = kcb.min(k - pc);
+            let beta = if pc == 0 { job.beta } else { 1.0 };
+            let last = pc + kc == k;
+            for jc in (0..nb).step_by(ncb) {
+                let nc = ncb.min(nb - jc);
+                if plan.pack {
+                    // SAFETY: the caller guarantees K's features.
+                    unsafe { K::pack_b(bbuf, o.b.at(pc, j0 + jc), kc, nc) };
                 }
-                ir += m_t;
+                let mut ir = 0;
+                for t in 0..row_tiles {
+                    let m_t = (mb - ir).div_ceil(row_tiles - t);
+                    let row = i0 + ir;
+                    let src = o.a.at(row, pc);
+                    // A row tile met by several column tiles is copied to
+                    // a compact buffer first (cheap: runs of contiguous
+                    // floats), so that its rows or columns do not collide in
+                    // L1 when the stored stride is a multiple of 4 KiB.
+                    let (a, rsa, csa) = if nc <= nr {
+                        (src.data.as_ptr(), src.rs, src.cs)
+                    } else if src.cs == 1 {
+                        for i in 0..m_t {
+                            abuf[i * lda..i * lda + kc]
+                                .copy_from_slice(&src.data[i * src.rs..][..kc]);
+                        }
+                        (abuf.as_ptr(), lda, 1)
+                    } else {
+                        for p in 0..kc {
+                            abuf[p * m_t..(p + 1) * m_t]
+                                .copy_from_slice(&src.data[p * src.cs..][..m_t]);
+                        }
+                        (abuf.as_ptr(), 1, m_t)
+                    };
+                    for jr in (0..nc).step_by(nr) {
+                        let n_t = nr.min(nc - jr);
+                        let col = j0 + jc + jr;
+                        let (b, ldb) = if plan.pack {
+                            (bbuf[jr * kc..].as_ptr(), nr)
+                        } else {
+                            (o.b.at(pc, col).data.as_ptr(), o.b.rs)
+                        };
+                        let tile = StridedTile {
+                            m: m_t,
+                            n: n_t,
+                            k: kc,
+                            a,
+                            rsa,
+                            csa,
+                            b,
+                            ldb,
+                            // SAFETY: (row, col) is inside C̃, so the offset is
+                            // inside C.
+                            c: unsafe { job.c.get().add(row * o.rsc + col * o.csc) },
+                            rsc: o.rsc,
+                            csc: o.csc,
+                            alpha: job.alpha,
+                            beta,
+                        };
+                        // SAFETY: the tile lies inside C̃ and this task owns
+                        // it; Ã and B̃ hold it (checked shapes, or the packed
+                        // block of nc columns); the caller guarantees K's
+                        // features.
+                        unsafe { K::tile_strided(&tile) };
+                        if last && has_epi {
+                            // SAFETY: as above.
+                            unsafe { epilogue(job, plan.swap, row, col, m_t, n_t) };
+                        }
+                    }
+                    ir += m_t;
+                }
             }
         }
-    }
+    })
 }
 
 /// The epilogue on the finished `m_t × n_t` tile of C̃ at (row, col), row by

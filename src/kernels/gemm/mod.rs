@@ -568,17 +568,21 @@ unsafe fn run_block<K: MicroKernel>(
     nb: usize,
     k: usize,
 ) {
+    with_buffers(|abuf, bbuf| {
+        // SAFETY: forwarded.
+        unsafe { block_loops::<K>(job, i0, j0, mb, nb, k, abuf, bbuf) }
+    })
+}
+
+/// Runs `f` on this thread's pack buffers (A block, B block), or on fresh
+/// ones if they are in use further up the stack.
+fn with_buffers<R>(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>) -> R) -> R {
     BUFFERS.with(|cell| match cell.try_borrow_mut() {
         Ok(mut bufs) => {
             let (abuf, bbuf) = &mut *bufs;
-            // SAFETY: forwarded.
-            unsafe { block_loops::<K>(job, i0, j0, mb, nb, k, abuf, bbuf) }
+            f(abuf, bbuf)
         }
-        Err(_) => {
-            let (mut abuf, mut bbuf) = (Vec::new(), Vec::new());
-            // SAFETY: forwarded.
-            unsafe { block_loops::<K>(job, i0, j0, mb, nb, k, &mut abuf, &mut bbuf) }
-        }
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
     })
 }
 

@@ -81,8 +81,13 @@ pub(crate) const MAX_TILE: usize = 14 * 32;
 /// The direct (unpacked) path runs products with m, n or k at most this.
 pub(crate) const DIRECT_SMALL: usize = 64;
 
-/// Depth of a k-block on the direct path.
-pub(crate) const DIRECT_KC: usize = 1024;
+/// Depth of a k-block on the direct path: a row tile of Ã, MR·KC floats
+/// (14·256·4 B = 14 KiB), stays in L1 beside the streaming B̃ lines.
+pub(crate) const DIRECT_KC: usize = 256;
+
+/// Bytes of the KC×NC block of B̃ that the direct path walks once per row
+/// tile: half of a 2 MiB L2.
+pub(crate) const DIRECT_B_BYTES: usize = 1 << 20;
 
 /// Products with fewer flops (2·m·n·k) than this run on one thread even when
 /// the rayon pool has more: below it the fork/join and the duplicated packing
