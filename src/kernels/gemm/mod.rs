@@ -606,11 +606,12 @@ unsafe fn block_loops<K: MicroKernel>(
     let abuf = aligned(abuf, mc * kc);
     let bbuf = aligned(bbuf, kc * nc);
     let has_epi = job.bias.is_some() || job.act != Activation::Linear;
-    let mut scratch = [0.0f32; params::MAX_TILE];
+    // k-blocks of at most KC, all of about the same depth.
+    let kcb = k.div_ceil(k.div_ceil(kc));
     for ic in (0..mb).step_by(mc) {
         let mc_e = mc.min(mb - ic);
-        for pc in (0..k).step_by(kc) {
-            let kc_e = kc.min(k - pc);
+        for pc in (0..k).step_by(kcb) {
+            let kc_e = kcb.min(k - pc);
             let beta = if pc == 0 { job.beta } else { 1.0 };
             let last = pc + kc_e == k;
             // SAFETY: the caller guarantees K's features.
@@ -632,19 +633,26 @@ unsafe fn block_loops<K: MicroKernel>(
                             // SAFETY: a full tile inside C; the caller owns it.
                             unsafe { K::tile(kc_e, ap, bp, ct, job.ldc, job.alpha, beta) };
                         } else {
-                            let t = &mut scratch[..mr * nr];
-                            // SAFETY: the scratch tile is MR×NR with stride NR.
-                            unsafe { K::tile(kc_e, ap, bp, t.as_mut_ptr(), nr, job.alpha, 0.0) };
-                            for i in 0..mr_e {
-                                for j in 0..nr_e {
-                                    let v = t[i * nr + j];
-                                    // SAFETY: (row + i, col + j) is inside C.
-                                    unsafe {
-                                        let cij = ct.add(i * job.ldc + j);
-                                        *cij = if beta == 0.0 { v } else { v + beta * *cij };
-                                    }
-                                }
-                            }
+                            // An edge tile: only its m×n part is computed.
+                            let t = direct::StridedTile {
+                                m: mr_e,
+                                n: nr_e,
+                                k: kc_e,
+                                a: ap.as_ptr(),
+                                rsa: 1,
+                                csa: mr,
+                                b: bp.as_ptr(),
+                                ldb: nr,
+                                c: ct,
+                                rsc: job.ldc,
+                                csc: 1,
+                                alpha: job.alpha,
+                                beta,
+                            };
+                            // SAFETY: the packed panels hold MR×kc and
+                            // kc×NR floats; the m×n part of the tile is inside
+                            // C and owned by the caller.
+                            unsafe { K::tile_strided(&t) };
                         }
                         if last && has_epi {
                             let bias = job.bias.map(|b| &b[col..col + nr_e]);
