@@ -154,6 +154,13 @@ unsafe fn body<const M: usize, const V: usize>(
 ) {
     // SAFETY: every pointer offset stays within the extents in the contract.
     unsafe {
+        // Start fetching the C tile now, so that its lines are in L1 when the
+        // sums are stored (a store to a missing line waits for it).
+        for i in 0..M {
+            for v in 0..V {
+                _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc + 16 * v).cast());
+            }
+        }
         let mut acc = [[_mm512_setzero_ps(); V]; M];
         let (mut ap, mut bp) = (a, b);
         for _ in 0..kc {

@@ -65,8 +65,17 @@ unsafe fn body<const M: usize, const V: usize, const ROWS: bool>(t: &StridedTile
     let (si, sp) = if ROWS { (t.rsa, 1) } else { (1, t.csa) };
     let mut acc = [[_mm512_setzero_ps(); V]; M];
     // SAFETY: every offset stays inside the extents of the contract: rows
-    // i < M of Ã, columns < n of B̃ (the last vector masked), p < k.
+    // i < M of Ã, columns < n of B̃ (the last vector masked), p < k; a
+    // prefetch of C̃ at column 16·v < n never faults.
     unsafe {
+        // Start fetching the C̃ rows now, so that the stores find them in L1.
+        if t.csc == 1 {
+            for i in 0..M {
+                for v in 0..V {
+                    _mm_prefetch::<_MM_HINT_T0>(t.c.add(i * t.rsc + 16 * v).cast());
+                }
+            }
+        }
         let (mut ap, mut bp) = (t.a, t.b);
         for _ in 0..t.k {
             let mut bv = [_mm512_setzero_ps(); V];
