@@ -63,7 +63,8 @@ unsafe fn panels_gather<const W: usize>(
     depth: usize,
 ) {
     if x.cs != 1 || x.rs == 1 || x.rs > (i32::MAX / 16) as usize || rows == 0 || depth == 0 {
-        return pack::panels::<W>(dst, x, rows, depth);
+        // SAFETY: avx512f by this function's contract.
+        return unsafe { panels_avx512f::<W>(dst, x, rows, depth) };
     }
     let need = (rows - 1) * x.rs + depth;
     assert!(need <= x.data.len(), "pack: view exceeds its slice");
@@ -71,6 +72,21 @@ unsafe fn panels_gather<const W: usize>(
     // SAFETY: avx512f by this function's contract; the source extent and the
     // dst length are checked above.
     unsafe { gather_avx512f::<W>(dst.as_mut_ptr(), x.data.as_ptr(), x.rs, rows, depth) }
+}
+
+/// [`pack::panels`] compiled with AVX-512, so that its runs of W floats move
+/// as whole zmm registers.
+///
+/// # Safety
+/// avx512f is available.
+#[target_feature(enable = "avx512f")]
+unsafe fn panels_avx512f<const W: usize>(
+    dst: &mut [f32],
+    x: Strided<'_>,
+    rows: usize,
+    depth: usize,
+) {
+    pack::panels::<W>(dst, x, rows, depth)
 }
 
 /// Writes `⌈rows/W⌉` panels of W·depth floats at `dst`:
