@@ -3,6 +3,13 @@
 //! Row-major storage with leading dimensions, `op` = identity or transpose per
 //! operand, and an optional fused epilogue (bias per column of C, then an
 //! activation) applied while each block of C is still in cache.
+//!
+//! Two loop structures share the register tiles ([`Loops`]): the packed,
+//! cache-blocked nest of `params` for large products, and the direct loops of
+//! `direct`, which read the operands in place, for products with a small side
+//! (the batch of a training step, or k = batch in a weight gradient). Each
+//! path has a packed microkernel (`tile`) and a strided one (`tile_strided`,
+//! also used on the packed path's edge tiles), with scalar twins in `scalar`.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

@@ -80,6 +80,9 @@ pub(crate) const AVX512: Blocking = Blocking {
 };
 
 /// The direct (unpacked) path runs products with m, n or k at most this.
+/// Measured on AVX-512 (1 thread): at batch 32 direct beats packed by 1.3–1.6×
+/// on the forward and dx products and ties on the k = 32 weight gradients; at
+/// batch 64 the two tie; at batch 128 the packed path is 0–15 % faster.
 pub(crate) const DIRECT_SMALL: usize = 64;
 
 /// Depth of a k-block on the direct path: a row tile of Ã, MR·KC floats
