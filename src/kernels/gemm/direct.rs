@@ -94,12 +94,16 @@ pub(crate) fn orient(a: &Strided<'_>, b: &Strided<'_>, m: usize, n: usize, k: us
 }
 
 /// Whether (and how) the direct path should run an m×n×k product with these
-/// operand views: when a side is at most `params::DIRECT_SMALL` and the side
+/// operand views: when m or n is at most `params::DIRECT_SMALL`, or k is and
+/// C has at most `params::DIRECT_MAX_C` elements, and the side
 /// it packs, if any, is small too (packing a large side is what the packed
 /// path does better).
 pub(crate) fn plan(a: &Strided<'_>, b: &Strided<'_>, m: usize, n: usize, k: usize) -> Option<Plan> {
     let small = params::DIRECT_SMALL;
-    if m.min(n).min(k) > small {
+    let small_mn = m.min(n) <= small;
+    // Only k small: direct while C fits well inside L2 (measured: a weight
+    // gradient 128×32×784 ties or wins, 1024×32×784 loses 5–8 %).
+    if !small_mn && (k > small || m * n > params::DIRECT_MAX_C) {
         return None;
     }
     let best = orient(a, b, m, n, k);
@@ -176,11 +180,14 @@ pub(crate) unsafe fn run<K: MicroKernel>(
 /// The direct product for the `mb × nb` block of C̃ at (i0, j0).
 ///
 /// Loops, outermost first: k-blocks of `DIRECT_KC`; column blocks of B̃ that
-/// fit `DIRECT_B_BYTES` (L2), packed here when B̃'s rows are strided; row
-/// tiles of at most MR, the rows shared out evenly so no tile is much thinner
-/// than the others (32 rows → 11 + 11 + 10 rather than 14 + 14 + 4); column
-/// tiles of NR. Each row tile of Ã (at most MR·KC) stays in L1 while it meets
-/// every column tile of the block, and C is written along its rows.
+/// fit `DIRECT_B_BYTES` (L2), packed here when B̃'s rows are strided; then
+/// either (Ã block within `DIRECT_A_L1_BYTES`) column tiles of NR outside row
+/// tiles, so each B̃ panel is loaded once against an L1-resident Ã, or row
+/// tiles outside column tiles, each row tile of Ã (at most MR·KC) copied to a
+/// compact buffer and kept in L1 while it meets every column tile, with C
+/// written along its rows. Row tiles hold at most MR rows, shared out evenly
+/// so no tile is much thinner than the others (32 rows → 10 + 11 + 11 rather
+/// than 14 + 14 + 4).
 ///
 /// # Safety
 /// As for [`run`], for that block.
@@ -207,9 +214,10 @@ unsafe fn block<K: MicroKernel>(
     let has_epi = job.bias.is_some() || job.act != Activation::Linear;
     let row_tiles = mb.div_ceil(mr);
     let lda = kcb.next_multiple_of(16);
+    let pack = plan.pack;
     super::with_buffers(|abuf, buf| {
         let abuf = super::aligned(abuf, mr * lda);
-        let bbuf = if plan.pack {
+        let bbuf = if pack {
             super::aligned(buf, ncb.min(nb.div_ceil(nr) * nr) * kcb)
         } else {
             &mut []
@@ -220,14 +228,64 @@ unsafe fn block<K: MicroKernel>(
             let last = pc + kc == k;
             for jc in (0..nb).step_by(ncb) {
                 let nc = ncb.min(nb - jc);
-                if plan.pack {
+                if pack {
                     // SAFETY: the caller guarantees K's features.
                     unsafe { K::pack_b(bbuf, o.b.at(pc, j0 + jc), kc, nc) };
                 }
-                let mut ir = 0;
+                // One tile: rows [row, row + m_t) of C̃ from Ã at (a; rsa,
+                // csa), columns [jr, jr + NR) of the block.
+                let tile_at = |row: usize, m_t: usize, a: *const f32, rsa, csa, jr: usize| {
+                    let n_t = nr.min(nc - jr);
+                    let col = j0 + jc + jr;
+                    let (b, ldb) = if pack {
+                        (bbuf[jr * kc..].as_ptr(), nr)
+                    } else {
+                        (o.b.at(pc, col).data.as_ptr(), o.b.rs)
+                    };
+                    let tile = StridedTile {
+                        m: m_t,
+                        n: n_t,
+                        k: kc,
+                        a,
+                        rsa,
+                        csa,
+                        b,
+                        ldb,
+                        // SAFETY: (row, col) is inside C̃, so the offset is
+                        // inside C.
+                        c: unsafe { job.c.get().add(row * o.rsc + col * o.csc) },
+                        rsc: o.rsc,
+                        csc: o.csc,
+                        alpha: job.alpha,
+                        beta,
+                    };
+                    // SAFETY: the tile lies inside C̃ and this task owns it;
+                    // Ã and B̃ hold it (checked shapes, or the packed block of
+                    // nc columns); the caller guarantees K's features.
+                    unsafe { K::tile_strided(&tile) };
+                    if last && has_epi {
+                        // SAFETY: as above.
+                        unsafe { epilogue(job, plan.swap, row, col, m_t, n_t) };
+                    }
+                };
+                let row_tile = |t: usize| {
+                    let lo = mb * t / row_tiles;
+                    (i0 + lo, mb * (t + 1) / row_tiles - lo)
+                };
+                if mb * kc * 4 <= params::DIRECT_A_L1_BYTES {
+                    // The whole Ã block stays in L1: each column tile of B̃
+                    // is loaded once and meets every row tile.
+                    for jr in (0..nc).step_by(nr) {
+                        for t in 0..row_tiles {
+                            let (row, m_t) = row_tile(t);
+                            let src = o.a.at(row, pc);
+                            tile_at(row, m_t, src.data.as_ptr(), src.rs, src.cs, jr);
+                        }
+                    }
+                    continue;
+                }
                 for t in 0..row_tiles {
-                    let m_t = (mb - ir).div_ceil(row_tiles - t);
-                    let row = i0 + ir;
+                    let (row, m_t) = row_tile(t);
                     let src = o.a.at(row, pc);
                     // A row tile met by several column tiles is copied to
                     // a compact buffer first (cheap: runs of contiguous
@@ -249,41 +307,8 @@ unsafe fn block<K: MicroKernel>(
                         (abuf.as_ptr(), 1, m_t)
                     };
                     for jr in (0..nc).step_by(nr) {
-                        let n_t = nr.min(nc - jr);
-                        let col = j0 + jc + jr;
-                        let (b, ldb) = if plan.pack {
-                            (bbuf[jr * kc..].as_ptr(), nr)
-                        } else {
-                            (o.b.at(pc, col).data.as_ptr(), o.b.rs)
-                        };
-                        let tile = StridedTile {
-                            m: m_t,
-                            n: n_t,
-                            k: kc,
-                            a,
-                            rsa,
-                            csa,
-                            b,
-                            ldb,
-                            // SAFETY: (row, col) is inside C̃, so the offset is
-                            // inside C.
-                            c: unsafe { job.c.get().add(row * o.rsc + col * o.csc) },
-                            rsc: o.rsc,
-                            csc: o.csc,
-                            alpha: job.alpha,
-                            beta,
-                        };
-                        // SAFETY: the tile lies inside C̃ and this task owns
-                        // it; Ã and B̃ hold it (checked shapes, or the packed
-                        // block of nc columns); the caller guarantees K's
-                        // features.
-                        unsafe { K::tile_strided(&tile) };
-                        if last && has_epi {
-                            // SAFETY: as above.
-                            unsafe { epilogue(job, plan.swap, row, col, m_t, n_t) };
-                        }
+                        tile_at(row, m_t, a, rsa, csa, jr);
                     }
-                    ir += m_t;
                 }
             }
         }

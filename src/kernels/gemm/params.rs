@@ -79,15 +79,22 @@ pub(crate) const AVX512: Blocking = Blocking {
     nc: 512,
 };
 
-/// The direct (unpacked) path runs products with m, n or k at most this.
-/// Measured on AVX-512 (1 thread): at batch 32 direct beats packed by 1.3–1.6×
-/// on the forward and dx products and ties on the k = 32 weight gradients; at
-/// batch 64 the two tie; at batch 128 the packed path is 0–15 % faster.
-pub(crate) const DIRECT_SMALL: usize = 64;
+/// The direct (unpacked) path runs products with m or n (or k, see
+/// `direct::plan`) at most this. Measured on AVX-512 (1 thread): at batch 32
+/// direct beats packed by 1.2–1.5× on the forward and dx products and ties on
+/// the k = 32 weight gradients; at batch 64 packed is 7–25 % faster.
+pub(crate) const DIRECT_SMALL: usize = 48;
 
 /// Depth of a k-block on the direct path: a row tile of Ã, MR·KC floats
 /// (14·256·4 B = 14 KiB), stays in L1 beside the streaming B̃ lines.
 pub(crate) const DIRECT_KC: usize = 256;
+
+/// Bytes of a block of Ã (all its rows × KC) small enough to stay in L1, so
+/// that the direct path runs each column tile of B̃ against all of it.
+pub(crate) const DIRECT_A_L1_BYTES: usize = 24 << 10;
+
+/// Elements of C up to which a product with only k small runs direct.
+pub(crate) const DIRECT_MAX_C: usize = 256 << 10;
 
 /// Bytes of the KC×NC block of B̃ that the direct path walks once per row
 /// tile: half of a 2 MiB L2.
