@@ -11,6 +11,10 @@
 //! `<isa>-packed` and `<isa>-direct` force one loop structure on the fastest
 //! path (`Loops`), to place the crossover `params::DIRECT_SMALL`.
 //!
+//! `GEMM_BEST_OF=<n>` also prints a best-of-n table (see `best_of_table`);
+//! `GEMM_BEST_OF=200 cargo bench --bench gemm -- fma_peak` prints only it and
+//! the peak.
+//!
 //! Quick run: `cargo bench --bench gemm -- --warm-up-time 0.3
 //! --measurement-time 1 --sample-size 10 --noplot <filter>`.
 
@@ -257,5 +261,61 @@ fn fma_peak(c: &mut Criterion) {
 #[cfg(not(target_arch = "x86_64"))]
 fn fma_peak(_c: &mut Criterion) {}
 
-criterion_group!(benches, fma_peak, bench_shapes);
+/// With `GEMM_BEST_OF=<n>` set: prints, for every shape, the best of n timed
+/// runs (wall clock) of the active path's `Loops::Auto` on 1 thread, of
+/// matrixmultiply, their ratio, and the 2-thread speed-up. On a machine shared
+/// with other jobs the fastest run is the one least disturbed, so these ratios
+/// are steadier than criterion's means.
+fn best_of_table(_c: &mut Criterion) {
+    let Some(n) = std::env::var("GEMM_BEST_OF")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
+        return;
+    };
+    let pool = |t: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (pool(1), pool(2));
+    let isa = Isa::active();
+    eprintln!(
+        "{:30} {:>9} {:>9} {:>6} {:>9} {:>6}",
+        "best of runs, GFLOP/s",
+        format!("{}-1t", isa.name()),
+        "mm-1t",
+        "ratio",
+        "2t",
+        "2t/1t"
+    );
+    for s in SHAPES {
+        let mut ops = s.operands();
+        let runs = n.min(((40e9 / s.flops() as f64) as usize).max(3));
+        // Best GFLOP/s of `runs` calls of `f`, timed one by one.
+        let best = |ops: &mut Operands, f: &dyn Fn(&mut Operands)| {
+            let mut t = Duration::MAX;
+            for _ in 0..runs {
+                let start = Instant::now();
+                f(ops);
+                t = t.min(start.elapsed());
+            }
+            s.flops() as f64 / t.as_secs_f64() / 1e9
+        };
+        let ours = |o: &mut Operands| s.run(isa, Parallelism::Rayon, Loops::Auto, o);
+        let one_t = one.install(|| best(&mut ops, &ours));
+        let mm = best(&mut ops, &|o| s.run_matrixmultiply(o));
+        let two_t = two.install(|| best(&mut ops, &ours));
+        let (ours, par) = (one_t, two_t);
+        eprintln!(
+            "{:30} {ours:9.1} {mm:9.1} {:6.2} {par:9.1} {:6.2}",
+            s.name,
+            ours / mm,
+            par / ours
+        );
+    }
+}
+
+criterion_group!(benches, fma_peak, best_of_table, bench_shapes);
 criterion_main!(benches);
