@@ -41,14 +41,7 @@ impl Default for FitOptions {
 /// epoch (write metrics, save a checkpoint). An error stops training.
 pub trait Observer {
     /// After each step: 1-based step within the epoch, steps per epoch.
-    fn on_step(
-        &mut self,
-        _epoch: usize,
-        _step_in_epoch: usize,
-        _steps_per_epoch: usize,
-        _loss: &LossParts,
-    ) {
-    }
+    fn on_step(&mut self, _epoch: usize, _step_in_epoch: usize, _steps_per_epoch: usize, _loss: &LossParts) {}
     /// After each epoch (and its validation).
     ///
     /// # Errors
@@ -84,13 +77,7 @@ pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize, order: &mut
 /// [`Error::Config`] if there is not one whole batch, [`Error::NonFinite`] if
 /// the loss or a parameter becomes NaN or infinite (naming the step), or any
 /// error of the observer.
-pub fn fit(
-    trainer: &mut Trainer<f32>,
-    train: Samples<'_>,
-    test: Option<Samples<'_>>,
-    opts: &FitOptions,
-    obs: &mut dyn Observer,
-) -> Result<Vec<EpochMetrics>> {
+pub fn fit(trainer: &mut Trainer<f32>, train: Samples<'_>, test: Option<Samples<'_>>, opts: &FitOptions, obs: &mut dyn Observer) -> Result<Vec<EpochMetrics>> {
     let cfg = trainer.model.config().clone();
     for s in std::iter::once(&train).chain(test.as_ref()) {
         if s.dim() != cfg.input {
@@ -106,10 +93,7 @@ pub fn fit(
     if spe == 0 {
         return Err(Error::config(
             "batch_size",
-            format!(
-                "{batch} is larger than the {} training samples",
-                train.len()
-            ),
+            format!("{batch} is larger than the {} training samples", train.len()),
         ));
     }
     let code_units = cfg.width(cfg.code_layer);
@@ -123,13 +107,7 @@ pub fn fit(
             break;
         }
         let t0 = Instant::now();
-        epoch_order(
-            train.len(),
-            opts.shuffle,
-            opts.shuffle_seed,
-            epoch,
-            &mut order,
-        );
+        epoch_order(train.len(), opts.shuffle, opts.shuffle_seed, epoch, &mut order);
         let mut loss = LossMean::default();
         let mut code = CodeStats::new(code_units, code_act);
         let first = (trainer.steps() % spe as u64) as usize;
@@ -186,11 +164,7 @@ pub fn fit(
 ///
 /// # Errors
 /// [`Error::Shape`] if the samples do not match the model's input.
-pub fn evaluate(
-    model: &Autoencoder<f32>,
-    samples: Samples<'_>,
-    batch: usize,
-) -> Result<(LossParts, CodeStats)> {
+pub fn evaluate(model: &Autoencoder<f32>, samples: Samples<'_>, batch: usize) -> Result<(LossParts, CodeStats)> {
     let cfg = model.config();
     if samples.dim() != cfg.input {
         return Err(Error::shape(

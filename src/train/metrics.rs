@@ -197,9 +197,5 @@ impl EpochMetrics {
 
 /// A JSON number (`null` for NaN or infinity, which JSON cannot hold).
 pub fn json_num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        "null".to_string()
-    }
+    if v.is_finite() { format!("{v}") } else { "null".to_string() }
 }

@@ -43,12 +43,7 @@ impl<'a> Samples<'a> {
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFinite {
                 step: 0,
-                tensor: format!(
-                    "the data: sample {}, feature {} is {}",
-                    i / dim,
-                    i % dim,
-                    data[i]
-                ),
+                tensor: format!("the data: sample {}, feature {} is {}", i / dim, i % dim, data[i]),
             });
         }
         Ok(Samples::F32 { data, dim })
