@@ -8,11 +8,19 @@
 //! in the `1t` groups only. `fma_peak` measures one core's AVX-512 FMA peak
 //! (and prints it in GFLOP/s), the ceiling the `1t` numbers are read against.
 //!
+//! `<isa>-packed` and `<isa>-direct` force one loop structure on the fastest
+//! path (`Loops`), to place the crossover `params::DIRECT_SMALL`.
+//!
+//! `GEMM_BEST_OF=<n>` also prints a best-of-n table (see `best_of_table`);
+//! `GEMM_BEST_OF=200 cargo bench --bench gemm -- fma_peak` prints only it and
+//! the peak.
+//!
 //! Quick run: `cargo bench --bench gemm -- --warm-up-time 0.3
 //! --measurement-time 1 --sample-size 10 --noplot <filter>`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sparse_ae::kernels::{Epilogue, Isa, MatMut, MatRef, Parallelism, gemm_with};
+use sparse_ae::kernels::gemm::{Loops, gemm_loops};
+use sparse_ae::kernels::{Epilogue, Isa, MatMut, MatRef, Parallelism};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -51,6 +59,16 @@ const SHAPES: &[Shape] = &[
     shape("enc_dw_128x32x784_AtB", 128, 32, 784, true, false),
     // Weight gradient dW₂ = dz₂ᵀ·h: (32×784)ᵀ·(32×128).
     shape("dec_dw_784x32x128_AtB", 784, 32, 128, true, false),
+    // Batch 32 into a 1024-wide layer, forward and weight gradient.
+    shape("w1024_fwd_32x784x1024_ABt", 32, 784, 1024, false, true),
+    shape("w1024_dw_1024x32x784_AtB", 1024, 32, 784, true, false),
+    // Batch 64 and 128: where the direct and the packed loops cross over.
+    shape("b64_fwd_64x784x1024_ABt", 64, 784, 1024, false, true),
+    shape("b64_bwd_64x1024x784_AB", 64, 1024, 784, false, false),
+    shape("b128_fwd_128x784x1024_ABt", 128, 784, 1024, false, true),
+    // Batch 256: forward, backward, weight gradient of a 784 → 1024 layer.
+    shape("b256_fwd_256x784x1024_ABt", 256, 784, 1024, false, true),
+    shape("b256_dw_1024x256x784_AtB", 1024, 256, 784, true, false),
     shape("256x784x1024", 256, 784, 1024, false, false),
     shape("256x1024x784", 256, 1024, 784, false, false),
     shape("1024x256x784", 1024, 256, 784, false, false),
@@ -106,10 +124,10 @@ impl Shape {
         2 * (self.m * self.n * self.k) as u64
     }
 
-    fn run(&self, isa: Isa, par: Parallelism, ops: &mut Operands) {
+    fn run(&self, isa: Isa, par: Parallelism, loops: Loops, ops: &mut Operands) {
         let (av, bv) = self.views(&ops.a, &ops.b);
         let cv = MatMut::new(&mut ops.c, self.m, self.n);
-        gemm_with(isa, par, 1.0, av, bv, 0.0, cv, Epilogue::NONE);
+        gemm_loops(isa, par, loops, 1.0, av, bv, 0.0, cv, Epilogue::NONE);
     }
 
     fn run_matrixmultiply(&self, ops: &mut Operands) {
@@ -155,7 +173,19 @@ fn bench_shapes(c: &mut Criterion) {
         g.throughput(Throughput::Elements(s.flops()));
         for &isa in &isas {
             g.bench_function(BenchmarkId::from_parameter(isa.name()), |bch| {
-                one.install(|| bch.iter(|| s.run(isa, Parallelism::Rayon, black_box(&mut ops))))
+                one.install(|| {
+                    bch.iter(|| s.run(isa, Parallelism::Rayon, Loops::Auto, black_box(&mut ops)))
+                })
+            });
+        }
+        // Both loop structures forced, on the fastest path.
+        let best = *isas.last().expect("the scalar path is always available");
+        for (name, loops) in [("packed", Loops::Packed), ("direct", Loops::Direct)] {
+            let id = format!("{}-{name}", best.name());
+            g.bench_function(BenchmarkId::from_parameter(id), |bch| {
+                one.install(|| {
+                    bch.iter(|| s.run(best, Parallelism::Rayon, loops, black_box(&mut ops)))
+                })
             });
         }
         g.bench_function(BenchmarkId::from_parameter("matrixmultiply"), |bch| {
@@ -167,7 +197,7 @@ fn bench_shapes(c: &mut Criterion) {
         g.throughput(Throughput::Elements(s.flops()));
         for &isa in &isas {
             g.bench_function(BenchmarkId::from_parameter(isa.name()), |bch| {
-                bch.iter(|| s.run(isa, Parallelism::Rayon, black_box(&mut ops)))
+                bch.iter(|| s.run(isa, Parallelism::Rayon, Loops::Auto, black_box(&mut ops)))
             });
         }
         g.finish();
@@ -231,5 +261,61 @@ fn fma_peak(c: &mut Criterion) {
 #[cfg(not(target_arch = "x86_64"))]
 fn fma_peak(_c: &mut Criterion) {}
 
-criterion_group!(benches, fma_peak, bench_shapes);
+/// With `GEMM_BEST_OF=<n>` set: prints, for every shape, the best of n timed
+/// runs (wall clock) of the active path's `Loops::Auto` on 1 thread, of
+/// matrixmultiply, their ratio, and the 2-thread speed-up. On a machine shared
+/// with other jobs the fastest run is the one least disturbed, so these ratios
+/// are steadier than criterion's means.
+fn best_of_table(_c: &mut Criterion) {
+    let Some(n) = std::env::var("GEMM_BEST_OF")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
+        return;
+    };
+    let pool = |t: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (pool(1), pool(2));
+    let isa = Isa::active();
+    eprintln!(
+        "{:30} {:>9} {:>9} {:>6} {:>9} {:>6}",
+        "best of runs, GFLOP/s",
+        format!("{}-1t", isa.name()),
+        "mm-1t",
+        "ratio",
+        "2t",
+        "2t/1t"
+    );
+    for s in SHAPES {
+        let mut ops = s.operands();
+        let runs = n.min(((40e9 / s.flops() as f64) as usize).max(3));
+        // Best GFLOP/s of `runs` calls of `f`, timed one by one.
+        let best = |ops: &mut Operands, f: &dyn Fn(&mut Operands)| {
+            let mut t = Duration::MAX;
+            for _ in 0..runs {
+                let start = Instant::now();
+                f(ops);
+                t = t.min(start.elapsed());
+            }
+            s.flops() as f64 / t.as_secs_f64() / 1e9
+        };
+        let ours = |o: &mut Operands| s.run(isa, Parallelism::Rayon, Loops::Auto, o);
+        let one_t = one.install(|| best(&mut ops, &ours));
+        let mm = best(&mut ops, &|o| s.run_matrixmultiply(o));
+        let two_t = two.install(|| best(&mut ops, &ours));
+        let (ours, par) = (one_t, two_t);
+        eprintln!(
+            "{:30} {ours:9.1} {mm:9.1} {:6.2} {par:9.1} {:6.2}",
+            s.name,
+            ours / mm,
+            par / ours
+        );
+    }
+}
+
+criterion_group!(benches, fma_peak, best_of_table, bench_shapes);
 criterion_main!(benches);

@@ -12,7 +12,7 @@
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use sparse_ae::kernels::gemm::reference;
+use sparse_ae::kernels::gemm::{Loops, gemm_loops, reference};
 use sparse_ae::kernels::{Activation, Epilogue, Isa, MatMut, MatRef, Parallelism, gemm_with};
 
 /// Runs `f` on `isa`, or reports why it cannot.
@@ -113,6 +113,7 @@ struct Case {
     beta: f32,
     pad: usize,
     act: Option<Activation>,
+    loops: Loops,
 }
 
 impl Case {
@@ -127,6 +128,7 @@ impl Case {
             beta: 0.0,
             pad: 0,
             act: None,
+            loops: Loops::Auto,
         }
     }
 }
@@ -154,7 +156,17 @@ fn check(isa: Isa, par: Parallelism, rng: &mut StdRng, case: &Case) {
     };
     let c0 = c.clone();
     let cv = MatMut::new(&mut c, m, n).with_ld(ldc);
-    gemm_with(isa, par, case.alpha, a.view(), b.view(), case.beta, cv, epi);
+    gemm_loops(
+        isa,
+        par,
+        case.loops,
+        case.alpha,
+        a.view(),
+        b.view(),
+        case.beta,
+        cv,
+        epi,
+    );
 
     // The oracle in f64, and Σ|a||b| for the bound.
     let (a64, b64) = (a.map64(f64::from), b.map64(f64::from));
@@ -207,7 +219,8 @@ fn check(isa: Isa, par: Parallelism, rng: &mut StdRng, case: &Case) {
         let tol = gamma * bound + act_slack;
         assert!(
             (got - w).abs() <= tol || (got.is_nan() && w.is_nan()) || got == w,
-            "{isa}: m {m} n {n} k {k} ta {} tb {} α {} β {} act {:?}: C({r},{col}) = {got}, want {w} (tol {tol:e})",
+            "{isa} {:?}: m {m} n {n} k {k} ta {} tb {} α {} β {} act {:?}: C({r},{col}) = {got}, want {w} (tol {tol:e})",
+            case.loops,
             case.ta,
             case.tb,
             case.alpha,
@@ -219,11 +232,15 @@ fn check(isa: Isa, par: Parallelism, rng: &mut StdRng, case: &Case) {
 
 const SCALES: [f32; 3] = [0.0, 1.0, 2.5];
 
+/// Every loop structure: the shape-based choice and both forced.
+const LOOPS: [Loops; 3] = [Loops::Auto, Loops::Packed, Loops::Direct];
+
 /// 60 seeded shapes with every dimension in 1..=70, random transposes, α, β
-/// and row padding (strided views with NaN sentinels around them).
+/// and row padding (strided views with NaN sentinels around them), each on
+/// every loop structure.
 fn random_shapes(isa: Isa) {
     let mut rng = StdRng::seed_from_u64(0x5eed_0001);
-    for _ in 0..60 {
+    for t in 0..3 * 60 {
         let case = Case {
             m: rng.random_range(1..=70),
             n: rng.random_range(1..=70),
@@ -234,13 +251,15 @@ fn random_shapes(isa: Isa) {
             beta: SCALES[rng.random_range(0..3)],
             pad: rng.random_range(0..4),
             act: None,
+            loops: LOOPS[t % 3],
         };
         check(isa, Parallelism::Sequential, &mut rng, &case);
     }
 }
 
 /// Dimensions at and around every tile size (MR, NR of all paths ± 1),
-/// 0, 1 and primes, with all four transpose combinations.
+/// 0, 1 and primes, with all four transpose combinations, on every loop
+/// structure.
 fn edge_shapes(isa: Isa) {
     let mut rng = StdRng::seed_from_u64(0x5eed_0002);
     let dims = [0, 1, 3, 5, 7, 13, 15, 17, 31, 33, 47];
@@ -254,7 +273,10 @@ fn edge_shapes(isa: Isa) {
                 case.alpha = SCALES[t % 3];
                 case.beta = SCALES[(t / 3) % 3];
                 case.pad = t % 3;
-                check(isa, Parallelism::Sequential, &mut rng, &case);
+                for loops in LOOPS {
+                    case.loops = loops;
+                    check(isa, Parallelism::Sequential, &mut rng, &case);
+                }
             }
         }
     }
@@ -271,7 +293,10 @@ fn large_shapes(isa: Isa) {
         case.alpha = SCALES[1 + t % 2];
         case.beta = SCALES[t % 3];
         case.pad = t;
-        check(isa, Parallelism::Rayon, &mut rng, &case);
+        for loops in LOOPS {
+            case.loops = loops;
+            check(isa, Parallelism::Rayon, &mut rng, &case);
+        }
     }
     // Row strips (m > n) on the pool, and a product past one MC block.
     check(
@@ -343,30 +368,41 @@ fn epilogues(isa: Isa) {
             case.beta = SCALES[t % 3];
             case.alpha = SCALES[1 + t % 2];
             case.pad = t % 2;
-            check(isa, Parallelism::Sequential, &mut rng, &case);
+            for loops in LOOPS {
+                case.loops = loops;
+                check(isa, Parallelism::Sequential, &mut rng, &case);
+            }
         }
     }
 }
 
 /// The same product on 1 and 2 rayon threads (and sequentially) gives the
-/// same bits, for column strips and for row strips.
+/// same bits, for column strips and for row strips, on every loop structure
+/// (the small shapes run on the direct path as C and as Cᵀ).
 fn threads_bit_identical(isa: Isa) {
     let mut rng = StdRng::seed_from_u64(0x5eed_0006);
-    for &(m, n, k, ta, tb) in &[(256, 1024, 784, false, false), (1000, 130, 600, true, true)] {
+    for &(m, n, k, ta, tb) in &[
+        (256, 1024, 784, false, false),
+        (1000, 130, 600, true, true),
+        (64, 1000, 300, false, false),
+        (48, 700, 400, false, true),
+        (900, 200, 32, true, false),
+    ] {
         let a = Operand::random(&mut rng, m, k, ta, 1);
         let b = Operand::random(&mut rng, k, n, tb, 0);
         let c0: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        let run = |threads: usize, par: Parallelism| {
+        let run = |threads: usize, par: Parallelism, loops: Loops| {
             let mut c = c0.clone();
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap();
             pool.install(|| {
-                gemm_with(
+                gemm_loops(
                     isa,
                     par,
+                    loops,
                     1.5,
                     a.view(),
                     b.view(),
@@ -377,12 +413,20 @@ fn threads_bit_identical(isa: Isa) {
             });
             c
         };
-        let one = run(1, Parallelism::Rayon);
-        let two = run(2, Parallelism::Rayon);
-        let seq = run(2, Parallelism::Sequential);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert!(bits(&one) == bits(&two), "{isa}: 1 vs 2 threads differ");
-        assert!(bits(&one) == bits(&seq), "{isa}: sequential differs");
+        for loops in LOOPS {
+            let one = run(1, Parallelism::Rayon, loops);
+            let two = run(2, Parallelism::Rayon, loops);
+            let seq = run(2, Parallelism::Sequential, loops);
+            assert!(
+                bits(&one) == bits(&two),
+                "{isa} {loops:?} {m}×{n}×{k}: 1 vs 2 threads differ"
+            );
+            assert!(
+                bits(&one) == bits(&seq),
+                "{isa} {loops:?} {m}×{n}×{k}: sequential differs"
+            );
+        }
     }
 }
 

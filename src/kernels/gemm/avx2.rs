@@ -1,6 +1,7 @@
 //! AVX2 + FMA microkernel: a 6×16 tile in 12 ymm accumulators.
 
 use super::MicroKernel;
+use super::direct::StridedTile;
 use super::pack::{self, Strided};
 use super::params::{self, Blocking};
 use std::arch::x86_64::*;
@@ -36,6 +37,11 @@ impl MicroKernel for Avx2 {
         // SAFETY: the caller guarantees avx2 + fma and the C tile; the packed
         // lengths are checked above.
         unsafe { tile_avx2_fma(kc, a.as_ptr(), b.as_ptr(), c, ldc, alpha, beta) }
+    }
+
+    unsafe fn tile_strided(t: &StridedTile) {
+        // SAFETY: the caller guarantees avx2 + fma and the tile contract.
+        unsafe { super::avx2_strided::tile(t) }
     }
 }
 

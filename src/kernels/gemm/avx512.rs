@@ -1,6 +1,7 @@
 //! AVX-512F microkernel: a 14×32 tile in 28 zmm accumulators.
 
 use super::MicroKernel;
+use super::direct::StridedTile;
 use super::pack::{self, Strided};
 use super::params::{self, Blocking};
 use std::arch::x86_64::*;
@@ -39,6 +40,11 @@ impl MicroKernel for Avx512 {
         // lengths are checked above.
         unsafe { tile_avx512f(kc, a.as_ptr(), b.as_ptr(), c, ldc, alpha, beta) }
     }
+
+    unsafe fn tile_strided(t: &StridedTile) {
+        // SAFETY: the caller guarantees avx512f and the tile contract.
+        unsafe { super::avx512_strided::tile(t) }
+    }
 }
 
 /// [`pack::panels`], with the transposing case (rows running along p, cs = 1)
@@ -57,7 +63,8 @@ unsafe fn panels_gather<const W: usize>(
     depth: usize,
 ) {
     if x.cs != 1 || x.rs == 1 || x.rs > (i32::MAX / 16) as usize || rows == 0 || depth == 0 {
-        return pack::panels::<W>(dst, x, rows, depth);
+        // SAFETY: avx512f by this function's contract.
+        return unsafe { panels_avx512f::<W>(dst, x, rows, depth) };
     }
     let need = (rows - 1) * x.rs + depth;
     assert!(need <= x.data.len(), "pack: view exceeds its slice");
@@ -65,6 +72,21 @@ unsafe fn panels_gather<const W: usize>(
     // SAFETY: avx512f by this function's contract; the source extent and the
     // dst length are checked above.
     unsafe { gather_avx512f::<W>(dst.as_mut_ptr(), x.data.as_ptr(), x.rs, rows, depth) }
+}
+
+/// [`pack::panels`] compiled with AVX-512, so that its runs of W floats move
+/// as whole zmm registers.
+///
+/// # Safety
+/// avx512f is available.
+#[target_feature(enable = "avx512f")]
+unsafe fn panels_avx512f<const W: usize>(
+    dst: &mut [f32],
+    x: Strided<'_>,
+    rows: usize,
+    depth: usize,
+) {
+    pack::panels::<W>(dst, x, rows, depth)
 }
 
 /// Writes `⌈rows/W⌉` panels of W·depth floats at `dst`:
@@ -148,6 +170,13 @@ unsafe fn body<const M: usize, const V: usize>(
 ) {
     // SAFETY: every pointer offset stays within the extents in the contract.
     unsafe {
+        // Start fetching the C tile now, so that its lines are in L1 when the
+        // sums are stored (a store to a missing line waits for it).
+        for i in 0..M {
+            for v in 0..V {
+                _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc + 16 * v).cast());
+            }
+        }
         let mut acc = [[_mm512_setzero_ps(); V]; M];
         let (mut ap, mut bp) = (a, b);
         for _ in 0..kc {

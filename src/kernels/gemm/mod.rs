@@ -3,11 +3,23 @@
 //! Row-major storage with leading dimensions, `op` = identity or transpose per
 //! operand, and an optional fused epilogue (bias per column of C, then an
 //! activation) applied while each block of C is still in cache.
+//!
+//! Two loop structures share the register tiles ([`Loops`]): the packed,
+//! cache-blocked nest of `params` for large products, and the direct loops of
+//! `direct`, which read the operands in place, for products with a small side
+//! (the batch of a training step, or k = batch in a weight gradient). Each
+//! path has a packed microkernel (`tile`) and a strided one (`tile_strided`,
+//! also used on the packed path's edge tiles), with scalar twins in `scalar`.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_strided;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_strided;
+mod direct;
 mod pack;
 mod params;
 pub mod reference;
@@ -276,13 +288,7 @@ pub fn gemm(
     gemm_with(Isa::active(), Parallelism::Rayon, alpha, a, b, beta, c, epi)
 }
 
-/// [`gemm`] on a chosen path and parallelism.
-///
-/// Packed and blocked (see `params` for the loop nest and block sizes); with
-/// [`Parallelism::Rayon`] and at least `PAR_MIN_FLOPS` flops, C is cut into
-/// column (or row) strips of whole register tiles, one rayon task each. The
-/// k-dimension is never split, so every element of C is summed in the same
-/// order for any thread count.
+/// [`gemm`] on a chosen path and parallelism, the loops chosen by shape.
 ///
 /// # Panics
 /// On any shape mismatch, or if `isa` is not available on this CPU.
@@ -290,6 +296,46 @@ pub fn gemm(
 pub fn gemm_with(
     isa: Isa,
     par: Parallelism,
+    alpha: f32,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    beta: f32,
+    c: MatMut<'_, f32>,
+    epi: Epilogue<'_, f32>,
+) {
+    gemm_loops(isa, par, Loops::Auto, alpha, a, b, beta, c, epi)
+}
+
+/// Which loop structure runs a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loops {
+    /// [`Loops::Direct`] when m, n or k is small (`params::DIRECT_SMALL`) and
+    /// at most the small side needs packing, else [`Loops::Packed`].
+    Auto,
+    /// Packed and blocked: both operands copied into panels per cache block
+    /// (see `params` for the loop nest and block sizes).
+    Packed,
+    /// Operands read in place, the vector operand packed only when its rows
+    /// are strided; C or Cᵀ computed, whichever packs less (see `direct`).
+    Direct,
+}
+
+/// [`gemm`] on a chosen path, parallelism and loop structure.
+///
+/// With [`Parallelism::Rayon`] and at least `PAR_MIN_FLOPS` flops, C is cut
+/// into column (or row) strips of whole register tiles, one rayon task each.
+/// The k-dimension is never split, so every element of C is summed in the same
+/// order for any thread count. Both loop structures compute each element as
+/// the same chain of products in increasing p, cut at the same k-blocks only
+/// when their block depths agree, so they agree to rounding, not bit for bit.
+///
+/// # Panics
+/// On any shape mismatch, or if `isa` is not available on this CPU.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_loops(
+    isa: Isa,
+    par: Parallelism,
+    loops: Loops,
     alpha: f32,
     a: MatRef<'_, f32>,
     b: MatRef<'_, f32>,
@@ -341,6 +387,26 @@ pub fn gemm_with(
         }
         _ => 1,
     };
+    let plan = match loops {
+        Loops::Auto => direct::plan(&job.a, &job.b, m, n, k),
+        Loops::Packed => None,
+        Loops::Direct => Some(direct::orient(&job.a, &job.b, m, n, k)),
+    };
+    if let Some(plan) = plan {
+        match isa {
+            // SAFETY: as below.
+            Isa::Scalar => unsafe { direct::run::<scalar::Scalar>(&job, plan, m, n, k, threads) },
+            // SAFETY: as below, and avx2 + fma were asserted available.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { direct::run::<avx2::Avx2>(&job, plan, m, n, k, threads) },
+            // SAFETY: as below, and avx512f was asserted available.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { direct::run::<avx512::Avx512>(&job, plan, m, n, k, threads) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("only the scalar path is available off x86-64"),
+        }
+        return;
+    }
     match isa {
         // SAFETY: `check_shapes` proved that C holds an m×n view with row
         // stride ldc and that A, B and the bias fit; `c` is borrowed mutably
@@ -388,6 +454,17 @@ pub(crate) trait MicroKernel {
     /// # Panics
     /// If `a` has fewer than MR·kc or `b` fewer than NR·kc elements.
     unsafe fn tile(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, alpha: f32, beta: f32);
+
+    /// The strided tile product of [`direct::StridedTile`]: at most MR×NR,
+    /// operands read in place. Each element is Σₚ summed in increasing p
+    /// (fused where the path has FMA), then stored as round(α·Σ) + round(β·c).
+    ///
+    /// # Safety
+    /// The CPU has the kernel's features; `t.m ≤ MR`, `t.n ≤ NR`; Ã holds
+    /// `t.m × t.k` and B̃ `t.k × t.n` readable elements through their strides;
+    /// C̃ is `t.m × t.n` through its strides, writable, readable when β ≠ 0, and
+    /// not accessed concurrently.
+    unsafe fn tile_strided(t: &direct::StridedTile);
 }
 
 /// The base pointer of C, shared by tasks that write disjoint blocks.
@@ -498,17 +575,21 @@ unsafe fn run_block<K: MicroKernel>(
     nb: usize,
     k: usize,
 ) {
+    with_buffers(|abuf, bbuf| {
+        // SAFETY: forwarded.
+        unsafe { block_loops::<K>(job, i0, j0, mb, nb, k, abuf, bbuf) }
+    })
+}
+
+/// Runs `f` on this thread's pack buffers (A block, B block), or on fresh
+/// ones if they are in use further up the stack.
+fn with_buffers<R>(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>) -> R) -> R {
     BUFFERS.with(|cell| match cell.try_borrow_mut() {
         Ok(mut bufs) => {
             let (abuf, bbuf) = &mut *bufs;
-            // SAFETY: forwarded.
-            unsafe { block_loops::<K>(job, i0, j0, mb, nb, k, abuf, bbuf) }
+            f(abuf, bbuf)
         }
-        Err(_) => {
-            let (mut abuf, mut bbuf) = (Vec::new(), Vec::new());
-            // SAFETY: forwarded.
-            unsafe { block_loops::<K>(job, i0, j0, mb, nb, k, &mut abuf, &mut bbuf) }
-        }
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
     })
 }
 
@@ -532,11 +613,12 @@ unsafe fn block_loops<K: MicroKernel>(
     let abuf = aligned(abuf, mc * kc);
     let bbuf = aligned(bbuf, kc * nc);
     let has_epi = job.bias.is_some() || job.act != Activation::Linear;
-    let mut scratch = [0.0f32; params::MAX_TILE];
+    // k-blocks of at most KC, all of about the same depth.
+    let kcb = k.div_ceil(k.div_ceil(kc));
     for ic in (0..mb).step_by(mc) {
         let mc_e = mc.min(mb - ic);
-        for pc in (0..k).step_by(kc) {
-            let kc_e = kc.min(k - pc);
+        for pc in (0..k).step_by(kcb) {
+            let kc_e = kcb.min(k - pc);
             let beta = if pc == 0 { job.beta } else { 1.0 };
             let last = pc + kc_e == k;
             // SAFETY: the caller guarantees K's features.
@@ -558,19 +640,26 @@ unsafe fn block_loops<K: MicroKernel>(
                             // SAFETY: a full tile inside C; the caller owns it.
                             unsafe { K::tile(kc_e, ap, bp, ct, job.ldc, job.alpha, beta) };
                         } else {
-                            let t = &mut scratch[..mr * nr];
-                            // SAFETY: the scratch tile is MR×NR with stride NR.
-                            unsafe { K::tile(kc_e, ap, bp, t.as_mut_ptr(), nr, job.alpha, 0.0) };
-                            for i in 0..mr_e {
-                                for j in 0..nr_e {
-                                    let v = t[i * nr + j];
-                                    // SAFETY: (row + i, col + j) is inside C.
-                                    unsafe {
-                                        let cij = ct.add(i * job.ldc + j);
-                                        *cij = if beta == 0.0 { v } else { v + beta * *cij };
-                                    }
-                                }
-                            }
+                            // An edge tile: only its m×n part is computed.
+                            let t = direct::StridedTile {
+                                m: mr_e,
+                                n: nr_e,
+                                k: kc_e,
+                                a: ap.as_ptr(),
+                                rsa: 1,
+                                csa: mr,
+                                b: bp.as_ptr(),
+                                ldb: nr,
+                                c: ct,
+                                rsc: job.ldc,
+                                csc: 1,
+                                alpha: job.alpha,
+                                beta,
+                            };
+                            // SAFETY: the packed panels hold MR×kc and
+                            // kc×NR floats; the m×n part of the tile is inside
+                            // C and owned by the caller.
+                            unsafe { K::tile_strided(&t) };
                         }
                         if last && has_epi {
                             let bias = job.bias.map(|b| &b[col..col + nr_e]);
@@ -662,6 +751,95 @@ mod tests {
             "kernel path {isa} is not available on this CI machine"
         );
         eprintln!("skipping {isa}");
+    }
+
+    /// Every strided tile shape (1..=MR × 1..=NR), both layouts of Ã, C̃ as C
+    /// and as Cᵀ, β = 0 over NaN and β = 2.5: the same values as the scalar
+    /// twin, exactly (small integers make every sum exact), and nothing
+    /// written outside the tile.
+    fn strided_matches_scalar<K: MicroKernel>() {
+        let Blocking { mr, nr, .. } = K::P;
+        let k = 37;
+        let int = |x: usize| ((x * 7919) % 9) as f32 - 4.0;
+        let a: Vec<f32> = (0..mr * k).map(int).collect();
+        let b: Vec<f32> = (0..k * (nr + 5)).map(|x| int(x + 3)).collect();
+        for m in 1..=mr {
+            for n in 1..=nr {
+                for (rsa, csa) in [(k, 1), (1, mr)] {
+                    for (rsc, csc) in [(nr + 2, 1), (1, mr + 3)] {
+                        for beta in [0.0, 2.5] {
+                            let len = (m - 1) * rsc + (n - 1) * csc + 1 + 8;
+                            let c0: Vec<f32> = (0..len)
+                                .map(|x| if beta == 0.0 { f32::NAN } else { int(x + 1) })
+                                .collect();
+                            let run = |scalar: bool| {
+                                let mut c = c0.clone();
+                                let t = direct::StridedTile {
+                                    m,
+                                    n,
+                                    k,
+                                    a: a.as_ptr(),
+                                    rsa,
+                                    csa,
+                                    b: b.as_ptr(),
+                                    ldb: nr + 5,
+                                    c: c.as_mut_ptr(),
+                                    rsc,
+                                    csc,
+                                    alpha: 1.5,
+                                    beta,
+                                };
+                                // SAFETY: Ã (mr×k either way), B̃ (k×(nr+5))
+                                // and C̃ (len covers its last element) hold
+                                // the tile; the caller checked the features.
+                                unsafe {
+                                    if scalar {
+                                        scalar::strided(&t)
+                                    } else {
+                                        K::tile_strided(&t)
+                                    }
+                                };
+                                c
+                            };
+                            let (want, got) = (run(true), run(false));
+                            for (x, (w, g)) in want.iter().zip(&got).enumerate() {
+                                assert!(
+                                    w.to_bits() == g.to_bits(),
+                                    "{:?} m {m} n {n} rsa {rsa} rsc {rsc} β {beta}: [{x}] {g} vs {w}",
+                                    K::P
+                                );
+                            }
+                            let inside = (0..m)
+                                .flat_map(|i| (0..n).map(move |j| i * rsc + j * csc))
+                                .collect::<Vec<_>>();
+                            for (x, v) in got.iter().enumerate() {
+                                if !inside.contains(&x) && beta == 0.0 {
+                                    assert!(v.is_nan(), "{:?}: [{x}] written outside", K::P);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_tiles_match_scalar() {
+        strided_matches_scalar::<scalar::Scalar>();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if Isa::Avx2.is_available() {
+                strided_matches_scalar::<avx2::Avx2>();
+            } else {
+                skip("avx2");
+            }
+            if Isa::Avx512.is_available() {
+                strided_matches_scalar::<avx512::Avx512>();
+            } else {
+                skip("avx512");
+            }
+        }
     }
 
     #[test]

@@ -47,6 +47,7 @@ static ZEROS: [f32; 1024] = [0.0; 1024];
 /// # Panics
 /// If `dst` has fewer than `⌈rows/W⌉·W·depth` elements, `depth > 1024`, or the
 /// view does not hold the block.
+#[inline(always)]
 pub(crate) fn panels<const W: usize>(dst: &mut [f32], x: Strided<'_>, rows: usize, depth: usize) {
     assert!(depth <= ZEROS.len(), "pack: depth {depth} exceeds 1024");
     let n_panels = rows.div_ceil(W);

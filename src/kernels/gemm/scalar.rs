@@ -1,6 +1,7 @@
 //! Portable microkernel: the specification the SIMD tiles are tested against.
 
 use super::MicroKernel;
+use super::direct::StridedTile;
 use super::pack::{self, Strided};
 use super::params::{self, Blocking};
 
@@ -43,6 +44,40 @@ impl MicroKernel for Scalar {
                         alpha * v + beta * *cij
                     };
                 }
+            }
+        }
+    }
+
+    unsafe fn tile_strided(t: &StridedTile) {
+        // SAFETY: forwarded contract of `tile_strided`.
+        unsafe { strided(t) }
+    }
+}
+
+/// [`StridedTile`] by the definition: `acc = Σ_p ã(i,p)·b̃(p,j)` in increasing
+/// p, then `c ← α·acc + β·c` (C not read when β = 0).
+///
+/// # Safety
+/// As [`MicroKernel::tile_strided`].
+pub(crate) unsafe fn strided(t: &StridedTile) {
+    for i in 0..t.m {
+        for j in 0..t.n {
+            let mut acc = 0.0f32;
+            for p in 0..t.k {
+                // SAFETY: (i, p) of Ã and (p, j) of B̃ are inside their
+                // extents by the contract.
+                unsafe {
+                    acc += *t.a.add(i * t.rsa + p * t.csa) * *t.b.add(p * t.ldb + j);
+                }
+            }
+            // SAFETY: (i, j) of C̃ is inside the tile.
+            unsafe {
+                let cij = t.c.add(i * t.rsc + j * t.csc);
+                *cij = if t.beta == 0.0 {
+                    t.alpha * acc
+                } else {
+                    t.alpha * acc + t.beta * *cij
+                };
             }
         }
     }
