@@ -89,7 +89,20 @@ pub fn fit(
     train: Samples<'_>,
     test: Option<Samples<'_>>,
     opts: &FitOptions,
-    obs: &mut dyn Observer,
+    obs: &mut (dyn Observer + Send),
+) -> Result<Vec<EpochMetrics>> {
+    // The loop runs on a thread of the rayon pool, so the parallel kernels it
+    // calls push their tasks on that thread's own deque instead of the
+    // pool's injection queue (which allocates as it grows).
+    rayon::scope(|_| fit_in_pool(trainer, train, test, opts, obs))
+}
+
+fn fit_in_pool(
+    trainer: &mut Trainer<f32>,
+    train: Samples<'_>,
+    test: Option<Samples<'_>>,
+    opts: &FitOptions,
+    obs: &mut (dyn Observer + Send),
 ) -> Result<Vec<EpochMetrics>> {
     let cfg = trainer.model.config().clone();
     for s in std::iter::once(&train).chain(test.as_ref()) {

@@ -58,6 +58,7 @@ impl<T: Real> Trainer<T> {
                 ),
             ));
         }
+        crate::kernels::gemm::reserve_pack_buffers();
         let n = model.params.len();
         let noisy = match model.config().noise {
             Noise::None => Vec::new(),

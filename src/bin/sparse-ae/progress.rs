@@ -7,7 +7,8 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 /// What to do after each epoch (write metrics, save a checkpoint).
-pub type EpochHook<'a> = Box<dyn FnMut(&EpochMetrics, &Trainer<f32>) -> sparse_ae::Result<()> + 'a>;
+pub type EpochHook<'a> =
+    Box<dyn FnMut(&EpochMetrics, &Trainer<f32>) -> sparse_ae::Result<()> + Send + 'a>;
 
 /// Per-epoch output, metrics file, checkpoints.
 pub struct Progress<'a> {

@@ -547,6 +547,24 @@ unsafe fn run<K: MicroKernel>(job: &Job<'_>, m: usize, n: usize, k: usize, threa
     });
 }
 
+/// Floats reserved in each pack buffer: the largest A block (AVX-512's
+/// MC·KC); every B block and direct-path buffer is smaller.
+const RESERVED_FLOATS: usize = params::AVX512.mc * params::AVX512.kc + 16;
+
+/// Allocates the pack buffers of every thread of the current rayon pool
+/// (and of the calling thread) now, at their full size, so that no later
+/// product allocates — whichever thread happens to run it.
+pub fn reserve_pack_buffers() {
+    let touch = || {
+        with_buffers(|a, b| {
+            aligned(a, RESERVED_FLOATS - 16);
+            aligned(b, RESERVED_FLOATS - 16);
+        })
+    };
+    rayon::broadcast(|_| touch());
+    touch();
+}
+
 thread_local! {
     /// Reusable pack buffers of this thread: (A block, B block).
     static BUFFERS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
@@ -556,7 +574,10 @@ thread_local! {
 /// when needed.
 fn aligned(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if v.len() < len + 16 {
-        v.resize(len + 16, 0.0);
+        // A fresh zeroed buffer (its pages are only touched when used) at
+        // least as large as the largest block of any path, so a thread's
+        // buffers are allocated once, at its first product.
+        *v = vec![0.0; (len + 16).max(RESERVED_FLOATS)];
     }
     let off = v.as_ptr().align_offset(64).min(16);
     &mut v[off..off + len]
