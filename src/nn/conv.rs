@@ -40,6 +40,7 @@
 //! (All columns share im2col/col2im; the run predates the vectorised
 //! stride-1 loop of col2im, which was half of the Conv(16→1) backward time.)
 
+use super::conv_shift::{self, ShiftBufs};
 use crate::error::{Error, Result};
 use crate::kernels::{Activation, Epilogue, MatMut, MatRef, Real};
 use rayon::prelude::*;
@@ -202,11 +203,42 @@ impl Conv2dShape {
     }
 }
 
+/// How a convolution is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvAlgo {
+    /// The measured best per pass: [`ConvAlgo::Shifted`] where it applies
+    /// and pays (see [`ConvAlgo::uses_shifted`]), im2col otherwise.
+    Auto,
+    /// im2col + GEMM forward; GEMMs and col2im backward.
+    Im2col,
+    /// Shifted planes (`conv_shift`) in both passes whenever the stride is 1,
+    /// im2col otherwise.
+    Shifted,
+}
+
+impl ConvAlgo {
+    /// Whether the (forward, backward) pass of `s` runs on shifted planes.
+    /// `Auto` takes them for stride 1 with one output channel in the forward
+    /// pass (where the GEMM would have m = 1), and with `out_c ≤ in_c` in the
+    /// backward pass (where D has no more rows than im2col).
+    pub fn uses_shifted(self, s: &Conv2dShape) -> (bool, bool) {
+        if s.stride != 1 {
+            return (false, false);
+        }
+        match self {
+            ConvAlgo::Auto => (s.out_c == 1, s.out_c <= s.in_c),
+            ConvAlgo::Im2col => (false, false),
+            ConvAlgo::Shifted => (true, true),
+        }
+    }
+}
+
 /// One sample group's buffers: the im2col matrix (reused for dcol in the
-/// backward pass) and partial parameter gradients.
+/// backward pass), the shifted-plane buffers, and partial parameter gradients.
 #[derive(Clone, Debug)]
 struct Group<T> {
     col: Vec<T>,
+    shift: ShiftBufs<T>,
     dw: Vec<T>,
     db: Vec<T>,
 }
@@ -219,23 +251,41 @@ pub struct ConvScratch<T> {
     batch: usize,
     shape: Conv2dShape,
     per_group: usize,
+    fwd_shift: bool,
+    bwd_shift: bool,
+    wt: Vec<T>,
     groups: Vec<Group<T>>,
 }
 
 impl<T: Real> ConvScratch<T> {
-    /// Scratch for `batch` samples of `shape`.
+    /// Scratch for `batch` samples of `shape`, computed by [`ConvAlgo::Auto`].
     ///
     /// # Panics
     /// If the shape is invalid (see [`Conv2dShape::validate`]).
     pub fn new(batch: usize, shape: &Conv2dShape) -> ConvScratch<T> {
+        ConvScratch::with_algo(batch, shape, ConvAlgo::Auto)
+    }
+
+    /// Scratch for `batch` samples of `shape`, computed by `algo`.
+    ///
+    /// # Panics
+    /// If the shape is invalid (see [`Conv2dShape::validate`]).
+    pub fn with_algo(batch: usize, shape: &Conv2dShape, algo: ConvAlgo) -> ConvScratch<T> {
         shape.validate().expect("ConvScratch::new: invalid shape");
+        let (fwd_shift, bwd_shift) = algo.uses_shifted(shape);
         let n_groups = batch.clamp(1, MAX_GROUPS);
         let per_group = batch.div_ceil(n_groups).max(1);
         let n_groups = batch.div_ceil(per_group).max(1);
         let p = shape.out_h() * shape.out_w();
+        let col_len = if fwd_shift && bwd_shift {
+            0
+        } else {
+            shape.k() * p
+        };
         let groups = (0..n_groups)
             .map(|_| Group {
-                col: vec![T::ZERO; shape.k() * p],
+                col: vec![T::ZERO; col_len],
+                shift: ShiftBufs::new(shape, fwd_shift, bwd_shift),
                 dw: vec![T::ZERO; shape.weight_len()],
                 db: vec![T::ZERO; shape.out_c],
             })
@@ -244,6 +294,9 @@ impl<T: Real> ConvScratch<T> {
             batch,
             shape: *shape,
             per_group,
+            fwd_shift,
+            bwd_shift,
+            wt: vec![T::ZERO; if bwd_shift { shape.weight_len() } else { 0 }],
             groups,
         }
     }
@@ -396,6 +449,7 @@ pub fn conv2d_forward<T: Real>(
     }
     let (p, k, g) = (s.out_h() * s.out_w(), s.k(), scratch.per_group);
     let w_m = MatRef::new(w, s.out_c, k);
+    let shifted = scratch.fwd_shift;
     y.par_chunks_mut(g * s.out_len())
         .zip(x.par_chunks(g * s.in_len()))
         .zip(scratch.groups.par_iter_mut())
@@ -404,6 +458,10 @@ pub fn conv2d_forward<T: Real>(
                 .chunks_exact_mut(s.out_len())
                 .zip(xg.chunks_exact(s.in_len()))
             {
+                if shifted {
+                    conv_shift::forward_sample(yn, xn, w, b, &s, act, &mut grp.shift);
+                    continue;
+                }
                 im2col(&mut grp.col, p, xn, &s);
                 for (row, &bo) in yn.chunks_exact_mut(p).zip(b) {
                     row.fill(bo);
@@ -457,6 +515,11 @@ pub fn conv2d_backward<T: Real>(
     }
     let (p, k, g) = (s.out_h() * s.out_w(), s.k(), scratch.per_group);
     let w_m = MatRef::new(w, s.out_c, k);
+    let shifted = scratch.bwd_shift;
+    if shifted {
+        conv_shift::transpose_weight(&mut scratch.wt, w, &s);
+    }
+    let wt = &scratch.wt[..];
     let groups = &mut scratch.groups[..batch.div_ceil(g)];
     let run = |dz_g: &[T], x_g: &[T], dx_g: Option<&mut [T]>, grp: &mut Group<T>| {
         grp.db.fill(T::ZERO);
@@ -466,6 +529,14 @@ pub fn conv2d_backward<T: Real>(
             .zip(x_g.chunks_exact(s.in_len()))
             .enumerate()
         {
+            for (acc, row) in grp.db.iter_mut().zip(dzn.chunks_exact(p)) {
+                *acc += row.iter().fold(T::ZERO, |a, &v| a + v);
+            }
+            let dxn = dx_samples.as_mut().and_then(|it| it.next());
+            if shifted {
+                conv_shift::backward_sample(dxn, dzn, xn, wt, &s, n == 0, &mut grp.shift);
+                continue;
+            }
             im2col(&mut grp.col, p, xn, &s);
             let dz_m = MatRef::new(dzn, s.out_c, p);
             T::gemm(
@@ -476,10 +547,7 @@ pub fn conv2d_backward<T: Real>(
                 MatMut::new(&mut grp.dw, s.out_c, k),
                 Epilogue::NONE,
             );
-            for (acc, row) in grp.db.iter_mut().zip(dzn.chunks_exact(p)) {
-                *acc += row.iter().fold(T::ZERO, |a, &v| a + v);
-            }
-            if let Some(dxn) = dx_samples.as_mut().and_then(|it| it.next()) {
+            if let Some(dxn) = dxn {
                 T::gemm(
                     T::ONE,
                     w_m.t(),
@@ -491,6 +559,9 @@ pub fn conv2d_backward<T: Real>(
                 dxn.fill(T::ZERO);
                 col2im(dxn, &grp.col, p, &s);
             }
+        }
+        if shifted {
+            conv_shift::untranspose_dw(&mut grp.dw, &grp.shift, &s);
         }
     };
     let dz_chunks = dz.par_chunks(g * s.out_len());
