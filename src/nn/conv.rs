@@ -347,7 +347,7 @@ pub fn im2col<T: Real>(col: &mut [T], ld: usize, x: &[T], s: &Conv2dShape) {
                     }
                     let x0 = j0 * s.stride + v - s.pad;
                     if s.stride == 1 {
-                        dst[j0..j1].copy_from_slice(&src[x0..x0 + (j1 - j0)]);
+                        conv_shift::copy_row(&mut dst[j0..j1], &src[x0..x0 + (j1 - j0)]);
                     } else {
                         for (d, &xv) in dst[j0..j1]
                             .iter_mut()

@@ -83,6 +83,34 @@ impl<T: Real> ShiftBufs<T> {
     }
 }
 
+/// `dst ← src` for a short row (an image row of a few dozen values), in
+/// fixed-size pieces the compiler turns into vector moves; `copy_from_slice`
+/// calls `memcpy`, whose set-up costs as much as such a row.
+///
+/// # Panics
+/// If the lengths differ.
+#[inline]
+pub(crate) fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
+    assert_eq!(dst.len(), src.len(), "copy_row: lengths differ");
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (a, b) in (&mut d).zip(&mut s) {
+        let a: &mut [T; 8] = a.try_into().expect("chunks of 8");
+        *a = b.try_into().expect("chunks of 8");
+    }
+    let (mut d, mut s) = (d.into_remainder(), s.remainder());
+    for piece in [4, 2, 1] {
+        if d.len() >= piece {
+            let (dh, dt) = d.split_at_mut(piece);
+            let (sh, st) = s.split_at(piece);
+            for (a, &b) in dh.iter_mut().zip(sh) {
+                *a = b;
+            }
+            (d, s) = (dt, st);
+        }
+    }
+}
+
 /// `xp ← pad(x)` for one sample: writes the interior, leaves the border
 /// (zero since allocation).
 fn pad_input<T: Real>(xp: &mut [T], x: &[T], s: &Conv2dShape, pl: &Planes) {
@@ -93,7 +121,7 @@ fn pad_input<T: Real>(xp: &mut [T], x: &[T], s: &Conv2dShape, pl: &Planes) {
     {
         for (y, row) in xc.chunks_exact(w).enumerate() {
             let at = (y + p) * pl.wp + p;
-            xpc[at..at + w].copy_from_slice(row);
+            copy_row(&mut xpc[at..at + w], row);
         }
     }
 }
@@ -126,24 +154,26 @@ pub(crate) fn forward_sample<T: Real>(
             }
         }
         for (i, row) in yo.chunks_exact_mut(ow).enumerate() {
-            row.copy_from_slice(&acc[i * pl.wp..i * pl.wp + ow]);
+            copy_row(row, &acc[i * pl.wp..i * pl.wp + ow]);
         }
         T::act_forward(act, yo);
     }
 }
 
-/// `D ← shift(dz)` for one sample (see the module doc): writes the positions
-/// `(i+u)·Wp + j + v` of every row, the rest stays zero.
+/// `D ← shift(dz)` for one sample (see the module doc). Row (o, 0, 0) is dz_o
+/// in padded coordinates (`dz[o,i,j]` at `i·Wp + j`, zeros between rows);
+/// row (o, u, v) is the same `L` values shifted right by `u·Wp + v`, copied in
+/// one piece. Positions no shift reaches stay zero.
 fn place_dz<T: Real>(d: &mut [T], dz: &[T], s: &Conv2dShape, pl: &Planes) {
     let (oh, ow, kk) = (s.out_h(), s.out_w(), s.kh * s.kw);
-    for (o, dzo) in dz.chunks_exact(oh * ow).enumerate() {
-        for uv in 0..kk {
-            let row = &mut d[(o * kk + uv) * pl.s..(o * kk + uv + 1) * pl.s];
-            let off = (uv / s.kw) * pl.wp + uv % s.kw;
-            for (i, src) in dzo.chunks_exact(ow).enumerate() {
-                let at = off + i * pl.wp;
-                row[at..at + ow].copy_from_slice(src);
-            }
+    for (dzo, rows) in dz.chunks_exact(oh * ow).zip(d.chunks_exact_mut(kk * pl.s)) {
+        let (first, rest) = rows.split_at_mut(pl.s);
+        for (i, src) in dzo.chunks_exact(ow).enumerate() {
+            copy_row(&mut first[i * pl.wp..i * pl.wp + ow], src);
+        }
+        for (uv, row) in rest.chunks_exact_mut(pl.s).enumerate() {
+            let off = ((uv + 1) / s.kw) * pl.wp + (uv + 1) % s.kw;
+            row[off..off + pl.len].copy_from_slice(&first[..pl.len]);
         }
     }
 }
@@ -202,7 +232,7 @@ pub(crate) fn backward_sample<T: Real>(
         {
             for (y, row) in dxc.chunks_exact_mut(w).enumerate() {
                 let at = (y + p) * pl.wp + p;
-                row.copy_from_slice(&dxpc[at..at + w]);
+                copy_row(row, &dxpc[at..at + w]);
             }
         }
     }
