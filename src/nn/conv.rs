@@ -218,15 +218,20 @@ pub enum ConvAlgo {
 
 impl ConvAlgo {
     /// Whether the (forward, backward) pass of `s` runs on shifted planes.
-    /// `Auto` takes them for stride 1 with one output channel in the forward
-    /// pass (where the GEMM would have m = 1), and with `out_c ≤ in_c` in the
-    /// backward pass (where D has no more rows than im2col).
+    /// `Auto` takes them for stride 1: in the forward pass with one output
+    /// channel (where the GEMM would have m = 1) or when im2col would copy at
+    /// least twice as many short image rows (`in_c·kh·kw` per output row) as
+    /// padding the input and cropping the output do (`in_c + out_c`); in the
+    /// backward pass with `out_c ≤ in_c` (D has no more rows than im2col).
     pub fn uses_shifted(self, s: &Conv2dShape) -> (bool, bool) {
         if s.stride != 1 {
             return (false, false);
         }
         match self {
-            ConvAlgo::Auto => (s.out_c == 1, s.out_c <= s.in_c),
+            ConvAlgo::Auto => (
+                s.out_c == 1 || s.k() >= 2 * (s.in_c + s.out_c),
+                s.out_c <= s.in_c,
+            ),
             ConvAlgo::Im2col => (false, false),
             ConvAlgo::Shifted => (true, true),
         }

@@ -55,13 +55,15 @@ impl Planes {
 }
 
 /// One sample group's buffers: the padded input (`in_c × S`), the forward
-/// accumulator (`L`), and for the backward pass D (`out_c·kh·kw × S`), the
+/// accumulator (`out_c × L`) and, with more than one output channel, the
+/// shifted copies of the input (`in_c·kh·kw × L`); for the backward pass D (`out_c·kh·kw × S`), the
 /// padded input gradient (`in_c × S`) and the transposed weight gradient
 /// (`out_c·kh·kw × in_c`).
 #[derive(Clone, Debug)]
 pub(crate) struct ShiftBufs<T> {
     xp: Vec<T>,
     acc: Vec<T>,
+    xsh: Vec<T>,
     d: Vec<T>,
     dxp: Vec<T>,
     dwt: Vec<T>,
@@ -75,7 +77,8 @@ impl<T: Real> ShiftBufs<T> {
         let z = |on: bool, n: usize| vec![T::ZERO; if on { n } else { 0 }];
         ShiftBufs {
             xp: z(fwd || bwd, s.in_c * pl.s),
-            acc: z(fwd, pl.len),
+            acc: z(fwd, s.out_c * pl.len),
+            xsh: z(fwd && s.out_c > 1, s.k() * pl.len),
             d: z(bwd, okk * pl.s),
             dxp: z(bwd, s.in_c * pl.s),
             dwt: z(bwd, okk * s.in_c),
@@ -126,8 +129,10 @@ fn pad_input<T: Real>(xp: &mut [T], x: &[T], s: &Conv2dShape, pl: &Planes) {
     }
 }
 
-/// Forward of one sample: `y ← act(conv(x, W) + b)` as in the module doc, one
-/// output channel at a time (axpy per tap).
+/// Forward of one sample: `y ← act(conv(x, W) + b)` as in the module doc.
+/// One output channel: one axpy per tap. More: the shifted copies
+/// `X[(c,u,v), t] = xp_c[t + u·Wp + v]` (one contiguous copy per row, where
+/// im2col copies every output row separately) and one GEMM `W·X`.
 pub(crate) fn forward_sample<T: Real>(
     y: &mut [T],
     x: &[T],
@@ -140,19 +145,37 @@ pub(crate) fn forward_sample<T: Real>(
     let pl = Planes::of(s);
     let (oh, ow, kk) = (s.out_h(), s.out_w(), s.kh * s.kw);
     pad_input(&mut bufs.xp, x, s, &pl);
-    let acc = &mut bufs.acc[..pl.len];
-    for ((yo, wo), &bo) in y
-        .chunks_exact_mut(oh * ow)
-        .zip(w.chunks_exact(s.in_c * kk))
-        .zip(b)
-    {
+    let off = |uv: usize| (uv / s.kw) * pl.wp + uv % s.kw;
+    for (acc, &bo) in bufs.acc.chunks_exact_mut(pl.len).zip(b) {
         acc.fill(bo);
-        for (xpc, wc) in bufs.xp.chunks_exact(pl.s).zip(wo.chunks_exact(kk)) {
+    }
+    if s.out_c == 1 {
+        let acc = &mut bufs.acc[..];
+        for (xpc, wc) in bufs.xp.chunks_exact(pl.s).zip(w.chunks_exact(kk)) {
             for (uv, &wt) in wc.iter().enumerate() {
-                let off = (uv / s.kw) * pl.wp + uv % s.kw;
-                T::axpy(wt, &xpc[off..off + pl.len], acc);
+                T::axpy(wt, &xpc[off(uv)..off(uv) + pl.len], acc);
             }
         }
+    } else {
+        for (c, xpc) in bufs.xp.chunks_exact(pl.s).enumerate() {
+            for uv in 0..kk {
+                let row = (c * kk + uv) * pl.len;
+                bufs.xsh[row..row + pl.len].copy_from_slice(&xpc[off(uv)..off(uv) + pl.len]);
+            }
+        }
+        T::gemm(
+            T::ONE,
+            MatRef::new(w, s.out_c, s.k()),
+            MatRef::new(&bufs.xsh, s.k(), pl.len),
+            T::ONE,
+            MatMut::new(&mut bufs.acc, s.out_c, pl.len),
+            Epilogue::NONE,
+        );
+    }
+    for (yo, acc) in y
+        .chunks_exact_mut(oh * ow)
+        .zip(bufs.acc.chunks_exact(pl.len))
+    {
         for (i, row) in yo.chunks_exact_mut(ow).enumerate() {
             copy_row(row, &acc[i * pl.wp..i * pl.wp + ow]);
         }
