@@ -410,6 +410,29 @@ pub fn col2im<T: Real>(x: &mut [T], col: &[T], ld: usize, s: &Conv2dShape) {
     }
 }
 
+/// `Σ v`, in 16 interleaved partial sums (lane l adds `v[l], v[l + 16], …`)
+/// added pairwise at the end, then the tail: a fixed order the compiler can
+/// vectorise, where one running sum waits on every addition in turn.
+fn sum<T: Real>(v: &[T]) -> T {
+    let mut lanes = [T::ZERO; 16];
+    let chunks = v.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    let mut width = 16;
+    while width > 1 {
+        width /= 2;
+        let (lo, hi) = lanes.split_at_mut(width);
+        for (a, &b) in lo.iter_mut().zip(&hi[..width]) {
+            *a += b;
+        }
+    }
+    tail.iter().fold(lanes[0], |a, &x| a + x)
+}
+
 /// The output columns j whose input column `j·s − p + v` lies in `[0, n)`:
 /// the half-open range `[j0, j1)` (empty when `j0 ≥ j1`, then `j0 = j1`).
 fn valid_range(v: usize, pad: usize, s: usize, n: usize, out: usize) -> (usize, usize) {
@@ -535,7 +558,7 @@ pub fn conv2d_backward<T: Real>(
             .enumerate()
         {
             for (acc, row) in grp.db.iter_mut().zip(dzn.chunks_exact(p)) {
-                *acc += row.iter().fold(T::ZERO, |a, &v| a + v);
+                *acc += sum(row);
             }
             let dxn = dx_samples.as_mut().and_then(|it| it.next());
             if shifted {

@@ -86,29 +86,26 @@ impl<T: Real> ShiftBufs<T> {
     }
 }
 
-/// `dst ← src` for a short row (an image row of a few dozen values), in
-/// fixed-size pieces the compiler turns into vector moves; `copy_from_slice`
-/// calls `memcpy`, whose set-up costs as much as such a row.
+/// `dst ← src` for a short row (an image row of a few dozen values). Rows of
+/// up to 32 values are copied in fixed-size pieces (16, 8, 4, 2, 1), which
+/// compile to a few vector moves; `copy_from_slice` calls `memcpy`, whose
+/// set-up costs as much as such a row. Longer rows use `copy_from_slice`.
 ///
 /// # Panics
 /// If the lengths differ.
 #[inline]
 pub(crate) fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
     assert_eq!(dst.len(), src.len(), "copy_row: lengths differ");
-    let mut d = dst.chunks_exact_mut(8);
-    let mut s = src.chunks_exact(8);
-    for (a, b) in (&mut d).zip(&mut s) {
-        let a: &mut [T; 8] = a.try_into().expect("chunks of 8");
-        *a = b.try_into().expect("chunks of 8");
+    if dst.len() > 32 {
+        dst.copy_from_slice(src);
+        return;
     }
-    let (mut d, mut s) = (d.into_remainder(), s.remainder());
-    for piece in [4, 2, 1] {
+    let (mut d, mut s) = (dst, src);
+    for piece in [16, 16, 8, 4, 2, 1] {
         if d.len() >= piece {
             let (dh, dt) = d.split_at_mut(piece);
             let (sh, st) = s.split_at(piece);
-            for (a, &b) in dh.iter_mut().zip(sh) {
-                *a = b;
-            }
+            dh.copy_from_slice(sh);
             (d, s) = (dt, st);
         }
     }
