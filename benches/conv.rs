@@ -18,9 +18,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sparse_ae::kernels::{Activation, Real};
-use sparse_ae::nn::conv::{
-    Conv2dShape, ConvAlgo, ConvScratch, conv2d_backward, conv2d_forward,
-};
+use sparse_ae::nn::conv::{Conv2dShape, ConvAlgo, ConvScratch, conv2d_backward, conv2d_forward};
 use sparse_ae::nn::pool::{
     maxpool2d_backward, maxpool2d_forward, upsample_nearest2d_backward, upsample_nearest2d_forward,
 };

@@ -1,5 +1,6 @@
 //! 2-D convolution (PyTorch `Conv2d`): `y = act(conv(x, W) + b)` and its
-//! backward pass, by im2col + GEMM and col2im.
+//! backward pass, by im2col + GEMM and col2im, or for stride 1 on shifted
+//! zero-padded planes ([`super::conv_shift`], chosen per pass by [`ConvAlgo`]).
 //!
 //! Layout NCHW, row-major: x: (batch, in_c, in_h, in_w), W: (out_c, in_c, kh,
 //! kw) exactly as PyTorch stores it, b: (out_c), y: (batch, out_c, out_h, out_w)
@@ -18,27 +19,25 @@
 //! onto the pixel it was copied from).
 //!
 //! Work is split over samples: the batch is cut into at most
-//! [`MAX_GROUPS`] contiguous groups, each with its own im2col buffer and partial
+//! [`MAX_GROUPS`] contiguous groups, each with its own buffers and partial
 //! dW, db, run as rayon tasks; the partials are summed in group order. The
 //! grouping depends only on the batch size, so results are bit-identical for
-//! any thread count.
+//! any thread count. (Measured earlier, this beat one whole-batch im2col + one
+//! big GEMM, which must permute its `(out_c, batch·P)` result into NCHW.)
 //!
-//! Measured at batch 64 on the four W6 layers in f32 on two Ice Lake cores
-//! (`cargo bench --bench conv`, forward / backward in ms), this scheme beat
-//! both one whole-batch im2col + one big GEMM (which must then permute its
-//! `(out_c, batch·P)` result into NCHW, and dz back for the backward pass) and
-//! a direct (no im2col) convolution of the one-channel first layer:
+//! im2col is wasteful in two places: with one output channel the GEMMs have
+//! m = 1 (forward, dW) or k = 1 (dcol), and for 14×14 images with 144 taps it
+//! copies 144·14 short rows per sample. The shifted planes avoid both. At
+//! batch 64 in f32 on two Ice Lake cores (`cargo bench --bench conv`, load
+//! about 2, forward / backward in ms):
 //!
 //! ```text
-//!                      groups      1 thread    whole batch   direct
-//! Conv(1→16)  28×28   0.33/0.70   0.54/1.31   0.50/1.40     0.89/–
-//! Conv(16→8)  14×14   0.62/1.37   1.17/2.58   1.61/3.67
-//! Conv(8→16)  14×14   0.44/0.96   0.75/1.79   0.88/2.20
-//! Conv(16→1)  28×28   1.58/5.14   2.99/9.83   3.94/12.6
+//!                      im2col      shifted     ConvAlgo::Auto takes
+//! Conv(1→16)  28×28   0.60/1.19   0.68/5.45   im2col / im2col
+//! Conv(16→8)  14×14   1.27/1.99   0.45/0.77   shifted / shifted
+//! Conv(8→16)  14×14   0.52/0.77   0.34/1.19   shifted / im2col
+//! Conv(16→1)  28×28   1.76/3.13   0.40/0.72   shifted / shifted
 //! ```
-//!
-//! (All columns share im2col/col2im; the run predates the vectorised
-//! stride-1 loop of col2im, which was half of the Conv(16→1) backward time.)
 
 use super::conv_shift::{self, ShiftBufs};
 use crate::error::{Error, Result};

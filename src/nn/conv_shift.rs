@@ -115,10 +115,7 @@ pub(crate) fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
 /// (zero since allocation).
 fn pad_input<T: Real>(xp: &mut [T], x: &[T], s: &Conv2dShape, pl: &Planes) {
     let (p, w) = (s.pad, s.in_w);
-    for (xpc, xc) in xp
-        .chunks_exact_mut(pl.s)
-        .zip(x.chunks_exact(s.in_h * w))
-    {
+    for (xpc, xc) in xp.chunks_exact_mut(pl.s).zip(x.chunks_exact(s.in_h * w)) {
         for (y, row) in xc.chunks_exact(w).enumerate() {
             let at = (y + p) * pl.wp + p;
             copy_row(&mut xpc[at..at + w], row);

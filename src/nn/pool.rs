@@ -110,7 +110,11 @@ fn pool_plane<T: Real>(
     k: usize,
     stride: usize,
 ) {
-    for (i, (yr, ar)) in yp.chunks_exact_mut(ow).zip(ap.chunks_exact_mut(ow)).enumerate() {
+    for (i, (yr, ar)) in yp
+        .chunks_exact_mut(ow)
+        .zip(ap.chunks_exact_mut(ow))
+        .enumerate()
+    {
         for (j, (yv, av)) in yr.iter_mut().zip(ar).enumerate() {
             let first = i * stride * w + j * stride;
             let (mut best, mut at) = (xp[first], first);
@@ -130,7 +134,11 @@ fn pool_plane<T: Real>(
 /// candidates x[2i, 2j], x[2i, 2j+1], x[2i+1, 2j], x[2i+1, 2j+1] in that
 /// (row-major) order, as [`pool_plane`] visits them.
 fn pool_plane_2x2<T: Real>(yp: &mut [T], ap: &mut [u32], xp: &[T], w: usize, ow: usize) {
-    for (i, (yr, ar)) in yp.chunks_exact_mut(ow).zip(ap.chunks_exact_mut(ow)).enumerate() {
+    for (i, (yr, ar)) in yp
+        .chunks_exact_mut(ow)
+        .zip(ap.chunks_exact_mut(ow))
+        .enumerate()
+    {
         let top = 2 * i * w;
         let r0 = &xp[top..top + 2 * ow];
         let r1 = &xp[top + w..top + w + 2 * ow];
