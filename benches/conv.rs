@@ -9,21 +9,16 @@
 //! ```
 //!
 //! Each conv layer is timed forward (`fwd`) and backward (`bwd`: dW, db and
-//! dx, no dx for c1), as the library runs it (per-sample im2col + GEMM in
-//! sample groups on the rayon pool), and against two alternatives:
-//! `*_batch_im2col` (one im2col of the whole batch, `(K, batch·P)`, one big
-//! GEMM, then a permutation into NCHW) and `*_1thread` (the library's way on a
-//! one-thread pool). `c1/fwd_direct` is a direct convolution (no im2col) for
-//! the one-channel first layer. `w6/stack` is the whole conv stack forward and
-//! backward with the BCE and L1 terms: the estimated W6 step time without the
-//! optimizer update.
+//! dx, no dx for c1) as the library runs it ([`ConvAlgo::Auto`]: the sample
+//! groups on the rayon pool), with each algorithm forced (`*_im2col`: im2col +
+//! GEMM, col2im; `*_shifted`: shifted padded planes, see `conv_shift`), and
+//! on a one-thread pool (`*_1thread`). `w6/stack` is the whole conv stack
+//! forward and backward with the BCE and L1 terms: the estimated W6 step time
+//! without the optimizer update.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rayon::prelude::*;
-use sparse_ae::kernels::{Activation, Epilogue, MatMut, MatRef, Real};
-use sparse_ae::nn::conv::{
-    Conv2dShape, ConvScratch, col2im, conv2d_backward, conv2d_forward, im2col,
-};
+use sparse_ae::kernels::{Activation, Real};
+use sparse_ae::nn::conv::{Conv2dShape, ConvAlgo, ConvScratch, conv2d_backward, conv2d_forward};
 use sparse_ae::nn::pool::{
     maxpool2d_backward, maxpool2d_forward, upsample_nearest2d_backward, upsample_nearest2d_forward,
 };
@@ -46,149 +41,6 @@ fn conv(in_c: usize, out_c: usize, hw: usize) -> Conv2dShape {
     Conv2dShape::new(in_c, out_c, 3, 3, 1, 1, hw, hw).unwrap()
 }
 
-/// Whole-batch im2col: `col: (K, batch·P)`, `tmp: (out_c, batch·P)`.
-struct BatchScratch {
-    col: Vec<f32>,
-    tmp: Vec<f32>,
-}
-
-impl BatchScratch {
-    fn new(s: &Conv2dShape) -> BatchScratch {
-        let np = BATCH * s.out_h() * s.out_w();
-        BatchScratch {
-            col: vec![0.0; s.k() * np],
-            tmp: vec![0.0; s.out_c * np],
-        }
-    }
-}
-
-/// `y ← act(W·im2col(x) + b)` with one im2col and one GEMM for the batch.
-#[allow(clippy::too_many_arguments)]
-fn forward_batch(
-    y: &mut [f32],
-    x: &[f32],
-    w: &[f32],
-    b: &[f32],
-    s: &Conv2dShape,
-    act: Activation,
-    sc: &mut BatchScratch,
-) {
-    let p = s.out_h() * s.out_w();
-    let np = BATCH * p;
-    for (n, xn) in x.chunks_exact(s.in_len()).enumerate() {
-        im2col(&mut sc.col[n * p..], np, xn, s);
-    }
-    f32::gemm(
-        1.0,
-        MatRef::new(w, s.out_c, s.k()),
-        MatRef::new(&sc.col, s.k(), np),
-        0.0,
-        MatMut::new(&mut sc.tmp, s.out_c, np),
-        Epilogue::NONE,
-    );
-    y.par_chunks_mut(s.out_len())
-        .enumerate()
-        .for_each(|(n, yn)| {
-            for (o, row) in yn.chunks_exact_mut(p).enumerate() {
-                for (d, &v) in row.iter_mut().zip(&sc.tmp[o * np + n * p..]) {
-                    *d = v + b[o];
-                }
-            }
-            f32::act_forward(act, yn);
-        });
-}
-
-/// Backward with one permutation of dz to `(out_c, batch·P)` and two GEMMs.
-#[allow(clippy::too_many_arguments)]
-fn backward_batch(
-    dw: &mut [f32],
-    db: &mut [f32],
-    dx: Option<&mut [f32]>,
-    dz: &[f32],
-    x: &[f32],
-    w: &[f32],
-    s: &Conv2dShape,
-    sc: &mut BatchScratch,
-) {
-    let p = s.out_h() * s.out_w();
-    let np = BATCH * p;
-    for (n, xn) in x.chunks_exact(s.in_len()).enumerate() {
-        im2col(&mut sc.col[n * p..], np, xn, s);
-    }
-    for (n, dzn) in dz.chunks_exact(s.out_len()).enumerate() {
-        for (o, row) in dzn.chunks_exact(p).enumerate() {
-            sc.tmp[o * np + n * p..o * np + (n + 1) * p].copy_from_slice(row);
-        }
-    }
-    let dz_m = MatRef::new(&sc.tmp, s.out_c, np);
-    f32::gemm(
-        1.0,
-        dz_m,
-        MatRef::new(&sc.col, s.k(), np).t(),
-        0.0,
-        MatMut::new(dw, s.out_c, s.k()),
-        Epilogue::NONE,
-    );
-    for (d, row) in db.iter_mut().zip(sc.tmp.chunks_exact(np)) {
-        *d = row.iter().sum();
-    }
-    if let Some(dx) = dx {
-        f32::gemm(
-            1.0,
-            MatRef::new(w, s.out_c, s.k()).t(),
-            dz_m,
-            0.0,
-            MatMut::new(&mut sc.col, s.k(), np),
-            Epilogue::NONE,
-        );
-        for (n, dxn) in dx.chunks_exact_mut(s.in_len()).enumerate() {
-            dxn.fill(0.0);
-            col2im(dxn, &sc.col[n * p..], np, s);
-        }
-    }
-}
-
-/// Direct stride-1 convolution: `y_n[o] = b[o] + Σ_{c,u,v} W[o,c,u,v]·shift(x_n[c])`,
-/// one axpy per kernel tap and output row.
-fn forward_direct(
-    y: &mut [f32],
-    x: &[f32],
-    w: &[f32],
-    b: &[f32],
-    s: &Conv2dShape,
-    act: Activation,
-) {
-    let (oh, ow) = (s.out_h(), s.out_w());
-    y.par_chunks_mut(s.out_len())
-        .zip(x.par_chunks(s.in_len()))
-        .for_each(|(yn, xn)| {
-            for (o, yp) in yn.chunks_exact_mut(oh * ow).enumerate() {
-                yp.fill(b[o]);
-                for c in 0..s.in_c {
-                    let xp = &xn[c * s.in_h * s.in_w..(c + 1) * s.in_h * s.in_w];
-                    for u in 0..s.kh {
-                        for v in 0..s.kw {
-                            let wv = w[((o * s.in_c + c) * s.kh + u) * s.kw + v];
-                            let j0 = s.pad.saturating_sub(v);
-                            let j1 = (s.in_w + s.pad - v).min(ow);
-                            for i in 0..oh {
-                                let iy = (i + u).wrapping_sub(s.pad);
-                                if iy >= s.in_h {
-                                    continue;
-                                }
-                                let xr = &xp[iy * s.in_w + j0 + v - s.pad..];
-                                for (d, &xv) in yp[i * ow + j0..i * ow + j1].iter_mut().zip(xr) {
-                                    *d += wv * xv;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            f32::act_forward(act, yn);
-        });
-}
-
 fn bench_convs(c: &mut Criterion) {
     let layers = [
         ("c1", conv(1, 16, 28), Relu, false),
@@ -209,38 +61,36 @@ fn bench_convs(c: &mut Criterion) {
         let dz = data(BATCH * s.out_len(), 30 + i as u32);
         let mut y = vec![0.0; dz.len()];
         let (mut dw, mut db, mut dx) = (vec![0.0; w.len()], vec![0.0; b.len()], vec![0.0; x.len()]);
+        for (suffix, algo) in [
+            ("", ConvAlgo::Auto),
+            ("_im2col", ConvAlgo::Im2col),
+            ("_shifted", ConvAlgo::Shifted),
+        ] {
+            let mut sc = ConvScratch::with_algo(BATCH, &s, algo);
+            g.bench_function(format!("{name}/fwd{suffix}"), |bch| {
+                bch.iter(|| conv2d_forward(&mut y, black_box(&x), &w, &b, BATCH, &s, act, &mut sc))
+            });
+            g.bench_function(format!("{name}/bwd{suffix}"), |bch| {
+                bch.iter(|| {
+                    let dx = want_dx.then_some(&mut dx[..]);
+                    conv2d_backward(
+                        &mut dw,
+                        &mut db,
+                        dx,
+                        black_box(&dz),
+                        &x,
+                        &w,
+                        BATCH,
+                        &s,
+                        &mut sc,
+                    )
+                })
+            });
+        }
         let mut sc = ConvScratch::new(BATCH, &s);
-        let mut bs = BatchScratch::new(&s);
-        g.bench_function(format!("{name}/fwd"), |bch| {
-            bch.iter(|| conv2d_forward(&mut y, black_box(&x), &w, &b, BATCH, &s, act, &mut sc))
-        });
         g.bench_function(format!("{name}/fwd_1thread"), |bch| {
             one.install(|| {
                 bch.iter(|| conv2d_forward(&mut y, black_box(&x), &w, &b, BATCH, &s, act, &mut sc))
-            })
-        });
-        g.bench_function(format!("{name}/fwd_batch_im2col"), |bch| {
-            bch.iter(|| forward_batch(&mut y, black_box(&x), &w, &b, &s, act, &mut bs))
-        });
-        if s.in_c == 1 {
-            g.bench_function(format!("{name}/fwd_direct"), |bch| {
-                bch.iter(|| forward_direct(&mut y, black_box(&x), &w, &b, &s, act))
-            });
-        }
-        g.bench_function(format!("{name}/bwd"), |bch| {
-            bch.iter(|| {
-                let dx = want_dx.then_some(&mut dx[..]);
-                conv2d_backward(
-                    &mut dw,
-                    &mut db,
-                    dx,
-                    black_box(&dz),
-                    &x,
-                    &w,
-                    BATCH,
-                    &s,
-                    &mut sc,
-                )
             })
         });
         g.bench_function(format!("{name}/bwd_1thread"), |bch| {
@@ -259,12 +109,6 @@ fn bench_convs(c: &mut Criterion) {
                         &mut sc,
                     )
                 })
-            })
-        });
-        g.bench_function(format!("{name}/bwd_batch_im2col"), |bch| {
-            bch.iter(|| {
-                let dx = want_dx.then_some(&mut dx[..]);
-                backward_batch(&mut dw, &mut db, dx, black_box(&dz), &x, &w, &s, &mut bs)
             })
         });
     }

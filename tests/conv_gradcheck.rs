@@ -2,14 +2,15 @@
 //! every gradient (weights, biases and inputs; tolerance 1e-6), the forward
 //! pass against a naive seven-loop convolution, pooling semantics (ties, NaN,
 //! overlapping windows), shape validation, thread-count independence, and a
-//! check that a wrong input gradient is caught.
+//! check that a wrong input gradient is caught; every convolution check runs
+//! on each algorithm (`ConvAlgo`: automatic, im2col, shifted planes).
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sparse_ae::Error;
 use sparse_ae::gradcheck::{CheckOptions, Report, check_fn};
 use sparse_ae::kernels::{Activation, sigmoid};
-use sparse_ae::nn::conv::{Conv2dShape, ConvScratch, conv2d_backward, conv2d_forward};
+use sparse_ae::nn::conv::{Conv2dShape, ConvAlgo, ConvScratch, conv2d_backward, conv2d_forward};
 use sparse_ae::nn::pool::{
     maxpool2d_backward, maxpool2d_forward, pool_out, upsample_nearest2d_backward,
     upsample_nearest2d_forward,
@@ -104,7 +105,7 @@ fn naive_conv(
 /// (in_c, out_c, kh, kw, stride, pad, in_h, in_w)
 type Dims = (usize, usize, usize, usize, usize, usize, usize, usize);
 
-const SHAPES: [Dims; 10] = [
+const SHAPES: [Dims; 15] = [
     (1, 2, 3, 3, 1, 1, 7, 5),
     (2, 3, 3, 3, 2, 1, 9, 9),
     (3, 2, 3, 3, 1, 0, 7, 5),
@@ -115,7 +116,16 @@ const SHAPES: [Dims; 10] = [
     (3, 2, 1, 1, 2, 2, 7, 5),
     (1, 1, 3, 2, 1, 2, 3, 2),
     (5, 1, 3, 3, 2, 1, 9, 9),
+    // Stride 1 with one output channel, few output channels, or many taps:
+    // the shapes the shifted-plane path takes under `ConvAlgo::Auto`.
+    (3, 1, 3, 3, 1, 1, 7, 5),
+    (4, 1, 3, 2, 1, 2, 5, 7),
+    (2, 1, 1, 1, 1, 0, 7, 5),
+    (5, 3, 3, 3, 1, 2, 7, 5),
+    (4, 6, 3, 3, 1, 0, 7, 5),
 ];
+
+const ALGOS: [ConvAlgo; 3] = [ConvAlgo::Auto, ConvAlgo::Im2col, ConvAlgo::Shifted];
 
 fn shape(t: Dims) -> Conv2dShape {
     Conv2dShape::new(t.0, t.1, t.2, t.3, t.4, t.5, t.6, t.7).unwrap()
@@ -140,12 +150,13 @@ fn check_conv(
     act: Activation,
     seed: u64,
     flip_dx_kernel: bool,
+    algo: ConvAlgo,
 ) -> Report {
     let (nw, nb, nx) = (s.weight_len(), s.out_c, batch * s.in_len());
     let lay = layout(&[("conv.weight", nw), ("conv.bias", nb), ("input", nx)]);
     let mut params = rand_vec(lay.len, seed, -1.0, 1.0);
     let c = rand_vec(batch * s.out_len(), seed + 1, -1.0, 1.0);
-    let mut scratch = ConvScratch::<f64>::new(batch, s);
+    let mut scratch = ConvScratch::<f64>::with_algo(batch, s, algo);
     let mut y = vec![0.0; c.len()];
     let run = |p: &[f64], y: &mut [f64], scratch: &mut ConvScratch<f64>| {
         let (w, rest) = p.split_at(nw);
@@ -216,9 +227,11 @@ fn conv2d_gradients_linear_and_sigmoid() {
     for (i, &t) in SHAPES.iter().enumerate() {
         let s = shape(t);
         for (act, batch) in [(Activation::Linear, 3), (Activation::Sigmoid, 2)] {
-            let r = check_conv(&s, batch, act, 10 + i as u64, false);
-            assert_pass(&format!("{s:?} {act:?} batch {batch}"), &r);
-            worst = worst.max(r.max_rel_err());
+            for algo in ALGOS {
+                let r = check_conv(&s, batch, act, 10 + i as u64, false, algo);
+                assert_pass(&format!("{s:?} {act:?} batch {batch} {algo:?}"), &r);
+                worst = worst.max(r.max_rel_err());
+            }
         }
     }
     println!("largest relative error {worst:.3e}");
@@ -231,9 +244,11 @@ fn conv2d_gradients_relu_and_many_groups() {
     for (i, &t) in SHAPES.iter().enumerate() {
         let s = shape(t);
         for batch in [1, 11] {
-            let r = check_conv(&s, batch, Activation::Relu, 40 + i as u64, false);
-            assert_pass(&format!("{s:?} relu batch {batch}"), &r);
-            worst = worst.max(r.max_rel_err());
+            for algo in ALGOS {
+                let r = check_conv(&s, batch, Activation::Relu, 40 + i as u64, false, algo);
+                assert_pass(&format!("{s:?} relu batch {batch} {algo:?}"), &r);
+                worst = worst.max(r.max_rel_err());
+            }
         }
     }
     println!("largest relative error {worst:.3e}");
@@ -241,13 +256,18 @@ fn conv2d_gradients_relu_and_many_groups() {
 
 #[test]
 fn wrong_input_gradient_fails_the_check() {
-    let s = shape((2, 3, 3, 3, 1, 1, 7, 5));
-    let r = check_conv(&s, 2, Activation::Linear, 7, true);
-    assert!(!r.passed(), "a flipped kernel in dx passed:\n{r}");
-    let input = r.tensors.iter().find(|t| t.name == "input").unwrap();
-    assert!(input.max_rel_err > 1e-2, "{r}");
-    let weight = r.tensors.iter().find(|t| t.name == "conv.weight").unwrap();
-    assert!(weight.max_rel_err < 1e-6, "{r}");
+    let s = shape((3, 2, 3, 3, 1, 1, 7, 5));
+    for algo in ALGOS {
+        let r = check_conv(&s, 2, Activation::Linear, 7, true, algo);
+        assert!(
+            !r.passed(),
+            "a flipped kernel in dx passed ({algo:?}):\n{r}"
+        );
+        let input = r.tensors.iter().find(|t| t.name == "input").unwrap();
+        assert!(input.max_rel_err > 1e-2, "{r}");
+        let weight = r.tensors.iter().find(|t| t.name == "conv.weight").unwrap();
+        assert!(weight.max_rel_err < 1e-6, "{r}");
+    }
 }
 
 #[test]
@@ -262,38 +282,41 @@ fn conv2d_forward_matches_naive_convolution() {
         for act in [Activation::Linear, Activation::Relu, Activation::Sigmoid] {
             let want: Vec<f64> = z.iter().map(|&v| act.apply(v)).collect();
             // f64: the same sums in another order.
-            let mut y64 = vec![f64::NAN; z.len()];
-            let mut sc64 = ConvScratch::new(batch, &s);
-            conv2d_forward(&mut y64, &x, &w, &b, batch, &s, act, &mut sc64);
-            for (k, (&g, &e)) in y64.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - e).abs() <= 1e-12 * (1.0 + mag[k]),
-                    "{s:?} {act:?} f64 at {k}: {g} vs {e}"
-                );
+            for algo in ALGOS {
+                let mut y64 = vec![f64::NAN; z.len()];
+                let mut sc64 = ConvScratch::with_algo(batch, &s, algo);
+                conv2d_forward(&mut y64, &x, &w, &b, batch, &s, act, &mut sc64);
+                for (k, (&g, &e)) in y64.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - e).abs() <= 1e-12 * (1.0 + mag[k]),
+                        "{s:?} {act:?} {algo:?} f64 at {k}: {g} vs {e}"
+                    );
+                }
             }
             // f32 on the active kernel path: |err| ≤ γ_{K+1}·Σ|w·x| + rounding of
             // the inputs, bounded by (K + 4)·u·Σ|w·x| (u = 2⁻²⁴), act being
             // 1-Lipschitz.
             let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
             let (x32, w32, b32) = (f(&x), f(&w), f(&b));
-            let mut y32 = vec![f32::NAN; z.len()];
-            let mut sc32 = ConvScratch::new(batch, &s);
-            conv2d_forward(&mut y32, &x32, &w32, &b32, batch, &s, act, &mut sc32);
             let gamma = (s.k() + 4) as f64 * f32::EPSILON as f64;
-            for (k, (&g, &e)) in y32.iter().zip(&want).enumerate() {
-                let tol = gamma * mag[k] + 1e-7;
-                assert!(
-                    (g as f64 - e).abs() <= tol,
-                    "{s:?} {act:?} f32 at {k}: {g} vs {e}"
-                );
+            for algo in ALGOS {
+                let mut y32 = vec![f32::NAN; z.len()];
+                let mut sc32 = ConvScratch::with_algo(batch, &s, algo);
+                conv2d_forward(&mut y32, &x32, &w32, &b32, batch, &s, act, &mut sc32);
+                for (k, (&g, &e)) in y32.iter().zip(&want).enumerate() {
+                    let tol = gamma * mag[k] + 1e-7;
+                    assert!(
+                        (g as f64 - e).abs() <= tol,
+                        "{s:?} {act:?} {algo:?} f32 at {k}: {g} vs {e}"
+                    );
+                }
             }
         }
     }
 }
 
 #[test]
-fn conv2d_backward_is_independent_of_thread_count() {
-    let s = shape((3, 4, 3, 3, 1, 1, 9, 7));
+fn conv2d_is_independent_of_thread_count() {
     let batch = 13;
     let f = |n: usize, seed: u64| -> Vec<f32> {
         rand_vec(n, seed, -1.0, 1.0)
@@ -301,35 +324,50 @@ fn conv2d_backward_is_independent_of_thread_count() {
             .map(|&v| v as f32)
             .collect()
     };
-    let (x, w, dz) = (
-        f(batch * s.in_len(), 1),
-        f(s.weight_len(), 2),
-        f(batch * s.out_len(), 3),
-    );
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let mut sc = ConvScratch::new(batch, &s);
-            let (mut dw, mut db, mut dx) =
-                (vec![0f32; w.len()], vec![0f32; 4], vec![0f32; x.len()]);
-            conv2d_backward(
-                &mut dw,
-                &mut db,
-                Some(&mut dx),
-                &dz,
-                &x,
-                &w,
-                batch,
-                &s,
-                &mut sc,
-            );
-            (dw, db, dx)
-        })
-    };
-    assert_eq!(run(1), run(2));
+    for dims in [
+        (3, 4, 3, 3, 1, 1, 9, 7),
+        (5, 2, 3, 3, 1, 1, 9, 7),
+        (6, 1, 3, 3, 1, 2, 7, 9),
+    ] {
+        let s = shape(dims);
+        let (x, w, b, dz) = (
+            f(batch * s.in_len(), 1),
+            f(s.weight_len(), 2),
+            f(s.out_c, 3),
+            f(batch * s.out_len(), 4),
+        );
+        for algo in ALGOS {
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let mut sc = ConvScratch::with_algo(batch, &s, algo);
+                    let mut y = vec![0f32; dz.len()];
+                    conv2d_forward(&mut y, &x, &w, &b, batch, &s, Activation::Relu, &mut sc);
+                    let (mut dw, mut db, mut dx) = (
+                        vec![0f32; w.len()],
+                        vec![0f32; s.out_c],
+                        vec![0f32; x.len()],
+                    );
+                    conv2d_backward(
+                        &mut dw,
+                        &mut db,
+                        Some(&mut dx),
+                        &dz,
+                        &x,
+                        &w,
+                        batch,
+                        &s,
+                        &mut sc,
+                    );
+                    (y, dw, db, dx)
+                })
+            };
+            assert_eq!(run(1), run(2), "{s:?} {algo:?}");
+        }
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! 2-D convolution (PyTorch `Conv2d`): `y = act(conv(x, W) + b)` and its
-//! backward pass, by im2col + GEMM and col2im.
+//! backward pass, by im2col + GEMM and col2im, or for stride 1 on shifted
+//! zero-padded planes ([`super::conv_shift`], chosen per pass by [`ConvAlgo`]).
 //!
 //! Layout NCHW, row-major: x: (batch, in_c, in_h, in_w), W: (out_c, in_c, kh,
 //! kw) exactly as PyTorch stores it, b: (out_c), y: (batch, out_c, out_h, out_w)
@@ -18,28 +19,27 @@
 //! onto the pixel it was copied from).
 //!
 //! Work is split over samples: the batch is cut into at most
-//! [`MAX_GROUPS`] contiguous groups, each with its own im2col buffer and partial
+//! [`MAX_GROUPS`] contiguous groups, each with its own buffers and partial
 //! dW, db, run as rayon tasks; the partials are summed in group order. The
 //! grouping depends only on the batch size, so results are bit-identical for
-//! any thread count.
+//! any thread count. (Measured earlier, this beat one whole-batch im2col + one
+//! big GEMM, which must permute its `(out_c, batch·P)` result into NCHW.)
 //!
-//! Measured at batch 64 on the four W6 layers in f32 on two Ice Lake cores
-//! (`cargo bench --bench conv`, forward / backward in ms), this scheme beat
-//! both one whole-batch im2col + one big GEMM (which must then permute its
-//! `(out_c, batch·P)` result into NCHW, and dz back for the backward pass) and
-//! a direct (no im2col) convolution of the one-channel first layer:
+//! im2col is wasteful in two places: with one output channel the GEMMs have
+//! m = 1 (forward, dW) or k = 1 (dcol), and for 14×14 images with 144 taps it
+//! copies 144·14 short rows per sample. The shifted planes avoid both. At
+//! batch 64 in f32 on two Ice Lake cores (`cargo bench --bench conv`, load
+//! about 2, forward / backward in ms):
 //!
 //! ```text
-//!                      groups      1 thread    whole batch   direct
-//! Conv(1→16)  28×28   0.33/0.70   0.54/1.31   0.50/1.40     0.89/–
-//! Conv(16→8)  14×14   0.62/1.37   1.17/2.58   1.61/3.67
-//! Conv(8→16)  14×14   0.44/0.96   0.75/1.79   0.88/2.20
-//! Conv(16→1)  28×28   1.58/5.14   2.99/9.83   3.94/12.6
+//!                      im2col      shifted     ConvAlgo::Auto takes
+//! Conv(1→16)  28×28   0.60/1.19   0.68/5.45   im2col / im2col
+//! Conv(16→8)  14×14   1.27/1.99   0.45/0.77   shifted / shifted
+//! Conv(8→16)  14×14   0.52/0.77   0.34/1.19   shifted / im2col
+//! Conv(16→1)  28×28   1.76/3.13   0.40/0.72   shifted / shifted
 //! ```
-//!
-//! (All columns share im2col/col2im; the run predates the vectorised
-//! stride-1 loop of col2im, which was half of the Conv(16→1) backward time.)
 
+use super::conv_shift::{self, ShiftBufs};
 use crate::error::{Error, Result};
 use crate::kernels::{Activation, Epilogue, MatMut, MatRef, Real};
 use rayon::prelude::*;
@@ -202,11 +202,47 @@ impl Conv2dShape {
     }
 }
 
+/// How a convolution is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvAlgo {
+    /// The measured best per pass: [`ConvAlgo::Shifted`] where it applies
+    /// and pays (see [`ConvAlgo::uses_shifted`]), im2col otherwise.
+    Auto,
+    /// im2col + GEMM forward; GEMMs and col2im backward.
+    Im2col,
+    /// Shifted planes (`conv_shift`) in both passes whenever the stride is 1,
+    /// im2col otherwise.
+    Shifted,
+}
+
+impl ConvAlgo {
+    /// Whether the (forward, backward) pass of `s` runs on shifted planes.
+    /// `Auto` takes them for stride 1: in the forward pass with one output
+    /// channel (where the GEMM would have m = 1) or when im2col would copy at
+    /// least twice as many short image rows (`in_c·kh·kw` per output row) as
+    /// padding the input and cropping the output do (`in_c + out_c`); in the
+    /// backward pass with `out_c ≤ in_c` (D has no more rows than im2col).
+    pub fn uses_shifted(self, s: &Conv2dShape) -> (bool, bool) {
+        if s.stride != 1 {
+            return (false, false);
+        }
+        match self {
+            ConvAlgo::Auto => (
+                s.out_c == 1 || s.k() >= 2 * (s.in_c + s.out_c),
+                s.out_c <= s.in_c,
+            ),
+            ConvAlgo::Im2col => (false, false),
+            ConvAlgo::Shifted => (true, true),
+        }
+    }
+}
+
 /// One sample group's buffers: the im2col matrix (reused for dcol in the
-/// backward pass) and partial parameter gradients.
+/// backward pass), the shifted-plane buffers, and partial parameter gradients.
 #[derive(Clone, Debug)]
 struct Group<T> {
     col: Vec<T>,
+    shift: ShiftBufs<T>,
     dw: Vec<T>,
     db: Vec<T>,
 }
@@ -219,23 +255,41 @@ pub struct ConvScratch<T> {
     batch: usize,
     shape: Conv2dShape,
     per_group: usize,
+    fwd_shift: bool,
+    bwd_shift: bool,
+    wt: Vec<T>,
     groups: Vec<Group<T>>,
 }
 
 impl<T: Real> ConvScratch<T> {
-    /// Scratch for `batch` samples of `shape`.
+    /// Scratch for `batch` samples of `shape`, computed by [`ConvAlgo::Auto`].
     ///
     /// # Panics
     /// If the shape is invalid (see [`Conv2dShape::validate`]).
     pub fn new(batch: usize, shape: &Conv2dShape) -> ConvScratch<T> {
+        ConvScratch::with_algo(batch, shape, ConvAlgo::Auto)
+    }
+
+    /// Scratch for `batch` samples of `shape`, computed by `algo`.
+    ///
+    /// # Panics
+    /// If the shape is invalid (see [`Conv2dShape::validate`]).
+    pub fn with_algo(batch: usize, shape: &Conv2dShape, algo: ConvAlgo) -> ConvScratch<T> {
         shape.validate().expect("ConvScratch::new: invalid shape");
+        let (fwd_shift, bwd_shift) = algo.uses_shifted(shape);
         let n_groups = batch.clamp(1, MAX_GROUPS);
         let per_group = batch.div_ceil(n_groups).max(1);
         let n_groups = batch.div_ceil(per_group).max(1);
         let p = shape.out_h() * shape.out_w();
+        let col_len = if fwd_shift && bwd_shift {
+            0
+        } else {
+            shape.k() * p
+        };
         let groups = (0..n_groups)
             .map(|_| Group {
-                col: vec![T::ZERO; shape.k() * p],
+                col: vec![T::ZERO; col_len],
+                shift: ShiftBufs::new(shape, fwd_shift, bwd_shift),
                 dw: vec![T::ZERO; shape.weight_len()],
                 db: vec![T::ZERO; shape.out_c],
             })
@@ -244,6 +298,9 @@ impl<T: Real> ConvScratch<T> {
             batch,
             shape: *shape,
             per_group,
+            fwd_shift,
+            bwd_shift,
+            wt: vec![T::ZERO; if bwd_shift { shape.weight_len() } else { 0 }],
             groups,
         }
     }
@@ -294,7 +351,7 @@ pub fn im2col<T: Real>(col: &mut [T], ld: usize, x: &[T], s: &Conv2dShape) {
                     }
                     let x0 = j0 * s.stride + v - s.pad;
                     if s.stride == 1 {
-                        dst[j0..j1].copy_from_slice(&src[x0..x0 + (j1 - j0)]);
+                        conv_shift::copy_row(&mut dst[j0..j1], &src[x0..x0 + (j1 - j0)]);
                     } else {
                         for (d, &xv) in dst[j0..j1]
                             .iter_mut()
@@ -352,6 +409,29 @@ pub fn col2im<T: Real>(x: &mut [T], col: &[T], ld: usize, s: &Conv2dShape) {
     }
 }
 
+/// `Σ v`, in 16 interleaved partial sums (lane l adds `v[l], v[l + 16], …`)
+/// added pairwise at the end, then the tail: a fixed order the compiler can
+/// vectorise, where one running sum waits on every addition in turn.
+fn sum<T: Real>(v: &[T]) -> T {
+    let mut lanes = [T::ZERO; 16];
+    let chunks = v.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    let mut width = 16;
+    while width > 1 {
+        width /= 2;
+        let (lo, hi) = lanes.split_at_mut(width);
+        for (a, &b) in lo.iter_mut().zip(&hi[..width]) {
+            *a += b;
+        }
+    }
+    tail.iter().fold(lanes[0], |a, &x| a + x)
+}
+
 /// The output columns j whose input column `j·s − p + v` lies in `[0, n)`:
 /// the half-open range `[j0, j1)` (empty when `j0 ≥ j1`, then `j0 = j1`).
 fn valid_range(v: usize, pad: usize, s: usize, n: usize, out: usize) -> (usize, usize) {
@@ -396,6 +476,7 @@ pub fn conv2d_forward<T: Real>(
     }
     let (p, k, g) = (s.out_h() * s.out_w(), s.k(), scratch.per_group);
     let w_m = MatRef::new(w, s.out_c, k);
+    let shifted = scratch.fwd_shift;
     y.par_chunks_mut(g * s.out_len())
         .zip(x.par_chunks(g * s.in_len()))
         .zip(scratch.groups.par_iter_mut())
@@ -404,6 +485,10 @@ pub fn conv2d_forward<T: Real>(
                 .chunks_exact_mut(s.out_len())
                 .zip(xg.chunks_exact(s.in_len()))
             {
+                if shifted {
+                    conv_shift::forward_sample(yn, xn, w, b, &s, act, &mut grp.shift);
+                    continue;
+                }
                 im2col(&mut grp.col, p, xn, &s);
                 for (row, &bo) in yn.chunks_exact_mut(p).zip(b) {
                     row.fill(bo);
@@ -457,6 +542,11 @@ pub fn conv2d_backward<T: Real>(
     }
     let (p, k, g) = (s.out_h() * s.out_w(), s.k(), scratch.per_group);
     let w_m = MatRef::new(w, s.out_c, k);
+    let shifted = scratch.bwd_shift;
+    if shifted {
+        conv_shift::transpose_weight(&mut scratch.wt, w, &s);
+    }
+    let wt = &scratch.wt[..];
     let groups = &mut scratch.groups[..batch.div_ceil(g)];
     let run = |dz_g: &[T], x_g: &[T], dx_g: Option<&mut [T]>, grp: &mut Group<T>| {
         grp.db.fill(T::ZERO);
@@ -466,6 +556,14 @@ pub fn conv2d_backward<T: Real>(
             .zip(x_g.chunks_exact(s.in_len()))
             .enumerate()
         {
+            for (acc, row) in grp.db.iter_mut().zip(dzn.chunks_exact(p)) {
+                *acc += sum(row);
+            }
+            let dxn = dx_samples.as_mut().and_then(|it| it.next());
+            if shifted {
+                conv_shift::backward_sample(dxn, dzn, xn, wt, &s, n == 0, &mut grp.shift);
+                continue;
+            }
             im2col(&mut grp.col, p, xn, &s);
             let dz_m = MatRef::new(dzn, s.out_c, p);
             T::gemm(
@@ -476,10 +574,7 @@ pub fn conv2d_backward<T: Real>(
                 MatMut::new(&mut grp.dw, s.out_c, k),
                 Epilogue::NONE,
             );
-            for (acc, row) in grp.db.iter_mut().zip(dzn.chunks_exact(p)) {
-                *acc += row.iter().fold(T::ZERO, |a, &v| a + v);
-            }
-            if let Some(dxn) = dx_samples.as_mut().and_then(|it| it.next()) {
+            if let Some(dxn) = dxn {
                 T::gemm(
                     T::ONE,
                     w_m.t(),
@@ -491,6 +586,9 @@ pub fn conv2d_backward<T: Real>(
                 dxn.fill(T::ZERO);
                 col2im(dxn, &grp.col, p, &s);
             }
+        }
+        if shifted {
+            conv_shift::untranspose_dw(&mut grp.dw, &grp.shift, &s);
         }
     };
     let dz_chunks = dz.par_chunks(g * s.out_len());

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod config_json;
 pub mod conv;
+pub mod conv_shift;
 pub mod dense;
 pub mod model;
 pub mod noise;

@@ -3,7 +3,8 @@
 //! with an integer scale), forward and backward.
 //!
 //! Every plane (one channel of one sample, `h × w` row-major) is processed on
-//! its own; samples run as rayon tasks.
+//! its own; samples run as rayon tasks (one plane is too little work for a
+//! task). Max pooling has a fast path for the common 2×2 window at stride 2.
 
 use crate::error::{Error, Result};
 use crate::kernels::Real;
@@ -70,29 +71,93 @@ pub fn maxpool2d_forward<T: Real>(
     if y.is_empty() {
         return;
     }
-    y.par_chunks_mut(oh * ow)
-        .zip(argmax.par_chunks_mut(oh * ow))
-        .zip(x.par_chunks(h * w))
-        .for_each(|((yp, ap), xp)| {
-            for i in 0..oh {
-                for j in 0..ow {
-                    let first = i * stride * w + j * stride;
-                    let (mut best, mut at) = (xp[first], first);
-                    for u in 0..k {
-                        let row = (i * stride + u) * w + j * stride;
-                        for (idx, &val) in (row..row + k).zip(&xp[row..row + k]) {
-                            // Branch-free select: on random data the
-                            // comparison is unpredictable.
-                            let take = (val > best) | val.is_nan();
-                            best = if take { val } else { best };
-                            at = if take { idx } else { at };
-                        }
-                    }
-                    yp[i * ow + j] = best;
-                    ap[i * ow + j] = at as u32;
+    // One task per sample (c planes): a plane alone is too little work.
+    y.par_chunks_mut(c * oh * ow)
+        .zip(argmax.par_chunks_mut(c * oh * ow))
+        .zip(x.par_chunks(c * h * w))
+        .for_each(|((ys, as_), xs)| {
+            for ((yp, ap), xp) in ys
+                .chunks_exact_mut(oh * ow)
+                .zip(as_.chunks_exact_mut(oh * ow))
+                .zip(xs.chunks_exact(h * w))
+            {
+                if k == 2 && stride == 2 {
+                    pool_plane_2x2(yp, ap, xp, w, ow);
+                } else {
+                    pool_plane(yp, ap, xp, w, ow, k, stride);
                 }
             }
         });
+}
+
+/// `(best, at) ← (val, idx)` if `val > best` or `val` is NaN: the running
+/// maximum of [`maxpool2d_forward`] (first of equal maxima, last NaN).
+#[inline(always)]
+fn take<T: Real>(best: &mut T, at: &mut usize, val: T, idx: usize) {
+    // Branch-free select: on random data the comparison is unpredictable.
+    let t = (val > *best) | val.is_nan();
+    *best = if t { val } else { *best };
+    *at = if t { idx } else { *at };
+}
+
+/// One plane of [`maxpool2d_forward`], any window and stride.
+fn pool_plane<T: Real>(
+    yp: &mut [T],
+    ap: &mut [u32],
+    xp: &[T],
+    w: usize,
+    ow: usize,
+    k: usize,
+    stride: usize,
+) {
+    for (i, (yr, ar)) in yp
+        .chunks_exact_mut(ow)
+        .zip(ap.chunks_exact_mut(ow))
+        .enumerate()
+    {
+        for (j, (yv, av)) in yr.iter_mut().zip(ar).enumerate() {
+            let first = i * stride * w + j * stride;
+            let (mut best, mut at) = (xp[first], first);
+            for u in 0..k {
+                let row = (i * stride + u) * w + j * stride;
+                for (idx, &val) in (row..row + k).zip(&xp[row..row + k]) {
+                    take(&mut best, &mut at, val, idx);
+                }
+            }
+            *yv = best;
+            *av = at as u32;
+        }
+    }
+}
+
+/// One plane of [`maxpool2d_forward`] for 2×2 windows at stride 2: the
+/// candidates x[2i, 2j], x[2i, 2j+1], x[2i+1, 2j], x[2i+1, 2j+1] in that
+/// (row-major) order, as [`pool_plane`] visits them.
+fn pool_plane_2x2<T: Real>(yp: &mut [T], ap: &mut [u32], xp: &[T], w: usize, ow: usize) {
+    for (i, (yr, ar)) in yp
+        .chunks_exact_mut(ow)
+        .zip(ap.chunks_exact_mut(ow))
+        .enumerate()
+    {
+        let top = 2 * i * w;
+        let r0 = &xp[top..top + 2 * ow];
+        let r1 = &xp[top + w..top + w + 2 * ow];
+        for (j, (((yv, av), p0), p1)) in yr
+            .iter_mut()
+            .zip(ar.iter_mut())
+            .zip(r0.chunks_exact(2))
+            .zip(r1.chunks_exact(2))
+            .enumerate()
+        {
+            let at0 = top + 2 * j;
+            let (mut best, mut at) = (p0[0], at0);
+            take(&mut best, &mut at, p0[1], at0 + 1);
+            take(&mut best, &mut at, p1[0], at0 + w);
+            take(&mut best, &mut at, p1[1], at0 + w + 1);
+            *yv = best;
+            *av = at as u32;
+        }
+    }
 }
 
 /// Backward: `dx ← 0`, then `dx[n, c, argmax] += dy[n, c, i, j]` for every
@@ -124,13 +189,19 @@ pub fn maxpool2d_backward<T: Real>(
     if dx.is_empty() {
         return;
     }
-    dx.par_chunks_mut(h * w)
-        .zip(dy.par_chunks(oh * ow))
-        .zip(argmax.par_chunks(oh * ow))
-        .for_each(|((dxp, dyp), ap)| {
-            dxp.fill(T::ZERO);
-            for (&g, &a) in dyp.iter().zip(ap) {
-                dxp[a as usize] += g;
+    dx.par_chunks_mut(c * h * w)
+        .zip(dy.par_chunks(c * oh * ow))
+        .zip(argmax.par_chunks(c * oh * ow))
+        .for_each(|((dxs, dys), as_)| {
+            dxs.fill(T::ZERO);
+            for ((dxp, dyp), ap) in dxs
+                .chunks_exact_mut(h * w)
+                .zip(dys.chunks_exact(oh * ow))
+                .zip(as_.chunks_exact(oh * ow))
+            {
+                for (&g, &a) in dyp.iter().zip(ap) {
+                    dxp[a as usize] += g;
+                }
             }
         });
 }
@@ -164,13 +235,25 @@ pub fn upsample_nearest2d_forward<T: Real>(
     if y.is_empty() {
         return;
     }
-    y.par_chunks_mut(oh * ow)
-        .zip(x.par_chunks(h * w))
-        .for_each(|(yp, xp)| {
-            for (i, yrow) in yp.chunks_exact_mut(ow).enumerate() {
-                let xrow = &xp[(i / scale) * w..(i / scale + 1) * w];
-                for (yb, &v) in yrow.chunks_exact_mut(scale).zip(xrow) {
-                    yb.fill(v);
+    y.par_chunks_mut(c * oh * ow)
+        .zip(x.par_chunks(c * h * w))
+        .for_each(|(ys, xs)| {
+            // Each block of `scale` output rows: widen the input row once,
+            // then copy it.
+            for (yblk, xrow) in ys.chunks_exact_mut(scale * ow).zip(xs.chunks_exact(w)) {
+                let (first, rest) = yblk.split_at_mut(ow);
+                if scale == 2 {
+                    for (pair, &v) in first.chunks_exact_mut(2).zip(xrow) {
+                        pair[0] = v;
+                        pair[1] = v;
+                    }
+                } else {
+                    for (yb, &v) in first.chunks_exact_mut(scale).zip(xrow) {
+                        yb.fill(v);
+                    }
+                }
+                for row in rest.chunks_exact_mut(ow) {
+                    row.copy_from_slice(first);
                 }
             }
         });
@@ -205,14 +288,21 @@ pub fn upsample_nearest2d_backward<T: Real>(
     if dx.is_empty() {
         return;
     }
-    dx.par_chunks_mut(h * w)
-        .zip(dy.par_chunks(oh * ow))
-        .for_each(|(dxp, dyp)| {
-            dxp.fill(T::ZERO);
-            for (i, dyrow) in dyp.chunks_exact(ow).enumerate() {
-                let dxrow = &mut dxp[(i / scale) * w..(i / scale + 1) * w];
-                for (d, blk) in dxrow.iter_mut().zip(dyrow.chunks_exact(scale)) {
-                    *d += blk.iter().fold(T::ZERO, |a, &v| a + v);
+    dx.par_chunks_mut(c * h * w)
+        .zip(dy.par_chunks(c * oh * ow))
+        .for_each(|(dxs, dys)| {
+            dxs.fill(T::ZERO);
+            for (dxrow, dyblk) in dxs.chunks_exact_mut(w).zip(dys.chunks_exact(scale * ow)) {
+                for dyrow in dyblk.chunks_exact(ow) {
+                    if scale == 2 {
+                        for (d, pair) in dxrow.iter_mut().zip(dyrow.chunks_exact(2)) {
+                            *d += pair[0] + pair[1];
+                        }
+                    } else {
+                        for (d, blk) in dxrow.iter_mut().zip(dyrow.chunks_exact(scale)) {
+                            *d += blk.iter().fold(T::ZERO, |a, &v| a + v);
+                        }
+                    }
                 }
             }
         });
