@@ -226,7 +226,13 @@ pub fn load_from(path: &std::path::Path, limit: Option<usize>, split: SplitArg) 
         let d = mnist::load_split(&path, s)?;
         dim = d.features();
         let take = d.n.min(limit.saturating_sub(pixels.len() / dim.max(1)));
-        pixels.extend_from_slice(&d.pixels[..take * dim]);
+        if pixels.is_empty() {
+            // The first split is kept as read, not copied.
+            pixels = d.pixels;
+            pixels.truncate(take * dim);
+        } else {
+            pixels.extend_from_slice(&d.pixels[..take * dim]);
+        }
     }
     Ok(Loaded::U8 { pixels, dim })
 }
