@@ -126,7 +126,7 @@ fn fit_in_pool(
         ));
     }
     let code_units = cfg.width(cfg.code_layer);
-    let code_act = cfg.layers[cfg.code_layer].act();
+    let code_act = cfg.producing_act(cfg.code_layer);
     let mut x = vec![0.0f32; batch * cfg.input];
     let mut order = Vec::with_capacity(train.len());
     let mut out = Vec::new();
@@ -216,7 +216,7 @@ pub fn evaluate(
     let mut ws = model.workspace(batch);
     let mut x = vec![0.0f32; batch * cfg.input];
     let mut mean = LossMean::default();
-    let mut code = CodeStats::new(cfg.width(cfg.code_layer), cfg.layers[cfg.code_layer].act());
+    let mut code = CodeStats::new(cfg.width(cfg.code_layer), cfg.producing_act(cfg.code_layer));
     let n = samples.len();
     let mut start = 0;
     while start < n {
