@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains every preset on MNIST and prints the results table of the README:
 # test loss and reconstruction loss, L0, dead code units and time per epoch.
-# Usage: benches/presets.sh [DATA_DIR] [EPOCHS]   (default ../shared/datasets/mnist, 5)
+# Usage: [PRESETS="a b"] benches/presets.sh [DATA_DIR] [EPOCHS]   (default ../shared/datasets/mnist, 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-../shared/datasets/mnist}"
@@ -13,7 +13,7 @@ echo "MNIST, $epochs epochs, Adam lr 1e-3, seed 0; $(date -u +%Y-%m-%d), $(grep 
 echo
 echo "| preset | batch | test loss | test recon | L0 | dead code units | s/epoch |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
-for p in shallow deep denoising sparse-l1 sparse-kl overcomplete-kl conv conv-kl; do
+for p in ${PRESETS:-shallow deep denoising sparse-l1 sparse-kl overcomplete-kl conv conv-kl topk}; do
     batch=128
     case "$p" in conv*) batch=64 ;; esac
     "$bin" train --preset "$p" --data "$data" --epochs "$epochs" --batch-size "$batch" \
