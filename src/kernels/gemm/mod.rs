@@ -530,7 +530,16 @@ unsafe fn run<K: MicroKernel>(job: &Job<'_>, m: usize, n: usize, k: usize, threa
     }
     let split_n = m <= n;
     let (len, unit) = if split_n { (n, K::P.nr) } else { (m, K::P.mr) };
-    let chunk = len.div_ceil(2 * threads).div_ceil(unit).max(1) * unit;
+    // Two strips per thread balance the load of mid-sized products; above
+    // about a GFLOP each strip is long enough on its own, and fewer strips
+    // pack the shared operand fewer times (1024³ on two threads: 1.69× → 1.89×
+    // one thread).
+    let per_thread = if m.saturating_mul(n).saturating_mul(k) >= params::PAR_ONE_STRIP_FLOPS / 2 {
+        1
+    } else {
+        2
+    };
+    let chunk = len.div_ceil(per_thread * threads).div_ceil(unit).max(1) * unit;
     let tasks = len.div_ceil(chunk);
     (0..tasks).into_par_iter().with_max_len(1).for_each(|t| {
         let lo = t * chunk;
