@@ -41,6 +41,8 @@ fn steps_after_the_first_do_not_allocate() {
         ("denoising", 32, OptimizerConfig::default()),
         ("sparse-kl", 64, OptimizerConfig::Sgd(SgdConfig::default())),
         ("overcomplete-kl", 256, OptimizerConfig::default()),
+        ("topk", 64, OptimizerConfig::default()),
+        ("conv-kl", 16, OptimizerConfig::default()),
     ];
     for (name, batch, opt) in cases {
         let model = Autoencoder::<f32>::new(preset(name, 784).unwrap(), 1).unwrap();

@@ -173,6 +173,8 @@ pub struct Autoencoder<T> {
     cfg: ModelConfig,
     layout: ParamLayout,
     ops: Vec<Op>,
+    /// Output shape (c, h, w) of each layer, worked out once.
+    shapes: Vec<(usize, usize, usize)>,
     /// The flat parameter buffer (see [`ParamLayout`]).
     pub params: Vec<T>,
 }
@@ -188,6 +190,7 @@ impl<T: Real> Autoencoder<T> {
         let params = init_params(&layout, seed);
         Ok(Autoencoder {
             ops: plan(&cfg),
+            shapes: cfg.shapes(),
             cfg,
             layout,
             params,
@@ -211,6 +214,7 @@ impl<T: Real> Autoencoder<T> {
         }
         Ok(Autoencoder {
             ops: plan(&cfg),
+            shapes: cfg.shapes(),
             cfg,
             layout,
             params,
@@ -238,6 +242,7 @@ impl<T: Real> Autoencoder<T> {
             cfg: self.cfg.clone(),
             layout: self.layout.clone(),
             ops: self.ops.clone(),
+            shapes: self.shapes.clone(),
             params: self
                 .params
                 .iter()
@@ -326,7 +331,7 @@ impl<T: Real> Autoencoder<T> {
             if let Some(t) = self.cfg.topk
                 && t.layer == l
             {
-                let units = self.cfg.width(l);
+                let (units, _, _) = self.shapes[l];
                 if t.batch {
                     topk_batch(h, t.k * b, &mut ws.topk_scratch);
                 } else {
@@ -357,7 +362,7 @@ impl<T: Real> Autoencoder<T> {
         match self.cfg.layers[l] {
             LayerSpec::Dense { units, .. } => (units, 1),
             _ => {
-                let (c, h, w) = self.cfg.shapes()[l];
+                let (c, h, w) = self.shapes[l];
                 (c, h * w)
             }
         }
