@@ -274,3 +274,37 @@ fn bad_input_gives_clear_errors() {
     let e = fails(&["presets"], &[("SPARSE_AE_KERNEL", "sse9")]);
     assert!(e.contains("sse9") && e.contains("not available"), "{e}");
 }
+
+#[test]
+fn export_writes_the_sae_library_layout() {
+    let dir = common::temp_dir("cli_export");
+    common::write_tiny_mnist(&dir, 10, 40, 8);
+    let model = dir.join("m.safetensors");
+    ok(&[
+        "train",
+        "--preset",
+        "topk",
+        "--data",
+        s(&dir),
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "-o",
+        s(&model),
+        "-q",
+    ]);
+    let out = dir.join("sae");
+    ok(&["export", "-m", s(&model), "-o", s(&out)]);
+    let back = sparse_ae::io::interop::import_sae(&out).unwrap();
+    let orig = sparse_ae::io::model_file::load_model(&model).unwrap();
+    assert_eq!(back.params, orig.params);
+    let cfg = std::fs::read_to_string(out.join("cfg.json")).unwrap();
+    assert!(
+        cfg.contains("\"d_sae\": 1024") && cfg.contains("\"k\": 32"),
+        "{cfg}"
+    );
+    // A directory that cannot be made (its parent is a file) is a clear error.
+    let e = fails(&["export", "-m", s(&model), "-o", s(&model.join("x"))], &[]);
+    assert!(e.contains("m.safetensors"), "{e}");
+}

@@ -5,6 +5,7 @@ pub mod atomic;
 #[doc(hidden)]
 pub mod fuzz_bodies;
 pub mod half;
+pub mod interop;
 pub mod json;
 pub mod model_file;
 pub mod safetensors;

@@ -32,6 +32,9 @@ pub enum Command {
     Score(OutArgs),
     /// Check the backward pass against finite differences (f64).
     Gradcheck(GradcheckArgs),
+    /// Write a one-hidden-layer model in the SAE-library layout (SAELens,
+    /// sparsify): DIR/sae.safetensors with W_enc, b_enc, W_dec, b_dec, and DIR/cfg.json.
+    Export(ExportArgs),
     /// List the preset models.
     Presets,
     /// Download MNIST or Fashion-MNIST into the cache and verify it.
@@ -211,6 +214,16 @@ pub struct FeaturesArgs {
     pub model: PathBuf,
     /// Output PNG.
     #[arg(long, short, default_value = "features.png")]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The model file.
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// Output directory.
+    #[arg(long, short)]
     pub out: PathBuf,
 }
 

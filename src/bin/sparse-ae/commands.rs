@@ -1,8 +1,8 @@
 //! One function per subcommand: validate, call the library, print.
 
 use crate::cli::{
-    DownloadArgs, EvalArgs, FeaturesArgs, GradcheckArgs, HistogramArgs, OptimizerKind, OutArgs,
-    ReconstructArgs, SplitArg, TrainArgs,
+    DownloadArgs, EvalArgs, ExportArgs, FeaturesArgs, GradcheckArgs, HistogramArgs, OptimizerKind,
+    OutArgs, ReconstructArgs, SplitArg, TrainArgs,
 };
 use crate::data::{self, Loaded};
 use crate::progress::Progress;
@@ -377,6 +377,13 @@ pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+pub fn export(a: ExportArgs) -> Result<ExitCode> {
+    let model = load_model(&a.model)?;
+    sparse_ae::io::interop::export_sae(&model, &a.out)?;
+    eprintln!("wrote {}/sae.safetensors and cfg.json", a.out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn presets() -> Result<ExitCode> {

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Command::Histogram(a) => commands::histogram(a),
         Command::Score(a) => commands::score(a),
         Command::Gradcheck(a) => commands::gradcheck(a),
+        Command::Export(a) => commands::export(a),
         Command::Presets => commands::presets(),
         Command::Download(a) => commands::download(a),
     };

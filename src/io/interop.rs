@@ -1,0 +1,238 @@
+//! The sparse-autoencoder layout of the interpretability libraries (SAELens,
+//! sparsify): a directory with `sae.safetensors` holding
+//! `W_enc [d_in, d_sae]`, `b_enc [d_sae]`, `W_dec [d_sae, d_in]`,
+//! `b_dec [d_in]`, and `cfg.json`. Their forward pass is
+//! `f = act(x·W_enc + b_enc)`, `x̂ = f·W_dec + b_dec` — the transposes of this
+//! crate's PyTorch-style `encoder.0.weight [d_sae, d_in]` and
+//! `decoder.0.weight [d_in, d_sae]`.
+//!
+//! Only one-hidden-layer dense models with a linear output fit that layout
+//! exactly (other output activations are written as the extra cfg key
+//! `sparse_ae_output_activation`, which those libraries do not apply).
+
+use super::json::{self, Value};
+use super::safetensors::{self, SafeTensors};
+use crate::error::{Error, Result};
+use crate::kernels::Activation;
+use crate::nn::config_json::activation_from_name;
+use crate::nn::{Autoencoder, LayerSpec, Loss, ModelBuilder};
+use std::path::Path;
+
+fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; src.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = src[r * cols + c];
+        }
+    }
+    out
+}
+
+/// Writes `model` into `dir` in the SAE-library layout.
+///
+/// # Errors
+/// [`Error::Config`] if the model is not a one-hidden-layer dense
+/// autoencoder; [`Error::Io`] if a file cannot be written (atomically).
+pub fn export_sae(model: &Autoencoder<f32>, dir: &Path) -> Result<()> {
+    let cfg = model.config();
+    let dense = cfg
+        .layers
+        .iter()
+        .all(|l| matches!(l, LayerSpec::Dense { .. }));
+    if !dense || cfg.layers.len() != 2 || cfg.tied {
+        return Err(Error::config(
+            "export",
+            "the SAE layout holds one untied dense hidden layer and a dense output layer",
+        ));
+    }
+    let (d_in, d_sae) = (cfg.input, cfg.width(0));
+    let lay = model.layout();
+    let p = &model.params;
+    let w_enc = transpose(&p[lay.weight(0).range()], d_sae, d_in);
+    let w_dec = transpose(&p[lay.weight(1).range()], d_in, d_sae);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    safetensors::write(
+        &dir.join("sae.safetensors"),
+        &[
+            ("W_enc", &[d_in, d_sae], &w_enc),
+            ("b_enc", &[d_sae], &p[lay.bias(0).range()]),
+            ("W_dec", &[d_sae, d_in], &w_dec),
+            ("b_dec", &[d_in], &p[lay.bias(1).range()]),
+        ],
+        &[("format", "pt")],
+    )?;
+    let code_act = cfg.layers[0].act();
+    let (arch, act_name, kwargs) = match cfg.topk {
+        Some(t) => (
+            "topk",
+            "topk",
+            Value::Object(vec![("k".into(), Value::from(t.k))]),
+        ),
+        None => ("standard", code_act.name(), Value::Object(vec![])),
+    };
+    let mut fields = vec![
+        ("architecture".to_string(), Value::from(arch)),
+        ("d_in".to_string(), Value::from(d_in)),
+        ("d_sae".to_string(), Value::from(d_sae)),
+        ("activation_fn_str".to_string(), Value::from(act_name)),
+        ("activation_fn_kwargs".to_string(), kwargs),
+        ("apply_b_dec_to_input".to_string(), Value::Bool(false)),
+        ("normalize_activations".to_string(), Value::from("none")),
+        ("dtype".to_string(), Value::from("float32")),
+        (
+            "sparse_ae_code_activation".to_string(),
+            Value::from(code_act.name()),
+        ),
+        ("sparse_ae_config".to_string(), cfg.to_json_value()),
+    ];
+    let out_act = cfg.layers[1].act();
+    if out_act != Activation::Linear {
+        fields.push((
+            "sparse_ae_output_activation".into(),
+            Value::from(out_act.name()),
+        ));
+    }
+    let text = Value::Object(fields).to_json_pretty()?;
+    super::atomic::write_atomic_bytes(&dir.join("cfg.json"), text.as_bytes())
+}
+
+/// Reads a directory in the SAE-library layout as a model: the configuration
+/// saved by [`export_sae`] when present, else a one-hidden-layer model built
+/// from `cfg.json` (ReLU or TopK code, linear output, MSE).
+///
+/// # Errors
+/// [`Error::Json`] / [`Error::Config`] for a bad `cfg.json`,
+/// [`Error::Safetensors`] for missing or misshapen tensors.
+pub fn import_sae(dir: &Path) -> Result<Autoencoder<f32>> {
+    let cfg_path = dir.join("cfg.json");
+    let bytes = std::fs::read(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+    let v = json::parse_named(&bytes, &cfg_path)?;
+    let st_path = dir.join("sae.safetensors");
+    let st = SafeTensors::read(&st_path)?;
+    let get = |name: &str, shape: &[usize]| -> Result<&[f32]> {
+        let t = st.get(name).ok_or_else(|| Error::Safetensors {
+            path: st_path.clone(),
+            reason: format!("tensor `{name}` is missing"),
+        })?;
+        if t.shape != shape {
+            return Err(Error::Safetensors {
+                path: st_path.clone(),
+                reason: format!(
+                    "tensor `{name}` has shape {:?}, cfg.json needs {shape:?}",
+                    t.shape
+                ),
+            });
+        }
+        Ok(&t.data)
+    };
+    let (d_in, d_sae) = (v.usize_at("d_in")?, v.usize_at("d_sae")?);
+    let cfg = match v.get("sparse_ae_config") {
+        Some(c) => crate::nn::ModelConfig::from_json_value(c)?,
+        None => {
+            let act_name = v.str_at("activation_fn_str")?;
+            let b = ModelBuilder::new(d_in);
+            let b = if act_name == "topk" {
+                let k = v.usize_at("activation_fn_kwargs.k")?;
+                b.code(d_sae, Activation::Relu).topk(k, false)
+            } else {
+                b.code(
+                    d_sae,
+                    activation_from_name(act_name, None, "activation_fn_str")?,
+                )
+            };
+            b.decoder(d_in, Activation::Linear)
+                .loss(Loss::Mse)
+                .build()?
+        }
+    };
+    if cfg.input != d_in || cfg.layers.len() != 2 || cfg.width(0) != d_sae {
+        return Err(Error::config(
+            "cfg.json",
+            "sparse_ae_config disagrees with d_in / d_sae",
+        ));
+    }
+    let mut model = Autoencoder::<f32>::new(cfg, 0)?;
+    let pieces = [
+        (
+            model.layout().weight(0).range(),
+            transpose(get("W_enc", &[d_in, d_sae])?, d_in, d_sae),
+        ),
+        (
+            model.layout().bias(0).range(),
+            get("b_enc", &[d_sae])?.to_vec(),
+        ),
+        (
+            model.layout().weight(1).range(),
+            transpose(get("W_dec", &[d_sae, d_in])?, d_sae, d_in),
+        ),
+        (
+            model.layout().bias(1).range(),
+            get("b_dec", &[d_in])?.to_vec(),
+        ),
+    ];
+    for (range, data) in pieces {
+        if let Some(i) = data.iter().position(|x| !x.is_finite()) {
+            return Err(Error::Safetensors {
+                path: st_path.clone(),
+                reason: format!("a non-finite value at index {i}"),
+            });
+        }
+        model.params[range].copy_from_slice(&data);
+    }
+    Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_then_import_is_the_same_model_and_the_same_function() {
+        let dir = std::env::temp_dir().join(format!("sparse-ae-interop-{}", std::process::id()));
+        for cfg in [
+            ModelBuilder::new(12)
+                .code(20, Activation::Relu)
+                .decoder(12, Activation::Linear)
+                .loss(Loss::Mse)
+                .topk(3, false)
+                .build()
+                .unwrap(),
+            ModelBuilder::new(12)
+                .code(5, Activation::Relu)
+                .decoder(12, Activation::Sigmoid)
+                .l1(1e-3)
+                .build()
+                .unwrap(),
+        ] {
+            let m = Autoencoder::<f32>::new(cfg, 4).unwrap();
+            export_sae(&m, &dir).unwrap();
+            let back = import_sae(&dir).unwrap();
+            assert_eq!(back.config(), m.config());
+            assert_eq!(back.params, m.params);
+            // The library formula f = act(x·W_enc + b_enc) gives our code.
+            let st = SafeTensors::read(&dir.join("sae.safetensors")).unwrap();
+            let (w_enc, b_enc) = (
+                &st.get("W_enc").unwrap().data,
+                &st.get("b_enc").unwrap().data,
+            );
+            let d_sae = m.config().width(0);
+            let x: Vec<f32> = (0..12).map(|i| i as f32 / 12.0).collect();
+            let mut ws = m.workspace(1);
+            m.forward(&mut ws, &x).unwrap();
+            if m.config().topk.is_none() {
+                for j in 0..d_sae {
+                    let z: f32 =
+                        (0..12).map(|i| x[i] * w_enc[i * d_sae + j]).sum::<f32>() + b_enc[j];
+                    assert!((z.max(0.0) - ws.h[0][j]).abs() < 1e-5);
+                }
+            }
+        }
+        let e = export_sae(
+            &Autoencoder::<f32>::new(crate::nn::preset("deep", 16).unwrap(), 0).unwrap(),
+            &dir,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("one untied dense hidden layer"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
