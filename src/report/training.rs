@@ -127,23 +127,10 @@ pub fn code_histogram(
     max_samples: usize,
 ) -> Result<Canvas> {
     let samples = samples.head(max_samples);
-    let mut codes: Vec<(String, Vec<f32>)> = Vec::new();
-    for (name, m) in models {
-        let mut all = Vec::new();
-        let batch = 500.min(samples.len()).max(1);
-        let mut ws = m.workspace(batch);
-        let d = m.config().input;
-        let mut x = vec![0.0f32; batch * d];
-        let mut start = 0;
-        while start + batch <= samples.len() {
-            let idx: Vec<u32> = (start as u32..(start + batch) as u32).collect();
-            samples.gather(&idx, &mut x);
-            m.forward(&mut ws, &x)?;
-            all.extend_from_slice(m.code(&ws));
-            start += batch;
-        }
-        codes.push((name.to_string(), all));
-    }
+    let codes = models
+        .iter()
+        .map(|(name, m)| Ok((name.to_string(), crate::train::encode(m, samples)?)))
+        .collect::<Result<Vec<(String, Vec<f32>)>>>()?;
     let sets: Vec<(&str, &[f32])> = codes
         .iter()
         .map(|(n, c)| (n.as_str(), c.as_slice()))
