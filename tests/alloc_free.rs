@@ -38,6 +38,9 @@ static GLOBAL: Counting = Counting;
 fn steps_after_the_first_do_not_allocate() {
     let cases = [
         ("deep", 32, OptimizerConfig::default()),
+        // Computed in two halves side by side, the gradients summed.
+        ("deep", 256, OptimizerConfig::default()),
+        ("sparse-l1", 128, OptimizerConfig::Sgd(SgdConfig::default())),
         ("denoising", 32, OptimizerConfig::default()),
         ("sparse-kl", 64, OptimizerConfig::Sgd(SgdConfig::default())),
         ("overcomplete-kl", 256, OptimizerConfig::default()),

@@ -723,4 +723,16 @@ impl ModelConfig {
         let n = self.layers.len();
         (self.tied && l >= n / 2).then(|| n - 1 - l)
     }
+
+    /// The term that makes one sample's gradient depend on the other samples
+    /// of its batch (the KL penalty's ρ̂, batch top-k's threshold), if any.
+    pub fn batch_coupled(&self) -> Option<&'static str> {
+        if self.kl.is_some() {
+            Some("the KL penalty")
+        } else if self.topk.is_some_and(|t| t.batch) {
+            Some("batch top-k")
+        } else {
+            None
+        }
+    }
 }

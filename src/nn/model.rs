@@ -10,6 +10,7 @@ use super::pool::{
 use super::sparsity::{kl_penalty, l1_penalty, topk_backward, topk_batch, topk_rows};
 use crate::error::{Error, Result};
 use crate::kernels::{Activation, Real};
+use std::ops::Range;
 
 /// The loss of one batch and its parts (all f64).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -281,6 +282,12 @@ impl<T: Real> Autoencoder<T> {
     /// # Errors
     /// [`Error::Shape`] if `input` does not hold `ws.batch()` samples.
     pub fn forward(&self, ws: &mut Workspace<T>, input: &[T]) -> Result<()> {
+        self.forward_with(&self.params, ws, input)
+    }
+
+    /// [`Autoencoder::forward`] with the parameters `params` (this model's
+    /// layout) instead of its own.
+    fn forward_with(&self, params: &[T], ws: &mut Workspace<T>, input: &[T]) -> Result<()> {
         self.check_batch(ws, input, "Autoencoder::forward")?;
         let last = self.cfg.layers.len() - 1;
         let b = ws.batch;
@@ -296,8 +303,8 @@ impl<T: Real> Autoencoder<T> {
                 Op::Dense { inp, out } => dense_forward(
                     h,
                     x,
-                    &self.params[self.layout.weight(l).range()],
-                    &self.params[self.layout.bias(l).range()],
+                    &params[self.layout.weight(l).range()],
+                    &params[self.layout.bias(l).range()],
                     b,
                     inp,
                     out,
@@ -307,8 +314,8 @@ impl<T: Real> Autoencoder<T> {
                 Op::Conv(s) => conv2d_forward(
                     h,
                     x,
-                    &self.params[self.layout.weight(l).range()],
-                    &self.params[self.layout.bias(l).range()],
+                    &params[self.layout.weight(l).range()],
+                    &params[self.layout.bias(l).range()],
                     b,
                     &s,
                     act,
@@ -383,23 +390,123 @@ impl<T: Real> Autoencoder<T> {
         target: &[T],
         grads: Option<&mut [T]>,
     ) -> Result<LossParts> {
-        self.check_batch(ws, target, "Autoencoder::loss_and_grad (target)")?;
-        if let Some(g) = &grads
-            && g.len() != self.params.len()
-        {
+        if let Some(g) = &grads {
+            self.check_grads(g)?;
+        }
+        let parts = self.loss_with(
+            &self.params,
+            ws,
+            input,
+            target,
+            grads.is_some(),
+            Part::WHOLE,
+        )?;
+        if let Some(g) = grads {
+            self.backward_with(Params::Read(&self.params), ws, input, g, Part::WHOLE);
+        }
+        Ok(parts)
+    }
+
+    /// [`Autoencoder::loss_and_grad`] (with a gradient) on one part of a
+    /// batch of `whole` samples: the loss, the L1 penalty and their
+    /// gradients are normalised by `whole`, so the parts' losses and
+    /// gradients add up to the whole batch's. The weight-decay term and its
+    /// gradient are included only when `decay` is set (in one part).
+    /// Only for models without a term coupling the samples of a batch
+    /// ([`ModelConfig::batch_coupled`]).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for a buffer of the wrong length.
+    pub(crate) fn loss_and_grad_part(
+        &self,
+        ws: &mut Workspace<T>,
+        input: &[T],
+        target: &[T],
+        grads: &mut [T],
+        whole: usize,
+        decay: bool,
+    ) -> Result<LossParts> {
+        debug_assert!(self.cfg.batch_coupled().is_none());
+        self.check_grads(grads)?;
+        let part = Part {
+            whole: Some(whole),
+            decay,
+        };
+        let parts = self.loss_with(&self.params, ws, input, target, true, part)?;
+        self.backward_with(Params::Read(&self.params), ws, input, grads, part);
+        Ok(parts)
+    }
+
+    /// One training step's arithmetic on `params` (taken out of the model):
+    /// forward, loss, and — if `accept` approves the loss — the backward pass
+    /// into `grads`, calling `update(params, grads, range)` on each tensor as
+    /// soon as its gradient is complete and no later layer reads it (last
+    /// layer first), while it is still in cache.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for a buffer of the wrong length, or the error of
+    /// `accept` (then nothing is updated).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn step_with(
+        &self,
+        params: &mut [T],
+        ws: &mut Workspace<T>,
+        input: &[T],
+        target: &[T],
+        grads: &mut [T],
+        accept: impl FnOnce(&LossParts) -> Result<()>,
+        update: &mut UpdateFn<'_, T>,
+    ) -> Result<LossParts> {
+        self.check_grads(grads)?;
+        if params.len() != self.layout.len {
+            return Err(Error::shape(
+                "Autoencoder::step_with (params)",
+                format!("{} values", self.layout.len),
+                format!("{}", params.len()),
+            ));
+        }
+        let parts = self.loss_with(params, ws, input, target, true, Part::WHOLE)?;
+        accept(&parts)?;
+        self.backward_with(
+            Params::Update(params, update),
+            ws,
+            input,
+            grads,
+            Part::WHOLE,
+        );
+        Ok(parts)
+    }
+
+    fn check_grads(&self, g: &[T]) -> Result<()> {
+        if g.len() != self.layout.len {
             return Err(Error::shape(
                 "Autoencoder::loss_and_grad (grads)",
-                format!("{} values", self.params.len()),
+                format!("{} values", self.layout.len),
                 format!("{}", g.len()),
             ));
         }
-        self.forward(ws, input)?;
+        Ok(())
+    }
+
+    /// Forward pass and loss on `params`; with `want_grad`, ∂L/∂z of the
+    /// output layer is left in the workspace for [`Self::backward_with`].
+    fn loss_with(
+        &self,
+        params: &[T],
+        ws: &mut Workspace<T>,
+        input: &[T],
+        target: &[T],
+        want_grad: bool,
+        part: Part,
+    ) -> Result<LossParts> {
+        self.check_batch(ws, target, "Autoencoder::loss_and_grad (target)")?;
+        self.forward_with(params, ws, input)?;
         let cfg = &self.cfg;
         let (b, last) = (ws.batch, cfg.layers.len() - 1);
-        let want_grad = grads.is_some();
+        let whole = part.whole.unwrap_or(b);
         let scale = match cfg.loss {
-            Loss::Bce | Loss::Mse => 1.0 / (b * cfg.input) as f64,
-            Loss::Sse => 0.5 / b as f64,
+            Loss::Bce | Loss::Mse => 1.0 / (whole * cfg.input) as f64,
+            Loss::Sse => 0.5 / whole as f64,
         };
         let mut parts = LossParts::default();
 
@@ -419,7 +526,7 @@ impl<T: Real> Autoencoder<T> {
         // The penalties' gradients are added to dh of their layer during the
         // backward pass, after the layer above has written it.
         if let Some(p) = cfg.l1 {
-            parts.l1 = l1_penalty(&ws.h[p.layer], None, b, p.lambda);
+            parts.l1 = l1_penalty(&ws.h[p.layer], None, whole, p.lambda);
         }
         if let Some(p) = cfg.kl {
             let (c, hw) = self.groups(p.layer);
@@ -435,26 +542,42 @@ impl<T: Real> Autoencoder<T> {
                 &mut ws.kl_g,
             );
         }
-        if cfg.weight_decay > 0.0 {
+        if part.decay && cfg.weight_decay > 0.0 {
             let s: f64 = self
                 .layout
                 .tensors
                 .iter()
                 .filter(|t| t.kind == ParamKind::Weight)
-                .map(|t| T::sum_sq(&self.params[t.range()]))
+                .map(|t| T::sum_sq(&params[t.range()]))
                 .sum();
             parts.l2 = cfg.weight_decay * s;
         }
-        let Some(grads) = grads else {
-            return Ok(parts);
-        };
+        Ok(parts)
+    }
 
+    /// The backward pass after [`Self::loss_with`] (with `want_grad`): every
+    /// gradient into `grads`, overwriting it. A tensor's gradient is complete
+    /// after the backward step of the layer that owns it (a tied weight's
+    /// encoder layer, below its decoder mirror); then its weight decay is
+    /// added and, with [`Params::Update`], it is updated.
+    fn backward_with(
+        &self,
+        mut params: Params<'_, T>,
+        ws: &mut Workspace<T>,
+        input: &[T],
+        grads: &mut [T],
+        part: Part,
+    ) {
+        let cfg = &self.cfg;
+        let (b, last) = (ws.batch, cfg.layers.len() - 1);
+        let whole = part.whole.unwrap_or(b);
+        let two_l = T::from_f64(2.0 * cfg.weight_decay);
         for l in (0..=last).rev() {
             if l != last {
                 if let Some(p) = cfg.l1
                     && p.layer == l
                 {
-                    l1_penalty(&ws.h[l], Some(&mut ws.dh[l]), b, p.lambda);
+                    l1_penalty(&ws.h[l], Some(&mut ws.dh[l]), whole, p.lambda);
                 }
                 if let Some(p) = cfg.kl
                     && p.layer == l
@@ -488,7 +611,7 @@ impl<T: Real> Autoencoder<T> {
                         dx,
                         dz,
                         x,
-                        &self.params[w_info.range()],
+                        &params.get()[w_info.range()],
                         b,
                         inp,
                         out,
@@ -506,7 +629,7 @@ impl<T: Real> Autoencoder<T> {
                         dx,
                         dz,
                         x,
-                        &self.params[w_info.range()],
+                        &params.get()[w_info.range()],
                         b,
                         &s,
                         ws.conv[l].as_mut().expect("conv scratch"),
@@ -523,19 +646,55 @@ impl<T: Real> Autoencoder<T> {
                     }
                 }
             }
-        }
-        if cfg.weight_decay > 0.0 {
-            let two_l = T::from_f64(2.0 * cfg.weight_decay);
-            for t in self
-                .layout
-                .tensors
-                .iter()
-                .filter(|t| t.kind == ParamKind::Weight)
-            {
-                T::axpy(two_l, &self.params[t.range()], &mut grads[t.range()]);
+            for t in self.layout.tensors.iter().filter(|t| t.layer == l) {
+                let r = t.range();
+                if part.decay && cfg.weight_decay > 0.0 && t.kind == ParamKind::Weight {
+                    T::axpy(two_l, &params.get()[r.clone()], &mut grads[r.clone()]);
+                }
+                if let Params::Update(p, update) = &mut params {
+                    update(&mut p[r.clone()], &mut grads[r.clone()], r);
+                }
             }
         }
-        Ok(parts)
+    }
+}
+
+/// Which part of a batch a loss covers: the batch size the loss is
+/// normalised by (`None`: the workspace's) and whether it includes the
+/// weight decay.
+#[derive(Clone, Copy, Debug)]
+struct Part {
+    whole: Option<usize>,
+    decay: bool,
+}
+
+impl Part {
+    const WHOLE: Part = Part {
+        whole: None,
+        decay: true,
+    };
+}
+
+/// What a training step does with a tensor once its gradient is complete:
+/// called with its parameters, its gradient and its range in the flat buffer.
+pub(crate) type UpdateFn<'a, T> = dyn FnMut(&mut [T], &mut [T], Range<usize>) + 'a;
+
+/// The parameters a backward pass reads, and what it does with each tensor
+/// once its gradient is complete.
+enum Params<'a, T> {
+    /// Only read them.
+    Read(&'a [T]),
+    /// Read them, and call the function on each tensor (its parameters, its
+    /// gradient and its range in the flat buffer) once no later layer reads it.
+    Update(&'a mut [T], &'a mut UpdateFn<'a, T>),
+}
+
+impl<T> Params<'_, T> {
+    fn get(&self) -> &[T] {
+        match self {
+            Params::Read(p) => p,
+            Params::Update(p, _) => p,
+        }
     }
 }
 

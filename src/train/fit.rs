@@ -152,7 +152,9 @@ fn fit_in_pool(
             }
             train.gather(&order[k * batch..(k + 1) * batch], &mut x);
             let parts = trainer.step(&x)?;
-            code.add(trainer.model.code(trainer.workspace()));
+            for ws in trainer.workspaces() {
+                code.add(trainer.model.code(ws));
+            }
             loss.add(&parts, batch);
             obs.on_step(epoch + 1, k + 1, spe, &parts);
         }

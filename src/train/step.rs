@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::Real;
-use crate::nn::{Autoencoder, LossParts, Noise, Workspace, apply_noise};
+use crate::nn::{Autoencoder, LossParts, ModelConfig, Noise, Workspace, apply_noise};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::rng::Rng;
 
@@ -21,9 +21,32 @@ pub struct Trainer<T> {
     pub opt: Optimizer<T>,
     /// The generator of input noise.
     pub noise_rng: Rng,
-    ws: Workspace<T>,
-    grads: Vec<T>,
+    /// One workspace and gradient buffer per part of the batch.
+    ws: Vec<Workspace<T>>,
+    grads: Vec<Vec<T>>,
+    batch: usize,
     noisy: Vec<T>,
+}
+
+/// Smallest batch computed in two parts side by side. (At batch 256 the
+/// deep model trains ~20 % faster in two halves than with each product
+/// split between the threads; at batch 32 the halves are slower, as waking
+/// the second thread costs about as much as half a step.)
+const SPLIT_MIN_BATCH: usize = 128;
+
+/// The sizes of the parts a batch is computed in: two halves, side by side
+/// on two threads (`rayon::join`), for batches of at least
+/// [`SPLIT_MIN_BATCH`] samples of models without a term coupling the samples
+/// ([`ModelConfig::batch_coupled`]); otherwise one. The gradients of the
+/// halves are summed in a fixed order, and the split depends on the model
+/// and the batch size only, never on the number of threads: the result is
+/// the same on any number of threads.
+fn parts(cfg: &ModelConfig, batch: usize) -> Vec<usize> {
+    if batch >= SPLIT_MIN_BATCH && cfg.batch_coupled().is_none() {
+        vec![batch.div_ceil(2), batch / 2]
+    } else {
+        vec![batch]
+    }
 }
 
 impl<T: Real> Trainer<T> {
@@ -64,9 +87,11 @@ impl<T: Real> Trainer<T> {
             Noise::None => Vec::new(),
             _ => vec![T::ZERO; batch * model.config().input],
         };
+        let sizes = parts(cfg, batch);
         Ok(Trainer {
-            ws: model.workspace(batch),
-            grads: vec![T::ZERO; n],
+            ws: sizes.iter().map(|&b| model.workspace(b)).collect(),
+            grads: vec![vec![T::ZERO; n]; sizes.len()],
+            batch,
             opt: Optimizer::new(opt, n),
             noise_rng: Rng::new(noise_seed),
             noisy,
@@ -76,7 +101,7 @@ impl<T: Real> Trainer<T> {
 
     /// The batch size the buffers are sized for.
     pub fn batch(&self) -> usize {
-        self.ws.batch()
+        self.batch
     }
 
     /// Steps taken so far.
@@ -84,20 +109,20 @@ impl<T: Real> Trainer<T> {
         self.opt.t
     }
 
-    /// The workspace of the last step (activations of the last batch).
-    pub fn workspace(&self) -> &Workspace<T> {
+    /// The workspaces of the last step, one per part of the batch, in batch
+    /// order (together the activations of the last batch).
+    pub fn workspaces(&self) -> &[Workspace<T>] {
         &self.ws
-    }
-
-    /// The gradient of the last step.
-    pub fn grads(&self) -> &[T] {
-        &self.grads
     }
 
     /// Resizes the buffers for another batch size (allocates).
     pub fn set_batch(&mut self, batch: usize) {
-        if batch != self.ws.batch() && batch > 0 {
-            self.ws = self.model.workspace(batch);
+        if batch != self.batch && batch > 0 {
+            let sizes = parts(self.model.config(), batch);
+            self.ws = sizes.iter().map(|&b| self.model.workspace(b)).collect();
+            self.grads
+                .resize(sizes.len(), vec![T::ZERO; self.model.params.len()]);
+            self.batch = batch;
             if !self.noisy.is_empty() {
                 self.noisy = vec![T::ZERO; batch * self.model.config().input];
             }
@@ -112,16 +137,17 @@ impl<T: Real> Trainer<T> {
     /// [`Error::Shape`] if `x` is not one batch; [`Error::NonFinite`] if the
     /// loss is NaN or infinite (the parameters are then left unchanged).
     pub fn step(&mut self, x: &[T]) -> Result<LossParts> {
+        let d = self.model.config().input;
+        if x.len() != self.batch * d {
+            return Err(Error::shape(
+                "Trainer::step",
+                format!("{} × {d} values", self.batch),
+                format!("{}", x.len()),
+            ));
+        }
         let input: &[T] = if self.noisy.is_empty() {
             x
         } else {
-            if x.len() != self.noisy.len() {
-                return Err(Error::shape(
-                    "Trainer::step",
-                    format!("{} values", self.noisy.len()),
-                    format!("{}", x.len()),
-                ));
-            }
             apply_noise(
                 self.model.config().noise,
                 &mut self.noise_rng,
@@ -130,19 +156,122 @@ impl<T: Real> Trainer<T> {
             );
             &self.noisy
         };
-        let parts = self
-            .model
-            .loss_and_grad(&mut self.ws, input, x, Some(&mut self.grads))?;
-        if !parts.total().is_finite() {
-            return Err(Error::NonFinite {
-                step: self.opt.t + 1,
-                tensor: format!(
-                    "the loss (recon {}, l1 {}, kl {}, l2 {})",
-                    parts.recon, parts.l1, parts.kl, parts.l2
-                ),
-            });
+        if let ([ws0, ws1], [g0, g1]) = (&mut self.ws[..], &mut self.grads[..]) {
+            let (model, whole) = (&self.model, self.batch);
+            let cut = ws0.batch() * d;
+            let (p0, p1) = rayon::join(
+                || model.loss_and_grad_part(ws0, &input[..cut], &x[..cut], g0, whole, true),
+                || model.loss_and_grad_part(ws1, &input[cut..], &x[cut..], g1, whole, false),
+            );
+            let (p0, p1) = (p0?, p1?);
+            let parts = LossParts {
+                recon: p0.recon + p1.recon,
+                l1: p0.l1 + p1.l1,
+                kl: p0.kl + p1.kl,
+                l2: p0.l2 + p1.l2,
+            };
+            non_finite(&parts, self.opt.t + 1)?;
+            self.opt.step_sum(&mut self.model.params, g0, g1);
+            return Ok(parts);
         }
-        self.opt.step(&mut self.model.params, &self.grads);
-        Ok(parts)
+        let ([ws], [grads]) = (&mut self.ws[..], &mut self.grads[..]) else {
+            unreachable!("a batch is computed in one or two parts")
+        };
+        // The parameters leave the model for the step, so that each tensor
+        // can be updated during the backward pass as soon as its gradient
+        // is complete (while it is still in cache); they go back whatever
+        // happens.
+        let mut params = std::mem::take(&mut self.model.params);
+        let step = self.opt.t + 1;
+        self.opt.begin_step();
+        let opt = &mut self.opt;
+        let result = self.model.step_with(
+            &mut params,
+            ws,
+            input,
+            x,
+            grads,
+            |parts| non_finite(parts, step),
+            &mut |p, g, range| opt.update(p, g, range),
+        );
+        self.model.params = params;
+        if result.is_err() {
+            // Nothing was updated: the step did not happen.
+            self.opt.t -= 1;
+        }
+        result
+    }
+}
+
+/// The error for a non-finite loss at `step`.
+fn non_finite(parts: &LossParts, step: u64) -> Result<()> {
+    if parts.total().is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFinite {
+            step,
+            tensor: format!(
+                "the loss (recon {}, l1 {}, kl {}, l2 {})",
+                parts.recon, parts.l1, parts.kl, parts.l2
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::Activation::{Relu, Sigmoid};
+    use crate::nn::ModelBuilder;
+
+    /// A batch computed in two halves gives the loss and the update of the
+    /// whole batch (L1 and weight decay included), up to rounding.
+    #[test]
+    fn halves_add_up_to_the_whole_batch() {
+        let cfg = ModelBuilder::new(20)
+            .encoder(12, Relu)
+            .code(6, Relu)
+            .decoder(12, Relu)
+            .decoder(20, Sigmoid)
+            .l1(1e-2)
+            .weight_decay(1e-3)
+            .build()
+            .unwrap();
+        let batch = 131;
+        assert_eq!(parts(&cfg, batch), [66, 65]);
+        let model = Autoencoder::<f64>::new(cfg, 5).unwrap();
+        let mut r = Rng::new(9);
+        let x: Vec<f64> = (0..batch * 20).map(|_| f64::from(r.next_f32())).collect();
+
+        let mut split = Trainer::new(model.clone(), OptimizerConfig::default(), batch, 1).unwrap();
+        let got = split.step(&x).unwrap();
+
+        let mut ws = model.workspace(batch);
+        let mut g = vec![0.0; model.params.len()];
+        let want = model.loss_and_grad(&mut ws, &x, &x, Some(&mut g)).unwrap();
+        let mut whole = model.clone();
+        let mut opt = Optimizer::new(OptimizerConfig::default(), g.len());
+        opt.step(&mut whole.params, &g);
+
+        for (a, b) in [
+            (got.recon, want.recon),
+            (got.l1, want.l1),
+            (got.l2, want.l2),
+        ] {
+            assert!((a - b).abs() <= 1e-12 * b.abs(), "{a} vs {b}");
+        }
+        assert!(want.l1 > 0.0 && want.l2 > 0.0);
+        // Adam's first step moves each parameter by ±lr·(1 − ε-ish) whatever
+        // the gradient's size, so compare the gradients through the moments.
+        let m_want: Vec<f64> = g.iter().map(|v| 0.1 * v).collect();
+        for (i, (a, b)) in split.opt.m.iter().zip(&m_want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-12 * b.abs().max(1e-9),
+                "m[{i}]: {a} vs {b}"
+            );
+        }
+        for (a, b) in split.model.params.iter().zip(&whole.params) {
+            assert!((a - b).abs() <= 1e-9, "{a} vs {b}");
+        }
     }
 }

@@ -116,6 +116,19 @@ impl Simd for Avx2 {
         unsafe { _mm256_fmadd_ps(a, b, c) }
     }
     #[inline(always)]
+    fn recip(self, a: __m256) -> __m256 {
+        // SAFETY: `Avx2` proves AVX2 and FMA.
+        unsafe {
+            // 12-bit estimate, two Newton steps r + r·(1 − a·r); where a step
+            // gives NaN (a = ±0 or ±∞) the estimate is already exact.
+            let one = _mm256_set1_ps(1.0);
+            let r = _mm256_rcp_ps(a);
+            let n = _mm256_fmadd_ps(r, _mm256_fnmadd_ps(a, r, one), r);
+            let n = _mm256_fmadd_ps(n, _mm256_fnmadd_ps(a, n, one), n);
+            _mm256_blendv_ps(r, n, _mm256_cmp_ps::<_CMP_ORD_Q>(n, n))
+        }
+    }
+    #[inline(always)]
     fn sqrt(self, a: __m256) -> __m256 {
         // SAFETY: `Avx2` proves AVX.
         unsafe { _mm256_sqrt_ps(a) }

@@ -112,6 +112,18 @@ impl Simd for Avx512 {
         unsafe { _mm512_fmadd_ps(a, b, c) }
     }
     #[inline(always)]
+    fn recip(self, a: __m512) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F.
+        unsafe {
+            // 14-bit estimate, one Newton step r + r·(1 − a·r); where the
+            // step gives NaN (a = ±0 or ±∞) the estimate is already exact.
+            let r = _mm512_rcp14_ps(a);
+            let e = _mm512_fnmadd_ps(a, r, _mm512_set1_ps(1.0));
+            let n = _mm512_fmadd_ps(r, e, r);
+            _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(n, n), r, n)
+        }
+    }
+    #[inline(always)]
     fn sqrt(self, a: __m512) -> __m512 {
         // SAFETY: `Avx512` proves AVX-512F.
         unsafe { _mm512_sqrt_ps(a) }

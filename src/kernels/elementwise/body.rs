@@ -343,7 +343,8 @@ pub(crate) fn sum_sq<S: Simd>(s: S, x: &[f32]) -> f64 {
     )
 }
 
-/// See [`super::adam_step`]: the scalar twin's operations, in its order.
+/// See [`super::adam_step`]: the scalar twin's operations, in its order,
+/// except that the division is a multiplication by [`Simd::recip`].
 #[inline(always)]
 pub(crate) fn adam_step<S: Simd>(
     s: S,
@@ -375,7 +376,7 @@ pub(crate) fn adam_step<S: Simd>(
             let vi = s.select(s.lt(vi, tiny), zero, vi);
             s.st(m, i, t, mi);
             s.st(v, i, t, vi);
-            let step = s.div(s.mul(lr, mi), s.add(s.sqrt(vi), eps));
+            let step = s.mul(s.mul(lr, mi), s.recip(s.add(s.sqrt(vi), eps)));
             s.st(p, i, t, s.sub(s.ld(p, i, t), step));
         },
     );

@@ -71,6 +71,12 @@ macro_rules! dispatch {
 /// PyTorch); defaults lr 1e-3, β1 0.9, β2 0.999, ε 1e-7. Moments that decay
 /// below the smallest normal float are set to zero (subnormal arithmetic is
 /// two orders of magnitude slower on x86, and such moments move nothing).
+///
+/// The scalar path divides; the SIMD paths multiply by the reciprocal of
+/// `√v + ε` from the hardware estimate and Newton's method (within 1 ulp, so
+/// the step lr_t·m/(√v + ε) is within 2 ulp of the divided one: tested), as
+/// the divider that `/` and `√` share bounds the update's speed otherwise.
+/// The moments m and v are the same, bit for bit, on every path.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamHyper {
     /// Bias-corrected step size lr·√(1 − β2ᵗ)/(1 − β1ᵗ).

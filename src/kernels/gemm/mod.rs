@@ -539,11 +539,13 @@ unsafe fn run<K: MicroKernel>(job: &Job<'_>, m: usize, n: usize, k: usize, threa
     } else {
         2
     };
-    let chunk = len.div_ceil(per_thread * threads).div_ceil(unit).max(1) * unit;
-    let tasks = len.div_ceil(chunk);
+    // Whole tiles dealt out as evenly as possible (784 columns in strips of
+    // 224 left the last task half idle: 1.63× one thread at 256×1024×784).
+    let tiles = len.div_ceil(unit);
+    let tasks = (per_thread * threads).min(tiles);
     (0..tasks).into_par_iter().with_max_len(1).for_each(|t| {
-        let lo = t * chunk;
-        let hi = len.min(lo + chunk);
+        let lo = t * tiles / tasks * unit;
+        let hi = len.min((t + 1) * tiles / tasks * unit);
         // SAFETY: strips [lo, hi) are disjoint, so no two tasks touch the same
         // element of C; the rest is forwarded.
         unsafe {

@@ -102,8 +102,10 @@ pub(crate) const DIRECT_B_BYTES: usize = 1 << 20;
 
 /// Products with fewer flops (2·m·n·k) than this run on one thread even when
 /// the rayon pool has more: below it the fork/join and the duplicated packing
-/// of the shared operand cost more than the second core gains.
-pub(crate) const PAR_MIN_FLOPS: usize = 8 << 20;
+/// of the shared operand cost more than the second core gains. (Waking a
+/// sleeping pool thread takes 30–65 µs on the 2-core development machine,
+/// about what one core needs for 8–16 MFLOP.)
+pub(crate) const PAR_MIN_FLOPS: usize = 32 << 20;
 
 /// Products with at least this many flops are cut into one strip per thread
 /// instead of two (measured: two strips per thread are faster up to the
