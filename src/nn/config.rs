@@ -724,15 +724,11 @@ impl ModelConfig {
         (self.tied && l >= n / 2).then(|| n - 1 - l)
     }
 
-    /// The term that makes one sample's gradient depend on the other samples
-    /// of its batch (the KL penalty's ρ̂, batch top-k's threshold), if any.
+    /// The term that makes one sample's forward pass depend on the other
+    /// samples of its batch (batch top-k's threshold), if any. (The KL
+    /// penalty's ρ̂ couples the samples' gradients only: parts of a batch can
+    /// be computed apart once their ρ̂ sums are combined.)
     pub fn batch_coupled(&self) -> Option<&'static str> {
-        if self.kl.is_some() {
-            Some("the KL penalty")
-        } else if self.topk.is_some_and(|t| t.batch) {
-            Some("batch top-k")
-        } else {
-            None
-        }
+        self.topk.is_some_and(|t| t.batch).then_some("batch top-k")
     }
 }

@@ -7,7 +7,9 @@ use super::params::{ParamKind, ParamLayout, init_params};
 use super::pool::{
     maxpool2d_backward, maxpool2d_forward, upsample_nearest2d_backward, upsample_nearest2d_forward,
 };
-use super::sparsity::{kl_penalty, l1_penalty, topk_backward, topk_batch, topk_rows};
+use super::sparsity::{
+    kl_from_sums, kl_penalty, kl_sums, l1_penalty, topk_backward, topk_batch, topk_rows,
+};
 use crate::error::{Error, Result};
 use crate::kernels::{Activation, Real};
 use std::ops::Range;
@@ -289,9 +291,21 @@ impl<T: Real> Autoencoder<T> {
     /// layout) instead of its own.
     fn forward_with(&self, params: &[T], ws: &mut Workspace<T>, input: &[T]) -> Result<()> {
         self.check_batch(ws, input, "Autoencoder::forward")?;
+        self.forward_layers(params, ws, input, 0..self.cfg.layers.len());
+        Ok(())
+    }
+
+    /// The forward pass through `layers` (those below already computed).
+    fn forward_layers(
+        &self,
+        params: &[T],
+        ws: &mut Workspace<T>,
+        input: &[T],
+        layers: Range<usize>,
+    ) {
         let last = self.cfg.layers.len() - 1;
         let b = ws.batch;
-        for l in 0..=last {
+        for l in layers {
             let mut act = self.cfg.layers[l].act();
             if l == last && self.logits_out() {
                 act = Activation::Linear;
@@ -346,7 +360,6 @@ impl<T: Real> Autoencoder<T> {
                 }
             }
         }
-        Ok(())
     }
 
     /// The reconstruction x̂ of the last forward pass, `(batch, in)`, written
@@ -412,11 +425,14 @@ impl<T: Real> Autoencoder<T> {
     /// gradients are normalised by `whole`, so the parts' losses and
     /// gradients add up to the whole batch's. The weight-decay term and its
     /// gradient are included only when `decay` is set (in one part).
-    /// Only for models without a term coupling the samples of a batch
-    /// ([`ModelConfig::batch_coupled`]).
+    /// With a KL penalty, the parts' layers up to the KL layer have been
+    /// computed by [`Self::forward_to_kl`] and combined by
+    /// [`Self::combine_kl`], whose value is `kl` (counted in the part with
+    /// `decay`). Not for batch top-k ([`ModelConfig::batch_coupled`]).
     ///
     /// # Errors
     /// [`Error::Shape`] for a buffer of the wrong length.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn loss_and_grad_part(
         &self,
         ws: &mut Workspace<T>,
@@ -425,16 +441,56 @@ impl<T: Real> Autoencoder<T> {
         grads: &mut [T],
         whole: usize,
         decay: bool,
+        kl: Option<f64>,
     ) -> Result<LossParts> {
         debug_assert!(self.cfg.batch_coupled().is_none());
         self.check_grads(grads)?;
         let part = Part {
             whole: Some(whole),
             decay,
+            kl: kl.map(|v| if decay { v } else { 0.0 }),
         };
         let parts = self.loss_with(&self.params, ws, input, target, true, part)?;
         self.backward_with(Params::Read(&self.params), ws, input, grads, part);
         Ok(parts)
+    }
+
+    /// The first phase of a part of a batch for a model with a KL penalty:
+    /// the forward pass up to the KL layer and that layer's sums per
+    /// channel (see [`Self::combine_kl`]).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if `input` does not hold `ws.batch()` samples.
+    pub(crate) fn forward_to_kl(&self, ws: &mut Workspace<T>, input: &[T]) -> Result<()> {
+        self.check_batch(ws, input, "Autoencoder::forward")?;
+        if let Some(p) = self.cfg.kl {
+            self.forward_layers(&self.params, ws, input, 0..p.layer + 1);
+            let (c, hw) = self.groups(p.layer);
+            kl_sums(&ws.h[p.layer], c, hw, &mut ws.rho_hat);
+        }
+        Ok(())
+    }
+
+    /// ρ̂ and the KL gradient of a batch of `whole` samples from its two
+    /// parts' sums (added in part order), into both workspaces; returns the
+    /// KL value.
+    pub(crate) fn combine_kl(
+        &self,
+        ws0: &mut Workspace<T>,
+        ws1: &mut Workspace<T>,
+        whole: usize,
+    ) -> f64 {
+        let Some(p) = self.cfg.kl else {
+            return 0.0;
+        };
+        let (_, hw) = self.groups(p.layer);
+        for (a, &b) in ws0.rho_hat.iter_mut().zip(&ws1.rho_hat) {
+            *a += b;
+        }
+        let value = kl_from_sums(&mut ws0.rho_hat, whole * hw, p.rho, p.beta, &mut ws0.kl_g);
+        ws1.rho_hat.copy_from_slice(&ws0.rho_hat);
+        ws1.kl_g.copy_from_slice(&ws0.kl_g);
+        value
     }
 
     /// One training step's arithmetic on `params` (taken out of the model):
@@ -500,7 +556,12 @@ impl<T: Real> Autoencoder<T> {
         part: Part,
     ) -> Result<LossParts> {
         self.check_batch(ws, target, "Autoencoder::loss_and_grad (target)")?;
-        self.forward_with(params, ws, input)?;
+        self.check_batch(ws, input, "Autoencoder::forward")?;
+        let first = match (part.kl, self.cfg.kl) {
+            (Some(_), Some(p)) => p.layer + 1,
+            _ => 0,
+        };
+        self.forward_layers(params, ws, input, first..self.cfg.layers.len());
         let cfg = &self.cfg;
         let (b, last) = (ws.batch, cfg.layers.len() - 1);
         let whole = part.whole.unwrap_or(b);
@@ -528,7 +589,9 @@ impl<T: Real> Autoencoder<T> {
         if let Some(p) = cfg.l1 {
             parts.l1 = l1_penalty(&ws.h[p.layer], None, whole, p.lambda);
         }
-        if let Some(p) = cfg.kl {
+        if let Some(v) = part.kl {
+            parts.kl = v;
+        } else if let Some(p) = cfg.kl {
             let (c, hw) = self.groups(p.layer);
             parts.kl = kl_penalty(
                 &ws.h[p.layer],
@@ -666,12 +729,15 @@ impl<T: Real> Autoencoder<T> {
 struct Part {
     whole: Option<usize>,
     decay: bool,
+    /// The KL value when the parts' ρ̂ was combined beforehand.
+    kl: Option<f64>,
 }
 
 impl Part {
     const WHOLE: Part = Part {
         whole: None,
         decay: true,
+        kl: None,
     };
 }
 

@@ -34,19 +34,36 @@ pub fn kl_penalty<T: Real>(
     rho_hat: &mut [T],
     g: &mut [T],
 ) -> f64 {
+    kl_sums(h, channels, positions, rho_hat);
+    let value = kl_from_sums(rho_hat, batch * positions, rho, beta, g);
+    if let Some(dh) = dh {
+        add_per_channel(dh, channels, positions, g);
+    }
+    value
+}
+
+/// The first half of [`kl_penalty`]: `sums[c] = Σ_{i,p} h[i,c,p]`, in a
+/// fixed order (sums of parts of a batch are added part by part).
+pub fn kl_sums<T: Real>(h: &[T], channels: usize, positions: usize, sums: &mut [T]) {
     if positions == 1 {
-        T::col_sum(h, channels, rho_hat);
+        T::col_sum(h, channels, sums);
     } else {
-        rho_hat.iter_mut().for_each(|r| *r = T::ZERO);
+        sums.iter_mut().for_each(|r| *r = T::ZERO);
         for sample in h.chunks_exact(channels * positions) {
-            for (r, plane) in rho_hat.iter_mut().zip(sample.chunks_exact(positions)) {
+            for (r, plane) in sums.iter_mut().zip(sample.chunks_exact(positions)) {
                 *r += plane.iter().fold(T::ZERO, |a, &v| a + v);
             }
         }
     }
-    let inv_n = 1.0 / (batch * positions) as f64;
+}
+
+/// The second half of [`kl_penalty`]: from the sums over `n` = B·P values
+/// per channel, ρ̂ (written over `sums`), the per-channel gradient `g` and
+/// the value β·Σ_c KL(ρ‖ρ̂_c).
+pub fn kl_from_sums<T: Real>(sums: &mut [T], n: usize, rho: f64, beta: f64, g: &mut [T]) -> f64 {
+    let inv_n = 1.0 / n as f64;
     let mut value = 0.0;
-    for (j, r) in rho_hat.iter_mut().enumerate() {
+    for (j, r) in sums.iter_mut().enumerate() {
         let raw = r.to_f64() * inv_n;
         let clamped = raw.clamp(KL_CLAMP, 1.0 - KL_CLAMP);
         *r = T::from_f64(raw);
@@ -56,9 +73,6 @@ pub fn kl_penalty<T: Real>(
         } else {
             T::ZERO
         };
-    }
-    if let Some(dh) = dh {
-        add_per_channel(dh, channels, positions, g);
     }
     beta * value
 }

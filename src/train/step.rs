@@ -36,8 +36,9 @@ const SPLIT_MIN_BATCH: usize = 128;
 
 /// The sizes of the parts a batch is computed in: two halves, side by side
 /// on two threads (`rayon::join`), for batches of at least
-/// [`SPLIT_MIN_BATCH`] samples of models without a term coupling the samples
-/// ([`ModelConfig::batch_coupled`]); otherwise one. The gradients of the
+/// [`SPLIT_MIN_BATCH`] samples of models without a term coupling the samples'
+/// forward passes ([`ModelConfig::batch_coupled`]; with a KL penalty the
+/// halves first run up to the KL layer and combine their ρ̂); otherwise one. The gradients of the
 /// halves are summed in a fixed order, and the split depends on the model
 /// and the batch size only, never on the number of threads: the result is
 /// the same on any number of threads.
@@ -159,9 +160,21 @@ impl<T: Real> Trainer<T> {
         if let ([ws0, ws1], [g0, g1]) = (&mut self.ws[..], &mut self.grads[..]) {
             let (model, whole) = (&self.model, self.batch);
             let cut = ws0.batch() * d;
+            let kl = match model.config().kl {
+                None => None,
+                Some(_) => {
+                    let (a, b) = rayon::join(
+                        || model.forward_to_kl(ws0, &input[..cut]),
+                        || model.forward_to_kl(ws1, &input[cut..]),
+                    );
+                    a?;
+                    b?;
+                    Some(model.combine_kl(ws0, ws1, whole))
+                }
+            };
             let (p0, p1) = rayon::join(
-                || model.loss_and_grad_part(ws0, &input[..cut], &x[..cut], g0, whole, true),
-                || model.loss_and_grad_part(ws1, &input[cut..], &x[cut..], g1, whole, false),
+                || model.loss_and_grad_part(ws0, &input[..cut], &x[..cut], g0, whole, true, kl),
+                || model.loss_and_grad_part(ws1, &input[cut..], &x[cut..], g1, whole, false, kl),
             );
             let (p0, p1) = (p0?, p1?);
             let parts = LossParts {
@@ -228,7 +241,7 @@ mod tests {
     /// whole batch (L1 and weight decay included), up to rounding.
     #[test]
     fn halves_add_up_to_the_whole_batch() {
-        let cfg = ModelBuilder::new(20)
+        let l1 = ModelBuilder::new(20)
             .encoder(12, Relu)
             .code(6, Relu)
             .decoder(12, Relu)
@@ -237,6 +250,20 @@ mod tests {
             .weight_decay(1e-3)
             .build()
             .unwrap();
+        let kl = ModelBuilder::new(20)
+            .encoder(12, Relu)
+            .code(30, Sigmoid)
+            .decoder(12, Relu)
+            .decoder(20, Sigmoid)
+            .kl(0.05, 3.0)
+            .weight_decay(1e-3)
+            .build()
+            .unwrap();
+        halves_match(l1);
+        halves_match(kl);
+    }
+
+    fn halves_match(cfg: ModelConfig) {
         let batch = 131;
         assert_eq!(parts(&cfg, batch), [66, 65]);
         let model = Autoencoder::<f64>::new(cfg, 5).unwrap();
@@ -256,11 +283,12 @@ mod tests {
         for (a, b) in [
             (got.recon, want.recon),
             (got.l1, want.l1),
+            (got.kl, want.kl),
             (got.l2, want.l2),
         ] {
             assert!((a - b).abs() <= 1e-12 * b.abs(), "{a} vs {b}");
         }
-        assert!(want.l1 > 0.0 && want.l2 > 0.0);
+        assert!(want.l1 + want.kl > 0.0 && want.l2 > 0.0);
         // Adam's first step moves each parameter by ±lr·(1 − ε-ish) whatever
         // the gradient's size, so compare the gradients through the moments.
         let m_want: Vec<f64> = g.iter().map(|v| 0.1 * v).collect();
