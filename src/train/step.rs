@@ -1,7 +1,9 @@
 //! One training step: corrupt the input, forward, loss, backward, update.
 
+use super::dead::DeadLatents;
 use crate::error::{Error, Result};
 use crate::kernels::Real;
+use crate::nn::sae_ops::{normalize_columns, remove_parallel_grad};
 use crate::nn::{Autoencoder, LossParts, Noise, Workspace, apply_noise};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::rng::Rng;
@@ -10,9 +12,10 @@ use crate::rng::Rng;
 const MAX_WORKSPACE: usize = 1 << 30;
 
 /// A model with everything a training step needs, allocated once:
-/// workspace, gradient buffer, optimizer state, the noise generator and the
-/// corrupted-input buffer. After the first step at a batch size, a step makes
-/// no heap allocation.
+/// workspace, gradient buffer, optimizer state, the noise generator, the
+/// corrupted-input buffer, the dead-latent counters and the unit-norm
+/// scratch. After the first step at a batch size, a step makes no heap
+/// allocation.
 #[derive(Clone, Debug)]
 pub struct Trainer<T> {
     /// The model being trained.
@@ -24,6 +27,8 @@ pub struct Trainer<T> {
     ws: Workspace<T>,
     grads: Vec<T>,
     noisy: Vec<T>,
+    dead: DeadLatents,
+    col_scratch: Vec<f64>,
 }
 
 impl<T: Real> Trainer<T> {
@@ -42,10 +47,13 @@ impl<T: Real> Trainer<T> {
             return Err(Error::config("batch_size", "must be at least 1"));
         }
         let cfg = model.config();
+        let sae = &cfg.sae;
         let per_sample: usize = cfg.input
             + (0..cfg.layers.len())
                 .map(|l| 2 * cfg.width(l))
-                .sum::<usize>();
+                .sum::<usize>()
+            + usize::from(sae.pre_encoder_bias) * cfg.input
+            + usize::from(sae.auxk.is_some()) * 3 * (cfg.input + cfg.width(cfg.code_layer));
         if batch
             .checked_mul(per_sample)
             .is_none_or(|n| n > MAX_WORKSPACE)
@@ -64,7 +72,14 @@ impl<T: Real> Trainer<T> {
             Noise::None => Vec::new(),
             _ => vec![T::ZERO; batch * model.config().input],
         };
+        let sae = model.config().sae;
+        let col_scratch = match sae.unit_norm_decoder {
+            true => vec![0.0; 2 * model.config().width(0)],
+            false => Vec::new(),
+        };
         Ok(Trainer {
+            dead: DeadLatents::new(model.config()),
+            col_scratch,
             ws: model.workspace(batch),
             grads: vec![T::ZERO; n],
             opt: Optimizer::new(opt, n),
@@ -89,6 +104,16 @@ impl<T: Real> Trainer<T> {
         &self.ws
     }
 
+    /// The dead-latent counters (see [`crate::train::dead`]).
+    pub fn dead_latents(&self) -> &DeadLatents {
+        &self.dead
+    }
+
+    /// The dead-latent counters, to restore them (from a checkpoint).
+    pub fn dead_latents_mut(&mut self) -> &mut DeadLatents {
+        &mut self.dead
+    }
+
     /// The gradient of the last step.
     pub fn grads(&self) -> &[T] {
         &self.grads
@@ -107,6 +132,11 @@ impl<T: Real> Trainer<T> {
     /// One step on a clean batch `x: (batch, in)`: noise (if configured),
     /// forward, loss, backward, optimizer update. Returns the loss before the
     /// update.
+    ///
+    /// With SAE options: the AuxK dead mask comes from the counters before
+    /// the step; a unit-norm decoder has its gradient's column-parallel part
+    /// removed before the update and its columns renormalised after it; the
+    /// dead-latent counters then count the batch's code.
     ///
     /// # Errors
     /// [`Error::Shape`] if `x` is not one batch; [`Error::NonFinite`] if the
@@ -130,6 +160,9 @@ impl<T: Real> Trainer<T> {
             );
             &self.noisy
         };
+        if let Some(mask) = self.ws.dead_mask_mut() {
+            self.dead.fill_mask(mask);
+        }
         let parts = self
             .model
             .loss_and_grad(&mut self.ws, input, x, Some(&mut self.grads))?;
@@ -137,12 +170,35 @@ impl<T: Real> Trainer<T> {
             return Err(Error::NonFinite {
                 step: self.opt.t + 1,
                 tensor: format!(
-                    "the loss (recon {}, l1 {}, kl {}, l2 {})",
-                    parts.recon, parts.l1, parts.kl, parts.l2
+                    "the loss (recon {}, l1 {}, kl {}, l2 {}, auxk {})",
+                    parts.recon, parts.l1, parts.kl, parts.l2, parts.auxk
                 ),
             });
         }
+        let unit_norm = self.model.config().sae.unit_norm_decoder;
+        if unit_norm {
+            self.unit_norm_decoder(true);
+        }
         self.opt.step(&mut self.model.params, &self.grads);
+        if unit_norm {
+            self.unit_norm_decoder(false);
+        }
+        self.dead.update(self.model.code(&self.ws));
         Ok(parts)
+    }
+
+    /// A unit-norm decoder's two halves: before the update (`before`) remove
+    /// the gradient's part parallel to each decoder column, after it
+    /// renormalise the columns (see [`crate::nn::sae_ops`]).
+    fn unit_norm_decoder(&mut self, before: bool) {
+        // The decoder weight (layer 1 of a validated SAE), `(d_in, d_sae)`.
+        let dec = self.model.layout().weight(1);
+        let (dec, d_sae) = (dec.range(), dec.shape[1]);
+        let w = &mut self.model.params[dec.clone()];
+        if before {
+            remove_parallel_grad(w, &mut self.grads[dec], d_sae, &mut self.col_scratch);
+        } else {
+            normalize_columns(w, d_sae, &mut self.col_scratch);
+        }
     }
 }
