@@ -177,28 +177,34 @@ impl<T: Real> Trainer<T> {
         }
         let unit_norm = self.model.config().sae.unit_norm_decoder;
         if unit_norm {
-            self.unit_norm_decoder(true);
+            self.project_decoder_grad();
         }
         self.opt.step(&mut self.model.params, &self.grads);
         if unit_norm {
-            self.unit_norm_decoder(false);
+            self.renormalize_decoder();
         }
         self.dead.update(self.model.code(&self.ws));
         Ok(parts)
     }
 
-    /// A unit-norm decoder's two halves: before the update (`before`) remove
-    /// the gradient's part parallel to each decoder column, after it
-    /// renormalise the columns (see [`crate::nn::sae_ops`]).
-    fn unit_norm_decoder(&mut self, before: bool) {
-        // The decoder weight (layer 1 of a validated SAE), `(d_in, d_sae)`.
+    /// The decoder weight's range and d_sae (layer 1 of a validated SAE,
+    /// `(d_in, d_sae)`).
+    fn decoder(&self) -> (std::ops::Range<usize>, usize) {
         let dec = self.model.layout().weight(1);
-        let (dec, d_sae) = (dec.range(), dec.shape[1]);
-        let w = &mut self.model.params[dec.clone()];
-        if before {
-            remove_parallel_grad(w, &mut self.grads[dec], d_sae, &mut self.col_scratch);
-        } else {
-            normalize_columns(w, d_sae, &mut self.col_scratch);
-        }
+        (dec.range(), dec.shape[1])
+    }
+
+    /// Unit-norm decoder, before the update: removes the gradient's part
+    /// parallel to each decoder column (see [`crate::nn::sae_ops`]).
+    fn project_decoder_grad(&mut self) {
+        let (dec, d_sae) = self.decoder();
+        let (w, g) = (&self.model.params[dec.clone()], &mut self.grads[dec]);
+        remove_parallel_grad(w, g, d_sae, &mut self.col_scratch);
+    }
+
+    /// Unit-norm decoder, after the update: rescales the columns to norm 1.
+    fn renormalize_decoder(&mut self) {
+        let (dec, d_sae) = self.decoder();
+        normalize_columns(&mut self.model.params[dec], d_sae, &mut self.col_scratch);
     }
 }
