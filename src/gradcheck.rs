@@ -237,10 +237,10 @@ pub fn check_model(
 }
 
 /// A hash of which side of 0 every pre-activation of a ReLU or leaky-ReLU
-/// layer is on, which values a top-k selection kept, and which input won
-/// every max-pooling window.
+/// layer is on, which values a top-k selection kept, which input won
+/// every max-pooling window, and which dead latents the AuxK loss chose.
 pub fn kink_fingerprint(model: &Autoencoder<f64>, ws: &Workspace<f64>) -> u64 {
-    let mut hash: u64 = ws.pool_fingerprint();
+    let mut hash: u64 = ws.pool_fingerprint() ^ ws.auxk_fingerprint().rotate_left(17);
     for (l, spec) in model.config().layers.iter().enumerate() {
         let topk = model.config().topk.is_some_and(|t| t.layer == l);
         if topk || matches!(spec.act(), Activation::Relu | Activation::LeakyRelu(_)) {

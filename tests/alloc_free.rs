@@ -2,7 +2,8 @@
 //! allocation (counted by a global allocator wrapper), when it runs on a
 //! thread of the rayon pool as `fit` runs it.
 
-use sparse_ae::nn::{Autoencoder, preset};
+use sparse_ae::kernels::Activation;
+use sparse_ae::nn::{Autoencoder, EncoderInit, Loss, ModelBuilder, ModelConfig, preset};
 use sparse_ae::optim::{OptimizerConfig, SgdConfig};
 use sparse_ae::rng::Rng;
 use sparse_ae::train::Trainer;
@@ -34,9 +35,26 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The `topk` shape as an SAE with every option on; a dead window of one
+/// batch makes most latents dead after the first step, so AuxK runs.
+fn sae_config() -> ModelConfig {
+    ModelBuilder::new(784)
+        .code(1024, Activation::Relu)
+        .decoder(784, Activation::Linear)
+        .loss(Loss::Mse)
+        .topk(32, false)
+        .unit_norm_decoder(true)
+        .encoder_init(EncoderInit::DecoderTranspose)
+        .pre_encoder_bias(true)
+        .auxk(None, 1.0 / 32.0)
+        .dead_window(64)
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn steps_after_the_first_do_not_allocate() {
-    let cases = [
+    let mut cases: Vec<(&str, ModelConfig, usize, OptimizerConfig)> = [
         ("deep", 32, OptimizerConfig::default()),
         // Computed in two halves side by side, the gradients summed.
         ("deep", 256, OptimizerConfig::default()),
@@ -46,24 +64,33 @@ fn steps_after_the_first_do_not_allocate() {
         ("overcomplete-kl", 256, OptimizerConfig::default()),
         ("topk", 64, OptimizerConfig::default()),
         ("conv-kl", 16, OptimizerConfig::default()),
-    ];
-    for (name, batch, opt) in cases {
-        let model = Autoencoder::<f32>::new(preset(name, 784).unwrap(), 1).unwrap();
+    ]
+    .into_iter()
+    .map(|(name, batch, opt)| (name, preset(name, 784).unwrap(), batch, opt))
+    .collect();
+    cases.push(("sae auxk", sae_config(), 64, OptimizerConfig::default()));
+    for (name, cfg, batch, opt) in cases {
+        let model = Autoencoder::<f32>::new(cfg, 1).unwrap();
         let mut t = Trainer::new(model, opt, batch, 2).unwrap();
         let mut rng = Rng::new(3);
         let x: Vec<f32> = (0..batch * 784).map(|_| rng.next_f32()).collect();
         // Steps run inside the rayon pool, as `fit` runs them: called from a
         // thread outside the pool, parallel products go through the pool's
         // injection queue, which allocates a block per 63 jobs.
-        let n = rayon::scope(|_| {
+        let (n, auxk) = rayon::scope(|_| {
             t.step(&x).unwrap();
             t.step(&x).unwrap();
             let before = ALLOCS.load(Ordering::SeqCst);
+            let mut auxk = 0.0;
             for _ in 0..10 {
-                t.step(&x).unwrap();
+                auxk += t.step(&x).unwrap().auxk;
             }
-            ALLOCS.load(Ordering::SeqCst) - before
+            (ALLOCS.load(Ordering::SeqCst) - before, auxk)
         });
         assert_eq!(n, 0, "{name} at batch {batch}: {n} allocations in 10 steps");
+        if name == "sae auxk" {
+            assert!(auxk > 0.0, "the AuxK loss did not run");
+            assert!(t.dead_latents().dead() > 0);
+        }
     }
 }

@@ -308,3 +308,75 @@ fn export_writes_the_sae_library_layout() {
     let e = fails(&["export", "-m", s(&model), "-o", s(&model.join("x"))], &[]);
     assert!(e.contains("m.safetensors"), "{e}");
 }
+
+/// `train --preset topk` with the SAE flags: the saved model carries them,
+/// the metrics report AuxK and the dead fraction, and the export says
+/// `apply_b_dec_to_input`; without `--linear-output` the pre-encoder bias is
+/// refused with a hint, and the flags cannot change a resumed run.
+#[test]
+fn train_an_sae_with_the_gao_et_al_options() {
+    let dir = common::temp_dir("cli-sae");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    common::write_tiny_mnist(&data, 10, 128, 32);
+    let model = dir.join("sae.safetensors");
+    let metrics = dir.join("metrics.jsonl");
+    let ck = dir.join("ck.safetensors");
+    let mut args = vec![
+        "train",
+        "--preset",
+        "topk",
+        "--data",
+        s(&data),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--out",
+        s(&model),
+        "--metrics",
+        s(&metrics),
+        "--checkpoint",
+        s(&ck),
+        "--linear-output",
+        "--unit-norm-decoder",
+        "--encoder-init",
+        "transpose",
+        "--pre-encoder-bias",
+        "--auxk-coef",
+        "0.0625",
+        "--dead-window",
+        "64",
+    ];
+    let o = run(&args, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("auxk") && err.contains("window"), "{err}");
+    let lines = std::fs::read_to_string(&metrics).unwrap();
+    let last: sparse_ae::io::json::Value =
+        sparse_ae::io::json::parse(lines.lines().last().unwrap().as_bytes()).unwrap();
+    assert!(last.f64_at("train.auxk").unwrap() > 0.0, "{lines}");
+    assert!(last.f64_at("dead_fraction").unwrap() > 0.0, "{lines}");
+    let m = sparse_ae::io::model_file::load_model(&model).unwrap();
+    let sae = m.config().sae;
+    assert!(sae.unit_norm_decoder && sae.pre_encoder_bias);
+    assert_eq!(sae.auxk.unwrap().coef, 0.0625);
+    assert_eq!(sae.auxk.unwrap().k, 50);
+    assert_eq!(sae.dead_window, 64);
+    let out = dir.join("export");
+    ok(&["export", "-m", s(&model), "-o", s(&out)]);
+    let cfg = std::fs::read_to_string(out.join("cfg.json")).unwrap();
+    assert!(cfg.contains("\"apply_b_dec_to_input\": true"), "{cfg}");
+
+    args.retain(|a| *a != "--linear-output");
+    let e = fails(&args, &[]);
+    assert!(
+        e.contains("sae.pre_encoder_bias") && e.contains("--linear-output"),
+        "{e}"
+    );
+    let e = fails(
+        &["train", "--resume", s(&ck), "--data", s(&data), "--auxk"],
+        &[],
+    );
+    assert!(e.contains("--auxk") && e.contains("--resume"), "{e}");
+}

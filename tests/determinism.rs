@@ -1,13 +1,37 @@
 //! The same seed gives bit-identical parameters after N steps on 1 and on 2
 //! threads, and a training step allocates nothing after the first.
 
-use sparse_ae::nn::{Autoencoder, preset};
+use sparse_ae::kernels::Activation;
+use sparse_ae::nn::{Autoencoder, EncoderInit, Loss, ModelBuilder, ModelConfig, preset};
 use sparse_ae::optim::OptimizerConfig;
 use sparse_ae::rng::Rng;
 use sparse_ae::train::Trainer;
 
+/// The `topk` shape as an SAE with every option on, dead window one batch.
+fn sae_config() -> ModelConfig {
+    ModelBuilder::new(784)
+        .code(1024, Activation::Relu)
+        .decoder(784, Activation::Linear)
+        .loss(Loss::Mse)
+        .topk(32, false)
+        .unit_norm_decoder(true)
+        .encoder_init(EncoderInit::DecoderTranspose)
+        .pre_encoder_bias(true)
+        .auxk(None, 1.0 / 32.0)
+        .dead_window(64)
+        .build()
+        .unwrap()
+}
+
+fn config(name: &str) -> ModelConfig {
+    match name {
+        "sae" => sae_config(),
+        _ => preset(name, 784).unwrap(),
+    }
+}
+
 fn train(name: &str, batch: usize, steps: usize) -> Vec<f32> {
-    let cfg = preset(name, 784).unwrap();
+    let cfg = config(name);
     let model = Autoencoder::<f32>::new(cfg, 42).unwrap();
     let mut t = Trainer::new(model, OptimizerConfig::default(), batch, 7).unwrap();
     let mut rng = Rng::new(9);
@@ -30,7 +54,12 @@ fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
 
 #[test]
 fn one_and_two_threads_are_bit_identical() {
-    for (name, batch) in [("denoising", 32), ("deep", 256), ("overcomplete-kl", 256)] {
+    for (name, batch) in [
+        ("denoising", 32),
+        ("deep", 256),
+        ("overcomplete-kl", 256),
+        ("sae", 64),
+    ] {
         let one = in_pool(1, || train(name, batch, 6));
         let two = in_pool(2, || train(name, batch, 6));
         assert!(one.iter().all(|v| v.is_finite()));
@@ -40,7 +69,7 @@ fn one_and_two_threads_are_bit_identical() {
             .all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "{name} at batch {batch}: 1 and 2 threads differ");
         // And training did move the parameters.
-        let init = Autoencoder::<f32>::new(preset(name, 784).unwrap(), 42).unwrap();
+        let init = Autoencoder::<f32>::new(config(name), 42).unwrap();
         assert_ne!(init.params, one);
     }
 }

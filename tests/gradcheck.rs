@@ -426,3 +426,172 @@ fn topk_and_batch_topk() {
 fn batch_of(seed: u64) -> Vec<f64> {
     batch(seed)
 }
+
+/// A linear-output SAE whose encoder sees x − b_dec: the gradient of b_dec
+/// has a decoder part and an encoder part; with unit-norm columns and the
+/// transposed init too (they change the starting point, not the gradient).
+#[test]
+fn sae_with_pre_encoder_bias() {
+    use sparse_ae::nn::EncoderInit;
+    for (topk, init) in [
+        (None, EncoderInit::Glorot),
+        (Some(3), EncoderInit::DecoderTranspose),
+    ] {
+        let mut b = ModelBuilder::new(INPUT)
+            .code(12, Activation::Relu)
+            .decoder(INPUT, Activation::Linear)
+            .loss(Loss::Mse)
+            .pre_encoder_bias(true)
+            .unit_norm_decoder(true)
+            .encoder_init(init);
+        if let Some(k) = topk {
+            b = b.topk(k, false);
+        }
+        let cfg = b.build().unwrap();
+        let r = check(cfg.clone(), 31);
+        assert_pass(&format!("pre-encoder bias, topk {topk:?}"), &r);
+
+        // Without the encoder's part of the b_dec gradient the check fails:
+        // the same model without the option, fed x − b_dec, gives every
+        // other gradient unchanged.
+        let m = model(cfg.clone(), 31);
+        let x = batch(131);
+        let b_dec = m.params[m.layout().bias(1).range()].to_vec();
+        let centred: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v - b_dec[i % INPUT])
+            .collect();
+        let mut plain_cfg = cfg.clone();
+        plain_cfg.sae.pre_encoder_bias = false;
+        let plain = Autoencoder::with_params(plain_cfg, m.params.clone()).unwrap();
+        let mut wrong = vec![0.0; m.params.len()];
+        plain
+            .loss_and_grad(&mut plain.workspace(BATCH), &centred, &x, Some(&mut wrong))
+            .unwrap();
+        let loss = |p: &[f64]| {
+            let t = Autoencoder::with_params(cfg.clone(), p.to_vec()).unwrap();
+            let mut ws = t.workspace(BATCH);
+            let l = t.loss_and_grad(&mut ws, &x, &x, None).unwrap().total();
+            (l, kink_fingerprint(&t, &ws))
+        };
+        let layout = m.layout().clone();
+        let opts = CheckOptions::default();
+        let bad = check_fn(&layout, &mut m.params.clone(), &wrong, loss, &opts);
+        let row = |name: &str| bad.tensors.iter().find(|t| t.name == name).unwrap().clone();
+        assert!(row("decoder.0.bias").max_rel_err > 1e-3, "{bad}");
+        assert!(row("encoder.0.weight").max_rel_err < 1e-6, "{bad}");
+    }
+}
+
+/// The model, inputs and fixed dead mask of the AuxK checks: 12 latents,
+/// TopK 3, six of them dead, k_aux = 4 (fewer than the dead, so the
+/// selection matters).
+fn auxk_setup(coef: f64, with_auxk: bool) -> (Autoencoder<f64>, Vec<f64>, Vec<bool>) {
+    let mut b = ModelBuilder::new(INPUT)
+        .code(12, Activation::Relu)
+        .decoder(INPUT, Activation::Linear)
+        .loss(Loss::Mse)
+        .topk(3, false)
+        .pre_encoder_bias(true)
+        .unit_norm_decoder(true);
+    if with_auxk {
+        b = b.auxk(Some(4), coef);
+    }
+    let m = model(b.build().unwrap(), 41);
+    let dead: Vec<bool> = (0..12).map(|j| [1, 4, 5, 8, 10, 11].contains(&j)).collect();
+    (m, batch(42), dead)
+}
+
+/// The analytic gradient of `m` with the dead mask, and a finite-difference
+/// check of it against the true AuxK model with the residual held fixed
+/// (the loss the gradient differentiates: e is a constant).
+fn auxk_check(
+    grad_of: &Autoencoder<f64>,
+    truth: &Autoencoder<f64>,
+    dead: &[bool],
+    x: &[f64],
+) -> Report {
+    let grad_ws = |m: &Autoencoder<f64>| {
+        let mut ws = m.workspace(BATCH);
+        if let Some(mask) = ws.dead_mask_mut() {
+            mask.copy_from_slice(dead);
+        }
+        ws
+    };
+    let mut g = vec![0.0; grad_of.params.len()];
+    grad_of
+        .loss_and_grad(&mut grad_ws(grad_of), x, x, Some(&mut g))
+        .unwrap();
+    let mut ws = grad_ws(truth);
+    let parts = truth.loss_and_grad(&mut ws, x, x, None).unwrap();
+    assert!(
+        parts.auxk > 0.0,
+        "the AuxK loss is not exercised: {parts:?}"
+    );
+    ws.hold_auxk_residual(true);
+    let cfg = truth.config().clone();
+    let loss = |p: &[f64]| {
+        let m = Autoencoder::with_params(cfg.clone(), p.to_vec()).unwrap();
+        let l = m.loss_and_grad(&mut ws, x, x, None).unwrap().total();
+        (l, kink_fingerprint(&m, &ws))
+    };
+    let layout = truth.layout().clone();
+    check_fn(
+        &layout,
+        &mut truth.params.clone(),
+        &g,
+        loss,
+        &CheckOptions::default(),
+    )
+}
+
+/// AuxK with a fixed dead mask passes; a gradient without the AuxK term, or
+/// with its coefficient 1 % off, fails.
+#[test]
+fn auxk_with_a_fixed_dead_mask() {
+    let (m, x, dead) = auxk_setup(0.5, true);
+    // Dead latents are chosen and some of them are non-zero in some samples.
+    let mut ws = m.workspace(BATCH);
+    ws.dead_mask_mut().unwrap().copy_from_slice(&dead);
+    m.forward(&mut ws, &x).unwrap();
+    assert!(ws.auxk_fingerprint() != 0);
+    assert_pass("auxk", &auxk_check(&m, &m, &dead, &x));
+
+    let (no_aux, _, _) = auxk_setup(0.5, false);
+    let no_aux = Autoencoder::with_params(no_aux.config().clone(), m.params.clone()).unwrap();
+    let bad = auxk_check(&no_aux, &m, &dead, &x);
+    assert!(
+        !bad.passed(),
+        "a gradient without AuxK went unnoticed:\n{bad}"
+    );
+
+    let (off, _, _) = auxk_setup(0.505, true);
+    let off = Autoencoder::with_params(off.config().clone(), m.params.clone()).unwrap();
+    let bad = auxk_check(&off, &m, &dead, &x);
+    assert!(
+        !bad.passed(),
+        "a 1% error in the AuxK gradient went unnoticed:\n{bad}"
+    );
+
+    // The f32 model on the dispatched kernels agrees to f32 accuracy.
+    let m32 = m.cast::<f32>();
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let (mut g64, mut g32) = (vec![0.0f64; m.params.len()], vec![0.0f32; m.params.len()]);
+    let mut ws32 = m32.workspace(BATCH);
+    ws32.dead_mask_mut().unwrap().copy_from_slice(&dead);
+    let l32 = m32
+        .loss_and_grad(&mut ws32, &x32, &x32, Some(&mut g32))
+        .unwrap();
+    let l64 = m.loss_and_grad(&mut ws, &x, &x, Some(&mut g64)).unwrap();
+    assert!(
+        (l32.auxk - l64.auxk).abs() <= 1e-5 * l64.auxk,
+        "{l32:?} vs {l64:?}"
+    );
+    for t in &m.layout().tensors {
+        let scale = g64[t.range()].iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        for k in t.range() {
+            assert!((g32[k] as f64 - g64[k]).abs() <= 1e-4 * scale, "{}", t.name);
+        }
+    }
+}

@@ -475,3 +475,36 @@ fn bad_models_and_configs_are_refused_with_their_reason() {
         assert_eq!(r.is_ok(), name.starts_with("ok_"), "{name}: {r:?}");
     }
 }
+
+/// A checkpoint whose dead-latent counters are not numbers, or one too few,
+/// is refused naming the metadata entry.
+#[test]
+fn bad_dead_latent_counters_are_refused() {
+    use sparse_ae::io::json::Value;
+    use sparse_ae::io::model_file::{checkpoint_from_bytes, save_checkpoint};
+    use sparse_ae::nn::{Autoencoder, preset};
+    use sparse_ae::optim::OptimizerConfig;
+    use sparse_ae::train::Trainer;
+    let dir = std::env::temp_dir().join(format!("sparse-ae-counters-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = dir.join("ck.safetensors");
+    let m = Autoencoder::<f32>::new(preset("shallow", 16).unwrap(), 0).unwrap();
+    let t = Trainer::new(m, OptimizerConfig::default(), 4, 0).unwrap();
+    save_checkpoint(&ck, &t, &Value::Null).unwrap();
+    let good = std::fs::read(&ck).unwrap();
+    checkpoint_from_bytes(&good, &ck).unwrap();
+    let key = b"\"sparse_ae.dead_counters\":\"";
+    let at = good.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    // Same length, so the header stays well formed.
+    let mut not_numbers = good.clone();
+    not_numbers[at] = b'x';
+    let mut too_few = good.clone();
+    too_few[at + 1] = b'0';
+    for (bytes, needle) in [(not_numbers, "sample counts"), (too_few, "32 counters")] {
+        let e = checkpoint_from_bytes(&bytes, &ck).unwrap_err().to_string();
+        assert!(
+            e.contains("sparse_ae.dead_counters") && e.contains(needle),
+            "{e}"
+        );
+    }
+}

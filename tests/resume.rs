@@ -7,7 +7,8 @@ use sparse_ae::Error;
 use sparse_ae::data::mnist::{Split, load_split};
 use sparse_ae::io::json::Value;
 use sparse_ae::io::model_file::{load_checkpoint, load_model, save_checkpoint, save_model};
-use sparse_ae::nn::{Autoencoder, preset};
+use sparse_ae::kernels::Activation;
+use sparse_ae::nn::{Autoencoder, EncoderInit, Loss, ModelBuilder, preset};
 use sparse_ae::optim::{OptimizerConfig, SgdConfig};
 use sparse_ae::train::{EpochMetrics, FitOptions, Observer, Samples, Silent, Trainer, fit};
 
@@ -64,6 +65,60 @@ fn resume_mid_epoch_is_bit_identical() {
         assert_eq!(back.params, straight.model.params);
         assert_eq!(back.config(), straight.model.config());
     }
+}
+
+/// An SAE with AuxK resumes bit-identically: the dead-latent counters,
+/// which decide the AuxK mask, travel in the checkpoint.
+#[test]
+fn resume_keeps_the_dead_latent_counters() {
+    let dir = common::temp_dir("resume-sae");
+    common::write_tiny_mnist(&dir, 10, 100, 20);
+    let data = load_split(&dir, Split::Train).unwrap();
+    let samples = Samples::u8(&data.pixels, 100).unwrap();
+    let cfg = ModelBuilder::new(100)
+        .code(64, Activation::Relu)
+        .decoder(100, Activation::Linear)
+        .loss(Loss::Mse)
+        .topk(4, false)
+        .unit_norm_decoder(true)
+        .encoder_init(EncoderInit::DecoderTranspose)
+        .pre_encoder_bias(true)
+        .auxk(Some(8), 0.25)
+        .dead_window(24)
+        .build()
+        .unwrap();
+    let new = || {
+        let m = Autoencoder::<f32>::new(cfg.clone(), 5).unwrap();
+        Trainer::new(m, OptimizerConfig::default(), 8, 6).unwrap()
+    };
+    let opts = FitOptions {
+        epochs: 3,
+        shuffle_seed: 2,
+        ..FitOptions::default()
+    };
+    let mut straight = new();
+    let hist = fit(&mut straight, samples, None, &opts, &mut Silent).unwrap();
+    assert!(hist.iter().any(|m| m.train.auxk > 0.0), "AuxK never ran");
+    let mut first = new();
+    let stop = FitOptions {
+        max_steps: Some(19),
+        ..opts.clone()
+    };
+    fit(&mut first, samples, None, &stop, &mut Silent).unwrap();
+    assert!(first.dead_latents().dead() > 0);
+    let ck = dir.join("sae.ck.safetensors");
+    save_checkpoint(&ck, &first, &Value::Null).unwrap();
+    let (mut resumed, _) = load_checkpoint(&ck).unwrap();
+    assert_eq!(resumed.dead_latents(), first.dead_latents());
+    fit(&mut resumed, samples, None, &opts, &mut Silent).unwrap();
+    assert_eq!(resumed.dead_latents(), straight.dead_latents());
+    let same = resumed
+        .model
+        .params
+        .iter()
+        .zip(&straight.model.params)
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    assert!(same, "the resumed SAE differs from the uninterrupted one");
 }
 
 /// Saves a checkpoint after each epoch; after the first, it makes the

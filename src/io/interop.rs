@@ -9,6 +9,14 @@
 //! Only one-hidden-layer dense models with a linear output fit that layout
 //! exactly (other output activations are written as the extra cfg key
 //! `sparse_ae_output_activation`, which those libraries do not apply).
+//!
+//! The decoder bias is `b_dec` in both directions. A model with the
+//! pre-encoder bias ([`crate::nn::SaeConfig::pre_encoder_bias`]) encodes
+//! `x − b_dec`, which SAELens calls `apply_b_dec_to_input` (sparsify always
+//! does it); export writes that key, and import without a saved sparse-ae
+//! configuration sets the option from it (absent: true, SAELens' default).
+//! A unit-norm decoder is written as sparsify's `normalize_decoder`, and
+//! read back from it or SAELens' `normalize_sae_decoder`.
 
 use super::json::{self, Value};
 use super::safetensors::{self, SafeTensors};
@@ -76,7 +84,14 @@ pub fn export_sae(model: &Autoencoder<f32>, dir: &Path) -> Result<()> {
         ("d_sae".to_string(), Value::from(d_sae)),
         ("activation_fn_str".to_string(), Value::from(act_name)),
         ("activation_fn_kwargs".to_string(), kwargs),
-        ("apply_b_dec_to_input".to_string(), Value::Bool(false)),
+        (
+            "apply_b_dec_to_input".to_string(),
+            Value::Bool(cfg.sae.pre_encoder_bias),
+        ),
+        (
+            "normalize_decoder".to_string(),
+            Value::Bool(cfg.sae.unit_norm_decoder),
+        ),
         ("normalize_activations".to_string(), Value::from("none")),
         ("dtype".to_string(), Value::from("float32")),
         (
@@ -98,7 +113,8 @@ pub fn export_sae(model: &Autoencoder<f32>, dir: &Path) -> Result<()> {
 
 /// Reads a directory in the SAE-library layout as a model: the configuration
 /// saved by [`export_sae`] when present, else a one-hidden-layer model built
-/// from `cfg.json` (ReLU or TopK code, linear output, MSE).
+/// from `cfg.json` (ReLU or TopK code, linear output, MSE, the pre-encoder
+/// bias and unit-norm decoder as the file says).
 ///
 /// # Errors
 /// [`Error::Json`] / [`Error::Config`] for a bad `cfg.json`,
@@ -140,8 +156,19 @@ pub fn import_sae(dir: &Path) -> Result<Autoencoder<f32>> {
                     activation_from_name(act_name, None, "activation_fn_str")?,
                 )
             };
+            let flag = |keys: &[&str], default: bool| -> Result<bool> {
+                match keys.iter().find(|k| v.get(k).is_some()) {
+                    Some(k) => v.bool_at(k),
+                    None => Ok(default),
+                }
+            };
             b.decoder(d_in, Activation::Linear)
                 .loss(Loss::Mse)
+                .pre_encoder_bias(flag(&["apply_b_dec_to_input"], true)?)
+                .unit_norm_decoder(flag(
+                    &["normalize_decoder", "normalize_sae_decoder"],
+                    false,
+                )?)
                 .build()?
         }
     };
@@ -203,13 +230,26 @@ mod tests {
                 .l1(1e-3)
                 .build()
                 .unwrap(),
+            ModelBuilder::new(12)
+                .code(7, Activation::Relu)
+                .decoder(12, Activation::Linear)
+                .loss(Loss::Mse)
+                .pre_encoder_bias(true)
+                .unit_norm_decoder(true)
+                .build()
+                .unwrap(),
         ] {
-            let m = Autoencoder::<f32>::new(cfg, 4).unwrap();
+            let mut m = Autoencoder::<f32>::new(cfg, 4).unwrap();
+            let b_dec = m.layout().bias(1).range();
+            for (i, v) in m.params[b_dec].iter_mut().enumerate() {
+                *v = 0.05 * i as f32 - 0.3;
+            }
             export_sae(&m, &dir).unwrap();
             let back = import_sae(&dir).unwrap();
             assert_eq!(back.config(), m.config());
             assert_eq!(back.params, m.params);
-            // The library formula f = act(x·W_enc + b_enc) gives our code.
+            // The library formula f = act((x − b_dec·[apply_b_dec_to_input])·W_enc + b_enc)
+            // gives our code.
             let st = SafeTensors::read(&dir.join("sae.safetensors")).unwrap();
             let (w_enc, b_enc) = (
                 &st.get("W_enc").unwrap().data,
@@ -217,12 +257,21 @@ mod tests {
             );
             let d_sae = m.config().width(0);
             let x: Vec<f32> = (0..12).map(|i| i as f32 / 12.0).collect();
+            let cfg_json = json::parse(&std::fs::read(dir.join("cfg.json")).unwrap()).unwrap();
+            let apply = cfg_json.bool_at("apply_b_dec_to_input").unwrap();
+            assert_eq!(apply, m.config().sae.pre_encoder_bias);
+            let b_dec = &st.get("b_dec").unwrap().data;
+            let sae_in: Vec<f32> = (0..12)
+                .map(|i| x[i] - if apply { b_dec[i] } else { 0.0 })
+                .collect();
             let mut ws = m.workspace(1);
             m.forward(&mut ws, &x).unwrap();
             if m.config().topk.is_none() {
                 for j in 0..d_sae {
-                    let z: f32 =
-                        (0..12).map(|i| x[i] * w_enc[i * d_sae + j]).sum::<f32>() + b_enc[j];
+                    let z: f32 = (0..12)
+                        .map(|i| sae_in[i] * w_enc[i * d_sae + j])
+                        .sum::<f32>()
+                        + b_enc[j];
                     assert!((z.max(0.0) - ws.h[0][j]).abs() < 1e-5);
                 }
             }
@@ -233,6 +282,50 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("one untied dense hidden layer"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A cfg.json of the libraries (no saved sparse-ae configuration) sets
+    /// the pre-encoder bias from `apply_b_dec_to_input` (absent: true) and
+    /// the unit-norm decoder from `normalize_decoder`.
+    #[test]
+    fn library_cfg_sets_the_pre_encoder_bias() {
+        let dir =
+            std::env::temp_dir().join(format!("sparse-ae-interop-lib-{}", std::process::id()));
+        let cfg = ModelBuilder::new(8)
+            .code(16, Activation::Relu)
+            .decoder(8, Activation::Linear)
+            .loss(Loss::Mse)
+            .topk(2, false)
+            .build()
+            .unwrap();
+        let m = Autoencoder::<f32>::new(cfg, 1).unwrap();
+        export_sae(&m, &dir).unwrap();
+        let base = r#""d_in": 8, "d_sae": 16, "activation_fn_str": "topk", "activation_fn_kwargs": {"k": 2}"#;
+        for (extra, bias, unit) in [
+            ("", true, false),
+            (r#", "apply_b_dec_to_input": false"#, false, false),
+            (
+                r#", "apply_b_dec_to_input": true, "normalize_decoder": true"#,
+                true,
+                true,
+            ),
+            (r#", "normalize_sae_decoder": true"#, true, true),
+        ] {
+            let text = format!("{{{base}{extra}}}");
+            std::fs::write(dir.join("cfg.json"), text).unwrap();
+            let back = import_sae(&dir).unwrap();
+            assert_eq!(back.config().sae.pre_encoder_bias, bias, "{extra}");
+            assert_eq!(back.config().sae.unit_norm_decoder, unit, "{extra}");
+            assert_eq!(back.params, m.params);
+        }
+        std::fs::write(
+            dir.join("cfg.json"),
+            format!(r#"{{{base}, "apply_b_dec_to_input": 1}}"#),
+        )
+        .unwrap();
+        let e = import_sae(&dir).unwrap_err().to_string();
+        assert!(e.contains("apply_b_dec_to_input"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -11,8 +11,11 @@
 //! `optimizer.v/<name>` in the same shapes, and metadata `sparse_ae.kind:
 //! checkpoint`, `sparse_ae.step`, `sparse_ae.optimizer` (JSON),
 //! `sparse_ae.batch_size`, `sparse_ae.noise_rng` (the four state words in
-//! hex) and free-form `sparse_ae.fit` (the loop's own options, JSON). Values
-//! are stored as F32 bit for bit, so a resumed run continues exactly.
+//! hex), `sparse_ae.dead_counters` (samples since each code unit last fired,
+//! decimal, comma-separated; see [`crate::train::dead`]; a checkpoint
+//! without it resumes with the counters at 0) and free-form `sparse_ae.fit`
+//! (the loop's own options, JSON). Values are stored as F32 bit for bit, so
+//! a resumed run continues exactly.
 //!
 //! Writes are atomic ([`crate::io::atomic`]). Loading checks every tensor's
 //! presence and shape against the configuration and rejects NaN or infinite
@@ -241,6 +244,13 @@ pub fn save_checkpoint(path: &Path, t: &Trainer<f32>, fit: &Value) -> Result<()>
         .map(|w| format!("{w:016x}"))
         .collect();
     let rng = rng.join(",");
+    let dead: Vec<String> = t
+        .dead_latents()
+        .counters()
+        .iter()
+        .map(u64::to_string)
+        .collect();
+    let dead = dead.join(",");
     let fit = fit.to_json()?;
     safetensors::write(
         path,
@@ -253,6 +263,7 @@ pub fn save_checkpoint(path: &Path, t: &Trainer<f32>, fit: &Value) -> Result<()>
             ("sparse_ae.step", &step),
             ("sparse_ae.batch_size", &batch),
             ("sparse_ae.noise_rng", &rng),
+            ("sparse_ae.dead_counters", &dead),
             ("sparse_ae.fit", &fit),
         ],
     )
@@ -315,5 +326,25 @@ pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path) -> Result<(Trainer<f32>,
     }
     t.opt.t = step;
     t.noise_rng = Rng::from_state(rng);
+    if let Some(text) = st.meta("sparse_ae.dead_counters") {
+        let bad_counters =
+            |why: &str| bad(path, format!("metadata `sparse_ae.dead_counters` {why}"));
+        let want = t.dead_latents().counters().len();
+        let mut counters = Vec::with_capacity(want);
+        for item in text.split(',') {
+            if counters.len() == want {
+                return Err(bad_counters(&format!(
+                    "holds more than the {want} code units"
+                )));
+            }
+            let n: u64 = item
+                .parse()
+                .map_err(|_| bad_counters("is not a list of sample counts"))?;
+            counters.push(n);
+        }
+        t.dead_latents_mut()
+            .set_counters(&counters)
+            .map_err(|e| bad_counters(&e.to_string()))?;
+    }
     Ok((t, fit))
 }

@@ -1,6 +1,7 @@
 //! Model configuration: the layer stack, the loss, the penalties and the
 //! input noise, validated before any model is built.
 
+use super::sae::{AuxK, EncoderInit, SaeConfig, default_auxk_k};
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
 
@@ -254,6 +255,9 @@ pub struct ModelConfig {
     pub noise: Noise,
     /// Image shape (channels, height, width) of the input, for pictures.
     pub image: Option<(usize, usize, usize)>,
+    /// Sparse-autoencoder options: unit-norm decoder, transposed encoder
+    /// init, pre-encoder bias, AuxK, the dead window (see [`crate::nn::sae`]).
+    pub sae: SaeConfig,
 }
 
 /// Builds a [`ModelConfig`] step by step.
@@ -279,6 +283,7 @@ pub struct ModelBuilder {
     l1: Option<(f64, Option<usize>)>,
     kl: Option<(f64, f64, Option<usize>)>,
     topk: Option<(usize, bool)>,
+    auxk: Option<(Option<usize>, f64)>,
 }
 
 impl ModelBuilder {
@@ -297,11 +302,13 @@ impl ModelBuilder {
                 weight_decay: 0.0,
                 noise: Noise::None,
                 image: None,
+                sae: SaeConfig::default(),
             },
             code: None,
             l1: None,
             kl: None,
             topk: None,
+            auxk: None,
         }
     }
 
@@ -398,6 +405,44 @@ impl ModelBuilder {
         self
     }
 
+    /// Keep the decoder's columns at unit norm (see [`SaeConfig::unit_norm_decoder`]).
+    pub fn unit_norm_decoder(mut self, on: bool) -> Self {
+        self.cfg.sae.unit_norm_decoder = on;
+        self
+    }
+
+    /// How a fresh model's encoder weight starts.
+    pub fn encoder_init(mut self, init: EncoderInit) -> Self {
+        self.cfg.sae.encoder_init = init;
+        self
+    }
+
+    /// Subtract the output layer's bias `b_dec` from the input before encoding.
+    pub fn pre_encoder_bias(mut self, on: bool) -> Self {
+        self.cfg.sae.pre_encoder_bias = on;
+        self
+    }
+
+    /// The AuxK loss with `k` dead latents per sample (`None`: half the
+    /// input width, at most the code width) and coefficient `coef`.
+    pub fn auxk(mut self, k: Option<usize>, coef: f64) -> Self {
+        self.auxk = Some((k, coef));
+        self
+    }
+
+    /// The dead window in samples.
+    pub fn dead_window(mut self, samples: u64) -> Self {
+        self.cfg.sae.dead_window = samples;
+        self
+    }
+
+    /// All SAE options at once (replaces any set before).
+    pub fn sae(mut self, sae: SaeConfig) -> Self {
+        self.cfg.sae = sae;
+        self.auxk = sae.auxk.map(|a| (Some(a.k), a.coef));
+        self
+    }
+
     /// Validates and returns the configuration.
     ///
     /// # Errors
@@ -426,6 +471,14 @@ impl ModelBuilder {
             rho,
             beta,
             layer: layer.unwrap_or(code),
+        });
+        let code_units = match self.cfg.layers.get(code) {
+            Some(LayerSpec::Dense { units, .. }) => *units,
+            _ => 0,
+        };
+        self.cfg.sae.auxk = self.auxk.map(|(k, coef)| AuxK {
+            k: k.unwrap_or_else(|| default_auxk_k(self.cfg.input, code_units)),
+            coef,
         });
         self.cfg.validate()?;
         Ok(self.cfg)
@@ -645,6 +698,7 @@ impl ModelConfig {
             }
         }
         finite_nonneg("weight_decay", self.weight_decay)?;
+        self.sae.validate(self)?;
         match self.noise {
             Noise::None => {}
             Noise::Gaussian { std } => finite_nonneg("noise.std", std)?,

@@ -26,10 +26,12 @@
 //! they need `image`.
 //! Only `input`, `layers` and `code_layer` are required; `tied` defaults to
 //! false, `loss` to `bce`, `weight_decay` to 0, `noise` to none, `image` to
-//! none, and a penalty's `layer` to the code layer. Unknown keys are errors, so
+//! none, `sae` to all options off (see [`crate::nn::sae`] for its fields),
+//! and a penalty's `layer` to the code layer. Unknown keys are errors, so
 //! a misspelt option is never silently ignored.
 
 use super::config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelConfig, Noise, TopK};
+use super::sae::SaeConfig;
 use crate::error::{Error, Result};
 use crate::io::json::Value;
 use crate::kernels::Activation;
@@ -181,6 +183,7 @@ impl ModelConfig {
             ),
             ("weight_decay", num(self.weight_decay)),
             ("noise", noise),
+            ("sae", self.sae.to_json_value()),
         ])
     }
 
@@ -211,6 +214,7 @@ impl ModelConfig {
                 "topk",
                 "weight_decay",
                 "noise",
+                "sae",
             ],
         )?;
         let input = v.usize_at("input")?;
@@ -362,6 +366,11 @@ impl ModelConfig {
             }
             None => Noise::None,
         };
+        let code_units = match layers.get(code_layer) {
+            Some(LayerSpec::Dense { units, .. }) => *units,
+            _ => 0,
+        };
+        let sae = SaeConfig::from_json_value(v.get("sae"), input, code_units)?;
         let cfg = ModelConfig {
             input,
             layers,
@@ -377,6 +386,7 @@ impl ModelConfig {
             weight_decay: opt(v, "weight_decay").map_or(Ok(0.0), |_| v.f64_at("weight_decay"))?,
             noise,
             image,
+            sae,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -1,5 +1,6 @@
 //! Autoencoder models: configuration, parameters, layers, losses, penalties.
 
+pub mod auxk;
 pub mod config;
 pub mod config_json;
 pub mod conv;
@@ -10,6 +11,8 @@ pub mod noise;
 pub mod params;
 pub mod pool;
 pub mod presets;
+pub mod sae;
+pub mod sae_ops;
 pub mod sparsity;
 
 pub use config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelBuilder, ModelConfig, Noise, TopK};
@@ -17,3 +20,4 @@ pub use model::{Autoencoder, LossParts, Workspace};
 pub use noise::apply_noise;
 pub use params::{ParamInfo, ParamKind, ParamLayout};
 pub use presets::{PRESETS, preset};
+pub use sae::{AuxK, EncoderInit, SaeConfig};

@@ -1,5 +1,6 @@
 //! The autoencoder: parameters, a preallocated workspace, forward and backward.
 
+use super::auxk::AuxScratch;
 use super::config::{LayerSpec, Loss, ModelConfig};
 use super::conv::{Conv2dShape, ConvScratch, conv2d_backward, conv2d_forward};
 use super::dense::{WeightUse, dense_backward, dense_forward};
@@ -7,6 +8,7 @@ use super::params::{ParamKind, ParamLayout, init_params};
 use super::pool::{
     maxpool2d_backward, maxpool2d_forward, upsample_nearest2d_backward, upsample_nearest2d_forward,
 };
+use super::sae_ops::{center_input, init_sae_weights, pre_bias_backward};
 use super::sparsity::{
     kl_from_sums, kl_penalty, kl_sums, l1_penalty, topk_backward, topk_batch, topk_rows,
 };
@@ -25,12 +27,14 @@ pub struct LossParts {
     pub kl: f64,
     /// L2 weight decay.
     pub l2: f64,
+    /// The AuxK auxiliary loss (see [`crate::nn::auxk`]).
+    pub auxk: f64,
 }
 
 impl LossParts {
     /// The objective: the sum of the parts.
     pub fn total(&self) -> f64 {
-        self.recon + self.l1 + self.kl + self.l2
+        self.recon + self.l1 + self.kl + self.l2 + self.auxk
     }
 }
 
@@ -98,7 +102,8 @@ fn plan(cfg: &ModelConfig) -> Vec<Op> {
 /// Everything a forward and backward pass writes, allocated once per batch
 /// size: each layer's output `h` (the logits `z` for a sigmoid+BCE output
 /// layer), the gradients with respect to them, the convolutions' scratch,
-/// the pooling argmax indices, and the KL scratch.
+/// the pooling argmax indices, the KL scratch, and the SAE options' buffers
+/// (the centred input of a pre-encoder bias, the AuxK scratch).
 #[derive(Clone, Debug)]
 pub struct Workspace<T> {
     batch: usize,
@@ -110,6 +115,8 @@ pub struct Workspace<T> {
     rho_hat: Vec<T>,
     kl_g: Vec<T>,
     topk_scratch: Vec<T>,
+    centered: Vec<T>,
+    auxk: Option<AuxScratch<T>>,
 }
 
 impl<T: Real> Workspace<T> {
@@ -143,7 +150,35 @@ impl<T: Real> Workspace<T> {
             rho_hat: vec![T::ZERO; kl_units],
             kl_g: vec![T::ZERO; kl_units],
             topk_scratch: vec![T::ZERO; cfg.topk.map_or(0, |t| batch * cfg.width(t.layer))],
+            centered: match cfg.sae.pre_encoder_bias {
+                true => vec![T::ZERO; batch * cfg.input],
+                false => Vec::new(),
+            },
+            auxk: cfg
+                .sae
+                .auxk
+                .map(|_| AuxScratch::new(batch, cfg.input, cfg.width(cfg.code_layer))),
         }
+    }
+
+    /// The dead-latent mask the AuxK loss of the next pass uses (one entry
+    /// per code unit; all false in a fresh workspace), `None` without AuxK.
+    pub fn dead_mask_mut(&mut self) -> Option<&mut [bool]> {
+        self.auxk.as_mut().map(|a| &mut a.dead[..])
+    }
+
+    /// Holds the AuxK residual of the last pass fixed in later passes (for
+    /// gradient checks; see [`AuxScratch::hold_residual`]).
+    pub fn hold_auxk_residual(&mut self, hold: bool) {
+        if let Some(a) = self.auxk.as_mut() {
+            a.hold_residual(hold);
+        }
+    }
+
+    /// A hash of the AuxK selection of the last pass (0 without AuxK): a
+    /// finite difference is only valid where it does not change.
+    pub fn auxk_fingerprint(&self) -> u64 {
+        self.auxk.as_ref().map_or(0, AuxScratch::fingerprint)
     }
 
     /// The batch size this workspace holds.
@@ -190,7 +225,8 @@ impl<T: Real> Autoencoder<T> {
     pub fn new(cfg: ModelConfig, seed: u64) -> Result<Autoencoder<T>> {
         cfg.validate()?;
         let layout = ParamLayout::new(&cfg);
-        let params = init_params(&layout, seed);
+        let mut params = init_params(&layout, seed);
+        init_sae_weights(&cfg.sae, &layout, &mut params);
         Ok(Autoencoder {
             ops: plan(&cfg),
             shapes: cfg.shapes(),
@@ -305,6 +341,16 @@ impl<T: Real> Autoencoder<T> {
     ) {
         let last = self.cfg.layers.len() - 1;
         let b = ws.batch;
+        // With a pre-encoder bias the first layer sees x − b_dec.
+        let input: &[T] = if self.cfg.sae.pre_encoder_bias {
+            if layers.start == 0 {
+                let b_dec = &params[self.layout.bias(last).range()];
+                center_input(&mut ws.centered, input, b_dec);
+            }
+            &ws.centered
+        } else {
+            input
+        };
         for l in layers {
             let mut act = self.cfg.layers[l].act();
             if l == last && self.logits_out() {
@@ -353,6 +399,9 @@ impl<T: Real> Autoencoder<T> {
                 && t.layer == l
             {
                 let (units, _, _) = self.shapes[l];
+                if let Some(a) = ws.auxk.as_mut() {
+                    a.pre_topk.copy_from_slice(h);
+                }
                 if t.batch {
                     topk_batch(h, t.k * b, &mut ws.topk_scratch);
                 } else {
@@ -605,6 +654,10 @@ impl<T: Real> Autoencoder<T> {
                 &mut ws.kl_g,
             );
         }
+        if let (Some(ax), Some(sc)) = (cfg.sae.auxk, ws.auxk.as_mut()) {
+            let w_dec = &params[self.layout.weight(last).range()];
+            parts.auxk = sc.forward(ax.coef, ax.k, w_dec, target, &ws.h[last]);
+        }
         if part.decay && cfg.weight_decay > 0.0 {
             let s: f64 = self
                 .layout
@@ -653,11 +706,21 @@ impl<T: Real> Autoencoder<T> {
                     topk_backward(&ws.h[l], &mut ws.dh[l]);
                 }
                 T::act_backward(cfg.layers[l].act(), &ws.h[l], &mut ws.dh[l]);
+                if l == cfg.code_layer
+                    && let Some(sc) = ws.auxk.as_mut()
+                {
+                    let dw_dec = &mut grads[self.layout.weight(last).range()];
+                    sc.backward(cfg.layers[l].act(), &mut ws.dh[l], dw_dec);
+                }
             }
             let (dh_below, dh_rest) = ws.dh.split_at_mut(l);
             let dx = dh_below.last_mut().map(|v| &mut v[..]);
             let dz = &dh_rest[0];
-            let x: &[T] = if l == 0 { input } else { &ws.h[l - 1] };
+            let x: &[T] = match l {
+                0 if cfg.sae.pre_encoder_bias => &ws.centered,
+                0 => input,
+                _ => &ws.h[l - 1],
+            };
             match self.ops[l] {
                 Op::Dense { inp, out } => {
                     let w_info = self.layout.weight(l);
@@ -718,6 +781,13 @@ impl<T: Real> Autoencoder<T> {
                     update(&mut p[r.clone()], &mut grads[r.clone()], r);
                 }
             }
+        }
+        // b_dec's part through the centred input (its gradient is complete
+        // only here: models with a pre-encoder bias update after the pass).
+        if cfg.sae.pre_encoder_bias {
+            let (b_enc, b_dec) = (self.layout.bias(0).range(), self.layout.bias(last).range());
+            let (db_enc, db_dec) = split_two(grads, b_enc, b_dec);
+            pre_bias_backward(db_dec, db_enc, &params.get()[self.layout.weight(0).range()]);
         }
     }
 }

@@ -104,7 +104,7 @@ fn kth_largest<T: Real>(vals: &[T], k: usize, scratch: &mut [T]) -> (T, usize) {
 
 /// Zeroes all but the `k` largest values of `vals` (ties at the threshold:
 /// the earliest are kept).
-fn keep_largest<T: Real>(vals: &mut [T], k: usize, scratch: &mut [T]) {
+pub(crate) fn keep_largest<T: Real>(vals: &mut [T], k: usize, scratch: &mut [T]) {
     if k >= vals.len() {
         return;
     }

@@ -235,6 +235,7 @@ pub fn write_training_report(
                 m.test.map_or("–".into(), |t| fmt(t.recon)),
                 format!("{:.2}", m.l0),
                 format!("{} / {}", m.dead_units, m.code_units),
+                format!("{:.1} %", 100.0 * m.dead_fraction),
                 format!("{:.0}", m.samples_per_sec),
                 format!("{:.2}", m.seconds),
             ]
@@ -247,6 +248,7 @@ pub fn write_training_report(
         "test recon",
         "L0",
         "dead units",
+        "dead (window)",
         "samples/s",
         "seconds",
     ];

@@ -184,6 +184,7 @@ fn fit_in_pool(
             l0: code.l0(),
             dead_units: code.dead(),
             code_units,
+            dead_fraction: trainer.dead_latents().fraction(),
             mean_activation: code.mean_activation(),
             firing_rate: code.firing_rate(),
             samples_per_sec: code.samples() as f64 / train_secs.max(1e-9),

@@ -94,6 +94,7 @@ impl LossMean {
         self.sum.l1 += p.l1 * w;
         self.sum.kl += p.kl * w;
         self.sum.l2 += p.l2 * w;
+        self.sum.auxk += p.auxk * w;
         self.weight += w;
     }
 
@@ -105,6 +106,7 @@ impl LossMean {
             l1: self.sum.l1 / w,
             kl: self.sum.kl / w,
             l2: self.sum.l2 / w,
+            auxk: self.sum.auxk / w,
         }
     }
 }
@@ -126,6 +128,9 @@ pub struct EpochMetrics {
     pub dead_units: usize,
     /// Code units in all.
     pub code_units: usize,
+    /// The fraction of code units dead at the end of the epoch: not fired in
+    /// the last `sae.dead_window` training samples (see [`crate::train::dead`]).
+    pub dead_fraction: f64,
     /// Mean activation of each code unit over the epoch.
     pub mean_activation: Vec<f64>,
     /// Fraction of samples each code unit fired in.
@@ -138,7 +143,7 @@ pub struct EpochMetrics {
 
 impl EpochMetrics {
     /// Column names of [`EpochMetrics::csv_row`].
-    pub const CSV_HEADER: &'static str = "epoch,step,train_loss,train_recon,train_l1,train_kl,train_l2,test_loss,test_recon,test_l1,test_kl,test_l2,l0,dead_units,code_units,samples_per_sec,seconds";
+    pub const CSV_HEADER: &'static str = "epoch,step,train_loss,train_recon,train_l1,train_kl,train_l2,train_auxk,test_loss,test_recon,test_l1,test_kl,test_l2,l0,dead_units,code_units,dead_fraction,samples_per_sec,seconds";
 
     /// One CSV line (no newline); test columns are empty without validation.
     pub fn csv_row(&self) -> String {
@@ -148,7 +153,7 @@ impl EpochMetrics {
             None => ",,,,".to_string(),
         };
         format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{:.1},{:.3}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{:.3}",
             self.epoch,
             self.step,
             t.total(),
@@ -156,10 +161,12 @@ impl EpochMetrics {
             t.l1,
             t.kl,
             t.l2,
+            t.auxk,
             test,
             self.l0,
             self.dead_units,
             self.code_units,
+            self.dead_fraction,
             self.samples_per_sec,
             self.seconds
         )
@@ -169,18 +176,19 @@ impl EpochMetrics {
     pub fn json_line(&self) -> String {
         let parts = |p: &LossParts| {
             format!(
-                "{{\"loss\":{},\"recon\":{},\"l1\":{},\"kl\":{},\"l2\":{}}}",
+                "{{\"loss\":{},\"recon\":{},\"l1\":{},\"kl\":{},\"l2\":{},\"auxk\":{}}}",
                 json_num(p.total()),
                 json_num(p.recon),
                 json_num(p.l1),
                 json_num(p.kl),
-                json_num(p.l2)
+                json_num(p.l2),
+                json_num(p.auxk)
             )
         };
         let test = self.test.as_ref().map_or("null".to_string(), parts);
         let means: Vec<String> = self.mean_activation.iter().map(|&v| json_num(v)).collect();
         format!(
-            "{{\"epoch\":{},\"step\":{},\"train\":{},\"test\":{},\"l0\":{},\"dead_units\":{},\"code_units\":{},\"samples_per_sec\":{},\"seconds\":{},\"mean_activation\":[{}]}}",
+            "{{\"epoch\":{},\"step\":{},\"train\":{},\"test\":{},\"l0\":{},\"dead_units\":{},\"code_units\":{},\"dead_fraction\":{},\"samples_per_sec\":{},\"seconds\":{},\"mean_activation\":[{}]}}",
             self.epoch,
             self.step,
             parts(&self.train),
@@ -188,6 +196,7 @@ impl EpochMetrics {
             json_num(self.l0),
             self.dead_units,
             self.code_units,
+            json_num(self.dead_fraction),
             json_num(self.samples_per_sec),
             json_num(self.seconds),
             means.join(",")

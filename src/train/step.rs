@@ -1,7 +1,9 @@
 //! One training step: corrupt the input, forward, loss, backward, update.
 
+use super::dead::DeadLatents;
 use crate::error::{Error, Result};
 use crate::kernels::Real;
+use crate::nn::sae_ops::{normalize_columns, remove_parallel_grad};
 use crate::nn::{Autoencoder, LossParts, ModelConfig, Noise, Workspace, apply_noise};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::rng::Rng;
@@ -10,9 +12,10 @@ use crate::rng::Rng;
 const MAX_WORKSPACE: usize = 1 << 30;
 
 /// A model with everything a training step needs, allocated once:
-/// workspace, gradient buffer, optimizer state, the noise generator and the
-/// corrupted-input buffer. After the first step at a batch size, a step makes
-/// no heap allocation.
+/// workspace, gradient buffer, optimizer state, the noise generator, the
+/// corrupted-input buffer, the dead-latent counters and the unit-norm
+/// scratch. After the first step at a batch size, a step makes no heap
+/// allocation.
 #[derive(Clone, Debug)]
 pub struct Trainer<T> {
     /// The model being trained.
@@ -26,6 +29,8 @@ pub struct Trainer<T> {
     grads: Vec<Vec<T>>,
     batch: usize,
     noisy: Vec<T>,
+    dead: DeadLatents,
+    col_scratch: Vec<f64>,
 }
 
 /// Smallest batch computed in two parts side by side. (At batch 256 the
@@ -38,16 +43,25 @@ const SPLIT_MIN_BATCH: usize = 128;
 /// on two threads (`rayon::join`), for batches of at least
 /// [`SPLIT_MIN_BATCH`] samples of models without a term coupling the samples'
 /// forward passes ([`ModelConfig::batch_coupled`]; with a KL penalty the
-/// halves first run up to the KL layer and combine their ρ̂); otherwise one. The gradients of the
-/// halves are summed in a fixed order, and the split depends on the model
-/// and the batch size only, never on the number of threads: the result is
-/// the same on any number of threads.
+/// halves first run up to the KL layer and combine their ρ̂) and without SAE
+/// options that act on the whole batch's gradient; otherwise one. The
+/// gradients of the halves are summed in a fixed order, and the split
+/// depends on the model and the batch size only, never on the number of
+/// threads: the result is the same on any number of threads.
 fn parts(cfg: &ModelConfig, batch: usize) -> Vec<usize> {
-    if batch >= SPLIT_MIN_BATCH && cfg.batch_coupled().is_none() {
+    if batch >= SPLIT_MIN_BATCH && cfg.batch_coupled().is_none() && !whole_step(cfg) {
         vec![batch.div_ceil(2), batch / 2]
     } else {
         vec![batch]
     }
+}
+
+/// Whether a step needs the whole gradient before any update: the SAE
+/// options (a unit-norm decoder's projection, AuxK's residual over the whole
+/// batch, the pre-encoder bias's second part of b_dec's gradient).
+fn whole_step(cfg: &ModelConfig) -> bool {
+    let sae = &cfg.sae;
+    sae.unit_norm_decoder || sae.auxk.is_some() || sae.pre_encoder_bias
 }
 
 impl<T: Real> Trainer<T> {
@@ -66,10 +80,13 @@ impl<T: Real> Trainer<T> {
             return Err(Error::config("batch_size", "must be at least 1"));
         }
         let cfg = model.config();
+        let sae = &cfg.sae;
         let per_sample: usize = cfg.input
             + (0..cfg.layers.len())
                 .map(|l| 2 * cfg.width(l))
-                .sum::<usize>();
+                .sum::<usize>()
+            + usize::from(sae.pre_encoder_bias) * cfg.input
+            + usize::from(sae.auxk.is_some()) * 3 * (cfg.input + cfg.width(cfg.code_layer));
         if batch
             .checked_mul(per_sample)
             .is_none_or(|n| n > MAX_WORKSPACE)
@@ -89,7 +106,13 @@ impl<T: Real> Trainer<T> {
             _ => vec![T::ZERO; batch * model.config().input],
         };
         let sizes = parts(cfg, batch);
+        let col_scratch = match cfg.sae.unit_norm_decoder {
+            true => vec![0.0; 2 * cfg.width(0)],
+            false => Vec::new(),
+        };
         Ok(Trainer {
+            dead: DeadLatents::new(cfg),
+            col_scratch,
             ws: sizes.iter().map(|&b| model.workspace(b)).collect(),
             grads: vec![vec![T::ZERO; n]; sizes.len()],
             batch,
@@ -116,6 +139,16 @@ impl<T: Real> Trainer<T> {
         &self.ws
     }
 
+    /// The dead-latent counters (see [`crate::train::dead`]).
+    pub fn dead_latents(&self) -> &DeadLatents {
+        &self.dead
+    }
+
+    /// The dead-latent counters, to restore them (from a checkpoint).
+    pub fn dead_latents_mut(&mut self) -> &mut DeadLatents {
+        &mut self.dead
+    }
+
     /// Resizes the buffers for another batch size (allocates).
     pub fn set_batch(&mut self, batch: usize) {
         if batch != self.batch && batch > 0 {
@@ -133,6 +166,11 @@ impl<T: Real> Trainer<T> {
     /// One step on a clean batch `x: (batch, in)`: noise (if configured),
     /// forward, loss, backward, optimizer update. Returns the loss before the
     /// update.
+    ///
+    /// With SAE options: the AuxK dead mask comes from the counters before
+    /// the step; a unit-norm decoder has its gradient's column-parallel part
+    /// removed before the update and its columns renormalised after it. The
+    /// dead-latent counters then count the batch's code.
     ///
     /// # Errors
     /// [`Error::Shape`] if `x` is not one batch; [`Error::NonFinite`] if the
@@ -182,14 +220,42 @@ impl<T: Real> Trainer<T> {
                 l1: p0.l1 + p1.l1,
                 kl: p0.kl + p1.kl,
                 l2: p0.l2 + p1.l2,
+                auxk: p0.auxk + p1.auxk,
             };
             non_finite(&parts, self.opt.t + 1)?;
             self.opt.step_sum(&mut self.model.params, g0, g1);
+            self.dead.update(self.model.code(ws0));
+            self.dead.update(self.model.code(ws1));
             return Ok(parts);
         }
         let ([ws], [grads]) = (&mut self.ws[..], &mut self.grads[..]) else {
             unreachable!("a batch is computed in one or two parts")
         };
+        if whole_step(self.model.config()) {
+            if let Some(mask) = ws.dead_mask_mut() {
+                self.dead.fill_mask(mask);
+            }
+            let parts = self.model.loss_and_grad(ws, input, x, Some(grads))?;
+            non_finite(&parts, self.opt.t + 1)?;
+            // A unit-norm decoder (layer 1 of a validated SAE, `(d_in,
+            // d_sae)`): the gradient's part along each column goes before the
+            // update, the columns are rescaled to norm 1 after it (see
+            // `crate::nn::sae_ops`).
+            let unit_norm = self.model.config().sae.unit_norm_decoder.then(|| {
+                let w = self.model.layout().weight(1);
+                (w.range(), w.shape[1])
+            });
+            if let Some((dec, d_sae)) = &unit_norm {
+                let (w, g) = (&self.model.params[dec.clone()], &mut grads[dec.clone()]);
+                remove_parallel_grad(w, g, *d_sae, &mut self.col_scratch);
+            }
+            self.opt.step(&mut self.model.params, grads);
+            if let Some((dec, d_sae)) = unit_norm {
+                normalize_columns(&mut self.model.params[dec], d_sae, &mut self.col_scratch);
+            }
+            self.dead.update(self.model.code(ws));
+            return Ok(parts);
+        }
         // The parameters leave the model for the step, so that each tensor
         // can be updated during the backward pass as soon as its gradient
         // is complete (while it is still in cache); they go back whatever
@@ -211,6 +277,8 @@ impl<T: Real> Trainer<T> {
         if result.is_err() {
             // Nothing was updated: the step did not happen.
             self.opt.t -= 1;
+        } else {
+            self.dead.update(self.model.code(ws));
         }
         result
     }
@@ -224,8 +292,8 @@ fn non_finite(parts: &LossParts, step: u64) -> Result<()> {
         Err(Error::NonFinite {
             step,
             tensor: format!(
-                "the loss (recon {}, l1 {}, kl {}, l2 {})",
-                parts.recon, parts.l1, parts.kl, parts.l2
+                "the loss (recon {}, l1 {}, kl {}, l2 {}, auxk {})",
+                parts.recon, parts.l1, parts.kl, parts.l2, parts.auxk
             ),
         })
     }

@@ -154,6 +154,50 @@ pub struct TrainArgs {
     /// No progress bar or per-epoch lines.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub sae: SaeArgs,
+}
+
+/// Sparse-autoencoder options of `train` (on top of the preset or config).
+#[derive(Args, Debug, Default)]
+pub struct SaeArgs {
+    /// Make the output layer linear and the loss mse (the SAE-library form,
+    /// which --pre-encoder-bias and --auxk need).
+    #[arg(long, conflicts_with = "resume")]
+    pub linear_output: bool,
+    /// Keep every decoder column at unit norm (one-hidden-layer models).
+    #[arg(long, conflicts_with = "resume")]
+    pub unit_norm_decoder: bool,
+    /// How a fresh model's encoder weight starts.
+    #[arg(long, value_enum, conflicts_with = "resume")]
+    pub encoder_init: Option<EncoderInitArg>,
+    /// Subtract the decoder bias b_dec from the input before encoding.
+    #[arg(long, conflicts_with = "resume")]
+    pub pre_encoder_bias: bool,
+    /// Add the AuxK loss, which reconstructs the residual from dead latents
+    /// (TopK code, linear output).
+    #[arg(long, conflicts_with = "resume")]
+    pub auxk: bool,
+    /// AuxK coefficient (implies --auxk) [default: 1/32].
+    #[arg(long, conflicts_with = "resume")]
+    pub auxk_coef: Option<f64>,
+    /// Dead latents per sample in AuxK (implies --auxk) [default: half the
+    /// input width, at most the code width].
+    #[arg(long, conflicts_with = "resume")]
+    pub auxk_k: Option<usize>,
+    /// A latent is dead when it has not fired in this many training samples
+    /// [default: 100000].
+    #[arg(long, conflicts_with = "resume")]
+    pub dead_window: Option<u64>,
+}
+
+/// How a fresh model's encoder weight starts.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncoderInitArg {
+    /// Glorot-uniform.
+    Glorot,
+    /// The transpose of the decoder weight.
+    Transpose,
 }
 
 #[derive(Args, Debug)]

@@ -1,8 +1,8 @@
 //! One function per subcommand: validate, call the library, print.
 
 use crate::cli::{
-    DownloadArgs, EvalArgs, ExportArgs, FeaturesArgs, GradcheckArgs, HistogramArgs, OptimizerKind,
-    OutArgs, ReconstructArgs, SplitArg, TrainArgs,
+    DownloadArgs, EncoderInitArg, EvalArgs, ExportArgs, FeaturesArgs, GradcheckArgs, HistogramArgs,
+    OptimizerKind, OutArgs, ReconstructArgs, SaeArgs, SplitArg, TrainArgs,
 };
 use crate::data::{self, Loaded};
 use crate::progress::Progress;
@@ -11,7 +11,11 @@ use sparse_ae::io::json::Value;
 use sparse_ae::io::model_file::{
     load_checkpoint, load_model, load_params_into, save_checkpoint, save_model,
 };
-use sparse_ae::nn::{Autoencoder, ModelConfig, PRESETS, apply_noise, preset};
+use sparse_ae::kernels::Activation;
+use sparse_ae::nn::sae::{DEFAULT_AUXK_COEF, default_auxk_k};
+use sparse_ae::nn::{
+    Autoencoder, AuxK, EncoderInit, LayerSpec, Loss, ModelConfig, PRESETS, apply_noise, preset,
+};
 use sparse_ae::optim::{AdamConfig, OptimizerConfig, SgdConfig};
 use sparse_ae::report::png_out::save_png;
 use sparse_ae::report::training::{
@@ -66,6 +70,54 @@ fn model_config(
             "give --preset NAME (see `sparse-ae presets`), --config FILE, or --resume CHECKPOINT",
         )),
     }
+}
+
+/// The preset or config with the SAE flags of `train` applied, validated.
+fn apply_sae_flags(mut cfg: ModelConfig, a: &SaeArgs) -> Result<ModelConfig> {
+    if a.linear_output {
+        let last = cfg.layers.len() - 1;
+        if let LayerSpec::Dense { act, .. } | LayerSpec::Conv2d { act, .. } = &mut cfg.layers[last]
+        {
+            *act = Activation::Linear;
+        }
+        cfg.loss = Loss::Mse;
+    }
+    let s = &mut cfg.sae;
+    s.unit_norm_decoder |= a.unit_norm_decoder;
+    s.pre_encoder_bias |= a.pre_encoder_bias;
+    match a.encoder_init {
+        Some(EncoderInitArg::Glorot) => s.encoder_init = EncoderInit::Glorot,
+        Some(EncoderInitArg::Transpose) => s.encoder_init = EncoderInit::DecoderTranspose,
+        None => {}
+    }
+    if let Some(w) = a.dead_window {
+        s.dead_window = w;
+    }
+    if a.auxk || a.auxk_coef.is_some() || a.auxk_k.is_some() {
+        let old = s.auxk;
+        let units = cfg.width(cfg.code_layer);
+        cfg.sae.auxk = Some(AuxK {
+            k: a.auxk_k
+                .or(old.map(|o| o.k))
+                .unwrap_or_else(|| default_auxk_k(cfg.input, units)),
+            coef: a
+                .auxk_coef
+                .or(old.map(|o| o.coef))
+                .unwrap_or(DEFAULT_AUXK_COEF),
+        });
+    }
+    cfg.validate().map_err(|e| match e {
+        Error::Config { field, reason }
+            if field.starts_with("sae.") && reason.contains("linear output") =>
+        {
+            Error::Config {
+                field,
+                reason: format!("{reason}; add --linear-output"),
+            }
+        }
+        e => e,
+    })?;
+    Ok(cfg)
 }
 
 /// Peak resident memory of this process in MB (Linux; None elsewhere).
@@ -146,6 +198,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         t
     } else {
         let cfg = model_config(a.preset.as_deref(), a.config.as_deref(), train_s.dim())?;
+        let cfg = apply_sae_flags(cfg, &a.sae)?;
         let model = match &a.init {
             Some(p) => load_params_into(p, cfg)?,
             None => Autoencoder::new(cfg, a.seed)?,

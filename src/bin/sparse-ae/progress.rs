@@ -35,8 +35,13 @@ pub fn epoch_line(m: &EpochMetrics) -> String {
     let test = m.test.map_or(String::new(), |t| {
         format!("  test {:.5} (recon {:.5})", t.total(), t.recon)
     });
+    let auxk = if m.train.auxk != 0.0 {
+        format!(" auxk {:.2e}", m.train.auxk)
+    } else {
+        String::new()
+    };
     format!(
-        "epoch {:>3}  step {:>7}  train {:.5} (recon {:.5} l1 {:.2e} kl {:.2e} l2 {:.2e}){test}  L0 {:.2}  dead {}/{}  {:.0} samples/s  {:.2}s",
+        "epoch {:>3}  step {:>7}  train {:.5} (recon {:.5} l1 {:.2e} kl {:.2e} l2 {:.2e}{auxk}){test}  L0 {:.2}  dead {}/{} (window {:.1}%)  {:.0} samples/s  {:.2}s",
         m.epoch,
         m.step,
         m.train.total(),
@@ -47,6 +52,7 @@ pub fn epoch_line(m: &EpochMetrics) -> String {
         m.l0,
         m.dead_units,
         m.code_units,
+        100.0 * m.dead_fraction,
         m.samples_per_sec,
         m.seconds
     )

@@ -1,0 +1,131 @@
+//! Dead latents: how many training samples ago each code unit last fired.
+//!
+//! After every step each counter grows by the batch size, and the counters
+//! of units that fired in the batch (an activation above
+//! [`super::metrics::active_threshold`], after TopK) go back to 0 — the
+//! `num_tokens_since_fired` of sparsify, counted in samples. A unit is dead
+//! when its counter has reached the window N (`sae.dead_window`): it has not
+//! fired in the last N samples (to the batch). Counters start at 0, so no
+//! unit is dead before N samples have been seen. The AuxK mask of a step is
+//! taken from the counters *before* the step, as sparsify does.
+
+use super::metrics::active_threshold;
+use crate::error::{Error, Result};
+use crate::kernels::Real;
+use crate::nn::ModelConfig;
+
+/// Per-unit samples since the unit last fired.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLatents {
+    since: Vec<u64>,
+    window: u64,
+    threshold: f64,
+}
+
+impl DeadLatents {
+    /// Counters at 0 for the code of `cfg`, window `cfg.sae.dead_window`.
+    pub fn new(cfg: &ModelConfig) -> DeadLatents {
+        DeadLatents {
+            since: vec![0; cfg.width(cfg.code_layer)],
+            window: cfg.sae.dead_window,
+            threshold: active_threshold(cfg.producing_act(cfg.code_layer)) as f64,
+        }
+    }
+
+    /// Counts a batch of codes `(batch, units)`.
+    pub fn update<T: Real>(&mut self, code: &[T]) {
+        let units = self.since.len();
+        let batch = (code.len() / units.max(1)) as u64;
+        self.since
+            .iter_mut()
+            .for_each(|s| *s = s.saturating_add(batch));
+        let t = T::from_f64(self.threshold);
+        for row in code.chunks_exact(units) {
+            for (s, &v) in self.since.iter_mut().zip(row) {
+                if v > t {
+                    *s = 0;
+                }
+            }
+        }
+    }
+
+    /// Whether unit `j` is dead.
+    pub fn is_dead(&self, j: usize) -> bool {
+        self.since[j] >= self.window
+    }
+
+    /// Writes the dead mask (one entry per unit).
+    pub fn fill_mask(&self, mask: &mut [bool]) {
+        for (m, &s) in mask.iter_mut().zip(&self.since) {
+            *m = s >= self.window;
+        }
+    }
+
+    /// Dead units.
+    pub fn dead(&self) -> usize {
+        self.since.iter().filter(|&&s| s >= self.window).count()
+    }
+
+    /// The fraction of units that are dead.
+    pub fn fraction(&self) -> f64 {
+        self.dead() as f64 / self.since.len().max(1) as f64
+    }
+
+    /// The window N in samples.
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// The counters (samples since each unit fired).
+    pub fn counters(&self) -> &[u64] {
+        &self.since
+    }
+
+    /// Replaces the counters (from a checkpoint).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if there is not one counter per code unit.
+    pub fn set_counters(&mut self, counters: &[u64]) -> Result<()> {
+        if counters.len() != self.since.len() {
+            return Err(Error::shape(
+                "DeadLatents::set_counters",
+                format!("{} counters (one per code unit)", self.since.len()),
+                format!("{}", counters.len()),
+            ));
+        }
+        self.since.copy_from_slice(counters);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::Activation;
+    use crate::nn::ModelBuilder;
+
+    #[test]
+    fn counts_samples_since_firing_and_flags_the_window() {
+        let cfg = ModelBuilder::new(4)
+            .code(3, Activation::Relu)
+            .decoder(4, Activation::Sigmoid)
+            .dead_window(5)
+            .build()
+            .unwrap();
+        let mut d = DeadLatents::new(&cfg);
+        // Two samples: unit 0 fires in the first, unit 2 never, unit 1 at 0 (not firing).
+        d.update(&[1.0f32, 0.0, -1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(d.counters(), &[0, 2, 2]);
+        d.update(&[0.0f32, 0.5, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(d.counters(), &[2, 0, 4]);
+        assert_eq!(d.dead(), 0);
+        d.update(&[0.0f32, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(d.counters(), &[4, 2, 6]);
+        assert!(d.is_dead(2) && !d.is_dead(0));
+        let mut mask = [false; 3];
+        d.fill_mask(&mut mask);
+        assert_eq!(mask, [false, false, true]);
+        assert!((d.fraction() - 1.0 / 3.0).abs() < 1e-12);
+        assert!(d.set_counters(&[1, 2]).is_err());
+    }
+}
