@@ -34,13 +34,18 @@ impl DeadLatents {
 
     /// Counts a batch of codes `(batch, units)`.
     pub fn update<T: Real>(&mut self, code: &[T]) {
+        self.update_parts(&[code]);
+    }
+
+    /// Counts one batch given in parts (each `(rows, units)`).
+    pub fn update_parts<T: Real>(&mut self, parts: &[&[T]]) {
         let units = self.since.len();
-        let batch = (code.len() / units.max(1)) as u64;
+        let batch = parts.iter().map(|c| c.len() / units.max(1)).sum::<usize>() as u64;
         self.since
             .iter_mut()
             .for_each(|s| *s = s.saturating_add(batch));
         let t = T::from_f64(self.threshold);
-        for row in code.chunks_exact(units) {
+        for row in parts.iter().flat_map(|c| c.chunks_exact(units)) {
             for (s, &v) in self.since.iter_mut().zip(row) {
                 if v > t {
                     *s = 0;

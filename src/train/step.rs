@@ -224,8 +224,8 @@ impl<T: Real> Trainer<T> {
             };
             non_finite(&parts, self.opt.t + 1)?;
             self.opt.step_sum(&mut self.model.params, g0, g1);
-            self.dead.update(self.model.code(ws0));
-            self.dead.update(self.model.code(ws1));
+            let codes = [self.model.code(ws0), self.model.code(ws1)];
+            self.dead.update_parts(&codes);
             return Ok(parts);
         }
         let ([ws], [grads]) = (&mut self.ws[..], &mut self.grads[..]) else {
