@@ -94,33 +94,60 @@ pub(crate) fn mask_threshold(p: f64) -> u32 {
     }
 }
 
-/// The state of the streams in registers: `[half][word]`, where the 16
-/// streams fill `16 / LANES` vectors (the second half unused on 16 lanes).
-type Regs<S> = [[<S as Simd>::U; 4]; 2];
-
-/// Number of vectors one step of the 16 streams fills.
+/// Whether one step of the 16 streams fills two vectors (8 lanes) or one.
 #[inline(always)]
-fn halves<S: Simd>() -> usize {
-    STREAMS / S::LANES
+fn two_halves<S: Simd>() -> bool {
+    debug_assert!(S::LANES == STREAMS || 2 * S::LANES == STREAMS);
+    S::LANES < STREAMS
+}
+
+/// The state words of the streams of half `h` (streams h·LANES ..).
+#[inline(always)]
+fn load<S: Simd>(s: S, st: &NoiseStreams, h: usize) -> [S::U; 4] {
+    let w = &st.words[h * S::LANES..];
+    [
+        s.u_load(w),
+        s.u_load(&w[STREAMS..]),
+        s.u_load(&w[2 * STREAMS..]),
+        s.u_load(&w[3 * STREAMS..]),
+    ]
 }
 
 #[inline(always)]
-fn load<S: Simd>(s: S, st: &NoiseStreams) -> Regs<S> {
-    let mut g = [[s.u_splat(0); 4]; 2];
-    for (h, gh) in g.iter_mut().enumerate().take(halves::<S>()) {
-        for (j, w) in gh.iter_mut().enumerate() {
-            *w = s.u_load(&st.words[j * STREAMS + h * S::LANES..]);
-        }
+fn store<S: Simd>(s: S, g: &[S::U; 4], st: &mut NoiseStreams, h: usize) {
+    for (j, &w) in g.iter().enumerate() {
+        s.u_store(&mut st.words[j * STREAMS + h * S::LANES..], w);
     }
-    g
 }
 
+/// Runs `step(state, h)` for each half of the streams once per block of
+/// `block` elements until `n` are covered, the state held in registers (the
+/// halves as separate variables, so nothing spills to a loop over memory).
 #[inline(always)]
-fn store<S: Simd>(s: S, g: &Regs<S>, st: &mut NoiseStreams) {
-    for (h, gh) in g.iter().enumerate().take(halves::<S>()) {
-        for (j, &w) in gh.iter().enumerate() {
-            s.u_store(&mut st.words[j * STREAMS + h * S::LANES..], w);
+fn run_blocks<S: Simd>(
+    s: S,
+    st: &mut NoiseStreams,
+    n: usize,
+    block: usize,
+    mut step: impl FnMut(&mut [S::U; 4], usize, usize),
+) {
+    let mut g0 = load(s, st, 0);
+    let mut g1 = if two_halves::<S>() {
+        load(s, st, 1)
+    } else {
+        g0
+    };
+    let mut blk = 0;
+    while blk < n {
+        step(&mut g0, blk, 0);
+        if two_halves::<S>() {
+            step(&mut g1, blk, 1);
         }
+        blk += block;
+    }
+    store(s, &g0, st, 0);
+    if two_halves::<S>() {
+        store(s, &g1, st, 1);
     }
 }
 
@@ -163,12 +190,15 @@ pub(crate) fn gaussian_noise<S: Simd>(
     assert_eq!(x.len(), out.len(), "gaussian_noise: length mismatch");
     let n = x.len();
     let (sd, zero, one) = (s.splat(std), s.zero(), s.splat(1.0));
-    let mut g = load(s, st);
-    let mut blk = 0;
-    while blk < n {
-        for (h, gh) in g.iter_mut().enumerate().take(halves::<S>()) {
-            let a = next(s, gh);
-            let b = next(s, gh);
+    run_blocks(
+        s,
+        st,
+        n,
+        2 * STREAMS,
+        #[inline(always)]
+        |g, blk, h| {
+            let a = next(s, g);
+            let b = next(s, g);
             let (z1, z2) = normal::box_muller(s, a, b);
             for (off, z) in [(0, z1), (STREAMS, z2)] {
                 let i = blk + off + h * S::LANES;
@@ -184,10 +214,8 @@ pub(crate) fn gaussian_noise<S: Simd>(
                     },
                 );
             }
-        }
-        blk += 2 * STREAMS;
-    }
-    store(s, &g, st);
+        },
+    );
 }
 
 /// See [`super::mask_noise`]: blocks of 16 elements, one word per stream.
@@ -196,11 +224,14 @@ pub(crate) fn mask_noise<S: Simd>(s: S, st: &mut NoiseStreams, x: &[f32], out: &
     assert_eq!(x.len(), out.len(), "mask_noise: length mismatch");
     let n = x.len();
     let (limit, zero) = (s.splat(mask_threshold(p) as f32), s.zero());
-    let mut g = load(s, st);
-    let mut blk = 0;
-    while blk < n {
-        for (h, gh) in g.iter_mut().enumerate().take(halves::<S>()) {
-            let k = s.u_to_f32(s.u_shr::<8>(next(s, gh)));
+    run_blocks(
+        s,
+        st,
+        n,
+        STREAMS,
+        #[inline(always)]
+        |g, blk, h| {
+            let k = s.u_to_f32(s.u_shr::<8>(next(s, g)));
             let i = blk + h * S::LANES;
             lanes_at(
                 s,
@@ -212,10 +243,8 @@ pub(crate) fn mask_noise<S: Simd>(s: S, st: &mut NoiseStreams, x: &[f32], out: &
                     s.st(out, i, t, v);
                 },
             );
-        }
-        blk += STREAMS;
-    }
-    store(s, &g, st);
+        },
+    );
 }
 
 /// See [`super::box_muller`].
