@@ -13,8 +13,9 @@
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use sparse_ae::kernels::elementwise as ew;
+use sparse_ae::kernels::elementwise::{self as ew, NoiseStreams};
 use sparse_ae::kernels::{Activation, AdamHyper, Isa};
+use sparse_ae::rng::Rng;
 use std::hint::black_box;
 
 /// (rows, cols) of the two step shapes.
@@ -177,5 +178,41 @@ fn optimizers(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, activations, rows_and_sums, optimizers);
+/// Denoising input noise on a batch of 32 images (n = 32·784), per path,
+/// including the seeding of the 16 streams from the noise generator that
+/// `apply_noise` does on every call; `noise/gaussian/ziggurat` is the former
+/// one-draw-at-a-time loop (`rand_distr`'s ziggurat on xoshiro256++), for
+/// comparison.
+fn noise(c: &mut Criterion) {
+    let n = 32 * 784;
+    let x = data(n, 0.0, 1.0, 9);
+    let mut out = vec![0.0f32; n];
+    let mut rng = Rng::new(1);
+    let mut g = c.benchmark_group("noise");
+    g.throughput(Throughput::Elements(n as u64));
+    for isa in Isa::available() {
+        g.bench_function(BenchmarkId::new("gaussian", isa.name()), |b| {
+            b.iter(|| {
+                let mut st = NoiseStreams::from_rng(&mut rng);
+                ew::gaussian_noise(isa, &mut st, black_box(&x), &mut out, 0.5)
+            })
+        });
+        g.bench_function(BenchmarkId::new("masking", isa.name()), |b| {
+            b.iter(|| {
+                let mut st = NoiseStreams::from_rng(&mut rng);
+                ew::mask_noise(isa, &mut st, black_box(&x), &mut out, 0.3)
+            })
+        });
+    }
+    g.bench_function(BenchmarkId::new("gaussian", "ziggurat"), |b| {
+        b.iter(|| {
+            for (o, &v) in out.iter_mut().zip(black_box(&x)) {
+                *o = (v + 0.5 * rng.normal() as f32).clamp(0.0, 1.0);
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, activations, rows_and_sums, optimizers, noise);
 criterion_main!(benches);

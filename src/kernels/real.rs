@@ -5,7 +5,7 @@
 //! twin. The trait carries both the arithmetic the model needs and the hooks
 //! into the kernels, so `nn` is written once.
 
-use super::elementwise::{self, AdamHyper};
+use super::elementwise::{self, AdamHyper, NoiseStreams};
 use super::gemm::{self, Epilogue, MatMut, MatRef};
 use super::{Activation, Isa};
 use std::fmt::{Debug, Display};
@@ -94,6 +94,10 @@ pub trait Real:
     fn adam_step(p: &mut [Self], g: &[Self], m: &mut [Self], v: &mut [Self], h: &AdamHyper);
     /// One SGD-with-momentum update; see [`elementwise::sgd_momentum_step`].
     fn sgd_momentum_step(p: &mut [Self], g: &[Self], vel: &mut [Self], lr: f64, momentum: f64);
+    /// `out ← clip(x + std·N(0, 1), 0, 1)`; see [`elementwise::gaussian_noise`].
+    fn gaussian_noise(streams: &mut NoiseStreams, x: &[Self], out: &mut [Self], std: Self);
+    /// `out ← x` with each value zeroed with probability p; see [`elementwise::mask_noise`].
+    fn mask_noise(streams: &mut NoiseStreams, x: &[Self], out: &mut [Self], p: f64);
 }
 
 macro_rules! float_basics {
@@ -199,6 +203,12 @@ impl Real for f32 {
     fn sgd_momentum_step(p: &mut [f32], g: &[f32], vel: &mut [f32], lr: f64, momentum: f64) {
         elementwise::sgd_momentum_step(Isa::active(), p, g, vel, lr, momentum)
     }
+    fn gaussian_noise(streams: &mut NoiseStreams, x: &[f32], out: &mut [f32], std: f32) {
+        elementwise::gaussian_noise(Isa::active(), streams, x, out, std)
+    }
+    fn mask_noise(streams: &mut NoiseStreams, x: &[f32], out: &mut [f32], p: f64) {
+        elementwise::mask_noise(Isa::active(), streams, x, out, p)
+    }
 }
 
 impl Real for f64 {
@@ -246,5 +256,11 @@ impl Real for f64 {
     }
     fn sgd_momentum_step(p: &mut [f64], g: &[f64], vel: &mut [f64], lr: f64, momentum: f64) {
         elementwise::scalar::sgd_momentum_step(p, g, vel, lr, momentum)
+    }
+    fn gaussian_noise(streams: &mut NoiseStreams, x: &[f64], out: &mut [f64], std: f64) {
+        elementwise::scalar::gaussian_noise(streams, x, out, std)
+    }
+    fn mask_noise(streams: &mut NoiseStreams, x: &[f64], out: &mut [f64], p: f64) {
+        elementwise::scalar::mask_noise(streams, x, out, p)
     }
 }

@@ -2,12 +2,19 @@
 
 use super::config::Noise;
 use crate::kernels::Real;
+use crate::kernels::elementwise::NoiseStreams;
 use crate::rng::Rng;
 
 /// Writes the corrupted input: `out ← noise(clean)`. The target stays clean.
 ///
-/// Gaussian: `clip(x + std·N(0, 1), 0, 1)`, normal draws by the ziggurat method.
-/// Masking: each value zeroed with probability p. `Noise::None` copies.
+/// Gaussian: `clip(x + std·N(0, 1), 0, 1)`. Masking: each value zeroed with
+/// probability p. `Noise::None` copies (and leaves `rng` as it is).
+///
+/// The draws come from 16 interleaved streams seeded afresh from 32 draws of
+/// `rng` on each call ([`NoiseStreams::from_rng`]), so `rng` stays the whole
+/// state of the noise; the normals are Box–Muller pairs, in `f32` on the
+/// SIMD kernels ([`crate::kernels::elementwise::gaussian_noise`]) and in
+/// `f64` for an `f64` model.
 ///
 /// # Panics
 /// If the lengths differ.
@@ -16,15 +23,12 @@ pub fn apply_noise<T: Real>(noise: Noise, rng: &mut Rng, clean: &[T], out: &mut 
     match noise {
         Noise::None => out.copy_from_slice(clean),
         Noise::Gaussian { std } => {
-            let s = T::from_f64(std);
-            for (o, &x) in out.iter_mut().zip(clean) {
-                *o = (x + s * T::from_f64(rng.normal())).max(T::ZERO).min(T::ONE);
-            }
+            let mut streams = NoiseStreams::from_rng(rng);
+            T::gaussian_noise(&mut streams, clean, out, T::from_f64(std));
         }
         Noise::Masking { p } => {
-            for (o, &x) in out.iter_mut().zip(clean) {
-                *o = if rng.next_f64() < p { T::ZERO } else { x };
-            }
+            let mut streams = NoiseStreams::from_rng(rng);
+            T::mask_noise(&mut streams, clean, out, p);
         }
     }
 }
@@ -71,5 +75,27 @@ mod tests {
         let zeros = out.iter().filter(|&&v| v == 0.0).count() as f64 / out.len() as f64;
         assert!((zeros - 0.3).abs() < 0.01, "{zeros}");
         assert!(out.iter().all(|&v| v == 0.0 || v == 0.7));
+    }
+
+    #[test]
+    fn f32_and_f64_models_draw_the_same_noise_from_32_draws() {
+        let c64: Vec<f64> = (0..1000).map(|i| (i % 7) as f64 / 7.0).collect();
+        let c32: Vec<f32> = c64.iter().map(|&v| v as f32).collect();
+        let mut after = Rng::new(8);
+        (0..32).for_each(|_| {
+            after.next_u64();
+        });
+        for noise in [Noise::Gaussian { std: 0.5 }, Noise::Masking { p: 0.4 }] {
+            let (mut o32, mut o64) = (vec![0.0f32; 1000], vec![0.0f64; 1000]);
+            let (mut r32, mut r64) = (Rng::new(8), Rng::new(8));
+            apply_noise(noise, &mut r32, &c32, &mut o32);
+            apply_noise(noise, &mut r64, &c64, &mut o64);
+            assert_eq!(r32, after);
+            assert_eq!(r64, after);
+            for (a, b) in o32.iter().zip(&o64) {
+                assert!((*a as f64 - b).abs() < 1e-6, "{noise:?}: {a} vs {b}");
+            }
+            assert!(o32.iter().zip(&c32).filter(|(a, b)| a != b).count() > 300);
+        }
     }
 }

@@ -35,6 +35,7 @@ impl Simd for Avx2 {
     type B = __m256;
     type T = Tail2;
     type Acc = Acc2;
+    type U = __m256i;
 
     #[inline(always)]
     fn splat(self, v: f32) -> __m256 {
@@ -173,6 +174,12 @@ impl Simd for Avx2 {
     }
 
     #[inline(always)]
+    fn min(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: `Avx2` proves AVX.
+        unsafe { _mm256_min_ps(a, b) }
+    }
+
+    #[inline(always)]
     fn lt(self, a: __m256, b: __m256) -> __m256 {
         // SAFETY: `Avx2` proves AVX.
         unsafe { _mm256_cmp_ps::<_CMP_LT_OQ>(a, b) }
@@ -191,6 +198,88 @@ impl Simd for Avx2 {
     fn select(self, c: __m256, t: __m256, f: __m256) -> __m256 {
         // SAFETY: `Avx2` proves AVX.
         unsafe { _mm256_blendv_ps(f, t, c) }
+    }
+
+    #[inline(always)]
+    fn u_splat(self, v: u32) -> __m256i {
+        // SAFETY: `Avx2` proves AVX.
+        unsafe { _mm256_set1_epi32(v as i32) }
+    }
+    #[inline(always)]
+    fn u_load(self, x: &[u32]) -> __m256i {
+        assert!(x.len() >= 8);
+        // SAFETY: AVX is present and `x` holds 8 words.
+        unsafe { _mm256_loadu_si256(x.as_ptr().cast()) }
+    }
+    #[inline(always)]
+    fn u_store(self, x: &mut [u32], v: __m256i) {
+        assert!(x.len() >= 8);
+        // SAFETY: AVX is present and `x` holds 8 words.
+        unsafe { _mm256_storeu_si256(x.as_mut_ptr().cast(), v) }
+    }
+    #[inline(always)]
+    fn u_add(self, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: `Avx2` proves AVX2.
+        unsafe { _mm256_add_epi32(a, b) }
+    }
+    #[inline(always)]
+    fn u_sub(self, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: `Avx2` proves AVX2.
+        unsafe { _mm256_sub_epi32(a, b) }
+    }
+    #[inline(always)]
+    fn u_and(self, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: `Avx2` proves AVX2.
+        unsafe { _mm256_and_si256(a, b) }
+    }
+    #[inline(always)]
+    fn u_or(self, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: `Avx2` proves AVX2.
+        unsafe { _mm256_or_si256(a, b) }
+    }
+    #[inline(always)]
+    fn u_xor(self, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: `Avx2` proves AVX2.
+        unsafe { _mm256_xor_si256(a, b) }
+    }
+    #[inline(always)]
+    fn u_shl<const N: i32>(self, a: __m256i) -> __m256i {
+        // SAFETY: `Avx2` proves AVX2.
+        unsafe { _mm256_slli_epi32::<N>(a) }
+    }
+    #[inline(always)]
+    fn u_shr<const N: i32>(self, a: __m256i) -> __m256i {
+        // SAFETY: `Avx2` proves AVX2.
+        unsafe { _mm256_srli_epi32::<N>(a) }
+    }
+    #[inline(always)]
+    fn u_rotl<const L: i32, const R: i32>(self, a: __m256i) -> __m256i {
+        debug_assert_eq!(L + R, 32);
+        // SAFETY: `Avx2` proves AVX2.
+        unsafe { _mm256_or_si256(_mm256_slli_epi32::<L>(a), _mm256_srli_epi32::<R>(a)) }
+    }
+    #[inline(always)]
+    fn u_to_f32(self, a: __m256i) -> __m256 {
+        // SAFETY: `Avx2` proves AVX.
+        unsafe { _mm256_cvtepi32_ps(a) }
+    }
+    #[inline(always)]
+    fn u_none(self, a: __m256i, m: __m256i) -> __m256 {
+        // SAFETY: `Avx2` proves AVX2.
+        unsafe {
+            let z = _mm256_cmpeq_epi32(_mm256_and_si256(a, m), _mm256_setzero_si256());
+            _mm256_castsi256_ps(z)
+        }
+    }
+    #[inline(always)]
+    fn to_bits(self, v: __m256) -> __m256i {
+        // SAFETY: `Avx2` proves AVX.
+        unsafe { _mm256_castps_si256(v) }
+    }
+    #[inline(always)]
+    fn bits_to_float(self, a: __m256i) -> __m256 {
+        // SAFETY: `Avx2` proves AVX.
+        unsafe { _mm256_castsi256_ps(a) }
     }
 
     #[inline(always)]

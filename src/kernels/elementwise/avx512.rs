@@ -36,6 +36,7 @@ impl Simd for Avx512 {
     type B = __mmask16;
     type T = Tail16;
     type Acc = Acc16;
+    type U = __m512i;
 
     #[inline(always)]
     fn splat(self, v: f32) -> __m512 {
@@ -165,6 +166,12 @@ impl Simd for Avx512 {
     }
 
     #[inline(always)]
+    fn min(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F.
+        unsafe { _mm512_min_ps(a, b) }
+    }
+
+    #[inline(always)]
     fn lt(self, a: __m512, b: __m512) -> __mmask16 {
         // SAFETY: `Avx512` proves AVX-512F.
         unsafe { _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b) }
@@ -183,6 +190,87 @@ impl Simd for Avx512 {
     fn select(self, c: __mmask16, t: __m512, f: __m512) -> __m512 {
         // SAFETY: `Avx512` proves AVX-512F.
         unsafe { _mm512_mask_blend_ps(c, f, t) }
+    }
+
+    #[inline(always)]
+    fn u_splat(self, v: u32) -> __m512i {
+        // SAFETY: `Avx512` proves AVX-512F.
+        unsafe { _mm512_set1_epi32(v as i32) }
+    }
+    #[inline(always)]
+    fn u_load(self, x: &[u32]) -> __m512i {
+        assert!(x.len() >= 16);
+        // SAFETY: AVX-512F is present and `x` holds 16 words.
+        unsafe { _mm512_loadu_si512(x.as_ptr().cast()) }
+    }
+    #[inline(always)]
+    fn u_store(self, x: &mut [u32], v: __m512i) {
+        assert!(x.len() >= 16);
+        // SAFETY: AVX-512F is present and `x` holds 16 words.
+        unsafe { _mm512_storeu_si512(x.as_mut_ptr().cast(), v) }
+    }
+    #[inline(always)]
+    fn u_add(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: `Avx512` proves AVX-512F.
+        unsafe { _mm512_add_epi32(a, b) }
+    }
+    #[inline(always)]
+    fn u_sub(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: `Avx512` proves AVX-512F.
+        unsafe { _mm512_sub_epi32(a, b) }
+    }
+    #[inline(always)]
+    fn u_and(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: `Avx512` proves AVX-512F.
+        unsafe { _mm512_and_si512(a, b) }
+    }
+    #[inline(always)]
+    fn u_or(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: `Avx512` proves AVX-512F.
+        unsafe { _mm512_or_si512(a, b) }
+    }
+    #[inline(always)]
+    fn u_xor(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: `Avx512` proves AVX-512F.
+        unsafe { _mm512_xor_si512(a, b) }
+    }
+    #[inline(always)]
+    fn u_shl<const N: i32>(self, a: __m512i) -> __m512i {
+        // A constant count: compiled to the immediate form.
+        // SAFETY: `Avx512` proves AVX-512F (and so SSE2).
+        unsafe { _mm512_sll_epi32(a, _mm_cvtsi32_si128(N)) }
+    }
+    #[inline(always)]
+    fn u_shr<const N: i32>(self, a: __m512i) -> __m512i {
+        // A constant count: compiled to the immediate form.
+        // SAFETY: `Avx512` proves AVX-512F (and so SSE2).
+        unsafe { _mm512_srl_epi32(a, _mm_cvtsi32_si128(N)) }
+    }
+    #[inline(always)]
+    fn u_rotl<const L: i32, const R: i32>(self, a: __m512i) -> __m512i {
+        debug_assert_eq!(L + R, 32);
+        // SAFETY: `Avx512` proves AVX-512F.
+        unsafe { _mm512_rol_epi32::<L>(a) }
+    }
+    #[inline(always)]
+    fn u_to_f32(self, a: __m512i) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F.
+        unsafe { _mm512_cvtepi32_ps(a) }
+    }
+    #[inline(always)]
+    fn u_none(self, a: __m512i, m: __m512i) -> __mmask16 {
+        // SAFETY: `Avx512` proves AVX-512F.
+        unsafe { _mm512_testn_epi32_mask(a, m) }
+    }
+    #[inline(always)]
+    fn to_bits(self, v: __m512) -> __m512i {
+        // SAFETY: `Avx512` proves AVX-512F.
+        unsafe { _mm512_castps_si512(v) }
+    }
+    #[inline(always)]
+    fn bits_to_float(self, a: __m512i) -> __m512 {
+        // SAFETY: `Avx512` proves AVX-512F.
+        unsafe { _mm512_castsi512_ps(a) }
     }
 
     #[inline(always)]

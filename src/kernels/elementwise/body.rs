@@ -431,7 +431,7 @@ pub(crate) fn u8_to_f32_scaled<S: Simd>(s: S, src: &[u8], dst: &mut [f32], scale
 macro_rules! isa_kernels {
     ($feat:literal, $token:expr) => {
         use crate::kernels::Activation;
-        use crate::kernels::elementwise::{AdamHyper, body};
+        use crate::kernels::elementwise::{AdamHyper, NoiseStreams, body, noise};
 
         #[target_feature(enable = $feat)]
         pub(crate) fn bias_add(x: &mut [f32], cols: usize, bias: &[f32]) {
@@ -496,6 +496,18 @@ macro_rules! isa_kernels {
         #[target_feature(enable = $feat)]
         pub(crate) fn u8_to_f32_scaled(src: &[u8], dst: &mut [f32], scale: f32) {
             body::u8_to_f32_scaled($token, src, dst, scale)
+        }
+        #[target_feature(enable = $feat)]
+        pub(crate) fn gaussian_noise(st: &mut NoiseStreams, x: &[f32], out: &mut [f32], std: f32) {
+            noise::gaussian_noise($token, st, x, out, std)
+        }
+        #[target_feature(enable = $feat)]
+        pub(crate) fn mask_noise(st: &mut NoiseStreams, x: &[f32], out: &mut [f32], p: f64) {
+            noise::mask_noise($token, st, x, out, p)
+        }
+        #[target_feature(enable = $feat)]
+        pub(crate) fn box_muller(a: &[u32], b: &[u32], z1: &mut [f32], z2: &mut [f32]) {
+            noise::box_muller($token, a, b, z1, z2)
         }
     };
 }

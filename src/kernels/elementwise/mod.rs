@@ -26,8 +26,12 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod body;
+mod noise;
+pub mod normal;
 pub mod scalar;
 mod simd;
+
+pub use noise::{NoiseStreams, STREAMS};
 
 use super::{Activation, Isa};
 
@@ -211,4 +215,43 @@ pub fn sgd_momentum_step(
 /// If the lengths differ.
 pub fn u8_to_f32_scaled(isa: Isa, src: &[u8], dst: &mut [f32], scale: f32) {
     dispatch!(isa, u8_to_f32_scaled(src, dst, scale))
+}
+
+/// Gaussian input noise: `out[i] = clip(x[i] + std·zᵢ, 0, 1)` with zᵢ a
+/// standard normal draw of stream i mod 16 of `streams` (which advance).
+///
+/// The elements go in blocks of 32: each stream draws two words and turns
+/// them into a Box–Muller pair (see [`normal`]), for elements k and 16 + k of
+/// the block (a last partial block still steps every stream twice). The
+/// words are the same on every path; the scalar twin computes the normals in
+/// `f64` and the SIMD paths in `f32` within [`normal::NORMAL_MAX_ABS_ERR`].
+/// A NaN `x[i]` gives 0, as `f32::max` does.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn gaussian_noise(isa: Isa, streams: &mut NoiseStreams, x: &[f32], out: &mut [f32], std: f32) {
+    dispatch!(isa, gaussian_noise(streams, x, out, std))
+}
+
+/// Masking noise: `out[i] = 0` with probability p, else `x[i]`, from the
+/// word of stream i mod 16 (blocks of 16, one word per stream; a last
+/// partial block still steps every stream). Element i is zeroed iff its
+/// word's top 24 bits are below ⌈p·2²⁴⌉, so the probability is p to within
+/// 2⁻²⁴. Identical on every path.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn mask_noise(isa: Isa, streams: &mut NoiseStreams, x: &[f32], out: &mut [f32], p: f64) {
+    dispatch!(isa, mask_noise(streams, x, out, p))
+}
+
+/// The Box–Muller transform of the words `a[i]`, `b[i]`:
+/// `z1[i] = r·cos 2πu₂`, `z2[i] = r·sin 2πu₂`, r = √(−2 ln u₁), with
+/// u₁ = (⌊a/2⁸⌋ + 1)·2⁻²⁴ and u₂ = ⌊b/2⁸⌋·2⁻²⁴ (see [`normal`]; the normals
+/// of [`gaussian_noise`], exposed to measure their error).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn box_muller(isa: Isa, a: &[u32], b: &[u32], z1: &mut [f32], z2: &mut [f32]) {
+    dispatch!(isa, box_muller(a, b, z1, z2))
 }

@@ -4,6 +4,8 @@
 //! kernels of the `f64` model used by gradient checks.
 
 use super::AdamHyper;
+use super::noise::{NoiseStreams, STREAMS, mask_threshold};
+use super::normal::UNIT;
 use crate::kernels::{Activation, Real, sigmoid};
 
 /// Asserts that a `(rows, cols)` matrix of `len` elements matches a vector of
@@ -215,5 +217,68 @@ pub fn u8_to_f32_scaled<T: Real>(src: &[u8], dst: &mut [T], scale: T) {
     assert_eq!(src.len(), dst.len(), "u8_to_f32_scaled: length mismatch");
     for (d, &b) in dst.iter_mut().zip(src) {
         *d = T::from_f64(f64::from(b)) * scale;
+    }
+}
+
+/// The Box–Muller pair of the words `a`, `b` in `f64` (the uniforms u₁, u₂
+/// exactly as the vector paths form them; see [`super::normal`]).
+#[inline]
+pub fn box_muller_f64(a: u32, b: u32) -> (f64, f64) {
+    let unit = f64::from(UNIT);
+    let u1 = f64::from((a >> 8) + 1) * unit;
+    let u2 = f64::from(b >> 8) * unit;
+    let r = (-2.0 * u1.ln()).sqrt();
+    let (sin, cos) = (std::f64::consts::TAU * u2).sin_cos();
+    (r * cos, r * sin)
+}
+
+/// See [`super::box_muller`].
+pub fn box_muller<T: Real>(a: &[u32], b: &[u32], z1: &mut [T], z2: &mut [T]) {
+    let n = a.len();
+    assert!(
+        b.len() == n && z1.len() == n && z2.len() == n,
+        "box_muller: length mismatch"
+    );
+    for i in 0..n {
+        let (c, s) = box_muller_f64(a[i], b[i]);
+        z1[i] = T::from_f64(c);
+        z2[i] = T::from_f64(s);
+    }
+}
+
+/// See [`super::gaussian_noise`]: blocks of 32 elements; stream k draws u₁
+/// then u₂, and its pair goes to elements k and 16 + k of the block.
+pub fn gaussian_noise<T: Real>(st: &mut NoiseStreams, x: &[T], out: &mut [T], std: T) {
+    assert_eq!(x.len(), out.len(), "gaussian_noise: length mismatch");
+    let n = x.len();
+    let mut blk = 0;
+    while blk < n {
+        for k in 0..STREAMS {
+            let a = st.next_u32(k);
+            let b = st.next_u32(k);
+            let (z1, z2) = box_muller_f64(a, b);
+            for (i, z) in [(blk + k, z1), (blk + STREAMS + k, z2)] {
+                if i < n {
+                    out[i] = (x[i] + std * T::from_f64(z)).max(T::ZERO).min(T::ONE);
+                }
+            }
+        }
+        blk += 2 * STREAMS;
+    }
+}
+
+/// See [`super::mask_noise`]: blocks of 16 elements, one word per stream.
+pub fn mask_noise<T: Real>(st: &mut NoiseStreams, x: &[T], out: &mut [T], p: f64) {
+    assert_eq!(x.len(), out.len(), "mask_noise: length mismatch");
+    let (n, limit) = (x.len(), mask_threshold(p));
+    let mut blk = 0;
+    while blk < n {
+        for k in 0..STREAMS {
+            let w = st.next_u32(k);
+            if let Some(&xi) = x.get(blk + k) {
+                out[blk + k] = if w >> 8 < limit { T::ZERO } else { xi };
+            }
+        }
+        blk += STREAMS;
     }
 }

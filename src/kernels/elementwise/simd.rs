@@ -26,6 +26,8 @@ pub(crate) trait Simd: Copy {
     type T: Copy;
     /// A pair-wise f64 accumulator of `LANES` lanes.
     type Acc: Copy;
+    /// A vector of `LANES` 32-bit integers (wrapping arithmetic).
+    type U: Copy;
 
     /// Every lane = `v`.
     fn splat(self, v: f32) -> Self::V;
@@ -90,6 +92,9 @@ pub(crate) trait Simd: Copy {
     /// rounding (subnormal results are rounded correctly). NaN propagates.
     fn ldexp(self, p: Self::V, n: Self::V) -> Self::V;
 
+    /// `a < b ? a : b`, and `b` when either is NaN (the x86 `min` rule).
+    fn min(self, a: Self::V, b: Self::V) -> Self::V;
+
     /// a < b (ordered: false when either is NaN).
     fn lt(self, a: Self::V, b: Self::V) -> Self::B;
     /// a > b (ordered).
@@ -98,6 +103,44 @@ pub(crate) trait Simd: Copy {
     fn ge(self, a: Self::V, b: Self::V) -> Self::B;
     /// `c ? t : f` lane by lane.
     fn select(self, c: Self::B, t: Self::V, f: Self::V) -> Self::V;
+
+    /// Every integer lane = `v`.
+    fn u_splat(self, v: u32) -> Self::U;
+    /// Integer lanes `x[0..LANES]`.
+    ///
+    /// # Panics
+    /// If `x.len() < LANES`.
+    fn u_load(self, x: &[u32]) -> Self::U;
+    /// `x[0..LANES]` ← integer lanes.
+    ///
+    /// # Panics
+    /// If `x.len() < LANES`.
+    fn u_store(self, x: &mut [u32], v: Self::U);
+    /// a + b (mod 2³²).
+    fn u_add(self, a: Self::U, b: Self::U) -> Self::U;
+    /// a − b (mod 2³²).
+    fn u_sub(self, a: Self::U, b: Self::U) -> Self::U;
+    /// a & b.
+    fn u_and(self, a: Self::U, b: Self::U) -> Self::U;
+    /// a | b.
+    fn u_or(self, a: Self::U, b: Self::U) -> Self::U;
+    /// a ^ b.
+    fn u_xor(self, a: Self::U, b: Self::U) -> Self::U;
+    /// a << N (N in 0..32).
+    fn u_shl<const N: i32>(self, a: Self::U) -> Self::U;
+    /// a >> N, logical (N in 0..32).
+    fn u_shr<const N: i32>(self, a: Self::U) -> Self::U;
+    /// a rotated left by L; `R` must be 32 − L (spelled out because a const
+    /// generic cannot be computed from another on stable Rust).
+    fn u_rotl<const L: i32, const R: i32>(self, a: Self::U) -> Self::U;
+    /// The lanes read as `i32`, converted to `f32` (exact for |a| ≤ 2²⁴).
+    fn u_to_f32(self, a: Self::U) -> Self::V;
+    /// Lanes where `a & m == 0`.
+    fn u_none(self, a: Self::U, m: Self::U) -> Self::B;
+    /// The bits of each float lane.
+    fn to_bits(self, v: Self::V) -> Self::U;
+    /// Floats with the bits of each integer lane.
+    fn bits_to_float(self, a: Self::U) -> Self::V;
 
     /// An accumulator of zeros.
     fn acc_zero(self) -> Self::Acc;
