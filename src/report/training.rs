@@ -75,6 +75,13 @@ pub fn reconstruction_grid(
     model.forward(&mut ws, &input)?;
     let mut recon = vec![0.0f32; n * d];
     model.reconstruction(&ws, &mut recon);
+    // Drawn in input space: undo the input scale of normalised samples.
+    let undo = 1.0 / samples.scale();
+    if undo != 1.0 {
+        for v in clean.iter_mut().chain(&mut input).chain(&mut recon) {
+            *v *= undo;
+        }
+    }
     let mut rows: Vec<(&str, Vec<&[f32]>)> = vec![("original", clean.chunks_exact(d).collect())];
     if cfg.noise != Noise::None {
         rows.push(("noisy", input.chunks_exact(d).collect()));
