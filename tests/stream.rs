@@ -90,15 +90,8 @@ fn activations(rows: usize, dim: usize, seed: u64) -> Vec<f32> {
 /// Writes `data` as a bfloat16 `.npy` with the header np.save writes for an
 /// `ml_dtypes.bfloat16` array.
 fn write_bf16(path: &Path, rows: usize, dim: usize, data: &[f32]) {
-    let mut header =
-        format!("{{'descr': '<V2', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
+    // What np.save writes for an ml_dtypes.bfloat16 array.
+    let mut bytes = npy::header_bytes("<V2", &[rows, dim]);
     for v in data {
         let bits = v.to_bits();
         assert_eq!(bits & 0xffff, 0, "{v} is not a bfloat16");

@@ -463,6 +463,38 @@ impl Tok<'_> {
     }
 }
 
+/// The bytes of a version 1.0 `.npy` header for C-ordered data of dtype
+/// `descr` (for example `'<f4'`, or `'<V2'` for bfloat16) and `shape`, padded
+/// with spaces so that the data starts at a multiple of 64 bytes; the data
+/// follows it directly.
+///
+/// # Panics
+/// If `shape` has more than [`MAX_DIMS`] dimensions or `descr` is longer
+/// than 64 bytes (the header would not fit version 1.0's length field).
+pub fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
+    assert!(
+        shape.len() <= MAX_DIMS && descr.len() <= 64,
+        "npy::header_bytes: too large"
+    );
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let tuple = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}");
+    // Pad with spaces so that magic + version + length + header is a multiple
+    // of 64. With at most 64 dims of ≤ 20 digits the header stays far below
+    // the 65 535 bytes that version 1.0 can describe.
+    let total = (10 + header.len() + 1).next_multiple_of(64);
+    header.extend(std::iter::repeat_n(' ', total - 10 - header.len() - 1));
+    header.push('\n');
+    let mut head = MAGIC.to_vec();
+    head.extend([1, 0]);
+    head.extend((header.len() as u16).to_le_bytes());
+    head.extend(header.as_bytes());
+    head
+}
+
 /// Writes `data` with `shape` as a little-endian f32 `.npy` (version 1.0) to `w`.
 ///
 /// # Errors
@@ -476,22 +508,7 @@ pub fn write_to(w: &mut dyn Write, shape: &[usize], data: &[f32], path: &Path) -
             format!("shape {shape:?} does not hold {} values", data.len()),
         ));
     }
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let tuple = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
-    // Pad with spaces so that magic + version + length + header is a multiple
-    // of 64. With at most 64 dims of ≤ 20 digits the header stays far below
-    // the 65 535 bytes that version 1.0 can describe.
-    let total = (10 + header.len() + 1).next_multiple_of(64);
-    header.extend(std::iter::repeat_n(' ', total - 10 - header.len() - 1));
-    header.push('\n');
-    let mut head = MAGIC.to_vec();
-    head.extend([1, 0]);
-    head.extend((header.len() as u16).to_le_bytes());
-    head.extend(header.as_bytes());
+    let head = header_bytes("<f4", shape);
     let io = |e| Error::io(path, e);
     w.write_all(&head).map_err(io)?;
     let mut buf = Vec::with_capacity(1 << 16);

@@ -103,7 +103,7 @@ impl<R: Read + Seek> NpyReader<R> {
     /// was shortened after it was opened).
     pub fn read_rows(&mut self, start: usize, out: &mut [f32]) -> Result<()> {
         let dim = self.dim;
-        let count = if dim == 0 { 0 } else { out.len() / dim };
+        let count = out.len().checked_div(dim).unwrap_or(0);
         if count * dim != out.len() || start.checked_add(count).is_none_or(|e| e > self.rows) {
             return Err(Error::shape(
                 "NpyReader::read_rows",

@@ -69,7 +69,7 @@ pub trait EpochSource: Send {
 }
 
 fn rows_in(op: &'static str, start: usize, out: usize, dim: usize, len: usize) -> Result<usize> {
-    let count = if dim == 0 { 0 } else { out / dim };
+    let count = out.checked_div(dim).unwrap_or(0);
     if count * dim != out || start.checked_add(count).is_none_or(|e| e > len) {
         return Err(Error::shape(
             op,
