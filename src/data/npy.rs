@@ -214,8 +214,15 @@ pub fn read_header(r: &mut dyn Read, file_len: u64, path: &Path) -> Result<Heade
         ));
     }
     let (dtype, big_endian) = parse_descr(&descr).map_err(|e| err(path, e))?;
+    // The dimensions other than zeros must multiply without overflow too, so
+    // that a row of an empty array (`(0, 2^40, 2^40)`) still has a size, and
+    // at the largest item size (8 bytes), so that the array can be written
+    // again as f4 whatever it was read as.
+    let nonzero = shape.iter().filter(|&&d| d != 0);
+    let fits = nonzero.fold(Some(8usize), |a, &x| a.and_then(|a| a.checked_mul(x)));
     let numel = shape.iter().try_fold(1usize, |a, &x| a.checked_mul(x));
-    let Some(data_bytes) = numel.and_then(|n| n.checked_mul(dtype.size())) else {
+    let data_bytes = numel.and_then(|n| n.checked_mul(dtype.size()));
+    let (Some(data_bytes), Some(_)) = (data_bytes, fits) else {
         return Err(err(
             path,
             format!("shape {shape:?} of {descr} overflows the byte count"),
