@@ -218,8 +218,8 @@ pub fn read_header(r: &mut dyn Read, file_len: u64, path: &Path) -> Result<Heade
     // that a row of an empty array (`(0, 2^40, 2^40)`) still has a size, and
     // at the largest item size (8 bytes), so that the array can be written
     // again as f4 whatever it was read as.
-    let nonzero = shape.iter().filter(|&&d| d != 0);
-    let fits = nonzero.fold(Some(8usize), |a, &x| a.and_then(|a| a.checked_mul(x)));
+    let mut nonzero = shape.iter().filter(|&&d| d != 0);
+    let fits = nonzero.try_fold(8usize, |a, &x| a.checked_mul(x));
     let numel = shape.iter().try_fold(1usize, |a, &x| a.checked_mul(x));
     let data_bytes = numel.and_then(|n| n.checked_mul(dtype.size()));
     let (Some(data_bytes), Some(_)) = (data_bytes, fits) else {
