@@ -39,7 +39,8 @@ pub fn image_shape(model: &Autoencoder<f32>) -> (usize, usize) {
 
 /// Reconstructions of the first `n` samples: a row of originals, a row of
 /// corrupted inputs (when the model is denoising; noise from `noise_seed`),
-/// and a row of reconstructions, as in the classic Keras notebook.
+/// and a row of reconstructions, as in the classic Keras notebook. Samples
+/// with an input scale are drawn in input space (divided by it).
 ///
 /// # Errors
 /// [`Error::Shape`] if the samples do not fit the model.

@@ -4,7 +4,7 @@
 //! - [`Rows`]: a data set read in stored order (validation, normalisation).
 //! - [`EpochSource`]: a training set read in the order of an epoch.
 //!   [`Shuffled`] draws one permutation of all samples per epoch (what
-//!   [`crate::train::fit`] uses); [`Chunked`] shuffles in two levels so only
+//!   [`crate::train::fit()`] uses); [`Chunked`] shuffles in two levels so only
 //!   one chunk is held: the order of the chunks is a permutation drawn per
 //!   epoch, and the rows inside each chunk a permutation drawn per (epoch,
 //!   chunk). Both orders are functions of (seed, epoch) alone, so a run

@@ -63,7 +63,7 @@ fn model_config(
         }
         (None, None) => Err(Error::config(
             "model",
-            "give --preset NAME (see `sparse-ae presets`), --config FILE, or --resume CHECKPOINT",
+            "give --preset NAME (see `sparse-ae presets`), --config FILE, --init MODEL|DIR, or --resume CHECKPOINT",
         )),
     }
 }
