@@ -114,6 +114,22 @@ put("npy", "bad_shape_overflow", npy("<f8", [2**40, 2**40], b""))
 put("npy", "bad_declared_longer_than_data", npy("<f4", [60000, 784], f4))
 put("npy", "bad_structured_dtype", npy("", [1], b"\x00" * 4, header="{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }"))
 put("npy", "bad_dtype", npy("<c8", [1], b"\x00" * 8))
+# bfloat16: '<V2' is what np.save writes for an ml_dtypes.bfloat16 array;
+# 'bfloat16' what writing str(array.dtype) into the header gives.
+bf16 = b"\x80\x3f\x40\xc0\x49\x40\xc0\x7f\x00\x00\x80\xff"  # 1, -3, 3.140625, NaN, 0, -inf
+put("npy", "ok_bf16_v2_2x3", npy("<V2", [2, 3], bf16))
+put("npy", "ok_bf16_named_6", npy("bfloat16", [6], bf16))
+put("npy", "ok_bf16_be_2", npy(">V2", [2], b"\x3f\x80\xc0\x40"))
+put("npy", "ok_rows_5x3_f4", npy("<f4", [5, 3], struct.pack("<15f", *[i / 4 - 1 for i in range(15)])))
+# Data regions that disagree with the shape (the streaming reader checks
+# them on open, before any row is read).
+put("npy", "bad_truncated_data", npy("<f4", [4, 3], struct.pack("<12f", *range(12))[:-1]))
+put("npy", "bad_trailing_data", npy("<V2", [2, 3], bf16 + b"\x00\x00"))
+put("npy", "bad_void_4", npy("<V4", [1], b"\x00" * 4))
+# Found by fuzzing: no elements, but a row of 2^40 · 2^40 values.
+put("npy", "bad_empty_rows_overflowing", npy("<f4", [0, 2**40, 2**40], b""))
+# Found by fuzzing: 2^63 bytes as f2 but not as the f4 it is written back as.
+put("npy", "bad_f2_rewrite_overflows", npy("<f2", [709551615, 0, 10991627776], b""))
 
 # ---------------------------------------------------------------- safetensors
 def st(header_obj, buf, raw_header=None, pad=True):

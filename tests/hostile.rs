@@ -9,8 +9,10 @@ use sparse_ae::Error;
 use sparse_ae::data::idx::{self, IdxArray, IdxData};
 use sparse_ae::data::mnist::{self, Split};
 use sparse_ae::data::npy;
+use sparse_ae::data::npy_reader::NpyReader;
 use sparse_ae::io::json;
 use sparse_ae::io::safetensors::SafeTensors;
+use sparse_ae::train::{NpyRows, Rows};
 
 fn reg(target: &str, name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -336,6 +338,67 @@ fn npy_bad_files() {
 }
 
 #[test]
+fn npy_data_regions_and_shapes_that_do_not_fit() {
+    npy_err(
+        "bad_truncated_data",
+        &["[4, 3] of <f4 needs 48 bytes of data but 47 follow"],
+    );
+    npy_err(
+        "bad_trailing_data",
+        &["[2, 3] of <V2 needs 12 bytes of data but 14 follow"],
+    );
+    npy_err("bad_void_4", &["dtype \"<V4\" is not supported"]);
+    npy_err(
+        "bad_empty_rows_overflowing",
+        &["[0, 1099511627776, 1099511627776] of <f4 overflows the byte count"],
+    );
+    npy_err("bad_f2_rewrite_overflows", &["overflows the byte count"]);
+}
+
+/// The streaming reader opens a file by its header and length alone; it
+/// must refuse every bad file with the reason the whole-file parser gives.
+#[test]
+fn npy_streaming_reader_refuses_what_the_parser_refuses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/npy");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        let bytes = std::fs::read(&p).unwrap();
+        let parsed = npy::parse_named(&bytes, &p);
+        let streamed = NpyReader::open(&p);
+        match (parsed, streamed) {
+            (Ok(a), Ok(mut r)) => assert_eq!(r.read_all().unwrap().len(), a.data.len()),
+            (Err(e), Err(f)) => {
+                assert!(matches!(f, Error::Npy { .. }), "{f:?}");
+                assert_eq!(e.to_string(), f.to_string());
+                n += 1;
+            }
+            (a, b) => panic!("{}: {:?} vs {:?}", p.display(), a.err(), b.err()),
+        }
+    }
+    assert!(n >= 14, "only {n} bad files");
+}
+
+#[test]
+fn npy_file_cut_short_while_streaming_is_an_io_error() {
+    let dir = scratch("npy-shrinks");
+    let p = dir.join("acts.npy");
+    npy::write(&p, 50, 4, &[0.5; 200]).unwrap();
+    let mut rows = NpyRows::open(&p).unwrap().range(0, 50).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(400)
+        .unwrap();
+    let mut x = vec![0.0; 8];
+    rows.read(2, &mut x).unwrap();
+    let e = rows.read(40, &mut x).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e:?}");
+    check(&e, &p, &["ended before its data did"]);
+}
+
+#[test]
 fn npy_nan_is_found_by_check_finite() {
     let p = reg("npy", "ok_f4_nan_inf");
     let a = npy::read(&p).unwrap();
@@ -505,6 +568,43 @@ fn bad_dead_latent_counters_are_refused() {
         assert!(
             e.contains("sparse_ae.dead_counters") && e.contains(needle),
             "{e}"
+        );
+    }
+}
+
+#[test]
+fn model_input_scale_must_be_finite_and_positive() {
+    use sparse_ae::io::model_file::{load_model_scaled, save_model_scaled};
+    use sparse_ae::nn::{Autoencoder, preset};
+    let dir = scratch("input-scale");
+    let m = Autoencoder::<f32>::new(preset("shallow", 16).unwrap(), 0).unwrap();
+    let good = dir.join("good.safetensors");
+    save_model_scaled(&good, &m, 0.25).unwrap();
+    assert_eq!(load_model_scaled(&good).unwrap().1, 0.25);
+    assert!(save_model_scaled(&good, &m, f32::NAN).is_err());
+    let cfg = m.config().to_json_value().to_json().unwrap();
+    let names: Vec<String> = m.layout().tensors.iter().map(|t| t.name.clone()).collect();
+    let tensors: Vec<sparse_ae::io::safetensors::TensorRef> = m
+        .layout()
+        .tensors
+        .iter()
+        .zip(&names)
+        .map(|(t, n)| (n.as_str(), t.shape.as_slice(), &m.params[t.range()]))
+        .collect();
+    for bad in ["-1", "0", "inf", "NaN", "two"] {
+        let p = dir.join("bad.safetensors");
+        sparse_ae::io::safetensors::write(
+            &p,
+            &tensors,
+            &[("sparse_ae.config", &cfg), ("sparse_ae.input_scale", bad)],
+        )
+        .unwrap();
+        let e = load_model_scaled(&p).unwrap_err();
+        assert!(matches!(e, Error::Safetensors { .. }), "{e:?}");
+        check(
+            &e,
+            &p,
+            &["sparse_ae.input_scale", "not a finite positive number"],
         );
     }
 }

@@ -1,5 +1,6 @@
 //! Readers and writers for outside data sets: IDX (MNIST and friends, raw or
-//! gzip), `.npy` arrays, and the MNIST directory layout.
+//! gzip), `.npy` arrays (whole, or rows of a file larger than memory), and
+//! the MNIST directory layout.
 //!
 //! Every reader validates the header against the bytes actually present
 //! before it allocates, so a hostile file costs at most a small multiple of
@@ -11,6 +12,7 @@ mod gz;
 pub mod idx;
 pub mod mnist;
 pub mod npy;
+pub mod npy_reader;
 #[cfg(feature = "download")]
 pub mod sha256;
 

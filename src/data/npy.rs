@@ -3,16 +3,28 @@
 //! Layout: `\x93NUMPY`, major, minor, header length (u16 LE for 1.x, u32 LE
 //! for 2.x/3.x), then a Python dict literal such as
 //! `{'descr': '<f4', 'fortran_order': False, 'shape': (60000, 784), }`,
-//! then exactly `Π shape · itemsize` bytes. Supported dtypes: `f2`, `f4`,
-//! `f8` in either byte order (`<`/`>`) and `u1`/`i1`; all become `f32`
-//! (f8 rounds to nearest). `fortran_order` must be `False`. The size is
-//! checked against the bytes present before anything is allocated.
+//! then exactly `Π shape · itemsize` bytes. `fortran_order` must be `False`.
+//! The size is checked against the bytes present before anything is
+//! allocated.
+//!
+//! Element types ([`Dtype`]), all widened to `f32`: `f2`, `f4`, `f8` in
+//! either byte order (`<`/`>`; f8 rounds to nearest), `u1`/`i1`, and
+//! bfloat16. NumPy has no bfloat16 of its own: `np.save` of an
+//! `ml_dtypes.bfloat16` array (JAX, TensorFlow, Keras) writes the descr
+//! `'<V2'`, an opaque two-byte type, and the `ml_dtypes` workaround of
+//! writing `str(array.dtype)` into the header gives `'bfloat16'`. Both are
+//! read as bfloat16 (little-endian; `'>V2'` as big-endian), as is `'|V2'`,
+//! NumPy's own spelling of a two-byte void: a two-byte opaque element is
+//! taken to be bfloat16.
+//!
+//! [`parse`] and [`read`] hold a whole array in memory;
+//! [`crate::data::npy_reader`] reads rows of a file of any size in pieces.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::io::atomic::write_atomic;
-use crate::io::half::f16_to_f32;
+use crate::io::half::{bf16_to_f32, f16_to_f32};
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -30,7 +42,60 @@ pub struct NpyArray {
     pub data: Vec<f32>,
 }
 
-fn err(path: &Path, reason: impl Into<String>) -> Error {
+/// The element types read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    /// IEEE binary16 (`f2`).
+    F16,
+    /// bfloat16 (`'<V2'` or `'bfloat16'`; see the module doc).
+    Bf16,
+    /// IEEE binary32 (`f4`).
+    F32,
+    /// IEEE binary64 (`f8`), rounded to the nearest `f32`.
+    F64,
+    /// Unsigned bytes (`u1`).
+    U8,
+    /// Signed bytes (`i1`).
+    I8,
+}
+
+impl Dtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::U8 | Dtype::I8 => 1,
+            Dtype::F16 | Dtype::Bf16 => 2,
+            Dtype::F32 => 4,
+            Dtype::F64 => 8,
+        }
+    }
+}
+
+/// What a `.npy` header says about the data that follows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The dtype string as written (`'<f4'`, `'bfloat16'`, …).
+    pub descr: String,
+    /// The element type.
+    pub dtype: Dtype,
+    /// Whether multi-byte elements are big-endian.
+    pub big_endian: bool,
+    /// The shape (`[]` for a scalar).
+    pub shape: Vec<usize>,
+    /// Byte offset of the data from the start of the file.
+    pub data_start: usize,
+    /// `Π shape · itemsize`, the exact length of the data.
+    pub data_bytes: usize,
+}
+
+impl Header {
+    /// Number of elements, `Π shape`.
+    pub fn numel(&self) -> usize {
+        self.data_bytes / self.dtype.size()
+    }
+}
+
+pub(crate) fn err(path: &Path, reason: impl Into<String>) -> Error {
     Error::Npy {
         path: path.to_owned(),
         reason: reason.into(),
@@ -42,89 +107,78 @@ pub fn parse(bytes: &[u8]) -> Result<NpyArray> {
     parse_named(bytes, Path::new("<memory>"))
 }
 
-/// Reads the `.npy` file at `path`.
+/// Reads the `.npy` file at `path` (the whole array, in memory).
 pub fn read(path: &Path) -> Result<NpyArray> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse_named(&bytes, path)
+    let mut r = crate::data::npy_reader::NpyReader::open(path)?;
+    let data = r.read_all()?;
+    Ok(NpyArray {
+        shape: r.header().shape.clone(),
+        data,
+    })
 }
 
-/// Element kind: (bytes, big-endian, kind char).
-struct Descr {
-    size: usize,
-    big: bool,
-    kind: u8,
-}
-
-fn parse_descr(s: &str) -> std::result::Result<Descr, String> {
+/// Parses a dtype string (see the module doc for the accepted forms).
+fn parse_descr(s: &str) -> std::result::Result<(Dtype, bool), String> {
+    if s == "bfloat16" {
+        return Ok((Dtype::Bf16, false));
+    }
     let b = s.as_bytes();
     let (order, rest) = match b.first() {
         Some(c @ (b'<' | b'>' | b'|')) => (*c, &b[1..]),
         _ => return Err(format!("dtype {s:?} has no byte-order mark")),
     };
-    let d = match rest {
-        b"f2" => Descr {
-            size: 2,
-            big: false,
-            kind: b'f',
-        },
-        b"f4" => Descr {
-            size: 4,
-            big: false,
-            kind: b'f',
-        },
-        b"f8" => Descr {
-            size: 8,
-            big: false,
-            kind: b'f',
-        },
-        b"u1" => Descr {
-            size: 1,
-            big: false,
-            kind: b'u',
-        },
-        b"i1" => Descr {
-            size: 1,
-            big: false,
-            kind: b'i',
-        },
+    let dtype = match rest {
+        b"f2" => Dtype::F16,
+        b"f4" => Dtype::F32,
+        b"f8" => Dtype::F64,
+        b"u1" => Dtype::U8,
+        b"i1" => Dtype::I8,
+        b"V2" => Dtype::Bf16,
         _ => {
             return Err(format!(
-                "dtype {s:?} is not supported (use <f4, <f8, <f2 or |u1)"
+                "dtype {s:?} is not supported (use <f4, <f8, <f2, bfloat16 (<V2) or |u1)"
             ));
         }
     };
-    match (order, d.size) {
-        (b'|', 1) | (b'<' | b'>', _) => Ok(Descr {
-            big: order == b'>',
-            ..d
-        }),
+    match (order, dtype) {
+        (b'|', Dtype::U8 | Dtype::I8 | Dtype::Bf16) | (b'<' | b'>', _) => {
+            Ok((dtype, order == b'>'))
+        }
         _ => Err(format!("dtype {s:?} needs a byte order '<' or '>'")),
     }
 }
 
-/// Parses `bytes`, naming `path` in errors.
+/// Reads and checks the header of a `.npy` file of `file_len` bytes from
+/// `r`, positioned at its start; leaves `r` at the first data byte. Checks
+/// that the shape's byte count does not overflow, not that the data is
+/// there (the caller compares [`Header::data_bytes`] with what follows).
 ///
 /// # Errors
 /// [`Error::Npy`] for a wrong magic or version, a truncated or malformed
-/// header, an unsupported dtype, Fortran order, or a data size that does not
-/// match the shape.
-pub fn parse_named(bytes: &[u8], path: &Path) -> Result<NpyArray> {
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
-        let shown = &bytes[..bytes.len().min(6)];
+/// header, an unsupported dtype or Fortran order; [`Error::Io`] if reading
+/// fails.
+pub fn read_header(r: &mut dyn Read, file_len: u64, path: &Path) -> Result<Header> {
+    let io = |e| Error::io(path, e);
+    let mut pre = [0u8; 12];
+    let got = file_len.min(10) as usize;
+    r.read_exact(&mut pre[..got]).map_err(io)?;
+    if got < 10 || &pre[..6] != MAGIC {
+        let shown = &pre[..got.min(6)];
         return Err(err(
             path,
             format!("wrong magic {shown:02x?} (expected \\x93NUMPY)"),
         ));
     }
-    let (major, minor) = (bytes[6], bytes[7]);
+    let (major, minor) = (pre[6], pre[7]);
     let (hlen, start) = match major {
-        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        1 => (usize::from(u16::from_le_bytes([pre[8], pre[9]])), 10),
         2 | 3 => {
-            let Some(l) = bytes.get(8..12) else {
+            if file_len < 12 {
                 return Err(err(path, "truncated header length"));
-            };
+            }
+            r.read_exact(&mut pre[10..12]).map_err(io)?;
             (
-                u32::from_le_bytes(l.try_into().expect("4 bytes")) as usize,
+                u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]) as usize,
                 12,
             )
         }
@@ -141,16 +195,16 @@ pub fn parse_named(bytes: &[u8], path: &Path) -> Result<NpyArray> {
             format!("header length {hlen} is more than the {MAX_HEADER}-byte limit"),
         ));
     }
-    let Some(header) = bytes.get(start..start + hlen) else {
+    let follow = file_len - start as u64;
+    if hlen as u64 > follow {
         return Err(err(
             path,
-            format!(
-                "header length {hlen} is more than the {} bytes that follow",
-                bytes.len() - start
-            ),
+            format!("header length {hlen} is more than the {follow} bytes that follow"),
         ));
-    };
-    let header = std::str::from_utf8(header).map_err(|_| err(path, "header is not UTF-8 text"))?;
+    }
+    let mut header = vec![0u8; hlen];
+    r.read_exact(&mut header).map_err(io)?;
+    let header = std::str::from_utf8(&header).map_err(|_| err(path, "header is not UTF-8 text"))?;
     let (descr, fortran, shape) =
         parse_header(header).map_err(|e| err(path, format!("header {header:?}: {e}")))?;
     if fortran {
@@ -159,54 +213,114 @@ pub fn parse_named(bytes: &[u8], path: &Path) -> Result<NpyArray> {
             "fortran_order: True is not supported; save with np.ascontiguousarray first",
         ));
     }
-    let d = parse_descr(&descr).map_err(|e| err(path, e))?;
-    let body = &bytes[start + hlen..];
+    let (dtype, big_endian) = parse_descr(&descr).map_err(|e| err(path, e))?;
+    // The dimensions other than zeros must multiply without overflow too, so
+    // that a row of an empty array (`(0, 2^40, 2^40)`) still has a size, and
+    // at the largest item size (8 bytes), so that the array can be written
+    // again as f4 whatever it was read as.
+    let mut nonzero = shape.iter().filter(|&&d| d != 0);
+    let fits = nonzero.try_fold(8usize, |a, &x| a.checked_mul(x));
     let numel = shape.iter().try_fold(1usize, |a, &x| a.checked_mul(x));
-    let nbytes = numel.and_then(|n| n.checked_mul(d.size));
-    let Some(nbytes) = nbytes else {
+    let data_bytes = numel.and_then(|n| n.checked_mul(dtype.size()));
+    let (Some(data_bytes), Some(_)) = (data_bytes, fits) else {
         return Err(err(
             path,
             format!("shape {shape:?} of {descr} overflows the byte count"),
         ));
     };
-    if nbytes != body.len() {
-        return Err(err(
-            path,
-            format!(
-                "shape {shape:?} of {descr} needs {nbytes} bytes of data but {} follow",
-                body.len()
-            ),
-        ));
-    }
-    Ok(NpyArray {
-        data: convert(&d, body),
+    Ok(Header {
+        descr,
+        dtype,
+        big_endian,
         shape,
+        data_start: start + hlen,
+        data_bytes,
     })
 }
 
-fn convert(d: &Descr, body: &[u8]) -> Vec<f32> {
-    let fix = |c: &[u8]| -> Vec<u8> {
-        let mut v = c.to_vec();
-        if d.big {
-            v.reverse();
-        }
-        v
+/// The error for a data region of `present` bytes where the header asks for
+/// another length.
+pub(crate) fn length_mismatch(h: &Header, present: u64, path: &Path) -> Error {
+    err(
+        path,
+        format!(
+            "shape {:?} of {} needs {} bytes of data but {present} follow",
+            h.shape, h.descr, h.data_bytes
+        ),
+    )
+}
+
+/// Parses `bytes`, naming `path` in errors.
+///
+/// # Errors
+/// [`Error::Npy`] for a wrong magic or version, a truncated or malformed
+/// header, an unsupported dtype, Fortran order, or a data size that does not
+/// match the shape.
+pub fn parse_named(bytes: &[u8], path: &Path) -> Result<NpyArray> {
+    let h = read_header(&mut &bytes[..], bytes.len() as u64, path)?;
+    let body = &bytes[h.data_start..];
+    if h.data_bytes != body.len() {
+        return Err(length_mismatch(&h, body.len() as u64, path));
+    }
+    let mut data = vec![0.0f32; h.numel()];
+    decode(h.dtype, h.big_endian, body, &mut data);
+    Ok(NpyArray {
+        data,
+        shape: h.shape,
+    })
+}
+
+/// Widens the elements in `bytes` into `out`.
+///
+/// # Panics
+/// If `bytes` does not hold exactly `out.len()` elements.
+pub fn decode(dtype: Dtype, big_endian: bool, bytes: &[u8], out: &mut [f32]) {
+    assert_eq!(
+        bytes.len(),
+        out.len() * dtype.size(),
+        "npy::decode: lengths"
+    );
+    let u16_at = |c: &[u8]| match big_endian {
+        true => u16::from_be_bytes([c[0], c[1]]),
+        false => u16::from_le_bytes([c[0], c[1]]),
     };
-    match (d.kind, d.size) {
-        (b'u', _) => body.iter().map(|&b| f32::from(b)).collect(),
-        (b'i', _) => body.iter().map(|&b| f32::from(b as i8)).collect(),
-        (_, 2) => body
-            .chunks_exact(2)
-            .map(|c| f16_to_f32(u16::from_le_bytes(fix(c).try_into().expect("2"))))
-            .collect(),
-        (_, 4) => body
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(fix(c).try_into().expect("4")))
-            .collect(),
-        _ => body
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(fix(c).try_into().expect("8")) as f32)
-            .collect(),
+    match dtype {
+        Dtype::U8 => out
+            .iter_mut()
+            .zip(bytes)
+            .for_each(|(o, &b)| *o = f32::from(b)),
+        Dtype::I8 => out
+            .iter_mut()
+            .zip(bytes)
+            .for_each(|(o, &b)| *o = f32::from(b as i8)),
+        Dtype::F16 => out
+            .iter_mut()
+            .zip(bytes.chunks_exact(2))
+            .for_each(|(o, c)| *o = f16_to_f32(u16_at(c))),
+        Dtype::Bf16 => out
+            .iter_mut()
+            .zip(bytes.chunks_exact(2))
+            .for_each(|(o, c)| *o = bf16_to_f32(u16_at(c))),
+        Dtype::F32 => out
+            .iter_mut()
+            .zip(bytes.chunks_exact(4))
+            .for_each(|(o, c)| {
+                let w = [c[0], c[1], c[2], c[3]];
+                *o = match big_endian {
+                    true => f32::from_be_bytes(w),
+                    false => f32::from_le_bytes(w),
+                };
+            }),
+        Dtype::F64 => out
+            .iter_mut()
+            .zip(bytes.chunks_exact(8))
+            .for_each(|(o, c)| {
+                let w: [u8; 8] = c.try_into().expect("chunks of 8");
+                *o = match big_endian {
+                    true => f64::from_be_bytes(w),
+                    false => f64::from_le_bytes(w),
+                } as f32;
+            }),
     }
 }
 
@@ -356,6 +470,38 @@ impl Tok<'_> {
     }
 }
 
+/// The bytes of a version 1.0 `.npy` header for C-ordered data of dtype
+/// `descr` (for example `'<f4'`, or `'<V2'` for bfloat16) and `shape`, padded
+/// with spaces so that the data starts at a multiple of 64 bytes; the data
+/// follows it directly.
+///
+/// # Panics
+/// If `shape` has more than [`MAX_DIMS`] dimensions or `descr` is longer
+/// than 64 bytes (the header would not fit version 1.0's length field).
+pub fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
+    assert!(
+        shape.len() <= MAX_DIMS && descr.len() <= 64,
+        "npy::header_bytes: too large"
+    );
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let tuple = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}");
+    // Pad with spaces so that magic + version + length + header is a multiple
+    // of 64. With at most 64 dims of ≤ 20 digits the header stays far below
+    // the 65 535 bytes that version 1.0 can describe.
+    let total = (10 + header.len() + 1).next_multiple_of(64);
+    header.extend(std::iter::repeat_n(' ', total - 10 - header.len() - 1));
+    header.push('\n');
+    let mut head = MAGIC.to_vec();
+    head.extend([1, 0]);
+    head.extend((header.len() as u16).to_le_bytes());
+    head.extend(header.as_bytes());
+    head
+}
+
 /// Writes `data` with `shape` as a little-endian f32 `.npy` (version 1.0) to `w`.
 ///
 /// # Errors
@@ -369,22 +515,7 @@ pub fn write_to(w: &mut dyn Write, shape: &[usize], data: &[f32], path: &Path) -
             format!("shape {shape:?} does not hold {} values", data.len()),
         ));
     }
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let tuple = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
-    // Pad with spaces so that magic + version + length + header is a multiple
-    // of 64. With at most 64 dims of ≤ 20 digits the header stays far below
-    // the 65 535 bytes that version 1.0 can describe.
-    let total = (10 + header.len() + 1).next_multiple_of(64);
-    header.extend(std::iter::repeat_n(' ', total - 10 - header.len() - 1));
-    header.push('\n');
-    let mut head = MAGIC.to_vec();
-    head.extend([1, 0]);
-    head.extend((header.len() as u16).to_le_bytes());
-    head.extend(header.as_bytes());
+    let head = header_bytes("<f4", shape);
     let io = |e| Error::io(path, e);
     w.write_all(&head).map_err(io)?;
     let mut buf = Vec::with_capacity(1 << 16);
@@ -442,8 +573,14 @@ mod tests {
 
     #[test]
     fn reads_other_dtypes() {
-        let cases: [(&str, Vec<u8>, f32); 6] = [
+        let cases: [(&str, Vec<u8>, f32); 11] = [
             ("<f8", 2.5f64.to_le_bytes().to_vec(), 2.5),
+            (">f8", (-0.75f64).to_be_bytes().to_vec(), -0.75),
+            // bfloat16 as np.save writes ml_dtypes.bfloat16, and as named.
+            ("<V2", vec![0x80, 0x3f], 1.0),
+            ("|V2", vec![0x40, 0xc0], -3.0),
+            (">V2", vec![0x3f, 0xc0], 1.5),
+            ("bfloat16", vec![0x49, 0x40], 3.140_625),
             (">f4", 1.25f32.to_be_bytes().to_vec(), 1.25),
             ("<f2", vec![0x00, 0x3c], 1.0),
             (">f2", vec![0xc0, 0x00], -2.0),
@@ -475,6 +612,16 @@ mod tests {
                 "{'descr': 'f4', 'fortran_order': False, 'shape': (1,), }",
                 4,
                 "byte-order",
+            ),
+            (
+                "{'descr': '|f4', 'fortran_order': False, 'shape': (1,), }",
+                4,
+                "needs a byte order",
+            ),
+            (
+                "{'descr': '<V4', 'fortran_order': False, 'shape': (1,), }",
+                4,
+                "not supported",
             ),
             (
                 "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }",

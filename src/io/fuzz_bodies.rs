@@ -5,6 +5,7 @@
 //! result and parsing it again must give bit-identical data (parse → write →
 //! parse). A panic here is a bug in a reader or writer.
 
+use crate::data::npy_reader::NpyReader;
 use crate::data::{idx, npy};
 use crate::io::json::{self, Value};
 use crate::io::safetensors::{self, SafeTensors};
@@ -41,9 +42,35 @@ pub fn fuzz_idx_gz(data: &[u8]) {
     }
 }
 
-/// `.npy`: parse, write as f32, parse again: same shape and bits.
+/// `.npy`: parse, write as f32, parse again: same shape and bits. The
+/// streaming reader ([`crate::data::npy_reader`]) accepts exactly what the
+/// whole-array parser accepts, with the same error, and its rows read in
+/// pieces are the same bits.
 pub fn fuzz_npy(data: &[u8]) {
-    if let Ok(a) = npy::parse(data) {
+    let parsed = npy::parse(data);
+    let path = std::path::Path::new("<memory>");
+    let streamed = NpyReader::new(std::io::Cursor::new(data), path);
+    match (&parsed, streamed) {
+        (Ok(a), Ok(mut r)) => {
+            assert_eq!(r.header().shape, a.shape);
+            let whole = r.read_all().expect("reading rows of an accepted .npy");
+            assert!(same_f32(&whole, &a.data), "streamed rows differ from parse");
+            let (rows, dim) = (r.rows(), r.dim());
+            if rows >= 2 {
+                let (lo, hi) = (rows / 3, rows - rows / 4);
+                let mut part = vec![0.0f32; (hi - lo) * dim];
+                r.read_rows(lo, &mut part).expect("a range of rows");
+                assert!(same_f32(&part, &a.data[lo * dim..hi * dim]));
+            }
+        }
+        (Err(e), Err(f)) => assert_eq!(e.to_string(), f.to_string(), "different errors"),
+        (p, s) => panic!(
+            "parse and the streaming reader disagree: {:?} vs {:?}",
+            p.as_ref().err(),
+            s.err()
+        ),
+    }
+    if let Ok(a) = parsed {
         let bytes = npy::to_bytes(&a.shape, &a.data).expect("a parsed .npy array must be writable");
         let b = npy::parse(&bytes).expect("re-read of written .npy");
         assert_eq!(a.shape, b.shape);

@@ -17,6 +17,13 @@
 //! configuration sets the option from it (absent: true, SAELens' default).
 //! A unit-norm decoder is written as sparsify's `normalize_decoder`, and
 //! read back from it or SAELens' `normalize_sae_decoder`.
+//!
+//! A model trained on normalised inputs s·x ([`crate::train::normalize`])
+//! is exported as SAELens saves one: the scale folded into the weights,
+//! `W_enc·s`, `W_dec/s`, `b_dec/s` (the codes of raw x are unchanged and the
+//! reconstruction comes out in input space), `normalize_activations:
+//! "none"`, and the scale kept as the extra key `sparse_ae_input_scale`,
+//! which [`import_sae_scaled`] uses to unfold it again.
 
 use super::json::{self, Value};
 use super::safetensors::{self, SafeTensors};
@@ -42,6 +49,18 @@ fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// [`Error::Config`] if the model is not a one-hidden-layer dense
 /// autoencoder; [`Error::Io`] if a file cannot be written (atomically).
 pub fn export_sae(model: &Autoencoder<f32>, dir: &Path) -> Result<()> {
+    export_sae_scaled(model, 1.0, dir)
+}
+
+/// [`export_sae`] for a model whose inputs are multiplied by `input_scale`,
+/// folded into the weights (see the module doc).
+///
+/// # Errors
+/// As [`export_sae`]; [`Error::Config`] for a bad scale, or a scale other
+/// than 1 on a model whose output activation is not linear (it cannot be
+/// folded through it).
+pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path) -> Result<()> {
+    crate::train::samples::check_scale(input_scale)?;
     let cfg = model.config();
     let dense = cfg
         .layers
@@ -53,11 +72,27 @@ pub fn export_sae(model: &Autoencoder<f32>, dir: &Path) -> Result<()> {
             "the SAE layout holds one untied dense hidden layer and a dense output layer",
         ));
     }
+    let out_act = cfg.layers[1].act();
+    let s = input_scale;
+    if s != 1.0 && out_act != Activation::Linear {
+        return Err(Error::config(
+            "export",
+            format!(
+                "the input scale {s} folds into a linear output layer only, not {}",
+                out_act.name()
+            ),
+        ));
+    }
     let (d_in, d_sae) = (cfg.input, cfg.width(0));
     let lay = model.layout();
     let p = &model.params;
-    let w_enc = transpose(&p[lay.weight(0).range()], d_sae, d_in);
-    let w_dec = transpose(&p[lay.weight(1).range()], d_in, d_sae);
+    let mut w_enc = transpose(&p[lay.weight(0).range()], d_sae, d_in);
+    let mut w_dec = transpose(&p[lay.weight(1).range()], d_in, d_sae);
+    let mut b_dec = p[lay.bias(1).range()].to_vec();
+    if s != 1.0 {
+        w_enc.iter_mut().for_each(|w| *w *= s);
+        w_dec.iter_mut().chain(&mut b_dec).for_each(|w| *w /= s);
+    }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     safetensors::write(
         &dir.join("sae.safetensors"),
@@ -65,7 +100,7 @@ pub fn export_sae(model: &Autoencoder<f32>, dir: &Path) -> Result<()> {
             ("W_enc", &[d_in, d_sae], &w_enc),
             ("b_enc", &[d_sae], &p[lay.bias(0).range()]),
             ("W_dec", &[d_sae, d_in], &w_dec),
-            ("b_dec", &[d_in], &p[lay.bias(1).range()]),
+            ("b_dec", &[d_in], &b_dec),
         ],
         &[("format", "pt")],
     )?;
@@ -100,7 +135,9 @@ pub fn export_sae(model: &Autoencoder<f32>, dir: &Path) -> Result<()> {
         ),
         ("sparse_ae_config".to_string(), cfg.to_json_value()),
     ];
-    let out_act = cfg.layers[1].act();
+    if s != 1.0 {
+        fields.push(("sparse_ae_input_scale".into(), Value::from(f64::from(s))));
+    }
     if out_act != Activation::Linear {
         fields.push((
             "sparse_ae_output_activation".into(),
@@ -111,18 +148,63 @@ pub fn export_sae(model: &Autoencoder<f32>, dir: &Path) -> Result<()> {
     super::atomic::write_atomic_bytes(&dir.join("cfg.json"), text.as_bytes())
 }
 
-/// Reads a directory in the SAE-library layout as a model: the configuration
-/// saved by [`export_sae`] when present, else a one-hidden-layer model built
-/// from `cfg.json` (ReLU or TopK code, linear output, MSE, the pre-encoder
-/// bias and unit-norm decoder as the file says).
+/// Reads a directory in the SAE-library layout as a model of raw inputs:
+/// the configuration saved by [`export_sae`] when present, else a
+/// one-hidden-layer model built from `cfg.json` (ReLU or TopK code, linear
+/// output, MSE, the pre-encoder bias and unit-norm decoder as the file
+/// says). An input scale folded in by [`export_sae_scaled`] stays folded.
 ///
 /// # Errors
-/// [`Error::Json`] / [`Error::Config`] for a bad `cfg.json`,
-/// [`Error::Safetensors`] for missing or misshapen tensors.
+/// [`Error::Json`] / [`Error::Config`] for a bad `cfg.json` (including a
+/// `normalize_activations` other than `"none"`: a run-time normalisation
+/// this crate does not apply), [`Error::Safetensors`] for missing or
+/// misshapen tensors.
 pub fn import_sae(dir: &Path) -> Result<Autoencoder<f32>> {
+    Ok(import_folded(dir)?.0)
+}
+
+/// [`import_sae`] with the input scale of an [`export_sae_scaled`]
+/// directory unfolded again: the model of normalised inputs and its scale
+/// (1, and the weights as stored, without `sparse_ae_input_scale`).
+///
+/// # Errors
+/// As [`import_sae`]; [`Error::Config`] for a bad scale.
+pub fn import_sae_scaled(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
+    let (mut model, s) = import_folded(dir)?;
+    if s != 1.0 {
+        let lay = model.layout().clone();
+        let p = &mut model.params;
+        p[lay.weight(0).range()].iter_mut().for_each(|w| *w /= s);
+        p[lay.weight(1).range()].iter_mut().for_each(|w| *w *= s);
+        p[lay.bias(1).range()].iter_mut().for_each(|w| *w *= s);
+    }
+    Ok((model, s))
+}
+
+fn import_folded(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
     let cfg_path = dir.join("cfg.json");
     let bytes = std::fs::read(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
     let v = json::parse_named(&bytes, &cfg_path)?;
+    if v.get("normalize_activations").is_some() {
+        let norm = v.str_at("normalize_activations")?;
+        if norm != "none" {
+            return Err(Error::config(
+                "cfg.json: normalize_activations",
+                format!(
+                    "{norm:?} is not supported (only \"none\"; fold a scaling factor into the weights first)"
+                ),
+            ));
+        }
+    }
+    let scale = match v.get("sparse_ae_input_scale") {
+        None => 1.0,
+        Some(_) => {
+            let s = v.f64_at("sparse_ae_input_scale")? as f32;
+            crate::train::samples::check_scale(s)
+                .map_err(|e| Error::config("cfg.json: sparse_ae_input_scale", e.to_string()))?;
+            s
+        }
+    };
     let st_path = dir.join("sae.safetensors");
     let st = SafeTensors::read(&st_path)?;
     let get = |name: &str, shape: &[usize]| -> Result<&[f32]> {
@@ -206,7 +288,7 @@ pub fn import_sae(dir: &Path) -> Result<Autoencoder<f32>> {
         }
         model.params[range].copy_from_slice(&data);
     }
-    Ok(model)
+    Ok((model, scale))
 }
 
 #[cfg(test)]
@@ -326,6 +408,77 @@ mod tests {
         .unwrap();
         let e = import_sae(&dir).unwrap_err().to_string();
         assert!(e.contains("apply_b_dec_to_input"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_scaled_model_is_exported_folded_and_imported_unfolded() {
+        let dir = std::env::temp_dir().join(format!("sparse-ae-interop-s-{}", std::process::id()));
+        let cfg = ModelBuilder::new(6)
+            .code(9, Activation::Relu)
+            .topk(3, false)
+            .decoder(6, Activation::Linear)
+            .loss(Loss::Mse)
+            .build()
+            .unwrap();
+        let m = Autoencoder::<f32>::new(cfg, 2).unwrap();
+        let s = 0.37f32;
+        export_sae_scaled(&m, s, &dir).unwrap();
+        let x: Vec<f32> = (0..12).map(|i| (i as f32 - 5.0) / 3.0).collect();
+        let sx: Vec<f32> = x.iter().map(|v| v * s).collect();
+        let run = |model: &Autoencoder<f32>, input: &[f32]| {
+            let mut ws = model.workspace(2);
+            model.forward(&mut ws, input).unwrap();
+            let mut recon = vec![0.0; 12];
+            model.reconstruction(&ws, &mut recon);
+            (model.code(&ws).to_vec(), recon)
+        };
+        // The folded model on raw x: the same codes, the reconstruction / s.
+        let (code, recon) = run(&m, &sx);
+        let (code_f, recon_f) = run(&import_sae(&dir).unwrap(), &x);
+        let close = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .all(|(p, q)| (p - q).abs() <= 1e-5 * (1.0 + q.abs()))
+        };
+        assert!(close(&code_f, &code), "{code_f:?} vs {code:?}");
+        let unscaled: Vec<f32> = recon.iter().map(|v| v / s).collect();
+        assert!(close(&recon_f, &unscaled), "{recon_f:?} vs {unscaled:?}");
+        // Unfolded: the model of normalised inputs and its scale.
+        let (back, s_back) = import_sae_scaled(&dir).unwrap();
+        assert_eq!(s_back, s);
+        assert!(close(&back.params, &m.params));
+        let text = std::fs::read_to_string(dir.join("cfg.json")).unwrap();
+        assert!(
+            text.contains("\"normalize_activations\": \"none\""),
+            "{text}"
+        );
+        // A sigmoid output cannot take the scale.
+        let sig = Autoencoder::<f32>::new(
+            ModelBuilder::new(6)
+                .code(4, Activation::Relu)
+                .decoder(6, Activation::Sigmoid)
+                .loss(Loss::Mse)
+                .build()
+                .unwrap(),
+            0,
+        )
+        .unwrap();
+        let e = export_sae_scaled(&sig, 2.0, &dir).unwrap_err();
+        assert!(e.to_string().contains("linear output"), "{e}");
+        // A run-time normalisation of another library is refused.
+        export_sae(&m, &dir).unwrap();
+        let text = std::fs::read_to_string(dir.join("cfg.json")).unwrap();
+        std::fs::write(
+            dir.join("cfg.json"),
+            text.replace("\"none\"", "\"layer_norm\""),
+        )
+        .unwrap();
+        let e = import_sae(&dir).unwrap_err();
+        assert!(
+            e.to_string().contains("\"layer_norm\" is not supported"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

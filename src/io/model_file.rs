@@ -5,7 +5,9 @@
 //! `encoder.0.bias` `[out]`, …), so `model.load_state_dict(load_file(path))`
 //! works unchanged in PyTorch. The `__metadata__` holds `format: pt`,
 //! `sparse_ae.kind: model` and `sparse_ae.config`, the model configuration as
-//! JSON (see [`crate::nn::config_json`]).
+//! JSON (see [`crate::nn::config_json`]), and for a model trained on
+//! normalised inputs `sparse_ae.input_scale`, the scale `s` its inputs are
+//! multiplied by ([`crate::train::normalize`]; absent means 1).
 //!
 //! A checkpoint adds the optimizer state: tensors `optimizer.m/<name>` and
 //! `optimizer.v/<name>` in the same shapes, and metadata `sparse_ae.kind:
@@ -32,6 +34,7 @@ use std::path::Path;
 
 const KIND: &str = "sparse_ae.kind";
 const CONFIG: &str = "sparse_ae.config";
+const INPUT_SCALE: &str = "sparse_ae.input_scale";
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::Safetensors {
@@ -67,14 +70,51 @@ fn param_refs<'a>(
 /// # Errors
 /// [`Error::Io`] if the file cannot be written (the old file is kept).
 pub fn save_model(path: &Path, model: &Autoencoder<f32>) -> Result<()> {
+    save_model_scaled(path, model, 1.0)
+}
+
+/// Saves the model with the input scale its inputs are multiplied by
+/// (metadata `sparse_ae.input_scale`, written unless it is 1).
+///
+/// # Errors
+/// [`Error::Config`] for a scale that is not finite and positive;
+/// [`Error::Io`] if the file cannot be written (the old file is kept).
+pub fn save_model_scaled(path: &Path, model: &Autoencoder<f32>, input_scale: f32) -> Result<()> {
+    crate::train::samples::check_scale(input_scale)?;
     let mut names = Vec::new();
     let tensors = param_refs(model, &model.params, "", &mut names);
     let cfg = model.config().to_json_value().to_json()?;
-    safetensors::write(
-        path,
-        &tensors,
-        &[("format", "pt"), (KIND, "model"), (CONFIG, &cfg)],
-    )
+    let scale = input_scale.to_string();
+    let mut meta = vec![("format", "pt"), (KIND, "model"), (CONFIG, cfg.as_str())];
+    if input_scale != 1.0 {
+        meta.push((INPUT_SCALE, &scale));
+    }
+    safetensors::write(path, &tensors, &meta)
+}
+
+fn scale_of(st: &SafeTensors, path: &Path) -> Result<f32> {
+    let Some(text) = st.meta(INPUT_SCALE) else {
+        return Ok(1.0);
+    };
+    match text.parse::<f32>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        _ => Err(bad(
+            path,
+            format!("metadata `{INPUT_SCALE}` is {text:?}, not a finite positive number"),
+        )),
+    }
+}
+
+/// Loads a model and its input scale (1 if the file has none).
+///
+/// # Errors
+/// As [`load_model`], and [`Error::Safetensors`] for a bad scale.
+pub fn load_model_scaled(path: &Path) -> Result<(Autoencoder<f32>, f32)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = SafeTensors::parse_named(&bytes, path)?;
+    let cfg = config_of(&st, path)?;
+    let params = gather(&st, &cfg, "", path)?;
+    Ok((Autoencoder::with_params(cfg, params)?, scale_of(&st, path)?))
 }
 
 fn config_of(st: &SafeTensors, path: &Path) -> Result<ModelConfig> {
@@ -174,9 +214,17 @@ pub fn model_to_bytes(model: &Autoencoder<f32>) -> Result<Vec<u8>> {
 /// # Errors
 /// As [`load_model`], with shapes checked against `cfg`.
 pub fn load_params_into(path: &Path, cfg: ModelConfig) -> Result<Autoencoder<f32>> {
+    Ok(load_params_into_scaled(path, cfg)?.0)
+}
+
+/// [`load_params_into`], with the file's input scale (1 if it has none).
+///
+/// # Errors
+/// As [`load_params_into`], and [`Error::Safetensors`] for a bad scale.
+pub fn load_params_into_scaled(path: &Path, cfg: ModelConfig) -> Result<(Autoencoder<f32>, f32)> {
     let st = SafeTensors::read(path)?;
     let params = gather(&st, &cfg, "", path)?;
-    Autoencoder::with_params(cfg, params)
+    Ok((Autoencoder::with_params(cfg, params)?, scale_of(&st, path)?))
 }
 
 fn optimizer_json(c: &OptimizerConfig) -> Value {

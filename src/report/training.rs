@@ -39,7 +39,8 @@ pub fn image_shape(model: &Autoencoder<f32>) -> (usize, usize) {
 
 /// Reconstructions of the first `n` samples: a row of originals, a row of
 /// corrupted inputs (when the model is denoising; noise from `noise_seed`),
-/// and a row of reconstructions, as in the classic Keras notebook.
+/// and a row of reconstructions, as in the classic Keras notebook. Samples
+/// with an input scale are drawn in input space (divided by it).
 ///
 /// # Errors
 /// [`Error::Shape`] if the samples do not fit the model.
@@ -75,6 +76,13 @@ pub fn reconstruction_grid(
     model.forward(&mut ws, &input)?;
     let mut recon = vec![0.0f32; n * d];
     model.reconstruction(&ws, &mut recon);
+    // Drawn in input space: undo the input scale of normalised samples.
+    let undo = 1.0 / samples.scale();
+    if undo != 1.0 {
+        for v in clean.iter_mut().chain(&mut input).chain(&mut recon) {
+            *v *= undo;
+        }
+    }
     let mut rows: Vec<(&str, Vec<&[f32]>)> = vec![("original", clean.chunks_exact(d).collect())];
     if cfg.noise != Noise::None {
         rows.push(("noisy", input.chunks_exact(d).collect()));

@@ -2,6 +2,7 @@
 
 use super::metrics::{CodeStats, EpochMetrics, LossMean};
 use super::samples::Samples;
+use super::source::{EpochOrder, EpochSource, Rows, Shuffled};
 use super::step::Trainer;
 use crate::error::{Error, Result};
 use crate::nn::{Autoencoder, LossParts};
@@ -62,18 +63,24 @@ pub trait Observer {
 pub struct Silent;
 impl Observer for Silent {}
 
+/// The word mixed into the shuffle seed for `epoch`.
+pub(crate) fn epoch_mix(epoch: usize) -> u64 {
+    (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 /// The sample order of `epoch` (0-based).
 pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize, order: &mut Vec<u32>) {
     order.clear();
     order.extend(0..n as u32);
     if shuffle {
-        Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).shuffle(order);
+        Rng::new(seed ^ epoch_mix(epoch)).shuffle(order);
     }
 }
 
 /// Trains for `opts.epochs` epochs (or `opts.max_steps` steps) over `train`,
 /// in batches of the trainer's batch size (a last partial batch is dropped),
-/// validating on `test` after each epoch.
+/// validating on `test` after each epoch. Each epoch is one permutation of
+/// the samples ([`epoch_order`]).
 ///
 /// A trainer that has already taken steps continues where it stopped: the
 /// epoch and the position inside it follow from its step count, so a resumed
@@ -91,6 +98,31 @@ pub fn fit(
     opts: &FitOptions,
     obs: &mut (dyn Observer + Send),
 ) -> Result<Vec<EpochMetrics>> {
+    let mut test = test;
+    fit_source(
+        trainer,
+        &mut Shuffled::new(train),
+        test.as_mut().map(|t| t as &mut dyn Rows),
+        opts,
+        obs,
+    )
+}
+
+/// [`fit`] over any [`EpochSource`] (for example rows of a `.npy` file read
+/// chunk by chunk, [`crate::train::source::Chunked`]) and any [`Rows`] to
+/// validate on. Batch `k` of epoch `e` is positions `k·B..(k+1)·B` of the
+/// source's order for `e` (`opts.shuffle`, `opts.shuffle_seed`), so resuming
+/// is exact here too.
+///
+/// # Errors
+/// As [`fit`], and any error of reading the source.
+pub fn fit_source(
+    trainer: &mut Trainer<f32>,
+    train: &mut dyn EpochSource,
+    test: Option<&mut dyn Rows>,
+    opts: &FitOptions,
+    obs: &mut (dyn Observer + Send),
+) -> Result<Vec<EpochMetrics>> {
     // The loop runs on a thread of the rayon pool, so the parallel kernels it
     // calls push their tasks on that thread's own deque instead of the
     // pool's injection queue (which allocates as it grows).
@@ -99,18 +131,19 @@ pub fn fit(
 
 fn fit_in_pool(
     trainer: &mut Trainer<f32>,
-    train: Samples<'_>,
-    test: Option<Samples<'_>>,
+    train: &mut dyn EpochSource,
+    mut test: Option<&mut dyn Rows>,
     opts: &FitOptions,
     obs: &mut (dyn Observer + Send),
 ) -> Result<Vec<EpochMetrics>> {
     let cfg = trainer.model.config().clone();
-    for s in std::iter::once(&train).chain(test.as_ref()) {
-        if s.dim() != cfg.input {
+    let dims = std::iter::once(train.dim()).chain(test.as_ref().map(|t| t.dim()));
+    for dim in dims {
+        if dim != cfg.input {
             return Err(Error::shape(
                 "fit",
                 format!("samples of {} features (the model's input)", cfg.input),
-                format!("{} features", s.dim()),
+                format!("{dim} features"),
             ));
         }
     }
@@ -128,7 +161,6 @@ fn fit_in_pool(
     let code_units = cfg.width(cfg.code_layer);
     let code_act = cfg.producing_act(cfg.code_layer);
     let mut x = vec![0.0f32; batch * cfg.input];
-    let mut order = Vec::with_capacity(train.len());
     let mut out = Vec::new();
     let mut epoch = (trainer.steps() / spe as u64) as usize;
     while epoch < opts.epochs {
@@ -136,13 +168,11 @@ fn fit_in_pool(
             break;
         }
         let t0 = Instant::now();
-        epoch_order(
-            train.len(),
-            opts.shuffle,
-            opts.shuffle_seed,
+        let order = EpochOrder {
             epoch,
-            &mut order,
-        );
+            shuffle: opts.shuffle,
+            seed: opts.shuffle_seed,
+        };
         let mut loss = LossMean::default();
         let mut code = CodeStats::new(code_units, code_act);
         let first = (trainer.steps() % spe as u64) as usize;
@@ -150,7 +180,7 @@ fn fit_in_pool(
             if opts.max_steps.is_some_and(|m| trainer.steps() >= m) {
                 break;
             }
-            train.gather(&order[k * batch..(k + 1) * batch], &mut x);
+            train.fill(order, k * batch, &mut x)?;
             let parts = trainer.step(&x)?;
             for ws in trainer.workspaces() {
                 code.add(trainer.model.code(ws));
@@ -172,8 +202,8 @@ fn fit_in_pool(
                 tensor: name,
             });
         }
-        let test_loss = match test {
-            Some(t) => Some(evaluate(&trainer.model, t, opts.eval_batch)?.0),
+        let test_loss = match test.as_deref_mut() {
+            Some(t) => Some(evaluate_rows(&trainer.model, t, opts.eval_batch)?.0),
             None => None,
         };
         let m = EpochMetrics {
@@ -207,20 +237,37 @@ pub fn evaluate(
     samples: Samples<'_>,
     batch: usize,
 ) -> Result<(LossParts, CodeStats)> {
+    let mut samples = samples;
+    evaluate_rows(model, &mut samples, batch)
+}
+
+/// [`evaluate`] over any [`Rows`], read in order (for example the test rows
+/// of a `.npy` file, read a batch at a time). The loss is the training
+/// objective, on the rows as read (so on normalised inputs if they are
+/// scaled).
+///
+/// # Errors
+/// [`Error::Shape`] if the rows do not match the model's input; any error
+/// of reading them.
+pub fn evaluate_rows(
+    model: &Autoencoder<f32>,
+    rows: &mut dyn Rows,
+    batch: usize,
+) -> Result<(LossParts, CodeStats)> {
     let cfg = model.config();
-    if samples.dim() != cfg.input {
+    if rows.dim() != cfg.input {
         return Err(Error::shape(
             "evaluate",
             format!("samples of {} features", cfg.input),
-            format!("{} features", samples.dim()),
+            format!("{} features", rows.dim()),
         ));
     }
-    let batch = batch.clamp(1, samples.len().max(1));
+    let n = rows.len();
+    let batch = batch.clamp(1, n.max(1));
     let mut ws = model.workspace(batch);
     let mut x = vec![0.0f32; batch * cfg.input];
     let mut mean = LossMean::default();
     let mut code = CodeStats::new(cfg.width(cfg.code_layer), cfg.producing_act(cfg.code_layer));
-    let n = samples.len();
     let mut start = 0;
     while start < n {
         let len = batch.min(n - start);
@@ -228,8 +275,7 @@ pub fn evaluate(
             ws = model.workspace(len);
             x.truncate(len * cfg.input);
         }
-        let idx: Vec<u32> = (start as u32..(start + len) as u32).collect();
-        samples.gather(&idx, &mut x);
+        rows.read(start, &mut x)?;
         let p = model.loss_and_grad(&mut ws, &x, &x, None)?;
         mean.add(&p, len);
         code.add(model.code(&ws));

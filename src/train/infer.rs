@@ -1,6 +1,11 @@
 //! Using a trained model on a data set: codes and per-sample errors.
+//!
+//! Samples with an input scale `s` ([`Samples::scaled`]) reach the model
+//! as s·x; results in input space are given back in it: squared errors are
+//! divided by s² (see [`crate::train::normalize`]).
 
 use super::samples::Samples;
+use super::source::Rows;
 use crate::error::{Error, Result};
 use crate::kernels::Real;
 use crate::nn::{Autoencoder, Loss};
@@ -9,7 +14,7 @@ use crate::nn::{Autoencoder, Loss};
 /// each batch of `samples` (clean inputs).
 fn for_batches(
     model: &Autoencoder<f32>,
-    samples: Samples<'_>,
+    samples: &mut dyn Rows,
     batch: usize,
     mut f: impl FnMut(usize, &[f32], &crate::nn::Workspace<f32>),
 ) -> Result<()> {
@@ -32,8 +37,7 @@ fn for_batches(
             ws = model.workspace(len);
             x.truncate(len * d);
         }
-        let idx: Vec<u32> = (start as u32..(start + len) as u32).collect();
-        samples.gather(&idx, &mut x);
+        samples.read(start, &mut x)?;
         model.forward(&mut ws, &x)?;
         f(start, &x, &ws);
         start += len;
@@ -48,7 +52,7 @@ fn for_batches(
 pub fn encode(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>> {
     let units = model.config().width(model.config().code_layer);
     let mut out = Vec::with_capacity(samples.len() * units);
-    for_batches(model, samples, 1000, |_, _, ws| {
+    for_batches(model, &mut { samples }, 1000, |_, _, ws| {
         out.extend_from_slice(model.code(ws))
     })?;
     Ok(out)
@@ -56,7 +60,8 @@ pub fn encode(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>
 
 /// Each sample's reconstruction error under the model's loss, mean over
 /// features (BCE from logits, or squared error; for `sse`, ½ the sum over
-/// features): a score for anomaly detection, higher = less typical.
+/// features): a score for anomaly detection, higher = less typical. Squared
+/// errors are in input space (divided by s² for samples of scale s).
 ///
 /// # Errors
 /// [`Error::Shape`] if the samples do not fit the model.
@@ -65,12 +70,13 @@ pub fn score(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>>
     let d = cfg.input;
     let last = cfg.layers.len() - 1;
     let mut out = Vec::with_capacity(samples.len());
-    for_batches(model, samples, 1000, |_, x, ws| {
+    let undo = 1.0 / (f64::from(samples.scale()) * f64::from(samples.scale()));
+    for_batches(model, &mut { samples }, 1000, |_, x, ws| {
         for (out_row, x_row) in ws.h[last].chunks_exact(d).zip(x.chunks_exact(d)) {
             let s = match cfg.loss {
                 Loss::Bce => f32::bce_logits(out_row, x_row, None, 1.0) / d as f64,
-                Loss::Mse => f32::sq_err(out_row, x_row, None, 1.0) / d as f64,
-                Loss::Sse => 0.5 * f32::sq_err(out_row, x_row, None, 1.0),
+                Loss::Mse => undo * f32::sq_err(out_row, x_row, None, 1.0) / d as f64,
+                Loss::Sse => undo * 0.5 * f32::sq_err(out_row, x_row, None, 1.0),
             };
             out.push(s as f32);
         }
@@ -90,12 +96,23 @@ pub struct Explained {
     pub fvu: f64,
 }
 
-/// [`Explained`] for `model` on `samples` (clean inputs).
+/// [`Explained`] for `model` on `samples` (clean inputs). The MSE is in
+/// input space (divided by s² for samples of scale s); FVU is the same in
+/// either.
 ///
 /// # Errors
 /// [`Error::Shape`] if the samples do not fit the model.
 pub fn explained(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Explained> {
+    explained_rows(model, &mut { samples })
+}
+
+/// [`explained`] over any [`Rows`], read once in order.
+///
+/// # Errors
+/// [`Error::Shape`] if the rows do not fit the model; any error of reading them.
+pub fn explained_rows(model: &Autoencoder<f32>, samples: &mut dyn Rows) -> Result<Explained> {
     let d = model.config().input;
+    let scale = f64::from(samples.scale());
     let mut sum = vec![0.0f64; d];
     let mut sum_sq = 0.0f64;
     let mut err = 0.0f64;
@@ -114,7 +131,7 @@ pub fn explained(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Expla
     let n = samples.len().max(1) as f64;
     let total = sum_sq - sum.iter().map(|s| s * s / n).sum::<f64>();
     Ok(Explained {
-        mse: err / (n * d as f64),
+        mse: err / (n * d as f64) / (scale * scale),
         fvu: if total > 0.0 { err / total } else { f64::NAN },
     })
 }

@@ -4,12 +4,15 @@ pub mod dead;
 pub mod fit;
 pub mod infer;
 pub mod metrics;
+pub mod normalize;
 pub mod samples;
+pub mod source;
 pub mod step;
 
 pub use dead::DeadLatents;
-pub use fit::{FitOptions, Observer, Silent, evaluate, fit};
-pub use infer::{Explained, encode, explained, score};
+pub use fit::{FitOptions, Observer, Silent, evaluate, evaluate_rows, fit, fit_source};
+pub use infer::{Explained, encode, explained, explained_rows, score};
 pub use metrics::{CodeStats, EpochMetrics};
 pub use samples::Samples;
+pub use source::{Chunked, EpochOrder, EpochSource, NpyRows, Rows, Shuffled};
 pub use step::Trainer;

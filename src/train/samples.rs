@@ -4,36 +4,40 @@
 
 use crate::error::{Error, Result};
 
-/// Borrowed samples, row-major `(n, dim)`.
+/// The stored values.
 #[derive(Clone, Copy, Debug)]
-pub enum Samples<'a> {
-    /// Bytes scaled by 1/255 into [0, 1] (images).
-    U8 {
-        /// The bytes.
-        data: &'a [u8],
-        /// Features per sample.
-        dim: usize,
-    },
-    /// Floats used as they are.
-    F32 {
-        /// The values.
-        data: &'a [f32],
-        /// Features per sample.
-        dim: usize,
-    },
+enum Data<'a> {
+    U8(&'a [u8]),
+    F32(&'a [f32]),
+}
+
+/// Borrowed samples, row-major `(n, dim)`, with an input scale `s` that
+/// every gathered value is multiplied by (1 unless set with
+/// [`Samples::scaled`]; see [`crate::train::normalize`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Samples<'a> {
+    data: Data<'a>,
+    dim: usize,
+    scale: f32,
 }
 
 impl<'a> Samples<'a> {
-    /// Byte samples; checks that `data` holds whole samples.
+    /// Byte samples, scaled by 1/255 into [0, 1] (images); checks that
+    /// `data` holds whole samples.
     ///
     /// # Errors
     /// [`Error::Shape`] if `dim` is 0 or does not divide the length.
     pub fn u8(data: &'a [u8], dim: usize) -> Result<Samples<'a>> {
         check_len(data.len(), dim)?;
-        Ok(Samples::U8 { data, dim })
+        Ok(Samples {
+            data: Data::U8(data),
+            dim,
+            scale: 1.0,
+        })
     }
 
-    /// Float samples; checks that `data` holds whole samples of finite values.
+    /// Float samples used as they are; checks that `data` holds whole
+    /// samples of finite values.
     ///
     /// # Errors
     /// [`Error::Shape`] if `dim` does not divide the length;
@@ -51,21 +55,37 @@ impl<'a> Samples<'a> {
                 ),
             });
         }
-        Ok(Samples::F32 { data, dim })
+        Ok(Samples {
+            data: Data::F32(data),
+            dim,
+            scale: 1.0,
+        })
+    }
+
+    /// The same samples multiplied by `scale` when gathered.
+    ///
+    /// # Errors
+    /// [`Error::Config`] unless `scale` is finite and positive.
+    pub fn scaled(self, scale: f32) -> Result<Samples<'a>> {
+        check_scale(scale)?;
+        Ok(Samples { scale, ..self })
+    }
+
+    /// The input scale (1 unless set with [`Samples::scaled`]).
+    pub fn scale(&self) -> f32 {
+        self.scale
     }
 
     /// Features per sample.
     pub fn dim(&self) -> usize {
-        match *self {
-            Samples::U8 { dim, .. } | Samples::F32 { dim, .. } => dim,
-        }
+        self.dim
     }
 
     /// Number of samples.
     pub fn len(&self) -> usize {
-        match *self {
-            Samples::U8 { data, dim } => data.len() / dim,
-            Samples::F32 { data, dim } => data.len() / dim,
+        match self.data {
+            Data::U8(d) => d.len() / self.dim,
+            Data::F32(d) => d.len() / self.dim,
         }
     }
 
@@ -74,38 +94,70 @@ impl<'a> Samples<'a> {
         self.len() == 0
     }
 
-    /// Writes the samples `idx` (as f32, bytes scaled to [0, 1]) into
-    /// `out: (idx.len(), dim)`.
+    fn row_into(&self, i: usize, out: &mut [f32]) {
+        let dim = self.dim;
+        match self.data {
+            Data::U8(d) => crate::kernels::u8_to_unit(&d[i * dim..(i + 1) * dim], out),
+            Data::F32(d) => out.copy_from_slice(&d[i * dim..(i + 1) * dim]),
+        }
+        if self.scale != 1.0 {
+            out.iter_mut().for_each(|v| *v *= self.scale);
+        }
+    }
+
+    /// Writes the samples `idx` (as f32, bytes scaled to [0, 1], then
+    /// multiplied by the input scale) into `out: (idx.len(), dim)`.
     ///
     /// # Panics
     /// If an index is out of range or `out` has the wrong length.
     pub fn gather(&self, idx: &[u32], out: &mut [f32]) {
-        let dim = self.dim();
-        assert_eq!(out.len(), idx.len() * dim, "Samples::gather: output length");
-        for (row, &i) in out.chunks_exact_mut(dim).zip(idx) {
-            let i = i as usize;
-            match *self {
-                Samples::U8 { data, .. } => {
-                    crate::kernels::u8_to_unit(&data[i * dim..(i + 1) * dim], row);
-                }
-                Samples::F32 { data, .. } => row.copy_from_slice(&data[i * dim..(i + 1) * dim]),
-            }
+        assert_eq!(
+            out.len(),
+            idx.len() * self.dim,
+            "Samples::gather: output length"
+        );
+        for (row, &i) in out.chunks_exact_mut(self.dim).zip(idx) {
+            self.row_into(i as usize, row);
+        }
+    }
+
+    /// Writes the samples `start..start + out.len() / dim` as [`Samples::gather`] does.
+    ///
+    /// # Panics
+    /// If the range runs past the end or `out` is not whole samples.
+    pub fn gather_range(&self, start: usize, out: &mut [f32]) {
+        assert!(
+            out.len().is_multiple_of(self.dim),
+            "Samples::gather_range: output length"
+        );
+        for (k, row) in out.chunks_exact_mut(self.dim).enumerate() {
+            self.row_into(start + k, row);
         }
     }
 
     /// The first `n` samples (or all, if fewer).
     pub fn head(&self, n: usize) -> Samples<'a> {
         let n = n.min(self.len());
-        match *self {
-            Samples::U8 { data, dim } => Samples::U8 {
-                data: &data[..n * dim],
-                dim,
-            },
-            Samples::F32 { data, dim } => Samples::F32 {
-                data: &data[..n * dim],
-                dim,
-            },
-        }
+        let data = match self.data {
+            Data::U8(d) => Data::U8(&d[..n * self.dim]),
+            Data::F32(d) => Data::F32(&d[..n * self.dim]),
+        };
+        Samples { data, ..*self }
+    }
+}
+
+/// Checks an input scale: finite and positive.
+///
+/// # Errors
+/// [`Error::Config`] naming the value otherwise.
+pub fn check_scale(scale: f32) -> Result<()> {
+    if scale.is_finite() && scale > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::config(
+            "input_scale",
+            format!("must be finite and positive, got {scale}"),
+        ))
     }
 }
 

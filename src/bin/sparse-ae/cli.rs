@@ -142,9 +142,32 @@ pub struct TrainArgs {
     /// Continue from a checkpoint, exactly as if never interrupted.
     #[arg(long, conflicts_with_all = ["init", "preset", "config"])]
     pub resume: Option<PathBuf>,
-    /// Start from the weights of a model file.
+    /// Start from these weights: a model file, a plain state dict (with
+    /// --preset/--config), or a directory in the SAE-library layout (what
+    /// `export` writes). Without --preset/--config, a model file's or
+    /// directory's own configuration is used. An input scale stored with
+    /// the weights is kept.
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Scale the inputs by s = √d / mean‖x‖ over the training split, so the
+    /// mean norm is √d (SAELens `expected_average_only_in`); s is saved in
+    /// the model and undone where outputs are in input space. Needs an mse
+    /// or sse loss.
+    #[arg(long)]
+    pub normalize: bool,
+    /// Read the .npy file chunk by chunk instead of loading it (automatic
+    /// when its training split, as f32, is larger than --memory-budget).
+    /// An epoch visits the chunks in a shuffled order and the rows of each
+    /// chunk in a shuffled order.
+    #[arg(long)]
+    pub stream: bool,
+    /// Largest training split (MB of f32) loaded into memory; a larger
+    /// .npy file is streamed.
+    #[arg(long, default_value_t = 4096.0, value_name = "MB")]
+    pub memory_budget: f64,
+    /// Size of one chunk when streaming (MB of f32 rows).
+    #[arg(long, default_value_t = 64.0, value_name = "MB")]
+    pub chunk_mb: f64,
     /// Append per-epoch metrics here (.csv, or JSON lines for .jsonl/.json).
     #[arg(long)]
     pub metrics: Option<PathBuf>,

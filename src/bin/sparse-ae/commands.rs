@@ -6,10 +6,10 @@ use crate::cli::{
 };
 use crate::data::{self, Loaded};
 use crate::progress::Progress;
+use crate::train_input::{Input, choose_scale, fit_json, initial_model};
 use sparse_ae::gradcheck::{CheckOptions, check_model};
-use sparse_ae::io::json::Value;
 use sparse_ae::io::model_file::{
-    load_checkpoint, load_model, load_params_into, save_checkpoint, save_model,
+    load_checkpoint, load_model, load_model_scaled, save_checkpoint, save_model_scaled,
 };
 use sparse_ae::kernels::Activation;
 use sparse_ae::nn::sae::{DEFAULT_AUXK_COEF, default_auxk_k};
@@ -24,8 +24,8 @@ use sparse_ae::report::training::{
 use sparse_ae::rng::Rng;
 use sparse_ae::train::metrics::json_num;
 use sparse_ae::train::{
-    EpochMetrics, FitOptions, Trainer, encode as encode_all, evaluate, explained, fit,
-    score as score_all,
+    EpochMetrics, FitOptions, Rows, Trainer, encode as encode_all, evaluate, evaluate_rows,
+    explained, explained_rows, score as score_all,
 };
 use sparse_ae::{Error, Result};
 use std::io::Write;
@@ -67,7 +67,7 @@ fn model_config(
         }
         (None, None) => Err(Error::config(
             "model",
-            "give --preset NAME (see `sparse-ae presets`), --config FILE, or --resume CHECKPOINT",
+            "give --preset NAME (see `sparse-ae presets`), --config FILE, --init MODEL|DIR, or --resume CHECKPOINT",
         )),
     }
 }
@@ -154,30 +154,9 @@ fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<()> {
     f.write_all(line.as_bytes()).map_err(|e| Error::io(path, e))
 }
 
-fn fit_json(opts: &FitOptions) -> Value {
-    Value::Object(vec![
-        ("shuffle".into(), Value::Bool(opts.shuffle)),
-        (
-            "shuffle_seed".into(),
-            Value::String(opts.shuffle_seed.to_string()),
-        ),
-    ])
-}
-
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let start = Instant::now();
-    // Found (and downloaded, if asked) once; then the two splits decode in parallel.
     let path = data::locate(&a.data)?;
-    let (train_data, test_data) = std::thread::scope(|sc| {
-        let test = sc.spawn(|| data::load_from(&path, a.data.limit, SplitArg::Test));
-        let train = data::load_from(&path, a.data.limit, SplitArg::Train);
-        (
-            train,
-            test.join().expect("the loading thread does not panic"),
-        )
-    });
-    let (train_data, test_data) = (train_data?, test_data?);
-    let (train_s, test_s) = (train_data.samples()?, test_data.samples()?);
     let mut opts = FitOptions {
         epochs: a.epochs,
         max_steps: a.steps,
@@ -185,24 +164,41 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         shuffle_seed: a.seed,
         eval_batch: 1000,
     };
-    let mut trainer = if let Some(ck) = &a.resume {
-        let (t, fit) = load_checkpoint(ck)?;
-        opts.shuffle = fit.bool_at("shuffle")?;
-        opts.shuffle_seed = fit
-            .str_at("shuffle_seed")?
-            .parse()
-            .map_err(|_| Error::config("sparse_ae.fit.shuffle_seed", "not a number"))?;
-        if !a.quiet {
-            eprintln!("resuming {} at step {}", ck.display(), t.steps());
+    let resumed = match &a.resume {
+        Some(ck) => {
+            let (t, fit) = load_checkpoint(ck)?;
+            opts.shuffle = fit.bool_at("shuffle")?;
+            opts.shuffle_seed = fit
+                .str_at("shuffle_seed")?
+                .parse()
+                .map_err(|_| Error::config("sparse_ae.fit.shuffle_seed", "not a number"))?;
+            if !a.quiet {
+                eprintln!("resuming {} at step {}", ck.display(), t.steps());
+            }
+            Some((t, crate::train_input::resumed(&fit)?))
         }
-        t
+        None => None,
+    };
+    let input = Input::open(&path, &a, resumed.as_ref().map(|(_, (_, c))| *c))?;
+    let dim = input.dim()?;
+    let (mut trainer, scale) = if let Some((t, (scale, _))) = resumed {
+        (t, scale)
     } else {
-        let cfg = model_config(a.preset.as_deref(), a.config.as_deref(), train_s.dim())?;
-        let cfg = apply_sae_flags(cfg, &a.sae)?;
-        let model = match &a.init {
-            Some(p) => load_params_into(p, cfg)?,
-            None => Autoencoder::new(cfg, a.seed)?,
+        let cfg = match (a.preset.as_deref(), a.config.as_deref()) {
+            (None, None) => None,
+            (p, c) => Some(apply_sae_flags(model_config(p, c, dim)?, &a.sae)?),
         };
+        let (model, init_scale) = initial_model(a.init.as_deref(), cfg, a.seed)?;
+        if model.config().input != dim {
+            return Err(Error::config(
+                "--init",
+                format!(
+                    "the model takes {} features but the data has {dim}",
+                    model.config().input
+                ),
+            ));
+        }
+        let scale = choose_scale(&input, model.config(), init_scale, a.normalize, a.quiet)?;
         let opt = match a.optimizer {
             OptimizerKind::Adam => OptimizerConfig::Adam(AdamConfig {
                 lr: a.lr.unwrap_or(1e-3),
@@ -213,26 +209,29 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 momentum: a.momentum,
             }),
         };
-        Trainer::new(
+        let t = Trainer::new(
             model,
             opt,
             a.batch_size,
             a.noise_seed.unwrap_or(a.seed ^ 0x5eed_5eed),
-        )?
+        )?;
+        (t, scale)
     };
     if !a.quiet {
+        let (n_train, n_test) = input.lens()?;
+        let streamed = match input.chunk_rows() {
+            Some(c) => format!(", streamed in chunks of {c} rows"),
+            None => String::new(),
+        };
         eprintln!(
-            "training {} parameters on {} samples ({} features), batch {}, {} kernels; test set {} samples (startup {:.0} ms)",
+            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {}, {} kernels; test set {n_test} samples (startup {:.0} ms)",
             trainer.model.params.len(),
-            train_s.len(),
-            train_s.dim(),
             trainer.batch(),
             sparse_ae::kernels::Isa::active(),
-            test_s.len(),
             start.elapsed().as_secs_f64() * 1e3
         );
     }
-    let fit_meta = fit_json(&opts);
+    let fit_meta = fit_json(&opts, scale, input.chunk_rows());
     let mut history: Vec<EpochMetrics> = Vec::new();
     let mut obs = Progress::new(
         a.quiet,
@@ -246,7 +245,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             Ok(())
         }),
     );
-    let result = fit(&mut trainer, train_s, Some(test_s), &opts, &mut obs);
+    let result = input.fit(&mut trainer, scale, &opts, &mut obs);
     drop(obs);
     match result {
         Ok(h) => history.extend(h),
@@ -260,10 +259,12 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             return Err(e);
         }
     }
-    save_model(&a.out, &trainer.model)?;
+    save_model_scaled(&a.out, &trainer.model, scale)?;
     if let Some(dir) = &a.report {
         let title = a.preset.clone().unwrap_or_else(|| "sparse-ae model".into());
-        let index = write_training_report(dir, &title, &trainer.model, &history, test_s)?;
+        let index = input.with_report_samples(|s| {
+            write_training_report(dir, &title, &trainer.model, &history, s.scaled(scale)?)
+        })?;
         if !a.quiet {
             eprintln!("report: {}", index.display());
         }
@@ -285,16 +286,25 @@ fn load_split(args: &crate::cli::DataArgs, split: SplitArg) -> Result<Loaded> {
 }
 
 pub fn eval(a: EvalArgs) -> Result<ExitCode> {
-    let model = load_model(&a.model)?;
-    let d = load_split(&a.data, a.split)?;
-    let s = d.samples()?;
-    let (l, stats) = evaluate(&model, s, 1000)?;
-    let ex = explained(&model, s)?;
+    let (model, scale) = load_model_scaled(&a.model)?;
+    // A .npy split is read a batch at a time (twice), never held whole.
+    let path = data::locate(&a.data)?;
+    let (n, (l, stats), ex) = if data::is_npy(&path) {
+        let rows = data::open_npy(&path)?;
+        let (lo, hi) = data::npy_split(rows.len(), a.split, a.data.limit);
+        let mut rows = rows.range(lo, hi)?.scaled(scale)?;
+        let ev = evaluate_rows(&model, &mut rows, 1000)?;
+        (hi - lo, ev, explained_rows(&model, &mut rows)?)
+    } else {
+        let d = data::load_from(&path, a.data.limit, a.split)?;
+        let s = d.samples()?.scaled(scale)?;
+        (s.len(), evaluate(&model, s, 1000)?, explained(&model, s)?)
+    };
     let units = model.config().width(model.config().code_layer);
     if a.json {
         println!(
             "{{\"samples\":{},\"loss\":{},\"recon\":{},\"l1\":{},\"kl\":{},\"l2\":{},\"mse\":{},\"fvu\":{},\"l0\":{},\"dead_units\":{},\"code_units\":{}}}",
-            s.len(),
+            n,
             l.total(),
             l.recon,
             l.l1,
@@ -307,7 +317,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             units
         );
     } else {
-        println!("samples     {}", s.len());
+        println!("samples     {n}");
         println!("loss        {:.6}", l.total());
         println!("  recon     {:.6}", l.recon);
         println!("  l1        {:.6}", l.l1);
@@ -326,9 +336,9 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
 }
 
 pub fn encode(a: OutArgs) -> Result<ExitCode> {
-    let model = load_model(&a.model)?;
+    let (model, scale) = load_model_scaled(&a.model)?;
     let d = load_split(&a.data, a.split)?;
-    let s = d.samples()?;
+    let s = d.samples()?.scaled(scale)?;
     let codes = encode_all(&model, s)?;
     let units = model.config().width(model.config().code_layer);
     sparse_ae::data::npy::write(&a.out, s.len(), units, &codes)?;
@@ -342,9 +352,9 @@ pub fn encode(a: OutArgs) -> Result<ExitCode> {
 }
 
 pub fn score(a: OutArgs) -> Result<ExitCode> {
-    let model = load_model(&a.model)?;
+    let (model, scale) = load_model_scaled(&a.model)?;
     let d = load_split(&a.data, a.split)?;
-    let s = d.samples()?;
+    let s = d.samples()?.scaled(scale)?;
     let scores = score_all(&model, s)?;
     let npy = a
         .out
@@ -364,9 +374,9 @@ pub fn score(a: OutArgs) -> Result<ExitCode> {
 }
 
 pub fn reconstruct(a: ReconstructArgs) -> Result<ExitCode> {
-    let model = load_model(&a.model)?;
+    let (model, scale) = load_model_scaled(&a.model)?;
     let d = load_split(&a.data, a.split)?;
-    let pic = reconstruction_grid(&model, d.samples()?, a.n, a.noise_seed)?;
+    let pic = reconstruction_grid(&model, d.samples()?.scaled(scale)?, a.n, a.noise_seed)?;
     save_png(&a.out, &pic)?;
     eprintln!("wrote {}", a.out.display());
     Ok(ExitCode::SUCCESS)
@@ -380,20 +390,32 @@ pub fn features(a: FeaturesArgs) -> Result<ExitCode> {
 }
 
 pub fn histogram(a: HistogramArgs) -> Result<ExitCode> {
-    let models: Vec<(String, Autoencoder<f32>)> = a
+    let models: Vec<(String, (Autoencoder<f32>, f32))> = a
         .model
         .iter()
         .map(|p| {
             let name = p
                 .file_stem()
                 .map_or("model".into(), |s| s.to_string_lossy().into_owned());
-            load_model(p).map(|m| (name, m))
+            load_model_scaled(p).map(|m| (name, m))
         })
         .collect::<Result<_>>()?;
+    let scale = models.first().map_or(1.0, |(_, (_, s))| *s);
+    if models.iter().any(|(_, (_, s))| *s != scale) {
+        return Err(Error::config(
+            "--model",
+            "the models were trained with different input scales; draw them separately",
+        ));
+    }
+    let models: Vec<(String, Autoencoder<f32>)> =
+        models.into_iter().map(|(n, (m, _))| (n, m)).collect();
     let d = load_split(&a.data, a.split)?;
     let refs: Vec<(&str, &Autoencoder<f32>)> =
         models.iter().map(|(n, m)| (n.as_str(), m)).collect();
-    save_png(&a.out, &code_histogram(&refs, d.samples()?, 10_000)?)?;
+    save_png(
+        &a.out,
+        &code_histogram(&refs, d.samples()?.scaled(scale)?, 10_000)?,
+    )?;
     eprintln!("wrote {}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -433,8 +455,8 @@ pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
 }
 
 pub fn export(a: ExportArgs) -> Result<ExitCode> {
-    let model = load_model(&a.model)?;
-    sparse_ae::io::interop::export_sae(&model, &a.out)?;
+    let (model, scale) = load_model_scaled(&a.model)?;
+    sparse_ae::io::interop::export_sae_scaled(&model, scale, &a.out)?;
     eprintln!("wrote {}/sae.safetensors and cfg.json", a.out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -2,8 +2,8 @@
 
 use crate::cli::{DataArgs, DatasetArg, SplitArg};
 use sparse_ae::data::download::{self, Dataset};
-use sparse_ae::data::{mnist, npy};
-use sparse_ae::train::Samples;
+use sparse_ae::data::mnist;
+use sparse_ae::train::{NpyRows, Rows, Samples};
 use sparse_ae::{Error, Result};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ impl Loaded {
     }
 }
 
-fn is_npy(p: &Path) -> bool {
+pub fn is_npy(p: &Path) -> bool {
     p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
@@ -176,43 +176,11 @@ pub fn load(args: &DataArgs, split: SplitArg) -> Result<Loaded> {
 /// by [`locate`]), keeping at most `limit` samples.
 pub fn load_from(path: &std::path::Path, limit: Option<usize>, split: SplitArg) -> Result<Loaded> {
     let path = path.to_path_buf();
-    let limit = limit.unwrap_or(usize::MAX);
     if is_npy(&path) {
-        let a = npy::read(&path)?;
-        let (n, dim) = match a.shape.as_slice() {
-            [n, d] => (*n, *d),
-            [n, rest @ ..] if !rest.is_empty() => (*n, rest.iter().product()),
-            _ => {
-                return Err(Error::Npy {
-                    path,
-                    reason: format!(
-                        "expected a matrix of samples × features, found shape {:?}",
-                        a.shape
-                    ),
-                });
-            }
-        };
-        if n == 0 || dim == 0 {
-            return Err(Error::Npy {
-                path,
-                reason: "the matrix is empty".into(),
-            });
-        }
-        let cut = if n >= 2 {
-            (n * 9 / 10).clamp(1, n - 1)
-        } else {
-            n
-        };
-        let (lo, hi) = match split {
-            SplitArg::Train => (0, cut),
-            SplitArg::Test => (if n >= 2 { cut } else { 0 }, n),
-            SplitArg::All => (0, n),
-        };
-        let hi = hi.min(lo.saturating_add(limit));
-        let mut data = a.data;
-        data.truncate(hi * dim);
-        data.drain(..lo * dim);
-        sparse_ae::data::check_finite(&path.display().to_string(), &data)?;
+        let rows = open_npy(&path)?;
+        let dim = rows.dim();
+        let (lo, hi) = npy_split(rows.len(), split, limit);
+        let data = rows.range(lo, hi)?.read_all()?;
         return Ok(Loaded::F32 { data, dim });
     }
     let splits: &[mnist::Split] = match split {
@@ -225,7 +193,11 @@ pub fn load_from(path: &std::path::Path, limit: Option<usize>, split: SplitArg) 
     for &s in splits {
         let d = mnist::load_split(&path, s)?;
         dim = d.features();
-        let take = d.n.min(limit.saturating_sub(pixels.len() / dim.max(1)));
+        let take = d.n.min(
+            limit
+                .unwrap_or(usize::MAX)
+                .saturating_sub(pixels.len() / dim.max(1)),
+        );
         if pixels.is_empty() {
             // The first split is kept as read, not copied.
             pixels = d.pixels;
@@ -235,4 +207,41 @@ pub fn load_from(path: &std::path::Path, limit: Option<usize>, split: SplitArg) 
         }
     }
     Ok(Loaded::U8 { pixels, dim })
+}
+
+/// Opens a `.npy` file as a matrix of samples × features (its header and
+/// length checked; nothing read yet).
+pub fn open_npy(path: &Path) -> Result<NpyRows> {
+    let rows = NpyRows::open(path)?;
+    let shape = &rows.reader().header().shape;
+    let bad = |reason: String| Error::Npy {
+        path: path.to_owned(),
+        reason,
+    };
+    if shape.len() < 2 {
+        return Err(bad(format!(
+            "expected a matrix of samples × features, found shape {shape:?}"
+        )));
+    }
+    if rows.is_empty() || rows.dim() == 0 {
+        return Err(bad(format!("the matrix is empty (shape {shape:?})")));
+    }
+    Ok(rows)
+}
+
+/// The rows `lo..hi` of a split of an `n`-row `.npy` matrix: its first 90 %
+/// trains, its last 10 % tests (at least one row each from two rows up),
+/// each cut to `limit` rows.
+pub fn npy_split(n: usize, split: SplitArg, limit: Option<usize>) -> (usize, usize) {
+    let cut = if n >= 2 {
+        (n * 9 / 10).clamp(1, n - 1)
+    } else {
+        n
+    };
+    let (lo, hi) = match split {
+        SplitArg::Train => (0, cut),
+        SplitArg::Test => (if n >= 2 { cut } else { 0 }, n),
+        SplitArg::All => (0, n),
+    };
+    (lo, hi.min(lo.saturating_add(limit.unwrap_or(usize::MAX))))
 }

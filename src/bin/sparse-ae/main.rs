@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod data;
 mod progress;
+mod train_input;
 
 use clap::Parser;
 use cli::{Cli, Command};

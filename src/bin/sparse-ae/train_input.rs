@@ -1,0 +1,302 @@
+//! The data of `train`: splits in memory, or a `.npy` file streamed chunk
+//! by chunk; the starting model (`--init` a file or an SAE-library
+//! directory); the input scale (`--normalize`).
+
+use crate::cli::{SplitArg, TrainArgs};
+use crate::data::{self, Loaded};
+use sparse_ae::io::interop::import_sae_scaled;
+use sparse_ae::io::json::Value;
+use sparse_ae::io::model_file::{load_model_scaled, load_params_into_scaled};
+use sparse_ae::nn::{Autoencoder, Loss, ModelConfig, ParamLayout};
+use sparse_ae::train::normalize::mean_norm_scale;
+use sparse_ae::train::{
+    Chunked, EpochMetrics, FitOptions, NpyRows, Observer, Rows, Samples, Trainer, fit, fit_source,
+};
+use sparse_ae::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Test rows kept for the report of a streamed run.
+const REPORT_ROWS: usize = 10_000;
+
+/// Where the training rows are.
+pub enum Input {
+    /// Both splits in memory.
+    Memory { train: Loaded, test: Loaded },
+    /// Rows of a `.npy` file, read `chunk_rows` at a time.
+    Stream {
+        path: PathBuf,
+        train: (usize, usize),
+        test: (usize, usize),
+        dim: usize,
+        chunk_rows: usize,
+    },
+}
+
+fn bytes_of(rows: usize, dim: usize) -> f64 {
+    rows as f64 * dim as f64 * 4.0
+}
+
+impl Input {
+    /// Opens the data at `path` as `a` asks, or as the resumed run did
+    /// (`resumed_chunk_rows`: `Some(Some(rows))` streamed, `Some(None)` in
+    /// memory).
+    pub fn open(
+        path: &Path,
+        a: &TrainArgs,
+        resumed_chunk_rows: Option<Option<usize>>,
+    ) -> Result<Input> {
+        let limit = a.data.limit;
+        if !data::is_npy(path) {
+            if a.stream || resumed_chunk_rows.is_some_and(|c| c.is_some()) {
+                return Err(Error::config(
+                    "--stream",
+                    "streaming reads a .npy matrix; IDX data sets are loaded into memory",
+                ));
+            }
+            return Input::memory(path, limit);
+        }
+        for (flag, v) in [
+            ("--memory-budget", a.memory_budget),
+            ("--chunk-mb", a.chunk_mb),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::config(
+                    flag,
+                    format!("must be a positive number of MB, got {v}"),
+                ));
+            }
+        }
+        let rows = data::open_npy(path)?;
+        let (n, dim) = (rows.len(), rows.dim());
+        let train = data::npy_split(n, SplitArg::Train, limit);
+        let test = data::npy_split(n, SplitArg::Test, limit);
+        let chunk_rows = match resumed_chunk_rows {
+            Some(c) => c,
+            None => {
+                let large = bytes_of(train.1 - train.0, dim) > a.memory_budget * 1048576.0;
+                (a.stream || large)
+                    .then(|| ((a.chunk_mb * 1048576.0 / bytes_of(1, dim)) as usize).max(1))
+            }
+        };
+        match chunk_rows {
+            None => Input::memory(path, limit),
+            Some(chunk_rows) => Ok(Input::Stream {
+                path: path.to_owned(),
+                train,
+                test,
+                dim,
+                chunk_rows,
+            }),
+        }
+    }
+
+    fn memory(path: &Path, limit: Option<usize>) -> Result<Input> {
+        // The two splits decode in parallel.
+        let (train, test) = std::thread::scope(|sc| {
+            let test = sc.spawn(|| data::load_from(path, limit, SplitArg::Test));
+            let train = data::load_from(path, limit, SplitArg::Train);
+            (
+                train,
+                test.join().expect("the loading thread does not panic"),
+            )
+        });
+        Ok(Input::Memory {
+            train: train?,
+            test: test?,
+        })
+    }
+
+    /// Features per sample.
+    pub fn dim(&self) -> Result<usize> {
+        Ok(match self {
+            Input::Memory { train, .. } => train.samples()?.dim(),
+            Input::Stream { dim, .. } => *dim,
+        })
+    }
+
+    /// Training and test samples.
+    pub fn lens(&self) -> Result<(usize, usize)> {
+        Ok(match self {
+            Input::Memory { train, test } => (train.samples()?.len(), test.samples()?.len()),
+            Input::Stream { train, test, .. } => (train.1 - train.0, test.1 - test.0),
+        })
+    }
+
+    /// Rows per chunk when streaming.
+    pub fn chunk_rows(&self) -> Option<usize> {
+        match self {
+            Input::Memory { .. } => None,
+            Input::Stream { chunk_rows, .. } => Some(*chunk_rows),
+        }
+    }
+
+    fn rows(path: &Path, (lo, hi): (usize, usize), scale: f32) -> Result<NpyRows> {
+        NpyRows::open(path)?.range(lo, hi)?.scaled(scale)
+    }
+
+    /// The normalising scale of the training split (one pass over it).
+    pub fn mean_norm_scale(&self) -> Result<f32> {
+        match self {
+            Input::Memory { train, .. } => mean_norm_scale(&mut train.samples()?, 4096),
+            Input::Stream {
+                path,
+                train,
+                chunk_rows,
+                ..
+            } => mean_norm_scale(&mut Input::rows(path, *train, 1.0)?, *chunk_rows),
+        }
+    }
+
+    /// Trains on the training split scaled by `scale`, validating on the test split.
+    pub fn fit(
+        &self,
+        trainer: &mut Trainer<f32>,
+        scale: f32,
+        opts: &FitOptions,
+        obs: &mut (dyn Observer + Send),
+    ) -> Result<Vec<EpochMetrics>> {
+        match self {
+            Input::Memory { train, test } => fit(
+                trainer,
+                train.samples()?.scaled(scale)?,
+                Some(test.samples()?.scaled(scale)?),
+                opts,
+                obs,
+            ),
+            Input::Stream {
+                path,
+                train,
+                test,
+                chunk_rows,
+                ..
+            } => {
+                let mut train = Chunked::new(Input::rows(path, *train, scale)?, *chunk_rows)?;
+                let mut test = Input::rows(path, *test, scale)?;
+                fit_source(trainer, &mut train, Some(&mut test), opts, obs)
+            }
+        }
+    }
+
+    /// Calls `f` with the test samples for the report, unscaled (all of
+    /// them in memory; the first [`REPORT_ROWS`] of a streamed file).
+    pub fn with_report_samples<R>(&self, f: impl FnOnce(Samples<'_>) -> Result<R>) -> Result<R> {
+        match self {
+            Input::Memory { test, .. } => f(test.samples()?),
+            Input::Stream {
+                path, test, dim, ..
+            } => {
+                let hi = test.1.min(test.0 + REPORT_ROWS);
+                let data = Input::rows(path, (test.0, hi), 1.0)?.read_all()?;
+                f(Samples::f32(&data, *dim)?)
+            }
+        }
+    }
+}
+
+/// The input scale and where the streaming chunk size stand in a resumed
+/// run's `sparse_ae.fit` metadata (a scale of 1 and in-memory data when
+/// absent, as in checkpoints written before they were recorded).
+pub fn resumed(fit: &Value) -> Result<(f32, Option<usize>)> {
+    let scale = match fit.get("input_scale") {
+        Some(_) => fit.f64_at("input_scale")? as f32,
+        None => 1.0,
+    };
+    let chunk_rows = match fit.get("chunk_rows") {
+        Some(_) => Some(fit.usize_at("chunk_rows")?),
+        None => None,
+    };
+    Ok((scale, chunk_rows))
+}
+
+/// The loop's options and the data's layout, saved with each checkpoint.
+pub fn fit_json(opts: &FitOptions, scale: f32, chunk_rows: Option<usize>) -> Value {
+    let mut fields = vec![
+        ("shuffle".into(), Value::Bool(opts.shuffle)),
+        (
+            "shuffle_seed".into(),
+            Value::String(opts.shuffle_seed.to_string()),
+        ),
+        ("input_scale".into(), Value::from(f64::from(scale))),
+    ];
+    if let Some(c) = chunk_rows {
+        fields.push(("chunk_rows".into(), Value::from(c)));
+    }
+    Value::Object(fields)
+}
+
+/// The starting model and the input scale stored with it (1 if none):
+/// `--init` read into `cfg` (a model file, a state dict or an SAE-library
+/// directory with the same tensor shapes), `--init` alone (a model file or
+/// directory with its own configuration), or fresh weights.
+pub fn initial_model(
+    init: Option<&Path>,
+    cfg: Option<ModelConfig>,
+    seed: u64,
+) -> Result<(Autoencoder<f32>, f32)> {
+    let Some(p) = init else {
+        let cfg = cfg.ok_or_else(|| {
+            Error::config(
+                "model",
+                "give --preset NAME (see `sparse-ae presets`), --config FILE, --init MODEL|DIR, or --resume CHECKPOINT",
+            )
+        })?;
+        return Ok((Autoencoder::new(cfg, seed)?, 1.0));
+    };
+    match (p.is_dir(), cfg) {
+        (false, Some(cfg)) => load_params_into_scaled(p, cfg),
+        (false, None) => load_model_scaled(p),
+        (true, None) => import_sae_scaled(p),
+        (true, Some(cfg)) => {
+            let (m, s) = import_sae_scaled(p)?;
+            let shapes = |l: &ParamLayout| -> Vec<Vec<usize>> {
+                l.tensors.iter().map(|t| t.shape.clone()).collect()
+            };
+            let (have, want) = (shapes(m.layout()), shapes(&ParamLayout::new(&cfg)));
+            if have != want {
+                return Err(Error::config(
+                    "--init",
+                    format!(
+                        "{}: the SAE's tensors have shapes {have:?} but the chosen model needs {want:?}",
+                        p.display()
+                    ),
+                ));
+            }
+            Ok((Autoencoder::with_params(cfg, m.params)?, s))
+        }
+    }
+}
+
+/// The input scale of a new run: the one stored with `--init` weights,
+/// else the training split's with `--normalize`, else 1.
+pub fn choose_scale(
+    input: &Input,
+    cfg: &ModelConfig,
+    init_scale: f32,
+    normalize: bool,
+    quiet: bool,
+) -> Result<f32> {
+    let scale = if init_scale != 1.0 {
+        if !quiet {
+            eprintln!("inputs scaled by {init_scale}, as the --init weights were trained");
+        }
+        init_scale
+    } else if normalize {
+        let s = input.mean_norm_scale()?;
+        if !quiet {
+            eprintln!(
+                "normalised: inputs scaled by s = {s} (mean norm √{} over the training split)",
+                cfg.input
+            );
+        }
+        s
+    } else {
+        1.0
+    };
+    if scale != 1.0 && cfg.loss == Loss::Bce {
+        return Err(Error::config(
+            "--normalize",
+            "scaled inputs need an mse or sse loss (binary cross-entropy targets must stay in [0, 1])",
+        ));
+    }
+    Ok(scale)
+}

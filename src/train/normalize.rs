@@ -1,0 +1,83 @@
+//! Normalising a data set to a fixed average norm, as the interpretability
+//! libraries do for activations taken from another model.
+//!
+//! The convention is SAELens' `normalize_activations =
+//! "expected_average_only_in"` (from Anthropic's April 2024 update): one
+//! scalar `s` per data set, chosen so that the mean L2 norm of the scaled
+//! samples is √d (d the number of features),
+//!
+//! ```text
+//! s = √d / ((1/n) Σ_i ‖x_i‖)
+//! ```
+//!
+//! over the n training samples. (The mean *squared* norm of the scaled
+//! samples is then at least d, equal only if every sample has the same
+//! norm.) The model trains on s·x; `s` is saved in the model file
+//! ([`crate::io::model_file::save_model_scaled`]), the samples of later
+//! commands are scaled by it ([`crate::train::Samples::scaled`]), and outputs
+//! in input space are divided by it: reconstructions, the per-sample scores
+//! and the mean squared error of [`crate::train::explained`] (FVU does not
+//! change with the scale). [`crate::io::interop::export_sae_scaled`] folds
+//! it into the weights as SAELens does before saving.
+
+use super::source::Rows;
+use crate::error::{Error, Result};
+
+/// `s = √d / mean ‖x‖` over all rows of `rows` as they read (give rows of
+/// scale 1), in one pass in stored order, summed in f64; reads blocks of
+/// `block_rows` rows (one buffer of that size).
+///
+/// # Errors
+/// [`Error::Config`] if there are no rows or every row is zero (no scale
+/// can normalise them); any error of [`Rows::read`].
+pub fn mean_norm_scale(rows: &mut dyn Rows, block_rows: usize) -> Result<f32> {
+    let (n, dim) = (rows.len(), rows.dim());
+    let block = block_rows.clamp(1, n.max(1));
+    let mut buf = vec![0.0f32; block * dim];
+    let mut sum = 0.0f64;
+    let mut start = 0;
+    while start < n {
+        let len = block.min(n - start);
+        rows.read(start, &mut buf[..len * dim])?;
+        for row in buf[..len * dim].chunks_exact(dim.max(1)) {
+            sum += row
+                .iter()
+                .map(|&v| f64::from(v) * f64::from(v))
+                .sum::<f64>()
+                .sqrt();
+        }
+        start += len;
+    }
+    let mean = sum / n.max(1) as f64;
+    let s = ((dim as f64).sqrt() / mean) as f32;
+    let usable = n > 0 && mean > 0.0 && s.is_finite() && s > 0.0;
+    if !usable {
+        return Err(Error::config(
+            "normalize",
+            format!("the mean norm of the {n} training samples is {mean}: no scale normalises it"),
+        ));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::Samples;
+
+    #[test]
+    fn the_scaled_samples_have_mean_norm_sqrt_d() {
+        // Rows of norm 3 and 5 in 4 features: mean norm 4, s = 2/4.
+        let data = [3.0, 0.0, 0.0, 0.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0, -3.0];
+        let mut s = Samples::f32(&data, 4).unwrap();
+        // Norms 3, 5, 3: mean 11/3.
+        let want = 2.0 / (11.0f64 / 3.0);
+        for block in [1, 2, 3, 100] {
+            let got = mean_norm_scale(&mut s, block).unwrap();
+            assert_eq!(got, want as f32, "block {block}");
+        }
+        let zeros = [0.0; 8];
+        let e = mean_norm_scale(&mut Samples::f32(&zeros, 4).unwrap(), 2).unwrap_err();
+        assert!(e.to_string().contains("no scale normalises"), "{e}");
+    }
+}

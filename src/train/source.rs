@@ -1,0 +1,366 @@
+//! Where the training loop's rows come from: samples in memory, or rows of a
+//! `.npy` file read chunk by chunk so a file larger than memory trains.
+//!
+//! - [`Rows`]: a data set read in stored order (validation, normalisation).
+//! - [`EpochSource`]: a training set read in the order of an epoch.
+//!   [`Shuffled`] draws one permutation of all samples per epoch (what
+//!   [`crate::train::fit()`] uses); [`Chunked`] shuffles in two levels so only
+//!   one chunk is held: the order of the chunks is a permutation drawn per
+//!   epoch, and the rows inside each chunk a permutation drawn per (epoch,
+//!   chunk). Both orders are functions of (seed, epoch) alone, so a run
+//!   resumed at any step reads exactly the rows it would have read.
+
+use std::fs::File;
+use std::path::Path;
+
+use super::fit::{epoch_mix, epoch_order};
+use super::samples::{Samples, check_scale};
+use crate::data::npy_reader::NpyReader;
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+
+/// A data set of `len` rows of `dim` values, read in stored order.
+pub trait Rows: Send {
+    /// Number of rows.
+    fn len(&self) -> usize;
+    /// Values per row.
+    fn dim(&self) -> usize;
+    /// Whether there are no rows.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The input scale the rows are multiplied by when read.
+    fn scale(&self) -> f32;
+    /// Writes the rows `start..start + out.len() / dim` (scaled) into `out`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if `out` is not whole rows within the data set;
+    /// [`Error::Io`] or [`Error::NonFinite`] from a file.
+    fn read(&mut self, start: usize, out: &mut [f32]) -> Result<()>;
+}
+
+/// Which epoch's order to read, and how it is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochOrder {
+    /// The epoch, from 0.
+    pub epoch: usize,
+    /// Shuffle (or keep the stored order).
+    pub shuffle: bool,
+    /// Seed of the shuffling.
+    pub seed: u64,
+}
+
+/// A training set read in the order of an epoch.
+pub trait EpochSource: Send {
+    /// Number of rows.
+    fn len(&self) -> usize;
+    /// Values per row.
+    fn dim(&self) -> usize;
+    /// Whether there are no rows.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Writes the rows at positions `start..start + out.len() / dim` of the
+    /// epoch's order into `out`.
+    ///
+    /// # Errors
+    /// As [`Rows::read`].
+    fn fill(&mut self, order: EpochOrder, start: usize, out: &mut [f32]) -> Result<()>;
+}
+
+fn rows_in(op: &'static str, start: usize, out: usize, dim: usize, len: usize) -> Result<usize> {
+    let count = out.checked_div(dim).unwrap_or(0);
+    if count * dim != out || start.checked_add(count).is_none_or(|e| e > len) {
+        return Err(Error::shape(
+            op,
+            format!("whole rows of {dim} within the {len} rows"),
+            format!("{out} values from row {start}"),
+        ));
+    }
+    Ok(count)
+}
+
+impl Rows for Samples<'_> {
+    fn len(&self) -> usize {
+        Samples::len(self)
+    }
+    fn dim(&self) -> usize {
+        Samples::dim(self)
+    }
+    fn scale(&self) -> f32 {
+        Samples::scale(self)
+    }
+    fn read(&mut self, start: usize, out: &mut [f32]) -> Result<()> {
+        rows_in(
+            "Samples::read",
+            start,
+            out.len(),
+            self.dim(),
+            Samples::len(self),
+        )?;
+        self.gather_range(start, out);
+        Ok(())
+    }
+}
+
+/// Samples in memory in one permutation per epoch ([`epoch_order`]).
+#[derive(Debug)]
+pub struct Shuffled<'a> {
+    samples: Samples<'a>,
+    order: Vec<u32>,
+    current: Option<EpochOrder>,
+}
+
+impl<'a> Shuffled<'a> {
+    /// The samples, in the order of any epoch asked for.
+    pub fn new(samples: Samples<'a>) -> Shuffled<'a> {
+        Shuffled {
+            order: Vec::with_capacity(samples.len()),
+            samples,
+            current: None,
+        }
+    }
+}
+
+impl EpochSource for Shuffled<'_> {
+    fn len(&self) -> usize {
+        self.samples.len()
+    }
+    fn dim(&self) -> usize {
+        self.samples.dim()
+    }
+    fn fill(&mut self, order: EpochOrder, start: usize, out: &mut [f32]) -> Result<()> {
+        let n = self.samples.len();
+        let count = rows_in("Shuffled::fill", start, out.len(), self.dim(), n)?;
+        if self.current != Some(order) {
+            epoch_order(n, order.shuffle, order.seed, order.epoch, &mut self.order);
+            self.current = Some(order);
+        }
+        self.samples.gather(&self.order[start..start + count], out);
+        Ok(())
+    }
+}
+
+/// Rows read one chunk of `chunk_rows` at a time: an epoch visits the
+/// chunks in a shuffled order and the rows of each chunk in a shuffled
+/// order (see the module doc). Holds one chunk; its buffers are allocated
+/// when it is made.
+#[derive(Debug)]
+pub struct Chunked<R> {
+    rows: R,
+    chunk_rows: usize,
+    chunks: u32,
+    chunk_order: Vec<u32>,
+    current: Option<EpochOrder>,
+    /// Position in `chunk_order` of the chunk under the cursor, and the
+    /// epoch position of its first row.
+    pos: usize,
+    pos_start: usize,
+    loaded: Option<usize>,
+    buf: Vec<f32>,
+    perm: Vec<u32>,
+}
+
+impl<R: Rows> Chunked<R> {
+    /// Reads `rows` in chunks of `chunk_rows` rows (the last may be shorter).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `chunk_rows` is 0 or there are 2^32 chunks or more.
+    pub fn new(rows: R, chunk_rows: usize) -> Result<Chunked<R>> {
+        if chunk_rows == 0 {
+            return Err(Error::config("chunk_rows", "must be at least 1"));
+        }
+        let n_chunks = rows.len().div_ceil(chunk_rows);
+        let held = chunk_rows.min(rows.len());
+        let Ok(chunks) = u32::try_from(n_chunks) else {
+            return Err(Error::config(
+                "chunk_rows",
+                format!("{chunk_rows} makes {n_chunks} chunks, more than 2^32 − 1"),
+            ));
+        };
+        Ok(Chunked {
+            buf: vec![0.0; held * rows.dim()],
+            perm: Vec::with_capacity(held),
+            chunk_order: Vec::with_capacity(n_chunks),
+            chunks,
+            rows,
+            chunk_rows,
+            current: None,
+            pos: 0,
+            pos_start: 0,
+            loaded: None,
+        })
+    }
+
+    /// Rows per chunk.
+    pub fn chunk_rows(&self) -> usize {
+        self.chunk_rows
+    }
+
+    fn chunk_len(&self, chunk: u32) -> usize {
+        let lo = chunk as usize * self.chunk_rows;
+        self.chunk_rows.min(self.rows.len() - lo)
+    }
+
+    fn load(&mut self, order: EpochOrder) -> Result<()> {
+        let c = self.chunk_order[self.pos];
+        let n = self.chunk_len(c);
+        let dim = self.rows.dim();
+        self.loaded = None;
+        self.rows
+            .read(c as usize * self.chunk_rows, &mut self.buf[..n * dim])?;
+        self.perm.clear();
+        self.perm.extend(0..n as u32);
+        if order.shuffle {
+            let mix = (u64::from(c) + 1).wrapping_mul(0xd1b5_4a32_d192_ed03);
+            Rng::new(order.seed ^ epoch_mix(order.epoch) ^ mix).shuffle(&mut self.perm);
+        }
+        self.loaded = Some(self.pos);
+        Ok(())
+    }
+}
+
+impl<R: Rows> EpochSource for Chunked<R> {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+    fn dim(&self) -> usize {
+        self.rows.dim()
+    }
+    fn fill(&mut self, order: EpochOrder, start: usize, out: &mut [f32]) -> Result<()> {
+        let dim = self.rows.dim();
+        let count = rows_in("Chunked::fill", start, out.len(), dim, self.rows.len())?;
+        if self.current != Some(order) {
+            self.chunk_order.clear();
+            self.chunk_order.extend(0..self.chunks);
+            if order.shuffle {
+                Rng::new(order.seed ^ epoch_mix(order.epoch)).shuffle(&mut self.chunk_order);
+            }
+            (self.pos, self.pos_start, self.loaded) = (0, 0, None);
+            self.current = Some(order);
+        }
+        for (k, row) in out.chunks_exact_mut(dim.max(1)).take(count).enumerate() {
+            let p = start + k;
+            if p < self.pos_start {
+                (self.pos, self.pos_start) = (0, 0);
+            }
+            loop {
+                let n = self.chunk_len(self.chunk_order[self.pos]);
+                if p < self.pos_start + n {
+                    break;
+                }
+                self.pos_start += n;
+                self.pos += 1;
+            }
+            if self.loaded != Some(self.pos) {
+                self.load(order)?;
+            }
+            let r = self.perm[p - self.pos_start] as usize;
+            row.copy_from_slice(&self.buf[r * dim..(r + 1) * dim]);
+        }
+        Ok(())
+    }
+}
+
+/// A range of rows of a `.npy` file, read as needed (see
+/// [`crate::data::npy_reader`]), checked finite and multiplied by the input
+/// scale.
+#[derive(Debug)]
+pub struct NpyRows {
+    reader: NpyReader<File>,
+    lo: usize,
+    len: usize,
+    scale: f32,
+}
+
+impl NpyRows {
+    /// All rows of the `.npy` file at `path`, scale 1.
+    ///
+    /// # Errors
+    /// As [`NpyReader::open`].
+    pub fn open(path: &Path) -> Result<NpyRows> {
+        let reader = NpyReader::open(path)?;
+        Ok(NpyRows {
+            lo: 0,
+            len: reader.rows(),
+            scale: 1.0,
+            reader,
+        })
+    }
+
+    /// The same file's rows `lo..hi` (of the whole file).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if the range is not within the file.
+    pub fn range(self, lo: usize, hi: usize) -> Result<NpyRows> {
+        if lo > hi || hi > self.reader.rows() {
+            return Err(Error::shape(
+                "NpyRows::range",
+                format!("rows within 0..{}", self.reader.rows()),
+                format!("{lo}..{hi}"),
+            ));
+        }
+        Ok(NpyRows {
+            lo,
+            len: hi - lo,
+            ..self
+        })
+    }
+
+    /// The same rows multiplied by `scale` when read.
+    ///
+    /// # Errors
+    /// [`Error::Config`] unless `scale` is finite and positive.
+    pub fn scaled(self, scale: f32) -> Result<NpyRows> {
+        check_scale(scale)?;
+        Ok(NpyRows { scale, ..self })
+    }
+
+    /// The reader (header, shape, path).
+    pub fn reader(&self) -> &NpyReader<File> {
+        &self.reader
+    }
+
+    /// All the rows in memory, `(len, dim)` row-major.
+    ///
+    /// # Errors
+    /// As [`Rows::read`].
+    pub fn read_all(&mut self) -> Result<Vec<f32>> {
+        let mut out = vec![0.0; self.len * self.reader.dim()];
+        self.read(0, &mut out)?;
+        Ok(out)
+    }
+}
+
+impl Rows for NpyRows {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn dim(&self) -> usize {
+        self.reader.dim()
+    }
+    fn scale(&self) -> f32 {
+        self.scale
+    }
+    fn read(&mut self, start: usize, out: &mut [f32]) -> Result<()> {
+        let dim = self.reader.dim();
+        rows_in("NpyRows::read", start, out.len(), dim, self.len)?;
+        self.reader.read_rows(self.lo + start, out)?;
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                step: 0,
+                tensor: format!(
+                    "{}: row {}, feature {} (value {})",
+                    self.reader.path().display(),
+                    self.lo + start + i / dim,
+                    i % dim,
+                    out[i]
+                ),
+            });
+        }
+        if self.scale != 1.0 {
+            out.iter_mut().for_each(|v| *v *= self.scale);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,402 @@
+//! The command-line tool on activation matrices (.npy): streamed and
+//! normalised training, exact resumption, bfloat16 input, outputs in input
+//! space, bounded memory when streaming, and `--init` from an SAE-library
+//! directory.
+
+mod common;
+
+use sparse_ae::data::npy;
+use sparse_ae::io::model_file::load_model_scaled;
+use sparse_ae::rng::Rng;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sparse-ae"))
+        .args(args)
+        .env_remove("SPARSE_AE_DATA")
+        .env_remove("SPARSE_AE_KERNEL")
+        .output()
+        .unwrap()
+}
+
+/// Stdout and stderr of a run that must succeed.
+fn ok(args: &[&str]) -> (String, String) {
+    let o = run(args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "sparse-ae {args:?} failed:\n{err}");
+    (String::from_utf8(o.stdout).unwrap(), err)
+}
+
+fn fails(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(!o.status.success(), "sparse-ae {args:?} should fail");
+    String::from_utf8(o.stderr).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Activations exact in bfloat16: multiples of 1/8 around a mean of 2.
+fn activations(rows: usize, dim: usize) -> Vec<f32> {
+    let mut rng = Rng::new(7);
+    (0..rows * dim)
+        .map(|i| 2.0 * (i % 3) as f32 + (rng.below(40) as f32 - 20.0) / 8.0)
+        .collect()
+}
+
+fn write_bf16(path: &Path, rows: usize, dim: usize, data: &[f32]) {
+    let mut bytes = npy::header_bytes("<V2", &[rows, dim]);
+    for v in data {
+        bytes.extend(((v.to_bits() >> 16) as u16).to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A TopK SAE for `dim` features: 4·dim latents, k = 4, linear output, MSE.
+fn sae_config(dir: &Path, dim: usize) -> std::path::PathBuf {
+    let p = dir.join("sae.json");
+    std::fs::write(
+        &p,
+        format!(
+            r#"{{"input": {dim}, "layers": [{{"type": "dense", "units": {}, "activation": "relu"}}, {{"type": "dense", "units": {dim}, "activation": "linear"}}], "code_layer": 0, "loss": "mse", "topk": {{"k": 4, "batch": false}}}}"#,
+            4 * dim
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn streamed_normalised_training_resumes_exactly_and_reads_bf16_alike() {
+    let dir = common::temp_dir("cli_acts_resume");
+    let (rows, dim) = (700, 24);
+    let data = activations(rows, dim);
+    let (f32_file, bf16_file) = (dir.join("acts.npy"), dir.join("acts_bf16.npy"));
+    npy::write(&f32_file, rows, dim, &data).unwrap();
+    write_bf16(&bf16_file, rows, dim, &data);
+    let cfg = sae_config(&dir, dim);
+    let (a, b, c, ck) = (
+        dir.join("a.st"),
+        dir.join("b.st"),
+        dir.join("c.st"),
+        dir.join("ck.st"),
+    );
+    // 0.02 MB chunks: 218 rows, so an epoch of 630 rows has three chunks.
+    let train = |data: &Path, out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--config",
+            s(&cfg),
+            "--data",
+            s(data),
+            "--out",
+            s(out),
+        ];
+        args.extend(["--batch-size", "16", "--epochs", "3", "-q"]);
+        args.extend(extra);
+        ok(&args)
+    };
+    let streamed = ["--stream", "--chunk-mb", "0.02", "--normalize"];
+    train(&f32_file, &a, &streamed);
+    let mut first = streamed.to_vec();
+    first.extend(["--steps", "50", "--checkpoint", s(&ck)]);
+    train(&f32_file, &b, &first);
+    // The checkpoint knows the chunking and the scale: no flags needed.
+    ok(&[
+        "train",
+        "--resume",
+        s(&ck),
+        "--data",
+        s(&f32_file),
+        "--out",
+        s(&b),
+        "--epochs",
+        "3",
+        "-q",
+    ]);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    train(&bf16_file, &c, &streamed);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
+    // The scale is √d / mean‖x‖ of the training split (the first 630 rows).
+    let (_, scale) = load_model_scaled(&a).unwrap();
+    let mean_norm = data[..630 * dim]
+        .chunks(dim)
+        .map(|r| r.iter().map(|v| f64::from(v * v)).sum::<f64>().sqrt())
+        .sum::<f64>()
+        / 630.0;
+    assert_eq!(scale, ((dim as f64).sqrt() / mean_norm) as f32);
+    // In memory, the epochs are other permutations: another model.
+    let d = dir.join("d.st");
+    train(&f32_file, &d, &["--normalize"]);
+    assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&d).unwrap());
+}
+
+#[test]
+fn outputs_of_a_normalised_model_are_in_input_space() {
+    let dir = common::temp_dir("cli_acts_space");
+    let (rows, dim) = (400, 16);
+    let data = activations(rows, dim);
+    let file = dir.join("acts.npy");
+    npy::write(&file, rows, dim, &data).unwrap();
+    let cfg = sae_config(&dir, dim);
+    let m = dir.join("m.st");
+    ok(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--data",
+        s(&file),
+        "--out",
+        s(&m),
+        "--normalize",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "-q",
+    ]);
+    let (model, scale) = load_model_scaled(&m).unwrap();
+    assert!(scale > 0.0 && scale != 1.0, "{scale}");
+    // Reference: x̂ = recon(s·x) / s on the test split (rows 360..400).
+    let x = &data[360 * dim..];
+    let sx: Vec<f32> = x.iter().map(|v| v * scale).collect();
+    let mut ws = model.workspace(40);
+    model.forward(&mut ws, &sx).unwrap();
+    let mut recon = vec![0.0; sx.len()];
+    model.reconstruction(&ws, &mut recon);
+    let per_sample: Vec<f64> = recon
+        .chunks(dim)
+        .zip(x.chunks(dim))
+        .map(|(r, x)| {
+            r.iter()
+                .zip(x)
+                .map(|(r, x)| f64::from(r / scale - x).powi(2))
+                .sum::<f64>()
+                / dim as f64
+        })
+        .collect();
+    let mse = per_sample.iter().sum::<f64>() / 40.0;
+    let (json, _) = ok(&["eval", "-m", s(&m), "--data", s(&file), "--json"]);
+    let field = |k: &str| -> f64 {
+        let v = sparse_ae::io::json::parse(json.trim().as_bytes()).unwrap();
+        v.f64_at(k).unwrap()
+    };
+    assert!((field("mse") - mse).abs() <= 1e-5 * mse, "{json} vs {mse}");
+    let scores = dir.join("scores.npy");
+    ok(&["score", "-m", s(&m), "--data", s(&file), "-o", s(&scores)]);
+    let got = npy::read(&scores).unwrap().data;
+    for (g, w) in got.iter().zip(&per_sample) {
+        assert!(
+            (f64::from(*g) - w).abs() <= 1e-5 * w.max(1e-3),
+            "{g} vs {w}"
+        );
+    }
+    // The export folds the scale: the library formula on raw x gives x̂.
+    let out = dir.join("sae");
+    ok(&["export", "-m", s(&m), "-o", s(&out)]);
+    let folded = sparse_ae::io::interop::import_sae(&out).unwrap();
+    let mut ws = folded.workspace(40);
+    folded.forward(&mut ws, x).unwrap();
+    let mut raw = vec![0.0; x.len()];
+    folded.reconstruction(&ws, &mut raw);
+    for (r, f) in recon.iter().zip(&raw) {
+        assert!((r / scale - f).abs() <= 1e-4 * (1.0 + f.abs()), "{r} {f}");
+    }
+}
+
+/// Peak resident memory reported by `train` ("peak RSS N MB").
+fn peak_rss(stderr: &str) -> Option<f64> {
+    let tail = stderr.split("peak RSS ").nth(1)?;
+    tail.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn streaming_keeps_memory_below_the_file_size() {
+    if !Path::new("/proc/self/status").exists() {
+        eprintln!("skipping: no /proc to read the peak resident memory from");
+        return;
+    }
+    let dir = common::temp_dir("cli_acts_rss");
+    // 48 MB of f32: 24576 rows of 512.
+    let (rows, dim) = (24_576, 512);
+    let file = dir.join("big.npy");
+    let data: Vec<f32> = (0..rows * dim).map(|i| (i % 251) as f32 / 64.0).collect();
+    npy::write(&file, rows, dim, &data).unwrap();
+    drop(data);
+    let m = dir.join("m.st");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--preset",
+            "shallow",
+            "--data",
+            s(&file),
+            "-o",
+            s(&m),
+        ];
+        args.extend(["--steps", "20", "--batch-size", "64", "--threads", "1"]);
+        args.extend(extra);
+        let (_, err) = ok(&args);
+        peak_rss(&err).unwrap_or_else(|| panic!("no peak RSS in:\n{err}"))
+    };
+    let in_memory = train(&[]);
+    // A budget of 8 MB makes the 44 MB training split stream, in 1 MB chunks.
+    let streamed = train(&["--memory-budget", "8", "--chunk-mb", "1"]);
+    assert!(in_memory > 48.0, "in memory {in_memory} MB");
+    assert!(
+        streamed < 24.0 && streamed + 24.0 < in_memory,
+        "streamed {streamed} MB vs in memory {in_memory} MB"
+    );
+}
+
+#[test]
+fn init_from_an_sae_directory() {
+    let dir = common::temp_dir("cli_acts_init");
+    let (rows, dim) = (300, 12);
+    let file = dir.join("acts.npy");
+    npy::write(&file, rows, dim, &activations(rows, dim)).unwrap();
+    let cfg = sae_config(&dir, dim);
+    let m = dir.join("m.st");
+    ok(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--data",
+        s(&file),
+        "--out",
+        s(&m),
+        "--normalize",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "-q",
+    ]);
+    let sae = dir.join("sae");
+    ok(&["export", "-m", s(&m), "-o", s(&sae)]);
+    // Zero steps from the directory: the same model and scale back.
+    let back = dir.join("back.st");
+    ok(&[
+        "train",
+        "--init",
+        s(&sae),
+        "--data",
+        s(&file),
+        "--out",
+        s(&back),
+        "--epochs",
+        "0",
+        "-q",
+    ]);
+    let (orig, s0) = load_model_scaled(&m).unwrap();
+    let (got, s1) = load_model_scaled(&back).unwrap();
+    assert_eq!(s0, s1);
+    assert_eq!(got.config(), orig.config());
+    for (a, b) in got.params.iter().zip(&orig.params) {
+        assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+    // With a configuration of the same shapes it trains on; of others, a clear error.
+    ok(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--init",
+        s(&sae),
+        "--data",
+        s(&file),
+        "--out",
+        s(&back),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "-q",
+    ]);
+    let e = fails(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--init",
+        s(&sae),
+        "--data",
+        s(&file),
+        "--out",
+        s(&back),
+        "-q",
+    ]);
+    assert!(e.contains("sae") && e.contains("shapes"), "{e}");
+}
+
+#[test]
+fn bad_activation_input_gives_clear_errors() {
+    let dir = common::temp_dir("cli_acts_errors");
+    common::write_tiny_mnist(&dir, 10, 20, 5);
+    let e = fails(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&dir),
+        "--stream",
+    ]);
+    assert!(e.contains("--stream") && e.contains(".npy"), "{e}");
+    let file = dir.join("acts.npy");
+    npy::write(&file, 40, 8, &activations(40, 8)).unwrap();
+    let e = fails(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&file),
+        "--normalize",
+    ]);
+    assert!(e.contains("mse or sse"), "{e}");
+    let e = fails(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&file),
+        "--chunk-mb",
+        "0",
+    ]);
+    assert!(e.contains("--chunk-mb"), "{e}");
+    let flat = dir.join("flat.npy");
+    std::fs::write(&flat, npy::to_bytes(&[5], &[1.0; 5]).unwrap()).unwrap();
+    let e = fails(&["train", "--preset", "shallow", "--data", s(&flat)]);
+    assert!(e.contains("samples × features") && e.contains("[5]"), "{e}");
+    // A file cut short after its header was written.
+    let cut = dir.join("cut.npy");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let e = fails(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&cut),
+        "--stream",
+    ]);
+    assert!(
+        e.contains("cut.npy") && e.contains("needs 1280 bytes of data but 1270"),
+        "{e}"
+    );
+    // A NaN met while streaming names its row and feature.
+    let mut nan = activations(40, 8);
+    nan[37 * 8 + 3] = f32::NAN;
+    let with_nan = dir.join("nan.npy");
+    npy::write(&with_nan, 40, 8, &nan).unwrap();
+    let e = fails(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&with_nan),
+        "--stream",
+        "--batch-size",
+        "4",
+    ]);
+    assert!(e.contains("nan.npy: row 37, feature 3 (value NaN)"), "{e}");
+}
