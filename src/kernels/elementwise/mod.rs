@@ -22,12 +22,12 @@
 
 pub mod approx;
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+pub(super) mod avx2;
 #[cfg(target_arch = "x86_64")]
-mod avx512;
+pub(super) mod avx512;
 mod body;
 pub mod scalar;
-mod simd;
+pub(super) mod simd;
 
 use super::{Activation, Isa};
 
