@@ -2,7 +2,7 @@
 //! allocation (counted by a global allocator wrapper), when it runs on a
 //! thread of the rayon pool as `fit` runs it.
 
-use sparse_ae::nn::{Autoencoder, preset};
+use sparse_ae::nn::{Autoencoder, TopK, TopkPath, preset};
 use sparse_ae::optim::{OptimizerConfig, SgdConfig};
 use sparse_ae::rng::Rng;
 use sparse_ae::train::Trainer;
@@ -34,6 +34,27 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Allocations in 10 steps after two warm-up steps.
+fn allocations(t: &mut Trainer<f32>, x: &[f32]) -> usize {
+    // Steps run inside the rayon pool, as `fit` runs them: called from a
+    // thread outside the pool, parallel products go through the pool's
+    // injection queue, which allocates a block per 63 jobs.
+    rayon::scope(|_| {
+        t.step(x).unwrap();
+        t.step(x).unwrap();
+        let before = ALLOCS.load(Ordering::SeqCst);
+        for _ in 0..10 {
+            t.step(x).unwrap();
+        }
+        ALLOCS.load(Ordering::SeqCst) - before
+    })
+}
+
+fn batch_of(batch: usize) -> Vec<f32> {
+    let mut rng = Rng::new(3);
+    (0..batch * 784).map(|_| rng.next_f32()).collect()
+}
+
 #[test]
 fn steps_after_the_first_do_not_allocate() {
     let cases = [
@@ -47,20 +68,33 @@ fn steps_after_the_first_do_not_allocate() {
     for (name, batch, opt) in cases {
         let model = Autoencoder::<f32>::new(preset(name, 784).unwrap(), 1).unwrap();
         let mut t = Trainer::new(model, opt, batch, 2).unwrap();
-        let mut rng = Rng::new(3);
-        let x: Vec<f32> = (0..batch * 784).map(|_| rng.next_f32()).collect();
-        // Steps run inside the rayon pool, as `fit` runs them: called from a
-        // thread outside the pool, parallel products go through the pool's
-        // injection queue, which allocates a block per 63 jobs.
-        let n = rayon::scope(|_| {
-            t.step(&x).unwrap();
-            t.step(&x).unwrap();
-            let before = ALLOCS.load(Ordering::SeqCst);
-            for _ in 0..10 {
-                t.step(&x).unwrap();
-            }
-            ALLOCS.load(Ordering::SeqCst) - before
-        });
+        let n = allocations(&mut t, &batch_of(batch));
         assert_eq!(n, 0, "{name} at batch {batch}: {n} allocations in 10 steps");
+    }
+    topk_steps_do_not_allocate_on_either_path();
+}
+
+/// The `topk` preset on both paths, and BatchTopK on the sparse path (in
+/// the same test: the counter is global, so no other test may run).
+fn topk_steps_do_not_allocate_on_either_path() {
+    for (path, batch_topk) in [
+        (TopkPath::Dense, false),
+        (TopkPath::Sparse, false),
+        (TopkPath::Sparse, true),
+    ] {
+        let mut cfg = preset("topk", 784).unwrap();
+        cfg.topk = cfg.topk.map(|t| TopK {
+            batch: batch_topk,
+            ..t
+        });
+        let model = Autoencoder::<f32>::new(cfg, 1).unwrap();
+        let mut t = Trainer::new(model, OptimizerConfig::default(), 64, 2).unwrap();
+        t.set_topk_path(path);
+        assert_eq!(t.workspace().uses_sparse_topk(), path == TopkPath::Sparse);
+        let n = allocations(&mut t, &batch_of(64));
+        assert_eq!(
+            n, 0,
+            "{path:?} batch={batch_topk}: {n} allocations in 10 steps"
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod noise;
 pub mod params;
 pub mod pool;
 pub mod presets;
+pub mod sparse_topk;
 pub mod sparsity;
 
 pub use config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelBuilder, ModelConfig, Noise, TopK};
@@ -17,3 +18,4 @@ pub use model::{Autoencoder, LossParts, Workspace};
 pub use noise::apply_noise;
 pub use params::{ParamInfo, ParamKind, ParamLayout};
 pub use presets::{PRESETS, preset};
+pub use sparse_topk::TopkPath;

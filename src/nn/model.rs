@@ -7,6 +7,7 @@ use super::params::{ParamKind, ParamLayout, init_params};
 use super::pool::{
     maxpool2d_backward, maxpool2d_forward, upsample_nearest2d_backward, upsample_nearest2d_forward,
 };
+use super::sparse_topk::{CodeTerms, SparseTopk, TopkPath};
 use super::sparsity::{kl_penalty, l1_penalty, topk_backward, topk_batch, topk_rows};
 use crate::error::{Error, Result};
 use crate::kernels::{Activation, Real};
@@ -95,7 +96,8 @@ fn plan(cfg: &ModelConfig) -> Vec<Op> {
 /// Everything a forward and backward pass writes, allocated once per batch
 /// size: each layer's output `h` (the logits `z` for a sigmoid+BCE output
 /// layer), the gradients with respect to them, the convolutions' scratch,
-/// the pooling argmax indices, and the KL scratch.
+/// the pooling argmax indices, the KL scratch, and the buffers of a top-k
+/// code's sparse path (see [`super::sparse_topk`]).
 #[derive(Clone, Debug)]
 pub struct Workspace<T> {
     batch: usize,
@@ -107,14 +109,26 @@ pub struct Workspace<T> {
     rho_hat: Vec<T>,
     kl_g: Vec<T>,
     topk_scratch: Vec<T>,
+    topk_path: TopkPath,
+    sparse: Option<SparseTopk<T>>,
 }
 
 impl<T: Real> Workspace<T> {
-    /// A workspace for `cfg` at batch size `batch`.
+    /// A workspace for `cfg` at batch size `batch`, with the default top-k
+    /// path ([`TopkPath::active`]).
     ///
     /// # Panics
     /// If `cfg` is invalid (every model validates its configuration).
     pub fn new(cfg: &ModelConfig, batch: usize) -> Workspace<T> {
+        Workspace::with_topk_path(cfg, batch, TopkPath::active())
+    }
+
+    /// A workspace for `cfg` at batch size `batch` whose top-k code (if
+    /// any) takes `path`.
+    ///
+    /// # Panics
+    /// If `cfg` is invalid (every model validates its configuration).
+    pub fn with_topk_path(cfg: &ModelConfig, batch: usize, path: TopkPath) -> Workspace<T> {
         let ops = plan(cfg);
         let h: Vec<Vec<T>> = (0..cfg.layers.len())
             .map(|l| vec![T::ZERO; batch * cfg.width(l)])
@@ -140,12 +154,24 @@ impl<T: Real> Workspace<T> {
             rho_hat: vec![T::ZERO; kl_units],
             kl_g: vec![T::ZERO; kl_units],
             topk_scratch: vec![T::ZERO; cfg.topk.map_or(0, |t| batch * cfg.width(t.layer))],
+            topk_path: path,
+            sparse: SparseTopk::new(cfg, batch, path),
         }
     }
 
     /// The batch size this workspace holds.
     pub fn batch(&self) -> usize {
         self.batch
+    }
+
+    /// The top-k path this workspace was made with.
+    pub fn topk_path(&self) -> TopkPath {
+        self.topk_path
+    }
+
+    /// Whether the top-k code runs on the sparse path.
+    pub fn uses_sparse_topk(&self) -> bool {
+        self.sparse.is_some()
     }
 
     /// A hash of the max-pooling choices of the last forward pass (which
@@ -236,6 +262,11 @@ impl<T: Real> Autoencoder<T> {
         Workspace::new(&self.cfg, batch)
     }
 
+    /// A workspace at batch size `batch` with the top-k code on `path`.
+    pub fn workspace_with(&self, batch: usize, path: TopkPath) -> Workspace<T> {
+        Workspace::with_topk_path(&self.cfg, batch, path)
+    }
+
     /// The same model in another float type (values converted by rounding).
     pub fn cast<U: Real>(&self) -> Autoencoder<U> {
         Autoencoder {
@@ -292,6 +323,11 @@ impl<T: Real> Autoencoder<T> {
             let (before, rest) = ws.h.split_at_mut(l);
             let x: &[T] = if l == 0 { input } else { &before[l - 1] };
             let h = &mut rest[0];
+            if let Some(sp) = ws.sparse.as_mut().filter(|s| s.code_layer() + 1 == l) {
+                let (w, b) = (self.layout.weight(l), self.layout.bias(l));
+                sp.decoder_forward(h, &self.params[w.range()], &self.params[b.range()], act);
+                continue;
+            }
             match self.ops[l] {
                 Op::Dense { inp, out } => dense_forward(
                     h,
@@ -332,7 +368,9 @@ impl<T: Real> Autoencoder<T> {
                 && t.layer == l
             {
                 let (units, _, _) = self.shapes[l];
-                if t.batch {
+                if let Some(sp) = ws.sparse.as_mut() {
+                    sp.select(h, &mut ws.topk_scratch);
+                } else if t.batch {
                     topk_batch(h, t.k * b, &mut ws.topk_scratch);
                 } else {
                     topk_rows(h, units, t.k, &mut ws.topk_scratch);
@@ -450,7 +488,12 @@ impl<T: Real> Autoencoder<T> {
         };
 
         for l in (0..=last).rev() {
-            if l != last {
+            // The sparse path handles the code layer's penalties and derivatives.
+            let sparse = ws
+                .sparse
+                .as_mut()
+                .filter(|s| l == s.code_layer() || l == s.code_layer() + 1);
+            if l != last && sparse.as_ref().is_none_or(|s| s.code_layer() != l) {
                 if let Some(p) = cfg.l1
                     && p.layer == l
                 {
@@ -472,6 +515,14 @@ impl<T: Real> Autoencoder<T> {
             let dx = dh_below.last_mut().map(|v| &mut v[..]);
             let dz = &dh_rest[0];
             let x: &[T] = if l == 0 { input } else { &ws.h[l - 1] };
+            if let Some(sp) = sparse {
+                let (w_info, b_info) = (self.layout.weight(l), self.layout.bias(l));
+                let (dw, db) = split_two(grads, w_info.range(), b_info.range());
+                let terms = CodeTerms::of_layer(cfg, l, b, &ws.kl_g);
+                let w = &self.params[w_info.range()];
+                sp.backward(l, dw, db, dx, dz, x, w, terms);
+                continue;
+            }
             match self.ops[l] {
                 Op::Dense { inp, out } => {
                     let w_info = self.layout.weight(l);

@@ -210,7 +210,7 @@ fn keep_k<T: Real>(row: &mut [T], heap: &mut [T], code: Option<(&mut [u32], &mut
             let key = rank_key(*v);
             if key == t && ties > 0 {
                 ties -= 1;
-            } else if !(key > t) {
+            } else if key <= t {
                 *v = T::ZERO;
                 continue;
             }

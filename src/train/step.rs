@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::Real;
-use crate::nn::{Autoencoder, LossParts, Noise, Workspace, apply_noise};
+use crate::nn::{Autoencoder, LossParts, Noise, TopkPath, Workspace, apply_noise};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::rng::Rng;
 
@@ -94,10 +94,16 @@ impl<T: Real> Trainer<T> {
         &self.grads
     }
 
+    /// Chooses how a top-k code's neighbouring layers are computed
+    /// (reallocates the workspace; see [`crate::nn::sparse_topk`]).
+    pub fn set_topk_path(&mut self, path: TopkPath) {
+        self.ws = self.model.workspace_with(self.ws.batch(), path);
+    }
+
     /// Resizes the buffers for another batch size (allocates).
     pub fn set_batch(&mut self, batch: usize) {
         if batch != self.ws.batch() && batch > 0 {
-            self.ws = self.model.workspace(batch);
+            self.ws = self.model.workspace_with(batch, self.ws.topk_path());
             if !self.noisy.is_empty() {
                 self.noisy = vec![T::ZERO; batch * self.model.config().input];
             }
