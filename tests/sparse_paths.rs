@@ -9,6 +9,8 @@
 //! repeated columns, and strided views whose gaps hold NaN that must survive.
 //!
 //! Tolerances:
+//! - `transpose`: moves values, so every path must give the definition bit
+//!   for bit (NaN payloads included), and leave the gaps of strided views;
 //! - `spmm`: the SIMD bodies add the twin's products in its order without FMA,
 //!   so the results are bit-identical; against the exact sum each element is
 //!   within γ_m·Σ|vₑ·aₑ| (m entries in the row, γ_m = m·u/(1 − m·u), u = 2⁻²⁴);
@@ -57,7 +59,8 @@ macro_rules! per_isa {
 
 per_isa!(
     spmm_matches_twin_and_reference,
-    sddmm_matches_twin_and_reference
+    sddmm_matches_twin_and_reference,
+    transpose_moves_every_value,
 );
 
 /// A random pattern over `rows` rows with 0..=max_per_row entries each
@@ -181,6 +184,38 @@ fn sddmm_matches_twin_and_reference(isa: Isa) {
                     (got - exact).abs() <= (2.0 * U + U * U + eps53) * mag,
                     "{isa}: width {width} entry {e}: {got} vs exact {exact}"
                 );
+            }
+        }
+    }
+}
+
+fn transpose_moves_every_value(isa: Isa) {
+    let mut rng = StdRng::seed_from_u64(14);
+    let mut shapes: Vec<(usize, usize)> = (0..=40).map(|r| (r, (r * 7) % 37 + 1)).collect();
+    shapes.extend([(768, 64), (64, 64), (17, 100), (0, 5), (5, 0), (33, 1)]);
+    for (rows, cols) in shapes {
+        let (sld, dld) = (cols + rows % 3, rows + 2);
+        let mut src: Vec<f32> = (0..rows * sld)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        if let Some(v) = src.get_mut(rows * sld / 2) {
+            *v = f32::from_bits(0x7fc0_1234);
+        }
+        let mut dst = vec![f32::from_bits(0x7fa0_0001); cols * dld];
+        sparse::transpose(
+            isa,
+            MatRef::new(&src, rows, cols).with_ld(sld),
+            MatMut::new(&mut dst, cols, rows).with_ld(dld),
+        );
+        for c in 0..cols {
+            for r in 0..dld {
+                let got = dst[c * dld + r].to_bits();
+                let want = if r < rows {
+                    src[r * sld + c].to_bits()
+                } else {
+                    0x7fa0_0001
+                };
+                assert_eq!(got, want, "{isa}: {rows}×{cols} at ({c}, {r})");
             }
         }
     }

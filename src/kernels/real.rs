@@ -83,6 +83,8 @@ pub trait Real:
         y: MatRef<'_, Self>,
         out: &mut [Self],
     );
+    /// `dst ← srcᵀ`; see [`sparse::transpose`].
+    fn transpose(src: MatRef<'_, Self>, dst: MatMut<'_, Self>);
     /// In place `x ← act(x)`; see [`elementwise::act_forward`].
     fn act_forward(act: Activation, x: &mut [Self]);
     /// In place `dh ← dh ⊙ act'(h)`; see [`elementwise::act_backward`].
@@ -189,6 +191,9 @@ impl Real for f32 {
     ) {
         sparse::sddmm(Isa::active(), starts, cols, x, y, out)
     }
+    fn transpose(src: MatRef<'_, f32>, dst: MatMut<'_, f32>) {
+        sparse::transpose(Isa::active(), src, dst)
+    }
     fn act_forward(act: Activation, x: &mut [f32]) {
         elementwise::act_forward(Isa::active(), act, x)
     }
@@ -248,6 +253,9 @@ impl Real for f64 {
         out: &mut [f64],
     ) {
         sparse::scalar::sddmm(starts, cols, x, y, out)
+    }
+    fn transpose(src: MatRef<'_, f64>, dst: MatMut<'_, f64>) {
+        sparse::scalar::transpose(src, dst)
     }
     fn act_forward(act: Activation, x: &mut [f64]) {
         elementwise::scalar::act_forward(act, x)

@@ -364,11 +364,8 @@ impl<T: Real> SparseTopk<T> {
                     };
                     let t = &mut tile[..n_units * n_out];
                     T::spmm(block, dz_cols, MatMut::new(t, n_units, n_out));
-                    for (o, row) in rows.chunks_exact_mut(units).enumerate() {
-                        for (jj, d) in row[j0..j0 + n_units].iter_mut().enumerate() {
-                            *d = t[jj * n_out + o];
-                        }
-                    }
+                    let dst = MatMut::new(&mut rows[j0..], n_out, n_units).with_ld(units);
+                    T::transpose(MatRef::new(t, n_units, n_out), dst);
                 }
             });
         T::col_sum(dz, out, db);
@@ -485,19 +482,14 @@ impl<'a, T: Real> CodeTerms<'a, T> {
 }
 
 /// `dst ← srcᵀ` for `src: (rows, cols)`, `dst: (cols, rows)`, in parallel
-/// over blocks of `dst` rows: a task reads a 64-column strip of `src` row by
-/// row and writes its 64 destination rows a column at a time, so the lines
-/// it writes stay in L1 while they fill.
+/// over strips of 64 `dst` rows (64 columns of `src`).
 fn transpose<T: Real>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     dst.par_chunks_mut(UNITS_PER_TASK * rows)
         .enumerate()
-        .for_each(|(c, block)| {
-            let (c0, n) = (c * UNITS_PER_TASK, block.len() / rows);
-            for (r, row) in src.chunks_exact(cols).enumerate() {
-                for (cc, &v) in row[c0..c0 + n].iter().enumerate() {
-                    block[cc * rows + r] = v;
-                }
-            }
+        .for_each(|(c, strip)| {
+            let (c0, n) = (c * UNITS_PER_TASK, strip.len() / rows);
+            let src = MatRef::new(&src[c0..], rows, n).with_ld(cols);
+            T::transpose(src, MatMut::new(strip, n, rows));
         });
 }
 

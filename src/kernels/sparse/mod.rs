@@ -12,7 +12,8 @@
 //!
 //! With the code as S (rows = samples) these give a decoder's forward pass
 //! and its input gradient; with the transposed code (rows = units) they give
-//! weight gradients that touch only the units in use.
+//! weight gradients that touch only the units in use. [`transpose`] turns a
+//! weight stored `(out, in)` into one whose rows are the units' directions.
 //!
 //! Every function has a scalar twin in [`scalar`], generic over
 //! [`Real`](super::Real). Agreement: [`spmm`]'s SIMD paths add the same
@@ -114,6 +115,40 @@ pub fn sddmm(
         }
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("no SIMD path on this target"),
+    }
+}
+
+/// `dst ← srcᵀ`: `dst[c, r] = src[r, c]` for `src: (rows, cols)` and
+/// `dst: (cols, rows)`, each with its own row stride; the values are moved
+/// bit for bit.
+///
+/// The SIMD paths gather one column of 16 (AVX-512) or 8 (AVX2) source rows
+/// and store it as one destination row segment, so every store is a full
+/// vector and the gathered lines stay in L1 for the next columns; the last
+/// rows go element by element. A source stride too large for 32-bit gather
+/// offsets takes the scalar path.
+///
+/// # Panics
+/// On a shape mismatch (see [`scalar::check_transpose`]), or if `isa` is not
+/// available on this CPU.
+pub fn transpose(isa: Isa, src: MatRef<'_, f32>, dst: MatMut<'_, f32>) {
+    scalar::check_transpose(&src, &dst);
+    let gather_ok = src
+        .ld
+        .checked_mul(16)
+        .is_some_and(|v| v <= i32::MAX as usize);
+    match checked(isa) {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if gather_ok => {
+            // SAFETY: `checked` asserted that this CPU runs AVX2 + FMA.
+            unsafe { avx2::transpose(src, dst) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if gather_ok => {
+            // SAFETY: `checked` asserted that this CPU runs AVX-512F.
+            unsafe { avx512::transpose(src, dst) }
+        }
+        _ => scalar::transpose_unchecked(src, dst),
     }
 }
 

@@ -160,3 +160,57 @@ pub(super) fn sddmm_unchecked<T: Real>(
         }
     }
 }
+
+/// The checks of [`super::transpose`]: `dst` is `src` with rows and columns
+/// swapped, neither view is transposed, and both fit their slices.
+///
+/// # Panics
+/// If any of these fails.
+pub fn check_transpose<T: Copy>(src: &MatRef<'_, T>, dst: &MatMut<'_, T>) {
+    assert!(
+        src.trans == Trans::No,
+        "transpose: src must not be marked transposed"
+    );
+    check_view(
+        "transpose",
+        "src",
+        src.data.len(),
+        src.rows,
+        src.cols,
+        src.ld,
+    );
+    check_view(
+        "transpose",
+        "dst",
+        dst.data.len(),
+        dst.rows,
+        dst.cols,
+        dst.ld,
+    );
+    assert!(
+        dst.rows == src.cols && dst.cols == src.rows,
+        "transpose: src is {}×{}, dst is {}×{}",
+        src.rows,
+        src.cols,
+        dst.rows,
+        dst.cols
+    );
+}
+
+/// See [`super::transpose`].
+///
+/// # Panics
+/// As [`check_transpose`].
+pub fn transpose<T: Copy>(src: MatRef<'_, T>, dst: MatMut<'_, T>) {
+    check_transpose(&src, &dst);
+    transpose_unchecked(src, dst);
+}
+
+/// [`transpose`] after [`check_transpose`] has passed.
+pub(super) fn transpose_unchecked<T: Copy>(src: MatRef<'_, T>, dst: MatMut<'_, T>) {
+    for r in 0..src.rows {
+        for c in 0..src.cols {
+            dst.data[c * dst.ld + r] = src.data[r * src.ld + c];
+        }
+    }
+}
