@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::{AdamHyper, Real};
+use rayon::prelude::*;
 
 /// Adam hyper-parameters; defaults are Keras' (lr 1e-3, β1 0.9, β2 0.999, ε 1e-7).
 ///
@@ -129,19 +130,99 @@ impl<T: Real> Optimizer<T> {
         }
     }
 
-    /// One update of `params` from `grads` (one fused pass).
+    /// One update of `params` from `grads` (one fused pass). Every element
+    /// is updated on its own, so large buffers are split into chunks of
+    /// [`PAR_CHUNK`] elements on the rayon pool with bit-identical results.
     ///
     /// # Panics
     /// If the lengths differ from the state's.
     pub fn step(&mut self, params: &mut [T], grads: &[T]) {
         self.t += 1;
+        let n = params.len();
+        assert!(
+            grads.len() == n && self.m.len() == n,
+            "Optimizer::step: {n} parameters, {} gradients, state for {}",
+            grads.len(),
+            self.m.len()
+        );
+        let p = params
+            .par_chunks_mut(PAR_CHUNK)
+            .zip(grads.par_chunks(PAR_CHUNK));
         match self.config {
             OptimizerConfig::Adam(a) => {
                 let h = AdamHyper::at_step(a.lr, a.beta1, a.beta2, a.eps, self.t);
-                T::adam_step(params, grads, &mut self.m, &mut self.v, &h);
+                assert_eq!(self.v.len(), n, "Optimizer::step: Adam state length");
+                let mv = self
+                    .m
+                    .par_chunks_mut(PAR_CHUNK)
+                    .zip(self.v.par_chunks_mut(PAR_CHUNK));
+                p.zip(mv)
+                    .for_each(|((p, g), (m, v))| T::adam_step(p, g, m, v, &h));
             }
-            OptimizerConfig::Sgd(s) => {
-                T::sgd_momentum_step(params, grads, &mut self.m, s.lr, s.momentum)
+            OptimizerConfig::Sgd(s) => p
+                .zip(self.m.par_chunks_mut(PAR_CHUNK))
+                .for_each(|((p, g), m)| T::sgd_momentum_step(p, g, m, s.lr, s.momentum)),
+        }
+    }
+}
+
+/// Parameters per parallel task of an update: 2¹⁸ (1 MiB of f32 per
+/// buffer), so models below that update on one thread.
+pub const PAR_CHUNK: usize = 1 << 18;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunked on 1 or 2 threads, an update equals one unchunked kernel pass
+    /// bit for bit.
+    #[test]
+    fn chunked_updates_match_one_pass() {
+        let n = 2 * PAR_CHUNK + 37;
+        let p0: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+            .collect();
+        let g: Vec<f32> = (0..n)
+            .map(|i| ((i * 104_729) % 997) as f32 * 1e-4 - 0.05)
+            .collect();
+        for config in [
+            OptimizerConfig::default(),
+            OptimizerConfig::Sgd(SgdConfig {
+                momentum: 0.9,
+                ..SgdConfig::default()
+            }),
+        ] {
+            let mut want = p0.clone();
+            let mut state = Optimizer::<f32>::new(config, n);
+            for t in 1..=2 {
+                match config {
+                    OptimizerConfig::Adam(a) => {
+                        let h = AdamHyper::at_step(a.lr, a.beta1, a.beta2, a.eps, t);
+                        f32::adam_step(&mut want, &g, &mut state.m, &mut state.v, &h);
+                    }
+                    OptimizerConfig::Sgd(s) => {
+                        f32::sgd_momentum_step(&mut want, &g, &mut state.m, s.lr, s.momentum)
+                    }
+                }
+            }
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut p = p0.clone();
+                let mut opt = Optimizer::<f32>::new(config, n);
+                pool.install(|| {
+                    opt.step(&mut p, &g);
+                    opt.step(&mut p, &g);
+                });
+                assert!(p.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+                assert!(
+                    opt.m
+                        .iter()
+                        .zip(&state.m)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+                );
             }
         }
     }
