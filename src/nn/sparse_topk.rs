@@ -5,8 +5,10 @@
 //! t+1 after it (`W_d: (out, n)`), a training step on the dense path does
 //! four products of cost batch·n·width: the decoder's forward pass
 //! `h_{t+1} = act(c·W_dᵀ + b)`, its weight gradient `dW_d = dzᵀ·c`, the code
-//! gradient `dc = dz·W_d` and the encoder's weight gradient `dW_e = dz_tᵀ·x`.
-//! The code c has k non-zeros per row, so each needs only batch·k·width:
+//! gradient `dc = dz·W_d` and the encoder's weight gradient `dW_e = dz_tᵀ·x`
+//! (five with the input gradient `dx = dz_t·W_e` when the code follows
+//! another layer). The code c has k non-zeros per row, so each needs only
+//! batch·k·width:
 //!
 //! - forward: row i of the output is Σ over its entries c_ij·W_d[:, j], a
 //!   sum of gathered rows of W_dᵀ ([`crate::kernels::sparse::spmm`]); W_dᵀ

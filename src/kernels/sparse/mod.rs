@@ -5,7 +5,7 @@
 //! sparse matrix is held in compressed-row form ([`Csr`]) and the two
 //! products are:
 //!
-//! - [`spmm`]: `C ← S·A`, row r of C = Σ_{e ∈ row r} vals[e]·A[cols[e], :],
+//! - [`spmm`]: `C ← S·A`, row r of C = `Σ_{e ∈ row r} vals[e]·A[cols[e], :]`,
 //!   a sum of gathered rows of A (overwrites C; a row without entries is 0);
 //! - [`sddmm`]: for each entry e of row r, `out[e] = X[r, :]·Y[cols[e], :]`,
 //!   a dot product of row r of X with a gathered row of Y.
