@@ -7,14 +7,21 @@
 //! W5 = W1 with Gaussian noise 0.5, drawn inside the step, at batch 32;
 //! W6 the `conv` preset (Conv 1→16→8 with pooling, L1 on the 8×7×7 code,
 //! mirrored decoder with upsampling) at batch 64.
+//!
+//! Opt-in (a step takes about a second): the group `topk_768x16384`, a
+//! 768 → 16384 → 768 autoencoder (ReLU code keeping k = 32 per sample,
+//! linear decoder, MSE, Adam) at batch 1024, once on the dense path and once
+//! on the sparse path of `nn::sparse_topk`. It runs only when a filter
+//! names it: `cargo bench --bench train_step -- topk`.
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sparse_ae::kernels::Activation::Sigmoid;
-use sparse_ae::nn::{Autoencoder, ModelBuilder, ModelConfig, preset};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use sparse_ae::kernels::Activation::{Linear, Relu, Sigmoid};
+use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, ModelConfig, TopkPath, preset};
 use sparse_ae::optim::OptimizerConfig;
 use sparse_ae::rng::Rng;
 use sparse_ae::train::Trainer;
 use std::hint::black_box;
+use std::time::Duration;
 use std::time::Instant;
 
 fn workloads() -> Vec<(&'static str, ModelConfig, usize)> {
@@ -58,5 +65,38 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The TopK autoencoder of issue 7 on both paths (see the module doc).
+fn bench_topk(c: &mut Criterion) {
+    if !std::env::args().skip(1).any(|a| a.contains("topk")) {
+        return;
+    }
+    let (d, units, k, batch) = (768, 16384, 32, 1024);
+    let cfg = ModelBuilder::new(d)
+        .code(units, Relu)
+        .decoder(d, Linear)
+        .loss(Loss::Mse)
+        .topk(k, false)
+        .build()
+        .unwrap();
+    let mut rng = Rng::new(3);
+    let x: Vec<f32> = (0..batch * d).map(|_| rng.next_f32()).collect();
+    let mut g = c.benchmark_group("topk_768x16384");
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(20))
+        .throughput(Throughput::Elements(batch as u64));
+    for path in [TopkPath::Dense, TopkPath::Sparse] {
+        let model = Autoencoder::<f32>::new(cfg.clone(), 1).unwrap();
+        let mut t = Trainer::new(model, OptimizerConfig::default(), batch, 2).unwrap();
+        t.set_topk_path(path);
+        assert_eq!(t.workspaces()[0].uses_sparse_topk(), path == TopkPath::Sparse);
+        g.bench_function(format!("{}_b{batch}", path.name()), |b| {
+            b.iter(|| black_box(t.step(black_box(&x)).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_topk);
 criterion_main!(benches);

@@ -9,8 +9,9 @@
 //! as PyTorch stores them, `(out, in)`, so a layer computes `z = x·Wᵀ + b`.
 //!
 //! ## Layers of the crate
-//! - [`kernels`]: GEMM and elementwise kernels with AVX-512, AVX2+FMA and
-//!   scalar paths chosen at run time (`SPARSE_AE_KERNEL` forces one).
+//! - [`kernels`]: GEMM, elementwise kernels and the sparse products of
+//!   k-sparse codes, with AVX-512, AVX2+FMA and scalar paths chosen at run
+//!   time (`SPARSE_AE_KERNEL` forces one).
 //! - [`data`]: readers for outside data sets (IDX/MNIST, `.npy`), validated before they allocate.
 //! - [`io`]: strict JSON, safetensors and crash-safe atomic file writes.
 //!

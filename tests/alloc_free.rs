@@ -3,7 +3,9 @@
 //! thread of the rayon pool as `fit` runs it.
 
 use sparse_ae::kernels::Activation;
-use sparse_ae::nn::{Autoencoder, EncoderInit, Loss, ModelBuilder, ModelConfig, preset};
+use sparse_ae::nn::{
+    Autoencoder, EncoderInit, Loss, ModelBuilder, ModelConfig, TopK, TopkPath, preset,
+};
 use sparse_ae::optim::{OptimizerConfig, SgdConfig};
 use sparse_ae::rng::Rng;
 use sparse_ae::train::Trainer;
@@ -52,6 +54,27 @@ fn sae_config() -> ModelConfig {
         .unwrap()
 }
 
+/// Allocations in 10 steps after two warm-up steps.
+fn allocations(t: &mut Trainer<f32>, x: &[f32]) -> usize {
+    // Steps run inside the rayon pool, as `fit` runs them: called from a
+    // thread outside the pool, parallel products go through the pool's
+    // injection queue, which allocates a block per 63 jobs.
+    rayon::scope(|_| {
+        t.step(x).unwrap();
+        t.step(x).unwrap();
+        let before = ALLOCS.load(Ordering::SeqCst);
+        for _ in 0..10 {
+            t.step(x).unwrap();
+        }
+        ALLOCS.load(Ordering::SeqCst) - before
+    })
+}
+
+fn batch_of(batch: usize) -> Vec<f32> {
+    let mut rng = Rng::new(3);
+    (0..batch * 784).map(|_| rng.next_f32()).collect()
+}
+
 #[test]
 fn steps_after_the_first_do_not_allocate() {
     let mut cases: Vec<(&str, ModelConfig, usize, OptimizerConfig)> = [
@@ -92,5 +115,31 @@ fn steps_after_the_first_do_not_allocate() {
             assert!(auxk > 0.0, "the AuxK loss did not run");
             assert!(t.dead_latents().dead() > 0);
         }
+    }
+    topk_steps_do_not_allocate_on_either_path();
+}
+
+/// The `topk` preset on both paths, and BatchTopK on the sparse path (in
+/// the same test: the counter is global, so no other test may run).
+fn topk_steps_do_not_allocate_on_either_path() {
+    for (path, batch_topk) in [
+        (TopkPath::Dense, false),
+        (TopkPath::Sparse, false),
+        (TopkPath::Sparse, true),
+    ] {
+        let mut cfg = preset("topk", 784).unwrap();
+        cfg.topk = cfg.topk.map(|t| TopK {
+            batch: batch_topk,
+            ..t
+        });
+        let model = Autoencoder::<f32>::new(cfg, 1).unwrap();
+        let mut t = Trainer::new(model, OptimizerConfig::default(), 64, 2).unwrap();
+        t.set_topk_path(path);
+        assert_eq!(t.workspaces()[0].uses_sparse_topk(), path == TopkPath::Sparse);
+        let n = allocations(&mut t, &batch_of(64));
+        assert_eq!(
+            n, 0,
+            "{path:?} batch={batch_topk}: {n} allocations in 10 steps"
+        );
     }
 }

@@ -10,7 +10,8 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sparse-ae"));
     c.args(args)
         .env_remove("SPARSE_AE_DATA")
-        .env_remove("SPARSE_AE_KERNEL");
+        .env_remove("SPARSE_AE_KERNEL")
+        .env_remove("SPARSE_AE_TOPK_PATH");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -273,6 +274,12 @@ fn bad_input_gives_clear_errors() {
 
     let e = fails(&["presets"], &[("SPARSE_AE_KERNEL", "sse9")]);
     assert!(e.contains("sse9") && e.contains("not available"), "{e}");
+
+    let e = fails(&["presets"], &[("SPARSE_AE_TOPK_PATH", "sparsest")]);
+    assert!(
+        e.contains("SPARSE_AE_TOPK_PATH") && e.contains("sparsest"),
+        "{e}"
+    );
 }
 
 #[test]

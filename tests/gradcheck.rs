@@ -5,7 +5,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sparse_ae::gradcheck::{CheckOptions, Report, check_fn, check_model, kink_fingerprint};
 use sparse_ae::kernels::Activation;
-use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, ModelConfig, Noise, apply_noise};
+use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, ModelConfig, Noise, TopkPath, apply_noise};
 
 const INPUT: usize = 10;
 const BATCH: usize = 5;
@@ -421,6 +421,79 @@ fn topk_and_batch_topk() {
         let r = check_model(&m, &x, &x, BATCH, &CheckOptions::default()).unwrap();
         assert_pass(&format!("topk {act:?} batch={batch}"), &r);
     }
+}
+
+/// The gradient of `model` on the sparse top-k path, and a finite-difference
+/// check of `grads` against the loss of `loss_cfg` (same parameters), also
+/// computed on the sparse path.
+fn check_sparse(model: &Autoencoder<f64>, loss_cfg: &ModelConfig, x: &[f64]) -> Report {
+    let mut ws = model.workspace_with(BATCH, TopkPath::Sparse);
+    assert!(ws.uses_sparse_topk());
+    let mut grads = vec![0.0; model.params.len()];
+    model
+        .loss_and_grad(&mut ws, x, x, Some(&mut grads))
+        .unwrap();
+    let mut probe =
+        Autoencoder::<f64>::with_params(loss_cfg.clone(), model.params.clone()).unwrap();
+    let mut ws = probe.workspace_with(BATCH, TopkPath::Sparse);
+    let layout = model.layout().clone();
+    check_fn(
+        &layout,
+        &mut model.params.clone(),
+        &grads,
+        |p| {
+            probe.params.copy_from_slice(p);
+            let l = probe.loss_and_grad(&mut ws, x, x, None).unwrap().total();
+            (l, kink_fingerprint(&probe, &ws))
+        },
+        &CheckOptions::default(),
+    )
+}
+
+/// The sparse top-k path (gathered decoder rows, per-unit weight gradients,
+/// the code's L1 and KL terms, the input gradient of a code after another
+/// layer, BatchTopK's variable entries per sample), and that the check
+/// catches a sparse gradient that leaves out the L1 term on the code.
+#[test]
+fn topk_sparse_path() {
+    for (act, batch, kl) in [
+        (Activation::Relu, false, false),
+        (Activation::Linear, false, false),
+        (Activation::Relu, true, false),
+        (Activation::Sigmoid, false, true),
+    ] {
+        let mut b = ModelBuilder::new(INPUT)
+            .encoder(7, Activation::Tanh)
+            .code(6, act)
+            .decoder(INPUT, Activation::Sigmoid)
+            .topk(2, batch)
+            .l1(0.01)
+            .weight_decay(0.002);
+        if kl {
+            b = b.kl(0.3, 0.5);
+        }
+        let cfg = b.build().unwrap();
+        let m = model(cfg.clone(), 14);
+        let r = check_sparse(&m, &cfg, &batch_of(15));
+        assert_pass(&format!("sparse topk {act:?} batch={batch} kl={kl}"), &r);
+    }
+    let with_l1 = ModelBuilder::new(INPUT)
+        .encoder(7, Activation::Tanh)
+        .code(6, Activation::Linear)
+        .decoder(INPUT, Activation::Sigmoid)
+        .topk(2, false)
+        .l1(0.05);
+    let no_l1 = ModelBuilder::new(INPUT)
+        .encoder(7, Activation::Tanh)
+        .code(6, Activation::Linear)
+        .decoder(INPUT, Activation::Sigmoid)
+        .topk(2, false);
+    let m = model(no_l1.build().unwrap(), 14);
+    let bad = check_sparse(&m, &with_l1.build().unwrap(), &batch_of(15));
+    assert!(
+        !bad.passed(),
+        "a sparse gradient without the code's L1 term went unnoticed:\n{bad}"
+    );
 }
 
 fn batch_of(seed: u64) -> Vec<f64> {

@@ -1,5 +1,5 @@
-//! The numerical kernels: GEMM and the elementwise operations of a training
-//! step, each with a portable scalar twin and SIMD paths chosen at run time.
+//! The numerical kernels: GEMM, the elementwise operations of a training
+//! step and the sparse products of k-sparse codes, each with a portable scalar twin and SIMD paths chosen at run time.
 //!
 //! This module is the only place with `unsafe` code; everything it exports is
 //! safe. Public functions check their slice lengths before any pointer is
@@ -11,11 +11,13 @@ pub mod dispatch;
 pub mod elementwise;
 pub mod gemm;
 pub mod real;
+pub mod sparse;
 
 pub use dispatch::Isa;
 pub use elementwise::AdamHyper;
 pub use gemm::{Epilogue, MatMut, MatRef, Parallelism, Trans, gemm, gemm_with};
 pub use real::Real;
+pub use sparse::Csr;
 
 /// An elementwise activation function.
 ///

@@ -7,6 +7,7 @@
 
 use super::elementwise::{self, AdamHyper, NoiseStreams};
 use super::gemm::{self, Epilogue, MatMut, MatRef};
+use super::sparse::{self, Csr};
 use super::{Activation, Isa};
 use std::fmt::{Debug, Display};
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
@@ -72,6 +73,18 @@ pub trait Real:
         c: MatMut<'_, Self>,
         epi: Epilogue<'_, Self>,
     );
+    /// `C ← S·A` for a sparse S; see [`sparse::spmm`].
+    fn spmm(s: Csr<'_, Self>, a: MatRef<'_, Self>, c: MatMut<'_, Self>);
+    /// Dot products of X's rows with gathered rows of Y; see [`sparse::sddmm`].
+    fn sddmm(
+        starts: &[usize],
+        cols: &[u32],
+        x: MatRef<'_, Self>,
+        y: MatRef<'_, Self>,
+        out: &mut [Self],
+    );
+    /// `dst ← srcᵀ`; see [`sparse::transpose`].
+    fn transpose(src: MatRef<'_, Self>, dst: MatMut<'_, Self>);
     /// In place `x ← act(x)`; see [`elementwise::act_forward`].
     fn act_forward(act: Activation, x: &mut [Self]);
     /// In place `dh ← dh ⊙ act'(h)`; see [`elementwise::act_backward`].
@@ -170,6 +183,21 @@ impl Real for f32 {
     ) {
         gemm::gemm(alpha, a, b, beta, c, epi)
     }
+    fn spmm(s: Csr<'_, f32>, a: MatRef<'_, f32>, c: MatMut<'_, f32>) {
+        sparse::spmm(Isa::active(), s, a, c)
+    }
+    fn sddmm(
+        starts: &[usize],
+        cols: &[u32],
+        x: MatRef<'_, f32>,
+        y: MatRef<'_, f32>,
+        out: &mut [f32],
+    ) {
+        sparse::sddmm(Isa::active(), starts, cols, x, y, out)
+    }
+    fn transpose(src: MatRef<'_, f32>, dst: MatMut<'_, f32>) {
+        sparse::transpose(Isa::active(), src, dst)
+    }
     fn act_forward(act: Activation, x: &mut [f32]) {
         elementwise::act_forward(Isa::active(), act, x)
     }
@@ -223,6 +251,21 @@ impl Real for f64 {
         epi: Epilogue<'_, f64>,
     ) {
         gemm::reference::gemm(alpha, a, b, beta, c, epi)
+    }
+    fn spmm(s: Csr<'_, f64>, a: MatRef<'_, f64>, c: MatMut<'_, f64>) {
+        sparse::scalar::spmm(s, a, c)
+    }
+    fn sddmm(
+        starts: &[usize],
+        cols: &[u32],
+        x: MatRef<'_, f64>,
+        y: MatRef<'_, f64>,
+        out: &mut [f64],
+    ) {
+        sparse::scalar::sddmm(starts, cols, x, y, out)
+    }
+    fn transpose(src: MatRef<'_, f64>, dst: MatMut<'_, f64>) {
+        sparse::scalar::transpose(src, dst)
     }
     fn act_forward(act: Activation, x: &mut [f64]) {
         elementwise::scalar::act_forward(act, x)

@@ -13,6 +13,7 @@ pub mod pool;
 pub mod presets;
 pub mod sae;
 pub mod sae_ops;
+pub mod sparse_topk;
 pub mod sparsity;
 
 pub use config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelBuilder, ModelConfig, Noise, TopK};
@@ -21,3 +22,4 @@ pub use noise::apply_noise;
 pub use params::{ParamInfo, ParamKind, ParamLayout};
 pub use presets::{PRESETS, preset};
 pub use sae::{AuxK, EncoderInit, SaeConfig};
+pub use sparse_topk::TopkPath;

@@ -9,6 +9,7 @@ use super::pool::{
     maxpool2d_backward, maxpool2d_forward, upsample_nearest2d_backward, upsample_nearest2d_forward,
 };
 use super::sae_ops::{center_input, init_sae_weights, pre_bias_backward};
+use super::sparse_topk::{CodeTerms, SparseTopk, TopkPath};
 use super::sparsity::{
     kl_from_sums, kl_penalty, kl_sums, l1_penalty, topk_backward, topk_batch, topk_rows,
 };
@@ -102,8 +103,9 @@ fn plan(cfg: &ModelConfig) -> Vec<Op> {
 /// Everything a forward and backward pass writes, allocated once per batch
 /// size: each layer's output `h` (the logits `z` for a sigmoid+BCE output
 /// layer), the gradients with respect to them, the convolutions' scratch,
-/// the pooling argmax indices, the KL scratch, and the SAE options' buffers
-/// (the centred input of a pre-encoder bias, the AuxK scratch).
+/// the pooling argmax indices, the KL scratch, the SAE options' buffers
+/// (the centred input of a pre-encoder bias, the AuxK scratch) and the
+/// buffers of a top-k code's sparse path (see [`super::sparse_topk`]).
 #[derive(Clone, Debug)]
 pub struct Workspace<T> {
     batch: usize,
@@ -117,14 +119,26 @@ pub struct Workspace<T> {
     topk_scratch: Vec<T>,
     centered: Vec<T>,
     auxk: Option<AuxScratch<T>>,
+    topk_path: TopkPath,
+    sparse: Option<SparseTopk<T>>,
 }
 
 impl<T: Real> Workspace<T> {
-    /// A workspace for `cfg` at batch size `batch`.
+    /// A workspace for `cfg` at batch size `batch`, with the default top-k
+    /// path ([`TopkPath::active`]).
     ///
     /// # Panics
     /// If `cfg` is invalid (every model validates its configuration).
     pub fn new(cfg: &ModelConfig, batch: usize) -> Workspace<T> {
+        Workspace::with_topk_path(cfg, batch, TopkPath::active())
+    }
+
+    /// A workspace for `cfg` at batch size `batch` whose top-k code (if
+    /// any) takes `path`.
+    ///
+    /// # Panics
+    /// If `cfg` is invalid (every model validates its configuration).
+    pub fn with_topk_path(cfg: &ModelConfig, batch: usize, path: TopkPath) -> Workspace<T> {
         let ops = plan(cfg);
         let h: Vec<Vec<T>> = (0..cfg.layers.len())
             .map(|l| vec![T::ZERO; batch * cfg.width(l)])
@@ -158,6 +172,8 @@ impl<T: Real> Workspace<T> {
                 .sae
                 .auxk
                 .map(|_| AuxScratch::new(batch, cfg.input, cfg.width(cfg.code_layer))),
+            topk_path: path,
+            sparse: SparseTopk::new(cfg, batch, path),
         }
     }
 
@@ -184,6 +200,16 @@ impl<T: Real> Workspace<T> {
     /// The batch size this workspace holds.
     pub fn batch(&self) -> usize {
         self.batch
+    }
+
+    /// The top-k path this workspace was made with.
+    pub fn topk_path(&self) -> TopkPath {
+        self.topk_path
+    }
+
+    /// Whether the top-k code runs on the sparse path.
+    pub fn uses_sparse_topk(&self) -> bool {
+        self.sparse.is_some()
     }
 
     /// A hash of the max-pooling choices of the last forward pass (which
@@ -275,6 +301,11 @@ impl<T: Real> Autoencoder<T> {
         Workspace::new(&self.cfg, batch)
     }
 
+    /// A workspace at batch size `batch` with the top-k code on `path`.
+    pub fn workspace_with(&self, batch: usize, path: TopkPath) -> Workspace<T> {
+        Workspace::with_topk_path(&self.cfg, batch, path)
+    }
+
     /// The same model in another float type (values converted by rounding).
     pub fn cast<U: Real>(&self) -> Autoencoder<U> {
         Autoencoder {
@@ -359,6 +390,11 @@ impl<T: Real> Autoencoder<T> {
             let (before, rest) = ws.h.split_at_mut(l);
             let x: &[T] = if l == 0 { input } else { &before[l - 1] };
             let h = &mut rest[0];
+            if let Some(sp) = ws.sparse.as_mut().filter(|s| s.code_layer() + 1 == l) {
+                let (w, b) = (self.layout.weight(l), self.layout.bias(l));
+                sp.decoder_forward(h, &params[w.range()], &params[b.range()], act);
+                continue;
+            }
             match self.ops[l] {
                 Op::Dense { inp, out } => dense_forward(
                     h,
@@ -402,7 +438,9 @@ impl<T: Real> Autoencoder<T> {
                 if let Some(a) = ws.auxk.as_mut() {
                     a.pre_topk.copy_from_slice(h);
                 }
-                if t.batch {
+                if let Some(sp) = ws.sparse.as_mut() {
+                    sp.select(h, &mut ws.topk_scratch);
+                } else if t.batch {
                     topk_batch(h, t.k * b, &mut ws.topk_scratch);
                 } else {
                     topk_rows(h, units, t.k, &mut ws.topk_scratch);
@@ -689,7 +727,12 @@ impl<T: Real> Autoencoder<T> {
         let whole = part.whole.unwrap_or(b);
         let two_l = T::from_f64(2.0 * cfg.weight_decay);
         for l in (0..=last).rev() {
-            if l != last {
+            // The sparse path handles the code layer's penalties and derivatives.
+            let sparse = ws
+                .sparse
+                .as_mut()
+                .filter(|s| l == s.code_layer() || l == s.code_layer() + 1);
+            if l != last && sparse.as_ref().is_none_or(|s| s.code_layer() != l) {
                 if let Some(p) = cfg.l1
                     && p.layer == l
                 {
@@ -721,54 +764,62 @@ impl<T: Real> Autoencoder<T> {
                 0 => input,
                 _ => &ws.h[l - 1],
             };
-            match self.ops[l] {
-                Op::Dense { inp, out } => {
-                    let w_info = self.layout.weight(l);
-                    let b_info = self.layout.bias(l);
-                    let use_ = self.weight_use(l);
-                    // A tied encoder weight already holds its decoder mirror's gradient.
-                    let accumulate = use_ == WeightUse::Own
-                        && cfg.tied
-                        && cfg.tied_to(cfg.layers.len() - 1 - l).is_some();
-                    let (dw, db) = split_two(grads, w_info.range(), b_info.range());
-                    dense_backward(
-                        dw,
-                        db,
-                        dx,
-                        dz,
-                        x,
-                        &params.get()[w_info.range()],
-                        b,
-                        inp,
-                        out,
-                        use_,
-                        accumulate,
-                    );
-                }
-                Op::Conv(s) => {
-                    let w_info = self.layout.weight(l);
-                    let b_info = self.layout.bias(l);
-                    let (dw, db) = split_two(grads, w_info.range(), b_info.range());
-                    conv2d_backward(
-                        dw,
-                        db,
-                        dx,
-                        dz,
-                        x,
-                        &params.get()[w_info.range()],
-                        b,
-                        &s,
-                        ws.conv[l].as_mut().expect("conv scratch"),
-                    );
-                }
-                Op::MaxPool { c, h, w, k, stride } => {
-                    if let Some(dx) = dx {
-                        maxpool2d_backward(dx, dz, &ws.argmax[l], b, c, h, w, k, stride);
+            if let Some(sp) = sparse {
+                let (w_info, b_info) = (self.layout.weight(l), self.layout.bias(l));
+                let (dw, db) = split_two(grads, w_info.range(), b_info.range());
+                let terms = CodeTerms::of_layer(cfg, l, whole, &ws.kl_g);
+                let w = &params.get()[w_info.range()];
+                sp.backward(l, dw, db, dx, dz, x, w, terms);
+            } else {
+                match self.ops[l] {
+                    Op::Dense { inp, out } => {
+                        let w_info = self.layout.weight(l);
+                        let b_info = self.layout.bias(l);
+                        let use_ = self.weight_use(l);
+                        // A tied encoder weight already holds its decoder mirror's gradient.
+                        let accumulate = use_ == WeightUse::Own
+                            && cfg.tied
+                            && cfg.tied_to(cfg.layers.len() - 1 - l).is_some();
+                        let (dw, db) = split_two(grads, w_info.range(), b_info.range());
+                        dense_backward(
+                            dw,
+                            db,
+                            dx,
+                            dz,
+                            x,
+                            &params.get()[w_info.range()],
+                            b,
+                            inp,
+                            out,
+                            use_,
+                            accumulate,
+                        );
                     }
-                }
-                Op::Upsample { c, h, w, scale } => {
-                    if let Some(dx) = dx {
-                        upsample_nearest2d_backward(dx, dz, b, c, h, w, scale);
+                    Op::Conv(s) => {
+                        let w_info = self.layout.weight(l);
+                        let b_info = self.layout.bias(l);
+                        let (dw, db) = split_two(grads, w_info.range(), b_info.range());
+                        conv2d_backward(
+                            dw,
+                            db,
+                            dx,
+                            dz,
+                            x,
+                            &params.get()[w_info.range()],
+                            b,
+                            &s,
+                            ws.conv[l].as_mut().expect("conv scratch"),
+                        );
+                    }
+                    Op::MaxPool { c, h, w, k, stride } => {
+                        if let Some(dx) = dx {
+                            maxpool2d_backward(dx, dz, &ws.argmax[l], b, c, h, w, k, stride);
+                        }
+                    }
+                    Op::Upsample { c, h, w, scale } => {
+                        if let Some(dx) = dx {
+                            upsample_nearest2d_backward(dx, dz, b, c, h, w, scale);
+                        }
                     }
                 }
             }

@@ -130,7 +130,9 @@ impl<T: Real> Optimizer<T> {
         }
     }
 
-    /// One update of `params` from `grads` (one fused pass).
+    /// One update of `params` from `grads` (one fused pass). Every element
+    /// is updated on its own, so large buffers are split into chunks of
+    /// [`PAR_CHUNK`] elements on the rayon pool with bit-identical results.
     ///
     /// # Panics
     /// If the lengths differ from the state's.
@@ -248,5 +250,63 @@ fn update_part<T: Real>(
             T::adam_step(p, g, m, v, &h);
         }
         OptimizerConfig::Sgd(s) => T::sgd_momentum_step(p, g, m, s.lr, s.momentum),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Split on 1 or 2 threads, an update equals one unsplit kernel pass bit
+    /// for bit.
+    #[test]
+    fn chunked_updates_match_one_pass() {
+        let n = 2 * PAR_MIN_PARAMS + 37;
+        let p0: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+            .collect();
+        let g: Vec<f32> = (0..n)
+            .map(|i| ((i * 104_729) % 997) as f32 * 1e-4 - 0.05)
+            .collect();
+        for config in [
+            OptimizerConfig::default(),
+            OptimizerConfig::Sgd(SgdConfig {
+                momentum: 0.9,
+                ..SgdConfig::default()
+            }),
+        ] {
+            let mut want = p0.clone();
+            let mut state = Optimizer::<f32>::new(config, n);
+            for t in 1..=2 {
+                match config {
+                    OptimizerConfig::Adam(a) => {
+                        let h = AdamHyper::at_step(a.lr, a.beta1, a.beta2, a.eps, t);
+                        f32::adam_step(&mut want, &g, &mut state.m, &mut state.v, &h);
+                    }
+                    OptimizerConfig::Sgd(s) => {
+                        f32::sgd_momentum_step(&mut want, &g, &mut state.m, s.lr, s.momentum)
+                    }
+                }
+            }
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut p = p0.clone();
+                let mut opt = Optimizer::<f32>::new(config, n);
+                pool.install(|| {
+                    opt.step(&mut p, &g);
+                    opt.step(&mut p, &g);
+                });
+                assert!(p.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+                assert!(
+                    opt.m
+                        .iter()
+                        .zip(&state.m)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+                );
+            }
+        }
     }
 }

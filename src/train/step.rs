@@ -4,7 +4,7 @@ use super::dead::DeadLatents;
 use crate::error::{Error, Result};
 use crate::kernels::Real;
 use crate::nn::sae_ops::{normalize_columns, remove_parallel_grad};
-use crate::nn::{Autoencoder, LossParts, ModelConfig, Noise, Workspace, apply_noise};
+use crate::nn::{Autoencoder, LossParts, ModelConfig, Noise, TopkPath, Workspace, apply_noise};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::rng::Rng;
 
@@ -149,11 +149,23 @@ impl<T: Real> Trainer<T> {
         &mut self.dead
     }
 
+    /// Chooses how a top-k code's neighbouring layers are computed
+    /// (reallocates the workspace; see [`crate::nn::sparse_topk`]).
+    pub fn set_topk_path(&mut self, path: TopkPath) {
+        for ws in &mut self.ws {
+            *ws = self.model.workspace_with(ws.batch(), path);
+        }
+    }
+
     /// Resizes the buffers for another batch size (allocates).
     pub fn set_batch(&mut self, batch: usize) {
         if batch != self.batch && batch > 0 {
+            let path = self.ws[0].topk_path();
             let sizes = parts(self.model.config(), batch);
-            self.ws = sizes.iter().map(|&b| self.model.workspace(b)).collect();
+            self.ws = sizes
+                .iter()
+                .map(|&b| self.model.workspace_with(b, path))
+                .collect();
             self.grads
                 .resize(sizes.len(), vec![T::ZERO; self.model.params.len()]);
             self.batch = batch;

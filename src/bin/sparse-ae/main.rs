@@ -17,6 +17,10 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    if let Err(e) = sparse_ae::nn::TopkPath::from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     if let Some(n) = cli.threads {
         if n == 0 {
             eprintln!("error: --threads must be at least 1");

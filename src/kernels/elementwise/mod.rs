@@ -22,14 +22,14 @@
 
 pub mod approx;
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+pub(super) mod avx2;
 #[cfg(target_arch = "x86_64")]
-mod avx512;
+pub(super) mod avx512;
 mod body;
 mod noise;
 pub mod normal;
 pub mod scalar;
-mod simd;
+pub(super) mod simd;
 
 pub use noise::{NoiseStreams, STREAMS};
 
