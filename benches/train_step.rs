@@ -90,7 +90,10 @@ fn bench_topk(c: &mut Criterion) {
         let model = Autoencoder::<f32>::new(cfg.clone(), 1).unwrap();
         let mut t = Trainer::new(model, OptimizerConfig::default(), batch, 2).unwrap();
         t.set_topk_path(path);
-        assert_eq!(t.workspaces()[0].uses_sparse_topk(), path == TopkPath::Sparse);
+        assert_eq!(
+            t.workspaces()[0].uses_sparse_topk(),
+            path == TopkPath::Sparse
+        );
         g.bench_function(format!("{}_b{batch}", path.name()), |b| {
             b.iter(|| black_box(t.step(black_box(&x)).unwrap()))
         });

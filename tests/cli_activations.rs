@@ -119,8 +119,22 @@ fn streamed_normalised_training_resumes_exactly_and_reads_bf16_alike() {
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     train(&bf16_file, &c, &streamed);
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
-    // The scale is √d / mean‖x‖ of the training split (the first 630 rows).
+    // The scale is 1/√(mean‖x‖²) of the training split (the first 630
+    // rows); with `=sqrt-d`, √d / mean‖x‖.
     let (_, scale) = load_model_scaled(&a).unwrap();
+    let mean_sq = data[..630 * dim]
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        / 630.0;
+    let want = 1.0 / mean_sq.sqrt();
+    assert!(
+        (f64::from(scale) - want).abs() <= 1e-6 * want,
+        "{scale} vs {want}"
+    );
+    let sqrt_d = dir.join("sqrt_d.st");
+    train(&f32_file, &sqrt_d, &["--normalize=sqrt-d", "--steps", "1"]);
+    let (_, scale) = load_model_scaled(&sqrt_d).unwrap();
     let mean_norm = data[..630 * dim]
         .chunks(dim)
         .map(|r| r.iter().map(|v| f64::from(v * v)).sum::<f64>().sqrt())

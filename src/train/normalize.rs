@@ -1,18 +1,15 @@
 //! Normalising a data set to a fixed average norm, as the interpretability
-//! libraries do for activations taken from another model.
-//!
-//! The convention is SAELens' `normalize_activations =
-//! "expected_average_only_in"` (from Anthropic's April 2024 update): one
-//! scalar `s` per data set, chosen so that the mean L2 norm of the scaled
-//! samples is √d (d the number of features),
+//! libraries do for activations taken from another model: one scalar `s` per
+//! data set, over the n training samples, either
 //!
 //! ```text
-//! s = √d / ((1/n) Σ_i ‖x_i‖)
+//! unit mean squared norm:  s = 1 / √((1/n) Σ_i ‖x_i‖²)      (the default)
+//! SAELens mean norm √d:    s = √d / ((1/n) Σ_i ‖x_i‖)
 //! ```
 //!
-//! over the n training samples. (The mean *squared* norm of the scaled
-//! samples is then at least d, equal only if every sample has the same
-//! norm.) The model trains on s·x; `s` is saved in the model file
+//! The second is SAELens' `normalize_activations = "expected_average_only_in"`
+//! (from Anthropic's April 2024 update; d the number of features). The model
+//! trains on s·x; `s` is saved in the model file
 //! ([`crate::io::model_file::save_model_scaled`]), the samples of later
 //! commands are scaled by it ([`crate::train::Samples::scaled`]), and outputs
 //! in input space are divided by it: reconstructions, the per-sample scores
@@ -23,13 +20,60 @@
 use super::source::Rows;
 use crate::error::{Error, Result};
 
-/// `s = √d / mean ‖x‖` over all rows of `rows` as they read (give rows of
-/// scale 1), in one pass in stored order, summed in f64; reads blocks of
-/// `block_rows` rows (one buffer of that size).
+/// What a normalisation makes of the training samples (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormTarget {
+    /// Mean squared norm 1.
+    UnitMeanSquare,
+    /// Mean norm √d (SAELens `expected_average_only_in`).
+    MeanNormSqrtD,
+}
+
+/// The scale that gives the rows of `rows` (read as they are: give rows of
+/// scale 1) the `target` average, in one pass in stored order, summed in
+/// f64; reads blocks of `block_rows` rows (one buffer of that size).
 ///
 /// # Errors
 /// [`Error::Config`] if there are no rows or every row is zero (no scale
 /// can normalise them); any error of [`Rows::read`].
+pub fn norm_scale(rows: &mut dyn Rows, block_rows: usize, target: NormTarget) -> Result<f32> {
+    match target {
+        NormTarget::MeanNormSqrtD => mean_norm_scale(rows, block_rows),
+        NormTarget::UnitMeanSquare => {
+            let (n, dim) = (rows.len(), rows.dim());
+            let block = block_rows.clamp(1, n.max(1));
+            let mut buf = vec![0.0f32; block * dim];
+            let mut sum = 0.0f64;
+            let mut start = 0;
+            while start < n {
+                let len = block.min(n - start);
+                rows.read(start, &mut buf[..len * dim])?;
+                sum += buf[..len * dim]
+                    .iter()
+                    .map(|&v| f64::from(v) * f64::from(v))
+                    .sum::<f64>();
+                start += len;
+            }
+            let mean = sum / n.max(1) as f64;
+            let s = (1.0 / mean.sqrt()) as f32;
+            if n == 0 || mean <= 0.0 || !s.is_finite() || s <= 0.0 {
+                return Err(Error::config(
+                    "normalize",
+                    format!(
+                        "the mean squared norm of the {n} training samples is {mean}: no scale normalises it"
+                    ),
+                ));
+            }
+            Ok(s)
+        }
+    }
+}
+
+/// `s = √d / mean ‖x‖` ([`NormTarget::MeanNormSqrtD`]) over all rows of
+/// `rows`, as [`norm_scale`].
+///
+/// # Errors
+/// As [`norm_scale`].
 pub fn mean_norm_scale(rows: &mut dyn Rows, block_rows: usize) -> Result<f32> {
     let (n, dim) = (rows.len(), rows.dim());
     let block = block_rows.clamp(1, n.max(1));
@@ -78,6 +122,31 @@ mod tests {
         }
         let zeros = [0.0; 8];
         let e = mean_norm_scale(&mut Samples::f32(&zeros, 4).unwrap(), 2).unwrap_err();
+        assert!(e.to_string().contains("no scale normalises"), "{e}");
+    }
+
+    #[test]
+    fn the_scaled_samples_have_unit_mean_squared_norm() {
+        // Squared norms 9, 25, 9: mean 43/3, s = 1/√(43/3).
+        let data = [3.0, 0.0, 0.0, 0.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0, -3.0];
+        let want = 1.0 / (43.0f64 / 3.0).sqrt();
+        for block in [1, 2, 3, 100] {
+            let mut s = Samples::f32(&data, 4).unwrap();
+            let got = norm_scale(&mut s, block, NormTarget::UnitMeanSquare).unwrap();
+            assert!(
+                (f64::from(got) - want).abs() <= 1e-7 * want,
+                "block {block}"
+            );
+            let ms: f64 = data
+                .chunks(4)
+                .map(|r| r.iter().map(|&v| f64::from(v * got).powi(2)).sum::<f64>())
+                .sum::<f64>()
+                / 3.0;
+            assert!((ms - 1.0).abs() < 1e-6, "{ms}");
+        }
+        let zeros = [0.0; 8];
+        let mut z = Samples::f32(&zeros, 4).unwrap();
+        let e = norm_scale(&mut z, 2, NormTarget::UnitMeanSquare).unwrap_err();
         assert!(e.to_string().contains("no scale normalises"), "{e}");
     }
 }

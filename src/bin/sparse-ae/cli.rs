@@ -149,12 +149,13 @@ pub struct TrainArgs {
     /// the weights is kept.
     #[arg(long)]
     pub init: Option<PathBuf>,
-    /// Scale the inputs by s = √d / mean‖x‖ over the training split, so the
-    /// mean norm is √d (SAELens `expected_average_only_in`); s is saved in
-    /// the model and undone where outputs are in input space. Needs an mse
-    /// or sse loss.
-    #[arg(long)]
-    pub normalize: bool,
+    /// Scale the inputs by one s over the training split: `unit` (the
+    /// default) to mean squared norm 1, s = 1/√mean‖x‖²; `sqrt-d` to mean
+    /// norm √d, s = √d/mean‖x‖ (SAELens `expected_average_only_in`). s is
+    /// saved in the model and undone where outputs are in input space. Needs
+    /// an mse or sse loss.
+    #[arg(long, value_name = "unit|sqrt-d", num_args = 0..=1, default_missing_value = "unit")]
+    pub normalize: Option<NormalizeArg>,
     /// Read the .npy file chunk by chunk instead of loading it (automatic
     /// when its training split, as f32, is larger than --memory-budget).
     /// An epoch visits the chunks in a shuffled order and the rows of each
@@ -329,4 +330,23 @@ pub struct GradcheckArgs {
     /// Seed of the weights, the inputs and the noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// `--normalize`'s target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NormalizeArg {
+    /// Mean squared norm 1.
+    Unit,
+    /// Mean norm √d (SAELens).
+    SqrtD,
+}
+
+impl NormalizeArg {
+    /// The library's name for it.
+    pub fn target(self) -> sparse_ae::train::normalize::NormTarget {
+        match self {
+            NormalizeArg::Unit => sparse_ae::train::normalize::NormTarget::UnitMeanSquare,
+            NormalizeArg::SqrtD => sparse_ae::train::normalize::NormTarget::MeanNormSqrtD,
+        }
+    }
 }

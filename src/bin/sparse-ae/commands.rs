@@ -198,7 +198,13 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 ),
             ));
         }
-        let scale = choose_scale(&input, model.config(), init_scale, a.normalize, a.quiet)?;
+        let scale = choose_scale(
+            &input,
+            model.config(),
+            init_scale,
+            a.normalize.map(|n| n.target()),
+            a.quiet,
+        )?;
         let opt = match a.optimizer {
             OptimizerKind::Adam => OptimizerConfig::Adam(AdamConfig {
                 lr: a.lr.unwrap_or(1e-3),

@@ -8,7 +8,7 @@ use sparse_ae::io::interop::import_sae_scaled;
 use sparse_ae::io::json::Value;
 use sparse_ae::io::model_file::{load_model_scaled, load_params_into_scaled};
 use sparse_ae::nn::{Autoencoder, Loss, ModelConfig, ParamLayout};
-use sparse_ae::train::normalize::mean_norm_scale;
+use sparse_ae::train::normalize::{NormTarget, norm_scale};
 use sparse_ae::train::{
     Chunked, EpochMetrics, FitOptions, NpyRows, Observer, Rows, Samples, Trainer, fit, fit_source,
 };
@@ -135,15 +135,15 @@ impl Input {
     }
 
     /// The normalising scale of the training split (one pass over it).
-    pub fn mean_norm_scale(&self) -> Result<f32> {
+    pub fn norm_scale(&self, target: NormTarget) -> Result<f32> {
         match self {
-            Input::Memory { train, .. } => mean_norm_scale(&mut train.samples()?, 4096),
+            Input::Memory { train, .. } => norm_scale(&mut train.samples()?, 4096, target),
             Input::Stream {
                 path,
                 train,
                 chunk_rows,
                 ..
-            } => mean_norm_scale(&mut Input::rows(path, *train, 1.0)?, *chunk_rows),
+            } => norm_scale(&mut Input::rows(path, *train, 1.0)?, *chunk_rows, target),
         }
     }
 
@@ -272,7 +272,7 @@ pub fn choose_scale(
     input: &Input,
     cfg: &ModelConfig,
     init_scale: f32,
-    normalize: bool,
+    normalize: Option<NormTarget>,
     quiet: bool,
 ) -> Result<f32> {
     let scale = if init_scale != 1.0 {
@@ -280,13 +280,14 @@ pub fn choose_scale(
             eprintln!("inputs scaled by {init_scale}, as the --init weights were trained");
         }
         init_scale
-    } else if normalize {
-        let s = input.mean_norm_scale()?;
+    } else if let Some(target) = normalize {
+        let s = input.norm_scale(target)?;
         if !quiet {
-            eprintln!(
-                "normalised: inputs scaled by s = {s} (mean norm √{} over the training split)",
-                cfg.input
-            );
+            let what = match target {
+                NormTarget::UnitMeanSquare => "mean squared norm 1".to_string(),
+                NormTarget::MeanNormSqrtD => format!("mean norm √{}", cfg.input),
+            };
+            eprintln!("normalised: inputs scaled by s = {s} ({what} over the training split)");
         }
         s
     } else {
