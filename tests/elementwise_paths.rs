@@ -16,60 +16,12 @@
 //! - σ, tanh, ln(1 + e^(−|z|)): within the documented bounds of
 //!   `elementwise::approx` of the `f64` function, on every path.
 
+mod common;
+
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sparse_ae::kernels::elementwise::{self as ew, approx, scalar};
 use sparse_ae::kernels::{Activation, AdamHyper, Isa};
-
-/// Runs `check` on `isa` if this CPU has it; otherwise prints "skipping" (or
-/// fails when `CI` is set, so a CI machine cannot silently skip a path).
-fn run(isa: Isa, check: fn(Isa)) {
-    if isa.is_available() {
-        check(isa);
-    } else if std::env::var_os("CI").is_some() {
-        panic!("{isa} is not available on this CI machine");
-    } else {
-        eprintln!("skipping {isa}");
-    }
-}
-
-/// One `#[test]` per SIMD path for each check function; the approximation
-/// sweeps also run on the scalar path.
-macro_rules! per_isa {
-    ($($check:ident),* $(,)?) => {$(
-        mod $check {
-            use sparse_ae::kernels::Isa;
-            #[test]
-            fn avx2() {
-                super::run(Isa::Avx2, super::$check)
-            }
-            #[test]
-            fn avx512() {
-                super::run(Isa::Avx512, super::$check)
-            }
-        }
-    )*};
-}
-
-macro_rules! every_isa {
-    ($($check:ident),* $(,)?) => {$(
-        mod $check {
-            use sparse_ae::kernels::Isa;
-            #[test]
-            fn scalar() {
-                super::run(Isa::Scalar, super::$check)
-            }
-            #[test]
-            fn avx2() {
-                super::run(Isa::Avx2, super::$check)
-            }
-            #[test]
-            fn avx512() {
-                super::run(Isa::Avx512, super::$check)
-            }
-        }
-    )*};
-}
 
 every_isa!(sigmoid_error, tanh_error, ln1p_exp_error);
 
@@ -217,7 +169,7 @@ fn bit_pattern_sweep() {
 
 // ---- SIMD paths against the scalar twin ----------------------------------
 
-per_isa!(
+simd_isas!(
     bias_add,
     act_exact,
     act_approx,

@@ -10,43 +10,14 @@
 //! A path the CPU lacks prints "skipping <isa>"; with the environment variable
 //! `CI` set it fails instead, so a CI machine cannot silently skip a path.
 
+mod common;
+
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sparse_ae::kernels::gemm::{Loops, gemm_loops, reference};
 use sparse_ae::kernels::{Activation, Epilogue, Isa, MatMut, MatRef, Parallelism, gemm_with};
 
-/// Runs `f` on `isa`, or reports why it cannot.
-fn with_isa(isa: Isa, f: impl FnOnce(Isa)) {
-    if isa.is_available() {
-        f(isa)
-    } else if std::env::var_os("CI").is_some() {
-        panic!("kernel path {isa} is not available on this CI machine");
-    } else {
-        eprintln!("skipping {isa}");
-    }
-}
-
-/// One #[test] per path for each listed test body `fn(Isa)`.
-macro_rules! per_isa {
-    ($($body:ident),* $(,)?) => {$(
-        mod $body {
-            #[test]
-            fn scalar() {
-                super::with_isa(sparse_ae::kernels::Isa::Scalar, super::$body)
-            }
-            #[test]
-            fn avx2() {
-                super::with_isa(sparse_ae::kernels::Isa::Avx2, super::$body)
-            }
-            #[test]
-            fn avx512() {
-                super::with_isa(sparse_ae::kernels::Isa::Avx512, super::$body)
-            }
-        }
-    )*};
-}
-
-per_isa!(
+every_isa!(
     random_shapes,
     edge_shapes,
     large_shapes,

@@ -12,44 +12,14 @@
 //! |Δ| ≤ s·E + 6u·(|x| + s·(|z| + E)) (the s·u|z| of ž, two products and two
 //! sums each rounded within u of their size).
 
+mod common;
+
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sparse_ae::kernels::Isa;
 use sparse_ae::kernels::elementwise::normal::{NORMAL_MAX_ABS_ERR, NORMAL_MAX_REL_ERR};
 use sparse_ae::kernels::elementwise::{self as ew, NoiseStreams, STREAMS, scalar};
 use sparse_ae::rng::Rng;
-
-/// Runs `check` on `isa` if this CPU has it; otherwise prints "skipping" (or
-/// fails when `CI` is set, so a CI machine cannot silently skip a path).
-fn run(isa: Isa, check: fn(Isa)) {
-    if isa.is_available() {
-        check(isa);
-    } else if std::env::var_os("CI").is_some() {
-        panic!("{isa} is not available on this CI machine");
-    } else {
-        eprintln!("skipping {isa}");
-    }
-}
-
-macro_rules! every_isa {
-    ($($check:ident),* $(,)?) => {$(
-        mod $check {
-            use sparse_ae::kernels::Isa;
-            #[test]
-            fn scalar() {
-                super::run(Isa::Scalar, super::$check)
-            }
-            #[test]
-            fn avx2() {
-                super::run(Isa::Avx2, super::$check)
-            }
-            #[test]
-            fn avx512() {
-                super::run(Isa::Avx512, super::$check)
-            }
-        }
-    )*};
-}
 
 every_isa!(
     box_muller_error,

@@ -20,6 +20,8 @@
 //!   against the exact dot product (u per product, (n − 1)·2⁻⁵³ for the sum,
 //!   u for the final rounding), |Δ| ≤ (2·u + u² + 2·n·2⁻⁵³)·Σ|xᵢyᵢ|.
 
+mod common;
+
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sparse_ae::kernels::sparse::{self, scalar};
@@ -27,37 +29,7 @@ use sparse_ae::kernels::{Csr, Isa, MatMut, MatRef};
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
-fn run(isa: Isa, check: fn(Isa)) {
-    if isa.is_available() {
-        check(isa);
-    } else if std::env::var_os("CI").is_some() {
-        panic!("{isa} is not available on this CI machine");
-    } else {
-        eprintln!("skipping {isa}");
-    }
-}
-
-macro_rules! per_isa {
-    ($($check:ident),* $(,)?) => {$(
-        mod $check {
-            use sparse_ae::kernels::Isa;
-            #[test]
-            fn scalar() {
-                super::run(Isa::Scalar, super::$check)
-            }
-            #[test]
-            fn avx2() {
-                super::run(Isa::Avx2, super::$check)
-            }
-            #[test]
-            fn avx512() {
-                super::run(Isa::Avx512, super::$check)
-            }
-        }
-    )*};
-}
-
-per_isa!(
+every_isa!(
     spmm_matches_twin_and_reference,
     sddmm_matches_twin_and_reference,
     transpose_moves_every_value,

@@ -64,3 +64,57 @@ pub fn real_mnist() -> Option<PathBuf> {
         None
     }
 }
+
+/// Runs `check` on `isa` if this CPU has it; otherwise prints "skipping" (or
+/// fails when `CI` is set, so a CI machine cannot silently skip a path).
+pub fn run_on(isa: sparse_ae::kernels::Isa, check: impl FnOnce(sparse_ae::kernels::Isa)) {
+    if isa.is_available() {
+        check(isa);
+    } else if std::env::var_os("CI").is_some() {
+        panic!("kernel path {isa} is not available on this CI machine");
+    } else {
+        eprintln!("skipping {isa}");
+    }
+}
+
+/// One `#[test]` per kernel path (scalar, AVX2, AVX-512) for each listed
+/// check `fn(Isa)` of the invoking module.
+#[macro_export]
+macro_rules! every_isa {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            use sparse_ae::kernels::Isa;
+            #[test]
+            fn scalar() {
+                $crate::common::run_on(Isa::Scalar, super::$check)
+            }
+            #[test]
+            fn avx2() {
+                $crate::common::run_on(Isa::Avx2, super::$check)
+            }
+            #[test]
+            fn avx512() {
+                $crate::common::run_on(Isa::Avx512, super::$check)
+            }
+        }
+    )*};
+}
+
+/// [`every_isa!`] on the SIMD paths only (for checks whose scalar path is
+/// the reference they compare against).
+#[macro_export]
+macro_rules! simd_isas {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            use sparse_ae::kernels::Isa;
+            #[test]
+            fn avx2() {
+                $crate::common::run_on(Isa::Avx2, super::$check)
+            }
+            #[test]
+            fn avx512() {
+                $crate::common::run_on(Isa::Avx512, super::$check)
+            }
+        }
+    )*};
+}
