@@ -351,31 +351,19 @@ impl<T: Real> Autoencoder<T> {
     /// # Errors
     /// [`Error::Shape`] if `input` does not hold `ws.batch()` samples.
     pub fn forward(&self, ws: &mut Workspace<T>, input: &[T]) -> Result<()> {
-        self.forward_with(&self.params, ws, input)
-    }
-
-    /// [`Autoencoder::forward`] with the parameters `params` (this model's
-    /// layout) instead of its own.
-    fn forward_with(&self, params: &[T], ws: &mut Workspace<T>, input: &[T]) -> Result<()> {
         self.check_batch(ws, input, "Autoencoder::forward")?;
-        self.forward_layers(params, ws, input, 0..self.cfg.layers.len());
+        self.forward_layers(ws, input, 0..self.cfg.layers.len());
         Ok(())
     }
 
     /// The forward pass through `layers` (those below already computed).
-    fn forward_layers(
-        &self,
-        params: &[T],
-        ws: &mut Workspace<T>,
-        input: &[T],
-        layers: Range<usize>,
-    ) {
+    fn forward_layers(&self, ws: &mut Workspace<T>, input: &[T], layers: Range<usize>) {
         let last = self.cfg.layers.len() - 1;
         let b = ws.batch;
         // With a pre-encoder bias the first layer sees x − b_dec.
         let input: &[T] = if self.cfg.sae.pre_encoder_bias {
             if layers.start == 0 {
-                let b_dec = &params[self.layout.bias(last).range()];
+                let b_dec = &self.params[self.layout.bias(last).range()];
                 center_input(&mut ws.centered, input, b_dec);
             }
             &ws.centered
@@ -392,15 +380,15 @@ impl<T: Real> Autoencoder<T> {
             let h = &mut rest[0];
             if let Some(sp) = ws.sparse.as_mut().filter(|s| s.code_layer() + 1 == l) {
                 let (w, b) = (self.layout.weight(l), self.layout.bias(l));
-                sp.decoder_forward(h, &params[w.range()], &params[b.range()], act);
+                sp.decoder_forward(h, &self.params[w.range()], &self.params[b.range()], act);
                 continue;
             }
             match self.ops[l] {
                 Op::Dense { inp, out } => dense_forward(
                     h,
                     x,
-                    &params[self.layout.weight(l).range()],
-                    &params[self.layout.bias(l).range()],
+                    &self.params[self.layout.weight(l).range()],
+                    &self.params[self.layout.bias(l).range()],
                     b,
                     inp,
                     out,
@@ -410,8 +398,8 @@ impl<T: Real> Autoencoder<T> {
                 Op::Conv(s) => conv2d_forward(
                     h,
                     x,
-                    &params[self.layout.weight(l).range()],
-                    &params[self.layout.bias(l).range()],
+                    &self.params[self.layout.weight(l).range()],
+                    &self.params[self.layout.bias(l).range()],
                     b,
                     &s,
                     act,
@@ -493,16 +481,9 @@ impl<T: Real> Autoencoder<T> {
         if let Some(g) = &grads {
             self.check_grads(g)?;
         }
-        let parts = self.loss_with(
-            &self.params,
-            ws,
-            input,
-            target,
-            grads.is_some(),
-            Part::WHOLE,
-        )?;
+        let parts = self.loss_with(ws, input, target, grads.is_some(), Part::WHOLE)?;
         if let Some(g) = grads {
-            self.backward_with(Params::Read(&self.params), ws, input, g, Part::WHOLE);
+            self.backward_with(ws, input, g, Part::WHOLE);
         }
         Ok(parts)
     }
@@ -537,8 +518,8 @@ impl<T: Real> Autoencoder<T> {
             decay,
             kl: kl.map(|v| if decay { v } else { 0.0 }),
         };
-        let parts = self.loss_with(&self.params, ws, input, target, true, part)?;
-        self.backward_with(Params::Read(&self.params), ws, input, grads, part);
+        let parts = self.loss_with(ws, input, target, true, part)?;
+        self.backward_with(ws, input, grads, part);
         Ok(parts)
     }
 
@@ -551,7 +532,7 @@ impl<T: Real> Autoencoder<T> {
     pub(crate) fn forward_to_kl(&self, ws: &mut Workspace<T>, input: &[T]) -> Result<()> {
         self.check_batch(ws, input, "Autoencoder::forward")?;
         if let Some(p) = self.cfg.kl {
-            self.forward_layers(&self.params, ws, input, 0..p.layer + 1);
+            self.forward_layers(ws, input, 0..p.layer + 1);
             let (c, hw) = self.groups(p.layer);
             kl_sums(&ws.h[p.layer], c, hw, &mut ws.rho_hat);
         }
@@ -580,46 +561,6 @@ impl<T: Real> Autoencoder<T> {
         value
     }
 
-    /// One training step's arithmetic on `params` (taken out of the model):
-    /// forward, loss, and — if `accept` approves the loss — the backward pass
-    /// into `grads`, calling `update(params, grads, range)` on each tensor as
-    /// soon as its gradient is complete and no later layer reads it (last
-    /// layer first), while it is still in cache.
-    ///
-    /// # Errors
-    /// [`Error::Shape`] for a buffer of the wrong length, or the error of
-    /// `accept` (then nothing is updated).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn step_with(
-        &self,
-        params: &mut [T],
-        ws: &mut Workspace<T>,
-        input: &[T],
-        target: &[T],
-        grads: &mut [T],
-        accept: impl FnOnce(&LossParts) -> Result<()>,
-        update: &mut UpdateFn<'_, T>,
-    ) -> Result<LossParts> {
-        self.check_grads(grads)?;
-        if params.len() != self.layout.len {
-            return Err(Error::shape(
-                "Autoencoder::step_with (params)",
-                format!("{} values", self.layout.len),
-                format!("{}", params.len()),
-            ));
-        }
-        let parts = self.loss_with(params, ws, input, target, true, Part::WHOLE)?;
-        accept(&parts)?;
-        self.backward_with(
-            Params::Update(params, update),
-            ws,
-            input,
-            grads,
-            Part::WHOLE,
-        );
-        Ok(parts)
-    }
-
     fn check_grads(&self, g: &[T]) -> Result<()> {
         if g.len() != self.layout.len {
             return Err(Error::shape(
@@ -631,11 +572,10 @@ impl<T: Real> Autoencoder<T> {
         Ok(())
     }
 
-    /// Forward pass and loss on `params`; with `want_grad`, ∂L/∂z of the
+    /// Forward pass and loss; with `want_grad`, ∂L/∂z of the
     /// output layer is left in the workspace for [`Self::backward_with`].
     fn loss_with(
         &self,
-        params: &[T],
         ws: &mut Workspace<T>,
         input: &[T],
         target: &[T],
@@ -648,7 +588,7 @@ impl<T: Real> Autoencoder<T> {
             (Some(_), Some(p)) => p.layer + 1,
             _ => 0,
         };
-        self.forward_layers(params, ws, input, first..self.cfg.layers.len());
+        self.forward_layers(ws, input, first..self.cfg.layers.len());
         let cfg = &self.cfg;
         let (b, last) = (ws.batch, cfg.layers.len() - 1);
         let whole = part.whole.unwrap_or(b);
@@ -693,7 +633,7 @@ impl<T: Real> Autoencoder<T> {
             );
         }
         if let (Some(ax), Some(sc)) = (cfg.sae.auxk, ws.auxk.as_mut()) {
-            let w_dec = &params[self.layout.weight(last).range()];
+            let w_dec = &self.params[self.layout.weight(last).range()];
             parts.auxk = sc.forward(ax.coef, ax.k, w_dec, target, &ws.h[last]);
         }
         if part.decay && cfg.weight_decay > 0.0 {
@@ -702,7 +642,7 @@ impl<T: Real> Autoencoder<T> {
                 .tensors
                 .iter()
                 .filter(|t| t.kind == ParamKind::Weight)
-                .map(|t| T::sum_sq(&params[t.range()]))
+                .map(|t| T::sum_sq(&self.params[t.range()]))
                 .sum();
             parts.l2 = cfg.weight_decay * s;
         }
@@ -713,15 +653,8 @@ impl<T: Real> Autoencoder<T> {
     /// gradient into `grads`, overwriting it. A tensor's gradient is complete
     /// after the backward step of the layer that owns it (a tied weight's
     /// encoder layer, below its decoder mirror); then its weight decay is
-    /// added and, with [`Params::Update`], it is updated.
-    fn backward_with(
-        &self,
-        mut params: Params<'_, T>,
-        ws: &mut Workspace<T>,
-        input: &[T],
-        grads: &mut [T],
-        part: Part,
-    ) {
+    /// added.
+    fn backward_with(&self, ws: &mut Workspace<T>, input: &[T], grads: &mut [T], part: Part) {
         let cfg = &self.cfg;
         let (b, last) = (ws.batch, cfg.layers.len() - 1);
         let whole = part.whole.unwrap_or(b);
@@ -768,7 +701,7 @@ impl<T: Real> Autoencoder<T> {
                 let (w_info, b_info) = (self.layout.weight(l), self.layout.bias(l));
                 let (dw, db) = split_two(grads, w_info.range(), b_info.range());
                 let terms = CodeTerms::of_layer(cfg, l, whole, &ws.kl_g);
-                let w = &params.get()[w_info.range()];
+                let w = &self.params[w_info.range()];
                 sp.backward(l, dw, db, dx, dz, x, w, terms);
             } else {
                 match self.ops[l] {
@@ -787,7 +720,7 @@ impl<T: Real> Autoencoder<T> {
                             dx,
                             dz,
                             x,
-                            &params.get()[w_info.range()],
+                            &self.params[w_info.range()],
                             b,
                             inp,
                             out,
@@ -805,7 +738,7 @@ impl<T: Real> Autoencoder<T> {
                             dx,
                             dz,
                             x,
-                            &params.get()[w_info.range()],
+                            &self.params[w_info.range()],
                             b,
                             &s,
                             ws.conv[l].as_mut().expect("conv scratch"),
@@ -826,19 +759,15 @@ impl<T: Real> Autoencoder<T> {
             for t in self.layout.tensors.iter().filter(|t| t.layer == l) {
                 let r = t.range();
                 if part.decay && cfg.weight_decay > 0.0 && t.kind == ParamKind::Weight {
-                    T::axpy(two_l, &params.get()[r.clone()], &mut grads[r.clone()]);
-                }
-                if let Params::Update(p, update) = &mut params {
-                    update(&mut p[r.clone()], &mut grads[r.clone()], r);
+                    T::axpy(two_l, &self.params[r.clone()], &mut grads[r.clone()]);
                 }
             }
         }
-        // b_dec's part through the centred input (its gradient is complete
-        // only here: models with a pre-encoder bias update after the pass).
+        // b_dec's part through the centred input.
         if cfg.sae.pre_encoder_bias {
             let (b_enc, b_dec) = (self.layout.bias(0).range(), self.layout.bias(last).range());
             let (db_enc, db_dec) = split_two(grads, b_enc, b_dec);
-            pre_bias_backward(db_dec, db_enc, &params.get()[self.layout.weight(0).range()]);
+            pre_bias_backward(db_dec, db_enc, &self.params[self.layout.weight(0).range()]);
         }
     }
 }
@@ -860,29 +789,6 @@ impl Part {
         decay: true,
         kl: None,
     };
-}
-
-/// What a training step does with a tensor once its gradient is complete:
-/// called with its parameters, its gradient and its range in the flat buffer.
-pub(crate) type UpdateFn<'a, T> = dyn FnMut(&mut [T], &mut [T], Range<usize>) + 'a;
-
-/// The parameters a backward pass reads, and what it does with each tensor
-/// once its gradient is complete.
-enum Params<'a, T> {
-    /// Only read them.
-    Read(&'a [T]),
-    /// Read them, and call the function on each tensor (its parameters, its
-    /// gradient and its range in the flat buffer) once no later layer reads it.
-    Update(&'a mut [T], &'a mut UpdateFn<'a, T>),
-}
-
-impl<T> Params<'_, T> {
-    fn get(&self) -> &[T] {
-        match self {
-            Params::Read(p) => p,
-            Params::Update(p, _) => p,
-        }
-    }
 }
 
 /// Two disjoint mutable sub-slices of one buffer.

@@ -2,7 +2,6 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::{AdamHyper, Real};
-use std::ops::Range;
 
 /// Adam hyper-parameters; defaults are Keras' (lr 1e-3, β1 0.9, β2 0.999, ε 1e-7).
 ///
@@ -130,43 +129,23 @@ impl<T: Real> Optimizer<T> {
         }
     }
 
-    /// One update of `params` from `grads` (one fused pass). Every element
-    /// is updated on its own, so large buffers are split into chunks of
-    /// [`PAR_CHUNK`] elements on the rayon pool with bit-identical results.
+    /// One update of `params` from `grads` (one fused pass). Buffers of at
+    /// least [`PAR_MIN_PARAMS`] values run in two halves with `rayon::join`
+    /// (elementwise, so the result does not depend on the split).
     ///
     /// # Panics
     /// If the lengths differ from the state's.
     pub fn step(&mut self, params: &mut [T], grads: &[T]) {
-        self.begin_step();
-        self.update(params, grads, 0..params.len());
-    }
-
-    /// Starts a step that [`Optimizer::update`] then applies part by part.
-    pub fn begin_step(&mut self) {
         self.t += 1;
-    }
-
-    /// The current step's update of the parameters `range` of the flat
-    /// buffer, given as `params` with their gradient `grads`. Updating every
-    /// range once after [`Optimizer::begin_step`] is the same, bit for bit,
-    /// as one [`Optimizer::step`]. Ranges of at least [`PAR_MIN_PARAMS`]
-    /// values run in two halves with `rayon::join` (elementwise, so the
-    /// result does not depend on the split).
-    ///
-    /// # Panics
-    /// If the lengths differ or the range is outside the state.
-    pub fn update(&mut self, params: &mut [T], grads: &[T], range: Range<usize>) {
-        let m = &mut self.m[range.clone()];
+        assert!(grads.len() == params.len() && self.m.len() == params.len());
         let v: &mut [T] = if self.v.is_empty() {
             &mut []
         } else {
-            &mut self.v[range]
+            &mut self.v
         };
-        update_part(&self.config, self.t, params, grads, m, v);
+        update_part(&self.config, self.t, params, grads, &mut self.m, v);
     }
-}
 
-impl<T: Real> Optimizer<T> {
     /// One whole step from the gradient `g0 + g1` of two parts of a batch
     /// (the sum is written into `g0`), in two halves side by side
     /// (`rayon::join`) above [`PAR_MIN_SUM`] parameters. Each value is
@@ -175,7 +154,7 @@ impl<T: Real> Optimizer<T> {
     /// # Panics
     /// If the lengths differ from the state's.
     pub fn step_sum(&mut self, params: &mut [T], g0: &mut [T], g1: &[T]) {
-        self.begin_step();
+        self.t += 1;
         let n = params.len();
         assert!(g0.len() == n && g1.len() == n && self.m.len() == n);
         let v: &mut [T] = if self.v.is_empty() {

@@ -56,9 +56,9 @@ fn parts(cfg: &ModelConfig, batch: usize) -> Vec<usize> {
     }
 }
 
-/// Whether a step needs the whole gradient before any update: the SAE
-/// options (a unit-norm decoder's projection, AuxK's residual over the whole
-/// batch, the pre-encoder bias's second part of b_dec's gradient).
+/// Whether a step must see the whole batch at once: the SAE options (a
+/// unit-norm decoder's projection of the summed gradient, AuxK's residual
+/// variance over the whole batch, the pre-encoder bias kept with them).
 fn whole_step(cfg: &ModelConfig) -> bool {
     let sae = &cfg.sae;
     sae.unit_norm_decoder || sae.auxk.is_some() || sae.pre_encoder_bias
@@ -243,56 +243,28 @@ impl<T: Real> Trainer<T> {
         let ([ws], [grads]) = (&mut self.ws[..], &mut self.grads[..]) else {
             unreachable!("a batch is computed in one or two parts")
         };
-        if whole_step(self.model.config()) {
-            if let Some(mask) = ws.dead_mask_mut() {
-                self.dead.fill_mask(mask);
-            }
-            let parts = self.model.loss_and_grad(ws, input, x, Some(grads))?;
-            non_finite(&parts, self.opt.t + 1)?;
-            // A unit-norm decoder (layer 1 of a validated SAE, `(d_in,
-            // d_sae)`): the gradient's part along each column goes before the
-            // update, the columns are rescaled to norm 1 after it (see
-            // `crate::nn::sae_ops`).
-            let unit_norm = self.model.config().sae.unit_norm_decoder.then(|| {
-                let w = self.model.layout().weight(1);
-                (w.range(), w.shape[1])
-            });
-            if let Some((dec, d_sae)) = &unit_norm {
-                let (w, g) = (&self.model.params[dec.clone()], &mut grads[dec.clone()]);
-                remove_parallel_grad(w, g, *d_sae, &mut self.col_scratch);
-            }
-            self.opt.step(&mut self.model.params, grads);
-            if let Some((dec, d_sae)) = unit_norm {
-                normalize_columns(&mut self.model.params[dec], d_sae, &mut self.col_scratch);
-            }
-            self.dead.update(self.model.code(ws));
-            return Ok(parts);
+        if let Some(mask) = ws.dead_mask_mut() {
+            self.dead.fill_mask(mask);
         }
-        // The parameters leave the model for the step, so that each tensor
-        // can be updated during the backward pass as soon as its gradient
-        // is complete (while it is still in cache); they go back whatever
-        // happens.
-        let mut params = std::mem::take(&mut self.model.params);
-        let step = self.opt.t + 1;
-        self.opt.begin_step();
-        let opt = &mut self.opt;
-        let result = self.model.step_with(
-            &mut params,
-            ws,
-            input,
-            x,
-            grads,
-            |parts| non_finite(parts, step),
-            &mut |p, g, range| opt.update(p, g, range),
-        );
-        self.model.params = params;
-        if result.is_err() {
-            // Nothing was updated: the step did not happen.
-            self.opt.t -= 1;
-        } else {
-            self.dead.update(self.model.code(ws));
+        let parts = self.model.loss_and_grad(ws, input, x, Some(grads))?;
+        non_finite(&parts, self.opt.t + 1)?;
+        // A unit-norm decoder (layer 1 of a validated SAE, `(d_in, d_sae)`):
+        // the gradient's part along each column goes before the update, the
+        // columns are rescaled to norm 1 after it (see `crate::nn::sae_ops`).
+        let unit_norm = self.model.config().sae.unit_norm_decoder.then(|| {
+            let w = self.model.layout().weight(1);
+            (w.range(), w.shape[1])
+        });
+        if let Some((dec, d_sae)) = &unit_norm {
+            let (w, g) = (&self.model.params[dec.clone()], &mut grads[dec.clone()]);
+            remove_parallel_grad(w, g, *d_sae, &mut self.col_scratch);
         }
-        result
+        self.opt.step(&mut self.model.params, grads);
+        if let Some((dec, d_sae)) = unit_norm {
+            normalize_columns(&mut self.model.params[dec], d_sae, &mut self.col_scratch);
+        }
+        self.dead.update(self.model.code(ws));
+        Ok(parts)
     }
 }
 
