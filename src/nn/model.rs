@@ -37,6 +37,32 @@ impl LossParts {
     pub fn total(&self) -> f64 {
         self.recon + self.l1 + self.kl + self.l2 + self.auxk
     }
+
+    /// `f` applied to every part.
+    pub fn map(&self, f: impl Fn(f64) -> f64) -> LossParts {
+        LossParts {
+            recon: f(self.recon),
+            l1: f(self.l1),
+            kl: f(self.kl),
+            l2: f(self.l2),
+            auxk: f(self.auxk),
+        }
+    }
+}
+
+impl std::ops::Add for LossParts {
+    type Output = LossParts;
+
+    /// Part by part.
+    fn add(self, o: LossParts) -> LossParts {
+        LossParts {
+            recon: self.recon + o.recon,
+            l1: self.l1 + o.l1,
+            kl: self.kl + o.kl,
+            l2: self.l2 + o.l2,
+            auxk: self.auxk + o.auxk,
+        }
+    }
 }
 
 /// What a layer computes, with every size worked out once.

@@ -90,24 +90,14 @@ impl LossMean {
     /// Adds the loss of a batch of `n` samples.
     pub fn add(&mut self, p: &LossParts, n: usize) {
         let w = n as f64;
-        self.sum.recon += p.recon * w;
-        self.sum.l1 += p.l1 * w;
-        self.sum.kl += p.kl * w;
-        self.sum.l2 += p.l2 * w;
-        self.sum.auxk += p.auxk * w;
+        self.sum = self.sum + p.map(|v| v * w);
         self.weight += w;
     }
 
     /// The mean.
     pub fn mean(&self) -> LossParts {
         let w = self.weight.max(f64::MIN_POSITIVE);
-        LossParts {
-            recon: self.sum.recon / w,
-            l1: self.sum.l1 / w,
-            kl: self.sum.kl / w,
-            l2: self.sum.l2 / w,
-            auxk: self.sum.auxk / w,
-        }
+        self.sum.map(|v| v / w)
     }
 }
 

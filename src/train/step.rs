@@ -226,14 +226,7 @@ impl<T: Real> Trainer<T> {
                 || model.loss_and_grad_part(ws0, &input[..cut], &x[..cut], g0, whole, true, kl),
                 || model.loss_and_grad_part(ws1, &input[cut..], &x[cut..], g1, whole, false, kl),
             );
-            let (p0, p1) = (p0?, p1?);
-            let parts = LossParts {
-                recon: p0.recon + p1.recon,
-                l1: p0.l1 + p1.l1,
-                kl: p0.kl + p1.kl,
-                l2: p0.l2 + p1.l2,
-                auxk: p0.auxk + p1.auxk,
-            };
+            let parts = p0? + p1?;
             non_finite(&parts, self.opt.t + 1)?;
             self.opt.step_sum(&mut self.model.params, g0, g1);
             let codes = [self.model.code(ws0), self.model.code(ws1)];
