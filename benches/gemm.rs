@@ -66,6 +66,13 @@ const SHAPES: &[Shape] = &[
     shape("b64_fwd_64x784x1024_ABt", 64, 784, 1024, false, true),
     shape("b64_bwd_64x1024x784_AB", 64, 1024, 784, false, false),
     shape("b128_fwd_128x784x1024_ABt", 128, 784, 1024, false, true),
+    // The other products of one half (128 samples) of a batch-256 step of
+    // the 784-1024-784 model: decoder forward, backward to the code, and
+    // both weight gradients.
+    shape("b128_dec_fwd_128x1024x784_ABt", 128, 1024, 784, false, true),
+    shape("b128_bwd_128x784x1024_AB", 128, 784, 1024, false, false),
+    shape("b128_dw2_784x128x1024_AtB", 784, 128, 1024, true, false),
+    shape("b128_dw1_1024x128x784_AtB", 1024, 128, 784, true, false),
     // Batch 256: forward, backward, weight gradient of a 784 → 1024 layer.
     shape("b256_fwd_256x784x1024_ABt", 256, 784, 1024, false, true),
     shape("b256_dw_1024x256x784_AtB", 1024, 256, 784, true, false),

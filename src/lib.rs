@@ -30,6 +30,7 @@ pub mod io;
 pub mod kernels;
 pub mod nn;
 pub mod optim;
+pub mod parallel;
 /// Training-report pictures (PNG charts, image grids, feature tiles) and `index.html`.
 #[cfg(feature = "png")]
 pub mod report;

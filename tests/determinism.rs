@@ -4,6 +4,7 @@
 use sparse_ae::kernels::Activation;
 use sparse_ae::nn::{Autoencoder, EncoderInit, Loss, ModelBuilder, ModelConfig, preset};
 use sparse_ae::optim::OptimizerConfig;
+use sparse_ae::parallel::KeepAwake;
 use sparse_ae::rng::Rng;
 use sparse_ae::train::Trainer;
 
@@ -36,7 +37,11 @@ fn train(name: &str, batch: usize, steps: usize) -> Vec<f32> {
     let mut t = Trainer::new(model, OptimizerConfig::default(), batch, 7).unwrap();
     let mut rng = Rng::new(9);
     let data: Vec<f32> = (0..batch * 784 * 4).map(|_| rng.next_f32()).collect();
+    // As `fit` does: on two threads the other one spins for work, and the
+    // kernels split smaller operations.
+    let awake = KeepAwake::new();
     for s in 0..steps {
+        awake.beat();
         let k = s % 4;
         t.step(&data[k * batch * 784..(k + 1) * batch * 784])
             .unwrap();
@@ -56,6 +61,7 @@ fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
 fn one_and_two_threads_are_bit_identical() {
     for (name, batch) in [
         ("denoising", 32),
+        ("deep", 32),
         ("deep", 256),
         ("overcomplete-kl", 256),
         ("sae", 64),

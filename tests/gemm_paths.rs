@@ -16,6 +16,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sparse_ae::kernels::gemm::{Loops, gemm_loops, reference};
 use sparse_ae::kernels::{Activation, Epilogue, Isa, MatMut, MatRef, Parallelism, gemm_with};
+use sparse_ae::parallel::KeepAwake;
 
 every_isa!(
     random_shapes,
@@ -349,7 +350,9 @@ fn epilogues(isa: Isa) {
 
 /// The same product on 1 and 2 rayon threads (and sequentially) gives the
 /// same bits, for column strips and for row strips, on every loop structure
-/// (the small shapes run on the direct path as C and as Cᵀ).
+/// (the small shapes run on the direct path as C and as Cᵀ). The two-thread
+/// runs keep the other thread awake, so the batch-32 shapes are split too
+/// (strips down to a single tile).
 fn threads_bit_identical(isa: Isa) {
     let mut rng = StdRng::seed_from_u64(0x5eed_0006);
     for &(m, n, k, ta, tb) in &[
@@ -358,6 +361,13 @@ fn threads_bit_identical(isa: Isa) {
         (64, 1000, 300, false, false),
         (48, 700, 400, false, true),
         (900, 200, 32, true, false),
+        (32, 128, 784, false, true),
+        (32, 784, 128, false, false),
+        (32, 128, 784, false, false),
+        (784, 128, 32, true, false),
+        (128, 784, 32, true, false),
+        (32, 60, 1100, false, true),
+        (40, 33, 2000, false, false),
     ] {
         let a = Operand::random(&mut rng, m, k, ta, 1);
         let b = Operand::random(&mut rng, k, n, tb, 0);
@@ -370,6 +380,13 @@ fn threads_bit_identical(isa: Isa) {
                 .build()
                 .unwrap();
             pool.install(|| {
+                let awake = KeepAwake::new();
+                let t = std::time::Instant::now();
+                while threads > 1 && !sparse_ae::parallel::awake() {
+                    assert!(t.elapsed().as_secs() < 10, "no spinner started");
+                    awake.beat();
+                    std::thread::yield_now();
+                }
                 gemm_loops(
                     isa,
                     par,

@@ -163,6 +163,7 @@ fn fit_in_pool(
     let mut x = vec![0.0f32; batch * cfg.input];
     let mut out = Vec::new();
     let mut epoch = (trainer.steps() / spe as u64) as usize;
+    let awake = crate::parallel::KeepAwake::new();
     while epoch < opts.epochs {
         if opts.max_steps.is_some_and(|m| trainer.steps() >= m) {
             break;
@@ -180,6 +181,7 @@ fn fit_in_pool(
             if opts.max_steps.is_some_and(|m| trainer.steps() >= m) {
                 break;
             }
+            awake.beat();
             train.fill(order, k * batch, &mut x)?;
             let parts = trainer.step(&x)?;
             for ws in trainer.workspaces() {

@@ -6,6 +6,7 @@ use crate::kernels::Real;
 use crate::nn::sae_ops::{normalize_columns, remove_parallel_grad};
 use crate::nn::{Autoencoder, LossParts, ModelConfig, Noise, TopkPath, Workspace, apply_noise};
 use crate::optim::{Optimizer, OptimizerConfig};
+use crate::parallel::in_part;
 use crate::rng::Rng;
 
 /// The most values (f32) a trainer's workspace may hold: 4 GiB.
@@ -214,8 +215,8 @@ impl<T: Real> Trainer<T> {
                 None => None,
                 Some(_) => {
                     let (a, b) = rayon::join(
-                        || model.forward_to_kl(ws0, &input[..cut]),
-                        || model.forward_to_kl(ws1, &input[cut..]),
+                        || in_part(|| model.forward_to_kl(ws0, &input[..cut])),
+                        || in_part(|| model.forward_to_kl(ws1, &input[cut..])),
                     );
                     a?;
                     b?;
@@ -223,8 +224,24 @@ impl<T: Real> Trainer<T> {
                 }
             };
             let (p0, p1) = rayon::join(
-                || model.loss_and_grad_part(ws0, &input[..cut], &x[..cut], g0, whole, true, kl),
-                || model.loss_and_grad_part(ws1, &input[cut..], &x[cut..], g1, whole, false, kl),
+                || {
+                    in_part(|| {
+                        model.loss_and_grad_part(ws0, &input[..cut], &x[..cut], g0, whole, true, kl)
+                    })
+                },
+                || {
+                    in_part(|| {
+                        model.loss_and_grad_part(
+                            ws1,
+                            &input[cut..],
+                            &x[cut..],
+                            g1,
+                            whole,
+                            false,
+                            kl,
+                        )
+                    })
+                },
             );
             let parts = p0? + p1?;
             non_finite(&parts, self.opt.t + 1)?;

@@ -205,7 +205,10 @@ unsafe fn block<K: MicroKernel>(
     let (mr, nr) = (K::P.mr, K::P.nr);
     // With one column tile each element of Ã is read once: no k-blocks.
     // Otherwise k-blocks of at most DIRECT_KC, all of about the same depth.
-    let kcb = if nb <= nr {
+    // Decided on the whole product's width, not this strip's: the k-blocks
+    // set where partial sums round, so they must not depend on how C was
+    // cut between threads.
+    let kcb = if o.n <= nr {
         k
     } else {
         k.div_ceil(k.div_ceil(params::DIRECT_KC))

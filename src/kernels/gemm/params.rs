@@ -107,6 +107,23 @@ pub(crate) const DIRECT_B_BYTES: usize = 1 << 20;
 /// about what one core needs for 8–16 MFLOP.)
 pub(crate) const PAR_MIN_FLOPS: usize = 32 << 20;
 
+/// [`PAR_MIN_FLOPS`] while other pool threads spin for work
+/// ([`crate::parallel::awake`]): a join then costs about a microsecond, and
+/// the 6.4 MFLOP products of a batch-32 step gain from two threads (the deep
+/// model 93k → 108k samples/s), while the 1.6 MFLOP ones of the shallow
+/// model lose (351k → 252k at 1 MFLOP: their outputs then move between the
+/// cores' caches).
+pub(crate) const PAR_MIN_FLOPS_AWAKE: usize = 2 << 20;
+
+/// The threshold in force now.
+pub(crate) fn par_min_flops() -> usize {
+    if crate::parallel::awake() {
+        PAR_MIN_FLOPS_AWAKE
+    } else {
+        PAR_MIN_FLOPS
+    }
+}
+
 /// Products with at least this many flops are cut into one strip per thread
 /// instead of two (measured: two strips per thread are faster up to the
 /// 0.4 GFLOP shapes of a batch-256 step, one per thread from 1024³ up).
