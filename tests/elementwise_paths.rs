@@ -181,6 +181,7 @@ simd_isas!(
     axpy,
     sum_sq,
     adam_step,
+    adam_step_sum,
     adam_reciprocal,
     sgd_momentum_step,
     u8_to_f32_scaled,
@@ -563,6 +564,29 @@ fn adam_step(isa: Isa) {
                 }
                 got.0.copy_from_slice(&want.0);
             }
+        }
+    }
+}
+
+/// The update on two gradient parts is the same path's update on their sum,
+/// bit for bit (the parts are added as the sum would be).
+fn adam_step_sum(isa: Isa) {
+    let mut r = rng(12);
+    for n in lengths() {
+        let p0 = uniform(&mut r, n, -1.0, 1.0);
+        let mut got = (p0.clone(), vec![0.0f32; n], vec![0.0f32; n]);
+        let mut want = (p0, vec![0.0f32; n], vec![0.0f32; n]);
+        for t in 1..=3 {
+            let g0 = uniform(&mut r, n, -2.0, 2.0);
+            let g1 = uniform(&mut r, n, -2.0, 2.0);
+            let sum: Vec<f32> = g0.iter().zip(&g1).map(|(a, b)| a + b).collect();
+            let h = AdamHyper::at_step(1e-3, 0.9, 0.999, 1e-7, t);
+            ew::adam_step_sum(isa, &mut got.0, &g0, &g1, &mut got.1, &mut got.2, &h);
+            ew::adam_step(isa, &mut want.0, &sum, &mut want.1, &mut want.2, &h);
+            let what = format!("{isa} adam_step_sum t={t} n={n}");
+            assert_same(&got.0, &want.0, &format!("{what} p"));
+            assert_same(&got.1, &want.1, &format!("{what} m"));
+            assert_same(&got.2, &want.2, &format!("{what} v"));
         }
     }
 }

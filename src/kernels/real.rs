@@ -105,6 +105,15 @@ pub trait Real:
     fn sum_sq(x: &[Self]) -> f64;
     /// One fused Adam update; see [`elementwise::adam_step`].
     fn adam_step(p: &mut [Self], g: &[Self], m: &mut [Self], v: &mut [Self], h: &AdamHyper);
+    /// One fused Adam update on `g0 + g1`; see [`elementwise::adam_step_sum`].
+    fn adam_step_sum(
+        p: &mut [Self],
+        g0: &[Self],
+        g1: &[Self],
+        m: &mut [Self],
+        v: &mut [Self],
+        h: &AdamHyper,
+    );
     /// One SGD-with-momentum update; see [`elementwise::sgd_momentum_step`].
     fn sgd_momentum_step(p: &mut [Self], g: &[Self], vel: &mut [Self], lr: f64, momentum: f64);
     /// `out ← clip(x + std·N(0, 1), 0, 1)`; see [`elementwise::gaussian_noise`].
@@ -228,6 +237,16 @@ impl Real for f32 {
     fn adam_step(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: &AdamHyper) {
         elementwise::adam_step(Isa::active(), p, g, m, v, h)
     }
+    fn adam_step_sum(
+        p: &mut [f32],
+        g0: &[f32],
+        g1: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        h: &AdamHyper,
+    ) {
+        elementwise::adam_step_sum(Isa::active(), p, g0, g1, m, v, h)
+    }
     fn sgd_momentum_step(p: &mut [f32], g: &[f32], vel: &mut [f32], lr: f64, momentum: f64) {
         elementwise::sgd_momentum_step(Isa::active(), p, g, vel, lr, momentum)
     }
@@ -296,6 +315,16 @@ impl Real for f64 {
     }
     fn adam_step(p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64], h: &AdamHyper) {
         elementwise::scalar::adam_step(p, g, m, v, h)
+    }
+    fn adam_step_sum(
+        p: &mut [f64],
+        g0: &[f64],
+        g1: &[f64],
+        m: &mut [f64],
+        v: &mut [f64],
+        h: &AdamHyper,
+    ) {
+        elementwise::scalar::adam_step_sum(p, g0, g1, m, v, h)
     }
     fn sgd_momentum_step(p: &mut [f64], g: &[f64], vel: &mut [f64], lr: f64, momentum: f64) {
         elementwise::scalar::sgd_momentum_step(p, g, vel, lr, momentum)

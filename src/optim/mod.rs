@@ -144,13 +144,26 @@ impl<T: Real> Optimizer<T> {
         } else {
             &mut self.v
         };
-        update_part(&self.config, self.t, params, grads, &mut self.m, v);
+        let min = if crate::parallel::awake() {
+            PAR_MIN_PARAMS_AWAKE
+        } else {
+            PAR_MIN_PARAMS
+        };
+        update(
+            &self.config,
+            self.t,
+            params,
+            Grad::One(grads),
+            &mut self.m,
+            v,
+            min,
+        );
     }
 
-    /// One whole step from the gradient `g0 + g1` of two parts of a batch
-    /// (the sum is written into `g0`), in two halves side by side
-    /// (`rayon::join`) above [`PAR_MIN_SUM`] parameters. Each value is
-    /// computed the same way whatever the split.
+    /// One whole step from the gradient `g0 + g1` of two parts of a batch,
+    /// added as it is read (Adam; SGD writes the sum into `g0` first), in two
+    /// halves side by side (`rayon::join`) above [`PAR_MIN_SUM`] parameters.
+    /// Each value is computed the same way whatever the split.
     ///
     /// # Panics
     /// If the lengths differ from the state's.
@@ -163,41 +176,21 @@ impl<T: Real> Optimizer<T> {
         } else {
             &mut self.v
         };
-        sum_part(&self.config, self.t, params, g0, g1, &mut self.m, v, true);
+        let grad = Grad::Sum(g0, g1);
+        update(
+            &self.config,
+            self.t,
+            params,
+            grad,
+            &mut self.m,
+            v,
+            PAR_MIN_SUM,
+        );
     }
 }
 
 /// Summed updates of at least this many parameters are split in two.
 pub const PAR_MIN_SUM: usize = 1 << 15;
-
-#[allow(clippy::too_many_arguments)]
-fn sum_part<T: Real>(
-    config: &OptimizerConfig,
-    t: u64,
-    p: &mut [T],
-    g0: &mut [T],
-    g1: &[T],
-    m: &mut [T],
-    v: &mut [T],
-    split: bool,
-) {
-    let n = p.len();
-    if split && n >= PAR_MIN_SUM {
-        let mid = (n / 2) & !63;
-        let (p0, p1) = p.split_at_mut(mid);
-        let (a0, a1) = g0.split_at_mut(mid);
-        let (b0, b1) = g1.split_at(mid);
-        let (m0, m1) = m.split_at_mut(mid);
-        let (v0, v1) = v.split_at_mut(mid.min(v.len()));
-        rayon::join(
-            || sum_part(config, t, p0, a0, b0, m0, v0, false),
-            || sum_part(config, t, p1, a1, b1, m1, v1, false),
-        );
-        return;
-    }
-    T::axpy(T::ONE, g1, g0);
-    update_part(config, t, p, g0, m, v);
-}
 
 /// Updates of at least this many parameters are split between two threads
 /// (about 130 µs of Adam here: enough to pay for waking a sleeping thread).
@@ -210,38 +203,86 @@ pub const PAR_MIN_PARAMS: usize = 1 << 18;
 /// core's cache at the next forward pass).
 pub const PAR_MIN_PARAMS_AWAKE: usize = 1 << 16;
 
+/// The gradient of an update: one buffer, or the two parts of a batch whose
+/// sum it is (the first may be overwritten with the sum).
+enum Grad<'a, T> {
+    One(&'a [T]),
+    Sum(&'a mut [T], &'a [T]),
+}
+
+impl<'a, T> Grad<'a, T> {
+    fn split_at(self, mid: usize) -> (Grad<'a, T>, Grad<'a, T>) {
+        match self {
+            Grad::One(g) => {
+                let (a, b) = g.split_at(mid);
+                (Grad::One(a), Grad::One(b))
+            }
+            Grad::Sum(g0, g1) => {
+                let (a0, b0) = g0.split_at_mut(mid);
+                let (a1, b1) = g1.split_at(mid);
+                (Grad::Sum(a0, a1), Grad::Sum(b0, b1))
+            }
+        }
+    }
+}
+
+/// The update of `p`, from `min` values on cut into pieces side by side,
+/// one per thread of the pool.
+fn update<T: Real>(
+    config: &OptimizerConfig,
+    t: u64,
+    p: &mut [T],
+    g: Grad<'_, T>,
+    m: &mut [T],
+    v: &mut [T],
+    min: usize,
+) {
+    let pieces = if p.len() >= min {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    update_part(config, t, p, g, m, v, pieces)
+}
+
+/// The update of `p` in `pieces` pieces of whole 64-value blocks, halves
+/// side by side.
 fn update_part<T: Real>(
     config: &OptimizerConfig,
     t: u64,
     p: &mut [T],
-    g: &[T],
+    g: Grad<'_, T>,
     m: &mut [T],
     v: &mut [T],
+    pieces: usize,
 ) {
     let n = p.len();
-    let min = if crate::parallel::awake() {
-        PAR_MIN_PARAMS_AWAKE
-    } else {
-        PAR_MIN_PARAMS
-    };
-    if n >= min && rayon::current_num_threads() > 1 {
-        let mid = (n / 2) & !63;
+    if pieces > 1 && n >= 128 {
+        let left = pieces / 2;
+        let mid = (n * left / pieces) & !63;
         let (p0, p1) = p.split_at_mut(mid);
         let (g0, g1) = g.split_at(mid);
         let (m0, m1) = m.split_at_mut(mid);
         let (v0, v1) = v.split_at_mut(mid.min(v.len()));
         rayon::join(
-            || update_part(config, t, p0, g0, m0, v0),
-            || update_part(config, t, p1, g1, m1, v1),
+            || update_part(config, t, p0, g0, m0, v0, left),
+            || update_part(config, t, p1, g1, m1, v1, pieces - left),
         );
         return;
     }
-    match *config {
-        OptimizerConfig::Adam(a) => {
+    match (*config, g) {
+        (OptimizerConfig::Adam(a), g) => {
             let h = AdamHyper::at_step(a.lr, a.beta1, a.beta2, a.eps, t);
-            T::adam_step(p, g, m, v, &h);
+            match g {
+                Grad::One(g) => T::adam_step(p, g, m, v, &h),
+                Grad::Sum(g0, g1) => T::adam_step_sum(p, g0, g1, m, v, &h),
+            }
         }
-        OptimizerConfig::Sgd(s) => T::sgd_momentum_step(p, g, m, s.lr, s.momentum),
+        (OptimizerConfig::Sgd(s), Grad::One(g)) => T::sgd_momentum_step(p, g, m, s.lr, s.momentum),
+        (OptimizerConfig::Sgd(s), Grad::Sum(g0, g1)) => {
+            T::axpy(T::ONE, g1, g0);
+            T::sgd_momentum_step(p, g0, m, s.lr, s.momentum)
+        }
     }
 }
 
@@ -298,6 +339,46 @@ mod tests {
                         .zip(&state.m)
                         .all(|(a, b)| a.to_bits() == b.to_bits())
                 );
+            }
+        }
+    }
+
+    /// A step on two gradient parts equals a step on their sum, split or
+    /// not, for Adam and SGD.
+    #[test]
+    fn step_sum_is_the_step_of_the_sum() {
+        let n = 2 * PAR_MIN_SUM + 77;
+        let p0: Vec<f32> = (0..n)
+            .map(|i| ((i * 31) % 101) as f32 * 1e-2 - 0.5)
+            .collect();
+        let g0: Vec<f32> = (0..n)
+            .map(|i| ((i * 17) % 89) as f32 * 1e-3 - 0.04)
+            .collect();
+        let g1: Vec<f32> = (0..n)
+            .map(|i| ((i * 13) % 97) as f32 * 1e-3 - 0.05)
+            .collect();
+        let sum: Vec<f32> = g0.iter().zip(&g1).map(|(a, b)| a + b).collect();
+        for config in [
+            OptimizerConfig::default(),
+            OptimizerConfig::Sgd(SgdConfig {
+                momentum: 0.9,
+                ..SgdConfig::default()
+            }),
+        ] {
+            let mut want = p0.clone();
+            let mut opt = Optimizer::<f32>::new(config, n);
+            opt.step(&mut want, &sum);
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut p = p0.clone();
+                let mut opt = Optimizer::<f32>::new(config, n);
+                let mut a = g0.clone();
+                pool.install(|| opt.step_sum(&mut p, &mut a, &g1));
+                let same = p.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{config:?} on {threads} threads");
             }
         }
     }

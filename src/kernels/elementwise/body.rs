@@ -354,11 +354,57 @@ pub(crate) fn adam_step<S: Simd>(
     v: &mut [f32],
     h: &AdamHyper,
 ) {
-    let n = p.len();
-    assert!(
-        g.len() == n && m.len() == n && v.len() == n,
-        "adam_step: length mismatch"
+    assert!(g.len() == p.len(), "adam_step: length mismatch");
+    adam_with(
+        s,
+        p,
+        m,
+        v,
+        h,
+        #[inline(always)]
+        |i, t| s.ld(g, i, t),
     );
+}
+
+/// See [`super::adam_step_sum`]: [`adam_step`] on `g0 + g1`, added lane by
+/// lane as the scalar twin adds them.
+#[inline(always)]
+pub(crate) fn adam_step_sum<S: Simd>(
+    s: S,
+    p: &mut [f32],
+    g0: &[f32],
+    g1: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    h: &AdamHyper,
+) {
+    assert!(
+        g0.len() == p.len() && g1.len() == p.len(),
+        "adam_step_sum: length mismatch"
+    );
+    adam_with(
+        s,
+        p,
+        m,
+        v,
+        h,
+        #[inline(always)]
+        |i, t| s.add(s.ld(g0, i, t), s.ld(g1, i, t)),
+    );
+}
+
+/// The Adam update with the gradient's lanes at `i` given by `grad`.
+#[inline(always)]
+fn adam_with<S: Simd>(
+    s: S,
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    h: &AdamHyper,
+    grad: impl Fn(usize, Option<S::T>) -> S::V,
+) {
+    let n = p.len();
+    assert!(m.len() == n && v.len() == n, "adam_step: length mismatch");
     let (b1, b2) = (h.beta1 as f32, h.beta2 as f32);
     let (c1, c2) = (s.splat(1.0 - b1), s.splat(1.0 - b2));
     let (b1, b2) = (s.splat(b1), s.splat(b2));
@@ -369,7 +415,7 @@ pub(crate) fn adam_step<S: Simd>(
         n,
         #[inline(always)]
         |i, t| {
-            let gi = s.ld(g, i, t);
+            let gi = grad(i, t);
             let mi = s.add(s.mul(b1, s.ld(m, i, t)), s.mul(c1, gi));
             let vi = s.add(s.mul(b2, s.ld(v, i, t)), s.mul(s.mul(c2, gi), gi));
             let mi = s.select(s.lt(s.abs(mi), tiny), zero, mi);
@@ -482,6 +528,17 @@ macro_rules! isa_kernels {
             h: &AdamHyper,
         ) {
             body::adam_step($token, p, g, m, v, h)
+        }
+        #[target_feature(enable = $feat)]
+        pub(crate) fn adam_step_sum(
+            p: &mut [f32],
+            g0: &[f32],
+            g1: &[f32],
+            m: &mut [f32],
+            v: &mut [f32],
+            h: &AdamHyper,
+        ) {
+            body::adam_step_sum($token, p, g0, g1, m, v, h)
         }
         #[target_feature(enable = $feat)]
         pub(crate) fn sgd_momentum_step(

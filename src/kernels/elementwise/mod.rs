@@ -12,7 +12,7 @@
 //!
 //! Agreement with the twin: the SIMD paths do the twin's IEEE operations in
 //! the twin's order with no fused multiply-add, so `bias_add`, `col_sum`,
-//! `axpy`, `act_backward`, `adam_step`, `sgd_momentum_step`,
+//! `axpy`, `act_backward`, `adam_step`, `adam_step_sum`, `sgd_momentum_step`,
 //! `u8_to_f32_scaled`, the gradients of `sq_err` and `l1`, and the linear,
 //! ReLU and leaky-ReLU activations are **bit-identical** to it. σ, tanh and
 //! the BCE terms use the vector approximations of [`approx`] (error bounds
@@ -190,6 +190,23 @@ pub fn sum_sq(isa: Isa, x: &[f32]) -> f64 {
 /// If the lengths differ.
 pub fn adam_step(isa: Isa, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: &AdamHyper) {
     dispatch!(isa, adam_step(p, g, m, v, h))
+}
+
+/// [`adam_step`] on the gradient `g0 + g1` (the two halves of a batch),
+/// summed as it is read: one pass instead of a sum and an update.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn adam_step_sum(
+    isa: Isa,
+    p: &mut [f32],
+    g0: &[f32],
+    g1: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    h: &AdamHyper,
+) {
+    dispatch!(isa, adam_step_sum(p, g0, g1, m, v, h))
 }
 
 /// One SGD-with-momentum update (Keras semantics):

@@ -170,16 +170,42 @@ pub fn sum_sq<T: Real>(x: &[T]) -> f64 {
 
 /// See [`super::adam_step`].
 pub fn adam_step<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &AdamHyper) {
-    let n = p.len();
+    assert!(g.len() == p.len(), "adam_step: length mismatch");
+    adam_with(p, m, v, h, |i| g[i]);
+}
+
+/// See [`super::adam_step_sum`].
+pub fn adam_step_sum<T: Real>(
+    p: &mut [T],
+    g0: &[T],
+    g1: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    h: &AdamHyper,
+) {
     assert!(
-        g.len() == n && m.len() == n && v.len() == n,
-        "adam_step: length mismatch"
+        g0.len() == p.len() && g1.len() == p.len(),
+        "adam_step_sum: length mismatch"
     );
+    adam_with(p, m, v, h, |i| g0[i] + g1[i]);
+}
+
+/// The Adam update with gradient `grad(i)` for parameter i.
+#[inline(always)]
+fn adam_with<T: Real>(
+    p: &mut [T],
+    m: &mut [T],
+    v: &mut [T],
+    h: &AdamHyper,
+    grad: impl Fn(usize) -> T,
+) {
+    let n = p.len();
+    assert!(m.len() == n && v.len() == n, "adam_step: length mismatch");
     let (b1, b2) = (T::from_f64(h.beta1), T::from_f64(h.beta2));
     let (c1, c2) = (T::ONE - b1, T::ONE - b2);
     let (lr, eps) = (T::from_f64(h.lr_t), T::from_f64(h.eps));
     for i in 0..n {
-        let gi = g[i];
+        let gi = grad(i);
         let mut mi = b1 * m[i] + c1 * gi;
         let mut vi = b2 * v[i] + c2 * gi * gi;
         // Moments that decay into the subnormal range are flushed to zero:
