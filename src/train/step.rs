@@ -6,7 +6,7 @@ use crate::kernels::Real;
 use crate::nn::sae_ops::{normalize_columns, remove_parallel_grad};
 use crate::nn::{Autoencoder, LossParts, ModelConfig, Noise, TopkPath, Workspace, apply_noise};
 use crate::optim::{Optimizer, OptimizerConfig};
-use crate::parallel::in_part;
+use crate::parallel::as_part;
 use crate::rng::Rng;
 
 /// The most values (f32) a trainer's workspace may hold: 4 GiB.
@@ -215,8 +215,8 @@ impl<T: Real> Trainer<T> {
                 None => None,
                 Some(_) => {
                     let (a, b) = rayon::join(
-                        || in_part(|| model.forward_to_kl(ws0, &input[..cut])),
-                        || in_part(|| model.forward_to_kl(ws1, &input[cut..])),
+                        || as_part(|| model.forward_to_kl(ws0, &input[..cut])),
+                        || as_part(|| model.forward_to_kl(ws1, &input[cut..])),
                     );
                     a?;
                     b?;
@@ -225,12 +225,12 @@ impl<T: Real> Trainer<T> {
             };
             let (p0, p1) = rayon::join(
                 || {
-                    in_part(|| {
+                    as_part(|| {
                         model.loss_and_grad_part(ws0, &input[..cut], &x[..cut], g0, whole, true, kl)
                     })
                 },
                 || {
-                    in_part(|| {
+                    as_part(|| {
                         model.loss_and_grad_part(
                             ws1,
                             &input[cut..],

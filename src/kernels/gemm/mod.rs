@@ -323,7 +323,8 @@ pub enum Loops {
 /// [`gemm`] on a chosen path, parallelism and loop structure.
 ///
 /// With [`Parallelism::Rayon`] and at least `PAR_MIN_FLOPS` flops
-/// (`PAR_MIN_FLOPS_AWAKE` while [`crate::parallel::awake`]), C is cut
+/// (`PAR_MIN_FLOPS_AWAKE` while [`crate::parallel::awake`]; never inside
+/// [`crate::parallel::as_part`]), C is cut
 /// into column (or row) strips of whole register tiles, one rayon task each.
 /// The k-dimension is never split, so every element of C is summed in the same
 /// order for any thread count. Both loop structures compute each element as
@@ -382,7 +383,8 @@ pub fn gemm_loops(
     };
     let threads = match par {
         Parallelism::Rayon
-            if m.saturating_mul(n).saturating_mul(k) >= params::par_min_flops() / 2 =>
+            if !crate::parallel::in_part()
+                && m.saturating_mul(n).saturating_mul(k) >= params::par_min_flops() / 2 =>
         {
             rayon::current_num_threads()
         }
