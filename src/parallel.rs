@@ -39,6 +39,11 @@ use std::time::{Duration, Instant};
 /// How long a spinner keeps polling after the last [`KeepAwake::beat`].
 pub const IDLE: Duration = Duration::from_millis(2);
 
+/// Most spinners one guard keeps: the small operations split while the pool
+/// is awake (a few MFLOP, a few hundred thousand parameters) gain nothing
+/// from more threads, and each spinner holds a core at full load.
+pub const MAX_SPINNERS: usize = 3;
+
 /// Spinners running now, over all guards.
 static SPINNING: AtomicUsize = AtomicUsize::new(0);
 
@@ -53,7 +58,17 @@ thread_local! {
 /// thread to wake up, and this thread is not inside [`as_part`]. Kernels use
 /// it to split smaller operations.
 pub fn awake() -> bool {
-    SPINNING.load(Ordering::Relaxed) > 0 && !IN_PART.with(Cell::get)
+    awake_threads() > 1
+}
+
+/// The threads that can take part in a small operation right now: this one
+/// and the spinners (1 when none spins, or inside [`as_part`]).
+pub fn awake_threads() -> usize {
+    if IN_PART.with(Cell::get) {
+        return 1;
+    }
+    let spinning = SPINNING.load(Ordering::Relaxed);
+    1 + spinning.min(rayon::current_num_threads().saturating_sub(1))
 }
 
 /// Runs `f` as one of the parts of a job that are run side by side on the
@@ -80,7 +95,8 @@ pub fn in_part() -> bool {
 /// of the current rayon pool polling for work. See the module doc.
 pub struct KeepAwake {
     shared: Arc<Shared>,
-    /// Spinners to keep running: the pool's threads but the caller's own.
+    /// Spinners to keep running: the pool's threads but the caller's own, at
+    /// most [`MAX_SPINNERS`].
     want: usize,
 }
 
@@ -106,7 +122,9 @@ impl KeepAwake {
                 started: AtomicUsize::new(0),
                 owner: rayon::current_thread_index(),
             }),
-            want: rayon::current_num_threads().saturating_sub(1),
+            want: rayon::current_num_threads()
+                .saturating_sub(1)
+                .min(MAX_SPINNERS),
         }
     }
 

@@ -129,10 +129,11 @@ impl<T: Real> Optimizer<T> {
         }
     }
 
-    /// One update of `params` from `grads` (one fused pass). Buffers of at
-    /// least [`PAR_MIN_PARAMS`] values ([`PAR_MIN_PARAMS_AWAKE`] while
-    /// [`crate::parallel::awake`]) run in two halves with `rayon::join`
-    /// (elementwise, so the result does not depend on the split).
+    /// One update of `params` from `grads` (one fused pass), in pieces side
+    /// by side (`rayon::join`): one per thread of the pool from
+    /// [`PAR_MIN_PARAMS`] values on, one per thread spinning for work
+    /// ([`crate::parallel::awake_threads`]) from [`PAR_MIN_PARAMS_AWAKE`] on.
+    /// Elementwise, so the result does not depend on the split.
     ///
     /// # Panics
     /// If the lengths differ from the state's.
@@ -144,25 +145,22 @@ impl<T: Real> Optimizer<T> {
         } else {
             &mut self.v
         };
-        let min = if crate::parallel::awake() {
-            PAR_MIN_PARAMS_AWAKE
+        let n = params.len();
+        let pieces = if n >= PAR_MIN_PARAMS {
+            rayon::current_num_threads()
+        } else if n >= PAR_MIN_PARAMS_AWAKE {
+            crate::parallel::awake_threads()
         } else {
-            PAR_MIN_PARAMS
+            1
         };
-        update(
-            &self.config,
-            self.t,
-            params,
-            Grad::One(grads),
-            &mut self.m,
-            v,
-            min,
-        );
+        let grad = Grad::One(grads);
+        update_part(&self.config, self.t, params, grad, &mut self.m, v, pieces);
     }
 
     /// One whole step from the gradient `g0 + g1` of two parts of a batch,
-    /// added as it is read (Adam; SGD writes the sum into `g0` first), in two
-    /// halves side by side (`rayon::join`) above [`PAR_MIN_SUM`] parameters.
+    /// added as it is read (Adam; SGD writes the sum into `g0` first), in one
+    /// piece per thread side by side (`rayon::join`) from [`PAR_MIN_SUM`]
+    /// parameters on.
     /// Each value is computed the same way whatever the split.
     ///
     /// # Panics
@@ -176,16 +174,13 @@ impl<T: Real> Optimizer<T> {
         } else {
             &mut self.v
         };
+        let pieces = if n >= PAR_MIN_SUM {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
         let grad = Grad::Sum(g0, g1);
-        update(
-            &self.config,
-            self.t,
-            params,
-            grad,
-            &mut self.m,
-            v,
-            PAR_MIN_SUM,
-        );
+        update_part(&self.config, self.t, params, grad, &mut self.m, v, pieces);
     }
 }
 
@@ -224,25 +219,6 @@ impl<'a, T> Grad<'a, T> {
             }
         }
     }
-}
-
-/// The update of `p`, from `min` values on cut into pieces side by side,
-/// one per thread of the pool.
-fn update<T: Real>(
-    config: &OptimizerConfig,
-    t: u64,
-    p: &mut [T],
-    g: Grad<'_, T>,
-    m: &mut [T],
-    v: &mut [T],
-    min: usize,
-) {
-    let pieces = if p.len() >= min {
-        rayon::current_num_threads()
-    } else {
-        1
-    };
-    update_part(config, t, p, g, m, v, pieces)
 }
 
 /// The update of `p` in `pieces` pieces of whole 64-value blocks, halves

@@ -322,10 +322,11 @@ pub enum Loops {
 
 /// [`gemm`] on a chosen path, parallelism and loop structure.
 ///
-/// With [`Parallelism::Rayon`] and at least `PAR_MIN_FLOPS` flops
-/// (`PAR_MIN_FLOPS_AWAKE` while [`crate::parallel::awake`]; never inside
-/// [`crate::parallel::as_part`]), C is cut
-/// into column (or row) strips of whole register tiles, one rayon task each.
+/// With [`Parallelism::Rayon`], C is cut into column (or row) strips of whole
+/// register tiles, one rayon task each: for every thread of the pool from
+/// `PAR_MIN_FLOPS` flops on, for the threads spinning for work
+/// ([`crate::parallel::awake_threads`]) from `PAR_MIN_FLOPS_AWAKE` on, and
+/// never inside [`crate::parallel::as_part`].
 /// The k-dimension is never split, so every element of C is summed in the same
 /// order for any thread count. Both loop structures compute each element as
 /// the same chain of products in increasing p, cut at the same k-blocks only
@@ -381,12 +382,13 @@ pub fn gemm_loops(
         bias: epi.bias,
         act: epi.act,
     };
+    let flops = m.saturating_mul(n).saturating_mul(k).saturating_mul(2);
     let threads = match par {
-        Parallelism::Rayon
-            if !crate::parallel::in_part()
-                && m.saturating_mul(n).saturating_mul(k) >= params::par_min_flops() / 2 =>
-        {
-            rayon::current_num_threads()
+        Parallelism::Rayon if crate::parallel::in_part() => 1,
+        Parallelism::Rayon if flops >= params::PAR_MIN_FLOPS => rayon::current_num_threads(),
+        // Small products only on the threads that spin for work now.
+        Parallelism::Rayon if flops >= params::PAR_MIN_FLOPS_AWAKE => {
+            crate::parallel::awake_threads()
         }
         _ => 1,
     };

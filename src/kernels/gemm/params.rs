@@ -115,15 +115,6 @@ pub(crate) const PAR_MIN_FLOPS: usize = 32 << 20;
 /// cores' caches).
 pub(crate) const PAR_MIN_FLOPS_AWAKE: usize = 2 << 20;
 
-/// The threshold in force now.
-pub(crate) fn par_min_flops() -> usize {
-    if crate::parallel::awake() {
-        PAR_MIN_FLOPS_AWAKE
-    } else {
-        PAR_MIN_FLOPS
-    }
-}
-
 /// Products with at least this many flops are cut into one strip per thread
 /// instead of two (measured: two strips per thread are faster up to the
 /// 0.4 GFLOP shapes of a batch-256 step, one per thread from 1024³ up).
