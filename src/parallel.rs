@@ -235,6 +235,24 @@ mod tests {
         });
     }
 
+    /// A large pool gets at most MAX_SPINNERS spinners.
+    #[test]
+    fn spinners_are_capped() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(MAX_SPINNERS + 3)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let guard = KeepAwake::new();
+            assert_eq!(guard.want, MAX_SPINNERS);
+            for _ in 0..100 {
+                guard.beat();
+                assert!(guard.shared.live.load(Ordering::Acquire) <= MAX_SPINNERS);
+                std::thread::yield_now();
+            }
+        });
+    }
+
     /// On a one-thread pool there is nobody to keep awake.
     #[test]
     fn one_thread_spawns_nothing() {
