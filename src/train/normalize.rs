@@ -40,20 +40,14 @@ pub fn norm_scale(rows: &mut dyn Rows, block_rows: usize, target: NormTarget) ->
     match target {
         NormTarget::MeanNormSqrtD => mean_norm_scale(rows, block_rows),
         NormTarget::UnitMeanSquare => {
-            let (n, dim) = (rows.len(), rows.dim());
-            let block = block_rows.clamp(1, n.max(1));
-            let mut buf = vec![0.0f32; block * dim];
+            let n = rows.len();
             let mut sum = 0.0f64;
-            let mut start = 0;
-            while start < n {
-                let len = block.min(n - start);
-                rows.read(start, &mut buf[..len * dim])?;
-                sum += buf[..len * dim]
+            for_blocks(rows, block_rows, |block| {
+                sum += block
                     .iter()
                     .map(|&v| f64::from(v) * f64::from(v))
                     .sum::<f64>();
-                start += len;
-            }
+            })?;
             let mean = sum / n.max(1) as f64;
             let s = (1.0 / mean.sqrt()) as f32;
             if n == 0 || mean <= 0.0 || !s.is_finite() || s <= 0.0 {
@@ -76,22 +70,16 @@ pub fn norm_scale(rows: &mut dyn Rows, block_rows: usize, target: NormTarget) ->
 /// As [`norm_scale`].
 pub fn mean_norm_scale(rows: &mut dyn Rows, block_rows: usize) -> Result<f32> {
     let (n, dim) = (rows.len(), rows.dim());
-    let block = block_rows.clamp(1, n.max(1));
-    let mut buf = vec![0.0f32; block * dim];
     let mut sum = 0.0f64;
-    let mut start = 0;
-    while start < n {
-        let len = block.min(n - start);
-        rows.read(start, &mut buf[..len * dim])?;
-        for row in buf[..len * dim].chunks_exact(dim.max(1)) {
+    for_blocks(rows, block_rows, |block| {
+        for row in block.chunks_exact(dim.max(1)) {
             sum += row
                 .iter()
                 .map(|&v| f64::from(v) * f64::from(v))
                 .sum::<f64>()
                 .sqrt();
         }
-        start += len;
-    }
+    })?;
     let mean = sum / n.max(1) as f64;
     let s = ((dim as f64).sqrt() / mean) as f32;
     let usable = n > 0 && mean > 0.0 && s.is_finite() && s > 0.0;
@@ -102,6 +90,22 @@ pub fn mean_norm_scale(rows: &mut dyn Rows, block_rows: usize) -> Result<f32> {
         ));
     }
     Ok(s)
+}
+
+/// Calls `f` on the values of every block of (at most) `block_rows` rows of
+/// `rows`, in stored order, read into one buffer.
+fn for_blocks(rows: &mut dyn Rows, block_rows: usize, mut f: impl FnMut(&[f32])) -> Result<()> {
+    let (n, dim) = (rows.len(), rows.dim());
+    let block = block_rows.clamp(1, n.max(1));
+    let mut buf = vec![0.0f32; block * dim];
+    let mut start = 0;
+    while start < n {
+        let len = block.min(n - start);
+        rows.read(start, &mut buf[..len * dim])?;
+        f(&buf[..len * dim]);
+        start += len;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
