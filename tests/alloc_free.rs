@@ -2,10 +2,9 @@
 //! allocation (counted by a global allocator wrapper), when it runs on a
 //! thread of the rayon pool as `fit` runs it.
 
-use sparse_ae::kernels::Activation;
-use sparse_ae::nn::{
-    Autoencoder, EncoderInit, Loss, ModelBuilder, ModelConfig, TopK, TopkPath, preset,
-};
+mod common;
+
+use sparse_ae::nn::{Autoencoder, ModelConfig, TopK, TopkPath, preset};
 use sparse_ae::optim::{OptimizerConfig, SgdConfig};
 use sparse_ae::rng::Rng;
 use sparse_ae::train::Trainer;
@@ -36,23 +35,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// The `topk` shape as an SAE with every option on; a dead window of one
-/// batch makes most latents dead after the first step, so AuxK runs.
-fn sae_config() -> ModelConfig {
-    ModelBuilder::new(784)
-        .code(1024, Activation::Relu)
-        .decoder(784, Activation::Linear)
-        .loss(Loss::Mse)
-        .topk(32, false)
-        .unit_norm_decoder(true)
-        .encoder_init(EncoderInit::DecoderTranspose)
-        .pre_encoder_bias(true)
-        .auxk(None, 1.0 / 32.0)
-        .dead_window(64)
-        .build()
-        .unwrap()
-}
 
 /// Allocations in 10 steps after two warm-up steps.
 fn allocations(t: &mut Trainer<f32>, x: &[f32]) -> usize {
@@ -91,7 +73,14 @@ fn steps_after_the_first_do_not_allocate() {
     .into_iter()
     .map(|(name, batch, opt)| (name, preset(name, 784).unwrap(), batch, opt))
     .collect();
-    cases.push(("sae auxk", sae_config(), 64, OptimizerConfig::default()));
+    // The `topk` shape as an SAE with every option on; a dead window of one
+    // batch makes most latents dead after the first step, so AuxK runs.
+    cases.push((
+        "sae auxk",
+        common::full_sae(784, 1024, 32, 64),
+        64,
+        OptimizerConfig::default(),
+    ));
     for (name, cfg, batch, opt) in cases {
         let model = Autoencoder::<f32>::new(cfg, 1).unwrap();
         let mut t = Trainer::new(model, opt, batch, 2).unwrap();

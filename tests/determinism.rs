@@ -1,32 +1,18 @@
 //! The same seed gives bit-identical parameters after N steps on 1 and on 2
 //! threads, and a training step allocates nothing after the first.
 
-use sparse_ae::kernels::Activation;
-use sparse_ae::nn::{Autoencoder, EncoderInit, Loss, ModelBuilder, ModelConfig, preset};
+mod common;
+
+use sparse_ae::nn::{Autoencoder, ModelConfig, preset};
 use sparse_ae::optim::OptimizerConfig;
 use sparse_ae::parallel::KeepAwake;
 use sparse_ae::rng::Rng;
 use sparse_ae::train::Trainer;
 
-/// The `topk` shape as an SAE with every option on, dead window one batch.
-fn sae_config() -> ModelConfig {
-    ModelBuilder::new(784)
-        .code(1024, Activation::Relu)
-        .decoder(784, Activation::Linear)
-        .loss(Loss::Mse)
-        .topk(32, false)
-        .unit_norm_decoder(true)
-        .encoder_init(EncoderInit::DecoderTranspose)
-        .pre_encoder_bias(true)
-        .auxk(None, 1.0 / 32.0)
-        .dead_window(64)
-        .build()
-        .unwrap()
-}
-
 fn config(name: &str) -> ModelConfig {
     match name {
-        "sae" => sae_config(),
+        // The `topk` shape as an SAE with every option on, dead window one batch.
+        "sae" => common::full_sae(784, 1024, 32, 64),
         _ => preset(name, 784).unwrap(),
     }
 }

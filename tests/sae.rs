@@ -5,25 +5,9 @@
 mod common;
 
 use sparse_ae::data::mnist::{Split, load_split};
-use sparse_ae::kernels::Activation;
-use sparse_ae::nn::{Autoencoder, EncoderInit, Loss, ModelBuilder, ModelConfig};
+use sparse_ae::nn::Autoencoder;
 use sparse_ae::optim::OptimizerConfig;
 use sparse_ae::train::{FitOptions, Samples, Silent, Trainer, fit};
-
-fn sae(input: usize, units: usize, window: u64) -> ModelConfig {
-    ModelBuilder::new(input)
-        .code(units, Activation::Relu)
-        .decoder(input, Activation::Linear)
-        .loss(Loss::Mse)
-        .topk(4, false)
-        .unit_norm_decoder(true)
-        .encoder_init(EncoderInit::DecoderTranspose)
-        .pre_encoder_bias(true)
-        .auxk(None, 1.0 / 32.0)
-        .dead_window(window)
-        .build()
-        .unwrap()
-}
 
 /// Largest |‖column‖ − 1| of the decoder weight `(d_in, d_sae)`.
 fn column_norm_error(m: &Autoencoder<f32>) -> f64 {
@@ -44,7 +28,7 @@ fn column_norm_error(m: &Autoencoder<f32>) -> f64 {
 
 #[test]
 fn fresh_encoder_is_the_unit_norm_decoder_transposed() {
-    let m = Autoencoder::<f32>::new(sae(12, 20, 100), 3).unwrap();
+    let m = Autoencoder::<f32>::new(common::full_sae(12, 20, 4, 100), 3).unwrap();
     assert!(column_norm_error(&m) < 1e-6);
     let enc = &m.params[m.layout().weight(0).range()];
     let dec = &m.params[m.layout().weight(1).range()];
@@ -54,7 +38,7 @@ fn fresh_encoder_is_the_unit_norm_decoder_transposed() {
         }
     }
     // Without the options the same seed gives an ordinary Glorot start.
-    let mut plain_cfg = sae(12, 20, 100);
+    let mut plain_cfg = common::full_sae(12, 20, 4, 100);
     plain_cfg.sae = Default::default();
     let plain = Autoencoder::<f32>::new(plain_cfg, 3).unwrap();
     assert!(column_norm_error(&plain) > 1e-2);
@@ -66,7 +50,7 @@ fn decoder_columns_stay_unit_norm_and_dead_fraction_is_reported() {
     common::write_tiny_mnist(&dir, 10, 96, 16);
     let data = load_split(&dir, Split::Train).unwrap();
     let samples = Samples::u8(&data.pixels, 100).unwrap();
-    let model = Autoencoder::<f32>::new(sae(100, 48, 40), 1).unwrap();
+    let model = Autoencoder::<f32>::new(common::full_sae(100, 48, 4, 40), 1).unwrap();
     let opt = OptimizerConfig::default();
     let mut t = Trainer::new(model, opt, 8, 0).unwrap();
     let opts = FitOptions {

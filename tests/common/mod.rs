@@ -2,7 +2,28 @@
 #![allow(dead_code)]
 
 use sparse_ae::data::idx::{IdxArray, IdxData, write};
+use sparse_ae::kernels::Activation;
+use sparse_ae::nn::{EncoderInit, Loss, ModelBuilder, ModelConfig};
 use std::path::{Path, PathBuf};
+
+/// A one-hidden-layer TopK SAE (ReLU code of `units` keeping `k`, linear
+/// decoder, MSE) with every SAE option on: unit-norm decoder, encoder =
+/// decoder transpose at init, pre-encoder bias, AuxK (coefficient 1/32) and
+/// a dead window of `window` samples.
+pub fn full_sae(input: usize, units: usize, k: usize, window: u64) -> ModelConfig {
+    ModelBuilder::new(input)
+        .code(units, Activation::Relu)
+        .decoder(input, Activation::Linear)
+        .loss(Loss::Mse)
+        .topk(k, false)
+        .unit_norm_decoder(true)
+        .encoder_init(EncoderInit::DecoderTranspose)
+        .pre_encoder_bias(true)
+        .auxk(None, 1.0 / 32.0)
+        .dead_window(window)
+        .build()
+        .unwrap()
+}
 
 /// A fresh empty directory under the target directory.
 pub fn temp_dir(name: &str) -> PathBuf {
