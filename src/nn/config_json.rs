@@ -401,7 +401,8 @@ impl ModelConfig {
     }
 }
 
-fn prefix(e: Error, parent: &str) -> Error {
+/// `e` with a config error's field named under `parent` (`parent.field`).
+pub(crate) fn prefix(e: Error, parent: &str) -> Error {
     match e {
         Error::Config { field, reason } => Error::Config {
             field: format!("{parent}.{field}"),

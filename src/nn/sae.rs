@@ -22,6 +22,7 @@
 //! [`DEFAULT_AUXK_COEF`].
 
 use super::config::{LayerSpec, Loss, ModelConfig};
+use super::config_json::prefix;
 use crate::error::{Error, Result};
 use crate::io::json::Value;
 use crate::kernels::Activation;
@@ -305,16 +306,6 @@ fn auxk_from_json(v: &Value, input: usize, code_units: usize) -> Result<AuxK> {
         }
     }
     Ok(a)
-}
-
-fn prefix(e: Error, parent: &str) -> Error {
-    match e {
-        Error::Config { field, reason } => Error::Config {
-            field: format!("{parent}.{field}"),
-            reason,
-        },
-        e => e,
-    }
 }
 
 #[cfg(test)]
