@@ -266,6 +266,17 @@ fn update_part<T: Real>(
 mod tests {
     use super::*;
 
+    /// Adam (Keras defaults) and SGD with momentum.
+    fn configs() -> [OptimizerConfig; 2] {
+        [
+            OptimizerConfig::default(),
+            OptimizerConfig::Sgd(SgdConfig {
+                momentum: 0.9,
+                ..SgdConfig::default()
+            }),
+        ]
+    }
+
     /// Split on 1 or 2 threads, an update equals one unsplit kernel pass bit
     /// for bit.
     #[test]
@@ -277,13 +288,7 @@ mod tests {
         let g: Vec<f32> = (0..n)
             .map(|i| ((i * 104_729) % 997) as f32 * 1e-4 - 0.05)
             .collect();
-        for config in [
-            OptimizerConfig::default(),
-            OptimizerConfig::Sgd(SgdConfig {
-                momentum: 0.9,
-                ..SgdConfig::default()
-            }),
-        ] {
+        for config in configs() {
             let mut want = p0.clone();
             let mut state = Optimizer::<f32>::new(config, n);
             for t in 1..=2 {
@@ -334,13 +339,7 @@ mod tests {
             .map(|i| ((i * 13) % 97) as f32 * 1e-3 - 0.05)
             .collect();
         let sum: Vec<f32> = g0.iter().zip(&g1).map(|(a, b)| a + b).collect();
-        for config in [
-            OptimizerConfig::default(),
-            OptimizerConfig::Sgd(SgdConfig {
-                momentum: 0.9,
-                ..SgdConfig::default()
-            }),
-        ] {
+        for config in configs() {
             let mut want = p0.clone();
             let mut opt = Optimizer::<f32>::new(config, n);
             opt.step(&mut want, &sum);
