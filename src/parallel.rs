@@ -55,8 +55,8 @@ thread_local! {
 
 /// Whether some other pool thread is spinning for work right now, so that a
 /// parallel task starts within about a microsecond instead of waiting for a
-/// thread to wake up, and this thread is not inside [`as_part`]. Kernels use
-/// it to split smaller operations.
+/// thread to wake up, and this thread is not inside [`as_part`] (the kernels
+/// split smaller operations over [`awake_threads`] then).
 pub fn awake() -> bool {
     awake_threads() > 1
 }
@@ -64,7 +64,7 @@ pub fn awake() -> bool {
 /// The threads that can take part in a small operation right now: this one
 /// and the spinners (1 when none spins, or inside [`as_part`]).
 pub fn awake_threads() -> usize {
-    if IN_PART.with(Cell::get) {
+    if in_part() {
         return 1;
     }
     let spinning = SPINNING.load(Ordering::Relaxed);
@@ -80,10 +80,15 @@ pub fn awake_threads() -> usize {
 /// activations again; with the awake thresholds inside the halves, the
 /// batch-256 deep model lost 10 %).
 pub fn as_part<R>(f: impl FnOnce() -> R) -> R {
-    let outer = IN_PART.with(|p| p.replace(true));
-    let r = f();
-    IN_PART.with(|p| p.set(outer));
-    r
+    /// Restores the outer state on the way out, a panic in `f` included.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            IN_PART.with(|p| p.set(self.0));
+        }
+    }
+    let _restore = Restore(IN_PART.with(|p| p.replace(true)));
+    f()
 }
 
 /// Whether this thread runs inside [`as_part`].
