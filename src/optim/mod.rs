@@ -138,13 +138,7 @@ impl<T: Real> Optimizer<T> {
     /// # Panics
     /// If the lengths differ from the state's.
     pub fn step(&mut self, params: &mut [T], grads: &[T]) {
-        self.t += 1;
         assert!(grads.len() == params.len() && self.m.len() == params.len());
-        let v: &mut [T] = if self.v.is_empty() {
-            &mut []
-        } else {
-            &mut self.v
-        };
         let n = params.len();
         let pieces = if n >= PAR_MIN_PARAMS {
             rayon::current_num_threads()
@@ -153,8 +147,7 @@ impl<T: Real> Optimizer<T> {
         } else {
             1
         };
-        let grad = Grad::One(grads);
-        update_part(&self.config, self.t, params, grad, &mut self.m, v, pieces);
+        self.update(params, Grad::One(grads), pieces);
     }
 
     /// One whole step from the gradient `g0 + g1` of two parts of a batch,
@@ -166,33 +159,39 @@ impl<T: Real> Optimizer<T> {
     /// # Panics
     /// If the lengths differ from the state's.
     pub fn step_sum(&mut self, params: &mut [T], g0: &mut [T], g1: &[T]) {
-        self.t += 1;
         let n = params.len();
         assert!(g0.len() == n && g1.len() == n && self.m.len() == n);
-        let v: &mut [T] = if self.v.is_empty() {
-            &mut []
-        } else {
-            &mut self.v
-        };
         let pieces = if n >= PAR_MIN_SUM {
             rayon::current_num_threads()
         } else {
             1
         };
-        let grad = Grad::Sum(g0, g1);
+        self.update(params, Grad::Sum(g0, g1), pieces);
+    }
+
+    /// The next step's update, in `pieces` pieces.
+    fn update(&mut self, params: &mut [T], grad: Grad<'_, T>, pieces: usize) {
+        self.t += 1;
+        let v: &mut [T] = if self.v.is_empty() {
+            &mut []
+        } else {
+            &mut self.v
+        };
         update_part(&self.config, self.t, params, grad, &mut self.m, v, pieces);
     }
 }
 
-/// Summed updates of at least this many parameters are split in two.
+/// Summed updates of at least this many parameters are split over the pool's
+/// threads.
 pub const PAR_MIN_SUM: usize = 1 << 15;
 
-/// Updates of at least this many parameters are split between two threads
-/// (about 130 µs of Adam here: enough to pay for waking a sleeping thread).
+/// Updates of at least this many parameters are split over the pool's
+/// threads (about 130 µs of Adam here: enough to pay for waking a sleeping
+/// thread).
 pub const PAR_MIN_PARAMS: usize = 1 << 18;
 
-/// [`PAR_MIN_PARAMS`] while other pool threads spin for work
-/// ([`crate::parallel::awake`]). The deep model's 218k parameters gain from
+/// [`PAR_MIN_PARAMS`] for the threads spinning for work
+/// ([`crate::parallel::awake_threads`]). The deep model's 218k parameters gain from
 /// two threads then; the shallow model's 51k lose badly at 32k (351k →
 /// 226k samples/s: the halves of the parameters then live in the other
 /// core's cache at the next forward pass).
