@@ -861,40 +861,35 @@ mod tests {
         }
     }
 
+    /// Runs a generic check on every kernel path: the scalar one, and each
+    /// SIMD path this CPU has (reporting the others).
+    macro_rules! on_every_kernel {
+        ($check:ident) => {{
+            $check::<scalar::Scalar>();
+            #[cfg(target_arch = "x86_64")]
+            {
+                if Isa::Avx2.is_available() {
+                    $check::<avx2::Avx2>();
+                } else {
+                    skip("avx2");
+                }
+                if Isa::Avx512.is_available() {
+                    $check::<avx512::Avx512>();
+                } else {
+                    skip("avx512");
+                }
+            }
+        }};
+    }
+
     #[test]
     fn strided_tiles_match_scalar() {
-        strided_matches_scalar::<scalar::Scalar>();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if Isa::Avx2.is_available() {
-                strided_matches_scalar::<avx2::Avx2>();
-            } else {
-                skip("avx2");
-            }
-            if Isa::Avx512.is_available() {
-                strided_matches_scalar::<avx512::Avx512>();
-            } else {
-                skip("avx512");
-            }
-        }
+        on_every_kernel!(strided_matches_scalar);
     }
 
     #[test]
     fn microkernels_identity() {
-        identity::<scalar::Scalar>();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if Isa::Avx2.is_available() {
-                identity::<avx2::Avx2>();
-            } else {
-                skip("avx2");
-            }
-            if Isa::Avx512.is_available() {
-                identity::<avx512::Avx512>();
-            } else {
-                skip("avx512");
-            }
-        }
+        on_every_kernel!(identity);
     }
 
     #[test]
