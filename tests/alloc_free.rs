@@ -3,38 +3,13 @@
 //! thread of the rayon pool as `fit` runs it.
 
 mod common;
+#[path = "common/counting.rs"]
+mod counting;
 
 use sparse_ae::nn::{Autoencoder, ModelConfig, TopK, TopkPath, preset};
 use sparse_ae::optim::{OptimizerConfig, SgdConfig};
 use sparse_ae::rng::Rng;
 use sparse_ae::train::Trainer;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 /// Allocations in 10 steps after two warm-up steps.
 fn allocations(t: &mut Trainer<f32>, x: &[f32]) -> usize {
@@ -44,11 +19,11 @@ fn allocations(t: &mut Trainer<f32>, x: &[f32]) -> usize {
     rayon::scope(|_| {
         t.step(x).unwrap();
         t.step(x).unwrap();
-        let before = ALLOCS.load(Ordering::SeqCst);
+        let before = counting::count();
         for _ in 0..10 {
             t.step(x).unwrap();
         }
-        ALLOCS.load(Ordering::SeqCst) - before
+        counting::count() - before
     })
 }
 
@@ -92,12 +67,12 @@ fn steps_after_the_first_do_not_allocate() {
         let (n, auxk) = rayon::scope(|_| {
             t.step(&x).unwrap();
             t.step(&x).unwrap();
-            let before = ALLOCS.load(Ordering::SeqCst);
+            let before = counting::count();
             let mut auxk = 0.0;
             for _ in 0..10 {
                 auxk += t.step(&x).unwrap().auxk;
             }
-            (ALLOCS.load(Ordering::SeqCst) - before, auxk)
+            (counting::count() - before, auxk)
         });
         assert_eq!(n, 0, "{name} at batch {batch}: {n} allocations in 10 steps");
         if name == "sae auxk" {

@@ -3,35 +3,11 @@
 //! boundaries, starting new epochs) makes no heap allocation, so streaming
 //! keeps the training loop allocation-free.
 
+#[path = "common/counting.rs"]
+mod counting;
+
 use sparse_ae::data::npy;
 use sparse_ae::train::{Chunked, EpochOrder, EpochSource, NpyRows, Samples, Shuffled};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 /// Allocations made while reading epochs 0–2 in batches of 9 (after a first batch).
 fn allocations(src: &mut dyn EpochSource) -> usize {
@@ -43,13 +19,13 @@ fn allocations(src: &mut dyn EpochSource) -> usize {
         seed: 1,
     };
     src.fill(order(0), 0, &mut x).unwrap();
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = counting::count();
     for epoch in 0..3 {
         for k in 0..src.len() / 9 {
             src.fill(order(epoch), k * 9, &mut x).unwrap();
         }
     }
-    ALLOCS.load(Ordering::SeqCst) - before
+    counting::count() - before
 }
 
 #[test]

@@ -38,6 +38,26 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Trains the SAE of `cfg` on `data` with `--normalize` for `epochs`
+/// epochs (batch 16) into `out`.
+fn train_normalised(cfg: &Path, data: &Path, out: &Path, epochs: &str) {
+    ok(&[
+        "train",
+        "--config",
+        s(cfg),
+        "--data",
+        s(data),
+        "--out",
+        s(out),
+        "--normalize",
+        "--epochs",
+        epochs,
+        "--batch-size",
+        "16",
+        "-q",
+    ]);
+}
+
 /// Activations exact in bfloat16: multiples of 1/8 around a mean of 2.
 fn activations(rows: usize, dim: usize) -> Vec<f32> {
     let mut rng = Rng::new(7);
@@ -156,21 +176,7 @@ fn outputs_of_a_normalised_model_are_in_input_space() {
     npy::write(&file, rows, dim, &data).unwrap();
     let cfg = sae_config(&dir, dim);
     let m = dir.join("m.st");
-    ok(&[
-        "train",
-        "--config",
-        s(&cfg),
-        "--data",
-        s(&file),
-        "--out",
-        s(&m),
-        "--normalize",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "-q",
-    ]);
+    train_normalised(&cfg, &file, &m, "2");
     let (model, scale) = load_model_scaled(&m).unwrap();
     assert!(scale > 0.0 && scale != 1.0, "{scale}");
     // Reference: x̂ = recon(s·x) / s on the test split (rows 360..400).
@@ -273,21 +279,7 @@ fn init_from_an_sae_directory() {
     npy::write(&file, rows, dim, &activations(rows, dim)).unwrap();
     let cfg = sae_config(&dir, dim);
     let m = dir.join("m.st");
-    ok(&[
-        "train",
-        "--config",
-        s(&cfg),
-        "--data",
-        s(&file),
-        "--out",
-        s(&m),
-        "--normalize",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "-q",
-    ]);
+    train_normalised(&cfg, &file, &m, "1");
     let sae = dir.join("sae");
     ok(&["export", "-m", s(&m), "-o", s(&sae)]);
     // Zero steps from the directory: the same model and scale back.

@@ -276,17 +276,28 @@ mod tests {
         ]
     }
 
+    /// `n` values `((i·mul) mod modulus)·scale − shift`: deterministic test data.
+    fn pattern(n: usize, mul: usize, modulus: usize, scale: f32, shift: f32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * mul) % modulus) as f32 * scale - shift)
+            .collect()
+    }
+
+    /// A rayon pool of `threads` threads.
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
     /// Split on 1 or 2 threads, an update equals one unsplit kernel pass bit
     /// for bit.
     #[test]
     fn chunked_updates_match_one_pass() {
         let n = 2 * PAR_MIN_PARAMS + 37;
-        let p0: Vec<f32> = (0..n)
-            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
-            .collect();
-        let g: Vec<f32> = (0..n)
-            .map(|i| ((i * 104_729) % 997) as f32 * 1e-4 - 0.05)
-            .collect();
+        let p0 = pattern(n, 7919, 1000, 1e-3, 0.5);
+        let g = pattern(n, 104_729, 997, 1e-4, 0.05);
         for config in configs() {
             let mut want = p0.clone();
             let mut state = Optimizer::<f32>::new(config, n);
@@ -302,10 +313,7 @@ mod tests {
                 }
             }
             for threads in [1, 2] {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
+                let pool = pool(threads);
                 let mut p = p0.clone();
                 let mut opt = Optimizer::<f32>::new(config, n);
                 pool.install(|| {
@@ -328,25 +336,16 @@ mod tests {
     #[test]
     fn step_sum_is_the_step_of_the_sum() {
         let n = 2 * PAR_MIN_SUM + 77;
-        let p0: Vec<f32> = (0..n)
-            .map(|i| ((i * 31) % 101) as f32 * 1e-2 - 0.5)
-            .collect();
-        let g0: Vec<f32> = (0..n)
-            .map(|i| ((i * 17) % 89) as f32 * 1e-3 - 0.04)
-            .collect();
-        let g1: Vec<f32> = (0..n)
-            .map(|i| ((i * 13) % 97) as f32 * 1e-3 - 0.05)
-            .collect();
+        let p0 = pattern(n, 31, 101, 1e-2, 0.5);
+        let g0 = pattern(n, 17, 89, 1e-3, 0.04);
+        let g1 = pattern(n, 13, 97, 1e-3, 0.05);
         let sum: Vec<f32> = g0.iter().zip(&g1).map(|(a, b)| a + b).collect();
         for config in configs() {
             let mut want = p0.clone();
             let mut opt = Optimizer::<f32>::new(config, n);
             opt.step(&mut want, &sum);
             for threads in [1, 2] {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
+                let pool = pool(threads);
                 let mut p = p0.clone();
                 let mut opt = Optimizer::<f32>::new(config, n);
                 let mut a = g0.clone();
