@@ -62,6 +62,26 @@ fn presets_lists_every_preset() {
 }
 
 #[test]
+fn info_names_the_cpu_and_its_paths() {
+    let o = run(&["info"], &[("SPARSE_AE_MAX_ISA", "scalar")]);
+    assert!(o.status.success());
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.starts_with("cpu: "), "{out}");
+    assert!(out.contains("kernel paths: available scalar;"), "{out}");
+    assert!(out.contains("active kernel path: scalar"), "{out}");
+    let e = fails(&["info"], &[("SPARSE_AE_MAX_ISA", "sse9")]);
+    assert!(e.contains("SPARSE_AE_MAX_ISA") && e.contains("sse9"), "{e}");
+    let e = fails(
+        &["info"],
+        &[
+            ("SPARSE_AE_MAX_ISA", "scalar"),
+            ("SPARSE_AE_KERNEL", "avx2"),
+        ],
+    );
+    assert!(e.contains("avx2"), "{e}");
+}
+
+#[test]
 fn train_then_every_inspection_command() {
     let dir = common::temp_dir("cli");
     let data = dir.join("data");

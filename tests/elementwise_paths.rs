@@ -2,8 +2,8 @@
 //! the exact (`f64`) functions.
 //!
 //! For each SIMD path (`Isa::Avx2`, `Isa::Avx512`) a missing CPU feature
-//! prints "skipping <isa>", and fails the test when the `CI` environment
-//! variable is set. Lengths 0..=70 cover every tail of both vector widths;
+//! prints "skipping <isa>", and fails the test when `SPARSE_AE_REQUIRE_ISA`
+//! lists the path. Lengths 0..=70 cover every tail of both vector widths;
 //! 1000 and 4099 cover the unrolled loops.
 //!
 //! Tolerances:

@@ -7,8 +7,9 @@
 //! the sum and the bias, doubled for safety. `tiny` = 1e-30 covers exact zeros;
 //! a nonlinear activation is 1-Lipschitz and adds 1e-6 for its own f32 error.
 //!
-//! A path the CPU lacks prints "skipping <isa>"; with the environment variable
-//! `CI` set it fails instead, so a CI machine cannot silently skip a path.
+//! A path the CPU lacks prints "skipping <isa>"; when `SPARSE_AE_REQUIRE_ISA`
+//! lists it the test fails instead, so a machine known to have a path cannot
+//! silently skip it.
 
 mod common;
 

@@ -2,8 +2,8 @@
 //! transform of the same uniforms, the SIMD noise against the scalar twin,
 //! the documented stream layout, and the statistics of the draws.
 //!
-//! A missing CPU feature prints "skipping <isa>", and fails the test when the
-//! `CI` environment variable is set.
+//! A missing CPU feature prints "skipping <isa>", and fails the test when
+//! `SPARSE_AE_REQUIRE_ISA` lists the path.
 //!
 //! Tolerance of Gaussian noise, SIMD against the twin: the twin computes
 //! fl(x + fl(s·ž)) with ž the `f64` normal z rounded to `f32` (|ž − z| ≤ u|z|,

@@ -2,7 +2,7 @@
 //! twin and against an f64 reference.
 //!
 //! For each SIMD path a missing CPU feature prints "skipping <isa>", and fails
-//! the test when the `CI` environment variable is set.
+//! the test when `SPARSE_AE_REQUIRE_ISA` lists the path.
 //!
 //! Shapes: widths 0..=70 cover every tail and every unrolled block of both
 //! vector widths, 768 the code width of the benchmark; rows with no entries,

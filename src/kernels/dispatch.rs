@@ -5,6 +5,14 @@
 //! `avx512`). Internal kernel functions take an `Isa` argument so tests and
 //! benchmarks can run every path on one machine without touching the
 //! environment.
+//!
+//! Two more variables serve testing on machines of every kind:
+//! - `SPARSE_AE_MAX_ISA` (`scalar`, `avx2`) hides the paths above it, so one
+//!   machine can run the whole suite as an AVX2-only or a scalar-only CPU
+//!   would ([`Isa::is_available`] then says no for the hidden paths);
+//! - `SPARSE_AE_REQUIRE_ISA` (a comma list such as `avx2,avx512`) names paths
+//!   the tests must exercise: a listed path that is missing fails the tests
+//!   instead of being skipped ([`Isa::check_required`]).
 
 use crate::error::{Error, Result};
 use std::sync::OnceLock;
@@ -23,6 +31,14 @@ pub enum Isa {
 /// Name of the environment variable that forces a kernel path.
 pub const KERNEL_ENV: &str = "SPARSE_AE_KERNEL";
 
+/// Name of the environment variable that hides the paths above the one it
+/// names, as if the CPU lacked them.
+pub const MAX_ENV: &str = "SPARSE_AE_MAX_ISA";
+
+/// Name of the environment variable listing the paths that must be available
+/// (comma-separated): tests fail rather than skip a listed path.
+pub const REQUIRE_ENV: &str = "SPARSE_AE_REQUIRE_ISA";
+
 impl Isa {
     /// Every path, slowest first.
     pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
@@ -36,8 +52,26 @@ impl Isa {
         }
     }
 
-    /// Whether this CPU (and build target) can run the path.
+    /// Parses a path name (`scalar`, `avx2`, `avx512` and their aliases)
+    /// without asking whether the CPU has it.
+    pub fn parse(name: &str) -> Option<Isa> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Some(Isa::Scalar),
+            "avx2" | "avx2+fma" | "fma" => Some(Isa::Avx2),
+            "avx512" | "avx512f" | "avx-512" => Some(Isa::Avx512),
+            _ => None,
+        }
+    }
+
+    /// Whether this CPU (and build target) can run the path and
+    /// `SPARSE_AE_MAX_ISA` does not hide it.
     pub fn is_available(self) -> bool {
+        self.cpu_has() && max_isa().is_none_or(|max| self.rank() <= max.rank())
+    }
+
+    /// Whether this CPU (and build target) can run the path, whatever
+    /// `SPARSE_AE_MAX_ISA` says.
+    pub fn cpu_has(self) -> bool {
         match self {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
@@ -46,6 +80,15 @@ impl Isa {
             Isa::Avx512 => is_x86_feature_detected!("avx512f"),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
+        }
+    }
+
+    /// Order of the paths, slowest first.
+    fn rank(self) -> u8 {
+        match self {
+            Isa::Scalar => 0,
+            Isa::Avx2 => 1,
+            Isa::Avx512 => 2,
         }
     }
 
@@ -70,15 +113,10 @@ impl Isa {
     /// # Errors
     /// [`Error::KernelUnavailable`] for an unknown name or a path the CPU lacks.
     pub fn from_name(name: &str) -> Result<Isa> {
-        let isa = match name.trim().to_ascii_lowercase().as_str() {
-            "scalar" => Isa::Scalar,
-            "avx2" | "avx2+fma" | "fma" => Isa::Avx2,
-            "avx512" | "avx512f" | "avx-512" => Isa::Avx512,
-            _ => {
-                return Err(Error::KernelUnavailable {
-                    requested: name.to_string(),
-                });
-            }
+        let Some(isa) = Isa::parse(name) else {
+            return Err(Error::KernelUnavailable {
+                requested: name.to_string(),
+            });
         };
         if isa.is_available() {
             Ok(isa)
@@ -93,8 +131,11 @@ impl Isa {
     ///
     /// # Errors
     /// [`Error::KernelUnavailable`] when the variable names an unknown path or
-    /// one this CPU lacks.
+    /// one this CPU lacks; [`Error::Config`] when `SPARSE_AE_MAX_ISA` or
+    /// `SPARSE_AE_REQUIRE_ISA` holds a name that is not a path.
     pub fn from_env() -> Result<Isa> {
+        parse_max(std::env::var(MAX_ENV).ok().as_deref())?;
+        Isa::required()?;
         match std::env::var(KERNEL_ENV) {
             Ok(v) if !v.trim().is_empty() => Isa::from_name(&v),
             _ => Ok(Isa::detect()),
@@ -120,6 +161,88 @@ impl Isa {
     }
 }
 
+impl Isa {
+    /// The paths `SPARSE_AE_REQUIRE_ISA` lists (empty when it is unset).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming an entry that is not a path.
+    pub fn required() -> Result<Vec<Isa>> {
+        parse_list(std::env::var(REQUIRE_ENV).ok().as_deref())
+    }
+
+    /// What a test does with a path: `Ok(true)` to run it, `Ok(false)` to skip
+    /// it (the CPU lacks it, or `SPARSE_AE_MAX_ISA` hides it, and it is not
+    /// required).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the path is listed in `SPARSE_AE_REQUIRE_ISA` but
+    /// is not available, or the list cannot be read.
+    pub fn check_required(self) -> Result<bool> {
+        if self.is_available() {
+            return Ok(true);
+        }
+        if Isa::required()?.contains(&self) {
+            let why = if self.cpu_has() {
+                format!("{MAX_ENV} hides it")
+            } else {
+                "this CPU lacks it".to_string()
+            };
+            return Err(Error::config(
+                REQUIRE_ENV,
+                format!("requires kernel path {self}, but {why}"),
+            ));
+        }
+        Ok(false)
+    }
+}
+
+/// The path `SPARSE_AE_MAX_ISA` caps detection at, read once. An unknown
+/// name caps nothing here (reported once on stderr); [`Isa::from_env`]
+/// returns it as an error.
+fn max_isa() -> Option<Isa> {
+    static MAX: OnceLock<Option<Isa>> = OnceLock::new();
+    *MAX.get_or_init(|| match parse_max(std::env::var(MAX_ENV).ok().as_deref()) {
+        Ok(max) => max,
+        Err(e) => {
+            eprintln!("sparse-ae: {e}; ignoring it");
+            None
+        }
+    })
+}
+
+/// Parses a `SPARSE_AE_MAX_ISA` value; unset or blank is no cap.
+fn parse_max(value: Option<&str>) -> Result<Option<Isa>> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => Isa::parse(v).map(Some).ok_or_else(|| {
+            Error::config(
+                MAX_ENV,
+                format!("{v:?} is not a kernel path (scalar, avx2, avx512)"),
+            )
+        }),
+    }
+}
+
+/// Parses a comma-separated list of path names; unset or blank is empty.
+fn parse_list(value: Option<&str>) -> Result<Vec<Isa>> {
+    let mut out = Vec::new();
+    for name in value.unwrap_or("").split(',').map(str::trim) {
+        if name.is_empty() {
+            continue;
+        }
+        let isa = Isa::parse(name).ok_or_else(|| {
+            Error::config(
+                REQUIRE_ENV,
+                format!("{name:?} is not a kernel path (scalar, avx2, avx512)"),
+            )
+        })?;
+        if !out.contains(&isa) {
+            out.push(isa);
+        }
+    }
+    Ok(out)
+}
+
 impl std::fmt::Display for Isa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -139,6 +262,36 @@ mod tests {
             Isa::from_name("sse9"),
             Err(Error::KernelUnavailable { .. })
         ));
+    }
+
+    #[test]
+    fn env_values_parse() {
+        assert_eq!(parse_max(None).unwrap(), None);
+        assert_eq!(parse_max(Some(" ")).unwrap(), None);
+        assert_eq!(parse_max(Some("AVX2")).unwrap(), Some(Isa::Avx2));
+        assert!(parse_max(Some("sse9")).is_err());
+        assert_eq!(parse_list(None).unwrap(), vec![]);
+        assert_eq!(
+            parse_list(Some("avx2, avx512,avx2,")).unwrap(),
+            vec![Isa::Avx2, Isa::Avx512]
+        );
+        let e = parse_list(Some("avx2,neon9")).unwrap_err().to_string();
+        assert!(e.contains("neon9") && e.contains(REQUIRE_ENV), "{e}");
+    }
+
+    #[test]
+    fn hidden_paths_are_not_available() {
+        // Whatever the cap, availability never exceeds what the CPU has, and
+        // a cap below a path hides it.
+        for isa in Isa::ALL {
+            assert!(!isa.is_available() || isa.cpu_has(), "{isa}");
+            if let Some(max) = max_isa() {
+                assert_eq!(
+                    isa.is_available(),
+                    isa.cpu_has() && isa.rank() <= max.rank()
+                );
+            }
+        }
     }
 
     #[test]

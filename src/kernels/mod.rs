@@ -7,12 +7,14 @@
 //! and panics (documented under `# Panics`). The model API above turns bad
 //! user input into [`crate::Error`] before it gets here.
 
+pub mod cpu;
 pub mod dispatch;
 pub mod elementwise;
 pub mod gemm;
 pub mod real;
 pub mod sparse;
 
+pub use cpu::CpuInfo;
 pub use dispatch::Isa;
 pub use elementwise::AdamHyper;
 pub use gemm::{Epilogue, MatMut, MatRef, Parallelism, Trans, gemm, gemm_with};

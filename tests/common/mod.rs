@@ -86,15 +86,15 @@ pub fn real_mnist() -> Option<PathBuf> {
     }
 }
 
-/// Runs `check` on `isa` if this CPU has it; otherwise prints "skipping" (or
-/// fails when `CI` is set, so a CI machine cannot silently skip a path).
+/// Runs `check` on `isa` if this CPU has it (and `SPARSE_AE_MAX_ISA` does not
+/// hide it); otherwise prints "skipping", or fails when
+/// `SPARSE_AE_REQUIRE_ISA` lists the path, so a machine known to have a path
+/// cannot silently skip it.
 pub fn run_on(isa: sparse_ae::kernels::Isa, check: impl FnOnce(sparse_ae::kernels::Isa)) {
-    if isa.is_available() {
-        check(isa);
-    } else if std::env::var_os("CI").is_some() {
-        panic!("kernel path {isa} is not available on this CI machine");
-    } else {
-        eprintln!("skipping {isa}");
+    match isa.check_required() {
+        Ok(true) => check(isa),
+        Ok(false) => eprintln!("skipping {isa}: not available on this CPU"),
+        Err(e) => panic!("{e}"),
     }
 }
 

@@ -37,6 +37,8 @@ pub enum Command {
     Export(ExportArgs),
     /// List the preset models.
     Presets,
+    /// The CPU, its caches and the kernel paths this machine runs.
+    Info,
     /// Download MNIST or Fashion-MNIST into the cache and verify it.
     Download(DownloadArgs),
 }

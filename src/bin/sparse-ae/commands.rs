@@ -483,3 +483,29 @@ pub fn download(a: DownloadArgs) -> Result<ExitCode> {
     println!("{}", dir.display());
     Ok(ExitCode::SUCCESS)
 }
+
+/// Paths as a comma list, `none` when empty.
+fn isa_list(paths: impl Iterator<Item = sparse_ae::kernels::Isa>) -> String {
+    let names: Vec<&str> = paths.map(|i| i.name()).collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+pub fn info() -> Result<ExitCode> {
+    use sparse_ae::kernels::{CpuInfo, Isa};
+    let all = Isa::ALL.into_iter();
+    println!("cpu: {}", CpuInfo::get().summary());
+    println!(
+        "kernel paths: available {}; hidden by {}: {}; not on this CPU: {}",
+        isa_list(all.clone().filter(|i| i.is_available())),
+        sparse_ae::kernels::dispatch::MAX_ENV,
+        isa_list(all.clone().filter(|i| i.cpu_has() && !i.is_available())),
+        isa_list(all.filter(|i| !i.cpu_has())),
+    );
+    println!("active kernel path: {}", Isa::active());
+    println!("threads: {}", rayon::current_num_threads());
+    Ok(ExitCode::SUCCESS)
+}

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Command::Gradcheck(a) => commands::gradcheck(a),
         Command::Export(a) => commands::export(a),
         Command::Presets => commands::presets(),
+        Command::Info => commands::info(),
         Command::Download(a) => commands::download(a),
     };
     match result {
