@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# sparse-ae against PyTorch, JAX and Keras on the seed workloads W1–W6, measured side by side.
+# sparse-ae against PyTorch, JAX and Keras on the seed workloads W1–W6, and against PyTorch on
+# W7 (the 768 → 16384 TopK SAE at batch 1024, torch_topk.py), measured side by side.
 #
 # sparse-ae: `cargo bench --bench train_step` (criterion, bencher format: ns/iter → samples/s
 # = batch · 1e9 / ns), one run per repeat, median over the repeats. Peers: the scripts of
@@ -16,14 +17,16 @@ usage: benches/compare.sh [options]
   --peers PYTHON         python of the peer environment (default: $PEERS_PY; none: reference figures)
   --peers-dir DIR        peer scripts (default: $PEERS_DIR or ../shared/bench next to the crate)
   --data DIR             Fashion-MNIST IDX folder (default: $ANCHORS_DATA or /usr/share/datasets/fashion-mnist)
-  --workloads LIST       comma-separated subset of W1,W2,W3,W4,W5,W6 (default: all)
+  --workloads LIST       comma-separated subset of W1,W2,W3,W4,W5,W6,W7 (default: all)
   --repeats N            sparse-ae runs per workload, bracketing the peer runs (default: 3)
   --peer-repeats N       runs of each peer variant per workload (default: 1; each is a median of 3 itself)
   --frameworks LIST      comma-separated subset of torch,jax,keras (default: all)
   --variants best|base|all
                          best: each framework's options that won somewhere in the README (torch
                          --compile on W1/W4, jax --scan on W1–W5, keras --jit on W1/W2; default);
-                         base: eager torch, jitted JAX, eager Keras only; all: every option everywhere
+                         base: eager torch, jitted JAX, eager Keras only; all: every option everywhere.
+                         W7 runs PyTorch only, with both of torch_topk.py's decoders (embedding_bag
+                         and --dense) whatever this says
   --measure SECS         criterion measurement time per sparse-ae run (default: 3; warm-up 1 s)
   --peer-max-repeats N   cap of repeats inside a peer script when the machine is noisy (default: 5)
   --peer-timeout SECS    kill a peer run after this long (default: 900)
@@ -38,7 +41,7 @@ HELPER="$ROOT/benches/compare_parse.py"
 PY=${PEERS_PY:-}
 PEERS_DIR=${PEERS_DIR:-$ROOT/../shared/bench}
 DATA=${ANCHORS_DATA:-/usr/share/datasets/fashion-mnist}
-WORKLOADS=W1,W2,W3,W4,W5,W6
+WORKLOADS=W1,W2,W3,W4,W5,W6,W7
 REPEATS=3
 PEER_REPEATS=1
 FRAMEWORKS=torch,jax,keras
@@ -77,7 +80,7 @@ die() { echo "compare.sh: $*" >&2; exit 2; }
 [[ $VARIANTS =~ ^(best|base|all)$ ]] || die "--variants is best, base or all"
 IFS=, read -r -a WLS <<<"$WORKLOADS"
 IFS=, read -r -a FWS <<<"$FRAMEWORKS"
-for wl in "${WLS[@]}"; do [[ $wl =~ ^W[1-6]$ ]] || die "unknown workload $wl"; done
+for wl in "${WLS[@]}"; do [[ $wl =~ ^W[1-7]$ ]] || die "unknown workload $wl"; done
 for fw in "${FWS[@]}"; do [[ $fw =~ ^(torch|jax|keras)$ ]] || die "unknown framework $fw"; done
 PEERS_DIR=$(cd "$PEERS_DIR" 2>/dev/null && pwd || echo "$PEERS_DIR")
 if [[ -n $PY ]]; then
@@ -89,9 +92,10 @@ command -v python3 >/dev/null || die "python3 is needed for benches/compare_pars
 
 declare -A CRIT=([W1]=W1_deep_b32 [W2]=W2_deep_b256 [W3]=W3_shallow_l1_b32
     [W4]=W4_overcomplete_kl_b256 [W5]=W5_denoising_b32 [W6]=W6_conv_b64)
-declare -A BATCH=([W1]=32 [W2]=256 [W3]=32 [W4]=256 [W5]=32 [W6]=64)
+CRIT_W7=topk_768x16384/sparse_b1024
+declare -A BATCH=([W1]=32 [W2]=256 [W3]=32 [W4]=256 [W5]=32 [W6]=64 [W7]=1024)
 declare -A SCRIPT=([torch]=torch_seed.py [jax]=jax_seed.py [keras]=keras_seed.py)
-declare -A FLAG=([eager]="" [compile]=--compile [jit]="" [scan]=--scan [xla]=--jit)
+declare -A FLAG=([eager]="" [compile]=--compile [jit]="" [scan]=--scan [xla]=--jit [embedding_bag]="" [dense]=--dense)
 declare -A BASE=([torch]=eager [jax]=jit [keras]=eager)
 
 [[ -n $OUT ]] || OUT=$(mktemp -d /tmp/sparse-ae-compare.XXXX)
@@ -107,11 +111,16 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 say "building (release binary and the train_step bench); logs in $OUT"
 cargo build --release --quiet
 cargo bench --bench train_step --no-run --quiet 2>"$OUT/bench-build.log"
-LISTED=$(cargo bench --quiet --bench train_step -- --list 2>/dev/null)
+# The TopK group registers only when a filter names it.
+LISTED=$({ cargo bench --quiet --bench train_step -- --list; cargo bench --quiet --bench train_step -- --list topk; } 2>/dev/null)
 
 # Variants of framework $1 to run on workload $2.
 variants() {
     local fw=$1 wl=$2
+    if [[ $wl == W7 ]]; then
+        [[ $fw == torch ]] && echo embedding_bag dense
+        return 0
+    fi
     case $VARIANTS in
         base) echo "${BASE[$fw]}" ;;
         all) case $fw in torch) echo eager compile ;; jax) echo jit scan ;; keras) echo eager xla ;; esac ;;
@@ -131,7 +140,8 @@ timed() {
 }
 
 sa_bench() {
-    local wl=$1 r=$2 id=train_step/${CRIT[$1]} log fr
+    local wl=$1 r=$2 id log fr
+    if [[ $wl == W7 ]]; then id=$CRIT_W7; else id=train_step/${CRIT[$wl]}; fi
     if ! grep -qx "$id: benchmark" <<<"$LISTED"; then
         ((r > 0)) || say "$id is not in the train_step bench; skipped"
         return 0
@@ -154,8 +164,13 @@ peer() {
     local kind=$1 wl=$2 fw var n log fr
     IFS=: read -r fw var n <<<"$3"
     log=$OUT/${fw}-${var}_${kind}_${wl}_$n.log
-    # shellcheck disable=SC2086 # FLAG is empty or one word
-    fr=$(timed "$log" "$PY" "$PEERS_DIR/${SCRIPT[$fw]}" "$kind" "$wl" ${FLAG[$var]})
+    if [[ $wl == W7 ]]; then
+        # shellcheck disable=SC2086 # FLAG is empty or one word
+        fr=$(timed "$log" "$PY" "$PEERS_DIR/torch_topk.py" "$kind" ${FLAG[$var]})
+    else
+        # shellcheck disable=SC2086 # FLAG is empty or one word
+        fr=$(timed "$log" "$PY" "$PEERS_DIR/${SCRIPT[$fw]}" "$kind" "$wl" ${FLAG[$var]})
+    fi
     say "$(python3 "$HELPER" record "$TSV" "$kind" "$wl" "$fw" "$var" peer "$log" "${fr% *}")"
 }
 

@@ -11,7 +11,8 @@
 import json, os, re, signal, statistics, subprocess, sys, time
 
 NAMES = {"W1": "W1 deep b32", "W2": "W2 deep b256", "W3": "W3 shallow L1 b32",
-         "W4": "W4 overcomplete KL b256", "W5": "W5 denoising b32", "W6": "W6 conv b64"}
+         "W4": "W4 overcomplete KL b256", "W5": "W5 denoising b32", "W6": "W6 conv b64",
+         "W7": "W7 TopK SAE 768-16384 b1024"}
 FRAMEWORKS = [("torch", "PyTorch"), ("jax", "JAX"), ("keras", "Keras")]
 # Reference figures of /work/shared/bench/README.md (quiet 2-core Ice Lake, samples/s), used only when
 # no peer environment is given.
@@ -75,6 +76,10 @@ def parse(parser, log, batch):
         return {"value": float(ep.group(2)), "test": float(ep.group(1)),
                 "rss": float(rss.group(1)) if rss else None}
     if parser == "peer":
+        # torch_topk.py (W7) prints one line: "W7 <variant> <samples/s>".
+        w7 = re.findall(r"^W7 \S+ ([0-9.]+)\s*$", text, re.M)
+        if w7:
+            return {"value": float(w7[-1])}
         lines = [l for l in text.splitlines() if l.startswith("{")]
         if not lines:
             raise ValueError("no JSON line")
@@ -156,7 +161,8 @@ def table(argv):
                     cand.append((med((kind, w, f, var)), var))
             if reference:
                 idx = int(wl[1:]) - 1
-                cand = [(v[idx], var) for (f, var), v in REFERENCE.items() if f == fw and v[idx] is not None]
+                cand = [(v[idx], var) for (f, var), v in REFERENCE.items()
+                        if f == fw and idx < len(v) and v[idx] is not None]
             if cand:
                 v, var = max(cand)
                 tag = " ref" if reference else ""

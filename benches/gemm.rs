@@ -5,22 +5,29 @@
 //! criterion's "elem/s" reads as FLOP/s. Group `<shape>/1t` runs on a rayon
 //! pool of one thread; `<shape>/all` on the global pool. matrixmultiply is
 //! built without its `threading` feature, so it is single-threaded and appears
-//! in the `1t` groups only. `fma_peak` measures one core's AVX-512 FMA peak
-//! (and prints it in GFLOP/s), the ceiling the `1t` numbers are read against.
+//! in the `1t` groups only. `fma_peak` measures one core's FMA peak on each
+//! SIMD path the CPU has (AVX-512 and AVX2, printed in GFLOP/s), the ceiling
+//! the `1t` numbers are read against. The first lines name the CPU, its
+//! caches and the blocking each path uses on it.
 //!
 //! `<isa>-packed` and `<isa>-direct` force one loop structure on the fastest
 //! path (`Loops`), to place the crossover `params::DIRECT_SMALL`.
 //!
 //! `GEMM_BEST_OF=<n>` also prints a best-of-n table (see `best_of_table`);
 //! `GEMM_BEST_OF=200 cargo bench --bench gemm -- fma_peak` prints only it and
-//! the peak.
+//! the peak. `GEMM_BEST_OF_TSV=<file>` writes the same table as TSV (with
+//! each shape's m, k, n and transposes), which `benches/compare_blas.sh`
+//! sets beside numpy's BLAS timed the same way.
 //!
 //! Quick run: `cargo bench --bench gemm -- --warm-up-time 0.3
 //! --measurement-time 1 --sample-size 10 --noplot <filter>`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+#[cfg(target_arch = "x86_64")]
+use sparse_ae::kernels::CpuInfo;
 use sparse_ae::kernels::gemm::{Loops, gemm_loops};
 use sparse_ae::kernels::{Epilogue, Isa, MatMut, MatRef, Parallelism};
+use sparse_ae::parallel::KeepAwake;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -211,10 +218,44 @@ fn bench_shapes(c: &mut Criterion) {
     }
 }
 
-/// Independent accumulators in the peak loop: enough to cover FMA latency (4)
-/// times the FMA ports (2) three times over.
+/// Independent accumulators in the AVX-512 peak loop: enough to cover FMA
+/// latency (4) times the FMA ports (2) three times over.
 #[cfg(target_arch = "x86_64")]
 const PEAK_ACC: usize = 24;
+
+/// Independent accumulators in the AVX2 peak loop: 12 of the 16 ymm
+/// registers, 1.5× the 8 in flight that two pipes of latency 4 need (Zen 3:
+/// two 256-bit FMA pipes; Intel: two ports).
+#[cfg(target_arch = "x86_64")]
+const PEAK_ACC_AVX2: usize = 12;
+
+/// `iters` rounds of PEAK_ACC_AVX2 independent 8-lane FMAs:
+/// 2·8·PEAK_ACC_AVX2·iters flops, nothing else in the loop.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn fma_loop_avx2(iters: u64, x: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let (va, vb) = (_mm256_set1_ps(x), _mm256_set1_ps(0.999_999));
+    let mut acc = [_mm256_setzero_ps(); PEAK_ACC_AVX2];
+    for (i, a) in acc.iter_mut().enumerate() {
+        *a = _mm256_set1_ps(i as f32);
+    }
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = _mm256_fmadd_ps(*a, vb, va);
+        }
+    }
+    let mut s = _mm256_setzero_ps();
+    for a in acc {
+        s = _mm256_add_ps(s, a);
+    }
+    let h = _mm256_hadd_ps(s, s);
+    let h = _mm256_hadd_ps(h, h);
+    _mm_cvtss_f32(_mm_add_ss(
+        _mm256_castps256_ps128(h),
+        _mm256_extractf128_ps::<1>(h),
+    ))
+}
 
 /// `iters` rounds of PEAK_ACC independent 16-lane FMAs: 2·16·PEAK_ACC·iters
 /// flops, nothing else in the loop.
@@ -239,16 +280,10 @@ fn fma_loop(iters: u64, x: f32) -> f32 {
     _mm512_reduce_add_ps(s)
 }
 
+/// Best-of-200 GFLOP/s of `run`, which does `flops` flops, printed and
+/// benchmarked under `fma_peak/<name>`.
 #[cfg(target_arch = "x86_64")]
-fn fma_peak(c: &mut Criterion) {
-    if !Isa::Avx512.is_available() {
-        eprintln!("fma_peak: no AVX-512 on this CPU");
-        return;
-    }
-    const ITERS: u64 = 1 << 16;
-    let flops = 2 * 16 * PEAK_ACC as u64 * ITERS;
-    // SAFETY: avx512f is available (checked above).
-    let run = || unsafe { fma_loop(black_box(ITERS), black_box(0.5)) };
+fn peak_of(c: &mut Criterion, name: &str, flops: u64, run: &dyn Fn() -> f32) {
     let mut best = Duration::MAX;
     for _ in 0..200 {
         let t = Instant::now();
@@ -256,13 +291,39 @@ fn fma_peak(c: &mut Criterion) {
         best = best.min(t.elapsed());
     }
     eprintln!(
-        "fma_peak: AVX-512 single-core FMA peak ≈ {:.1} GFLOP/s (best of 200 runs of {flops} flops)",
+        "fma_peak: {name} single-core FMA peak ≈ {:.1} GFLOP/s (best of 200 runs of {flops} flops)",
         flops as f64 / best.as_secs_f64() / 1e9
     );
     let mut g = c.benchmark_group("fma_peak");
     g.throughput(Throughput::Elements(flops));
-    g.bench_function("avx512", |b| b.iter(|| black_box(run())));
+    g.bench_function(name, |b| b.iter(|| black_box(run())));
     g.finish();
+}
+
+#[cfg(target_arch = "x86_64")]
+fn fma_peak(c: &mut Criterion) {
+    eprintln!("cpu: {}", CpuInfo::get().summary());
+    for isa in Isa::available() {
+        eprintln!(
+            "blocking {isa}: {}",
+            sparse_ae::kernels::gemm::blocking_summary(isa)
+        );
+    }
+    const ITERS: u64 = 1 << 16;
+    if Isa::Avx512.is_available() {
+        // SAFETY: avx512f is available (checked above).
+        let run = || unsafe { fma_loop(black_box(ITERS), black_box(0.5)) };
+        peak_of(c, "avx512", 2 * 16 * PEAK_ACC as u64 * ITERS, &run);
+    } else {
+        eprintln!("fma_peak: no AVX-512 on this CPU");
+    }
+    if Isa::Avx2.is_available() {
+        // SAFETY: avx2 and fma are available (checked above).
+        let run = || unsafe { fma_loop_avx2(black_box(ITERS), black_box(0.5)) };
+        peak_of(c, "avx2", 2 * 8 * PEAK_ACC_AVX2 as u64 * ITERS, &run);
+    } else {
+        eprintln!("fma_peak: no AVX2+FMA on this CPU");
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -270,7 +331,8 @@ fn fma_peak(_c: &mut Criterion) {}
 
 /// With `GEMM_BEST_OF=<n>` set: prints, for every shape, the best of n timed
 /// runs (wall clock) of the active path's `Loops::Auto` on 1 thread, of
-/// matrixmultiply, their ratio, and the 2-thread speed-up. On a machine shared
+/// matrixmultiply, their ratio, and the 2-thread speed-up (two threads with
+/// the second kept awake, as in training). On a machine shared
 /// with other jobs the fastest run is the one least disturbed, so these ratios
 /// are steadier than criterion's means.
 fn best_of_table(_c: &mut Criterion) {
@@ -288,6 +350,7 @@ fn best_of_table(_c: &mut Criterion) {
     };
     let (one, two) = (pool(1), pool(2));
     let isa = Isa::active();
+    let mut tsv = String::from("name\tm\tk\tn\tta\ttb\tisa\tours_1t\tmatrixmultiply_1t\tours_2t\n");
     eprintln!(
         "{:30} {:>9} {:>9} {:>6} {:>9} {:>6}",
         "best of runs, GFLOP/s",
@@ -313,7 +376,18 @@ fn best_of_table(_c: &mut Criterion) {
         let ours = |o: &mut Operands| s.run(isa, Parallelism::Rayon, Loops::Auto, o);
         let one_t = one.install(|| best(&mut ops, &ours));
         let mm = best(&mut ops, &|o| s.run_matrixmultiply(o));
-        let two_t = two.install(|| best(&mut ops, &ours));
+        // Two threads as training runs them: inside a scope whose other
+        // thread is kept awake (`parallel::KeepAwake`, as `fit` does).
+        let two_t = two.install(|| {
+            rayon::scope(|_| {
+                let awake = KeepAwake::new();
+                awake.beat();
+                best(&mut ops, &|o: &mut Operands| {
+                    awake.beat();
+                    ours(o)
+                })
+            })
+        });
         let (ours, par) = (one_t, two_t);
         eprintln!(
             "{:30} {ours:9.1} {mm:9.1} {:6.2} {par:9.1} {:6.2}",
@@ -321,6 +395,13 @@ fn best_of_table(_c: &mut Criterion) {
             ours / mm,
             par / ours
         );
+        tsv.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{isa}\t{ours:.2}\t{mm:.2}\t{par:.2}\n",
+            s.name, s.m, s.k, s.n, s.ta as u8, s.tb as u8
+        ));
+    }
+    if let Some(path) = std::env::var_os("GEMM_BEST_OF_TSV") {
+        std::fs::write(&path, tsv).expect("GEMM_BEST_OF_TSV names a writable file");
     }
 }
 

@@ -306,6 +306,20 @@ pub fn gemm_with(
     gemm_loops(isa, par, Loops::Auto, alpha, a, b, beta, c, epi)
 }
 
+/// The register tile and cache blocks a path uses on this CPU, as one line
+/// (`tile 14×32, MC 1680, KC 512, NC 512`), for benchmarks and reports.
+pub fn blocking_summary(isa: Isa) -> String {
+    let p = match isa {
+        Isa::Scalar => params::SCALAR,
+        Isa::Avx2 => params::AVX2,
+        Isa::Avx512 => params::AVX512,
+    };
+    format!(
+        "tile {}×{}, MC {}, KC {}, NC {}",
+        p.mr, p.nr, p.mc, p.kc, p.nc
+    )
+}
+
 /// Which loop structure runs a product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Loops {
