@@ -10,6 +10,13 @@
 //! The writer prints every finite `f64` so that parsing it back gives the same
 //! bits: integers below 2⁵³ as integers, everything else with Rust's shortest
 //! round-trip formatting. Non-finite numbers cannot be written.
+//!
+//! Why the engine has its own parser instead of serde_json: model configs,
+//! safetensors headers and checkpoint metadata are read by the bare engine,
+//! whose dependencies stay at five (rayon, matrixmultiply, rand, rand_distr,
+//! byteorder) so that it embeds anywhere; and every parser of outside bytes
+//! is fuzzed with a memory cap (`fuzz/`), which this one, at a few hundred
+//! lines with explicit size and depth limits, is built for.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
