@@ -79,6 +79,26 @@ fn info_names_the_cpu_and_its_paths() {
         ],
     );
     assert!(e.contains("avx2"), "{e}");
+    // A required path that is hidden (or missing) fails, naming the path.
+    let e = fails(
+        &["info"],
+        &[
+            ("SPARSE_AE_MAX_ISA", "scalar"),
+            ("SPARSE_AE_REQUIRE_ISA", "scalar,avx2"),
+        ],
+    );
+    assert!(
+        e.contains("SPARSE_AE_REQUIRE_ISA") && e.contains("avx2"),
+        "{e}"
+    );
+    let o = run(
+        &["info"],
+        &[
+            ("SPARSE_AE_MAX_ISA", "scalar"),
+            ("SPARSE_AE_REQUIRE_ISA", "scalar"),
+        ],
+    );
+    assert!(o.status.success());
 }
 
 #[test]

@@ -507,5 +507,10 @@ pub fn info() -> Result<ExitCode> {
     );
     println!("active kernel path: {}", Isa::active());
     println!("threads: {}", rayon::current_num_threads());
+    // A path SPARSE_AE_REQUIRE_ISA lists but this machine cannot run fails
+    // the command, so scripts can check a machine before trusting it.
+    for isa in Isa::required()? {
+        isa.check_required()?;
+    }
     Ok(ExitCode::SUCCESS)
 }
