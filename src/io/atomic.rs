@@ -138,6 +138,16 @@ fn checked_target(path: &Path) -> Result<(PathBuf, PathBuf, OsString)> {
             ));
         }
     };
+    if name.len() > NAME_MAX {
+        return Err(refuse(
+            path,
+            io::ErrorKind::InvalidFilename,
+            format!(
+                "the file name is {} bytes long, more than the {NAME_MAX}-byte limit",
+                name.len()
+            ),
+        ));
+    }
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
@@ -445,6 +455,11 @@ mod tests {
             write_atomic_bytes(&p, b"x").unwrap();
             assert_eq!(fs::read(&p).unwrap(), b"x");
         }
+        let e = check_writable(&d.join("n".repeat(256))).unwrap_err();
+        assert!(
+            e.to_string().contains("more than the 255-byte limit"),
+            "{e}"
+        );
         assert_ne!(
             temp_name(OsStr::new(&format!("{}a", "n".repeat(254)))),
             temp_name(OsStr::new(&format!("{}b", "n".repeat(254))))

@@ -1,9 +1,12 @@
 //! The `sparse-ae` command-line tool: parses arguments, calls the library,
 //! maps errors to exit codes. No maths lives here.
 
+#[macro_use]
+mod out;
 mod cli;
 mod commands;
 mod data;
+mod files;
 mod progress;
 mod train_input;
 
@@ -11,26 +14,36 @@ use clap::Parser;
 use cli::{Cli, Command};
 use std::process::ExitCode;
 
+/// The most worker threads `--threads` may ask for: starting more only
+/// wastes time (100,000 took 26 s) and no machine has that many cores.
+fn max_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_mul(4).max(1024)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = sparse_ae::kernels::Isa::from_env() {
-        eprintln!("error: {e}");
+        note!("error: {e}");
         return ExitCode::from(2);
     }
     if let Err(e) = sparse_ae::nn::TopkPath::from_env() {
-        eprintln!("error: {e}");
+        note!("error: {e}");
         return ExitCode::from(2);
     }
     if let Some(n) = cli.threads {
-        if n == 0 {
-            eprintln!("error: --threads must be at least 1");
+        let most = max_threads();
+        if n == 0 || n > most {
+            note!(
+                "error: --threads must be between 1 and {most} (at least 1024, or 4 per core), got {n}"
+            );
             return ExitCode::from(2);
         }
         if let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
         {
-            eprintln!("error: cannot start {n} threads: {e}");
+            note!("error: cannot start {n} threads: {e}");
             return ExitCode::from(2);
         }
     }
@@ -51,12 +64,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // A closed pipe (`sparse-ae eval | head`) is not a failure.
-            if let sparse_ae::Error::Io { source, .. } = &e
-                && source.kind() == std::io::ErrorKind::BrokenPipe
-            {
+            if out::is_closed_stdout(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {e}");
+            note!("error: {e}");
             ExitCode::FAILURE
         }
     }
