@@ -521,6 +521,8 @@ fn bad_outputs_fail_before_training_naming_the_path_given() {
             "{args:?}: {e}"
         );
     }
+    let e = fails(&train_args(&dir, &["--out", long]), 1);
+    assert!(e.contains("more than the 255-byte limit"), "{e}");
     assert_eq!(snapshot(&dir), before);
 }
 

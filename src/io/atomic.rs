@@ -113,21 +113,6 @@ pub fn kind_of(m: &fs::Metadata) -> &'static str {
 /// or a free name in an existing directory.
 fn checked_target(path: &Path) -> Result<(PathBuf, PathBuf, OsString)> {
     let target = target_of(path)?;
-    match fs::symlink_metadata(&target) {
-        Ok(m) if m.is_file() => {}
-        Ok(m) => {
-            return Err(refuse(
-                path,
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "is {}, not a regular file; only regular files are written (and never replaced by one)",
-                    kind_of(&m)
-                ),
-            ));
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(path, e)),
-    }
     let name = match target.file_name() {
         Some(n) if !path.as_os_str().to_string_lossy().ends_with('/') => n.to_owned(),
         _ => {
@@ -147,6 +132,21 @@ fn checked_target(path: &Path) -> Result<(PathBuf, PathBuf, OsString)> {
                 name.len()
             ),
         ));
+    }
+    match fs::symlink_metadata(&target) {
+        Ok(m) if m.is_file() => {}
+        Ok(m) => {
+            return Err(refuse(
+                path,
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "is {}, not a regular file; only regular files are written (and never replaced by one)",
+                    kind_of(&m)
+                ),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(path, e)),
     }
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
