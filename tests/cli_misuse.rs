@@ -129,6 +129,7 @@ fn a_closed_stdout_ends_quietly() {
     let data = dir.join("x.npy");
     for args in [
         vec!["presets"],
+        vec!["--help"],
         vec!["eval", "-m", s(&model), "--data", s(&data)],
         vec!["eval", "-m", s(&model), "--data", s(&data), "--json"],
     ] {
@@ -144,17 +145,19 @@ fn a_closed_stdout_ends_quietly() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_full_stdout_is_a_clear_error() {
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
-    let o = cmd(&["presets"]).stdout(full).output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("standard output") && err.contains("No space left"),
-        "{err}"
-    );
+    for args in [["presets"], ["--help"], ["--version"]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = cmd(&args).stdout(full).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("standard output") && err.contains("No space left"),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod train_input;
 
 use clap::Parser;
 use cli::{Cli, Command};
+use std::io::Write;
 use std::process::ExitCode;
 
 /// The most worker threads `--threads` may ask for: starting more only
@@ -22,7 +23,21 @@ fn max_threads() -> usize {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version go to stdout, usage errors to stderr; a full
+        // stdout is an error here too, a closed one is not.
+        Err(e) => {
+            let code = e.exit_code();
+            return match e.print().and_then(|()| std::io::stdout().flush()) {
+                Err(err) if code == 0 && err.kind() != std::io::ErrorKind::BrokenPipe => {
+                    note!("error: {}: {err}", out::STDOUT);
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::from(u8::try_from(code).unwrap_or(2)),
+            };
+        }
+    };
     if let Err(e) = sparse_ae::kernels::Isa::from_env() {
         note!("error: {e}");
         return ExitCode::from(2);
