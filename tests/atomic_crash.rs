@@ -2,7 +2,8 @@
 //! whole and loadable. The test binary runs itself as a child (the ignored
 //! test `crash_child`) which starts saving a 16 MB safetensors file over an
 //! existing one with `write_atomic` and dies 8 MB in, by `abort()` or by
-//! SIGKILL from the parent.
+//! SIGKILL from the parent. The temporary file it leaves has the target's
+//! fixed temporary name, and the next save of that target removes it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -111,10 +112,11 @@ fn crash_and_check(mode: &str) {
             p.file_name()
                 .unwrap()
                 .to_string_lossy()
-                .starts_with(".model.safetensors.tmp-")
+                .starts_with(".model.safetensors.tmp")
         })
         .collect();
     assert_eq!(temps.len(), 1, "{temps:?}");
+    assert_eq!(temps[0], dir.join(".model.safetensors.tmp"));
     assert!(std::fs::metadata(&temps[0]).unwrap().len() >= CRASH_AT as u64);
 
     // The old file is whole and loads with its old contents.
@@ -122,6 +124,18 @@ fn crash_and_check(mode: &str) {
     assert_eq!(st.meta("version"), Some("old"));
     assert_eq!(st.get("w").unwrap().data, OLD);
     assert_eq!(st.get("w").unwrap().shape, [2, 3]);
+
+    // The next save of the same target reuses the leftover and leaves nothing behind.
+    safetensors::write(&path, &[("w", &[3], &OLD[..3])], &[("version", "next")]).unwrap();
+    assert_eq!(
+        SafeTensors::read(&path).unwrap().meta("version"),
+        Some("next")
+    );
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["model.safetensors"]);
 }
 
 #[test]

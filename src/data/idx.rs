@@ -124,7 +124,10 @@ pub fn read(path: &Path) -> Result<IdxArray> {
 
 /// As [`read`], with `limit` bytes as the cap on decompressed element data.
 pub fn read_with_limit(path: &Path, limit: u64) -> Result<IdxArray> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    // The header (at most 4 + 4·255 bytes) and the data, or their gzip form,
+    // which deflate's stored blocks keep within 1/16 of it.
+    let cap = limit.saturating_add(limit / 16).saturating_add(1 << 20);
+    let bytes = crate::io::read::read_capped(path, cap, "IDX file")?;
     decode(&bytes, path, limit)
 }
 

@@ -68,6 +68,17 @@ fn candidates(dir: &Path, split: Split, kind: &str, ndim: u8) -> Vec<PathBuf> {
     out
 }
 
+/// Every file [`load_split`] may read from `dir`: the names tried for the
+/// images and labels of both splits.
+pub fn candidate_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for split in [Split::Train, Split::Test] {
+        files.extend(candidates(dir, split, "images", 3));
+        files.extend(candidates(dir, split, "labels", 1));
+    }
+    files
+}
+
 fn find(dir: &Path, split: Split, kind: &str, ndim: u8) -> Option<PathBuf> {
     candidates(dir, split, kind, ndim)
         .into_iter()

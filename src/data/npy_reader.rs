@@ -38,7 +38,7 @@ impl NpyReader<File> {
     /// [`Error::Io`] if it cannot be opened or read; [`Error::Npy`] as
     /// [`NpyReader::new`].
     pub fn open(path: &Path) -> Result<NpyReader<File>> {
-        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let (f, _) = crate::io::read::open_regular(path)?;
         NpyReader::new(f, path)
     }
 }

@@ -1,21 +1,36 @@
 //! Crash-safe file replacement: a reader of `path` sees either the old file
 //! or the complete new one, never a torn mix.
 //!
-//! Steps: write to a uniquely named temporary file in the same directory
-//! (`.<name>.tmp-<pid>-<n>`), flush and fsync it, rename it over `path`
-//! (atomic on POSIX within one file system), then fsync the directory so the
-//! rename itself survives a power cut. If anything fails before the rename,
-//! the temporary file is removed and `path` is untouched. A process killed
-//! mid-write leaves its temporary file behind but never damages `path`.
+//! Steps: write to a temporary file in the target's directory, flush and
+//! fsync it, rename it over the target (atomic on POSIX within one file
+//! system), then fsync the directory so the rename itself survives a power
+//! cut. If anything fails before the rename, the temporary file is removed
+//! and the target is untouched.
+//!
+//! The temporary name is fixed per target: `.<name>.tmp`, or for a name too
+//! long to take the extra five bytes within the 255-byte limit,
+//! `.<first bytes of name>~<hash of name>.tmp`. The writer holds an exclusive
+//! lock on it while it writes, so a second process saving the same target at
+//! the same moment is refused, and a temporary file left by a killed process
+//! (whose lock died with it) is truncated, reused and renamed away by the
+//! next save of that target.
+//!
+//! The target is the file `path` names with symbolic links followed: saving
+//! through a link replaces the file it points to and keeps the link. Only a
+//! regular file (or a name not yet taken) is replaced; a directory, device,
+//! FIFO or socket is refused, never swapped for a regular file.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{Error, Result};
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// The longest file name most file systems take (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+/// Symbolic links followed before giving up (Linux's `MAXSYMLINKS`).
+const MAX_LINKS: usize = 40;
 
 /// Removes the temporary file on drop unless the rename succeeded.
 struct TempGuard {
@@ -31,30 +46,250 @@ impl Drop for TempGuard {
     }
 }
 
-/// Replaces `path` atomically with the bytes that `fill` writes.
+fn refuse(path: &Path, kind: io::ErrorKind, why: impl Into<String>) -> Error {
+    Error::io(path, io::Error::new(kind, why.into()))
+}
+
+/// The file that saving to `path` replaces: `path` with the symbolic links
+/// of its last component followed (a relative link is read from the link's
+/// directory).
+///
+/// # Errors
+/// [`Error::Io`] naming `path` for a loop of links or an unreadable link.
+pub fn target_of(path: &Path) -> Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = fs::read_link(&p).map_err(|e| Error::io(path, e))?;
+                p = match p.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(refuse(
+        path,
+        io::ErrorKind::InvalidInput,
+        format!("more than {MAX_LINKS} symbolic links in a row (a loop?)"),
+    ))
+}
+
+/// What a file that is not a regular file is, for messages.
+pub fn kind_of(m: &fs::Metadata) -> &'static str {
+    let t = m.file_type();
+    if t.is_dir() {
+        return "a directory";
+    }
+    if t.is_symlink() {
+        return "a symbolic link";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The resolved target of `path` and its directory, checked: a regular file
+/// or a free name in an existing directory.
+fn checked_target(path: &Path) -> Result<(PathBuf, PathBuf, OsString)> {
+    let target = target_of(path)?;
+    let name = match target.file_name() {
+        Some(n) if !path.as_os_str().to_string_lossy().ends_with('/') => n.to_owned(),
+        _ => {
+            return Err(refuse(
+                path,
+                io::ErrorKind::InvalidInput,
+                "names a directory, not a file",
+            ));
+        }
+    };
+    if name.len() > NAME_MAX {
+        return Err(refuse(
+            path,
+            io::ErrorKind::InvalidFilename,
+            format!(
+                "the file name is {} bytes long, more than the {NAME_MAX}-byte limit",
+                name.len()
+            ),
+        ));
+    }
+    match fs::symlink_metadata(&target) {
+        Ok(m) if m.is_file() => {}
+        Ok(m) => {
+            return Err(refuse(
+                path,
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "is {}, not a regular file; only regular files are written (and never replaced by one)",
+                    kind_of(&m)
+                ),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    match fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(refuse(
+                path,
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(refuse(
+                path,
+                io::ErrorKind::NotFound,
+                format!("the directory {} does not exist", dir.display()),
+            ));
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    Ok((target, dir, name))
+}
+
+/// FNV-1a, 64 bits: a fixed hash for shortened temporary names.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The temporary file name for a target named `name` (see the module doc).
+pub fn temp_name(name: &OsStr) -> OsString {
+    let bytes = name.as_encoded_bytes();
+    if bytes.len() + ".".len() + ".tmp".len() <= NAME_MAX {
+        let mut t = OsString::from(".");
+        t.push(name);
+        t.push(".tmp");
+        return t;
+    }
+    let lossy = name.to_string_lossy();
+    let room = NAME_MAX - ".".len() - "~".len() - 16 - ".tmp".len();
+    let mut cut = room.min(lossy.len());
+    while !lossy.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    OsString::from(format!(".{}~{:016x}.tmp", &lossy[..cut], fnv1a(bytes)))
+}
+
+/// Opens the temporary file `tmp`, locked and empty. `path` is the name the
+/// caller gave, which errors report.
+fn create_temp(tmp: &Path, path: &Path) -> Result<File> {
+    for _ in 0..8 {
+        // The name is reserved for this purpose: a link planted there is not followed.
+        if fs::symlink_metadata(tmp).is_ok_and(|m| m.file_type().is_symlink()) {
+            fs::remove_file(tmp).map_err(|e| Error::io(path, e))?;
+        }
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(tmp)
+            .map_err(|e| Error::io(path, e))?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(refuse(
+                    path,
+                    io::ErrorKind::ResourceBusy,
+                    "another process is saving this file right now",
+                ));
+            }
+            Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {}
+            Err(TryLockError::Error(e)) => return Err(Error::io(path, e)),
+        }
+        // Between our open and our lock, another writer may have renamed
+        // this very file over its target: then the name is free again.
+        if still_named(&f, tmp) {
+            f.set_len(0).map_err(|e| Error::io(path, e))?;
+            return Ok(f);
+        }
+    }
+    Err(refuse(
+        path,
+        io::ErrorKind::ResourceBusy,
+        "other processes keep saving this file at the same time",
+    ))
+}
+
+#[cfg(unix)]
+fn still_named(f: &File, tmp: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), fs::symlink_metadata(tmp)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn still_named(_f: &File, tmp: &Path) -> bool {
+    tmp.is_file()
+}
+
+/// Checks, without changing anything, that [`write_atomic`] could save to
+/// `path`: its target is a regular file or a free name, its directory exists
+/// and a temporary file can be made there (permissions, a read-only file
+/// system, the name's length). Commands call it before long work, so a bad
+/// output fails at once.
+///
+/// # Errors
+/// [`Error::Io`] naming `path` with what is wrong.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let (_, dir, name) = checked_target(path)?;
+    let tmp = dir.join(temp_name(&name));
+    let existed = fs::symlink_metadata(&tmp).is_ok();
+    let f = create_temp(&tmp, path)?;
+    drop(f);
+    if !existed {
+        let _ = fs::remove_file(&tmp);
+    }
+    Ok(())
+}
+
+/// Replaces the file `path` names atomically with the bytes that `fill`
+/// writes (through a symbolic link, its target; see the module doc).
 ///
 /// `fill` receives a buffered writer; returning an error (or panicking)
 /// aborts the replacement and leaves the old file as it was. This is also the
 /// failure-injection point tests use.
 ///
 /// # Errors
-/// Whatever `fill` returns, or [`Error::Io`] naming `path` (or the temporary
-/// file) if creating, writing, syncing or renaming fails.
+/// Whatever `fill` returns, or [`Error::Io`] naming `path` if the target is
+/// not a regular file, its directory is missing, another process is saving
+/// it, or creating, writing, syncing or renaming fails.
 pub fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
 where
     F: FnOnce(&mut dyn Write) -> Result<()>,
 {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        Error::io(
-            path,
-            io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
-        )
-    })?;
-    let (file, tmp) = create_temp(&dir, &name.to_string_lossy())?;
+    let (target, dir, name) = checked_target(path)?;
+    let tmp = dir.join(temp_name(&name));
+    let file = create_temp(&tmp, path)?;
     let mut guard = TempGuard {
         path: tmp.clone(),
         armed: true,
@@ -63,12 +298,13 @@ where
     fill(&mut w)?;
     let file = w
         .into_inner()
-        .map_err(|e| Error::io(&tmp, e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        .map_err(|e| Error::io(path, e.into_error()))?;
+    file.sync_all().map_err(|e| Error::io(path, e))?;
+    // The lock is held until the rename is done.
+    fs::rename(&tmp, &target).map_err(|e| Error::io(path, e))?;
     guard.armed = false;
-    sync_dir(&dir)
+    drop(file);
+    sync_dir(&dir, path)
 }
 
 /// Replaces `path` atomically with `bytes` (see [`write_atomic`]).
@@ -79,21 +315,8 @@ pub fn write_atomic_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |w| w.write_all(bytes).map_err(|e| Error::io(path, e)))
 }
 
-fn create_temp(dir: &Path, name: &str) -> Result<(File, PathBuf)> {
-    loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
-        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
-            Ok(f) => return Ok((f, tmp)),
-            // Left behind by an earlier crashed process with a reused pid.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < u64::MAX => continue,
-            Err(e) => return Err(Error::io(&tmp, e)),
-        }
-    }
-}
-
 #[cfg(unix)]
-fn sync_dir(dir: &Path) -> Result<()> {
+fn sync_dir(dir: &Path, path: &Path) -> Result<()> {
     match File::open(dir).and_then(|d| d.sync_all()) {
         Ok(()) => Ok(()),
         // Some file systems cannot fsync a directory; the rename is done anyway.
@@ -105,12 +328,12 @@ fn sync_dir(dir: &Path) -> Result<()> {
         {
             Ok(())
         }
-        Err(e) => Err(Error::io(dir, e)),
+        Err(e) => Err(Error::io(path, e)),
     }
 }
 
 #[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> Result<()> {
+fn sync_dir(_dir: &Path, _path: &Path) -> Result<()> {
     Ok(())
 }
 
@@ -182,6 +405,99 @@ mod tests {
     fn missing_directory_is_an_io_error_naming_it() {
         let p = std::env::temp_dir().join("sparse-ae-no-such-dir-x9/f.bin");
         let e = write_atomic_bytes(&p, b"x").unwrap_err().to_string();
-        assert!(e.contains("sparse-ae-no-such-dir-x9"), "{e}");
+        assert!(
+            e.contains("sparse-ae-no-such-dir-x9") && e.contains("does not exist"),
+            "{e}"
+        );
+        let e = check_writable(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("sparse-ae-no-such-dir-x9") && e.contains("does not exist"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_stale_temp_file_is_reused_and_removed() {
+        let d = scratch("stale");
+        let p = d.join("f.bin");
+        fs::write(d.join(".f.bin.tmp"), vec![9u8; 1000]).unwrap();
+        write_atomic_bytes(&p, b"new").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert_eq!(entries(&d), ["f.bin"]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_second_writer_of_the_same_target_is_refused() {
+        let d = scratch("busy");
+        let p = d.join("f.bin");
+        write_atomic_bytes(&p, b"old").unwrap();
+        let r = write_atomic(&p, |_| {
+            let e = write_atomic_bytes(&p, b"other").unwrap_err().to_string();
+            assert!(e.contains("f.bin") && e.contains("another process"), "{e}");
+            Ok(())
+        });
+        r.unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_255_byte_name_works_and_its_temp_name_fits() {
+        let d = scratch("long");
+        for len in [250, 251, 255] {
+            let name = "n".repeat(len);
+            let tmp = temp_name(OsStr::new(&name));
+            assert!(tmp.len() <= NAME_MAX, "{len}: {}", tmp.len());
+            assert_eq!(tmp, temp_name(OsStr::new(&name)));
+            let p = d.join(&name);
+            check_writable(&p).unwrap();
+            write_atomic_bytes(&p, b"x").unwrap();
+            assert_eq!(fs::read(&p).unwrap(), b"x");
+        }
+        let e = check_writable(&d.join("n".repeat(256))).unwrap_err();
+        assert!(
+            e.to_string().contains("more than the 255-byte limit"),
+            "{e}"
+        );
+        assert_ne!(
+            temp_name(OsStr::new(&format!("{}a", "n".repeat(254)))),
+            temp_name(OsStr::new(&format!("{}b", "n".repeat(254))))
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_is_written_through_and_kept() {
+        let d = scratch("link");
+        let real = d.join("real.bin");
+        fs::write(&real, b"old").unwrap();
+        let link = d.join("link.bin");
+        std::os::unix::fs::symlink("real.bin", &link).unwrap();
+        write_atomic_bytes(&link, b"new").unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(&real).unwrap(), b"new");
+        assert_eq!(entries(&d), ["link.bin", "real.bin"]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_directory_is_never_replaced() {
+        let d = scratch("dir");
+        let sub = d.join("sub");
+        fs::create_dir(&sub).unwrap();
+        for p in [sub.clone(), d.join("sub/")] {
+            let e = write_atomic_bytes(&p, b"x").unwrap_err().to_string();
+            assert!(e.contains("sub") && e.contains("directory"), "{e}");
+        }
+        assert!(sub.is_dir());
+        assert_eq!(entries(&d), ["sub"]);
+        fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -183,8 +183,7 @@ pub fn import_sae_scaled(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
 
 fn import_folded(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
     let cfg_path = dir.join("cfg.json");
-    let bytes = std::fs::read(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-    let v = json::parse_named(&bytes, &cfg_path)?;
+    let v = json::read(&cfg_path)?;
     if v.get("normalize_activations").is_some() {
         let norm = v.str_at("normalize_activations")?;
         if norm != "none" {

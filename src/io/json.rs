@@ -93,18 +93,14 @@ pub fn parse_named(bytes: &[u8], path: &Path) -> Result<Value> {
     })
 }
 
-/// Reads and parses the JSON file at `path`.
+/// Reads and parses the JSON file at `path` (a regular file of at most
+/// [`MAX_INPUT`] bytes).
+///
+/// # Errors
+/// [`Error::Io`] naming `path` for a missing, special or oversized file;
+/// [`Error::Json`] for bad JSON.
 pub fn read(path: &Path) -> Result<Value> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
-    if len > MAX_INPUT as u64 {
-        return Err(Error::Json {
-            path: path.to_owned(),
-            reason: format!("{len} bytes is more than the {MAX_INPUT}-byte limit"),
-        });
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::io::read::read_capped(path, MAX_INPUT as u64, "JSON document")?;
     parse_named(&bytes, path)
 }
 

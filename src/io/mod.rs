@@ -1,5 +1,6 @@
 //! Reading and writing the project's own files: strict JSON, safetensors
-//! models and checkpoints, and crash-safe atomic replacement of files.
+//! models and checkpoints, capped reads of input files, and crash-safe
+//! atomic replacement of files.
 
 pub mod atomic;
 #[doc(hidden)]
@@ -8,4 +9,5 @@ pub mod half;
 pub mod interop;
 pub mod json;
 pub mod model_file;
+pub mod read;
 pub mod safetensors;

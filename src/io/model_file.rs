@@ -110,7 +110,7 @@ fn scale_of(st: &SafeTensors, path: &Path) -> Result<f32> {
 /// # Errors
 /// As [`load_model`], and [`Error::Safetensors`] for a bad scale.
 pub fn load_model_scaled(path: &Path) -> Result<(Autoencoder<f32>, f32)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::io::safetensors::read_bytes(path)?;
     let st = SafeTensors::parse_named(&bytes, path)?;
     let cfg = config_of(&st, path)?;
     let params = gather(&st, &cfg, "", path)?;
@@ -179,7 +179,7 @@ fn gather(st: &SafeTensors, cfg: &ModelConfig, prefix: &str, path: &Path) -> Res
 /// missing or invalid configuration, or a tensor missing, misshapen or
 /// non-finite.
 pub fn load_model(path: &Path) -> Result<Autoencoder<f32>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::io::safetensors::read_bytes(path)?;
     model_from_bytes(&bytes, path)
 }
 
@@ -324,7 +324,7 @@ pub fn save_checkpoint(path: &Path, t: &Trainer<f32>, fit: &Value) -> Result<()>
 /// [`Error::Safetensors`] for a corrupt file or any missing, misshapen or
 /// non-finite tensor or metadata entry.
 pub fn load_checkpoint(path: &Path) -> Result<(Trainer<f32>, Value)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::io::safetensors::read_bytes(path)?;
     checkpoint_from_bytes(&bytes, path)
 }
 

@@ -25,6 +25,18 @@ use crate::{Error, Result};
 /// Largest header accepted, in bytes (the reference implementation's cap).
 pub const MAX_HEADER: u64 = 100_000_000;
 
+/// The largest safetensors file read (64 GiB: 16 G f32 values).
+pub const MAX_FILE: u64 = 1 << 36;
+
+/// Reads the bytes of the safetensors file at `path` (a regular file of at
+/// most [`MAX_FILE`] bytes).
+///
+/// # Errors
+/// [`Error::Io`] naming `path` (see [`crate::io::read::read_capped`]).
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    crate::io::read::read_capped(path, MAX_FILE, "safetensors file")
+}
+
 /// The element type a tensor was stored as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
@@ -112,8 +124,7 @@ impl SafeTensors {
 
     /// Reads and parses the file at `path`.
     pub fn read(path: &Path) -> Result<SafeTensors> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::parse_named(&bytes, path)
+        Self::parse_named(&read_bytes(path)?, path)
     }
 
     /// Parses `bytes`, naming `path` in errors.

@@ -197,6 +197,17 @@ fn fmt(v: f64) -> String {
     format!("{v:.5}")
 }
 
+/// The files [`write_training_report`] writes into its directory.
+pub const REPORT_FILES: [&str; 7] = [
+    "loss.png",
+    "reconstructions.png",
+    "features.png",
+    "histogram.png",
+    "density.png",
+    "metrics.csv",
+    "index.html",
+];
+
 /// Writes the report of a training run into `dir`: `loss.png`,
 /// `reconstructions.png`, `features.png`, `histogram.png`, `density.png`,
 /// `metrics.csv` and an `index.html` that shows them together.

@@ -3,12 +3,27 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+// Numeric options take a leading minus (`--lr -1`), so the value's own
+// check says what is wrong instead of clap calling it an unknown argument.
+
+/// A count: a whole number ≥ 0.
+fn count(s: &str) -> Result<usize, String> {
+    s.parse()
+        .map_err(|_| format!("expected a whole number from 0 to {}", usize::MAX))
+}
+
+/// A count or seed as u64: a whole number ≥ 0.
+fn count_u64(s: &str) -> Result<u64, String> {
+    s.parse()
+        .map_err(|_| format!("expected a whole number from 0 to {}", u64::MAX))
+}
+
 /// Train and inspect sparse autoencoders on the CPU.
 #[derive(Parser, Debug)]
 #[command(name = "sparse-ae", version, about, long_about = None)]
 pub struct Cli {
     /// Worker threads (default: all cores). Results do not depend on it.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, allow_negative_numbers = true, value_parser = count)]
     pub threads: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
@@ -71,7 +86,7 @@ pub struct DataArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Use only the first N samples of each split.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count)]
     pub limit: Option<usize>,
     /// Without --data or $SPARSE_AE_DATA: the data set to take from the
     /// cache (see `sparse-ae download`). Default: mnist.
@@ -109,28 +124,28 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Epochs to train.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = count)]
     pub epochs: usize,
     /// Stop after this many steps in all.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count_u64)]
     pub steps: Option<u64>,
     /// Samples per step.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, allow_negative_numbers = true, value_parser = count)]
     pub batch_size: usize,
     /// Optimizer.
     #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
     pub optimizer: OptimizerKind,
     /// Learning rate (default: 1e-3 for Adam, 0.01 for SGD).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     pub momentum: f64,
     /// Seed of the initial weights and the shuffling.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = count_u64)]
     pub seed: u64,
     /// Seed of the input noise (default: the seed).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count_u64)]
     pub noise_seed: Option<u64>,
     /// Keep the samples in file order.
     #[arg(long)]
@@ -166,10 +181,20 @@ pub struct TrainArgs {
     pub stream: bool,
     /// Largest training split (MB of f32) loaded into memory; a larger
     /// .npy file is streamed.
-    #[arg(long, default_value_t = 4096.0, value_name = "MB")]
+    #[arg(
+        long,
+        default_value_t = 4096.0,
+        value_name = "MB",
+        allow_negative_numbers = true
+    )]
     pub memory_budget: f64,
     /// Size of one chunk when streaming (MB of f32 rows).
-    #[arg(long, default_value_t = 64.0, value_name = "MB")]
+    #[arg(
+        long,
+        default_value_t = 64.0,
+        value_name = "MB",
+        allow_negative_numbers = true
+    )]
     pub chunk_mb: f64,
     /// Append per-epoch metrics here (.csv, or JSON lines for .jsonl/.json).
     #[arg(long)]
@@ -205,15 +230,15 @@ pub struct SaeArgs {
     #[arg(long, conflicts_with = "resume")]
     pub auxk: bool,
     /// AuxK coefficient (implies --auxk) [default: 1/32].
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(long, conflicts_with = "resume", allow_negative_numbers = true)]
     pub auxk_coef: Option<f64>,
     /// Dead latents per sample in AuxK (implies --auxk) [default: half the
     /// input width, at most the code width].
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(long, conflicts_with = "resume", allow_negative_numbers = true, value_parser = count)]
     pub auxk_k: Option<usize>,
     /// A latent is dead when it has not fired in this many training samples
     /// [default: 100000].
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(long, conflicts_with = "resume", allow_negative_numbers = true, value_parser = count_u64)]
     pub dead_window: Option<u64>,
 }
 
@@ -270,10 +295,10 @@ pub struct ReconstructArgs {
     #[arg(long, short, default_value = "reconstructions.png")]
     pub out: PathBuf,
     /// Samples to show.
-    #[arg(long, short, default_value_t = 10)]
+    #[arg(long, short, default_value_t = 10, allow_negative_numbers = true, value_parser = count)]
     pub n: usize,
     /// Seed of the input noise of a denoising model.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = count_u64)]
     pub noise_seed: u64,
 }
 
@@ -321,16 +346,16 @@ pub struct GradcheckArgs {
     #[arg(long)]
     pub preset: Option<String>,
     /// Samples in the check batch (random inputs in [0, 1]).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = count)]
     pub batch: usize,
     /// Largest acceptable relative error.
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = 1e-6, allow_negative_numbers = true)]
     pub tolerance: f64,
     /// Entries checked per tensor.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, allow_negative_numbers = true, value_parser = count)]
     pub entries: usize,
     /// Seed of the weights, the inputs and the noise.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = count_u64)]
     pub seed: u64,
 }
 

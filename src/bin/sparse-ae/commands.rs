@@ -5,6 +5,8 @@ use crate::cli::{
     OptimizerKind, OutArgs, ReconstructArgs, SaeArgs, SplitArg, TrainArgs,
 };
 use crate::data::{self, Loaded};
+use crate::files::Files;
+use crate::out::out;
 use crate::progress::Progress;
 use crate::train_input::{Input, choose_scale, fit_json, initial_model};
 use sparse_ae::gradcheck::{CheckOptions, check_model};
@@ -34,8 +36,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 fn read_config(path: &Path) -> Result<ModelConfig> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let value = sparse_ae::io::json::parse_named(&bytes, path)?;
+    let value = sparse_ae::io::json::read(path)?;
     ModelConfig::from_json_value(&value).map_err(|e| match e {
         Error::Config { field, reason } => Error::Config {
             field: format!("{}: {field}", path.display()),
@@ -128,10 +129,14 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Whether `--metrics` writes JSON lines (.jsonl, .json) rather than CSV.
+fn metrics_json(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("json"))
+}
+
 fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<()> {
-    let json = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("json"));
+    let json = metrics_json(path);
     let fresh = std::fs::metadata(path)
         .map(|m| m.len() == 0)
         .unwrap_or(true);
@@ -157,6 +162,34 @@ fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<()> {
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let start = Instant::now();
     let path = data::locate(&a.data)?;
+    let mut files = Files::default();
+    files.data(&path);
+    if let Some(c) = &a.config {
+        files.input("--config", c);
+    }
+    if let Some(i) = &a.init {
+        files.model_or_dir("--init", i);
+    }
+    if let Some(r) = &a.resume {
+        files.input("--resume", r);
+    }
+    files.output("--out", &a.out);
+    if let Some(c) = &a.checkpoint {
+        files.output("--checkpoint", c);
+    }
+    if let Some(m) = &a.metrics {
+        let head = if metrics_json(m) {
+            b"{".as_slice()
+        } else {
+            b"epoch,step,".as_slice()
+        };
+        files.appended("--metrics", m, head);
+    }
+    if let Some(r) = &a.report {
+        files.report(r);
+    }
+    // Resuming from a checkpoint and saving it again is the usual way.
+    files.allow("--resume", "--checkpoint").check()?;
     let mut opts = FitOptions {
         epochs: a.epochs,
         max_steps: a.steps,
@@ -173,7 +206,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 .parse()
                 .map_err(|_| Error::config("sparse_ae.fit.shuffle_seed", "not a number"))?;
             if !a.quiet {
-                eprintln!("resuming {} at step {}", ck.display(), t.steps());
+                note!("resuming {} at step {}", ck.display(), t.steps());
             }
             Some((t, crate::train_input::resumed(&fit)?))
         }
@@ -229,7 +262,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             Some(c) => format!(", streamed in chunks of {c} rows"),
             None => String::new(),
         };
-        eprintln!(
+        note!(
             "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {}, {} kernels; test set {n_test} samples (startup {:.0} ms)",
             trainer.model.params.len(),
             trainer.batch(),
@@ -257,7 +290,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         Ok(h) => history.extend(h),
         Err(e) => {
             if let Some(p) = &a.checkpoint {
-                eprintln!(
+                note!(
                     "training stopped; the last good checkpoint is {}",
                     p.display()
                 );
@@ -272,11 +305,11 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             write_training_report(dir, &title, &trainer.model, &history, s.scaled(scale)?)
         })?;
         if !a.quiet {
-            eprintln!("report: {}", index.display());
+            note!("report: {}", index.display());
         }
     }
     if !a.quiet {
-        eprintln!(
+        note!(
             "saved {} after {} steps in {:.1} s; peak RSS {}",
             a.out.display(),
             trainer.steps(),
@@ -308,7 +341,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     };
     let units = model.config().width(model.config().code_layer);
     if a.json {
-        println!(
+        out(&format!(
             "{{\"samples\":{},\"loss\":{},\"recon\":{},\"l1\":{},\"kl\":{},\"l2\":{},\"mse\":{},\"fvu\":{},\"l0\":{},\"dead_units\":{},\"code_units\":{}}}",
             n,
             l.total(),
@@ -321,34 +354,52 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             stats.l0(),
             stats.dead(),
             units
-        );
+        ))?;
     } else {
-        println!("samples     {n}");
-        println!("loss        {:.6}", l.total());
-        println!("  recon     {:.6}", l.recon);
-        println!("  l1        {:.6}", l.l1);
-        println!("  kl        {:.6}", l.kl);
-        println!("  l2        {:.6}", l.l2);
-        println!("mse         {:.6}", ex.mse);
-        println!(
-            "FVU         {:.4} (explained variance {:.4})",
+        out(&format!(
+            "samples     {n}
+loss        {:.6}
+  recon     {:.6}
+  l1        {:.6}
+  kl        {:.6}
+  l2        {:.6}
+mse         {:.6}
+FVU         {:.4} (explained variance {:.4})
+L0          {:.3} active code units per sample
+dead units  {} of {units}",
+            l.total(),
+            l.recon,
+            l.l1,
+            l.kl,
+            l.l2,
+            ex.mse,
             ex.fvu,
-            1.0 - ex.fvu
-        );
-        println!("L0          {:.3} active code units per sample", stats.l0());
-        println!("dead units  {} of {}", stats.dead(), units);
+            1.0 - ex.fvu,
+            stats.l0(),
+            stats.dead(),
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The inputs and output of `encode`, `score` and `reconstruct`, checked.
+fn check_files(model: &Path, data: &crate::cli::DataArgs, out: &Path) -> Result<()> {
+    Files::default()
+        .input("--model", model)
+        .data(&data::locate(data)?)
+        .output("--out", out)
+        .check()
+}
+
 pub fn encode(a: OutArgs) -> Result<ExitCode> {
+    check_files(&a.model, &a.data, &a.out)?;
     let (model, scale) = load_model_scaled(&a.model)?;
     let d = load_split(&a.data, a.split)?;
     let s = d.samples()?.scaled(scale)?;
     let codes = encode_all(&model, s)?;
     let units = model.config().width(model.config().code_layer);
     sparse_ae::data::npy::write(&a.out, s.len(), units, &codes)?;
-    eprintln!(
+    note!(
         "wrote {} codes of {} units to {}",
         s.len(),
         units,
@@ -358,6 +409,7 @@ pub fn encode(a: OutArgs) -> Result<ExitCode> {
 }
 
 pub fn score(a: OutArgs) -> Result<ExitCode> {
+    check_files(&a.model, &a.data, &a.out)?;
     let (model, scale) = load_model_scaled(&a.model)?;
     let d = load_split(&a.data, a.split)?;
     let s = d.samples()?.scaled(scale)?;
@@ -375,27 +427,40 @@ pub fn score(a: OutArgs) -> Result<ExitCode> {
         }
         sparse_ae::io::atomic::write_atomic_bytes(&a.out, text.as_bytes())?;
     }
-    eprintln!("wrote {} scores to {}", scores.len(), a.out.display());
+    note!("wrote {} scores to {}", scores.len(), a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn reconstruct(a: ReconstructArgs) -> Result<ExitCode> {
+    check_files(&a.model, &a.data, &a.out)?;
     let (model, scale) = load_model_scaled(&a.model)?;
     let d = load_split(&a.data, a.split)?;
     let pic = reconstruction_grid(&model, d.samples()?.scaled(scale)?, a.n, a.noise_seed)?;
     save_png(&a.out, &pic)?;
-    eprintln!("wrote {}", a.out.display());
+    note!("wrote {}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn features(a: FeaturesArgs) -> Result<ExitCode> {
+    Files::default()
+        .input("--model", &a.model)
+        .output("--out", &a.out)
+        .check()?;
     let model = load_model(&a.model)?;
     save_png(&a.out, &feature_picture(&model)?)?;
-    eprintln!("wrote {}", a.out.display());
+    note!("wrote {}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn histogram(a: HistogramArgs) -> Result<ExitCode> {
+    let mut files = Files::default();
+    for m in &a.model {
+        files.input("--model", m);
+    }
+    files
+        .data(&data::locate(&a.data)?)
+        .output("--out", &a.out)
+        .check()?;
     let models: Vec<(String, (Autoencoder<f32>, f32))> = a
         .model
         .iter()
@@ -422,7 +487,7 @@ pub fn histogram(a: HistogramArgs) -> Result<ExitCode> {
         &a.out,
         &code_histogram(&refs, d.samples()?.scaled(scale)?, 10_000)?,
     )?;
-    eprintln!("wrote {}", a.out.display());
+    note!("wrote {}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -440,9 +505,24 @@ pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
     if a.batch == 0 {
         return Err(Error::config("--batch", "must be at least 1"));
     }
+    if !(a.tolerance.is_finite() && a.tolerance >= 0.0) {
+        return Err(Error::config(
+            "--tolerance",
+            format!("must be a finite number ≥ 0, got {}", a.tolerance),
+        ));
+    }
+    let values = a.batch.checked_mul(cfg.input).ok_or_else(|| {
+        Error::config(
+            "--batch",
+            format!(
+                "{} samples of {} features overflow the address space",
+                a.batch, cfg.input
+            ),
+        )
+    })?;
     let model = Autoencoder::<f64>::new(cfg.clone(), a.seed)?;
     let mut rng = Rng::new(a.seed ^ 0xda7a);
-    let clean: Vec<f64> = (0..a.batch * cfg.input).map(|_| rng.next_f64()).collect();
+    let clean: Vec<f64> = (0..values).map(|_| rng.next_f64()).collect();
     let mut input = clean.clone();
     apply_noise(cfg.noise, &mut rng, &clean, &mut input);
     let opts = CheckOptions {
@@ -452,7 +532,7 @@ pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
         ..CheckOptions::default()
     };
     let report = check_model(&model, &input, &clean, a.batch, &opts)?;
-    println!("{report}");
+    out(&report.to_string())?;
     Ok(if report.passed() {
         ExitCode::SUCCESS
     } else {
@@ -461,16 +541,22 @@ pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
 }
 
 pub fn export(a: ExportArgs) -> Result<ExitCode> {
+    Files::default()
+        .input("--model", &a.model)
+        .output_dir("--out", &a.out, &["sae.safetensors", "cfg.json"])
+        .check()?;
     let (model, scale) = load_model_scaled(&a.model)?;
     sparse_ae::io::interop::export_sae_scaled(&model, scale, &a.out)?;
-    eprintln!("wrote {}/sae.safetensors and cfg.json", a.out.display());
+    note!("wrote {}/sae.safetensors and cfg.json", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn presets() -> Result<ExitCode> {
-    for (name, what) in PRESETS {
-        println!("{name:<16} {what}");
-    }
+    let text: Vec<String> = PRESETS
+        .iter()
+        .map(|(name, what)| format!("{name:<16} {what}"))
+        .collect();
+    out(&text.join("\n"))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -480,7 +566,7 @@ pub fn download(a: DownloadArgs) -> Result<ExitCode> {
         None => sparse_ae::data::download::cache_dir()?,
     };
     let dir = data::fetch(data::dataset(a.dataset), &cache)?;
-    println!("{}", dir.display());
+    out(&dir.display().to_string())?;
     Ok(ExitCode::SUCCESS)
 }
 

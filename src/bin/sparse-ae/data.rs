@@ -124,7 +124,7 @@ fn cached(dataset: Dataset, fetch_it: bool, searched: Vec<PathBuf>) -> Result<Pa
 /// when it is a terminal and one line per finished file otherwise.
 pub fn fetch(dataset: Dataset, cache: &Path) -> Result<PathBuf> {
     let tty = std::io::stderr().is_terminal();
-    eprintln!(
+    note!(
         "fetching {dataset} into {}",
         cache.join(dataset.name()).display()
     );
@@ -139,9 +139,9 @@ pub fn fetch(dataset: Dataset, cache: &Path) -> Result<PathBuf> {
         };
         if total == Some(done) {
             if tty {
-                eprint!("\r\x1b[2K");
+                note_part!("\r\x1b[2K");
             }
-            eprintln!("  {name}  {}", size(done));
+            note!("  {name}  {}", size(done));
             last_draw = None;
             return;
         }
@@ -154,15 +154,15 @@ pub fn fetch(dataset: Dataset, cache: &Path) -> Result<PathBuf> {
                 let width = 30;
                 let k = (done.min(t) * width / t) as usize;
                 let bar = "#".repeat(k) + &"-".repeat(width as usize - k);
-                eprint!("\r  {name} [{bar}] {} / {}", size(done), size(t));
+                note_part!("\r  {name} [{bar}] {} / {}", size(done), size(t));
             }
-            _ => eprint!("\r  {name}  {}", size(done)),
+            _ => note_part!("\r  {name}  {}", size(done)),
         }
         let _ = std::io::stderr().flush();
     };
     let result = download::fetch(dataset, cache, &mut bar);
     if tty && last_draw.is_some() {
-        eprint!("\r\x1b[2K");
+        note_part!("\r\x1b[2K");
     }
     result
 }

@@ -1,36 +1,64 @@
 //! The `sparse-ae` command-line tool: parses arguments, calls the library,
 //! maps errors to exit codes. No maths lives here.
 
+#[macro_use]
+mod out;
 mod cli;
 mod commands;
 mod data;
+mod files;
 mod progress;
 mod train_input;
 
 use clap::Parser;
 use cli::{Cli, Command};
+use std::io::Write;
 use std::process::ExitCode;
 
+/// The most worker threads `--threads` may ask for: starting more only
+/// wastes time (100,000 took 26 s) and no machine has that many cores.
+fn max_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_mul(4).max(1024)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version go to stdout, usage errors to stderr; a full
+        // stdout is an error here too, a closed one is not.
+        Err(e) => {
+            let code = e.exit_code();
+            return match e.print().and_then(|()| std::io::stdout().flush()) {
+                Err(err) if code == 0 && err.kind() != std::io::ErrorKind::BrokenPipe => {
+                    note!("error: {}: {err}", out::STDOUT);
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::from(u8::try_from(code).unwrap_or(2)),
+            };
+        }
+    };
     if let Err(e) = sparse_ae::kernels::Isa::from_env() {
-        eprintln!("error: {e}");
+        note!("error: {e}");
         return ExitCode::from(2);
     }
     if let Err(e) = sparse_ae::nn::TopkPath::from_env() {
-        eprintln!("error: {e}");
+        note!("error: {e}");
         return ExitCode::from(2);
     }
     if let Some(n) = cli.threads {
-        if n == 0 {
-            eprintln!("error: --threads must be at least 1");
+        let most = max_threads();
+        if n == 0 || n > most {
+            note!(
+                "error: --threads must be between 1 and {most} (at least 1024, or 4 per core), got {n}"
+            );
             return ExitCode::from(2);
         }
         if let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
         {
-            eprintln!("error: cannot start {n} threads: {e}");
+            note!("error: cannot start {n} threads: {e}");
             return ExitCode::from(2);
         }
     }
@@ -52,12 +80,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // A closed pipe (`sparse-ae eval | head`) is not a failure.
-            if let sparse_ae::Error::Io { source, .. } = &e
-                && source.kind() == std::io::ErrorKind::BrokenPipe
-            {
+            if out::is_closed_stdout(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {e}");
+            note!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -73,7 +73,7 @@ impl Observer for Progress<'_> {
         let width = 30;
         let done = k * width / spe.max(1);
         let bar: String = "#".repeat(done) + &"-".repeat(width - done);
-        eprint!(
+        note_part!(
             "\repoch {epoch:>3} [{bar}] {k}/{spe}  loss {:.5}",
             self.loss_ema
         );
@@ -83,9 +83,9 @@ impl Observer for Progress<'_> {
     fn on_epoch(&mut self, m: &EpochMetrics, t: &Trainer<f32>) -> sparse_ae::Result<()> {
         if !self.quiet {
             if self.tty {
-                eprint!("\r\x1b[2K");
+                note_part!("\r\x1b[2K");
             }
-            eprintln!("{}", epoch_line(m));
+            note!("{}", epoch_line(m));
         }
         (self.on_epoch)(m, t)
     }

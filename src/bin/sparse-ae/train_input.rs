@@ -46,15 +46,6 @@ impl Input {
         resumed_chunk_rows: Option<Option<usize>>,
     ) -> Result<Input> {
         let limit = a.data.limit;
-        if !data::is_npy(path) {
-            if a.stream || resumed_chunk_rows.is_some_and(|c| c.is_some()) {
-                return Err(Error::config(
-                    "--stream",
-                    "streaming reads a .npy matrix; IDX data sets are loaded into memory",
-                ));
-            }
-            return Input::memory(path, limit);
-        }
         for (flag, v) in [
             ("--memory-budget", a.memory_budget),
             ("--chunk-mb", a.chunk_mb),
@@ -65,6 +56,15 @@ impl Input {
                     format!("must be a positive number of MB, got {v}"),
                 ));
             }
+        }
+        if !data::is_npy(path) {
+            if a.stream || resumed_chunk_rows.is_some_and(|c| c.is_some()) {
+                return Err(Error::config(
+                    "--stream",
+                    "streaming reads a .npy matrix; IDX data sets are loaded into memory",
+                ));
+            }
+            return Input::memory(path, limit);
         }
         let rows = data::open_npy(path)?;
         let (n, dim) = (rows.len(), rows.dim());
@@ -277,7 +277,7 @@ pub fn choose_scale(
 ) -> Result<f32> {
     let scale = if init_scale != 1.0 {
         if !quiet {
-            eprintln!("inputs scaled by {init_scale}, as the --init weights were trained");
+            note!("inputs scaled by {init_scale}, as the --init weights were trained");
         }
         init_scale
     } else if let Some(target) = normalize {
@@ -287,7 +287,7 @@ pub fn choose_scale(
                 NormTarget::UnitMeanSquare => "mean squared norm 1".to_string(),
                 NormTarget::MeanNormSqrtD => format!("mean norm √{}", cfg.input),
             };
-            eprintln!("normalised: inputs scaled by s = {s} ({what} over the training split)");
+            note!("normalised: inputs scaled by s = {s} ({what} over the training split)");
         }
         s
     } else {

@@ -1,0 +1,585 @@
+//! Misuse of the command-line tool's files and streams: closed and full
+//! stdout, sizes that overflow, special files as inputs, thread counts,
+//! outputs that name an input or another output, devices and links as
+//! outputs, leftover temporary files, outputs checked before the work, and
+//! negative numbers after an option. Each case asserts the exit code, the
+//! message, and that no file was created or changed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::SystemTime;
+
+const MAX: &str = "18446744073709551615";
+
+fn cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sparse-ae"));
+    c.args(args)
+        .env_remove("SPARSE_AE_DATA")
+        .env_remove("SPARSE_AE_KERNEL")
+        .env_remove("SPARSE_AE_TOPK_PATH")
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    cmd(args).output().unwrap()
+}
+
+fn ok(args: &[&str]) {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "sparse-ae {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Runs `args`, which must fail with `code`; returns stderr.
+fn fails(args: &[&str], code: i32) -> String {
+    let o = run(args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(code), "sparse-ae {args:?}:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Every entry of `dir` (hidden ones too) with its bytes and mtime.
+type Snapshot = BTreeMap<String, (Vec<u8>, Option<SystemTime>)>;
+
+fn snapshot(dir: &Path) -> Snapshot {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            let bytes = if m.is_file() {
+                std::fs::read(e.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                (bytes, m.modified().ok()),
+            )
+        })
+        .collect()
+}
+
+/// A scratch directory with a tiny data set `x.npy` (40 × 8), a config
+/// `c.json` (8 → 4 → 8, MSE) and a model `m.st` trained on them.
+fn setup(name: &str) -> PathBuf {
+    let dir = common::temp_dir(name);
+    let data: Vec<f32> = (0..320).map(|i| ((i * 7) % 10) as f32 / 10.0).collect();
+    sparse_ae::data::npy::write(&dir.join("x.npy"), 40, 8, &data).unwrap();
+    std::fs::write(
+        dir.join("c.json"),
+        r#"{"input": 8, "layers": [{"units": 4, "activation": "relu"}, {"units": 8, "activation": "linear"}], "code_layer": 0, "loss": "mse"}"#,
+    )
+    .unwrap();
+    ok(&[
+        "train",
+        "--config",
+        s(&dir.join("c.json")),
+        "--data",
+        s(&dir.join("x.npy")),
+        "--out",
+        s(&dir.join("m.st")),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "-q",
+    ]);
+    dir
+}
+
+/// `train` on the tiny set with `extra` arguments.
+fn train_args<'a>(dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "train",
+        "--config",
+        s_static(dir.join("c.json")),
+        "--data",
+        s_static(dir.join("x.npy")),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// A path as a `&'static str` (tests run once; leaking a few strings is fine).
+fn s_static(p: PathBuf) -> &'static str {
+    Box::leak(p.into_os_string().into_string().unwrap().into_boxed_str())
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let dir = setup("misuse-pipe");
+    let model = dir.join("m.st");
+    let data = dir.join("x.npy");
+    for args in [
+        vec!["presets"],
+        vec!["--help"],
+        vec!["eval", "-m", s(&model), "--data", s(&data)],
+        vec!["eval", "-m", s(&model), "--data", s(&data), "--json"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = cmd(&args).stdout(writer).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{args:?}: {:?} {err}", o.status);
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_stdout_is_a_clear_error() {
+    for args in [["presets"], ["--help"], ["--version"]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = cmd(&args).stdout(full).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("standard output") && err.contains("No space left"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn sizes_that_overflow_are_refused() {
+    let e = fails(&["gradcheck", "--preset", "shallow", "--batch", MAX], 1);
+    assert!(e.contains("--batch") && e.contains("overflow"), "{e}");
+    let dir = setup("misuse-overflow");
+    let before = snapshot(&dir);
+    let out = dir.join("o.st");
+    let x = dir.join("x.npy");
+    let args = [
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&x),
+        "--batch-size",
+        MAX,
+        "--out",
+        s(&out),
+    ];
+    let e = fails(&args, 1);
+    assert!(e.contains("batch_size") && e.contains(MAX), "{e}");
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[cfg(unix)]
+#[test]
+fn special_files_are_refused_as_inputs() {
+    let dir = setup("misuse-special-in");
+    let fifo = dir.join("f.json");
+    let fifo_npy = dir.join("f.npy");
+    for f in [&fifo, &fifo_npy] {
+        assert!(Command::new("mkfifo").arg(f).status().unwrap().success());
+    }
+    let before = snapshot(&dir);
+    let out = dir.join("o.st");
+    let data = dir.join("x.npy");
+    let cfg = dir.join("c.json");
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        (
+            vec![
+                "train",
+                "--config",
+                "/dev/zero",
+                "--data",
+                s(&data),
+                "--out",
+                s(&out),
+            ],
+            "/dev/zero",
+            "character device",
+        ),
+        (
+            vec![
+                "train",
+                "--init",
+                "/dev/urandom",
+                "--data",
+                s(&data),
+                "--out",
+                s(&out),
+            ],
+            "/dev/urandom",
+            "character device",
+        ),
+        (
+            vec![
+                "train",
+                "--resume",
+                "/dev/zero",
+                "--data",
+                s(&data),
+                "--out",
+                s(&out),
+            ],
+            "/dev/zero",
+            "character device",
+        ),
+        (
+            vec!["eval", "-m", "/dev/zero", "--data", s(&data)],
+            "/dev/zero",
+            "character device",
+        ),
+        (
+            vec![
+                "train",
+                "--config",
+                s(&fifo),
+                "--data",
+                s(&data),
+                "--out",
+                s(&out),
+            ],
+            "f.json",
+            "FIFO",
+        ),
+        (
+            vec![
+                "train",
+                "--config",
+                s(&cfg),
+                "--data",
+                s(&fifo_npy),
+                "--out",
+                s(&out),
+            ],
+            "f.npy",
+            "FIFO",
+        ),
+        (vec!["gradcheck", "--config", s(&fifo)], "f.json", "FIFO"),
+    ];
+    for (args, name, kind) in cases {
+        let e = fails(&args, 1);
+        assert!(e.contains(name) && e.contains(kind), "{args:?}: {e}");
+    }
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[test]
+fn thread_counts_beyond_the_bound_are_refused_at_once() {
+    for n in ["100000", "0"] {
+        let o = run(&["--threads", n, "presets"]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{e}");
+        assert!(e.contains("--threads must be between 1 and "), "{e}");
+        assert!(o.stdout.is_empty());
+    }
+    ok(&["--threads", "3", "presets"]);
+}
+
+#[test]
+fn an_output_that_is_an_input_or_another_output_is_refused() {
+    let dir = setup("misuse-same");
+    let (m, x, c) = (dir.join("m.st"), dir.join("x.npy"), dir.join("c.json"));
+    let link = dir.join("link.st");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("m.st", &link).unwrap();
+    #[cfg(not(unix))]
+    std::fs::copy(&m, &link).unwrap();
+    let hard = dir.join("hard.npy");
+    std::fs::hard_link(&x, &hard).unwrap();
+    let dotted = format!("{}/./x.npy", dir.display());
+    std::fs::create_dir(dir.join("e")).unwrap();
+    let exported = dir.join("e/sae.safetensors");
+    std::fs::copy(&m, &exported).unwrap();
+    let before = snapshot(&dir);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["encode", "-m", s(&m), "--data", s(&x), "-o", s(&x)],
+            "--data",
+        ),
+        (
+            vec!["encode", "-m", s(&m), "--data", s(&x), "-o", &dotted],
+            "--data",
+        ),
+        (
+            vec!["score", "-m", s(&m), "--data", s(&x), "-o", s(&hard)],
+            "--data",
+        ),
+        (
+            vec!["reconstruct", "-m", s(&m), "--data", s(&x), "-o", s(&m)],
+            "--model",
+        ),
+        (vec!["features", "-m", s(&m), "-o", s(&m)], "--model"),
+        (vec!["features", "-m", s(&link), "-o", s(&m)], "--model"),
+        (
+            vec!["export", "-m", s(&exported), "-o", s_static(dir.join("e"))],
+            "--model",
+        ),
+        (
+            vec![
+                "histogram",
+                "-m",
+                s(&m),
+                "-m",
+                s(&link),
+                "--data",
+                s(&x),
+                "-o",
+                s(&link),
+            ],
+            "--model",
+        ),
+        (train_args(&dir, &["--out", s(&c)]), "--config"),
+        (train_args(&dir, &["--out", s(&x)]), "--data"),
+        (
+            train_args(
+                &dir,
+                &[
+                    "--out",
+                    s_static(dir.join("n.st")),
+                    "--checkpoint",
+                    s_static(dir.join("n.st")),
+                ],
+            ),
+            "--out",
+        ),
+        (
+            train_args(
+                &dir,
+                &[
+                    "--out",
+                    s_static(dir.join("n.st")),
+                    "--metrics",
+                    s_static(dir.join("n.st")),
+                ],
+            ),
+            "--out",
+        ),
+        (
+            train_args(&dir, &["--init", s(&m), "--out", s(&link)]),
+            "--init",
+        ),
+    ];
+    for (args, what) in cases {
+        let e = fails(&args, 1);
+        assert!(e.contains("same file") && e.contains(what), "{args:?}: {e}");
+        assert!(!e.contains(".tmp"), "{e}");
+    }
+    // A model that is no part of the run is not a metrics file either.
+    let e = fails(
+        &train_args(
+            &dir,
+            &["--out", s_static(dir.join("n.st")), "--metrics", s(&m)],
+        ),
+        1,
+    );
+    assert!(
+        e.contains("m.st") && e.contains("refusing to append"),
+        "{e}"
+    );
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[test]
+fn resuming_from_the_checkpoint_it_saves_is_allowed() {
+    let dir = setup("misuse-resume");
+    let ck = s_static(dir.join("ck.st"));
+    ok(&train_args(
+        &dir,
+        &[
+            "--out",
+            s_static(dir.join("a.st")),
+            "--checkpoint",
+            ck,
+            "-q",
+        ],
+    ));
+    ok(&[
+        "train",
+        "--resume",
+        ck,
+        "--checkpoint",
+        ck,
+        "--data",
+        s(&dir.join("x.npy")),
+        "--epochs",
+        "2",
+        "--out",
+        s(&dir.join("b.st")),
+        "-q",
+    ]);
+}
+
+#[cfg(unix)]
+#[test]
+fn devices_are_never_replaced_and_links_are_written_through() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = setup("misuse-targets");
+    let m = dir.join("m.st");
+    let before = snapshot(&dir);
+    for args in [
+        vec!["features", "-m", s(&m), "-o", "/dev/null"],
+        train_args(&dir, &["--out", "/dev/null"]),
+        train_args(
+            &dir,
+            &[
+                "--out",
+                s_static(dir.join("n.st")),
+                "--checkpoint",
+                "/dev/null",
+            ],
+        ),
+        train_args(
+            &dir,
+            &[
+                "--out",
+                s_static(dir.join("n.st")),
+                "--metrics",
+                "/dev/null",
+            ],
+        ),
+    ] {
+        let e = fails(&args, 1);
+        assert!(
+            e.contains("/dev/null") && e.contains("character device"),
+            "{args:?}: {e}"
+        );
+        assert!(
+            std::fs::metadata("/dev/null")
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+    }
+    let e = fails(&["features", "-m", s(&m), "-o", s(&dir)], 1);
+    assert!(e.contains("directory"), "{e}");
+    assert_eq!(snapshot(&dir), before);
+
+    let real = dir.join("real.png");
+    std::fs::write(&real, b"old").unwrap();
+    let link = dir.join("pic.png");
+    std::os::unix::fs::symlink("real.png", &link).unwrap();
+    ok(&["features", "-m", s(&m), "-o", s(&link)]);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(std::fs::read(&real).unwrap().starts_with(b"\x89PNG"));
+}
+
+#[test]
+fn a_leftover_temporary_file_is_removed_and_long_names_work() {
+    let dir = setup("misuse-temp");
+    let m = dir.join("m.st");
+    // What a save killed half way leaves behind.
+    std::fs::write(dir.join(".f.png.tmp"), vec![0u8; 4096]).unwrap();
+    ok(&["features", "-m", s(&m), "-o", s(&dir.join("f.png"))]);
+    assert!(!dir.join(".f.png.tmp").exists());
+    let long = dir.join(format!("{}.st", "n".repeat(252)));
+    ok(&train_args(&dir, &["--out", s(&long), "-q"]));
+    assert!(long.is_file());
+    let names: Vec<String> = snapshot(&dir).into_keys().collect();
+    assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
+}
+
+#[test]
+fn bad_outputs_fail_before_training_naming_the_path_given() {
+    let dir = setup("misuse-early");
+    let n = s_static(dir.join("n.st"));
+    let nodir = s_static(dir.join("nodir/m.st"));
+    let c = s_static(dir.join("c.json"));
+    let long = s_static(dir.join("n".repeat(256)));
+    let before = snapshot(&dir);
+    for (extra, named) in [
+        (vec!["--out", nodir], nodir),
+        (vec!["--out", long], long),
+        (vec!["--out", n, "--checkpoint", nodir], nodir),
+        (vec!["--out", n, "--metrics", nodir], nodir),
+        (vec!["--out", n, "--report", c], c),
+        (
+            vec!["--out", n, "--report", s_static(dir.join("c.json/r"))],
+            "c.json/r",
+        ),
+    ] {
+        let args = train_args(&dir, &extra);
+        let e = fails(&args, 1);
+        assert!(e.contains(named), "{args:?}: {e}");
+        assert!(
+            !e.contains(".tmp") && !e.contains("training "),
+            "{args:?}: {e}"
+        );
+    }
+    let e = fails(&train_args(&dir, &["--out", long]), 1);
+    assert!(e.contains("more than the 255-byte limit"), "{e}");
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[test]
+fn negative_numbers_reach_their_own_checks() {
+    let dir = setup("misuse-negative");
+    let n = s_static(dir.join("n.st"));
+    let before = snapshot(&dir);
+    for (extra, want) in [
+        (vec!["--lr", "-1"], "lr"),
+        (vec!["--optimizer", "sgd", "--momentum", "-1"], "momentum"),
+        (vec!["--chunk-mb", "-1"], "--chunk-mb"),
+        (vec!["--memory-budget", "-1"], "--memory-budget"),
+    ] {
+        let mut args = train_args(&dir, &["--out", n]);
+        args.extend(extra);
+        let e = fails(&args, 1);
+        assert!(e.contains(want) && e.contains("-1"), "{args:?}: {e}");
+        assert!(!e.contains("unexpected argument"), "{e}");
+    }
+    let x = s_static(dir.join("x.npy"));
+    let args = [
+        "train",
+        "--preset",
+        "topk",
+        "--linear-output",
+        "--data",
+        x,
+        "--out",
+        n,
+        "--auxk-coef",
+        "-1",
+    ];
+    let e = fails(&args, 1);
+    assert!(e.contains("auxk.coef") && e.contains("-1"), "{e}");
+    for (flag, want) in [
+        ("--epochs", "--epochs"),
+        ("--threads", "--threads"),
+        ("--batch-size", "--batch-size"),
+        ("--limit", "--limit"),
+    ] {
+        let args = [
+            "train", "--preset", "shallow", "--data", x, "--out", n, flag, "-3",
+        ];
+        let e = fails(&args, 2);
+        assert!(
+            e.contains(want) && e.contains("whole number"),
+            "{args:?}: {e}"
+        );
+    }
+    let e = fails(
+        &["gradcheck", "--preset", "shallow", "--tolerance", "-1"],
+        1,
+    );
+    assert!(e.contains("--tolerance") && e.contains("-1"), "{e}");
+    assert_eq!(snapshot(&dir), before);
+}
