@@ -583,16 +583,19 @@ fn isa_list(paths: impl Iterator<Item = sparse_ae::kernels::Isa>) -> String {
 pub fn info() -> Result<ExitCode> {
     use sparse_ae::kernels::{CpuInfo, Isa};
     let all = Isa::ALL.into_iter();
-    println!("cpu: {}", CpuInfo::get().summary());
-    println!(
-        "kernel paths: available {}; hidden by {}: {}; not on this CPU: {}",
-        isa_list(all.clone().filter(|i| i.is_available())),
-        sparse_ae::kernels::dispatch::MAX_ENV,
-        isa_list(all.clone().filter(|i| i.cpu_has() && !i.is_available())),
-        isa_list(all.filter(|i| !i.cpu_has())),
-    );
-    println!("active kernel path: {}", Isa::active());
-    println!("threads: {}", rayon::current_num_threads());
+    let lines = [
+        format!("cpu: {}", CpuInfo::get().summary()),
+        format!(
+            "kernel paths: available {}; hidden by {}: {}; not on this CPU: {}",
+            isa_list(all.clone().filter(|i| i.is_available())),
+            sparse_ae::kernels::dispatch::MAX_ENV,
+            isa_list(all.clone().filter(|i| i.cpu_has() && !i.is_available())),
+            isa_list(all.filter(|i| !i.cpu_has())),
+        ),
+        format!("active kernel path: {}", Isa::active()),
+        format!("threads: {}", rayon::current_num_threads()),
+    ];
+    out(&lines.join("\n"))?;
     // A path SPARSE_AE_REQUIRE_ISA lists but this machine cannot run fails
     // the command, so scripts can check a machine before trusting it.
     for isa in Isa::required()? {
