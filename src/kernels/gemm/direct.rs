@@ -210,7 +210,7 @@ unsafe fn block<K: MicroKernel>(
     // about the same depth. Decided on the whole product's shape, not this
     // strip's: the k-blocks set where partial sums round, so they must not
     // depend on how C was cut between threads.
-    let kcb = if o.n <= nr && (!pack || k * nr * 4 <= params::DIRECT_B_BYTES) {
+    let kcb = if o.n <= nr && (!pack || k.saturating_mul(nr * 4) <= params::DIRECT_B_BYTES) {
         k
     } else {
         k.div_ceil(k.div_ceil(params::DIRECT_KC))
