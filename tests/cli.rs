@@ -427,3 +427,159 @@ fn train_an_sae_with_the_gao_et_al_options() {
     );
     assert!(e.contains("--auxk") && e.contains("--resume"), "{e}");
 }
+
+/// Runs a command that must succeed on the kernel path `kernel`; returns its
+/// stdout and stderr.
+fn ok_on(kernel: &str, args: &[&str]) -> (String, String) {
+    let o = run(args, &[("SPARSE_AE_KERNEL", kernel)]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        o.status.success(),
+        "SPARSE_AE_KERNEL={kernel} sparse-ae {args:?} failed:\n{err}"
+    );
+    (String::from_utf8(o.stdout).unwrap(), err)
+}
+
+/// Layers wider than the GEMM's blocks at small batches, through every
+/// command on every kernel path this CPU has: a 784-2000-784 model trained
+/// at batch 7 (with its end-of-epoch test evaluation), then run by each
+/// command on 10 samples; the README's 768 → 3072 TopK SAE; the `conv`
+/// preset on 32×32 images at batches 1 and 7. Each once stopped with
+/// "pack: depth … exceeds 1024".
+#[test]
+fn wide_layers_at_small_batches() {
+    use sparse_ae::kernels::Isa;
+    let dir = common::temp_dir("cli_wide");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    common::write_tiny_mnist(&data, 28, 40, 12);
+    let data32 = dir.join("data32");
+    std::fs::create_dir_all(&data32).unwrap();
+    common::write_tiny_mnist(&data32, 32, 24, 8);
+    let cfg = dir.join("wide.json");
+    std::fs::write(
+        &cfg,
+        r#"{"input": 784, "layers": [{"units": 2000, "activation": "relu"}, {"units": 784, "activation": "sigmoid"}], "code_layer": 0}"#,
+    )
+    .unwrap();
+    // The README's SAE, on 40 activation vectors of width 768.
+    let acts = dir.join("acts.npy");
+    let x: Vec<f32> = (0..40 * 768)
+        .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
+        .collect();
+    sparse_ae::data::npy::write(&acts, 40, 768, &x).unwrap();
+    let sae = dir.join("sae.json");
+    std::fs::write(
+        &sae,
+        r#"{"input": 768, "code_layer": 0, "loss": "mse", "topk": {"k": 32, "batch": false},
+            "layers": [{"type": "dense", "units": 3072, "activation": "relu"},
+                       {"type": "dense", "units": 768, "activation": "linear"}]}"#,
+    )
+    .unwrap();
+    for (kernel, isa) in [
+        ("scalar", Isa::Scalar),
+        ("avx2", Isa::Avx2),
+        ("avx512", Isa::Avx512),
+    ] {
+        if !isa.is_available() {
+            eprintln!("skipping {kernel}");
+            continue;
+        }
+        let model = dir.join(format!("wide-{kernel}.safetensors"));
+        let (_, log) = ok_on(
+            kernel,
+            &[
+                "train",
+                "--config",
+                s(&cfg),
+                "--data",
+                s(&data),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "7",
+                "--out",
+                s(&model),
+            ],
+        );
+        assert!(log.contains(" test "), "{log}");
+        let limit = ["--data", s(&data), "--limit", "10"];
+        let (json, _) = ok_on(
+            kernel,
+            &[&["eval", "-m", s(&model), "--json"][..], &limit].concat(),
+        );
+        assert!(json.contains("\"samples\":10"), "{json}");
+        let codes = dir.join("codes.npy");
+        ok_on(
+            kernel,
+            &[&["encode", "-m", s(&model), "-o", s(&codes)][..], &limit].concat(),
+        );
+        assert_eq!(
+            sparse_ae::data::npy::read(&codes).unwrap().shape,
+            [10, 2000]
+        );
+        let scores = dir.join("scores.csv");
+        ok_on(
+            kernel,
+            &[&["score", "-m", s(&model), "-o", s(&scores)][..], &limit].concat(),
+        );
+        assert_eq!(
+            std::fs::read_to_string(&scores).unwrap().lines().count(),
+            11
+        );
+        for (cmd, file) in [("reconstruct", "r.png"), ("histogram", "h.png")] {
+            let png = dir.join(file);
+            ok_on(
+                kernel,
+                &[&[cmd, "-m", s(&model), "-o", s(&png)][..], &limit].concat(),
+            );
+            assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+        }
+
+        let sae_model = dir.join(format!("sae-{kernel}.safetensors"));
+        let (_, log) = ok_on(
+            kernel,
+            &[
+                "train",
+                "--config",
+                s(&sae),
+                "--data",
+                s(&acts),
+                "--normalize",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--out",
+                s(&sae_model),
+            ],
+        );
+        assert!(log.contains(" test "), "{log}");
+
+        for batch in ["1", "7"] {
+            let conv = dir.join(format!("conv{batch}-{kernel}.safetensors"));
+            ok_on(
+                kernel,
+                &[
+                    "train",
+                    "--preset",
+                    "conv",
+                    "--data",
+                    s(&data32),
+                    "--epochs",
+                    "1",
+                    "--batch-size",
+                    batch,
+                    "--out",
+                    s(&conv),
+                    "-q",
+                ],
+            );
+            let (json, _) = ok_on(
+                kernel,
+                &["eval", "-m", s(&conv), "--data", s(&data32), "--json"],
+            );
+            assert!(json.contains("\"samples\":8"), "{json}");
+        }
+    }
+}

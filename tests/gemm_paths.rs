@@ -27,6 +27,7 @@ every_isa!(
     epilogues,
     threads_bit_identical,
     matches_matrixmultiply,
+    wide_layers,
 );
 
 /// A stored operand: `rows × cols` inside a slice with row stride `ld`, every
@@ -110,15 +111,21 @@ impl Case {
 /// the documented bound, NaN exactly where the oracle has NaN, and every
 /// sentinel around the C view untouched.
 fn check(isa: Isa, par: Parallelism, rng: &mut StdRng, case: &Case) {
+    check_loops(isa, par, rng, case, &[case.loops]);
+}
+
+/// [`check`] on each of `loops` in turn (instead of `case.loops`), with the
+/// same operands and one evaluation of the oracle.
+fn check_loops(isa: Isa, par: Parallelism, rng: &mut StdRng, case: &Case, loops: &[Loops]) {
     let Case { m, n, k, .. } = *case;
     let a = Operand::random(rng, m, k, case.ta, case.pad);
     let b = Operand::random(rng, k, n, case.tb, case.pad);
     let ldc = n + case.pad;
-    let mut c = vec![f32::NAN; m * ldc + case.pad];
+    let mut c0 = vec![f32::NAN; m * ldc + case.pad];
     if case.beta != 0.0 {
         for i in 0..m {
             for j in 0..n {
-                c[i * ldc + j] = rng.random_range(-1.0f32..1.0);
+                c0[i * ldc + j] = rng.random_range(-1.0f32..1.0);
             }
         }
     }
@@ -127,19 +134,6 @@ fn check(isa: Isa, par: Parallelism, rng: &mut StdRng, case: &Case) {
         Some(act) => Epilogue::bias_act(&bias[..], act),
         None => Epilogue::NONE,
     };
-    let c0 = c.clone();
-    let cv = MatMut::new(&mut c, m, n).with_ld(ldc);
-    gemm_loops(
-        isa,
-        par,
-        case.loops,
-        case.alpha,
-        a.view(),
-        b.view(),
-        case.beta,
-        cv,
-        epi,
-    );
 
     // The oracle in f64, and Σ|a||b| for the bound.
     let (a64, b64) = (a.map64(f64::from), b.map64(f64::from));
@@ -174,32 +168,46 @@ fn check(isa: Isa, par: Parallelism, rng: &mut StdRng, case: &Case) {
         Some(Activation::Sigmoid | Activation::Tanh) => 1e-6,
         _ => 0.0,
     };
-    for i in 0..c.len() {
-        let (r, col) = (i / ldc, i % ldc);
-        if r >= m || col >= n {
-            assert!(c[i].is_nan(), "{isa}: sentinel at {i} overwritten");
-            continue;
-        }
-        let got = c[i] as f64;
-        let w = want[i];
-        let mut bound = case.alpha.abs() as f64 * mag[i] + 1e-30;
-        if case.beta != 0.0 {
-            bound += (case.beta as f64 * c0[i] as f64).abs();
-        }
-        if case.act.is_some() {
-            bound += bias64[col].abs();
-        }
-        let tol = gamma * bound + act_slack;
-        assert!(
-            (got - w).abs() <= tol || (got.is_nan() && w.is_nan()) || got == w,
-            "{isa} {:?}: m {m} n {n} k {k} ta {} tb {} α {} β {} act {:?}: C({r},{col}) = {got}, want {w} (tol {tol:e})",
-            case.loops,
-            case.ta,
-            case.tb,
+    for &structure in loops {
+        let mut c = c0.clone();
+        let cv = MatMut::new(&mut c, m, n).with_ld(ldc);
+        gemm_loops(
+            isa,
+            par,
+            structure,
             case.alpha,
+            a.view(),
+            b.view(),
             case.beta,
-            case.act,
+            cv,
+            epi,
         );
+        for i in 0..c.len() {
+            let (r, col) = (i / ldc, i % ldc);
+            if r >= m || col >= n {
+                assert!(c[i].is_nan(), "{isa}: sentinel at {i} overwritten");
+                continue;
+            }
+            let got = c[i] as f64;
+            let w = want[i];
+            let mut bound = case.alpha.abs() as f64 * mag[i] + 1e-30;
+            if case.beta != 0.0 {
+                bound += (case.beta as f64 * c0[i] as f64).abs();
+            }
+            if case.act.is_some() {
+                bound += bias64[col].abs();
+            }
+            let tol = gamma * bound + act_slack;
+            assert!(
+                (got - w).abs() <= tol || (got.is_nan() && w.is_nan()) || got == w,
+                "{isa} {structure:?}: m {m} n {n} k {k} ta {} tb {} α {} β {} act {:?}: C({r},{col}) = {got}, want {w} (tol {tol:e})",
+                case.ta,
+                case.tb,
+                case.alpha,
+                case.beta,
+                case.act,
+            );
+        }
     }
 }
 
@@ -369,6 +377,12 @@ fn threads_bit_identical(isa: Isa) {
         (128, 784, 32, true, false),
         (32, 60, 1100, false, true),
         (40, 33, 2000, false, false),
+        // Small batches of wide layers (see `wide_layers`): a single column
+        // tile whose rows are split, with and without a packed operand.
+        (33, 20, 16384, false, true),
+        (7, 3072, 2000, true, true),
+        (7, 784, 2000, false, true),
+        (2000, 784, 7, true, false),
     ] {
         let a = Operand::random(&mut rng, m, k, ta, 1);
         let b = Operand::random(&mut rng, k, n, tb, 0);
@@ -474,6 +488,38 @@ fn matches_matrixmultiply(isa: Isa) {
                 let tol = 4.0 * (k as f32 + 3.0) * u * mag + 1e-30;
                 let (g, w) = (c[i * n + j], want[i * n + j]);
                 assert!((g - w).abs() <= tol, "{isa}: ({i},{j}) {g} vs {w}");
+            }
+        }
+    }
+}
+
+/// Layer widths at and far past the block sizes (KC = 256 and 512, the
+/// 1024-float runs of the packing) with the batch sizes of a small step:
+/// every product of a dense layer between a `w`-wide side and a narrow one
+/// (`p` = 5 columns, a single register tile, or 33) at batch `b`: the
+/// forward pass and input gradient, (b × p × w) and (b × w × p), and the
+/// weight gradients, (p × w × b) and (w × p × b), each in all four
+/// transposition cases (dense layers use NT, NN and TN, tied and
+/// convolutional ones the rest), α and β varied, on every loop structure.
+/// Width 16384 is run at batches 1 and 7 only, to keep the test short.
+fn wide_layers(isa: Isa) {
+    let mut rng = StdRng::seed_from_u64(0x5eed_0008);
+    let mut t = 0usize;
+    for w in [1023, 1024, 1025, 2000, 3072, 16384] {
+        for b in [1, 7, 31, 33] {
+            if w > 4096 && b > 7 {
+                continue;
+            }
+            let p = [5, 33][(w + b) % 2];
+            for (m, n, k) in [(b, p, w), (b, w, p), (p, w, b), (w, p, b)] {
+                for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                    t += 1;
+                    let mut case = Case::plain(m, n, k, ta, tb);
+                    case.alpha = SCALES[1 + t % 2];
+                    case.beta = SCALES[t % 3];
+                    case.pad = t % 3;
+                    check_loops(isa, Parallelism::Rayon, &mut rng, &case, &LOOPS);
+                }
             }
         }
     }

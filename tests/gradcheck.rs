@@ -323,6 +323,123 @@ fn f32_gradient_matches_f64() {
     }
 }
 
+/// The loss and gradient of the f32 model on the dispatched kernels (on the
+/// TopK `path`) against the f64 model's (the triple-loop GEMM) at `batch`,
+/// within the bounds of [`f32_gradient_matches_f64`].
+fn f32_matches_f64(what: &str, cfg: ModelConfig, batch: usize, path: TopkPath) {
+    let m64 = Autoencoder::<f64>::new(cfg, 8).unwrap();
+    let m32 = m64.cast::<f32>();
+    let mut rng = StdRng::seed_from_u64(batch as u64);
+    let x64: Vec<f64> = (0..batch * m64.config().input)
+        .map(|_| rng.random::<f64>())
+        .collect();
+    let x32: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+    let (mut g64, mut g32) = (
+        vec![0.0f64; m64.params.len()],
+        vec![0.0f32; m64.params.len()],
+    );
+    let l64 = m64
+        .loss_and_grad(&mut m64.workspace(batch), &x64, &x64, Some(&mut g64))
+        .unwrap();
+    let l32 = m32
+        .loss_and_grad(
+            &mut m32.workspace_with(batch, path),
+            &x32,
+            &x32,
+            Some(&mut g32),
+        )
+        .unwrap();
+    assert!(
+        (l64.total() - l32.total()).abs() <= 1e-5 * l64.total(),
+        "{what} batch {batch}: loss f32 {} vs f64 {}",
+        l32.total(),
+        l64.total()
+    );
+    for t in &m64.layout().tensors {
+        let scale = g64[t.range()].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0, "{what} batch {batch}: {} is all zero", t.name);
+        for k in t.range() {
+            assert!(
+                (g32[k] as f64 - g64[k]).abs() <= 1e-4 * scale,
+                "{what} batch {batch}: {}[{}]: f32 {} vs f64 {}",
+                t.name,
+                k - t.offset,
+                g32[k],
+                g64[k]
+            );
+        }
+    }
+}
+
+/// Layers as wide as real models use, around and far past the GEMM's block
+/// sizes, at batches down to 1: forward and backward of the f32 model agree
+/// with the f64 model. The 784-2000-784 model at batch ≤ 16 and the 768 →
+/// 3072 TopK SAE once stopped in the packing of the GEMM.
+#[test]
+fn wide_layers_at_small_batches() {
+    use Activation::{Linear, Relu, Sigmoid, Tanh};
+    let shallow = ModelBuilder::new(784)
+        .code(2000, Relu)
+        .decoder(784, Sigmoid)
+        .l1(1e-3)
+        .build()
+        .unwrap();
+    for batch in [1, 7, 16] {
+        f32_matches_f64("784-2000-784", shallow.clone(), batch, TopkPath::Dense);
+    }
+    let deep = ModelBuilder::new(1023)
+        .encoder(1024, Tanh)
+        .code(31, Relu)
+        .decoder(1025, Tanh)
+        .decoder(1023, Sigmoid)
+        .build()
+        .unwrap();
+    f32_matches_f64("1023-1024-31-1025-1023", deep, 31, TopkPath::Dense);
+    let tied = ModelBuilder::new(1025)
+        .encoder(3072, Tanh)
+        .code(33, Relu)
+        .decoder(3072, Tanh)
+        .decoder(1025, Sigmoid)
+        .tied(true)
+        .build()
+        .unwrap();
+    f32_matches_f64("tied 1025-3072-33-3072-1025", tied, 7, TopkPath::Dense);
+    let sae = ModelBuilder::new(768)
+        .code(3072, Relu)
+        .decoder(768, Linear)
+        .topk(32, false)
+        .loss(Loss::Mse)
+        .build()
+        .unwrap();
+    for path in [TopkPath::Dense, TopkPath::Sparse] {
+        f32_matches_f64(&format!("topk 768-3072-768 {path:?}"), sae.clone(), 7, path);
+    }
+    // And finite differences on a wide model at batch 1, with a step larger
+    // than the default: the loss sums 1025 outputs, so the rounding of the
+    // difference (∝ 1/h) dominates at 1e-4 (1.4e-6 there, 7e-8 at 1e-3).
+    let wide = ModelBuilder::new(1025)
+        .code(40, Tanh)
+        .decoder(1025, Sigmoid)
+        .build()
+        .unwrap();
+    let m = model(wide, 3);
+    let x = &batch_of_width(1025, 1, 4);
+    let opts = CheckOptions {
+        max_entries: 16,
+        step: 1e-3,
+        ..CheckOptions::default()
+    };
+    assert_pass(
+        "1025-40-1025 batch 1",
+        &check_model(&m, x, x, 1, &opts).unwrap(),
+    );
+}
+
+fn batch_of_width(width: usize, batch: usize, seed: u64) -> Vec<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..width * batch).map(|_| rng.random::<f64>()).collect()
+}
+
 /// A small convolutional autoencoder on 6×6 images: conv (stride 1, pad 1)
 /// → max pool → conv (stride 1, pad 1) as the code → upsample → conv,
 /// with each penalty.

@@ -203,12 +203,14 @@ unsafe fn block<K: MicroKernel>(
     k: usize,
 ) {
     let (mr, nr) = (K::P.mr, K::P.nr);
-    // With one column tile each element of Ã is read once: no k-blocks.
-    // Otherwise k-blocks of at most DIRECT_KC, all of about the same depth.
-    // Decided on the whole product's width, not this strip's: the k-blocks
-    // set where partial sums round, so they must not depend on how C was
-    // cut between threads.
-    let kcb = if o.n <= nr {
+    let pack = plan.pack;
+    // With one column tile each element of Ã is read once: no k-blocks,
+    // unless B̃ is packed and its whole depth (NR floats a step) would not
+    // fit DIRECT_B_BYTES. Otherwise k-blocks of at most DIRECT_KC, all of
+    // about the same depth. Decided on the whole product's shape, not this
+    // strip's: the k-blocks set where partial sums round, so they must not
+    // depend on how C was cut between threads.
+    let kcb = if o.n <= nr && (!pack || k.saturating_mul(nr * 4) <= params::DIRECT_B_BYTES) {
         k
     } else {
         k.div_ceil(k.div_ceil(params::DIRECT_KC))
@@ -217,9 +219,14 @@ unsafe fn block<K: MicroKernel>(
     let has_epi = job.bias.is_some() || job.act != Activation::Linear;
     let row_tiles = mb.div_ceil(mr);
     let lda = kcb.next_multiple_of(16);
-    let pack = plan.pack;
     super::with_buffers(|abuf, buf| {
-        let abuf = super::aligned(abuf, mr * lda);
+        // Row tiles of Ã are copied only when they meet several column
+        // tiles (then kcb ≤ DIRECT_KC).
+        let abuf = if nb > nr {
+            super::aligned(abuf, mr * lda)
+        } else {
+            &mut []
+        };
         let bbuf = if pack {
             super::aligned(buf, ncb.min(nb.div_ceil(nr) * nr) * kcb)
         } else {

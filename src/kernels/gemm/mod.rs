@@ -794,6 +794,61 @@ mod tests {
         }
     }
 
+    /// `pack_a` and `pack_b` lay out `pack::panels` exactly at depths around
+    /// and far past the block sizes, whole and partial panels, from both
+    /// layouts of each operand (a strided or a contiguous run per step p).
+    fn packs_any_depth<K: MicroKernel>() {
+        let Blocking { mr, nr, .. } = K::P;
+        // X(i, p), exact in f32 for these sizes.
+        let val = |i: usize, p: usize| (i * 20011 + p + 1) as f32;
+        for depth in [1, 255, 1023, 1024, 1025, 2000, 3072, 16384] {
+            for (w, rows) in [(mr, mr), (mr, 2 * mr + 1), (nr, nr - 1), (nr, nr + 3)] {
+                for col_major in [false, true] {
+                    // X is rows × depth; as op(B) (pack_b) it is used as
+                    // Xᵀ, depth × rows.
+                    let (rs, cs, len) = if col_major {
+                        (1, rows + 2, depth * (rows + 2))
+                    } else {
+                        (depth + 3, 1, rows * (depth + 3))
+                    };
+                    let mut data = vec![f32::NAN; len];
+                    for i in 0..rows {
+                        for p in 0..depth {
+                            data[i * rs + p * cs] = val(i, p);
+                        }
+                    }
+                    let x = Strided {
+                        data: &data,
+                        rs,
+                        cs,
+                    };
+                    let size = rows.div_ceil(w) * w * depth;
+                    let mut dst = vec![f32::NAN; size + 7];
+                    // SAFETY: the caller checked the kernel's features.
+                    unsafe {
+                        if w == mr {
+                            K::pack_a(&mut dst, x, rows, depth);
+                        } else {
+                            K::pack_b(&mut dst, x.t(), depth, rows);
+                        }
+                    }
+                    for (e, &got) in dst[..size].iter().enumerate() {
+                        let (q, p, i) = (e / (w * depth), e % (w * depth) / w, e % w);
+                        let r = q * w + i;
+                        let want = if r < rows { val(r, p) } else { 0.0 };
+                        assert!(
+                            got == want,
+                            "{:?} W {w} rows {rows} depth {depth} col-major {col_major}: \
+                             panel {q} ({p}, {i}) = {got}, want {want}",
+                            K::P
+                        );
+                    }
+                    assert!(dst[size..].iter().all(|v| v.is_nan()), "{:?}", K::P);
+                }
+            }
+        }
+    }
+
     /// Whether to run a path: yes when available; otherwise it is reported
     /// as skipped, or fails the test when `SPARSE_AE_REQUIRE_ISA` lists it.
     #[cfg(target_arch = "x86_64")]
@@ -896,6 +951,11 @@ mod tests {
     #[test]
     fn strided_tiles_match_scalar() {
         on_every_kernel!(strided_matches_scalar);
+    }
+
+    #[test]
+    fn packing_of_any_depth() {
+        on_every_kernel!(packs_any_depth);
     }
 
     #[test]

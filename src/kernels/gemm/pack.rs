@@ -39,17 +39,18 @@ impl<'a> Strided<'a> {
     }
 }
 
-/// Zeros read in place of the rows past the end of a block.
+/// Zeros read in place of the rows past the end of a block, one run of
+/// depth at a time.
 static ZEROS: [f32; 1024] = [0.0; 1024];
 
-/// Packs `rows × depth` of `x` into W-row panels (see the module doc).
+/// Packs `rows × depth` of `x` into W-row panels (see the module doc), for
+/// any depth: the direct path packs the whole depth of a product at once.
 ///
 /// # Panics
-/// If `dst` has fewer than `⌈rows/W⌉·W·depth` elements, `depth > 1024`, or the
-/// view does not hold the block.
+/// If `dst` has fewer than `⌈rows/W⌉·W·depth` elements or the view does not
+/// hold the block.
 #[inline(always)]
 pub(crate) fn panels<const W: usize>(dst: &mut [f32], x: Strided<'_>, rows: usize, depth: usize) {
-    assert!(depth <= ZEROS.len(), "pack: depth {depth} exceeds 1024");
     let n_panels = rows.div_ceil(W);
     let dst = &mut dst[..n_panels * W * depth];
     for (q, panel) in dst.chunks_exact_mut(W * depth).enumerate() {
@@ -68,17 +69,22 @@ pub(crate) fn panels<const W: usize>(dst: &mut [f32], x: Strided<'_>, rows: usiz
             }
         } else if x.cs == 1 {
             // Each row runs along p: read W rows side by side, write
-            // interleaved.
-            let src: [&[f32]; W] = std::array::from_fn(|i| {
-                if i < w {
-                    &x.data[(r0 + i) * x.rs..][..depth]
-                } else {
-                    &ZEROS[..depth]
-                }
-            });
-            for (p, out) in panel.chunks_exact_mut(W).enumerate() {
-                for i in 0..W {
-                    out[i] = src[i][p];
+            // interleaved, in runs of at most ZEROS.len() steps (the rows
+            // past the end read a run of zeros).
+            for p0 in (0..depth).step_by(ZEROS.len()) {
+                let run = ZEROS.len().min(depth - p0);
+                let src: [&[f32]; W] = std::array::from_fn(|i| {
+                    if i < w {
+                        &x.data[(r0 + i) * x.rs + p0..][..run]
+                    } else {
+                        &ZEROS[..run]
+                    }
+                });
+                let out = &mut panel[p0 * W..(p0 + run) * W];
+                for (p, out) in out.chunks_exact_mut(W).enumerate() {
+                    for i in 0..W {
+                        out[i] = src[i][p];
+                    }
                 }
             }
         } else {
@@ -155,6 +161,20 @@ mod tests {
                 for tr in [false, true] {
                     check::<4>(rows, depth, tr);
                     check::<14>(rows, depth, tr);
+                }
+            }
+        }
+    }
+
+    /// Depths past the 1024 floats of zeros that pad the last panel (the
+    /// whole depth of a product is packed at once on the direct path).
+    #[test]
+    fn panels_of_any_depth() {
+        for rows in [3, 14, 29] {
+            for depth in [1023, 1024, 1025, 2000, 3072, 16384] {
+                for tr in [false, true] {
+                    check::<4>(rows, depth, tr);
+                    check::<32>(rows, depth, tr);
                 }
             }
         }

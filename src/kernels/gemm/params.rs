@@ -97,7 +97,8 @@ pub(crate) const DIRECT_A_L1_BYTES: usize = 24 << 10;
 pub(crate) const DIRECT_MAX_C: usize = 256 << 10;
 
 /// Bytes of the KC×NC block of B̃ that the direct path walks once per row
-/// tile: half of a 2 MiB L2.
+/// tile: half of a 2 MiB L2. Also the most a single column tile of B̃ packs
+/// at once before its depth is cut into k-blocks.
 pub(crate) const DIRECT_B_BYTES: usize = 1 << 20;
 
 /// Products with fewer flops (2·m·n·k) than this run on one thread even when
