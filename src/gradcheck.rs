@@ -1,15 +1,37 @@
 //! Finite-difference gradient checks.
 //!
-//! For each parameter tensor, entries are perturbed by ±h and ±2h and the
-//! fourth-order central difference
-//! `[8·(L(p+h) − L(p−h)) − (L(p+2h) − L(p−2h))] / 12h` is compared with the
-//! analytic gradient (truncation error O(h⁴), so h = 10⁻⁴ keeps both the
-//! truncation and the round-off of the f64 loss far below 10⁻⁶). The error of an entry is
-//! `|a − n| / max(|a|, |n|, 10⁻³·s)`, where s is the largest analytic
-//! magnitude in the tensor: entries far below their tensor's scale are judged
-//! against that scale rather than against their own round-off. Checks run the
-//! model in f64, where a correct gradient gives errors around 10⁻⁹; the
-//! default tolerance is 10⁻⁶.
+//! The loss of a model is a sum of parts (reconstruction, L1, KL, L2, AuxK).
+//! Every difference below is taken part by part, relative to the unperturbed
+//! parts: `f(p) = Σ_k (L_k(p) − L_k(p₀))`. Each subtraction is exact
+//! (Sterbenz), so a part that a tensor does not touch contributes exactly 0
+//! and a large KL term (~1500 in `overcomplete-kl`) no longer drowns the
+//! decoder's gradients in its rounding.
+//!
+//! Per tensor, three things are measured:
+//!
+//! 1. **The loss's round-off σ**, by Moré and Wild's ECnoise: f at 33
+//!    equally spaced points a tiny distance τ apart along a random unit
+//!    direction of the tensor; the fourth differences of a smooth function
+//!    vanish there, so what is left is noise, σ² = mean(Δ⁴f²)/70.
+//! 2. **Sampled entries**: the fourth-order central difference
+//!    `n = [8·(f(p+h) − f(p−h)) − (f(p+2h) − f(p−2h))] / 12h` (truncation
+//!    O(h⁴)), whose round-off is at most R = 10σ/h (ten standard deviations
+//!    of 0.95σ/h). The error of an entry is
+//!    `|a − n| / max(|a|, |n|, 10⁻³·s, R/10⁻⁶)`, where s is the largest
+//!    analytic magnitude in the tensor: an entry is judged relative to its
+//!    own size while a difference quotient can resolve it to six digits,
+//!    and relative to R/10⁻⁶ (the smallest gradient a difference can resolve
+//!    to 10⁻⁶) or to 10⁻³·s below that.
+//! 3. **A directional derivative**: along a random ±1 direction v over the
+//!    whole tensor, gᵀv against the difference quotient at steps s and s/2
+//!    (s = h, divided by 4 while a perturbation crosses a kink), judged
+//!    against `max(|gᵀv|, |n|, E/10⁻⁶)` with E = |n(s) − n(s/2)| + 10σ/(s/2)
+//!    (truncation estimated by Richardson, plus round-off). gᵀv sums every
+//!    entry, so it is ~√len times larger than a typical entry and the
+//!    check resolves errors spread over the whole tensor that sampling
+//!    misses.
+//!
+//! Checks run the model in f64. The default tolerance is 10⁻⁶.
 //!
 //! ReLU and leaky ReLU are not differentiable at 0, max pooling is not
 //! where two inputs of a window tie, and a difference quotient taken across
@@ -18,12 +40,13 @@
 //! on; an entry whose perturbations change the fingerprint is skipped and
 //! counted in [`TensorCheck::skipped`], never silently passed.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels::Activation;
-use crate::nn::{Autoencoder, ParamLayout, Workspace};
-use rand::SeedableRng;
+use crate::nn::{Autoencoder, ModelConfig, ParamLayout, Workspace, apply_noise};
+use crate::rng::Rng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
+use rand::{RngExt, SeedableRng};
 use std::fmt;
 
 /// How a check is run.
@@ -66,6 +89,22 @@ pub struct TensorCheck {
     pub max_rel_err: f64,
     /// The entry with that error, and its analytic and numeric gradients.
     pub worst: (usize, f64, f64),
+    /// The estimated round-off σ of the loss differences (ECnoise).
+    pub noise: f64,
+    /// R = 10σ/h, the largest round-off of an entry's difference quotient.
+    pub resolution: f64,
+    /// The directional check's error.
+    pub dir_err: f64,
+    /// The directional derivative gᵀv, analytic and numeric.
+    pub dir: (f64, f64),
+}
+
+impl TensorCheck {
+    /// Whether both the sampled entries and the directional derivative are
+    /// within `tolerance` (NaN fails).
+    pub fn passed(&self, tolerance: f64) -> bool {
+        self.max_rel_err <= tolerance && self.dir_err <= tolerance
+    }
 }
 
 /// The results for every tensor.
@@ -78,17 +117,23 @@ pub struct Report {
 }
 
 impl Report {
-    /// The largest error over all tensors.
+    /// The largest error over all tensors, sampled entries and directional.
     pub fn max_rel_err(&self) -> f64 {
         self.tensors
             .iter()
-            .map(|t| t.max_rel_err)
-            .fold(0.0, f64::max)
+            .map(|t| {
+                if t.dir_err.is_nan() || t.max_rel_err.is_nan() {
+                    f64::NAN
+                } else {
+                    t.max_rel_err.max(t.dir_err)
+                }
+            })
+            .fold(0.0, |m, e| if e.is_nan() { e } else { m.max(e) })
     }
 
     /// Whether every tensor is within tolerance (NaN fails).
     pub fn passed(&self) -> bool {
-        self.tensors.iter().all(|t| t.max_rel_err <= self.tolerance)
+        self.tensors.iter().all(|t| t.passed(self.tolerance))
     }
 }
 
@@ -96,19 +141,35 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<22} {:>8} {:>8} {:>8} {:>12} {:>14} {:>14}  status",
-            "tensor", "entries", "checked", "at kink", "max rel err", "analytic", "numeric"
+            "{:<22} {:>8} {:>8} {:>8} {:>11} {:>14} {:>14} {:>10} {:>10}  status",
+            "tensor",
+            "entries",
+            "checked",
+            "at kink",
+            "max rel err",
+            "analytic",
+            "numeric",
+            "dir err",
+            "resolves"
         )?;
         for t in &self.tensors {
-            let ok = if t.max_rel_err <= self.tolerance {
+            let ok = if t.passed(self.tolerance) {
                 "ok"
             } else {
                 "FAIL"
             };
             writeln!(
                 f,
-                "{:<22} {:>8} {:>8} {:>8} {:>12.3e} {:>14.6e} {:>14.6e}  {ok}",
-                t.name, t.len, t.checked, t.skipped, t.max_rel_err, t.worst.1, t.worst.2
+                "{:<22} {:>8} {:>8} {:>8} {:>11.3e} {:>14.6e} {:>14.6e} {:>10.2e} {:>10.2e}  {ok}",
+                t.name,
+                t.len,
+                t.checked,
+                t.skipped,
+                t.max_rel_err,
+                t.worst.1,
+                t.worst.2,
+                t.dir_err,
+                t.resolution / RESOLVE,
             )?;
         }
         write!(
@@ -120,6 +181,16 @@ impl fmt::Display for Report {
         )
     }
 }
+
+/// The relative accuracy a difference quotient must reach for an entry to be
+/// judged relative to its own size: gradients smaller than R/RESOLVE are
+/// judged relative to R/RESOLVE.
+pub const RESOLVE: f64 = 1e-6;
+
+/// Standard deviations of round-off allowed (R = SIGMAS·σ/h; the fourth-order
+/// quotient's round-off has standard deviation √130/12·σ/h ≈ 0.95σ/h, and
+/// σ is itself an estimate: 6 was exceeded once in the 90 preset runs).
+const SIGMAS: f64 = 10.0;
 
 /// Compares `analytic` with central differences of `loss` for every tensor of
 /// `layout`. `params` is perturbed and restored entry by entry. `loss` returns
@@ -136,10 +207,41 @@ pub fn check_fn(
     mut loss: impl FnMut(&[f64]) -> (f64, u64),
     opts: &CheckOptions,
 ) -> Report {
+    check_parts(
+        layout,
+        params,
+        analytic,
+        |p| {
+            let (l, print) = loss(p);
+            ([l], print)
+        },
+        opts,
+    )
+}
+
+/// [`check_fn`] for a loss given as parts whose sum is the objective: each
+/// part is differenced on its own (see the module doc).
+///
+/// # Panics
+/// If `params` or `analytic` do not have the layout's length.
+pub fn check_parts<const K: usize>(
+    layout: &ParamLayout,
+    params: &mut [f64],
+    analytic: &[f64],
+    mut loss: impl FnMut(&[f64]) -> ([f64; K], u64),
+    opts: &CheckOptions,
+) -> Report {
     assert_eq!(params.len(), layout.len, "check_fn: params length");
     assert_eq!(analytic.len(), layout.len, "check_fn: gradient length");
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let base_print = loss(params).1;
+    let (base, base_print) = loss(params);
+    // f(p) relative to the base point, and whether a kink was crossed.
+    let mut f = |p: &[f64]| {
+        let (parts, print) = loss(p);
+        let d: f64 = parts.iter().zip(&base).map(|(a, b)| a - b).sum();
+        (d, print != base_print)
+    };
+    let h = opts.step;
     let mut tensors = Vec::with_capacity(layout.tensors.len());
     for t in &layout.tensors {
         let len = t.len();
@@ -150,8 +252,13 @@ pub fn check_fn(
             v.sort_unstable();
             v
         };
+        let dir: Vec<f64> = (0..len)
+            .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
+            .collect();
         let a_t = &analytic[t.range()];
         let scale = a_t.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let noise = noise_along(&mut f, params, t.offset, &dir, h);
+        let resolution = SIGMAS * noise / h;
         let mut row = TensorCheck {
             name: t.name.clone(),
             len,
@@ -159,18 +266,21 @@ pub fn check_fn(
             skipped: 0,
             max_rel_err: 0.0,
             worst: (0, 0.0, 0.0),
+            noise,
+            resolution,
+            dir_err: 0.0,
+            dir: (0.0, 0.0),
         };
         for &i in &picks {
             let k = t.offset + i;
             let saved = params[k];
-            let h = opts.step;
             let mut vals = [0.0; 4];
             let mut crossed = false;
             for (v, d) in vals.iter_mut().zip([h, -h, 2.0 * h, -2.0 * h]) {
                 params[k] = saved + d;
-                let (l, print) = loss(params);
+                let (l, c) = f(params);
                 *v = l;
-                crossed |= print != base_print;
+                crossed |= c;
             }
             params[k] = saved;
             if crossed {
@@ -178,10 +288,13 @@ pub fn check_fn(
                 continue;
             }
             row.checked += 1;
-            let (near, far) = (vals[0] - vals[1], vals[2] - vals[3]);
-            let numeric = (8.0 * near - far) / (12.0 * h);
+            let numeric = quotient(vals, h);
             let a = analytic[k];
-            let denom = a.abs().max(numeric.abs()).max(1e-3 * scale);
+            let denom = a
+                .abs()
+                .max(numeric.abs())
+                .max(1e-3 * scale)
+                .max(resolution / RESOLVE);
             let err = if denom == 0.0 {
                 0.0
             } else {
@@ -193,12 +306,117 @@ pub fn check_fn(
                 row.worst = (i, a, numeric);
             }
         }
+        let gv: f64 = a_t.iter().zip(&dir).map(|(g, v)| g * v).sum();
+        let (numeric, bound) = directional(&mut f, params, t.offset, &dir, h, noise);
+        let denom = gv.abs().max(numeric.abs()).max(bound / RESOLVE);
+        row.dir = (gv, numeric);
+        row.dir_err = if denom == 0.0 {
+            0.0
+        } else {
+            (gv - numeric).abs() / denom
+        };
         tensors.push(row);
     }
     Report {
         tensors,
         tolerance: opts.tolerance,
     }
+}
+
+/// The fourth-order central difference from f(±h), f(±2h) (in that order:
+/// +h, −h, +2h, −2h).
+fn quotient(vals: [f64; 4], h: f64) -> f64 {
+    (8.0 * (vals[0] - vals[1]) - (vals[2] - vals[3])) / (12.0 * h)
+}
+
+/// f at `params + s·dir` (on the tensor at `offset`), restoring `params`.
+fn along(
+    f: &mut impl FnMut(&[f64]) -> (f64, bool),
+    params: &mut [f64],
+    offset: usize,
+    dir: &[f64],
+    s: f64,
+) -> (f64, bool) {
+    let part = &mut params[offset..offset + dir.len()];
+    let saved = part.to_vec();
+    for (p, d) in part.iter_mut().zip(dir) {
+        *p += s * d;
+    }
+    let out = f(params);
+    params[offset..offset + dir.len()].copy_from_slice(&saved);
+    out
+}
+
+/// The round-off σ of f near `params`, by ECnoise: 33 points τ apart along
+/// the unit direction dir/√len, σ² = mean(Δ⁴f²)/70 (Δ⁴ of independent
+/// noise has variance 70σ²). τ = 10⁻⁴·h keeps the smooth part of Δ⁴ (of
+/// order τ⁴) far below any round-off; it is divided by 8 while a point
+/// crosses a kink. NaN if no clean window is found.
+fn noise_along(
+    f: &mut impl FnMut(&[f64]) -> (f64, bool),
+    params: &mut [f64],
+    offset: usize,
+    dir: &[f64],
+    h: f64,
+) -> f64 {
+    let unit = 1.0 / (dir.len() as f64).sqrt();
+    let mut tau = 1e-4 * h;
+    for _ in 0..4 {
+        let mut pts = [0.0; 33];
+        let mut clean = true;
+        for (i, v) in pts.iter_mut().enumerate().skip(1) {
+            let (l, crossed) = along(f, params, offset, dir, i as f64 * tau * unit);
+            *v = l;
+            clean &= !crossed;
+        }
+        if clean {
+            let sq: f64 = pts
+                .windows(5)
+                .map(|w| {
+                    let d4 = w[0] - 4.0 * w[1] + 6.0 * w[2] - 4.0 * w[3] + w[4];
+                    d4 * d4
+                })
+                .sum();
+            let sigma = (sq / 29.0 / 70.0).sqrt();
+            let floor = f64::EPSILON * pts.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            return sigma.max(floor);
+        }
+        tau /= 8.0;
+    }
+    f64::NAN
+}
+
+/// The directional derivative of f along dir (entries ±1) by fourth-order
+/// differences at steps s and s/2, with s = h divided by 4 while a
+/// perturbation crosses a kink. Returns the s/2 value and its error bound
+/// |n(s) − n(s/2)| + SIGMAS·σ/(s/2) (NaN if every step crosses a kink).
+fn directional(
+    f: &mut impl FnMut(&[f64]) -> (f64, bool),
+    params: &mut [f64],
+    offset: usize,
+    dir: &[f64],
+    h: f64,
+    noise: f64,
+) -> (f64, f64) {
+    let mut s = h;
+    for _ in 0..10 {
+        let mut q = [0.0; 2];
+        let mut crossed = false;
+        for (qi, step) in q.iter_mut().zip([s, s / 2.0]) {
+            let mut vals = [0.0; 4];
+            for (v, d) in vals.iter_mut().zip([step, -step, 2.0 * step, -2.0 * step]) {
+                let (l, c) = along(f, params, offset, dir, d);
+                *v = l;
+                crossed |= c;
+            }
+            *qi = quotient(vals, step);
+        }
+        if !crossed {
+            return (q[1], (q[0] - q[1]).abs() + SIGMAS * noise / (s / 2.0));
+        }
+        s /= 4.0;
+    }
+    (f64::NAN, f64::NAN)
 }
 
 /// Checks a model's backward pass on one batch: `input` is what the model
@@ -214,26 +432,75 @@ pub fn check_model(
     batch: usize,
     opts: &CheckOptions,
 ) -> Result<Report> {
-    let mut ws = model.workspace(batch);
     let mut grads = vec![0.0; model.params.len()];
-    model.loss_and_grad(&mut ws, input, target, Some(&mut grads))?;
+    model.loss_and_grad(&mut model.workspace(batch), input, target, Some(&mut grads))?;
+    check_model_grads(model, input, target, batch, &grads, opts)
+}
+
+/// [`check_model`] for a given gradient `grads` (layout order), e.g. one
+/// with an error put in on purpose.
+///
+/// # Errors
+/// [`crate::Error::Shape`] if the batch buffers have the wrong length.
+///
+/// # Panics
+/// If `grads` does not have the model's parameter count.
+pub fn check_model_grads(
+    model: &Autoencoder<f64>,
+    input: &[f64],
+    target: &[f64],
+    batch: usize,
+    grads: &[f64],
+    opts: &CheckOptions,
+) -> Result<Report> {
+    let mut ws = model.workspace(batch);
+    model.loss_and_grad(&mut ws, input, target, None)?;
     let mut probe = model.clone();
     let mut params = model.params.clone();
     let layout = model.layout().clone();
-    Ok(check_fn(
+    Ok(check_parts(
         &layout,
         &mut params,
-        &grads,
+        grads,
         |p| {
             probe.params.copy_from_slice(p);
             let l = probe
                 .loss_and_grad(&mut ws, input, target, None)
-                .map(|l| l.total())
-                .unwrap_or(f64::NAN);
+                .map(|l| [l.recon, l.l1, l.kl, l.l2, l.auxk])
+                .unwrap_or([f64::NAN; 5]);
             (l, kink_fingerprint(&probe, &ws))
         },
         opts,
     ))
+}
+
+/// The model and batch `sparse-ae gradcheck` checks: weights from `seed`,
+/// a clean batch uniform in [0, 1) and its noisy input (the model's noise,
+/// drawn once). Returns (model, input, clean).
+///
+/// # Errors
+/// Those of [`Autoencoder::new`], and [`Error::Config`] when `batch` samples
+/// of the model's input width overflow the address space.
+pub fn random_setup(
+    cfg: &ModelConfig,
+    seed: u64,
+    batch: usize,
+) -> Result<(Autoencoder<f64>, Vec<f64>, Vec<f64>)> {
+    let values = batch.checked_mul(cfg.input).ok_or_else(|| {
+        Error::config(
+            "--batch",
+            format!(
+                "{batch} samples of {} features overflow the address space",
+                cfg.input
+            ),
+        )
+    })?;
+    let model = Autoencoder::<f64>::new(cfg.clone(), seed)?;
+    let mut rng = Rng::new(seed ^ 0xda7a);
+    let clean: Vec<f64> = (0..values).map(|_| rng.next_f64()).collect();
+    let mut input = clean.clone();
+    apply_noise(cfg.noise, &mut rng, &clean, &mut input);
+    Ok((model, input, clean))
 }
 
 /// A hash of which side of 0 every pre-activation of a ReLU or leaky-ReLU

@@ -23,7 +23,12 @@ use rand::{RngExt, SeedableRng};
 use sparse_ae::kernels::elementwise::{self as ew, approx, scalar};
 use sparse_ae::kernels::{Activation, AdamHyper, Isa};
 
-every_isa!(sigmoid_error, tanh_error, ln1p_exp_error);
+every_isa!(
+    sigmoid_error,
+    tanh_error,
+    ln1p_exp_error,
+    adam_keras_formula
+);
 
 const SMALLEST_NORMAL: f64 = f32::MIN_POSITIVE as f64;
 
@@ -563,6 +568,51 @@ fn adam_step(isa: Isa) {
                     );
                 }
                 got.0.copy_from_slice(&want.0);
+            }
+        }
+    }
+}
+
+/// One Adam step (t = 1, Keras defaults and a non-default set) against the
+/// documented formula in f64: lr₁ = lr·√(1 − β2)/(1 − β1), m = (1 − β1)·g,
+/// v = (1 − β2)·g², p₁ = p₀ − lr₁·m/(√v + ε), on `adam_step` and on
+/// `adam_step_sum`. Wherever |g| ≥ 10⁻³·max|g| the step p₀ − p₁ agrees to
+/// 10⁻⁶ relative (f32 rounding of the constants, g, m, v and the step is a
+/// few 2⁻²⁴; a constant rounded twice, as 1 − f32(0.999), is 6.4·10⁻⁶ off).
+/// |p₀| ≤ 10⁻⁶ keeps p₁'s own rounding far below the step's.
+fn adam_keras_formula(isa: Isa) {
+    let mut r = rng(14);
+    for (lr, b1, b2, eps) in [(1e-3, 0.9, 0.999, 1e-7), (3e-4, 0.85, 0.9995, 1e-5)] {
+        for n in lengths() {
+            let p0 = uniform(&mut r, n, -1e-6, 1e-6);
+            let g: Vec<f32> = (0..n)
+                .map(|_| r.random_range(-1.0f32..1.0) * 10f32.powi(r.random_range(-5..1)))
+                .collect();
+            let half: Vec<f32> = g.iter().map(|v| v * 0.5).collect();
+            let gmax = g.iter().fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
+            let h = AdamHyper::at_step(lr, b1, b2, eps, 1);
+            let lr1 = lr * (1.0 - b2).sqrt() / (1.0 - b1);
+            let mut p = p0.clone();
+            let (mut m, mut v) = (vec![0.0f32; n], vec![0.0f32; n]);
+            ew::adam_step(isa, &mut p, &g, &mut m, &mut v, &h);
+            let mut ps = p0.clone();
+            let (mut ms, mut vs) = (vec![0.0f32; n], vec![0.0f32; n]);
+            ew::adam_step_sum(isa, &mut ps, &half, &half, &mut ms, &mut vs, &h);
+            for (what, got) in [("adam_step", &p), ("adam_step_sum", &ps)] {
+                for i in 0..n {
+                    let gi = f64::from(g[i]);
+                    if gi.abs() < 1e-3 * gmax {
+                        continue;
+                    }
+                    let (m1, v1) = ((1.0 - b1) * gi, (1.0 - b2) * gi * gi);
+                    let step = lr1 * m1 / (v1.sqrt() + eps);
+                    let got_step = f64::from(p0[i]) - f64::from(got[i]);
+                    let err = (got_step - step).abs() / step.abs();
+                    assert!(
+                        err <= 1e-6,
+                        "{isa} {what} lr {lr} β {b1}/{b2} ε {eps} n={n} [{i}]: step {got_step:e} vs {step:e} ({err:.2e})"
+                    );
+                }
             }
         }
     }

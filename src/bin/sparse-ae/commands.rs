@@ -9,21 +9,20 @@ use crate::files::Files;
 use crate::out::out;
 use crate::progress::Progress;
 use crate::train_input::{Input, choose_scale, fit_json, initial_model};
-use sparse_ae::gradcheck::{CheckOptions, check_model};
+use sparse_ae::gradcheck::{CheckOptions, check_model, random_setup};
 use sparse_ae::io::model_file::{
     load_checkpoint, load_model, load_model_scaled, save_checkpoint, save_model_scaled,
 };
 use sparse_ae::kernels::Activation;
 use sparse_ae::nn::sae::{DEFAULT_AUXK_COEF, default_auxk_k};
 use sparse_ae::nn::{
-    Autoencoder, AuxK, EncoderInit, LayerSpec, Loss, ModelConfig, PRESETS, apply_noise, preset,
+    Autoencoder, AuxK, EncoderInit, LayerSpec, Loss, ModelConfig, PRESETS, preset,
 };
 use sparse_ae::optim::{AdamConfig, OptimizerConfig, SgdConfig};
 use sparse_ae::report::png_out::save_png;
 use sparse_ae::report::training::{
     code_histogram, feature_picture, reconstruction_grid, write_training_report,
 };
-use sparse_ae::rng::Rng;
 use sparse_ae::train::metrics::json_num;
 use sparse_ae::train::{
     EpochMetrics, FitOptions, Rows, Trainer, encode as encode_all, evaluate, evaluate_rows,
@@ -511,20 +510,7 @@ pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
             format!("must be a finite number ≥ 0, got {}", a.tolerance),
         ));
     }
-    let values = a.batch.checked_mul(cfg.input).ok_or_else(|| {
-        Error::config(
-            "--batch",
-            format!(
-                "{} samples of {} features overflow the address space",
-                a.batch, cfg.input
-            ),
-        )
-    })?;
-    let model = Autoencoder::<f64>::new(cfg.clone(), a.seed)?;
-    let mut rng = Rng::new(a.seed ^ 0xda7a);
-    let clean: Vec<f64> = (0..values).map(|_| rng.next_f64()).collect();
-    let mut input = clean.clone();
-    apply_noise(cfg.noise, &mut rng, &clean, &mut input);
+    let (model, input, clean) = random_setup(&cfg, a.seed, a.batch)?;
     let opts = CheckOptions {
         max_entries: a.entries.max(1),
         seed: a.seed,

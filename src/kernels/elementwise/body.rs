@@ -405,9 +405,12 @@ fn adam_with<S: Simd>(
 ) {
     let n = p.len();
     assert!(m.len() == n && v.len() == n, "adam_step: length mismatch");
-    let (b1, b2) = (h.beta1 as f32, h.beta2 as f32);
-    let (c1, c2) = (s.splat(1.0 - b1), s.splat(1.0 - b2));
-    let (b1, b2) = (s.splat(b1), s.splat(b2));
+    // The scalar twin's constants: each computed in f64, rounded once.
+    let (c1, c2) = (
+        s.splat((1.0 - h.beta1) as f32),
+        s.splat((1.0 - h.beta2) as f32),
+    );
+    let (b1, b2) = (s.splat(h.beta1 as f32), s.splat(h.beta2 as f32));
     let (lr, eps) = (s.splat(h.lr_t as f32), s.splat(h.eps as f32));
     let (tiny, zero) = (s.splat(f32::MIN_POSITIVE), s.splat(0.0));
     for_lanes(

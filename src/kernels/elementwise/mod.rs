@@ -75,6 +75,8 @@ macro_rules! dispatch {
 /// PyTorch); defaults lr 1e-3, β1 0.9, β2 0.999, ε 1e-7. Moments that decay
 /// below the smallest normal float are set to zero (subnormal arithmetic is
 /// two orders of magnitude slower on x86, and such moments move nothing).
+/// Every constant (β1, β2, 1 − β1, 1 − β2, lr_t, ε) is computed in f64 and
+/// rounded once to the parameters' type.
 ///
 /// The scalar path divides; the SIMD paths multiply by the reciprocal of
 /// `√v + ε` from the hardware estimate and Newton's method (within 1 ulp, so

@@ -201,8 +201,10 @@ fn adam_with<T: Real>(
 ) {
     let n = p.len();
     assert!(m.len() == n && v.len() == n, "adam_step: length mismatch");
+    // Every constant is computed in f64 and rounded once: 1 − f32(0.999)
+    // would be 1.3e-5 smaller than 1 − 0.999.
     let (b1, b2) = (T::from_f64(h.beta1), T::from_f64(h.beta2));
-    let (c1, c2) = (T::ONE - b1, T::ONE - b2);
+    let (c1, c2) = (T::from_f64(1.0 - h.beta1), T::from_f64(1.0 - h.beta2));
     let (lr, eps) = (T::from_f64(h.lr_t), T::from_f64(h.eps));
     for i in 0..n {
         let gi = grad(i);
