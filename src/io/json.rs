@@ -465,7 +465,7 @@ impl Value {
     /// The number as a `usize`, if it is a non-negative integer below 2⁵³.
     pub fn as_usize(&self) -> Option<usize> {
         let v = self.as_f64()?;
-        let exact = v >= 0.0 && v.fract() == 0.0 && v < 9_007_199_254_740_992.0;
+        let exact = v >= 0.0 && v.fract() == 0.0 && v < MAX_EXACT_INT;
         exact
             .then_some(v as u64)
             .and_then(|u| usize::try_from(u).ok())
@@ -552,6 +552,19 @@ impl Value {
     /// # Errors
     /// [`Error::Config`] naming `path` if it is missing or not such an integer.
     pub fn usize_at(&self, path: &str) -> Result<usize> {
+        let v = self.at(path)?;
+        if let Some(x) = v.as_f64()
+            && x >= MAX_EXACT_INT
+            && x.fract() == 0.0
+        {
+            return Err(Error::config(
+                path,
+                format!(
+                    "the integer {x} is too large: at most 2^53 − 1 = {}",
+                    MAX_EXACT_INT - 1.0
+                ),
+            ));
+        }
         self.typed(path, "a non-negative integer", Value::as_usize)
     }
 
@@ -606,6 +619,18 @@ impl Value {
         write_value(&mut out, self, Some(2), 0)?;
         out.push('\n');
         Ok(out)
+    }
+}
+
+/// 2⁵³: integers from here on are not all exact in a JSON number (an f64).
+pub const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
+
+/// At most the first 40 characters of `text` (then `…`), for quoting
+/// outside text in a message.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
     }
 }
 
