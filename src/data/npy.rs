@@ -345,6 +345,19 @@ fn parse_header(h: &str) -> std::result::Result<(String, bool, Vec<usize>), Stri
         }
         let key = t.string()?;
         t.expect(b':')?;
+        if t.peek_list() {
+            return Err(match key.as_str() {
+                "shape" => {
+                    "`shape` is written as a list; NumPy writes it as a tuple, such as (4, 2)"
+                        .to_owned()
+                }
+                "descr" => "structured dtypes (a list as `descr`) are not supported".to_owned(),
+                k => format!(
+                    "`{}` holds a list, which no .npy header key takes",
+                    crate::io::json::excerpt(k)
+                ),
+            });
+        }
         let v = t.value()?;
         match (key.as_str(), v) {
             ("descr", Lit::Str(s)) if descr.is_none() => descr = Some(s),
@@ -426,6 +439,12 @@ impl Tok<'_> {
             self.pos += 1;
         }
         &self.s[start..self.pos]
+    }
+
+    /// Whether the next value is a list (`[`).
+    fn peek_list(&mut self) -> bool {
+        self.ws();
+        self.s.get(self.pos) == Some(&b'[')
     }
 
     fn value(&mut self) -> std::result::Result<Lit, String> {

@@ -311,10 +311,14 @@ impl Parser<'_> {
         let text = std::str::from_utf8(&self.s[start..self.pos]).map_err(|e| e.to_string())?;
         let v: f64 = text
             .parse()
-            .map_err(|e| format!("bad number {text}: {e}"))?;
+            .map_err(|e| format!("bad number {}: {e}", excerpt(text)))?;
         if !v.is_finite() {
             self.pos = start;
-            return Err(format!("number {text} is out of the f64 range"));
+            return Err(format!(
+                "number {} ({} characters) is out of the f64 range",
+                excerpt(text),
+                text.len()
+            ));
         }
         Ok(v)
     }

@@ -183,10 +183,7 @@ fn model_state(
         }
     }
     let scale = scale_of(st, &cfg, path)?;
-    crate::memory::check(
-        "the model's parameters",
-        crate::memory::f32_bytes(layout.len),
-    )?;
+    crate::memory::check("the model", crate::memory::f32_bytes(layout.len))?;
     let params = gather(st, &cfg, "", path)?;
     Ok((Autoencoder::with_params(cfg, params)?, scale))
 }

@@ -335,7 +335,7 @@ impl<T: Real> Autoencoder<T> {
         cfg.validate()?;
         let layout = ParamLayout::new(&cfg);
         crate::memory::check(
-            "the model's parameters",
+            "the model",
             crate::memory::bytes(layout.len, std::mem::size_of::<T>()),
         )?;
         let mut params = init_params(&layout, seed);
