@@ -351,7 +351,7 @@ fn parse_header(h: &str) -> std::result::Result<(String, bool, Vec<usize>), Stri
                     "`shape` is written as a list; NumPy writes it as a tuple, such as (4, 2)"
                         .to_owned()
                 }
-                "descr" => "structured dtypes (a list as `descr`) are not supported".to_owned(),
+                "descr" => "structured dtypes are not supported (`descr` holds a list)".to_owned(),
                 k => format!(
                     "`{}` holds a list, which no .npy header key takes",
                     crate::io::json::excerpt(k)

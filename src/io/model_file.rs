@@ -77,10 +77,12 @@ pub fn save_model(path: &Path, model: &Autoencoder<f32>) -> Result<()> {
 /// (metadata `sparse_ae.input_scale`, written unless it is 1).
 ///
 /// # Errors
-/// [`Error::Config`] for a scale that is not finite and positive;
-/// [`Error::Io`] if the file cannot be written (the old file is kept).
+/// [`Error::Config`] for a scale that is not finite and positive, or other
+/// than 1 on a binary cross-entropy model ([`check_input_scale`]: what is
+/// written can be read back); [`Error::Io`] if the file cannot be written
+/// (the old file is kept).
 pub fn save_model_scaled(path: &Path, model: &Autoencoder<f32>, input_scale: f32) -> Result<()> {
-    crate::train::samples::check_scale(input_scale)?;
+    check_input_scale(input_scale, model.config(), "input_scale")?;
     let mut names = Vec::new();
     let tensors = param_refs(model, &model.params, "", &mut names);
     let cfg = model.config().to_json_value().to_json()?;
