@@ -734,3 +734,38 @@ fn a_written_checkpoint_loads() {
     let _ = checkpoint_bytes(&dir);
     load_checkpoint(&dir.join("ck.safetensors")).unwrap();
 }
+
+/// The committed fuzz regressions of the state check are refused with
+/// their reason (and the valid ones load).
+#[test]
+fn state_regressions_are_refused_with_their_reason() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/model");
+    let read = |f: &str| std::fs::read(root.join(f)).unwrap();
+    for (file, needle) in [
+        ("bad_ck_step_u64_max.safetensors", "sparse_ae.step"),
+        ("bad_ck_step_past_2_53.safetensors", "sparse_ae.step"),
+        ("bad_ck_negative_v.safetensors", "negative second moment"),
+        ("bad_ck_fit_scale.safetensors", "sparse_ae.fit.input_scale"),
+    ] {
+        let e = checkpoint_from_bytes(&read(file), file.as_ref())
+            .unwrap_err()
+            .to_string();
+        has(&e, &[file, needle]);
+    }
+    for (file, needle) in [
+        ("bad_scale_nan.safetensors", "sparse_ae.input_scale"),
+        ("bad_scale_zero.safetensors", "sparse_ae.input_scale"),
+        ("bad_scale_negative.safetensors", "sparse_ae.input_scale"),
+        ("bad_scale_inf.safetensors", "sparse_ae.input_scale"),
+        ("bad_scale_on_bce.safetensors", "binary cross-entropy"),
+        ("bad_extra_tensor.safetensors", "decoder.9.weight"),
+    ] {
+        let e = model_from_bytes(&read(file), file.as_ref())
+            .unwrap_err()
+            .to_string();
+        has(&e, &[file, needle]);
+    }
+    let (t, _) =
+        checkpoint_from_bytes(&read("ok_ck_step_2_32.safetensors"), "ok".as_ref()).unwrap();
+    assert_eq!(t.steps(), 1 << 32);
+}
