@@ -600,6 +600,30 @@ fn the_memory_budget_is_checked_before_allocating() {
             "more than the memory budget",
         ],
     );
+    // A data file larger than the budget is refused before it is read,
+    // never reported as corrupt.
+    let idx = tiny_idx("validation_memory_idx", 8);
+    let e = fails(&[
+        "--max-memory",
+        "0.000002",
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&idx),
+        "--out",
+        s(&out),
+    ]);
+    has(
+        &e,
+        &[
+            "reading",
+            "images-idx3-ubyte",
+            "more than the memory budget",
+        ],
+    );
+    assert!(!e.contains("corrupt"), "{e}");
+    assert!(!out.exists());
     for bad in ["0", "nan", "inf"] {
         let e = fails(&["--max-memory", bad, "presets"]);
         has(&e, &["--max-memory"]);
