@@ -793,3 +793,37 @@ fn state_regressions_are_refused_with_their_reason() {
         checkpoint_from_bytes(&read("ok_ck_step_2_32.safetensors"), "ok".as_ref()).unwrap();
     assert_eq!(t.steps(), 1 << 32);
 }
+
+/// A run that diverges before its first checkpoint does not name a
+/// checkpoint that was never written.
+#[test]
+fn a_never_written_checkpoint_is_not_named() {
+    let data = tiny_idx("validation_nan", 8);
+    let ck = data.join("ck.safetensors");
+    let out = data.join("m.safetensors");
+    let e = fails(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--linear-output",
+        "--data",
+        s(&data),
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e30",
+        "--batch-size",
+        "16",
+        "--checkpoint",
+        s(&ck),
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    has(
+        &e,
+        &["non-finite", "before the first checkpoint was written"],
+    );
+    assert!(!e.contains("last good checkpoint is"), "{e}");
+    assert!(!ck.exists() && !out.exists());
+}

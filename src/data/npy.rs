@@ -205,8 +205,14 @@ pub fn read_header(r: &mut dyn Read, file_len: u64, path: &Path) -> Result<Heade
     let mut header = vec![0u8; hlen];
     r.read_exact(&mut header).map_err(io)?;
     let header = std::str::from_utf8(&header).map_err(|_| err(path, "header is not UTF-8 text"))?;
-    let (descr, fortran, shape) =
-        parse_header(header).map_err(|e| err(path, format!("header {header:?}: {e}")))?;
+    let (descr, fortran, shape) = parse_header(header).map_err(|e| {
+        // Quote a header of up to 200 characters whole, a longer one in part.
+        let shown = match header.char_indices().nth(200) {
+            Some((i, _)) => format!("{:?}… ({} bytes)", &header[..i], header.len()),
+            None => format!("{header:?}"),
+        };
+        err(path, format!("header {shown}: {e}"))
+    })?;
     if fortran {
         return Err(err(
             path,
