@@ -76,6 +76,16 @@ pub enum Error {
         /// The requested path.
         requested: String,
     },
+    /// What a command would allocate exceeds the memory budget
+    /// ([`crate::memory`]).
+    Memory {
+        /// What needs the memory (a model, training at a batch size, …).
+        what: String,
+        /// Bytes it needs.
+        needs: u64,
+        /// The budget in bytes.
+        budget: u64,
+    },
     /// A data set could not be found or fetched.
     Data {
         /// What is missing and how to get it.
@@ -139,6 +149,16 @@ impl fmt::Display for Error {
             Error::KernelUnavailable { requested } => write!(
                 f,
                 "kernel path `{requested}` is not available on this CPU or build\n---> HINT: SPARSE_AE_KERNEL accepts scalar, avx2 or avx512; use one the CPU supports"
+            ),
+            Error::Memory {
+                what,
+                needs,
+                budget,
+            } => write!(
+                f,
+                "{what} needs {}, more than the memory budget of {}\n---> HINT: a smaller model or batch size, or another budget with --max-memory GB (default: 3/4 of the machine's memory)",
+                crate::memory::show(*needs),
+                crate::memory::show(*budget)
             ),
             Error::Data { reason } => write!(f, "{reason}"),
         }

@@ -28,6 +28,7 @@ pub mod gradcheck;
 pub mod io;
 #[allow(unsafe_code)]
 pub mod kernels;
+pub mod memory;
 pub mod nn;
 pub mod optim;
 pub mod parallel;

@@ -514,7 +514,10 @@ fn bad_models_and_configs_are_refused_with_their_reason() {
         assert!(e.contains(file) && e.contains(needle), "{file}: {e}");
     }
     for (file, needle) in [
-        ("bad_ck_huge_batch.safetensors", "workspace"),
+        (
+            "bad_ck_huge_batch.safetensors",
+            "more than the memory budget",
+        ),
         ("bad_ck_rng.safetensors", "noise_rng"),
         ("bad_ck_optimizer.safetensors", "adam.lr"),
     ] {
@@ -575,9 +578,17 @@ fn bad_dead_latent_counters_are_refused() {
 #[test]
 fn model_input_scale_must_be_finite_and_positive() {
     use sparse_ae::io::model_file::{load_model_scaled, save_model_scaled};
-    use sparse_ae::nn::{Autoencoder, preset};
+    use sparse_ae::kernels::Activation;
+    use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder};
     let dir = scratch("input-scale");
-    let m = Autoencoder::<f32>::new(preset("shallow", 16).unwrap(), 0).unwrap();
+    // Scaled inputs need an mse or sse loss (a BCE model never has a scale).
+    let cfg = ModelBuilder::new(16)
+        .code(4, Activation::Relu)
+        .decoder(16, Activation::Linear)
+        .loss(Loss::Mse)
+        .build()
+        .unwrap();
+    let m = Autoencoder::<f32>::new(cfg, 0).unwrap();
     let good = dir.join("good.safetensors");
     save_model_scaled(&good, &m, 0.25).unwrap();
     assert_eq!(load_model_scaled(&good).unwrap().1, 0.25);

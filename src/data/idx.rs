@@ -147,6 +147,12 @@ pub fn decode(bytes: &[u8], path: &Path, limit: u64) -> Result<IdxArray> {
 
 /// Maps a read error: inside a gzip stream it is corrupt data, not an OS error.
 fn read_err(path: &Path, compressed: bool, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::OutOfMemory {
+        return err(
+            path,
+            "out of memory while reading its data (the file is not corrupt; free memory, or use fewer samples)",
+        );
+    }
     match compressed {
         true => err(path, format!("corrupt gzip data: {e}")),
         false => Error::io(path, e),
@@ -269,6 +275,12 @@ fn read_stream<R: Read>(mut r: R, path: &Path, total: Option<u64>, limit: u64) -
     let len = usize::try_from(nbytes)
         .map_err(|_| err(path, format!("{declared}, too many for this platform")))?;
     let dims: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+    // The data, and its conversion from big-endian for wider types.
+    let copies = if magic[2] == 0x08 { 1 } else { 2 };
+    crate::memory::check(
+        &format!("reading {}", path.display()),
+        nbytes.saturating_mul(copies),
+    )?;
     // Raw: the bytes are known to be present. Gzip: grow with the real data.
     let mut buf = Vec::with_capacity(if compressed { len.min(1 << 24) } else { len });
     r.take(nbytes)

@@ -205,8 +205,14 @@ pub fn read_header(r: &mut dyn Read, file_len: u64, path: &Path) -> Result<Heade
     let mut header = vec![0u8; hlen];
     r.read_exact(&mut header).map_err(io)?;
     let header = std::str::from_utf8(&header).map_err(|_| err(path, "header is not UTF-8 text"))?;
-    let (descr, fortran, shape) =
-        parse_header(header).map_err(|e| err(path, format!("header {header:?}: {e}")))?;
+    let (descr, fortran, shape) = parse_header(header).map_err(|e| {
+        // Quote a header of up to 200 characters whole, a longer one in part.
+        let shown = match header.char_indices().nth(200) {
+            Some((i, _)) => format!("{:?}… ({} bytes)", &header[..i], header.len()),
+            None => format!("{header:?}"),
+        };
+        err(path, format!("header {shown}: {e}"))
+    })?;
     if fortran {
         return Err(err(
             path,
@@ -345,6 +351,19 @@ fn parse_header(h: &str) -> std::result::Result<(String, bool, Vec<usize>), Stri
         }
         let key = t.string()?;
         t.expect(b':')?;
+        if t.peek_list() {
+            return Err(match key.as_str() {
+                "shape" => {
+                    "`shape` is written as a list; NumPy writes it as a tuple, such as (4, 2)"
+                        .to_owned()
+                }
+                "descr" => "structured dtypes are not supported (`descr` holds a list)".to_owned(),
+                k => format!(
+                    "`{}` holds a list, which no .npy header key takes",
+                    crate::io::json::excerpt(k)
+                ),
+            });
+        }
         let v = t.value()?;
         match (key.as_str(), v) {
             ("descr", Lit::Str(s)) if descr.is_none() => descr = Some(s),
@@ -426,6 +445,12 @@ impl Tok<'_> {
             self.pos += 1;
         }
         &self.s[start..self.pos]
+    }
+
+    /// Whether the next value is a list (`[`).
+    fn peek_list(&mut self) -> bool {
+        self.ws();
+        self.s.get(self.pos) == Some(&b'[')
     }
 
     fn value(&mut self) -> std::result::Result<Lit, String> {

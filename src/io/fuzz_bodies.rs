@@ -167,7 +167,17 @@ pub fn fuzz_model(data: &[u8]) {
     }
     // A checkpoint sizes its trainer's buffers by its own batch size: the
     // fuzzer only explores small ones.
+    // Whatever loads satisfies the state check: finite parameters and
+    // moments, non-negative Adam second moments, a bounded step count.
     if let Ok((t, _)) = checkpoint_from_bytes(data, path) {
         assert!(t.model.params.iter().all(|v| v.is_finite()));
+        assert!(t.opt.m.iter().all(|v| v.is_finite()));
+        assert!(t.opt.v.iter().all(|v| v.is_finite() && *v >= 0.0));
+        assert!(t.opt.t <= crate::io::model_file::MAX_STEPS);
+    }
+    // A model's input scale is one every command accepts.
+    if let Ok((m, s)) = crate::io::model_file::model_scaled_from_bytes(data, path) {
+        crate::io::model_file::check_input_scale(s, m.config(), "input_scale")
+            .expect("a loaded input scale passes the one scale check");
     }
 }

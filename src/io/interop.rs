@@ -184,26 +184,18 @@ pub fn import_sae_scaled(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
 fn import_folded(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
     let cfg_path = dir.join("cfg.json");
     let v = json::read(&cfg_path)?;
-    if v.get("normalize_activations").is_some() {
-        let norm = v.str_at("normalize_activations")?;
-        if norm != "none" {
-            return Err(Error::config(
-                "cfg.json: normalize_activations",
-                format!(
-                    "{norm:?} is not supported (only \"none\"; fold a scaling factor into the weights first)"
-                ),
-            ));
-        }
-    }
-    let scale = match v.get("sparse_ae_input_scale") {
-        None => 1.0,
-        Some(_) => {
-            let s = v.f64_at("sparse_ae_input_scale")? as f32;
-            crate::train::samples::check_scale(s)
-                .map_err(|e| Error::config("cfg.json: sparse_ae_input_scale", e.to_string()))?;
-            s
-        }
+    // Errors of cfg.json name the file and its own keys.
+    let in_cfg = |e: Error| match e {
+        Error::Config { field, reason } => Error::Config {
+            field: format!("{}: {field}", cfg_path.display()),
+            reason,
+        },
+        e => e,
     };
+    let (cfg, scale) = config_of_dir(&v).map_err(in_cfg)?;
+    let (d_in, d_sae) = (cfg.input, cfg.width(0));
+    // Every tensor is checked before the model is allocated: its size is
+    // then bounded by the file's.
     let st_path = dir.join("sae.safetensors");
     let st = SafeTensors::read(&st_path)?;
     let get = |name: &str, shape: &[usize]| -> Result<&[f32]> {
@@ -220,11 +212,52 @@ fn import_folded(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
                 ),
             });
         }
+        if let Some(i) = t.data.iter().position(|x| !x.is_finite()) {
+            return Err(Error::Safetensors {
+                path: st_path.clone(),
+                reason: format!("tensor `{name}` holds a non-finite value at index {i}"),
+            });
+        }
         Ok(&t.data)
     };
+    let w_enc = get("W_enc", &[d_in, d_sae])?;
+    let b_enc = get("b_enc", &[d_sae])?;
+    let w_dec = get("W_dec", &[d_sae, d_in])?;
+    let b_dec = get("b_dec", &[d_in])?;
+    let layout = crate::nn::ParamLayout::new(&cfg);
+    let mut params = vec![0.0f32; layout.len];
+    params[layout.weight(0).range()].copy_from_slice(&transpose(w_enc, d_in, d_sae));
+    params[layout.bias(0).range()].copy_from_slice(b_enc);
+    params[layout.weight(1).range()].copy_from_slice(&transpose(w_dec, d_sae, d_in));
+    params[layout.bias(1).range()].copy_from_slice(b_dec);
+    let model = Autoencoder::with_params(cfg, params).map_err(in_cfg)?;
+    Ok((model, scale))
+}
+
+/// The model configuration and input scale a `cfg.json` describes (errors
+/// name its keys).
+fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32)> {
+    if v.get("normalize_activations").is_some() {
+        let norm = v.str_at("normalize_activations")?;
+        if norm != "none" {
+            return Err(Error::config(
+                "normalize_activations",
+                format!(
+                    "{:?} is not supported (only \"none\"; fold a scaling factor into the weights first)",
+                    json::excerpt(norm)
+                ),
+            ));
+        }
+    }
     let (d_in, d_sae) = (v.usize_at("d_in")?, v.usize_at("d_sae")?);
     let cfg = match v.get("sparse_ae_config") {
-        Some(c) => crate::nn::ModelConfig::from_json_value(c)?,
+        Some(c) => crate::nn::ModelConfig::from_json_value(c).map_err(|e| match e {
+            Error::Config { field, reason } => Error::Config {
+                field: format!("sparse_ae_config.{field}"),
+                reason,
+            },
+            e => e,
+        })?,
         None => {
             let act_name = v.str_at("activation_fn_str")?;
             let b = ModelBuilder::new(d_in);
@@ -250,44 +283,42 @@ fn import_folded(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
                     &["normalize_decoder", "normalize_sae_decoder"],
                     false,
                 )?)
-                .build()?
+                .build()
+                .map_err(|e| match e {
+                    // The builder's names for what cfg.json calls d_sae and k.
+                    Error::Config { field, reason } if field == "topk.k" => Error::Config {
+                        field: "activation_fn_kwargs.k".into(),
+                        reason,
+                    },
+                    Error::Config { field, reason } if field.starts_with("layers[0]") => {
+                        Error::Config {
+                            field: "d_sae".into(),
+                            reason,
+                        }
+                    }
+                    Error::Config { field, reason } if field == "input" => Error::Config {
+                        field: "d_in".into(),
+                        reason,
+                    },
+                    e => e,
+                })?
         }
     };
     if cfg.input != d_in || cfg.layers.len() != 2 || cfg.width(0) != d_sae {
         return Err(Error::config(
-            "cfg.json",
-            "sparse_ae_config disagrees with d_in / d_sae",
+            "sparse_ae_config",
+            "disagrees with d_in / d_sae",
         ));
     }
-    let mut model = Autoencoder::<f32>::new(cfg, 0)?;
-    let pieces = [
-        (
-            model.layout().weight(0).range(),
-            transpose(get("W_enc", &[d_in, d_sae])?, d_in, d_sae),
-        ),
-        (
-            model.layout().bias(0).range(),
-            get("b_enc", &[d_sae])?.to_vec(),
-        ),
-        (
-            model.layout().weight(1).range(),
-            transpose(get("W_dec", &[d_sae, d_in])?, d_sae, d_in),
-        ),
-        (
-            model.layout().bias(1).range(),
-            get("b_dec", &[d_in])?.to_vec(),
-        ),
-    ];
-    for (range, data) in pieces {
-        if let Some(i) = data.iter().position(|x| !x.is_finite()) {
-            return Err(Error::Safetensors {
-                path: st_path.clone(),
-                reason: format!("a non-finite value at index {i}"),
-            });
+    let scale = match v.get("sparse_ae_input_scale") {
+        None => 1.0,
+        Some(_) => {
+            let s = v.f64_at("sparse_ae_input_scale")? as f32;
+            super::model_file::check_input_scale(s, &cfg, "sparse_ae_input_scale")?;
+            s
         }
-        model.params[range].copy_from_slice(&data);
-    }
-    Ok((model, scale))
+    };
+    Ok((cfg, scale))
 }
 
 #[cfg(test)]

@@ -314,10 +314,14 @@ impl Parser<'_> {
         let text = std::str::from_utf8(&self.s[start..self.pos]).map_err(|e| e.to_string())?;
         let v: f64 = text
             .parse()
-            .map_err(|e| format!("bad number {text}: {e}"))?;
+            .map_err(|e| format!("bad number {}: {e}", excerpt(text)))?;
         if !v.is_finite() {
             self.pos = start;
-            return Err(format!("number {text} is out of the f64 range"));
+            return Err(format!(
+                "number {} ({} characters) is out of the f64 range",
+                excerpt(text),
+                text.len()
+            ));
         }
         Ok(v)
     }
@@ -468,7 +472,7 @@ impl Value {
     /// The number as a `usize`, if it is a non-negative integer below 2⁵³.
     pub fn as_usize(&self) -> Option<usize> {
         let v = self.as_f64()?;
-        let exact = v >= 0.0 && v.fract() == 0.0 && v < 9_007_199_254_740_992.0;
+        let exact = v >= 0.0 && v.fract() == 0.0 && v < MAX_EXACT_INT;
         exact
             .then_some(v as u64)
             .and_then(|u| usize::try_from(u).ok())
@@ -555,6 +559,19 @@ impl Value {
     /// # Errors
     /// [`Error::Config`] naming `path` if it is missing or not such an integer.
     pub fn usize_at(&self, path: &str) -> Result<usize> {
+        let v = self.at(path)?;
+        if let Some(x) = v.as_f64()
+            && x >= MAX_EXACT_INT
+            && x.fract() == 0.0
+        {
+            return Err(Error::config(
+                path,
+                format!(
+                    "the integer {x} is too large: at most 2^53 − 1 = {}",
+                    MAX_EXACT_INT - 1.0
+                ),
+            ));
+        }
         self.typed(path, "a non-negative integer", Value::as_usize)
     }
 
@@ -609,6 +626,18 @@ impl Value {
         write_value(&mut out, self, Some(2), 0)?;
         out.push('\n');
         Ok(out)
+    }
+}
+
+/// 2⁵³: integers from here on are not all exact in a JSON number (an f64).
+pub const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
+
+/// At most the first 40 characters of `text` (then `…`), for quoting
+/// outside text in a message.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
     }
 }
 

@@ -77,10 +77,12 @@ pub fn save_model(path: &Path, model: &Autoencoder<f32>) -> Result<()> {
 /// (metadata `sparse_ae.input_scale`, written unless it is 1).
 ///
 /// # Errors
-/// [`Error::Config`] for a scale that is not finite and positive;
-/// [`Error::Io`] if the file cannot be written (the old file is kept).
+/// [`Error::Config`] for a scale that is not finite and positive, or other
+/// than 1 on a binary cross-entropy model ([`check_input_scale`]: what is
+/// written can be read back); [`Error::Io`] if the file cannot be written
+/// (the old file is kept).
 pub fn save_model_scaled(path: &Path, model: &Autoencoder<f32>, input_scale: f32) -> Result<()> {
-    crate::train::samples::check_scale(input_scale)?;
+    check_input_scale(input_scale, model.config(), "input_scale")?;
     let mut names = Vec::new();
     let tensors = param_refs(model, &model.params, "", &mut names);
     let cfg = model.config().to_json_value().to_json()?;
@@ -92,17 +94,100 @@ pub fn save_model_scaled(path: &Path, model: &Autoencoder<f32>, input_scale: f32
     safetensors::write(path, &tensors, &meta)
 }
 
-fn scale_of(st: &SafeTensors, path: &Path) -> Result<f32> {
+/// Largest step count a checkpoint may hold: Adam's bias correction `βᵗ`
+/// and every counter stay exact (2⁵³) and no addition can overflow.
+pub const MAX_STEPS: u64 = 1 << 53;
+
+/// Checks an input scale against the model it belongs to: finite and
+/// positive, and 1 for a binary cross-entropy model (its targets must stay
+/// in [0, 1], so it is never trained on scaled inputs). The one rule every
+/// loader and writer uses.
+///
+/// # Errors
+/// [`Error::Config`] naming `field`.
+pub fn check_input_scale(scale: f32, cfg: &ModelConfig, field: &str) -> Result<()> {
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(Error::config(
+            field,
+            format!("{scale} is not a finite positive number"),
+        ));
+    }
+    if scale != 1.0 && cfg.loss == crate::nn::Loss::Bce {
+        return Err(Error::config(
+            field,
+            format!(
+                "{scale} on a binary cross-entropy model: its targets must stay in [0, 1], so its inputs are never scaled"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn scale_of(st: &SafeTensors, cfg: &ModelConfig, path: &Path) -> Result<f32> {
     let Some(text) = st.meta(INPUT_SCALE) else {
         return Ok(1.0);
     };
-    match text.parse::<f32>() {
-        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
-        _ => Err(bad(
+    let scale = text.parse::<f32>().map_err(|_| {
+        bad(
             path,
-            format!("metadata `{INPUT_SCALE}` is {text:?}, not a finite positive number"),
-        )),
+            format!(
+                "metadata `{INPUT_SCALE}` is {:?}, not a finite positive number",
+                excerpt(text)
+            ),
+        )
+    })?;
+    check_input_scale(scale, cfg, INPUT_SCALE).map_err(|e| bad(path, reason_of(e)))?;
+    Ok(scale)
+}
+
+use super::json::excerpt;
+
+/// The `field: reason` of a configuration error (else its message), to
+/// wrap in a file's error.
+fn reason_of(e: Error) -> String {
+    match e {
+        Error::Config { field, reason } => format!("{field}: {reason}"),
+        e => e.to_string(),
     }
+}
+
+/// The one validation of a model's state in a file: the configuration's
+/// tensors present, shaped, finite (see [`gather`]); no tensor beside them
+/// but the optimizer's under `extra` prefixes (so a tensor the
+/// configuration does not use, such as an untied decoder weight beside a
+/// tied configuration, is never dropped silently); the input scale valid
+/// for the model ([`check_input_scale`]). Every load goes through it.
+fn model_state(
+    st: &SafeTensors,
+    cfg: ModelConfig,
+    path: &Path,
+    extra: &[&str],
+) -> Result<(Autoencoder<f32>, f32)> {
+    let layout = crate::nn::ParamLayout::new(&cfg);
+    for t in &st.tensors {
+        let name = extra
+            .iter()
+            .find_map(|p| t.name.strip_prefix(p))
+            .unwrap_or(&t.name);
+        if !layout.tensors.iter().any(|p| p.name == name) {
+            let why = if cfg.tied {
+                " (the configuration ties the decoder's weights to the encoder's transposes, so it holds no decoder weight)"
+            } else {
+                ""
+            };
+            return Err(bad(
+                path,
+                format!(
+                    "tensor `{}` is not part of the model its configuration describes{why}",
+                    excerpt(&t.name)
+                ),
+            ));
+        }
+    }
+    let scale = scale_of(st, &cfg, path)?;
+    crate::memory::check("the model", crate::memory::f32_bytes(layout.len))?;
+    let params = gather(st, &cfg, "", path)?;
+    Ok((Autoencoder::with_params(cfg, params)?, scale))
 }
 
 /// Loads a model and its input scale (1 if the file has none).
@@ -111,10 +196,26 @@ fn scale_of(st: &SafeTensors, path: &Path) -> Result<f32> {
 /// As [`load_model`], and [`Error::Safetensors`] for a bad scale.
 pub fn load_model_scaled(path: &Path) -> Result<(Autoencoder<f32>, f32)> {
     let bytes = crate::io::safetensors::read_bytes(path)?;
-    let st = SafeTensors::parse_named(&bytes, path)?;
+    model_scaled_from_bytes(&bytes, path)
+}
+
+/// [`load_model_scaled`] from bytes in memory, naming `path` in errors.
+///
+/// # Errors
+/// As [`load_model_scaled`].
+pub fn model_scaled_from_bytes(bytes: &[u8], path: &Path) -> Result<(Autoencoder<f32>, f32)> {
+    let st = SafeTensors::parse_named(bytes, path)?;
     let cfg = config_of(&st, path)?;
-    let params = gather(&st, &cfg, "", path)?;
-    Ok((Autoencoder::with_params(cfg, params)?, scale_of(&st, path)?))
+    model_state(&st, cfg, path, optimizer_prefixes(&st))
+}
+
+/// The optimizer's tensor prefixes a file of this kind may hold beside the
+/// model's (a checkpoint used as a model).
+fn optimizer_prefixes(st: &SafeTensors) -> &'static [&'static str] {
+    match st.meta(KIND) {
+        Some("checkpoint") => &["optimizer.m/", "optimizer.v/"],
+        _ => &[],
+    }
 }
 
 fn config_of(st: &SafeTensors, path: &Path) -> Result<ModelConfig> {
@@ -188,10 +289,7 @@ pub fn load_model(path: &Path) -> Result<Autoencoder<f32>> {
 /// # Errors
 /// As [`load_model`].
 pub fn model_from_bytes(bytes: &[u8], path: &Path) -> Result<Autoencoder<f32>> {
-    let st = SafeTensors::parse_named(bytes, path)?;
-    let cfg = config_of(&st, path)?;
-    let params = gather(&st, &cfg, "", path)?;
-    Autoencoder::with_params(cfg, params)
+    Ok(model_scaled_from_bytes(bytes, path)?.0)
 }
 
 /// The bytes of a model file (see [`save_model`]).
@@ -223,8 +321,7 @@ pub fn load_params_into(path: &Path, cfg: ModelConfig) -> Result<Autoencoder<f32
 /// As [`load_params_into`], and [`Error::Safetensors`] for a bad scale.
 pub fn load_params_into_scaled(path: &Path, cfg: ModelConfig) -> Result<(Autoencoder<f32>, f32)> {
     let st = SafeTensors::read(path)?;
-    let params = gather(&st, &cfg, "", path)?;
-    Ok((Autoencoder::with_params(cfg, params)?, scale_of(&st, path)?))
+    model_state(&st, cfg, path, optimizer_prefixes(&st))
 }
 
 fn optimizer_json(c: &OptimizerConfig) -> Value {
@@ -351,10 +448,24 @@ pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path) -> Result<(Trainer<f32>,
             .map_err(wrap)?;
     let step: u64 = meta("sparse_ae.step")?
         .parse()
-        .map_err(|_| bad(path, "metadata `sparse_ae.step` is not a step count"))?;
+        .ok()
+        .filter(|&s| s <= MAX_STEPS)
+        .ok_or_else(|| {
+            bad(
+                path,
+                format!("metadata `sparse_ae.step` is not a step count in 0..={MAX_STEPS}"),
+            )
+        })?;
     let batch: usize = meta("sparse_ae.batch_size")?
         .parse()
-        .map_err(|_| bad(path, "metadata `sparse_ae.batch_size` is not a number"))?;
+        .ok()
+        .filter(|&b| b >= 1)
+        .ok_or_else(|| {
+            bad(
+                path,
+                "metadata `sparse_ae.batch_size` is not a batch size ≥ 1",
+            )
+        })?;
     let words: Vec<u64> = meta("sparse_ae.noise_rng")?
         .split(',')
         .map(|w| u64::from_str_radix(w, 16))
@@ -364,13 +475,50 @@ pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path) -> Result<(Trainer<f32>,
         .try_into()
         .map_err(|_| bad(path, "metadata `sparse_ae.noise_rng` is not four hex words"))?;
     let fit = json::parse(meta("sparse_ae.fit")?.as_bytes()).map_err(wrap)?;
-    let params = gather(&st, &cfg, "", path)?;
-    let model = Autoencoder::with_params(cfg.clone(), params)?;
-    let mut t = Trainer::new(model, opt_cfg, batch, 0).map_err(wrap)?;
+    if fit.get("input_scale").is_some() {
+        let s = fit.f64_at("input_scale").map_err(wrap)? as f32;
+        check_input_scale(s, &cfg, "sparse_ae.fit.input_scale")
+            .map_err(|e| bad(path, reason_of(e)))?;
+    }
+    let (model, _) = model_state(&st, cfg.clone(), path, &["optimizer.m/", "optimizer.v/"])?;
+    let adam = matches!(opt_cfg, OptimizerConfig::Adam(_));
+    if !adam
+        && let Some(t) = st
+            .tensors
+            .iter()
+            .find(|t| t.name.starts_with("optimizer.v/"))
+    {
+        return Err(bad(
+            path,
+            format!(
+                "tensor `{}` is an Adam second moment but the optimizer is SGD",
+                excerpt(&t.name)
+            ),
+        ));
+    }
+    let mut t = Trainer::new(model, opt_cfg, batch, 0).map_err(|e| match e {
+        e @ Error::Memory { .. } => e,
+        e => wrap(e),
+    })?;
     t.opt = Optimizer::new(opt_cfg, t.model.params.len());
     t.opt.m = gather(&st, &cfg, "optimizer.m/", path)?;
-    if !t.opt.v.is_empty() {
+    if adam {
         t.opt.v = gather(&st, &cfg, "optimizer.v/", path)?;
+        let layout = t.model.layout();
+        if let Some(i) = t.opt.v.iter().position(|&v| v < 0.0) {
+            let name = layout
+                .tensors
+                .iter()
+                .find(|p| p.range().contains(&i))
+                .map_or("?", |p| p.name.as_str());
+            return Err(bad(
+                path,
+                format!(
+                    "tensor `optimizer.v/{name}` holds a negative second moment ({})",
+                    t.opt.v[i]
+                ),
+            ));
+        }
     }
     t.opt.t = step;
     t.noise_rng = Rng::from_state(rng);

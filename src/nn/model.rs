@@ -149,6 +149,63 @@ pub struct Workspace<T> {
     sparse: Option<SparseTopk<T>>,
 }
 
+/// The error for a binary cross-entropy target outside [0, 1]: `at` says
+/// where it is.
+pub fn bce_target_error(at: String, value: f64) -> Error {
+    Error::Data {
+        reason: format!(
+            "binary cross-entropy needs targets in [0, 1], but {at} is {value}\n---> HINT: scale the data into [0, 1] (divide 0–255 pixels by 255), or use an mse or sse loss (a config with \"loss\": \"mse\" and a linear output, or train --linear-output)"
+        ),
+    }
+}
+
+/// What a [`Workspace`] of `cfg` at batch size `batch` holds, in bytes of
+/// `elem`-byte values: `(fixed, per_sample)`, an upper bound worked out from
+/// the configuration alone (each layer's output and its gradient, the
+/// convolutions' scratch, pooling indices, the top-k, pre-encoder-bias and
+/// AuxK buffers), so a command can refuse a batch before allocating it (see
+/// [`crate::memory`]).
+///
+/// # Panics
+/// If `cfg` is invalid.
+pub fn workspace_bytes(cfg: &ModelConfig, batch: usize, elem: usize) -> (u64, u64) {
+    let e = elem as u64;
+    let groups = batch.clamp(1, super::conv::MAX_GROUPS) as u64;
+    let code = cfg.width(cfg.code_layer) as u64;
+    let input = cfg.input as u64;
+    let mut fixed: u64 = 0;
+    let mut per: u64 = 0;
+    for (l, op) in plan(cfg).iter().enumerate() {
+        let w = cfg.width(l) as u64;
+        per = per.saturating_add(2 * w);
+        match op {
+            Op::Conv(s) => {
+                let (k, p) = (s.k() as u64, (s.out_h() * s.out_w()) as u64);
+                let plane = ((s.in_h + 2 * s.pad + s.kh) * (s.in_w + 2 * s.pad + s.kw)) as u64;
+                let group = (3 * k)
+                    .saturating_mul(p)
+                    .saturating_add(4 * (s.in_c + s.out_c) as u64 * plane)
+                    .saturating_add(3 * s.weight_len() as u64);
+                fixed = fixed.saturating_add(groups.saturating_mul(group));
+            }
+            Op::MaxPool { .. } => per = per.saturating_add(w),
+            _ => {}
+        }
+    }
+    if let Some(t) = cfg.topk {
+        per = per.saturating_add(4 * cfg.width(t.layer) as u64);
+        fixed = fixed.saturating_add(2 * code * cfg.width(t.layer + 1) as u64);
+    }
+    if cfg.sae.pre_encoder_bias {
+        per = per.saturating_add(input);
+    }
+    if cfg.sae.auxk.is_some() {
+        per = per.saturating_add(3 * (input + code));
+        fixed = fixed.saturating_add(2 * input * code + 2 * code + input);
+    }
+    (fixed.saturating_mul(e), per.saturating_mul(e))
+}
+
 impl<T: Real> Workspace<T> {
     /// A workspace for `cfg` at batch size `batch`, with the default top-k
     /// path ([`TopkPath::active`]).
@@ -277,6 +334,10 @@ impl<T: Real> Autoencoder<T> {
     pub fn new(cfg: ModelConfig, seed: u64) -> Result<Autoencoder<T>> {
         cfg.validate()?;
         let layout = ParamLayout::new(&cfg);
+        crate::memory::check(
+            "the model",
+            crate::memory::bytes(layout.len, std::mem::size_of::<T>()),
+        )?;
         let mut params = init_params(&layout, seed);
         init_sae_weights(&cfg.sae, &layout, &mut params);
         Ok(Autoencoder {
@@ -320,6 +381,20 @@ impl<T: Real> Autoencoder<T> {
     /// The parameter layout.
     pub fn layout(&self) -> &ParamLayout {
         &self.layout
+    }
+
+    /// The batch size to evaluate or run this model at: `want`, or less
+    /// where the memory budget ([`crate::memory`]) cannot hold a workspace
+    /// and an input buffer of `want` samples beside the parameters.
+    ///
+    /// # Errors
+    /// [`Error::Memory`] if not even one sample fits.
+    pub fn eval_batch(&self, want: usize) -> Result<usize> {
+        let elem = std::mem::size_of::<T>();
+        let (fixed, per) = workspace_bytes(&self.cfg, want, elem);
+        let fixed = fixed.saturating_add(crate::memory::bytes(self.params.len(), elem));
+        let per = per.saturating_add(crate::memory::bytes(self.cfg.input, elem));
+        crate::memory::fitting_batch("running the model on one sample", want, fixed, per)
     }
 
     /// A workspace for this model at batch size `batch`.
@@ -610,6 +685,14 @@ impl<T: Real> Autoencoder<T> {
     ) -> Result<LossParts> {
         self.check_batch(ws, target, "Autoencoder::loss_and_grad (target)")?;
         self.check_batch(ws, input, "Autoencoder::forward")?;
+        if self.cfg.loss == Loss::Bce
+            && let Some(i) = target.iter().position(|v| !(*v >= T::ZERO && *v <= T::ONE))
+        {
+            return Err(bce_target_error(
+                format!("feature {} of a sample", i % self.cfg.input),
+                target[i].to_f64(),
+            ));
+        }
         let first = match (part.kl, self.cfg.kl) {
             (Some(_), Some(p)) => p.layer + 1,
             _ => 0,

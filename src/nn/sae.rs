@@ -130,10 +130,16 @@ impl SaeConfig {
     /// # Errors
     /// [`Error::Config`] naming the option the model cannot take.
     pub fn validate(&self, cfg: &ModelConfig) -> Result<()> {
-        if self.dead_window == 0 {
+        // The bound is what a configuration file can hold exactly (a JSON
+        // number): what is written can be read back.
+        const MAX_WINDOW: u64 = (1 << 53) - 1;
+        if !(1..=MAX_WINDOW).contains(&self.dead_window) {
             return Err(Error::config(
                 "sae.dead_window",
-                "must be at least 1 sample",
+                format!(
+                    "must be in 1..={MAX_WINDOW} samples, got {}",
+                    self.dead_window
+                ),
             ));
         }
         let Some(field) = self.first_structural() else {

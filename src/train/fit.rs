@@ -38,6 +38,30 @@ impl Default for FitOptions {
     }
 }
 
+impl FitOptions {
+    /// Checks that the options train something: at least one epoch, and
+    /// not a step limit of 0 (a run that trains nothing would save an
+    /// untrained model as if trained).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the option.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::config(
+                "epochs",
+                "must be at least 1 (0 epochs would train nothing)",
+            ));
+        }
+        if self.max_steps == Some(0) {
+            return Err(Error::config(
+                "steps",
+                "must be at least 1 (0 steps would train nothing)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Hooks called by [`fit`]: progress after each step, a record after each
 /// epoch (write metrics, save a checkpoint). An error stops training.
 pub trait Observer {
@@ -98,6 +122,17 @@ pub fn fit(
     opts: &FitOptions,
     obs: &mut (dyn Observer + Send),
 ) -> Result<Vec<EpochMetrics>> {
+    if trainer.model.config().loss == crate::nn::Loss::Bce {
+        let splits = [("training", Some(train)), ("test", test)];
+        for (name, s) in splits {
+            if let Some((i, j, v)) = s.and_then(|s| s.outside_unit()) {
+                return Err(crate::nn::bce_target_error(
+                    format!("feature {j} of sample {i} of the {name} split"),
+                    f64::from(v),
+                ));
+            }
+        }
+    }
     let mut test = test;
     fit_source(
         trainer,
@@ -137,11 +172,17 @@ fn fit_in_pool(
     obs: &mut (dyn Observer + Send),
 ) -> Result<Vec<EpochMetrics>> {
     let cfg = trainer.model.config().clone();
-    let dims = std::iter::once(train.dim()).chain(test.as_ref().map(|t| t.dim()));
-    for dim in dims {
-        if dim != cfg.input {
+    opts.validate()?;
+    let dims = [
+        ("fit: the training split", Some(train.dim())),
+        ("fit: the test split", test.as_ref().map(|t| t.dim())),
+    ];
+    for (op, dim) in dims {
+        if let Some(dim) = dim
+            && dim != cfg.input
+        {
             return Err(Error::shape(
-                "fit",
+                op,
                 format!("samples of {} features (the model's input)", cfg.input),
                 format!("{dim} features"),
             ));
@@ -265,7 +306,7 @@ pub fn evaluate_rows(
         ));
     }
     let n = rows.len();
-    let batch = batch.clamp(1, n.max(1));
+    let batch = model.eval_batch(batch.clamp(1, n.max(1)))?;
     let mut ws = model.workspace(batch);
     let mut x = vec![0.0f32; batch * cfg.input];
     let mut mean = LossMean::default();

@@ -27,7 +27,7 @@ fn for_batches(
         ));
     }
     let n = samples.len();
-    let batch = batch.clamp(1, n.max(1));
+    let batch = model.eval_batch(batch.clamp(1, n.max(1)))?;
     let mut ws = model.workspace(batch);
     let mut x = vec![0.0f32; batch * d];
     let mut start = 0;
@@ -51,7 +51,12 @@ fn for_batches(
 /// [`Error::Shape`] if the samples do not fit the model.
 pub fn encode(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>> {
     let units = model.config().width(model.config().code_layer);
-    let mut out = Vec::with_capacity(samples.len() * units);
+    let n = samples.len();
+    crate::memory::check(
+        &format!("the codes of {n} samples"),
+        crate::memory::f32_bytes(n.saturating_mul(units)),
+    )?;
+    let mut out = Vec::with_capacity(n * units);
     for_batches(model, &mut { samples }, 1000, |_, _, ws| {
         out.extend_from_slice(model.code(ws))
     })?;

@@ -71,6 +71,24 @@ impl<'a> Samples<'a> {
         Ok(Samples { scale, ..self })
     }
 
+    /// The first value outside [0, 1] as gathered (scaled), as
+    /// `(sample, feature, value)`; bytes scaled by 1 never are.
+    pub fn outside_unit(&self) -> Option<(usize, usize, f32)> {
+        let inside = |v: f32| (0.0..=1.0).contains(&v);
+        match self.data {
+            Data::U8(d) if self.scale > 1.0 => d
+                .iter()
+                .position(|&v| !inside(f32::from(v) / 255.0 * self.scale))
+                .map(|i| (i, f32::from(d[i]) / 255.0 * self.scale)),
+            Data::U8(_) => None,
+            Data::F32(d) => d
+                .iter()
+                .position(|&v| !inside(v * self.scale))
+                .map(|i| (i, d[i] * self.scale)),
+        }
+        .map(|(i, v)| (i / self.dim, i % self.dim, v))
+    }
+
     /// The input scale (1 unless set with [`Samples::scaled`]).
     pub fn scale(&self) -> f32 {
         self.scale

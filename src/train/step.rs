@@ -9,9 +9,6 @@ use crate::optim::{Optimizer, OptimizerConfig};
 use crate::parallel::as_part;
 use crate::rng::Rng;
 
-/// The most values (f32) a trainer's workspace may hold: 4 GiB.
-const MAX_WORKSPACE: usize = 1 << 30;
-
 /// A model with everything a training step needs, allocated once:
 /// workspace, gradient buffer, optimizer state, the noise generator, the
 /// corrupted-input buffer, the dead-latent counters and the unit-norm
@@ -81,32 +78,29 @@ impl<T: Real> Trainer<T> {
             return Err(Error::config("batch_size", "must be at least 1"));
         }
         let cfg = model.config();
-        let sae = &cfg.sae;
-        let per_sample: usize = cfg.input
-            + (0..cfg.layers.len())
-                .map(|l| 2 * cfg.width(l))
-                .sum::<usize>()
-            + usize::from(sae.pre_encoder_bias) * cfg.input
-            + usize::from(sae.auxk.is_some()) * 3 * (cfg.input + cfg.width(cfg.code_layer));
-        if batch
-            .checked_mul(per_sample)
-            .is_none_or(|n| n > MAX_WORKSPACE)
-        {
-            return Err(Error::config(
-                "batch_size",
-                format!(
-                    "{batch} samples would need a workspace of more than {} GiB for this model",
-                    (MAX_WORKSPACE * 4) >> 30
-                ),
-            ));
-        }
-        crate::kernels::gemm::reserve_pack_buffers();
+        let elem = std::mem::size_of::<T>();
         let n = model.params.len();
+        let sizes = parts(cfg, batch);
+        // Parameters, a gradient per part, the optimizer's moments, the
+        // workspaces and the noisy input.
+        let moments = if matches!(opt, OptimizerConfig::Adam(_)) {
+            2
+        } else {
+            1
+        };
+        let mut needs = crate::memory::bytes(n, elem)
+            .saturating_mul(1 + sizes.len() as u64 + moments)
+            .saturating_add(crate::memory::bytes(batch, elem).saturating_mul(cfg.input as u64));
+        for &b in &sizes {
+            let (fixed, per) = crate::nn::workspace_bytes(cfg, b, elem);
+            needs = needs.saturating_add(fixed.saturating_add(per.saturating_mul(b as u64)));
+        }
+        crate::memory::check(&format!("training at batch size {batch}"), needs)?;
+        crate::kernels::gemm::reserve_pack_buffers();
         let noisy = match model.config().noise {
             Noise::None => Vec::new(),
             _ => vec![T::ZERO; batch * model.config().input],
         };
-        let sizes = parts(cfg, batch);
         let col_scratch = match cfg.sae.unit_norm_decoder {
             true => vec![0.0; 2 * cfg.width(0)],
             false => Vec::new(),

@@ -25,6 +25,12 @@ pub struct Cli {
     /// Worker threads (default: all cores). Results do not depend on it.
     #[arg(long, global = true, allow_negative_numbers = true, value_parser = count)]
     pub threads: Option<usize>,
+    /// Memory budget in GB: a command that would allocate more (a model,
+    /// training or evaluation at its batch size) is refused before it
+    /// starts. Default: 3/4 of the machine's memory, or half the
+    /// address-space limit (`ulimit -v`) if that is smaller.
+    #[arg(long, global = true, value_name = "GB", allow_negative_numbers = true)]
+    pub max_memory: Option<f64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -129,25 +135,35 @@ pub struct TrainArgs {
     /// Stop after this many steps in all.
     #[arg(long, allow_negative_numbers = true, value_parser = count_u64)]
     pub steps: Option<u64>,
-    /// Samples per step.
-    #[arg(long, default_value_t = 256, allow_negative_numbers = true, value_parser = count)]
-    pub batch_size: usize,
-    /// Optimizer.
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
-    pub optimizer: OptimizerKind,
-    /// Learning rate (default: 1e-3 for Adam, 0.01 for SGD).
+    /// Samples per step [default: 256]. With --resume, the checkpoint's
+    /// (another value is an error).
+    #[arg(long, allow_negative_numbers = true, value_parser = count)]
+    pub batch_size: Option<usize>,
+    /// Optimizer [default: adam]. With --resume, the checkpoint's.
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Learning rate (default: 1e-3 for Adam, 0.01 for SGD). With
+    /// --resume, the checkpoint's.
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
-    pub momentum: f64,
-    /// Seed of the initial weights and the shuffling.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = count_u64)]
-    pub seed: u64,
-    /// Seed of the input noise (default: the seed).
+    /// SGD momentum, in [0, 1) [default: 0.9] (--optimizer sgd only). With
+    /// --resume, the checkpoint's.
+    #[arg(long, allow_negative_numbers = true)]
+    pub momentum: Option<f64>,
+    /// Seed of the initial weights and the shuffling [default: 0]. With
+    /// --resume, the checkpoint's.
     #[arg(long, allow_negative_numbers = true, value_parser = count_u64)]
+    pub seed: Option<u64>,
+    /// Seed of the input noise (default: the seed; a resumed run continues
+    /// its checkpoint's generator).
+    #[arg(
+        long,
+        conflicts_with = "resume",
+        allow_negative_numbers = true,
+        value_parser = count_u64
+    )]
     pub noise_seed: Option<u64>,
-    /// Keep the samples in file order.
+    /// Keep the samples in file order. With --resume, the checkpoint's order.
     #[arg(long)]
     pub no_shuffle: bool,
     /// Where to save the trained model (safetensors).
@@ -171,13 +187,14 @@ pub struct TrainArgs {
     /// norm √d, s = √d/mean‖x‖ (SAELens `expected_average_only_in`). s is
     /// saved in the model and undone where outputs are in input space. Needs
     /// an mse or sse loss.
-    #[arg(long, value_name = "unit|sqrt-d", num_args = 0..=1, default_missing_value = "unit")]
+    #[arg(long, value_name = "unit|sqrt-d", num_args = 0..=1, default_missing_value = "unit", conflicts_with = "resume")]
     pub normalize: Option<NormalizeArg>,
     /// Read the .npy file chunk by chunk instead of loading it (automatic
     /// when its training split, as f32, is larger than --memory-budget).
     /// An epoch visits the chunks in a shuffled order and the rows of each
-    /// chunk in a shuffled order.
-    #[arg(long)]
+    /// chunk in a shuffled order. (A resumed run reads its data as its
+    /// checkpoint says.)
+    #[arg(long, conflicts_with = "resume")]
     pub stream: bool,
     /// Largest training split (MB of f32) loaded into memory; a larger
     /// .npy file is streamed.
@@ -185,7 +202,8 @@ pub struct TrainArgs {
         long,
         default_value_t = 4096.0,
         value_name = "MB",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        conflicts_with = "resume"
     )]
     pub memory_budget: f64,
     /// Size of one chunk when streaming (MB of f32 rows).
@@ -193,7 +211,8 @@ pub struct TrainArgs {
         long,
         default_value_t = 64.0,
         value_name = "MB",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        conflicts_with = "resume"
     )]
     pub chunk_mb: f64,
     /// Append per-epoch metrics here (.csv, or JSON lines for .jsonl/.json).

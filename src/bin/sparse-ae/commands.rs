@@ -16,7 +16,7 @@ use sparse_ae::io::model_file::{
 use sparse_ae::kernels::Activation;
 use sparse_ae::nn::sae::{DEFAULT_AUXK_COEF, default_auxk_k};
 use sparse_ae::nn::{
-    Autoencoder, AuxK, EncoderInit, LayerSpec, Loss, ModelConfig, PRESETS, preset,
+    Autoencoder, AuxK, EncoderInit, LayerSpec, Loss, ModelConfig, PRESETS, ParamLayout, preset,
 };
 use sparse_ae::optim::{AdamConfig, OptimizerConfig, SgdConfig};
 use sparse_ae::report::png_out::save_png;
@@ -51,7 +51,21 @@ fn model_config(
     input: usize,
 ) -> Result<ModelConfig> {
     match (preset_name, config) {
-        (Some(p), _) => preset(p, input),
+        (Some(p), _) => {
+            let cfg = preset(p, input)?;
+            if input != 784 {
+                // Never silent: the preset list describes the presets on 784 inputs.
+                let widths: Vec<String> = std::iter::once(cfg.input)
+                    .chain((0..cfg.layers.len()).map(|l| cfg.width(l)))
+                    .map(|w| w.to_string())
+                    .collect();
+                note!(
+                    "note: preset `{p}` (listed for 784 inputs) is built for the data's {input} features: {}",
+                    widths.join("-")
+                );
+            }
+            Ok(cfg)
+        }
         (None, Some(c)) => {
             let cfg = read_config(c)?;
             if cfg.input != input {
@@ -108,6 +122,14 @@ fn apply_sae_flags(mut cfg: ModelConfig, a: &SaeArgs) -> Result<ModelConfig> {
     }
     cfg.validate().map_err(|e| match e {
         Error::Config { field, reason }
+            if field == "sae.dead_window" && a.dead_window.is_some() =>
+        {
+            Error::Config {
+                field: "--dead-window".into(),
+                reason,
+            }
+        }
+        Error::Config { field, reason }
             if field.starts_with("sae.") && reason.contains("linear output") =>
         {
             Error::Config {
@@ -158,8 +180,103 @@ fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<()> {
     f.write_all(line.as_bytes()).map_err(|e| Error::io(path, e))
 }
 
+/// Checks the values of `train`'s own flags before anything is read.
+fn check_train_flags(a: &TrainArgs) -> Result<()> {
+    if a.epochs == 0 {
+        return Err(Error::config(
+            "--epochs",
+            "must be at least 1 (0 epochs would train nothing and save an untrained model)",
+        ));
+    }
+    if a.steps == Some(0) {
+        return Err(Error::config(
+            "--steps",
+            "must be at least 1 (0 steps would train nothing and save an untrained model)",
+        ));
+    }
+    if a.batch_size == Some(0) {
+        return Err(Error::config("--batch-size", "must be at least 1"));
+    }
+    if let Some(lr) = a.lr
+        && !(lr.is_finite() && lr > 0.0)
+    {
+        return Err(Error::config(
+            "--lr",
+            format!("must be a finite positive number, got {lr}"),
+        ));
+    }
+    if let Some(m) = a.momentum {
+        if a.resume.is_none() && a.optimizer != Some(OptimizerKind::Sgd) {
+            return Err(Error::config(
+                "--momentum",
+                "applies to --optimizer sgd only (Adam has no momentum setting)",
+            ));
+        }
+        if !(0.0..1.0).contains(&m) {
+            return Err(Error::config(
+                "--momentum",
+                format!("must be in [0, 1), got {m}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a flag of `train` that a resumed run cannot honour: one that
+/// differs from what the checkpoint continues with.
+fn check_resume_flags(a: &TrainArgs, t: &Trainer<f32>, opts: &FitOptions) -> Result<()> {
+    let differs = |flag: &str, given: String, kept: String| {
+        Err(Error::config(
+            flag,
+            format!(
+                "{given} differs from the checkpoint's {kept}: a resumed run continues with its checkpoint's settings (leave {flag} out, or start a new run with --init)"
+            ),
+        ))
+    };
+    if let Some(b) = a.batch_size
+        && b != t.batch()
+    {
+        return differs("--batch-size", b.to_string(), t.batch().to_string());
+    }
+    let (kind, lr, momentum) = match t.opt.config {
+        OptimizerConfig::Adam(c) => (OptimizerKind::Adam, c.lr, None),
+        OptimizerConfig::Sgd(c) => (OptimizerKind::Sgd, c.lr, Some(c.momentum)),
+    };
+    let name = |k: OptimizerKind| format!("{k:?}").to_lowercase();
+    if let Some(k) = a.optimizer
+        && k != kind
+    {
+        return differs("--optimizer", name(k), name(kind));
+    }
+    if let Some(v) = a.lr
+        && v != lr
+    {
+        return differs("--lr", v.to_string(), lr.to_string());
+    }
+    if let Some(m) = a.momentum
+        && Some(m) != momentum
+    {
+        let kept = momentum.map_or("Adam (no momentum)".into(), |v| v.to_string());
+        return differs("--momentum", m.to_string(), kept);
+    }
+    if let Some(s) = a.seed
+        && s != opts.shuffle_seed
+    {
+        return differs("--seed", s.to_string(), opts.shuffle_seed.to_string());
+    }
+    if a.no_shuffle && opts.shuffle {
+        return differs(
+            "--no-shuffle",
+            "no shuffling".into(),
+            "shuffled order".into(),
+        );
+    }
+    Ok(())
+}
+
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let start = Instant::now();
+    check_train_flags(&a)?;
     let path = data::locate(&a.data)?;
     let mut files = Files::default();
     files.data(&path);
@@ -193,7 +310,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         epochs: a.epochs,
         max_steps: a.steps,
         shuffle: !a.no_shuffle,
-        shuffle_seed: a.seed,
+        shuffle_seed: a.seed.unwrap_or(0),
         eval_batch: 1000,
     };
     let resumed = match &a.resume {
@@ -204,6 +321,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 .str_at("shuffle_seed")?
                 .parse()
                 .map_err(|_| Error::config("sparse_ae.fit.shuffle_seed", "not a number"))?;
+            check_resume_flags(&a, &t, &opts)?;
             if !a.quiet {
                 note!("resuming {} at step {}", ck.display(), t.steps());
             }
@@ -220,7 +338,8 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             (None, None) => None,
             (p, c) => Some(apply_sae_flags(model_config(p, c, dim)?, &a.sae)?),
         };
-        let (model, init_scale) = initial_model(a.init.as_deref(), cfg, a.seed)?;
+        let seed = a.seed.unwrap_or(0);
+        let (model, init_scale) = initial_model(a.init.as_deref(), cfg, seed)?;
         if model.config().input != dim {
             return Err(Error::config(
                 "--init",
@@ -237,21 +356,21 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             a.normalize.map(|n| n.target()),
             a.quiet,
         )?;
-        let opt = match a.optimizer {
+        let opt = match a.optimizer.unwrap_or(OptimizerKind::Adam) {
             OptimizerKind::Adam => OptimizerConfig::Adam(AdamConfig {
                 lr: a.lr.unwrap_or(1e-3),
                 ..AdamConfig::default()
             }),
             OptimizerKind::Sgd => OptimizerConfig::Sgd(SgdConfig {
                 lr: a.lr.unwrap_or(0.01),
-                momentum: a.momentum,
+                momentum: a.momentum.unwrap_or(0.9),
             }),
         };
         let t = Trainer::new(
             model,
             opt,
-            a.batch_size,
-            a.noise_seed.unwrap_or(a.seed ^ 0x5eed_5eed),
+            a.batch_size.unwrap_or(256),
+            a.noise_seed.unwrap_or(seed ^ 0x5eed_5eed),
         )?;
         (t, scale)
     };
@@ -271,6 +390,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     }
     let fit_meta = fit_json(&opts, scale, input.chunk_rows());
     let mut history: Vec<EpochMetrics> = Vec::new();
+    let saved = std::sync::atomic::AtomicBool::new(false);
     let mut obs = Progress::new(
         a.quiet,
         Box::new(|m: &EpochMetrics, t: &Trainer<f32>| {
@@ -279,6 +399,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             }
             if let Some(p) = &a.checkpoint {
                 save_checkpoint(p, t, &fit_meta)?;
+                saved.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             Ok(())
         }),
@@ -288,11 +409,21 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     match result {
         Ok(h) => history.extend(h),
         Err(e) => {
-            if let Some(p) = &a.checkpoint {
-                note!(
+            // Name a checkpoint only if this run wrote it (or resumed from it).
+            let last = match (&a.checkpoint, &a.resume) {
+                (Some(p), _) if saved.load(std::sync::atomic::Ordering::Relaxed) => Some(p),
+                (_, Some(r)) => Some(r),
+                _ => None,
+            };
+            match last {
+                Some(p) => note!(
                     "training stopped; the last good checkpoint is {}",
                     p.display()
-                );
+                ),
+                None if a.checkpoint.is_some() => {
+                    note!("training stopped before the first checkpoint was written")
+                }
+                None => {}
             }
             return Err(e);
         }
@@ -510,6 +641,16 @@ pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
             format!("must be a finite number ≥ 0, got {}", a.tolerance),
         ));
     }
+    // The inputs (clean and noisy), the workspace and the gradients, in f64.
+    let (fixed, per) = sparse_ae::nn::workspace_bytes(&cfg, a.batch, 8);
+    let per = per.saturating_add(2 * 8 * cfg.input as u64);
+    let params = sparse_ae::memory::bytes(ParamLayout::new(&cfg).len, 8);
+    sparse_ae::memory::check(
+        &format!("gradcheck at batch {}", a.batch),
+        per.saturating_mul(a.batch as u64)
+            .saturating_add(fixed)
+            .saturating_add(params.saturating_mul(3)),
+    )?;
     let (model, input, clean) = random_setup(&cfg, a.seed, a.batch)?;
     let opts = CheckOptions {
         max_entries: a.entries.max(1),

@@ -46,6 +46,13 @@ fn main() -> ExitCode {
         note!("error: {e}");
         return ExitCode::from(2);
     }
+    if let Some(gb) = cli.max_memory {
+        if !(gb.is_finite() && gb > 0.0 && gb <= 1e9) {
+            note!("error: --max-memory must be a positive number of GB, got {gb}");
+            return ExitCode::from(2);
+        }
+        sparse_ae::memory::set_budget((gb * 1e9) as u64);
+    }
     if let Some(n) = cli.threads {
         let most = max_threads();
         if n == 0 || n > most {

@@ -295,7 +295,11 @@ pub fn choose_scale(
     };
     if scale != 1.0 && cfg.loss == Loss::Bce {
         return Err(Error::config(
-            "--normalize",
+            if init_scale != 1.0 {
+                "--init"
+            } else {
+                "--normalize"
+            },
             "scaled inputs need an mse or sse loss (binary cross-entropy targets must stay in [0, 1])",
         ));
     }

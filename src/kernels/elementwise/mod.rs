@@ -98,7 +98,9 @@ pub struct AdamHyper {
 impl AdamHyper {
     /// The constants for 1-based step `t`.
     pub fn at_step(lr: f64, beta1: f64, beta2: f64, eps: f64, t: u64) -> AdamHyper {
-        let t = t.max(1) as i32;
+        // βᵗ is 0 in f64 long before 2³¹ for any β < 1: clamping keeps the
+        // exponent an i32 without wrapping (a wrapped t gave 1/(1 − β⁰)).
+        let t = t.clamp(1, i32::MAX as u64) as i32;
         let lr_t = lr * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t));
         AdamHyper {
             lr_t,

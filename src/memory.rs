@@ -1,0 +1,168 @@
+//! The memory budget: before a command allocates its large buffers
+//! (parameters, gradients, optimizer state, workspaces at the batch size,
+//! evaluation buffers), it works out what they need and refuses what exceeds
+//! the budget with [`Error::Memory`], instead of aborting when the
+//! allocation fails.
+//!
+//! The default budget is three quarters of the machine's memory (`MemTotal`
+//! in `/proc/meminfo`) or half the process's address-space limit
+//! (`ulimit -v`, from `/proc/self/limits`), whichever is smaller; where
+//! neither can be read it is [`FALLBACK_BUDGET`]. [`set_budget`] replaces it
+//! for the whole process (the command line's `--max-memory`).
+
+use crate::error::{Error, Result};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The budget where the machine's memory cannot be read: 4 GiB.
+pub const FALLBACK_BUDGET: u64 = 4 << 30;
+
+/// 0 = not set: the default applies.
+static BUDGET: AtomicU64 = AtomicU64::new(0);
+
+/// The budget in bytes.
+pub fn budget() -> u64 {
+    match BUDGET.load(Ordering::Relaxed) {
+        0 => default_budget(),
+        b => b,
+    }
+}
+
+/// Replaces the budget for the whole process (`bytes` ≥ 1).
+pub fn set_budget(bytes: u64) {
+    BUDGET.store(bytes.max(1), Ordering::Relaxed);
+}
+
+/// The machine's default budget (see the module doc), read once.
+pub fn default_budget() -> u64 {
+    static DEFAULT: OnceLock<u64> = OnceLock::new();
+    *DEFAULT.get_or_init(|| {
+        let total = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|s| mem_total(&s))
+            .map(|b| b / 4 * 3);
+        let limit = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|s| address_space_limit(&s))
+            .map(|b| b / 2);
+        match (total, limit) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => FALLBACK_BUDGET,
+        }
+        .max(1)
+    })
+}
+
+/// `MemTotal` of a `/proc/meminfo` text, in bytes.
+fn mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+/// The soft "Max address space" of a `/proc/self/limits` text, in bytes
+/// (`None` when unlimited).
+fn address_space_limit(limits: &str) -> Option<u64> {
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))?;
+    line["Max address space".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Bytes of `n` values of `elem` bytes each (saturating).
+pub fn bytes(n: usize, elem: usize) -> u64 {
+    (n as u64).saturating_mul(elem as u64)
+}
+
+/// Bytes of `n` f32 values (saturating).
+pub fn f32_bytes(n: usize) -> u64 {
+    bytes(n, 4)
+}
+
+/// A size for a message: `1.25 GB`, `310 MB` or `12 kB` (decimal units).
+pub fn show(bytes: u64) -> String {
+    let b = bytes as f64;
+    if bytes == u64::MAX {
+        // Sizes are added and multiplied saturating: this one overflowed.
+        "more bytes than a 64-bit address space holds".to_string()
+    } else if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.0} MB", b / 1e6)
+    } else {
+        format!("{:.0} kB", (b / 1e3).max(1.0))
+    }
+}
+
+/// Refuses `needs` bytes for `what` if they exceed the budget.
+///
+/// # Errors
+/// [`Error::Memory`] naming `what`, the need and the budget.
+pub fn check(what: &str, needs: u64) -> Result<()> {
+    check_against(what, needs, budget())
+}
+
+/// [`check`] against an explicit budget.
+///
+/// # Errors
+/// [`Error::Memory`] if `needs > budget`.
+pub fn check_against(what: &str, needs: u64, budget: u64) -> Result<()> {
+    if needs > budget {
+        return Err(Error::Memory {
+            what: what.to_owned(),
+            needs,
+            budget,
+        });
+    }
+    Ok(())
+}
+
+/// The largest batch in `1..=want` whose `fixed + batch·per_sample` bytes
+/// fit the budget, for evaluation and inference, which may run in batches
+/// of any size.
+///
+/// # Errors
+/// [`Error::Memory`] if not even one sample fits.
+pub fn fitting_batch(what: &str, want: usize, fixed: u64, per_sample: u64) -> Result<usize> {
+    let budget = budget();
+    check_against(what, fixed.saturating_add(per_sample), budget)?;
+    let room = (budget - fixed) / per_sample.max(1);
+    Ok(want.clamp(1, usize::try_from(room).unwrap_or(usize::MAX).max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_machine_and_the_limit() {
+        let meminfo = "MemTotal:       24683792 kB\nMemFree:        12153096 kB\n";
+        assert_eq!(mem_total(meminfo), Some(24683792 * 1024));
+        assert_eq!(mem_total("nothing"), None);
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax address space         4096000000           unlimited            bytes\n";
+        assert_eq!(address_space_limit(limits), Some(4_096_000_000));
+        let unlimited =
+            "Max address space         unlimited            unlimited            bytes\n";
+        assert_eq!(address_space_limit(unlimited), None);
+        assert!(default_budget() >= 1);
+    }
+
+    #[test]
+    fn refuses_beyond_the_budget_and_says_by_how_much() {
+        assert!(check_against("x", 10, 10).is_ok());
+        let e = check_against("training", 627_000_000_000, 4_000_000_000)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("training needs 627.00 GB, more than the memory budget of 4.00 GB"),
+            "{e}"
+        );
+        assert_eq!(show(310_000_000), "310 MB");
+        assert_eq!(show(12), "1 kB");
+    }
+}

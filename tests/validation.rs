@@ -1,0 +1,829 @@
+//! Validation of what is loaded and what is asked for: model and checkpoint
+//! state (one check on every load), the memory budget, binary cross-entropy
+//! targets, flags that would train nothing or that `--resume` cannot
+//! honour, and messages that name the file and field. Each refusal is
+//! checked for its exit code, its message and that no output was written.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sparse_ae::Error;
+use sparse_ae::data::npy;
+use sparse_ae::io::json::Value;
+use sparse_ae::io::model_file::{
+    checkpoint_from_bytes, load_checkpoint, load_model, load_model_scaled, model_from_bytes,
+    save_checkpoint, save_model, save_model_scaled,
+};
+use sparse_ae::io::safetensors::{self, SafeTensors, TensorRef};
+use sparse_ae::kernels::{Activation, AdamHyper};
+use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, ModelConfig};
+use sparse_ae::optim::OptimizerConfig;
+use sparse_ae::train::Trainer;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sparse-ae"))
+        .args(args)
+        .env_remove("SPARSE_AE_DATA")
+        .env_remove("SPARSE_AE_KERNEL")
+        .env_remove("SPARSE_AE_TOPK_PATH")
+        .output()
+        .unwrap()
+}
+
+/// Runs a command that must succeed; returns its stderr.
+fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(o.status.success(), "sparse-ae {args:?} failed:\n{err}");
+    err
+}
+
+/// Runs a command that must fail with exit code 1 or 2 (never a panic or
+/// an abort); returns its stderr.
+fn fails(args: &[&str]) -> String {
+    let o = run(args);
+    let err = String::from_utf8(o.stderr).unwrap();
+    let code = o.status.code();
+    assert!(
+        matches!(code, Some(1 | 2)),
+        "sparse-ae {args:?} should fail cleanly, got {code:?}:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn has(e: &str, want: &[&str]) {
+    for w in want {
+        assert!(e.contains(w), "message lacks {w:?}:\n{e}");
+    }
+}
+
+/// A small MSE model (linear output) on `d` features.
+fn mse_cfg(d: usize) -> ModelConfig {
+    ModelBuilder::new(d)
+        .code(5, Activation::Relu)
+        .decoder(d, Activation::Linear)
+        .loss(Loss::Mse)
+        .build()
+        .unwrap()
+}
+
+/// A small BCE model (sigmoid output) on `d` features.
+fn bce_cfg(d: usize) -> ModelConfig {
+    ModelBuilder::new(d)
+        .code(5, Activation::Relu)
+        .decoder(d, Activation::Sigmoid)
+        .build()
+        .unwrap()
+}
+
+/// The file's tensors and metadata, changed by `edit`, as new bytes.
+fn rewrite(
+    bytes: &[u8],
+    edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>, &mut Vec<(String, String)>),
+) -> Vec<u8> {
+    let st = SafeTensors::parse(bytes).unwrap();
+    let mut tensors: Vec<_> = st
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone(), t.data.clone()))
+        .collect();
+    let mut meta = st.metadata.clone();
+    edit(&mut tensors, &mut meta);
+    let refs: Vec<TensorRef> = tensors
+        .iter()
+        .map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice()))
+        .collect();
+    let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    safetensors::to_bytes(&refs, &meta).unwrap()
+}
+
+fn set_meta(meta: &mut Vec<(String, String)>, key: &str, value: &str) {
+    meta.retain(|(k, _)| k != key);
+    meta.push((key.into(), value.into()));
+}
+
+/// The bytes of a fresh checkpoint of an MSE model trained by Adam.
+fn checkpoint_bytes(dir: &Path) -> Vec<u8> {
+    let model = Autoencoder::<f32>::new(mse_cfg(6), 1).unwrap();
+    let t = Trainer::new(model, OptimizerConfig::default(), 4, 2).unwrap();
+    let p = dir.join("ck.safetensors");
+    let fit = Value::Object(vec![
+        ("shuffle".into(), Value::Bool(true)),
+        ("shuffle_seed".into(), Value::String("0".into())),
+    ]);
+    save_checkpoint(&p, &t, &fit).unwrap();
+    std::fs::read(&p).unwrap()
+}
+
+fn safetensors_reason(e: Error) -> String {
+    match e {
+        Error::Safetensors { reason, .. } => reason,
+        e => panic!("expected a safetensors error, got {e:?}"),
+    }
+}
+
+/// Adam's bias correction stays finite and exact at any step count: 2³¹ − 1
+/// used to give NaN and 2³² to wrap to step 0.
+#[test]
+fn adam_bias_correction_at_huge_step_counts() {
+    for t in [1u64 << 31, (1 << 31) - 1, 1 << 32, 1 << 53] {
+        let h = AdamHyper::at_step(1e-3, 0.9, 0.999, 1e-7, t);
+        assert!((h.lr_t - 1e-3).abs() < 1e-12, "step {t}: {}", h.lr_t);
+    }
+}
+
+/// A checkpoint's step count, moments and batch size are checked on load.
+#[test]
+fn checkpoint_state_is_validated_on_load() {
+    let dir = common::temp_dir("validation_ck");
+    let good = checkpoint_bytes(&dir);
+    let path = Path::new("ck.safetensors");
+    checkpoint_from_bytes(&good, path).unwrap();
+    // A step count of 2³² is valid and trains on with finite parameters.
+    let big = rewrite(&good, |_, m| set_meta(m, "sparse_ae.step", "4294967296"));
+    let (mut t, _) = checkpoint_from_bytes(&big, path).unwrap();
+    let x: Vec<f32> = (0..24).map(|i| (i % 7) as f32 / 7.0).collect();
+    t.step(&x).unwrap();
+    assert!(t.model.params.iter().all(|v| v.is_finite()));
+    // Beyond 2⁵³, or not a number: refused.
+    for step in ["18446744073709551615", "9007199254740993", "-1"] {
+        let b = rewrite(&good, |_, m| set_meta(m, "sparse_ae.step", step));
+        let e = safetensors_reason(checkpoint_from_bytes(&b, path).unwrap_err());
+        has(&e, &["sparse_ae.step", "0..=9007199254740992"]);
+    }
+    let b = rewrite(&good, |_, m| set_meta(m, "sparse_ae.batch_size", "0"));
+    let e = safetensors_reason(checkpoint_from_bytes(&b, path).unwrap_err());
+    has(&e, &["sparse_ae.batch_size"]);
+    // A negative Adam second moment.
+    let b = rewrite(&good, |ts, _| {
+        let v = ts
+            .iter_mut()
+            .find(|(n, _, _)| n == "optimizer.v/decoder.0.bias")
+            .unwrap();
+        v.2[2] = -1.0;
+    });
+    let e = safetensors_reason(checkpoint_from_bytes(&b, path).unwrap_err());
+    has(
+        &e,
+        &["optimizer.v/decoder.0.bias", "negative second moment (-1)"],
+    );
+    // A tensor the model does not have.
+    let b = rewrite(&good, |ts, _| {
+        ts.push(("optimizer.m/encoder.9.weight".into(), vec![1], vec![0.0]))
+    });
+    let e = safetensors_reason(checkpoint_from_bytes(&b, path).unwrap_err());
+    has(
+        &e,
+        &["optimizer.m/encoder.9.weight", "not part of the model"],
+    );
+    // The input scale saved for the loop is checked like a model's.
+    let b = rewrite(&good, |_, m| {
+        set_meta(
+            m,
+            "sparse_ae.fit",
+            r#"{"shuffle":true,"shuffle_seed":"0","input_scale":-1}"#,
+        )
+    });
+    let e = safetensors_reason(checkpoint_from_bytes(&b, path).unwrap_err());
+    has(&e, &["sparse_ae.fit.input_scale", "-1"]);
+}
+
+/// One rule for the input scale in every loader: NaN, ±inf, −1 and 0 are
+/// refused by `load_model` (which `features` uses) as by
+/// `load_model_scaled`, and a scale on a BCE model is refused everywhere.
+#[test]
+fn input_scale_is_checked_by_every_loader() {
+    let dir = common::temp_dir("validation_scale");
+    let p = dir.join("m.safetensors");
+    save_model_scaled(&p, &Autoencoder::new(mse_cfg(6), 0).unwrap(), 0.5).unwrap();
+    let good = std::fs::read(&p).unwrap();
+    assert_eq!(load_model_scaled(&p).unwrap().1, 0.5);
+    for bad in ["NaN", "inf", "-inf", "-1", "0", "x"] {
+        let b = rewrite(&good, |_, m| set_meta(m, "sparse_ae.input_scale", bad));
+        std::fs::write(&p, &b).unwrap();
+        for e in [
+            load_model(&p).unwrap_err(),
+            load_model_scaled(&p).unwrap_err(),
+        ] {
+            let e = safetensors_reason(e);
+            has(&e, &["sparse_ae.input_scale"]);
+        }
+    }
+    // A BCE model with a scale: refused on load, and never written.
+    let bce = Autoencoder::<f32>::new(bce_cfg(6), 0).unwrap();
+    save_model(&p, &bce).unwrap();
+    let b = rewrite(&std::fs::read(&p).unwrap(), |_, m| {
+        set_meta(m, "sparse_ae.input_scale", "0.5")
+    });
+    std::fs::write(&p, &b).unwrap();
+    let e = safetensors_reason(load_model(&p).unwrap_err());
+    has(&e, &["sparse_ae.input_scale", "binary cross-entropy"]);
+    let e = model_from_bytes(&b, &p).unwrap_err().to_string();
+    has(&e, &["binary cross-entropy"]);
+    // `features` goes through the same check.
+    let err = fails(&["features", "-m", s(&p), "-o", s(&dir.join("f.png"))]);
+    has(&err, &["m.safetensors", "sparse_ae.input_scale"]);
+    assert!(!dir.join("f.png").exists());
+}
+
+/// A tied configuration beside an untied decoder tensor is refused, not
+/// read with the tensor dropped.
+#[test]
+fn a_tensor_the_configuration_does_not_use_is_refused() {
+    let dir = common::temp_dir("validation_tied");
+    let tied = ModelBuilder::new(6)
+        .code(4, Activation::Relu)
+        .decoder(6, Activation::Sigmoid)
+        .tied(true)
+        .build()
+        .unwrap();
+    let p = dir.join("tied.safetensors");
+    save_model(&p, &Autoencoder::new(tied, 0).unwrap()).unwrap();
+    load_model(&p).unwrap();
+    let b = rewrite(&std::fs::read(&p).unwrap(), |ts, _| {
+        ts.push(("decoder.0.weight".into(), vec![6, 4], vec![0.5; 24]))
+    });
+    let e = safetensors_reason(model_from_bytes(&b, &p).unwrap_err());
+    has(&e, &["decoder.0.weight", "not part of the model", "ties"]);
+}
+
+/// Writes `rows × dim` values `f(i)` as a .npy file.
+fn npy_file(dir: &Path, name: &str, rows: usize, dim: usize, f: impl Fn(usize) -> f32) -> PathBuf {
+    let p = dir.join(name);
+    let data: Vec<f32> = (0..rows * dim).map(f).collect();
+    npy::write(&p, rows, dim, &data).unwrap();
+    p
+}
+
+/// Binary cross-entropy on targets outside [0, 1] is refused, in training
+/// and in evaluation, with the fix in the message.
+#[test]
+fn bce_refuses_targets_outside_the_unit_interval() {
+    let dir = common::temp_dir("validation_bce");
+    let out = dir.join("m.safetensors");
+    for (name, f) in [
+        ("fives.npy", (|_| 5.0) as fn(usize) -> f32),
+        ("neg.npy", |i| if i == 77 { -3.0 } else { 0.5 }),
+        ("raw.npy", |i| (i % 256) as f32),
+    ] {
+        let data = npy_file(&dir, name, 40, 8, f);
+        let e = fails(&[
+            "train",
+            "--preset",
+            "shallow",
+            "--data",
+            s(&data),
+            "--out",
+            s(&out),
+            "-q",
+        ]);
+        has(&e, &["binary cross-entropy", "[0, 1]", "mse"]);
+        assert!(!out.exists(), "{name}: a model was written");
+    }
+    // In range, it trains; a BCE model evaluated on out-of-range data is refused.
+    let fine = npy_file(&dir, "fine.npy", 40, 8, |i| (i % 5) as f32 / 4.0);
+    ok(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&fine),
+        "--out",
+        s(&out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "-q",
+    ]);
+    let fives = dir.join("fives.npy");
+    let e = fails(&["eval", "-m", s(&out), "--data", s(&fives)]);
+    has(&e, &["binary cross-entropy", "[0, 1]"]);
+    // The same values train with an mse loss.
+    ok(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--linear-output",
+        "--data",
+        s(&fives),
+        "--out",
+        s(&dir.join("mse.safetensors")),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "-q",
+    ]);
+}
+
+/// A tiny IDX data set of `side × side` images.
+fn tiny_idx(name: &str, side: usize) -> PathBuf {
+    let dir = common::temp_dir(name);
+    common::write_tiny_mnist(&dir, side, 64, 16);
+    dir
+}
+
+/// `--epochs 0` and `--steps 0` would save an untrained model: refused.
+#[test]
+fn training_nothing_is_refused() {
+    let data = tiny_idx("validation_zero", 8);
+    let out = data.join("m.safetensors");
+    for flags in [["--epochs", "0"], ["--steps", "0"]] {
+        let mut args = vec!["train", "--preset", "shallow", "--data", s(&data)];
+        args.extend(["--out", s(&out)]);
+        args.extend(flags);
+        let e = fails(&args);
+        has(&e, &[flags[0], "must be at least 1", "train nothing"]);
+        assert!(!out.exists());
+    }
+}
+
+/// Every value is validated with `--resume`, and a flag the checkpoint
+/// would override is refused rather than ignored.
+#[test]
+fn resume_refuses_flags_it_cannot_honour() {
+    let data = tiny_idx("validation_resume", 8);
+    let ck = data.join("ck.safetensors");
+    let out = data.join("m.safetensors");
+    ok(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&data),
+        "--batch-size",
+        "16",
+        "--steps",
+        "2",
+        "--checkpoint",
+        s(&ck),
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    std::fs::remove_file(&out).unwrap();
+    let base = [
+        "train",
+        "--resume",
+        s(&ck),
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "-q",
+    ];
+    for (flags, want) in [
+        (&["--lr", "nan"][..], &["--lr", "NaN"][..]),
+        (&["--batch-size", "0"], &["--batch-size", "at least 1"]),
+        (
+            &["--batch-size", "32"],
+            &["--batch-size", "32 differs from the checkpoint's 16"],
+        ),
+        (
+            &["--lr", "0.5"],
+            &["--lr", "differs from the checkpoint's 0.001"],
+        ),
+        (&["--optimizer", "sgd"], &["--optimizer", "differs"]),
+        (&["--momentum", "nan"], &["--momentum", "NaN"]),
+        (&["--momentum", "0.5"], &["--momentum", "differs"]),
+        (&["--seed", "3"], &["--seed", "differs"]),
+        (&["--no-shuffle"], &["--no-shuffle", "differs"]),
+        (&["--normalize"], &["--normalize", "--resume"]),
+        (&["--noise-seed", "4"], &["--noise-seed", "--resume"]),
+    ] {
+        let mut args = base.to_vec();
+        args.extend(flags);
+        let e = fails(&args);
+        has(&e, want);
+        assert!(!out.exists(), "{flags:?}: a model was written");
+    }
+    // The checkpoint's own values are accepted.
+    let mut args = base.to_vec();
+    args.extend([
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.001",
+        "--seed",
+        "0",
+        "--epochs",
+        "1",
+    ]);
+    ok(&args);
+    assert!(out.exists());
+}
+
+/// A preset built for another width says so in the first line; shapes the
+/// conv presets cannot take are refused.
+#[test]
+fn presets_adapted_to_the_data_say_so() {
+    let data = tiny_idx("validation_preset", 8);
+    let out = data.join("m.safetensors");
+    let e = ok(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--steps",
+        "1",
+        "--batch-size",
+        "16",
+    ]);
+    let first = e.lines().next().unwrap();
+    has(first, &["preset `shallow`", "784", "64-32-64"]);
+    let odd = tiny_idx("validation_preset_odd", 10);
+    let out = odd.join("m.safetensors");
+    let e = fails(&[
+        "train",
+        "--preset",
+        "conv",
+        "--data",
+        s(&odd),
+        "--out",
+        s(&out),
+        "--steps",
+        "1",
+    ]);
+    has(&e, &["divisible by 4"]);
+    assert!(!out.exists());
+}
+
+/// What can be written can be read back: a dead window beyond what a
+/// configuration holds exactly is refused at the flag.
+#[test]
+fn dead_window_is_bounded_at_the_flag() {
+    let data = tiny_idx("validation_window", 8);
+    let out = data.join("m.safetensors");
+    let e = fails(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--dead-window",
+        "18446744073709551615",
+    ]);
+    has(&e, &["--dead-window", "1..=9007199254740991"]);
+    assert!(!out.exists());
+    // The largest accepted window round-trips through a model file.
+    ok(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--steps",
+        "1",
+        "--batch-size",
+        "16",
+        "--dead-window",
+        "9007199254740991",
+        "-q",
+    ]);
+    assert_eq!(
+        load_model(&out).unwrap().config().sae.dead_window,
+        (1 << 53) - 1
+    );
+}
+
+/// Configurations whose buffers exceed the memory budget are refused
+/// before anything is allocated, naming what and how much.
+#[test]
+fn the_memory_budget_is_checked_before_allocating() {
+    let dir = common::temp_dir("validation_memory");
+    // 627 GB of gradcheck inputs and workspace.
+    let e = fails(&["gradcheck", "--preset", "shallow", "--batch", "100000000"]);
+    has(
+        &e,
+        &[
+            "gradcheck at batch 100000000 needs",
+            "more than the memory budget",
+        ],
+    );
+    // A dense layer of 300k units: 38 M parameters, 0.77 GB with Adam.
+    let wide = dir.join("wide.json");
+    std::fs::write(
+        &wide,
+        r#"{"input": 64, "layers": [{"type": "dense", "units": 300000, "activation": "relu"},
+            {"type": "dense", "units": 64, "activation": "linear"}], "code_layer": 0, "loss": "mse"}"#,
+    )
+    .unwrap();
+    let data = npy_file(&dir, "x.npy", 40, 64, |i| (i % 9) as f32 / 9.0);
+    let out = dir.join("m.safetensors");
+    let e = fails(&[
+        "--max-memory",
+        "0.5",
+        "train",
+        "--config",
+        s(&wide),
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+    ]);
+    has(
+        &e,
+        &[
+            "training at batch size 256 needs",
+            "more than the memory budget of 500 MB",
+            "--max-memory",
+        ],
+    );
+    assert!(!out.exists());
+    // Evaluation runs in batches that fit: the same result as one batch,
+    // and a refusal only when one sample does not fit.
+    let small = Autoencoder::<f32>::new(mse_cfg(64), 3).unwrap();
+    let m = dir.join("small.safetensors");
+    save_model(&m, &small).unwrap();
+    let a = run(&[
+        "eval",
+        "-m",
+        s(&m),
+        "--data",
+        s(&data),
+        "--split",
+        "all",
+        "--json",
+    ]);
+    let b = run(&[
+        "--max-memory",
+        "0.00003",
+        "eval",
+        "-m",
+        s(&m),
+        "--data",
+        s(&data),
+        "--split",
+        "all",
+        "--json",
+    ]);
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let loss = |o: &Output| {
+        let v = sparse_ae::io::json::parse(&o.stdout).unwrap();
+        (v.f64_at("loss").unwrap(), v.usize_at("samples").unwrap())
+    };
+    let (la, na) = loss(&a);
+    let (lb, nb) = loss(&b);
+    assert_eq!(na, nb);
+    assert!(
+        (la - lb).abs() <= 1e-6 * la.abs().max(1e-12),
+        "{la} vs {lb}"
+    );
+    let e = fails(&[
+        "--max-memory",
+        "0.000003",
+        "eval",
+        "-m",
+        s(&m),
+        "--data",
+        s(&data),
+    ]);
+    has(
+        &e,
+        &[
+            "running the model on one sample needs",
+            "more than the memory budget",
+        ],
+    );
+    // A data file larger than the budget is refused before it is read,
+    // never reported as corrupt.
+    let idx = tiny_idx("validation_memory_idx", 8);
+    let e = fails(&[
+        "--max-memory",
+        "0.000002",
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&idx),
+        "--out",
+        s(&out),
+    ]);
+    has(
+        &e,
+        &[
+            "reading",
+            "images-idx3-ubyte",
+            "more than the memory budget",
+        ],
+    );
+    assert!(!e.contains("corrupt"), "{e}");
+    assert!(!out.exists());
+    for bad in ["0", "nan", "inf"] {
+        let e = fails(&["--max-memory", bad, "presets"]);
+        has(&e, &["--max-memory"]);
+    }
+}
+
+/// An SAE folder whose cfg.json describes a huge model is refused on its
+/// tensors' shapes before the model is allocated, and cfg.json errors name
+/// the file and its own keys.
+#[test]
+fn sae_folder_errors_name_cfg_json() {
+    let dir = common::temp_dir("validation_sae_dir");
+    let sae = dir.join("sae");
+    std::fs::create_dir_all(&sae).unwrap();
+    let m = Autoencoder::<f32>::new(mse_cfg(6), 0).unwrap();
+    sparse_ae::io::interop::export_sae(&m, &sae).unwrap();
+    let cfg = sae.join("cfg.json");
+    // 784 × 1.3 M twice: 8.2 GB of weights, if allocated.
+    std::fs::write(
+        &cfg,
+        r#"{"d_in": 784, "d_sae": 1300000, "activation_fn_str": "relu"}"#,
+    )
+    .unwrap();
+    let e = sparse_ae::io::interop::import_sae(&sae)
+        .unwrap_err()
+        .to_string();
+    has(
+        &e,
+        &["sae.safetensors", "W_enc", "[6, 5]", "[784, 1300000]"],
+    );
+    std::fs::write(
+        &cfg,
+        r#"{"d_in": 6, "d_sae": 5, "activation_fn_str": "topk", "activation_fn_kwargs": {"k": 9}}"#,
+    )
+    .unwrap();
+    let e = sparse_ae::io::interop::import_sae(&sae)
+        .unwrap_err()
+        .to_string();
+    has(&e, &["cfg.json: activation_fn_kwargs.k", "1..=5"]);
+    assert!(!e.contains("topk.k"), "{e}");
+    std::fs::write(
+        &cfg,
+        r#"{"d_in": 6, "d_sae": 0, "activation_fn_str": "relu"}"#,
+    )
+    .unwrap();
+    let e = sparse_ae::io::interop::import_sae(&sae)
+        .unwrap_err()
+        .to_string();
+    has(&e, &["cfg.json: d_sae"]);
+    assert!(!e.contains("layers[0]"), "{e}");
+    let out = dir.join("m.safetensors");
+    let data = npy_file(&dir, "x.npy", 20, 6, |i| (i % 3) as f32);
+    let e = fails(&[
+        "train",
+        "--init",
+        s(&sae),
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+    ]);
+    has(&e, &["cfg.json: d_sae"]);
+    assert!(!out.exists());
+}
+
+/// Messages quote at most an excerpt of outside text, and name the cause.
+#[test]
+fn messages_name_the_cause_briefly() {
+    let dir = common::temp_dir("validation_messages");
+    let cfg = dir.join("big.json");
+    let digits = "1".repeat(100_000);
+    std::fs::write(&cfg, format!(r#"{{"input": {digits}}}"#)).unwrap();
+    let e = fails(&["gradcheck", "--config", s(&cfg)]);
+    assert!(e.len() < 400, "{} bytes: {}", e.len(), &e[..400]);
+    has(
+        &e,
+        &["big.json", "100000 characters", "out of the f64 range"],
+    );
+    let cfg2 = dir.join("offset.json");
+    std::fs::write(&cfg2, r#"{"input": 9007199254740992, "layers": []}"#).unwrap();
+    let e = fails(&["gradcheck", "--config", s(&cfg2)]);
+    has(&e, &["input", "too large"]);
+    // A shape written as a list is not a structured dtype.
+    let p = dir.join("list.npy");
+    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': [4, 2], }".to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend([0u8; 32]);
+    std::fs::write(&p, bytes).unwrap();
+    let out = dir.join("m.safetensors");
+    let e = fails(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&p),
+        "--out",
+        s(&out),
+    ]);
+    has(&e, &["list.npy", "`shape` is written as a list", "tuple"]);
+    assert!(!e.contains("structured"), "{e}");
+}
+
+/// Splits of different widths name the split.
+#[test]
+fn split_width_mismatch_names_the_split() {
+    let model = Autoencoder::<f32>::new(mse_cfg(4), 0).unwrap();
+    let mut t = Trainer::new(model, OptimizerConfig::default(), 2, 0).unwrap();
+    let train = vec![0.5f32; 16];
+    let test = vec![0.5f32; 15];
+    let e = sparse_ae::train::fit(
+        &mut t,
+        sparse_ae::train::Samples::f32(&train, 4).unwrap(),
+        Some(sparse_ae::train::Samples::f32(&test, 5).unwrap()),
+        &sparse_ae::train::FitOptions::default(),
+        &mut sparse_ae::train::Silent,
+    )
+    .unwrap_err()
+    .to_string();
+    has(&e, &["the test split", "4 features", "5 features"]);
+}
+
+/// A checkpoint saved by a run reloads (the loader accepts what the writer writes).
+#[test]
+fn a_written_checkpoint_loads() {
+    let dir = common::temp_dir("validation_ck_roundtrip");
+    let _ = checkpoint_bytes(&dir);
+    load_checkpoint(&dir.join("ck.safetensors")).unwrap();
+}
+
+/// The committed fuzz regressions of the state check are refused with
+/// their reason (and the valid ones load).
+#[test]
+fn state_regressions_are_refused_with_their_reason() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/model");
+    let read = |f: &str| std::fs::read(root.join(f)).unwrap();
+    for (file, needle) in [
+        ("bad_ck_step_u64_max.safetensors", "sparse_ae.step"),
+        ("bad_ck_step_past_2_53.safetensors", "sparse_ae.step"),
+        ("bad_ck_negative_v.safetensors", "negative second moment"),
+        ("bad_ck_fit_scale.safetensors", "sparse_ae.fit.input_scale"),
+    ] {
+        let e = checkpoint_from_bytes(&read(file), file.as_ref())
+            .unwrap_err()
+            .to_string();
+        has(&e, &[file, needle]);
+    }
+    for (file, needle) in [
+        ("bad_scale_nan.safetensors", "sparse_ae.input_scale"),
+        ("bad_scale_zero.safetensors", "sparse_ae.input_scale"),
+        ("bad_scale_negative.safetensors", "sparse_ae.input_scale"),
+        ("bad_scale_inf.safetensors", "sparse_ae.input_scale"),
+        ("bad_scale_on_bce.safetensors", "binary cross-entropy"),
+        ("bad_extra_tensor.safetensors", "decoder.9.weight"),
+    ] {
+        let e = model_from_bytes(&read(file), file.as_ref())
+            .unwrap_err()
+            .to_string();
+        has(&e, &[file, needle]);
+    }
+    let (t, _) =
+        checkpoint_from_bytes(&read("ok_ck_step_2_32.safetensors"), "ok".as_ref()).unwrap();
+    assert_eq!(t.steps(), 1 << 32);
+}
+
+/// A run that diverges before its first checkpoint does not name a
+/// checkpoint that was never written.
+#[test]
+fn a_never_written_checkpoint_is_not_named() {
+    let data = tiny_idx("validation_nan", 8);
+    let ck = data.join("ck.safetensors");
+    let out = data.join("m.safetensors");
+    let e = fails(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--linear-output",
+        "--data",
+        s(&data),
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e30",
+        "--batch-size",
+        "16",
+        "--checkpoint",
+        s(&ck),
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    has(
+        &e,
+        &["non-finite", "before the first checkpoint was written"],
+    );
+    assert!(!e.contains("last good checkpoint is"), "{e}");
+    assert!(!ck.exists() && !out.exists());
+}
