@@ -22,7 +22,7 @@
 //! [`DEFAULT_AUXK_COEF`].
 
 use super::config::{LayerSpec, Loss, ModelConfig};
-use super::config_json::prefix;
+use super::config_json::{form, prefix, wrong_form};
 use crate::error::{Error, Result};
 use crate::io::json::Value;
 use crate::kernels::Activation;
@@ -234,9 +234,9 @@ impl SaeConfig {
         let Some(v) = v.filter(|v| !matches!(v, Value::Null)) else {
             return Ok(s);
         };
-        let fields = v.as_object().ok_or_else(|| {
-            Error::config("sae", format!("expected an object, found {}", v.kind()))
-        })?;
+        let fields = v
+            .as_object()
+            .ok_or_else(|| wrong_form("sae", form::SAE, v))?;
         const KEYS: [&str; 5] = [
             "unit_norm_decoder",
             "encoder_init",
@@ -279,12 +279,9 @@ impl SaeConfig {
 }
 
 fn auxk_from_json(v: &Value, input: usize, code_units: usize) -> Result<AuxK> {
-    let fields = v.as_object().ok_or_else(|| {
-        Error::config(
-            "sae.auxk",
-            format!("expected an object, found {}", v.kind()),
-        )
-    })?;
+    let fields = v
+        .as_object()
+        .ok_or_else(|| wrong_form("sae.auxk", form::AUXK, v))?;
     let mut a = AuxK {
         k: default_auxk_k(input, code_units),
         coef: DEFAULT_AUXK_COEF,
