@@ -87,8 +87,10 @@ pub struct SaeConfig {
     pub pre_encoder_bias: bool,
     /// The AuxK auxiliary loss on dead latents.
     pub auxk: Option<AuxK>,
-    /// A code unit is dead when it has not fired in the last `dead_window`
-    /// training samples (any model; the dead fraction is reported per epoch).
+    /// A code unit is dead when it has not fired (exceeded the code's
+    /// threshold, [`crate::train::metrics::code_threshold`]) in the last
+    /// `dead_window` training samples (any model; the dead fraction is
+    /// reported per epoch).
     pub dead_window: u64,
 }
 
