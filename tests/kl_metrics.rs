@@ -144,4 +144,19 @@ fn the_epoch_line_of_a_kl_preset() {
     let v = sparse_ae::io::json::parse(text.lines().last().unwrap().as_bytes()).unwrap();
     assert_eq!(v.usize_at("rho_hat.groups").unwrap(), 1024);
     assert!(v.bool_at("window_full").unwrap());
+    // eval reads the same code the same way.
+    let o = Command::new(env!("CARGO_BIN_EXE_sparse-ae"))
+        .args(["eval", "-m"])
+        .arg(dir.join("m.safetensors"))
+        .arg("--data")
+        .arg(&dir)
+        .env_remove("SPARSE_AE_KERNEL")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("per sample (h > 0.005)") && out.contains("against rho 0.05;"),
+        "{out}"
+    );
 }

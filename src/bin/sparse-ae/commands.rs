@@ -335,7 +335,17 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             ex.fvu,
             1.0 - ex.fvu
         );
-        println!("L0          {:.3} active code units per sample", stats.l0());
+        println!(
+            "L0          {:.3} active code units per sample (h > {})",
+            stats.l0(),
+            stats.threshold()
+        );
+        if let Some(r) = stats.rho_spread() {
+            println!(
+                "rho_hat     median {:.4} [{:.4}, {:.4}] against rho {}; {} of {} off by more than 2x",
+                r.median, r.min, r.max, r.rho, r.off_target, r.groups
+            );
+        }
         println!("dead units  {} of {}", stats.dead(), units);
     }
     Ok(ExitCode::SUCCESS)
