@@ -322,12 +322,15 @@ fn bad_input_gives_clear_errors() {
     );
 }
 
+/// `export` writes a linear-output SAE in the libraries' layout, and refuses
+/// a sigmoid/BCE model (which they would decode linearly, wrongly), naming
+/// `--linear-output` and writing nothing.
 #[test]
 fn export_writes_the_sae_library_layout() {
     let dir = common::temp_dir("cli_export");
     common::write_tiny_mnist(&dir, 10, 40, 8);
     let model = dir.join("m.safetensors");
-    ok(&[
+    let mut train = vec![
         "train",
         "--preset",
         "topk",
@@ -340,8 +343,19 @@ fn export_writes_the_sae_library_layout() {
         "-o",
         s(&model),
         "-q",
-    ]);
+    ];
+    ok(&train);
     let out = dir.join("sae");
+    let e = fails(&["export", "-m", s(&model), "-o", s(&out)], &[]);
+    assert!(
+        e.contains("decodes linearly")
+            && e.contains("sigmoid output layer and the bce loss")
+            && e.contains("--linear-output"),
+        "{e}"
+    );
+    assert!(!out.exists(), "a refused export wrote {}", out.display());
+    train.push("--linear-output");
+    ok(&train);
     ok(&["export", "-m", s(&model), "-o", s(&out)]);
     let back = sparse_ae::io::interop::import_sae(&out).unwrap();
     let orig = sparse_ae::io::model_file::load_model(&model).unwrap();

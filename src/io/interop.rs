@@ -6,9 +6,11 @@
 //! crate's PyTorch-style `encoder.0.weight [d_sae, d_in]` and
 //! `decoder.0.weight [d_in, d_sae]`.
 //!
-//! Only one-hidden-layer dense models with a linear output fit that layout
-//! exactly (other output activations are written as the extra cfg key
-//! `sparse_ae_output_activation`, which those libraries do not apply).
+//! Only one-hidden-layer dense models with a linear output fit that layout:
+//! the libraries decode linearly, so a model with a sigmoid (or other
+//! non-linear) output, such as one trained with the BCE loss, is refused
+//! rather than written as a file they would decode wrongly (train it with
+//! a linear output and the MSE loss, `--linear-output` on the command line).
 //!
 //! The decoder bias is `b_dec` in both directions. A model with the
 //! pre-encoder bias ([`crate::nn::SaeConfig::pre_encoder_bias`]) encodes
@@ -47,7 +49,8 @@ fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 ///
 /// # Errors
 /// [`Error::Config`] if the model is not a one-hidden-layer dense
-/// autoencoder; [`Error::Io`] if a file cannot be written (atomically).
+/// autoencoder with a linear output layer; [`Error::Io`] if a file cannot
+/// be written (atomically).
 pub fn export_sae(model: &Autoencoder<f32>, dir: &Path) -> Result<()> {
     export_sae_scaled(model, 1.0, dir)
 }
@@ -56,9 +59,7 @@ pub fn export_sae(model: &Autoencoder<f32>, dir: &Path) -> Result<()> {
 /// folded into the weights (see the module doc).
 ///
 /// # Errors
-/// As [`export_sae`]; [`Error::Config`] for a bad scale, or a scale other
-/// than 1 on a model whose output activation is not linear (it cannot be
-/// folded through it).
+/// As [`export_sae`]; [`Error::Config`] for a bad scale.
 pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path) -> Result<()> {
     crate::train::samples::check_scale(input_scale)?;
     let cfg = model.config();
@@ -73,16 +74,17 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
         ));
     }
     let out_act = cfg.layers[1].act();
-    let s = input_scale;
-    if s != 1.0 && out_act != Activation::Linear {
+    if out_act != Activation::Linear {
         return Err(Error::config(
             "export",
             format!(
-                "the input scale {s} folds into a linear output layer only, not {}",
-                out_act.name()
+                "the SAE layout decodes linearly (x̂ = f·W_dec + b_dec), but this model has a {} output layer and the {} loss, so SAELens and sparsify would reconstruct something else; train it with a linear output and the mse loss (`--linear-output`)",
+                out_act.name(),
+                cfg.loss.name()
             ),
         ));
     }
+    let s = input_scale;
     let (d_in, d_sae) = (cfg.input, cfg.width(0));
     let lay = model.layout();
     let p = &model.params;
@@ -137,12 +139,6 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
     ];
     if s != 1.0 {
         fields.push(("sparse_ae_input_scale".into(), Value::from(f64::from(s))));
-    }
-    if out_act != Activation::Linear {
-        fields.push((
-            "sparse_ae_output_activation".into(),
-            Value::from(out_act.name()),
-        ));
     }
     let text = Value::Object(fields).to_json_pretty()?;
     super::atomic::write_atomic_bytes(&dir.join("cfg.json"), text.as_bytes())
@@ -338,7 +334,8 @@ mod tests {
                 .unwrap(),
             ModelBuilder::new(12)
                 .code(5, Activation::Relu)
-                .decoder(12, Activation::Sigmoid)
+                .decoder(12, Activation::Linear)
+                .loss(Loss::Sse)
                 .l1(1e-3)
                 .build()
                 .unwrap(),
@@ -394,6 +391,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("one untied dense hidden layer"));
+        // The libraries decode linearly: a sigmoid output (BCE or MSE) is refused.
+        for loss in [Loss::Bce, Loss::Mse] {
+            let sig = ModelBuilder::new(12)
+                .code(5, Activation::Relu)
+                .decoder(12, Activation::Sigmoid)
+                .loss(loss)
+                .build()
+                .unwrap();
+            let e = export_sae(&Autoencoder::<f32>::new(sig, 0).unwrap(), &dir)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("decodes linearly")
+                    && e.contains(&format!(
+                        "sigmoid output layer and the {} loss",
+                        loss.name()
+                    ))
+                    && e.contains("--linear-output"),
+                "{e}"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -495,7 +513,7 @@ mod tests {
         )
         .unwrap();
         let e = export_sae_scaled(&sig, 2.0, &dir).unwrap_err();
-        assert!(e.to_string().contains("linear output"), "{e}");
+        assert!(e.to_string().contains("a linear output"), "{e}");
         // A run-time normalisation of another library is refused.
         export_sae(&m, &dir).unwrap();
         let text = std::fs::read_to_string(dir.join("cfg.json")).unwrap();

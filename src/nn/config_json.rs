@@ -28,7 +28,8 @@
 //! false, `loss` to `bce`, `weight_decay` to 0, `noise` to none, `image` to
 //! none, `sae` to all options off (see [`crate::nn::sae`] for its fields),
 //! and a penalty's `layer` to the code layer. Unknown keys are errors, so
-//! a misspelt option is never silently ignored.
+//! a misspelt option is never silently ignored. `docs/config.md` documents
+//! every key with its type, default and range, with tested examples.
 
 use super::config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelConfig, Noise, TopK};
 use super::sae::SaeConfig;
@@ -65,15 +66,50 @@ pub fn activation_from_name(name: &str, slope: Option<f64>, field: &str) -> Resu
     })
 }
 
-fn check_keys(v: &Value, path: &str, allowed: &[&str]) -> Result<()> {
-    let fields = match v.as_object() {
-        Some(f) => f,
-        None => {
-            return Err(Error::config(
-                path,
-                format!("expected an object, found {}", v.kind()),
-            ));
-        }
+/// The expected form of each object of a config, for error messages (see
+/// `docs/config.md` for every key).
+pub(crate) mod form {
+    /// The whole config.
+    pub const MODEL: &str =
+        r#"a model object {"input": …, "layers": [ … ], "code_layer": …} (see docs/config.md)"#;
+    /// One entry of `layers`.
+    pub const LAYER: &str = r#"a layer object such as {"type": "dense", "units": 32, "activation": "relu"}, {"type": "conv2d", "channels": 16, "kernel": 3, "activation": "relu"}, {"type": "maxpool2d", "kernel": 2} or {"type": "upsample", "scale": 2}"#;
+    /// `l1`.
+    pub const L1: &str =
+        r#"an object {"lambda": <number ≥ 0>, "layer": <hidden layer index, default code_layer>}"#;
+    /// `kl`.
+    pub const KL: &str = r#"an object {"rho": <target in (0, 1)>, "beta": <number ≥ 0>, "layer": <hidden layer index, default code_layer>}"#;
+    /// `topk`.
+    pub const TOPK: &str = r#"an object {"k": <1..=units>, "batch": <boolean, default false>, "layer": <hidden dense layer index, default code_layer>}"#;
+    /// `noise`.
+    pub const NOISE: &str = r#"an object {"type": "gaussian", "std": <number ≥ 0>}, {"type": "masking", "p": <number in [0, 1)>} or {"type": "none"}"#;
+    /// `sae`.
+    pub const SAE: &str = r#"an object {"unit_norm_decoder": <boolean>, "encoder_init": "glorot" | "decoder_transpose", "pre_encoder_bias": <boolean>, "auxk": {"k": …, "coef": …}, "dead_window": <samples ≥ 1>} (every key optional)"#;
+    /// `sae.auxk`.
+    pub const AUXK: &str =
+        r#"an object {"k": <1..=code units>, "coef": <number ≥ 0>} (both optional)"#;
+    /// `image`.
+    pub const IMAGE: &str = "[channels, height, width], such as [1, 28, 28]";
+}
+
+/// `v`'s kind for an error message: the value itself when it is short.
+pub(crate) fn found(v: &Value) -> String {
+    match v {
+        Value::Number(x) => format!("the number {x}"),
+        Value::String(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
+        Value::Bool(b) => format!("{b}"),
+        _ => v.kind().to_string(),
+    }
+}
+
+/// The error for a value at `path` that is not of the `expected` form.
+pub(crate) fn wrong_form(path: &str, expected: &str, v: &Value) -> Error {
+    Error::config(path, format!("expected {expected}, found {}", found(v)))
+}
+
+fn check_keys(v: &Value, path: &str, allowed: &[&str], expected: &str) -> Result<()> {
+    let Some(fields) = v.as_object() else {
+        return Err(wrong_form(path, expected, v));
     };
     for (k, _) in fields {
         if !allowed.contains(&k.as_str()) {
@@ -216,10 +252,19 @@ impl ModelConfig {
                 "noise",
                 "sae",
             ],
+            form::MODEL,
         )?;
         let input = v.usize_at("input")?;
         let mut layers = Vec::new();
-        for (i, l) in v.array_at("layers")?.iter().enumerate() {
+        let all = v.at("layers")?;
+        let all = all.as_array().ok_or_else(|| {
+            wrong_form(
+                "layers",
+                &format!("an array of layers, input side first, each {}", form::LAYER),
+                all,
+            )
+        })?;
+        for (i, l) in all.iter().enumerate() {
             let path = format!("layers[{i}]");
             check_keys(
                 l,
@@ -235,6 +280,7 @@ impl ModelConfig {
                     "activation",
                     "slope",
                 ],
+                form::LAYER,
             )?;
             let kind = match opt(l, "type") {
                 Some(t) => t
@@ -291,14 +337,20 @@ impl ModelConfig {
         let code_layer = v.usize_at("code_layer")?;
         let image = match opt(v, "image") {
             Some(img) => {
-                let a = v.array_at("image")?;
-                let dims: Option<Vec<usize>> = a.iter().map(Value::as_usize).collect();
+                let dims: Option<Vec<usize>> = img
+                    .as_array()
+                    .and_then(|a| a.iter().map(Value::as_usize).collect());
                 match dims.as_deref() {
                     Some(&[c, h, w]) => Some((c, h, w)),
                     _ => {
+                        let what = match img.as_array() {
+                            Some(a) if a.len() != 3 => format!("an array of {} entries", a.len()),
+                            Some(_) => "an entry that is not a non-negative integer".to_string(),
+                            None => found(img),
+                        };
                         return Err(Error::config(
                             "image",
-                            format!("expected [channels, height, width], found {}", img.kind()),
+                            format!("expected {}, found {what}", form::IMAGE),
                         ));
                     }
                 }
@@ -307,7 +359,7 @@ impl ModelConfig {
         };
         let l1 = match opt(v, "l1") {
             Some(p) => {
-                check_keys(p, "l1", &["lambda", "layer"])?;
+                check_keys(p, "l1", &["lambda", "layer"], form::L1)?;
                 Some(L1Penalty {
                     lambda: p.f64_at("lambda").map_err(|e| prefix(e, "l1"))?,
                     layer: opt(p, "layer")
@@ -319,7 +371,7 @@ impl ModelConfig {
         };
         let kl = match opt(v, "kl") {
             Some(p) => {
-                check_keys(p, "kl", &["rho", "beta", "layer"])?;
+                check_keys(p, "kl", &["rho", "beta", "layer"], form::KL)?;
                 Some(KlPenalty {
                     rho: p.f64_at("rho").map_err(|e| prefix(e, "kl"))?,
                     beta: p.f64_at("beta").map_err(|e| prefix(e, "kl"))?,
@@ -332,7 +384,7 @@ impl ModelConfig {
         };
         let topk = match opt(v, "topk") {
             Some(p) => {
-                check_keys(p, "topk", &["k", "batch", "layer"])?;
+                check_keys(p, "topk", &["k", "batch", "layer"], form::TOPK)?;
                 Some(TopK {
                     k: p.usize_at("k").map_err(|e| prefix(e, "topk"))?,
                     batch: opt(p, "batch")
@@ -347,7 +399,7 @@ impl ModelConfig {
         };
         let noise = match opt(v, "noise") {
             Some(n) => {
-                check_keys(n, "noise", &["type", "std", "p"])?;
+                check_keys(n, "noise", &["type", "std", "p"], form::NOISE)?;
                 match n.str_at("type").map_err(|e| prefix(e, "noise"))? {
                     "none" => Noise::None,
                     "gaussian" => Noise::Gaussian {
@@ -454,5 +506,62 @@ mod tests {
         let minimal = r#"{"input": 4, "layers": [{"units": 2, "activation": "relu"}, {"units": 4, "activation": "sigmoid"}], "code_layer": 0, "l1": {"lambda": 0.001}}"#;
         let cfg = ModelConfig::from_json(minimal).unwrap();
         assert_eq!(cfg.l1.unwrap().layer, 0);
+    }
+
+    /// A key of the wrong kind names the form it takes, not only its kind.
+    #[test]
+    fn wrong_kinds_show_the_expected_form() {
+        let base = r#""input": 4, "layers": [{"units": 2, "activation": "sigmoid"}, {"units": 4, "activation": "sigmoid"}], "code_layer": 0"#;
+        let cases = [
+            (
+                r#""l1": 1e-5"#,
+                "l1",
+                r#"{"lambda": "#,
+                "the number 0.00001",
+            ),
+            (r#""kl": 0.05"#, "kl", r#"{"rho": "#, "the number 0.05"),
+            (r#""topk": 2"#, "topk", r#"{"k": "#, "the number 2"),
+            (
+                r#""noise": "gaussian""#,
+                "noise",
+                r#"{"type": "gaussian", "std": "#,
+                "the string \"gaussian\"",
+            ),
+            (r#""sae": true"#, "sae", r#""unit_norm_decoder": "#, "true"),
+            (
+                r#""image": 784"#,
+                "image",
+                "[channels, height, width]",
+                "the number 784",
+            ),
+            (
+                r#""image": [1, 2]"#,
+                "image",
+                "[channels, height, width]",
+                "an array of 2 entries",
+            ),
+        ];
+        for (extra, field, form, found) in cases {
+            let text = format!("{{{base}, {extra}}}");
+            let e = ModelConfig::from_json(&text).unwrap_err().to_string();
+            assert!(e.contains(&format!("{field}: expected")), "{e}");
+            assert!(e.contains(form) && e.contains(found), "{e}");
+        }
+        let e = ModelConfig::from_json(r#"{"input": 4, "layers": [32, 4], "code_layer": 0}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("layers[0]: expected a layer object") && e.contains(r#""units": 32"#),
+            "{e}"
+        );
+        let e = ModelConfig::from_json(r#"{"input": 4, "layers": 2, "code_layer": 0}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("layers: expected an array of layers"), "{e}");
+        let auxk = r#"{"input": 4, "layers": [{"units": 8, "activation": "relu"}, {"units": 4, "activation": "linear"}], "code_layer": 0, "loss": "mse", "topk": {"k": 2}, "sae": {"auxk": true}}"#;
+        let e = ModelConfig::from_json(auxk).unwrap_err().to_string();
+        assert!(e.contains(r#"sae.auxk: expected an object {"k": "#), "{e}");
+        let e = ModelConfig::from_json("[]").unwrap_err().to_string();
+        assert!(e.contains("expected a model object"), "{e}");
     }
 }

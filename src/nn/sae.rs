@@ -22,7 +22,7 @@
 //! [`DEFAULT_AUXK_COEF`].
 
 use super::config::{LayerSpec, Loss, ModelConfig};
-use super::config_json::prefix;
+use super::config_json::{form, prefix, wrong_form};
 use crate::error::{Error, Result};
 use crate::io::json::Value;
 use crate::kernels::Activation;
@@ -87,8 +87,10 @@ pub struct SaeConfig {
     pub pre_encoder_bias: bool,
     /// The AuxK auxiliary loss on dead latents.
     pub auxk: Option<AuxK>,
-    /// A code unit is dead when it has not fired in the last `dead_window`
-    /// training samples (any model; the dead fraction is reported per epoch).
+    /// A code unit is dead when it has not fired (exceeded the code's
+    /// threshold, [`crate::train::metrics::code_threshold`]) in the last
+    /// `dead_window` training samples (any model; the dead fraction is
+    /// reported per epoch).
     pub dead_window: u64,
 }
 
@@ -240,9 +242,9 @@ impl SaeConfig {
         let Some(v) = v.filter(|v| !matches!(v, Value::Null)) else {
             return Ok(s);
         };
-        let fields = v.as_object().ok_or_else(|| {
-            Error::config("sae", format!("expected an object, found {}", v.kind()))
-        })?;
+        let fields = v
+            .as_object()
+            .ok_or_else(|| wrong_form("sae", form::SAE, v))?;
         const KEYS: [&str; 5] = [
             "unit_norm_decoder",
             "encoder_init",
@@ -285,12 +287,9 @@ impl SaeConfig {
 }
 
 fn auxk_from_json(v: &Value, input: usize, code_units: usize) -> Result<AuxK> {
-    let fields = v.as_object().ok_or_else(|| {
-        Error::config(
-            "sae.auxk",
-            format!("expected an object, found {}", v.kind()),
-        )
-    })?;
+    let fields = v
+        .as_object()
+        .ok_or_else(|| wrong_form("sae.auxk", form::AUXK, v))?;
     let mut a = AuxK {
         k: default_auxk_k(input, code_units),
         coef: DEFAULT_AUXK_COEF,

@@ -1,15 +1,15 @@
 //! Dead latents: how many training samples ago each code unit last fired.
 //!
 //! After every step each counter grows by the batch size, and the counters
-//! of units that fired in the batch (an activation above
-//! [`super::metrics::active_threshold`], after TopK) go back to 0 — the
+//! of units that fired in the batch (an activation above the code's
+//! threshold [`super::metrics::code_threshold`], after TopK) go back to 0 — the
 //! `num_tokens_since_fired` of sparsify, counted in samples. A unit is dead
 //! when its counter has reached the window N (`sae.dead_window`): it has not
 //! fired in the last N samples (to the batch). Counters start at 0, so no
 //! unit is dead before N samples have been seen. The AuxK mask of a step is
 //! taken from the counters *before* the step, as sparsify does.
 
-use super::metrics::active_threshold;
+use super::metrics::code_threshold;
 use crate::error::{Error, Result};
 use crate::kernels::Real;
 use crate::nn::ModelConfig;
@@ -28,7 +28,7 @@ impl DeadLatents {
         DeadLatents {
             since: vec![0; cfg.width(cfg.code_layer)],
             window: cfg.sae.dead_window,
-            threshold: active_threshold(cfg.producing_act(cfg.code_layer)) as f64,
+            threshold: code_threshold(cfg) as f64,
         }
     }
 

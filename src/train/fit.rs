@@ -200,7 +200,6 @@ fn fit_in_pool(
         ));
     }
     let code_units = cfg.width(cfg.code_layer);
-    let code_act = cfg.producing_act(cfg.code_layer);
     let mut x = vec![0.0f32; batch * cfg.input];
     let mut out = Vec::new();
     let mut epoch = (trainer.steps() / spe as u64) as usize;
@@ -216,7 +215,7 @@ fn fit_in_pool(
             seed: opts.shuffle_seed,
         };
         let mut loss = LossMean::default();
-        let mut code = CodeStats::new(code_units, code_act);
+        let mut code = CodeStats::for_model(&cfg);
         let first = (trainer.steps() % spe as u64) as usize;
         for k in first..spe {
             if opts.max_steps.is_some_and(|m| trainer.steps() >= m) {
@@ -258,6 +257,12 @@ fn fit_in_pool(
             dead_units: code.dead(),
             code_units,
             dead_fraction: trainer.dead_latents().fraction(),
+            dead_window_units: trainer.dead_latents().dead(),
+            dead_window: trainer.dead_latents().window(),
+            window_full: trainer.steps().saturating_mul(batch as u64)
+                >= trainer.dead_latents().window(),
+            active_threshold: code.threshold(),
+            rho: code.rho_spread(),
             mean_activation: code.mean_activation(),
             firing_rate: code.firing_rate(),
             samples_per_sec: code.samples() as f64 / train_secs.max(1e-9),
@@ -310,7 +315,7 @@ pub fn evaluate_rows(
     let mut ws = model.workspace(batch);
     let mut x = vec![0.0f32; batch * cfg.input];
     let mut mean = LossMean::default();
-    let mut code = CodeStats::new(cfg.width(cfg.code_layer), cfg.producing_act(cfg.code_layer));
+    let mut code = CodeStats::for_model(cfg);
     let mut start = 0;
     while start < n {
         let len = batch.min(n - start);

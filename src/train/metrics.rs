@@ -1,14 +1,108 @@
 //! What an epoch reports: losses, sparsity of the code, speed.
+//!
+//! # When a code unit is active
+//!
+//! A unit *fires* on a sample when its value exceeds the code's activity
+//! threshold τ ([`code_threshold`]):
+//! - τ = 0 for ReLU, leaky-ReLU, linear and tanh codes (and TopK codes,
+//!   whose dropped values are exactly 0): the pre-activation is positive;
+//! - τ = 0.5 for a sigmoid code without a KL target: again a positive
+//!   pre-activation, σ(z) > 0.5 ⇔ z > 0;
+//! - τ = ρ/10 for a sigmoid code with a KL target ρ. The KL penalty reads
+//!   each unit as a Bernoulli variable of mean ρ̂ and pulls ρ̂ to ρ (0.05 in
+//!   the presets), so a healthy unit's values sit near ρ and need never pass
+//!   0.5: with τ = 0.5 a model on target reads as all dead. With τ = ρ/10 a
+//!   unit counted dead has stayed below a tenth of its target on every
+//!   sample, so its mean activation is ≤ ρ/10; conversely a unit whose mean
+//!   activation over the samples counted is above ρ/10 is never dead. A
+//!   tenth leaves room for the spread of ρ̂ a healthy model shows (a factor
+//!   of 2 either way, see below) while catching units the penalty failed to
+//!   hold (the KL gradient grows as ρ/ρ̂, so a unit that low is stuck, not
+//!   resting).
+//!
+//! L0 is the mean number of units per sample above τ; a unit is dead in the
+//! epoch when it never fired in it, and dead over the window
+//! ([`crate::train::dead`]) when it has not fired in the last
+//! `sae.dead_window` samples; both use the same τ.
+//!
+//! For a code with a KL target, the mean activation ρ̂ of each KL group
+//! (a unit of a dense code; a channel, over all its positions, of a
+//! convolutional one, as the penalty takes it) is summarised by its minimum,
+//! median and maximum, and the groups *off target* are those with ρ̂
+//! outside [ρ/2, 2ρ].
 
 use crate::kernels::Activation;
-use crate::nn::LossParts;
+use crate::nn::{LossParts, ModelConfig};
 
-/// Whether a code unit counts as active: h > 0 for ReLU, leaky ReLU, linear
-/// and tanh codes; h > 0.5 for sigmoid codes (whose outputs are never 0).
+/// The activity threshold of a code from its activation alone: h > 0 for
+/// ReLU, leaky ReLU, linear and tanh codes; h > 0.5 for sigmoid codes
+/// (whose outputs are never 0), that is a positive pre-activation. See
+/// [`code_threshold`] for the threshold of a code with a KL target.
 pub fn active_threshold(act: Activation) -> f32 {
     match act {
         Activation::Sigmoid => 0.5,
         _ => 0.0,
+    }
+}
+
+/// The KL target ρ of the code layer of `cfg`, if its KL penalty is on it.
+pub fn code_rho(cfg: &ModelConfig) -> Option<f64> {
+    cfg.kl.filter(|p| p.layer == cfg.code_layer).map(|p| p.rho)
+}
+
+/// The activity threshold τ of the code of `cfg` (see the module doc):
+/// ρ/10 for a sigmoid code with a KL target ρ, else [`active_threshold`].
+pub fn code_threshold(cfg: &ModelConfig) -> f32 {
+    let act = cfg.producing_act(cfg.code_layer);
+    match code_rho(cfg) {
+        Some(rho) if act == Activation::Sigmoid => (rho / 10.0) as f32,
+        _ => active_threshold(act),
+    }
+}
+
+/// The spread of the mean activations ρ̂ of a code's KL groups against the
+/// target ρ.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RhoSpread {
+    /// The target ρ.
+    pub rho: f64,
+    /// The smallest ρ̂.
+    pub min: f64,
+    /// The median ρ̂ (the mean of the two middle values for an even count).
+    pub median: f64,
+    /// The largest ρ̂.
+    pub max: f64,
+    /// Groups with ρ̂ outside [ρ/2, 2ρ].
+    pub off_target: usize,
+    /// Groups in all (units of a dense code, channels of a convolutional one).
+    pub groups: usize,
+}
+
+impl RhoSpread {
+    /// The spread of `rho_hat` against `rho`; `None` if `rho_hat` is empty.
+    pub fn new(rho: f64, rho_hat: &[f64]) -> Option<RhoSpread> {
+        let mut v = rho_hat.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n == 0 {
+            return None;
+        }
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            0.5 * (v[n / 2 - 1] + v[n / 2])
+        };
+        Some(RhoSpread {
+            rho,
+            min: v[0],
+            median,
+            max: v[n - 1],
+            off_target: v
+                .iter()
+                .filter(|&&r| !(r >= 0.5 * rho && r <= 2.0 * rho))
+                .count(),
+            groups: n,
+        })
     }
 }
 
@@ -22,10 +116,13 @@ pub struct CodeStats {
     sum: Vec<f64>,
     /// Samples in which each unit was active.
     fired: Vec<u64>,
+    /// The KL target of the code and its groups (channels, positions each).
+    kl: Option<(f64, usize, usize)>,
 }
 
 impl CodeStats {
-    /// Statistics for a code of `units` units.
+    /// Statistics for a code of `units` units with activation `act`
+    /// (threshold [`active_threshold`], no KL target).
     pub fn new(units: usize, act: Activation) -> CodeStats {
         CodeStats {
             threshold: active_threshold(act),
@@ -33,7 +130,23 @@ impl CodeStats {
             active_total: 0,
             sum: vec![0.0; units],
             fired: vec![0; units],
+            kl: None,
         }
+    }
+
+    /// Statistics for the code of `cfg`: threshold [`code_threshold`], and
+    /// the spread of ρ̂ when the code has a KL target.
+    pub fn for_model(cfg: &ModelConfig) -> CodeStats {
+        let (c, h, w) = cfg.shapes()[cfg.code_layer];
+        let mut s = CodeStats::new(c * h * w, cfg.producing_act(cfg.code_layer));
+        s.threshold = code_threshold(cfg);
+        s.kl = code_rho(cfg).map(|rho| (rho, c, h * w));
+        s
+    }
+
+    /// The activity threshold τ.
+    pub fn threshold(&self) -> f32 {
+        self.threshold
     }
 
     /// Adds a batch of codes `(batch, units)`.
@@ -60,6 +173,23 @@ impl CodeStats {
     pub fn mean_activation(&self) -> Vec<f64> {
         let n = self.samples.max(1) as f64;
         self.sum.iter().map(|s| s / n).collect()
+    }
+
+    /// The spread of ρ̂ per KL group against ρ, for a code with a KL target
+    /// (`None` otherwise, or before any sample).
+    pub fn rho_spread(&self) -> Option<RhoSpread> {
+        let (rho, channels, positions) = self.kl?;
+        if self.samples == 0 {
+            return None;
+        }
+        let n = (self.samples * positions as u64) as f64;
+        let rho_hat: Vec<f64> = self
+            .sum
+            .chunks_exact(positions)
+            .take(channels)
+            .map(|c| c.iter().sum::<f64>() / n)
+            .collect();
+        RhoSpread::new(rho, &rho_hat)
     }
 
     /// Fraction of samples in which each unit fired.
@@ -121,6 +251,18 @@ pub struct EpochMetrics {
     /// The fraction of code units dead at the end of the epoch: not fired in
     /// the last `sae.dead_window` training samples (see [`crate::train::dead`]).
     pub dead_fraction: f64,
+    /// The code units dead over the window (`dead_fraction` as a count).
+    pub dead_window_units: usize,
+    /// The dead window in samples.
+    pub dead_window: u64,
+    /// Whether training has seen at least `dead_window` samples; before, no
+    /// unit can be dead over the window.
+    pub window_full: bool,
+    /// The activity threshold τ of the code (see the module doc).
+    pub active_threshold: f32,
+    /// The spread of the mean activation ρ̂ against the KL target, for a
+    /// code with one.
+    pub rho: Option<RhoSpread>,
     /// Mean activation of each code unit over the epoch.
     pub mean_activation: Vec<f64>,
     /// Fraction of samples each code unit fired in.
@@ -133,9 +275,10 @@ pub struct EpochMetrics {
 
 impl EpochMetrics {
     /// Column names of [`EpochMetrics::csv_row`].
-    pub const CSV_HEADER: &'static str = "epoch,step,train_loss,train_recon,train_l1,train_kl,train_l2,train_auxk,test_loss,test_recon,test_l1,test_kl,test_l2,l0,dead_units,code_units,dead_fraction,samples_per_sec,seconds";
+    pub const CSV_HEADER: &'static str = "epoch,step,train_loss,train_recon,train_l1,train_kl,train_l2,train_auxk,test_loss,test_recon,test_l1,test_kl,test_l2,l0,dead_units,code_units,dead_fraction,samples_per_sec,seconds,dead_window_units,dead_window,window_full,active_threshold,rho,rho_hat_min,rho_hat_median,rho_hat_max,rho_off_target";
 
-    /// One CSV line (no newline); test columns are empty without validation.
+    /// One CSV line (no newline); test columns are empty without
+    /// validation, the ρ columns without a KL target on the code.
     pub fn csv_row(&self) -> String {
         let t = &self.train;
         let test = match &self.test {
@@ -159,6 +302,16 @@ impl EpochMetrics {
             self.dead_fraction,
             self.samples_per_sec,
             self.seconds
+        ) + &format!(
+            ",{},{},{},{},{}",
+            self.dead_window_units,
+            self.dead_window,
+            self.window_full,
+            self.active_threshold,
+            self.rho.map_or(",,,,".to_string(), |r| format!(
+                "{},{},{},{},{}",
+                r.rho, r.min, r.median, r.max, r.off_target
+            ))
         )
     }
 
@@ -177,8 +330,19 @@ impl EpochMetrics {
         };
         let test = self.test.as_ref().map_or("null".to_string(), parts);
         let means: Vec<String> = self.mean_activation.iter().map(|&v| json_num(v)).collect();
+        let rho = self.rho.map_or("null".to_string(), |r| {
+            format!(
+                "{{\"rho\":{},\"min\":{},\"median\":{},\"max\":{},\"off_target\":{},\"groups\":{}}}",
+                json_num(r.rho),
+                json_num(r.min),
+                json_num(r.median),
+                json_num(r.max),
+                r.off_target,
+                r.groups
+            )
+        });
         format!(
-            "{{\"epoch\":{},\"step\":{},\"train\":{},\"test\":{},\"l0\":{},\"dead_units\":{},\"code_units\":{},\"dead_fraction\":{},\"samples_per_sec\":{},\"seconds\":{},\"mean_activation\":[{}]}}",
+            "{{\"epoch\":{},\"step\":{},\"train\":{},\"test\":{},\"l0\":{},\"dead_units\":{},\"code_units\":{},\"dead_fraction\":{},\"dead_window_units\":{},\"dead_window\":{},\"window_full\":{},\"active_threshold\":{},\"rho_hat\":{rho},\"samples_per_sec\":{},\"seconds\":{},\"mean_activation\":[{}]}}",
             self.epoch,
             self.step,
             parts(&self.train),
@@ -187,6 +351,10 @@ impl EpochMetrics {
             self.dead_units,
             self.code_units,
             json_num(self.dead_fraction),
+            self.dead_window_units,
+            self.dead_window,
+            self.window_full,
+            json_num(self.active_threshold as f64),
             json_num(self.samples_per_sec),
             json_num(self.seconds),
             means.join(",")
@@ -200,5 +368,125 @@ pub fn json_num(v: f64) -> String {
         format!("{v}")
     } else {
         "null".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{LayerSpec, ModelBuilder};
+
+    fn dense(act: Activation, kl: bool) -> ModelConfig {
+        let b = ModelBuilder::new(6)
+            .code(4, act)
+            .decoder(6, Activation::Sigmoid);
+        if kl { b.kl(0.05, 3.0) } else { b }.build().unwrap()
+    }
+
+    #[test]
+    fn the_threshold_follows_the_code() {
+        assert_eq!(code_threshold(&dense(Activation::Relu, false)), 0.0);
+        assert_eq!(code_threshold(&dense(Activation::Tanh, false)), 0.0);
+        assert_eq!(code_threshold(&dense(Activation::Sigmoid, false)), 0.5);
+        assert_eq!(code_threshold(&dense(Activation::Sigmoid, true)), 0.005);
+        // A KL penalty on another layer sets no target for the code.
+        let other = ModelBuilder::new(6)
+            .encoder(5, Activation::Sigmoid)
+            .code(4, Activation::Sigmoid)
+            .decoder(6, Activation::Sigmoid)
+            .kl_on(0.1, 3.0, 0)
+            .build()
+            .unwrap();
+        assert_eq!(code_rho(&other), None);
+        assert_eq!(code_threshold(&other), 0.5);
+        assert!(CodeStats::for_model(&other).rho_spread().is_none());
+    }
+
+    #[test]
+    fn rho_spread_counts_groups_off_by_more_than_two() {
+        let r = RhoSpread::new(0.1, &[0.3, 0.05, 0.2, 0.049, 0.1]).unwrap();
+        assert_eq!((r.min, r.median, r.max), (0.049, 0.1, 0.3));
+        // 0.05 and 0.2 are on the band's edges; 0.049 and 0.3 are off.
+        assert_eq!((r.off_target, r.groups), (2, 5));
+        let even = RhoSpread::new(0.1, &[0.4, 0.1, 0.2, 0.0]).unwrap();
+        assert!((even.median - 0.15).abs() < 1e-15);
+        assert_eq!(even.off_target, 2);
+        assert!(RhoSpread::new(0.1, &[]).is_none());
+    }
+
+    /// A dead unit's mean activation is at most τ, so a unit whose mean is
+    /// above τ is never dead, whatever its values; a unit at ρ that never
+    /// passes 0.5 (the old sigmoid threshold) is alive.
+    #[test]
+    fn a_unit_dead_at_rho_over_ten_has_a_mean_below_it() {
+        let cfg = dense(Activation::Sigmoid, true);
+        let mut s = CodeStats::for_model(&cfg);
+        let mut old = CodeStats::new(4, Activation::Sigmoid);
+        let mut state = 12345u64;
+        for _ in 0..200 {
+            let mut row = [0.0f32; 4];
+            for (j, v) in row.iter_mut().enumerate() {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let u = (state >> 40) as f32 / (1u64 << 24) as f32;
+                // Unit 0 on target (0.02..0.08), unit 1 constant at ρ, unit 2
+                // at most 0.004 (< ρ/10), unit 3 mostly 0.001 with rare 0.9 (mean ≈ ρ).
+                *v = match j {
+                    0 => 0.02 + 0.06 * u,
+                    1 => 0.05,
+                    2 => 0.004 * u,
+                    _ if u > 0.95 => 0.9,
+                    _ => 0.001,
+                };
+            }
+            s.add(&row);
+            old.add(&row);
+        }
+        let means = s.mean_activation();
+        let fired = s.firing_rate();
+        for j in 0..4 {
+            if fired[j] == 0.0 {
+                assert!(means[j] <= s.threshold() as f64, "unit {j}");
+            }
+            if means[j] > s.threshold() as f64 {
+                assert!(fired[j] > 0.0, "unit {j}");
+            }
+        }
+        assert_eq!(s.dead(), 1, "only unit 2 stays below ρ/10");
+        assert_eq!(old.dead(), 3, "at 0.5 the units on target read as dead");
+        let r = s.rho_spread().unwrap();
+        assert_eq!(r.groups, 4);
+        assert_eq!(r.off_target, 1, "only unit 2 is off target: {r:?}");
+    }
+
+    /// A convolutional code's ρ̂ is per channel, over all its positions, as
+    /// the KL penalty takes it.
+    #[test]
+    fn a_conv_code_is_summarised_per_channel() {
+        let cfg = ModelBuilder::new(16)
+            .image(1, 4, 4)
+            .code_layer(LayerSpec::conv(2, 3, Activation::Sigmoid))
+            .layer(LayerSpec::conv(1, 3, Activation::Sigmoid))
+            .kl(0.1, 1.0)
+            .build()
+            .unwrap();
+        let mut s = CodeStats::for_model(&cfg);
+        // Channel 0: 0.1 everywhere; channel 1: 0.3 on half its positions, 0 elsewhere.
+        let mut row = vec![0.1f32; 32];
+        for (p, v) in row[16..].iter_mut().enumerate() {
+            *v = if p % 2 == 0 { 0.3 } else { 0.0 };
+        }
+        s.add(&row);
+        s.add(&row);
+        let r = s.rho_spread().unwrap();
+        assert_eq!(r.groups, 2);
+        assert!(
+            (r.min - 0.1).abs() < 1e-7 && (r.max - 0.15).abs() < 1e-7,
+            "{r:?}"
+        );
+        assert_eq!(r.off_target, 0);
+        // Per unit, the odd positions of channel 1 never fire.
+        assert_eq!(s.dead(), 8);
     }
 }

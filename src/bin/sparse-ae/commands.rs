@@ -486,7 +486,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             units
         ))?;
     } else {
-        out(&format!(
+        let mut lines = vec![format!(
             "samples     {n}
 loss        {:.6}
   recon     {:.6}
@@ -495,8 +495,7 @@ loss        {:.6}
   l2        {:.6}
 mse         {:.6}
 FVU         {:.4} (explained variance {:.4})
-L0          {:.3} active code units per sample
-dead units  {} of {units}",
+L0          {:.3} active code units per sample (h > {})",
             l.total(),
             l.recon,
             l.l1,
@@ -506,8 +505,16 @@ dead units  {} of {units}",
             ex.fvu,
             1.0 - ex.fvu,
             stats.l0(),
-            stats.dead(),
-        ))?;
+            stats.threshold()
+        )];
+        if let Some(r) = stats.rho_spread() {
+            lines.push(format!(
+                "rho_hat     median {:.4} [{:.4}, {:.4}] against rho {}; {} of {} off by more than 2x",
+                r.median, r.min, r.max, r.rho, r.off_target, r.groups
+            ));
+        }
+        lines.push(format!("dead units  {} of {}", stats.dead(), units));
+        out(&lines.join("\n"))?;
     }
     Ok(ExitCode::SUCCESS)
 }

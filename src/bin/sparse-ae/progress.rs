@@ -41,7 +41,7 @@ pub fn epoch_line(m: &EpochMetrics) -> String {
         String::new()
     };
     format!(
-        "epoch {:>3}  step {:>7}  train {:.5} (recon {:.5} l1 {:.2e} kl {:.2e} l2 {:.2e}{auxk}){test}  L0 {:.2}  dead {}/{} (window {:.1}%)  {:.0} samples/s  {:.2}s",
+        "epoch {:>3}  step {:>7}  train {:.5} (recon {:.5} l1 {:.2e} kl {:.2e} l2 {:.2e}{auxk}){test}  {}  {:.0} samples/s  {:.2}s",
         m.epoch,
         m.step,
         m.train.total(),
@@ -49,12 +49,38 @@ pub fn epoch_line(m: &EpochMetrics) -> String {
         m.train.l1,
         m.train.kl,
         m.train.l2,
-        m.l0,
-        m.dead_units,
-        m.code_units,
-        100.0 * m.dead_fraction,
+        sparsity(m),
         m.samples_per_sec,
         m.seconds
+    )
+}
+
+/// L0 (with its threshold when it is not 0), the spread of ρ̂ against ρ
+/// for a code with a KL target, and the two dead counts, each saying what
+/// it counts.
+fn sparsity(m: &EpochMetrics) -> String {
+    let above = if m.active_threshold != 0.0 {
+        format!(" (h > {})", m.active_threshold)
+    } else {
+        String::new()
+    };
+    let rho = m.rho.map_or(String::new(), |r| {
+        format!(
+            "  ρ̂ {:.4} [{:.4}, {:.4}] ρ {} ({}/{} off ×2)",
+            r.median, r.min, r.max, r.rho, r.off_target, r.groups
+        )
+    });
+    let window = if m.window_full {
+        format!(
+            "{}/{} in window of {}",
+            m.dead_window_units, m.code_units, m.dead_window
+        )
+    } else {
+        format!("window of {} not full", m.dead_window)
+    };
+    format!(
+        "L0 {:.2}{above}{rho}  dead {}/{} in epoch, {window}",
+        m.l0, m.dead_units, m.code_units
     )
 }
 
