@@ -288,3 +288,22 @@ def test_datasets_mnist_real(shared_mnist):
     (a, b), (c, e) = sparse_ae.datasets.mnist(shared_mnist)
     assert a.shape == (60000, 28, 28) and c.shape == (10000, 28, 28)
     assert b.shape == (60000,) and int(b.max()) == 9
+
+
+def test_state_dict_loads_into_torch(trained, tiny):
+    """With PyTorch installed (CI does not install it): the same network as
+    an nn.Sequential takes the state dict as it is and computes the same
+    reconstruction."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    net = nn.Module()
+    net.encoder = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 32), nn.ReLU())
+    net.decoder = nn.Sequential(nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 784), nn.Sigmoid())
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in trained.state_dict().items()})
+    _, _, (x_test, _) = tiny
+    x = (x_test[:16].reshape(16, -1) / np.float32(255)).astype(np.float32)
+    with torch.no_grad():
+        want = net.decoder(net.encoder(torch.from_numpy(x))).numpy()
+    np.testing.assert_allclose(trained.reconstruct(x), want, rtol=1e-4, atol=1e-5)
+    back = sparse_ae.Autoencoder.from_state_dict(trained.config, net.state_dict())
+    np.testing.assert_array_equal(back.encode(x), trained.encode(x))
