@@ -538,6 +538,36 @@ impl<T: Real> Autoencoder<T> {
         }
     }
 
+    /// The decoder alone: the layers after the code layer on `code: (batch,
+    /// code units)` (NCHW for a convolutional code), into `ws.h`; read x̂
+    /// with [`Autoencoder::reconstruction`]. The code is used as given (no
+    /// top-k selection), so the workspace must compute top-k codes densely
+    /// ([`TopkPath::Dense`]).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if `code` does not hold `ws.batch()` codes;
+    /// [`Error::Config`] for a workspace on the sparse top-k path.
+    pub fn decode(&self, ws: &mut Workspace<T>, code: &[T]) -> Result<()> {
+        let c = self.cfg.code_layer;
+        let want = ws.batch * self.cfg.width(c);
+        if code.len() != want || ws.h.len() != self.cfg.layers.len() {
+            return Err(Error::shape(
+                "Autoencoder::decode",
+                format!("{} × {} = {want} values", ws.batch, self.cfg.width(c)),
+                format!("{}", code.len()),
+            ));
+        }
+        if ws.sparse.is_some() {
+            return Err(Error::config(
+                "Autoencoder::decode",
+                "the workspace takes the sparse top-k path; decode needs one made with TopkPath::Dense",
+            ));
+        }
+        ws.h[c].copy_from_slice(code);
+        self.forward_layers(ws, &[], c + 1..self.cfg.layers.len());
+        Ok(())
+    }
+
     /// The reconstruction x̂ of the last forward pass, `(batch, in)`, written
     /// into `out` (applies the sigmoid to stored logits).
     pub fn reconstruction(&self, ws: &Workspace<T>, out: &mut [T]) {

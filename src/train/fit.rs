@@ -81,6 +81,12 @@ pub trait Observer {
     fn on_epoch(&mut self, _metrics: &EpochMetrics, _trainer: &Trainer<f32>) -> Result<()> {
         Ok(())
     }
+    /// Asked before each step: `false` ends training there, and [`fit`]
+    /// returns the epochs finished so far, with the model as the last step
+    /// left it (to stop on Ctrl-C, or after an epoch's record).
+    fn keep_going(&mut self) -> bool {
+        true
+    }
 }
 
 /// An observer that does nothing.
@@ -220,6 +226,9 @@ fn fit_in_pool(
         for k in first..spe {
             if opts.max_steps.is_some_and(|m| trainer.steps() >= m) {
                 break;
+            }
+            if !obs.keep_going() {
+                return Ok(out);
             }
             awake.beat();
             train.fill(order, k * batch, &mut x)?;

@@ -63,6 +63,64 @@ pub fn encode(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>
     Ok(out)
 }
 
+/// The reconstruction x̂ of every sample, `(n, in)` row-major, in input
+/// space (divided by s for samples of scale s).
+///
+/// # Errors
+/// [`Error::Shape`] if the samples do not fit the model.
+pub fn reconstruct(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>> {
+    let d = model.config().input;
+    let scale = samples.scale();
+    let mut out = vec![0.0f32; samples.len() * d];
+    for_batches(model, &mut { samples }, 1000, |start, x, ws| {
+        let rows = &mut out[start * d..start * d + x.len()];
+        model.reconstruction(ws, rows);
+        if scale != 1.0 {
+            rows.iter_mut().for_each(|v| *v /= scale);
+        }
+    })?;
+    Ok(out)
+}
+
+/// The decoder's output for `codes: (n, code units)` row-major: x̂ as
+/// [`reconstruct`] gives it, `(n, in)`, divided by `scale` (the input
+/// scale the model was trained with; 1 for none).
+///
+/// # Errors
+/// [`Error::Shape`] if `codes` does not hold whole codes;
+/// [`Error::Config`] for a scale that is not finite and positive.
+pub fn decode(model: &Autoencoder<f32>, codes: &[f32], scale: f32) -> Result<Vec<f32>> {
+    super::samples::check_scale(scale)?;
+    let cfg = model.config();
+    let (units, d) = (cfg.width(cfg.code_layer), cfg.input);
+    if !codes.len().is_multiple_of(units) {
+        return Err(Error::shape(
+            "decode",
+            format!("codes of {units} units"),
+            format!("{} values", codes.len()),
+        ));
+    }
+    let n = codes.len() / units;
+    let batch = n.clamp(1, 1000);
+    let mut ws = model.workspace_with(batch, crate::nn::TopkPath::Dense);
+    let mut out = vec![0.0f32; n * d];
+    let mut start = 0;
+    while start < n {
+        let len = batch.min(n - start);
+        if len != ws.batch() {
+            ws = model.workspace_with(len, crate::nn::TopkPath::Dense);
+        }
+        model.decode(&mut ws, &codes[start * units..(start + len) * units])?;
+        let rows = &mut out[start * d..(start + len) * d];
+        model.reconstruction(&ws, rows);
+        if scale != 1.0 {
+            rows.iter_mut().for_each(|v| *v /= scale);
+        }
+        start += len;
+    }
+    Ok(out)
+}
+
 /// Each sample's reconstruction error under the model's loss, mean over
 /// features (BCE from logits, or squared error; for `sse`, ½ the sum over
 /// features): a score for anomaly detection, higher = less typical. Squared

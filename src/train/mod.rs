@@ -11,7 +11,7 @@ pub mod step;
 
 pub use dead::DeadLatents;
 pub use fit::{FitOptions, Observer, Silent, evaluate, evaluate_rows, fit, fit_source};
-pub use infer::{Explained, encode, explained, explained_rows, score};
+pub use infer::{Explained, decode, encode, explained, explained_rows, reconstruct, score};
 pub use metrics::{CodeStats, EpochMetrics, RhoSpread};
 pub use samples::Samples;
 pub use source::{Chunked, EpochOrder, EpochSource, NpyRows, Rows, Shuffled};

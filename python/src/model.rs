@@ -1,0 +1,570 @@
+//! The `Autoencoder` class: a model of the engine and the input scale it
+//! was trained with, and the calls of `sparse-ae train`, `encode`, `eval`,
+//! `score` and `gradcheck` on NumPy arrays.
+
+use crate::arrays::Input;
+use crate::errors::{IntoPy, to_py};
+use crate::fit::{Bar, PyObserver, Shared, history};
+use numpy::{IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+use sparse_ae::gradcheck::{CheckOptions, check_model};
+use sparse_ae::io::json::Value;
+use sparse_ae::io::model_file::{load_model_scaled, save_model_scaled};
+use sparse_ae::nn::{Autoencoder, ModelConfig, Noise, PRESETS, ParamLayout, apply_noise, preset};
+use sparse_ae::optim::{AdamConfig, OptimizerConfig, SgdConfig};
+use sparse_ae::rng::Rng;
+use sparse_ae::train::{FitOptions, Trainer, evaluate as evaluate_all, explained, fit};
+use sparse_ae::{Error, train};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// How often a running `fit` looks at Python's signals and its progress bar.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Every preset: `(name, description)`.
+#[pyfunction]
+pub fn presets() -> Vec<(&'static str, &'static str)> {
+    PRESETS.to_vec()
+}
+
+/// The SIMD path the kernels run on (`avx512`, `avx2` or `scalar`).
+#[pyfunction]
+pub fn kernel_path() -> &'static str {
+    sparse_ae::kernels::Isa::active().name()
+}
+
+/// A configuration from a dict, JSON text, or the path of a JSON file.
+fn config_from(config: &Bound<'_, PyAny>) -> PyResult<ModelConfig> {
+    let py = config.py();
+    if let Ok(s) = config.cast::<PyString>() {
+        let text = s.to_cow()?;
+        if text.trim_start().starts_with('{') {
+            return ModelConfig::from_json(&text).py_err();
+        }
+        return read_config(PathBuf::from(&*text));
+    }
+    if config.cast::<PyDict>().is_ok() {
+        let text: String = py
+            .import("json")?
+            .call_method1("dumps", (config,))?
+            .extract()?;
+        return ModelConfig::from_json(&text).py_err();
+    }
+    if let Ok(p) = config.extract::<PathBuf>() {
+        return read_config(p);
+    }
+    Err(PyValueError::new_err(format!(
+        "config must be a dict, JSON text or the path of a JSON file, not {}",
+        config.get_type().name()?
+    )))
+}
+
+fn read_config(path: PathBuf) -> PyResult<ModelConfig> {
+    let bytes = std::fs::read(&path).map_err(|e| to_py(Error::io(&path, e)))?;
+    let value = sparse_ae::io::json::parse_named(&bytes, &path).py_err()?;
+    ModelConfig::from_json_value(&value).py_err()
+}
+
+/// `cfg` with its input noise replaced: a number is Gaussian noise of that
+/// standard deviation, a dict or JSON text the configuration's `noise` field.
+fn with_noise(cfg: &ModelConfig, noise: &Bound<'_, PyAny>) -> PyResult<ModelConfig> {
+    if let Ok(std) = noise.extract::<f64>() {
+        let mut c = cfg.clone();
+        c.noise = Noise::Gaussian { std };
+        c.validate().py_err()?;
+        return Ok(c);
+    }
+    let py = noise.py();
+    let text: String = if let Ok(s) = noise.cast::<PyString>() {
+        s.to_cow()?.into_owned()
+    } else {
+        py.import("json")?
+            .call_method1("dumps", (noise,))?
+            .extract()?
+    };
+    // A bare type name ("none", "masking") is {"type": name}.
+    let text = if text.trim_start().starts_with('{') {
+        text
+    } else {
+        format!("{{\"type\": \"{}\"}}", text.trim())
+    };
+    let noise_value = sparse_ae::io::json::parse(text.as_bytes()).py_err()?;
+    let Value::Object(mut fields) = cfg.to_json_value() else {
+        unreachable!("a configuration is a JSON object")
+    };
+    for (k, v) in &mut fields {
+        if k == "noise" {
+            *v = noise_value.clone();
+        }
+    }
+    ModelConfig::from_json_value(&Value::Object(fields)).py_err()
+}
+
+/// An autoencoder of the sparse-ae engine.
+///
+/// Make one with `Autoencoder.preset(name)`, `Autoencoder.from_config(cfg)`,
+/// `Autoencoder.load(path)` or `Autoencoder.from_state_dict(cfg, sd)`.
+/// Inputs are arrays of samples × features (more axes are flattened into
+/// the features) of float32, float64 or uint8 (scaled by 1/255), C- or
+/// Fortran-ordered.
+#[pyclass(name = "Autoencoder", module = "sparse_ae")]
+pub struct PyAutoencoder {
+    model: Autoencoder<f32>,
+    /// The input scale s its inputs are multiplied by (1 unless loaded from
+    /// a model trained on normalised inputs).
+    scale: f32,
+    /// The seed its weights were drawn from; the default seed of `fit`.
+    seed: u64,
+}
+
+impl PyAutoencoder {
+    fn new(cfg: ModelConfig, seed: u64) -> PyResult<PyAutoencoder> {
+        Ok(PyAutoencoder {
+            model: Autoencoder::new(cfg, seed).py_err()?,
+            scale: 1.0,
+            seed,
+        })
+    }
+
+    fn code_units(&self) -> usize {
+        let c = self.model.config();
+        c.width(c.code_layer)
+    }
+}
+
+#[pymethods]
+impl PyAutoencoder {
+    /// A preset model (see `sparse_ae.presets()`) for `input` features, its
+    /// weights drawn from `seed`.
+    #[staticmethod]
+    #[pyo3(signature = (name, input = 784, seed = 0))]
+    fn preset(name: &str, input: usize, seed: u64) -> PyResult<PyAutoencoder> {
+        PyAutoencoder::new(preset(name, input).py_err()?, seed)
+    }
+
+    /// A model of a configuration (a dict, JSON text or the path of a JSON
+    /// file, as `sparse-ae train --config` reads), its weights drawn from
+    /// `seed`.
+    #[staticmethod]
+    #[pyo3(signature = (config, seed = 0))]
+    fn from_config(config: &Bound<'_, PyAny>, seed: u64) -> PyResult<PyAutoencoder> {
+        PyAutoencoder::new(config_from(config)?, seed)
+    }
+
+    /// Loads a model file written by `save` or `sparse-ae train`.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<PyAutoencoder> {
+        let (model, scale) = py.detach(|| load_model_scaled(&path)).py_err()?;
+        Ok(PyAutoencoder {
+            model,
+            scale,
+            seed: 0,
+        })
+    }
+
+    /// Saves the model (safetensors with PyTorch names, the configuration
+    /// and the input scale in its metadata), atomically.
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| save_model_scaled(&path, &self.model, self.scale))
+            .py_err()
+    }
+
+    /// A model of `config` with the parameters of `state_dict` (names and
+    /// shapes as `state_dict()` gives them; values convertible to float32
+    /// arrays, such as NumPy arrays or CPU torch tensors).
+    #[staticmethod]
+    fn from_state_dict(
+        config: &Bound<'_, PyAny>,
+        state_dict: &Bound<'_, PyDict>,
+    ) -> PyResult<PyAutoencoder> {
+        let py = config.py();
+        let cfg = config_from(config)?;
+        cfg.validate().py_err()?;
+        let layout = ParamLayout::new(&cfg);
+        let np = py.import("numpy")?;
+        let mut params = vec![0.0f32; layout.len];
+        for t in &layout.tensors {
+            let v = state_dict.get_item(&t.name)?.ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "state_dict: no tensor `{}` (the configuration needs shape {:?})",
+                    t.name, t.shape
+                ))
+            })?;
+            let a = np.call_method1("ascontiguousarray", (v, "float32"))?;
+            let a = a.cast_into::<PyArrayDyn<f32>>()?;
+            if a.shape() != t.shape.as_slice() {
+                return Err(to_py(Error::shape(
+                    "from_state_dict",
+                    format!("`{}` of shape {:?}", t.name, t.shape),
+                    format!("shape {:?}", a.shape()),
+                )));
+            }
+            let ro = a.readonly();
+            let s = ro.as_slice()?;
+            if let Some(i) = s.iter().position(|v| !v.is_finite()) {
+                return Err(to_py(Error::NonFinite {
+                    step: 0,
+                    tensor: format!("`{}` (entry {i})", t.name),
+                }));
+            }
+            params[t.range()].copy_from_slice(s);
+        }
+        for k in state_dict.keys() {
+            let k: String = k.extract()?;
+            if layout.find(&k).is_none() {
+                return Err(PyValueError::new_err(format!(
+                    "state_dict: unexpected tensor `{k}` (not in this configuration)"
+                )));
+            }
+        }
+        Ok(PyAutoencoder {
+            model: Autoencoder::with_params(cfg, params).py_err()?,
+            scale: 1.0,
+            seed: 0,
+        })
+    }
+
+    /// The parameters as `{name: float32 array}` with PyTorch's
+    /// `nn.Sequential` names and shapes (`encoder.0.weight` is (out, in)),
+    /// copies: `torch_model.load_state_dict({k: torch.from_numpy(v) ...})`.
+    fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for t in &self.model.layout().tensors {
+            let a = PyArray1::from_slice(py, &self.model.params[t.range()]);
+            d.set_item(&t.name, a.reshape(t.shape.clone())?)?;
+        }
+        Ok(d)
+    }
+
+    /// The configuration as a dict (`from_config` takes it back).
+    #[getter]
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("json")?
+            .call_method1("loads", (self.model.config().to_json(),))
+    }
+
+    /// Features per sample.
+    #[getter]
+    fn input_dim(&self) -> usize {
+        self.model.config().input
+    }
+
+    /// Units of the code.
+    #[getter]
+    fn code_dim(&self) -> usize {
+        self.code_units()
+    }
+
+    /// The scale s inputs are multiplied by before they reach the model (1
+    /// unless the model was trained on normalised inputs).
+    #[getter]
+    fn input_scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// Number of parameters.
+    #[getter]
+    fn n_params(&self) -> usize {
+        self.model.params.len()
+    }
+
+    fn __repr__(&self) -> String {
+        let c = self.model.config();
+        let widths: Vec<String> = std::iter::once(c.input)
+            .chain((0..c.layers.len()).map(|l| c.width(l)))
+            .map(|w| w.to_string())
+            .collect();
+        format!(
+            "Autoencoder({}, code {} units, {} parameters)",
+            widths.join("-"),
+            self.code_units(),
+            self.model.params.len()
+        )
+    }
+
+    /// Trains the model, as `sparse-ae train` does with the same arguments:
+    /// the same configuration, seed and data give the same weights.
+    ///
+    /// Returns the per-epoch metrics as a dict of lists (Keras'
+    /// `History.history`). Each call starts a fresh optimizer on the
+    /// current weights. Ctrl-C stops between two steps and raises
+    /// `KeyboardInterrupt`, the model keeping the weights of the last step.
+    #[pyo3(signature = (
+        x, epochs = 10, batch_size = 256, optimizer = "adam", lr = None, momentum = 0.9,
+        seed = None, validation_data = None, noise = None, noise_seed = None, shuffle = true,
+        callbacks = None, verbose = true
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn fit<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        epochs: usize,
+        batch_size: usize,
+        optimizer: &str,
+        lr: Option<f64>,
+        momentum: f64,
+        seed: Option<u64>,
+        validation_data: Option<&Bound<'py, PyAny>>,
+        noise: Option<&Bound<'py, PyAny>>,
+        noise_seed: Option<u64>,
+        shuffle: bool,
+        callbacks: Option<Vec<Py<PyAny>>>,
+        verbose: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let seed = seed.unwrap_or(self.seed);
+        let opt = match optimizer.to_ascii_lowercase().as_str() {
+            "adam" => OptimizerConfig::Adam(AdamConfig {
+                lr: lr.unwrap_or(1e-3),
+                ..AdamConfig::default()
+            }),
+            "sgd" => OptimizerConfig::Sgd(SgdConfig {
+                lr: lr.unwrap_or(0.01),
+                momentum,
+            }),
+            o => {
+                return Err(PyValueError::new_err(format!(
+                    "optimizer must be \"adam\" or \"sgd\", got {o:?}"
+                )));
+            }
+        };
+        let model = match noise {
+            Some(n) => {
+                let cfg = with_noise(self.model.config(), n)?;
+                Autoencoder::with_params(cfg, self.model.params.clone()).py_err()?
+            }
+            None => self.model.clone(),
+        };
+        let xin = Input::new(x, "x")?;
+        // Keras' (x_val, y_val) pair: an autoencoder's target is its input.
+        let val = match validation_data {
+            Some(v) if v.cast::<PyTuple>().is_ok() => Some(v.get_item(0)?),
+            Some(v) => Some(v.clone()),
+            None => None,
+        };
+        let vin = val
+            .as_ref()
+            .map(|v| Input::new(v, "validation_data"))
+            .transpose()?;
+        let mut trainer = Trainer::new(
+            model,
+            opt,
+            batch_size,
+            noise_seed.unwrap_or(seed ^ 0x5eed_5eed),
+        )
+        .py_err()?;
+        let opts = FitOptions {
+            epochs,
+            max_steps: None,
+            shuffle,
+            shuffle_seed: seed,
+            eval_batch: 1000,
+        };
+        let callbacks = callbacks.unwrap_or_default();
+        let shared = Shared::default();
+        let mut obs = PyObserver {
+            shared: &shared,
+            callbacks: &callbacks,
+            history: Vec::new(),
+            error: None,
+            with_val: vin.is_some(),
+        };
+        let (xv, vv) = (xin.view(), vin.as_ref().map(|v| (v.view(), v.dim)));
+        let (dim, scale) = (xin.dim, self.scale);
+        let mut bar = Bar::new(py, (xin.n / batch_size * epochs) as u64, verbose);
+        let mut interrupted = None;
+        let result = std::thread::scope(|s| {
+            let worker = s.spawn(|| {
+                let _done = shared.done_on_drop();
+                xv.with_samples(dim, scale, |train| match &vv {
+                    Some((v, vdim)) => v.with_samples(*vdim, scale, |test| {
+                        fit(&mut trainer, train, Some(test), &opts, &mut obs)
+                    }),
+                    None => fit(&mut trainer, train, None, &opts, &mut obs),
+                })
+            });
+            while !py.detach(|| shared.wait_done(POLL)) {
+                if interrupted.is_none()
+                    && let Err(e) = py.check_signals()
+                {
+                    interrupted = Some(e);
+                    shared.stop.store(true, Ordering::Relaxed);
+                }
+                bar.update(
+                    shared.steps.load(Ordering::Relaxed),
+                    f64::from_bits(shared.loss.load(Ordering::Relaxed)),
+                );
+            }
+            worker.join()
+        });
+        bar.update(
+            shared.steps.load(Ordering::Relaxed),
+            f64::from_bits(shared.loss.load(Ordering::Relaxed)),
+        );
+        bar.close();
+        // Whatever happened, the model is the trainer's: whole steps only.
+        self.model = trainer.model;
+        let result = result.map_err(|_| {
+            pyo3::exceptions::PyRuntimeError::new_err("the training thread panicked")
+        })?;
+        if let Some(e) = interrupted {
+            return Err(e);
+        }
+        if let Some(e) = obs.error {
+            return Err(e);
+        }
+        result.py_err()?;
+        history(py, &obs.history, vin.is_some())
+    }
+
+    /// The code of each sample, float32 (samples, code units).
+    fn encode<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let xin = Input::new(x, "encode")?;
+        let v = xin.view();
+        let codes = py
+            .detach(|| v.with_samples(xin.dim, self.scale, |s| train::encode(&self.model, s)))
+            .py_err()?;
+        Ok(codes
+            .into_pyarray(py)
+            .reshape([xin.n, self.code_units()])?
+            .into_any())
+    }
+
+    /// The decoder's output for codes (samples, code units), float32
+    /// (samples, features), in input space.
+    fn decode<'py>(&self, py: Python<'py>, z: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let zin = Input::new(z, "decode")?;
+        let units = self.code_units();
+        if zin.dim != units {
+            return Err(to_py(Error::shape(
+                "decode",
+                format!("codes of {units} units"),
+                format!("shape {:?}", zin.shape),
+            )));
+        }
+        let v = zin.view();
+        let out = py
+            .detach(|| {
+                v.with_f32(|z| {
+                    if let Some(i) = z.iter().position(|v| !v.is_finite()) {
+                        return Err(Error::NonFinite {
+                            step: 0,
+                            tensor: format!("the codes: code {}, unit {}", i / units, i % units),
+                        });
+                    }
+                    train::decode(&self.model, z, self.scale)
+                })
+            })
+            .py_err()?;
+        Ok(out
+            .into_pyarray(py)
+            .reshape([zin.n, self.model.config().input])?
+            .into_any())
+    }
+
+    /// The reconstruction of each sample, float32, in the shape of `x`.
+    fn reconstruct<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let xin = Input::new(x, "reconstruct")?;
+        let v = xin.view();
+        let out = py
+            .detach(|| v.with_samples(xin.dim, self.scale, |s| train::reconstruct(&self.model, s)))
+            .py_err()?;
+        Ok(out.into_pyarray(py).reshape(xin.shape.clone())?.into_any())
+    }
+
+    /// Each sample's reconstruction error under the model's loss (mean over
+    /// features), float32 (samples,): higher is less typical.
+    fn score<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let xin = Input::new(x, "score")?;
+        let v = xin.view();
+        let out = py
+            .detach(|| v.with_samples(xin.dim, self.scale, |s| train::score(&self.model, s)))
+            .py_err()?;
+        Ok(out.into_pyarray(py).into_any())
+    }
+
+    /// The loss and its parts, MSE, FVU, L0 and dead units over `x`, as
+    /// `sparse-ae eval --json` prints them.
+    fn evaluate<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let xin = Input::new(x, "evaluate")?;
+        let v = xin.view();
+        let ((l, stats), ex) = py
+            .detach(|| {
+                v.with_samples(xin.dim, self.scale, |s| {
+                    Ok((
+                        evaluate_all(&self.model, s, 1000)?,
+                        explained(&self.model, s)?,
+                    ))
+                })
+            })
+            .py_err()?;
+        let d = PyDict::new(py);
+        d.set_item("samples", xin.n)?;
+        d.set_item("loss", l.total())?;
+        d.set_item("recon", l.recon)?;
+        d.set_item("l1", l.l1)?;
+        d.set_item("kl", l.kl)?;
+        d.set_item("l2", l.l2)?;
+        d.set_item("mse", ex.mse)?;
+        d.set_item("fvu", ex.fvu)?;
+        d.set_item("l0", stats.l0())?;
+        d.set_item("dead_units", stats.dead())?;
+        d.set_item("code_units", self.code_units())?;
+        Ok(d)
+    }
+
+    /// Checks the analytic gradient of the model at its current weights
+    /// against central differences in f64, on `batch` random samples (as
+    /// `sparse-ae gradcheck`). Returns `{"passed", "max_rel_err",
+    /// "tensors": {name: max relative error}}`.
+    #[pyo3(signature = (batch = 4, entries = 64, seed = 0, tolerance = 1e-6))]
+    fn gradcheck<'py>(
+        &self,
+        py: Python<'py>,
+        batch: usize,
+        entries: usize,
+        seed: u64,
+        tolerance: f64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if batch == 0 {
+            return Err(to_py(Error::config("batch", "must be at least 1")));
+        }
+        let report = py
+            .detach(|| {
+                let model = self.model.cast::<f64>();
+                let input_len = model.config().input;
+                let mut rng = Rng::new(seed ^ 0xda7a);
+                let clean: Vec<f64> = (0..batch * input_len).map(|_| rng.next_f64()).collect();
+                let mut input = clean.clone();
+                apply_noise(model.config().noise, &mut rng, &clean, &mut input);
+                let opts = CheckOptions {
+                    max_entries: entries.max(1),
+                    seed,
+                    tolerance,
+                    ..CheckOptions::default()
+                };
+                check_model(&model, &input, &clean, batch, &opts)
+            })
+            .py_err()?;
+        let d = PyDict::new(py);
+        d.set_item("passed", report.passed())?;
+        d.set_item("max_rel_err", report.max_rel_err())?;
+        let t = PyDict::new(py);
+        for r in &report.tensors {
+            t.set_item(&r.name, r.max_rel_err)?;
+        }
+        d.set_item("tensors", t)?;
+        Ok(d)
+    }
+}
