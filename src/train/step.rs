@@ -96,7 +96,7 @@ impl<T: Real> Trainer<T> {
                 "batch_size",
                 format!(
                     "{batch} samples would need a workspace of more than {} GiB for this model",
-                    (MAX_WORKSPACE * 4) >> 30
+                    MAX_WORKSPACE >> 28 // 4-byte floats, in GiB (no overflow on 32-bit)
                 ),
             ));
         }
