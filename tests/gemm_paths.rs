@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sparse_ae::kernels::gemm::{Loops, gemm_loops, reference};
 use sparse_ae::kernels::{Activation, Epilogue, Isa, MatMut, MatRef, Parallelism, gemm_with};
+#[cfg(not(target_family = "wasm"))]
 use sparse_ae::parallel::KeepAwake;
 
 every_isa!(
@@ -25,10 +26,12 @@ every_isa!(
     large_shapes,
     non_finite_inputs,
     epilogues,
-    threads_bit_identical,
     matches_matrixmultiply,
     wide_layers,
 );
+// WebAssembly (wasm32-wasip1) runs one thread: no pool of two to compare.
+#[cfg(not(target_family = "wasm"))]
+every_isa!(threads_bit_identical);
 
 /// A stored operand: `rows × cols` inside a slice with row stride `ld`, every
 /// element outside the view a NaN sentinel.
@@ -362,6 +365,7 @@ fn epilogues(isa: Isa) {
 /// (the small shapes run on the direct path as C and as Cᵀ). The two-thread
 /// runs keep the other thread awake, so the batch-32 shapes are split too
 /// (strips down to a single tile).
+#[cfg(not(target_family = "wasm"))]
 fn threads_bit_identical(isa: Isa) {
     let mut rng = StdRng::seed_from_u64(0x5eed_0006);
     for &(m, n, k, ta, tb) in &[

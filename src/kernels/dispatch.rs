@@ -2,14 +2,17 @@
 //!
 //! [`Isa::active`] is detected on first use: the best path the CPU has, or the
 //! one named by the `SPARSE_AE_KERNEL` environment variable (`scalar`, `avx2`,
-//! `avx512`). Internal kernel functions take an `Isa` argument so tests and
+//! `avx512`, `neon`, `simd128`). Internal kernel functions take an `Isa` argument so tests and
 //! benchmarks can run every path on one machine without touching the
 //! environment.
 //!
 //! Two more variables serve testing on machines of every kind:
-//! - `SPARSE_AE_MAX_ISA` (`scalar`, `avx2`) hides the paths above it, so one
+//! - `SPARSE_AE_MAX_ISA` (`scalar`, `avx2`, …) hides the paths above it, so one
 //!   machine can run the whole suite as an AVX2-only or a scalar-only CPU
-//!   would ([`Isa::is_available`] then says no for the hidden paths);
+//!   would ([`Isa::is_available`] then says no for the hidden paths). Paths
+//!   are ranked within their architecture: scalar < avx2 < avx512 on x86-64,
+//!   scalar < neon on aarch64, scalar < simd128 on wasm32; a cap compares
+//!   ranks, so `scalar` hides every SIMD path on any machine;
 //! - `SPARSE_AE_REQUIRE_ISA` (a comma list such as `avx2,avx512`) names paths
 //!   the tests must exercise: a listed path that is missing fails the tests
 //!   instead of being skipped ([`Isa::check_required`]).
@@ -26,6 +29,13 @@ pub enum Isa {
     Avx2,
     /// x86-64 AVX-512F (16 lanes of f32).
     Avx512,
+    /// aarch64 NEON / Advanced SIMD (4 lanes of f32, 32 registers), present
+    /// on every aarch64 CPU and detected at run time all the same.
+    Neon,
+    /// WebAssembly SIMD128 (4 lanes of f32). WebAssembly has no run-time
+    /// feature detection: the path exists when the module is compiled with
+    /// `-C target-feature=+simd128`.
+    Simd128,
 }
 
 /// Name of the environment variable that forces a kernel path.
@@ -40,8 +50,8 @@ pub const MAX_ENV: &str = "SPARSE_AE_MAX_ISA";
 pub const REQUIRE_ENV: &str = "SPARSE_AE_REQUIRE_ISA";
 
 impl Isa {
-    /// Every path, slowest first.
-    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+    /// Every path: scalar, then each architecture's paths slowest first.
+    pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon, Isa::Simd128];
 
     /// The name used by `SPARSE_AE_KERNEL` and in benchmark ids.
     pub fn name(self) -> &'static str {
@@ -49,16 +59,21 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+            Isa::Simd128 => "simd128",
         }
     }
 
-    /// Parses a path name (`scalar`, `avx2`, `avx512` and their aliases)
+    /// Parses a path name (`scalar`, `avx2`, `avx512`, `neon`, `simd128` and
+    /// their aliases)
     /// without asking whether the CPU has it.
     pub fn parse(name: &str) -> Option<Isa> {
         match name.trim().to_ascii_lowercase().as_str() {
             "scalar" => Some(Isa::Scalar),
             "avx2" | "avx2+fma" | "fma" => Some(Isa::Avx2),
             "avx512" | "avx512f" | "avx-512" => Some(Isa::Avx512),
+            "neon" | "asimd" => Some(Isa::Neon),
+            "simd128" | "wasm-simd" => Some(Isa::Simd128),
             _ => None,
         }
     }
@@ -78,29 +93,32 @@ impl Isa {
             Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => is_x86_feature_detected!("avx512f"),
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => true,
+            #[allow(unreachable_patterns)]
             _ => false,
         }
     }
 
-    /// Order of the paths, slowest first.
+    /// Order of the paths within their architecture, slowest first (paths
+    /// of different architectures never meet on one CPU).
     fn rank(self) -> u8 {
         match self {
             Isa::Scalar => 0,
-            Isa::Avx2 => 1,
+            Isa::Avx2 | Isa::Neon | Isa::Simd128 => 1,
             Isa::Avx512 => 2,
         }
     }
 
     /// The fastest path this CPU has.
     pub fn detect() -> Isa {
-        if Isa::Avx512.is_available() {
-            Isa::Avx512
-        } else if Isa::Avx2.is_available() {
-            Isa::Avx2
-        } else {
-            Isa::Scalar
-        }
+        Isa::ALL
+            .into_iter()
+            .filter(|i| i.is_available())
+            .max_by_key(|i| i.rank())
+            .unwrap_or(Isa::Scalar)
     }
 
     /// The paths this CPU can run, slowest first.
@@ -210,16 +228,16 @@ fn max_isa() -> Option<Isa> {
     })
 }
 
+/// The path names, for error messages.
+const NAMES: &str = "scalar, avx2, avx512, neon, simd128";
+
 /// Parses a `SPARSE_AE_MAX_ISA` value; unset or blank is no cap.
 fn parse_max(value: Option<&str>) -> Result<Option<Isa>> {
     match value.map(str::trim) {
         None | Some("") => Ok(None),
-        Some(v) => Isa::parse(v).map(Some).ok_or_else(|| {
-            Error::config(
-                MAX_ENV,
-                format!("{v:?} is not a kernel path (scalar, avx2, avx512)"),
-            )
-        }),
+        Some(v) => Isa::parse(v)
+            .map(Some)
+            .ok_or_else(|| Error::config(MAX_ENV, format!("{v:?} is not a kernel path ({NAMES})"))),
     }
 }
 
@@ -233,7 +251,7 @@ fn parse_list(value: Option<&str>) -> Result<Vec<Isa>> {
         let isa = Isa::parse(name).ok_or_else(|| {
             Error::config(
                 REQUIRE_ENV,
-                format!("{name:?} is not a kernel path (scalar, avx2, avx512)"),
+                format!("{name:?} is not a kernel path ({NAMES})"),
             )
         })?;
         if !out.contains(&isa) {
@@ -269,6 +287,8 @@ mod tests {
         assert_eq!(parse_max(None).unwrap(), None);
         assert_eq!(parse_max(Some(" ")).unwrap(), None);
         assert_eq!(parse_max(Some("AVX2")).unwrap(), Some(Isa::Avx2));
+        assert_eq!(parse_max(Some("neon")).unwrap(), Some(Isa::Neon));
+        assert_eq!(parse_max(Some("SIMD128")).unwrap(), Some(Isa::Simd128));
         assert!(parse_max(Some("sse9")).is_err());
         assert_eq!(parse_list(None).unwrap(), vec![]);
         assert_eq!(
@@ -291,6 +311,33 @@ mod tests {
                     isa.cpu_has() && isa.rank() <= max.rank()
                 );
             }
+        }
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for isa in Isa::ALL {
+            assert_eq!(Isa::parse(isa.name()), Some(isa));
+        }
+    }
+
+    #[test]
+    fn ranks_within_an_architecture() {
+        // A scalar cap hides every SIMD path; each SIMD path of one
+        // architecture ranks above scalar.
+        for isa in [Isa::Avx2, Isa::Avx512, Isa::Neon, Isa::Simd128] {
+            assert!(isa.rank() > Isa::Scalar.rank(), "{isa}");
+        }
+        assert!(Isa::Avx512.rank() > Isa::Avx2.rank());
+        // Only paths of this build's architecture can exist.
+        if !cfg!(target_arch = "x86_64") {
+            assert!(!Isa::Avx2.cpu_has() && !Isa::Avx512.cpu_has());
+        }
+        if !cfg!(target_arch = "aarch64") {
+            assert!(!Isa::Neon.cpu_has());
+        }
+        if !cfg!(target_arch = "wasm32") {
+            assert!(!Isa::Simd128.cpu_has());
         }
     }
 

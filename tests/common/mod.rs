@@ -98,7 +98,8 @@ pub fn run_on(isa: sparse_ae::kernels::Isa, check: impl FnOnce(sparse_ae::kernel
     }
 }
 
-/// One `#[test]` per kernel path (scalar, AVX2, AVX-512) for each listed
+/// One `#[test]` per kernel path (scalar, AVX2, AVX-512, NEON, SIMD128) for
+/// each listed
 /// check `fn(Isa)` of the invoking module.
 #[macro_export]
 macro_rules! every_isa {
@@ -116,6 +117,14 @@ macro_rules! every_isa {
             #[test]
             fn avx512() {
                 $crate::common::run_on(Isa::Avx512, super::$check)
+            }
+            #[test]
+            fn neon() {
+                $crate::common::run_on(Isa::Neon, super::$check)
+            }
+            #[test]
+            fn simd128() {
+                $crate::common::run_on(Isa::Simd128, super::$check)
             }
         }
     )*};
@@ -135,6 +144,14 @@ macro_rules! simd_isas {
             #[test]
             fn avx512() {
                 $crate::common::run_on(Isa::Avx512, super::$check)
+            }
+            #[test]
+            fn neon() {
+                $crate::common::run_on(Isa::Neon, super::$check)
+            }
+            #[test]
+            fn simd128() {
+                $crate::common::run_on(Isa::Simd128, super::$check)
             }
         }
     )*};

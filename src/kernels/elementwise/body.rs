@@ -477,6 +477,14 @@ pub(crate) fn u8_to_f32_scaled<S: Simd>(s: S, src: &[u8], dst: &mut [f32], scale
 /// Defines the `#[target_feature]` entry points of one instruction set: each
 /// builds the token (`$token`, a `#[target_feature]` constructor) and runs the
 /// generic body above, compiled with `$feat`.
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(unused_macros)
+)]
 macro_rules! isa_kernels {
     ($feat:literal, $token:expr) => {
         use crate::kernels::Activation;
@@ -571,5 +579,9 @@ macro_rules! isa_kernels {
         }
     };
 }
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
 pub(crate) use isa_kernels;

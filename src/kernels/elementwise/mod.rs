@@ -5,8 +5,8 @@
 //! Matrices are contiguous row-major `(rows, cols)` slices.
 //!
 //! The `isa` argument picks the path: [`Isa::Scalar`] runs the twin, and
-//! [`Isa::Avx2`] / [`Isa::Avx512`] run 8- or 16-lane bodies (`body.rs`, over
-//! the vocabulary of `simd.rs`) with masked tails. Every function **panics if
+//! [`Isa::Avx2`] / [`Isa::Avx512`] / [`Isa::Neon`] run 8-, 16- or 4-lane
+//! bodies (`body.rs`, over the vocabulary of `simd.rs`) with masked tails. Every function **panics if
 //! `isa` is not available on this CPU** ([`Isa::is_available`]); pass
 //! [`Isa::active`] unless testing a path on purpose.
 //!
@@ -26,10 +26,14 @@ pub(super) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512;
 mod body;
+#[cfg(target_arch = "aarch64")]
+pub(super) mod neon;
 mod noise;
 pub mod normal;
 pub mod scalar;
 pub(super) mod simd;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(super) mod simd128;
 
 pub use noise::{NoiseStreams, STREAMS};
 
@@ -61,8 +65,20 @@ macro_rules! dispatch {
                 // SAFETY: `checked` asserted that this CPU runs AVX-512F.
                 unsafe { avx512::$f($($arg),*) }
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => unreachable!("no SIMD path on this target"),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                // SAFETY: `checked` asserted that this CPU runs NEON.
+                unsafe { neon::$f($($arg),*) }
+            }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => {
+                // SAFETY: `checked` asserted the path, which this build
+                // compiles in (SIMD128 is a compile-time feature).
+                #[allow(unused_unsafe)]
+                unsafe { simd128::$f($($arg),*) }
+            }
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("kernel path {} is not built for this target", $isa),
         }
     };
 }

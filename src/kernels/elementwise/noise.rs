@@ -94,14 +94,15 @@ pub(crate) fn mask_threshold(p: f64) -> u32 {
     }
 }
 
-/// Whether one step of the 16 streams fills two vectors (8 lanes) or one.
+/// How many vectors one step of the 16 streams fills: 1 (16 lanes), 2 (8
+/// lanes) or 4 (4 lanes, NEON and SIMD128).
 #[inline(always)]
-fn two_halves<S: Simd>() -> bool {
-    debug_assert!(S::LANES == STREAMS || 2 * S::LANES == STREAMS);
-    S::LANES < STREAMS
+fn groups<S: Simd>() -> usize {
+    debug_assert!(S::LANES * (STREAMS / S::LANES) == STREAMS && S::LANES >= 4);
+    STREAMS / S::LANES
 }
 
-/// The state words of the streams of half `h` (streams h·LANES ..).
+/// The state words of the streams of group `h` (streams h·LANES ..).
 #[inline(always)]
 fn load<S: Simd>(s: S, st: &NoiseStreams, h: usize) -> [S::U; 4] {
     let w = &st.words[h * S::LANES..];
@@ -120,9 +121,9 @@ fn store<S: Simd>(s: S, g: &[S::U; 4], st: &mut NoiseStreams, h: usize) {
     }
 }
 
-/// Runs `step(state, h)` for each half of the streams once per block of
+/// Runs `step(state, h)` for each group of the streams once per block of
 /// `block` elements until `n` are covered, the state held in registers (the
-/// halves as separate variables, so nothing spills to a loop over memory).
+/// groups as separate variables, so nothing spills to a loop over memory).
 #[inline(always)]
 fn run_blocks<S: Simd>(
     s: S,
@@ -131,23 +132,32 @@ fn run_blocks<S: Simd>(
     block: usize,
     mut step: impl FnMut(&mut [S::U; 4], usize, usize),
 ) {
+    // Groups past `groups` are never stepped nor stored; the count is a
+    // constant of `S`, so those branches vanish.
+    let groups = groups::<S>();
     let mut g0 = load(s, st, 0);
-    let mut g1 = if two_halves::<S>() {
-        load(s, st, 1)
-    } else {
-        g0
-    };
+    let mut g1 = if groups > 1 { load(s, st, 1) } else { g0 };
+    let mut g2 = if groups > 2 { load(s, st, 2) } else { g0 };
+    let mut g3 = if groups > 2 { load(s, st, 3) } else { g0 };
     let mut blk = 0;
     while blk < n {
         step(&mut g0, blk, 0);
-        if two_halves::<S>() {
+        if groups > 1 {
             step(&mut g1, blk, 1);
+        }
+        if groups > 2 {
+            step(&mut g2, blk, 2);
+            step(&mut g3, blk, 3);
         }
         blk += block;
     }
     store(s, &g0, st, 0);
-    if two_halves::<S>() {
+    if groups > 1 {
         store(s, &g1, st, 1);
+    }
+    if groups > 2 {
+        store(s, &g2, st, 2);
+        store(s, &g3, st, 3);
     }
 }
 

@@ -20,10 +20,19 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_strided;
 mod direct;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod pack;
 mod params;
+#[cfg(any(
+    target_arch = "aarch64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
+mod quad;
 pub mod reference;
 mod scalar;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128;
 
 use super::{Activation, Isa, Real};
 use pack::Strided;
@@ -313,6 +322,8 @@ pub fn blocking_summary(isa: Isa) -> String {
         Isa::Scalar => params::SCALAR,
         Isa::Avx2 => params::AVX2,
         Isa::Avx512 => params::AVX512,
+        Isa::Neon => params::NEON,
+        Isa::Simd128 => params::SIMD128,
     };
     format!(
         "tile {}×{}, MC {}, KC {}, NC {}",
@@ -421,8 +432,16 @@ pub fn gemm_loops(
             // SAFETY: as below, and avx512f was asserted available.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => unsafe { direct::run::<avx512::Avx512>(&job, plan, m, n, k, threads) },
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => unreachable!("only the scalar path is available off x86-64"),
+            // SAFETY: as below, and NEON was asserted available.
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => unsafe { direct::run::<neon::Neon>(&job, plan, m, n, k, threads) },
+            // SAFETY: as below; SIMD128 is compiled in.
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => unsafe {
+                direct::run::<simd128::Simd128>(&job, plan, m, n, k, threads)
+            },
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("kernel path {isa} is not built for this target"),
         }
         return;
     }
@@ -437,8 +456,14 @@ pub fn gemm_loops(
         // SAFETY: as above, and avx512f was asserted available.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { run::<avx512::Avx512>(&job, m, n, k, threads) },
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("only the scalar path is available off x86-64"),
+        // SAFETY: as above, and NEON was asserted available.
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => unsafe { run::<neon::Neon>(&job, m, n, k, threads) },
+        // SAFETY: as above; SIMD128 is compiled in.
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => unsafe { run::<simd128::Simd128>(&job, m, n, k, threads) },
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("kernel path {isa} is not built for this target"),
     }
 }
 
@@ -851,7 +876,11 @@ mod tests {
 
     /// Whether to run a path: yes when available; otherwise it is reported
     /// as skipped, or fails the test when `SPARSE_AE_REQUIRE_ISA` lists it.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    ))]
     fn runs(isa: Isa) -> bool {
         let run = isa.check_required().unwrap_or_else(|e| panic!("{e}"));
         if !run {
@@ -944,6 +973,14 @@ mod tests {
                 if runs(Isa::Avx512) {
                     $check::<avx512::Avx512>();
                 }
+            }
+            #[cfg(target_arch = "aarch64")]
+            if runs(Isa::Neon) {
+                $check::<neon::Neon>();
+            }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            if runs(Isa::Simd128) {
+                $check::<simd128::Simd128>();
             }
         }};
     }

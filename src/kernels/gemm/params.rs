@@ -55,6 +55,7 @@ pub(crate) const SCALAR: Blocking = Blocking {
 /// AVX2 + FMA: a 6×16 tile = 12 ymm accumulators + 2 B vectors + 1 broadcast
 /// (15 of 16 registers), 12 FMAs per 8 loads. A micro-panel 6·256·4 B = 6 KiB
 /// in L1; B block 256·512·4 B = 512 KiB in L2.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const AVX2: Blocking = Blocking {
     mr: 6,
     nr: 16,
@@ -76,6 +77,38 @@ pub(crate) const AVX512: Blocking = Blocking {
     nr: 32,
     mc: 1680,
     kc: 512,
+    nc: 512,
+};
+
+/// NEON (aarch64): an 8×12 tile = 24 accumulators + 3 B vectors + 2 A
+/// vectors whose lanes feed `fmla` by element (29 of 32 registers), 24 FMAs
+/// per 5 loads (see `neon.rs`). Caches assumed: Neoverse (Graviton 2/3) L1d
+/// 64 KiB and L2 1 MiB per core; Apple M-series performance cores have 128
+/// KiB L1d and a 12–16 MiB shared L2, so these blocks are conservative there.
+/// A micro-panel 8·256·4 B = 8 KiB in L1; B block 256·480·4 B = 480 KiB,
+/// about half of a 1 MiB L2; MC = 512 keeps the A block (512 KiB) streaming.
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+pub(crate) const NEON: Blocking = Blocking {
+    mr: 8,
+    nr: 12,
+    mc: 512,
+    kc: 256,
+    nc: 480,
+};
+
+/// WebAssembly SIMD128: a 4×8 tile = 8 accumulators + 2 B vectors + 1 A
+/// vector (and a lane splat), because the engine maps v128 onto the host's
+/// registers and an x86-64 host has only 16 (an 8×12 tile would spill). A
+/// micro-panel 4·256·4 B = 4 KiB; B block 256·512·4 B = 512 KiB.
+#[cfg_attr(
+    not(all(target_arch = "wasm32", target_feature = "simd128")),
+    allow(dead_code)
+)]
+pub(crate) const SIMD128: Blocking = Blocking {
+    mr: 4,
+    nr: 8,
+    mc: 256,
+    kc: 256,
     nc: 512,
 };
 
@@ -126,8 +159,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn blocks_fit_the_reserved_buffers() {
+        let reserved = AVX512.mc * AVX512.kc;
+        for p in [SCALAR, AVX2, NEON, SIMD128] {
+            assert!(p.mc * p.kc <= reserved && p.kc * p.nc <= reserved, "{p:?}");
+        }
+        // The 4-lane strided tile handles up to 8×12.
+        for p in [NEON, SIMD128] {
+            assert!(p.mr <= 8 && p.nr <= 12 && p.mr % 4 == 0 && p.nr % 4 == 0);
+        }
+    }
+
+    #[test]
     fn blocks_are_whole_tiles() {
-        for p in [SCALAR, AVX2, AVX512] {
+        for p in [SCALAR, AVX2, AVX512, NEON, SIMD128] {
             assert_eq!(p.mc % p.mr, 0, "{p:?}");
             assert_eq!(p.nc % p.nr, 0, "{p:?}");
         }

@@ -86,6 +86,14 @@ pub(super) fn sddmm<S: Simd>(
 }
 
 /// Defines the `#[target_feature]` entry points of one instruction set.
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(unused_macros)
+)]
 macro_rules! isa_entry_points {
     ($feat:literal, $token:expr) => {
         use super::{Csr, body};
@@ -107,5 +115,9 @@ macro_rules! isa_entry_points {
         }
     };
 }
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
 pub(super) use isa_entry_points;

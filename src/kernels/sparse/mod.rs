@@ -29,7 +29,11 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod body;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 pub mod scalar;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128;
 
 use super::{Isa, MatMut, MatRef};
 
@@ -78,8 +82,22 @@ pub fn spmm(isa: Isa, s: Csr<'_, f32>, a: MatRef<'_, f32>, c: MatMut<'_, f32>) {
             // SAFETY: `checked` asserted that this CPU runs AVX-512F.
             unsafe { avx512::spmm(s, a, c) }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("no SIMD path on this target"),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            // SAFETY: `checked` asserted that this CPU runs NEON.
+            unsafe { neon::spmm(s, a, c) }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => {
+            // SAFETY: `checked` asserted the path, which this build compiles
+            // in (SIMD128 is a compile-time feature).
+            #[allow(unused_unsafe)]
+            unsafe {
+                simd128::spmm(s, a, c)
+            }
+        }
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("kernel path {isa} is not built for this target"),
     }
 }
 
@@ -113,8 +131,22 @@ pub fn sddmm(
             // SAFETY: `checked` asserted that this CPU runs AVX-512F.
             unsafe { avx512::sddmm(starts, cols, x, y, out) }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("no SIMD path on this target"),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            // SAFETY: `checked` asserted that this CPU runs NEON.
+            unsafe { neon::sddmm(starts, cols, x, y, out) }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => {
+            // SAFETY: `checked` asserted the path, which this build compiles
+            // in (SIMD128 is a compile-time feature).
+            #[allow(unused_unsafe)]
+            unsafe {
+                simd128::sddmm(starts, cols, x, y, out)
+            }
+        }
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("kernel path {isa} is not built for this target"),
     }
 }
 
@@ -133,6 +165,7 @@ pub fn sddmm(
 /// available on this CPU.
 pub fn transpose(isa: Isa, src: MatRef<'_, f32>, dst: MatMut<'_, f32>) {
     scalar::check_transpose(&src, &dst);
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     let gather_ok = src
         .ld
         .checked_mul(16)
