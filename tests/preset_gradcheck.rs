@@ -1,7 +1,7 @@
 //! `sparse-ae gradcheck`'s check on every preset (784 inputs), as the CLI
 //! runs it: seeds 1–5, batches 1 and 4, default step and tolerance (10⁻⁶),
 //! on a sampled subset of entries (2 per tensor here; the CLI's 32 were run
-//! by hand, see the README) plus every tensor's directional derivative. And
+//! by hand, see docs/maths.md) plus every tensor's directional derivative. And
 //! the check catches a 10⁻⁴ relative error in any one weight gradient of
 //! `deep`.
 
