@@ -381,10 +381,11 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             None => String::new(),
         };
         note!(
-            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {}, {} kernels; test set {n_test} samples (startup {:.0} ms)",
+            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {}, {} kernels ({}); test set {n_test} samples (startup {:.0} ms)",
             trainer.model.params.len(),
             trainer.batch(),
             sparse_ae::kernels::Isa::active(),
+            sparse_ae::kernels::gemm::blocking_summary(sparse_ae::kernels::Isa::active()),
             start.elapsed().as_secs_f64() * 1e3
         );
     }
@@ -726,7 +727,11 @@ pub fn info() -> Result<ExitCode> {
             isa_list(all.clone().filter(|i| i.cpu_has() && !i.is_available())),
             isa_list(all.filter(|i| !i.cpu_has())),
         ),
-        format!("active kernel path: {}", Isa::active()),
+        format!(
+            "active kernel path: {} ({})",
+            Isa::active(),
+            sparse_ae::kernels::gemm::blocking_summary(Isa::active())
+        ),
         format!("threads: {}", rayon::current_num_threads()),
     ];
     out(&lines.join("\n"))?;

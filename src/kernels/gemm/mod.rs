@@ -315,8 +315,9 @@ pub fn gemm_with(
     gemm_loops(isa, par, Loops::Auto, alpha, a, b, beta, c, epi)
 }
 
-/// The register tile and cache blocks a path uses on this CPU, as one line
-/// (`tile 14×32, MC 1680, KC 512, NC 512`), for benchmarks and reports.
+/// The register tile and cache blocks a path uses on this CPU (its own
+/// blocks fitted to the caches, `Blocking::fitted`), as one line (`tile
+/// 14×32, MC 1680, KC 512, NC 512`), for benchmarks and reports.
 pub fn blocking_summary(isa: Isa) -> String {
     let p = match isa {
         Isa::Scalar => params::SCALAR,
@@ -325,9 +326,18 @@ pub fn blocking_summary(isa: Isa) -> String {
         Isa::Neon => params::NEON,
         Isa::Simd128 => params::SIMD128,
     };
+    let f = p.for_this_cpu();
+    let fitted = if f == p {
+        String::new()
+    } else {
+        format!(
+            " (cut from KC {}, NC {} to fit this CPU's caches)",
+            p.kc, p.nc
+        )
+    };
     format!(
-        "tile {}×{}, MC {}, KC {}, NC {}",
-        p.mr, p.nr, p.mc, p.kc, p.nc
+        "tile {}×{}, MC {}, KC {}, NC {}{fitted}",
+        f.mr, f.nr, f.mc, f.kc, f.nc
     )
 }
 
@@ -685,7 +695,7 @@ unsafe fn block_loops<K: MicroKernel>(
     abuf: &mut Vec<f32>,
     bbuf: &mut Vec<f32>,
 ) {
-    let Blocking { mr, nr, mc, kc, nc } = K::P;
+    let Blocking { mr, nr, mc, kc, nc } = K::P.for_this_cpu();
     let abuf = aligned(abuf, mc * kc);
     let bbuf = aligned(bbuf, kc * nc);
     let has_epi = job.bias.is_some() || job.act != Activation::Linear;

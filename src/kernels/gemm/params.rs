@@ -26,6 +26,8 @@
 //! should take at most about half of L2. MC only bounds the packed A block and
 //! how often B is repacked (m/MC times).
 
+use crate::kernels::CpuInfo;
+
 /// Block sizes of one kernel path; MC is a multiple of MR, NC of NR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Blocking {
@@ -39,6 +41,37 @@ pub(crate) struct Blocking {
     pub kc: usize,
     /// Columns of a packed B block.
     pub nc: usize,
+}
+
+impl Blocking {
+    /// These blocks fitted to a CPU's caches (`None`: size unknown, block
+    /// kept): KC is cut so that the A micro-panel (MR·KC floats) takes at
+    /// most 7/8 of L1d, leaving room for the B̃ lines streaming past it, and
+    /// NC so that the packed B block (KC·NC floats) fits L2. Only ever
+    /// smaller than the path's own blocks, which fit every CPU measured
+    /// (Ice Lake: L1d 48 KiB, L2 1.25 MiB; Zen 3: 32 KiB, 512 KiB; Zen 4:
+    /// 32 KiB, 1 MiB, where a B block of half the L2 was measured no faster
+    /// than one filling it), so a CPU with smaller caches gets smaller blocks
+    /// and those keep theirs. KC stays a multiple of 16 and at least 64, NC a
+    /// multiple of NR.
+    pub(crate) fn fitted(self, l1d: Option<usize>, l2: Option<usize>) -> Blocking {
+        let mut p = self;
+        if let Some(l1d) = l1d {
+            let kc_max = (l1d / 8 * 7 / (4 * p.mr)) / 16 * 16;
+            p.kc = p.kc.min(kc_max.max(64));
+        }
+        if let Some(l2) = l2 {
+            let nc_max = l2 / (4 * p.kc) / p.nr * p.nr;
+            p.nc = p.nc.min(nc_max.max(p.nr));
+        }
+        p
+    }
+
+    /// [`Blocking::fitted`] to the running CPU ([`CpuInfo::get`]).
+    pub(crate) fn for_this_cpu(self) -> Blocking {
+        let cpu = CpuInfo::get();
+        self.fitted(cpu.l1d, cpu.l2)
+    }
 }
 
 /// Portable path: a 4×8 tile of scalars (32 accumulators, which the compiler
@@ -168,6 +201,32 @@ mod tests {
         for p in [NEON, SIMD128] {
             assert!(p.mr <= 8 && p.nr <= 12 && p.mr % 4 == 0 && p.nr % 4 == 0);
         }
+    }
+
+    #[test]
+    fn blocks_fit_the_caches_they_are_meant_for() {
+        const K: usize = 1 << 10;
+        for p in [SCALAR, AVX2, AVX512, NEON, SIMD128] {
+            // Every CPU measured keeps the path's own blocks.
+            for (l1d, l2) in [(48 * K, 1280 * K), (32 * K, 512 * K), (32 * K, 1024 * K)] {
+                if p.mr * p.kc * 4 <= l1d / 8 * 7 && p.kc * p.nc * 4 <= l2 {
+                    assert_eq!(p.fitted(Some(l1d), Some(l2)), p, "{p:?}");
+                }
+            }
+            assert_eq!(p.fitted(None, None), p);
+            // Smaller caches: smaller blocks that fit them, still whole tiles.
+            for (l1d, l2) in [(16 * K, 256 * K), (32 * K, 256 * K), (8 * K, 128 * K)] {
+                let f = p.fitted(Some(l1d), Some(l2));
+                assert!(f.kc <= p.kc && f.nc <= p.nc && f.mc == p.mc, "{f:?}");
+                assert!(f.kc >= 64 && f.kc % 16 == 0 && f.nc % f.nr == 0, "{f:?}");
+                assert!(f.mr * f.kc * 4 <= l1d / 8 * 7 || f.kc == 64, "{f:?} {l1d}");
+                assert!(f.kc * f.nc * 4 <= l2 || f.nc == f.nr, "{f:?} {l2}");
+            }
+        }
+        // AVX2 on a 256 KiB L2 (client cores): the B block halves.
+        assert_eq!(AVX2.fitted(Some(32 * K), Some(256 * K)).nc, 256);
+        // AVX-512 on a 32 KiB L1d keeps KC = 512 (28 KiB micro-panel).
+        assert_eq!(AVX512.fitted(Some(32 * K), Some(1024 * K)), AVX512);
     }
 
     #[test]
