@@ -54,6 +54,13 @@ fn fails(args: &[&str]) -> String {
     err
 }
 
+/// `train --preset shallow --data DATA --out OUT`, then `extra`.
+fn shallow<'a>(data: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["train", "--preset", "shallow", "--data", data, "--out", out];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -274,35 +281,17 @@ fn bce_refuses_targets_outside_the_unit_interval() {
         ("raw.npy", |i| (i % 256) as f32),
     ] {
         let data = npy_file(&dir, name, 40, 8, f);
-        let e = fails(&[
-            "train",
-            "--preset",
-            "shallow",
-            "--data",
-            s(&data),
-            "--out",
-            s(&out),
-            "-q",
-        ]);
+        let e = fails(&shallow(s(&data), s(&out), &["-q"]));
         has(&e, &["binary cross-entropy", "[0, 1]", "mse"]);
         assert!(!out.exists(), "{name}: a model was written");
     }
     // In range, it trains; a BCE model evaluated on out-of-range data is refused.
     let fine = npy_file(&dir, "fine.npy", 40, 8, |i| (i % 5) as f32 / 4.0);
-    ok(&[
-        "train",
-        "--preset",
-        "shallow",
-        "--data",
+    ok(&shallow(
         s(&fine),
-        "--out",
         s(&out),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-        "-q",
-    ]);
+        &["--epochs", "1", "--batch-size", "8", "-q"],
+    ));
     let fives = dir.join("fives.npy");
     let e = fails(&["eval", "-m", s(&out), "--data", s(&fives)]);
     has(&e, &["binary cross-entropy", "[0, 1]"]);
@@ -427,19 +416,11 @@ fn resume_refuses_flags_it_cannot_honour() {
 fn presets_adapted_to_the_data_say_so() {
     let data = tiny_idx("validation_preset", 8);
     let out = data.join("m.safetensors");
-    let e = ok(&[
-        "train",
-        "--preset",
-        "shallow",
-        "--data",
+    let e = ok(&shallow(
         s(&data),
-        "--out",
         s(&out),
-        "--steps",
-        "1",
-        "--batch-size",
-        "16",
-    ]);
+        &["--steps", "1", "--batch-size", "16"],
+    ));
     let first = e.lines().next().unwrap();
     has(first, &["preset `shallow`", "784", "64-32-64"]);
     let odd = tiny_idx("validation_preset_odd", 10);
@@ -465,36 +446,27 @@ fn presets_adapted_to_the_data_say_so() {
 fn dead_window_is_bounded_at_the_flag() {
     let data = tiny_idx("validation_window", 8);
     let out = data.join("m.safetensors");
-    let e = fails(&[
-        "train",
-        "--preset",
-        "shallow",
-        "--data",
+    let e = fails(&shallow(
         s(&data),
-        "--out",
         s(&out),
-        "--dead-window",
-        "18446744073709551615",
-    ]);
+        &["--dead-window", "18446744073709551615"],
+    ));
     has(&e, &["--dead-window", "1..=9007199254740991"]);
     assert!(!out.exists());
     // The largest accepted window round-trips through a model file.
-    ok(&[
-        "train",
-        "--preset",
-        "shallow",
-        "--data",
+    ok(&shallow(
         s(&data),
-        "--out",
         s(&out),
-        "--steps",
-        "1",
-        "--batch-size",
-        "16",
-        "--dead-window",
-        "9007199254740991",
-        "-q",
-    ]);
+        &[
+            "--steps",
+            "1",
+            "--batch-size",
+            "16",
+            "--dead-window",
+            "9007199254740991",
+            "-q",
+        ],
+    ));
     assert_eq!(
         load_model(&out).unwrap().config().sae.dead_window,
         (1 << 53) - 1
@@ -719,15 +691,7 @@ fn messages_name_the_cause_briefly() {
     bytes.extend([0u8; 32]);
     std::fs::write(&p, bytes).unwrap();
     let out = dir.join("m.safetensors");
-    let e = fails(&[
-        "train",
-        "--preset",
-        "shallow",
-        "--data",
-        s(&p),
-        "--out",
-        s(&out),
-    ]);
+    let e = fails(&shallow(s(&p), s(&out), &[]));
     has(&e, &["list.npy", "`shape` is written as a list", "tuple"]);
     assert!(!e.contains("structured"), "{e}");
 }

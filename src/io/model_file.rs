@@ -106,12 +106,7 @@ pub const MAX_STEPS: u64 = 1 << 53;
 /// # Errors
 /// [`Error::Config`] naming `field`.
 pub fn check_input_scale(scale: f32, cfg: &ModelConfig, field: &str) -> Result<()> {
-    if !(scale.is_finite() && scale > 0.0) {
-        return Err(Error::config(
-            field,
-            format!("{scale} is not a finite positive number"),
-        ));
-    }
+    crate::train::samples::check_scale_named(scale, field)?;
     if scale != 1.0 && cfg.loss == crate::nn::Loss::Bce {
         return Err(Error::config(
             field,

@@ -169,12 +169,17 @@ impl<'a> Samples<'a> {
 /// # Errors
 /// [`Error::Config`] naming the value otherwise.
 pub fn check_scale(scale: f32) -> Result<()> {
+    check_scale_named(scale, "input_scale")
+}
+
+/// [`check_scale`] with the name of the field or option that holds it.
+pub(crate) fn check_scale_named(scale: f32, field: &str) -> Result<()> {
     if scale.is_finite() && scale > 0.0 {
         Ok(())
     } else {
         Err(Error::config(
-            "input_scale",
-            format!("must be finite and positive, got {scale}"),
+            field,
+            format!("{scale} is not a finite positive number"),
         ))
     }
 }
