@@ -24,7 +24,9 @@
 //! L1, so it should take at most about half of L1 alongside the streaming B
 //! lines; the packed B block (KC·NC floats) is reused MC/MR times from L2, so it
 //! should take at most about half of L2. MC only bounds the packed A block and
-//! how often B is repacked (m/MC times).
+//! how often B is repacked (m/MC times). At run time each path's blocks are
+//! fitted to the running CPU's caches ([`Blocking::fitted`]): on a CPU with
+//! a smaller L1d or L2 than these assume, KC and NC shrink to fit.
 
 use crate::kernels::CpuInfo;
 
