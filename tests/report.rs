@@ -639,7 +639,7 @@ fn demo_report_renders_and_decodes() {
             heading: "Loss".into(),
             text: Some("Binary cross-entropy per pixel, <train> & \"validation\".".into()),
             images: vec![img("loss.png", "linear"), img("loss_log.png", "log y")],
-            table: None,
+            ..Default::default()
         },
         Section {
             heading: "Reconstructions".into(),
@@ -671,7 +671,7 @@ fn demo_report_renders_and_decodes() {
                     vec!["KL".into(), "0.0755".into(), "0.0".into()],
                 ],
             }),
-            text: None,
+            ..Default::default()
         },
     ];
     let index = write_index(&dir, "sparse-ae report <demo>", &sections).unwrap();

@@ -75,6 +75,31 @@ pub fn line_plot(
     y_label: &str,
     log_y: bool,
 ) -> Canvas {
+    lines(series, title, x_label, y_label, log_y, 0)
+}
+
+/// A [`line_plot`] of series over optimizer steps, with the x ticks at
+/// whole epochs of `steps_per_epoch` steps, labelled by epoch number, and
+/// the x axis labelled so. A run shorter than one epoch (or
+/// `steps_per_epoch` 0) gets nice ticks in steps instead.
+pub fn step_plot(
+    series: &[Series],
+    title: &str,
+    y_label: &str,
+    log_y: bool,
+    steps_per_epoch: u64,
+) -> Canvas {
+    lines(series, title, "step", y_label, log_y, steps_per_epoch)
+}
+
+fn lines(
+    series: &[Series],
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    log_y: bool,
+    steps_per_epoch: u64,
+) -> Canvas {
     let ok = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!log_y || y > 0.0);
     let pts = || {
         series
@@ -86,8 +111,11 @@ pub fn line_plot(
         return axes::no_data(title, x_label, y_label, "no data");
     };
     let (x0, x1) = ticks::widen(x0, x1);
-    let xs = ticks::linear(x0, x1, false, 8);
-    let (mut c, ax) = axes::frame(title, x_label, y_label, xs, y_scale(y0, y1, log_y));
+    let (xs, x_label) = match ticks::epochs(x0, x1, steps_per_epoch, 10) {
+        Some(xs) => (xs, format!("epoch ({steps_per_epoch} steps each)")),
+        None => (ticks::linear(x0, x1, false, 8), x_label.to_string()),
+    };
+    let (mut c, ax) = axes::frame(title, &x_label, y_label, xs, y_scale(y0, y1, log_y));
     for s in series {
         draw_series(&mut c, &ax, s);
     }
