@@ -668,14 +668,7 @@ fn the_report_says_what_ran() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
     let cfg = sparse_ae::nn::preset("denoising", 100).unwrap().to_json();
-    let row = |k: &str, v: &str| {
-        let num = if v.parse::<f64>().is_ok() {
-            " class=\"num\""
-        } else {
-            ""
-        };
-        format!("<tr><td>{k}</td><td{num}>{v}</td></tr>")
-    };
+    let row = |k: &str, v: &str| format!("<tr><td>{k}</td><td>{v}</td></tr>");
     let isa = sparse_ae::kernels::Isa::active().to_string();
     for want in [
         row(

@@ -15,13 +15,17 @@ pub struct Image {
     pub caption: String,
 }
 
-/// A table of strings; cells that parse as numbers are right-aligned.
+/// A table of strings; cells that parse as numbers are right-aligned,
+/// unless the table is `plain`.
 #[derive(Clone, Debug, Default)]
 pub struct Table {
     /// Column headings.
     pub header: Vec<String>,
     /// Rows of cells (a row may be shorter or longer than the header).
     pub rows: Vec<Vec<String>>,
+    /// Every cell left-aligned as text (a table of settings, whose numbers
+    /// are not a column to compare).
+    pub plain: bool,
 }
 
 /// One part of the report: a heading, then an optional paragraph, pictures,
@@ -48,7 +52,7 @@ border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}figure{display:i
 margin:0 1em 1em 0;vertical-align:top}figure img{max-width:100%;border:1px solid #ddd;\
 image-rendering:pixelated}figcaption{font-size:.9em;color:#555}table{border-collapse:collapse;\
 margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .7em}th{background:#f3f3f3}\
-td{overflow-wrap:anywhere}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+td{overflow-wrap:break-word}td.num{text-align:right;font-variant-numeric:tabular-nums}\
 pre{background:#f6f6f6;border:1px solid #ddd;padding:.6em;overflow-x:auto;font-size:.85em}";
 
 /// `s` with `& < > " '` replaced by HTML character references, safe in text
@@ -119,7 +123,11 @@ pub fn render(title: &str, sections: &[Section]) -> String {
             for row in &tab.rows {
                 h.push_str("<tr>");
                 for c in row {
-                    let class = if numeric(c) { " class=\"num\"" } else { "" };
+                    let class = if !tab.plain && numeric(c) {
+                        " class=\"num\""
+                    } else {
+                        ""
+                    };
                     let _ = write!(h, "<td{class}>{}</td>", escape(c));
                 }
                 h.push_str("</tr>\n");

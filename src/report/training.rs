@@ -257,6 +257,7 @@ pub fn feature_error_panel(
             .map(|s| s.to_string())
             .collect(),
         rows,
+        ..Table::default()
     };
     Ok((chart, table))
 }
@@ -335,7 +336,7 @@ pub fn loss_curves(
     step_plot(
         &series,
         &title,
-        &format!("loss, {}", space_name(scale)),
+        axis_space("loss", scale),
         false,
         steps_per_epoch(log, metrics),
     )
@@ -363,10 +364,21 @@ pub fn loss_part_curves(log: &StepLog, metrics: &[EpochMetrics], scale: f32) -> 
     step_plot(
         &series,
         "Training loss parts (log scale)",
-        &format!("loss part, {}", space_name(scale)),
+        axis_space("loss part", scale),
         true,
         steps_per_epoch(log, metrics),
     )
+}
+
+/// A loss axis label with the space its values are in, short enough for
+/// the axis (the page's text gives the scale).
+fn axis_space(what: &str, scale: f32) -> &'static str {
+    match (what, scale == 1.0) {
+        ("loss", true) => "loss (input space)",
+        ("loss", false) => "loss (normalised space)",
+        (_, true) => "loss part (input space)",
+        (_, false) => "loss part (normalised space)",
+    }
 }
 
 fn fmt(v: f64) -> String {
@@ -463,6 +475,7 @@ fn settings_table(trainer: &Trainer<f32>, run: &RunInfo, scale: f32) -> Table {
     Table {
         header: vec!["setting".into(), "value".into()],
         rows,
+        plain: true,
     }
 }
 
@@ -621,6 +634,7 @@ pub fn write_training_report(
                     .into_iter()
                     .map(|(a, b, c)| vec![a.to_string(), b, c])
                     .collect(),
+                ..Table::default()
             }),
             ..Default::default()
         },
@@ -637,6 +651,7 @@ pub fn write_training_report(
             table: Some(Table {
                 header: header.to_vec(),
                 rows,
+                ..Table::default()
             }),
             ..Default::default()
         },

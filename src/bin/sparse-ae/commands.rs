@@ -591,7 +591,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             ("auxk", l.auxk, cfg.sae.auxk.is_some()),
         ] {
             if has {
-                lines.push(format!("  {name:<8}{v:.6}"));
+                lines.push(format!("  {name:<10}{v:.6}"));
             }
         }
         lines.push(format!(
