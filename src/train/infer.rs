@@ -256,3 +256,39 @@ pub fn feature_errors(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::Activation;
+    use crate::nn::ModelBuilder;
+
+    /// The per-feature errors add up to [`explained`]: the mean of MSE_j is
+    /// the MSE, Σ MSE_j / Σ variance_j the FVU, in input space at any scale
+    /// (to 1e-6: `explained` sums its squares with the f32 kernels).
+    #[test]
+    fn feature_errors_sum_to_the_explained_variance() {
+        let cfg = ModelBuilder::new(6)
+            .code(4, Activation::Relu)
+            .decoder(6, Activation::Linear)
+            .loss(Loss::Mse)
+            .build()
+            .unwrap();
+        let model = Autoencoder::<f32>::new(cfg, 3).unwrap();
+        let x: Vec<f32> = (0..6 * 50)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * (1 + i % 6) as f32)
+            .collect();
+        for scale in [1.0, 0.25] {
+            let s = Samples::f32(&x, 6).unwrap().scaled(scale).unwrap();
+            let fe = feature_errors(&model, s).unwrap();
+            let ex = explained(&model, s).unwrap();
+            let mse = fe.mse.iter().sum::<f64>() / 6.0;
+            let fvu = fe.mse.iter().sum::<f64>() / fe.variance.iter().sum::<f64>();
+            assert!((mse - ex.mse).abs() <= 1e-6 * ex.mse, "{mse} {}", ex.mse);
+            assert!((fvu - ex.fvu).abs() <= 1e-6 * ex.fvu, "{fvu} {}", ex.fvu);
+            // Feature j's values span (1 + j)·[−1, 1]: its variance grows as (1 + j)².
+            assert!(fe.variance.windows(2).all(|w| w[0] < w[1]), "{fe:?}");
+            assert_eq!(fe.fvu().len(), 6);
+        }
+    }
+}
