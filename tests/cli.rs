@@ -151,6 +151,40 @@ fn train_then_every_inspection_command() {
         json.contains("\"samples\":30") && json.contains("\"l0\":"),
         "{json}"
     );
+    for field in [
+        "\"split\":\"test\"",
+        "\"objective\":\"bce + l1\"",
+        "\"inputs\":\"clean\"",
+        "\"loss_space\":\"input\"",
+        "\"mse_space\":\"input\"",
+    ] {
+        assert!(json.contains(field), "{field} not in {json}");
+    }
+    // The text names the split, the loss and its space.
+    let text = ok(&[
+        "eval",
+        "-m",
+        s(&model),
+        "--data",
+        s(&data),
+        "--split",
+        "train",
+    ]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "split       train, 120 samples", "{text}");
+    assert!(
+        lines[1].starts_with("loss ")
+            && lines[1].ends_with("  bce + l1, on clean inputs, in input space"),
+        "{text}"
+    );
+    assert!(
+        lines[2].ends_with("(bce)") && lines[3].starts_with("  l1 "),
+        "{text}"
+    );
+    assert!(
+        text.contains("per feature, in input space") && !text.contains("  kl "),
+        "{text}"
+    );
 
     let codes = dir.join("codes.npy");
     ok(&[
@@ -598,4 +632,146 @@ fn wide_layers_at_small_batches() {
             assert!(json.contains("\"samples\":8"), "{json}");
         }
     }
+}
+
+/// The report of a run says what ran: the configuration (model JSON,
+/// optimizer, batch size, seed, data, command line, date, version, kernel
+/// path), and a curve of every step even for a run shorter than an epoch.
+#[test]
+fn the_report_says_what_ran() {
+    let dir = common::temp_dir("cli_report");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    common::write_tiny_mnist(&data, 10, 120, 30);
+    let (model, report) = (dir.join("m.safetensors"), dir.join("report"));
+    let args = [
+        "train",
+        "--preset",
+        "denoising",
+        "--data",
+        s(&data),
+        "--steps",
+        "5",
+        "--batch-size",
+        "16",
+        "--seed",
+        "7",
+        "--lr",
+        "0.002",
+        "--out",
+        s(&model),
+        "--report",
+        s(&report),
+        "-q",
+    ];
+    let o = run(&args, &[("SOURCE_DATE_EPOCH", "86461")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    let cfg = sparse_ae::nn::preset("denoising", 100).unwrap().to_json();
+    let row = |k: &str, v: &str| format!("<tr><td>{k}</td><td>{v}</td></tr>");
+    let isa = sparse_ae::kernels::Isa::active().to_string();
+    for want in [
+        row(
+            "command line",
+            &format!("{} {}", env!("CARGO_BIN_EXE_sparse-ae"), args.join(" ")),
+        ),
+        row("data", s(&data)),
+        row(
+            "data shape",
+            "120 training and 30 test samples of 100 features",
+        ),
+        row("seed", "7"),
+        row("date", "1970-01-02 00:01:01 UTC"),
+        row("objective", "bce"),
+        row(
+            "optimizer",
+            "adam (lr 0.002, beta1 0.9, beta2 0.999, eps 0.0000001)",
+        ),
+        row("batch size", "16"),
+        row("steps", "5"),
+        row(
+            "version",
+            &format!("sparse-ae {}", env!("CARGO_PKG_VERSION")),
+        ),
+        row("kernel path", &isa),
+        format!("<pre>{}</pre>", sparse_ae::report::html::escape(&cfg)),
+        // A denoising model's losses say what inputs they are on.
+        "train (noisy inputs) loss".into(),
+        "test (clean inputs) loss".into(),
+        "<img src=\"reconstructions.png\"".into(),
+        "<img src=\"features.png\"".into(),
+        "<img src=\"loss_parts.png\"".into(),
+        "<td>FVU</td>".into(),
+        "<td>MSE</td>".into(),
+    ] {
+        assert!(html.contains(&want), "{want}\nnot in\n{html}");
+    }
+    // Five steps, five points: a curve, not the two dots of a per-epoch plot.
+    let steps = std::fs::read_to_string(report.join("steps.csv")).unwrap();
+    let lines: Vec<&str> = steps.lines().collect();
+    assert_eq!(lines.len(), 6, "{steps}");
+    assert_eq!(lines[0], "step,loss,recon,l1,kl,l2,auxk");
+    assert!(lines[5].starts_with("5,"), "{steps}");
+}
+
+/// A report on activations (a .npy matrix) draws what means something
+/// there (the error per feature, L0, latent density), never image grids.
+#[test]
+fn a_report_on_activations_has_no_image_grids() {
+    let dir = common::temp_dir("cli_report_npy");
+    let (rows, dim) = (300, 64);
+    let mut state = 99u64;
+    let acts: Vec<f32> = (0..rows * dim)
+        .map(|i| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 24) as f32 + (i % 7) as f32
+        })
+        .collect();
+    let file = dir.join("acts.npy");
+    sparse_ae::data::npy::write(&file, rows, dim, &acts).unwrap();
+    let cfg = dir.join("sae.json");
+    std::fs::write(
+        &cfg,
+        r#"{"input": 64, "layers": [{"type": "dense", "units": 32, "activation": "relu"}, {"type": "dense", "units": 64, "activation": "linear"}], "code_layer": 0, "loss": "mse", "l1": {"lambda": 0.001}}"#,
+    )
+    .unwrap();
+    let (model, report) = (dir.join("m.safetensors"), dir.join("report"));
+    ok(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--data",
+        s(&file),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--normalize",
+        "--out",
+        s(&model),
+        "--report",
+        s(&report),
+        "-q",
+    ]);
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    for want in [
+        "<img src=\"feature_error.png\"",
+        "<img src=\"l0.png\"",
+        "<img src=\"density.png\"",
+        "<h2>Error per feature</h2>",
+        "<td>data shape</td><td>270 training and 30 test samples of 64 features</td>",
+        "normalised space (inputs × ",
+        "mean squared error per feature, input space",
+    ] {
+        assert!(html.contains(want), "{want}\nnot in\n{html}");
+    }
+    for image in ["reconstructions.png", "features.png"] {
+        assert!(!html.contains(image), "{image} in\n{html}");
+        assert!(!report.join(image).exists(), "{image} written");
+    }
+    // Two epochs of 16 steps, each step a point.
+    let steps = std::fs::read_to_string(report.join("steps.csv")).unwrap();
+    assert_eq!(steps.lines().count(), 1 + 32, "{steps}");
 }

@@ -204,8 +204,34 @@ fn outputs_of_a_normalised_model_are_in_input_space() {
         v.f64_at(k).unwrap()
     };
     assert!((field("mse") - mse).abs() <= 1e-5 * mse, "{json} vs {mse}");
+    // Each figure says which space it is in: the loss in the model's.
+    assert!(json.contains("\"loss_space\":\"normalised\""), "{json}");
+    assert!(json.contains("\"mse_space\":\"input\""), "{json}");
+    assert!((field("input_scale") - f64::from(scale)).abs() <= 1e-6 * f64::from(scale));
+    let (text, _) = ok(&["eval", "-m", s(&m), "--data", s(&file)]);
+    let line = |start: &str| {
+        text.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no `{start}` line in:\n{text}"))
+    };
+    assert!(
+        line("split ").ends_with("test (last 10 % of rows), 40 samples"),
+        "{text}"
+    );
+    assert!(
+        line("loss ").ends_with(&format!(
+            "mse, on clean inputs, in normalised space (inputs × {scale})"
+        )),
+        "{text}"
+    );
+    assert!(
+        line("mse ").ends_with("per feature, in input space"),
+        "{text}"
+    );
     let scores = dir.join("scores.npy");
     ok(&["score", "-m", s(&m), "--data", s(&file), "-o", s(&scores)]);
+    // One score per sample: a vector, not a 40 × 1 matrix.
+    assert_eq!(npy::read(&scores).unwrap().shape, [40]);
     let got = npy::read(&scores).unwrap().data;
     for (g, w) in got.iter().zip(&per_sample) {
         assert!(
@@ -395,4 +421,45 @@ fn bad_activation_input_gives_clear_errors() {
         "4",
     ]);
     assert!(e.contains("nan.npy: row 37, feature 3 (value NaN)"), "{e}");
+}
+
+/// Streaming under a small `--memory-budget` reads chunks of at most a
+/// quarter of it, and a `--chunk-mb` larger than the budget is refused.
+#[test]
+fn the_streaming_chunk_follows_the_memory_budget() {
+    let dir = common::temp_dir("cli_acts_chunk");
+    // 2000 rows of 64 f32 (256 bytes a row): the training split is 450 KiB.
+    let (rows, dim) = (2000, 64);
+    let file = dir.join("acts.npy");
+    npy::write(&file, rows, dim, &activations(rows, dim)).unwrap();
+    let cfg = sae_config(&dir, dim);
+    let m = dir.join("m.st");
+    let base = [
+        "train",
+        "--config",
+        s(&cfg),
+        "--data",
+        s(&file),
+        "-o",
+        s(&m),
+        "--steps",
+        "3",
+        "--batch-size",
+        "16",
+    ];
+    let go = |extra: &[&str]| ok(&[&base[..], extra].concat()).1;
+    // A budget of 0.2 MB streams the split in chunks of 0.05 MB: 204 rows.
+    let err = go(&["--memory-budget", "0.2"]);
+    assert!(err.contains("streamed in chunks of 204 rows"), "{err}");
+    // A chunk size given within the budget is taken as it is.
+    let err = go(&["--memory-budget", "0.2", "--chunk-mb", "0.1"]);
+    assert!(err.contains("streamed in chunks of 409 rows"), "{err}");
+    // Under the default budget, the chunk is 64 MB.
+    let err = go(&["--stream"]);
+    assert!(err.contains("streamed in chunks of 262144 rows"), "{err}");
+    let e = fails(&[&base[..], &["--memory-budget", "0.2", "--chunk-mb", "1"]].concat());
+    assert!(
+        e.contains("--chunk-mb") && e.contains("more than --memory-budget 0.2 MB"),
+        "{e}"
+    );
 }

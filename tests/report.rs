@@ -639,7 +639,7 @@ fn demo_report_renders_and_decodes() {
             heading: "Loss".into(),
             text: Some("Binary cross-entropy per pixel, <train> & \"validation\".".into()),
             images: vec![img("loss.png", "linear"), img("loss_log.png", "log y")],
-            table: None,
+            ..Default::default()
         },
         Section {
             heading: "Reconstructions".into(),
@@ -670,8 +670,9 @@ fn demo_report_renders_and_decodes() {
                     vec!["relu".into(), "0.0712".into(), "3.1".into()],
                     vec!["KL".into(), "0.0755".into(), "0.0".into()],
                 ],
+                ..Default::default()
             }),
-            text: None,
+            ..Default::default()
         },
     ];
     let index = write_index(&dir, "sparse-ae report <demo>", &sections).unwrap();
@@ -735,6 +736,7 @@ fn html_escapes_text_and_links_odd_file_names() {
         table: Some(Table {
             header: vec!["k".into()],
             rows: vec![vec!["x<y".into(), "-1.5e-3".into(), "".into()]],
+            ..Default::default()
         }),
         ..Default::default()
     };
@@ -745,6 +747,19 @@ fn html_escapes_text_and_links_odd_file_names() {
     assert!(h.contains("<td>x&lt;y</td><td class=\"num\">-1.5e-3</td><td></td>"));
     assert_eq!(h.matches("<table>").count(), 1);
     assert!(!h.contains("<p>"), "no paragraph when text is None");
+    // A plain table (of settings) aligns its numbers as text.
+    let plain = Section {
+        table: Some(Table {
+            header: vec!["setting".into(), "value".into()],
+            rows: vec![vec!["seed".into(), "7".into()]],
+            plain: true,
+        }),
+        pre: Some("{\"a\": <1>}".into()),
+        ..Default::default()
+    };
+    let h = render("t", &[plain]);
+    assert!(h.contains("<td>seed</td><td>7</td>"), "{h}");
+    assert!(h.contains("<pre>{&quot;a&quot;: &lt;1&gt;}</pre>"), "{h}");
     let dir = scratch("html");
     let p = write_index(&dir, "t", &[]).unwrap();
     assert_eq!(p, dir.join("index.html"));

@@ -570,6 +570,15 @@ pub fn write(path: &Path, rows: usize, cols: usize, data: &[f32]) -> Result<()> 
     write_atomic(path, |w| write_to(w, &[rows, cols], data, path))
 }
 
+/// Writes a vector of `data.len()` f32 values, shape `(n,)`, to `path`
+/// atomically.
+///
+/// # Errors
+/// As [`write`].
+pub fn write_vector(path: &Path, data: &[f32]) -> Result<()> {
+    write_atomic(path, |w| write_to(w, &[data.len()], data, path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,6 +75,32 @@ pub fn line_plot(
     y_label: &str,
     log_y: bool,
 ) -> Canvas {
+    lines(series, title, x_label, y_label, log_y, None)
+}
+
+/// A [`line_plot`] of series over optimizer steps, with the x ticks at
+/// whole epochs of `steps_per_epoch` steps, labelled by epoch number, and
+/// the x axis labelled so. A run shorter than one epoch (or
+/// `steps_per_epoch` 0) gets nice ticks in steps instead. The x axis ends
+/// a little after the last step, so a point there is drawn whole.
+pub fn step_plot(
+    series: &[Series],
+    title: &str,
+    y_label: &str,
+    log_y: bool,
+    steps_per_epoch: u64,
+) -> Canvas {
+    lines(series, title, "step", y_label, log_y, Some(steps_per_epoch))
+}
+
+fn lines(
+    series: &[Series],
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    log_y: bool,
+    steps_per_epoch: Option<u64>,
+) -> Canvas {
     let ok = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!log_y || y > 0.0);
     let pts = || {
         series
@@ -85,9 +111,18 @@ pub fn line_plot(
     else {
         return axes::no_data(title, x_label, y_label, "no data");
     };
-    let (x0, x1) = ticks::widen(x0, x1);
-    let xs = ticks::linear(x0, x1, false, 8);
-    let (mut c, ax) = axes::frame(title, x_label, y_label, xs, y_scale(y0, y1, log_y));
+    let (x0, mut x1) = ticks::widen(x0, x1);
+    let spe = steps_per_epoch.unwrap_or(0);
+    if steps_per_epoch.is_some() {
+        // Room on the right, so that the last test point (at the last step)
+        // is not half under the frame.
+        x1 += 0.015 * (x1 - x0);
+    }
+    let (xs, x_label) = match ticks::epochs(x0, x1, spe, 10) {
+        Some(xs) => (xs, format!("epoch ({spe} steps each)")),
+        None => (ticks::linear(x0, x1, false, 8), x_label.to_string()),
+    };
+    let (mut c, ax) = axes::frame(title, &x_label, y_label, xs, y_scale(y0, y1, log_y));
     for s in series {
         draw_series(&mut c, &ax, s);
     }

@@ -83,6 +83,34 @@ pub fn linear(lo: f64, hi: f64, loose: bool, target: usize) -> Scale {
     }
 }
 
+/// A scale over optimizer steps [lo, hi] with its labelled ticks at whole
+/// epochs of `steps_per_epoch` steps, labelled with the epoch number
+/// (every 1, 2, 5, 10, … epochs, for about `target` ticks). The low bound
+/// goes down to the epoch boundary at or below `lo`. `None` when the range
+/// holds less than one whole epoch (then steps are the better ticks).
+pub fn epochs(lo: f64, hi: f64, steps_per_epoch: u64, target: usize) -> Option<Scale> {
+    let spe = steps_per_epoch as f64;
+    if !(spe > 0.0 && lo.is_finite() && hi.is_finite()) {
+        return None;
+    }
+    let (e0, e1) = ((lo / spe).floor(), hi / spe);
+    if e1 - e0 < 1.0 {
+        return None;
+    }
+    let every = nice_step(e1 - e0, target).max(1.0).round();
+    let ticks = ticks_in(e0, e1, every)
+        .into_iter()
+        .map(|e| (e * spe, format!("{e}")))
+        .collect();
+    Some(Scale {
+        lo: e0 * spe,
+        hi: hi.max(e0 * spe + spe),
+        ticks,
+        minor: Vec::new(),
+        log: false,
+    })
+}
+
 /// A log₁₀ scale over data values [lo, hi] (finite, 0 < lo < hi).
 ///
 /// Across more than three decades, the bounds are whole decades and the
@@ -272,6 +300,24 @@ mod tests {
             labels(&s),
             ["1e-9", "1e-6", "0.001", "1", "1000", "1e6", "1e9"]
         );
+    }
+
+    #[test]
+    fn epoch_ticks_sit_on_whole_epochs() {
+        // 3.5 epochs of 40 steps: ticks at steps 0, 40, 80, 120 read 0..3.
+        let s = epochs(1.0, 140.0, 40, 8).unwrap();
+        assert_eq!((s.lo, s.hi), (0.0, 140.0));
+        assert_eq!(labels(&s), ["0", "1", "2", "3"]);
+        assert_eq!(s.ticks[3].0, 120.0);
+        // A resumed run starting in epoch 7 of 10 steps.
+        let s = epochs(73.0, 100.0, 10, 8).unwrap();
+        assert_eq!(labels(&s), ["7", "8", "9", "10"]);
+        // 1000 epochs: every 100th is labelled.
+        let s = epochs(1.0, 3000.0, 3, 8).unwrap();
+        assert_eq!(labels(&s)[..3], ["0", "100", "200"]);
+        // Less than an epoch, or no epoch length: no epoch ticks.
+        assert!(epochs(1.0, 20.0, 100, 8).is_none());
+        assert!(epochs(1.0, 20.0, 0, 8).is_none());
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! The pictures of a trained model, and the training report that gathers
-//! them: loss curves, reconstructions, first-layer features, code
-//! activation histograms, latent densities, and the metrics table.
+//! them: the run's configuration, loss curves over steps, the final
+//! evaluation (loss, MSE, FVU), reconstructions and first-layer features
+//! (for images) or the error per feature (for other data), code activation
+//! histograms, latent densities and L0, and the metrics table.
 
 use super::canvas::{Canvas, Rgb};
 use super::html::{Image, Section, Table, write_index};
-use super::plot::{Series, histogram, line_plot};
+use super::plot::{Series, histogram, line_plot, step_plot};
 use super::png_out::save_png;
 use super::tiles::{feature_tiles, image_grid};
 use crate::error::{Error, Result};
-use crate::nn::{Autoencoder, Noise, apply_noise};
+use crate::nn::{Autoencoder, LossParts, Noise, apply_noise};
+use crate::optim::OptimizerConfig;
 use crate::rng::Rng;
-use crate::train::{EpochMetrics, Samples, evaluate};
+use crate::train::metrics::{code_threshold, objective_name, space_name};
+use crate::train::{EpochMetrics, Samples, StepLog, Trainer, evaluate, explained, feature_errors};
 use std::path::{Path, PathBuf};
 
 const COLORS: [Rgb; 6] = [
@@ -170,69 +174,350 @@ pub fn latent_density(firing_rate: &[f64]) -> Canvas {
     )
 }
 
-/// Training and validation loss per epoch.
-pub fn loss_curves(metrics: &[EpochMetrics]) -> Canvas {
-    let mut series = vec![Series {
-        name: "train".into(),
-        points: metrics
+/// How many active code units each sample has (L0 per sample), as a
+/// histogram with one bin per count (or per range of counts when there are
+/// more than 100), over at most `max_samples` samples.
+///
+/// # Errors
+/// [`Error::Shape`] if the samples do not fit the model.
+pub fn l0_histogram(
+    model: &Autoencoder<f32>,
+    samples: Samples<'_>,
+    max_samples: usize,
+) -> Result<Canvas> {
+    let samples = samples.head(max_samples);
+    let cfg = model.config();
+    let units = cfg.width(cfg.code_layer);
+    let tau = code_threshold(cfg);
+    let codes = crate::train::encode(model, samples)?;
+    let counts: Vec<f32> = codes
+        .chunks_exact(units.max(1))
+        .map(|row| row.iter().filter(|&&v| v > tau).count() as f32)
+        .collect();
+    let top = counts.iter().fold(0.0f32, |a, &b| a.max(b));
+    let bins = (top as usize + 1).min(100);
+    Ok(histogram(
+        &[("samples", &counts)],
+        bins,
+        Some((-0.5, f64::from(top) + 0.5)),
+        &format!("Active code units per sample (h > {tau})"),
+        "L0 (active units)",
+        false,
+    ))
+}
+
+/// The fraction of each feature's variance left unexplained, features
+/// sorted from worst to best, and a table of the worst ten (input space).
+///
+/// # Errors
+/// [`Error::Shape`] if the samples do not fit the model.
+pub fn feature_error_panel(
+    model: &Autoencoder<f32>,
+    samples: Samples<'_>,
+) -> Result<(Canvas, Table)> {
+    let fe = feature_errors(model, samples)?;
+    let fvu = fe.fvu();
+    let mut order: Vec<usize> = (0..fvu.len()).collect();
+    // Worst first; constant features (FVU NaN) last.
+    order.sort_by(|&a, &b| {
+        let key = |v: f64| if v.is_nan() { f64::NEG_INFINITY } else { v };
+        key(fvu[b]).total_cmp(&key(fvu[a]))
+    });
+    let constant = fvu.iter().filter(|v| v.is_nan()).count();
+    let series = Series {
+        name: String::new(),
+        points: order
             .iter()
-            .map(|m| (m.epoch as f64, m.train.total()))
+            .enumerate()
+            .map(|(rank, &j)| (rank as f64, fvu[j]))
             .collect(),
+        color: COLORS[0],
+    };
+    let title = if constant > 0 {
+        format!("FVU per feature, worst first ({constant} constant features left out)")
+    } else {
+        "FVU per feature, worst first".to_string()
+    };
+    let chart = line_plot(&[series], &title, "feature rank", "FVU (log scale)", true);
+    let rows = order
+        .iter()
+        .take(10)
+        .map(|&j| {
+            vec![
+                j.to_string(),
+                format!("{:.4e}", fe.variance[j]),
+                format!("{:.4e}", fe.mse[j]),
+                format!("{:.4}", fvu[j]),
+            ]
+        })
+        .collect();
+    let table = Table {
+        header: ["feature", "variance", "MSE", "FVU"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        rows,
+        ..Table::default()
+    };
+    Ok((chart, table))
+}
+
+/// The parts of a loss that a run made non-zero, with their names.
+fn loss_parts(p: &LossParts) -> [(&'static str, f64); 5] {
+    [
+        ("recon", p.recon),
+        ("l1", p.l1),
+        ("kl", p.kl),
+        ("l2", p.l2),
+        ("auxk", p.auxk),
+    ]
+}
+
+/// Steps per epoch of a run whose log has none: from the first whole epoch
+/// of the metrics (0 if unknown).
+fn steps_per_epoch(log: &StepLog, metrics: &[EpochMetrics]) -> u64 {
+    if log.steps_per_epoch() > 0 {
+        return log.steps_per_epoch();
+    }
+    match metrics {
+        [a, b, ..] => b.step - a.step,
+        _ => 0,
+    }
+}
+
+/// What the training and test losses of `model` are computed on, as
+/// legend text: noisy and clean inputs for a denoising model.
+fn split_labels(model: &Autoencoder<f32>) -> (&'static str, &'static str) {
+    if model.config().noise != Noise::None {
+        ("train (noisy inputs)", "test (clean inputs)")
+    } else {
+        ("train", "test")
+    }
+}
+
+/// The training loss over steps (each point the mean over its window of
+/// the log) with the test loss after each epoch; `log` may be empty, then
+/// the per-epoch means are drawn.
+pub fn loss_curves(
+    model: &Autoencoder<f32>,
+    log: &StepLog,
+    metrics: &[EpochMetrics],
+    scale: f32,
+) -> Canvas {
+    let (train, test) = split_labels(model);
+    let points: Vec<(f64, f64)> = if log.is_empty() {
+        metrics
+            .iter()
+            .map(|m| (m.step as f64, m.train.total()))
+            .collect()
+    } else {
+        log.points().iter().map(|(s, l)| (*s, l.total())).collect()
+    };
+    let mut series = vec![Series {
+        name: train.into(),
+        points,
         color: COLORS[0],
     }];
     if metrics.iter().any(|m| m.test.is_some()) {
         series.push(Series {
-            name: "test".into(),
+            name: test.into(),
             points: metrics
                 .iter()
-                .filter_map(|m| m.test.map(|t| (m.epoch as f64, t.total())))
+                .filter_map(|m| m.test.map(|t| (m.step as f64, t.total())))
                 .collect(),
             color: COLORS[1],
         });
     }
-    line_plot(&series, "Loss per epoch", "epoch", "loss", false)
+    let title = match log.stride() {
+        _ if log.is_empty() => "Loss (mean per epoch)".to_string(),
+        1 => "Loss per step".to_string(),
+        k => format!("Loss (mean over each {k} steps)"),
+    };
+    step_plot(
+        &series,
+        &title,
+        axis_space("loss", scale),
+        false,
+        steps_per_epoch(log, metrics),
+    )
+}
+
+/// Each part of the training loss over steps, on a log scale (parts that
+/// stayed 0 are left out).
+pub fn loss_part_curves(log: &StepLog, metrics: &[EpochMetrics], scale: f32) -> Canvas {
+    let points: Vec<(f64, LossParts)> = if log.is_empty() {
+        metrics.iter().map(|m| (m.step as f64, m.train)).collect()
+    } else {
+        log.points()
+    };
+    let series: Vec<Series> = (0..5)
+        .filter(|&i| points.iter().any(|(_, p)| loss_parts(p)[i].1 != 0.0))
+        .map(|i| Series {
+            name: loss_parts(&LossParts::default())[i].0.into(),
+            points: points
+                .iter()
+                .map(|(s, p)| (*s, loss_parts(p)[i].1))
+                .collect(),
+            color: COLORS[i],
+        })
+        .collect();
+    step_plot(
+        &series,
+        "Training loss parts (log scale)",
+        axis_space("loss part", scale),
+        true,
+        steps_per_epoch(log, metrics),
+    )
+}
+
+/// A loss axis label with the space its values are in, short enough for
+/// the axis (the page's text gives the scale).
+fn axis_space(what: &str, scale: f32) -> &'static str {
+    match (what, scale == 1.0) {
+        ("loss", true) => "loss (input space)",
+        ("loss", false) => "loss (normalised space)",
+        (_, true) => "loss part (input space)",
+        (_, false) => "loss part (normalised space)",
+    }
 }
 
 fn fmt(v: f64) -> String {
     format!("{v:.5}")
 }
 
-/// The files [`write_training_report`] writes into its directory.
-pub const REPORT_FILES: [&str; 7] = [
+/// The files [`write_training_report`] may write into its directory.
+pub const REPORT_FILES: [&str; 11] = [
     "loss.png",
+    "loss_parts.png",
     "reconstructions.png",
     "features.png",
+    "feature_error.png",
     "histogram.png",
     "density.png",
+    "l0.png",
     "metrics.csv",
+    "steps.csv",
     "index.html",
 ];
 
-/// Writes the report of a training run into `dir`: `loss.png`,
-/// `reconstructions.png`, `features.png`, `histogram.png`, `density.png`,
-/// `metrics.csv` and an `index.html` that shows them together.
+/// What the data of a report are, which decides its pictures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataKind {
+    /// Images: reconstructions and first-layer features are drawn as image
+    /// grids.
+    Images,
+    /// Vectors with no picture of their own (activations in a `.npy`
+    /// file): the error per feature is drawn instead of image grids.
+    Vectors,
+}
+
+/// What the caller knows of a run, beyond its trainer and metrics.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    /// The page title.
+    pub title: String,
+    /// Which pictures the data get.
+    pub data: DataKind,
+    /// Rows put first in the configuration table, e.g. the command line,
+    /// the data's path and shape, the seed and the date.
+    pub settings: Vec<(String, String)>,
+}
+
+/// The optimizer and its settings in words.
+pub fn optimizer_text(c: &OptimizerConfig) -> String {
+    match c {
+        OptimizerConfig::Adam(a) => format!(
+            "adam (lr {}, beta1 {}, beta2 {}, eps {})",
+            a.lr, a.beta1, a.beta2, a.eps
+        ),
+        OptimizerConfig::Sgd(s) => format!("sgd (lr {}, momentum {})", s.lr, s.momentum),
+    }
+}
+
+fn settings_table(trainer: &Trainer<f32>, run: &RunInfo, scale: f32) -> Table {
+    let model = &trainer.model;
+    let mut rows: Vec<Vec<String>> = run
+        .settings
+        .iter()
+        .map(|(k, v)| vec![k.clone(), v.clone()])
+        .collect();
+    let scale_text = if scale == 1.0 {
+        "1 (inputs as read)".to_string()
+    } else {
+        format!("{scale} (losses are in normalised space, inputs × {scale})")
+    };
+    let noise = match model.config().noise {
+        Noise::None => "none".to_string(),
+        Noise::Gaussian { std } => {
+            format!("gaussian, std {std} (on training inputs; the test loss is on clean inputs)")
+        }
+        Noise::Masking { p } => {
+            format!("masking, p {p} (on training inputs; the test loss is on clean inputs)")
+        }
+    };
+    for (k, v) in [
+        ("objective", objective_name(model.config())),
+        ("optimizer", optimizer_text(&trainer.opt.config)),
+        ("batch size", trainer.batch().to_string()),
+        ("steps", trainer.steps().to_string()),
+        ("parameters", model.params.len().to_string()),
+        ("input noise", noise),
+        ("input scale", scale_text),
+        (
+            "version",
+            format!("sparse-ae {}", env!("CARGO_PKG_VERSION")),
+        ),
+        ("kernel path", crate::kernels::Isa::active().to_string()),
+        ("threads", rayon::current_num_threads().to_string()),
+    ] {
+        rows.push(vec![k.to_string(), v]);
+    }
+    Table {
+        header: vec!["setting".into(), "value".into()],
+        rows,
+        plain: true,
+    }
+}
+
+/// Writes the report of a training run into `dir`: `loss.png` and
+/// `loss_parts.png` over steps (from `log`; per epoch if it is empty),
+/// `histogram.png`, `density.png`, `l0.png`, `metrics.csv`, `steps.csv`
+/// (the points of the loss over steps: mean step and loss parts), for images
+/// `reconstructions.png` and `features.png`, for other data
+/// `feature_error.png`, and an `index.html` that shows them with the run's
+/// configuration and the final evaluation on `samples` (scaled as the model
+/// was trained; MSE, FVU and pictures are in input space).
 ///
 /// # Errors
-/// [`Error::Io`] if the directory or a file cannot be written.
+/// [`Error::Io`] if the directory or a file cannot be written;
+/// [`Error::Shape`] if the samples do not fit the model.
 pub fn write_training_report(
     dir: &Path,
-    title: &str,
-    model: &Autoencoder<f32>,
+    trainer: &Trainer<f32>,
+    run: &RunInfo,
     metrics: &[EpochMetrics],
+    log: &StepLog,
     samples: Samples<'_>,
 ) -> Result<PathBuf> {
+    let model = &trainer.model;
+    let cfg = model.config();
+    let scale = samples.scale();
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    save_png(dir.join("loss.png"), &loss_curves(metrics))?;
     save_png(
-        dir.join("reconstructions.png"),
-        &reconstruction_grid(model, samples, 10, 1)?,
+        dir.join("loss.png"),
+        &loss_curves(model, log, metrics, scale),
     )?;
-    save_png(dir.join("features.png"), &feature_picture(model)?)?;
+    save_png(
+        dir.join("loss_parts.png"),
+        &loss_part_curves(log, metrics, scale),
+    )?;
     save_png(
         dir.join("histogram.png"),
         &code_histogram(&[("code", model)], samples, 5000)?,
     )?;
+    save_png(dir.join("l0.png"), &l0_histogram(model, samples, 5000)?)?;
     let (eval_loss, stats) = evaluate(model, samples, 1000)?;
+    let ex = explained(model, samples)?;
     save_png(
         dir.join("density.png"),
         &latent_density(&stats.firing_rate()),
@@ -244,11 +529,26 @@ pub fn write_training_report(
         csv.push('\n');
     }
     crate::io::atomic::write_atomic_bytes(&dir.join("metrics.csv"), csv.as_bytes())?;
+    let mut csv = String::from("step,loss,recon,l1,kl,l2,auxk\n");
+    for (step, p) in log.points() {
+        csv.push_str(&format!(
+            "{step},{},{},{},{},{},{}\n",
+            p.total(),
+            p.recon,
+            p.l1,
+            p.kl,
+            p.l2,
+            p.auxk
+        ));
+    }
+    crate::io::atomic::write_atomic_bytes(&dir.join("steps.csv"), csv.as_bytes())?;
+    let (train_label, test_label) = split_labels(model);
     let rows = metrics
         .iter()
         .map(|m| {
             vec![
                 m.epoch.to_string(),
+                m.step.to_string(),
                 fmt(m.train.total()),
                 m.test.map_or("–".into(), |t| fmt(t.total())),
                 m.test.map_or("–".into(), |t| fmt(t.recon)),
@@ -261,66 +561,144 @@ pub fn write_training_report(
         })
         .collect();
     let header = [
-        "epoch",
-        "train loss",
-        "test loss",
-        "test recon",
-        "L0",
-        "dead units",
-        "dead (window)",
-        "samples/s",
-        "seconds",
+        "epoch".to_string(),
+        "step".to_string(),
+        format!("{train_label} loss"),
+        format!("{test_label} loss"),
+        format!("{test_label} recon"),
+        "L0".to_string(),
+        "dead units".to_string(),
+        "dead (window)".to_string(),
+        "samples/s".to_string(),
+        "seconds".to_string(),
     ];
     let img = |file: &str, caption: &str| Image {
         file: file.into(),
         caption: caption.into(),
     };
-    let sections = vec![
+    let space = space_name(scale);
+    let units = cfg.width(cfg.code_layer);
+    let eval_rows = [
+        (
+            "samples",
+            samples.len().to_string(),
+            "the test split".to_string(),
+        ),
+        (
+            "loss",
+            fmt(eval_loss.total()),
+            format!("{}, clean inputs, {space}", objective_name(cfg)),
+        ),
+        (
+            "reconstruction",
+            fmt(eval_loss.recon),
+            format!("{}, clean inputs, {space}", cfg.loss.name()),
+        ),
+        (
+            "MSE",
+            format!("{:.6}", ex.mse),
+            "mean squared error per feature, input space".to_string(),
+        ),
+        (
+            "FVU",
+            format!("{:.4}", ex.fvu),
+            format!(
+                "fraction of variance unexplained (explained variance {:.4})",
+                1.0 - ex.fvu
+            ),
+        ),
+        (
+            "L0",
+            format!("{:.2}", stats.l0()),
+            format!("active code units per sample (h > {})", stats.threshold()),
+        ),
+        (
+            "dead units",
+            format!("{} / {units}", stats.dead()),
+            "code units never active on these samples".to_string(),
+        ),
+    ];
+    let mut sections = vec![
         Section {
-            heading: "Model".into(),
-            text: Some(format!(
-                "{} parameters. Final evaluation on {} samples: loss {:.5} (reconstruction {:.5}), L0 {:.2} active code units per sample, {} of {} code units never active.",
-                model.params.len(),
-                samples.len(),
-                eval_loss.total(),
-                eval_loss.recon,
-                stats.l0(),
-                stats.dead(),
-                model.config().width(model.config().code_layer)
-            )),
-            images: vec![],
-            table: None,
+            heading: "Configuration".into(),
+            table: Some(settings_table(trainer, run, scale)),
+            pre: Some(cfg.to_json()),
+            pre_caption: Some("Model (JSON, as `--config` reads it):".into()),
+            ..Default::default()
+        },
+        Section {
+            heading: "Final evaluation".into(),
+            table: Some(Table {
+                header: vec!["quantity".into(), "value".into(), "computed as".into()],
+                rows: eval_rows
+                    .into_iter()
+                    .map(|(a, b, c)| vec![a.to_string(), b, c])
+                    .collect(),
+                ..Table::default()
+            }),
+            ..Default::default()
         },
         Section {
             heading: "Training".into(),
-            text: None,
-            images: vec![img("loss.png", "loss per epoch")],
-            table: Some(Table {
-                header: header.iter().map(|s| s.to_string()).collect(),
-                rows,
-            }),
-        },
-        Section {
-            heading: "Reconstructions".into(),
-            text: None,
-            images: vec![img("reconstructions.png", "original, (noisy,) reconstructed")],
-            table: None,
-        },
-        Section {
-            heading: "Features".into(),
-            text: Some("Input weights of each first-layer unit, each scaled by its own largest magnitude (grey = 0).".into()),
-            images: vec![img("features.png", "first-layer features")],
-            table: None,
-        },
-        Section {
-            heading: "Code".into(),
-            text: None,
+            text: Some(format!(
+                "Losses over optimizer steps, {space}; the training loss is logged at a stride of {} step(s) per point, the test loss after each epoch (the points are in steps.csv).",
+                log.stride()
+            )),
             images: vec![
-                img("histogram.png", "distribution of code activations"),
-                img("density.png", "how often each code unit fires"),
+                img("loss.png", "loss over steps"),
+                img("loss_parts.png", "each part of the training loss"),
             ],
-            table: None,
+            table: Some(Table {
+                header: header.to_vec(),
+                rows,
+                ..Table::default()
+            }),
+            ..Default::default()
         },
     ];
-    write_index(dir, title, &sections)
+    match run.data {
+        DataKind::Images => {
+            save_png(
+                dir.join("reconstructions.png"),
+                &reconstruction_grid(model, samples, 10, 1)?,
+            )?;
+            save_png(dir.join("features.png"), &feature_picture(model)?)?;
+            sections.push(Section {
+                heading: "Reconstructions".into(),
+                text: Some("Test samples in input space.".into()),
+                images: vec![img(
+                    "reconstructions.png",
+                    "original, (noisy,) reconstructed",
+                )],
+                ..Default::default()
+            });
+            sections.push(Section {
+                heading: "Features".into(),
+                text: Some("Input weights of each first-layer unit, each scaled by its own largest magnitude (grey = 0).".into()),
+                images: vec![img("features.png", "first-layer features")],
+                ..Default::default()
+            });
+        }
+        DataKind::Vectors => {
+            let (chart, table) = feature_error_panel(model, samples)?;
+            save_png(dir.join("feature_error.png"), &chart)?;
+            sections.push(Section {
+                heading: "Error per feature".into(),
+                text: Some("FVU_j = MSE_j / variance_j of each input feature on the test split, input space; the ten worst features below.".into()),
+                images: vec![img("feature_error.png", "FVU per feature")],
+                table: Some(table),
+                ..Default::default()
+            });
+        }
+    }
+    sections.push(Section {
+        heading: "Code".into(),
+        images: vec![
+            img("l0.png", "active code units per sample"),
+            img("density.png", "how often each code unit fires"),
+            img("histogram.png", "distribution of code activations"),
+        ],
+        ..Default::default()
+    });
+    write_index(dir, &run.title, &sections)
 }

@@ -362,6 +362,37 @@ impl EpochMetrics {
     }
 }
 
+/// The objective of `cfg` as a sum of its named parts, e.g. `bce + l1 +
+/// l2`: the reconstruction loss (`bce`, `mse` or `sse`), then `l1`, `kl`,
+/// `l2` (weight decay) and `auxk` when the model has them. These are the
+/// names of the [`LossParts`] fields that the model can make non-zero.
+pub fn objective_name(cfg: &ModelConfig) -> String {
+    let mut parts = vec![cfg.loss.name()];
+    if cfg.l1.is_some() {
+        parts.push("l1");
+    }
+    if cfg.kl.is_some() {
+        parts.push("kl");
+    }
+    if cfg.weight_decay != 0.0 {
+        parts.push("l2");
+    }
+    if cfg.sae.auxk.is_some() {
+        parts.push("auxk");
+    }
+    parts.join(" + ")
+}
+
+/// The space a loss or error is in: `input space` for inputs as read
+/// (`scale` 1), else `normalised space (inputs × s)`.
+pub fn space_name(scale: f32) -> String {
+    if scale == 1.0 {
+        "input space".to_string()
+    } else {
+        format!("normalised space (inputs × {scale})")
+    }
+}
+
 /// A JSON number (`null` for NaN or infinity, which JSON cannot hold).
 pub fn json_num(v: f64) -> String {
     if v.is_finite() {

@@ -8,11 +8,16 @@ pub mod normalize;
 pub mod samples;
 pub mod source;
 pub mod step;
+pub mod step_log;
 
 pub use dead::DeadLatents;
 pub use fit::{FitOptions, Observer, Silent, evaluate, evaluate_rows, fit, fit_source};
-pub use infer::{Explained, decode, encode, explained, explained_rows, reconstruct, score};
+pub use infer::{
+    Explained, FeatureErrors, decode, encode, explained, explained_rows, feature_errors,
+    reconstruct, score,
+};
 pub use metrics::{CodeStats, EpochMetrics, RhoSpread};
 pub use samples::Samples;
 pub use source::{Chunked, EpochOrder, EpochSource, NpyRows, Rows, Shuffled};
 pub use step::Trainer;
+pub use step_log::StepLog;

@@ -141,6 +141,24 @@ impl EpochSource for Shuffled<'_> {
     }
 }
 
+/// The size of a streaming chunk, in MB of f32 rows, when neither the
+/// caller nor a small memory budget sets it.
+pub const DEFAULT_CHUNK_MB: f64 = 64.0;
+
+/// The size of a streaming chunk in MB: `chunk_mb` if given, else the
+/// smaller of [`DEFAULT_CHUNK_MB`] and a quarter of `budget_mb` (the memory
+/// allowed for the training split), so a small budget gets small chunks.
+pub fn chunk_mb(budget_mb: f64, chunk_mb: Option<f64>) -> f64 {
+    chunk_mb.unwrap_or(DEFAULT_CHUNK_MB.min(budget_mb / 4.0))
+}
+
+/// Rows of `dim` f32 values in a chunk of `chunk_mb` MB (2²⁰ bytes), at
+/// least one.
+pub fn chunk_rows(chunk_mb: f64, dim: usize) -> usize {
+    let row = dim.max(1) as f64 * 4.0;
+    ((chunk_mb * 1048576.0 / row) as usize).max(1)
+}
+
 /// Rows read one chunk of `chunk_rows` at a time: an epoch visits the
 /// chunks in a shuffled order and the rows of each chunk in a shuffled
 /// order (see the module doc). Holds one chunk; its buffers are allocated

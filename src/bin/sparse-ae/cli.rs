@@ -119,6 +119,17 @@ pub enum SplitArg {
     All,
 }
 
+impl SplitArg {
+    /// The split's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            SplitArg::Train => "train",
+            SplitArg::Test => "test",
+            SplitArg::All => "all",
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// A preset model (see `sparse-ae presets`).
@@ -206,15 +217,16 @@ pub struct TrainArgs {
         conflicts_with = "resume"
     )]
     pub memory_budget: f64,
-    /// Size of one chunk when streaming (MB of f32 rows).
+    /// Size of one chunk when streaming (MB of f32 rows), at most
+    /// --memory-budget [default: 64, or a quarter of --memory-budget if
+    /// that is smaller].
     #[arg(
         long,
-        default_value_t = 64.0,
         value_name = "MB",
         allow_negative_numbers = true,
         conflicts_with = "resume"
     )]
-    pub chunk_mb: f64,
+    pub chunk_mb: Option<f64>,
     /// Append per-epoch metrics here (.csv, or JSON lines for .jsonl/.json).
     #[arg(long)]
     pub metrics: Option<PathBuf>,

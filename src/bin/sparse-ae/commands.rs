@@ -7,7 +7,7 @@ use crate::cli::{
 use crate::data::{self, Loaded};
 use crate::files::Files;
 use crate::out::out;
-use crate::progress::Progress;
+use crate::progress::{Labels, Progress};
 use crate::train_input::{Input, choose_scale, fit_json, initial_model};
 use sparse_ae::gradcheck::{CheckOptions, check_model, random_setup};
 use sparse_ae::io::model_file::{
@@ -16,14 +16,16 @@ use sparse_ae::io::model_file::{
 use sparse_ae::kernels::Activation;
 use sparse_ae::nn::sae::{DEFAULT_AUXK_COEF, default_auxk_k};
 use sparse_ae::nn::{
-    Autoencoder, AuxK, EncoderInit, LayerSpec, Loss, ModelConfig, PRESETS, ParamLayout, preset,
+    Autoencoder, AuxK, EncoderInit, LayerSpec, Loss, ModelConfig, Noise, PRESETS, ParamLayout,
+    preset,
 };
 use sparse_ae::optim::{AdamConfig, OptimizerConfig, SgdConfig};
+use sparse_ae::report::html::utc_timestamp;
 use sparse_ae::report::png_out::save_png;
 use sparse_ae::report::training::{
-    code_histogram, feature_picture, reconstruction_grid, write_training_report,
+    DataKind, RunInfo, code_histogram, feature_picture, reconstruction_grid, write_training_report,
 };
-use sparse_ae::train::metrics::json_num;
+use sparse_ae::train::metrics::{json_num, objective_name, space_name};
 use sparse_ae::train::{
     EpochMetrics, FitOptions, Rows, Trainer, encode as encode_all, evaluate, evaluate_rows,
     explained, explained_rows, score as score_all,
@@ -392,8 +394,18 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let fit_meta = fit_json(&opts, scale, input.chunk_rows());
     let mut history: Vec<EpochMetrics> = Vec::new();
     let saved = std::sync::atomic::AtomicBool::new(false);
+    let labels = Labels {
+        noisy: trainer.model.config().noise != Noise::None,
+        normalised: scale != 1.0,
+    };
+    if !a.quiet && scale != 1.0 {
+        note!(
+            "losses below are in normalised space (inputs × {scale}); eval's MSE and the report's pictures are in input space"
+        );
+    }
     let mut obs = Progress::new(
         a.quiet,
+        labels,
         Box::new(|m: &EpochMetrics, t: &Trainer<f32>| {
             if let Some(p) = &a.metrics {
                 append_metrics(p, m)?;
@@ -406,6 +418,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         }),
     );
     let result = input.fit(&mut trainer, scale, &opts, &mut obs);
+    let log = std::mem::take(&mut obs.log);
     drop(obs);
     match result {
         Ok(h) => history.extend(h),
@@ -431,9 +444,33 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     }
     save_model_scaled(&a.out, &trainer.model, scale)?;
     if let Some(dir) = &a.report {
-        let title = a.preset.clone().unwrap_or_else(|| "sparse-ae model".into());
+        let (n_train, n_test) = input.lens()?;
+        let images = !data::is_npy(&path) || trainer.model.config().image.is_some();
+        let run = RunInfo {
+            title: a.preset.clone().unwrap_or_else(|| "sparse-ae model".into()),
+            data: if images {
+                DataKind::Images
+            } else {
+                DataKind::Vectors
+            },
+            settings: vec![
+                ("command line".into(), command_line()),
+                ("data".into(), path.display().to_string()),
+                (
+                    "data shape".into(),
+                    format!(
+                        "{n_train} training and {n_test} test samples of {dim} features{}",
+                        input.chunk_rows().map_or(String::new(), |c| format!(
+                            ", streamed in chunks of {c} rows"
+                        ))
+                    ),
+                ),
+                ("seed".into(), opts.shuffle_seed.to_string()),
+                ("date".into(), run_date()),
+            ],
+        };
         let index = input.with_report_samples(|s| {
-            write_training_report(dir, &title, &trainer.model, &history, s.scaled(scale)?)
+            write_training_report(dir, &trainer, &run, &history, &log, s.scaled(scale)?)
         })?;
         if !a.quiet {
             note!("report: {}", index.display());
@@ -449,6 +486,51 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a split holds, for the output of `eval`.
+fn split_name(split: SplitArg, npy: bool) -> &'static str {
+    match (split, npy) {
+        (SplitArg::Train, false) => "train",
+        (SplitArg::Test, false) => "test",
+        (SplitArg::All, false) => "all (train and test)",
+        (SplitArg::Train, true) => "train (first 90 % of rows)",
+        (SplitArg::Test, true) => "test (last 10 % of rows)",
+        (SplitArg::All, true) => "all rows",
+    }
+}
+
+/// The command line as typed, each argument quoted for a POSIX shell when
+/// it needs it.
+fn command_line() -> String {
+    let quote = |a: String| {
+        let plain = !a.is_empty()
+            && a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+        if plain {
+            a
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        }
+    };
+    std::env::args_os()
+        .map(|a| quote(a.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The time of the run, UTC: `SOURCE_DATE_EPOCH` (seconds since 1970) if
+/// set, for reproducible reports, else the clock.
+fn run_date() -> String {
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        });
+    utc_timestamp(secs)
 }
 
 fn load_split(args: &crate::cli::DataArgs, split: SplitArg) -> Result<Loaded> {
@@ -470,16 +552,23 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         let s = d.samples()?.scaled(scale)?;
         (s.len(), evaluate(&model, s, 1000)?, explained(&model, s)?)
     };
-    let units = model.config().width(model.config().code_layer);
+    let cfg = model.config();
+    let units = cfg.width(cfg.code_layer);
+    let objective = objective_name(cfg);
+    let split = split_name(a.split, data::is_npy(&path));
     if a.json {
         out(&format!(
-            "{{\"samples\":{},\"loss\":{},\"recon\":{},\"l1\":{},\"kl\":{},\"l2\":{},\"mse\":{},\"fvu\":{},\"l0\":{},\"dead_units\":{},\"code_units\":{}}}",
+            "{{\"split\":\"{}\",\"samples\":{},\"objective\":\"{objective}\",\"inputs\":\"clean\",\"loss_space\":\"{}\",\"input_scale\":{},\"loss\":{},\"recon\":{},\"l1\":{},\"kl\":{},\"l2\":{},\"auxk\":{},\"mse\":{},\"mse_space\":\"input\",\"fvu\":{},\"l0\":{},\"dead_units\":{},\"code_units\":{}}}",
+            a.split.name(),
             n,
-            l.total(),
-            l.recon,
-            l.l1,
-            l.kl,
-            l.l2,
+            if scale == 1.0 { "input" } else { "normalised" },
+            json_num(f64::from(scale)),
+            json_num(l.total()),
+            json_num(l.recon),
+            json_num(l.l1),
+            json_num(l.kl),
+            json_num(l.l2),
+            json_num(l.auxk),
             json_num(ex.mse),
             json_num(ex.fvu),
             stats.l0(),
@@ -487,27 +576,35 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             units
         ))?;
     } else {
-        let mut lines = vec![format!(
-            "samples     {n}
-loss        {:.6}
-  recon     {:.6}
-  l1        {:.6}
-  kl        {:.6}
-  l2        {:.6}
-mse         {:.6}
+        let space = space_name(scale);
+        let mut lines = vec![
+            format!("split       {split}, {n} samples"),
+            format!(
+                "loss        {:.6}  {objective}, on clean inputs, in {space}",
+                l.total()
+            ),
+            format!("  recon     {:.6}  ({})", l.recon, cfg.loss.name()),
+        ];
+        for (name, v, has) in [
+            ("l1", l.l1, cfg.l1.is_some()),
+            ("kl", l.kl, cfg.kl.is_some()),
+            ("l2", l.l2, cfg.weight_decay != 0.0),
+            ("auxk", l.auxk, cfg.sae.auxk.is_some()),
+        ] {
+            if has {
+                lines.push(format!("  {name:<10}{v:.6}"));
+            }
+        }
+        lines.push(format!(
+            "mse         {:.6}  per feature, in input space
 FVU         {:.4} (explained variance {:.4})
 L0          {:.3} active code units per sample (h > {})",
-            l.total(),
-            l.recon,
-            l.l1,
-            l.kl,
-            l.l2,
             ex.mse,
             ex.fvu,
             1.0 - ex.fvu,
             stats.l0(),
             stats.threshold()
-        )];
+        ));
         if let Some(r) = stats.rho_spread() {
             lines.push(format!(
                 "rho_hat     median {:.4} [{:.4}, {:.4}] against rho {}; {} of {} off by more than 2x",
@@ -557,7 +654,7 @@ pub fn score(a: OutArgs) -> Result<ExitCode> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     if npy {
-        sparse_ae::data::npy::write(&a.out, scores.len(), 1, &scores)?;
+        sparse_ae::data::npy::write_vector(&a.out, &scores)?;
     } else {
         let mut text = String::from("index,score\n");
         for (i, v) in scores.iter().enumerate() {

@@ -2,7 +2,7 @@
 //! terminal, a plain line per epoch otherwise.
 
 use sparse_ae::nn::LossParts;
-use sparse_ae::train::{EpochMetrics, Observer, Trainer};
+use sparse_ae::train::{EpochMetrics, Observer, StepLog, Trainer};
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
@@ -16,24 +16,67 @@ pub struct Progress<'a> {
     tty: bool,
     last_draw: Instant,
     loss_ema: f64,
+    labels: Labels,
+    /// The training loss and its parts over the steps, for the report.
+    pub log: StepLog,
     pub on_epoch: EpochHook<'a>,
 }
 
 impl<'a> Progress<'a> {
-    pub fn new(quiet: bool, on_epoch: EpochHook<'a>) -> Self {
+    pub fn new(quiet: bool, labels: Labels, on_epoch: EpochHook<'a>) -> Self {
         Progress {
             quiet,
             tty: std::io::stderr().is_terminal(),
             last_draw: Instant::now(),
             loss_ema: f64::NAN,
+            labels,
+            log: StepLog::default(),
             on_epoch,
         }
     }
 }
 
-pub fn epoch_line(m: &EpochMetrics) -> String {
+/// What the losses of an epoch line are computed on, when it is not plain
+/// inputs in input space.
+#[derive(Clone, Debug, Default)]
+pub struct Labels {
+    /// The model corrupts its training inputs (a denoising model): the
+    /// training loss is on noisy inputs, the test loss on clean ones.
+    pub noisy: bool,
+    /// The inputs are scaled (`--normalize`): losses are in normalised space.
+    pub normalised: bool,
+}
+
+impl Labels {
+    /// The bracketed tag after `train` or `test`, or nothing.
+    fn tag(&self, train: bool) -> String {
+        let mut tags = Vec::new();
+        if self.noisy {
+            tags.push(if train {
+                "noisy inputs"
+            } else {
+                "clean inputs"
+            });
+        }
+        if self.normalised {
+            tags.push("normalised");
+        }
+        if tags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", tags.join(", "))
+        }
+    }
+}
+
+pub fn epoch_line(m: &EpochMetrics, labels: &Labels) -> String {
     let test = m.test.map_or(String::new(), |t| {
-        format!("  test {:.5} (recon {:.5})", t.total(), t.recon)
+        format!(
+            "  test{} {:.5} (recon {:.5})",
+            labels.tag(false),
+            t.total(),
+            t.recon
+        )
     });
     let auxk = if m.train.auxk != 0.0 {
         format!(" auxk {:.2e}", m.train.auxk)
@@ -41,9 +84,10 @@ pub fn epoch_line(m: &EpochMetrics) -> String {
         String::new()
     };
     format!(
-        "epoch {:>3}  step {:>7}  train {:.5} (recon {:.5} l1 {:.2e} kl {:.2e} l2 {:.2e}{auxk}){test}  {}  {:.0} samples/s  {:.2}s",
+        "epoch {:>3}  step {:>7}  train{} {:.5} (recon {:.5} l1 {:.2e} kl {:.2e} l2 {:.2e}{auxk}){test}  {}  {:.0} samples/s  {:.2}s",
         m.epoch,
         m.step,
+        labels.tag(true),
         m.train.total(),
         m.train.recon,
         m.train.l1,
@@ -86,6 +130,8 @@ fn sparsity(m: &EpochMetrics) -> String {
 
 impl Observer for Progress<'_> {
     fn on_step(&mut self, epoch: usize, k: usize, spe: usize, loss: &LossParts) {
+        let step = (epoch as u64 - 1) * spe as u64 + k as u64;
+        self.log.add(step, spe as u64, loss);
         let l = loss.total();
         self.loss_ema = if self.loss_ema.is_nan() {
             l
@@ -111,7 +157,7 @@ impl Observer for Progress<'_> {
             if self.tty {
                 note_part!("\r\x1b[2K");
             }
-            note!("{}", epoch_line(m));
+            note!("{}", epoch_line(m, &self.labels));
         }
         (self.on_epoch)(m, t)
     }

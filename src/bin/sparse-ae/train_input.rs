@@ -9,6 +9,7 @@ use sparse_ae::io::json::Value;
 use sparse_ae::io::model_file::{load_model_scaled, load_params_into_scaled};
 use sparse_ae::nn::{Autoencoder, Loss, ModelConfig, ParamLayout};
 use sparse_ae::train::normalize::{NormTarget, norm_scale};
+use sparse_ae::train::source::{chunk_mb, chunk_rows};
 use sparse_ae::train::{
     Chunked, EpochMetrics, FitOptions, NpyRows, Observer, Rows, Samples, Trainer, fit, fit_source,
 };
@@ -47,15 +48,28 @@ impl Input {
     ) -> Result<Input> {
         let limit = a.data.limit;
         for (flag, v) in [
-            ("--memory-budget", a.memory_budget),
+            ("--memory-budget", Some(a.memory_budget)),
             ("--chunk-mb", a.chunk_mb),
         ] {
-            if !(v.is_finite() && v > 0.0) {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0)
+            {
                 return Err(Error::config(
                     flag,
                     format!("must be a positive number of MB, got {v}"),
                 ));
             }
+        }
+        if let Some(c) = a.chunk_mb
+            && c > a.memory_budget
+        {
+            return Err(Error::config(
+                "--chunk-mb",
+                format!(
+                    "{c} MB is more than --memory-budget {} MB: a chunk is held in memory whole",
+                    a.memory_budget
+                ),
+            ));
         }
         if !data::is_npy(path) {
             if a.stream || resumed_chunk_rows.is_some_and(|c| c.is_some()) {
@@ -74,8 +88,7 @@ impl Input {
             Some(c) => c,
             None => {
                 let large = bytes_of(train.1 - train.0, dim) > a.memory_budget * 1048576.0;
-                (a.stream || large)
-                    .then(|| ((a.chunk_mb * 1048576.0 / bytes_of(1, dim)) as usize).max(1))
+                (a.stream || large).then(|| chunk_rows(chunk_mb(a.memory_budget, a.chunk_mb), dim))
             }
         };
         match chunk_rows {
