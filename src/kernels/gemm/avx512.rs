@@ -1,17 +1,104 @@
-//! AVX-512F microkernel: a 14×32 tile in 28 zmm accumulators.
+//! AVX-512F microkernel: a 14×32 tile in 28 zmm accumulators, the bodies of
+//! `wide` on 16-lane vectors with mask registers for the edge lanes; and the
+//! packing of transposed panels by in-register transposes and gathers.
 
 use super::MicroKernel;
 use super::direct::StridedTile;
 use super::pack::{self, Strided};
 use super::params::{self, Blocking};
+use super::wide::{self, Wide};
 use std::arch::x86_64::*;
 
 const MR: usize = params::AVX512.mr;
 const NR: usize = params::AVX512.nr;
-const NV: usize = NR / 16;
 
 /// The AVX-512F path.
 pub(crate) struct Avx512;
+
+// SAFETY: the methods use AVX-512F (and SSE's prefetch) only; the kernels run
+// them only from entry points compiled with AVX-512F, on a CPU that has it.
+unsafe impl Wide for Avx512 {
+    const LANES: usize = 16;
+    type V = __m512;
+    type Row = [f32; 32];
+    type M = __mmask16;
+
+    #[inline(always)]
+    fn zero() -> __m512 {
+        // SAFETY: AVX-512F is present (see the note above the impl).
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    fn splat(x: f32) -> __m512 {
+        // SAFETY: AVX-512F is present.
+        unsafe { _mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        // SAFETY: AVX-512F is present; 16 floats readable by the contract.
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m512) {
+        // SAFETY: AVX-512F is present; 16 floats writable by the contract.
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    fn mask(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+    #[inline(always)]
+    unsafe fn load_masked(p: *const f32, m: __mmask16) -> __m512 {
+        // SAFETY: AVX-512F is present; only the lanes in `m` are read.
+        unsafe { _mm512_maskz_loadu_ps(m, p) }
+    }
+    #[inline(always)]
+    unsafe fn store_masked(p: *mut f32, m: __mmask16, v: __m512) {
+        // SAFETY: AVX-512F is present; only the lanes in `m` are written.
+        unsafe { _mm512_mask_storeu_ps(p, m, v) }
+    }
+    #[inline(always)]
+    fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present.
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    fn mul(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present.
+        unsafe { _mm512_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    fn add(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present.
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    /// The C tile's lines, fetched before the k loop, are in L1 when the sums
+    /// are stored (a store to a missing line waits for it).
+    #[inline(always)]
+    fn prefetch(p: *const f32) {
+        // SAFETY: a prefetch is a hint (SSE, part of x86-64) and never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn packed_tile<const M: usize, const V: usize>(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { wide::packed::<Self, M, V>(kc, a, b, c, ldc, alpha, beta) }
+    }
+    #[target_feature(enable = "avx512f")]
+    unsafe fn strided_tile<const M: usize, const V: usize, const ROWS: bool>(t: &StridedTile) {
+        // SAFETY: forwarded contract.
+        unsafe { wide::strided_body::<Self, M, V, ROWS>(t) }
+    }
+}
 
 impl MicroKernel for Avx512 {
     const P: Blocking = params::AVX512;
@@ -38,12 +125,14 @@ impl MicroKernel for Avx512 {
         assert!(a.len() >= kc * MR && b.len() >= kc * NR);
         // SAFETY: the caller guarantees avx512f and the C tile; the packed
         // lengths are checked above.
-        unsafe { tile_avx512f(kc, a.as_ptr(), b.as_ptr(), c, ldc, alpha, beta) }
+        unsafe {
+            Self::packed_tile::<MR, { NR / 16 }>(kc, a.as_ptr(), b.as_ptr(), c, ldc, alpha, beta)
+        }
     }
 
     unsafe fn tile_strided(t: &StridedTile) {
         // SAFETY: the caller guarantees avx512f and the tile contract.
-        unsafe { super::avx512_strided::tile(t) }
+        unsafe { wide::strided::<Self, MR>(t) }
     }
 }
 
@@ -184,82 +273,6 @@ unsafe fn gather_avx512f<const W: usize>(
                         base.add(p).cast(),
                     );
                     _mm512_mask_storeu_ps(out.add(p * W), store, v);
-                }
-            }
-        }
-    }
-}
-
-#[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512f(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-) {
-    // SAFETY: forwarded contract of `tile`.
-    unsafe { body::<MR, NV>(kc, a, b, c, ldc, alpha, beta) }
-}
-
-/// `C[M×16·V] ← α·Σ_p ã_p b̃_pᵀ + β·C` (C not read when β = 0), the products
-/// summed with FMA in increasing p, then scaled and added unfused (round(α·acc)
-/// + round(β·c)) exactly as the scalar edge update does.
-///
-/// # Safety
-/// avx512f; `a` has M·kc and `b` 16·V·kc readable floats; `c` is an M×16·V
-/// tile with row stride ldc, writable and (when β ≠ 0) readable.
-#[inline(always)]
-unsafe fn body<const M: usize, const V: usize>(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-) {
-    // SAFETY: every pointer offset stays within the extents in the contract.
-    unsafe {
-        // Start fetching the C tile now, so that its lines are in L1 when the
-        // sums are stored (a store to a missing line waits for it).
-        for i in 0..M {
-            for v in 0..V {
-                _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc + 16 * v).cast());
-            }
-        }
-        let mut acc = [[_mm512_setzero_ps(); V]; M];
-        let (mut ap, mut bp) = (a, b);
-        for _ in 0..kc {
-            let mut bv = [_mm512_setzero_ps(); V];
-            for (v, x) in bv.iter_mut().enumerate() {
-                *x = _mm512_loadu_ps(bp.add(16 * v));
-            }
-            for (i, row) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*ap.add(i));
-                for (x, bvv) in row.iter_mut().zip(&bv) {
-                    *x = _mm512_fmadd_ps(av, *bvv, *x);
-                }
-            }
-            ap = ap.add(M);
-            bp = bp.add(16 * V);
-        }
-        let va = _mm512_set1_ps(alpha);
-        if beta == 0.0 {
-            for (i, row) in acc.iter().enumerate() {
-                for (v, x) in row.iter().enumerate() {
-                    _mm512_storeu_ps(c.add(i * ldc + 16 * v), _mm512_mul_ps(va, *x));
-                }
-            }
-        } else {
-            let vb = _mm512_set1_ps(beta);
-            for (i, row) in acc.iter().enumerate() {
-                for (v, x) in row.iter().enumerate() {
-                    let cp = c.add(i * ldc + 16 * v);
-                    let old = _mm512_mul_ps(vb, _mm512_loadu_ps(cp));
-                    _mm512_storeu_ps(cp, _mm512_add_ps(_mm512_mul_ps(va, *x), old));
                 }
             }
         }

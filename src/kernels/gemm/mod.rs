@@ -14,11 +14,7 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
-mod avx2_strided;
-#[cfg(target_arch = "x86_64")]
 mod avx512;
-#[cfg(target_arch = "x86_64")]
-mod avx512_strided;
 mod direct;
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -33,6 +29,8 @@ pub mod reference;
 mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
+#[cfg(target_arch = "x86_64")]
+mod wide;
 
 use super::{Activation, Isa, Real};
 use pack::Strided;
