@@ -14,6 +14,9 @@
 //!   time (`SPARSE_AE_KERNEL` forces one).
 //! - [`data`]: readers for outside data sets (IDX/MNIST, `.npy`), validated before they allocate.
 //! - [`io`]: strict JSON, safetensors and crash-safe atomic file writes.
+//! - [`dist`]: data-parallel training (micro-batches summed over a fixed
+//!   tree, so any number of processes gives the same bits; MPI with the
+//!   `mpi` feature).
 //!
 //! ## Features
 //! The bare engine (`default-features = false`) depends only on rayon,
@@ -23,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod gradcheck;
 pub mod io;

@@ -10,7 +10,9 @@ pub mod source;
 pub mod step;
 
 pub use dead::DeadLatents;
-pub use fit::{FitOptions, Observer, Silent, evaluate, evaluate_rows, fit, fit_source};
+pub use fit::{
+    FitOptions, Observer, Silent, evaluate, evaluate_rows, fit, fit_on, fit_source, fit_source_on,
+};
 pub use infer::{Explained, decode, encode, explained, explained_rows, reconstruct, score};
 pub use metrics::{CodeStats, EpochMetrics, RhoSpread};
 pub use samples::Samples;

@@ -9,6 +9,7 @@ use crate::files::Files;
 use crate::out::out;
 use crate::progress::Progress;
 use crate::train_input::{Input, choose_scale, fit_json, initial_model};
+use sparse_ae::dist::{self, Collective};
 use sparse_ae::gradcheck::{CheckOptions, check_model, random_setup};
 use sparse_ae::io::model_file::{
     load_checkpoint, load_model, load_model_scaled, save_checkpoint, save_model_scaled,
@@ -238,6 +239,14 @@ fn check_resume_flags(a: &TrainArgs, t: &Trainer<f32>, opts: &FitOptions) -> Res
     {
         return differs("--batch-size", b.to_string(), t.batch().to_string());
     }
+    if let Some(m) = a.micro_batches
+        && Some(m) != t.micro_batches_set()
+    {
+        let kept = t
+            .micro_batches_set()
+            .map_or("default micro-batches".into(), |m| m.to_string());
+        return differs("--micro-batches", m.to_string(), kept);
+    }
     let (kind, lr, momentum) = match t.opt.config {
         OptimizerConfig::Adam(c) => (OptimizerKind::Adam, c.lr, None),
         OptimizerConfig::Sgd(c) => (OptimizerKind::Sgd, c.lr, Some(c.momentum)),
@@ -274,9 +283,141 @@ fn check_resume_flags(a: &TrainArgs, t: &Trainer<f32>, opts: &FitOptions) -> Res
     Ok(())
 }
 
+/// `train`, in one process or, under an MPI launcher (with the `mpi`
+/// feature), as one rank of a data-parallel job: rank 0 prints and writes,
+/// the other ranks only compute (and exit with a failure status when the
+/// job fails, rank 0 giving the reason).
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
+    #[cfg(feature = "mpi")]
+    if sparse_ae::dist::mpi::launched() {
+        let mut world = sparse_ae::dist::mpi::MpiWorld::init()?;
+        let rank = sparse_ae::dist::Collective::<f32>::rank(&world);
+        let result = train_on(a, &mut world);
+        return match (rank, result) {
+            (0, r) => r,
+            (_, Ok(code)) => Ok(code),
+            (_, Err(_)) => Ok(ExitCode::FAILURE),
+        };
+    }
+    train_on(a, &mut sparse_ae::dist::Solo)
+}
+
+fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result<ExitCode> {
     let start = Instant::now();
-    check_train_flags(&a)?;
+    let rank = comm.rank();
+    // Only rank 0 speaks and writes.
+    if rank != 0 {
+        a.quiet = true;
+        crate::out::silence();
+    }
+    let shared = comm.ranks() > 1;
+    let setup = train_setup(&a, start, rank == 0);
+    if shared {
+        // No rank starts the first step unless every rank is ready.
+        let ready = match &setup {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::Data {
+                reason: e.to_string(),
+            }),
+        };
+        if let Err(e) = dist::agree(comm, ready, true) {
+            return Err(setup.err().unwrap_or(e));
+        }
+    }
+    let (mut trainer, input, scale, opts) = setup?;
+    if (shared || trainer.micro_batches_set().is_some()) && !a.quiet {
+        let plan = dist::MicroPlan::new(trainer.batch(), trainer.micro_batches(), comm.ranks())?;
+        note!(
+            "{} rank(s), {} micro-batch(es) of {} samples{}",
+            comm.ranks(),
+            plan.m,
+            plan.rows_of(0).len(),
+            if shared {
+                ", each rank reading the rows of its own"
+            } else {
+                ""
+            }
+        );
+        if let Some(text) = plan.unevenness() {
+            note!("note: {text}");
+        }
+    }
+    let fit_meta = fit_json(&opts, scale, input.chunk_rows());
+    let mut history: Vec<EpochMetrics> = Vec::new();
+    let saved = std::sync::atomic::AtomicBool::new(false);
+    let mut obs = Progress::new(
+        a.quiet,
+        Box::new(|m: &EpochMetrics, t: &Trainer<f32>| {
+            if rank != 0 {
+                return Ok(());
+            }
+            if let Some(p) = &a.metrics {
+                append_metrics(p, m)?;
+            }
+            if let Some(p) = &a.checkpoint {
+                save_checkpoint(p, t, &fit_meta)?;
+                saved.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(())
+        }),
+    );
+    let result = input.fit(&mut trainer, scale, &opts, &mut obs, comm);
+    drop(obs);
+    match result {
+        Ok(h) => history.extend(h),
+        Err(e) => {
+            // Name a checkpoint only if this run wrote it (or resumed from it).
+            let last = match (&a.checkpoint, &a.resume) {
+                (Some(p), _) if saved.load(std::sync::atomic::Ordering::Relaxed) => Some(p),
+                (_, Some(r)) => Some(r),
+                _ => None,
+            };
+            match last {
+                Some(p) => note!(
+                    "training stopped; the last good checkpoint is {}",
+                    p.display()
+                ),
+                None if a.checkpoint.is_some() => {
+                    note!("training stopped before the first checkpoint was written")
+                }
+                None => {}
+            }
+            return Err(e);
+        }
+    }
+    if rank != 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    save_model_scaled(&a.out, &trainer.model, scale)?;
+    if let Some(dir) = &a.report {
+        let title = a.preset.clone().unwrap_or_else(|| "sparse-ae model".into());
+        let index = input.with_report_samples(|s| {
+            write_training_report(dir, &title, &trainer.model, &history, s.scaled(scale)?)
+        })?;
+        if !a.quiet {
+            note!("report: {}", index.display());
+        }
+    }
+    if !a.quiet {
+        note!(
+            "saved {} after {} steps in {:.1} s; peak RSS {}",
+            a.out.display(),
+            trainer.steps(),
+            start.elapsed().as_secs_f64(),
+            peak_rss_mb().map_or("unknown".into(), |m| format!("{m:.0} MB"))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `train` starts from: the trainer, the data, the input scale and the
+/// loop's options.
+type Setup = (Trainer<f32>, Input, f32, FitOptions);
+
+/// Everything before the first step: flags, files, the model, the data.
+/// `writes`: whether this process writes the outputs (checked up front).
+fn train_setup(a: &TrainArgs, start: Instant, writes: bool) -> Result<Setup> {
+    check_train_flags(a)?;
     let path = data::locate(&a.data)?;
     let mut files = Files::default();
     files.data(&path);
@@ -305,7 +446,9 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         files.report(r);
     }
     // Resuming from a checkpoint and saving it again is the usual way.
-    files.allow("--resume", "--checkpoint").check()?;
+    if writes {
+        files.allow("--resume", "--checkpoint").check()?;
+    }
     let mut opts = FitOptions {
         epochs: a.epochs,
         max_steps: a.steps,
@@ -321,7 +464,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 .str_at("shuffle_seed")?
                 .parse()
                 .map_err(|_| Error::config("sparse_ae.fit.shuffle_seed", "not a number"))?;
-            check_resume_flags(&a, &t, &opts)?;
+            check_resume_flags(a, &t, &opts)?;
             if !a.quiet {
                 note!("resuming {} at step {}", ck.display(), t.steps());
             }
@@ -329,9 +472,9 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         }
         None => None,
     };
-    let input = Input::open(&path, &a, resumed.as_ref().map(|(_, (_, c))| *c))?;
+    let input = Input::open(&path, a, resumed.as_ref().map(|(_, (_, c))| *c))?;
     let dim = input.dim()?;
-    let (mut trainer, scale) = if let Some((t, (scale, _))) = resumed {
+    let (trainer, scale) = if let Some((t, (scale, _))) = resumed {
         (t, scale)
     } else {
         let cfg = match (a.preset.as_deref(), a.config.as_deref()) {
@@ -366,12 +509,16 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 momentum: a.momentum.unwrap_or(0.9),
             }),
         };
-        let t = Trainer::new(
+        let mut t = Trainer::new(
             model,
             opt,
             a.batch_size.unwrap_or(256),
             a.noise_seed.unwrap_or(seed ^ 0x5eed_5eed),
         )?;
+        t.set_micro_batches(a.micro_batches).map_err(|e| match e {
+            Error::Config { reason, .. } => Error::config("--micro-batches", reason),
+            e => e,
+        })?;
         (t, scale)
     };
     if !a.quiet {
@@ -388,66 +535,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             start.elapsed().as_secs_f64() * 1e3
         );
     }
-    let fit_meta = fit_json(&opts, scale, input.chunk_rows());
-    let mut history: Vec<EpochMetrics> = Vec::new();
-    let saved = std::sync::atomic::AtomicBool::new(false);
-    let mut obs = Progress::new(
-        a.quiet,
-        Box::new(|m: &EpochMetrics, t: &Trainer<f32>| {
-            if let Some(p) = &a.metrics {
-                append_metrics(p, m)?;
-            }
-            if let Some(p) = &a.checkpoint {
-                save_checkpoint(p, t, &fit_meta)?;
-                saved.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            Ok(())
-        }),
-    );
-    let result = input.fit(&mut trainer, scale, &opts, &mut obs);
-    drop(obs);
-    match result {
-        Ok(h) => history.extend(h),
-        Err(e) => {
-            // Name a checkpoint only if this run wrote it (or resumed from it).
-            let last = match (&a.checkpoint, &a.resume) {
-                (Some(p), _) if saved.load(std::sync::atomic::Ordering::Relaxed) => Some(p),
-                (_, Some(r)) => Some(r),
-                _ => None,
-            };
-            match last {
-                Some(p) => note!(
-                    "training stopped; the last good checkpoint is {}",
-                    p.display()
-                ),
-                None if a.checkpoint.is_some() => {
-                    note!("training stopped before the first checkpoint was written")
-                }
-                None => {}
-            }
-            return Err(e);
-        }
-    }
-    save_model_scaled(&a.out, &trainer.model, scale)?;
-    if let Some(dir) = &a.report {
-        let title = a.preset.clone().unwrap_or_else(|| "sparse-ae model".into());
-        let index = input.with_report_samples(|s| {
-            write_training_report(dir, &title, &trainer.model, &history, s.scaled(scale)?)
-        })?;
-        if !a.quiet {
-            note!("report: {}", index.display());
-        }
-    }
-    if !a.quiet {
-        note!(
-            "saved {} after {} steps in {:.1} s; peak RSS {}",
-            a.out.display(),
-            trainer.steps(),
-            start.elapsed().as_secs_f64(),
-            peak_rss_mb().map_or("unknown".into(), |m| format!("{m:.0} MB"))
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok((trainer, input, scale, opts))
 }
 
 fn load_split(args: &crate::cli::DataArgs, split: SplitArg) -> Result<Loaded> {
