@@ -32,7 +32,7 @@ fn main() -> sparse_ae::Result<()> {
     if world.rank() == 0 {
         let moved = 2.0 * (p - 1) as f64 / p as f64 * n as f64 * 4.0;
         println!(
-            "{p} ranks, {n} parameters: median {:.2} ms per exchange (best {:.2}), {:.1} MB sent + received per rank",
+            "{p} ranks, {n} parameters: median {:.2} ms per exchange (best {:.2}), {:.1} MB sent (and as many received) per rank",
             times[times.len() / 2] * 1e3,
             times[0] * 1e3,
             moved / 1e6
