@@ -21,7 +21,9 @@
 //! ## Features
 //! The bare engine (`default-features = false`) depends only on rayon,
 //! matrixmultiply, rand, rand_distr and byteorder. The default `cli` feature
-//! adds the command-line tool, gzip, PNG and JSON support.
+//! adds the command-line tool, gzip, PNG and JSON support. The `mpi` feature
+//! adds `dist::mpi` (the system's MPI library), so `mpirun -n P sparse-ae
+//! train …` trains one model on P processes (docs/mpi.md).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
