@@ -91,6 +91,13 @@ pub enum Error {
         /// What is missing and how to get it.
         reason: String,
     },
+    /// Another process of a data-parallel job failed ([`crate::dist`]).
+    Rank {
+        /// The process (rank) that failed.
+        rank: usize,
+        /// Its error.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -161,6 +168,7 @@ impl fmt::Display for Error {
                 crate::memory::show(*budget)
             ),
             Error::Data { reason } => write!(f, "{reason}"),
+            Error::Rank { rank, reason } => write!(f, "rank {rank} of the job failed: {reason}"),
         }
     }
 }

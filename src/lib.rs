@@ -14,15 +14,21 @@
 //!   time (`SPARSE_AE_KERNEL` forces one).
 //! - [`data`]: readers for outside data sets (IDX/MNIST, `.npy`), validated before they allocate.
 //! - [`io`]: strict JSON, safetensors and crash-safe atomic file writes.
+//! - [`dist`]: data-parallel training (micro-batches summed over a fixed
+//!   tree, so any number of processes gives the same bits; MPI with the
+//!   `mpi` feature).
 //!
 //! ## Features
 //! The bare engine (`default-features = false`) depends only on rayon,
 //! matrixmultiply, rand, rand_distr and byteorder. The default `cli` feature
-//! adds the command-line tool, gzip, PNG and JSON support.
+//! adds the command-line tool, gzip, PNG and JSON support. The `mpi` feature
+//! adds `dist::mpi` (the system's MPI library), so `mpirun -n P sparse-ae
+//! train …` trains one model on P processes (docs/mpi.md).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod gradcheck;
 pub mod io;

@@ -361,7 +361,8 @@ fn optimizer_from_json(v: &Value) -> Result<OptimizerConfig> {
 }
 
 /// Saves everything needed to continue training exactly: parameters,
-/// optimizer moments and step, the noise generator, and `fit` (free-form
+/// optimizer moments and step, the noise generator, the micro-batch count
+/// if one was set ([`Trainer::set_micro_batches`]), and `fit` (free-form
 /// JSON the training loop wants back, such as its shuffle seed).
 ///
 /// # Errors
@@ -392,21 +393,22 @@ pub fn save_checkpoint(path: &Path, t: &Trainer<f32>, fit: &Value) -> Result<()>
         .collect();
     let dead = dead.join(",");
     let fit = fit.to_json()?;
-    safetensors::write(
-        path,
-        &tensors,
-        &[
-            ("format", "pt"),
-            (KIND, "checkpoint"),
-            (CONFIG, &cfg),
-            ("sparse_ae.optimizer", &opt),
-            ("sparse_ae.step", &step),
-            ("sparse_ae.batch_size", &batch),
-            ("sparse_ae.noise_rng", &rng),
-            ("sparse_ae.dead_counters", &dead),
-            ("sparse_ae.fit", &fit),
-        ],
-    )
+    let micro = t.micro_batches_set().map(|m| m.to_string());
+    let mut meta = vec![
+        ("format", "pt"),
+        (KIND, "checkpoint"),
+        (CONFIG, &cfg),
+        ("sparse_ae.optimizer", &opt),
+        ("sparse_ae.step", &step),
+        ("sparse_ae.batch_size", &batch),
+        ("sparse_ae.noise_rng", &rng),
+        ("sparse_ae.dead_counters", &dead),
+        ("sparse_ae.fit", &fit),
+    ];
+    if let Some(m) = &micro {
+        meta.push(("sparse_ae.micro_batches", m));
+    }
+    safetensors::write(path, &tensors, &meta)
 }
 
 /// Loads a checkpoint written by [`save_checkpoint`]: the trainer, ready to
@@ -517,6 +519,15 @@ pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path) -> Result<(Trainer<f32>,
     }
     t.opt.t = step;
     t.noise_rng = Rng::from_state(rng);
+    if let Some(text) = st.meta("sparse_ae.micro_batches") {
+        let m = text.parse().map_err(|_| {
+            bad(
+                path,
+                "metadata `sparse_ae.micro_batches` is not a micro-batch count",
+            )
+        })?;
+        t.set_micro_batches(Some(m)).map_err(wrap)?;
+    }
     if let Some(text) = st.meta("sparse_ae.dead_counters") {
         let bad_counters =
             |why: &str| bad(path, format!("metadata `sparse_ae.dead_counters` {why}"));

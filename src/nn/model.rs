@@ -692,6 +692,19 @@ impl<T: Real> Autoencoder<T> {
         value
     }
 
+    /// ρ̂ and the KL gradient of a batch of `whole` samples from the sums
+    /// of all its parts (`total`, as [`Self::forward_to_kl`] leaves them in
+    /// each part's workspace, added over the parts), into `ws`; returns the
+    /// KL value (see [`crate::dist`]).
+    pub(crate) fn set_kl_total(&self, ws: &mut Workspace<T>, total: &[T], whole: usize) -> f64 {
+        let Some(p) = self.cfg.kl else {
+            return 0.0;
+        };
+        let (_, hw) = self.groups(p.layer);
+        ws.rho_hat.copy_from_slice(total);
+        kl_from_sums(&mut ws.rho_hat, whole * hw, p.rho, p.beta, &mut ws.kl_g)
+    }
+
     fn check_grads(&self, g: &[T]) -> Result<()> {
         if g.len() != self.layout.len {
             return Err(Error::shape(

@@ -54,6 +54,25 @@ impl DeadLatents {
         }
     }
 
+    /// Marks in `fired` the units that fire in `code` (`(rows, units)`),
+    /// leaving the other entries as they are.
+    pub fn mark_fired<T: Real>(&self, code: &[T], fired: &mut [bool]) {
+        let t = T::from_f64(self.threshold);
+        for row in code.chunks_exact(self.since.len().max(1)) {
+            for (f, &v) in fired.iter_mut().zip(row) {
+                *f |= v > t;
+            }
+        }
+    }
+
+    /// Counts a batch of `batch` samples in which the units marked in
+    /// `fired` fired (the same as [`Self::update_parts`] on its codes).
+    pub fn update_fired(&mut self, batch: u64, fired: &[bool]) {
+        for (s, &f) in self.since.iter_mut().zip(fired) {
+            *s = if f { 0 } else { s.saturating_add(batch) };
+        }
+    }
+
     /// Whether unit `j` is dead.
     pub fn is_dead(&self, j: usize) -> bool {
         self.since[j] >= self.window

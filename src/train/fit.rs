@@ -4,6 +4,7 @@ use super::metrics::{CodeStats, EpochMetrics, LossMean};
 use super::samples::Samples;
 use super::source::{EpochOrder, EpochSource, Rows, Shuffled};
 use super::step::Trainer;
+use crate::dist::{Collective, MicroPlan, Solo, agree};
 use crate::error::{Error, Result};
 use crate::nn::{Autoencoder, LossParts};
 use crate::rng::Rng;
@@ -128,6 +129,22 @@ pub fn fit(
     opts: &FitOptions,
     obs: &mut (dyn Observer + Send),
 ) -> Result<Vec<EpochMetrics>> {
+    fit_on(trainer, train, test, opts, obs, &mut Solo)
+}
+
+/// [`fit`] with each step shared by the ranks of `comm` (see
+/// [`fit_source_on`]).
+///
+/// # Errors
+/// As [`fit_source_on`].
+pub fn fit_on(
+    trainer: &mut Trainer<f32>,
+    train: Samples<'_>,
+    test: Option<Samples<'_>>,
+    opts: &FitOptions,
+    obs: &mut (dyn Observer + Send),
+    comm: &mut (dyn Collective<f32> + Send),
+) -> Result<Vec<EpochMetrics>> {
     if trainer.model.config().loss == crate::nn::Loss::Bce {
         let splits = [("training", Some(train)), ("test", test)];
         for (name, s) in splits {
@@ -140,12 +157,13 @@ pub fn fit(
         }
     }
     let mut test = test;
-    fit_source(
+    fit_source_on(
         trainer,
         &mut Shuffled::new(train),
         test.as_mut().map(|t| t as &mut dyn Rows),
         opts,
         obs,
+        comm,
     )
 }
 
@@ -164,10 +182,33 @@ pub fn fit_source(
     opts: &FitOptions,
     obs: &mut (dyn Observer + Send),
 ) -> Result<Vec<EpochMetrics>> {
+    fit_source_on(trainer, train, test, opts, obs, &mut Solo)
+}
+
+/// [`fit_source`] with each step shared by the ranks of `comm`
+/// ([`crate::dist`]): every rank runs this with the same trainer, options
+/// and data, reads only the rows of its own micro-batches
+/// ([`MicroPlan::rows`]) and applies the same update
+/// ([`Trainer::step_on`]), so the model is the same bits on every rank and
+/// for any number of ranks. The loss is the whole batch's; the code
+/// statistics of an epoch are summed over the ranks at its end. Only rank 0
+/// validates on `test`. The ranks agree before each step (an error or a
+/// stop on one rank ends every rank) and after each epoch's record.
+///
+/// # Errors
+/// As [`fit_source`]; an error on another rank as [`Error::Rank`].
+pub fn fit_source_on(
+    trainer: &mut Trainer<f32>,
+    train: &mut dyn EpochSource,
+    test: Option<&mut dyn Rows>,
+    opts: &FitOptions,
+    obs: &mut (dyn Observer + Send),
+    comm: &mut (dyn Collective<f32> + Send),
+) -> Result<Vec<EpochMetrics>> {
     // The loop runs on a thread of the rayon pool, so the parallel kernels it
     // calls push their tasks on that thread's own deque instead of the
     // pool's injection queue (which allocates as it grows).
-    rayon::scope(|_| fit_in_pool(trainer, train, test, opts, obs))
+    rayon::scope(|_| fit_in_pool(trainer, train, test, opts, obs, comm))
 }
 
 fn fit_in_pool(
@@ -176,6 +217,7 @@ fn fit_in_pool(
     mut test: Option<&mut dyn Rows>,
     opts: &FitOptions,
     obs: &mut (dyn Observer + Send),
+    comm: &mut (dyn Collective<f32> + Send),
 ) -> Result<Vec<EpochMetrics>> {
     let cfg = trainer.model.config().clone();
     opts.validate()?;
@@ -206,7 +248,12 @@ fn fit_in_pool(
         ));
     }
     let code_units = cfg.width(cfg.code_layer);
-    let mut x = vec![0.0f32; batch * cfg.input];
+    let shared = comm.ranks() > 1 || trainer.micro_batches_set().is_some();
+    let rows = match shared {
+        true => MicroPlan::new(batch, trainer.micro_batches(), comm.ranks())?.rows(comm.rank()),
+        false => 0..batch,
+    };
+    let mut x = vec![0.0f32; rows.len() * cfg.input];
     let mut out = Vec::new();
     let mut epoch = (trainer.steps() / spe as u64) as usize;
     let awake = crate::parallel::KeepAwake::new();
@@ -227,17 +274,31 @@ fn fit_in_pool(
             if opts.max_steps.is_some_and(|m| trainer.steps() >= m) {
                 break;
             }
-            if !obs.keep_going() {
+            let go = obs.keep_going();
+            if !shared && !go {
                 return Ok(out);
             }
             awake.beat();
-            train.fill(order, k * batch, &mut x)?;
-            let parts = trainer.step(&x)?;
+            let filled = match rows.is_empty() || !go {
+                true => Ok(()),
+                false => train.fill(order, k * batch + rows.start, &mut x),
+            };
+            if shared {
+                if !agree(comm, filled, go)? {
+                    return Ok(out);
+                }
+            } else {
+                filled?;
+            }
+            let parts = trainer.step_on(&x, comm)?;
             for ws in trainer.workspaces() {
                 code.add(trainer.model.code(ws));
             }
             loss.add(&parts, batch);
             obs.on_step(epoch + 1, k + 1, spe, &parts);
+        }
+        if shared {
+            code = code.merged(comm)?;
         }
         let train_secs = t0.elapsed().as_secs_f64();
         if let Some(i) = trainer.model.params.iter().position(|v| !v.is_finite()) {
@@ -253,10 +314,20 @@ fn fit_in_pool(
                 tensor: name,
             });
         }
-        let test_loss = match test.as_deref_mut() {
-            Some(t) => Some(evaluate_rows(&trainer.model, t, opts.eval_batch)?.0),
-            None => None,
+        let (evaluated, test_loss) = match test.as_deref_mut() {
+            Some(t) if comm.rank() == 0 => {
+                match evaluate_rows(&trainer.model, t, opts.eval_batch) {
+                    Ok((loss, _)) => (Ok(()), Some(loss)),
+                    Err(e) => (Err(e), None),
+                }
+            }
+            _ => (Ok(()), None),
         };
+        if shared {
+            agree(comm, evaluated, true)?;
+        } else {
+            evaluated?;
+        }
         let m = EpochMetrics {
             epoch: epoch + 1,
             step: trainer.steps(),
@@ -277,7 +348,12 @@ fn fit_in_pool(
             samples_per_sec: code.samples() as f64 / train_secs.max(1e-9),
             seconds: t0.elapsed().as_secs_f64(),
         };
-        obs.on_epoch(&m, trainer)?;
+        let recorded = obs.on_epoch(&m, trainer);
+        if shared {
+            agree(comm, recorded, true)?;
+        } else {
+            recorded?;
+        }
         out.push(m);
         epoch += 1;
     }

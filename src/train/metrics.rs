@@ -31,6 +31,7 @@
 //! median and maximum, and the groups *off target* are those with ρ̂
 //! outside [ρ/2, 2ρ].
 
+use crate::error::Result;
 use crate::kernels::Activation;
 use crate::nn::{LossParts, ModelConfig};
 
@@ -206,6 +207,46 @@ impl CodeStats {
     /// Samples seen.
     pub fn samples(&self) -> u64 {
         self.samples
+    }
+
+    /// The statistics of every rank of `comm` summed, in rank order (the
+    /// counts exactly; the sums of activations rounded in that order).
+    ///
+    /// # Errors
+    /// Any error of `comm`.
+    pub fn merged<T>(&self, comm: &mut dyn crate::dist::Collective<T>) -> Result<CodeStats> {
+        let units = self.sum.len();
+        let mut mine = Vec::with_capacity(8 * (2 + 2 * units));
+        let words = [self.samples, self.active_total]
+            .into_iter()
+            .chain(self.sum.iter().map(|v| v.to_bits()))
+            .chain(self.fired.iter().copied());
+        for w in words {
+            mine.extend_from_slice(&w.to_le_bytes());
+        }
+        let p = comm.ranks();
+        let mut all = vec![0u8; mine.len() * p];
+        comm.all_gather_bytes(&mine, &mut all, &vec![mine.len(); p])?;
+        let mut out = CodeStats {
+            samples: 0,
+            active_total: 0,
+            sum: vec![0.0; units],
+            fired: vec![0; units],
+            ..self.clone()
+        };
+        for part in all.chunks_exact(mine.len().max(1)) {
+            let w: Vec<u64> = part
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect();
+            out.samples += w[0];
+            out.active_total += w[1];
+            for j in 0..units {
+                out.sum[j] += f64::from_bits(w[2 + j]);
+                out.fired[j] += w[2 + units + j];
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -11,7 +11,9 @@ pub mod step;
 pub mod step_log;
 
 pub use dead::DeadLatents;
-pub use fit::{FitOptions, Observer, Silent, evaluate, evaluate_rows, fit, fit_source};
+pub use fit::{
+    FitOptions, Observer, Silent, evaluate, evaluate_rows, fit, fit_on, fit_source, fit_source_on,
+};
 pub use infer::{
     Explained, FeatureErrors, decode, encode, explained, explained_rows, feature_errors,
     reconstruct, score,

@@ -1,5 +1,7 @@
 //! One training step: corrupt the input, forward, loss, backward, update.
 
+mod micro;
+
 use super::dead::DeadLatents;
 use crate::error::{Error, Result};
 use crate::kernels::Real;
@@ -8,6 +10,7 @@ use crate::nn::{Autoencoder, LossParts, ModelConfig, Noise, TopkPath, Workspace,
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::parallel::as_part;
 use crate::rng::Rng;
+use micro::Micro;
 
 /// A model with everything a training step needs, allocated once:
 /// workspace, gradient buffer, optimizer state, the noise generator, the
@@ -29,6 +32,11 @@ pub struct Trainer<T> {
     noisy: Vec<T>,
     dead: DeadLatents,
     col_scratch: Vec<f64>,
+    topk_path: TopkPath,
+    /// Micro-batches per batch when set ([`Trainer::set_micro_batches`]).
+    micro_batches: Option<usize>,
+    /// The buffers of a step in micro-batches (built at the first one).
+    micro: Option<Box<Micro<T>>>,
 }
 
 /// Smallest batch computed in two parts side by side. (At batch 256 the
@@ -105,10 +113,14 @@ impl<T: Real> Trainer<T> {
             true => vec![0.0; 2 * cfg.width(0)],
             false => Vec::new(),
         };
+        let ws: Vec<Workspace<T>> = sizes.iter().map(|&b| model.workspace(b)).collect();
         Ok(Trainer {
             dead: DeadLatents::new(cfg),
             col_scratch,
-            ws: sizes.iter().map(|&b| model.workspace(b)).collect(),
+            topk_path: ws[0].topk_path(),
+            micro_batches: None,
+            micro: None,
+            ws,
             grads: vec![vec![T::ZERO; n]; sizes.len()],
             batch,
             opt: Optimizer::new(opt, n),
@@ -131,7 +143,10 @@ impl<T: Real> Trainer<T> {
     /// The workspaces of the last step, one per part of the batch, in batch
     /// order (together the activations of the last batch).
     pub fn workspaces(&self) -> &[Workspace<T>] {
-        &self.ws
+        match &self.micro {
+            Some(m) => m.workspaces(),
+            None => &self.ws,
+        }
     }
 
     /// The dead-latent counters (see [`crate::train::dead`]).
@@ -147,6 +162,8 @@ impl<T: Real> Trainer<T> {
     /// Chooses how a top-k code's neighbouring layers are computed
     /// (reallocates the workspace; see [`crate::nn::sparse_topk`]).
     pub fn set_topk_path(&mut self, path: TopkPath) {
+        self.topk_path = path;
+        self.micro = None;
         for ws in &mut self.ws {
             *ws = self.model.workspace_with(ws.batch(), path);
         }
@@ -155,7 +172,8 @@ impl<T: Real> Trainer<T> {
     /// Resizes the buffers for another batch size (allocates).
     pub fn set_batch(&mut self, batch: usize) {
         if batch != self.batch && batch > 0 {
-            let path = self.ws[0].topk_path();
+            self.micro = None;
+            let path = self.topk_path;
             let sizes = parts(self.model.config(), batch);
             self.ws = sizes
                 .iter()
@@ -183,6 +201,10 @@ impl<T: Real> Trainer<T> {
     /// [`Error::Shape`] if `x` is not one batch; [`Error::NonFinite`] if the
     /// loss is NaN or infinite (the parameters are then left unchanged).
     pub fn step(&mut self, x: &[T]) -> Result<LossParts> {
+        if self.micro_batches.is_some() {
+            return self.step_on(x, &mut crate::dist::Solo);
+        }
+        self.default_parts();
         let d = self.model.config().input;
         if x.len() != self.batch * d {
             return Err(Error::shape(

@@ -150,6 +150,12 @@ pub struct TrainArgs {
     /// (another value is an error).
     #[arg(long, allow_negative_numbers = true, value_parser = count)]
     pub batch_size: Option<usize>,
+    /// Cut each batch into M micro-batches whose gradients are summed in
+    /// one fixed order, so `mpirun -n P` gives the same model for any P
+    /// (see docs/mpi.md) [default: 2 from batch 128 where the model
+    /// allows, else 1]. Kept in checkpoints.
+    #[arg(long, value_name = "M", allow_negative_numbers = true, value_parser = count)]
+    pub micro_batches: Option<usize>,
     /// Optimizer [default: adam]. With --resume, the checkpoint's.
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,

@@ -9,6 +9,7 @@ use crate::files::Files;
 use crate::out::out;
 use crate::progress::{Labels, Progress};
 use crate::train_input::{Input, choose_scale, fit_json, initial_model};
+use sparse_ae::dist::{self, Collective};
 use sparse_ae::gradcheck::{CheckOptions, check_model, random_setup};
 use sparse_ae::io::model_file::{
     load_checkpoint, load_model, load_model_scaled, save_checkpoint, save_model_scaled,
@@ -240,6 +241,14 @@ fn check_resume_flags(a: &TrainArgs, t: &Trainer<f32>, opts: &FitOptions) -> Res
     {
         return differs("--batch-size", b.to_string(), t.batch().to_string());
     }
+    if let Some(m) = a.micro_batches
+        && Some(m) != t.micro_batches_set()
+    {
+        let kept = t
+            .micro_batches_set()
+            .map_or("default micro-batches".into(), |m| m.to_string());
+        return differs("--micro-batches", m.to_string(), kept);
+    }
     let (kind, lr, momentum) = match t.opt.config {
         OptimizerConfig::Adam(c) => (OptimizerKind::Adam, c.lr, None),
         OptimizerConfig::Sgd(c) => (OptimizerKind::Sgd, c.lr, Some(c.momentum)),
@@ -276,120 +285,71 @@ fn check_resume_flags(a: &TrainArgs, t: &Trainer<f32>, opts: &FitOptions) -> Res
     Ok(())
 }
 
+/// `train`, in one process or, under an MPI launcher (with the `mpi`
+/// feature), as one rank of a data-parallel job: rank 0 prints and writes,
+/// the other ranks only compute (and exit with a failure status when the
+/// job fails, rank 0 giving the reason).
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
+    #[cfg(feature = "mpi")]
+    if sparse_ae::dist::mpi::launched() {
+        let mut world = sparse_ae::dist::mpi::MpiWorld::init()?;
+        let rank = sparse_ae::dist::Collective::<f32>::rank(&world);
+        let result = train_on(a, &mut world);
+        return match (rank, result) {
+            (0, r) => r,
+            (_, Ok(code)) => Ok(code),
+            (_, Err(_)) => Ok(ExitCode::FAILURE),
+        };
+    }
+    train_on(a, &mut sparse_ae::dist::Solo)
+}
+
+fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result<ExitCode> {
     let start = Instant::now();
-    check_train_flags(&a)?;
-    let path = data::locate(&a.data)?;
-    let mut files = Files::default();
-    files.data(&path);
-    if let Some(c) = &a.config {
-        files.input("--config", c);
+    let rank = comm.rank();
+    // Only rank 0 speaks and writes.
+    if rank != 0 {
+        a.quiet = true;
+        crate::out::silence();
     }
-    if let Some(i) = &a.init {
-        files.model_or_dir("--init", i);
-    }
-    if let Some(r) = &a.resume {
-        files.input("--resume", r);
-    }
-    files.output("--out", &a.out);
-    if let Some(c) = &a.checkpoint {
-        files.output("--checkpoint", c);
-    }
-    if let Some(m) = &a.metrics {
-        let head = if metrics_json(m) {
-            b"{".as_slice()
-        } else {
-            b"epoch,step,".as_slice()
-        };
-        files.appended("--metrics", m, head);
-    }
-    if let Some(r) = &a.report {
-        files.report(r);
-    }
-    // Resuming from a checkpoint and saving it again is the usual way.
-    files.allow("--resume", "--checkpoint").check()?;
-    let mut opts = FitOptions {
-        epochs: a.epochs,
-        max_steps: a.steps,
-        shuffle: !a.no_shuffle,
-        shuffle_seed: a.seed.unwrap_or(0),
-        eval_batch: 1000,
-    };
-    let resumed = match &a.resume {
-        Some(ck) => {
-            let (t, fit) = load_checkpoint(ck)?;
-            opts.shuffle = fit.bool_at("shuffle")?;
-            opts.shuffle_seed = fit
-                .str_at("shuffle_seed")?
-                .parse()
-                .map_err(|_| Error::config("sparse_ae.fit.shuffle_seed", "not a number"))?;
-            check_resume_flags(&a, &t, &opts)?;
-            if !a.quiet {
-                note!("resuming {} at step {}", ck.display(), t.steps());
-            }
-            Some((t, crate::train_input::resumed(&fit)?))
-        }
-        None => None,
-    };
-    let input = Input::open(&path, &a, resumed.as_ref().map(|(_, (_, c))| *c))?;
-    let dim = input.dim()?;
-    let (mut trainer, scale) = if let Some((t, (scale, _))) = resumed {
-        (t, scale)
-    } else {
-        let cfg = match (a.preset.as_deref(), a.config.as_deref()) {
-            (None, None) => None,
-            (p, c) => Some(apply_sae_flags(model_config(p, c, dim)?, &a.sae)?),
-        };
-        let seed = a.seed.unwrap_or(0);
-        let (model, init_scale) = initial_model(a.init.as_deref(), cfg, seed)?;
-        if model.config().input != dim {
-            return Err(Error::config(
-                "--init",
-                format!(
-                    "the model takes {} features but the data has {dim}",
-                    model.config().input
-                ),
-            ));
-        }
-        let scale = choose_scale(
-            &input,
-            model.config(),
-            init_scale,
-            a.normalize.map(|n| n.target()),
-            a.quiet,
-        )?;
-        let opt = match a.optimizer.unwrap_or(OptimizerKind::Adam) {
-            OptimizerKind::Adam => OptimizerConfig::Adam(AdamConfig {
-                lr: a.lr.unwrap_or(1e-3),
-                ..AdamConfig::default()
-            }),
-            OptimizerKind::Sgd => OptimizerConfig::Sgd(SgdConfig {
-                lr: a.lr.unwrap_or(0.01),
-                momentum: a.momentum.unwrap_or(0.9),
+    let shared = comm.ranks() > 1;
+    let setup = train_setup(&a, start, rank == 0);
+    if shared {
+        // No rank starts the first step unless every rank is ready.
+        let ready = match &setup {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::Data {
+                reason: e.to_string(),
             }),
         };
-        let t = Trainer::new(
-            model,
-            opt,
-            a.batch_size.unwrap_or(256),
-            a.noise_seed.unwrap_or(seed ^ 0x5eed_5eed),
-        )?;
-        (t, scale)
-    };
-    if !a.quiet {
-        let (n_train, n_test) = input.lens()?;
-        let streamed = match input.chunk_rows() {
-            Some(c) => format!(", streamed in chunks of {c} rows"),
-            None => String::new(),
-        };
+        if let Err(e) = dist::agree(comm, ready, true) {
+            return Err(setup.err().unwrap_or(e));
+        }
+    }
+    let Setup {
+        mut trainer,
+        input,
+        scale,
+        opts,
+        path,
+        dim,
+    } = setup?;
+    if (shared || trainer.micro_batches_set().is_some()) && !a.quiet {
+        let plan = dist::MicroPlan::new(trainer.batch(), trainer.micro_batches(), comm.ranks())?;
         note!(
-            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {}, {} kernels ({}); test set {n_test} samples (startup {:.0} ms)",
-            trainer.model.params.len(),
-            trainer.batch(),
-            sparse_ae::kernels::Isa::active(),
-            sparse_ae::kernels::gemm::blocking_summary(sparse_ae::kernels::Isa::active()),
-            start.elapsed().as_secs_f64() * 1e3
+            "{} rank(s), {} micro-batch(es) of {} samples{}",
+            comm.ranks(),
+            plan.m,
+            plan.rows_of(0).len(),
+            if shared {
+                ", each rank reading the rows of its own"
+            } else {
+                ""
+            }
         );
+        if let Some(text) = plan.unevenness() {
+            note!("note: {text}");
+        }
     }
     let fit_meta = fit_json(&opts, scale, input.chunk_rows());
     let mut history: Vec<EpochMetrics> = Vec::new();
@@ -407,6 +367,9 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         a.quiet,
         labels,
         Box::new(|m: &EpochMetrics, t: &Trainer<f32>| {
+            if rank != 0 {
+                return Ok(());
+            }
             if let Some(p) = &a.metrics {
                 append_metrics(p, m)?;
             }
@@ -417,7 +380,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             Ok(())
         }),
     );
-    let result = input.fit(&mut trainer, scale, &opts, &mut obs);
+    let result = input.fit(&mut trainer, scale, &opts, &mut obs, comm);
     let log = std::mem::take(&mut obs.log);
     drop(obs);
     match result {
@@ -441,6 +404,9 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             }
             return Err(e);
         }
+    }
+    if rank != 0 {
+        return Ok(ExitCode::SUCCESS);
     }
     save_model_scaled(&a.out, &trainer.model, scale)?;
     if let Some(dir) = &a.report {
@@ -486,6 +452,153 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `train` starts from.
+struct Setup {
+    trainer: Trainer<f32>,
+    /// The data.
+    input: Input,
+    /// The input scale (1 without normalisation).
+    scale: f32,
+    /// The loop's options.
+    opts: FitOptions,
+    /// Where the data came from.
+    path: std::path::PathBuf,
+    /// Features per sample.
+    dim: usize,
+}
+
+/// Everything before the first step: flags, files, the model, the data.
+/// `writes`: whether this process writes the outputs (checked up front).
+fn train_setup(a: &TrainArgs, start: Instant, writes: bool) -> Result<Setup> {
+    check_train_flags(a)?;
+    let path = data::locate(&a.data)?;
+    let mut files = Files::default();
+    files.data(&path);
+    if let Some(c) = &a.config {
+        files.input("--config", c);
+    }
+    if let Some(i) = &a.init {
+        files.model_or_dir("--init", i);
+    }
+    if let Some(r) = &a.resume {
+        files.input("--resume", r);
+    }
+    files.output("--out", &a.out);
+    if let Some(c) = &a.checkpoint {
+        files.output("--checkpoint", c);
+    }
+    if let Some(m) = &a.metrics {
+        let head = if metrics_json(m) {
+            b"{".as_slice()
+        } else {
+            b"epoch,step,".as_slice()
+        };
+        files.appended("--metrics", m, head);
+    }
+    if let Some(r) = &a.report {
+        files.report(r);
+    }
+    // Resuming from a checkpoint and saving it again is the usual way.
+    if writes {
+        files.allow("--resume", "--checkpoint").check()?;
+    }
+    let mut opts = FitOptions {
+        epochs: a.epochs,
+        max_steps: a.steps,
+        shuffle: !a.no_shuffle,
+        shuffle_seed: a.seed.unwrap_or(0),
+        eval_batch: 1000,
+    };
+    let resumed = match &a.resume {
+        Some(ck) => {
+            let (t, fit) = load_checkpoint(ck)?;
+            opts.shuffle = fit.bool_at("shuffle")?;
+            opts.shuffle_seed = fit
+                .str_at("shuffle_seed")?
+                .parse()
+                .map_err(|_| Error::config("sparse_ae.fit.shuffle_seed", "not a number"))?;
+            check_resume_flags(a, &t, &opts)?;
+            if !a.quiet {
+                note!("resuming {} at step {}", ck.display(), t.steps());
+            }
+            Some((t, crate::train_input::resumed(&fit)?))
+        }
+        None => None,
+    };
+    let input = Input::open(&path, a, resumed.as_ref().map(|(_, (_, c))| *c))?;
+    let dim = input.dim()?;
+    let (trainer, scale) = if let Some((t, (scale, _))) = resumed {
+        (t, scale)
+    } else {
+        let cfg = match (a.preset.as_deref(), a.config.as_deref()) {
+            (None, None) => None,
+            (p, c) => Some(apply_sae_flags(model_config(p, c, dim)?, &a.sae)?),
+        };
+        let seed = a.seed.unwrap_or(0);
+        let (model, init_scale) = initial_model(a.init.as_deref(), cfg, seed)?;
+        if model.config().input != dim {
+            return Err(Error::config(
+                "--init",
+                format!(
+                    "the model takes {} features but the data has {dim}",
+                    model.config().input
+                ),
+            ));
+        }
+        let scale = choose_scale(
+            &input,
+            model.config(),
+            init_scale,
+            a.normalize.map(|n| n.target()),
+            a.quiet,
+        )?;
+        let opt = match a.optimizer.unwrap_or(OptimizerKind::Adam) {
+            OptimizerKind::Adam => OptimizerConfig::Adam(AdamConfig {
+                lr: a.lr.unwrap_or(1e-3),
+                ..AdamConfig::default()
+            }),
+            OptimizerKind::Sgd => OptimizerConfig::Sgd(SgdConfig {
+                lr: a.lr.unwrap_or(0.01),
+                momentum: a.momentum.unwrap_or(0.9),
+            }),
+        };
+        let mut t = Trainer::new(
+            model,
+            opt,
+            a.batch_size.unwrap_or(256),
+            a.noise_seed.unwrap_or(seed ^ 0x5eed_5eed),
+        )?;
+        t.set_micro_batches(a.micro_batches).map_err(|e| match e {
+            Error::Config { reason, .. } => Error::config("--micro-batches", reason),
+            e => e,
+        })?;
+        (t, scale)
+    };
+    if !a.quiet {
+        let (n_train, n_test) = input.lens()?;
+        let streamed = match input.chunk_rows() {
+            Some(c) => format!(", streamed in chunks of {c} rows"),
+            None => String::new(),
+        };
+        note!(
+            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {}, {} kernels ({}); test set {n_test} samples (startup {:.0} ms)",
+            trainer.model.params.len(),
+            trainer.batch(),
+            sparse_ae::kernels::Isa::active(),
+            sparse_ae::kernels::gemm::blocking_summary(sparse_ae::kernels::Isa::active()),
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    Ok(Setup {
+        trainer,
+        input,
+        scale,
+        opts,
+        path,
+        dim,
+    })
 }
 
 /// What a split holds, for the output of `eval`.

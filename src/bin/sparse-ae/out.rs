@@ -7,6 +7,7 @@
 
 use sparse_ae::{Error, Result};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The name errors give stdout.
 pub const STDOUT: &str = "standard output";
@@ -29,20 +30,38 @@ pub fn is_closed_stdout(e: &Error) -> bool {
         if path.as_os_str() == STDOUT && source.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
-/// `eprintln!` that never panics.
+/// Whether messages are off: a rank other than 0 of a data-parallel job
+/// (rank 0 speaks for the job).
+static SILENT: AtomicBool = AtomicBool::new(false);
+
+/// Turns [`note!`] and [`note_part!`] off for the rest of the process.
+pub fn silence() {
+    SILENT.store(true, Ordering::Relaxed);
+}
+
+/// Whether [`silence`] was called.
+pub fn silenced() -> bool {
+    SILENT.load(Ordering::Relaxed)
+}
+
+/// `eprintln!` that never panics (and prints nothing after [`silence`]).
 #[macro_export]
 macro_rules! note {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        if !$crate::out::silenced() {
+            let _ = writeln!(std::io::stderr(), $($arg)*);
+        }
     }};
 }
 
-/// `eprint!` that never panics.
+/// `eprint!` that never panics (and prints nothing after [`silence`]).
 #[macro_export]
 macro_rules! note_part {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stderr(), $($arg)*);
+        if !$crate::out::silenced() {
+            let _ = write!(std::io::stderr(), $($arg)*);
+        }
     }};
 }

@@ -4,6 +4,7 @@
 
 use crate::cli::{SplitArg, TrainArgs};
 use crate::data::{self, Loaded};
+use sparse_ae::dist::Collective;
 use sparse_ae::io::interop::import_sae_scaled;
 use sparse_ae::io::json::Value;
 use sparse_ae::io::model_file::{load_model_scaled, load_params_into_scaled};
@@ -11,7 +12,8 @@ use sparse_ae::nn::{Autoencoder, Loss, ModelConfig, ParamLayout};
 use sparse_ae::train::normalize::{NormTarget, norm_scale};
 use sparse_ae::train::source::{chunk_mb, chunk_rows};
 use sparse_ae::train::{
-    Chunked, EpochMetrics, FitOptions, NpyRows, Observer, Rows, Samples, Trainer, fit, fit_source,
+    Chunked, EpochMetrics, FitOptions, NpyRows, Observer, Rows, Samples, Trainer, fit_on,
+    fit_source_on,
 };
 use sparse_ae::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -167,14 +169,16 @@ impl Input {
         scale: f32,
         opts: &FitOptions,
         obs: &mut (dyn Observer + Send),
+        comm: &mut (dyn Collective<f32> + Send),
     ) -> Result<Vec<EpochMetrics>> {
         match self {
-            Input::Memory { train, test } => fit(
+            Input::Memory { train, test } => fit_on(
                 trainer,
                 train.samples()?.scaled(scale)?,
                 Some(test.samples()?.scaled(scale)?),
                 opts,
                 obs,
+                comm,
             ),
             Input::Stream {
                 path,
@@ -185,7 +189,7 @@ impl Input {
             } => {
                 let mut train = Chunked::new(Input::rows(path, *train, scale)?, *chunk_rows)?;
                 let mut test = Input::rows(path, *test, scale)?;
-                fit_source(trainer, &mut train, Some(&mut test), opts, obs)
+                fit_source_on(trainer, &mut train, Some(&mut test), opts, obs, comm)
             }
         }
     }

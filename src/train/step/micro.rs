@@ -1,0 +1,371 @@
+//! A step in fixed micro-batches, on one process or shared by several
+//! ([`crate::dist`]): the same bits whichever rank computes which part.
+
+use super::{Trainer, non_finite, parts};
+use crate::dist::{Collective, MicroPlan, TreeBuffers, agree, node_value, tree_depth, tree_sum};
+use crate::error::{Error, Result};
+use crate::kernels::Real;
+use crate::nn::sae_ops::{normalize_columns, remove_parallel_grad};
+use crate::nn::{Autoencoder, LossParts, Noise, Workspace, apply_noise};
+
+/// Bytes of one micro-batch's loss parts on the wire.
+const LOSS_BYTES: usize = 5 * 8;
+
+/// The buffers of a step in micro-batches on one rank.
+#[derive(Clone, Debug)]
+pub(super) struct Micro<T> {
+    plan: MicroPlan,
+    rank: usize,
+    /// One workspace per micro-batch of this rank.
+    ws: Vec<Workspace<T>>,
+    /// This rank's tree nodes (gradients), `n` values each; the scratch of
+    /// their evaluation; the root.
+    nodes: Vec<T>,
+    stack: Vec<Vec<T>>,
+    root: Vec<T>,
+    tree: TreeBuffers<T>,
+    /// The same for the KL sums per unit.
+    rho_nodes: Vec<T>,
+    rho_stack: Vec<Vec<T>>,
+    rho_root: Vec<T>,
+    rho_tree: TreeBuffers<T>,
+    losses: Vec<LossParts>,
+    fired: Vec<bool>,
+    wire: Vec<u8>,
+    wire_all: Vec<u8>,
+}
+
+impl<T: Real> Micro<T> {
+    fn new(
+        model: &Autoencoder<T>,
+        plan: MicroPlan,
+        rank: usize,
+        path: crate::nn::TopkPath,
+    ) -> Self {
+        let n = model.params.len();
+        let own = plan.owned(rank);
+        let k = plan.nodes(rank).len();
+        let depth = tree_depth(plan.m);
+        let cfg = model.config();
+        let rho = cfg.kl.map_or(0, |k| cfg.shapes()[k.layer].0);
+        Micro {
+            plan,
+            rank,
+            ws: own
+                .clone()
+                .map(|i| model.workspace_with(plan.rows_of(i).len(), path))
+                .collect(),
+            nodes: vec![T::ZERO; k * n],
+            stack: vec![vec![T::ZERO; n]; depth],
+            root: if plan.ranks > 1 {
+                vec![T::ZERO; n]
+            } else {
+                Vec::new()
+            },
+            tree: TreeBuffers::default(),
+            rho_nodes: vec![T::ZERO; k * rho],
+            rho_stack: vec![vec![T::ZERO; rho]; depth],
+            rho_root: vec![T::ZERO; rho],
+            rho_tree: TreeBuffers::default(),
+            losses: vec![LossParts::default(); own.len()],
+            fired: vec![false; cfg.width(cfg.code_layer)],
+            wire: Vec::new(),
+            wire_all: Vec::new(),
+        }
+    }
+
+    pub(super) fn workspaces(&self) -> &[Workspace<T>] {
+        &self.ws
+    }
+}
+
+/// The loss of node `(lo, s)` of the tree over `leaves`, added as the
+/// gradients are.
+fn loss_node((lo, s): (usize, usize), leaves: &[LossParts]) -> LossParts {
+    if s == 1 {
+        return leaves[lo];
+    }
+    let half = s / 2;
+    let left = loss_node((lo, half), leaves);
+    if lo + half < leaves.len() {
+        left + loss_node((lo + half, half), leaves)
+    } else {
+        left
+    }
+}
+
+impl<T: Real> Trainer<T> {
+    /// Cuts each batch into `m` micro-batches whose gradients are summed
+    /// over a fixed tree ([`crate::dist`]), so that any number of processes
+    /// sharing the step gives the same bits; `None` keeps the default
+    /// (one or two parts, see [`Trainer::micro_batches`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `m` is not in `1..=batch`, or if `m > 1` for a
+    /// model whose step needs the whole batch in one piece (batch top-k's
+    /// threshold, AuxK's dead-latent residual).
+    pub fn set_micro_batches(&mut self, m: Option<usize>) -> Result<()> {
+        if let Some(m) = m {
+            MicroPlan::new(self.batch, m, 1).map_err(|e| match e {
+                Error::Config { reason, .. } => Error::config("micro_batches", reason),
+                e => e,
+            })?;
+            let cfg = self.model.config();
+            let whole = cfg
+                .batch_coupled()
+                .or(cfg.sae.auxk.is_some().then_some("AuxK"));
+            if let (true, Some(what)) = (m > 1, whole) {
+                return Err(Error::config(
+                    "micro_batches",
+                    format!(
+                        "{what} needs the whole batch in one piece: only 1 micro-batch, got {m}"
+                    ),
+                ));
+            }
+        }
+        self.micro_batches = m;
+        self.micro = None;
+        Ok(())
+    }
+
+    /// Micro-batches per batch: as set, or by default the parts a step
+    /// computes side by side (two halves from batch 128 for models that
+    /// allow it, else one), so a default run keeps its bits.
+    pub fn micro_batches(&self) -> usize {
+        self.micro_batches
+            .unwrap_or_else(|| parts(self.model.config(), self.batch).len())
+    }
+
+    /// The micro-batch count if one was set ([`Trainer::set_micro_batches`]).
+    pub fn micro_batches_set(&self) -> Option<usize> {
+        self.micro_batches
+    }
+
+    /// Rebuilds the buffers of the default step if a step in micro-batches
+    /// released them.
+    pub(super) fn default_parts(&mut self) {
+        if self.ws.is_empty() {
+            let sizes = parts(self.model.config(), self.batch);
+            self.ws = sizes
+                .iter()
+                .map(|&b| self.model.workspace_with(b, self.topk_path))
+                .collect();
+            self.grads = vec![vec![T::ZERO; self.model.params.len()]; sizes.len()];
+            self.micro = None;
+        }
+    }
+
+    /// One step of the batch shared by the ranks of `comm`, each given its
+    /// own rows `x` (positions [`MicroPlan::rows`] of the batch, of the plan
+    /// of [`Trainer::micro_batches`] micro-batches over the ranks). Every
+    /// rank applies the same update; the result is the same bits for any
+    /// number of ranks. On one rank without micro-batches set, this is
+    /// [`Trainer::step`].
+    ///
+    /// # Errors
+    /// As [`Trainer::step`]; [`Error::Config`] for input noise over more
+    /// than one rank (drawn over the whole batch); an error on another rank
+    /// as [`Error::Rank`]; any error of `comm`.
+    pub fn step_on(&mut self, x: &[T], comm: &mut dyn Collective<T>) -> Result<LossParts> {
+        if comm.ranks() == 1 && self.micro_batches.is_none() {
+            return self.step(x);
+        }
+        let plan = MicroPlan::new(self.batch, self.micro_batches(), comm.ranks())?;
+        let rank = comm.rank();
+        if self
+            .micro
+            .as_ref()
+            .is_none_or(|m| m.plan != plan || m.rank != rank)
+        {
+            // The default step's buffers are not needed meanwhile.
+            self.ws.clear();
+            self.grads.clear();
+            self.micro = Some(Box::new(Micro::new(
+                &self.model,
+                plan,
+                rank,
+                self.topk_path,
+            )));
+        }
+        let mut st = self.micro.take().expect("built above");
+        let out = self.step_micro(x, comm, &mut st);
+        self.micro = Some(st);
+        out
+    }
+
+    fn step_micro(
+        &mut self,
+        x: &[T],
+        comm: &mut dyn Collective<T>,
+        st: &mut Micro<T>,
+    ) -> Result<LossParts> {
+        let cfg = self.model.config();
+        let (d, plan, rank) = (cfg.input, st.plan, st.rank);
+        let rows = plan.rows(rank);
+        let shape = if x.len() == rows.len() * d {
+            Ok(())
+        } else {
+            Err(Error::shape(
+                "Trainer::step_on",
+                format!("{} × {d} values (rows {rows:?} of the batch)", rows.len()),
+                format!("{}", x.len()),
+            ))
+        };
+        let noise = match (cfg.noise, plan.ranks) {
+            (Noise::None, _) | (_, 1) => Ok(()),
+            _ => Err(Error::config(
+                "noise",
+                "input noise is drawn over the whole batch: train models with noise in one process",
+            )),
+        };
+        agree(comm, shape.and(noise), true)?;
+        let input: &[T] = if self.noisy.is_empty() {
+            x
+        } else {
+            apply_noise(cfg.noise, &mut self.noise_rng, x, &mut self.noisy);
+            &self.noisy
+        };
+        let model = &self.model;
+        let own = plan.owned(rank);
+        let local = |i: usize| {
+            let r = plan.rows_of(i);
+            (r.start - rows.start) * d..(r.end - rows.start) * d
+        };
+        let Micro {
+            ws,
+            nodes,
+            stack,
+            root,
+            tree,
+            rho_nodes,
+            rho_stack,
+            rho_root,
+            rho_tree,
+            losses,
+            fired,
+            wire,
+            wire_all,
+            ..
+        } = st;
+        let my_nodes = plan.nodes(rank);
+        // KL: the sums of ρ̂ over the micro-batches first, by the same tree.
+        let kl = match (cfg.kl, plan.m) {
+            (Some(_), 2..) => {
+                let mut first = Ok(());
+                for (j, i) in own.clone().enumerate() {
+                    first = first.and(model.forward_to_kl(&mut ws[j], &input[local(i)]));
+                }
+                let c = rho_root.len();
+                for (k, &node) in my_nodes.iter().enumerate() {
+                    let out = &mut rho_nodes[k * c..(k + 1) * c];
+                    let ws = &*ws;
+                    node_value(node, plan.m, out, rho_stack, &mut |i, o| {
+                        o.copy_from_slice(ws[i - own.start].rho_hat());
+                        Ok(())
+                    })?;
+                }
+                agree(comm, first, true)?;
+                tree_sum(comm, &plan, rho_nodes, rho_root, rho_tree)?;
+                let mut value = 0.0;
+                for w in ws.iter_mut() {
+                    value = model.set_kl_total(w, rho_root, plan.batch);
+                }
+                Some(value)
+            }
+            _ => None,
+        };
+        // The gradients of this rank's tree nodes, leaf by leaf.
+        let n = model.params.len();
+        let dead = &self.dead;
+        let mut leaves = Ok(());
+        for (k, &node) in my_nodes.iter().enumerate() {
+            let out = &mut nodes[k * n..(k + 1) * n];
+            let r = node_value(node, plan.m, out, stack, &mut |i, g| {
+                let j = i - own.start;
+                let w = &mut ws[j];
+                let r = local(i);
+                losses[j] = if plan.m == 1 {
+                    if let Some(mask) = w.dead_mask_mut() {
+                        dead.fill_mask(mask);
+                    }
+                    model.loss_and_grad(w, &input[r.clone()], &x[r], Some(g))?
+                } else {
+                    model.loss_and_grad_part(
+                        w,
+                        &input[r.clone()],
+                        &x[r],
+                        g,
+                        plan.batch,
+                        i == 0,
+                        kl,
+                    )?
+                };
+                Ok(())
+            });
+            leaves = leaves.and(r);
+        }
+        agree(comm, leaves, true)?;
+        // Every micro-batch's loss and the units that fired, on every rank.
+        fired.iter_mut().for_each(|f| *f = false);
+        for w in ws.iter() {
+            dead.mark_fired(model.code(w), fired);
+        }
+        wire.clear();
+        for l in losses.iter() {
+            for v in [l.recon, l.l1, l.kl, l.l2, l.auxk] {
+                wire.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        wire.extend(fired.iter().map(|&f| u8::from(f)));
+        let units = fired.len();
+        let counts: Vec<usize> = (0..plan.ranks)
+            .map(|r| plan.owned(r).len() * LOSS_BYTES + units)
+            .collect();
+        wire_all.resize(counts.iter().sum(), 0);
+        comm.all_gather_bytes(wire, wire_all, &counts)?;
+        let mut leaf_losses = Vec::with_capacity(plan.m);
+        fired.iter_mut().for_each(|f| *f = false);
+        let mut at = 0;
+        for c in &counts {
+            let part = &wire_all[at..at + c];
+            let (loss, flags) = part.split_at(c - units);
+            for l in loss.chunks_exact(LOSS_BYTES) {
+                let v = |k: usize| f64::from_le_bytes(l[8 * k..8 * k + 8].try_into().expect("8"));
+                leaf_losses.push(LossParts {
+                    recon: v(0),
+                    l1: v(1),
+                    kl: v(2),
+                    l2: v(3),
+                    auxk: v(4),
+                });
+            }
+            for (f, &b) in fired.iter_mut().zip(flags) {
+                *f |= b != 0;
+            }
+            at += c;
+        }
+        let total = loss_node((0, plan.span()), &leaf_losses);
+        non_finite(&total, self.opt.t + 1)?;
+        // The gradient of the batch, then the update (as in `Trainer::step`).
+        let grads: &mut [T] = if plan.ranks == 1 {
+            nodes
+        } else {
+            tree_sum(comm, &plan, nodes, root, tree)?;
+            root
+        };
+        let unit_norm = cfg.sae.unit_norm_decoder.then(|| {
+            let w = model.layout().weight(1);
+            (w.range(), w.shape[1])
+        });
+        if let Some((dec, d_sae)) = &unit_norm {
+            let (w, g) = (&self.model.params[dec.clone()], &mut grads[dec.clone()]);
+            remove_parallel_grad(w, g, *d_sae, &mut self.col_scratch);
+        }
+        self.opt.step(&mut self.model.params, grads);
+        if let Some((dec, d_sae)) = unit_norm {
+            normalize_columns(&mut self.model.params[dec], d_sae, &mut self.col_scratch);
+        }
+        self.dead.update_fired(plan.batch as u64, fired);
+        Ok(total)
+    }
+}

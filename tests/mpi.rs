@@ -1,0 +1,269 @@
+//! `mpirun -n P sparse-ae train …` (feature `mpi`, Open MPI's `mpirun` on
+//! the PATH): byte-identical model files for P = 1, 2, 4 and the plain
+//! process, resumption across P, and a killed rank.
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use sparse_ae::io::model_file::load_checkpoint;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sparse-ae");
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `sparse-ae` (plain when `ranks` is 0, else under `mpirun -n ranks`)
+/// with one thread per process.
+fn command(ranks: usize, args: &[&str]) -> Command {
+    let mut c = if ranks == 0 {
+        Command::new(BIN)
+    } else {
+        let mut c = Command::new("mpirun");
+        c.args(["--allow-run-as-root", "--oversubscribe", "-n"])
+            .arg(ranks.to_string())
+            .arg(BIN);
+        c
+    };
+    c.args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .env_remove("SPARSE_AE_DATA")
+        .env_remove("SPARSE_AE_KERNEL")
+        .env_remove("SPARSE_AE_TOPK_PATH");
+    c
+}
+
+fn ok(ranks: usize, args: &[&str]) -> Output {
+    let o = command(ranks, args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{ranks} ranks: sparse-ae {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// The tiny data set (8×8 images), made once per test.
+fn data(dir: &Path) -> PathBuf {
+    let d = dir.join("data");
+    std::fs::create_dir_all(&d).unwrap();
+    common::write_tiny_mnist(&d, 8, 200, 40);
+    d
+}
+
+/// Trains `model` (preset flags) on `data` into `out` under `ranks`.
+fn train(ranks: usize, data: &Path, out: &Path, model: &[&str], extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--data",
+        s(data),
+        "--out",
+        s(out),
+        "--seed",
+        "3",
+        "-q",
+    ];
+    args.extend_from_slice(model);
+    args.extend_from_slice(extra);
+    ok(ranks, &args)
+}
+
+fn bytes(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}
+
+/// Dense, KL and TopK models in 4 micro-batches of a batch of 30 (sizes 8
+/// and 7; 4 ranks own one each, 2 own two): the model file is the same
+/// bytes for the plain process and 1, 2 and 4 ranks. Then the default
+/// decomposition (two halves of a batch of 128) under 2 ranks, and a
+/// streamed `.npy` under 2 ranks.
+#[test]
+fn every_number_of_ranks_writes_the_same_model() {
+    let dir = common::temp_dir("mpi_same_model");
+    let data = data(&dir);
+    let models: [(&str, &[&str]); 3] = [
+        ("dense", &["--preset", "deep"]),
+        ("kl", &["--preset", "sparse-kl"]),
+        ("topk", &["--preset", "topk"]),
+    ];
+    let run = [
+        "--epochs",
+        "2",
+        "--batch-size",
+        "30",
+        "--micro-batches",
+        "4",
+    ];
+    for (name, model) in models {
+        let want = dir.join(format!("{name}-plain.safetensors"));
+        train(0, &data, &want, model, &run);
+        for ranks in [1, 2, 4] {
+            let got = dir.join(format!("{name}-{ranks}.safetensors"));
+            let o = train(ranks, &data, &got, model, &run);
+            assert!(bytes(&got) == bytes(&want), "{name}: {ranks} ranks differ");
+            assert!(o.stdout.is_empty());
+        }
+    }
+    // Without --micro-batches: the default halves, one per rank.
+    let model: &[&str] = &["--preset", "shallow"];
+    let run = ["--epochs", "1", "--batch-size", "128"];
+    let (want, got) = (dir.join("d-plain.st"), dir.join("d-2.st"));
+    train(0, &data, &want, model, &run);
+    train(2, &data, &got, model, &run);
+    assert!(bytes(&got) == bytes(&want), "default halves over 2 ranks");
+    // Rows of a .npy streamed in chunks, each rank reading its own rows.
+    let npy = dir.join("x.npy");
+    let mut r = sparse_ae::rng::Rng::new(4);
+    let x: Vec<f32> = (0..300 * 16).map(|_| r.next_f32()).collect();
+    sparse_ae::data::npy::write(&npy, 300, 16, &x).unwrap();
+    let run = [
+        "--epochs",
+        "2",
+        "--batch-size",
+        "20",
+        "--micro-batches",
+        "4",
+        "--stream",
+        "--chunk-mb",
+        "0.002",
+    ];
+    let (want, got) = (dir.join("s-plain.st"), dir.join("s-2.st"));
+    train(0, &npy, &want, model, &run);
+    train(2, &npy, &got, model, &run);
+    assert!(bytes(&got) == bytes(&want), "streamed .npy over 2 ranks");
+}
+
+/// A checkpoint written under 2 ranks resumes under 4 ranks and in the
+/// plain process to the bytes of an uninterrupted run; only rank 0 writes.
+#[test]
+fn checkpoints_resume_under_any_number_of_ranks() {
+    let dir = common::temp_dir("mpi_resume");
+    let data = data(&dir);
+    let model: &[&str] = &["--preset", "sparse-kl"];
+    let base = ["--batch-size", "24", "--micro-batches", "8"];
+    let whole = dir.join("whole.st");
+    train(
+        0,
+        &data,
+        &whole,
+        model,
+        &[&base[..], &["--epochs", "3"]].concat(),
+    );
+    let ck = dir.join("ck.st");
+    let metrics = dir.join("m.csv");
+    let first = [
+        &base[..],
+        &[
+            "--epochs",
+            "1",
+            "--checkpoint",
+            s(&ck),
+            "--metrics",
+            s(&metrics),
+        ],
+    ]
+    .concat();
+    train(2, &data, &dir.join("first.st"), model, &first);
+    let lines = std::fs::read_to_string(&metrics).unwrap().lines().count();
+    assert_eq!(lines, 2, "one header and one epoch, from rank 0 alone");
+    for (ranks, name) in [(4, "r4.st"), (0, "r0.st")] {
+        let out = dir.join(name);
+        let resume = ["--resume", s(&ck), "--epochs", "3"];
+        let mut args = vec!["train", "--data", s(&data), "--out", s(&out), "-q"];
+        args.extend_from_slice(&resume);
+        ok(ranks, &args);
+        assert!(bytes(&out) == bytes(&whole), "resumed under {ranks} ranks");
+    }
+}
+
+/// Kills rank 1 of a long run: the job ends with an error naming the dead
+/// process, and the last checkpoint is whole.
+#[test]
+fn a_killed_rank_ends_the_job_and_keeps_the_checkpoint() {
+    let dir = common::temp_dir("mpi_killed");
+    let data = data(&dir);
+    let ck = dir.join("ck.st");
+    let tag = format!("mpi-kill-{}", std::process::id());
+    let mut job = command(
+        2,
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(&dir.join("m.st")),
+            "--preset",
+            "shallow",
+            "--batch-size",
+            "20",
+            "--micro-batches",
+            "2",
+            "--epochs",
+            "1000000",
+            "--checkpoint",
+            s(&ck),
+            "-q",
+        ],
+    )
+    .env("SPARSE_AE_TEST_JOB", &tag)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let t0 = Instant::now();
+    while !ck.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no checkpoint");
+        assert!(job.try_wait().unwrap().is_none(), "the job ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let victim = rank_pid(&tag, 1).expect("rank 1's process");
+    let killed = Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = job.try_wait().unwrap() {
+            break st;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = job.kill();
+            panic!("the job still runs 60 s after rank 1 was killed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "the job succeeded:\n{err}");
+    assert!(
+        err.contains("rank 1") && err.contains("signal 9"),
+        "no message naming the killed rank:\n{err}"
+    );
+    let (t, _) = load_checkpoint(&ck).expect("the last checkpoint loads");
+    assert!(t.steps() > 0 && t.steps() % 10 == 0, "{} steps", t.steps());
+}
+
+/// The process of `rank` of the job whose environment holds `tag`.
+fn rank_pid(tag: &str, rank: usize) -> Option<u32> {
+    let want_tag = format!("SPARSE_AE_TEST_JOB={tag}");
+    let want_rank = format!("OMPI_COMM_WORLD_RANK={rank}");
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
+        let has = |v: &str| vars.contains(&v.as_bytes());
+        if has(&want_tag) && has(&want_rank) {
+            return Some(pid);
+        }
+    }
+    None
+}
