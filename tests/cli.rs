@@ -775,3 +775,46 @@ fn a_report_on_activations_has_no_image_grids() {
     let steps = std::fs::read_to_string(report.join("steps.csv")).unwrap();
     assert_eq!(steps.lines().count(), 1 + 32, "{steps}");
 }
+
+/// The epoch line shows the parts of the loss the model has, and no others.
+#[test]
+fn the_epoch_line_shows_the_models_loss_parts() {
+    let dir = common::temp_dir("cli_epoch_parts");
+    common::write_tiny_mnist(&dir, 10, 64, 16);
+    for (preset, has, lacks) in [
+        ("shallow", &[][..], &[" l1 ", " kl ", " l2 "][..]),
+        ("sparse-l1", &[" l1 "], &[" kl ", " l2 "]),
+        ("sparse-kl", &[" kl ", " l2 "], &[" l1 "]),
+    ] {
+        let out = dir.join(format!("{preset}.safetensors"));
+        let o = run(
+            &[
+                "train",
+                "--preset",
+                preset,
+                "--data",
+                s(&dir),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "-o",
+                s(&out),
+            ],
+            &[],
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("epoch   1"))
+            .unwrap_or_else(|| panic!("no epoch line in\n{err}"));
+        let parts = &line[line.find("(recon").unwrap()..line.find(')').unwrap()];
+        for p in has {
+            assert!(parts.contains(p.trim_end()), "{preset}: no{p}in {line}");
+        }
+        for p in lacks {
+            assert!(!parts.contains(p.trim_end()), "{preset}: {p}in {line}");
+        }
+    }
+}

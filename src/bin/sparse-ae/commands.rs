@@ -17,8 +17,7 @@ use sparse_ae::io::model_file::{
 use sparse_ae::kernels::Activation;
 use sparse_ae::nn::sae::{DEFAULT_AUXK_COEF, default_auxk_k};
 use sparse_ae::nn::{
-    Autoencoder, AuxK, EncoderInit, LayerSpec, Loss, ModelConfig, Noise, PRESETS, ParamLayout,
-    preset,
+    Autoencoder, AuxK, EncoderInit, LayerSpec, Loss, ModelConfig, PRESETS, ParamLayout, preset,
 };
 use sparse_ae::optim::{AdamConfig, OptimizerConfig, SgdConfig};
 use sparse_ae::report::html::utc_timestamp;
@@ -354,10 +353,7 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
     let fit_meta = fit_json(&opts, scale, input.chunk_rows());
     let mut history: Vec<EpochMetrics> = Vec::new();
     let saved = std::sync::atomic::AtomicBool::new(false);
-    let labels = Labels {
-        noisy: trainer.model.config().noise != Noise::None,
-        normalised: scale != 1.0,
-    };
+    let labels = Labels::of(trainer.model.config(), scale);
     if !a.quiet && scale != 1.0 {
         note!(
             "losses below are in normalised space (inputs × {scale}); eval's MSE and the report's pictures are in input space"

@@ -45,9 +45,32 @@ pub struct Labels {
     pub noisy: bool,
     /// The inputs are scaled (`--normalize`): losses are in normalised space.
     pub normalised: bool,
+    /// The parts of the loss besides the reconstruction that the model has
+    /// (`l1`, `kl`, `l2`); the epoch line shows only these, and AuxK when
+    /// it is non-zero.
+    pub parts: Vec<&'static str>,
 }
 
 impl Labels {
+    /// The labels of a model's losses.
+    pub fn of(cfg: &sparse_ae::nn::ModelConfig, scale: f32) -> Labels {
+        let mut parts = Vec::new();
+        if cfg.l1.is_some() {
+            parts.push("l1");
+        }
+        if cfg.kl.is_some() {
+            parts.push("kl");
+        }
+        if cfg.weight_decay > 0.0 {
+            parts.push("l2");
+        }
+        Labels {
+            noisy: cfg.noise != sparse_ae::nn::Noise::None,
+            normalised: scale != 1.0,
+            parts,
+        }
+    }
+
     /// The bracketed tag after `train` or `test`, or nothing.
     fn tag(&self, train: bool) -> String {
         let mut tags = Vec::new();
@@ -78,21 +101,25 @@ pub fn epoch_line(m: &EpochMetrics, labels: &Labels) -> String {
             t.recon
         )
     });
-    let auxk = if m.train.auxk != 0.0 {
-        format!(" auxk {:.2e}", m.train.auxk)
-    } else {
-        String::new()
-    };
+    let mut parts = String::new();
+    for name in &labels.parts {
+        let v = match *name {
+            "l1" => m.train.l1,
+            "kl" => m.train.kl,
+            _ => m.train.l2,
+        };
+        parts.push_str(&format!(" {name} {v:.2e}"));
+    }
+    if m.train.auxk != 0.0 {
+        parts.push_str(&format!(" auxk {:.2e}", m.train.auxk));
+    }
     format!(
-        "epoch {:>3}  step {:>7}  train{} {:.5} (recon {:.5} l1 {:.2e} kl {:.2e} l2 {:.2e}{auxk}){test}  {}  {:.0} samples/s  {:.2}s",
+        "epoch {:>3}  step {:>7}  train{} {:.5} (recon {:.5}{parts}){test}  {}  {:.0} samples/s  {:.2}s",
         m.epoch,
         m.step,
         labels.tag(true),
         m.train.total(),
         m.train.recon,
-        m.train.l1,
-        m.train.kl,
-        m.train.l2,
         sparsity(m),
         m.samples_per_sec,
         m.seconds
