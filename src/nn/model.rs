@@ -38,6 +38,27 @@ impl LossParts {
         self.recon + self.l1 + self.kl + self.l2 + self.auxk
     }
 
+    /// Every part with its name (the names of the fields), the
+    /// reconstruction first.
+    pub fn named(&self) -> [(&'static str, f64); 5] {
+        [
+            ("recon", self.recon),
+            ("l1", self.l1),
+            ("kl", self.kl),
+            ("l2", self.l2),
+            ("auxk", self.auxk),
+        ]
+    }
+
+    /// The part named `name` (one of [`LossParts::named`]'s names; 0 for
+    /// any other).
+    pub fn part(&self, name: &str) -> f64 {
+        self.named()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0.0, |(_, v)| v)
+    }
+
     /// `f` applied to every part.
     pub fn map(&self, f: impl Fn(f64) -> f64) -> LossParts {
         LossParts {

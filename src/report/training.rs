@@ -262,17 +262,6 @@ pub fn feature_error_panel(
     Ok((chart, table))
 }
 
-/// The parts of a loss that a run made non-zero, with their names.
-fn loss_parts(p: &LossParts) -> [(&'static str, f64); 5] {
-    [
-        ("recon", p.recon),
-        ("l1", p.l1),
-        ("kl", p.kl),
-        ("l2", p.l2),
-        ("auxk", p.auxk),
-    ]
-}
-
 /// Steps per epoch of a run whose log has none: from the first whole epoch
 /// of the metrics (0 if unknown).
 fn steps_per_epoch(log: &StepLog, metrics: &[EpochMetrics]) -> u64 {
@@ -351,13 +340,10 @@ pub fn loss_part_curves(log: &StepLog, metrics: &[EpochMetrics], scale: f32) -> 
         log.points()
     };
     let series: Vec<Series> = (0..5)
-        .filter(|&i| points.iter().any(|(_, p)| loss_parts(p)[i].1 != 0.0))
+        .filter(|&i| points.iter().any(|(_, p)| p.named()[i].1 != 0.0))
         .map(|i| Series {
-            name: loss_parts(&LossParts::default())[i].0.into(),
-            points: points
-                .iter()
-                .map(|(s, p)| (*s, loss_parts(p)[i].1))
-                .collect(),
+            name: LossParts::default().named()[i].0.into(),
+            points: points.iter().map(|(s, p)| (*s, p.named()[i].1)).collect(),
             color: COLORS[i],
         })
         .collect();

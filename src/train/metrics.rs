@@ -409,19 +409,23 @@ impl EpochMetrics {
 /// names of the [`LossParts`] fields that the model can make non-zero.
 pub fn objective_name(cfg: &ModelConfig) -> String {
     let mut parts = vec![cfg.loss.name()];
-    if cfg.l1.is_some() {
-        parts.push("l1");
-    }
-    if cfg.kl.is_some() {
-        parts.push("kl");
-    }
-    if cfg.weight_decay != 0.0 {
-        parts.push("l2");
-    }
-    if cfg.sae.auxk.is_some() {
-        parts.push("auxk");
-    }
+    parts.extend(penalty_names(cfg));
     parts.join(" + ")
+}
+
+/// The parts of `cfg`'s loss besides the reconstruction, by their
+/// [`LossParts`] names, in order: `l1`, `kl`, `l2` (weight decay) and
+/// `auxk`, each when the model has it.
+pub fn penalty_names(cfg: &ModelConfig) -> Vec<&'static str> {
+    [
+        ("l1", cfg.l1.is_some()),
+        ("kl", cfg.kl.is_some()),
+        ("l2", cfg.weight_decay != 0.0),
+        ("auxk", cfg.sae.auxk.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, has)| has.then_some(name))
+    .collect()
 }
 
 /// The space a loss or error is in: `input space` for inputs as read

@@ -25,7 +25,7 @@ use sparse_ae::report::png_out::save_png;
 use sparse_ae::report::training::{
     DataKind, RunInfo, code_histogram, feature_picture, reconstruction_grid, write_training_report,
 };
-use sparse_ae::train::metrics::{json_num, objective_name, space_name};
+use sparse_ae::train::metrics::{json_num, objective_name, penalty_names, space_name};
 use sparse_ae::train::{
     EpochMetrics, FitOptions, Rows, Trainer, encode as encode_all, evaluate, evaluate_rows,
     explained, explained_rows, score as score_all,
@@ -694,15 +694,8 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             ),
             format!("  recon     {:.6}  ({})", l.recon, cfg.loss.name()),
         ];
-        for (name, v, has) in [
-            ("l1", l.l1, cfg.l1.is_some()),
-            ("kl", l.kl, cfg.kl.is_some()),
-            ("l2", l.l2, cfg.weight_decay != 0.0),
-            ("auxk", l.auxk, cfg.sae.auxk.is_some()),
-        ] {
-            if has {
-                lines.push(format!("  {name:<10}{v:.6}"));
-            }
+        for name in penalty_names(cfg) {
+            lines.push(format!("  {name:<10}{:.6}", l.part(name)));
         }
         lines.push(format!(
             "mse         {:.6}  per feature, in input space

@@ -54,16 +54,9 @@ pub struct Labels {
 impl Labels {
     /// The labels of a model's losses.
     pub fn of(cfg: &sparse_ae::nn::ModelConfig, scale: f32) -> Labels {
-        let mut parts = Vec::new();
-        if cfg.l1.is_some() {
-            parts.push("l1");
-        }
-        if cfg.kl.is_some() {
-            parts.push("kl");
-        }
-        if cfg.weight_decay > 0.0 {
-            parts.push("l2");
-        }
+        let mut parts = sparse_ae::train::metrics::penalty_names(cfg);
+        // AuxK is shown when it is non-zero (no latent is dead at first).
+        parts.retain(|&p| p != "auxk");
         Labels {
             noisy: cfg.noise != sparse_ae::nn::Noise::None,
             normalised: scale != 1.0,
@@ -103,12 +96,7 @@ pub fn epoch_line(m: &EpochMetrics, labels: &Labels) -> String {
     });
     let mut parts = String::new();
     for name in &labels.parts {
-        let v = match *name {
-            "l1" => m.train.l1,
-            "kl" => m.train.kl,
-            _ => m.train.l2,
-        };
-        parts.push_str(&format!(" {name} {v:.2e}"));
+        parts.push_str(&format!(" {name} {:.2e}", m.train.part(name)));
     }
     if m.train.auxk != 0.0 {
         parts.push_str(&format!(" auxk {:.2e}", m.train.auxk));
