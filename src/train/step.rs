@@ -62,6 +62,30 @@ fn parts(cfg: &ModelConfig, batch: usize) -> Vec<usize> {
     }
 }
 
+/// The optimizer's update of `model` with the batch's gradient `grads`. A
+/// unit-norm decoder (layer 1 of a validated SAE, `(d_in, d_sae)`): the
+/// gradient's part along each column goes before the update, the columns are
+/// rescaled to norm 1 after it (see `crate::nn::sae_ops`).
+fn update<T: Real>(
+    model: &mut Autoencoder<T>,
+    opt: &mut Optimizer<T>,
+    grads: &mut [T],
+    col_scratch: &mut [f64],
+) {
+    let unit_norm = model.config().sae.unit_norm_decoder.then(|| {
+        let w = model.layout().weight(1);
+        (w.range(), w.shape[1])
+    });
+    if let Some((dec, d_sae)) = &unit_norm {
+        let (w, g) = (&model.params[dec.clone()], &mut grads[dec.clone()]);
+        remove_parallel_grad(w, g, *d_sae, col_scratch);
+    }
+    opt.step(&mut model.params, grads);
+    if let Some((dec, d_sae)) = unit_norm {
+        normalize_columns(&mut model.params[dec], d_sae, col_scratch);
+    }
+}
+
 /// Whether a step must see the whole batch at once: the SAE options (a
 /// unit-norm decoder's projection of the summed gradient, AuxK's residual
 /// variance over the whole batch, the pre-encoder bias kept with them).
@@ -274,21 +298,7 @@ impl<T: Real> Trainer<T> {
         }
         let parts = self.model.loss_and_grad(ws, input, x, Some(grads))?;
         non_finite(&parts, self.opt.t + 1)?;
-        // A unit-norm decoder (layer 1 of a validated SAE, `(d_in, d_sae)`):
-        // the gradient's part along each column goes before the update, the
-        // columns are rescaled to norm 1 after it (see `crate::nn::sae_ops`).
-        let unit_norm = self.model.config().sae.unit_norm_decoder.then(|| {
-            let w = self.model.layout().weight(1);
-            (w.range(), w.shape[1])
-        });
-        if let Some((dec, d_sae)) = &unit_norm {
-            let (w, g) = (&self.model.params[dec.clone()], &mut grads[dec.clone()]);
-            remove_parallel_grad(w, g, *d_sae, &mut self.col_scratch);
-        }
-        self.opt.step(&mut self.model.params, grads);
-        if let Some((dec, d_sae)) = unit_norm {
-            normalize_columns(&mut self.model.params[dec], d_sae, &mut self.col_scratch);
-        }
+        update(&mut self.model, &mut self.opt, grads, &mut self.col_scratch);
         self.dead.update(self.model.code(ws));
         Ok(parts)
     }

@@ -5,7 +5,6 @@ use super::{Trainer, non_finite, parts};
 use crate::dist::{Collective, MicroPlan, TreeBuffers, agree, node_value, tree_depth, tree_sum};
 use crate::error::{Error, Result};
 use crate::kernels::Real;
-use crate::nn::sae_ops::{normalize_columns, remove_parallel_grad};
 use crate::nn::{Autoencoder, LossParts, Noise, Workspace, apply_noise};
 
 /// Bytes of one micro-batch's loss parts on the wire.
@@ -353,18 +352,7 @@ impl<T: Real> Trainer<T> {
             tree_sum(comm, &plan, nodes, root, tree)?;
             root
         };
-        let unit_norm = cfg.sae.unit_norm_decoder.then(|| {
-            let w = model.layout().weight(1);
-            (w.range(), w.shape[1])
-        });
-        if let Some((dec, d_sae)) = &unit_norm {
-            let (w, g) = (&self.model.params[dec.clone()], &mut grads[dec.clone()]);
-            remove_parallel_grad(w, g, *d_sae, &mut self.col_scratch);
-        }
-        self.opt.step(&mut self.model.params, grads);
-        if let Some((dec, d_sae)) = unit_norm {
-            normalize_columns(&mut self.model.params[dec], d_sae, &mut self.col_scratch);
-        }
+        super::update(&mut self.model, &mut self.opt, grads, &mut self.col_scratch);
         self.dead.update_fired(plan.batch as u64, fired);
         Ok(total)
     }
