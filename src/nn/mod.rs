@@ -17,7 +17,9 @@ pub mod sparse_topk;
 pub mod sparsity;
 
 pub use config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelBuilder, ModelConfig, Noise, TopK};
-pub use model::{Autoencoder, LossParts, Workspace, bce_target_error, workspace_bytes};
+pub use model::{
+    Autoencoder, LossParts, Workspace, bce_target_error, first_outside_unit, workspace_bytes,
+};
 pub use noise::apply_noise;
 pub use params::{ParamInfo, ParamKind, ParamLayout};
 pub use presets::{PRESETS, preset};

@@ -81,6 +81,9 @@ impl<'a> Samples<'a> {
                 .position(|&v| !inside(f32::from(v) / 255.0 * self.scale))
                 .map(|i| (i, f32::from(d[i]) / 255.0 * self.scale)),
             Data::U8(_) => None,
+            Data::F32(d) if self.scale == 1.0 => {
+                crate::nn::first_outside_unit(d).map(|i| (i, d[i]))
+            }
             Data::F32(d) => d
                 .iter()
                 .position(|&v| !inside(v * self.scale))
