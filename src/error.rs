@@ -109,6 +109,20 @@ impl Error {
         }
     }
 
+    /// The error of a part, said of the whole `field` it belongs to: a
+    /// configuration error keeps its own field in the reason
+    /// (`layers[1]: pool.kernel: …`) instead of repeating "invalid
+    /// configuration"; any other error becomes the reason.
+    pub fn within(self, field: &str) -> Error {
+        match self {
+            Error::Config {
+                field: part,
+                reason,
+            } => Error::config(field, format!("{part}: {reason}")),
+            e => Error::config(field, e.to_string()),
+        }
+    }
+
     /// Shorthand for an [`Error::Io`].
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io {

@@ -107,14 +107,14 @@ impl LayerSpec {
                 let s = crate::nn::conv::Conv2dShape::new(
                     c, channels, kernel, kernel, stride, padding, h, w,
                 )
-                .map_err(|e| Error::config(field, e.to_string()))?;
+                .map_err(|e| e.within(field))?;
                 Ok((channels, s.out_h(), s.out_w()))
             }
             LayerSpec::MaxPool2d { kernel, stride } => {
-                let oh = crate::nn::pool::pool_out(h, kernel, stride)
-                    .map_err(|e| Error::config(field, e.to_string()))?;
-                let ow = crate::nn::pool::pool_out(w, kernel, stride)
-                    .map_err(|e| Error::config(field, e.to_string()))?;
+                let oh =
+                    crate::nn::pool::pool_out(h, kernel, stride).map_err(|e| e.within(field))?;
+                let ow =
+                    crate::nn::pool::pool_out(w, kernel, stride).map_err(|e| e.within(field))?;
                 Ok((c, oh, ow))
             }
             LayerSpec::Upsample { scale } => {

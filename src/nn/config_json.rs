@@ -503,6 +503,19 @@ mod tests {
             e.contains("layers[0].activation") && e.contains("swish"),
             "{e}"
         );
+        // A layer that does not fit its input names the layer and the part,
+        // and says "invalid configuration" once.
+        for layer in [
+            r#"{"type": "maxpool2d", "kernel": 3}"#,
+            r#"{"type": "conv2d", "channels": 1, "kernel": 5, "padding": 0, "activation": "relu"}"#,
+        ] {
+            let bad = format!(
+                r#"{{"input": 4, "image": [1, 2, 2], "layers": [{layer}, {{"units": 4, "activation": "sigmoid"}}], "code_layer": 0}}"#
+            );
+            let e = ModelConfig::from_json(&bad).unwrap_err().to_string();
+            assert!(e.contains("layers[0]: ") && e.contains(".kernel"), "{e}");
+            assert_eq!(e.matches("invalid configuration").count(), 1, "{e}");
+        }
         let minimal = r#"{"input": 4, "layers": [{"units": 2, "activation": "relu"}, {"units": 4, "activation": "sigmoid"}], "code_layer": 0, "l1": {"lambda": 0.001}}"#;
         let cfg = ModelConfig::from_json(minimal).unwrap();
         assert_eq!(cfg.l1.unwrap().layer, 0);

@@ -241,10 +241,10 @@ fn fit_in_pool(
     if spe == 0 {
         return Err(Error::config(
             "batch_size",
-            format!(
-                "{batch} is larger than the {} training samples",
-                train.len()
-            ),
+            match train.len() {
+                1 => format!("{batch} is larger than the 1 training sample"),
+                n => format!("{batch} is larger than the {n} training samples"),
+            },
         ));
     }
     let code_units = cfg.width(cfg.code_layer);
