@@ -522,28 +522,23 @@ fn the_memory_budget_is_checked_before_allocating() {
     let small = Autoencoder::<f32>::new(mse_cfg(64), 3).unwrap();
     let m = dir.join("small.safetensors");
     save_model(&m, &small).unwrap();
-    let a = run(&[
-        "eval",
-        "-m",
-        s(&m),
-        "--data",
-        s(&data),
-        "--split",
-        "all",
-        "--json",
-    ]);
-    let b = run(&[
-        "--max-memory",
-        "0.00003",
-        "eval",
-        "-m",
-        s(&m),
-        "--data",
-        s(&data),
-        "--split",
-        "all",
-        "--json",
-    ]);
+    // The same evaluation with and without a budget that forces small batches.
+    let eval_with = |budget: &[&str]| {
+        let mut args = budget.to_vec();
+        args.extend([
+            "eval",
+            "-m",
+            s(&m),
+            "--data",
+            s(&data),
+            "--split",
+            "all",
+            "--json",
+        ]);
+        run(&args)
+    };
+    let a = eval_with(&[]);
+    let b = eval_with(&["--max-memory", "0.00003"]);
     assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
     let loss = |o: &Output| {
         let v = sparse_ae::io::json::parse(&o.stdout).unwrap();
