@@ -9,7 +9,7 @@ use sparse_ae::dist::{Collective, MicroPlan};
 use sparse_ae::io::json::Value;
 use sparse_ae::io::model_file::{load_checkpoint, save_checkpoint};
 use sparse_ae::kernels::Activation::{Linear, Relu, Sigmoid};
-use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, ModelConfig};
+use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, ModelConfig, Noise};
 use sparse_ae::optim::OptimizerConfig;
 use sparse_ae::rng::Rng;
 use sparse_ae::train::{FitOptions, Samples, Silent, Trainer, fit_on};
@@ -210,6 +210,35 @@ fn any_number_of_ranks_gives_the_same_bits() {
         for p in 2..=4 {
             let got = train_on_ranks(&cfg, 50, Some(6), p, &x);
             assert!(got == one, "{name}: {p} ranks differ from one");
+        }
+    }
+}
+
+/// Denoising models (Gaussian and masking noise, batches not cut at the
+/// noise's blocks): each rank draws the noise of its own rows, so 1 to 4
+/// ranks give the bits of one process, with 6 micro-batches and with the
+/// default step (one piece at batch 50, computed by rank 0).
+#[test]
+fn noise_is_drawn_as_one_process_draws_it() {
+    let x = data(230, 20);
+    for noise in [Noise::Gaussian { std: 0.3 }, Noise::Masking { p: 0.25 }] {
+        let cfg = ModelBuilder::new(20)
+            .encoder(12, Relu)
+            .code(6, Relu)
+            .decoder(12, Relu)
+            .decoder(20, Sigmoid)
+            .noise(noise)
+            .build()
+            .unwrap();
+        let one = train_on_ranks(&cfg, 50, Some(6), 1, &x);
+        for p in 2..=4 {
+            let got = train_on_ranks(&cfg, 50, Some(6), p, &x);
+            assert!(got == one, "{noise:?}: {p} ranks differ from one");
+        }
+        let plain = train_on_ranks(&cfg, 50, None, 1, &x);
+        for p in 2..=3 {
+            let got = train_on_ranks(&cfg, 50, None, p, &x);
+            assert!(got == plain, "{noise:?}: the default step on {p} ranks");
         }
     }
 }

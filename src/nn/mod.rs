@@ -18,7 +18,7 @@ pub mod sparsity;
 
 pub use config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelBuilder, ModelConfig, Noise, TopK};
 pub use model::{Autoencoder, LossParts, Workspace, bce_target_error, workspace_bytes};
-pub use noise::apply_noise;
+pub use noise::{apply_noise, apply_noise_at};
 pub use params::{ParamInfo, ParamKind, ParamLayout};
 pub use presets::{PRESETS, preset};
 pub use sae::{AuxK, EncoderInit, SaeConfig};

@@ -5,7 +5,7 @@ use super::{Trainer, non_finite, parts};
 use crate::dist::{Collective, MicroPlan, TreeBuffers, agree, node_value, tree_depth, tree_sum};
 use crate::error::{Error, Result};
 use crate::kernels::Real;
-use crate::nn::{Autoencoder, LossParts, Noise, Workspace, apply_noise};
+use crate::nn::{Autoencoder, LossParts, Workspace, apply_noise_at};
 
 /// Bytes of one micro-batch's loss parts on the wire.
 const LOSS_BYTES: usize = 5 * 8;
@@ -162,9 +162,8 @@ impl<T: Real> Trainer<T> {
     /// [`Trainer::step`].
     ///
     /// # Errors
-    /// As [`Trainer::step`]; [`Error::Config`] for input noise over more
-    /// than one rank (drawn over the whole batch); an error on another rank
-    /// as [`Error::Rank`]; any error of `comm`.
+    /// As [`Trainer::step`]; an error on another rank as [`Error::Rank`];
+    /// any error of `comm`.
     pub fn step_on(&mut self, x: &[T], comm: &mut dyn Collective<T>) -> Result<LossParts> {
         if comm.ranks() == 1 && self.micro_batches.is_none() {
             return self.step(x);
@@ -210,19 +209,15 @@ impl<T: Real> Trainer<T> {
                 format!("{}", x.len()),
             ))
         };
-        let noise = match (cfg.noise, plan.ranks) {
-            (Noise::None, _) | (_, 1) => Ok(()),
-            _ => Err(Error::config(
-                "noise",
-                "input noise is drawn over the whole batch: train models with noise in one process",
-            )),
-        };
-        agree(comm, shape.and(noise), true)?;
+        agree(comm, shape, true)?;
+        // Each rank draws the noise of its own rows, as one process drawing
+        // the whole batch would, and every rank's generator advances alike.
         let input: &[T] = if self.noisy.is_empty() {
             x
         } else {
-            apply_noise(cfg.noise, &mut self.noise_rng, x, &mut self.noisy);
-            &self.noisy
+            let noisy = &mut self.noisy[..x.len()];
+            apply_noise_at(cfg.noise, &mut self.noise_rng, x, noisy, rows.start * d);
+            noisy
         };
         let model = &self.model;
         let own = plan.owned(rank);
