@@ -126,13 +126,23 @@ mod tests {
             apply_noise(noise, &mut whole_rng, &c32, &mut whole);
             let mut whole64 = vec![0.0f64; n];
             apply_noise(noise, &mut Rng::new(12), &c64, &mut whole64);
-            for (lo, hi) in [(0, 5), (7, 40), (16, 48), (32, 33), (35, 210), (64, 96), (209, 210)] {
+            for (lo, hi) in [
+                (0, 5),
+                (7, 40),
+                (16, 48),
+                (32, 33),
+                (35, 210),
+                (64, 96),
+                (209, 210),
+            ] {
                 let mut rng = Rng::new(12);
                 let mut part = vec![0.0f32; hi - lo];
                 apply_noise_at(noise, &mut rng, &c32[lo..hi], &mut part, lo);
                 assert_eq!(rng, whole_rng, "{noise:?}");
                 assert!(
-                    part.iter().zip(&whole[lo..hi]).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    part.iter()
+                        .zip(&whole[lo..hi])
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{noise:?} {lo}..{hi}"
                 );
                 let mut part64 = vec![0.0f64; hi - lo];
