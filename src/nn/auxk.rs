@@ -17,6 +17,12 @@
 //!   `L_aux = 0` when no latent is dead or the residual has no variance
 //!   (a batch of one sample).
 //!
+//! A batch computed in micro-batches (`crate::dist`) takes ē and the
+//! denominator over the whole batch: each part's residual sums per feature
+//! ([`AuxScratch::residual`]) are added up, each part's share of
+//! Σ‖e − ē‖² ([`AuxScratch::spread`]) too, and the total is set in every
+//! part ([`AuxScratch::set_denominator`]) before its loss pass.
+//!
 //! Its gradient: `∂L/∂ê = 2α(ê − e)/Σ‖e − ē‖²`, `∂L/∂W_dec[:, j] +=
 //! Σ_i ∂L/∂ê_i · a_aux[i, j]` for dead j, and `∂L/∂z_ij += (∂L/∂ê_i ·
 //! W_dec[:, j])·act'(a_ij)` for the selected (i, j).
@@ -154,7 +160,8 @@ impl<T: Real> AuxScratch<T> {
     /// and returns `L_aux` (0 when no latent is dead), keeping `∂L_aux/∂ê`
     /// for [`AuxScratch::backward`]. `w_dec: (d_in, d_sae)`,
     /// `target, x_hat: (batch, d_in)`; [`AuxScratch::pre_topk`] must hold
-    /// this batch's activations.
+    /// this batch's activations. After [`AuxScratch::set_denominator`], the
+    /// residual and denominator already set are used (once).
     pub fn forward(
         &mut self,
         coef: f64,
