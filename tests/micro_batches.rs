@@ -9,7 +9,7 @@ use sparse_ae::dist::{Collective, MicroPlan};
 use sparse_ae::io::json::Value;
 use sparse_ae::io::model_file::{load_checkpoint, save_checkpoint};
 use sparse_ae::kernels::Activation::{Linear, Relu, Sigmoid};
-use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, ModelConfig};
+use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, ModelConfig, Noise, TopkPath};
 use sparse_ae::optim::OptimizerConfig;
 use sparse_ae::rng::Rng;
 use sparse_ae::train::{FitOptions, Samples, Silent, Trainer, fit_on};
@@ -162,6 +162,18 @@ fn train_on_ranks(
     p: usize,
     x: &[f32],
 ) -> (Vec<u32>, Vec<u32>, Vec<u64>) {
+    train_on_ranks_path(cfg, batch, m, p, x, TopkPath::active())
+}
+
+/// [`train_on_ranks`] with the top-k code on `path`.
+fn train_on_ranks_path(
+    cfg: &ModelConfig,
+    batch: usize,
+    m: Option<usize>,
+    p: usize,
+    x: &[f32],
+    path: TopkPath,
+) -> (Vec<u32>, Vec<u32>, Vec<u64>) {
     let opts = FitOptions {
         epochs: 2,
         max_steps: None,
@@ -178,6 +190,7 @@ fn train_on_ranks(
                 s.spawn(move || {
                     let mut t = Trainer::new(model, OptimizerConfig::default(), batch, 1).unwrap();
                     t.set_micro_batches(m).unwrap();
+                    t.set_topk_path(path);
                     let pool = rayon::ThreadPoolBuilder::new()
                         .num_threads(1)
                         .build()
@@ -210,6 +223,176 @@ fn any_number_of_ranks_gives_the_same_bits() {
         for p in 2..=4 {
             let got = train_on_ranks(&cfg, 50, Some(6), p, &x);
             assert!(got == one, "{name}: {p} ranks differ from one");
+        }
+    }
+}
+
+/// A TopK SAE with AuxK (and a unit-norm decoder, a pre-encoder bias) whose
+/// dead window of 50 samples leaves latents dead after each batch: AuxK's
+/// residual mean and denominator are the whole batch's on 1 to 4 ranks.
+#[test]
+fn auxk_over_ranks_gives_the_same_bits() {
+    let x = data(230, 20);
+    let cfg = common::full_sae(20, 64, 2, 50);
+    let one = train_on_ranks(&cfg, 50, Some(6), 1, &x);
+    for p in 2..=4 {
+        let got = train_on_ranks(&cfg, 50, Some(6), p, &x);
+        assert!(got == one, "AuxK: {p} ranks differ from one");
+    }
+}
+
+/// AuxK in micro-batches is AuxK of the whole batch: from the same state,
+/// with dead latents, the loss and the update of 6 micro-batches are those
+/// of one piece up to rounding (a micro-batch's own residual mean would
+/// change the denominator by far more).
+#[test]
+fn auxk_in_micro_batches_is_the_whole_batch_loss() {
+    let x = data(150, 20);
+    let cfg = common::full_sae(20, 64, 2, 50);
+    let model = Autoencoder::<f32>::new(cfg, 3).unwrap();
+    let mut whole = Trainer::new(model, OptimizerConfig::default(), 50, 1).unwrap();
+    whole.step(&x[..1000]).unwrap();
+    assert!(whole.dead_latents().dead() > 0);
+    let mut micro = whole.clone();
+    micro.set_micro_batches(Some(6)).unwrap();
+    for b in x[1000..].chunks_exact(1000) {
+        let (a, c) = (whole.step(b).unwrap(), micro.step(b).unwrap());
+        assert!(a.auxk > 0.0);
+        assert!(
+            (a.auxk - c.auxk).abs() <= 1e-5 * a.auxk,
+            "{} vs {}",
+            a.auxk,
+            c.auxk
+        );
+        for (p, q) in whole.opt.m.iter().zip(&micro.opt.m) {
+            assert!((p - q).abs() <= 1e-4 * p.abs().max(1e-3), "{p} vs {q}");
+        }
+    }
+}
+
+/// A batch top-k SAE.
+fn batch_topk() -> ModelConfig {
+    ModelBuilder::new(20)
+        .code(48, Relu)
+        .decoder(20, Sigmoid)
+        .topk(5, true)
+        .build()
+        .unwrap()
+}
+
+/// Batch top-k on 1 to 4 ranks, dense and sparse: the same bits.
+#[test]
+fn batch_topk_over_ranks_gives_the_same_bits() {
+    let x = data(230, 20);
+    for path in [TopkPath::Dense, TopkPath::Sparse] {
+        let one = train_on_ranks_path(&batch_topk(), 50, Some(6), 1, &x, path);
+        for p in 2..=4 {
+            let got = train_on_ranks_path(&batch_topk(), 50, Some(6), p, &x, path);
+            assert!(got == one, "{path:?}: {p} ranks differ from one");
+        }
+    }
+}
+
+/// The code of one step of a batch top-k model in `m` micro-batches over
+/// `p` thread ranks, the ranks' micro-batches in order.
+fn batch_topk_codes(
+    model: &Autoencoder<f32>,
+    x: &[f32],
+    m: usize,
+    p: usize,
+    path: TopkPath,
+) -> Vec<u32> {
+    let batch = x.len() / 20;
+    let codes: Vec<Vec<u32>> = std::thread::scope(|s| {
+        let handles: Vec<_> = thread_ranks(p)
+            .into_iter()
+            .map(|mut rank| {
+                s.spawn(move || {
+                    let mut t =
+                        Trainer::new(model.clone(), OptimizerConfig::default(), batch, 1).unwrap();
+                    t.set_micro_batches(Some(m)).unwrap();
+                    t.set_topk_path(path);
+                    let rows = MicroPlan::new(batch, m, p).unwrap().rows(rank.rank);
+                    t.step_on(&x[rows.start * 20..rows.end * 20], &mut rank)
+                        .unwrap();
+                    let code: Vec<f32> = t
+                        .workspaces()
+                        .iter()
+                        .flat_map(|w| t.model.code(w).to_vec())
+                        .collect();
+                    bits(&code)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    codes.concat()
+}
+
+/// Batch top-k in micro-batches keeps exactly what the whole batch keeps,
+/// ties at the threshold included: 50 copies of one sample through a code
+/// whose units come in equal pairs, so each value appears 100 times and
+/// the k·B = 250 kept values end halfway through a tie, inside micro-batch
+/// 2 of 6 (rows 18..26): the earliest 50 of the 100 entries are kept.
+#[test]
+fn batch_topk_in_micro_batches_keeps_the_whole_batch_selection() {
+    let mut model = Autoencoder::<f32>::new(batch_topk(), 3).unwrap();
+    let (w, b) = (
+        model.layout().weight(0).range(),
+        model.layout().bias(0).range(),
+    );
+    let (w0, b0) = (w.start, b.start);
+    for j in 0..24 {
+        for i in 0..20 {
+            model.params[w0 + (24 + j) * 20 + i] = model.params[w0 + j * 20 + i];
+        }
+        model.params[b0 + 24 + j] = model.params[b0 + j];
+    }
+    let row = data(1, 20);
+    let x: Vec<f32> = row.iter().cycle().take(50 * 20).copied().collect();
+    for path in [TopkPath::Dense, TopkPath::Sparse] {
+        let want = batch_topk_codes(&model, &x, 1, 1, path);
+        assert_eq!(want.iter().filter(|&&v| v != 0).count(), 250);
+        let first = &want[..48];
+        let split = (0..50).find(|&i| &want[i * 48..(i + 1) * 48] != first);
+        assert_eq!(split, Some(25), "the tie is cut at row 25");
+        for (m, p) in [(6, 1), (6, 3), (50, 4), (2, 2)] {
+            let got = batch_topk_codes(&model, &x, m, p, path);
+            assert!(got == want, "{path:?}: {m} micro-batches on {p} ranks");
+        }
+    }
+    // Distinct samples: the same selection as the whole batch too.
+    let x = data(50, 20);
+    let model = Autoencoder::<f32>::new(batch_topk(), 3).unwrap();
+    let want = batch_topk_codes(&model, &x, 1, 1, TopkPath::Dense);
+    assert!(batch_topk_codes(&model, &x, 6, 4, TopkPath::Dense) == want);
+}
+
+/// Denoising models (Gaussian and masking noise, batches not cut at the
+/// noise's blocks): each rank draws the noise of its own rows, so 1 to 4
+/// ranks give the bits of one process, with 6 micro-batches and with the
+/// default step (one piece at batch 50, computed by rank 0).
+#[test]
+fn noise_is_drawn_as_one_process_draws_it() {
+    let x = data(230, 20);
+    for noise in [Noise::Gaussian { std: 0.3 }, Noise::Masking { p: 0.25 }] {
+        let cfg = ModelBuilder::new(20)
+            .encoder(12, Relu)
+            .code(6, Relu)
+            .decoder(12, Relu)
+            .decoder(20, Sigmoid)
+            .noise(noise)
+            .build()
+            .unwrap();
+        let one = train_on_ranks(&cfg, 50, Some(6), 1, &x);
+        for p in 2..=4 {
+            let got = train_on_ranks(&cfg, 50, Some(6), p, &x);
+            assert!(got == one, "{noise:?}: {p} ranks differ from one");
+        }
+        let plain = train_on_ranks(&cfg, 50, None, 1, &x);
+        for p in 2..=3 {
+            let got = train_on_ranks(&cfg, 50, None, p, &x);
+            assert!(got == plain, "{noise:?}: the default step on {p} ranks");
         }
     }
 }
@@ -301,22 +484,12 @@ fn refuses_micro_batches_it_cannot_honour() {
             "{e}"
         );
     }
-    let auxk = common::full_sae(20, 48, 6, 1000);
-    let model = Autoencoder::<f32>::new(auxk, 3).unwrap();
-    let mut t = Trainer::new(model, OptimizerConfig::default(), 8, 1).unwrap();
-    let e = t.set_micro_batches(Some(2)).unwrap_err().to_string();
-    assert!(e.contains("AuxK") && e.contains("whole batch"), "{e}");
-    t.set_micro_batches(Some(1)).unwrap();
-    let batch_topk = ModelBuilder::new(20)
-        .code(48, Relu)
-        .decoder(20, Sigmoid)
-        .topk(5, true)
-        .build()
-        .unwrap();
-    let model = Autoencoder::<f32>::new(batch_topk, 3).unwrap();
-    let mut t = Trainer::new(model, OptimizerConfig::default(), 8, 1).unwrap();
-    let e = t.set_micro_batches(Some(4)).unwrap_err().to_string();
-    assert!(e.contains("batch top-k"), "{e}");
+    // AuxK and batch top-k take any count.
+    for cfg in [common::full_sae(20, 48, 6, 1000), batch_topk()] {
+        let model = Autoencoder::<f32>::new(cfg, 3).unwrap();
+        let mut t = Trainer::new(model, OptimizerConfig::default(), 8, 1).unwrap();
+        t.set_micro_batches(Some(4)).unwrap();
+    }
 }
 
 /// A checkpoint keeps the micro-batch count, and the resumed run steps as

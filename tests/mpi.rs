@@ -1,6 +1,7 @@
 //! `mpirun -n P sparse-ae train …` (feature `mpi`, Open MPI's `mpirun` on
 //! the PATH): byte-identical model files for P = 1, 2, 4 and the plain
-//! process, resumption across P, and a killed rank.
+//! process (with input noise, batch top-k and AuxK too), resumption across
+//! P, and a killed rank.
 #![cfg(feature = "mpi")]
 
 mod common;
@@ -134,6 +135,49 @@ fn every_number_of_ranks_writes_the_same_model() {
     train(0, &npy, &want, model, &run);
     train(2, &npy, &got, model, &run);
     assert!(bytes(&got) == bytes(&want), "streamed .npy over 2 ranks");
+}
+
+/// The statistics of the whole batch under 2 ranks: a denoising preset
+/// (each rank draws the noise of its own rows), a batch top-k SAE (the
+/// whole batch's threshold and ties) and the same with AuxK and a dead
+/// window short enough for dead latents (the whole batch's residual mean
+/// and denominator), in 4 micro-batches of a batch of 30: the plain
+/// process's bytes.
+#[test]
+fn whole_batch_statistics_over_two_ranks() {
+    let dir = common::temp_dir("mpi_whole_batch");
+    let data = data(&dir);
+    let config = dir.join("batch-topk.json");
+    std::fs::write(
+        &config,
+        r#"{"input": 64, "code_layer": 0, "loss": "mse", "topk": {"k": 4, "batch": true},
+            "layers": [{"type": "dense", "units": 96, "activation": "relu"},
+                       {"type": "dense", "units": 64, "activation": "linear"}]}"#,
+    )
+    .unwrap();
+    let models: [(&str, &[&str]); 3] = [
+        ("denoising", &["--preset", "denoising"]),
+        ("batch-topk", &["--config", s(&config)]),
+        (
+            "auxk",
+            &["--config", s(&config), "--auxk", "--dead-window", "30"],
+        ),
+    ];
+    let run = [
+        "--epochs",
+        "2",
+        "--batch-size",
+        "30",
+        "--micro-batches",
+        "4",
+    ];
+    for (name, model) in models {
+        let want = dir.join(format!("{name}-plain.safetensors"));
+        train(0, &data, &want, model, &run);
+        let got = dir.join(format!("{name}-2.safetensors"));
+        train(2, &data, &got, model, &run);
+        assert!(bytes(&got) == bytes(&want), "{name}: 2 ranks differ");
+    }
 }
 
 /// A checkpoint written under 2 ranks resumes under 4 ranks and in the

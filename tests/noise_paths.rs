@@ -29,6 +29,7 @@ every_isa!(
     gaussian_clips,
     mask_probability,
     same_state_same_noise,
+    skipped_streams_draw_the_rest,
 );
 
 const UNIT: f64 = 1.0 / (1u64 << 24) as f64;
@@ -407,4 +408,42 @@ fn same_state_same_noise(isa: Isa) {
     assert_ne!(sa, st);
     ew::gaussian_noise(isa, &mut sa, &x, &mut b, 0.5);
     assert!(a.iter().zip(&b).filter(|(p, q)| p != q).count() > 800);
+}
+
+/// Streams skipped past whole blocks (`NoiseStreams::skip`, two words per
+/// stream for each block of 32 Gaussian values, one for each 16 masked
+/// values) draw the rest of the call's noise, bit for bit, and end in the
+/// same state: how a rank draws the noise of its own rows.
+fn skipped_streams_draw_the_rest(isa: Isa) {
+    let mut r = StdRng::seed_from_u64(5);
+    let n = 1000;
+    let x = clean(&mut r, n);
+    for blocks in [0, 1, 3, 31] {
+        let (mut whole_st, mut part_st) = (streams(7), streams(7));
+        let mut whole = vec![0.0f32; n];
+        ew::gaussian_noise(isa, &mut whole_st, &x, &mut whole, 0.5);
+        let at = 2 * STREAMS * blocks;
+        part_st.skip(2 * blocks as u64);
+        let mut part = vec![0.0f32; n - at];
+        ew::gaussian_noise(isa, &mut part_st, &x[at..], &mut part, 0.5);
+        assert_eq!(part_st, whole_st, "{isa}: gaussian, {blocks} blocks");
+        assert!(
+            part.iter()
+                .zip(&whole[at..])
+                .all(|(p, q)| p.to_bits() == q.to_bits())
+        );
+
+        let (mut whole_st, mut part_st) = (streams(8), streams(8));
+        ew::mask_noise(isa, &mut whole_st, &x, &mut whole, 0.3);
+        let at = STREAMS * blocks;
+        part_st.skip(blocks as u64);
+        let mut part = vec![0.0f32; n - at];
+        ew::mask_noise(isa, &mut part_st, &x[at..], &mut part, 0.3);
+        assert_eq!(part_st, whole_st, "{isa}: masking, {blocks} blocks");
+        assert!(
+            part.iter()
+                .zip(&whole[at..])
+                .all(|(p, q)| p.to_bits() == q.to_bits())
+        );
+    }
 }

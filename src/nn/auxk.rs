@@ -17,6 +17,12 @@
 //!   `L_aux = 0` when no latent is dead or the residual has no variance
 //!   (a batch of one sample).
 //!
+//! A batch computed in micro-batches (`crate::dist`) takes ē and the
+//! denominator over the whole batch: each part's residual sums per feature
+//! ([`AuxScratch::residual`]) are added up, each part's share of
+//! Σ‖e − ē‖² ([`AuxScratch::spread`]) too, and the total is set in every
+//! part ([`AuxScratch::set_denominator`]) before its loss pass.
+//!
 //! Its gradient: `∂L/∂ê = 2α(ê − e)/Σ‖e − ē‖²`, `∂L/∂W_dec[:, j] +=
 //! Σ_i ∂L/∂ê_i · a_aux[i, j]` for dead j, and `∂L/∂z_ij += (∂L/∂ê_i ·
 //! W_dec[:, j])·act'(a_ij)` for the selected (i, j).
@@ -31,6 +37,23 @@
 
 use super::sparsity::keep_largest;
 use crate::kernels::{Activation, Epilogue, MatMut, MatRef, Real};
+
+/// `Σ_i Σ_f (e_if − sums_f/whole)²` over the rows of `e`, row by row, in
+/// `f64` (ē = sums/whole the column means of a batch of `whole` samples).
+fn spread<T: Real>(e: &[T], sums: &[T], whole: usize) -> f64 {
+    let inv_b = 1.0 / whole as f64;
+    e.chunks_exact(sums.len())
+        .map(|row| {
+            row.iter()
+                .zip(sums)
+                .map(|(&e, &m)| {
+                    let d = e.to_f64() - m.to_f64() * inv_b;
+                    d * d
+                })
+                .sum::<f64>()
+        })
+        .sum()
+}
 
 /// The AuxK buffers of a workspace, allocated once per batch size.
 #[derive(Clone, Debug)]
@@ -59,6 +82,8 @@ pub struct AuxScratch<T> {
     select: Vec<T>,
     denom: f64,
     hold: bool,
+    /// Whether the residual and the denominator were set for the next pass.
+    ready: bool,
     active: bool,
 }
 
@@ -81,6 +106,7 @@ impl<T: Real> AuxScratch<T> {
             select: vec![T::ZERO; d_sae],
             denom: 0.0,
             hold: false,
+            ready: false,
             active: false,
         }
     }
@@ -104,11 +130,38 @@ impl<T: Real> AuxScratch<T> {
         hash
     }
 
+    /// The residual `e = target − x̂` of this pass (`(batch, d_in)` each),
+    /// kept for [`AuxScratch::forward`]; returns its column sums Σ_i e_i.
+    /// With [`AuxScratch::spread`] and [`AuxScratch::set_denominator`], the
+    /// denominator of a batch computed in parts ([`crate::dist`]).
+    pub fn residual(&mut self, target: &[T], x_hat: &[T]) -> &[T] {
+        for ((e, &x), &y) in self.e.iter_mut().zip(target).zip(x_hat) {
+            *e = x - y;
+        }
+        T::col_sum(&self.e, self.mean.len(), &mut self.mean);
+        &self.mean
+    }
+
+    /// This part's share of the denominator, `Σ_i ‖e_i − ē‖²` over its rows,
+    /// with `ē = total / whole`: `total` the column sums of the residual over
+    /// the whole batch of `whole` samples.
+    pub fn spread(&self, total: &[T], whole: usize) -> f64 {
+        spread(&self.e, total, whole)
+    }
+
+    /// Sets the denominator `Σ‖e − ē‖²` of the whole batch for the next
+    /// [`AuxScratch::forward`], which then keeps this pass's residual.
+    pub fn set_denominator(&mut self, denom: f64) {
+        self.denom = denom;
+        self.ready = true;
+    }
+
     /// The forward part: selects the dead latents' activations, computes ê,
     /// and returns `L_aux` (0 when no latent is dead), keeping `∂L_aux/∂ê`
     /// for [`AuxScratch::backward`]. `w_dec: (d_in, d_sae)`,
     /// `target, x_hat: (batch, d_in)`; [`AuxScratch::pre_topk`] must hold
-    /// this batch's activations.
+    /// this batch's activations. After [`AuxScratch::set_denominator`], the
+    /// residual and denominator already set are used (once).
     pub fn forward(
         &mut self,
         coef: f64,
@@ -119,6 +172,7 @@ impl<T: Real> AuxScratch<T> {
     ) -> f64 {
         let (d_in, d_sae) = (self.mean.len(), self.dead.len());
         let batch = target.len() / d_in;
+        let ready = std::mem::take(&mut self.ready);
         self.dead_idx.clear();
         self.dead_idx
             .extend(self.dead.iter().enumerate().filter(|d| *d.1).map(|d| d.0));
@@ -127,25 +181,9 @@ impl<T: Real> AuxScratch<T> {
         if n == 0 {
             return 0.0;
         }
-        if !self.hold {
-            for ((e, &x), &y) in self.e.iter_mut().zip(target).zip(x_hat) {
-                *e = x - y;
-            }
-            T::col_sum(&self.e, d_in, &mut self.mean);
-            let inv_b = 1.0 / batch as f64;
-            self.denom = self
-                .e
-                .chunks_exact(d_in)
-                .map(|row| {
-                    row.iter()
-                        .zip(&self.mean)
-                        .map(|(&e, &m)| {
-                            let d = e.to_f64() - m.to_f64() * inv_b;
-                            d * d
-                        })
-                        .sum::<f64>()
-                })
-                .sum();
+        if !self.hold && !ready {
+            self.residual(target, x_hat);
+            self.denom = spread(&self.e, &self.mean, batch);
         }
         if self.denom <= 0.0 || coef == 0.0 {
             return 0.0;

@@ -779,9 +779,11 @@ impl ModelConfig {
     }
 
     /// The term that makes one sample's forward pass depend on the other
-    /// samples of its batch (batch top-k's threshold), if any. (The KL
-    /// penalty's ρ̂ couples the samples' gradients only: parts of a batch can
-    /// be computed apart once their ρ̂ sums are combined.)
+    /// samples of its batch (batch top-k's threshold), if any: the default
+    /// step computes such a model in one piece; micro-batches exchange the
+    /// threshold first ([`crate::dist`]). (The KL penalty's ρ̂ couples the
+    /// samples' gradients only: parts of a batch can be computed apart once
+    /// their ρ̂ sums are combined.)
     pub fn batch_coupled(&self) -> Option<&'static str> {
         self.topk.is_some_and(|t| t.batch).then_some("batch top-k")
     }

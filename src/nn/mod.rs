@@ -20,7 +20,7 @@ pub use config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelBuilder, ModelConfi
 pub use model::{
     Autoencoder, LossParts, Workspace, bce_target_error, first_outside_unit, workspace_bytes,
 };
-pub use noise::apply_noise;
+pub use noise::{apply_noise, apply_noise_at};
 pub use params::{ParamInfo, ParamKind, ParamLayout};
 pub use presets::{PRESETS, preset};
 pub use sae::{AuxK, EncoderInit, SaeConfig};

@@ -11,7 +11,7 @@ use super::pool::{
 use super::sae_ops::{center_input, init_sae_weights, pre_bias_backward};
 use super::sparse_topk::{CodeTerms, SparseTopk, TopkPath};
 use super::sparsity::{
-    kl_from_sums, kl_penalty, kl_sums, l1_penalty, topk_backward, topk_batch, topk_rows,
+    keep_above, kl_from_sums, kl_penalty, kl_sums, l1_penalty, topk_backward, topk_batch, topk_rows,
 };
 use crate::error::{Error, Result};
 use crate::kernels::{Activation, Real};
@@ -497,6 +497,49 @@ impl<T: Real> Autoencoder<T> {
 
     /// The forward pass through `layers` (those below already computed).
     fn forward_layers(&self, ws: &mut Workspace<T>, input: &[T], layers: Range<usize>) {
+        self.forward_range(ws, input, layers, false);
+    }
+
+    /// The forward pass of one part of a batch through `layers` (those below
+    /// already computed), a batch top-k code left unselected for
+    /// [`Self::select_code`] (its threshold is the whole batch's; see
+    /// [`crate::dist`]).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if `input` does not hold `ws.batch()` samples.
+    pub(crate) fn forward_part(
+        &self,
+        ws: &mut Workspace<T>,
+        input: &[T],
+        layers: Range<usize>,
+    ) -> Result<()> {
+        self.check_batch(ws, input, "Autoencoder::forward")?;
+        self.forward_range(ws, input, layers, true);
+        Ok(())
+    }
+
+    /// The batch top-k selection of a part of a batch after
+    /// [`Self::forward_part`]: keeps the values above `t` and the first
+    /// `ties` equal to it (`cut = Some((t, ties))`, batch row-major order),
+    /// or every value (`None`), and records the code for the sparse path.
+    pub(crate) fn select_code(&self, ws: &mut Workspace<T>, cut: Option<(T, usize)>) {
+        let Some(t) = self.cfg.topk.filter(|t| t.batch) else {
+            return;
+        };
+        let h = &mut ws.h[t.layer];
+        if let Some(a) = ws.auxk.as_mut() {
+            a.pre_topk.copy_from_slice(h);
+        }
+        if let Some(sp) = ws.sparse.as_mut() {
+            sp.select_cut(h, cut);
+        } else if let Some((t, ties)) = cut {
+            keep_above(h, t, ties);
+        }
+    }
+
+    /// The forward pass through `layers`; with `defer`, a batch top-k code
+    /// is left unselected.
+    fn forward_range(&self, ws: &mut Workspace<T>, input: &[T], layers: Range<usize>, defer: bool) {
         let last = self.cfg.layers.len() - 1;
         let b = ws.batch;
         // With a pre-encoder bias the first layer sees x − b_dec.
@@ -560,6 +603,7 @@ impl<T: Real> Autoencoder<T> {
             }
             if let Some(t) = self.cfg.topk
                 && t.layer == l
+                && !(defer && t.batch)
             {
                 let (units, _, _) = self.shapes[l];
                 if let Some(a) = ws.auxk.as_mut() {
@@ -662,10 +706,14 @@ impl<T: Real> Autoencoder<T> {
     /// gradients are normalised by `whole`, so the parts' losses and
     /// gradients add up to the whole batch's. The weight-decay term and its
     /// gradient are included only when `decay` is set (in one part).
-    /// With a KL penalty, the parts' layers up to the KL layer have been
-    /// computed by [`Self::forward_to_kl`] and combined by
-    /// [`Self::combine_kl`], whose value is `kl` (counted in the part with
-    /// `decay`). Not for batch top-k ([`ModelConfig::batch_coupled`]).
+    /// The layers below `from` have been computed already (by
+    /// [`Self::forward_to_kl`] or [`Self::forward_part`]). With a KL
+    /// penalty, the parts' ρ̂ have been combined by [`Self::combine_kl`] or
+    /// [`Self::set_kl_total`], whose value is `kl` (counted in the part with
+    /// `decay`). A batch top-k code has been selected with the whole batch's
+    /// threshold ([`Self::select_code`]), and an AuxK denominator set for
+    /// the whole batch ([`Self::set_auxk_denominator`]) when a latent is
+    /// dead.
     ///
     /// # Errors
     /// [`Error::Shape`] for a buffer of the wrong length.
@@ -679,17 +727,51 @@ impl<T: Real> Autoencoder<T> {
         whole: usize,
         decay: bool,
         kl: Option<f64>,
+        from: usize,
     ) -> Result<LossParts> {
-        debug_assert!(self.cfg.batch_coupled().is_none());
         self.check_grads(grads)?;
         let part = Part {
             whole: Some(whole),
             decay,
             kl: kl.map(|v| if decay { v } else { 0.0 }),
+            from,
         };
         let parts = self.loss_with(ws, input, target, true, part)?;
         self.backward_with(ws, input, grads, part);
         Ok(parts)
+    }
+
+    /// The layer a part's loss pass starts from after
+    /// [`Self::forward_to_kl`]: the one above the KL layer (0 without KL).
+    pub(crate) fn after_kl(&self) -> usize {
+        self.cfg.kl.map_or(0, |p| p.layer + 1)
+    }
+
+    /// The AuxK residual of a part of a batch after its whole forward pass
+    /// ([`Self::forward_part`]): `e = target − x̂` kept in `ws`, and its
+    /// column sums returned (`None` without AuxK).
+    pub(crate) fn auxk_residual<'w>(
+        &self,
+        ws: &'w mut Workspace<T>,
+        target: &[T],
+    ) -> Option<&'w [T]> {
+        let last = self.cfg.layers.len() - 1;
+        let (h, sc) = (&ws.h[last], ws.auxk.as_mut()?);
+        Some(sc.residual(target, h))
+    }
+
+    /// A part's share of the AuxK denominator, Σ‖e − ē‖² over its rows,
+    /// with ē = `total`/`whole` the residual's mean over the whole batch.
+    pub(crate) fn auxk_spread(&self, ws: &Workspace<T>, total: &[T], whole: usize) -> f64 {
+        ws.auxk.as_ref().map_or(0.0, |sc| sc.spread(total, whole))
+    }
+
+    /// Sets the AuxK denominator of the whole batch for a part's next loss
+    /// pass.
+    pub(crate) fn set_auxk_denominator(&self, ws: &mut Workspace<T>, denom: f64) {
+        if let Some(sc) = ws.auxk.as_mut() {
+            sc.set_denominator(denom);
+        }
     }
 
     /// The first phase of a part of a batch for a model with a KL penalty:
@@ -706,6 +788,15 @@ impl<T: Real> Autoencoder<T> {
             kl_sums(&ws.h[p.layer], c, hw, &mut ws.rho_hat);
         }
         Ok(())
+    }
+
+    /// A part's KL sums per channel after its forward pass up to the KL
+    /// layer (see [`Self::forward_to_kl`]).
+    pub(crate) fn kl_part_sums(&self, ws: &mut Workspace<T>) {
+        if let Some(p) = self.cfg.kl {
+            let (c, hw) = self.groups(p.layer);
+            kl_sums(&ws.h[p.layer], c, hw, &mut ws.rho_hat);
+        }
     }
 
     /// ρ̂ and the KL gradient of a batch of `whole` samples from its two
@@ -774,11 +865,7 @@ impl<T: Real> Autoencoder<T> {
                 target[i].to_f64(),
             ));
         }
-        let first = match (part.kl, self.cfg.kl) {
-            (Some(_), Some(p)) => p.layer + 1,
-            _ => 0,
-        };
-        self.forward_layers(ws, input, first..self.cfg.layers.len());
+        self.forward_layers(ws, input, part.from..self.cfg.layers.len());
         let cfg = &self.cfg;
         let (b, last) = (ws.batch, cfg.layers.len() - 1);
         let whole = part.whole.unwrap_or(b);
@@ -971,6 +1058,8 @@ struct Part {
     decay: bool,
     /// The KL value when the parts' ρ̂ was combined beforehand.
     kl: Option<f64>,
+    /// The first layer still to compute.
+    from: usize,
 }
 
 impl Part {
@@ -978,6 +1067,7 @@ impl Part {
         whole: None,
         decay: true,
         kl: None,
+        from: 0,
     };
 }
 

@@ -245,22 +245,49 @@ impl<T: Real> SparseTopk<T> {
         let units = self.units;
         if self.batch_variant {
             topk_batch(h, self.k * self.batch, scratch);
-            // The kept values per row vary; zeros (kept or not) carry neither
-            // a value nor a gradient, so the non-zeros are the code.
-            let mut n = 0;
-            for (i, row) in h.chunks_exact(units).enumerate() {
-                for (j, &v) in row.iter().enumerate() {
-                    if v != T::ZERO {
-                        self.idx[n] = j as u32;
-                        self.val[n] = v;
-                        n += 1;
-                    }
-                }
-                self.starts[i + 1] = n;
-            }
+            self.record_nonzeros(h);
         } else {
             let code = Some((&mut self.idx[..], &mut self.val[..]));
             topk_rows_indexed(h, units, self.k, scratch, code);
+            self.index_by_unit();
+        }
+    }
+
+    /// The BatchTopK selection of one part of a batch whose threshold was
+    /// found over the whole batch (see `crate::dist`): keeps the values of
+    /// `h` above `t` and the first `ties` equal to it (`cut = Some((t,
+    /// ties))`), or all of them (`None`). A part may keep more than `k` per
+    /// sample; the buffers then grow to its count (an allocation).
+    pub fn select_cut(&mut self, h: &mut [T], cut: Option<(T, usize)>) {
+        if let Some((t, ties)) = cut {
+            super::sparsity::keep_above(h, t, ties);
+        }
+        self.record_nonzeros(h);
+    }
+
+    /// Records the non-zeros of the selected code `h` as the code by sample
+    /// and by unit. The kept values per row vary; zeros (kept or not) carry
+    /// neither a value nor a gradient, so the non-zeros are the code.
+    fn record_nonzeros(&mut self, h: &[T]) {
+        let nnz = h.iter().filter(|&&v| v != T::ZERO).count();
+        if nnz > self.idx.len() {
+            self.idx.resize(nnz, 0);
+            self.val.resize(nnz, T::ZERO);
+            self.grad.resize(nnz, T::ZERO);
+            self.unit_sample.resize(nnz, 0);
+            self.unit_entry.resize(nnz, 0);
+            self.unit_coef.resize(nnz, T::ZERO);
+        }
+        let mut n = 0;
+        for (i, row) in h.chunks_exact(self.units).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                if v != T::ZERO {
+                    self.idx[n] = j as u32;
+                    self.val[n] = v;
+                    n += 1;
+                }
+            }
+            self.starts[i + 1] = n;
         }
         self.index_by_unit();
     }

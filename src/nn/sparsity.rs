@@ -91,25 +91,34 @@ pub fn add_per_channel<T: Real>(dh: &mut [T], channels: usize, positions: usize,
     }
 }
 
+/// Largest first; NaN compares equal to everything.
+fn desc<T: Real>(a: &T, b: &T) -> std::cmp::Ordering {
+    b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal)
+}
+
 /// The value at rank `k` (1-based, largest first) of `vals`, and how many of
 /// the values equal to it are kept so that exactly `k` survive. Uses
 /// `scratch` (same length as `vals`).
-fn kth_largest<T: Real>(vals: &[T], k: usize, scratch: &mut [T]) -> (T, usize) {
+pub(crate) fn kth_largest<T: Real>(vals: &[T], k: usize, scratch: &mut [T]) -> (T, usize) {
     scratch.copy_from_slice(vals);
-    let desc = |a: &T, b: &T| b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal);
     let (_, kth, _) = scratch.select_nth_unstable_by(k - 1, desc);
     let t = *kth;
     let greater = vals.iter().filter(|&&v| v > t).count();
     (t, k - greater)
 }
 
-/// Zeroes all but the `k` largest values of `vals` (ties at the threshold:
-/// the earliest are kept).
-pub(crate) fn keep_largest<T: Real>(vals: &mut [T], k: usize, scratch: &mut [T]) {
-    if k >= vals.len() {
-        return;
+/// Reorders `vals` so that its first `k` values (`k ≤ vals.len()`) are its
+/// `k` largest, in no particular order.
+pub(crate) fn largest_first<T: Real>(vals: &mut [T], k: usize) {
+    if k > 0 && k < vals.len() {
+        vals.select_nth_unstable_by(k - 1, desc);
     }
-    let (t, mut ties) = kth_largest(vals, k, &mut scratch[..vals.len()]);
+}
+
+/// Keeps the values of `vals` above `t` and the first `ties` values equal
+/// to `t`, and zeroes the rest: [`keep_largest`]'s selection once its
+/// threshold is known (a part of a batch keeps its share of the ties).
+pub(crate) fn keep_above<T: Real>(vals: &mut [T], t: T, mut ties: usize) {
     for v in vals.iter_mut() {
         if *v > t {
             continue;
@@ -120,6 +129,16 @@ pub(crate) fn keep_largest<T: Real>(vals: &mut [T], k: usize, scratch: &mut [T])
         }
         *v = T::ZERO;
     }
+}
+
+/// Zeroes all but the `k` largest values of `vals` (ties at the threshold:
+/// the earliest are kept).
+pub(crate) fn keep_largest<T: Real>(vals: &mut [T], k: usize, scratch: &mut [T]) {
+    if k >= vals.len() {
+        return;
+    }
+    let (t, ties) = kth_largest(vals, k, &mut scratch[..vals.len()]);
+    keep_above(vals, t, ties);
 }
 
 /// TopK: in each row of `h: (batch, units)` keeps the `k` largest values and

@@ -266,7 +266,17 @@ impl<T: Real> Trainer<T> {
             let (p0, p1) = rayon::join(
                 || {
                     as_part(|| {
-                        model.loss_and_grad_part(ws0, &input[..cut], &x[..cut], g0, whole, true, kl)
+                        let from = model.after_kl();
+                        model.loss_and_grad_part(
+                            ws0,
+                            &input[..cut],
+                            &x[..cut],
+                            g0,
+                            whole,
+                            true,
+                            kl,
+                            from,
+                        )
                     })
                 },
                 || {
@@ -279,6 +289,7 @@ impl<T: Real> Trainer<T> {
                             whole,
                             false,
                             kl,
+                            model.after_kl(),
                         )
                     })
                 },

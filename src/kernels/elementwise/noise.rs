@@ -78,6 +78,25 @@ impl NoiseStreams {
         w[i3] = w[i3].rotate_left(11);
         out
     }
+
+    /// Advances every stream by `steps` outputs, as if each had drawn them
+    /// (one xoshiro128++ step per output; the state words lie stream by
+    /// stream in a row, so the 16 streams step side by side).
+    pub fn skip(&mut self, steps: u64) {
+        let w = &mut self.words;
+        for _ in 0..steps {
+            for k in 0..STREAMS {
+                let (i0, i1, i2, i3) = (k, STREAMS + k, 2 * STREAMS + k, 3 * STREAMS + k);
+                let t = w[i1] << 9;
+                w[i2] ^= w[i0];
+                w[i3] ^= w[i1];
+                w[i1] ^= w[i2];
+                w[i0] ^= w[i3];
+                w[i2] ^= t;
+                w[i3] = w[i3].rotate_left(11);
+            }
+        }
+    }
 }
 
 /// The masking threshold: a word zeroes its element iff `word >> 8 <

@@ -5,7 +5,8 @@ use super::{Trainer, non_finite, parts};
 use crate::dist::{Collective, MicroPlan, TreeBuffers, agree, node_value, tree_depth, tree_sum};
 use crate::error::{Error, Result};
 use crate::kernels::Real;
-use crate::nn::{Autoencoder, LossParts, Noise, Workspace, apply_noise};
+use crate::nn::sparsity::{kth_largest, largest_first};
+use crate::nn::{Autoencoder, LossParts, Workspace, apply_noise_at};
 
 /// Bytes of one micro-batch's loss parts on the wire.
 const LOSS_BYTES: usize = 5 * 8;
@@ -28,6 +29,18 @@ pub(super) struct Micro<T> {
     rho_stack: Vec<Vec<T>>,
     rho_root: Vec<T>,
     rho_tree: TreeBuffers<T>,
+    /// The same for AuxK's residual sums per feature.
+    aux_nodes: Vec<T>,
+    aux_stack: Vec<Vec<T>>,
+    aux_root: Vec<T>,
+    aux_tree: TreeBuffers<T>,
+    /// Every micro-batch's share of AuxK's denominator; the dead mask.
+    spreads: Vec<f64>,
+    dead_mask: Vec<bool>,
+    /// Batch top-k: this rank's candidates, every rank's, a scratch copy.
+    cand: Vec<T>,
+    cand_all: Vec<T>,
+    cand_sel: Vec<T>,
     losses: Vec<LossParts>,
     fired: Vec<bool>,
     wire: Vec<u8>,
@@ -47,6 +60,7 @@ impl<T: Real> Micro<T> {
         let depth = tree_depth(plan.m);
         let cfg = model.config();
         let rho = cfg.kl.map_or(0, |k| cfg.shapes()[k.layer].0);
+        let aux = if cfg.sae.auxk.is_some() { cfg.input } else { 0 };
         Micro {
             plan,
             rank,
@@ -66,6 +80,15 @@ impl<T: Real> Micro<T> {
             rho_stack: vec![vec![T::ZERO; rho]; depth],
             rho_root: vec![T::ZERO; rho],
             rho_tree: TreeBuffers::default(),
+            aux_nodes: vec![T::ZERO; k * aux],
+            aux_stack: vec![vec![T::ZERO; aux]; depth],
+            aux_root: vec![T::ZERO; aux],
+            aux_tree: TreeBuffers::default(),
+            spreads: vec![0.0; plan.m],
+            dead_mask: vec![false; cfg.width(cfg.code_layer)],
+            cand: Vec::new(),
+            cand_all: Vec::new(),
+            cand_sel: Vec::new(),
             losses: vec![LossParts::default(); own.len()],
             fired: vec![false; cfg.width(cfg.code_layer)],
             wire: Vec::new(),
@@ -78,9 +101,9 @@ impl<T: Real> Micro<T> {
     }
 }
 
-/// The loss of node `(lo, s)` of the tree over `leaves`, added as the
-/// gradients are.
-fn loss_node((lo, s): (usize, usize), leaves: &[LossParts]) -> LossParts {
+/// The value of node `(lo, s)` of the tree over `leaves` (losses, AuxK's
+/// denominator), added as the gradients are.
+fn loss_node<V: Copy + std::ops::Add<Output = V>>((lo, s): (usize, usize), leaves: &[V]) -> V {
     if s == 1 {
         return leaves[lo];
     }
@@ -93,34 +116,38 @@ fn loss_node((lo, s): (usize, usize), leaves: &[LossParts]) -> LossParts {
     }
 }
 
+/// The forward pass of every micro-batch of this rank through `layers`
+/// (a batch top-k code left unselected); the first error, after all ran.
+fn forward_all<T: Real>(
+    model: &Autoencoder<T>,
+    ws: &mut [Workspace<T>],
+    input: &[T],
+    parts: impl Iterator<Item = std::ops::Range<usize>>,
+    layers: std::ops::Range<usize>,
+) -> Result<()> {
+    let mut first = Ok(());
+    for (w, r) in ws.iter_mut().zip(parts) {
+        first = first.and(model.forward_part(w, &input[r], layers.clone()));
+    }
+    first
+}
+
 impl<T: Real> Trainer<T> {
     /// Cuts each batch into `m` micro-batches whose gradients are summed
     /// over a fixed tree ([`crate::dist`]), so that any number of processes
     /// sharing the step gives the same bits; `None` keeps the default
-    /// (one or two parts, see [`Trainer::micro_batches`]).
+    /// (one or two parts, see [`Trainer::micro_batches`]). The statistics of
+    /// the whole batch (KL's ρ̂, a batch top-k threshold, AuxK's residual
+    /// mean and denominator) are exchanged before the backward passes.
     ///
     /// # Errors
-    /// [`Error::Config`] if `m` is not in `1..=batch`, or if `m > 1` for a
-    /// model whose step needs the whole batch in one piece (batch top-k's
-    /// threshold, AuxK's dead-latent residual).
+    /// [`Error::Config`] if `m` is not in `1..=batch`.
     pub fn set_micro_batches(&mut self, m: Option<usize>) -> Result<()> {
         if let Some(m) = m {
             MicroPlan::new(self.batch, m, 1).map_err(|e| match e {
                 Error::Config { reason, .. } => Error::config("micro_batches", reason),
                 e => e,
             })?;
-            let cfg = self.model.config();
-            let whole = cfg
-                .batch_coupled()
-                .or(cfg.sae.auxk.is_some().then_some("AuxK"));
-            if let (true, Some(what)) = (m > 1, whole) {
-                return Err(Error::config(
-                    "micro_batches",
-                    format!(
-                        "{what} needs the whole batch in one piece: only 1 micro-batch, got {m}"
-                    ),
-                ));
-            }
         }
         self.micro_batches = m;
         self.micro = None;
@@ -162,9 +189,8 @@ impl<T: Real> Trainer<T> {
     /// [`Trainer::step`].
     ///
     /// # Errors
-    /// As [`Trainer::step`]; [`Error::Config`] for input noise over more
-    /// than one rank (drawn over the whole batch); an error on another rank
-    /// as [`Error::Rank`]; any error of `comm`.
+    /// As [`Trainer::step`]; an error on another rank as [`Error::Rank`];
+    /// any error of `comm`.
     pub fn step_on(&mut self, x: &[T], comm: &mut dyn Collective<T>) -> Result<LossParts> {
         if comm.ranks() == 1 && self.micro_batches.is_none() {
             return self.step(x);
@@ -210,19 +236,15 @@ impl<T: Real> Trainer<T> {
                 format!("{}", x.len()),
             ))
         };
-        let noise = match (cfg.noise, plan.ranks) {
-            (Noise::None, _) | (_, 1) => Ok(()),
-            _ => Err(Error::config(
-                "noise",
-                "input noise is drawn over the whole batch: train models with noise in one process",
-            )),
-        };
-        agree(comm, shape.and(noise), true)?;
+        agree(comm, shape, true)?;
+        // Each rank draws the noise of its own rows, as one process drawing
+        // the whole batch would, and every rank's generator advances alike.
         let input: &[T] = if self.noisy.is_empty() {
             x
         } else {
-            apply_noise(cfg.noise, &mut self.noise_rng, x, &mut self.noisy);
-            &self.noisy
+            let noisy = &mut self.noisy[..x.len()];
+            apply_noise_at(cfg.noise, &mut self.noise_rng, x, noisy, rows.start * d);
+            noisy
         };
         let model = &self.model;
         let own = plan.owned(rank);
@@ -240,6 +262,15 @@ impl<T: Real> Trainer<T> {
             rho_stack,
             rho_root,
             rho_tree,
+            aux_nodes,
+            aux_stack,
+            aux_root,
+            aux_tree,
+            spreads,
+            dead_mask,
+            cand,
+            cand_all,
+            cand_sel,
             losses,
             fired,
             wire,
@@ -247,13 +278,70 @@ impl<T: Real> Trainer<T> {
             ..
         } = st;
         let my_nodes = plan.nodes(rank);
-        // KL: the sums of ρ̂ over the micro-batches first, by the same tree.
-        let kl = match (cfg.kl, plan.m) {
-            (Some(_), 2..) => {
-                let mut first = Ok(());
-                for (j, i) in own.clone().enumerate() {
-                    first = first.and(model.forward_to_kl(&mut ws[j], &input[local(i)]));
+        let dead = &self.dead;
+        dead.fill_mask(dead_mask);
+        for w in ws.iter_mut() {
+            if let Some(mask) = w.dead_mask_mut() {
+                mask.copy_from_slice(dead_mask);
+            }
+        }
+        // The statistics of the whole batch, in layer order: a batch top-k
+        // threshold, KL's ρ̂, AuxK's residual mean and denominator. For each,
+        // every rank runs its micro-batches up to its layer, then the ranks
+        // exchange.
+        let (layers, mut done, mut kl) = (cfg.layers.len(), 0, None);
+        let topk_at = cfg.topk.filter(|t| t.batch).map(|t| t.layer);
+        let kl_at = cfg.kl.map(|p| p.layer);
+        let any_dead = dead_mask.iter().any(|&d| d);
+        let aux_at = (cfg.sae.auxk.is_some() && any_dead).then_some(layers - 1);
+        let parts = || own.clone().map(local);
+        for l in (0..layers).filter(|_| plan.m > 1) {
+            if topk_at == Some(l) {
+                let r = forward_all(model, ws, input, parts(), done..l + 1);
+                agree(comm, r, true)?;
+                done = l + 1;
+                let units = cfg.width(l);
+                let kk = cfg.topk.map_or(0, |t| t.k.min(units)) * plan.batch;
+                if kk >= plan.batch * units {
+                    ws.iter_mut().for_each(|w| model.select_code(w, None));
+                } else {
+                    // Each rank's k·B largest values hold the batch's k·B largest.
+                    cand.clear();
+                    ws.iter().for_each(|w| cand.extend_from_slice(&w.h[l]));
+                    let mine = cand.len().min(kk);
+                    largest_first(cand, mine);
+                    let counts: Vec<usize> = (0..plan.ranks)
+                        .map(|r| (plan.rows(r).len() * units).min(kk))
+                        .collect();
+                    cand_all.resize(counts.iter().sum(), T::ZERO);
+                    comm.all_gather(&cand[..mine], cand_all, &counts)?;
+                    cand_sel.resize(cand_all.len(), T::ZERO);
+                    let (t, ties) = kth_largest(cand_all, kk, cand_sel);
+                    // The ties at t go to the earliest micro-batches.
+                    wire.clear();
+                    for w in ws.iter() {
+                        let equal = w.h[l].iter().filter(|&&v| v == t).count() as u64;
+                        wire.extend_from_slice(&equal.to_le_bytes());
+                    }
+                    let counts: Vec<usize> =
+                        (0..plan.ranks).map(|r| plan.owned(r).len() * 8).collect();
+                    wire_all.resize(counts.iter().sum(), 0);
+                    comm.all_gather_bytes(wire, wire_all, &counts)?;
+                    let mut left = ties;
+                    for (i, c) in wire_all.chunks_exact(8).enumerate() {
+                        let equal = u64::from_le_bytes(c.try_into().expect("8 bytes")) as usize;
+                        let keep = equal.min(left);
+                        left -= keep;
+                        if own.contains(&i) {
+                            model.select_code(&mut ws[i - own.start], Some((t, keep)));
+                        }
+                    }
                 }
+            }
+            if kl_at == Some(l) {
+                let r = forward_all(model, ws, input, parts(), done..l + 1);
+                done = done.max(l + 1);
+                ws.iter_mut().for_each(|w| model.kl_part_sums(w));
                 let c = rho_root.len();
                 for (k, &node) in my_nodes.iter().enumerate() {
                     let out = &mut rho_nodes[k * c..(k + 1) * c];
@@ -263,19 +351,49 @@ impl<T: Real> Trainer<T> {
                         Ok(())
                     })?;
                 }
-                agree(comm, first, true)?;
+                agree(comm, r, true)?;
                 tree_sum(comm, &plan, rho_nodes, rho_root, rho_tree)?;
                 let mut value = 0.0;
                 for w in ws.iter_mut() {
                     value = model.set_kl_total(w, rho_root, plan.batch);
                 }
-                Some(value)
+                kl = Some(value);
             }
-            _ => None,
-        };
+            if aux_at == Some(l) {
+                let r = forward_all(model, ws, input, parts(), done..layers);
+                agree(comm, r, true)?;
+                done = layers;
+                // The residual's sums per feature over the tree, then each
+                // micro-batch's Σ‖e − ē‖², added over the tree too.
+                let c = aux_root.len();
+                for (k, &node) in my_nodes.iter().enumerate() {
+                    let out = &mut aux_nodes[k * c..(k + 1) * c];
+                    let ws = &mut *ws;
+                    node_value(node, plan.m, out, aux_stack, &mut |i, o| {
+                        let sums = model.auxk_residual(&mut ws[i - own.start], &x[local(i)]);
+                        o.copy_from_slice(sums.expect("AuxK scratch"));
+                        Ok(())
+                    })?;
+                }
+                tree_sum(comm, &plan, aux_nodes, aux_root, aux_tree)?;
+                wire.clear();
+                for w in ws.iter() {
+                    let v = model.auxk_spread(w, aux_root, plan.batch);
+                    wire.extend_from_slice(&v.to_le_bytes());
+                }
+                let counts: Vec<usize> = (0..plan.ranks).map(|r| plan.owned(r).len() * 8).collect();
+                wire_all.resize(counts.iter().sum(), 0);
+                comm.all_gather_bytes(wire, wire_all, &counts)?;
+                for (v, c) in spreads.iter_mut().zip(wire_all.chunks_exact(8)) {
+                    *v = f64::from_le_bytes(c.try_into().expect("8 bytes"));
+                }
+                let denom = loss_node((0, plan.span()), spreads);
+                ws.iter_mut()
+                    .for_each(|w| model.set_auxk_denominator(w, denom));
+            }
+        }
         // The gradients of this rank's tree nodes, leaf by leaf.
         let n = model.params.len();
-        let dead = &self.dead;
         let mut leaves = Ok(());
         for (k, &node) in my_nodes.iter().enumerate() {
             let out = &mut nodes[k * n..(k + 1) * n];
@@ -284,9 +402,6 @@ impl<T: Real> Trainer<T> {
                 let w = &mut ws[j];
                 let r = local(i);
                 losses[j] = if plan.m == 1 {
-                    if let Some(mask) = w.dead_mask_mut() {
-                        dead.fill_mask(mask);
-                    }
                     model.loss_and_grad(w, &input[r.clone()], &x[r], Some(g))?
                 } else {
                     model.loss_and_grad_part(
@@ -297,6 +412,7 @@ impl<T: Real> Trainer<T> {
                         plan.batch,
                         i == 0,
                         kl,
+                        done,
                     )?
                 };
                 Ok(())
