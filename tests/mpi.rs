@@ -8,6 +8,7 @@ mod common;
 use sparse_ae::io::model_file::load_checkpoint;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sparse-ae");
@@ -16,16 +17,41 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// `sparse-ae` (plain when `ranks` is 0, else under `mpirun -n ranks`)
-/// with one thread per process.
-fn command(ranks: usize, args: &[&str]) -> Command {
+/// A fresh directory for one `mpirun`'s session files (removed after the
+/// run). The tests run in parallel, and concurrent `mpirun`s on one node
+/// share Open MPI's session directory, `/tmp/ompi.HOST.UID`, which each
+/// creates at its start and removes at its end when empty: a job starting
+/// while another ends can fail in `orte_init` ("A call to mkdir was unable
+/// to create the desired directory", open-mpi/ompi#8510; the workaround
+/// there is this one). Short, under /tmp: the path must leave room for
+/// Unix-socket names.
+fn session_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("sae-mpi-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `sparse-ae` (plain when `ranks` is 0, else under `mpirun -n ranks`, in
+/// `session`, a directory of its own: [`session_dir`]) with one thread per
+/// process.
+fn command(ranks: usize, session: &Path, args: &[&str]) -> Command {
     let mut c = if ranks == 0 {
         Command::new(BIN)
     } else {
         let mut c = Command::new("mpirun");
-        c.args(["--allow-run-as-root", "--oversubscribe", "-n"])
-            .arg(ranks.to_string())
-            .arg(BIN);
+        c.args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "--mca",
+            "orte_tmpdir_base",
+        ])
+        .arg(session)
+        .arg("-n")
+        .arg(ranks.to_string())
+        .arg(BIN);
         c
     };
     c.args(args)
@@ -37,7 +63,9 @@ fn command(ranks: usize, args: &[&str]) -> Command {
 }
 
 fn ok(ranks: usize, args: &[&str]) -> Output {
-    let o = command(ranks, args).output().unwrap();
+    let session = session_dir();
+    let o = command(ranks, &session, args).output().unwrap();
+    let _ = std::fs::remove_dir_all(&session);
     assert!(
         o.status.success(),
         "{ranks} ranks: sparse-ae {args:?} failed:\n{}",
@@ -187,8 +215,10 @@ fn a_killed_rank_ends_the_job_and_keeps_the_checkpoint() {
     let data = data(&dir);
     let ck = dir.join("ck.st");
     let tag = format!("mpi-kill-{}", std::process::id());
+    let session = session_dir();
     let mut job = command(
         2,
+        &session,
         &[
             "train",
             "--data",
@@ -209,6 +239,7 @@ fn a_killed_rank_ends_the_job_and_keeps_the_checkpoint() {
         ],
     )
     .env("SPARSE_AE_TEST_JOB", &tag)
+    .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .spawn()
@@ -237,6 +268,7 @@ fn a_killed_rank_ends_the_job_and_keeps_the_checkpoint() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    let _ = std::fs::remove_dir_all(&session);
     let mut err = String::new();
     std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(!status.success(), "the job succeeded:\n{err}");
