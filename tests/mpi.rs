@@ -164,6 +164,38 @@ fn every_number_of_ranks_writes_the_same_model() {
     assert!(bytes(&got) == bytes(&want), "streamed .npy over 2 ranks");
 }
 
+/// Accumulating 3 batches of 10 in 2 micro-batches each under 2 ranks
+/// (each rank computing 3 micro-batches in one reused workspace) writes the
+/// bytes of the plain process at batch 30 in 6 micro-batches.
+#[test]
+fn accumulation_under_two_ranks_writes_the_big_batch_model() {
+    let dir = common::temp_dir("mpi_accumulate");
+    let data = data(&dir);
+    let model: &[&str] = &["--preset", "deep"];
+    let (want, got) = (dir.join("big.st"), dir.join("acc.st"));
+    let big = [
+        "--epochs",
+        "2",
+        "--batch-size",
+        "30",
+        "--micro-batches",
+        "6",
+    ];
+    train(0, &data, &want, model, &big);
+    let acc = [
+        "--epochs",
+        "2",
+        "--batch-size",
+        "10",
+        "--micro-batches",
+        "2",
+        "--accumulate",
+        "3",
+    ];
+    train(2, &data, &got, model, &acc);
+    assert!(bytes(&got) == bytes(&want), "accumulated under 2 ranks");
+}
+
 /// A checkpoint written under 2 ranks resumes under 4 ranks and in the
 /// plain process to the bytes of an uninterrupted run; only rank 0 writes.
 #[test]

@@ -199,6 +199,12 @@ fn check_train_flags(a: &TrainArgs) -> Result<()> {
     if a.batch_size == Some(0) {
         return Err(Error::config("--batch-size", "must be at least 1"));
     }
+    if a.accumulate == Some(0) {
+        return Err(Error::config(
+            "--accumulate",
+            "must be at least 1 (batches per optimizer step), got 0",
+        ));
+    }
     if let Some(lr) = a.lr
         && !(lr.is_finite() && lr > 0.0)
     {
@@ -247,6 +253,12 @@ fn check_resume_flags(a: &TrainArgs, t: &Trainer<f32>, opts: &FitOptions) -> Res
             .micro_batches_set()
             .map_or("default micro-batches".into(), |m| m.to_string());
         return differs("--micro-batches", m.to_string(), kept);
+    }
+    if let Some(k) = a.accumulate
+        && k != t.accumulate()
+    {
+        let kept = format!("{} batch(es) per step", t.accumulate());
+        return differs("--accumulate", k.to_string(), kept);
     }
     let (kind, lr, momentum) = match t.opt.config {
         OptimizerConfig::Adam(c) => (OptimizerKind::Adam, c.lr, None),
@@ -333,13 +345,18 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
         path,
         dim,
     } = setup?;
-    if (shared || trainer.micro_batches_set().is_some()) && !a.quiet {
-        let plan = dist::MicroPlan::new(trainer.batch(), trainer.micro_batches(), comm.ranks())?;
+    if (shared || trainer.micro_step()) && !a.quiet {
+        let plan = trainer.plan(comm.ranks())?;
         note!(
-            "{} rank(s), {} micro-batch(es) of {} samples{}",
+            "{} rank(s), {} micro-batch(es) of {} samples per step{}{}",
             comm.ranks(),
             plan.m,
             plan.rows_of(0).len(),
+            if trainer.reuses_workspaces() && plan.owned(rank).len() > 1 {
+                ", computed one after another in one workspace"
+            } else {
+                ""
+            },
             if shared {
                 ", each rank reading the rows of its own"
             } else {
@@ -353,7 +370,10 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
     let fit_meta = fit_json(&opts, scale, input.chunk_rows());
     let mut history: Vec<EpochMetrics> = Vec::new();
     let saved = std::sync::atomic::AtomicBool::new(false);
-    let labels = Labels::of(trainer.model.config(), scale);
+    let mut labels = Labels::of(trainer.model.config(), scale);
+    if trainer.accumulate() > 1 {
+        labels.accumulated = Some((trainer.accumulate(), trainer.batch()));
+    }
     if !a.quiet && scale != 1.0 {
         note!(
             "losses below are in normalised space (inputs × {scale}); eval's MSE and the report's pictures are in input space"
@@ -570,6 +590,11 @@ fn train_setup(a: &TrainArgs, start: Instant, writes: bool) -> Result<Setup> {
             Error::Config { reason, .. } => Error::config("--micro-batches", reason),
             e => e,
         })?;
+        t.set_accumulate(a.accumulate.unwrap_or(1))
+            .map_err(|e| match e {
+                Error::Config { reason, .. } => Error::config("--accumulate", reason),
+                e => e,
+            })?;
         (t, scale)
     };
     if !a.quiet {
@@ -578,10 +603,17 @@ fn train_setup(a: &TrainArgs, start: Instant, writes: bool) -> Result<Setup> {
             Some(c) => format!(", streamed in chunks of {c} rows"),
             None => String::new(),
         };
+        let batch = match trainer.accumulate() {
+            1 => trainer.batch().to_string(),
+            k => format!(
+                "{} accumulated over {k} batches per optimizer step ({} samples per step)",
+                trainer.batch(),
+                trainer.samples_per_step()
+            ),
+        };
         note!(
-            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {}, {} kernels ({}); test set {n_test} samples (startup {:.0} ms)",
+            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {batch}, {} kernels ({}); test set {n_test} samples (startup {:.0} ms)",
             trainer.model.params.len(),
-            trainer.batch(),
             sparse_ae::kernels::Isa::active(),
             sparse_ae::kernels::gemm::blocking_summary(sparse_ae::kernels::Isa::active()),
             start.elapsed().as_secs_f64() * 1e3

@@ -15,8 +15,12 @@ const LOSS_BYTES: usize = 5 * 8;
 pub(super) struct Micro<T> {
     plan: MicroPlan,
     rank: usize,
-    /// One workspace per micro-batch of this rank.
+    /// Whether the workspaces are reused: one per micro-batch size rather
+    /// than one per micro-batch of this rank; `slots[j]` is the one of the
+    /// rank's `j`-th micro-batch.
+    reuse: bool,
     ws: Vec<Workspace<T>>,
+    slots: Vec<usize>,
     /// This rank's tree nodes (gradients), `n` values each; the scratch of
     /// their evaluation; the root.
     nodes: Vec<T>,
@@ -34,12 +38,34 @@ pub(super) struct Micro<T> {
     wire_all: Vec<u8>,
 }
 
+/// The batch sizes of a rank's workspaces and the workspace of each of its
+/// micro-batches: one per micro-batch, or, `reuse`d, one per size (the
+/// sizes of a range of micro-batches fall once at most: one or two).
+fn workspace_slots(plan: &MicroPlan, rank: usize, reuse: bool) -> (Vec<usize>, Vec<usize>) {
+    let sizes: Vec<usize> = plan.owned(rank).map(|i| plan.rows_of(i).len()).collect();
+    if !reuse {
+        return (sizes.clone(), (0..sizes.len()).collect());
+    }
+    let mut distinct: Vec<usize> = Vec::new();
+    let slots = sizes
+        .iter()
+        .map(|&b| {
+            distinct.iter().position(|&d| d == b).unwrap_or_else(|| {
+                distinct.push(b);
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct, slots)
+}
+
 impl<T: Real> Micro<T> {
     fn new(
         model: &Autoencoder<T>,
         plan: MicroPlan,
         rank: usize,
         path: crate::nn::TopkPath,
+        reuse: bool,
     ) -> Self {
         let n = model.params.len();
         let own = plan.owned(rank);
@@ -47,13 +73,16 @@ impl<T: Real> Micro<T> {
         let depth = tree_depth(plan.m);
         let cfg = model.config();
         let rho = cfg.kl.map_or(0, |k| cfg.shapes()[k.layer].0);
+        let (sizes, slots) = workspace_slots(&plan, rank, reuse);
         Micro {
             plan,
             rank,
-            ws: own
-                .clone()
-                .map(|i| model.workspace_with(plan.rows_of(i).len(), path))
+            reuse,
+            ws: sizes
+                .iter()
+                .map(|&b| model.workspace_with(b, path))
                 .collect(),
+            slots,
             nodes: vec![T::ZERO; k * n],
             stack: vec![vec![T::ZERO; n]; depth],
             root: if plan.ranks > 1 {
@@ -155,10 +184,10 @@ impl<T: Real> Trainer<T> {
     }
 
     /// One step of the batch shared by the ranks of `comm`, each given its
-    /// own rows `x` (positions [`MicroPlan::rows`] of the batch, of the plan
-    /// of [`Trainer::micro_batches`] micro-batches over the ranks). Every
-    /// rank applies the same update; the result is the same bits for any
-    /// number of ranks. On one rank without micro-batches set, this is
+    /// own rows `x` (positions [`MicroPlan::rows`] of the step's samples, of
+    /// [`Trainer::plan`] over the ranks). Every rank applies the same
+    /// update; the result is the same bits for any number of ranks. On one
+    /// rank without micro-batches set or accumulation, this is
     /// [`Trainer::step`].
     ///
     /// # Errors
@@ -166,15 +195,34 @@ impl<T: Real> Trainer<T> {
     /// than one rank (drawn over the whole batch); an error on another rank
     /// as [`Error::Rank`]; any error of `comm`.
     pub fn step_on(&mut self, x: &[T], comm: &mut dyn Collective<T>) -> Result<LossParts> {
-        if comm.ranks() == 1 && self.micro_batches.is_none() {
-            return self.step(x);
+        self.step_on_with(x, comm, &mut |_| {})
+    }
+
+    /// [`Trainer::step_on`], calling `on_code` with the code of each part
+    /// of the batch this rank computes, in batch order, as soon as it is
+    /// computed (a step in reused workspaces keeps only the last ones).
+    ///
+    /// # Errors
+    /// As [`Trainer::step_on`].
+    pub fn step_on_with(
+        &mut self,
+        x: &[T],
+        comm: &mut dyn Collective<T>,
+        on_code: &mut dyn FnMut(&[T]),
+    ) -> Result<LossParts> {
+        if comm.ranks() == 1 && !self.micro_step() {
+            let parts = self.step(x)?;
+            for w in &self.ws {
+                on_code(self.model.code(w));
+            }
+            return Ok(parts);
         }
-        let plan = MicroPlan::new(self.batch, self.micro_batches(), comm.ranks())?;
-        let rank = comm.rank();
+        let plan = self.plan(comm.ranks())?;
+        let (rank, reuse) = (comm.rank(), self.reuses_workspaces());
         if self
             .micro
             .as_ref()
-            .is_none_or(|m| m.plan != plan || m.rank != rank)
+            .is_none_or(|m| m.plan != plan || m.rank != rank || m.reuse != reuse)
         {
             // The default step's buffers are not needed meanwhile.
             self.ws.clear();
@@ -184,10 +232,11 @@ impl<T: Real> Trainer<T> {
                 plan,
                 rank,
                 self.topk_path,
+                reuse,
             )));
         }
         let mut st = self.micro.take().expect("built above");
-        let out = self.step_micro(x, comm, &mut st);
+        let out = self.step_micro(x, comm, &mut st, on_code);
         self.micro = Some(st);
         out
     }
@@ -197,6 +246,7 @@ impl<T: Real> Trainer<T> {
         x: &[T],
         comm: &mut dyn Collective<T>,
         st: &mut Micro<T>,
+        on_code: &mut dyn FnMut(&[T]),
     ) -> Result<LossParts> {
         let cfg = self.model.config();
         let (d, plan, rank) = (cfg.input, st.plan, st.rank);
@@ -232,6 +282,7 @@ impl<T: Real> Trainer<T> {
         };
         let Micro {
             ws,
+            slots,
             nodes,
             stack,
             root,
@@ -252,14 +303,14 @@ impl<T: Real> Trainer<T> {
             (Some(_), 2..) => {
                 let mut first = Ok(());
                 for (j, i) in own.clone().enumerate() {
-                    first = first.and(model.forward_to_kl(&mut ws[j], &input[local(i)]));
+                    first = first.and(model.forward_to_kl(&mut ws[slots[j]], &input[local(i)]));
                 }
                 let c = rho_root.len();
                 for (k, &node) in my_nodes.iter().enumerate() {
                     let out = &mut rho_nodes[k * c..(k + 1) * c];
                     let ws = &*ws;
                     node_value(node, plan.m, out, rho_stack, &mut |i, o| {
-                        o.copy_from_slice(ws[i - own.start].rho_hat());
+                        o.copy_from_slice(ws[slots[i - own.start]].rho_hat());
                         Ok(())
                     })?;
                 }
@@ -276,12 +327,13 @@ impl<T: Real> Trainer<T> {
         // The gradients of this rank's tree nodes, leaf by leaf.
         let n = model.params.len();
         let dead = &self.dead;
+        fired.iter_mut().for_each(|f| *f = false);
         let mut leaves = Ok(());
         for (k, &node) in my_nodes.iter().enumerate() {
             let out = &mut nodes[k * n..(k + 1) * n];
             let r = node_value(node, plan.m, out, stack, &mut |i, g| {
                 let j = i - own.start;
-                let w = &mut ws[j];
+                let w = &mut ws[slots[j]];
                 let r = local(i);
                 losses[j] = if plan.m == 1 {
                     if let Some(mask) = w.dead_mask_mut() {
@@ -299,16 +351,16 @@ impl<T: Real> Trainer<T> {
                         kl,
                     )?
                 };
+                // The units that fired, and the code, before the workspace
+                // is reused.
+                dead.mark_fired(model.code(w), fired);
+                on_code(model.code(w));
                 Ok(())
             });
             leaves = leaves.and(r);
         }
         agree(comm, leaves, true)?;
         // Every micro-batch's loss and the units that fired, on every rank.
-        fired.iter_mut().for_each(|f| *f = false);
-        for w in ws.iter() {
-            dead.mark_fired(model.code(w), fired);
-        }
         wire.clear();
         for l in losses.iter() {
             for v in [l.recon, l.l1, l.kl, l.l2, l.auxk] {
