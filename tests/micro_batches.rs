@@ -521,6 +521,38 @@ fn checkpoints_keep_the_accumulation() {
     assert!(bits(&t.model.params) == bits(&back.model.params));
 }
 
+/// What a step in micro-batches holds, by part: one reused workspace per
+/// micro-batch size against one per micro-batch, the tree's scratch
+/// (log₂ M gradient-sized vectors), and, over ranks, the root and the
+/// exchange buffers.
+#[test]
+fn the_memory_need_counts_the_micro_batch_buffers() {
+    let cfg = &models()[0].1;
+    let model = Autoencoder::<f32>::new(cfg.clone(), 3).unwrap();
+    let n = model.params.len() as u64;
+    let mut t = Trainer::new(model, OptimizerConfig::default(), 25, 1).unwrap();
+    t.set_micro_batches(Some(3)).unwrap();
+    t.set_accumulate(4).unwrap();
+    let part = |t: &Trainer<f32>, rank: usize, ranks: usize, name: &str| {
+        let parts = t.memory_need(rank, ranks).unwrap();
+        let (_, b) = parts
+            .iter()
+            .find(|(p, _)| p.contains(name))
+            .unwrap_or_else(|| panic!("no part `{name}` in {parts:?}"));
+        *b
+    };
+    let reused = part(&t, 0, 1, "workspace");
+    t.set_micro_workspaces(MicroWorkspaces::PerMicroBatch);
+    let per = part(&t, 0, 1, "workspace");
+    assert!(per > 5 * reused, "{per} against {reused}");
+    // 12 micro-batches: a tree of 4 levels, each a gradient.
+    assert_eq!(part(&t, 0, 1, "tree scratch (4 levels)"), 4 * 4 * n);
+    assert_eq!(part(&t, 0, 1, "root"), 0);
+    assert_eq!(part(&t, 1, 2, "root"), 4 * n);
+    assert!(part(&t, 1, 2, "exchange") >= 4 * n);
+    assert!(t.memory_need(2, 2).is_err());
+}
+
 /// `sparse-ae` with `args` on one thread: its exit status and stderr.
 fn cli(args: &[&str]) -> (bool, String) {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_sparse-ae"))
@@ -579,4 +611,51 @@ fn train_refuses_zero_and_another_accumulation_on_resume() {
     ]
     .concat());
     assert!(ok, "{err}");
+}
+
+/// `--max-memory` counts the buffers of a step in micro-batches: 64
+/// micro-batches of a 64-1024-64 KL model (one workspace per micro-batch,
+/// a tree of 6 levels of 132,160 parameters each) are refused before
+/// training, naming the parts, at a budget under which the default step
+/// (and so the estimate that left the micro-batches out) trains.
+#[test]
+fn max_memory_counts_the_micro_batch_buffers() {
+    let dir = common::temp_dir("micro_batches_memory_cli");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    common::write_tiny_mnist(&data, 8, 130, 20);
+    let out = dir.join("m.st");
+    let (data, out) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let run = |extra: &[&str]| {
+        let args = [
+            "--max-memory",
+            "0.004",
+            "train",
+            "--data",
+            data,
+            "-o",
+            out,
+            "-q",
+            "--preset",
+            "overcomplete-kl",
+            "--batch-size",
+            "64",
+            "--steps",
+            "1",
+        ];
+        cli(&[&args[..], extra].concat())
+    };
+    let (ok, err) = run(&[]);
+    assert!(ok, "the default step fits:\n{err}");
+    let (ok, err) = run(&["--micro-batches", "64"]);
+    assert!(!ok, "64 micro-batches trained");
+    for part in [
+        "in 64 micro-batches",
+        "64 workspaces",
+        "tree scratch (6 levels)",
+        "parameters and optimizer state",
+        "more than the memory budget of 4",
+    ] {
+        assert!(err.contains(part), "no `{part}` in:\n{err}");
+    }
 }

@@ -324,7 +324,9 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
         crate::out::silence();
     }
     let shared = comm.ranks() > 1;
-    let setup = train_setup(&a, start, rank == 0);
+    // The buffers of a step in micro-batches, counted before they exist.
+    let setup = train_setup(&a, start, rank == 0)
+        .and_then(|s| s.trainer.check_memory(rank, comm.ranks()).map(|()| s));
     if shared {
         // No rank starts the first step unless every rank is ready.
         let ready = match &setup {

@@ -1,11 +1,15 @@
-//! Gradient accumulation (several batches per optimizer step) and how a
-//! step in micro-batches holds its activations.
+//! Gradient accumulation (several batches per optimizer step), how a step
+//! in micro-batches holds its activations, and what such a step needs in
+//! memory.
 
+use super::micro::Micro;
 use super::{MicroWorkspaces, Trainer, whole_batch_first};
 use crate::dist::MicroPlan;
 use crate::error::{Error, Result};
 use crate::kernels::Real;
+use crate::memory::{bytes, show};
 use crate::nn::Noise;
+use crate::optim::OptimizerConfig;
 
 impl<T: Real> Trainer<T> {
     /// Sums the gradients of `k` batches before each optimizer step: a step
@@ -99,5 +103,90 @@ impl<T: Real> Trainer<T> {
     /// it).
     pub fn reuses_workspaces(&self) -> bool {
         self.micro_ws == MicroWorkspaces::Reused && whole_batch_first(self.model.config()).is_none()
+    }
+
+    /// What a step in micro-batches on `rank` of `ranks` holds in memory,
+    /// by part, in bytes: the parameters and optimizer state, the noisy
+    /// input, the rank's input rows, then the buffers of the step (the
+    /// workspaces, the tree nodes this rank computes, the scratch of their
+    /// evaluation, the root and the exchange buffers; see [`crate::dist`]).
+    /// The default step's buffers are released meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a rank outside `0..ranks`.
+    pub fn memory_need(&self, rank: usize, ranks: usize) -> Result<Vec<(String, u64)>> {
+        if rank >= ranks {
+            return Err(Error::config(
+                "rank",
+                format!("{rank} is not in 0..{ranks}"),
+            ));
+        }
+        let plan = self.plan(ranks)?;
+        let cfg = self.model.config();
+        let elem = std::mem::size_of::<T>();
+        let n = self.model.params.len();
+        let copies = match self.opt.config {
+            OptimizerConfig::Adam(_) => 3,
+            OptimizerConfig::Sgd(_) => 2,
+        };
+        let mut parts = vec![(
+            "parameters and optimizer state".to_string(),
+            bytes(n, elem).saturating_mul(copies),
+        )];
+        if cfg.noise != Noise::None {
+            parts.push((
+                "noisy input".into(),
+                bytes(self.samples_per_step(), elem).saturating_mul(cfg.input as u64),
+            ));
+        }
+        parts.push((
+            "input rows".into(),
+            bytes(plan.rows(rank).len(), elem).saturating_mul(cfg.input as u64),
+        ));
+        parts.extend(Micro::<T>::bytes(
+            cfg,
+            n,
+            plan,
+            rank,
+            self.reuses_workspaces(),
+        ));
+        Ok(parts)
+    }
+
+    /// Refuses a step in micro-batches on `rank` of `ranks` whose buffers
+    /// ([`Trainer::memory_need`]) exceed the memory budget, before they are
+    /// allocated. Nothing to check for the default step in one process
+    /// (checked by [`Trainer::new`]).
+    ///
+    /// # Errors
+    /// [`Error::Memory`] naming each part; [`Error::Config`] as
+    /// [`Trainer::memory_need`].
+    pub fn check_memory(&self, rank: usize, ranks: usize) -> Result<()> {
+        if ranks == 1 && !self.micro_step() {
+            return Ok(());
+        }
+        let parts = self.memory_need(rank, ranks)?;
+        let total = parts
+            .iter()
+            .fold(0u64, |acc, (_, b)| acc.saturating_add(*b));
+        let plan = self.plan(ranks)?;
+        let listed: Vec<String> = parts
+            .iter()
+            .filter(|(_, b)| *b > 0)
+            .map(|(name, b)| format!("{name} {}", show(*b)))
+            .collect();
+        let accumulated = match self.accumulate {
+            1 => String::new(),
+            k => format!(" ({k} batches of {} per step)", self.batch),
+        };
+        crate::memory::check(
+            &format!(
+                "training {} samples per step{accumulated} in {} micro-batches, rank {rank} of {ranks} ({})",
+                plan.batch,
+                plan.m,
+                listed.join(", ")
+            ),
+            total,
+        )
     }
 }

@@ -2,10 +2,13 @@
 //! ([`crate::dist`]): the same bits whichever rank computes which part.
 
 use super::{Trainer, non_finite, parts};
-use crate::dist::{Collective, MicroPlan, TreeBuffers, agree, node_value, tree_depth, tree_sum};
+use crate::dist::{
+    Collective, MicroPlan, TreeBuffers, agree, node_value, segment, tree_depth, tree_sum,
+};
 use crate::error::{Error, Result};
 use crate::kernels::Real;
-use crate::nn::{Autoencoder, LossParts, Noise, Workspace, apply_noise};
+use crate::memory::bytes;
+use crate::nn::{Autoencoder, LossParts, ModelConfig, Noise, Workspace, apply_noise};
 
 /// Bytes of one micro-batch's loss parts on the wire.
 const LOSS_BYTES: usize = 5 * 8;
@@ -105,6 +108,54 @@ impl<T: Real> Micro<T> {
     pub(super) fn workspaces(&self) -> &[Workspace<T>] {
         &self.ws
     }
+
+    /// The bytes of what [`Micro::new`] and the exchange allocate, by part
+    /// (an upper bound for the workspaces, as [`crate::nn::workspace_bytes`]).
+    pub(super) fn bytes(
+        cfg: &ModelConfig,
+        n: usize,
+        plan: MicroPlan,
+        rank: usize,
+        reuse: bool,
+    ) -> Vec<(String, u64)> {
+        let e = std::mem::size_of::<T>();
+        let (sizes, _) = workspace_slots(&plan, rank, reuse);
+        let work = sizes.iter().fold(0u64, |acc, &b| {
+            let (fixed, per) = crate::nn::workspace_bytes(cfg, b, e);
+            acc.saturating_add(fixed.saturating_add(per.saturating_mul(b as u64)))
+        });
+        let rho = cfg.kl.map_or(0, |k| cfg.shapes()[k.layer].0);
+        let (k, depth, p) = (plan.nodes(rank).len(), tree_depth(plan.m), plan.ranks);
+        // The tree's vectors: gradients (n values) and, with KL, ρ̂ sums.
+        let vectors = |count: usize| bytes(count, e).saturating_mul((n + rho) as u64);
+        let mut exchange = 0u64;
+        if p > 1 {
+            // tree_sum's send, receive, segment and stack buffers.
+            let all_nodes: usize = (0..p).map(|r| plan.nodes(r).len()).sum();
+            for len in [n, rho] {
+                let seg = segment(len, p, rank).len();
+                let values = (k * len)
+                    .saturating_add(all_nodes.saturating_mul(seg))
+                    .saturating_add((depth + 2).saturating_mul(seg));
+                exchange = exchange.saturating_add(bytes(values, e));
+            }
+            // The losses and fired flags, this rank's and everyone's.
+            let units = cfg.width(cfg.code_layer);
+            let wire = (plan.owned(rank).len() + plan.m) * LOSS_BYTES + (p + 1) * units;
+            exchange = exchange.saturating_add(wire as u64);
+        }
+        let count = sizes.len();
+        vec![
+            (
+                format!("{count} workspace{}", if count == 1 { "" } else { "s" }),
+                work,
+            ),
+            (format!("{k} gradient tree node(s)"), vectors(k)),
+            (format!("tree scratch ({depth} levels)"), vectors(depth)),
+            ("root".into(), if p > 1 { vectors(1) } else { 0 }),
+            ("exchange buffers".into(), exchange),
+        ]
+    }
 }
 
 /// The loss of node `(lo, s)` of the tree over `leaves`, added as the
@@ -203,7 +254,9 @@ impl<T: Real> Trainer<T> {
     /// computed (a step in reused workspaces keeps only the last ones).
     ///
     /// # Errors
-    /// As [`Trainer::step_on`].
+    /// As [`Trainer::step_on`]; [`Error::Memory`] (on every rank, as
+    /// [`Error::Rank`] on the others) when the buffers of the step would
+    /// exceed the memory budget ([`Trainer::check_memory`]).
     pub fn step_on_with(
         &mut self,
         x: &[T],
@@ -224,6 +277,11 @@ impl<T: Real> Trainer<T> {
             .as_ref()
             .is_none_or(|m| m.plan != plan || m.rank != rank || m.reuse != reuse)
         {
+            if let Err(e) = self.check_memory(rank, comm.ranks()) {
+                // The other ranks hear of it at their first agreement.
+                agree(comm, Err(e), true)?;
+                unreachable!("agree returns this rank's own error");
+            }
             // The default step's buffers are not needed meanwhile.
             self.ws.clear();
             self.grads.clear();
