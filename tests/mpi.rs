@@ -239,8 +239,9 @@ fn checkpoints_resume_under_any_number_of_ranks() {
     }
 }
 
-/// Kills rank 1 of a long run: the job ends with an error naming the dead
-/// process, and the last checkpoint is whole.
+/// Kills rank 1 of a long run: the job ends with mpirun's message naming
+/// the dead process and rank 0's naming the last checkpoint, which is
+/// whole.
 #[test]
 fn a_killed_rank_ends_the_job_and_keeps_the_checkpoint() {
     let dir = common::temp_dir("mpi_killed");
@@ -310,6 +311,15 @@ fn a_killed_rank_ends_the_job_and_keeps_the_checkpoint() {
     );
     let (t, _) = load_checkpoint(&ck).expect("the last checkpoint loads");
     assert!(t.steps() > 0 && t.steps() % 10 == 0, "{} steps", t.steps());
+    let line = format!(
+        "error: the job was ended by mpirun (another rank failed or the job was cancelled); the last checkpoint, {} at step {}, is whole",
+        ck.display(),
+        t.steps()
+    );
+    assert!(
+        err.contains(&line),
+        "no line from rank 0 naming the checkpoint:\n{err}"
+    );
 }
 
 /// The process of `rank` of the job whose environment holds `tag`.

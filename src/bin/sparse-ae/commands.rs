@@ -305,12 +305,25 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     if sparse_ae::dist::mpi::launched() {
         let mut world = sparse_ae::dist::mpi::MpiWorld::init()?;
         let rank = sparse_ae::dist::Collective::<f32>::rank(&world);
+        if rank == 0 {
+            crate::ended::watch().map_err(|e| {
+                Error::config("mpi", format!("cannot watch for mpirun's SIGTERM: {e}"))
+            })?;
+        }
         let result = train_on(a, &mut world);
-        return match (rank, result) {
-            (0, r) => r,
-            (_, Ok(code)) => Ok(code),
-            (_, Err(_)) => Ok(ExitCode::FAILURE),
+        // Rank 0 reports before MPI ends: a rank that fails exits once the
+        // others finalise, and mpirun then ends the ones still running.
+        let code = match (rank, result) {
+            (0, Err(e)) => {
+                note!("error: {e}");
+                ExitCode::FAILURE
+            }
+            (_, Ok(code)) => code,
+            (_, Err(_)) => ExitCode::FAILURE,
         };
+        crate::ended::written().done = true;
+        drop(world);
+        return Ok(code);
     }
     train_on(a, &mut sparse_ae::dist::Solo)
 }
@@ -347,6 +360,9 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
         path,
         dim,
     } = setup?;
+    if let Some(r) = &a.resume {
+        crate::ended::written().checkpoint = Some((r.clone(), trainer.steps()));
+    }
     if (shared || trainer.micro_step()) && !a.quiet {
         let plan = trainer.plan(comm.ranks())?;
         note!(
@@ -388,12 +404,15 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
             if rank != 0 {
                 return Ok(());
             }
+            // Whole writes only, if mpirun ends the job meanwhile.
+            let mut written = crate::ended::written();
             if let Some(p) = &a.metrics {
                 append_metrics(p, m)?;
             }
             if let Some(p) = &a.checkpoint {
                 save_checkpoint(p, t, &fit_meta)?;
                 saved.store(true, std::sync::atomic::Ordering::Relaxed);
+                written.checkpoint = Some((p.clone(), t.steps()));
             }
             Ok(())
         }),
@@ -426,6 +445,7 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
     if rank != 0 {
         return Ok(ExitCode::SUCCESS);
     }
+    let _writing = crate::ended::written();
     save_model_scaled(&a.out, &trainer.model, scale)?;
     if let Some(dir) = &a.report {
         let (n_train, n_test) = input.lens()?;
