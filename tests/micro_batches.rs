@@ -12,7 +12,7 @@ use sparse_ae::kernels::Activation::{Linear, Relu, Sigmoid};
 use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, ModelConfig, Noise, TopkPath};
 use sparse_ae::optim::OptimizerConfig;
 use sparse_ae::rng::Rng;
-use sparse_ae::train::{FitOptions, Samples, Silent, Trainer, fit_on};
+use sparse_ae::train::{FitOptions, MicroWorkspaces, Samples, Silent, Trainer, fit_on};
 use sparse_ae::{Error, Result};
 use std::sync::{Arc, Barrier, Mutex};
 
@@ -153,15 +153,20 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// The parameters, Adam's moments and the per-epoch training losses after
-/// `fit_on` shared by `p` thread ranks, each on a one-thread pool.
+/// What a run gives: the parameters, Adam's second moments, and per epoch
+/// the training loss, L0 and dead units (counts, exact on any number of
+/// ranks), then the dead-latent counters.
+type Outcome = (Vec<u32>, Vec<u32>, Vec<(u64, u64, usize)>, Vec<u64>);
+
+/// The outcome of `fit_on` shared by `p` thread ranks, each on a
+/// one-thread pool.
 fn train_on_ranks(
     cfg: &ModelConfig,
     batch: usize,
     m: Option<usize>,
     p: usize,
     x: &[f32],
-) -> (Vec<u32>, Vec<u32>, Vec<u64>) {
+) -> Outcome {
     train_on_ranks_path(cfg, batch, m, p, x, TopkPath::active())
 }
 
@@ -173,7 +178,36 @@ fn train_on_ranks_path(
     p: usize,
     x: &[f32],
     path: TopkPath,
-) -> (Vec<u32>, Vec<u32>, Vec<u64>) {
+) -> Outcome {
+    train_accumulated_on(cfg, batch, m, 1, MicroWorkspaces::default(), p, x, path)
+}
+
+/// [`train_on_ranks`] accumulating `k` batches per step, the micro-batches'
+/// activations held `how`.
+fn train_accumulated(
+    cfg: &ModelConfig,
+    batch: usize,
+    m: Option<usize>,
+    k: usize,
+    how: MicroWorkspaces,
+    p: usize,
+    x: &[f32],
+) -> Outcome {
+    train_accumulated_on(cfg, batch, m, k, how, p, x, TopkPath::active())
+}
+
+/// [`train_accumulated`] with the top-k code on `path`.
+#[allow(clippy::too_many_arguments)]
+fn train_accumulated_on(
+    cfg: &ModelConfig,
+    batch: usize,
+    m: Option<usize>,
+    k: usize,
+    how: MicroWorkspaces,
+    p: usize,
+    x: &[f32],
+    path: TopkPath,
+) -> Outcome {
     let opts = FitOptions {
         epochs: 2,
         max_steps: None,
@@ -191,6 +225,8 @@ fn train_on_ranks_path(
                     let mut t = Trainer::new(model, OptimizerConfig::default(), batch, 1).unwrap();
                     t.set_micro_batches(m).unwrap();
                     t.set_topk_path(path);
+                    t.set_accumulate(k).unwrap();
+                    t.set_micro_workspaces(how);
                     let pool = rayon::ThreadPoolBuilder::new()
                         .num_threads(1)
                         .build()
@@ -199,8 +235,12 @@ fn train_on_ranks_path(
                     let h = pool
                         .install(|| fit_on(&mut t, samples, None, &opts, &mut Silent, &mut rank))
                         .unwrap();
-                    let losses: Vec<u64> = h.iter().map(|e| e.train.total().to_bits()).collect();
-                    (bits(&t.model.params), bits(&t.opt.v), losses)
+                    let epochs = h
+                        .iter()
+                        .map(|e| (e.train.total().to_bits(), e.l0.to_bits(), e.dead_units))
+                        .collect();
+                    let dead = t.dead_latents().counters().to_vec();
+                    (bits(&t.model.params), bits(&t.opt.v), epochs, dead)
                 })
             })
             .collect();
@@ -559,4 +599,265 @@ fn an_error_on_one_rank_reaches_every_rank() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(stops, [false, false]);
+}
+
+/// Accumulating K batches of B in M micro-batches each gives the bits of
+/// the batch K·B in K·M micro-batches, on 1 to 3 ranks: 4 batches of 25 in
+/// 3 micro-batches each (12 micro-batches, the first 4 of 9 samples, the
+/// others of 8: a rank reuses two workspaces under 1 and 2 ranks, one under
+/// 3), and with the default micro-batches (one per batch below 128).
+#[test]
+fn accumulating_gives_the_bits_of_the_big_batch() {
+    let x = data(230, 20);
+    for (name, cfg) in models() {
+        let big = train_on_ranks(&cfg, 100, Some(12), 1, &x);
+        for p in 1..=3 {
+            let got = train_accumulated(&cfg, 25, Some(3), 4, MicroWorkspaces::Reused, p, &x);
+            assert!(got == big, "{name}: accumulated on {p} rank(s)");
+        }
+    }
+    // Statistics of the whole batch (batch top-k's threshold and ties,
+    // AuxK's residual mean and denominator) are those of the step's K·B
+    // samples, as is the input noise.
+    // Input noise: the step's noise is drawn as at batch size K·B.
+    let noisy = ModelBuilder::new(20)
+        .code(8, Relu)
+        .decoder(20, Sigmoid)
+        .noise(Noise::Gaussian { std: 0.3 })
+        .build()
+        .unwrap();
+    for (name, cfg) in [
+        ("batch top-k", batch_topk()),
+        ("AuxK", common::full_sae(20, 64, 2, 50)),
+        ("noise", noisy),
+    ] {
+        let big = train_on_ranks(&cfg, 100, Some(12), 1, &x);
+        for p in [1, 3] {
+            let got = train_accumulated(&cfg, 25, Some(3), 4, MicroWorkspaces::Reused, p, &x);
+            assert!(got == big, "{name}: accumulated on {p} rank(s)");
+        }
+    }
+    let cfg = &models()[0].1;
+    let big = train_on_ranks(cfg, 60, Some(3), 1, &x);
+    let got = train_accumulated(cfg, 20, None, 3, MicroWorkspaces::Reused, 2, &x);
+    assert!(got == big, "default micro-batches");
+}
+
+/// The micro-batches of a rank computed one after another in one reused
+/// workspace per size give the bits of one workspace per micro-batch: the
+/// model, the moments, the losses, the epoch's L0 and dead units, the
+/// dead-latent counters.
+#[test]
+fn reused_workspaces_give_the_bits_of_one_per_micro_batch() {
+    let x = data(230, 20);
+    for (name, cfg) in models() {
+        for p in [1, 2] {
+            let run = |how| train_accumulated(&cfg, 25, Some(3), 4, how, p, &x);
+            let per = run(MicroWorkspaces::PerMicroBatch);
+            assert!(run(MicroWorkspaces::Reused) == per, "{name}, {p} rank(s)");
+        }
+    }
+    // What a step holds: 12 micro-batches of 9 and 8 samples.
+    let sizes = |cfg: &ModelConfig, how| {
+        let model = Autoencoder::<f32>::new(cfg.clone(), 3).unwrap();
+        let mut t = Trainer::new(model, OptimizerConfig::default(), 25, 1).unwrap();
+        t.set_micro_batches(Some(3)).unwrap();
+        t.set_accumulate(4).unwrap();
+        t.set_micro_workspaces(how);
+        t.step(&x[..100 * 20]).unwrap();
+        let held: Vec<usize> = t.workspaces().iter().map(|w| w.batch()).collect();
+        held
+    };
+    let (dense, kl) = (&models()[0].1, &models()[1].1);
+    assert_eq!(sizes(dense, MicroWorkspaces::Reused), [9, 8]);
+    assert_eq!(sizes(dense, MicroWorkspaces::PerMicroBatch).len(), 12);
+    // KL needs every forward pass before the first backward pass.
+    assert_eq!(sizes(kl, MicroWorkspaces::Reused).len(), 12);
+}
+
+#[test]
+fn refuses_accumulation_it_cannot_honour() {
+    let cfg = &models()[0].1;
+    let model = Autoencoder::<f32>::new(cfg.clone(), 3).unwrap();
+    let mut t = Trainer::new(model, OptimizerConfig::default(), 20, 1).unwrap();
+    let e = t.set_accumulate(0).unwrap_err();
+    assert!(
+        matches!(&e, Error::Config { field, reason } if field == "accumulate" && reason.contains("at least 1")),
+        "{e}"
+    );
+    assert_eq!(t.accumulate(), 1);
+    // More samples per step than the data has.
+    t.set_accumulate(3).unwrap();
+    let x = data(50, 20);
+    let samples = Samples::f32(&x, 20).unwrap();
+    let e = sparse_ae::train::fit(&mut t, samples, None, &FitOptions::default(), &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("3 batches of 20 (60 samples per step)") && e.contains("50 training samples"),
+        "{e}"
+    );
+}
+
+/// A checkpoint keeps the batches per step, and the resumed run steps as
+/// the uninterrupted one.
+#[test]
+fn checkpoints_keep_the_accumulation() {
+    let dir = common::temp_dir("micro_batches_accumulate_checkpoint");
+    let x = data(120, 20);
+    let cfg = &models()[0].1;
+    let model = Autoencoder::<f32>::new(cfg.clone(), 3).unwrap();
+    let mut t = Trainer::new(model, OptimizerConfig::default(), 10, 1).unwrap();
+    t.set_micro_batches(Some(2)).unwrap();
+    t.set_accumulate(3).unwrap();
+    assert_eq!(t.samples_per_step(), 30);
+    t.step(&x[..600]).unwrap();
+    let path = dir.join("ck.safetensors");
+    save_checkpoint(&path, &t, &Value::Object(Vec::new())).unwrap();
+    let (mut back, _) = load_checkpoint(&path).unwrap();
+    assert_eq!((back.accumulate(), back.micro_batches_set()), (3, Some(2)));
+    for b in x[600..].chunks_exact(600) {
+        t.step(b).unwrap();
+        back.step(b).unwrap();
+    }
+    assert!(bits(&t.model.params) == bits(&back.model.params));
+}
+
+/// What a step in micro-batches holds, by part: one reused workspace per
+/// micro-batch size against one per micro-batch, the tree's scratch
+/// (log₂ M gradient-sized vectors), and, over ranks, the root and the
+/// exchange buffers.
+#[test]
+fn the_memory_need_counts_the_micro_batch_buffers() {
+    let cfg = &models()[0].1;
+    let model = Autoencoder::<f32>::new(cfg.clone(), 3).unwrap();
+    let n = model.params.len() as u64;
+    let mut t = Trainer::new(model, OptimizerConfig::default(), 25, 1).unwrap();
+    t.set_micro_batches(Some(3)).unwrap();
+    t.set_accumulate(4).unwrap();
+    let part = |t: &Trainer<f32>, rank: usize, ranks: usize, name: &str| {
+        let parts = t.memory_need(rank, ranks).unwrap();
+        let (_, b) = parts
+            .iter()
+            .find(|(p, _)| p.contains(name))
+            .unwrap_or_else(|| panic!("no part `{name}` in {parts:?}"));
+        *b
+    };
+    let reused = part(&t, 0, 1, "workspace");
+    t.set_micro_workspaces(MicroWorkspaces::PerMicroBatch);
+    let per = part(&t, 0, 1, "workspace");
+    assert!(per > 5 * reused, "{per} against {reused}");
+    // 12 micro-batches: a tree of 4 levels, each a gradient.
+    assert_eq!(part(&t, 0, 1, "tree scratch (4 levels)"), 4 * 4 * n);
+    assert_eq!(part(&t, 0, 1, "root"), 0);
+    assert_eq!(part(&t, 1, 2, "root"), 4 * n);
+    assert!(part(&t, 1, 2, "exchange") >= 4 * n);
+    assert!(t.memory_need(2, 2).is_err());
+}
+
+/// `sparse-ae` with `args` on one thread: its exit status and stderr.
+fn cli(args: &[&str]) -> (bool, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_sparse-ae"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .env_remove("SPARSE_AE_DATA")
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `train --accumulate`: 0 is refused, and a resume with another K than
+/// the checkpoint's is refused naming both, as `--micro-batches` is.
+#[test]
+fn train_refuses_zero_and_another_accumulation_on_resume() {
+    let dir = common::temp_dir("micro_batches_accumulate_cli");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    common::write_tiny_mnist(&data, 8, 60, 20);
+    let (ck, out) = (dir.join("ck.st"), dir.join("m.st"));
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (data, ck, out) = (s(&data), s(&ck), s(&out));
+    let base = ["train", "--data", &data, "-o", &out, "-q"];
+    let (ok, err) = cli(&[&base[..], &["--preset", "shallow", "--accumulate", "0"]].concat());
+    assert!(
+        !ok && err.contains("--accumulate") && err.contains("at least 1"),
+        "{err}"
+    );
+    let first = [
+        "--preset",
+        "shallow",
+        "--batch-size",
+        "10",
+        "--accumulate",
+        "2",
+    ];
+    let (ok, err) = cli(&[&base[..], &first, &["--epochs", "1", "--checkpoint", &ck]].concat());
+    assert!(ok, "{err}");
+    let (back, _) = load_checkpoint(std::path::Path::new(&ck)).unwrap();
+    assert_eq!((back.accumulate(), back.steps()), (2, 3));
+    let (ok, err) = cli(&[
+        &base[..],
+        &["--resume", &ck, "--accumulate", "3", "--epochs", "2"],
+    ]
+    .concat());
+    assert!(
+        !ok && err.contains("--accumulate") && err.contains("3 differs from the checkpoint's 2"),
+        "{err}"
+    );
+    let (ok, err) = cli(&[
+        &base[..],
+        &["--resume", &ck, "--accumulate", "2", "--epochs", "2"],
+    ]
+    .concat());
+    assert!(ok, "{err}");
+}
+
+/// `--max-memory` counts the buffers of a step in micro-batches: 64
+/// micro-batches of a 64-1024-64 KL model (one workspace per micro-batch,
+/// a tree of 6 levels of 132,160 parameters each) are refused before
+/// training, naming the parts, at a budget under which the default step
+/// (and so the estimate that left the micro-batches out) trains.
+#[test]
+fn max_memory_counts_the_micro_batch_buffers() {
+    let dir = common::temp_dir("micro_batches_memory_cli");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    common::write_tiny_mnist(&data, 8, 130, 20);
+    let out = dir.join("m.st");
+    let (data, out) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let run = |extra: &[&str]| {
+        let args = [
+            "--max-memory",
+            "0.004",
+            "train",
+            "--data",
+            data,
+            "-o",
+            out,
+            "-q",
+            "--preset",
+            "overcomplete-kl",
+            "--batch-size",
+            "64",
+            "--steps",
+            "1",
+        ];
+        cli(&[&args[..], extra].concat())
+    };
+    let (ok, err) = run(&[]);
+    assert!(ok, "the default step fits:\n{err}");
+    let (ok, err) = run(&["--micro-batches", "64"]);
+    assert!(!ok, "64 micro-batches trained");
+    for part in [
+        "in 64 micro-batches",
+        "64 workspaces",
+        "tree scratch (6 levels)",
+        "parameters and optimizer state",
+        "more than the memory budget of 4",
+    ] {
+        assert!(err.contains(part), "no `{part}` in:\n{err}");
+    }
 }

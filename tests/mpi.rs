@@ -9,6 +9,7 @@ mod common;
 use sparse_ae::io::model_file::load_checkpoint;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sparse-ae");
@@ -17,16 +18,41 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// `sparse-ae` (plain when `ranks` is 0, else under `mpirun -n ranks`)
-/// with one thread per process.
-fn command(ranks: usize, args: &[&str]) -> Command {
+/// A fresh directory for one `mpirun`'s session files (removed after the
+/// run). The tests run in parallel, and concurrent `mpirun`s on one node
+/// share Open MPI's session directory, `/tmp/ompi.HOST.UID`, which each
+/// creates at its start and removes at its end when empty: a job starting
+/// while another ends can fail in `orte_init` ("A call to mkdir was unable
+/// to create the desired directory", open-mpi/ompi#8510; the workaround
+/// there is this one). Short, under /tmp: the path must leave room for
+/// Unix-socket names.
+fn session_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("sae-mpi-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `sparse-ae` (plain when `ranks` is 0, else under `mpirun -n ranks`, in
+/// `session`, a directory of its own: [`session_dir`]) with one thread per
+/// process.
+fn command(ranks: usize, session: &Path, args: &[&str]) -> Command {
     let mut c = if ranks == 0 {
         Command::new(BIN)
     } else {
         let mut c = Command::new("mpirun");
-        c.args(["--allow-run-as-root", "--oversubscribe", "-n"])
-            .arg(ranks.to_string())
-            .arg(BIN);
+        c.args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "--mca",
+            "orte_tmpdir_base",
+        ])
+        .arg(session)
+        .arg("-n")
+        .arg(ranks.to_string())
+        .arg(BIN);
         c
     };
     c.args(args)
@@ -38,7 +64,9 @@ fn command(ranks: usize, args: &[&str]) -> Command {
 }
 
 fn ok(ranks: usize, args: &[&str]) -> Output {
-    let o = command(ranks, args).output().unwrap();
+    let session = session_dir();
+    let o = command(ranks, &session, args).output().unwrap();
+    let _ = std::fs::remove_dir_all(&session);
     assert!(
         o.status.success(),
         "{ranks} ranks: sparse-ae {args:?} failed:\n{}",
@@ -180,6 +208,38 @@ fn whole_batch_statistics_over_two_ranks() {
     }
 }
 
+/// Accumulating 3 batches of 10 in 2 micro-batches each under 2 ranks
+/// (each rank computing 3 micro-batches in one reused workspace) writes the
+/// bytes of the plain process at batch 30 in 6 micro-batches.
+#[test]
+fn accumulation_under_two_ranks_writes_the_big_batch_model() {
+    let dir = common::temp_dir("mpi_accumulate");
+    let data = data(&dir);
+    let model: &[&str] = &["--preset", "deep"];
+    let (want, got) = (dir.join("big.st"), dir.join("acc.st"));
+    let big = [
+        "--epochs",
+        "2",
+        "--batch-size",
+        "30",
+        "--micro-batches",
+        "6",
+    ];
+    train(0, &data, &want, model, &big);
+    let acc = [
+        "--epochs",
+        "2",
+        "--batch-size",
+        "10",
+        "--micro-batches",
+        "2",
+        "--accumulate",
+        "3",
+    ];
+    train(2, &data, &got, model, &acc);
+    assert!(bytes(&got) == bytes(&want), "accumulated under 2 ranks");
+}
+
 /// A checkpoint written under 2 ranks resumes under 4 ranks and in the
 /// plain process to the bytes of an uninterrupted run; only rank 0 writes.
 #[test]
@@ -223,16 +283,19 @@ fn checkpoints_resume_under_any_number_of_ranks() {
     }
 }
 
-/// Kills rank 1 of a long run: the job ends with an error naming the dead
-/// process, and the last checkpoint is whole.
+/// Kills rank 1 of a long run: the job ends with mpirun's message naming
+/// the dead process and rank 0's naming the last checkpoint, which is
+/// whole.
 #[test]
 fn a_killed_rank_ends_the_job_and_keeps_the_checkpoint() {
     let dir = common::temp_dir("mpi_killed");
     let data = data(&dir);
     let ck = dir.join("ck.st");
     let tag = format!("mpi-kill-{}", std::process::id());
+    let session = session_dir();
     let mut job = command(
         2,
+        &session,
         &[
             "train",
             "--data",
@@ -253,6 +316,7 @@ fn a_killed_rank_ends_the_job_and_keeps_the_checkpoint() {
         ],
     )
     .env("SPARSE_AE_TEST_JOB", &tag)
+    .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .spawn()
@@ -281,6 +345,7 @@ fn a_killed_rank_ends_the_job_and_keeps_the_checkpoint() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    let _ = std::fs::remove_dir_all(&session);
     let mut err = String::new();
     std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(!status.success(), "the job succeeded:\n{err}");
@@ -290,6 +355,15 @@ fn a_killed_rank_ends_the_job_and_keeps_the_checkpoint() {
     );
     let (t, _) = load_checkpoint(&ck).expect("the last checkpoint loads");
     assert!(t.steps() > 0 && t.steps() % 10 == 0, "{} steps", t.steps());
+    let line = format!(
+        "error: the job was ended by mpirun (another rank failed or the job was cancelled); the last checkpoint, {} at step {}, is whole",
+        ck.display(),
+        t.steps()
+    );
+    assert!(
+        err.contains(&line),
+        "no line from rank 0 naming the checkpoint:\n{err}"
+    );
 }
 
 /// The process of `rank` of the job whose environment holds `tag`.

@@ -362,7 +362,8 @@ fn optimizer_from_json(v: &Value) -> Result<OptimizerConfig> {
 
 /// Saves everything needed to continue training exactly: parameters,
 /// optimizer moments and step, the noise generator, the micro-batch count
-/// if one was set ([`Trainer::set_micro_batches`]), and `fit` (free-form
+/// if one was set ([`Trainer::set_micro_batches`]), the batches per step
+/// if more than one ([`Trainer::set_accumulate`]), and `fit` (free-form
 /// JSON the training loop wants back, such as its shuffle seed).
 ///
 /// # Errors
@@ -394,6 +395,7 @@ pub fn save_checkpoint(path: &Path, t: &Trainer<f32>, fit: &Value) -> Result<()>
     let dead = dead.join(",");
     let fit = fit.to_json()?;
     let micro = t.micro_batches_set().map(|m| m.to_string());
+    let accumulate = (t.accumulate() > 1).then(|| t.accumulate().to_string());
     let mut meta = vec![
         ("format", "pt"),
         (KIND, "checkpoint"),
@@ -407,6 +409,9 @@ pub fn save_checkpoint(path: &Path, t: &Trainer<f32>, fit: &Value) -> Result<()>
     ];
     if let Some(m) = &micro {
         meta.push(("sparse_ae.micro_batches", m));
+    }
+    if let Some(k) = &accumulate {
+        meta.push(("sparse_ae.accumulate", k));
     }
     safetensors::write(path, &tensors, &meta)
 }
@@ -527,6 +532,15 @@ pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path) -> Result<(Trainer<f32>,
             )
         })?;
         t.set_micro_batches(Some(m)).map_err(wrap)?;
+    }
+    if let Some(text) = st.meta("sparse_ae.accumulate") {
+        let k = text.parse().map_err(|_| {
+            bad(
+                path,
+                "metadata `sparse_ae.accumulate` is not a count of batches per step",
+            )
+        })?;
+        t.set_accumulate(k).map_err(wrap)?;
     }
     if let Some(text) = st.meta("sparse_ae.dead_counters") {
         let bad_counters =

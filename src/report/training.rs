@@ -409,6 +409,30 @@ pub struct RunInfo {
     pub settings: Vec<(String, String)>,
 }
 
+/// The batch size, and the batches a step accumulates if more than one.
+fn batch_text(t: &Trainer<f32>) -> String {
+    match t.accumulate() {
+        1 => t.batch().to_string(),
+        k => format!(
+            "{}, {k} batches accumulated per optimizer step ({} samples per step)",
+            t.batch(),
+            t.samples_per_step()
+        ),
+    }
+}
+
+/// The steps taken, saying what a step is when it accumulates batches.
+fn steps_text(t: &Trainer<f32>) -> String {
+    match t.accumulate() {
+        1 => t.steps().to_string(),
+        k => format!(
+            "{} optimizer steps of {k} batches of {}",
+            t.steps(),
+            t.batch()
+        ),
+    }
+}
+
 /// The optimizer and its settings in words.
 pub fn optimizer_text(c: &OptimizerConfig) -> String {
     match c {
@@ -444,8 +468,8 @@ fn settings_table(trainer: &Trainer<f32>, run: &RunInfo, scale: f32) -> Table {
     for (k, v) in [
         ("objective", objective_name(model.config())),
         ("optimizer", optimizer_text(&trainer.opt.config)),
-        ("batch size", trainer.batch().to_string()),
-        ("steps", trainer.steps().to_string()),
+        ("batch size", batch_text(trainer)),
+        ("steps", steps_text(trainer)),
         ("parameters", model.params.len().to_string()),
         ("input noise", noise),
         ("input scale", scale_text),

@@ -4,7 +4,7 @@ use super::metrics::{CodeStats, EpochMetrics, LossMean};
 use super::samples::Samples;
 use super::source::{EpochOrder, EpochSource, Rows, Shuffled};
 use super::step::Trainer;
-use crate::dist::{Collective, MicroPlan, Solo, agree};
+use crate::dist::{Collective, Solo, agree};
 use crate::error::{Error, Result};
 use crate::nn::{Autoencoder, LossParts};
 use crate::rng::Rng;
@@ -109,8 +109,9 @@ pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize, order: &mut
 }
 
 /// Trains for `opts.epochs` epochs (or `opts.max_steps` steps) over `train`,
-/// in batches of the trainer's batch size (a last partial batch is dropped),
-/// validating on `test` after each epoch. Each epoch is one permutation of
+/// a step taking [`Trainer::samples_per_step`] samples (a batch of the
+/// trainer's batch size, or the batches it accumulates; a last partial step
+/// is dropped), validating on `test` after each epoch. Each epoch is one permutation of
 /// the samples ([`epoch_order`]).
 ///
 /// A trainer that has already taken steps continues where it stopped: the
@@ -188,7 +189,7 @@ pub fn fit_source(
 /// [`fit_source`] with each step shared by the ranks of `comm`
 /// ([`crate::dist`]): every rank runs this with the same trainer, options
 /// and data, reads only the rows of its own micro-batches
-/// ([`MicroPlan::rows`]) and applies the same update
+/// ([`crate::dist::MicroPlan::rows`] of [`Trainer::plan`]) and applies the same update
 /// ([`Trainer::step_on`]), so the model is the same bits on every rank and
 /// for any number of ranks. The loss is the whole batch's; the code
 /// statistics of an epoch are summed over the ranks at its end. Only rank 0
@@ -236,21 +237,30 @@ fn fit_in_pool(
             ));
         }
     }
-    let batch = trainer.batch();
+    // A step takes `batch` samples: one batch, or the batches accumulated.
+    let batch = trainer.samples_per_step();
     let spe = train.len() / batch;
     if spe == 0 {
-        return Err(Error::config(
-            "batch_size",
-            match train.len() {
-                1 => format!("{batch} is larger than the 1 training sample"),
-                n => format!("{batch} is larger than the {n} training samples"),
-            },
-        ));
+        let n = train.len();
+        let samples = if n == 1 { "sample" } else { "samples" };
+        return Err(match trainer.accumulate() {
+            1 => Error::config(
+                "batch_size",
+                format!("{batch} is larger than the {n} training {samples}"),
+            ),
+            k => Error::config(
+                "accumulate",
+                format!(
+                    "{k} batches of {} ({batch} samples per step) are more than the {n} training {samples}",
+                    trainer.batch()
+                ),
+            ),
+        });
     }
     let code_units = cfg.width(cfg.code_layer);
-    let shared = comm.ranks() > 1 || trainer.micro_batches_set().is_some();
+    let shared = comm.ranks() > 1 || trainer.micro_step();
     let rows = match shared {
-        true => MicroPlan::new(batch, trainer.micro_batches(), comm.ranks())?.rows(comm.rank()),
+        true => trainer.plan(comm.ranks())?.rows(comm.rank()),
         false => 0..batch,
     };
     let mut x = vec![0.0f32; rows.len() * cfg.input];
@@ -290,10 +300,7 @@ fn fit_in_pool(
             } else {
                 filled?;
             }
-            let parts = trainer.step_on(&x, comm)?;
-            for ws in trainer.workspaces() {
-                code.add(trainer.model.code(ws));
-            }
+            let parts = trainer.step_on_with(&x, comm, &mut |c| code.add(c))?;
             loss.add(&parts, batch);
             obs.on_step(epoch + 1, k + 1, spe, &parts);
         }

@@ -1,5 +1,6 @@
 //! One training step: corrupt the input, forward, loss, backward, update.
 
+mod accumulate;
 mod micro;
 
 use super::dead::DeadLatents;
@@ -35,8 +36,43 @@ pub struct Trainer<T> {
     topk_path: TopkPath,
     /// Micro-batches per batch when set ([`Trainer::set_micro_batches`]).
     micro_batches: Option<usize>,
+    /// Batches per optimizer step ([`Trainer::set_accumulate`]).
+    accumulate: usize,
+    /// How a step in micro-batches keeps its activations.
+    micro_ws: MicroWorkspaces,
     /// The buffers of a step in micro-batches (built at the first one).
     micro: Option<Box<Micro<T>>>,
+}
+
+/// How a step in micro-batches holds the activations of a rank's
+/// micro-batches ([`Trainer::set_micro_workspaces`]). Both give the same
+/// bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MicroWorkspaces {
+    /// One workspace reused for the micro-batches one after another (one per
+    /// micro-batch size: one when the batch divides evenly, else two), so a
+    /// step holds one micro-batch's activations whatever the number of
+    /// micro-batches; unless the model needs a statistic of the whole batch
+    /// before its backward passes ([`whole_batch_first`]), which keeps one
+    /// per micro-batch.
+    #[default]
+    Reused,
+    /// One workspace per micro-batch, all kept until the step ends.
+    PerMicroBatch,
+}
+
+/// What makes a step in micro-batches run every forward pass before the
+/// first backward pass, so each micro-batch keeps its own workspace: a KL
+/// penalty (ρ̂ of the whole batch), AuxK (its residual and dead mask over
+/// the whole batch) and batch top-k (one threshold over the whole batch).
+pub fn whole_batch_first(cfg: &ModelConfig) -> Option<&'static str> {
+    if cfg.kl.is_some() {
+        return Some("the KL penalty");
+    }
+    if cfg.sae.auxk.is_some() {
+        return Some("AuxK");
+    }
+    cfg.batch_coupled()
 }
 
 /// Smallest batch computed in two parts side by side. (At batch 256 the
@@ -143,6 +179,8 @@ impl<T: Real> Trainer<T> {
             col_scratch,
             topk_path: ws[0].topk_path(),
             micro_batches: None,
+            accumulate: 1,
+            micro_ws: MicroWorkspaces::default(),
             micro: None,
             ws,
             grads: vec![vec![T::ZERO; n]; sizes.len()],
@@ -154,9 +192,16 @@ impl<T: Real> Trainer<T> {
         })
     }
 
-    /// The batch size the buffers are sized for.
+    /// The batch size the buffers are sized for (one of the
+    /// [`Trainer::accumulate`] batches of a step).
     pub fn batch(&self) -> usize {
         self.batch
+    }
+
+    /// Samples per optimizer step: the batch size times the batches
+    /// accumulated ([`Trainer::set_accumulate`]).
+    pub fn samples_per_step(&self) -> usize {
+        self.batch * self.accumulate
     }
 
     /// Steps taken so far.
@@ -164,8 +209,11 @@ impl<T: Real> Trainer<T> {
         self.opt.t
     }
 
-    /// The workspaces of the last step, one per part of the batch, in batch
-    /// order (together the activations of the last batch).
+    /// The workspaces of the last step, in batch order: one per part of the
+    /// batch (together the activations of the last batch), or, for a step
+    /// in reused workspaces ([`MicroWorkspaces::Reused`]), the last
+    /// micro-batch of each size this rank computed
+    /// ([`Trainer::step_on_with`] sees every micro-batch's code).
     pub fn workspaces(&self) -> &[Workspace<T>] {
         match &self.micro {
             Some(m) => m.workspaces(),
@@ -207,14 +255,15 @@ impl<T: Real> Trainer<T> {
                 .resize(sizes.len(), vec![T::ZERO; self.model.params.len()]);
             self.batch = batch;
             if !self.noisy.is_empty() {
-                self.noisy = vec![T::ZERO; batch * self.model.config().input];
+                self.noisy = vec![T::ZERO; self.samples_per_step() * self.model.config().input];
             }
         }
     }
 
-    /// One step on a clean batch `x: (batch, in)`: noise (if configured),
-    /// forward, loss, backward, optimizer update. Returns the loss before the
-    /// update.
+    /// One step on clean samples `x: (samples, in)`, `samples` =
+    /// [`Trainer::samples_per_step`] (one batch, or the accumulated batches
+    /// one after another): noise (if configured), forward, loss, backward,
+    /// optimizer update. Returns the loss before the update.
     ///
     /// With SAE options: the AuxK dead mask comes from the counters before
     /// the step; a unit-norm decoder has its gradient's column-parallel part
@@ -225,7 +274,7 @@ impl<T: Real> Trainer<T> {
     /// [`Error::Shape`] if `x` is not one batch; [`Error::NonFinite`] if the
     /// loss is NaN or infinite (the parameters are then left unchanged).
     pub fn step(&mut self, x: &[T]) -> Result<LossParts> {
-        if self.micro_batches.is_some() {
+        if self.micro_step() {
             return self.step_on(x, &mut crate::dist::Solo);
         }
         self.default_parts();

@@ -156,6 +156,15 @@ pub struct TrainArgs {
     /// allows, else 1]. Kept in checkpoints.
     #[arg(long, value_name = "M", allow_negative_numbers = true, value_parser = count)]
     pub micro_batches: Option<usize>,
+    /// Sum the gradients of K batches of --batch-size B before each
+    /// optimizer step: one step per K·B samples, the same bits as
+    /// --batch-size K·B --micro-batches K·M, holding one micro-batch's
+    /// activations at a time (models without a KL penalty, AuxK or batch
+    /// top-k, which hold every micro-batch's). Steps
+    /// (--steps, the epoch line, checkpoints) count optimizer steps. Kept
+    /// in checkpoints [default: 1].
+    #[arg(long, value_name = "K", allow_negative_numbers = true, value_parser = count)]
+    pub accumulate: Option<usize>,
     /// Optimizer [default: adam]. With --resume, the checkpoint's.
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,

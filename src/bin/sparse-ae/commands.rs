@@ -199,6 +199,12 @@ fn check_train_flags(a: &TrainArgs) -> Result<()> {
     if a.batch_size == Some(0) {
         return Err(Error::config("--batch-size", "must be at least 1"));
     }
+    if a.accumulate == Some(0) {
+        return Err(Error::config(
+            "--accumulate",
+            "must be at least 1 (batches per optimizer step), got 0",
+        ));
+    }
     if let Some(lr) = a.lr
         && !(lr.is_finite() && lr > 0.0)
     {
@@ -248,6 +254,12 @@ fn check_resume_flags(a: &TrainArgs, t: &Trainer<f32>, opts: &FitOptions) -> Res
             .map_or("default micro-batches".into(), |m| m.to_string());
         return differs("--micro-batches", m.to_string(), kept);
     }
+    if let Some(k) = a.accumulate
+        && k != t.accumulate()
+    {
+        let kept = format!("{} batch(es) per step", t.accumulate());
+        return differs("--accumulate", k.to_string(), kept);
+    }
     let (kind, lr, momentum) = match t.opt.config {
         OptimizerConfig::Adam(c) => (OptimizerKind::Adam, c.lr, None),
         OptimizerConfig::Sgd(c) => (OptimizerKind::Sgd, c.lr, Some(c.momentum)),
@@ -293,12 +305,25 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     if sparse_ae::dist::mpi::launched() {
         let mut world = sparse_ae::dist::mpi::MpiWorld::init()?;
         let rank = sparse_ae::dist::Collective::<f32>::rank(&world);
+        if rank == 0 {
+            crate::ended::watch().map_err(|e| {
+                Error::config("mpi", format!("cannot watch for mpirun's SIGTERM: {e}"))
+            })?;
+        }
         let result = train_on(a, &mut world);
-        return match (rank, result) {
-            (0, r) => r,
-            (_, Ok(code)) => Ok(code),
-            (_, Err(_)) => Ok(ExitCode::FAILURE),
+        // Rank 0 reports before MPI ends: a rank that fails exits once the
+        // others finalise, and mpirun then ends the ones still running.
+        let code = match (rank, result) {
+            (0, Err(e)) => {
+                note!("error: {e}");
+                ExitCode::FAILURE
+            }
+            (_, Ok(code)) => code,
+            (_, Err(_)) => ExitCode::FAILURE,
         };
+        crate::ended::written().done = true;
+        drop(world);
+        return Ok(code);
     }
     train_on(a, &mut sparse_ae::dist::Solo)
 }
@@ -312,7 +337,9 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
         crate::out::silence();
     }
     let shared = comm.ranks() > 1;
-    let setup = train_setup(&a, start, rank == 0);
+    // The buffers of a step in micro-batches, counted before they exist.
+    let setup = train_setup(&a, start, rank == 0)
+        .and_then(|s| s.trainer.check_memory(rank, comm.ranks()).map(|()| s));
     if shared {
         // No rank starts the first step unless every rank is ready.
         let ready = match &setup {
@@ -333,13 +360,21 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
         path,
         dim,
     } = setup?;
-    if (shared || trainer.micro_batches_set().is_some()) && !a.quiet {
-        let plan = dist::MicroPlan::new(trainer.batch(), trainer.micro_batches(), comm.ranks())?;
+    if let Some(r) = &a.resume {
+        crate::ended::written().checkpoint = Some((r.clone(), trainer.steps()));
+    }
+    if (shared || trainer.micro_step()) && !a.quiet {
+        let plan = trainer.plan(comm.ranks())?;
         note!(
-            "{} rank(s), {} micro-batch(es) of {} samples{}",
+            "{} rank(s), {} micro-batch(es) of {} samples per step{}{}",
             comm.ranks(),
             plan.m,
             plan.rows_of(0).len(),
+            if trainer.reuses_workspaces() && plan.owned(rank).len() > 1 {
+                ", computed one after another in one workspace"
+            } else {
+                ""
+            },
             if shared {
                 ", each rank reading the rows of its own"
             } else {
@@ -353,7 +388,10 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
     let fit_meta = fit_json(&opts, scale, input.chunk_rows());
     let mut history: Vec<EpochMetrics> = Vec::new();
     let saved = std::sync::atomic::AtomicBool::new(false);
-    let labels = Labels::of(trainer.model.config(), scale);
+    let mut labels = Labels::of(trainer.model.config(), scale);
+    if trainer.accumulate() > 1 {
+        labels.accumulated = Some((trainer.accumulate(), trainer.batch()));
+    }
     if !a.quiet && scale != 1.0 {
         note!(
             "losses below are in normalised space (inputs × {scale}); eval's MSE and the report's pictures are in input space"
@@ -366,12 +404,15 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
             if rank != 0 {
                 return Ok(());
             }
+            // Whole writes only, if mpirun ends the job meanwhile.
+            let mut written = crate::ended::written();
             if let Some(p) = &a.metrics {
                 append_metrics(p, m)?;
             }
             if let Some(p) = &a.checkpoint {
                 save_checkpoint(p, t, &fit_meta)?;
                 saved.store(true, std::sync::atomic::Ordering::Relaxed);
+                written.checkpoint = Some((p.clone(), t.steps()));
             }
             Ok(())
         }),
@@ -404,6 +445,7 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
     if rank != 0 {
         return Ok(ExitCode::SUCCESS);
     }
+    let _writing = crate::ended::written();
     save_model_scaled(&a.out, &trainer.model, scale)?;
     if let Some(dir) = &a.report {
         let (n_train, n_test) = input.lens()?;
@@ -570,6 +612,11 @@ fn train_setup(a: &TrainArgs, start: Instant, writes: bool) -> Result<Setup> {
             Error::Config { reason, .. } => Error::config("--micro-batches", reason),
             e => e,
         })?;
+        t.set_accumulate(a.accumulate.unwrap_or(1))
+            .map_err(|e| match e {
+                Error::Config { reason, .. } => Error::config("--accumulate", reason),
+                e => e,
+            })?;
         (t, scale)
     };
     if !a.quiet {
@@ -578,10 +625,17 @@ fn train_setup(a: &TrainArgs, start: Instant, writes: bool) -> Result<Setup> {
             Some(c) => format!(", streamed in chunks of {c} rows"),
             None => String::new(),
         };
+        let batch = match trainer.accumulate() {
+            1 => trainer.batch().to_string(),
+            k => format!(
+                "{} accumulated over {k} batches per optimizer step ({} samples per step)",
+                trainer.batch(),
+                trainer.samples_per_step()
+            ),
+        };
         note!(
-            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {}, {} kernels ({}); test set {n_test} samples (startup {:.0} ms)",
+            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {batch}, {} kernels ({}); test set {n_test} samples (startup {:.0} ms)",
             trainer.model.params.len(),
-            trainer.batch(),
             sparse_ae::kernels::Isa::active(),
             sparse_ae::kernels::gemm::blocking_summary(sparse_ae::kernels::Isa::active()),
             start.elapsed().as_secs_f64() * 1e3

@@ -6,6 +6,7 @@ mod out;
 mod cli;
 mod commands;
 mod data;
+mod ended;
 mod files;
 mod progress;
 mod train_input;

@@ -49,6 +49,9 @@ pub struct Labels {
     /// (`l1`, `kl`, `l2`); the epoch line shows only these, and AuxK when
     /// it is non-zero.
     pub parts: Vec<&'static str>,
+    /// Batches per optimizer step and the batch size, when a step
+    /// accumulates more than one batch (`--accumulate`).
+    pub accumulated: Option<(usize, usize)>,
 }
 
 impl Labels {
@@ -61,6 +64,7 @@ impl Labels {
             noisy: cfg.noise != sparse_ae::nn::Noise::None,
             normalised: scale != 1.0,
             parts,
+            accumulated: None,
         }
     }
 
@@ -101,8 +105,11 @@ pub fn epoch_line(m: &EpochMetrics, labels: &Labels) -> String {
     if m.train.auxk != 0.0 {
         parts.push_str(&format!(" auxk {:.2e}", m.train.auxk));
     }
+    let per_step = labels
+        .accumulated
+        .map_or(String::new(), |(k, b)| format!(" of {k}×{b} samples"));
     format!(
-        "epoch {:>3}  step {:>7}  train{} {:.5} (recon {:.5}{parts}){test}  {}  {:.0} samples/s  {:.2}s",
+        "epoch {:>3}  step {:>7}{per_step}  train{} {:.5} (recon {:.5}{parts}){test}  {}  {:.0} samples/s  {:.2}s",
         m.epoch,
         m.step,
         labels.tag(true),

@@ -2,11 +2,14 @@
 //! ([`crate::dist`]): the same bits whichever rank computes which part.
 
 use super::{Trainer, non_finite, parts};
-use crate::dist::{Collective, MicroPlan, TreeBuffers, agree, node_value, tree_depth, tree_sum};
+use crate::dist::{
+    Collective, MicroPlan, TreeBuffers, agree, node_value, segment, tree_depth, tree_sum,
+};
 use crate::error::{Error, Result};
 use crate::kernels::Real;
+use crate::memory::bytes;
 use crate::nn::sparsity::{kth_largest, largest_first};
-use crate::nn::{Autoencoder, LossParts, Workspace, apply_noise_at};
+use crate::nn::{Autoencoder, LossParts, ModelConfig, Workspace, apply_noise_at};
 
 /// Bytes of one micro-batch's loss parts on the wire.
 const LOSS_BYTES: usize = 5 * 8;
@@ -16,8 +19,12 @@ const LOSS_BYTES: usize = 5 * 8;
 pub(super) struct Micro<T> {
     plan: MicroPlan,
     rank: usize,
-    /// One workspace per micro-batch of this rank.
+    /// Whether the workspaces are reused: one per micro-batch size rather
+    /// than one per micro-batch of this rank; `slots[j]` is the one of the
+    /// rank's `j`-th micro-batch.
+    reuse: bool,
     ws: Vec<Workspace<T>>,
+    slots: Vec<usize>,
     /// This rank's tree nodes (gradients), `n` values each; the scratch of
     /// their evaluation; the root.
     nodes: Vec<T>,
@@ -47,12 +54,34 @@ pub(super) struct Micro<T> {
     wire_all: Vec<u8>,
 }
 
+/// The batch sizes of a rank's workspaces and the workspace of each of its
+/// micro-batches: one per micro-batch, or, `reuse`d, one per size (the
+/// sizes of a range of micro-batches fall once at most: one or two).
+fn workspace_slots(plan: &MicroPlan, rank: usize, reuse: bool) -> (Vec<usize>, Vec<usize>) {
+    let sizes: Vec<usize> = plan.owned(rank).map(|i| plan.rows_of(i).len()).collect();
+    if !reuse {
+        return (sizes.clone(), (0..sizes.len()).collect());
+    }
+    let mut distinct: Vec<usize> = Vec::new();
+    let slots = sizes
+        .iter()
+        .map(|&b| {
+            distinct.iter().position(|&d| d == b).unwrap_or_else(|| {
+                distinct.push(b);
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct, slots)
+}
+
 impl<T: Real> Micro<T> {
     fn new(
         model: &Autoencoder<T>,
         plan: MicroPlan,
         rank: usize,
         path: crate::nn::TopkPath,
+        reuse: bool,
     ) -> Self {
         let n = model.params.len();
         let own = plan.owned(rank);
@@ -61,13 +90,16 @@ impl<T: Real> Micro<T> {
         let cfg = model.config();
         let rho = cfg.kl.map_or(0, |k| cfg.shapes()[k.layer].0);
         let aux = if cfg.sae.auxk.is_some() { cfg.input } else { 0 };
+        let (sizes, slots) = workspace_slots(&plan, rank, reuse);
         Micro {
             plan,
             rank,
-            ws: own
-                .clone()
-                .map(|i| model.workspace_with(plan.rows_of(i).len(), path))
+            reuse,
+            ws: sizes
+                .iter()
+                .map(|&b| model.workspace_with(b, path))
                 .collect(),
+            slots,
             nodes: vec![T::ZERO; k * n],
             stack: vec![vec![T::ZERO; n]; depth],
             root: if plan.ranks > 1 {
@@ -98,6 +130,67 @@ impl<T: Real> Micro<T> {
 
     pub(super) fn workspaces(&self) -> &[Workspace<T>] {
         &self.ws
+    }
+
+    /// The bytes of what [`Micro::new`] and the exchange allocate, by part
+    /// (an upper bound for the workspaces, as [`crate::nn::workspace_bytes`]).
+    pub(super) fn bytes(
+        cfg: &ModelConfig,
+        n: usize,
+        plan: MicroPlan,
+        rank: usize,
+        reuse: bool,
+    ) -> Vec<(String, u64)> {
+        let e = std::mem::size_of::<T>();
+        let (sizes, _) = workspace_slots(&plan, rank, reuse);
+        let work = sizes.iter().fold(0u64, |acc, &b| {
+            let (fixed, per) = crate::nn::workspace_bytes(cfg, b, e);
+            acc.saturating_add(fixed.saturating_add(per.saturating_mul(b as u64)))
+        });
+        let rho = cfg.kl.map_or(0, |k| cfg.shapes()[k.layer].0);
+        let aux = if cfg.sae.auxk.is_some() { cfg.input } else { 0 };
+        let (k, depth, p) = (plan.nodes(rank).len(), tree_depth(plan.m), plan.ranks);
+        // The tree's vectors: gradients (n values) and, with KL, ρ̂ sums,
+        // with AuxK, the residual's sums.
+        let vectors = |count: usize| bytes(count, e).saturating_mul((n + rho + aux) as u64);
+        // Batch top-k: this rank's code values, every rank's candidates and
+        // their scratch copy.
+        let candidates = cfg.topk.filter(|t| t.batch).map_or(0, |t| {
+            let units = cfg.width(t.layer);
+            let kk = t.k.min(units).saturating_mul(plan.batch);
+            let all: usize = (0..p)
+                .map(|r| plan.rows(r).len().saturating_mul(units).min(kk))
+                .fold(0, usize::saturating_add);
+            let mine = plan.rows(rank).len().saturating_mul(units);
+            bytes(mine.saturating_add(all.saturating_mul(2)), e)
+        });
+        let mut exchange = candidates;
+        if p > 1 {
+            // tree_sum's send, receive, segment and stack buffers.
+            let all_nodes: usize = (0..p).map(|r| plan.nodes(r).len()).sum();
+            for len in [n, rho, aux] {
+                let seg = segment(len, p, rank).len();
+                let values = (k * len)
+                    .saturating_add(all_nodes.saturating_mul(seg))
+                    .saturating_add((depth + 2).saturating_mul(seg));
+                exchange = exchange.saturating_add(bytes(values, e));
+            }
+            // The losses and fired flags, this rank's and everyone's.
+            let units = cfg.width(cfg.code_layer);
+            let wire = (plan.owned(rank).len() + plan.m) * LOSS_BYTES + (p + 1) * units;
+            exchange = exchange.saturating_add(wire as u64);
+        }
+        let count = sizes.len();
+        vec![
+            (
+                format!("{count} workspace{}", if count == 1 { "" } else { "s" }),
+                work,
+            ),
+            (format!("{k} gradient tree node(s)"), vectors(k)),
+            (format!("tree scratch ({depth} levels)"), vectors(depth)),
+            ("root".into(), if p > 1 { vectors(1) } else { 0 }),
+            ("exchange buffers".into(), exchange),
+        ]
     }
 }
 
@@ -182,26 +275,52 @@ impl<T: Real> Trainer<T> {
     }
 
     /// One step of the batch shared by the ranks of `comm`, each given its
-    /// own rows `x` (positions [`MicroPlan::rows`] of the batch, of the plan
-    /// of [`Trainer::micro_batches`] micro-batches over the ranks). Every
-    /// rank applies the same update; the result is the same bits for any
-    /// number of ranks. On one rank without micro-batches set, this is
+    /// own rows `x` (positions [`MicroPlan::rows`] of the step's samples, of
+    /// [`Trainer::plan`] over the ranks). Every rank applies the same
+    /// update; the result is the same bits for any number of ranks. On one
+    /// rank without micro-batches set or accumulation, this is
     /// [`Trainer::step`].
     ///
     /// # Errors
     /// As [`Trainer::step`]; an error on another rank as [`Error::Rank`];
     /// any error of `comm`.
     pub fn step_on(&mut self, x: &[T], comm: &mut dyn Collective<T>) -> Result<LossParts> {
-        if comm.ranks() == 1 && self.micro_batches.is_none() {
-            return self.step(x);
+        self.step_on_with(x, comm, &mut |_| {})
+    }
+
+    /// [`Trainer::step_on`], calling `on_code` with the code of each part
+    /// of the batch this rank computes, in batch order, as soon as it is
+    /// computed (a step in reused workspaces keeps only the last ones).
+    ///
+    /// # Errors
+    /// As [`Trainer::step_on`]; [`Error::Memory`] (on every rank, as
+    /// [`Error::Rank`] on the others) when the buffers of the step would
+    /// exceed the memory budget ([`Trainer::check_memory`]).
+    pub fn step_on_with(
+        &mut self,
+        x: &[T],
+        comm: &mut dyn Collective<T>,
+        on_code: &mut dyn FnMut(&[T]),
+    ) -> Result<LossParts> {
+        if comm.ranks() == 1 && !self.micro_step() {
+            let parts = self.step(x)?;
+            for w in &self.ws {
+                on_code(self.model.code(w));
+            }
+            return Ok(parts);
         }
-        let plan = MicroPlan::new(self.batch, self.micro_batches(), comm.ranks())?;
-        let rank = comm.rank();
+        let plan = self.plan(comm.ranks())?;
+        let (rank, reuse) = (comm.rank(), self.reuses_workspaces());
         if self
             .micro
             .as_ref()
-            .is_none_or(|m| m.plan != plan || m.rank != rank)
+            .is_none_or(|m| m.plan != plan || m.rank != rank || m.reuse != reuse)
         {
+            if let Err(e) = self.check_memory(rank, comm.ranks()) {
+                // The other ranks hear of it at their first agreement.
+                agree(comm, Err(e), true)?;
+                unreachable!("agree returns this rank's own error");
+            }
             // The default step's buffers are not needed meanwhile.
             self.ws.clear();
             self.grads.clear();
@@ -210,10 +329,11 @@ impl<T: Real> Trainer<T> {
                 plan,
                 rank,
                 self.topk_path,
+                reuse,
             )));
         }
         let mut st = self.micro.take().expect("built above");
-        let out = self.step_micro(x, comm, &mut st);
+        let out = self.step_micro(x, comm, &mut st, on_code);
         self.micro = Some(st);
         out
     }
@@ -223,6 +343,7 @@ impl<T: Real> Trainer<T> {
         x: &[T],
         comm: &mut dyn Collective<T>,
         st: &mut Micro<T>,
+        on_code: &mut dyn FnMut(&[T]),
     ) -> Result<LossParts> {
         let cfg = self.model.config();
         let (d, plan, rank) = (cfg.input, st.plan, st.rank);
@@ -254,6 +375,7 @@ impl<T: Real> Trainer<T> {
         };
         let Micro {
             ws,
+            slots,
             nodes,
             stack,
             root,
@@ -347,7 +469,7 @@ impl<T: Real> Trainer<T> {
                     let out = &mut rho_nodes[k * c..(k + 1) * c];
                     let ws = &*ws;
                     node_value(node, plan.m, out, rho_stack, &mut |i, o| {
-                        o.copy_from_slice(ws[i - own.start].rho_hat());
+                        o.copy_from_slice(ws[slots[i - own.start]].rho_hat());
                         Ok(())
                     })?;
                 }
@@ -394,12 +516,13 @@ impl<T: Real> Trainer<T> {
         }
         // The gradients of this rank's tree nodes, leaf by leaf.
         let n = model.params.len();
+        fired.iter_mut().for_each(|f| *f = false);
         let mut leaves = Ok(());
         for (k, &node) in my_nodes.iter().enumerate() {
             let out = &mut nodes[k * n..(k + 1) * n];
             let r = node_value(node, plan.m, out, stack, &mut |i, g| {
                 let j = i - own.start;
-                let w = &mut ws[j];
+                let w = &mut ws[slots[j]];
                 let r = local(i);
                 losses[j] = if plan.m == 1 {
                     model.loss_and_grad(w, &input[r.clone()], &x[r], Some(g))?
@@ -415,16 +538,16 @@ impl<T: Real> Trainer<T> {
                         done,
                     )?
                 };
+                // The units that fired, and the code, before the workspace
+                // is reused.
+                dead.mark_fired(model.code(w), fired);
+                on_code(model.code(w));
                 Ok(())
             });
             leaves = leaves.and(r);
         }
         agree(comm, leaves, true)?;
         // Every micro-batch's loss and the units that fired, on every rank.
-        fired.iter_mut().for_each(|f| *f = false);
-        for w in ws.iter() {
-            dead.mark_fired(model.code(w), fired);
-        }
         wire.clear();
         for l in losses.iter() {
             for v in [l.recon, l.l1, l.kl, l.l2, l.auxk] {
