@@ -293,14 +293,31 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     if sparse_ae::dist::mpi::launched() {
         let mut world = sparse_ae::dist::mpi::MpiWorld::init()?;
         let rank = sparse_ae::dist::Collective::<f32>::rank(&world);
+        let ranks = sparse_ae::dist::Collective::<f32>::ranks(&world);
         let result = train_on(a, &mut world);
+        read_stats(rank, ranks);
         return match (rank, result) {
             (0, r) => r,
             (_, Ok(code)) => Ok(code),
             (_, Err(_)) => Ok(ExitCode::FAILURE),
         };
     }
-    train_on(a, &mut sparse_ae::dist::Solo)
+    let result = train_on(a, &mut sparse_ae::dist::Solo);
+    read_stats(0, 1);
+    result
+}
+
+/// With `SPARSE_AE_READ_STATS` set, one line on stderr from every rank
+/// (silenced or not): the bytes it read from data files
+/// ([`sparse_ae::data::row_file::bytes_read`]).
+fn read_stats(rank: usize, ranks: usize) {
+    if std::env::var_os("SPARSE_AE_READ_STATS").is_some_and(|v| !v.is_empty()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "rank {rank} of {ranks}: read {} bytes of data",
+            sparse_ae::data::row_file::bytes_read()
+        );
+    }
 }
 
 fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result<ExitCode> {
@@ -312,7 +329,11 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
         crate::out::silence();
     }
     let shared = comm.ranks() > 1;
-    let setup = train_setup(&a, start, rank == 0);
+    let me = crate::train_input::RankOf {
+        rank,
+        ranks: comm.ranks(),
+    };
+    let setup = train_setup(&a, start, me);
     if shared {
         // No rank starts the first step unless every rank is ready.
         let ready = match &setup {
@@ -467,7 +488,8 @@ struct Setup {
 
 /// Everything before the first step: flags, files, the model, the data.
 /// `writes`: whether this process writes the outputs (checked up front).
-fn train_setup(a: &TrainArgs, start: Instant, writes: bool) -> Result<Setup> {
+fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) -> Result<Setup> {
+    let writes = me.rank == 0;
     check_train_flags(a)?;
     let path = data::locate(&a.data)?;
     let mut files = Files::default();
@@ -523,7 +545,7 @@ fn train_setup(a: &TrainArgs, start: Instant, writes: bool) -> Result<Setup> {
         }
         None => None,
     };
-    let input = Input::open(&path, a, resumed.as_ref().map(|(_, (_, c))| *c))?;
+    let input = Input::open(&path, a, resumed.as_ref().map(|(_, (_, c))| *c), me)?;
     let dim = input.dim()?;
     let (trainer, scale) = if let Some((t, (scale, _))) = resumed {
         (t, scale)
