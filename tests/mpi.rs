@@ -296,9 +296,10 @@ fn bytes_read(o: &Output, ranks: usize) -> Vec<u64> {
 }
 
 /// Each of 2 ranks reads about half the training rows' bytes of an epoch
-/// (plus headers; rank 0 also the test split it validates on), for a raw
-/// IDX data set, a `.npy` read in memory and a streamed `.npy`; and the
-/// model file is the plain process's bytes.
+/// (plus headers; rank 0 also the test split it validates on; with
+/// `--normalize` its share of the training rows once more), for a raw IDX
+/// data set, a `.npy` read in memory and a streamed `.npy`; and the model
+/// file is the plain process's bytes.
 #[test]
 fn each_rank_reads_its_own_share_of_the_data() {
     let dir = common::temp_dir("mpi_share");
@@ -342,13 +343,45 @@ fn each_rank_reads_its_own_share_of_the_data() {
         "1",
     ];
     let stream = ["--stream", "--chunk-mb", "0.01"];
-    // (name, data, training rows, test rows, flags); every row is 64 bytes.
-    let cases: [(&str, &Path, usize, usize, &[&str]); 3] = [
-        ("idx", &idx_dir, n_train, n_test, &[]),
-        ("npy", &npy, 540, 60, &[]),
-        ("stream", &npy, 540, 60, &stream),
+    let norm = ["--normalize=sqrt-d", "--linear-output"];
+    let stream_norm = [&stream[..], &["--normalize", "--linear-output"]].concat();
+    // Every row is 64 bytes.
+    struct Case<'a> {
+        name: &'a str,
+        data: &'a Path,
+        /// Training and test rows.
+        n: usize,
+        n_test: usize,
+        flags: &'a [&'a str],
+        /// The most training rows a rank reads for `--normalize`.
+        norm_rows: usize,
+    }
+    let case = |name, data, n, n_test, flags, norm_rows| Case {
+        name,
+        data,
+        n,
+        n_test,
+        flags,
+        norm_rows,
+    };
+    let cases = [
+        case("idx", &idx_dir, n_train, n_test, &[], 0),
+        case("npy", &npy, 540, 60, &[], 0),
+        case("stream", &npy, 540, 60, &stream, 0),
+        // The norms of rows 0..270 and 270..540.
+        case("npy-normalized", &npy, 540, 60, &norm, 270),
+        // Sums of squares of chunks of 163 rows: rows 0..326 and 326..540.
+        case("stream-normalized", &npy, 540, 60, &stream_norm, 326),
     ];
-    for (name, data, n, n_test, extra) in cases {
+    for Case {
+        name,
+        data,
+        n,
+        n_test,
+        flags: extra,
+        norm_rows,
+    } in cases
+    {
         let (want, got) = (
             dir.join(format!("{name}-plain.st")),
             dir.join(format!("{name}-2.st")),
@@ -387,7 +420,7 @@ fn each_rank_reads_its_own_share_of_the_data() {
         // few hundred bytes.
         let test = (n_test * (64 + 1)) as u64;
         for (rank, &b) in per_rank.iter().enumerate() {
-            let most = half + 2048 + if rank == 0 { test } else { 0 };
+            let most = half + (norm_rows * 64) as u64 + 2048 + if rank == 0 { test } else { 0 };
             assert!(
                 (half..=most).contains(&b),
                 "{name}: rank {rank} read {b} bytes; its rows are {half} (one process: {one})"

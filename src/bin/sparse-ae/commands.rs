@@ -350,10 +350,24 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
         mut trainer,
         input,
         scale,
+        normalize_here,
         opts,
         path,
         dim,
     } = setup?;
+    // The normalising scale of a job over several ranks: each reads its
+    // share of the training rows, and every rank adds up the same terms.
+    let scale = match normalize_here {
+        true => choose_scale(
+            &input,
+            trainer.model.config(),
+            1.0,
+            a.normalize.map(|n| n.target()),
+            a.quiet,
+            Some(comm),
+        )?,
+        false => scale,
+    };
     if (shared || trainer.micro_batches_set().is_some()) && !a.quiet {
         let plan = dist::MicroPlan::new(trainer.batch(), trainer.micro_batches(), comm.ranks())?;
         note!(
@@ -478,6 +492,9 @@ struct Setup {
     input: Input,
     /// The input scale (1 without normalisation).
     scale: f32,
+    /// Whether the ranks of the job compute the scale of `--normalize`
+    /// together once every rank is ready (`scale` is 1 until then).
+    normalize_here: bool,
     /// The loop's options.
     opts: FitOptions,
     /// Where the data came from.
@@ -547,6 +564,7 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
     };
     let input = Input::open(&path, a, resumed.as_ref().map(|(_, (_, c))| *c), me)?;
     let dim = input.dim()?;
+    let normalize_here = resumed.is_none() && me.ranks > 1 && a.normalize.is_some();
     let (trainer, scale) = if let Some((t, (scale, _))) = resumed {
         (t, scale)
     } else {
@@ -565,13 +583,17 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
                 ),
             ));
         }
-        let scale = choose_scale(
-            &input,
-            model.config(),
-            init_scale,
-            a.normalize.map(|n| n.target()),
-            a.quiet,
-        )?;
+        let scale = match me.ranks > 1 && init_scale == 1.0 && a.normalize.is_some() {
+            true => 1.0,
+            false => choose_scale(
+                &input,
+                model.config(),
+                init_scale,
+                a.normalize.map(|n| n.target()),
+                a.quiet,
+                None,
+            )?,
+        };
         let opt = match a.optimizer.unwrap_or(OptimizerKind::Adam) {
             OptimizerKind::Adam => OptimizerConfig::Adam(AdamConfig {
                 lr: a.lr.unwrap_or(1e-3),
@@ -610,6 +632,7 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
         );
     }
     Ok(Setup {
+        normalize_here: normalize_here && scale == 1.0,
         trainer,
         input,
         scale,

@@ -10,7 +10,7 @@ use sparse_ae::io::interop::import_sae_scaled;
 use sparse_ae::io::json::Value;
 use sparse_ae::io::model_file::{load_model_scaled, load_params_into_scaled};
 use sparse_ae::nn::{Autoencoder, Loss, ModelConfig, ParamLayout};
-use sparse_ae::train::normalize::{NormTarget, norm_scale};
+use sparse_ae::train::normalize::{NormTarget, norm_scale, norm_scale_on};
 use sparse_ae::train::source::{chunk_mb, chunk_rows};
 use sparse_ae::train::{
     Chunked, EpochMetrics, FileRows, FitOptions, NpyRows, Observer, Rows, Samples, Shuffled,
@@ -279,18 +279,27 @@ impl Input {
         NpyRows::open(path)?.range(lo, hi)?.scaled(scale)
     }
 
-    /// The normalising scale of the training split (one pass over it, on
-    /// every rank).
-    pub fn norm_scale(&self, target: NormTarget) -> Result<f32> {
+    /// The normalising scale of the training split: one pass over it, or
+    /// with `comm`, each rank's pass over its share of it
+    /// ([`norm_scale_on`]), to the same bits.
+    pub fn norm_scale(
+        &self,
+        target: NormTarget,
+        comm: Option<&mut dyn Collective<f32>>,
+    ) -> Result<f32> {
+        let scale = |rows: &mut dyn Rows, block: usize| match comm {
+            Some(comm) => norm_scale_on(rows, block, target, comm),
+            None => norm_scale(rows, block, target),
+        };
         match self {
-            Input::Memory { train, .. } => norm_scale(&mut train.samples()?, 4096, target),
+            Input::Memory { train, .. } => scale(&mut train.samples()?, 4096),
             Input::Stream {
                 path,
                 train,
                 chunk_rows,
                 ..
-            } => norm_scale(&mut Input::rows(path, *train, 1.0)?, *chunk_rows, target),
-            Input::Share { train, .. } => norm_scale(&mut train.open()?, 4096, target),
+            } => scale(&mut Input::rows(path, *train, 1.0)?, *chunk_rows),
+            Input::Share { train, .. } => scale(&mut train.open()?, 4096),
         }
     }
 
@@ -458,6 +467,7 @@ pub fn choose_scale(
     init_scale: f32,
     normalize: Option<NormTarget>,
     quiet: bool,
+    comm: Option<&mut dyn Collective<f32>>,
 ) -> Result<f32> {
     let scale = if init_scale != 1.0 {
         if !quiet {
@@ -465,7 +475,7 @@ pub fn choose_scale(
         }
         init_scale
     } else if let Some(target) = normalize {
-        let s = input.norm_scale(target)?;
+        let s = input.norm_scale(target, comm)?;
         if !quiet {
             let what = match target {
                 NormTarget::UnitMeanSquare => "mean squared norm 1".to_string(),
