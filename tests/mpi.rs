@@ -433,3 +433,29 @@ fn each_rank_reads_its_own_share_of_the_data() {
         eprintln!("{name}: one process {one} bytes, 2 ranks {per_rank:?}");
     }
 }
+
+/// A gzip-compressed IDX training split cannot be read by row: every rank
+/// loads it whole, and rank 0 alone says so, once.
+#[test]
+fn a_gzip_training_split_is_loaded_whole_and_said_once() {
+    let dir = common::temp_dir("mpi_gzip_note");
+    let data = data(&dir);
+    let out = dir.join("m.st");
+    let args = [
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--preset",
+        "shallow",
+        "--batch-size",
+        "40",
+        "--epochs",
+        "1",
+    ];
+    let o = ok(2, &args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let note = "are gzip-compressed, which cannot be read by row: every rank loads them whole";
+    assert_eq!(err.matches(note).count(), 1, "{err}");
+}
