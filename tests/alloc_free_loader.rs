@@ -38,6 +38,15 @@ fn loaders_do_not_allocate_after_the_first_batch() {
     let file = NpyRows::open(&path).unwrap().range(0, 250).unwrap();
     let mut chunked = Chunked::new(file, 40).unwrap();
     assert_eq!(allocations(&mut chunked), 0, "chunked file loader");
+    let file = NpyRows::open(&path).unwrap().range(0, 250).unwrap();
+    let mut by_row = Chunked::by_row(file, 40).unwrap();
+    assert_eq!(allocations(&mut by_row), 0, "chunked file read by row");
+    let file = NpyRows::open(&path).unwrap().range(0, 250).unwrap();
+    assert_eq!(
+        allocations(&mut Shuffled::new(file)),
+        0,
+        "shuffled file read by row"
+    );
     let samples = Samples::f32(&data, 8).unwrap();
     assert_eq!(allocations(&mut Shuffled::new(samples)), 0, "in memory");
     assert_eq!(

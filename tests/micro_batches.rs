@@ -619,7 +619,6 @@ fn accumulating_gives_the_bits_of_the_big_batch() {
     // Statistics of the whole batch (batch top-k's threshold and ties,
     // AuxK's residual mean and denominator) are those of the step's K·B
     // samples, as is the input noise.
-    // Input noise: the step's noise is drawn as at batch size K·B.
     let noisy = ModelBuilder::new(20)
         .code(8, Relu)
         .decoder(20, Sigmoid)
@@ -859,5 +858,43 @@ fn max_memory_counts_the_micro_batch_buffers() {
         "more than the memory budget of 4",
     ] {
         assert!(err.contains(part), "no `{part}` in:\n{err}");
+    }
+}
+
+/// The normalising scale computed by 1–4 ranks, each reading its share of
+/// the blocks, is the one process's bits, for both targets and blocks that
+/// do not divide the rows (nor the ranks).
+#[test]
+fn the_normalising_scale_of_shares_is_the_one_process_scale() {
+    use sparse_ae::train::normalize::{NormTarget, norm_scale, norm_scale_on};
+    let (n, dim) = (103, 5);
+    let mut r = Rng::new(12);
+    let x: Vec<f32> = (0..n * dim).map(|_| r.normal() as f32 * 3.0).collect();
+    for target in [NormTarget::UnitMeanSquare, NormTarget::MeanNormSqrtD] {
+        for block in [1, 10, 64, 1000] {
+            let want = norm_scale(&mut Samples::f32(&x, dim).unwrap(), block, target).unwrap();
+            for p in 1..=4 {
+                let x = &x;
+                let got: Vec<f32> = std::thread::scope(|s| {
+                    let handles: Vec<_> = thread_ranks(p)
+                        .into_iter()
+                        .map(|mut rank| {
+                            s.spawn(move || {
+                                let mut rows = Samples::f32(x, dim).unwrap();
+                                norm_scale_on(&mut rows, block, target, &mut rank).unwrap()
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+                for (rank, s) in got.iter().enumerate() {
+                    assert_eq!(
+                        s.to_bits(),
+                        want.to_bits(),
+                        "{target:?}, blocks of {block}, rank {rank} of {p}"
+                    );
+                }
+            }
+        }
     }
 }

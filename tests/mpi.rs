@@ -385,3 +385,197 @@ fn rank_pid(tag: &str, rank: usize) -> Option<u32> {
     }
     None
 }
+
+/// The bytes this run's ranks read from data files, from the line each
+/// prints with `SPARSE_AE_READ_STATS` set, in rank order.
+fn bytes_read(o: &Output, ranks: usize) -> Vec<u64> {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let mut got = vec![None; ranks];
+    for line in err.lines() {
+        let Some(rest) = line.strip_prefix("rank ") else {
+            continue;
+        };
+        let mut w = rest.split_whitespace();
+        let (Some(r), Some("of"), Some(p), Some("read"), Some(b)) =
+            (w.next(), w.next(), w.next(), w.next(), w.next())
+        else {
+            continue;
+        };
+        assert_eq!(
+            p.trim_end_matches(':').parse::<usize>().unwrap(),
+            ranks,
+            "{line}"
+        );
+        got[r.parse::<usize>().unwrap()] = Some(b.parse::<u64>().unwrap());
+    }
+    got.into_iter()
+        .map(|b| b.unwrap_or_else(|| panic!("a rank printed no read line:\n{err}")))
+        .collect()
+}
+
+/// Each of 2 ranks reads about half the training rows' bytes of an epoch
+/// (plus headers; rank 0 also the test split it validates on; with
+/// `--normalize` its share of the training rows once more), for a raw IDX
+/// data set, a `.npy` read in memory and a streamed `.npy`; and the model
+/// file is the plain process's bytes.
+#[test]
+fn each_rank_reads_its_own_share_of_the_data() {
+    let dir = common::temp_dir("mpi_share");
+    // A raw IDX data set: 480 training and 40 test images of 8×8.
+    let idx_dir = dir.join("idx");
+    std::fs::create_dir_all(&idx_dir).unwrap();
+    let mut r = sparse_ae::rng::Rng::new(9);
+    let (n_train, n_test, d) = (480usize, 40usize, 64usize);
+    for (prefix, n) in [("train", n_train), ("t10k", n_test)] {
+        use sparse_ae::data::idx::{IdxArray, IdxData, write};
+        let px: Vec<u8> = (0..n * d).map(|_| (r.next_u64() >> 56) as u8).collect();
+        let images = IdxArray {
+            dims: vec![n, 8, 8],
+            data: IdxData::U8(px),
+        };
+        write(
+            &idx_dir.join(format!("{prefix}-images-idx3-ubyte")),
+            &images,
+        )
+        .unwrap();
+        let labels = IdxArray {
+            dims: vec![n],
+            data: IdxData::U8(vec![1; n]),
+        };
+        write(
+            &idx_dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            &labels,
+        )
+        .unwrap();
+    }
+    // A .npy of 600 rows of 16 f32 values: 540 train, 60 test.
+    let npy = dir.join("x.npy");
+    let x: Vec<f32> = (0..600 * 16).map(|_| r.next_f32()).collect();
+    sparse_ae::data::npy::write(&npy, 600, 16, &x).unwrap();
+    let batch = [
+        "--batch-size",
+        "40",
+        "--micro-batches",
+        "4",
+        "--epochs",
+        "1",
+    ];
+    let stream = ["--stream", "--chunk-mb", "0.01"];
+    let norm = ["--normalize=sqrt-d", "--linear-output"];
+    let stream_norm = [&stream[..], &["--normalize", "--linear-output"]].concat();
+    // Every row is 64 bytes.
+    struct Case<'a> {
+        name: &'a str,
+        data: &'a Path,
+        /// Training and test rows.
+        n: usize,
+        n_test: usize,
+        flags: &'a [&'a str],
+        /// The most training rows a rank reads for `--normalize`.
+        norm_rows: usize,
+    }
+    let case = |name, data, n, n_test, flags, norm_rows| Case {
+        name,
+        data,
+        n,
+        n_test,
+        flags,
+        norm_rows,
+    };
+    let cases = [
+        case("idx", &idx_dir, n_train, n_test, &[], 0),
+        case("npy", &npy, 540, 60, &[], 0),
+        case("stream", &npy, 540, 60, &stream, 0),
+        // The norms of rows 0..270 and 270..540.
+        case("npy-normalized", &npy, 540, 60, &norm, 270),
+        // Sums of squares of chunks of 163 rows: rows 0..326 and 326..540.
+        case("stream-normalized", &npy, 540, 60, &stream_norm, 326),
+    ];
+    for Case {
+        name,
+        data,
+        n,
+        n_test,
+        flags: extra,
+        norm_rows,
+    } in cases
+    {
+        let (want, got) = (
+            dir.join(format!("{name}-plain.st")),
+            dir.join(format!("{name}-2.st")),
+        );
+        let mut args = vec![
+            "train",
+            "--data",
+            s(data),
+            "--out",
+            s(&want),
+            "--seed",
+            "3",
+            "-q",
+        ];
+        args.extend_from_slice(&["--preset", "shallow"]);
+        args.extend_from_slice(&batch);
+        args.extend_from_slice(extra);
+        let session = session_dir();
+        let o = command(0, &session, &args)
+            .env("SPARSE_AE_READ_STATS", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let one = bytes_read(&o, 1)[0];
+        args[4] = s(&got);
+        let o = command(2, &session, &args)
+            .env("SPARSE_AE_READ_STATS", "1")
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&session);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let per_rank = bytes_read(&o, 2);
+        assert!(bytes(&got) == bytes(&want), "{name}: 2 ranks differ");
+        // An epoch of n / 40 batches (a last partial batch is dropped):
+        // each rank reads its 20 rows of each batch, 64 bytes a row.
+        let half = ((n / 40) * 20 * 64) as u64;
+        // Rank 0 validates: the test split and its labels; headers are a
+        // few hundred bytes.
+        let test = (n_test * (64 + 1)) as u64;
+        for (rank, &b) in per_rank.iter().enumerate() {
+            let most = half + (norm_rows * 64) as u64 + 2048 + if rank == 0 { test } else { 0 };
+            assert!(
+                (half..=most).contains(&b),
+                "{name}: rank {rank} read {b} bytes; its rows are {half} (one process: {one})"
+            );
+        }
+        assert!(
+            one >= (n * 64) as u64,
+            "{name}: one process read {one} bytes, less than its training rows"
+        );
+        eprintln!("{name}: one process {one} bytes, 2 ranks {per_rank:?}");
+    }
+}
+
+/// A gzip-compressed IDX training split cannot be read by row: every rank
+/// loads it whole, and rank 0 alone says so, once.
+#[test]
+fn a_gzip_training_split_is_loaded_whole_and_said_once() {
+    let dir = common::temp_dir("mpi_gzip_note");
+    let data = data(&dir);
+    let out = dir.join("m.st");
+    let args = [
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--preset",
+        "shallow",
+        "--batch-size",
+        "40",
+        "--epochs",
+        "1",
+    ];
+    let o = ok(2, &args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let note = "are gzip-compressed, which cannot be read by row: every rank loads them whole";
+    assert_eq!(err.matches(note).count(), 1, "{err}");
+}

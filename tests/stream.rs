@@ -14,8 +14,8 @@ use sparse_ae::optim::OptimizerConfig;
 use sparse_ae::rng::Rng;
 use sparse_ae::train::normalize::mean_norm_scale;
 use sparse_ae::train::{
-    Chunked, EpochOrder, EpochSource, FitOptions, NpyRows, Rows, Samples, Silent, Trainer,
-    fit_source,
+    Chunked, EpochOrder, EpochSource, FitOptions, NpyRows, Rows, Samples, Shuffled, Silent,
+    Trainer, fit_source,
 };
 use std::path::Path;
 
@@ -77,6 +77,54 @@ fn chunked_epochs_are_permutations_read_the_same_in_any_pieces() {
     src.fill(order(0, true), 4, &mut row).unwrap();
     assert_eq!(row[1], -row[0]);
     assert!(src.fill(order(0, true), 49, &mut [0.0; 4]).is_err());
+}
+
+/// What a rank of a data-parallel job reads: `Chunked::by_row` gives the
+/// rows `Chunked::new` gives, and `Shuffled` over rows of a file the rows
+/// it gives over the same samples in memory, bit for bit, in any pieces
+/// (a rank fills the positions of its micro-batches only).
+#[test]
+fn reading_by_row_gives_the_rows_of_whole_chunks_and_of_memory() {
+    let dir = common::temp_dir("stream-by-row");
+    let (rows, dim) = (157, 6);
+    let mut rng = Rng::new(8);
+    let data: Vec<f32> = (0..rows * dim).map(|_| rng.normal() as f32).collect();
+    let path = dir.join("acts.npy");
+    npy::write(&path, rows, dim, &data).unwrap();
+    let file = || NpyRows::open(&path).unwrap().range(10, 150).unwrap();
+    let memory = Samples::f32(&data[10 * dim..150 * dim], dim).unwrap();
+    let scale = 0.37;
+    let pairs: [(Box<dyn EpochSource>, Box<dyn EpochSource>); 3] = [
+        (
+            Box::new(Chunked::by_row(file().scaled(scale).unwrap(), 33).unwrap()),
+            Box::new(Chunked::new(file().scaled(scale).unwrap(), 33).unwrap()),
+        ),
+        (
+            Box::new(Chunked::by_row(memory.scaled(scale).unwrap(), 33).unwrap()),
+            Box::new(Chunked::new(memory.scaled(scale).unwrap(), 33).unwrap()),
+        ),
+        (
+            Box::new(Shuffled::new(file().scaled(scale).unwrap())),
+            Box::new(Shuffled::new(memory.scaled(scale).unwrap())),
+        ),
+    ];
+    for (k, (mut a, mut b)) in pairs.into_iter().enumerate() {
+        for epoch in 0..2 {
+            let mut whole = vec![0.0; 140 * dim];
+            b.fill(order(epoch, true), 0, &mut whole).unwrap();
+            // Batches of 20 in micro-batches of 5: "rank 1" reads 5..10 and 15..20.
+            for batch in 0..7 {
+                for lo in [5, 15] {
+                    let start = batch * 20 + lo;
+                    let mut x = vec![0.0; 5 * dim];
+                    a.fill(order(epoch, true), start, &mut x).unwrap();
+                    let want = &whole[start * dim..(start + 5) * dim];
+                    let same = x.iter().zip(want).all(|(p, q)| p.to_bits() == q.to_bits());
+                    assert!(same, "pair {k}, epoch {epoch}, position {start}");
+                }
+            }
+        }
+    }
 }
 
 /// Values exact in bfloat16 (small multiples of 1/8, some negative).

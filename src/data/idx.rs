@@ -128,6 +128,7 @@ pub fn read_with_limit(path: &Path, limit: u64) -> Result<IdxArray> {
     // which deflate's stored blocks keep within 1/16 of it.
     let cap = limit.saturating_add(limit / 16).saturating_add(1 << 20);
     let bytes = crate::io::read::read_capped(path, cap, "IDX file")?;
+    super::row_file::count(bytes.len());
     decode(&bytes, path, limit)
 }
 
@@ -173,11 +174,36 @@ fn fill(r: &mut dyn Read, buf: &mut [u8], path: &Path, compressed: bool) -> Resu
     Ok(n)
 }
 
-/// Reads one IDX array from `r`. `total` is the whole stream's length when
-/// known (raw files); otherwise the data is capped at `limit` bytes.
-fn read_stream<R: Read>(mut r: R, path: &Path, total: Option<u64>, limit: u64) -> Result<IdxArray> {
+/// What an IDX header declares about the data that follows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdxHeader {
+    /// The element type code (0x08 u8 …).
+    pub code: u8,
+    /// The dimensions, outermost first.
+    pub dims: Vec<usize>,
+    /// Bytes of the header (the data's offset in a raw file).
+    pub data_start: u64,
+    /// `Π dims · size(type)`, the exact length of the data.
+    pub data_bytes: u64,
+    /// The header's words for errors: `header declares 60000×28×28 u8 = … bytes`.
+    pub(crate) declared: String,
+}
+
+/// Reads and checks the header of the IDX data in `r`, positioned at its
+/// start; leaves `r` at the first data byte. `total` is the whole stream's
+/// length when known (a raw file: the data must fill it exactly);
+/// otherwise the data is capped at `limit` bytes.
+///
+/// # Errors
+/// [`Error::Idx`] for a malformed header, or a declared size that does not
+/// match `total` or exceeds `limit` (see the module doc).
+pub fn read_header(
+    r: &mut dyn Read,
+    path: &Path,
+    total: Option<u64>,
+    limit: u64,
+) -> Result<IdxHeader> {
     let compressed = total.is_none();
-    let r: &mut dyn Read = &mut r;
     let mut magic = [0u8; 4];
     let got = fill(r, &mut magic, path, compressed)?;
     if got < 4 {
@@ -272,11 +298,32 @@ fn read_stream<R: Read>(mut r: R, path: &Path, total: Option<u64>, limit: u64) -
             format!("{declared}, more than the {limit}-byte limit on decompressed data"),
         ));
     }
-    let len = usize::try_from(nbytes)
+    usize::try_from(nbytes)
         .map_err(|_| err(path, format!("{declared}, too many for this platform")))?;
-    let dims: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+    Ok(IdxHeader {
+        code: magic[2],
+        dims: dims.iter().map(|&d| d as usize).collect(),
+        data_start: 4 + 4 * ndims as u64,
+        data_bytes: nbytes,
+        declared,
+    })
+}
+
+/// Reads one IDX array from `r`. `total` is the whole stream's length when
+/// known (raw files); otherwise the data is capped at `limit` bytes.
+fn read_stream<R: Read>(mut r: R, path: &Path, total: Option<u64>, limit: u64) -> Result<IdxArray> {
+    let compressed = total.is_none();
+    let r: &mut dyn Read = &mut r;
+    let IdxHeader {
+        code,
+        dims,
+        data_bytes: nbytes,
+        declared,
+        ..
+    } = read_header(r, path, total, limit)?;
+    let len = nbytes as usize;
     // The data, and its conversion from big-endian for wider types.
-    let copies = if magic[2] == 0x08 { 1 } else { 2 };
+    let copies = if code == 0x08 { 1 } else { 2 };
     crate::memory::check(
         &format!("reading {}", path.display()),
         nbytes.saturating_mul(copies),
@@ -303,7 +350,7 @@ fn read_stream<R: Read>(mut r: R, path: &Path, total: Option<u64>, limit: u64) -
     }
     Ok(IdxArray {
         dims,
-        data: from_be(magic[2], buf),
+        data: from_be(code, buf),
     })
 }
 

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::idx::{self, IdxData};
+use super::row_file::RowFile;
 use crate::{Error, Result};
 
 /// Environment variable naming the data directory.
@@ -138,30 +139,91 @@ pub fn load_split(dir: &Path, split: Split) -> Result<Dataset> {
 
 fn load_labels(path: &Path, n: usize, img_path: &Path) -> Result<Vec<u8>> {
     let lab = idx::read(path)?;
+    check_labels(path, lab.data.code(), &lab.dims, n, img_path)?;
+    let IdxData::U8(labels) = lab.data else {
+        unreachable!("check_labels accepts u8 labels only");
+    };
+    Ok(labels)
+}
+
+/// Checks what a label file's header says: 1-D u8, `n` labels.
+fn check_labels(path: &Path, code: u8, dims: &[usize], n: usize, img_path: &Path) -> Result<()> {
     let bad = |reason: String| Error::Idx {
         path: path.to_owned(),
         reason,
     };
-    let IdxData::U8(labels) = lab.data else {
+    if code != 0x08 {
         return Err(bad(format!(
-            "labels must be u8 (type 0x08), found type 0x{:02x}",
-            lab.data.code()
-        )));
-    };
-    if lab.dims.len() != 1 {
-        return Err(bad(format!(
-            "labels must have 1 dimension, found {:?}",
-            lab.dims
+            "labels must be u8 (type 0x08), found type 0x{code:02x}"
         )));
     }
-    if labels.len() != n {
+    if dims.len() != 1 {
+        return Err(bad(format!("labels must have 1 dimension, found {dims:?}")));
+    }
+    if dims[0] != n {
         return Err(bad(format!(
             "{} labels but {} has {n} images",
-            labels.len(),
+            dims[0],
             img_path.display()
         )));
     }
-    Ok(labels)
+    Ok(())
+}
+
+/// One split whose images are read where they lie, or loaded whole.
+#[derive(Debug)]
+pub enum SplitFile {
+    /// A raw image file: one row of `rows · cols` pixels per image, read as
+    /// needed ([`RowFile`]; pixels scaled to [0, 1]).
+    Rows(RowFile),
+    /// A gzip-compressed image file, which cannot be read by row: loaded
+    /// whole, as [`load_split`] does.
+    Whole(Dataset),
+}
+
+/// Opens one split from `dir` to read its images by row: the image and
+/// label files are found and checked as [`load_split`] does (the same
+/// errors), reading only their headers when they are raw. Gzip-compressed
+/// images are loaded whole; gzip-compressed labels are read whole to be
+/// checked.
+///
+/// # Errors
+/// As [`load_split`].
+pub fn open_split(dir: &Path, split: Split) -> Result<SplitFile> {
+    let Some(img_path) = find(dir, split, "images", 3) else {
+        return load_split(dir, split).map(SplitFile::Whole);
+    };
+    let (rows, header) = match RowFile::idx_u8(&img_path)? {
+        None => return load_split(dir, split).map(SplitFile::Whole),
+        Some(found) => found,
+    };
+    let bad = |reason: String| Error::Idx {
+        path: img_path.clone(),
+        reason,
+    };
+    let n = match header.dims.as_slice() {
+        &[n, _, _] => n,
+        d => {
+            return Err(bad(format!(
+                "images must have 3 dimensions (n, rows, cols), found {d:?}"
+            )));
+        }
+    };
+    if header.code != 0x08 {
+        return Err(bad(format!(
+            "images must be u8 (type 0x08), found type 0x{:02x}",
+            header.code
+        )));
+    }
+    if let Some(lab_path) = find(dir, split, "labels", 1) {
+        match RowFile::idx_u8(&lab_path)? {
+            None => {
+                load_labels(&lab_path, n, &img_path)?;
+            }
+            Some((_, h)) => check_labels(&lab_path, h.code, &h.dims, n, &img_path)?,
+        }
+    }
+    Ok(SplitFile::Rows(rows))
 }
 
 const HINT: &str = "---> HINT: set SPARSE_AE_DATA to a directory holding train-images-idx3-ubyte(.gz) and friends; `apt-get install dataset-fashion-mnist` puts Fashion-MNIST in /usr/share/datasets/fashion-mnist";

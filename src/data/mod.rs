@@ -1,6 +1,7 @@
 //! Readers and writers for outside data sets: IDX (MNIST and friends, raw or
-//! gzip), `.npy` arrays (whole, or rows of a file larger than memory), and
-//! the MNIST directory layout.
+//! gzip), `.npy` arrays (whole, or rows of a file larger than memory), rows
+//! of either read where they lie ([`row_file`]), and the MNIST directory
+//! layout.
 //!
 //! Every reader validates the header against the bytes actually present
 //! before it allocates, so a hostile file costs at most a small multiple of
@@ -13,6 +14,7 @@ pub mod idx;
 pub mod mnist;
 pub mod npy;
 pub mod npy_reader;
+pub mod row_file;
 #[cfg(feature = "download")]
 pub mod sha256;
 

@@ -57,6 +57,7 @@ impl<R: Read + Seek> NpyReader<R> {
         let len = inner.seek(SeekFrom::End(0)).map_err(io)?;
         inner.seek(SeekFrom::Start(0)).map_err(io)?;
         let header = read_header(&mut inner, len, path)?;
+        super::row_file::count(header.data_start);
         let present = len - header.data_start as u64;
         if present != header.data_bytes as u64 {
             return Err(length_mismatch(&header, present, path));
@@ -73,6 +74,11 @@ impl<R: Read + Seek> NpyReader<R> {
             dim,
             buf: Vec::new(),
         })
+    }
+
+    /// The data source and its checked header.
+    pub fn into_parts(self) -> (R, Header) {
+        (self.inner, self.header)
     }
 
     /// The checked header.
@@ -136,6 +142,7 @@ impl<R: Read + Seek> NpyReader<R> {
                 };
                 Error::io(&self.path, e)
             })?;
+            super::row_file::count(bytes.len());
             decode(self.header.dtype, self.header.big_endian, bytes, piece);
         }
         Ok(())

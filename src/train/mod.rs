@@ -20,6 +20,6 @@ pub use infer::{
 };
 pub use metrics::{CodeStats, EpochMetrics, RhoSpread};
 pub use samples::Samples;
-pub use source::{Chunked, EpochOrder, EpochSource, NpyRows, Rows, Shuffled};
+pub use source::{Chunked, EpochOrder, EpochSource, FileRows, NpyRows, Rows, Shuffled};
 pub use step::{MicroWorkspaces, Trainer, whole_batch_first};
 pub use step_log::StepLog;

@@ -18,6 +18,7 @@
 //! it into the weights as SAELens does before saving.
 
 use super::source::Rows;
+use crate::dist::{Collective, agree};
 use crate::error::{Error, Result};
 
 /// What a normalisation makes of the training samples (see the module doc).
@@ -37,18 +38,101 @@ pub enum NormTarget {
 /// [`Error::Config`] if there are no rows or every row is zero (no scale
 /// can normalise them); any error of [`Rows::read`].
 pub fn norm_scale(rows: &mut dyn Rows, block_rows: usize, target: NormTarget) -> Result<f32> {
-    match target {
-        NormTarget::MeanNormSqrtD => mean_norm_scale(rows, block_rows),
+    let (mut sum, n) = (0.0f64, rows.len());
+    terms(rows, block_rows, target, 0..n, |t| sum += t)?;
+    scale_of(target, rows.len(), rows.dim(), sum)
+}
+
+/// `s = √d / mean ‖x‖` ([`NormTarget::MeanNormSqrtD`]) over all rows of
+/// `rows`, as [`norm_scale`].
+///
+/// # Errors
+/// As [`norm_scale`].
+pub fn mean_norm_scale(rows: &mut dyn Rows, block_rows: usize) -> Result<f32> {
+    norm_scale(rows, block_rows, NormTarget::MeanNormSqrtD)
+}
+
+/// [`norm_scale`] computed by the ranks of `comm` together, each reading
+/// its share of the rows: the rows are cut into `comm.ranks()` contiguous
+/// ranges (of whole blocks of `block_rows` rows for
+/// [`NormTarget::UnitMeanSquare`], whose terms are the blocks' sums of
+/// squares; of rows for [`NormTarget::MeanNormSqrtD`], whose terms are the
+/// rows' norms), each rank computes the terms of its range, and every rank
+/// gathers all terms (8 bytes each) and adds them in stored order, as
+/// [`norm_scale`] does: the same bits on every rank and in one process.
+///
+/// # Errors
+/// As [`norm_scale`]; an error on another rank as [`Error::Rank`].
+pub fn norm_scale_on(
+    rows: &mut dyn Rows,
+    block_rows: usize,
+    target: NormTarget,
+    comm: &mut dyn Collective<f32>,
+) -> Result<f32> {
+    let (n, p) = (rows.len(), comm.ranks());
+    let block = block_rows.clamp(1, n.max(1));
+    let blocks = n.div_ceil(block);
+    let share = |r: usize| match target {
         NormTarget::UnitMeanSquare => {
-            let n = rows.len();
-            let mut sum = 0.0f64;
-            for_blocks(rows, block_rows, |block| {
-                sum += block
-                    .iter()
-                    .map(|&v| f64::from(v) * f64::from(v))
-                    .sum::<f64>();
-            })?;
-            let mean = sum / n.max(1) as f64;
+            (blocks * r / p * block).min(n)..(blocks * (r + 1) / p * block).min(n)
+        }
+        NormTarget::MeanNormSqrtD => n * r / p..n * (r + 1) / p,
+    };
+    let count = |r: usize| match target {
+        NormTarget::UnitMeanSquare => share(r).len().div_ceil(block),
+        NormTarget::MeanNormSqrtD => share(r).len(),
+    };
+    let mut mine = Vec::with_capacity(8 * count(comm.rank()));
+    let local = terms(rows, block_rows, target, share(comm.rank()), |t| {
+        mine.extend(t.to_le_bytes());
+    });
+    let status = match &local {
+        Ok(()) => Ok(()),
+        Err(e) => Err(Error::Data {
+            reason: e.to_string(),
+        }),
+    };
+    if let Err(e) = agree(comm, status, true) {
+        return Err(local.err().unwrap_or(e));
+    }
+    let counts: Vec<usize> = (0..p).map(|r| 8 * count(r)).collect();
+    let mut all = vec![0u8; counts.iter().sum()];
+    comm.all_gather_bytes(&mine, &mut all, &counts)?;
+    let mut sum = 0.0f64;
+    for t in all.chunks_exact(8) {
+        sum += f64::from_le_bytes(t.try_into().expect("chunks of 8"));
+    }
+    scale_of(target, n, rows.dim(), sum)
+}
+
+/// Calls `f` with the terms of the rows `range` in stored order (read in
+/// blocks of `block_rows` from `range.start`): each block's sum of squares
+/// ([`NormTarget::UnitMeanSquare`]) or each row's norm
+/// ([`NormTarget::MeanNormSqrtD`]), in f64.
+fn terms(
+    rows: &mut dyn Rows,
+    block_rows: usize,
+    target: NormTarget,
+    range: std::ops::Range<usize>,
+    mut f: impl FnMut(f64),
+) -> Result<()> {
+    let dim = rows.dim();
+    let sq = |v: &f32| f64::from(*v) * f64::from(*v);
+    for_blocks(rows, block_rows, range, |block| match target {
+        NormTarget::UnitMeanSquare => f(block.iter().map(sq).sum::<f64>()),
+        NormTarget::MeanNormSqrtD => {
+            for row in block.chunks_exact(dim.max(1)) {
+                f(row.iter().map(sq).sum::<f64>().sqrt());
+            }
+        }
+    })
+}
+
+/// The scale of `target` from the sum of its terms over `n` rows of `dim`.
+fn scale_of(target: NormTarget, n: usize, dim: usize, sum: f64) -> Result<f32> {
+    let mean = sum / n.max(1) as f64;
+    match target {
+        NormTarget::UnitMeanSquare => {
             let s = (1.0 / mean.sqrt()) as f32;
             if n == 0 || mean <= 0.0 || !s.is_finite() || s <= 0.0 {
                 return Err(Error::config(
@@ -60,47 +144,37 @@ pub fn norm_scale(rows: &mut dyn Rows, block_rows: usize, target: NormTarget) ->
             }
             Ok(s)
         }
-    }
-}
-
-/// `s = √d / mean ‖x‖` ([`NormTarget::MeanNormSqrtD`]) over all rows of
-/// `rows`, as [`norm_scale`].
-///
-/// # Errors
-/// As [`norm_scale`].
-pub fn mean_norm_scale(rows: &mut dyn Rows, block_rows: usize) -> Result<f32> {
-    let (n, dim) = (rows.len(), rows.dim());
-    let mut sum = 0.0f64;
-    for_blocks(rows, block_rows, |block| {
-        for row in block.chunks_exact(dim.max(1)) {
-            sum += row
-                .iter()
-                .map(|&v| f64::from(v) * f64::from(v))
-                .sum::<f64>()
-                .sqrt();
+        NormTarget::MeanNormSqrtD => {
+            let s = ((dim as f64).sqrt() / mean) as f32;
+            let usable = n > 0 && mean > 0.0 && s.is_finite() && s > 0.0;
+            if !usable {
+                return Err(Error::config(
+                    "normalize",
+                    format!(
+                        "the mean norm of the {n} training samples is {mean}: no scale normalises it"
+                    ),
+                ));
+            }
+            Ok(s)
         }
-    })?;
-    let mean = sum / n.max(1) as f64;
-    let s = ((dim as f64).sqrt() / mean) as f32;
-    let usable = n > 0 && mean > 0.0 && s.is_finite() && s > 0.0;
-    if !usable {
-        return Err(Error::config(
-            "normalize",
-            format!("the mean norm of the {n} training samples is {mean}: no scale normalises it"),
-        ));
     }
-    Ok(s)
 }
 
-/// Calls `f` on the values of every block of (at most) `block_rows` rows of
-/// `rows`, in stored order, read into one buffer.
-fn for_blocks(rows: &mut dyn Rows, block_rows: usize, mut f: impl FnMut(&[f32])) -> Result<()> {
+/// Calls `f` on the values of each block of (at most) `block_rows` rows of
+/// the rows `range` of `rows`, from its start, in stored order, read into
+/// one buffer.
+fn for_blocks(
+    rows: &mut dyn Rows,
+    block_rows: usize,
+    range: std::ops::Range<usize>,
+    mut f: impl FnMut(&[f32]),
+) -> Result<()> {
     let (n, dim) = (rows.len(), rows.dim());
     let block = block_rows.clamp(1, n.max(1));
-    let mut buf = vec![0.0f32; block * dim];
-    let mut start = 0;
-    while start < n {
-        let len = block.min(n - start);
+    let (mut start, end) = (range.start.min(n), range.end.min(n));
+    let mut buf = vec![0.0f32; block.min(end - start) * dim];
+    while start < end {
+        let len = block.min(end - start);
         rows.read(start, &mut buf[..len * dim])?;
         f(&buf[..len * dim]);
         start += len;

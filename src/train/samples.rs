@@ -115,7 +115,7 @@ impl<'a> Samples<'a> {
         self.len() == 0
     }
 
-    fn row_into(&self, i: usize, out: &mut [f32]) {
+    pub(crate) fn row_into(&self, i: usize, out: &mut [f32]) {
         let dim = self.dim;
         match self.data {
             Data::U8(d) => crate::kernels::u8_to_unit(&d[i * dim..(i + 1) * dim], out),

@@ -10,12 +10,11 @@
 //!   chunk). Both orders are functions of (seed, epoch) alone, so a run
 //!   resumed at any step reads exactly the rows it would have read.
 
-use std::fs::File;
 use std::path::Path;
 
 use super::fit::{epoch_mix, epoch_order};
 use super::samples::{Samples, check_scale};
-use crate::data::npy_reader::NpyReader;
+use crate::data::row_file::RowFile;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
@@ -37,6 +36,21 @@ pub trait Rows: Send {
     /// [`Error::Shape`] if `out` is not whole rows within the data set;
     /// [`Error::Io`] or [`Error::NonFinite`] from a file.
     fn read(&mut self, start: usize, out: &mut [f32]) -> Result<()>;
+    /// Writes the rows `rows` (any rows, in that order; as many as `out`
+    /// holds) into `out`, scaled as [`Rows::read`] does.
+    ///
+    /// # Errors
+    /// As [`Rows::read`].
+    fn gather(&mut self, rows: &mut dyn Iterator<Item = usize>, out: &mut [f32]) -> Result<()> {
+        let dim = self.dim().max(1);
+        for row in out.chunks_exact_mut(dim) {
+            let i = rows.next().ok_or_else(|| {
+                Error::shape("Rows::gather", "a row index per output row", "fewer")
+            })?;
+            self.read(i, row)?;
+        }
+        Ok(())
+    }
 }
 
 /// Which epoch's order to read, and how it is drawn.
@@ -101,43 +115,69 @@ impl Rows for Samples<'_> {
         self.gather_range(start, out);
         Ok(())
     }
+    fn gather(&mut self, rows: &mut dyn Iterator<Item = usize>, out: &mut [f32]) -> Result<()> {
+        let (dim, n) = (self.dim(), Samples::len(self));
+        rows_in("Samples::gather", 0, out.len(), dim, usize::MAX)?;
+        for row in out.chunks_exact_mut(dim) {
+            match rows.next() {
+                Some(i) if i < n => self.row_into(i, row),
+                i => {
+                    return Err(Error::shape(
+                        "Samples::gather",
+                        format!("a row index below {n} per output row"),
+                        format!("{i:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Samples in memory in one permutation per epoch ([`epoch_order`]).
+/// Rows in one permutation per epoch ([`epoch_order`]): samples in memory,
+/// or rows of a file read where they lie ([`FileRows`]).
 #[derive(Debug)]
-pub struct Shuffled<'a> {
-    samples: Samples<'a>,
+pub struct Shuffled<R> {
+    rows: R,
     order: Vec<u32>,
     current: Option<EpochOrder>,
 }
 
-impl<'a> Shuffled<'a> {
-    /// The samples, in the order of any epoch asked for.
-    pub fn new(samples: Samples<'a>) -> Shuffled<'a> {
+impl<R: Rows> Shuffled<R> {
+    /// The rows, in the order of any epoch asked for.
+    ///
+    /// # Panics
+    /// If there are 2^32 rows or more (a permutation holds u32 indices;
+    /// [`Samples`] and IDX files have fewer).
+    pub fn new(rows: R) -> Shuffled<R> {
+        assert!(
+            u32::try_from(rows.len()).is_ok(),
+            "Shuffled::new: 2^32 rows or more"
+        );
         Shuffled {
-            order: Vec::with_capacity(samples.len()),
-            samples,
+            order: Vec::with_capacity(rows.len()),
+            rows,
             current: None,
         }
     }
 }
 
-impl EpochSource for Shuffled<'_> {
+impl<R: Rows> EpochSource for Shuffled<R> {
     fn len(&self) -> usize {
-        self.samples.len()
+        self.rows.len()
     }
     fn dim(&self) -> usize {
-        self.samples.dim()
+        self.rows.dim()
     }
     fn fill(&mut self, order: EpochOrder, start: usize, out: &mut [f32]) -> Result<()> {
-        let n = self.samples.len();
+        let n = self.rows.len();
         let count = rows_in("Shuffled::fill", start, out.len(), self.dim(), n)?;
         if self.current != Some(order) {
             epoch_order(n, order.shuffle, order.seed, order.epoch, &mut self.order);
             self.current = Some(order);
         }
-        self.samples.gather(&self.order[start..start + count], out);
-        Ok(())
+        let idx = &self.order[start..start + count];
+        self.rows.gather(&mut idx.iter().map(|&i| i as usize), out)
     }
 }
 
@@ -162,7 +202,8 @@ pub fn chunk_rows(chunk_mb: f64, dim: usize) -> usize {
 /// Rows read one chunk of `chunk_rows` at a time: an epoch visits the
 /// chunks in a shuffled order and the rows of each chunk in a shuffled
 /// order (see the module doc). Holds one chunk; its buffers are allocated
-/// when it is made.
+/// when it is made. Made with [`Chunked::by_row`], it reads only the rows
+/// asked for (in the same order) and holds no chunk.
 #[derive(Debug)]
 pub struct Chunked<R> {
     rows: R,
@@ -175,8 +216,12 @@ pub struct Chunked<R> {
     pos: usize,
     pos_start: usize,
     loaded: Option<usize>,
+    /// Whether rows are read one by one rather than in whole chunks.
+    by_row: bool,
     buf: Vec<f32>,
     perm: Vec<u32>,
+    /// The rows of a fill, when reading by row.
+    wanted: Vec<usize>,
 }
 
 impl<R: Rows> Chunked<R> {
@@ -185,6 +230,20 @@ impl<R: Rows> Chunked<R> {
     /// # Errors
     /// [`Error::Config`] if `chunk_rows` is 0 or there are 2^32 chunks or more.
     pub fn new(rows: R, chunk_rows: usize) -> Result<Chunked<R>> {
+        let mut c = Chunked::by_row(rows, chunk_rows)?;
+        c.by_row = false;
+        c.buf = vec![0.0; chunk_rows.min(c.rows.len()) * c.rows.dim()];
+        Ok(c)
+    }
+
+    /// The rows in the same order as [`Chunked::new`], reading only the
+    /// rows asked for ([`Rows::gather`]) instead of whole chunks: for a
+    /// reader of a part of each batch, such as a rank of a data-parallel
+    /// job.
+    ///
+    /// # Errors
+    /// As [`Chunked::new`].
+    pub fn by_row(rows: R, chunk_rows: usize) -> Result<Chunked<R>> {
         if chunk_rows == 0 {
             return Err(Error::config("chunk_rows", "must be at least 1"));
         }
@@ -197,7 +256,7 @@ impl<R: Rows> Chunked<R> {
             ));
         };
         Ok(Chunked {
-            buf: vec![0.0; held * rows.dim()],
+            buf: Vec::new(),
             perm: Vec::with_capacity(held),
             chunk_order: Vec::with_capacity(n_chunks),
             chunks,
@@ -207,6 +266,8 @@ impl<R: Rows> Chunked<R> {
             pos: 0,
             pos_start: 0,
             loaded: None,
+            by_row: true,
+            wanted: Vec::new(),
         })
     }
 
@@ -220,13 +281,17 @@ impl<R: Rows> Chunked<R> {
         self.chunk_rows.min(self.rows.len() - lo)
     }
 
+    /// Makes the chunk at `pos` current: its permutation, and its rows
+    /// unless reading by row.
     fn load(&mut self, order: EpochOrder) -> Result<()> {
         let c = self.chunk_order[self.pos];
         let n = self.chunk_len(c);
         let dim = self.rows.dim();
         self.loaded = None;
-        self.rows
-            .read(c as usize * self.chunk_rows, &mut self.buf[..n * dim])?;
+        if !self.by_row {
+            self.rows
+                .read(c as usize * self.chunk_rows, &mut self.buf[..n * dim])?;
+        }
         self.perm.clear();
         self.perm.extend(0..n as u32);
         if order.shuffle {
@@ -257,6 +322,7 @@ impl<R: Rows> EpochSource for Chunked<R> {
             (self.pos, self.pos_start, self.loaded) = (0, 0, None);
             self.current = Some(order);
         }
+        self.wanted.clear();
         for (k, row) in out.chunks_exact_mut(dim.max(1)).take(count).enumerate() {
             let p = start + k;
             if p < self.pos_start {
@@ -274,51 +340,70 @@ impl<R: Rows> EpochSource for Chunked<R> {
                 self.load(order)?;
             }
             let r = self.perm[p - self.pos_start] as usize;
-            row.copy_from_slice(&self.buf[r * dim..(r + 1) * dim]);
+            match self.by_row {
+                true => self
+                    .wanted
+                    .push(self.chunk_order[self.pos] as usize * self.chunk_rows + r),
+                false => row.copy_from_slice(&self.buf[r * dim..(r + 1) * dim]),
+            }
+        }
+        if self.by_row {
+            self.rows.gather(&mut self.wanted.iter().copied(), out)?;
         }
         Ok(())
     }
 }
 
-/// A range of rows of a `.npy` file, read as needed (see
-/// [`crate::data::npy_reader`]), checked finite and multiplied by the input
-/// scale.
+/// A range of rows of a data file read where they lie ([`RowFile`]: a
+/// `.npy` matrix, or a raw IDX file of images), checked finite and
+/// multiplied by the input scale.
 #[derive(Debug)]
-pub struct NpyRows {
-    reader: NpyReader<File>,
+pub struct FileRows {
+    file: RowFile,
     lo: usize,
     len: usize,
     scale: f32,
+    /// The name of the checked range in errors about values outside
+    /// [0, 1], if they are refused.
+    unit: Option<&'static str>,
 }
 
-impl NpyRows {
+/// The name [`FileRows`] had when it read only `.npy` files.
+pub type NpyRows = FileRows;
+
+impl FileRows {
     /// All rows of the `.npy` file at `path`, scale 1.
     ///
     /// # Errors
-    /// As [`NpyReader::open`].
-    pub fn open(path: &Path) -> Result<NpyRows> {
-        let reader = NpyReader::open(path)?;
-        Ok(NpyRows {
+    /// As [`RowFile::npy`].
+    pub fn open(path: &Path) -> Result<FileRows> {
+        Ok(FileRows::new(RowFile::npy(path)?))
+    }
+
+    /// All rows of `file`, scale 1.
+    pub fn new(file: RowFile) -> FileRows {
+        FileRows {
             lo: 0,
-            len: reader.rows(),
+            len: file.rows(),
             scale: 1.0,
-            reader,
-        })
+            unit: None,
+            file,
+        }
     }
 
     /// The same file's rows `lo..hi` (of the whole file).
     ///
     /// # Errors
     /// [`Error::Shape`] if the range is not within the file.
-    pub fn range(self, lo: usize, hi: usize) -> Result<NpyRows> {
-        if lo > hi || hi > self.reader.rows() {
+    pub fn range(self, lo: usize, hi: usize) -> Result<FileRows> {
+        if lo > hi || hi > self.file.rows() {
             return Err(Error::shape(
                 "NpyRows::range",
-                format!("rows within 0..{}", self.reader.rows()),
+                format!("rows within 0..{}", self.file.rows()),
                 format!("{lo}..{hi}"),
             ));
         }
-        Ok(NpyRows {
+        Ok(FileRows {
             lo,
             len: hi - lo,
             ..self
@@ -329,14 +414,24 @@ impl NpyRows {
     ///
     /// # Errors
     /// [`Error::Config`] unless `scale` is finite and positive.
-    pub fn scaled(self, scale: f32) -> Result<NpyRows> {
+    pub fn scaled(self, scale: f32) -> Result<FileRows> {
         check_scale(scale)?;
-        Ok(NpyRows { scale, ..self })
+        Ok(FileRows { scale, ..self })
     }
 
-    /// The reader (header, shape, path).
-    pub fn reader(&self) -> &NpyReader<File> {
-        &self.reader
+    /// The same rows, refusing a value outside [0, 1] (as read, scaled)
+    /// with the error of a binary cross-entropy target
+    /// ([`crate::nn::bce_target_error`]) naming the sample of the `split`.
+    pub fn in_unit_range(self, split: &'static str) -> FileRows {
+        FileRows {
+            unit: Some(split),
+            ..self
+        }
+    }
+
+    /// The file.
+    pub fn file(&self) -> &RowFile {
+        &self.file
     }
 
     /// All the rows in memory, `(len, dim)` row-major.
@@ -344,33 +439,21 @@ impl NpyRows {
     /// # Errors
     /// As [`Rows::read`].
     pub fn read_all(&mut self) -> Result<Vec<f32>> {
-        let mut out = vec![0.0; self.len * self.reader.dim()];
+        let mut out = vec![0.0; self.len * self.file.dim()];
         self.read(0, &mut out)?;
         Ok(out)
     }
-}
 
-impl Rows for NpyRows {
-    fn len(&self) -> usize {
-        self.len
-    }
-    fn dim(&self) -> usize {
-        self.reader.dim()
-    }
-    fn scale(&self) -> f32 {
-        self.scale
-    }
-    fn read(&mut self, start: usize, out: &mut [f32]) -> Result<()> {
-        let dim = self.reader.dim();
-        rows_in("NpyRows::read", start, out.len(), dim, self.len)?;
-        self.reader.read_rows(self.lo + start, out)?;
+    /// Checks and scales `out`, the rows `rows` (of the range) as read.
+    fn finish(&self, out: &mut [f32], row_of: impl Fn(usize) -> usize) -> Result<()> {
+        let dim = self.file.dim().max(1);
         if let Some(i) = out.iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFinite {
                 step: 0,
                 tensor: format!(
                     "{}: row {}, feature {} (value {})",
-                    self.reader.path().display(),
-                    self.lo + start + i / dim,
+                    self.file.path().display(),
+                    self.lo + row_of(i / dim),
                     i % dim,
                     out[i]
                 ),
@@ -378,6 +461,57 @@ impl Rows for NpyRows {
         }
         if self.scale != 1.0 {
             out.iter_mut().for_each(|v| *v *= self.scale);
+        }
+        if let Some(split) = self.unit
+            && let Some(i) = out.iter().position(|v| !(0.0..=1.0).contains(v))
+        {
+            return Err(crate::nn::bce_target_error(
+                format!(
+                    "feature {} of sample {} of the {split} split",
+                    i % dim,
+                    row_of(i / dim)
+                ),
+                f64::from(out[i]),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Rows for FileRows {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn dim(&self) -> usize {
+        self.file.dim()
+    }
+    fn scale(&self) -> f32 {
+        self.scale
+    }
+    fn read(&mut self, start: usize, out: &mut [f32]) -> Result<()> {
+        let dim = self.file.dim();
+        rows_in("NpyRows::read", start, out.len(), dim, self.len)?;
+        self.file.read_rows(self.lo + start, out)?;
+        self.finish(out, |k| start + k)
+    }
+    fn gather(&mut self, rows: &mut dyn Iterator<Item = usize>, out: &mut [f32]) -> Result<()> {
+        let dim = self.file.dim().max(1);
+        rows_in("NpyRows::gather", 0, out.len(), dim, usize::MAX)?;
+        self.file.check_len()?;
+        for row in out.chunks_exact_mut(dim) {
+            match rows.next() {
+                Some(i) if i < self.len => {
+                    self.file.read_row(self.lo + i, row)?;
+                    self.finish(row, |_| i)?;
+                }
+                i => {
+                    return Err(Error::shape(
+                        "NpyRows::gather",
+                        format!("a row index below {} per output row", self.len),
+                        format!("{i:?}"),
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -305,12 +305,14 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     if sparse_ae::dist::mpi::launched() {
         let mut world = sparse_ae::dist::mpi::MpiWorld::init()?;
         let rank = sparse_ae::dist::Collective::<f32>::rank(&world);
+        let ranks = sparse_ae::dist::Collective::<f32>::ranks(&world);
         if rank == 0 {
             crate::ended::watch().map_err(|e| {
                 Error::config("mpi", format!("cannot watch for mpirun's SIGTERM: {e}"))
             })?;
         }
         let result = train_on(a, &mut world);
+        read_stats(rank, ranks);
         // Rank 0 reports before MPI ends: a rank that fails exits once the
         // others finalise, and mpirun then ends the ones still running.
         let code = match (rank, result) {
@@ -325,7 +327,22 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         drop(world);
         return Ok(code);
     }
-    train_on(a, &mut sparse_ae::dist::Solo)
+    let result = train_on(a, &mut sparse_ae::dist::Solo);
+    read_stats(0, 1);
+    result
+}
+
+/// With `SPARSE_AE_READ_STATS` set, one line on stderr from every rank
+/// (silenced or not): the bytes it read from data files
+/// ([`sparse_ae::data::row_file::bytes_read`]).
+fn read_stats(rank: usize, ranks: usize) {
+    if std::env::var_os("SPARSE_AE_READ_STATS").is_some_and(|v| !v.is_empty()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "rank {rank} of {ranks}: read {} bytes of data",
+            sparse_ae::data::row_file::bytes_read()
+        );
+    }
 }
 
 fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result<ExitCode> {
@@ -337,8 +354,12 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
         crate::out::silence();
     }
     let shared = comm.ranks() > 1;
+    let me = crate::train_input::RankOf {
+        rank,
+        ranks: comm.ranks(),
+    };
     // The buffers of a step in micro-batches, counted before they exist.
-    let setup = train_setup(&a, start, rank == 0)
+    let setup = train_setup(&a, start, me)
         .and_then(|s| s.trainer.check_memory(rank, comm.ranks()).map(|()| s));
     if shared {
         // No rank starts the first step unless every rank is ready.
@@ -356,10 +377,24 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
         mut trainer,
         input,
         scale,
+        normalize_here,
         opts,
         path,
         dim,
     } = setup?;
+    // The normalising scale of a job over several ranks: each reads its
+    // share of the training rows, and every rank adds up the same terms.
+    let scale = match normalize_here {
+        true => choose_scale(
+            &input,
+            trainer.model.config(),
+            1.0,
+            a.normalize.map(|n| n.target()),
+            a.quiet,
+            Some(comm),
+        )?,
+        false => scale,
+    };
     if let Some(r) = &a.resume {
         crate::ended::written().checkpoint = Some((r.clone(), trainer.steps()));
     }
@@ -499,6 +534,9 @@ struct Setup {
     input: Input,
     /// The input scale (1 without normalisation).
     scale: f32,
+    /// Whether the ranks of the job compute the scale of `--normalize`
+    /// together once every rank is ready (`scale` is 1 until then).
+    normalize_here: bool,
     /// The loop's options.
     opts: FitOptions,
     /// Where the data came from.
@@ -509,7 +547,8 @@ struct Setup {
 
 /// Everything before the first step: flags, files, the model, the data.
 /// `writes`: whether this process writes the outputs (checked up front).
-fn train_setup(a: &TrainArgs, start: Instant, writes: bool) -> Result<Setup> {
+fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) -> Result<Setup> {
+    let writes = me.rank == 0;
     check_train_flags(a)?;
     let path = data::locate(&a.data)?;
     let mut files = Files::default();
@@ -565,8 +604,9 @@ fn train_setup(a: &TrainArgs, start: Instant, writes: bool) -> Result<Setup> {
         }
         None => None,
     };
-    let input = Input::open(&path, a, resumed.as_ref().map(|(_, (_, c))| *c))?;
+    let input = Input::open(&path, a, resumed.as_ref().map(|(_, (_, c))| *c), me)?;
     let dim = input.dim()?;
+    let normalize_here = resumed.is_none() && me.ranks > 1 && a.normalize.is_some();
     let (trainer, scale) = if let Some((t, (scale, _))) = resumed {
         (t, scale)
     } else {
@@ -585,13 +625,17 @@ fn train_setup(a: &TrainArgs, start: Instant, writes: bool) -> Result<Setup> {
                 ),
             ));
         }
-        let scale = choose_scale(
-            &input,
-            model.config(),
-            init_scale,
-            a.normalize.map(|n| n.target()),
-            a.quiet,
-        )?;
+        let scale = match me.ranks > 1 && init_scale == 1.0 && a.normalize.is_some() {
+            true => 1.0,
+            false => choose_scale(
+                &input,
+                model.config(),
+                init_scale,
+                a.normalize.map(|n| n.target()),
+                a.quiet,
+                None,
+            )?,
+        };
         let opt = match a.optimizer.unwrap_or(OptimizerKind::Adam) {
             OptimizerKind::Adam => OptimizerConfig::Adam(AdamConfig {
                 lr: a.lr.unwrap_or(1e-3),
@@ -642,6 +686,7 @@ fn train_setup(a: &TrainArgs, start: Instant, writes: bool) -> Result<Setup> {
         );
     }
     Ok(Setup {
+        normalize_here: normalize_here && scale == 1.0,
         trainer,
         input,
         scale,

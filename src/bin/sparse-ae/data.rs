@@ -213,7 +213,7 @@ pub fn load_from(path: &std::path::Path, limit: Option<usize>, split: SplitArg) 
 /// length checked; nothing read yet).
 pub fn open_npy(path: &Path) -> Result<NpyRows> {
     let rows = NpyRows::open(path)?;
-    let shape = &rows.reader().header().shape;
+    let shape = rows.file().shape();
     let bad = |reason: String| Error::Npy {
         path: path.to_owned(),
         reason,

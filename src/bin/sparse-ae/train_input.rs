@@ -4,16 +4,17 @@
 
 use crate::cli::{SplitArg, TrainArgs};
 use crate::data::{self, Loaded};
+use sparse_ae::data::mnist;
 use sparse_ae::dist::Collective;
 use sparse_ae::io::interop::import_sae_scaled;
 use sparse_ae::io::json::Value;
 use sparse_ae::io::model_file::{load_model_scaled, load_params_into_scaled};
 use sparse_ae::nn::{Autoencoder, Loss, ModelConfig, ParamLayout};
-use sparse_ae::train::normalize::{NormTarget, norm_scale};
+use sparse_ae::train::normalize::{NormTarget, norm_scale, norm_scale_on};
 use sparse_ae::train::source::{chunk_mb, chunk_rows};
 use sparse_ae::train::{
-    Chunked, EpochMetrics, FitOptions, NpyRows, Observer, Rows, Samples, Trainer, fit_on,
-    fit_source_on,
+    Chunked, EpochMetrics, FileRows, FitOptions, NpyRows, Observer, Rows, Samples, Shuffled,
+    Trainer, fit_on, fit_source_on,
 };
 use sparse_ae::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -23,30 +24,78 @@ const REPORT_ROWS: usize = 10_000;
 
 /// Where the training rows are.
 pub enum Input {
-    /// Both splits in memory.
-    Memory { train: Loaded, test: Loaded },
-    /// Rows of a `.npy` file, read `chunk_rows` at a time.
+    /// Both splits in memory (the test split on rank 0 only).
+    Memory { train: Loaded, test: Option<Loaded> },
+    /// Rows of a `.npy` file, read `chunk_rows` at a time (or, on a rank
+    /// of a job over several, `by_row`: only the rows of its micro-batches).
     Stream {
         path: PathBuf,
         train: (usize, usize),
         test: (usize, usize),
         dim: usize,
         chunk_rows: usize,
+        by_row: bool,
     },
+    /// A rank's share of a job over several ranks: the training rows of an
+    /// IDX or `.npy` data set that one process would hold in memory, read
+    /// from the file as each step needs them; the test split in memory on
+    /// rank 0 (which alone validates), not read elsewhere.
+    Share {
+        train: TrainFile,
+        n_train: usize,
+        dim: usize,
+        test: Option<Loaded>,
+    },
+}
+
+/// The file of a training split read by row.
+pub enum TrainFile {
+    /// Rows `lo..hi` of a `.npy` matrix.
+    Npy { path: PathBuf, rows: (usize, usize) },
+    /// The first `n` images of a raw IDX training split.
+    Idx { dir: PathBuf, n: usize },
+}
+
+impl TrainFile {
+    /// The rows, opened again (their headers read and checked again).
+    fn open(&self) -> Result<FileRows> {
+        match self {
+            TrainFile::Npy { path, rows } => FileRows::open(path)?.range(rows.0, rows.1),
+            TrainFile::Idx { dir, n } => match mnist::open_split(dir, mnist::Split::Train)? {
+                mnist::SplitFile::Rows(file) => FileRows::new(file).range(0, *n),
+                mnist::SplitFile::Whole(_) => Err(Error::Data {
+                    reason: format!(
+                        "{}: the training images became gzip-compressed while training started",
+                        dir.display()
+                    ),
+                }),
+            },
+        }
+    }
 }
 
 fn bytes_of(rows: usize, dim: usize) -> f64 {
     rows as f64 * dim as f64 * 4.0
 }
 
+/// Which rank of how many this process is.
+#[derive(Clone, Copy, Debug)]
+pub struct RankOf {
+    pub rank: usize,
+    pub ranks: usize,
+}
+
 impl Input {
     /// Opens the data at `path` as `a` asks, or as the resumed run did
     /// (`resumed_chunk_rows`: `Some(Some(rows))` streamed, `Some(None)` in
-    /// memory).
+    /// memory), for rank `me.rank` of `me.ranks`: with more than one rank,
+    /// each reads only its own rows of the training split where the file
+    /// allows it (raw IDX, `.npy`), and only rank 0 loads the test split.
     pub fn open(
         path: &Path,
         a: &TrainArgs,
         resumed_chunk_rows: Option<Option<usize>>,
+        me: RankOf,
     ) -> Result<Input> {
         let limit = a.data.limit;
         for (flag, v) in [
@@ -73,6 +122,7 @@ impl Input {
                 ),
             ));
         }
+        let shared = me.ranks > 1;
         if !data::is_npy(path) {
             if a.stream || resumed_chunk_rows.is_some_and(|c| c.is_some()) {
                 return Err(Error::config(
@@ -80,12 +130,17 @@ impl Input {
                     "streaming reads a .npy matrix; IDX data sets are loaded into memory",
                 ));
             }
-            return Input::memory(path, limit);
+            if !shared {
+                return Input::memory(path, limit, true);
+            }
+            return Input::idx_share(path, limit, me, a.quiet);
         }
         let rows = data::open_npy(path)?;
         let (n, dim) = (rows.len(), rows.dim());
         let train = data::npy_split(n, SplitArg::Train, limit);
         let test = data::npy_split(n, SplitArg::Test, limit);
+        // The whole split's size decides, the same on every rank: it
+        // decides the order of the rows.
         let chunk_rows = match resumed_chunk_rows {
             Some(c) => c,
             None => {
@@ -94,21 +149,88 @@ impl Input {
             }
         };
         match chunk_rows {
-            None => Input::memory(path, limit),
+            None if shared => {
+                let n_train = train.1 - train.0;
+                if u32::try_from(n_train).is_err() {
+                    return Err(Error::shape(
+                        "Samples",
+                        "at most 2^32 − 1 samples",
+                        n_train.to_string(),
+                    ));
+                }
+                Ok(Input::Share {
+                    train: TrainFile::Npy {
+                        path: path.to_owned(),
+                        rows: train,
+                    },
+                    n_train,
+                    dim,
+                    test: match me.rank {
+                        0 => Some(data::load_from(path, limit, SplitArg::Test)?),
+                        _ => None,
+                    },
+                })
+            }
+            None => Input::memory(path, limit, true),
             Some(chunk_rows) => Ok(Input::Stream {
                 path: path.to_owned(),
                 train,
                 test,
                 dim,
                 chunk_rows,
+                by_row: shared,
             }),
         }
     }
 
-    fn memory(path: &Path, limit: Option<usize>) -> Result<Input> {
+    /// A rank's share of an IDX data set: the training images read by row
+    /// if the file is raw; a gzip file loaded whole (it cannot be read by
+    /// row), which rank 0 says.
+    fn idx_share(dir: &Path, limit: Option<usize>, me: RankOf, quiet: bool) -> Result<Input> {
+        let train = mnist::open_split(dir, mnist::Split::Train)?;
+        let test = match me.rank {
+            0 => Some(data::load_from(dir, limit, SplitArg::Test)?),
+            _ => None,
+        };
+        match train {
+            mnist::SplitFile::Rows(file) => {
+                let n = file.rows().min(limit.unwrap_or(usize::MAX));
+                Ok(Input::Share {
+                    dim: file.dim(),
+                    train: TrainFile::Idx {
+                        dir: dir.to_owned(),
+                        n,
+                    },
+                    n_train: n,
+                    test,
+                })
+            }
+            mnist::SplitFile::Whole(d) => {
+                if me.rank == 0 && !quiet {
+                    note!(
+                        "note: the training images in {} are gzip-compressed, which cannot be read by row: every rank loads them whole (gunzip them to have each rank read only its own rows)",
+                        dir.display()
+                    );
+                }
+                let dim = d.features();
+                let mut pixels = d.pixels;
+                pixels.truncate(d.n.min(limit.unwrap_or(usize::MAX)) * dim);
+                Ok(Input::Memory {
+                    train: Loaded::U8 { pixels, dim },
+                    test,
+                })
+            }
+        }
+    }
+
+    fn memory(path: &Path, limit: Option<usize>, with_test: bool) -> Result<Input> {
         // The two splits decode in parallel.
         let (train, test) = std::thread::scope(|sc| {
-            let test = sc.spawn(|| data::load_from(path, limit, SplitArg::Test));
+            let test = sc.spawn(|| {
+                with_test
+                    .then(|| data::load_from(path, limit, SplitArg::Test))
+                    .transpose()
+            });
             let train = data::load_from(path, limit, SplitArg::Train);
             (
                 train,
@@ -125,22 +247,30 @@ impl Input {
     pub fn dim(&self) -> Result<usize> {
         Ok(match self {
             Input::Memory { train, .. } => train.samples()?.dim(),
-            Input::Stream { dim, .. } => *dim,
+            Input::Stream { dim, .. } | Input::Share { dim, .. } => *dim,
         })
     }
 
-    /// Training and test samples.
+    /// Training and test samples (no test samples on a rank other than 0
+    /// that holds the data in memory or reads its share).
     pub fn lens(&self) -> Result<(usize, usize)> {
+        let n_test = |t: &Option<Loaded>| -> Result<usize> {
+            Ok(match t {
+                Some(t) => t.samples()?.len(),
+                None => 0,
+            })
+        };
         Ok(match self {
-            Input::Memory { train, test } => (train.samples()?.len(), test.samples()?.len()),
+            Input::Memory { train, test } => (train.samples()?.len(), n_test(test)?),
             Input::Stream { train, test, .. } => (train.1 - train.0, test.1 - test.0),
+            Input::Share { n_train, test, .. } => (*n_train, n_test(test)?),
         })
     }
 
     /// Rows per chunk when streaming.
     pub fn chunk_rows(&self) -> Option<usize> {
         match self {
-            Input::Memory { .. } => None,
+            Input::Memory { .. } | Input::Share { .. } => None,
             Input::Stream { chunk_rows, .. } => Some(*chunk_rows),
         }
     }
@@ -149,16 +279,27 @@ impl Input {
         NpyRows::open(path)?.range(lo, hi)?.scaled(scale)
     }
 
-    /// The normalising scale of the training split (one pass over it).
-    pub fn norm_scale(&self, target: NormTarget) -> Result<f32> {
+    /// The normalising scale of the training split: one pass over it, or
+    /// with `comm`, each rank's pass over its share of it
+    /// ([`norm_scale_on`]), to the same bits.
+    pub fn norm_scale(
+        &self,
+        target: NormTarget,
+        comm: Option<&mut dyn Collective<f32>>,
+    ) -> Result<f32> {
+        let scale = |rows: &mut dyn Rows, block: usize| match comm {
+            Some(comm) => norm_scale_on(rows, block, target, comm),
+            None => norm_scale(rows, block, target),
+        };
         match self {
-            Input::Memory { train, .. } => norm_scale(&mut train.samples()?, 4096, target),
+            Input::Memory { train, .. } => scale(&mut train.samples()?, 4096),
             Input::Stream {
                 path,
                 train,
                 chunk_rows,
                 ..
-            } => norm_scale(&mut Input::rows(path, *train, 1.0)?, *chunk_rows, target),
+            } => scale(&mut Input::rows(path, *train, 1.0)?, *chunk_rows),
+            Input::Share { train, .. } => scale(&mut train.open()?, 4096),
         }
     }
 
@@ -171,11 +312,14 @@ impl Input {
         obs: &mut (dyn Observer + Send),
         comm: &mut (dyn Collective<f32> + Send),
     ) -> Result<Vec<EpochMetrics>> {
+        fn test_samples(t: &Option<Loaded>, scale: f32) -> Result<Option<Samples<'_>>> {
+            t.as_ref().map(|t| t.samples()?.scaled(scale)).transpose()
+        }
         match self {
             Input::Memory { train, test } => fit_on(
                 trainer,
                 train.samples()?.scaled(scale)?,
-                Some(test.samples()?.scaled(scale)?),
+                test_samples(test, scale)?,
                 opts,
                 obs,
                 comm,
@@ -185,11 +329,38 @@ impl Input {
                 train,
                 test,
                 chunk_rows,
+                by_row,
                 ..
             } => {
-                let mut train = Chunked::new(Input::rows(path, *train, scale)?, *chunk_rows)?;
+                let rows = Input::rows(path, *train, scale)?;
+                let mut train = match by_row {
+                    true => Chunked::by_row(rows, *chunk_rows)?,
+                    false => Chunked::new(rows, *chunk_rows)?,
+                };
                 let mut test = Input::rows(path, *test, scale)?;
                 fit_source_on(trainer, &mut train, Some(&mut test), opts, obs, comm)
+            }
+            Input::Share { train, test, .. } => {
+                let bce = trainer.model.config().loss == Loss::Bce;
+                let mut test = test_samples(test, scale)?;
+                if bce && let Some((i, j, v)) = test.and_then(|s| s.outside_unit()) {
+                    return Err(sparse_ae::nn::bce_target_error(
+                        format!("feature {j} of sample {i} of the test split"),
+                        f64::from(v),
+                    ));
+                }
+                let mut rows = train.open()?.scaled(scale)?;
+                if bce {
+                    rows = rows.in_unit_range("training");
+                }
+                fit_source_on(
+                    trainer,
+                    &mut Shuffled::new(rows),
+                    test.as_mut().map(|t| t as &mut dyn Rows),
+                    opts,
+                    obs,
+                    comm,
+                )
             }
         }
     }
@@ -198,7 +369,12 @@ impl Input {
     /// them in memory; the first [`REPORT_ROWS`] of a streamed file).
     pub fn with_report_samples<R>(&self, f: impl FnOnce(Samples<'_>) -> Result<R>) -> Result<R> {
         match self {
-            Input::Memory { test, .. } => f(test.samples()?),
+            Input::Memory { test: Some(t), .. } | Input::Share { test: Some(t), .. } => {
+                f(t.samples()?)
+            }
+            Input::Memory { .. } | Input::Share { .. } => Err(Error::Data {
+                reason: "the test split was not loaded on this rank".into(),
+            }),
             Input::Stream {
                 path, test, dim, ..
             } => {
@@ -291,6 +467,7 @@ pub fn choose_scale(
     init_scale: f32,
     normalize: Option<NormTarget>,
     quiet: bool,
+    comm: Option<&mut dyn Collective<f32>>,
 ) -> Result<f32> {
     let scale = if init_scale != 1.0 {
         if !quiet {
@@ -298,7 +475,7 @@ pub fn choose_scale(
         }
         init_scale
     } else if let Some(target) = normalize {
-        let s = input.norm_scale(target)?;
+        let s = input.norm_scale(target, comm)?;
         if !quiet {
             let what = match target {
                 NormTarget::UnitMeanSquare => "mean squared norm 1".to_string(),
