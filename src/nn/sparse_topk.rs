@@ -539,7 +539,7 @@ fn par_entry_blocks<T: Send>(
     }
     let mid = rows / 2;
     let (a, b) = out.split_at_mut(starts[mid] - starts[0]);
-    rayon::join(
+    crate::parallel::join(
         || par_entry_blocks(&starts[..=mid], first_row, a, f),
         || par_entry_blocks(&starts[mid..], first_row + mid, b, f),
     );

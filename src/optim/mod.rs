@@ -130,7 +130,7 @@ impl<T: Real> Optimizer<T> {
     }
 
     /// One update of `params` from `grads` (one fused pass), in pieces side
-    /// by side (`rayon::join`): one per thread of the pool from
+    /// by side ([`crate::parallel::join`]): one per thread of the pool from
     /// [`PAR_MIN_PARAMS`] values on, one per thread spinning for work
     /// ([`crate::parallel::awake_threads`]) from [`PAR_MIN_PARAMS_AWAKE`] on.
     /// Elementwise, so the result does not depend on the split.
@@ -152,7 +152,7 @@ impl<T: Real> Optimizer<T> {
 
     /// One whole step from the gradient `g0 + g1` of two parts of a batch,
     /// added as it is read (Adam; SGD writes the sum into `g0` first), in one
-    /// piece per thread side by side (`rayon::join`) from [`PAR_MIN_SUM`]
+    /// piece per thread side by side ([`crate::parallel::join`]) from [`PAR_MIN_SUM`]
     /// parameters on.
     /// Each value is computed the same way whatever the split.
     ///
@@ -239,7 +239,7 @@ fn update_part<T: Real>(
         let (g0, g1) = g.split_at(mid);
         let (m0, m1) = m.split_at_mut(mid);
         let (v0, v1) = v.split_at_mut(mid.min(v.len()));
-        rayon::join(
+        crate::parallel::join(
             || update_part(config, t, p0, g0, m0, v0, left),
             || update_part(config, t, p1, g1, m1, v1, pieces - left),
         );

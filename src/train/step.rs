@@ -82,7 +82,7 @@ pub fn whole_batch_first(cfg: &ModelConfig) -> Option<&'static str> {
 const SPLIT_MIN_BATCH: usize = 128;
 
 /// The sizes of the parts a batch is computed in: two halves, side by side
-/// on two threads (`rayon::join`), for batches of at least
+/// on two threads ([`crate::parallel::join`]), for batches of at least
 /// [`SPLIT_MIN_BATCH`] samples of models without a term coupling the samples'
 /// forward passes ([`ModelConfig::batch_coupled`]; with a KL penalty the
 /// halves first run up to the KL layer and combine their ρ̂) and without SAE
@@ -303,7 +303,7 @@ impl<T: Real> Trainer<T> {
             let kl = match model.config().kl {
                 None => None,
                 Some(_) => {
-                    let (a, b) = rayon::join(
+                    let (a, b) = crate::parallel::join(
                         || as_part(|| model.forward_to_kl(ws0, &input[..cut])),
                         || as_part(|| model.forward_to_kl(ws1, &input[cut..])),
                     );
@@ -312,7 +312,7 @@ impl<T: Real> Trainer<T> {
                     Some(model.combine_kl(ws0, ws1, whole))
                 }
             };
-            let (p0, p1) = rayon::join(
+            let (p0, p1) = crate::parallel::join(
                 || {
                     as_part(|| {
                         let from = model.after_kl();

@@ -24,7 +24,6 @@ use super::pack::Strided;
 use super::params;
 use super::{CPtr, Job, MicroKernel};
 use crate::kernels::Activation;
-use rayon::prelude::*;
 
 /// One strided tile product for [`MicroKernel::tile_strided`]:
 /// `C̃(i, j) ← α·Σ_{p<k} ã(i, p)·b̃(p, j) + β·C̃(i, j)` for i < m, j < n, with
@@ -162,7 +161,7 @@ pub(crate) unsafe fn run<K: MicroKernel>(
     let (len, unit) = if split_n { (o.n, nr) } else { (o.m, mr) };
     let chunk = len.div_ceil(2 * threads).div_ceil(unit).max(1) * unit;
     let tasks = len.div_ceil(chunk);
-    (0..tasks).into_par_iter().with_max_len(1).for_each(|t| {
+    crate::parallel::for_each_task(tasks, |t| {
         let lo = t * chunk;
         let hi = len.min(lo + chunk);
         // SAFETY: strips [lo, hi) of C̃ are disjoint, so no two tasks touch the

@@ -35,7 +35,6 @@ mod wide;
 use super::{Activation, Isa, Real};
 use pack::Strided;
 use params::Blocking;
-use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// Whether an operand is used as stored or transposed.
@@ -595,7 +594,7 @@ unsafe fn run<K: MicroKernel>(job: &Job<'_>, m: usize, n: usize, k: usize, threa
     // 224 left the last task half idle: 1.63× one thread at 256×1024×784).
     let tiles = len.div_ceil(unit);
     let tasks = (per_thread * threads).min(tiles);
-    (0..tasks).into_par_iter().with_max_len(1).for_each(|t| {
+    crate::parallel::for_each_task(tasks, |t| {
         let lo = t * tiles / tasks * unit;
         let hi = len.min((t + 1) * tiles / tasks * unit);
         // SAFETY: strips [lo, hi) are disjoint, so no two tasks touch the same
