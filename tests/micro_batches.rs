@@ -259,11 +259,16 @@ fn train_accumulated_on(
 fn any_number_of_ranks_gives_the_same_bits() {
     let x = data(230, 20);
     for (name, cfg) in models() {
-        let one = train_on_ranks(&cfg, 50, Some(6), 1, &x);
-        for p in 2..=4 {
-            let got = train_on_ranks(&cfg, 50, Some(6), p, &x);
-            assert!(got == one, "{name}: {p} ranks differ from one");
-        }
+        same_bits_on_2_to_4_ranks(name, &cfg, &x);
+    }
+}
+
+/// 6 micro-batches of a batch of 50 on 2, 3 and 4 ranks: one rank's bits.
+fn same_bits_on_2_to_4_ranks(name: &str, cfg: &ModelConfig, x: &[f32]) {
+    let one = train_on_ranks(cfg, 50, Some(6), 1, x);
+    for p in 2..=4 {
+        let got = train_on_ranks(cfg, 50, Some(6), p, x);
+        assert!(got == one, "{name}: {p} ranks differ from one");
     }
 }
 
@@ -273,12 +278,7 @@ fn any_number_of_ranks_gives_the_same_bits() {
 #[test]
 fn auxk_over_ranks_gives_the_same_bits() {
     let x = data(230, 20);
-    let cfg = common::full_sae(20, 64, 2, 50);
-    let one = train_on_ranks(&cfg, 50, Some(6), 1, &x);
-    for p in 2..=4 {
-        let got = train_on_ranks(&cfg, 50, Some(6), p, &x);
-        assert!(got == one, "AuxK: {p} ranks differ from one");
-    }
+    same_bits_on_2_to_4_ranks("AuxK", &common::full_sae(20, 64, 2, 50), &x);
 }
 
 /// AuxK in micro-batches is AuxK of the whole batch: from the same state,
@@ -424,11 +424,7 @@ fn noise_is_drawn_as_one_process_draws_it() {
             .noise(noise)
             .build()
             .unwrap();
-        let one = train_on_ranks(&cfg, 50, Some(6), 1, &x);
-        for p in 2..=4 {
-            let got = train_on_ranks(&cfg, 50, Some(6), p, &x);
-            assert!(got == one, "{noise:?}: {p} ranks differ from one");
-        }
+        same_bits_on_2_to_4_ranks(&format!("{noise:?}"), &cfg, &x);
         let plain = train_on_ranks(&cfg, 50, None, 1, &x);
         for p in 2..=3 {
             let got = train_on_ranks(&cfg, 50, None, p, &x);

@@ -67,15 +67,9 @@ impl NoiseStreams {
     pub fn next_u32(&mut self, k: usize) -> u32 {
         assert!(k < STREAMS, "NoiseStreams: no stream {k}");
         let w = &mut self.words;
-        let (i0, i1, i2, i3) = (k, STREAMS + k, 2 * STREAMS + k, 3 * STREAMS + k);
+        let (i0, i3) = (k, 3 * STREAMS + k);
         let out = w[i0].wrapping_add(w[i3]).rotate_left(7).wrapping_add(w[i0]);
-        let t = w[i1] << 9;
-        w[i2] ^= w[i0];
-        w[i3] ^= w[i1];
-        w[i1] ^= w[i2];
-        w[i0] ^= w[i3];
-        w[i2] ^= t;
-        w[i3] = w[i3].rotate_left(11);
+        step(w, k);
         out
     }
 
@@ -83,20 +77,26 @@ impl NoiseStreams {
     /// (one xoshiro128++ step per output; the state words lie stream by
     /// stream in a row, so the 16 streams step side by side).
     pub fn skip(&mut self, steps: u64) {
-        let w = &mut self.words;
         for _ in 0..steps {
             for k in 0..STREAMS {
-                let (i0, i1, i2, i3) = (k, STREAMS + k, 2 * STREAMS + k, 3 * STREAMS + k);
-                let t = w[i1] << 9;
-                w[i2] ^= w[i0];
-                w[i3] ^= w[i1];
-                w[i1] ^= w[i2];
-                w[i0] ^= w[i3];
-                w[i2] ^= t;
-                w[i3] = w[i3].rotate_left(11);
+                step(&mut self.words, k);
             }
         }
     }
+}
+
+/// One xoshiro128++ state transition of stream `k` (its words lie at `k`,
+/// `16 + k`, `32 + k`, `48 + k`).
+#[inline(always)]
+fn step(w: &mut [u32; 4 * STREAMS], k: usize) {
+    let (i0, i1, i2, i3) = (k, STREAMS + k, 2 * STREAMS + k, 3 * STREAMS + k);
+    let t = w[i1] << 9;
+    w[i2] ^= w[i0];
+    w[i3] ^= w[i1];
+    w[i1] ^= w[i2];
+    w[i0] ^= w[i3];
+    w[i2] ^= t;
+    w[i3] = w[i3].rotate_left(11);
 }
 
 /// The masking threshold: a word zeroes its element iff `word >> 8 <
