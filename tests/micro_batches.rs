@@ -14,6 +14,7 @@ use sparse_ae::optim::OptimizerConfig;
 use sparse_ae::rng::Rng;
 use sparse_ae::train::{FitOptions, MicroWorkspaces, Samples, Silent, Trainer, fit_on};
 use sparse_ae::{Error, Result};
+use std::path::Path;
 use std::sync::{Arc, Barrier, Mutex};
 
 /// Ranks as threads of one process: each collective posts this rank's
@@ -539,15 +540,22 @@ fn checkpoints_keep_the_micro_batches() {
     let mut t = Trainer::new(model, OptimizerConfig::default(), 30, 1).unwrap();
     t.set_micro_batches(Some(3)).unwrap();
     t.step(&x[..600]).unwrap();
+    let back = resumes_as_uninterrupted(&dir, t, &x[600..]);
+    assert_eq!(back.micro_batches_set(), Some(3));
+}
+
+/// Saves `t` as a checkpoint in `dir`, loads it, steps both on the batches
+/// of 600 values in `rest` and asserts the same parameters; the loaded one.
+fn resumes_as_uninterrupted(dir: &Path, mut t: Trainer<f32>, rest: &[f32]) -> Trainer<f32> {
     let path = dir.join("ck.safetensors");
     save_checkpoint(&path, &t, &Value::Object(Vec::new())).unwrap();
     let (mut back, _) = load_checkpoint(&path).unwrap();
-    assert_eq!(back.micro_batches_set(), Some(3));
-    for b in x[600..].chunks_exact(600) {
+    for b in rest.chunks_exact(600) {
         t.step(b).unwrap();
         back.step(b).unwrap();
     }
     assert!(bits(&t.model.params) == bits(&back.model.params));
+    back
 }
 
 /// An error on one rank ends every rank: the failing rank gets its own
@@ -707,15 +715,8 @@ fn checkpoints_keep_the_accumulation() {
     t.set_accumulate(3).unwrap();
     assert_eq!(t.samples_per_step(), 30);
     t.step(&x[..600]).unwrap();
-    let path = dir.join("ck.safetensors");
-    save_checkpoint(&path, &t, &Value::Object(Vec::new())).unwrap();
-    let (mut back, _) = load_checkpoint(&path).unwrap();
+    let back = resumes_as_uninterrupted(&dir, t, &x[600..]);
     assert_eq!((back.accumulate(), back.micro_batches_set()), (3, Some(2)));
-    for b in x[600..].chunks_exact(600) {
-        t.step(b).unwrap();
-        back.step(b).unwrap();
-    }
-    assert!(bits(&t.model.params) == bits(&back.model.params));
 }
 
 /// What a step in micro-batches holds, by part: one reused workspace per

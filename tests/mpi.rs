@@ -100,6 +100,26 @@ fn train(ranks: usize, data: &Path, out: &Path, model: &[&str], extra: &[&str]) 
     ok(ranks, &args)
 }
 
+/// Trains `model` with `run` on `data` in the plain process and under
+/// `ranks` ranks (files `dir/NAME-plain.st` and `dir/NAME-RANKS.st`) and
+/// asserts the two model files are the same bytes.
+fn same_bytes_as_plain(
+    dir: &Path,
+    data: &Path,
+    name: &str,
+    model: &[&str],
+    run: &[&str],
+    ranks: usize,
+) {
+    let (want, got) = (
+        dir.join(format!("{name}-plain.st")),
+        dir.join(format!("{name}-{ranks}.st")),
+    );
+    train(0, data, &want, model, run);
+    train(ranks, data, &got, model, run);
+    assert!(bytes(&got) == bytes(&want), "{name}: {ranks} ranks differ");
+}
+
 fn bytes(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap()
 }
@@ -139,10 +159,7 @@ fn every_number_of_ranks_writes_the_same_model() {
     // Without --micro-batches: the default halves, one per rank.
     let model: &[&str] = &["--preset", "shallow"];
     let run = ["--epochs", "1", "--batch-size", "128"];
-    let (want, got) = (dir.join("d-plain.st"), dir.join("d-2.st"));
-    train(0, &data, &want, model, &run);
-    train(2, &data, &got, model, &run);
-    assert!(bytes(&got) == bytes(&want), "default halves over 2 ranks");
+    same_bytes_as_plain(&dir, &data, "default halves", model, &run, 2);
     // Rows of a .npy streamed in chunks, each rank reading its own rows.
     let npy = dir.join("x.npy");
     let mut r = sparse_ae::rng::Rng::new(4);
@@ -159,10 +176,7 @@ fn every_number_of_ranks_writes_the_same_model() {
         "--chunk-mb",
         "0.002",
     ];
-    let (want, got) = (dir.join("s-plain.st"), dir.join("s-2.st"));
-    train(0, &npy, &want, model, &run);
-    train(2, &npy, &got, model, &run);
-    assert!(bytes(&got) == bytes(&want), "streamed .npy over 2 ranks");
+    same_bytes_as_plain(&dir, &npy, "streamed .npy", model, &run, 2);
 }
 
 /// The statistics of the whole batch under 2 ranks: a denoising preset
@@ -200,11 +214,7 @@ fn whole_batch_statistics_over_two_ranks() {
         "4",
     ];
     for (name, model) in models {
-        let want = dir.join(format!("{name}-plain.safetensors"));
-        train(0, &data, &want, model, &run);
-        let got = dir.join(format!("{name}-2.safetensors"));
-        train(2, &data, &got, model, &run);
-        assert!(bytes(&got) == bytes(&want), "{name}: 2 ranks differ");
+        same_bytes_as_plain(&dir, &data, name, model, &run, 2);
     }
 }
 
