@@ -131,7 +131,7 @@ impl Input {
                 ));
             }
             if !shared {
-                return Input::memory(path, limit, true);
+                return Input::memory(path, limit);
             }
             return Input::idx_share(path, limit, me, a.quiet);
         }
@@ -171,7 +171,7 @@ impl Input {
                     },
                 })
             }
-            None => Input::memory(path, limit, true),
+            None => Input::memory(path, limit),
             Some(chunk_rows) => Ok(Input::Stream {
                 path: path.to_owned(),
                 train,
@@ -223,14 +223,10 @@ impl Input {
         }
     }
 
-    fn memory(path: &Path, limit: Option<usize>, with_test: bool) -> Result<Input> {
+    fn memory(path: &Path, limit: Option<usize>) -> Result<Input> {
         // The two splits decode in parallel.
         let (train, test) = std::thread::scope(|sc| {
-            let test = sc.spawn(|| {
-                with_test
-                    .then(|| data::load_from(path, limit, SplitArg::Test))
-                    .transpose()
-            });
+            let test = sc.spawn(|| data::load_from(path, limit, SplitArg::Test));
             let train = data::load_from(path, limit, SplitArg::Train);
             (
                 train,
@@ -239,7 +235,7 @@ impl Input {
         });
         Ok(Input::Memory {
             train: train?,
-            test: test?,
+            test: Some(test?),
         })
     }
 
