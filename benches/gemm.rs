@@ -27,7 +27,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use sparse_ae::kernels::CpuInfo;
 use sparse_ae::kernels::gemm::{Loops, gemm_loops};
 use sparse_ae::kernels::{Epilogue, Isa, MatMut, MatRef, Parallelism};
-use sparse_ae::parallel::KeepAwake;
+use sparse_ae::parallel::{KeepAwake, Policy};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -380,7 +380,7 @@ fn best_of_table(_c: &mut Criterion) {
         // thread is kept awake (`parallel::KeepAwake`, as `fit` does).
         let two_t = two.install(|| {
             rayon::scope(|_| {
-                let awake = KeepAwake::new();
+                let awake = KeepAwake::with_policy(Policy::Split);
                 awake.beat();
                 best(&mut ops, &|o: &mut Operands| {
                     awake.beat();

@@ -18,7 +18,7 @@ use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_
 use sparse_ae::kernels::Activation::{Linear, Relu, Sigmoid};
 use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, ModelConfig, TopkPath, preset};
 use sparse_ae::optim::OptimizerConfig;
-use sparse_ae::parallel::KeepAwake;
+use sparse_ae::parallel::{KeepAwake, Pace, Policy};
 use sparse_ae::rng::Rng;
 use sparse_ae::train::Trainer;
 use std::hint::black_box;
@@ -51,19 +51,30 @@ fn bench(c: &mut Criterion) {
         let x: Vec<f32> = (0..batch * 784).map(|_| rng.next_f32()).collect();
         g.throughput(Throughput::Elements(batch as u64));
         // Steps run on a thread of the pool, as `fit` runs them.
+        // One pace for all of a workload's samples, as for one `fit`.
+        let mut pace = Pace::new(Policy::active());
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 rayon::scope(|_| {
-                    let awake = KeepAwake::new();
+                    let awake = KeepAwake::resume(pace.clone());
                     let start = Instant::now();
                     for _ in 0..iters {
                         awake.beat();
                         black_box(t.step(black_box(&x)).unwrap());
                     }
-                    start.elapsed()
+                    let took = start.elapsed();
+                    pace = awake.pace();
+                    took
                 })
             })
         });
+        let (steps, serial) = pace.counts();
+        if steps > 0 {
+            eprintln!(
+                "{name}: {serial} of {steps} steps on one thread \
+                 (SPARSE_AE_THREAD_POLICY=split never chooses it)"
+            );
+        }
     }
     g.finish();
 }

@@ -18,6 +18,19 @@
 //! finished loop never leaves a core spinning for long (and a spinner that
 //! a waiting thread happens to pick up itself returns at once).
 //!
+//! A second thread does not always pay. On a virtual machine whose two
+//! vCPUs the host now and then places far apart (measured on the 2-core AMD
+//! EPYC development VM: for seconds at a time, a two-thread batch-32 step
+//! takes 1.0–1.4 ms against 0.41 ms, while one thread takes 0.45 ms and two
+//! one-thread processes side by side run at full speed each), every hand-over
+//! between the threads gets slow. So a guard also times the loop between
+//! beats and chooses, by that measure, whether the next steps split their
+//! work over the pool or run on the loop's thread alone ([`Pace`]): it
+//! tries the other choice for a few steps now and then, and when the
+//! current one slows down. The choice never changes a result, since every
+//! kernel splits its work the same way for any number of threads; it only
+//! changes which thread computes which part.
+//!
 //! `fit` holds one for its whole run; a program that calls
 //! [`crate::train::Trainer::step`] in its own loop can do the same:
 //!
@@ -31,7 +44,7 @@
 //!     }
 //! });
 //! ```
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -51,6 +64,9 @@ thread_local! {
     /// Set while this thread runs one of several parts of a job that already
     /// keep every thread busy (see [`as_part`]).
     static IN_PART: Cell<bool> = const { Cell::new(false) };
+    /// Set on a loop's thread while its [`KeepAwake`] has chosen one-thread
+    /// steps (see [`serial`]).
+    static SERIAL: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Whether some other pool thread is spinning for work right now, so that a
@@ -64,7 +80,7 @@ pub fn awake() -> bool {
 /// The threads that can take part in a small operation right now: this one
 /// and the spinners (1 when none spins, or inside [`as_part`]).
 pub fn awake_threads() -> usize {
-    if in_part() {
+    if in_part() || serial() {
         return 1;
     }
     let spinning = SPINNING.load(Ordering::Relaxed);
@@ -96,6 +112,47 @@ pub fn in_part() -> bool {
     IN_PART.with(Cell::get)
 }
 
+/// Whether this thread's steps run on this thread alone now, as the
+/// [`KeepAwake`] of its loop chose by measurement ([`Pace`]): [`join`] and
+/// [`for_each_task`] then run their parts one after the other here, and the
+/// kernels split nothing ([`pool_threads`], [`min_len`]).
+pub fn serial() -> bool {
+    SERIAL.with(Cell::get)
+}
+
+/// The current pool's threads and how a kept-awake loop's steps use them
+/// (with [`Policy::from_env`]), for reports and start-up lines.
+pub fn threads_summary() -> String {
+    match (rayon::current_num_threads(), Policy::active()) {
+        (1, _) => "1 thread".to_string(),
+        (n, Policy::Measured) => {
+            format!("{n} threads (a step runs on one while one measures faster)")
+        }
+        (n, Policy::Split) => {
+            format!("{n} threads (every step split: SPARSE_AE_THREAD_POLICY=split)")
+        }
+        (n, Policy::Alternate) => format!(
+            "{n} threads (split and one-thread steps in turn: SPARSE_AE_THREAD_POLICY=alternate)"
+        ),
+    }
+}
+
+/// The threads an operation large enough for the whole pool splits over:
+/// the pool's, or 1 inside [`as_part`] or while [`serial`].
+pub fn pool_threads() -> usize {
+    if in_part() || serial() {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
+}
+
+/// The least items per task for a rayon parallel iterator that would take
+/// `n`: `n`, or all of them in one task (no split) while [`serial`].
+pub fn min_len(n: usize) -> usize {
+    if serial() { usize::MAX } else { n }
+}
+
 /// `rayon::join(a, b)`, except that while the pool is kept awake
 /// ([`awake`]) the calling thread waits for `b` without going idle: after
 /// `a` it runs `b` itself if no other thread took it, else it polls for
@@ -113,6 +170,10 @@ where
     RA: Send,
     RB: Send,
 {
+    if serial() {
+        let ra = a();
+        return (ra, b());
+    }
     if !awake() {
         return rayon::join(a, b);
     }
@@ -169,6 +230,191 @@ pub struct KeepAwake {
     /// Spinners to keep running: the pool's threads but the caller's own, at
     /// most [`MAX_SPINNERS`].
     want: usize,
+    /// The one-thread-or-split choice and the time of the last beat.
+    pace: RefCell<(Pace, Option<Instant>)>,
+    /// [`serial`] on the guard's thread before the guard, restored on drop.
+    was_serial: bool,
+}
+
+/// How a [`KeepAwake`] chooses between split and one-thread steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// By measurement ([`Pace`]); the default.
+    Measured,
+    /// Always split (as before the choice existed; for benchmarks of the
+    /// split itself).
+    Split,
+    /// One-thread and split steps in turn, whatever they cost: for tests
+    /// that results do not depend on the choice.
+    Alternate,
+}
+
+/// The environment variable naming a [`Policy`].
+pub const POLICY_ENV: &str = "SPARSE_AE_THREAD_POLICY";
+
+impl Policy {
+    /// The policy named `measured`, `split` or `alternate`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] for any other name.
+    pub fn from_name(name: &str) -> crate::Result<Policy> {
+        match name.trim() {
+            "measured" => Ok(Policy::Measured),
+            "split" => Ok(Policy::Split),
+            "alternate" => Ok(Policy::Alternate),
+            other => Err(crate::Error::config(
+                POLICY_ENV,
+                format!("unknown thread policy `{other}`; use measured, split or alternate"),
+            )),
+        }
+    }
+
+    /// The policy named by `SPARSE_AE_THREAD_POLICY`, or `Measured` when it
+    /// is unset.
+    ///
+    /// # Errors
+    /// As [`Policy::from_name`].
+    pub fn from_env() -> crate::Result<Policy> {
+        match std::env::var(POLICY_ENV) {
+            Ok(v) if !v.trim().is_empty() => Policy::from_name(&v),
+            _ => Ok(Policy::Measured),
+        }
+    }
+
+    /// [`Policy::from_env`], with `Measured` for a bad value (programs that
+    /// want the error call [`Policy::from_env`] first; the CLI does).
+    pub fn active() -> Policy {
+        Policy::from_env().unwrap_or(Policy::Measured)
+    }
+}
+
+/// The choice, step by step, between splitting a loop's steps over the pool
+/// and running them on the loop's thread alone, by the time each step took.
+///
+/// It stays with one choice (its *home*) and now and then tries the other
+/// for [`Pace::PROBE`] steps: after [`Pace::MIN_GAP`] steps at first, the gap
+/// doubling up to [`Pace::MAX_GAP`] while the home stays the faster, and at
+/// once when the median of the home's last three steps is 25 % above what it
+/// was when the home was chosen. It moves home when the other choice's
+/// fastest probe step beats that median by 5 % (the fastest and the median,
+/// so that one step that also read a chunk of data or ran an evaluation
+/// decides nothing). Pure bookkeeping: the caller times the steps.
+#[derive(Clone, Debug)]
+pub struct Pace {
+    policy: Policy,
+    /// The choice for the step now starting.
+    serial: bool,
+    home_serial: bool,
+    /// The home's last step times, newest last (seconds).
+    home: Vec<f64>,
+    /// The probed choice's step times so far.
+    probe: Vec<f64>,
+    /// The home's median step when it was last chosen or confirmed.
+    home_ref: f64,
+    until_probe: u32,
+    gap: u32,
+    steps: u64,
+    serial_steps: u64,
+}
+
+impl Pace {
+    /// Steps in a probe of the other choice.
+    pub const PROBE: usize = 3;
+    /// Home steps before the first probe, and after a move.
+    pub const MIN_GAP: u32 = 16;
+    /// Most home steps between probes.
+    pub const MAX_GAP: u32 = 1024;
+    /// Home step times kept.
+    const KEEP: usize = 3;
+
+    /// A pace that starts with split steps.
+    pub fn new(policy: Policy) -> Self {
+        Pace {
+            policy,
+            serial: false,
+            home_serial: false,
+            home: Vec::new(),
+            probe: Vec::new(),
+            home_ref: f64::INFINITY,
+            until_probe: Self::MIN_GAP,
+            gap: Self::MIN_GAP,
+            steps: 0,
+            serial_steps: 0,
+        }
+    }
+
+    /// Whether the step now starting runs on one thread.
+    pub fn serial(&self) -> bool {
+        self.serial
+    }
+
+    /// Steps counted so far, and how many of them ran on one thread.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.steps, self.serial_steps)
+    }
+
+    /// Ends the step now running, which took `secs` (`None` for the first
+    /// beat, which ends no step), and chooses the next one's way.
+    pub fn next(&mut self, secs: Option<f64>) -> bool {
+        if let Some(t) = secs {
+            self.steps += 1;
+            self.serial_steps += u64::from(self.serial);
+            match self.policy {
+                Policy::Split => {}
+                Policy::Alternate => self.serial = !self.serial,
+                Policy::Measured => self.measured(t),
+            }
+        }
+        self.serial
+    }
+
+    fn measured(&mut self, t: f64) {
+        let fastest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        if self.serial != self.home_serial {
+            self.probe.push(t);
+            if self.probe.len() < Self::PROBE {
+                return;
+            }
+            let (tried, home) = (fastest(&self.probe), median(&self.home));
+            if tried < 0.95 * home {
+                self.home_serial = !self.home_serial;
+                self.home = std::mem::take(&mut self.probe);
+                self.home
+                    .drain(..self.home.len().saturating_sub(Self::KEEP));
+                self.home_ref = tried;
+                self.gap = Self::MIN_GAP;
+            } else {
+                self.home_ref = home;
+                self.gap = (self.gap * 2).min(Self::MAX_GAP);
+            }
+            self.probe.clear();
+            self.until_probe = self.gap;
+            self.serial = self.home_serial;
+            return;
+        }
+        if self.home.len() == Self::KEEP {
+            self.home.remove(0);
+        }
+        self.home.push(t);
+        if self.home.len() < Self::KEEP {
+            return;
+        }
+        if self.home_ref.is_infinite() {
+            self.home_ref = median(&self.home);
+        }
+        self.until_probe = self.until_probe.saturating_sub(1);
+        if median(&self.home) > 1.25 * self.home_ref {
+            self.until_probe = 0;
+        }
+        if self.until_probe == 0 {
+            self.serial = !self.home_serial;
+        }
+    }
 }
 
 struct Shared {
@@ -185,7 +431,21 @@ impl KeepAwake {
     /// A guard for the current rayon pool (the global one outside any pool).
     /// Spinners start at the first [`KeepAwake::beat`].
     pub fn new() -> Self {
+        Self::with_policy(Policy::active())
+    }
+
+    /// A guard whose steps split or not as `policy` says.
+    pub fn with_policy(policy: Policy) -> Self {
+        Self::resume(Pace::new(policy))
+    }
+
+    /// A guard that goes on with the choices of `pace` (from
+    /// [`KeepAwake::pace`] of an earlier guard of the same loop, say one per
+    /// `rayon::scope`).
+    pub fn resume(pace: Pace) -> Self {
         KeepAwake {
+            pace: RefCell::new((pace, None)),
+            was_serial: serial(),
             shared: Arc::new(Shared {
                 stop: AtomicBool::new(false),
                 beats: AtomicU64::new(0),
@@ -202,7 +462,23 @@ impl KeepAwake {
     /// Marks the loop as still running, and restarts spinners that stopped
     /// (a restart is one `rayon::spawn`, which allocates; a loop that beats
     /// more often than every [`IDLE`] restarts none).
+    ///
+    /// A beat also ends the step since the last one, times it, and chooses
+    /// the next step's way ([`Pace`]): on this thread, [`serial`] says which.
+    /// While steps run on one thread the spinners get no beats, so they stop
+    /// after [`IDLE`].
     pub fn beat(&self) {
+        let serial_now = {
+            let (pace, last) = &mut *self.pace.borrow_mut();
+            let now = Instant::now();
+            let took = last.map(|t| now.duration_since(t).as_secs_f64());
+            *last = Some(now);
+            pace.next(took)
+        };
+        SERIAL.with(|c| c.set(serial_now));
+        if serial_now {
+            return;
+        }
         let s = &self.shared;
         s.beats.fetch_add(1, Ordering::Relaxed);
         while s.live.load(Ordering::Acquire) < self.want {
@@ -219,8 +495,29 @@ impl Default for KeepAwake {
     }
 }
 
+impl KeepAwake {
+    /// Steps beaten so far, and how many of them ran on one thread.
+    pub fn counts(&self) -> (u64, u64) {
+        self.pace.borrow().0.counts()
+    }
+
+    /// The choices so far, for [`KeepAwake::resume`].
+    pub fn pace(&self) -> Pace {
+        self.pace.borrow().0.clone()
+    }
+
+    /// Leaves the steps for a while (a validation pass, say): until the next
+    /// beat this thread splits its work as it did before the guard, and the
+    /// time until then is no step's.
+    pub fn rest(&self) {
+        self.pace.borrow_mut().1 = None;
+        SERIAL.with(|c| c.set(self.was_serial));
+    }
+}
+
 impl Drop for KeepAwake {
     fn drop(&mut self) {
+        SERIAL.with(|c| c.set(self.was_serial));
         self.shared.stop.store(true, Ordering::Release);
     }
 }
@@ -358,6 +655,171 @@ mod tests {
                 assert!(guard.shared.live.load(Ordering::Acquire) <= MAX_SPINNERS);
                 std::thread::yield_now();
             }
+        });
+    }
+
+    /// Runs `steps` steps through `pace`, step `i` taking `cost(i, serial)`:
+    /// the total time and the steps run on one thread.
+    fn simulate(pace: &mut Pace, steps: usize, cost: impl Fn(usize, bool) -> f64) -> (f64, u64) {
+        let mut total = 0.0;
+        let mut serial = pace.next(None);
+        let before = pace.counts().1;
+        for i in 0..steps {
+            let t = cost(i, serial);
+            total += t;
+            serial = pace.next(Some(t));
+        }
+        (total, pace.counts().1 - before)
+    }
+
+    /// Where split steps are the faster, only the probes run on one thread,
+    /// and they thin out: well under 1 % of the steps, under 0.1 % of the time.
+    #[test]
+    fn pace_keeps_splitting_where_it_pays() {
+        let mut pace = Pace::new(Policy::Measured);
+        let cost = |_, serial| if serial { 1.10 } else { 1.0 };
+        let (total, serial) = simulate(&mut pace, 20_000, cost);
+        assert!(serial > 0, "never tried one thread");
+        assert!(serial < 200, "{serial} of 20000 steps on one thread");
+        assert!(total < 20_000.0 * 1.001, "{total}");
+    }
+
+    /// Where split steps are three times slower, steps move to one thread
+    /// within the first probe, and probes of the split thin out.
+    #[test]
+    fn pace_moves_to_one_thread_where_splitting_is_slow() {
+        let mut pace = Pace::new(Policy::Measured);
+        let cost = |_, serial| if serial { 1.10 } else { 3.0 };
+        let (_, first) = simulate(&mut pace, 40, cost);
+        assert!(
+            first >= 40 - (Pace::MIN_GAP as u64 + 2 * Pace::PROBE as u64 + 2),
+            "{first}"
+        );
+        let (total, serial) = simulate(&mut pace, 20_000, cost);
+        assert!(serial > 20_000 - 100, "{serial}");
+        assert!(total < 20_000.0 * 1.10 * 1.01, "{total}");
+    }
+
+    /// A slow episode in the middle of a run (the split three times slower
+    /// for 3000 steps): it is seen within a few steps, and the split is back
+    /// within the longest gap between probes after it ends. Against the
+    /// best choice step by step, the run loses under 5 %.
+    #[test]
+    fn pace_follows_an_episode() {
+        let mut pace = Pace::new(Policy::Measured);
+        let slow = 5_000..8_000;
+        let cost = |i, serial| match (serial, slow.contains(&i)) {
+            (true, _) => 1.10,
+            (false, false) => 1.0,
+            (false, true) => 3.0,
+        };
+        let mut serial_at = Vec::new();
+        let mut s = pace.next(None);
+        let mut total = 0.0;
+        for i in 0..12_000 {
+            serial_at.push(s);
+            let t = cost(i, s);
+            total += t;
+            s = pace.next(Some(t));
+        }
+        let share = |r: std::ops::Range<usize>, one: bool| {
+            serial_at[r.clone()].iter().filter(|&&x| x == one).count() as f64 / r.len() as f64
+        };
+        let onset = (slow.start..slow.end).find(|&i| serial_at[i]);
+        assert!(onset.is_some_and(|i| i < slow.start + 10), "{onset:?}");
+        assert!(share(slow.clone(), true) > 0.97);
+        let most = Pace::MAX_GAP as usize + Pace::KEEP + Pace::PROBE;
+        assert!(share(slow.end + most..12_000, false) > 0.99);
+        let best: f64 = (0..12_000).map(|i| cost(i, false).min(cost(i, true))).sum();
+        assert!(total < best * 1.05, "{total} against {best}");
+    }
+
+    /// One slow step now and then (a validation pass, a chunk read from
+    /// disk) moves nothing: the split stays home.
+    #[test]
+    fn pace_ignores_single_slow_steps() {
+        let mut pace = Pace::new(Policy::Measured);
+        let cost = |i: usize, serial| match (serial, i.is_multiple_of(97)) {
+            (_, true) => 50.0,
+            (true, false) => 1.10,
+            (false, false) => 1.0,
+        };
+        let (_, serial) = simulate(&mut pace, 20_000, cost);
+        assert!(serial < 200, "{serial}");
+    }
+
+    /// `Split` never chooses one thread, `Alternate` every other step.
+    #[test]
+    fn fixed_policies() {
+        let mut pace = Pace::new(Policy::Split);
+        assert_eq!(
+            simulate(&mut pace, 100, |_, s| if s { 1.0 } else { 9.0 }).1,
+            0
+        );
+        let mut pace = Pace::new(Policy::Alternate);
+        assert_eq!(simulate(&mut pace, 100, |_, _| 1.0).1, 50);
+    }
+
+    /// While a guard has chosen one thread, every part of a join, every task
+    /// and every item of a parallel iterator limited by `min_len` runs on
+    /// the loop's own thread, and the kernels see one thread; `rest` and
+    /// the guard's end restore the split.
+    #[test]
+    fn one_thread_steps_stay_on_the_loop_thread() {
+        use rayon::prelude::*;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let me = rayon::current_thread_index();
+            let guard = KeepAwake::with_policy(Policy::Alternate);
+            let mut serial_steps = 0;
+            for _ in 0..40 {
+                guard.beat();
+                if !serial() {
+                    assert_eq!(pool_threads(), 2);
+                    continue;
+                }
+                serial_steps += 1;
+                assert_eq!((pool_threads(), awake_threads(), awake()), (1, 1, false));
+                let seen: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+                let mark = |k: usize| {
+                    assert_eq!(rayon::current_thread_index(), me);
+                    seen[k].fetch_add(1, Ordering::Relaxed);
+                };
+                // The first part is long enough (1 ms, within IDLE of the
+                // last split step's beat) for a spinner to take the second.
+                join(
+                    || {
+                        let t = Instant::now();
+                        while t.elapsed() < Duration::from_millis(1) {
+                            std::hint::spin_loop();
+                        }
+                        mark(0)
+                    },
+                    || mark(1),
+                );
+                for_each_task(8, |_| mark(2));
+                let mut v = vec![0u8; 4096];
+                v.par_chunks_mut(16).with_min_len(min_len(1)).for_each(|c| {
+                    assert_eq!(rayon::current_thread_index(), me);
+                    c[0] = 1;
+                });
+                let hits: Vec<usize> = seen.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+                assert_eq!(hits, [1, 1, 8]);
+                assert!(v.chunks(16).all(|c| c[0] == 1));
+            }
+            // (The 40th step has not ended yet.)
+            assert_eq!((serial_steps, guard.counts()), (20, (39, 19)));
+            // The 40th beat chose one thread; a rest splits until the next.
+            guard.rest();
+            assert!(!serial());
+            assert_eq!(pool_threads(), 2);
+            guard.beat();
+            assert!(serial());
+            drop(guard);
+            assert!(!serial());
         });
     }
 

@@ -13,7 +13,8 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("SPARSE_AE_KERNEL")
         // Only `info` reads it; its test sets it where it wants it.
         .env_remove("SPARSE_AE_REQUIRE_ISA")
-        .env_remove("SPARSE_AE_TOPK_PATH");
+        .env_remove("SPARSE_AE_TOPK_PATH")
+        .env_remove("SPARSE_AE_THREAD_POLICY");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -354,6 +355,12 @@ fn bad_input_gives_clear_errors() {
     let e = fails(&["presets"], &[("SPARSE_AE_TOPK_PATH", "sparsest")]);
     assert!(
         e.contains("SPARSE_AE_TOPK_PATH") && e.contains("sparsest"),
+        "{e}"
+    );
+
+    let e = fails(&["presets"], &[("SPARSE_AE_THREAD_POLICY", "fastest")]);
+    assert!(
+        e.contains("SPARSE_AE_THREAD_POLICY") && e.contains("fastest"),
         "{e}"
     );
 }

@@ -20,6 +20,7 @@ fn cmd(args: &[&str]) -> Command {
         .env_remove("SPARSE_AE_DATA")
         .env_remove("SPARSE_AE_KERNEL")
         .env_remove("SPARSE_AE_TOPK_PATH")
+        .env_remove("SPARSE_AE_THREAD_POLICY")
         .stdin(Stdio::null());
     c
 }

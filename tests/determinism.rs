@@ -1,11 +1,13 @@
 //! The same seed gives bit-identical parameters after N steps on 1 and on 2
-//! threads, and a training step allocates nothing after the first.
+//! threads, whether the steps on 2 threads split their work or run on one
+//! thread (as the kept-awake guard chooses by measurement), and a training
+//! step allocates nothing after the first.
 
 mod common;
 
 use sparse_ae::nn::{Autoencoder, ModelConfig, preset};
 use sparse_ae::optim::OptimizerConfig;
-use sparse_ae::parallel::KeepAwake;
+use sparse_ae::parallel::{KeepAwake, Policy};
 use sparse_ae::rng::Rng;
 use sparse_ae::train::Trainer;
 
@@ -17,7 +19,7 @@ fn config(name: &str) -> ModelConfig {
     }
 }
 
-fn train(name: &str, batch: usize, steps: usize) -> Vec<f32> {
+fn train(name: &str, batch: usize, steps: usize, policy: Policy) -> Vec<f32> {
     let cfg = config(name);
     let model = Autoencoder::<f32>::new(cfg, 42).unwrap();
     let mut t = Trainer::new(model, OptimizerConfig::default(), batch, 7).unwrap();
@@ -25,7 +27,7 @@ fn train(name: &str, batch: usize, steps: usize) -> Vec<f32> {
     let data: Vec<f32> = (0..batch * 784 * 4).map(|_| rng.next_f32()).collect();
     // As `fit` does: on two threads the other one spins for work, and the
     // kernels split smaller operations.
-    let awake = KeepAwake::new();
+    let awake = KeepAwake::with_policy(policy);
     for s in 0..steps {
         awake.beat();
         let k = s % 4;
@@ -51,15 +53,22 @@ fn one_and_two_threads_are_bit_identical() {
         ("deep", 256),
         ("overcomplete-kl", 256),
         ("sae", 64),
+        ("conv", 16),
     ] {
-        let one = in_pool(1, || train(name, batch, 6));
-        let two = in_pool(2, || train(name, batch, 6));
+        let one = in_pool(1, || train(name, batch, 6, Policy::Split));
         assert!(one.iter().all(|v| v.is_finite()));
-        let same = one
-            .iter()
-            .zip(&two)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(same, "{name} at batch {batch}: 1 and 2 threads differ");
+        // Split steps, and split and one-thread steps in turn.
+        for policy in [Policy::Split, Policy::Alternate] {
+            let two = in_pool(2, || train(name, batch, 6, policy));
+            let same = one
+                .iter()
+                .zip(&two)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{name} at batch {batch}, {policy:?}: 1 and 2 threads differ"
+            );
+        }
         // And training did move the parameters.
         let init = Autoencoder::<f32>::new(config(name), 42).unwrap();
         assert_ne!(init.params, one);

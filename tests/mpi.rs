@@ -59,7 +59,8 @@ fn command(ranks: usize, session: &Path, args: &[&str]) -> Command {
         .env("RAYON_NUM_THREADS", "1")
         .env_remove("SPARSE_AE_DATA")
         .env_remove("SPARSE_AE_KERNEL")
-        .env_remove("SPARSE_AE_TOPK_PATH");
+        .env_remove("SPARSE_AE_TOPK_PATH")
+        .env_remove("SPARSE_AE_THREAD_POLICY");
     c
 }
 

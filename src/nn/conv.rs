@@ -480,6 +480,7 @@ pub fn conv2d_forward<T: Real>(
     y.par_chunks_mut(g * s.out_len())
         .zip(x.par_chunks(g * s.in_len()))
         .zip(scratch.groups.par_iter_mut())
+        .with_min_len(crate::parallel::min_len(1))
         .for_each(|((yg, xg), grp)| {
             for (yn, xn) in yg
                 .chunks_exact_mut(s.out_len())
@@ -598,10 +599,12 @@ pub fn conv2d_backward<T: Real>(
             .zip(x_chunks)
             .zip(dx.par_chunks_mut(g * s.in_len()))
             .zip(groups.par_iter_mut())
+            .with_min_len(crate::parallel::min_len(1))
             .for_each(|(((dz_g, x_g), dx_g), grp)| run(dz_g, x_g, Some(dx_g), grp)),
         None => dz_chunks
             .zip(x_chunks)
             .zip(groups.par_iter_mut())
+            .with_min_len(crate::parallel::min_len(1))
             .for_each(|((dz_g, x_g), grp)| run(dz_g, x_g, None, grp)),
     }
     dw.fill(T::ZERO);

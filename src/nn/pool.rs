@@ -75,6 +75,7 @@ pub fn maxpool2d_forward<T: Real>(
     y.par_chunks_mut(c * oh * ow)
         .zip(argmax.par_chunks_mut(c * oh * ow))
         .zip(x.par_chunks(c * h * w))
+        .with_min_len(crate::parallel::min_len(1))
         .for_each(|((ys, as_), xs)| {
             for ((yp, ap), xp) in ys
                 .chunks_exact_mut(oh * ow)
@@ -192,6 +193,7 @@ pub fn maxpool2d_backward<T: Real>(
     dx.par_chunks_mut(c * h * w)
         .zip(dy.par_chunks(c * oh * ow))
         .zip(argmax.par_chunks(c * oh * ow))
+        .with_min_len(crate::parallel::min_len(1))
         .for_each(|((dxs, dys), as_)| {
             dxs.fill(T::ZERO);
             for ((dxp, dyp), ap) in dxs
@@ -237,6 +239,7 @@ pub fn upsample_nearest2d_forward<T: Real>(
     }
     y.par_chunks_mut(c * oh * ow)
         .zip(x.par_chunks(c * h * w))
+        .with_min_len(crate::parallel::min_len(1))
         .for_each(|(ys, xs)| {
             // Each block of `scale` output rows: widen the input row once,
             // then copy it.
@@ -290,6 +293,7 @@ pub fn upsample_nearest2d_backward<T: Real>(
     }
     dx.par_chunks_mut(c * h * w)
         .zip(dy.par_chunks(c * oh * ow))
+        .with_min_len(crate::parallel::min_len(1))
         .for_each(|(dxs, dys)| {
             dxs.fill(T::ZERO);
             for (dxrow, dyblk) in dxs.chunks_exact_mut(w).zip(dys.chunks_exact(scale * ow)) {

@@ -326,6 +326,7 @@ impl<T: Real> SparseTopk<T> {
         let wt = MatRef::new(&self.wt, units, out);
         h.par_chunks_mut(ROWS_PER_TASK * out)
             .enumerate()
+            .with_min_len(crate::parallel::min_len(1))
             .for_each(|(c, rows)| {
                 let (r0, n) = (c * ROWS_PER_TASK, rows.len() / out);
                 let block = Csr {
@@ -383,6 +384,7 @@ impl<T: Real> SparseTopk<T> {
         };
         dw.par_chunks_mut(TILE_OUT * units)
             .enumerate()
+            .with_min_len(crate::parallel::min_len(1))
             .for_each(|(c, rows)| {
                 let (o0, n_out) = (c * TILE_OUT, rows.len() / units);
                 let dz_cols = MatRef::new(&dz[o0..], batch, n_out).with_ld(out);
@@ -432,6 +434,7 @@ impl<T: Real> SparseTopk<T> {
         let x_m = MatRef::new(x, batch, inp);
         dw.par_chunks_mut(UNITS_PER_TASK * inp)
             .enumerate()
+            .with_min_len(crate::parallel::min_len(1))
             .for_each(|(c, rows)| {
                 let (j0, n) = (c * UNITS_PER_TASK, rows.len() / inp);
                 let block = Csr {
@@ -453,6 +456,7 @@ impl<T: Real> SparseTopk<T> {
             let w_m = MatRef::new(w, units, inp);
             dx.par_chunks_mut(ROWS_PER_TASK * inp)
                 .enumerate()
+                .with_min_len(crate::parallel::min_len(1))
                 .for_each(|(c, rows)| {
                     let (r0, n) = (c * ROWS_PER_TASK, rows.len() / inp);
                     let block = Csr {
@@ -517,6 +521,7 @@ impl<'a, T: Real> CodeTerms<'a, T> {
 fn transpose<T: Real>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     dst.par_chunks_mut(UNITS_PER_TASK * rows)
         .enumerate()
+        .with_min_len(crate::parallel::min_len(1))
         .for_each(|(c, strip)| {
             let (c0, n) = (c * UNITS_PER_TASK, strip.len() / rows);
             let src = MatRef::new(&src[c0..], rows, n).with_ld(cols);

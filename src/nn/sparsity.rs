@@ -183,14 +183,14 @@ pub fn topk_rows_indexed<T: Real>(
         None => h
             .par_chunks_mut(units)
             .zip(heaps)
-            .with_min_len(min_rows)
+            .with_min_len(crate::parallel::min_len(min_rows))
             .for_each(|(row, heap)| keep_k(row, heap, None)),
         Some((idx, val)) => {
             assert!(idx.len() == rows * k && val.len() == rows * k);
             h.par_chunks_mut(units)
                 .zip(heaps)
                 .zip(idx.par_chunks_mut(k).zip(val.par_chunks_mut(k)))
-                .with_min_len(min_rows)
+                .with_min_len(crate::parallel::min_len(min_rows))
                 .for_each(|((row, heap), (i, v))| keep_k(row, heap, Some((i, v))))
         }
     }

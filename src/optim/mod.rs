@@ -141,7 +141,7 @@ impl<T: Real> Optimizer<T> {
         assert!(grads.len() == params.len() && self.m.len() == params.len());
         let n = params.len();
         let pieces = if n >= PAR_MIN_PARAMS {
-            rayon::current_num_threads()
+            crate::parallel::pool_threads()
         } else if n >= PAR_MIN_PARAMS_AWAKE {
             crate::parallel::awake_threads()
         } else {
@@ -162,7 +162,7 @@ impl<T: Real> Optimizer<T> {
         let n = params.len();
         assert!(g0.len() == n && g1.len() == n && self.m.len() == n);
         let pieces = if n >= PAR_MIN_SUM {
-            rayon::current_num_threads()
+            crate::parallel::pool_threads()
         } else {
             1
         };

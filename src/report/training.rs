@@ -478,7 +478,7 @@ fn settings_table(trainer: &Trainer<f32>, run: &RunInfo, scale: f32) -> Table {
             format!("sparse-ae {}", env!("CARGO_PKG_VERSION")),
         ),
         ("kernel path", crate::kernels::Isa::active().to_string()),
-        ("threads", rayon::current_num_threads().to_string()),
+        ("threads", crate::parallel::threads_summary()),
     ] {
         rows.push(vec![k.to_string(), v]);
     }
@@ -566,6 +566,7 @@ pub fn write_training_report(
                 format!("{} / {}", m.dead_units, m.code_units),
                 format!("{:.1} %", 100.0 * m.dead_fraction),
                 format!("{:.0}", m.samples_per_sec),
+                m.one_thread_steps.to_string(),
                 format!("{:.2}", m.seconds),
             ]
         })
@@ -580,6 +581,7 @@ pub fn write_training_report(
         "dead units".to_string(),
         "dead (window)".to_string(),
         "samples/s".to_string(),
+        "one-thread steps".to_string(),
         "seconds".to_string(),
     ];
     let img = |file: &str, caption: &str| Image {

@@ -280,6 +280,7 @@ fn fit_in_pool(
         let mut loss = LossMean::default();
         let mut code = CodeStats::for_model(&cfg);
         let first = (trainer.steps() % spe as u64) as usize;
+        let serial_before = awake.counts().1;
         for k in first..spe {
             if opts.max_steps.is_some_and(|m| trainer.steps() >= m) {
                 break;
@@ -304,6 +305,8 @@ fn fit_in_pool(
             loss.add(&parts, batch);
             obs.on_step(epoch + 1, k + 1, spe, &parts);
         }
+        // Validation is no step: it runs on the whole pool, untimed.
+        awake.rest();
         if shared {
             code = code.merged(comm)?;
         }
@@ -354,6 +357,7 @@ fn fit_in_pool(
             firing_rate: code.firing_rate(),
             samples_per_sec: code.samples() as f64 / train_secs.max(1e-9),
             seconds: t0.elapsed().as_secs_f64(),
+            one_thread_steps: awake.counts().1 - serial_before,
         };
         let recorded = obs.on_epoch(&m, trainer);
         if shared {

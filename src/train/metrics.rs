@@ -312,11 +312,14 @@ pub struct EpochMetrics {
     pub samples_per_sec: f64,
     /// Wall time of the epoch including validation, seconds.
     pub seconds: f64,
+    /// Steps of the epoch that ran on one thread because a second did not
+    /// pay, measured ([`crate::parallel::Pace`]).
+    pub one_thread_steps: u64,
 }
 
 impl EpochMetrics {
     /// Column names of [`EpochMetrics::csv_row`].
-    pub const CSV_HEADER: &'static str = "epoch,step,train_loss,train_recon,train_l1,train_kl,train_l2,train_auxk,test_loss,test_recon,test_l1,test_kl,test_l2,l0,dead_units,code_units,dead_fraction,samples_per_sec,seconds,dead_window_units,dead_window,window_full,active_threshold,rho,rho_hat_min,rho_hat_median,rho_hat_max,rho_off_target";
+    pub const CSV_HEADER: &'static str = "epoch,step,train_loss,train_recon,train_l1,train_kl,train_l2,train_auxk,test_loss,test_recon,test_l1,test_kl,test_l2,l0,dead_units,code_units,dead_fraction,samples_per_sec,seconds,dead_window_units,dead_window,window_full,active_threshold,rho,rho_hat_min,rho_hat_median,rho_hat_max,rho_off_target,one_thread_steps";
 
     /// One CSV line (no newline); test columns are empty without
     /// validation, the ρ columns without a KL target on the code.
@@ -344,7 +347,7 @@ impl EpochMetrics {
             self.samples_per_sec,
             self.seconds
         ) + &format!(
-            ",{},{},{},{},{}",
+            ",{},{},{},{},{},{}",
             self.dead_window_units,
             self.dead_window,
             self.window_full,
@@ -352,7 +355,8 @@ impl EpochMetrics {
             self.rho.map_or(",,,,".to_string(), |r| format!(
                 "{},{},{},{},{}",
                 r.rho, r.min, r.median, r.max, r.off_target
-            ))
+            )),
+            self.one_thread_steps
         )
     }
 
@@ -383,7 +387,7 @@ impl EpochMetrics {
             )
         });
         format!(
-            "{{\"epoch\":{},\"step\":{},\"train\":{},\"test\":{},\"l0\":{},\"dead_units\":{},\"code_units\":{},\"dead_fraction\":{},\"dead_window_units\":{},\"dead_window\":{},\"window_full\":{},\"active_threshold\":{},\"rho_hat\":{rho},\"samples_per_sec\":{},\"seconds\":{},\"mean_activation\":[{}]}}",
+            "{{\"epoch\":{},\"step\":{},\"train\":{},\"test\":{},\"l0\":{},\"dead_units\":{},\"code_units\":{},\"dead_fraction\":{},\"dead_window_units\":{},\"dead_window\":{},\"window_full\":{},\"active_threshold\":{},\"rho_hat\":{rho},\"samples_per_sec\":{},\"seconds\":{},\"one_thread_steps\":{},\"mean_activation\":[{}]}}",
             self.epoch,
             self.step,
             parts(&self.train),
@@ -398,6 +402,7 @@ impl EpochMetrics {
             json_num(self.active_threshold as f64),
             json_num(self.samples_per_sec),
             json_num(self.seconds),
+            self.one_thread_steps,
             means.join(",")
         )
     }

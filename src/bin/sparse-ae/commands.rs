@@ -678,10 +678,11 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
             ),
         };
         note!(
-            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {batch}, {} kernels ({}); test set {n_test} samples (startup {:.0} ms)",
+            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {batch}, {} kernels ({}), {}; test set {n_test} samples (startup {:.0} ms)",
             trainer.model.params.len(),
             sparse_ae::kernels::Isa::active(),
             sparse_ae::kernels::gemm::blocking_summary(sparse_ae::kernels::Isa::active()),
+            sparse_ae::parallel::threads_summary(),
             start.elapsed().as_secs_f64() * 1e3
         );
     }
@@ -1030,7 +1031,7 @@ pub fn info() -> Result<ExitCode> {
             Isa::active(),
             sparse_ae::kernels::gemm::blocking_summary(Isa::active())
         ),
-        format!("threads: {}", rayon::current_num_threads()),
+        format!("threads: {}", sparse_ae::parallel::threads_summary()),
     ];
     out(&lines.join("\n"))?;
     // A path SPARSE_AE_REQUIRE_ISA lists but this machine cannot run fails

@@ -47,6 +47,10 @@ fn main() -> ExitCode {
         note!("error: {e}");
         return ExitCode::from(2);
     }
+    if let Err(e) = sparse_ae::parallel::Policy::from_env() {
+        note!("error: {e}");
+        return ExitCode::from(2);
+    }
     if let Some(gb) = cli.max_memory {
         if !(gb.is_finite() && gb > 0.0 && gb <= 1e9) {
             note!("error: --max-memory must be a positive number of GB, got {gb}");

@@ -108,8 +108,12 @@ pub fn epoch_line(m: &EpochMetrics, labels: &Labels) -> String {
     let per_step = labels
         .accumulated
         .map_or(String::new(), |(k, b)| format!(" of {k}×{b} samples"));
+    let one_thread = match m.one_thread_steps {
+        0 => String::new(),
+        n => format!(" ({n} steps on one thread)"),
+    };
     format!(
-        "epoch {:>3}  step {:>7}{per_step}  train{} {:.5} (recon {:.5}{parts}){test}  {}  {:.0} samples/s  {:.2}s",
+        "epoch {:>3}  step {:>7}{per_step}  train{} {:.5} (recon {:.5}{parts}){test}  {}  {:.0} samples/s{one_thread}  {:.2}s",
         m.epoch,
         m.step,
         labels.tag(true),

@@ -358,7 +358,8 @@ pub enum Loops {
 /// register tiles, one rayon task each: for every thread of the pool from
 /// `PAR_MIN_FLOPS` flops on, for the threads spinning for work
 /// ([`crate::parallel::awake_threads`]) from `PAR_MIN_FLOPS_AWAKE` on, and
-/// never inside [`crate::parallel::as_part`].
+/// never inside [`crate::parallel::as_part`] or while
+/// [`crate::parallel::serial`].
 /// The k-dimension is never split, so every element of C is summed in the same
 /// order for any thread count. Both loop structures compute each element as
 /// the same chain of products in increasing p, cut at the same k-blocks only
@@ -416,8 +417,7 @@ pub fn gemm_loops(
     };
     let flops = m.saturating_mul(n).saturating_mul(k).saturating_mul(2);
     let threads = match par {
-        Parallelism::Rayon if crate::parallel::in_part() => 1,
-        Parallelism::Rayon if flops >= params::PAR_MIN_FLOPS => rayon::current_num_threads(),
+        Parallelism::Rayon if flops >= params::PAR_MIN_FLOPS => crate::parallel::pool_threads(),
         // Small products only on the threads that spin for work now.
         Parallelism::Rayon if flops >= params::PAR_MIN_FLOPS_AWAKE => {
             crate::parallel::awake_threads()
