@@ -466,8 +466,12 @@ impl KeepAwake {
     /// A beat also ends the step since the last one, times it, and chooses
     /// the next step's way ([`Pace`]): on this thread, [`serial`] says which.
     /// While steps run on one thread the spinners get no beats, so they stop
-    /// after [`IDLE`].
+    /// after [`IDLE`]. On a one-thread pool a beat does nothing (there is
+    /// nothing to choose, nor to keep awake).
     pub fn beat(&self) {
+        if self.want == 0 {
+            return;
+        }
         let serial_now = {
             let (pace, last) = &mut *self.pace.borrow_mut();
             let now = Instant::now();

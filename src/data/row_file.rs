@@ -89,6 +89,8 @@ pub struct RowFile {
     shape: Vec<usize>,
     npy: Option<Header>,
     buf: Vec<u8>,
+    /// Positioned reads made so far.
+    reads: u64,
 }
 
 impl RowFile {
@@ -118,6 +120,7 @@ impl RowFile {
             shape: header.shape.clone(),
             npy: Some(header),
             buf: Vec::new(),
+            reads: 0,
         })
     }
 
@@ -158,6 +161,7 @@ impl RowFile {
                 shape: header.dims.clone(),
                 npy: None,
                 buf: Vec::new(),
+                reads: 0,
             },
             header,
         )))
@@ -250,6 +254,7 @@ impl RowFile {
                 Error::io(&self.path, e)
             })?;
             count(bytes.len());
+            self.reads += 1;
             self.elem.decode(bytes, piece);
             offset += bytes.len() as u64;
         }
@@ -282,8 +287,14 @@ impl RowFile {
         self.read_span(row, out)
     }
 
+    /// Positioned reads made so far (each at most [`PIECE`] bytes).
+    pub fn reads(&self) -> u64 {
+        self.reads
+    }
+
     /// Decodes the rows `rows` (any rows, in that order) into `out`, one
-    /// row of `dim` values after another, each read alone.
+    /// row of `dim` values after another; a run of consecutive rows is one
+    /// read (an unshuffled epoch reads each batch at once).
     ///
     /// # Errors
     /// As [`RowFile::read_rows`].
@@ -297,11 +308,23 @@ impl RowFile {
             ));
         }
         self.check_len()?;
-        for row in out.chunks_exact_mut(dim) {
-            let i = rows.next().ok_or_else(|| {
+        let total = out.len() / dim;
+        let mut rows = rows.peekable();
+        let mut at = 0;
+        while at < total {
+            let first = rows.next().ok_or_else(|| {
                 Error::shape("RowFile::gather", "a row index per output row", "fewer")
             })?;
-            self.read_row(i, row)?;
+            // (Peek only while output rows remain: no index past the last is taken.)
+            let mut n = 1;
+            while at + n < total && rows.peek() == first.checked_add(n).as_ref() {
+                rows.next();
+                n += 1;
+            }
+            let span = &mut out[at * dim..(at + n) * dim];
+            self.check_rows("RowFile::gather", first, n, span.len())?;
+            self.read_span(first, span)?;
+            at += n;
         }
         Ok(())
     }
@@ -442,6 +465,49 @@ mod tests {
         let mut want = vec![0.0; n * h * w];
         samples.gather_range(0, &mut want);
         assert_eq!(bits(&all), bits(&want));
+    }
+
+    /// A gather reads each run of consecutive rows at once and still gives
+    /// every row, in order, as single-row reads do; a row past the end is
+    /// an error naming the gather, and no index past the last output row
+    /// is taken from the iterator.
+    #[test]
+    fn gathers_read_runs_of_rows_at_once() {
+        let (rows, dim) = (12, 5);
+        let values: Vec<f32> = (0..rows * dim).map(|i| i as f32 * 0.25).collect();
+        let path = temp("runs.npy");
+        std::fs::write(&path, npy::to_bytes(&[rows, dim], &values).unwrap()).unwrap();
+        let mut f = RowFile::npy(&path).unwrap();
+        for (idx, runs) in [
+            (vec![2, 3, 4, 5, 9, 0, 1], 3),
+            (vec![7, 7, 8, 6], 3),
+            ((0..rows).collect(), 1),
+            (vec![11, 10, 9], 3),
+            (vec![], 0),
+        ] {
+            let before = f.reads();
+            let mut got = vec![0.0; idx.len() * dim];
+            f.gather(&mut idx.iter().copied(), &mut got).unwrap();
+            let want: Vec<f32> = idx
+                .iter()
+                .flat_map(|&i| values[i * dim..(i + 1) * dim].iter().copied())
+                .collect();
+            assert_eq!(bits(&got), bits(&want), "{idx:?}");
+            assert_eq!(f.reads() - before, runs, "{idx:?}");
+        }
+        let mut it = [4, 5, 6, 7].into_iter();
+        let mut two = vec![0.0; 2 * dim];
+        f.gather(&mut it, &mut two).unwrap();
+        assert_eq!(it.next(), Some(6));
+        let e = f
+            .gather(&mut [10, 11, 12].into_iter(), &mut vec![0.0; 3 * dim])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("RowFile::gather") && e.contains("row 10"), "{e}");
+        assert!(
+            f.gather(&mut [1].into_iter(), &mut vec![0.0; 2 * dim])
+                .is_err()
+        );
     }
 
     /// Broken headers get the whole-file loaders' errors, word for word.
