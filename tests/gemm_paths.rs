@@ -357,6 +357,15 @@ fn epilogues(isa: Isa) {
                 check(isa, Parallelism::Sequential, &mut rng, &case);
             }
         }
+        // On the pool, with a small side (the direct path, as C and as Cᵀ)
+        // and more columns than one block of B̃ holds: the epilogue reaches
+        // every block of every strip exactly once.
+        for &(m, n, k) in &[(32, 2100, 300), (2100, 24, 300), (9, 1500, 700)] {
+            let mut case = Case::plain(m, n, k, t % 2 == 1, t % 3 == 1);
+            case.act = Some(act);
+            case.beta = SCALES[(t + 1) % 3];
+            check(isa, Parallelism::Rayon, &mut rng, &case);
+        }
     }
 }
 
