@@ -93,16 +93,13 @@ pub(crate) fn orient(a: &Strided<'_>, b: &Strided<'_>, m: usize, n: usize, k: us
 }
 
 /// Whether (and how) the direct path should run an m×n×k product with these
-/// operand views: when m or n is at most `params::DIRECT_SMALL`, or k is and
-/// C has at most `params::DIRECT_MAX_C` elements, and the side
+/// operand views: when m or n is at most `params::DIRECT_SMALL` and the side
 /// it packs, if any, is small too (packing a large side is what the packed
-/// path does better).
+/// path does better). A product with only k small (a weight gradient at
+/// batch 32) goes packed (see `params::DIRECT_SMALL`).
 pub(crate) fn plan(a: &Strided<'_>, b: &Strided<'_>, m: usize, n: usize, k: usize) -> Option<Plan> {
     let small = params::DIRECT_SMALL;
-    let small_mn = m.min(n) <= small;
-    // Only k small: direct while C fits well inside L2 (measured: a weight
-    // gradient 128×32×784 ties or wins, 1024×32×784 loses 5–8 %).
-    if !small_mn && (k > small || m * n > params::DIRECT_MAX_C) {
+    if m.min(n) > small {
         return None;
     }
     let best = orient(a, b, m, n, k);

@@ -147,10 +147,14 @@ pub(crate) const SIMD128: Blocking = Blocking {
     nc: 512,
 };
 
-/// The direct (unpacked) path runs products with m or n (or k, see
-/// `direct::plan`) at most this. Measured on AVX-512 (1 thread): at batch 32
-/// direct beats packed by 1.2–1.5× on the forward and dx products and ties on
-/// the k = 32 weight gradients; at batch 64 packed is 7–25 % faster.
+/// The direct (unpacked) path runs products with m or n at most this.
+/// Measured on AVX-512 (1 thread): at batch 32 direct beats packed by
+/// 1.2–1.5× on the forward and dx products; at batch 64 packed is 7–25 %
+/// faster. The k = 32 weight gradients (m and n large) go packed: on the
+/// AVX2 path the direct one ran them at 63–66 GFLOP/s against 104 packed
+/// (Zen 4, 128×784×32 and 784×128×32, one thread), its 6×16 tiles too short
+/// at depth 32 for their set-up; on AVX-512 packed ties or wins (104.6
+/// against 104.5 and 98.8).
 pub(crate) const DIRECT_SMALL: usize = 48;
 
 /// Depth of a k-block on the direct path: a row tile of Ã, MR·KC floats
@@ -160,9 +164,6 @@ pub(crate) const DIRECT_KC: usize = 256;
 /// Bytes of a block of Ã (all its rows × KC) small enough to stay in L1, so
 /// that the direct path runs each column tile of B̃ against all of it.
 pub(crate) const DIRECT_A_L1_BYTES: usize = 24 << 10;
-
-/// Elements of C up to which a product with only k small runs direct.
-pub(crate) const DIRECT_MAX_C: usize = 256 << 10;
 
 /// Bytes of the KC×NC block of B̃ that the direct path walks once per row
 /// tile: half of a 2 MiB L2. Also the most a single column tile of B̃ packs
