@@ -114,7 +114,7 @@ impl Observer for PyObserver<'_> {
 }
 
 /// The names of an epoch's record, in the order of the history dict.
-pub const KEYS: [&str; 12] = [
+pub const KEYS: [&str; 13] = [
     "epoch",
     "step",
     "loss",
@@ -127,9 +127,15 @@ pub const KEYS: [&str; 12] = [
     "dead_units",
     "dead_fraction",
     "seconds",
+    "one_thread_steps",
 ];
 
-fn values(m: &EpochMetrics) -> [f64; 12] {
+/// Indices of the counters among [`KEYS`] (ints in Python, the rest floats).
+fn is_count(i: usize) -> bool {
+    matches!(i, 0 | 1 | 9 | 12)
+}
+
+fn values(m: &EpochMetrics) -> [f64; 13] {
     let t = &m.train;
     [
         m.epoch as f64,
@@ -144,12 +150,13 @@ fn values(m: &EpochMetrics) -> [f64; 12] {
         m.dead_units as f64,
         m.dead_fraction,
         m.seconds,
+        m.one_thread_steps as f64,
     ]
 }
 
 fn put<'py>(d: &Bound<'py, PyDict>, key: &str, i: usize, v: f64) -> PyResult<()> {
     // Counters as int, measurements as float.
-    if matches!(i, 0 | 1 | 9) {
+    if is_count(i) {
         d.set_item(key, v as u64)
     } else {
         d.set_item(key, v)
@@ -185,7 +192,7 @@ pub fn history<'py>(
     let d = PyDict::new(py);
     for (i, k) in KEYS.iter().enumerate() {
         let col: Vec<f64> = h.iter().map(|m| values(m)[i]).collect();
-        if matches!(i, 0 | 1 | 9) {
+        if is_count(i) {
             d.set_item(k, col.iter().map(|&v| v as u64).collect::<Vec<u64>>())?;
         } else {
             d.set_item(k, col)?;

@@ -111,7 +111,7 @@ def test_history_and_callbacks(tiny):
     )
     assert hist["epoch"] == [1, 2, 3]
     assert hist["step"] == [5, 10, 15]
-    for k in ["loss", "recon", "l1", "kl", "l2", "l0", "dead_units", "val_loss", "val_recon"]:
+    for k in ["loss", "recon", "l1", "kl", "l2", "l0", "dead_units", "one_thread_steps", "val_loss", "val_recon"]:
         assert len(hist[k]) == 3, k
     assert hist["loss"][2] < hist["loss"][0]
     assert [s[:2] for s in seen] == [("fn", 0), ("obj", 0), ("fn", 1), ("obj", 1), ("fn", 2), ("obj", 2)]
