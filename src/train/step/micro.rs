@@ -57,6 +57,25 @@ pub(super) struct Micro<T> {
 /// The batch sizes of a rank's workspaces and the workspace of each of its
 /// micro-batches: one per micro-batch, or, `reuse`d, one per size (the
 /// sizes of a range of micro-batches fall once at most: one or two).
+/// All-gathers every rank's `wire` (`per_leaf` bytes for each micro-batch
+/// it owns, then `extra` bytes) into `wire_all`, in rank order; returns each
+/// rank's byte count.
+fn gather_leaves<T: Real>(
+    comm: &mut dyn Collective<T>,
+    plan: &MicroPlan,
+    wire: &[u8],
+    wire_all: &mut Vec<u8>,
+    per_leaf: usize,
+    extra: usize,
+) -> Result<Vec<usize>> {
+    let counts: Vec<usize> = (0..plan.ranks)
+        .map(|r| plan.owned(r).len() * per_leaf + extra)
+        .collect();
+    wire_all.resize(counts.iter().sum(), 0);
+    comm.all_gather_bytes(wire, wire_all, &counts)?;
+    Ok(counts)
+}
+
 fn workspace_slots(plan: &MicroPlan, rank: usize, reuse: bool) -> (Vec<usize>, Vec<usize>) {
     let sizes: Vec<usize> = plan.owned(rank).map(|i| plan.rows_of(i).len()).collect();
     if !reuse {
@@ -445,10 +464,7 @@ impl<T: Real> Trainer<T> {
                         let equal = w.h[l].iter().filter(|&&v| v == t).count() as u64;
                         wire.extend_from_slice(&equal.to_le_bytes());
                     }
-                    let counts: Vec<usize> =
-                        (0..plan.ranks).map(|r| plan.owned(r).len() * 8).collect();
-                    wire_all.resize(counts.iter().sum(), 0);
-                    comm.all_gather_bytes(wire, wire_all, &counts)?;
+                    gather_leaves(comm, &plan, wire, wire_all, 8, 0)?;
                     let mut left = ties;
                     for (i, c) in wire_all.chunks_exact(8).enumerate() {
                         let equal = u64::from_le_bytes(c.try_into().expect("8 bytes")) as usize;
@@ -503,9 +519,7 @@ impl<T: Real> Trainer<T> {
                     let v = model.auxk_spread(w, aux_root, plan.batch);
                     wire.extend_from_slice(&v.to_le_bytes());
                 }
-                let counts: Vec<usize> = (0..plan.ranks).map(|r| plan.owned(r).len() * 8).collect();
-                wire_all.resize(counts.iter().sum(), 0);
-                comm.all_gather_bytes(wire, wire_all, &counts)?;
+                gather_leaves(comm, &plan, wire, wire_all, 8, 0)?;
                 for (v, c) in spreads.iter_mut().zip(wire_all.chunks_exact(8)) {
                     *v = f64::from_le_bytes(c.try_into().expect("8 bytes"));
                 }
@@ -556,11 +570,7 @@ impl<T: Real> Trainer<T> {
         }
         wire.extend(fired.iter().map(|&f| u8::from(f)));
         let units = fired.len();
-        let counts: Vec<usize> = (0..plan.ranks)
-            .map(|r| plan.owned(r).len() * LOSS_BYTES + units)
-            .collect();
-        wire_all.resize(counts.iter().sum(), 0);
-        comm.all_gather_bytes(wire, wire_all, &counts)?;
+        let counts = gather_leaves(comm, &plan, wire, wire_all, LOSS_BYTES, units)?;
         let mut leaf_losses = Vec::with_capacity(plan.m);
         fired.iter_mut().for_each(|f| *f = false);
         let mut at = 0;
