@@ -370,10 +370,14 @@ impl Pace {
 
     fn measured(&mut self, t: f64) {
         let fastest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        // (Of the home's at most KEEP times, in place: a beat allocates
+        // nothing.)
         let median = |v: &[f64]| {
-            let mut v = v.to_vec();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
+            let mut a = [0.0; Self::KEEP];
+            let a = &mut a[..v.len()];
+            a.copy_from_slice(v);
+            a.sort_by(f64::total_cmp);
+            a[a.len() / 2]
         };
         if self.serial != self.home_serial {
             self.probe.push(t);
@@ -383,7 +387,7 @@ impl Pace {
             let (tried, home) = (fastest(&self.probe), median(&self.home));
             if tried < 0.95 * home {
                 self.home_serial = !self.home_serial;
-                self.home = std::mem::take(&mut self.probe);
+                std::mem::swap(&mut self.home, &mut self.probe);
                 self.home
                     .drain(..self.home.len().saturating_sub(Self::KEEP));
                 self.home_ref = tried;
@@ -563,16 +567,21 @@ fn spin(s: &Shared) {
 mod tests {
     use super::*;
 
+    /// Runs `f` on a new pool of `threads` threads.
+    fn on_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
     /// A spinner starts on the other thread, runs joined work, and stops
     /// after IDLE without beats and when the guard goes.
     #[test]
     fn spinners_start_serve_and_stop() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let guard = KeepAwake::new();
+        on_pool(2, || {
+            let guard = KeepAwake::with_policy(Policy::Split);
             guard.beat();
             let t = Instant::now();
             // (A spinner this thread picks up itself returns at once, and one
@@ -612,12 +621,8 @@ mod tests {
     /// the second closure reaches the caller instead of leaving it waiting.
     #[test]
     fn join_and_tasks_while_awake() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let guard = KeepAwake::new();
+        on_pool(2, || {
+            let guard = KeepAwake::with_policy(Policy::Split);
             let t = Instant::now();
             while !awake() {
                 assert!(t.elapsed() < Duration::from_secs(10), "no spinner");
@@ -647,12 +652,8 @@ mod tests {
     /// A large pool gets at most MAX_SPINNERS spinners.
     #[test]
     fn spinners_are_capped() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(MAX_SPINNERS + 3)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let guard = KeepAwake::new();
+        on_pool(MAX_SPINNERS + 3, || {
+            let guard = KeepAwake::with_policy(Policy::Split);
             assert_eq!(guard.want, MAX_SPINNERS);
             for _ in 0..100 {
                 guard.beat();
@@ -771,11 +772,7 @@ mod tests {
     #[test]
     fn one_thread_steps_stay_on_the_loop_thread() {
         use rayon::prelude::*;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_pool(2, || {
             let me = rayon::current_thread_index();
             let guard = KeepAwake::with_policy(Policy::Alternate);
             let mut serial_steps = 0;
@@ -830,12 +827,8 @@ mod tests {
     /// On a one-thread pool there is nobody to keep awake.
     #[test]
     fn one_thread_spawns_nothing() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let guard = KeepAwake::new();
+        on_pool(1, || {
+            let guard = KeepAwake::with_policy(Policy::Split);
             guard.beat();
             assert_eq!(guard.shared.live.load(Ordering::Acquire), 0);
         });
