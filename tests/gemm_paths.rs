@@ -434,9 +434,14 @@ fn threads_bit_identical(isa: Isa) {
             let one = run(1, Parallelism::Rayon, loops);
             let two = run(2, Parallelism::Rayon, loops);
             let seq = run(2, Parallelism::Sequential, loops);
+            let rows = run(2, Parallelism::RayonRows, loops);
             assert!(
                 bits(&one) == bits(&two),
                 "{isa} {loops:?} {m}×{n}×{k}: 1 vs 2 threads differ"
+            );
+            assert!(
+                bits(&one) == bits(&rows),
+                "{isa} {loops:?} {m}×{n}×{k}: strips of rows differ"
             );
             assert!(
                 bits(&one) == bits(&seq),

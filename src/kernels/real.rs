@@ -73,6 +73,18 @@ pub trait Real:
         c: MatMut<'_, Self>,
         epi: Epilogue<'_, Self>,
     );
+    /// [`Real::gemm`] with C split between threads in strips of rows
+    /// ([`gemm::gemm_rows`]); the same values.
+    fn gemm_rows(
+        alpha: Self,
+        a: MatRef<'_, Self>,
+        b: MatRef<'_, Self>,
+        beta: Self,
+        c: MatMut<'_, Self>,
+        epi: Epilogue<'_, Self>,
+    ) {
+        Self::gemm(alpha, a, b, beta, c, epi)
+    }
     /// `C ← S·A` for a sparse S; see [`sparse::spmm`].
     fn spmm(s: Csr<'_, Self>, a: MatRef<'_, Self>, c: MatMut<'_, Self>);
     /// Dot products of X's rows with gathered rows of Y; see [`sparse::sddmm`].
@@ -191,6 +203,16 @@ impl Real for f32 {
         epi: Epilogue<'_, f32>,
     ) {
         gemm::gemm(alpha, a, b, beta, c, epi)
+    }
+    fn gemm_rows(
+        alpha: f32,
+        a: MatRef<'_, f32>,
+        b: MatRef<'_, f32>,
+        beta: f32,
+        c: MatMut<'_, f32>,
+        epi: Epilogue<'_, f32>,
+    ) {
+        gemm::gemm_rows(alpha, a, b, beta, c, epi)
     }
     fn spmm(s: Csr<'_, f32>, a: MatRef<'_, f32>, c: MatMut<'_, f32>) {
         sparse::spmm(Isa::active(), s, a, c)

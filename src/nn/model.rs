@@ -165,9 +165,26 @@ pub struct Workspace<T> {
     kl_g: Vec<T>,
     topk_scratch: Vec<T>,
     centered: Vec<T>,
+    /// The second of the two sums of a dense layer's `dx` (see
+    /// [`super::dense::backward_cut`]).
+    dx_part: Vec<T>,
     auxk: Option<AuxScratch<T>>,
     topk_path: TopkPath,
     sparse: Option<SparseTopk<T>>,
+}
+
+/// The most values a dense layer's second `dx` sum takes at `batch` (see
+/// [`super::dense::backward_cut`]; the first layer has no `dx`).
+fn dx_part_len(cfg: &ModelConfig, ops: &[Op], batch: usize) -> usize {
+    (1..ops.len())
+        .filter_map(|l| match ops[l] {
+            Op::Dense { inp, out } if cfg.tied_to(l).is_none() => {
+                super::dense::backward_cut(batch, inp, out).map(|_| batch * inp)
+            }
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// The error for a binary cross-entropy target outside [0, 1]: `at` says
@@ -201,7 +218,7 @@ pub fn first_outside_unit<T: Real>(v: &[T]) -> Option<usize> {
 /// `elem`-byte values: `(fixed, per_sample)`, an upper bound worked out from
 /// the configuration alone (each layer's output and its gradient, the
 /// convolutions' scratch, pooling indices, the top-k, pre-encoder-bias and
-/// AuxK buffers), so a command can refuse a batch before allocating it (see
+/// AuxK buffers, a cut layer's second `dx` sum), so a command can refuse a batch before allocating it (see
 /// [`crate::memory`]).
 ///
 /// # Panics
@@ -211,9 +228,11 @@ pub fn workspace_bytes(cfg: &ModelConfig, batch: usize, elem: usize) -> (u64, u6
     let groups = batch.clamp(1, super::conv::MAX_GROUPS) as u64;
     let code = cfg.width(cfg.code_layer) as u64;
     let input = cfg.input as u64;
-    let mut fixed: u64 = 0;
     let mut per: u64 = 0;
-    for (l, op) in plan(cfg).iter().enumerate() {
+    let ops = plan(cfg);
+    // The second sum of a cut layer's `dx`.
+    let mut fixed = dx_part_len(cfg, &ops, batch) as u64;
+    for (l, op) in ops.iter().enumerate() {
         let w = cfg.width(l) as u64;
         per = per.saturating_add(2 * w);
         match op {
@@ -289,6 +308,7 @@ impl<T: Real> Workspace<T> {
                 true => vec![T::ZERO; batch * cfg.input],
                 false => Vec::new(),
             },
+            dx_part: vec![T::ZERO; dx_part_len(cfg, &ops, batch)],
             auxk: cfg
                 .sae
                 .auxk
@@ -995,6 +1015,7 @@ impl<T: Real> Autoencoder<T> {
                             dw,
                             db,
                             dx,
+                            &mut ws.dx_part,
                             dz,
                             x,
                             &self.params[w_info.range()],

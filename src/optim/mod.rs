@@ -150,6 +150,59 @@ impl<T: Real> Optimizer<T> {
         self.update(params, Grad::One(grads), pieces);
     }
 
+    /// [`Optimizer::step`] for parameters made of `tensors`, `(len, cut)`
+    /// each in order: when the update is split in two, each tensor with a
+    /// cut is split there (its first `cut` values on this thread, the rest
+    /// side by side on another) and the others stay on this thread, instead
+    /// of the flat buffer being cut in two. With the cut at a weight's
+    /// [`crate::parallel::owned_half`] rows, each thread updates the rows
+    /// whose gradient it computed and whose values its next forward product
+    /// reads. The same values as [`Optimizer::step`].
+    ///
+    /// # Panics
+    /// If the lengths differ from the state's, or the tensors' lengths do
+    /// not add up to the parameters'.
+    pub fn step_owned(&mut self, params: &mut [T], grads: &[T], tensors: &[(usize, usize)]) {
+        let n = params.len();
+        assert!(grads.len() == n && self.m.len() == n);
+        assert_eq!(tensors.iter().map(|t| t.0).sum::<usize>(), n);
+        let pieces = if n >= PAR_MIN_PARAMS {
+            crate::parallel::pool_threads()
+        } else if n >= PAR_MIN_PARAMS_AWAKE {
+            crate::parallel::awake_threads()
+        } else {
+            1
+        };
+        if pieces != 2 {
+            self.update(params, Grad::One(grads), pieces);
+            return;
+        }
+        self.t += 1;
+        let (config, t) = (&self.config, self.t);
+        let (mut p, mut g, mut m) = (params, grads, &mut self.m[..]);
+        let mut v = &mut self.v[..];
+        for &(len, cut) in tensors {
+            let (p0, p_rest) = std::mem::take(&mut p).split_at_mut(len);
+            let (g0, g_rest) = g.split_at(len);
+            let (m0, m_rest) = std::mem::take(&mut m).split_at_mut(len);
+            let v_len = len.min(v.len());
+            let (v0, v_rest) = std::mem::take(&mut v).split_at_mut(v_len);
+            (p, g, m, v) = (p_rest, g_rest, m_rest, v_rest);
+            if cut == 0 || cut >= len {
+                update_part(config, t, p0, Grad::One(g0), m0, v0, 1);
+                continue;
+            }
+            let (pa, pb) = p0.split_at_mut(cut);
+            let (ga, gb) = g0.split_at(cut);
+            let (ma, mb) = m0.split_at_mut(cut);
+            let (va, vb) = v0.split_at_mut(cut.min(v0.len()));
+            crate::parallel::join(
+                || update_part(config, t, pa, Grad::One(ga), ma, va, 1),
+                || update_part(config, t, pb, Grad::One(gb), mb, vb, 1),
+            );
+        }
+    }
+
     /// One whole step from the gradient `g0 + g1` of two parts of a batch,
     /// added as it is read (Adam; SGD writes the sum into `g0` first), in one
     /// piece per thread side by side ([`crate::parallel::join`]) from [`PAR_MIN_SUM`]
@@ -327,6 +380,41 @@ mod tests {
                         .zip(&state.m)
                         .all(|(a, b)| a.to_bits() == b.to_bits())
                 );
+            }
+        }
+    }
+
+    /// Split by tensors (cut or not, SGD's empty second moment included),
+    /// two updates equal two unsplit ones bit for bit, moments included.
+    #[test]
+    fn owned_halves_match_the_plain_step() {
+        let n = PAR_MIN_PARAMS + 60_037;
+        let tensors = [
+            (100_000, 48_000),
+            (37, 0),
+            (n - 105_037, 60_000),
+            (5_000, 5_000),
+        ];
+        let p0 = pattern(n, 7919, 1000, 1e-3, 0.5);
+        let g = pattern(n, 104_729, 997, 1e-4, 0.05);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for config in configs() {
+            let mut want = p0.clone();
+            let mut plain = Optimizer::<f32>::new(config, n);
+            pool(1).install(|| {
+                plain.step(&mut want, &g);
+                plain.step(&mut want, &g);
+            });
+            for threads in [1, 2] {
+                let mut p = p0.clone();
+                let mut opt = Optimizer::<f32>::new(config, n);
+                pool(threads).install(|| {
+                    opt.step_owned(&mut p, &g, &tensors);
+                    opt.step_owned(&mut p, &g, &tensors);
+                });
+                assert_eq!(opt.t, 2);
+                assert!(bits(&p) == bits(&want), "{config:?} on {threads} threads");
+                assert!(bits(&opt.m) == bits(&plain.m) && bits(&opt.v) == bits(&plain.v));
             }
         }
     }

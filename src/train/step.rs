@@ -42,6 +42,8 @@ pub struct Trainer<T> {
     micro_ws: MicroWorkspaces,
     /// The buffers of a step in micro-batches (built at the first one).
     micro: Option<Box<Micro<T>>>,
+    /// The parameters' tensors as the optimizer splits them ([`owned_rows`]).
+    owned: Vec<(usize, usize)>,
 }
 
 /// How a step in micro-batches holds the activations of a rank's
@@ -107,6 +109,7 @@ fn update<T: Real>(
     opt: &mut Optimizer<T>,
     grads: &mut [T],
     col_scratch: &mut [f64],
+    owned: &[(usize, usize)],
 ) {
     let unit_norm = model.config().sae.unit_norm_decoder.then(|| {
         let w = model.layout().weight(1);
@@ -116,10 +119,26 @@ fn update<T: Real>(
         let (w, g) = (&model.params[dec.clone()], &mut grads[dec.clone()]);
         remove_parallel_grad(w, g, *d_sae, col_scratch);
     }
-    opt.step(&mut model.params, grads);
+    opt.step_owned(&mut model.params, grads, owned);
     if let Some((dec, d_sae)) = unit_norm {
         normalize_columns(&mut model.params[dec], d_sae, col_scratch);
     }
+}
+
+/// Each tensor of `layout` as [`Optimizer::step_owned`] takes it: its length
+/// and, for a weight matrix of at least 16k values, the values of its rows
+/// that the first thread owns ([`crate::parallel::owned_half`]).
+fn owned_rows(layout: &crate::nn::ParamLayout) -> Vec<(usize, usize)> {
+    layout
+        .tensors
+        .iter()
+        .map(|t| match t.shape[..] {
+            [rows, cols] if t.kind == crate::nn::ParamKind::Weight && t.len() >= 1 << 14 => {
+                (t.len(), crate::parallel::owned_half(rows) * cols)
+            }
+            _ => (t.len(), 0),
+        })
+        .collect()
 }
 
 /// Whether a step must see the whole batch at once: the SAE options (a
@@ -182,6 +201,7 @@ impl<T: Real> Trainer<T> {
             accumulate: 1,
             micro_ws: MicroWorkspaces::default(),
             micro: None,
+            owned: owned_rows(model.layout()),
             ws,
             grads: vec![vec![T::ZERO; n]; sizes.len()],
             batch,
@@ -358,7 +378,13 @@ impl<T: Real> Trainer<T> {
         }
         let parts = self.model.loss_and_grad(ws, input, x, Some(grads))?;
         non_finite(&parts, self.opt.t + 1)?;
-        update(&mut self.model, &mut self.opt, grads, &mut self.col_scratch);
+        update(
+            &mut self.model,
+            &mut self.opt,
+            grads,
+            &mut self.col_scratch,
+            &self.owned,
+        );
         self.dead.update(self.model.code(ws));
         Ok(parts)
     }

@@ -117,7 +117,9 @@ struct Oriented<'a> {
     n: usize,
 }
 
-/// Runs the product of `job` (op(A) m×k, op(B) k×n) on the direct path.
+/// Runs the product of `job` (op(A) m×k, op(B) k×n) on the direct path,
+/// split as `super::run` splits it (along C's rows whenever `rows`), in
+/// strips of whole tiles dealt out evenly.
 ///
 /// # Safety
 /// As for `super::run`.
@@ -128,6 +130,7 @@ pub(crate) unsafe fn run<K: MicroKernel>(
     n: usize,
     k: usize,
     threads: usize,
+    rows: bool,
 ) {
     let o = if plan.swap {
         Oriented {
@@ -154,13 +157,18 @@ pub(crate) unsafe fn run<K: MicroKernel>(
         unsafe { block::<K>(job, &o, plan, 0, 0, o.m, o.n, k) };
         return;
     }
-    let split_n = o.m <= o.n;
+    // C's rows are C̃'s columns when swapped.
+    let split_n = if rows { plan.swap } else { o.m <= o.n };
     let (len, unit) = if split_n { (o.n, nr) } else { (o.m, mr) };
-    let chunk = len.div_ceil(2 * threads).div_ceil(unit).max(1) * unit;
-    let tasks = len.div_ceil(chunk);
+    // Whole tiles dealt out evenly, two strips per thread: 784 columns in
+    // strips of 224 gave the first thread 448 of them; now each thread's
+    // half ends where `parallel::owned_half` says, which is what keeps a
+    // weight's rows on one thread from its forward product to its update.
+    let tiles = len.div_ceil(unit);
+    let tasks = (2 * threads).min(tiles);
     crate::parallel::for_each_task(tasks, |t| {
-        let lo = t * chunk;
-        let hi = len.min(lo + chunk);
+        let lo = t * tiles / tasks * unit;
+        let hi = len.min((t + 1) * tiles / tasks * unit);
         // SAFETY: strips [lo, hi) of C̃ are disjoint, so no two tasks touch the
         // same element of C; the rest is forwarded.
         unsafe {

@@ -53,6 +53,11 @@ pub enum Parallelism {
     Sequential,
     /// Blocks of C on the rayon pool, when the product is large enough to pay.
     Rayon,
+    /// As [`Parallelism::Rayon`], but C is always cut into strips of rows, the
+    /// first half of them computed by the calling thread: a weight gradient
+    /// `(out, in)` then ends up in the cache of the thread that owns those
+    /// rows of the weight (see [`crate::parallel::owned_half`]).
+    RayonRows,
 }
 
 /// A read-only row-major matrix view: `rows × cols` stored with row stride
@@ -294,6 +299,37 @@ pub fn gemm(
     gemm_with(Isa::active(), Parallelism::Rayon, alpha, a, b, beta, c, epi)
 }
 
+/// Whether an m×n×k product is large enough to be split between threads
+/// kept awake ([`crate::parallel::awake`]): by its shape alone.
+pub fn may_split(m: usize, n: usize, k: usize) -> bool {
+    m.saturating_mul(n).saturating_mul(k).saturating_mul(2) >= params::PAR_MIN_FLOPS_AWAKE
+}
+
+/// [`gemm`] with C cut into strips of rows when split
+/// ([`Parallelism::RayonRows`]). Bit-identical to [`gemm`].
+///
+/// # Panics
+/// As [`gemm`].
+pub fn gemm_rows(
+    alpha: f32,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    beta: f32,
+    c: MatMut<'_, f32>,
+    epi: Epilogue<'_, f32>,
+) {
+    gemm_with(
+        Isa::active(),
+        Parallelism::RayonRows,
+        alpha,
+        a,
+        b,
+        beta,
+        c,
+        epi,
+    )
+}
+
 /// [`gemm`] on a chosen path and parallelism, the loops chosen by shape.
 ///
 /// # Panics
@@ -417,13 +453,13 @@ pub fn gemm_loops(
     };
     let flops = m.saturating_mul(n).saturating_mul(k).saturating_mul(2);
     let threads = match par {
-        Parallelism::Rayon if flops >= params::PAR_MIN_FLOPS => crate::parallel::pool_threads(),
+        Parallelism::Sequential => 1,
+        _ if flops >= params::PAR_MIN_FLOPS => crate::parallel::pool_threads(),
         // Small products only on the threads that spin for work now.
-        Parallelism::Rayon if flops >= params::PAR_MIN_FLOPS_AWAKE => {
-            crate::parallel::awake_threads()
-        }
+        _ if flops >= params::PAR_MIN_FLOPS_AWAKE => crate::parallel::awake_threads(),
         _ => 1,
     };
+    let rows = par == Parallelism::RayonRows;
     let plan = match loops {
         Loops::Auto => direct::plan(&job.a, &job.b, m, n, k),
         Loops::Packed => None,
@@ -432,20 +468,24 @@ pub fn gemm_loops(
     if let Some(plan) = plan {
         match isa {
             // SAFETY: as below.
-            Isa::Scalar => unsafe { direct::run::<scalar::Scalar>(&job, plan, m, n, k, threads) },
+            Isa::Scalar => unsafe {
+                direct::run::<scalar::Scalar>(&job, plan, m, n, k, threads, rows)
+            },
             // SAFETY: as below, and avx2 + fma were asserted available.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { direct::run::<avx2::Avx2>(&job, plan, m, n, k, threads) },
+            Isa::Avx2 => unsafe { direct::run::<avx2::Avx2>(&job, plan, m, n, k, threads, rows) },
             // SAFETY: as below, and avx512f was asserted available.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { direct::run::<avx512::Avx512>(&job, plan, m, n, k, threads) },
+            Isa::Avx512 => unsafe {
+                direct::run::<avx512::Avx512>(&job, plan, m, n, k, threads, rows)
+            },
             // SAFETY: as below, and NEON was asserted available.
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => unsafe { direct::run::<neon::Neon>(&job, plan, m, n, k, threads) },
+            Isa::Neon => unsafe { direct::run::<neon::Neon>(&job, plan, m, n, k, threads, rows) },
             // SAFETY: as below; SIMD128 is compiled in.
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Simd128 => unsafe {
-                direct::run::<simd128::Simd128>(&job, plan, m, n, k, threads)
+                direct::run::<simd128::Simd128>(&job, plan, m, n, k, threads, rows)
             },
             #[allow(unreachable_patterns)]
             _ => unreachable!("kernel path {isa} is not built for this target"),
@@ -456,19 +496,19 @@ pub fn gemm_loops(
         // SAFETY: `check_shapes` proved that C holds an m×n view with row
         // stride ldc and that A, B and the bias fit; `c` is borrowed mutably
         // for the whole call.
-        Isa::Scalar => unsafe { run::<scalar::Scalar>(&job, m, n, k, threads) },
+        Isa::Scalar => unsafe { run::<scalar::Scalar>(&job, m, n, k, threads, rows) },
         // SAFETY: as above, and avx2 + fma were asserted available.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { run::<avx2::Avx2>(&job, m, n, k, threads) },
+        Isa::Avx2 => unsafe { run::<avx2::Avx2>(&job, m, n, k, threads, rows) },
         // SAFETY: as above, and avx512f was asserted available.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { run::<avx512::Avx512>(&job, m, n, k, threads) },
+        Isa::Avx512 => unsafe { run::<avx512::Avx512>(&job, m, n, k, threads, rows) },
         // SAFETY: as above, and NEON was asserted available.
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => unsafe { run::<neon::Neon>(&job, m, n, k, threads) },
+        Isa::Neon => unsafe { run::<neon::Neon>(&job, m, n, k, threads, rows) },
         // SAFETY: as above; SIMD128 is compiled in.
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Isa::Simd128 => unsafe { run::<simd128::Simd128>(&job, m, n, k, threads) },
+        Isa::Simd128 => unsafe { run::<simd128::Simd128>(&job, m, n, k, threads, rows) },
         #[allow(unreachable_patterns)]
         _ => unreachable!("kernel path {isa} is not built for this target"),
     }
@@ -568,18 +608,25 @@ impl<'a> Strided<'a> {
 ///
 /// The strips run along the dimension whose operand is larger, so the smaller
 /// one is what each task packs again: n when m ≤ n (tasks share A), m
-/// otherwise.
+/// otherwise; along m whenever `rows` ([`Parallelism::RayonRows`]).
 ///
 /// # Safety
 /// As for [`MicroKernel::tile`], for the whole m×n matrix C of `job`, and the
 /// views of `job` hold op(A) m×k, op(B) k×n and a bias of n.
-unsafe fn run<K: MicroKernel>(job: &Job<'_>, m: usize, n: usize, k: usize, threads: usize) {
+unsafe fn run<K: MicroKernel>(
+    job: &Job<'_>,
+    m: usize,
+    n: usize,
+    k: usize,
+    threads: usize,
+    rows: bool,
+) {
     if threads <= 1 {
         // SAFETY: forwarded.
         unsafe { run_block::<K>(job, 0, 0, m, n, k) };
         return;
     }
-    let split_n = m <= n;
+    let split_n = m <= n && !rows;
     let (len, unit) = if split_n { (n, K::P.nr) } else { (m, K::P.mr) };
     // Two strips per thread balance the load of mid-sized products; above
     // about a GFLOP each strip is long enough on its own, and fewer strips

@@ -601,7 +601,13 @@ impl<T: Real> Trainer<T> {
             tree_sum(comm, &plan, nodes, root, tree)?;
             root
         };
-        super::update(&mut self.model, &mut self.opt, grads, &mut self.col_scratch);
+        super::update(
+            &mut self.model,
+            &mut self.opt,
+            grads,
+            &mut self.col_scratch,
+            &self.owned,
+        );
         self.dead.update_fired(plan.batch as u64, fired);
         Ok(total)
     }
