@@ -56,9 +56,10 @@ pub fn dense_forward<T: Real>(
 /// optimizer halves hold) instead of every row's half of the other's: on
 /// the W1 step the decoder's Adam halves fell from 76 to 20–30 µs. The cut
 /// depends on the shapes alone, so the sums are the same on any thread count.
-/// (The shallow 784-32-784 model's 1.6 MFLOP decoder product is not split:
-/// with nothing else of the step shared, its halves only moved the weight
-/// between the cores, 130 → 190–230 µs a step.)
+/// (A product cut while the rest of the step stays on one thread only moves
+/// the weight between the cores: the shallow 784-32-784 model's decoder
+/// product cut alone took its batch-32 step from 130 to 190–230 µs; with
+/// its other products and its update shared as well, 106 µs.)
 pub fn backward_cut(batch: usize, inp: usize, out: usize) -> Option<usize> {
     let wide = batch <= 64 && out >= 256 && crate::kernels::gemm::may_split(batch, inp, out);
     wide.then(|| crate::parallel::owned_half(out))
@@ -172,13 +173,14 @@ mod tests {
     use super::*;
     use crate::parallel::{KeepAwake, Policy};
 
-    /// The cut engages for the deep model's decoder at batch 32 only: not
-    /// for a small product, a large batch or a narrow layer.
+    /// The cut engages for the deep and shallow models' decoders at batch
+    /// 32: not for a small product, a large batch or a narrow layer.
     #[test]
     fn backward_cut_by_shape() {
         assert_eq!(backward_cut(32, 128, 784), Some(384));
         assert_eq!(backward_cut(64, 1024, 784), Some(384));
-        assert_eq!(backward_cut(32, 32, 784), None);
+        assert_eq!(backward_cut(32, 32, 784), Some(384));
+        assert_eq!(backward_cut(16, 32, 784), None);
         assert_eq!(backward_cut(128, 128, 784), None);
         assert_eq!(backward_cut(32, 784, 128), None);
     }

@@ -168,7 +168,7 @@ impl<T: Real> Optimizer<T> {
         assert_eq!(tensors.iter().map(|t| t.0).sum::<usize>(), n);
         let pieces = if n >= PAR_MIN_PARAMS {
             crate::parallel::pool_threads()
-        } else if n >= PAR_MIN_PARAMS_AWAKE {
+        } else if n >= PAR_MIN_OWNED_AWAKE {
             crate::parallel::awake_threads()
         } else {
             1
@@ -246,9 +246,14 @@ pub const PAR_MIN_PARAMS: usize = 1 << 18;
 /// [`PAR_MIN_PARAMS`] for the threads spinning for work
 /// ([`crate::parallel::awake_threads`]). The deep model's 218k parameters gain from
 /// two threads then; the shallow model's 51k lose badly at 32k (351k →
-/// 226k samples/s: the halves of the parameters then live in the other
+/// 226k samples/s: the halves of the flat buffer then live in the other
 /// core's cache at the next forward pass).
 pub const PAR_MIN_PARAMS_AWAKE: usize = 1 << 16;
+
+/// [`PAR_MIN_PARAMS_AWAKE`] for an update split by the rows each thread owns
+/// ([`Optimizer::step_owned`]): the shallow model's 51k parameters gain then,
+/// with its products split too (see `PAR_MIN_FLOPS_AWAKE` in the GEMM).
+pub const PAR_MIN_OWNED_AWAKE: usize = 1 << 15;
 
 /// The gradient of an update: one buffer, or the two parts of a batch whose
 /// sum it is (the first may be overwritten with the sum).

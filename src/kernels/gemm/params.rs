@@ -180,10 +180,12 @@ pub(crate) const PAR_MIN_FLOPS: usize = 32 << 20;
 /// [`PAR_MIN_FLOPS`] while other pool threads spin for work
 /// ([`crate::parallel::awake`]): a join then costs about a microsecond, and
 /// the 6.4 MFLOP products of a batch-32 step gain from two threads (the deep
-/// model 93k → 108k samples/s), while the 1.6 MFLOP ones of the shallow
-/// model lose (351k → 252k at 1 MFLOP: their outputs then move between the
-/// cores' caches).
-pub(crate) const PAR_MIN_FLOPS_AWAKE: usize = 2 << 20;
+/// model 93k → 108k samples/s). The 1.6 MFLOP ones of the shallow 784-32-784
+/// model lost (351k → 252k at 1 MFLOP) while their weights' rows moved
+/// between the cores' caches; since each thread keeps its own rows through
+/// the step ([`crate::parallel::owned_half`]) they gain: W3 (batch 32,
+/// AMD EPYC Zen 4) 128–130 µs a step → 109 µs with every step split.
+pub(crate) const PAR_MIN_FLOPS_AWAKE: usize = 1 << 20;
 
 /// Products with at least this many flops are cut into one strip per thread
 /// instead of two (measured: two strips per thread are faster up to the
