@@ -25,57 +25,108 @@ pub(super) struct Micro<T> {
     reuse: bool,
     ws: Vec<Workspace<T>>,
     slots: Vec<usize>,
-    /// This rank's tree nodes (gradients), `n` values each; the scratch of
-    /// their evaluation; the root.
+    /// The gradients summed over the tree.
+    grad: TreeSum<T>,
+    /// KL's ρ̂ sums per unit, summed the same way.
+    rho: TreeSum<T>,
+    /// AuxK's residual sums per feature, summed the same way.
+    aux: TreeSum<T>,
+    /// Every micro-batch's share of AuxK's denominator; the dead mask.
+    spreads: Vec<f64>,
+    dead_mask: Vec<bool>,
+    cand: Candidates<T>,
+    losses: Vec<LossParts>,
+    fired: Vec<bool>,
+    wire: Wire,
+}
+
+/// A vector summed over the tree of micro-batches: this rank's nodes (one
+/// vector each), the scratch of their evaluation, the sum (the root) and the
+/// exchange's buffers.
+#[derive(Clone, Debug)]
+struct TreeSum<T> {
+    /// Values per node.
+    len: usize,
     nodes: Vec<T>,
     stack: Vec<Vec<T>>,
     root: Vec<T>,
     tree: TreeBuffers<T>,
-    /// The same for the KL sums per unit.
-    rho_nodes: Vec<T>,
-    rho_stack: Vec<Vec<T>>,
-    rho_root: Vec<T>,
-    rho_tree: TreeBuffers<T>,
-    /// The same for AuxK's residual sums per feature.
-    aux_nodes: Vec<T>,
-    aux_stack: Vec<Vec<T>>,
-    aux_root: Vec<T>,
-    aux_tree: TreeBuffers<T>,
-    /// Every micro-batch's share of AuxK's denominator; the dead mask.
-    spreads: Vec<f64>,
-    dead_mask: Vec<bool>,
-    /// Batch top-k: this rank's candidates, every rank's, a scratch copy.
-    cand: Vec<T>,
-    cand_all: Vec<T>,
-    cand_sel: Vec<T>,
-    losses: Vec<LossParts>,
-    fired: Vec<bool>,
-    wire: Vec<u8>,
-    wire_all: Vec<u8>,
+}
+
+impl<T: Real> TreeSum<T> {
+    /// Room for `nodes` nodes of `len` values, a tree `depth` deep and a
+    /// root of `root` values.
+    fn new(nodes: usize, len: usize, depth: usize, root: usize) -> Self {
+        TreeSum {
+            len,
+            nodes: vec![T::ZERO; nodes * len],
+            stack: vec![vec![T::ZERO; len]; depth],
+            root: vec![T::ZERO; root],
+            tree: TreeBuffers::default(),
+        }
+    }
+
+    /// The values of this rank's `nodes` of `plan`'s tree, `leaf(i, out)`
+    /// writing micro-batch `i`'s; the first error, after every node.
+    fn eval(
+        &mut self,
+        plan: &MicroPlan,
+        nodes: &[(usize, usize)],
+        leaf: &mut dyn FnMut(usize, &mut [T]) -> Result<()>,
+    ) -> Result<()> {
+        let len = self.len;
+        let mut first = Ok(());
+        for (k, &node) in nodes.iter().enumerate() {
+            let out = &mut self.nodes[k * len..(k + 1) * len];
+            first = first.and(node_value(node, plan.m, out, &mut self.stack, leaf));
+        }
+        first
+    }
+
+    /// The sum over every rank's nodes, into the root.
+    fn reduce(&mut self, comm: &mut dyn Collective<T>, plan: &MicroPlan) -> Result<()> {
+        tree_sum(comm, plan, &self.nodes, &mut self.root, &mut self.tree)
+    }
+}
+
+/// Batch top-k's candidates: this rank's, every rank's, a scratch copy.
+#[derive(Clone, Debug, Default)]
+struct Candidates<T> {
+    mine: Vec<T>,
+    all: Vec<T>,
+    sel: Vec<T>,
+}
+
+/// Bytes exchanged between the ranks: this rank's, and every rank's.
+#[derive(Clone, Debug, Default)]
+struct Wire {
+    out: Vec<u8>,
+    all: Vec<u8>,
+}
+
+impl Wire {
+    /// All-gathers every rank's `out` (`per_leaf` bytes for each
+    /// micro-batch it owns, then `extra` bytes) into `all`, in rank order;
+    /// returns each rank's byte count.
+    fn gather<T: Real>(
+        &mut self,
+        comm: &mut dyn Collective<T>,
+        plan: &MicroPlan,
+        per_leaf: usize,
+        extra: usize,
+    ) -> Result<Vec<usize>> {
+        let counts: Vec<usize> = (0..plan.ranks)
+            .map(|r| plan.owned(r).len() * per_leaf + extra)
+            .collect();
+        self.all.resize(counts.iter().sum(), 0);
+        comm.all_gather_bytes(&self.out, &mut self.all, &counts)?;
+        Ok(counts)
+    }
 }
 
 /// The batch sizes of a rank's workspaces and the workspace of each of its
 /// micro-batches: one per micro-batch, or, `reuse`d, one per size (the
 /// sizes of a range of micro-batches fall once at most: one or two).
-/// All-gathers every rank's `wire` (`per_leaf` bytes for each micro-batch
-/// it owns, then `extra` bytes) into `wire_all`, in rank order; returns each
-/// rank's byte count.
-fn gather_leaves<T: Real>(
-    comm: &mut dyn Collective<T>,
-    plan: &MicroPlan,
-    wire: &[u8],
-    wire_all: &mut Vec<u8>,
-    per_leaf: usize,
-    extra: usize,
-) -> Result<Vec<usize>> {
-    let counts: Vec<usize> = (0..plan.ranks)
-        .map(|r| plan.owned(r).len() * per_leaf + extra)
-        .collect();
-    wire_all.resize(counts.iter().sum(), 0);
-    comm.all_gather_bytes(wire, wire_all, &counts)?;
-    Ok(counts)
-}
-
 fn workspace_slots(plan: &MicroPlan, rank: usize, reuse: bool) -> (Vec<usize>, Vec<usize>) {
     let sizes: Vec<usize> = plan.owned(rank).map(|i| plan.rows_of(i).len()).collect();
     if !reuse {
@@ -119,31 +170,15 @@ impl<T: Real> Micro<T> {
                 .map(|&b| model.workspace_with(b, path))
                 .collect(),
             slots,
-            nodes: vec![T::ZERO; k * n],
-            stack: vec![vec![T::ZERO; n]; depth],
-            root: if plan.ranks > 1 {
-                vec![T::ZERO; n]
-            } else {
-                Vec::new()
-            },
-            tree: TreeBuffers::default(),
-            rho_nodes: vec![T::ZERO; k * rho],
-            rho_stack: vec![vec![T::ZERO; rho]; depth],
-            rho_root: vec![T::ZERO; rho],
-            rho_tree: TreeBuffers::default(),
-            aux_nodes: vec![T::ZERO; k * aux],
-            aux_stack: vec![vec![T::ZERO; aux]; depth],
-            aux_root: vec![T::ZERO; aux],
-            aux_tree: TreeBuffers::default(),
+            grad: TreeSum::new(k, n, depth, if plan.ranks > 1 { n } else { 0 }),
+            rho: TreeSum::new(k, rho, depth, rho),
+            aux: TreeSum::new(k, aux, depth, aux),
             spreads: vec![0.0; plan.m],
             dead_mask: vec![false; cfg.width(cfg.code_layer)],
-            cand: Vec::new(),
-            cand_all: Vec::new(),
-            cand_sel: Vec::new(),
+            cand: Candidates::default(),
             losses: vec![LossParts::default(); own.len()],
             fired: vec![false; cfg.width(cfg.code_layer)],
-            wire: Vec::new(),
-            wire_all: Vec::new(),
+            wire: Wire::default(),
         }
     }
 
@@ -242,6 +277,99 @@ fn forward_all<T: Real>(
         first = first.and(model.forward_part(w, &input[r], layers.clone()));
     }
     first
+}
+
+/// Selects the code of this rank's micro-batches `ws` (rows `own` of
+/// `plan`) at layer `l` by the whole batch's top-k threshold: each rank's
+/// k·B largest values hold the batch's k·B largest, so the ranks exchange
+/// those, and the ties at the threshold go to the earliest micro-batches.
+#[allow(clippy::too_many_arguments)]
+fn batch_topk<T: Real>(
+    model: &Autoencoder<T>,
+    comm: &mut dyn Collective<T>,
+    plan: &MicroPlan,
+    own: std::ops::Range<usize>,
+    ws: &mut [Workspace<T>],
+    l: usize,
+    cand: &mut Candidates<T>,
+    wire: &mut Wire,
+) -> Result<()> {
+    let units = model.config().width(l);
+    let kk = model.config().topk.map_or(0, |t| t.k.min(units)) * plan.batch;
+    if kk >= plan.batch * units {
+        ws.iter_mut().for_each(|w| model.select_code(w, None));
+        return Ok(());
+    }
+    cand.mine.clear();
+    ws.iter().for_each(|w| cand.mine.extend_from_slice(&w.h[l]));
+    let mine = cand.mine.len().min(kk);
+    largest_first(&mut cand.mine, mine);
+    let counts: Vec<usize> = (0..plan.ranks)
+        .map(|r| (plan.rows(r).len() * units).min(kk))
+        .collect();
+    cand.all.resize(counts.iter().sum(), T::ZERO);
+    comm.all_gather(&cand.mine[..mine], &mut cand.all, &counts)?;
+    cand.sel.resize(cand.all.len(), T::ZERO);
+    let (t, ties) = kth_largest(&cand.all, kk, &mut cand.sel);
+    wire.out.clear();
+    for w in ws.iter() {
+        let equal = w.h[l].iter().filter(|&&v| v == t).count() as u64;
+        wire.out.extend_from_slice(&equal.to_le_bytes());
+    }
+    wire.gather(comm, plan, 8, 0)?;
+    let mut left = ties;
+    for (i, c) in wire.all.chunks_exact(8).enumerate() {
+        let equal = u64::from_le_bytes(c.try_into().expect("8 bytes")) as usize;
+        let keep = equal.min(left);
+        left -= keep;
+        if own.contains(&i) {
+            model.select_code(&mut ws[i - own.start], Some((t, keep)));
+        }
+    }
+    Ok(())
+}
+
+/// Every micro-batch's loss and the code units that fired, gathered from
+/// every rank: `fired` becomes the whole batch's, and the batch's loss is
+/// the sum of the micro-batches' over the tree.
+fn gather_losses<T: Real>(
+    comm: &mut dyn Collective<T>,
+    plan: &MicroPlan,
+    losses: &[LossParts],
+    fired: &mut [bool],
+    wire: &mut Wire,
+) -> Result<LossParts> {
+    wire.out.clear();
+    for l in losses {
+        for v in [l.recon, l.l1, l.kl, l.l2, l.auxk] {
+            wire.out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    wire.out.extend(fired.iter().map(|&f| u8::from(f)));
+    let units = fired.len();
+    let counts = wire.gather(comm, plan, LOSS_BYTES, units)?;
+    let mut leaf_losses = Vec::with_capacity(plan.m);
+    fired.iter_mut().for_each(|f| *f = false);
+    let mut at = 0;
+    for c in &counts {
+        let part = &wire.all[at..at + c];
+        let (loss, flags) = part.split_at(c - units);
+        for l in loss.chunks_exact(LOSS_BYTES) {
+            let v = |k: usize| f64::from_le_bytes(l[8 * k..8 * k + 8].try_into().expect("8"));
+            leaf_losses.push(LossParts {
+                recon: v(0),
+                l1: v(1),
+                kl: v(2),
+                l2: v(3),
+                auxk: v(4),
+            });
+        }
+        for (f, &b) in fired.iter_mut().zip(flags) {
+            *f |= b != 0;
+        }
+        at += c;
+    }
+    Ok(loss_node((0, plan.span()), &leaf_losses))
 }
 
 impl<T: Real> Trainer<T> {
@@ -395,27 +523,15 @@ impl<T: Real> Trainer<T> {
         let Micro {
             ws,
             slots,
-            nodes,
-            stack,
-            root,
-            tree,
-            rho_nodes,
-            rho_stack,
-            rho_root,
-            rho_tree,
-            aux_nodes,
-            aux_stack,
-            aux_root,
-            aux_tree,
+            grad,
+            rho,
+            aux,
             spreads,
             dead_mask,
             cand,
-            cand_all,
-            cand_sel,
             losses,
             fired,
             wire,
-            wire_all,
             ..
         } = st;
         let my_nodes = plan.nodes(rank);
@@ -441,59 +557,22 @@ impl<T: Real> Trainer<T> {
                 let r = forward_all(model, ws, input, parts(), done..l + 1);
                 agree(comm, r, true)?;
                 done = l + 1;
-                let units = cfg.width(l);
-                let kk = cfg.topk.map_or(0, |t| t.k.min(units)) * plan.batch;
-                if kk >= plan.batch * units {
-                    ws.iter_mut().for_each(|w| model.select_code(w, None));
-                } else {
-                    // Each rank's k·B largest values hold the batch's k·B largest.
-                    cand.clear();
-                    ws.iter().for_each(|w| cand.extend_from_slice(&w.h[l]));
-                    let mine = cand.len().min(kk);
-                    largest_first(cand, mine);
-                    let counts: Vec<usize> = (0..plan.ranks)
-                        .map(|r| (plan.rows(r).len() * units).min(kk))
-                        .collect();
-                    cand_all.resize(counts.iter().sum(), T::ZERO);
-                    comm.all_gather(&cand[..mine], cand_all, &counts)?;
-                    cand_sel.resize(cand_all.len(), T::ZERO);
-                    let (t, ties) = kth_largest(cand_all, kk, cand_sel);
-                    // The ties at t go to the earliest micro-batches.
-                    wire.clear();
-                    for w in ws.iter() {
-                        let equal = w.h[l].iter().filter(|&&v| v == t).count() as u64;
-                        wire.extend_from_slice(&equal.to_le_bytes());
-                    }
-                    gather_leaves(comm, &plan, wire, wire_all, 8, 0)?;
-                    let mut left = ties;
-                    for (i, c) in wire_all.chunks_exact(8).enumerate() {
-                        let equal = u64::from_le_bytes(c.try_into().expect("8 bytes")) as usize;
-                        let keep = equal.min(left);
-                        left -= keep;
-                        if own.contains(&i) {
-                            model.select_code(&mut ws[i - own.start], Some((t, keep)));
-                        }
-                    }
-                }
+                batch_topk(model, comm, &plan, own.clone(), ws, l, cand, wire)?;
             }
             if kl_at == Some(l) {
                 let r = forward_all(model, ws, input, parts(), done..l + 1);
                 done = done.max(l + 1);
                 ws.iter_mut().for_each(|w| model.kl_part_sums(w));
-                let c = rho_root.len();
-                for (k, &node) in my_nodes.iter().enumerate() {
-                    let out = &mut rho_nodes[k * c..(k + 1) * c];
-                    let ws = &*ws;
-                    node_value(node, plan.m, out, rho_stack, &mut |i, o| {
-                        o.copy_from_slice(ws[slots[i - own.start]].rho_hat());
-                        Ok(())
-                    })?;
-                }
+                let sums = &*ws;
+                rho.eval(&plan, &my_nodes, &mut |i, o| {
+                    o.copy_from_slice(sums[slots[i - own.start]].rho_hat());
+                    Ok(())
+                })?;
                 agree(comm, r, true)?;
-                tree_sum(comm, &plan, rho_nodes, rho_root, rho_tree)?;
+                rho.reduce(comm, &plan)?;
                 let mut value = 0.0;
                 for w in ws.iter_mut() {
-                    value = model.set_kl_total(w, rho_root, plan.batch);
+                    value = model.set_kl_total(w, &rho.root, plan.batch);
                 }
                 kl = Some(value);
             }
@@ -503,24 +582,19 @@ impl<T: Real> Trainer<T> {
                 done = layers;
                 // The residual's sums per feature over the tree, then each
                 // micro-batch's Σ‖e − ē‖², added over the tree too.
-                let c = aux_root.len();
-                for (k, &node) in my_nodes.iter().enumerate() {
-                    let out = &mut aux_nodes[k * c..(k + 1) * c];
-                    let ws = &mut *ws;
-                    node_value(node, plan.m, out, aux_stack, &mut |i, o| {
-                        let sums = model.auxk_residual(&mut ws[i - own.start], &x[local(i)]);
-                        o.copy_from_slice(sums.expect("AuxK scratch"));
-                        Ok(())
-                    })?;
-                }
-                tree_sum(comm, &plan, aux_nodes, aux_root, aux_tree)?;
-                wire.clear();
+                aux.eval(&plan, &my_nodes, &mut |i, o| {
+                    let sums = model.auxk_residual(&mut ws[i - own.start], &x[local(i)]);
+                    o.copy_from_slice(sums.expect("AuxK scratch"));
+                    Ok(())
+                })?;
+                aux.reduce(comm, &plan)?;
+                wire.out.clear();
                 for w in ws.iter() {
-                    let v = model.auxk_spread(w, aux_root, plan.batch);
-                    wire.extend_from_slice(&v.to_le_bytes());
+                    let v = model.auxk_spread(w, &aux.root, plan.batch);
+                    wire.out.extend_from_slice(&v.to_le_bytes());
                 }
-                gather_leaves(comm, &plan, wire, wire_all, 8, 0)?;
-                for (v, c) in spreads.iter_mut().zip(wire_all.chunks_exact(8)) {
+                wire.gather(comm, &plan, 8, 0)?;
+                for (v, c) in spreads.iter_mut().zip(wire.all.chunks_exact(8)) {
                     *v = f64::from_le_bytes(c.try_into().expect("8 bytes"));
                 }
                 let denom = loss_node((0, plan.span()), spreads);
@@ -529,77 +603,40 @@ impl<T: Real> Trainer<T> {
             }
         }
         // The gradients of this rank's tree nodes, leaf by leaf.
-        let n = model.params.len();
         fired.iter_mut().for_each(|f| *f = false);
-        let mut leaves = Ok(());
-        for (k, &node) in my_nodes.iter().enumerate() {
-            let out = &mut nodes[k * n..(k + 1) * n];
-            let r = node_value(node, plan.m, out, stack, &mut |i, g| {
-                let j = i - own.start;
-                let w = &mut ws[slots[j]];
-                let r = local(i);
-                losses[j] = if plan.m == 1 {
-                    model.loss_and_grad(w, &input[r.clone()], &x[r], Some(g))?
-                } else {
-                    model.loss_and_grad_part(
-                        w,
-                        &input[r.clone()],
-                        &x[r],
-                        g,
-                        plan.batch,
-                        i == 0,
-                        kl,
-                        done,
-                    )?
-                };
-                // The units that fired, and the code, before the workspace
-                // is reused.
-                dead.mark_fired(model.code(w), fired);
-                on_code(model.code(w));
-                Ok(())
-            });
-            leaves = leaves.and(r);
-        }
+        let leaves = grad.eval(&plan, &my_nodes, &mut |i, g| {
+            let j = i - own.start;
+            let w = &mut ws[slots[j]];
+            let r = local(i);
+            losses[j] = if plan.m == 1 {
+                model.loss_and_grad(w, &input[r.clone()], &x[r], Some(g))?
+            } else {
+                model.loss_and_grad_part(
+                    w,
+                    &input[r.clone()],
+                    &x[r],
+                    g,
+                    plan.batch,
+                    i == 0,
+                    kl,
+                    done,
+                )?
+            };
+            // The units that fired, and the code, before the workspace
+            // is reused.
+            dead.mark_fired(model.code(w), fired);
+            on_code(model.code(w));
+            Ok(())
+        });
         agree(comm, leaves, true)?;
-        // Every micro-batch's loss and the units that fired, on every rank.
-        wire.clear();
-        for l in losses.iter() {
-            for v in [l.recon, l.l1, l.kl, l.l2, l.auxk] {
-                wire.extend_from_slice(&v.to_le_bytes());
-            }
-        }
-        wire.extend(fired.iter().map(|&f| u8::from(f)));
-        let units = fired.len();
-        let counts = gather_leaves(comm, &plan, wire, wire_all, LOSS_BYTES, units)?;
-        let mut leaf_losses = Vec::with_capacity(plan.m);
-        fired.iter_mut().for_each(|f| *f = false);
-        let mut at = 0;
-        for c in &counts {
-            let part = &wire_all[at..at + c];
-            let (loss, flags) = part.split_at(c - units);
-            for l in loss.chunks_exact(LOSS_BYTES) {
-                let v = |k: usize| f64::from_le_bytes(l[8 * k..8 * k + 8].try_into().expect("8"));
-                leaf_losses.push(LossParts {
-                    recon: v(0),
-                    l1: v(1),
-                    kl: v(2),
-                    l2: v(3),
-                    auxk: v(4),
-                });
-            }
-            for (f, &b) in fired.iter_mut().zip(flags) {
-                *f |= b != 0;
-            }
-            at += c;
-        }
-        let total = loss_node((0, plan.span()), &leaf_losses);
+        let total = gather_losses(comm, &plan, losses, fired, wire)?;
         non_finite(&total, self.opt.t + 1)?;
         // The gradient of the batch, then the update (as in `Trainer::step`).
         let grads: &mut [T] = if plan.ranks == 1 {
-            nodes
+            &mut grad.nodes
         } else {
-            tree_sum(comm, &plan, nodes, root, tree)?;
-            root
+            grad.reduce(comm, &plan)?;
+            &mut grad.root
         };
         super::update(
             &mut self.model,
