@@ -5,7 +5,9 @@
 
 mod common;
 
-use sparse_ae::nn::{Autoencoder, ModelConfig, preset};
+use sparse_ae::kernels::Activation;
+use sparse_ae::nn::dense::backward_cut;
+use sparse_ae::nn::{Autoencoder, ModelBuilder, ModelConfig, preset};
 use sparse_ae::optim::OptimizerConfig;
 use sparse_ae::parallel::{KeepAwake, Policy};
 use sparse_ae::rng::Rng;
@@ -15,24 +17,35 @@ fn config(name: &str) -> ModelConfig {
     match name {
         // The `topk` shape as an SAE with every option on, dead window one batch.
         "sae" => common::full_sae(784, 1024, 32, 64),
+        // Widths that split unevenly between the threads: the weights' rows
+        // cut at 144 and 160 (`parallel::owned_half`), the decoder's
+        // backward product cut in two sums at batch 33.
+        "odd" => ModelBuilder::new(333)
+            .encoder(300, Activation::Relu)
+            .code(20, Activation::Relu)
+            .decoder(300, Activation::Relu)
+            .decoder(333, Activation::Sigmoid)
+            .l1(1e-4)
+            .build()
+            .unwrap(),
         _ => preset(name, 784).unwrap(),
     }
 }
 
 fn train(name: &str, batch: usize, steps: usize, policy: Policy) -> Vec<f32> {
     let cfg = config(name);
+    let d = cfg.input;
     let model = Autoencoder::<f32>::new(cfg, 42).unwrap();
     let mut t = Trainer::new(model, OptimizerConfig::default(), batch, 7).unwrap();
     let mut rng = Rng::new(9);
-    let data: Vec<f32> = (0..batch * 784 * 4).map(|_| rng.next_f32()).collect();
+    let data: Vec<f32> = (0..batch * d * 4).map(|_| rng.next_f32()).collect();
     // As `fit` does: on two threads the other one spins for work, and the
     // kernels split smaller operations.
     let awake = KeepAwake::with_policy(policy);
     for s in 0..steps {
         awake.beat();
         let k = s % 4;
-        t.step(&data[k * batch * 784..(k + 1) * batch * 784])
-            .unwrap();
+        t.step(&data[k * batch * d..(k + 1) * batch * d]).unwrap();
     }
     t.model.params
 }
@@ -45,6 +58,13 @@ fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
         .install(f)
 }
 
+/// The "odd" model does take the uneven cuts it is there for.
+#[test]
+fn the_odd_model_is_cut() {
+    assert_eq!(backward_cut(33, 300, 333), Some(160));
+    assert_eq!(sparse_ae::parallel::owned_half(300), 144);
+}
+
 #[test]
 fn one_and_two_threads_are_bit_identical() {
     for (name, batch) in [
@@ -54,6 +74,7 @@ fn one_and_two_threads_are_bit_identical() {
         ("overcomplete-kl", 256),
         ("sae", 64),
         ("conv", 16),
+        ("odd", 33),
     ] {
         let one = in_pool(1, || train(name, batch, 6, Policy::Split));
         assert!(one.iter().all(|v| v.is_finite()));
