@@ -485,6 +485,18 @@ impl<T: Real> Autoencoder<T> {
         self.cfg.loss == Loss::Bce
     }
 
+    /// Where the output layer's columns are cut between the threads at
+    /// batch `b` (its rows of the weight, see [`super::dense::backward_cut`]).
+    fn output_cut(&self, b: usize) -> Option<usize> {
+        let last = self.cfg.layers.len() - 1;
+        match self.ops[last] {
+            Op::Dense { inp, out } if self.cfg.tied_to(last).is_none() => {
+                super::dense::backward_cut(b, inp, out)
+            }
+            _ => None,
+        }
+    }
+
     fn weight_use(&self, l: usize) -> WeightUse {
         if self.cfg.tied_to(l).is_some() {
             WeightUse::Tied
@@ -901,7 +913,10 @@ impl<T: Real> Autoencoder<T> {
             let h = &ws.h[last];
             let s = T::from_f64(scale);
             parts.recon = match cfg.loss {
-                Loss::Bce => T::bce_logits(h, target, dz, s),
+                Loss::Bce => match self.output_cut(b) {
+                    Some(c) => super::dense::bce_in_halves(h, target, dz, s, cfg.input, c),
+                    None => T::bce_logits(h, target, dz, s),
+                },
                 Loss::Mse | Loss::Sse => T::sq_err(h, target, dz, s),
             } * scale;
             if cfg.loss != Loss::Bce && want_grad {
