@@ -574,7 +574,7 @@ pub fn write(path: &Path, rows: usize, cols: usize, data: &[f32]) -> Result<()> 
 /// atomically.
 ///
 /// # Errors
-/// As [`write`].
+/// As [`write()`].
 pub fn write_vector(path: &Path, data: &[f32]) -> Result<()> {
     write_atomic(path, |w| write_to(w, &[data.len()], data, path))
 }

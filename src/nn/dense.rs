@@ -108,7 +108,7 @@ pub fn bce_in_halves<T: Real>(
     a + b
 }
 
-/// Backward, given `dz = ∂L/∂z: (batch, out)`:/// Backward, given `dz = ∂L/∂z: (batch, out)`:
+/// Backward, given `dz = ∂L/∂z: (batch, out)`:
 /// - `dw (+)= dzᵀ·x` (`(out, in)`; for a tied layer `dE (+)= xᵀ·dz`, `(in, out)`),
 ///   overwriting when `accumulate` is false and adding otherwise;
 /// - `db ← Σ_batch dz` (overwrites);

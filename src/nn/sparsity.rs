@@ -18,7 +18,7 @@ pub fn l1_penalty<T: Real>(h: &[T], dh: Option<&mut [T]>, batch: usize, lambda: 
 /// `h` is `(batch, channels, positions)`: a dense layer has one position per
 /// unit-channel; a convolutional feature map has `h·w` positions per channel,
 /// and then ρ̂ is taken per channel, over the batch and all positions:
-/// ρ̂_c = 1/(B·P) Σ_{i,p} h[i,c,p], clamped to [KL_CLAMP, 1 − KL_CLAMP]. Value
+/// ρ̂_c = 1/(B·P) Σ_{i,p} h\[i,c,p\], clamped to \[KL_CLAMP, 1 − KL_CLAMP\]. Value
 /// `β·Σ_c [ρ·ln(ρ/ρ̂_c) + (1−ρ)·ln((1−ρ)/(1−ρ̂_c))]`. The per-channel gradient
 /// `g_c = β/(B·P)·(−ρ/ρ̂_c + (1−ρ)/(1−ρ̂_c))` (zero for a clamped channel) is
 /// written into `g`, and added to every `dh[i,c,p]` if `dh` is given.

@@ -1,5 +1,5 @@
 //! Standard normal draws from pairs of random 32-bit words by the Box–Muller
-//! transform, branch-free over [`Simd`] lanes, with the measured error of the
+//! transform, branch-free over `Simd` lanes, with the measured error of the
 //! vector path against the `f64` transform of the same uniforms.
 //!
 //! From the words a and b: u₁ = (⌊a/2⁸⌋ + 1)·2⁻²⁴ ∈ (0, 1] and
