@@ -216,6 +216,25 @@ mod tests {
     use super::*;
     use crate::parallel::{KeepAwake, Policy};
 
+    /// Runs `f` on a new pool of `threads` threads, the others spinning for
+    /// work (as in a kept-awake training loop) before it starts.
+    fn on_awake_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let awake = KeepAwake::with_policy(Policy::Split);
+            let t = std::time::Instant::now();
+            while threads > 1 && !crate::parallel::awake() {
+                assert!(t.elapsed().as_secs() < 10, "no spinner started");
+                awake.beat();
+                std::thread::yield_now();
+            }
+            f()
+        })
+    }
+
     /// The cut engages for the deep and shallow models' decoders at batch
     /// 32: not for a small product, a large batch or a narrow layer.
     #[test]
@@ -241,18 +260,7 @@ mod tests {
         let want = f32::bce_logits(&z, &x, Some(&mut whole), 0.5);
         let run = |threads: usize| {
             let mut dz = vec![f32::NAN; rows * cols];
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let loss = pool.install(|| {
-                let awake = KeepAwake::with_policy(Policy::Split);
-                let t = std::time::Instant::now();
-                while threads > 1 && !crate::parallel::awake() {
-                    assert!(t.elapsed().as_secs() < 10, "no spinner started");
-                    awake.beat();
-                    std::thread::yield_now();
-                }
+            let loss = on_awake_pool(threads, || {
                 bce_in_halves(&z, &x, Some(&mut dz), 0.5, cols, cut)
             });
             (loss, dz)
@@ -281,18 +289,7 @@ mod tests {
             let (mut dw, mut db, mut dx) =
                 (vec![0.0; out * inp], vec![0.0; out], vec![0.0; batch * inp]);
             let mut part = vec![f32::NAN; batch * inp];
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let awake = KeepAwake::with_policy(Policy::Split);
-                let t = std::time::Instant::now();
-                while threads > 1 && !crate::parallel::awake() {
-                    assert!(t.elapsed().as_secs() < 10, "no spinner started");
-                    awake.beat();
-                    std::thread::yield_now();
-                }
+            on_awake_pool(threads, || {
                 dense_backward(
                     &mut dw,
                     &mut db,

@@ -140,13 +140,7 @@ impl<T: Real> Optimizer<T> {
     pub fn step(&mut self, params: &mut [T], grads: &[T]) {
         assert!(grads.len() == params.len() && self.m.len() == params.len());
         let n = params.len();
-        let pieces = if n >= PAR_MIN_PARAMS {
-            crate::parallel::pool_threads()
-        } else if n >= PAR_MIN_PARAMS_AWAKE {
-            crate::parallel::awake_threads()
-        } else {
-            1
-        };
+        let pieces = pieces(n, PAR_MIN_PARAMS_AWAKE);
         self.update(params, Grad::One(grads), pieces);
     }
 
@@ -166,13 +160,7 @@ impl<T: Real> Optimizer<T> {
         let n = params.len();
         assert!(grads.len() == n && self.m.len() == n);
         assert_eq!(tensors.iter().map(|t| t.0).sum::<usize>(), n);
-        let pieces = if n >= PAR_MIN_PARAMS {
-            crate::parallel::pool_threads()
-        } else if n >= PAR_MIN_OWNED_AWAKE {
-            crate::parallel::awake_threads()
-        } else {
-            1
-        };
+        let pieces = pieces(n, PAR_MIN_OWNED_AWAKE);
         if pieces != 2 {
             self.update(params, Grad::One(grads), pieces);
             return;
@@ -231,6 +219,19 @@ impl<T: Real> Optimizer<T> {
             &mut self.v
         };
         update_part(&self.config, self.t, params, grad, &mut self.m, v, pieces);
+    }
+}
+
+/// The pieces an update of `n` parameters is split into: one per thread of
+/// the pool from [`PAR_MIN_PARAMS`] on, one per thread spinning for work
+/// from `awake_min` on, else one.
+fn pieces(n: usize, awake_min: usize) -> usize {
+    if n >= PAR_MIN_PARAMS {
+        crate::parallel::pool_threads()
+    } else if n >= awake_min {
+        crate::parallel::awake_threads()
+    } else {
+        1
     }
 }
 

@@ -456,7 +456,7 @@ pub fn gemm_loops(
         Parallelism::Sequential => 1,
         _ if flops >= params::PAR_MIN_FLOPS => crate::parallel::pool_threads(),
         // Small products only on the threads that spin for work now.
-        _ if flops >= params::PAR_MIN_FLOPS_AWAKE => crate::parallel::awake_threads(),
+        _ if may_split(m, n, k) => crate::parallel::awake_threads(),
         _ => 1,
     };
     let rows = par == Parallelism::RayonRows;
