@@ -61,9 +61,9 @@ pub const MAX_SPINNERS: usize = 3;
 static SPINNING: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// Set while this thread runs one of several parts of a job that already
-    /// keep every thread busy (see [`as_part`]).
-    static IN_PART: Cell<bool> = const { Cell::new(false) };
+    /// How many parts of jobs this thread's work shares the pool with: 1
+    /// outside [`as_part`], 2 inside one, 4 inside a part of a part.
+    static PARTS: Cell<usize> = const { Cell::new(1) };
     /// Set on a loop's thread while its [`KeepAwake`] has chosen one-thread
     /// steps (see [`serial`]).
     static SERIAL: Cell<bool> = const { Cell::new(false) };
@@ -71,45 +71,57 @@ thread_local! {
 
 /// Whether some other pool thread is spinning for work right now, so that a
 /// parallel task starts within about a microsecond instead of waiting for a
-/// thread to wake up, and this thread is not inside [`as_part`] (the kernels
-/// split smaller operations over [`awake_threads`] then).
+/// thread to wake up, and this thread's share of the pool has more than one
+/// thread (see [`as_part`]): the kernels split smaller operations over
+/// [`awake_threads`] then.
 pub fn awake() -> bool {
     awake_threads() > 1
 }
 
 /// The threads that can take part in a small operation right now: this one
-/// and the spinners (1 when none spins, or inside [`as_part`]).
+/// and the spinners, at most this thread's share of the pool (1 when none
+/// spins, while [`serial`], or inside [`as_part`] on a pool of fewer than
+/// four threads).
 pub fn awake_threads() -> usize {
-    if in_part() || serial() {
+    let share = pool_threads();
+    if share == 1 {
         return 1;
     }
     let spinning = SPINNING.load(Ordering::Relaxed);
-    1 + spinning.min(rayon::current_num_threads().saturating_sub(1))
+    (1 + spinning).min(share)
 }
 
-/// Runs `f` as one of the parts of a job that are run side by side on the
+/// Runs `f` as one of two parts of a job that are run side by side on the
 /// pool's threads (the two halves of a batch, say): inside it, [`in_part`]
-/// is true and [`awake`] false, and the GEMM keeps each product on the
-/// calling thread, since the other threads are busy with the other parts
-/// (measured on the batch-256 784-1024-784 model: 36.5k → 37.2k samples/s
-/// with its halves' products unsplit, whose strips each packed the half's
-/// activations again; with the awake thresholds inside the halves, the
-/// batch-256 deep model lost 10 %).
+/// is true and the kernels split their work over half the pool's threads
+/// ([`pool_threads`], [`awake_threads`]), since the other half is busy with
+/// the other part. On two threads each part thus keeps its products on its
+/// own thread (measured on the batch-256 784-1024-784 model: 36.5k → 37.2k
+/// samples/s with its halves' products unsplit, whose strips each packed the
+/// half's activations again; with the awake thresholds inside the halves,
+/// the batch-256 deep model lost 10 %); on four or more, each part splits
+/// over its two or more threads instead of leaving them idle. A part of a
+/// part has a quarter of the pool, and so on. The share changes only which
+/// thread computes what, never a result.
 pub fn as_part<R>(f: impl FnOnce() -> R) -> R {
     /// Restores the outer state on the way out, a panic in `f` included.
-    struct Restore(bool);
+    struct Restore(usize);
     impl Drop for Restore {
         fn drop(&mut self) {
-            IN_PART.with(|p| p.set(self.0));
+            PARTS.with(|p| p.set(self.0));
         }
     }
-    let _restore = Restore(IN_PART.with(|p| p.replace(true)));
+    let _restore = Restore(PARTS.with(|p| {
+        let outer = p.get();
+        p.set(outer.saturating_mul(2));
+        outer
+    }));
     f()
 }
 
 /// Whether this thread runs inside [`as_part`].
 pub fn in_part() -> bool {
-    IN_PART.with(Cell::get)
+    PARTS.with(Cell::get) > 1
 }
 
 /// Whether this thread's steps run on this thread alone now, as the
@@ -138,12 +150,13 @@ pub fn threads_summary() -> String {
 }
 
 /// The threads an operation large enough for the whole pool splits over:
-/// the pool's, or 1 inside [`as_part`] or while [`serial`].
+/// the pool's, this thread's share of them inside [`as_part`] (at least 1),
+/// or 1 while [`serial`].
 pub fn pool_threads() -> usize {
-    if in_part() || serial() {
+    if serial() {
         1
     } else {
-        rayon::current_num_threads()
+        (rayon::current_num_threads() / PARTS.with(Cell::get)).max(1)
     }
 }
 
@@ -663,6 +676,56 @@ mod tests {
                 join(|| 1, || -> i32 { panic!("second half") })
             }));
             assert!(caught.is_err());
+        });
+    }
+
+    /// Inside a part of a job the kernels see their share of the pool: none
+    /// to spare on two or three threads, half of four, a quarter of eight
+    /// in a part of a part; the outer share comes back after the part, and
+    /// a one-thread step sees one thread whatever the part.
+    #[test]
+    fn parts_share_the_pool() {
+        for (threads, half, quarter) in [(1, 1, 1), (2, 1, 1), (3, 1, 1), (4, 2, 1), (8, 4, 2)] {
+            on_pool(threads, || {
+                assert!(!in_part());
+                assert_eq!(pool_threads(), threads);
+                let (a, b) = join(
+                    || as_part(|| (pool_threads(), as_part(pool_threads), in_part())),
+                    || as_part(pool_threads),
+                );
+                assert_eq!((a, b), ((half, quarter, true), half), "{threads} threads");
+                assert!(!in_part());
+                assert_eq!(pool_threads(), threads);
+                SERIAL.with(|c| c.set(true));
+                assert_eq!(as_part(|| (pool_threads(), awake_threads())), (1, 1));
+                SERIAL.with(|c| c.set(false));
+            });
+        }
+    }
+
+    /// A part's small operations split over the spinners only within its
+    /// share: with four threads kept awake, a part splits over two.
+    #[test]
+    fn awake_parts_split_within_their_share() {
+        on_pool(4, || {
+            let guard = KeepAwake::with_policy(Policy::Split);
+            guard.beat();
+            let t = Instant::now();
+            // This guard's three spinners run (each counted in SPINNING).
+            let running = || {
+                guard.shared.started.load(Ordering::Relaxed) >= 3
+                    && guard.shared.live.load(Ordering::Acquire) == 3
+                    && SPINNING.load(Ordering::Relaxed) >= 3
+            };
+            while !running() && t.elapsed() < Duration::from_secs(20) {
+                guard.beat();
+                std::thread::yield_now();
+            }
+            assert!(running(), "the spinners did not start");
+            guard.beat();
+            assert_eq!(awake_threads(), 4);
+            assert_eq!(as_part(awake_threads), 2);
+            assert_eq!(as_part(|| as_part(awake_threads)), 1);
         });
     }
 

@@ -1,4 +1,4 @@
-//! The same seed gives bit-identical parameters after N steps on 1 and on 2
+//! The same seed gives bit-identical parameters after N steps on 1, 2 and 4
 //! threads, whether the steps on 2 threads split their work or run on one
 //! thread (as the kept-awake guard chooses by measurement), and a training
 //! step allocates nothing after the first.
@@ -78,16 +78,22 @@ fn one_and_two_threads_are_bit_identical() {
     ] {
         let one = in_pool(1, || train(name, batch, 6, Policy::Split));
         assert!(one.iter().all(|v| v.is_finite()));
-        // Split steps, and split and one-thread steps in turn.
-        for policy in [Policy::Split, Policy::Alternate] {
-            let two = in_pool(2, || train(name, batch, 6, policy));
+        // Split steps, and split and one-thread steps in turn; and on four
+        // threads, where each half of a batch-256 step splits its products
+        // over two.
+        for (threads, policy) in [
+            (2, Policy::Split),
+            (2, Policy::Alternate),
+            (4, Policy::Split),
+        ] {
+            let many = in_pool(threads, || train(name, batch, 6, policy));
             let same = one
                 .iter()
-                .zip(&two)
+                .zip(&many)
                 .all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(
                 same,
-                "{name} at batch {batch}, {policy:?}: 1 and 2 threads differ"
+                "{name} at batch {batch}, {policy:?}: 1 and {threads} threads differ"
             );
         }
         // And training did move the parameters.

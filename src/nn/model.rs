@@ -173,16 +173,24 @@ pub struct Workspace<T> {
     sparse: Option<SparseTopk<T>>,
 }
 
+/// Where layer `l`'s weight rows are cut at batch `batch`: an untied dense
+/// layer whose product back through it is summed in two parts (see
+/// [`super::dense::backward_cut`]); `None` for any other layer.
+fn layer_cut(cfg: &ModelConfig, ops: &[Op], l: usize, batch: usize) -> Option<usize> {
+    match ops[l] {
+        Op::Dense { inp, out } if cfg.tied_to(l).is_none() => {
+            super::dense::backward_cut(batch, inp, out)
+        }
+        _ => None,
+    }
+}
+
 /// The most values a dense layer's second `dx` sum takes at `batch` (see
 /// [`super::dense::backward_cut`]; the first layer has no `dx`).
 fn dx_part_len(cfg: &ModelConfig, ops: &[Op], batch: usize) -> usize {
     (1..ops.len())
-        .filter_map(|l| match ops[l] {
-            Op::Dense { inp, out } if cfg.tied_to(l).is_none() => {
-                super::dense::backward_cut(batch, inp, out).map(|_| batch * inp)
-            }
-            _ => None,
-        })
+        .filter(|&l| layer_cut(cfg, ops, l, batch).is_some())
+        .map(|l| batch * cfg.fan_in(l))
         .max()
         .unwrap_or(0)
 }
@@ -488,13 +496,7 @@ impl<T: Real> Autoencoder<T> {
     /// Where the output layer's columns are cut between the threads at
     /// batch `b` (its rows of the weight, see [`super::dense::backward_cut`]).
     fn output_cut(&self, b: usize) -> Option<usize> {
-        let last = self.cfg.layers.len() - 1;
-        match self.ops[last] {
-            Op::Dense { inp, out } if self.cfg.tied_to(last).is_none() => {
-                super::dense::backward_cut(b, inp, out)
-            }
-            _ => None,
-        }
+        layer_cut(&self.cfg, &self.ops, self.cfg.layers.len() - 1, b)
     }
 
     fn weight_use(&self, l: usize) -> WeightUse {

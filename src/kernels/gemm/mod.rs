@@ -393,9 +393,9 @@ pub enum Loops {
 /// With [`Parallelism::Rayon`], C is cut into column (or row) strips of whole
 /// register tiles, one rayon task each: for every thread of the pool from
 /// `PAR_MIN_FLOPS` flops on, for the threads spinning for work
-/// ([`crate::parallel::awake_threads`]) from `PAR_MIN_FLOPS_AWAKE` on, and
-/// never inside [`crate::parallel::as_part`] or while
-/// [`crate::parallel::serial`].
+/// ([`crate::parallel::awake_threads`]) from `PAR_MIN_FLOPS_AWAKE` on;
+/// inside [`crate::parallel::as_part`] over the part's share of the pool
+/// (none on two threads), and never while [`crate::parallel::serial`].
 /// The k-dimension is never split, so every element of C is summed in the same
 /// order for any thread count. Both loop structures compute each element as
 /// the same chain of products in increasing p, cut at the same k-blocks only
