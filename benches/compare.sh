@@ -31,6 +31,11 @@ usage: benches/compare.sh [options]
   --peer-max-repeats N   cap of repeats inside a peer script when the machine is noisy (default: 5)
   --peer-timeout SECS    kill a peer run after this long (default: 900)
   --no-epoch             skip the W1 one-epoch comparison
+  --isa avx2             an AVX2-only machine on an AVX-512 one: sparse-ae on its AVX2 path
+                         (SPARSE_AE_KERNEL=avx2) and every peer capped at AVX2 (XLA_FLAGS
+                         --xla_cpu_max_isa=AVX2, ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2,
+                         ONEDNN_MAX_CPU_ISA=AVX2, OPENBLAS_CORETYPE=Haswell), as on an AMD Zen 3;
+                         the report says so (default: each picks its best path for this CPU)
   --out DIR              keep logs and results here (default: a new /tmp/sparse-ae-compare.XXXX)
   -h, --help             this text
 EOF
@@ -50,6 +55,7 @@ MEASURE=3
 PEER_MAX_REPEATS=5
 PEER_TIMEOUT=900
 EPOCH=1
+ISA=""
 OUT=""
 COMMAND="$0 $*"
 
@@ -67,6 +73,7 @@ while (($#)); do
         --peer-max-repeats) PEER_MAX_REPEATS=$2; shift ;;
         --peer-timeout) PEER_TIMEOUT=$2; shift ;;
         --no-epoch) EPOCH=0 ;;
+        --isa) ISA=$2; shift ;;
         --out) OUT=$2; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -78,6 +85,13 @@ die() { echo "compare.sh: $*" >&2; exit 2; }
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "--repeats wants a positive integer"
 [[ $PEER_REPEATS =~ ^[1-9][0-9]*$ ]] || die "--peer-repeats wants a positive integer"
 [[ $VARIANTS =~ ^(best|base|all)$ ]] || die "--variants is best, base or all"
+[[ -z $ISA || $ISA == avx2 ]] || die "--isa takes avx2 (or leave it out)"
+if [[ $ISA == avx2 ]]; then
+    grep -qw avx2 /proc/cpuinfo || die "--isa avx2: this CPU has no AVX2"
+    export SPARSE_AE_KERNEL=avx2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell
+    export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_cpu_max_isa=AVX2"
+fi
 IFS=, read -r -a WLS <<<"$WORKLOADS"
 IFS=, read -r -a FWS <<<"$FRAMEWORKS"
 for wl in "${WLS[@]}"; do [[ $wl =~ ^W[1-7]$ ]] || die "unknown workload $wl"; done
@@ -225,6 +239,6 @@ else
     REF=(--reference)
 fi
 python3 "$HELPER" table "$TSV" ${REF[@]+"${REF[@]}"} "workloads=$WORKLOADS" "date=$(date '+%Y-%m-%d %H:%M %Z')" \
-    "cpu=$CPU ($(nproc) cores)" "load_start=$LOAD_START (1/5/15 min)" "load_end=$LOAD_END" \
+    "cpu=$CPU ($(nproc) cores)${ISA:+, every framework capped at AVX2 (--isa avx2)}" "load_start=$LOAD_START (1/5/15 min)" "load_end=$LOAD_END" \
     "command=$COMMAND" "sparse_ae=$SA" "peers=$PEERS" "epoch=$EPOCH" | tee "$OUT/report.md"
 say "report: $OUT/report.md"

@@ -194,6 +194,41 @@ fn sizes_that_overflow_are_refused() {
     assert_eq!(snapshot(&dir), before);
 }
 
+/// Counts of batches or micro-batches in the billions are refused with the
+/// reason (more samples a step than the data holds), never by running out
+/// of memory while the step's buffers are counted or made; with masking
+/// noise too, whose noisy copy of a step's input is made by the first step.
+#[test]
+fn steps_of_billions_of_batches_are_refused_before_any_buffer() {
+    let dir = setup("misuse-accumulate");
+    std::fs::write(
+        dir.join("noisy.json"),
+        r#"{"input": 8, "layers": [{"units": 4, "activation": "relu"}, {"units": 8, "activation": "sigmoid"}], "code_layer": 0, "noise": {"type": "masking", "p": 0.3}}"#,
+    )
+    .unwrap();
+    let before = snapshot(&dir);
+    let out = dir.join("o.st");
+    let noisy = s_static(dir.join("noisy.json"));
+    for extra in [
+        &["--accumulate", "10000000000"][..],
+        &["--accumulate", "1000000000", "--micro-batches", "4"],
+        &["--accumulate", "10000000000", "--config", noisy],
+    ] {
+        let mut args = train_args(&dir, &["--out", s_static(out.clone())]);
+        if extra.contains(&"--config") {
+            // The noisy model's config in place of the plain one.
+            args.drain(1..3);
+        }
+        args.extend_from_slice(extra);
+        let e = fails(&args, 1);
+        assert!(
+            e.contains("accumulate") && e.contains("more than the 36 training samples"),
+            "{extra:?}: {e}"
+        );
+    }
+    assert_eq!(snapshot(&dir), before);
+}
+
 #[cfg(unix)]
 #[test]
 fn special_files_are_refused_as_inputs() {

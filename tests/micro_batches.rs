@@ -719,6 +719,49 @@ fn checkpoints_keep_the_accumulation() {
     assert_eq!((back.accumulate(), back.micro_batches_set()), (3, Some(2)));
 }
 
+/// A step of billions of micro-batches is counted without a value per
+/// micro-batch and refused by the memory budget, as is a batch size too
+/// large to hold, with the trainer left as it was; setting such counts
+/// allocates nothing (a noisy model's copy of the input included).
+#[test]
+fn steps_too_large_to_hold_are_refused_before_they_are_made() {
+    let cfg = ModelBuilder::new(8)
+        .code(4, Relu)
+        .decoder(8, Sigmoid)
+        .noise(Noise::Masking { p: 0.3 })
+        .build()
+        .unwrap();
+    let model = Autoencoder::<f32>::new(cfg, 3).unwrap();
+    let mut t = Trainer::new(model, OptimizerConfig::default(), 2, 1).unwrap();
+    t.set_accumulate(1 << 40).unwrap();
+    for m in [None, Some(2)] {
+        t.set_micro_batches(m).unwrap();
+        for how in [MicroWorkspaces::PerMicroBatch, MicroWorkspaces::Reused] {
+            t.set_micro_workspaces(how);
+            let parts = t.memory_need(0, 1).unwrap();
+            let total = parts.iter().fold(0u64, |a, (_, b)| a.saturating_add(*b));
+            // At least the input rows: 2⁴¹ samples of 8 f32.
+            assert!(total >= (1u64 << 41) * 32, "{parts:?}");
+            let e = t.check_memory(0, 1).unwrap_err();
+            assert!(matches!(e, Error::Memory { .. }), "{e}");
+        }
+    }
+    // A batch size too large: refused, the trainer still at batch 2.
+    let mut t = Trainer::new(
+        Autoencoder::<f32>::new(models()[0].1.clone(), 3).unwrap(),
+        OptimizerConfig::default(),
+        2,
+        1,
+    )
+    .unwrap();
+    let e = t.set_batch(1 << 50).unwrap_err();
+    assert!(matches!(e, Error::Memory { .. }), "{e}");
+    assert_eq!(t.batch(), 2);
+    assert!(matches!(t.set_batch(0), Err(Error::Config { .. })));
+    t.set_batch(3).unwrap();
+    assert_eq!(t.batch(), 3);
+}
+
 /// What a step in micro-batches holds, by part: one reused workspace per
 /// micro-batch size against one per micro-batch, the tree's scratch
 /// (log₂ M gradient-sized vectors), and, over ranks, the root and the

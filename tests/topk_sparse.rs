@@ -394,7 +394,7 @@ fn auto_takes_the_sparse_path_where_it_applies_and_pays() {
     let m = Autoencoder::<f32>::new(preset("topk", 784).unwrap(), 1).unwrap();
     let mut t = Trainer::new(m, OptimizerConfig::default(), 64, 1).unwrap();
     t.set_topk_path(TopkPath::Dense);
-    t.set_batch(128);
+    t.set_batch(128).unwrap();
     assert!(!t.workspaces()[0].uses_sparse_topk());
     assert_eq!(t.workspaces()[0].topk_path(), TopkPath::Dense);
 }

@@ -212,6 +212,35 @@ pub fn fit_source_on(
     rayon::scope(|_| fit_in_pool(trainer, train, test, opts, obs, comm))
 }
 
+/// The steps of an epoch over `n` training samples: `n` over the samples a
+/// step of `trainer` takes (one batch, or the batches it accumulates), the
+/// rest of the epoch's samples left out.
+///
+/// # Errors
+/// [`Error::Config`] naming `batch_size` or `accumulate` when one step
+/// takes more samples than there are.
+pub fn steps_per_epoch<T: crate::kernels::Real>(trainer: &Trainer<T>, n: usize) -> Result<usize> {
+    let batch = trainer.samples_per_step();
+    let spe = n / batch;
+    if spe > 0 {
+        return Ok(spe);
+    }
+    let samples = if n == 1 { "sample" } else { "samples" };
+    Err(match trainer.accumulate() {
+        1 => Error::config(
+            "batch_size",
+            format!("{batch} is larger than the {n} training {samples}"),
+        ),
+        k => Error::config(
+            "accumulate",
+            format!(
+                "{k} batches of {} ({batch} samples per step) are more than the {n} training {samples}",
+                trainer.batch()
+            ),
+        ),
+    })
+}
+
 fn fit_in_pool(
     trainer: &mut Trainer<f32>,
     train: &mut dyn EpochSource,
@@ -239,24 +268,7 @@ fn fit_in_pool(
     }
     // A step takes `batch` samples: one batch, or the batches accumulated.
     let batch = trainer.samples_per_step();
-    let spe = train.len() / batch;
-    if spe == 0 {
-        let n = train.len();
-        let samples = if n == 1 { "sample" } else { "samples" };
-        return Err(match trainer.accumulate() {
-            1 => Error::config(
-                "batch_size",
-                format!("{batch} is larger than the {n} training {samples}"),
-            ),
-            k => Error::config(
-                "accumulate",
-                format!(
-                    "{k} batches of {} ({batch} samples per step) are more than the {n} training {samples}",
-                    trainer.batch()
-                ),
-            ),
-        });
-    }
+    let spe = steps_per_epoch(trainer, train.len())?;
     let code_units = cfg.width(cfg.code_layer);
     let shared = comm.ranks() > 1 || trainer.micro_step();
     let rows = match shared {
@@ -407,7 +419,12 @@ pub fn evaluate_rows(
         ));
     }
     let n = rows.len();
-    let batch = model.eval_batch(batch.clamp(1, n.max(1)))?;
+    if n == 0 {
+        return Err(Error::Data {
+            reason: "no samples to evaluate (the split or array is empty)".into(),
+        });
+    }
+    let batch = model.eval_batch(batch.clamp(1, n))?;
     let mut ws = model.workspace(batch);
     let mut x = vec![0.0f32; batch * cfg.input];
     let mut mean = LossMean::default();

@@ -176,8 +176,8 @@ pub fn explained(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Expla
 pub fn explained_rows(model: &Autoencoder<f32>, samples: &mut dyn Rows) -> Result<Explained> {
     let d = model.config().input;
     let scale = f64::from(samples.scale());
-    let mut sum = vec![0.0f64; d];
-    let mut sum_sq = 0.0f64;
+    no_samples(samples.len(), "explained variance")?;
+    let mut moments = Moments::new(d);
     let mut err = 0.0f64;
     let mut recon = Vec::new();
     for_batches(model, samples, 1000, |_, x, ws| {
@@ -185,18 +185,70 @@ pub fn explained_rows(model: &Autoencoder<f32>, samples: &mut dyn Rows) -> Resul
         model.reconstruction(ws, &mut recon);
         err += f32::sq_err(&recon, x, None, 1.0);
         for row in x.chunks_exact(d) {
-            for (s, &v) in sum.iter_mut().zip(row) {
-                *s += v as f64;
-            }
+            moments.add(row);
         }
-        sum_sq += f32::sum_sq(x);
     })?;
-    let n = samples.len().max(1) as f64;
-    let total = sum_sq - sum.iter().map(|s| s * s / n).sum::<f64>();
+    let n = samples.len() as f64;
+    let total: f64 = moments.squares().iter().sum();
     Ok(Explained {
         mse: err / (n * d as f64) / (scale * scale),
         fvu: if total > 0.0 { err / total } else { f64::NAN },
     })
+}
+
+/// The error for a quality measure `what` asked of no samples.
+fn no_samples(n: usize, what: &str) -> Result<()> {
+    if n == 0 {
+        return Err(Error::Data {
+            reason: format!("no samples to compute the {what} of (the split or array is empty)"),
+        });
+    }
+    Ok(())
+}
+
+/// Each feature's sum of squared deviations from its mean over rows read
+/// once, in f64 and shifted by the first row: Σ(x − c)² − (Σ(x − c))²/n
+/// with c the first row's value, which loses nothing when the values sit
+/// far from zero with a small spread (the plain Σx² − (Σx)²/n of values
+/// near 1000 spread by 0.01 in f32 cancels to noise).
+struct Moments {
+    shift: Vec<f64>,
+    sum: Vec<f64>,
+    sum_sq: Vec<f64>,
+    n: usize,
+}
+
+impl Moments {
+    fn new(d: usize) -> Moments {
+        Moments {
+            shift: Vec::with_capacity(d),
+            sum: vec![0.0; d],
+            sum_sq: vec![0.0; d],
+            n: 0,
+        }
+    }
+
+    fn add(&mut self, row: &[f32]) {
+        if self.shift.is_empty() {
+            self.shift.extend(row.iter().map(|&v| f64::from(v)));
+        }
+        for (j, &v) in row.iter().enumerate() {
+            let dv = f64::from(v) - self.shift[j];
+            self.sum[j] += dv;
+            self.sum_sq[j] += dv * dv;
+        }
+        self.n += 1;
+    }
+
+    /// Each feature's Σ(x − x̄)² (0 before any row; never negative).
+    fn squares(&self) -> Vec<f64> {
+        let n = self.n.max(1) as f64;
+        self.sum
+            .iter()
+            .zip(&self.sum_sq)
+            .map(|(&s, &q)| (q - s * s / n).max(0.0))
+            .collect()
+    }
 }
 
 /// The reconstruction error of each input feature, in input space.
@@ -229,9 +281,9 @@ impl FeatureErrors {
 pub fn feature_errors(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<FeatureErrors> {
     let d = model.config().input;
     let scale = f64::from(samples.scale());
+    no_samples(samples.len(), "per-feature errors")?;
     let mut err = vec![0.0f64; d];
-    let mut sum = vec![0.0f64; d];
-    let mut sum_sq = vec![0.0f64; d];
+    let mut moments = Moments::new(d);
     let mut recon = Vec::new();
     for_batches(model, &mut { samples }, 1000, |_, x, ws| {
         recon.resize(x.len(), 0.0);
@@ -240,20 +292,15 @@ pub fn feature_errors(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<
             for j in 0..d {
                 let (v, r) = (f64::from(row[j]), f64::from(r_row[j]));
                 err[j] += (r - v) * (r - v);
-                sum[j] += v;
-                sum_sq[j] += v * v;
             }
+            moments.add(row);
         }
     })?;
-    let n = samples.len().max(1) as f64;
+    let n = samples.len() as f64;
     let s2 = scale * scale;
     Ok(FeatureErrors {
         mse: err.iter().map(|e| e / n / s2).collect(),
-        variance: sum
-            .iter()
-            .zip(&sum_sq)
-            .map(|(&s, &q)| ((q - s * s / n) / n).max(0.0) / s2)
-            .collect(),
+        variance: moments.squares().iter().map(|q| q / n / s2).collect(),
     })
 }
 
@@ -289,6 +336,60 @@ mod tests {
             // Feature j's values span (1 + j)·[−1, 1]: its variance grows as (1 + j)².
             assert!(fe.variance.windows(2).all(|w| w[0] < w[1]), "{fe:?}");
             assert_eq!(fe.fvu().len(), 6);
+        }
+    }
+
+    /// The FVU's variance is exact for values far from zero with a small
+    /// spread (values 1000 + 0.01·u, whose variance the plain one-pass
+    /// Σx² − (Σx)²/n in f32 lost entirely), equal to the two-pass f64
+    /// variance; one sample has no variance (NaN), and no samples are an
+    /// error for both measures and for the loss.
+    #[test]
+    fn the_variance_survives_a_large_offset_and_no_samples_are_an_error() {
+        let cfg = ModelBuilder::new(4)
+            .code(3, Activation::Relu)
+            .decoder(4, Activation::Linear)
+            .loss(Loss::Mse)
+            .build()
+            .unwrap();
+        let model = Autoencoder::<f32>::new(cfg, 5).unwrap();
+        let n = 500;
+        let x: Vec<f32> = (0..4 * n)
+            .map(|i| 1000.0 + 0.01 * ((i * 7919 % 1009) as f32 / 1009.0))
+            .collect();
+        let s = Samples::f32(&x, 4).unwrap();
+        let fe = feature_errors(&model, s).unwrap();
+        for j in 0..4 {
+            let col: Vec<f64> = x.iter().skip(j).step_by(4).map(|&v| f64::from(v)).collect();
+            let mean = col.iter().sum::<f64>() / n as f64;
+            let var = col.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
+            assert!(var > 5e-6, "{var}");
+            let rel = (fe.variance[j] - var).abs() / var;
+            assert!(rel < 1e-9, "feature {j}: {} against {var}", fe.variance[j]);
+        }
+        let ex = explained(&model, s).unwrap();
+        let want = fe.mse.iter().sum::<f64>() / fe.variance.iter().sum::<f64>();
+        assert!(
+            (ex.fvu - want).abs() <= 1e-6 * want,
+            "{} against {want}",
+            ex.fvu
+        );
+        let one = Samples::f32(&x[..4], 4).unwrap();
+        assert!(explained(&model, one).unwrap().fvu.is_nan());
+        assert!(
+            feature_errors(&model, one)
+                .unwrap()
+                .fvu()
+                .iter()
+                .all(|v| v.is_nan())
+        );
+        let none = Samples::f32(&[], 4).unwrap();
+        for e in [
+            explained(&model, none).unwrap_err(),
+            feature_errors(&model, none).unwrap_err(),
+            crate::train::evaluate(&model, none, 8).unwrap_err(),
+        ] {
+            assert!(e.to_string().contains("no samples"), "{e}");
         }
     }
 }

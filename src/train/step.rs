@@ -100,6 +100,38 @@ fn parts(cfg: &ModelConfig, batch: usize) -> Vec<usize> {
     }
 }
 
+/// Refuses a trainer whose buffers at batch size `batch` exceed the memory
+/// budget, before they are allocated: the parameters, a gradient per part
+/// of the batch, the optimizer's `moments`, the workspaces and the noisy
+/// input, in `elem`-byte values.
+fn check_step_memory(
+    cfg: &ModelConfig,
+    n: usize,
+    batch: usize,
+    moments: u64,
+    elem: usize,
+) -> Result<()> {
+    let sizes = parts(cfg, batch);
+    let mut needs = crate::memory::bytes(n, elem)
+        .saturating_mul(1 + sizes.len() as u64 + moments)
+        .saturating_add(crate::memory::bytes(batch, elem).saturating_mul(cfg.input as u64));
+    for &b in &sizes {
+        let (fixed, per) = crate::nn::workspace_bytes(cfg, b, elem);
+        needs = needs.saturating_add(fixed.saturating_add(per.saturating_mul(b as u64)));
+    }
+    crate::memory::check(&format!("training at batch size {batch}"), needs)
+}
+
+/// The noisy copy of an input of `len` values: `buf`, sized to `len` the
+/// first time (and after a change of batch size or accumulation), so that
+/// no setting allocates a copy of a step's input before a step has one.
+fn noisy_buffer<T: Real>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    if buf.len() < len {
+        buf.resize(len, T::ZERO);
+    }
+    &mut buf[..len]
+}
+
 /// The optimizer's update of `model` with the batch's gradient `grads`. A
 /// unit-norm decoder (layer 1 of a validated SAE, `(d_in, d_sae)`): the
 /// gradient's part along each column goes before the update, the columns are
@@ -165,29 +197,16 @@ impl<T: Real> Trainer<T> {
             return Err(Error::config("batch_size", "must be at least 1"));
         }
         let cfg = model.config();
-        let elem = std::mem::size_of::<T>();
-        let n = model.params.len();
-        let sizes = parts(cfg, batch);
-        // Parameters, a gradient per part, the optimizer's moments, the
-        // workspaces and the noisy input.
         let moments = if matches!(opt, OptimizerConfig::Adam(_)) {
             2
         } else {
             1
         };
-        let mut needs = crate::memory::bytes(n, elem)
-            .saturating_mul(1 + sizes.len() as u64 + moments)
-            .saturating_add(crate::memory::bytes(batch, elem).saturating_mul(cfg.input as u64));
-        for &b in &sizes {
-            let (fixed, per) = crate::nn::workspace_bytes(cfg, b, elem);
-            needs = needs.saturating_add(fixed.saturating_add(per.saturating_mul(b as u64)));
-        }
-        crate::memory::check(&format!("training at batch size {batch}"), needs)?;
+        let (n, sizes) = (model.params.len(), parts(cfg, batch));
+        check_step_memory(cfg, n, batch, moments, std::mem::size_of::<T>())?;
         crate::kernels::gemm::reserve_pack_buffers();
-        let noisy = match model.config().noise {
-            Noise::None => Vec::new(),
-            _ => vec![T::ZERO; batch * model.config().input],
-        };
+        // Sized by the first noisy step, to the input it is given.
+        let noisy = Vec::new();
         let col_scratch = match cfg.sae.unit_norm_decoder {
             true => vec![0.0; 2 * cfg.width(0)],
             false => Vec::new(),
@@ -262,8 +281,24 @@ impl<T: Real> Trainer<T> {
     }
 
     /// Resizes the buffers for another batch size (allocates).
-    pub fn set_batch(&mut self, batch: usize) {
-        if batch != self.batch && batch > 0 {
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero batch size; [`Error::Memory`] when the
+    /// step's buffers at `batch` exceed the memory budget, as
+    /// [`Trainer::new`] (the trainer is then unchanged).
+    pub fn set_batch(&mut self, batch: usize) -> Result<()> {
+        if batch == 0 {
+            return Err(Error::config("batch_size", "must be at least 1"));
+        }
+        if batch != self.batch {
+            let moments = if self.opt.v.is_empty() { 1 } else { 2 };
+            check_step_memory(
+                self.model.config(),
+                self.model.params.len(),
+                batch,
+                moments,
+                std::mem::size_of::<T>(),
+            )?;
             self.micro = None;
             let path = self.topk_path;
             let sizes = parts(self.model.config(), batch);
@@ -274,10 +309,8 @@ impl<T: Real> Trainer<T> {
             self.grads
                 .resize(sizes.len(), vec![T::ZERO; self.model.params.len()]);
             self.batch = batch;
-            if !self.noisy.is_empty() {
-                self.noisy = vec![T::ZERO; self.samples_per_step() * self.model.config().input];
-            }
         }
+        Ok(())
     }
 
     /// One step on clean samples `x: (samples, in)`, `samples` =
@@ -306,16 +339,13 @@ impl<T: Real> Trainer<T> {
                 format!("{}", x.len()),
             ));
         }
-        let input: &[T] = if self.noisy.is_empty() {
-            x
-        } else {
-            apply_noise(
-                self.model.config().noise,
-                &mut self.noise_rng,
-                x,
-                &mut self.noisy,
-            );
-            &self.noisy
+        let input: &[T] = match self.model.config().noise {
+            Noise::None => x,
+            noise => {
+                let noisy = noisy_buffer(&mut self.noisy, x.len());
+                apply_noise(noise, &mut self.noise_rng, x, noisy);
+                noisy
+            }
         };
         if let ([ws0, ws1], [g0, g1]) = (&mut self.ws[..], &mut self.grads[..]) {
             let (model, whole) = (&self.model, self.batch);

@@ -358,9 +358,13 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
         rank,
         ranks: comm.ranks(),
     };
-    // The buffers of a step in micro-batches, counted before they exist.
-    let setup = train_setup(&a, start, me)
-        .and_then(|s| s.trainer.check_memory(rank, comm.ranks()).map(|()| s));
+    // A step that takes more samples than there are is refused before its
+    // buffers are counted (a huge --accumulate would need terabytes); the
+    // buffers of a step in micro-batches are counted before they exist.
+    let setup = train_setup(&a, start, me).and_then(|s| {
+        sparse_ae::train::steps_per_epoch(&s.trainer, s.input.lens()?.0)?;
+        s.trainer.check_memory(rank, comm.ranks()).map(|()| s)
+    });
     if shared {
         // No rank starts the first step unless every rank is ready.
         let ready = match &setup {

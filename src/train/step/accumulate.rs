@@ -44,12 +44,8 @@ impl<T: Real> Trainer<T> {
                 ),
             ));
         }
-        let cfg = self.model.config();
         self.accumulate = k;
         self.micro = None;
-        if cfg.noise != Noise::None {
-            self.noisy = vec![T::ZERO; self.samples_per_step() * cfg.input];
-        }
         Ok(())
     }
 

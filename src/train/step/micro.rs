@@ -124,6 +124,25 @@ impl Wire {
     }
 }
 
+/// The sizes of `rank`'s micro-batches and how many have each (the sizes of
+/// a range of micro-batches fall once at most: one or two), worked out
+/// without a value per micro-batch, so that a plan of billions of them can
+/// be counted and refused.
+fn size_counts(plan: &MicroPlan, rank: usize) -> Vec<(usize, usize)> {
+    let own = plan.owned(rank);
+    if own.is_empty() {
+        return Vec::new();
+    }
+    let (q, r) = (plan.batch / plan.m, plan.batch % plan.m);
+    // Micro-batches before `r` have q + 1 samples, the others q.
+    let larger = own.end.min(r).saturating_sub(own.start);
+    let smaller = own.len() - larger;
+    [(q + 1, larger), (q, smaller)]
+        .into_iter()
+        .filter(|&(_, count)| count > 0)
+        .collect()
+}
+
 /// The batch sizes of a rank's workspaces and the workspace of each of its
 /// micro-batches: one per micro-batch, or, `reuse`d, one per size (the
 /// sizes of a range of micro-batches fall once at most: one or two).
@@ -196,10 +215,13 @@ impl<T: Real> Micro<T> {
         reuse: bool,
     ) -> Vec<(String, u64)> {
         let e = std::mem::size_of::<T>();
-        let (sizes, _) = workspace_slots(&plan, rank, reuse);
-        let work = sizes.iter().fold(0u64, |acc, &b| {
+        // One workspace per micro-batch, or `reuse`d, one per size.
+        let sizes = size_counts(&plan, rank);
+        let work = sizes.iter().fold(0u64, |acc, &(b, count)| {
             let (fixed, per) = crate::nn::workspace_bytes(cfg, b, e);
-            acc.saturating_add(fixed.saturating_add(per.saturating_mul(b as u64)))
+            let one = fixed.saturating_add(per.saturating_mul(b as u64));
+            let copies = if reuse { 1 } else { count as u64 };
+            acc.saturating_add(one.saturating_mul(copies))
         });
         let rho = cfg.kl.map_or(0, |k| cfg.shapes()[k.layer].0);
         let aux = if cfg.sae.auxk.is_some() { cfg.input } else { 0 };
@@ -234,7 +256,11 @@ impl<T: Real> Micro<T> {
             let wire = (plan.owned(rank).len() + plan.m) * LOSS_BYTES + (p + 1) * units;
             exchange = exchange.saturating_add(wire as u64);
         }
-        let count = sizes.len();
+        let count = if reuse {
+            sizes.len()
+        } else {
+            sizes.iter().map(|&(_, c)| c).sum()
+        };
         vec![
             (
                 format!("{count} workspace{}", if count == 1 { "" } else { "s" }),
@@ -244,8 +270,22 @@ impl<T: Real> Micro<T> {
             (format!("tree scratch ({depth} levels)"), vectors(depth)),
             ("root".into(), if p > 1 { vectors(1) } else { 0 }),
             ("exchange buffers".into(), exchange),
+            (
+                "per-micro-batch records".into(),
+                per_micro_batch(plan.m, plan.owned(rank).len()),
+            ),
         ]
     }
+}
+
+/// The bytes [`Micro::new`] keeps for each micro-batch of a plan of `m`,
+/// `own` of them this rank's: every one's spread (AuxK), this rank's losses
+/// and its workspace slot (and the sizes the slots are worked out from).
+fn per_micro_batch(m: usize, own: usize) -> u64 {
+    let mine = (std::mem::size_of::<LossParts>() + 2 * std::mem::size_of::<usize>()) as u64;
+    (m as u64)
+        .saturating_mul(std::mem::size_of::<f64>() as u64)
+        .saturating_add((own as u64).saturating_mul(mine))
 }
 
 /// The value of node `(lo, s)` of the tree over `leaves` (losses, AuxK's
@@ -507,12 +547,13 @@ impl<T: Real> Trainer<T> {
         agree(comm, shape, true)?;
         // Each rank draws the noise of its own rows, as one process drawing
         // the whole batch would, and every rank's generator advances alike.
-        let input: &[T] = if self.noisy.is_empty() {
-            x
-        } else {
-            let noisy = &mut self.noisy[..x.len()];
-            apply_noise_at(cfg.noise, &mut self.noise_rng, x, noisy, rows.start * d);
-            noisy
+        let input: &[T] = match cfg.noise {
+            crate::nn::Noise::None => x,
+            noise => {
+                let noisy = super::noisy_buffer(&mut self.noisy, x.len());
+                apply_noise_at(noise, &mut self.noise_rng, x, noisy, rows.start * d);
+                noisy
+            }
         };
         let model = &self.model;
         let own = plan.owned(rank);
