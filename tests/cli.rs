@@ -269,6 +269,27 @@ fn resume_continues_exactly() {
     ];
     first.extend(common_args);
     ok(&first);
+    // The run's epochs are counted over its 64 training samples: other data
+    // sizes are refused, and the model file is left as it was.
+    let before = std::fs::read(&b).unwrap();
+    for limit in ["30", "63"] {
+        let mut other = vec![
+            "train",
+            "--resume",
+            s(&ck),
+            "--out",
+            s(&b),
+            "--limit",
+            limit,
+        ];
+        other.extend(common_args);
+        let e = fails(&other, &[]);
+        assert!(
+            e.contains("trained on 64 samples") && e.contains("--limit"),
+            "{limit}: {e}"
+        );
+        assert_eq!(std::fs::read(&b).unwrap(), before);
+    }
     let mut second = vec!["train", "--resume", s(&ck), "--out", s(&b)];
     second.extend(common_args);
     ok(&second);

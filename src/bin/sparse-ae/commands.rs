@@ -424,7 +424,7 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
             note!("note: {text}");
         }
     }
-    let fit_meta = fit_json(&opts, scale, input.chunk_rows());
+    let fit_meta = fit_json(&opts, scale, input.chunk_rows(), input.lens()?.0);
     let mut history: Vec<EpochMetrics> = Vec::new();
     let saved = std::sync::atomic::AtomicBool::new(false);
     let mut labels = Labels::of(trainer.model.config(), scale);
@@ -608,11 +608,14 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
         }
         None => None,
     };
-    let input = Input::open(&path, a, resumed.as_ref().map(|(_, (_, c))| *c), me)?;
+    let input = Input::open(&path, a, resumed.as_ref().map(|(_, d)| d.chunk_rows), me)?;
+    if let Some((_, kept)) = &resumed {
+        crate::train_input::check_resumed_samples(kept, input.lens()?.0)?;
+    }
     let dim = input.dim()?;
     let normalize_here = resumed.is_none() && me.ranks > 1 && a.normalize.is_some();
-    let (trainer, scale) = if let Some((t, (scale, _))) = resumed {
-        (t, scale)
+    let (trainer, scale) = if let Some((t, kept)) = resumed {
+        (t, kept.scale)
     } else {
         let cfg = match (a.preset.as_deref(), a.config.as_deref()) {
             (None, None) => None,

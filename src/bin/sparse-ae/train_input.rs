@@ -382,23 +382,58 @@ impl Input {
     }
 }
 
-/// The input scale and where the streaming chunk size stand in a resumed
-/// run's `sparse_ae.fit` metadata (a scale of 1 and in-memory data when
-/// absent, as in checkpoints written before they were recorded).
-pub fn resumed(fit: &Value) -> Result<(f32, Option<usize>)> {
+/// What a resumed run's `sparse_ae.fit` metadata records of its data.
+pub struct ResumedData {
+    /// The input scale (1 when absent, as in checkpoints written before it
+    /// was recorded).
+    pub scale: f32,
+    /// The streaming chunk size (`None`: the data was in memory).
+    pub chunk_rows: Option<usize>,
+    /// The training samples the run's epochs were counted over (`None` in
+    /// checkpoints written before it was recorded).
+    pub train_samples: Option<usize>,
+}
+
+/// The data a resumed run's `sparse_ae.fit` metadata records.
+pub fn resumed(fit: &Value) -> Result<ResumedData> {
     let scale = match fit.get("input_scale") {
         Some(_) => fit.f64_at("input_scale")? as f32,
         None => 1.0,
     };
-    let chunk_rows = match fit.get("chunk_rows") {
-        Some(_) => Some(fit.usize_at("chunk_rows")?),
-        None => None,
+    let optional = |key: &str| match fit.get(key) {
+        Some(_) => fit.usize_at(key).map(Some),
+        None => Ok(None),
     };
-    Ok((scale, chunk_rows))
+    Ok(ResumedData {
+        scale,
+        chunk_rows: optional("chunk_rows")?,
+        train_samples: optional("train_samples")?,
+    })
+}
+
+/// Refuses data for a resumed run whose training split has another number
+/// of samples than the run's: its steps would count the epochs done in the
+/// wrong unit (a smaller set would make the run look finished and train
+/// nothing, a larger one repeat part of an epoch).
+pub fn check_resumed_samples(kept: &ResumedData, now: usize) -> Result<()> {
+    match kept.train_samples {
+        Some(n) if n != now => Err(Error::config(
+            "--resume",
+            format!(
+                "the checkpoint's run trained on {n} samples, but the data given has {now} training samples: a resumed run continues on the same data (give the same --data and --limit, or start a new run from the checkpoint's model with --init)"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The loop's options and the data's layout, saved with each checkpoint.
-pub fn fit_json(opts: &FitOptions, scale: f32, chunk_rows: Option<usize>) -> Value {
+pub fn fit_json(
+    opts: &FitOptions,
+    scale: f32,
+    chunk_rows: Option<usize>,
+    train_samples: usize,
+) -> Value {
     let mut fields = vec![
         ("shuffle".into(), Value::Bool(opts.shuffle)),
         (
@@ -406,6 +441,7 @@ pub fn fit_json(opts: &FitOptions, scale: f32, chunk_rows: Option<usize>) -> Val
             Value::String(opts.shuffle_seed.to_string()),
         ),
         ("input_scale".into(), Value::from(f64::from(scale))),
+        ("train_samples".into(), Value::from(train_samples)),
     ];
     if let Some(c) = chunk_rows {
         fields.push(("chunk_rows".into(), Value::from(c)));
