@@ -38,11 +38,18 @@
 //! such a kink measures nothing. The loss function therefore also
 //! returns a fingerprint of which side of every kink each pre-activation is
 //! on; an entry whose perturbations change the fingerprint is skipped and
-//! counted in [`TensorCheck::skipped`], never silently passed.
+//! counted in [`TensorCheck::skipped`], never silently passed. A tensor of
+//! which every sampled entry and every directional step crosses a kink
+//! measured nothing: its verdict is [`Verdict::AtKink`], neither a pass nor
+//! a failure, and a report in which no tensor measured anything is
+//! [`Verdict::AtKink`] as a whole. A non-finite analytic gradient or loss
+//! fails whatever the kinks.
 
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
-use crate::nn::{Autoencoder, ModelConfig, ParamLayout, Workspace, apply_noise};
+use crate::nn::{
+    Autoencoder, ModelConfig, ParamInfo, ParamKind, ParamLayout, Workspace, apply_noise,
+};
 use crate::rng::Rng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
@@ -93,17 +100,68 @@ pub struct TensorCheck {
     pub noise: f64,
     /// R = 10σ/h, the largest round-off of an entry's difference quotient.
     pub resolution: f64,
-    /// The directional check's error.
+    /// The directional check's error (NaN when it crossed a kink at every
+    /// step, see `dir_at_kink`).
     pub dir_err: f64,
     /// The directional derivative gᵀv, analytic and numeric.
     pub dir: (f64, f64),
+    /// Whether every step of the directional check crossed a kink, so that
+    /// it measured nothing.
+    pub dir_at_kink: bool,
+}
+
+/// The outcome of a check, of one tensor or of a whole report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Everything measured is within tolerance, and something was measured.
+    Pass,
+    /// A measured error exceeds the tolerance or is NaN, or the analytic
+    /// gradient or the loss is not finite.
+    Fail,
+    /// Nothing was measured: every sampled entry and every step of the
+    /// directional check crossed a kink (for a report: in every tensor).
+    AtKink,
 }
 
 impl TensorCheck {
-    /// Whether both the sampled entries and the directional derivative are
-    /// within `tolerance` (NaN fails).
+    /// Whether any difference quotient was compared with the gradient.
+    pub fn measured(&self) -> bool {
+        self.checked > 0 || !self.dir_at_kink
+    }
+
+    /// The largest measured error, sampled entries and directional; NaN if
+    /// one is NaN (a non-finite gradient counts, measured or not), `None`
+    /// if nothing was measured.
+    pub fn error(&self) -> Option<f64> {
+        let mut errs = Vec::with_capacity(2);
+        if self.checked > 0 || self.max_rel_err.is_nan() {
+            errs.push(self.max_rel_err);
+        }
+        if !self.dir_at_kink {
+            errs.push(self.dir_err);
+        }
+        errs.into_iter().reduce(|m, e| {
+            if m.is_nan() || e.is_nan() {
+                f64::NAN
+            } else {
+                m.max(e)
+            }
+        })
+    }
+
+    /// The tensor's verdict at `tolerance` (NaN fails).
+    pub fn verdict(&self, tolerance: f64) -> Verdict {
+        match self.error() {
+            None => Verdict::AtKink,
+            Some(e) if e <= tolerance => Verdict::Pass,
+            Some(_) => Verdict::Fail,
+        }
+    }
+
+    /// Whether the tensor was measured and is within `tolerance` (NaN
+    /// fails; a tensor that measured nothing has not passed).
     pub fn passed(&self, tolerance: f64) -> bool {
-        self.max_rel_err <= tolerance && self.dir_err <= tolerance
+        self.verdict(tolerance) == Verdict::Pass
     }
 }
 
@@ -117,23 +175,48 @@ pub struct Report {
 }
 
 impl Report {
-    /// The largest error over all tensors, sampled entries and directional.
+    /// The largest measured error over all tensors, sampled entries and
+    /// directional (see [`TensorCheck::error`]); NaN if one is NaN or if
+    /// nothing was measured.
     pub fn max_rel_err(&self) -> f64 {
         self.tensors
             .iter()
-            .map(|t| {
-                if t.dir_err.is_nan() || t.max_rel_err.is_nan() {
+            .filter_map(TensorCheck::error)
+            .reduce(|m, e| {
+                if m.is_nan() || e.is_nan() {
                     f64::NAN
                 } else {
-                    t.max_rel_err.max(t.dir_err)
+                    m.max(e)
                 }
             })
-            .fold(0.0, |m, e| if e.is_nan() { e } else { m.max(e) })
+            .unwrap_or(f64::NAN)
     }
 
-    /// Whether every tensor is within tolerance (NaN fails).
+    /// The verdict of the whole check: [`Verdict::Fail`] if any tensor
+    /// fails, else [`Verdict::Pass`] if any tensor was measured (the
+    /// tensors at a kink are listed, and did not count), else
+    /// [`Verdict::AtKink`].
+    pub fn verdict(&self) -> Verdict {
+        let mut any = Verdict::AtKink;
+        for t in &self.tensors {
+            match t.verdict(self.tolerance) {
+                Verdict::Fail => return Verdict::Fail,
+                Verdict::Pass => any = Verdict::Pass,
+                Verdict::AtKink => {}
+            }
+        }
+        any
+    }
+
+    /// Whether the check passed: no tensor fails and at least one was
+    /// measured (NaN fails; a check that measured nothing has not passed).
     pub fn passed(&self) -> bool {
-        self.tensors.iter().all(|t| t.passed(self.tolerance))
+        self.verdict() == Verdict::Pass
+    }
+
+    /// How many tensors measured nothing, every entry and step at a kink.
+    pub fn at_kink(&self) -> usize {
+        self.tensors.iter().filter(|t| !t.measured()).count()
     }
 }
 
@@ -153,32 +236,57 @@ impl fmt::Display for Report {
             "resolves"
         )?;
         for t in &self.tensors {
-            let ok = if t.passed(self.tolerance) {
-                "ok"
+            let status = match t.verdict(self.tolerance) {
+                Verdict::Pass => "ok",
+                Verdict::Fail => "FAIL",
+                Verdict::AtKink => "skipped: every entry at a kink",
+            };
+            // What was not measured is shown as `-` (entries) or `at kink`
+            // (the directional check), never as a number.
+            let (err, analytic, numeric) = if t.checked > 0 || t.max_rel_err.is_nan() {
+                (
+                    format!("{:.3e}", t.max_rel_err),
+                    format!("{:.6e}", t.worst.1),
+                    format!("{:.6e}", t.worst.2),
+                )
             } else {
-                "FAIL"
+                ("-".into(), "-".into(), "-".into())
+            };
+            // NaN when no window along the tensor was free of kinks.
+            let resolves = if t.resolution.is_finite() {
+                format!("{:.2e}", t.resolution / RESOLVE)
+            } else {
+                "-".into()
+            };
+            let dir = if t.dir_at_kink {
+                "at kink".to_string()
+            } else {
+                format!("{:.2e}", t.dir_err)
             };
             writeln!(
                 f,
-                "{:<22} {:>8} {:>8} {:>8} {:>11.3e} {:>14.6e} {:>14.6e} {:>10.2e} {:>10.2e}  {ok}",
-                t.name,
-                t.len,
-                t.checked,
-                t.skipped,
-                t.max_rel_err,
-                t.worst.1,
-                t.worst.2,
-                t.dir_err,
-                t.resolution / RESOLVE,
+                "{:<22} {:>8} {:>8} {:>8} {err:>11} {analytic:>14} {numeric:>14} {dir:>10} {resolves:>10}  {status}",
+                t.name, t.len, t.checked, t.skipped,
             )?;
         }
-        write!(
-            f,
-            "max relative error {:.3e} (tolerance {:.1e}): {}",
-            self.max_rel_err(),
-            self.tolerance,
-            if self.passed() { "PASS" } else { "FAIL" }
-        )
+        let skipped = match self.at_kink() {
+            0 => String::new(),
+            1 => "; 1 tensor skipped, every entry at a kink".into(),
+            n => format!("; {n} tensors skipped, every entry at a kink"),
+        };
+        match self.verdict() {
+            Verdict::AtKink => write!(
+                f,
+                "nothing measured: every sampled entry and directional step of every tensor crosses a kink: INCONCLUSIVE"
+            ),
+            v => write!(
+                f,
+                "max relative error {:.3e} (tolerance {:.1e}{skipped}): {}",
+                self.max_rel_err(),
+                self.tolerance,
+                if v == Verdict::Pass { "PASS" } else { "FAIL" }
+            ),
+        }
     }
 }
 
@@ -270,6 +378,7 @@ pub fn check_parts<const K: usize>(
             resolution,
             dir_err: 0.0,
             dir: (0.0, 0.0),
+            dir_at_kink: false,
         };
         for &i in &picks {
             let k = t.offset + i;
@@ -306,15 +415,35 @@ pub fn check_parts<const K: usize>(
                 row.worst = (i, a, numeric);
             }
         }
+        // A non-finite gradient fails, whether or not its entry was sampled
+        // or sits at a kink.
+        if !row.max_rel_err.is_nan()
+            && let Some(i) = a_t.iter().position(|g| !g.is_finite())
+        {
+            row.max_rel_err = f64::NAN;
+            row.worst = (i, a_t[i], f64::NAN);
+        }
+        // So does a non-finite loss at the point checked.
+        if base.iter().any(|l| !l.is_finite()) {
+            row.max_rel_err = f64::NAN;
+        }
         let gv: f64 = a_t.iter().zip(&dir).map(|(g, v)| g * v).sum();
-        let (numeric, bound) = directional(&mut f, params, t.offset, &dir, h, noise);
-        let denom = gv.abs().max(numeric.abs()).max(bound / RESOLVE);
-        row.dir = (gv, numeric);
-        row.dir_err = if denom == 0.0 {
-            0.0
-        } else {
-            (gv - numeric).abs() / denom
-        };
+        match directional(&mut f, params, t.offset, &dir, h, noise) {
+            Some((numeric, bound)) => {
+                let denom = gv.abs().max(numeric.abs()).max(bound / RESOLVE);
+                row.dir = (gv, numeric);
+                row.dir_err = if denom == 0.0 {
+                    0.0
+                } else {
+                    (gv - numeric).abs() / denom
+                };
+            }
+            None => {
+                row.dir = (gv, f64::NAN);
+                row.dir_err = f64::NAN;
+                row.dir_at_kink = true;
+            }
+        }
         tensors.push(row);
     }
     Report {
@@ -389,7 +518,8 @@ fn noise_along(
 /// The directional derivative of f along dir (entries ±1) by fourth-order
 /// differences at steps s and s/2, with s = h divided by 4 while a
 /// perturbation crosses a kink. Returns the s/2 value and its error bound
-/// |n(s) − n(s/2)| + SIGMAS·σ/(s/2) (NaN if every step crosses a kink).
+/// |n(s) − n(s/2)| + SIGMAS·σ/(s/2), or `None` if every step crosses a
+/// kink (a NaN loss that crosses none is returned as it is, and fails).
 fn directional(
     f: &mut impl FnMut(&[f64]) -> (f64, bool),
     params: &mut [f64],
@@ -397,7 +527,7 @@ fn directional(
     dir: &[f64],
     h: f64,
     noise: f64,
-) -> (f64, f64) {
+) -> Option<(f64, f64)> {
     let mut s = h;
     for _ in 0..10 {
         let mut q = [0.0; 2];
@@ -412,11 +542,11 @@ fn directional(
             *qi = quotient(vals, step);
         }
         if !crossed {
-            return (q[1], (q[0] - q[1]).abs() + SIGMAS * noise / (s / 2.0));
+            return Some((q[1], (q[0] - q[1]).abs() + SIGMAS * noise / (s / 2.0)));
         }
         s /= 4.0;
     }
-    (f64::NAN, f64::NAN)
+    None
 }
 
 /// Checks a model's backward pass on one batch: `input` is what the model
@@ -475,8 +605,14 @@ pub fn check_model_grads(
 }
 
 /// The model and batch `sparse-ae gradcheck` checks: weights from `seed`,
-/// a clean batch uniform in [0, 1) and its noisy input (the model's noise,
-/// drawn once). Returns (model, input, clean).
+/// biases uniform in [−0.2, 0.2), a clean batch uniform in [0, 1) and its
+/// noisy input (the model's noise, drawn once). Returns (model, input,
+/// clean).
+///
+/// The biases are random rather than the training start's zeros: with zero
+/// biases, a unit that sees only zeros (an all-zero ReLU code, a
+/// convolution position over padding alone) sits exactly on its ReLU kink,
+/// and no difference quotient of its tensor measures anything.
 ///
 /// # Errors
 /// Those of [`Autoencoder::new`], and [`Error::Config`] when `batch` samples
@@ -495,7 +631,20 @@ pub fn random_setup(
             ),
         )
     })?;
-    let model = Autoencoder::<f64>::new(cfg.clone(), seed)?;
+    let mut model = Autoencoder::<f64>::new(cfg.clone(), seed)?;
+    let mut bias_rng = Rng::new(seed ^ 0xb1a5);
+    let biases: Vec<_> = model
+        .layout()
+        .tensors
+        .iter()
+        .filter(|t| t.kind == ParamKind::Bias)
+        .map(ParamInfo::range)
+        .collect();
+    for r in biases {
+        for v in &mut model.params[r] {
+            *v = 0.4 * bias_rng.next_f64() - 0.2;
+        }
+    }
     let mut rng = Rng::new(seed ^ 0xda7a);
     let clean: Vec<f64> = (0..values).map(|_| rng.next_f64()).collect();
     let mut input = clean.clone();

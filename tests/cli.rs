@@ -320,6 +320,22 @@ fn gradcheck_passes_and_fails_by_tolerance() {
     .unwrap();
     let out = ok(&["gradcheck", "--config", s(&cfg)]);
     assert!(out.contains("PASS"), "{out}");
+
+    // Border positions of a padded 1×1 convolution see only padding: the
+    // check's random biases keep them off the ReLU kink, so every tensor is
+    // measured, and the summary agrees with the rows.
+    std::fs::write(
+        &cfg,
+        r#"{"input": 9, "image": [1, 3, 3], "layers": [{"type": "conv2d", "channels": 2, "kernel": 1, "padding": 1, "activation": "relu"}, {"units": 9, "activation": "sigmoid"}], "code_layer": 0}"#,
+    )
+    .unwrap();
+    for seed in ["0", "1", "7"] {
+        let out = ok(&["gradcheck", "--config", s(&cfg), "--seed", seed]);
+        assert!(
+            out.ends_with("PASS\n") && !out.contains("FAIL") && !out.contains("NaN"),
+            "{out}"
+        );
+    }
 }
 
 #[test]

@@ -3,7 +3,10 @@
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use sparse_ae::gradcheck::{CheckOptions, Report, check_fn, check_model, kink_fingerprint};
+use sparse_ae::gradcheck::{
+    CheckOptions, Report, Verdict, check_fn, check_model, check_model_grads, kink_fingerprint,
+    random_setup,
+};
 use sparse_ae::kernels::Activation;
 use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, ModelConfig, Noise, TopkPath, apply_noise};
 
@@ -281,6 +284,144 @@ fn checker_catches_wrong_gradients() {
         !bad.passed(),
         "a gradient without the L1 term went unnoticed:\n{bad}"
     );
+}
+
+/// A 3×3 image, a 1×1 convolution with padding 1 (its border positions see
+/// only padding) and a dense sigmoid output.
+const PADDED_CONV: &str = r#"{"input": 9, "image": [1, 3, 3], "layers": [
+    {"type": "conv2d", "channels": 2, "kernel": 1, "padding": 1, "activation": "relu"},
+    {"units": 9, "activation": "sigmoid"}], "code_layer": 0}"#;
+
+/// With zero biases, the convolution's positions over padding alone sit on
+/// the ReLU kink: every entry of its bias, and its directional check, cross
+/// the kink. That tensor is reported as skipped (neither passed nor failed),
+/// the run's verdict rests on the tensors measured, and a wrong gradient, a
+/// NaN in the skipped tensor's gradient included, still fails.
+#[test]
+fn a_tensor_wholly_at_a_kink_is_skipped_and_wrong_gradients_still_fail() {
+    let cfg = ModelConfig::from_json(PADDED_CONV).unwrap();
+    let model = Autoencoder::<f64>::new(cfg, 1).unwrap();
+    let mut rng = StdRng::seed_from_u64(2);
+    let x: Vec<f64> = (0..9 * 2).map(|_| rng.random::<f64>()).collect();
+    let mut g = vec![0.0; model.params.len()];
+    model
+        .loss_and_grad(&mut model.workspace(2), &x, &x, Some(&mut g))
+        .unwrap();
+    let opts = CheckOptions::default();
+    let r = check_model_grads(&model, &x, &x, 2, &g, &opts).unwrap();
+    let row = |r: &Report, name: &str| r.tensors.iter().find(|t| t.name == name).unwrap().clone();
+    let bias = row(&r, "encoder.0.bias");
+    assert!(
+        bias.checked == 0 && bias.dir_at_kink && bias.verdict(r.tolerance) == Verdict::AtKink,
+        "{r}"
+    );
+    assert_eq!(r.at_kink(), 1, "{r}");
+    assert_eq!(r.verdict(), Verdict::Pass, "{r}");
+    assert!(r.passed() && r.max_rel_err() < 1e-6, "{r}");
+    let text = r.to_string();
+    assert!(
+        text.contains("skipped: every entry at a kink")
+            && text.contains("1 tensor skipped")
+            && text.ends_with("PASS")
+            && !text.contains("FAIL")
+            && !text.contains("NaN"),
+        "{text}"
+    );
+
+    let b = model.layout().bias(0).range();
+    let mut nan = g.clone();
+    nan[b.start] = f64::NAN;
+    let bad = check_model_grads(&model, &x, &x, 2, &nan, &opts).unwrap();
+    assert_eq!(
+        row(&bad, "encoder.0.bias").verdict(bad.tolerance),
+        Verdict::Fail,
+        "{bad}"
+    );
+    assert_eq!(bad.verdict(), Verdict::Fail, "{bad}");
+    assert!(
+        bad.max_rel_err().is_nan() && bad.to_string().ends_with("FAIL"),
+        "{bad}"
+    );
+
+    let w = model.layout().weight(0).range();
+    let mut scaled = g.clone();
+    scaled[w].iter_mut().for_each(|v| *v *= 1.001);
+    let bad = check_model_grads(&model, &x, &x, 2, &scaled, &opts).unwrap();
+    assert_eq!(
+        row(&bad, "encoder.0.weight").verdict(bad.tolerance),
+        Verdict::Fail,
+        "{bad}"
+    );
+    assert!(!bad.passed() && bad.to_string().ends_with("FAIL"), "{bad}");
+}
+
+/// A check in which every perturbation crosses a kink measured nothing: its
+/// verdict is neither a pass nor a failure, and says so. A NaN gradient there
+/// still fails.
+#[test]
+fn a_check_that_measures_nothing_is_inconclusive() {
+    let cfg = ModelBuilder::new(3)
+        .code(2, Activation::Relu)
+        .decoder(3, Activation::Linear)
+        .loss(Loss::Mse)
+        .build()
+        .unwrap();
+    let model = Autoencoder::<f64>::new(cfg, 1).unwrap();
+    let layout = model.layout().clone();
+    // Every parameter change moves the fingerprint: each step is a "kink".
+    let loss = |p: &[f64]| {
+        let l: f64 = p.iter().map(|v| v * v).sum();
+        let print = p.iter().fold(0u64, |h, v| {
+            (h ^ v.to_bits()).wrapping_mul(0x0100_0000_01b3)
+        });
+        (l, print)
+    };
+    let g: Vec<f64> = model.params.iter().map(|v| 2.0 * v).collect();
+    let opts = CheckOptions::default();
+    let r = check_fn(&layout, &mut model.params.clone(), &g, loss, &opts);
+    assert!(r.tensors.iter().all(|t| !t.measured()), "{r}");
+    assert_eq!(r.verdict(), Verdict::AtKink, "{r}");
+    assert!(!r.passed() && r.max_rel_err().is_nan(), "{r}");
+    let text = r.to_string();
+    assert!(
+        text.ends_with("INCONCLUSIVE") && !text.contains("PASS"),
+        "{text}"
+    );
+
+    let mut nan = g.clone();
+    nan[layout.tensors[1].offset] = f64::NAN;
+    let bad = check_fn(&layout, &mut model.params.clone(), &nan, loss, &opts);
+    assert_eq!(bad.verdict(), Verdict::Fail, "{bad}");
+    assert_eq!(
+        bad.tensors[1].verdict(bad.tolerance),
+        Verdict::Fail,
+        "{bad}"
+    );
+    assert!(bad.to_string().ends_with("FAIL"), "{bad}");
+
+    // A NaN loss fails every tensor, kinks or not.
+    let nan_loss = |p: &[f64]| (f64::NAN, loss(p).1);
+    let bad = check_fn(&layout, &mut model.params.clone(), &g, nan_loss, &opts);
+    assert!(
+        bad.tensors
+            .iter()
+            .all(|t| t.verdict(bad.tolerance) == Verdict::Fail),
+        "{bad}"
+    );
+}
+
+/// `random_setup` (what `sparse-ae gradcheck` checks) starts the biases
+/// off zero, so the padded convolution's border units are off their kink
+/// and every tensor is measured.
+#[test]
+fn random_setup_avoids_exact_kinks() {
+    let cfg = ModelConfig::from_json(PADDED_CONV).unwrap();
+    for seed in 0..4 {
+        let (m, input, clean) = random_setup(&cfg, seed, 2).unwrap();
+        let r = check_model(&m, &input, &clean, 2, &CheckOptions::default()).unwrap();
+        assert_pass(&format!("padded conv, seed {seed}"), &r);
+        assert!(r.tensors.iter().all(|t| !t.dir_at_kink), "{r}");
+    }
 }
 
 /// The f32 model on the dispatched kernels computes the same gradient as the

@@ -10,7 +10,7 @@ use crate::out::out;
 use crate::progress::{Labels, Progress};
 use crate::train_input::{Input, choose_scale, fit_json, initial_model};
 use sparse_ae::dist::{self, Collective};
-use sparse_ae::gradcheck::{CheckOptions, check_model, random_setup};
+use sparse_ae::gradcheck::{CheckOptions, Verdict, check_model, random_setup};
 use sparse_ae::io::model_file::{
     load_checkpoint, load_model, load_model_scaled, save_checkpoint, save_model_scaled,
 };
@@ -974,11 +974,19 @@ pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
     };
     let report = check_model(&model, &input, &clean, a.batch, &opts)?;
     out(&report.to_string())?;
-    Ok(if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    match report.verdict() {
+        Verdict::Pass => Ok(ExitCode::SUCCESS),
+        Verdict::Fail => Ok(ExitCode::FAILURE),
+        // Not a pass: nothing was compared.
+        Verdict::AtKink => {
+            note!(
+                "error: gradcheck measured nothing: at seed {} and batch {}, every sampled entry and directional step of every tensor crosses a kink (ReLU, top-k or max pooling); try another --seed or --batch",
+                a.seed,
+                a.batch
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 pub fn export(a: ExportArgs) -> Result<ExitCode> {
