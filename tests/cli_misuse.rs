@@ -628,3 +628,132 @@ fn negative_numbers_reach_their_own_checks() {
     assert!(e.contains("--tolerance") && e.contains("-1"), "{e}");
     assert_eq!(snapshot(&dir), before);
 }
+
+/// A `--metrics` file whose last row was cut short (by a full disk or a
+/// killed run), or whose rows do not match its header, is refused before
+/// training, naming the line; the file stays as it was. Whole rows are
+/// added to.
+#[test]
+fn a_metrics_file_with_a_row_cut_short_is_refused() {
+    let dir = setup("misuse-metrics-cut");
+    let csv = dir.join("m.csv");
+    let jsonl = dir.join("m.jsonl");
+    for p in [&csv, &jsonl] {
+        ok(&train_args(
+            &dir,
+            &["--out", s_static(dir.join("n.st")), "--metrics", s(p), "-q"],
+        ));
+    }
+    let whole_csv = std::fs::read_to_string(&csv).unwrap();
+    let whole_jsonl = std::fs::read_to_string(&jsonl).unwrap();
+    assert_eq!(whole_csv.lines().count(), 2, "{whole_csv}");
+    let header = whole_csv.lines().next().unwrap();
+    let cases = [
+        (
+            &csv,
+            whole_csv[..whole_csv.len() - 7].to_string(),
+            "line 2 (the last) is incomplete",
+        ),
+        (
+            &csv,
+            format!("{whole_csv}1,40,0.5\n"),
+            "line 3 has 3 columns",
+        ),
+        (&csv, format!("{header}\n"), ""),
+        (
+            &jsonl,
+            whole_jsonl[..whole_jsonl.len() - 7].to_string(),
+            "line 1 (the last) is incomplete",
+        ),
+        (
+            &jsonl,
+            format!("{{\"epoch\":1,{whole_jsonl}"),
+            "line 1 is not a whole JSON object",
+        ),
+    ];
+    for (p, text, why) in cases {
+        std::fs::write(p, &text).unwrap();
+        let before = snapshot(&dir);
+        let args = train_args(
+            &dir,
+            &["--out", s_static(dir.join("n2.st")), "--metrics", s(p)],
+        );
+        if why.is_empty() {
+            ok(&args);
+            let now = std::fs::read_to_string(p).unwrap();
+            assert!(now.starts_with(&text) && now.lines().count() == 2, "{now}");
+            std::fs::remove_file(dir.join("n2.st")).unwrap();
+            continue;
+        }
+        let e = fails(&args, 1);
+        assert!(
+            e.contains(s(p)) && e.contains(why) && e.contains("refusing to append"),
+            "{text:?}: {e}"
+        );
+        assert!(!e.contains("training ") && !e.contains(".tmp"), "{e}");
+        assert_eq!(snapshot(&dir), before, "{text:?}");
+    }
+}
+
+/// Rows are added atomically: a write that fails half way (here the file
+/// size limit, standing in for a full disk) leaves the metrics file as it
+/// was, with no row cut short and no temporary file.
+#[test]
+fn a_failed_metrics_write_leaves_the_file_whole() {
+    let dir = setup("misuse-metrics-full");
+    // `ulimit -f` counts blocks of 512 or 1024 bytes, depending on the shell.
+    let probe = dir.join("probe");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 1; head -c 4096 /dev/zero > \"$0\"")
+        .arg(&probe)
+        .output()
+        .unwrap();
+    let unit = std::fs::metadata(&probe).unwrap().len() as usize;
+    assert!(unit == 512 || unit == 1024, "{o:?}: block of {unit} bytes");
+    std::fs::remove_file(&probe).unwrap();
+
+    // Whole rows ending 20 bytes short of the limit: the next row crosses it.
+    let header = sparse_ae::train::EpochMetrics::CSV_HEADER;
+    let row = format!("{}\n", vec!["0"; header.split(',').count()].join(","));
+    let blocks = (header.len() + 1 + 3 * row.len()) / unit + 1;
+    let room = blocks * unit - 20 - (header.len() + 1);
+    let full = room / row.len() - 1;
+    let last = format!("{}{row}", "0".repeat(room - full * row.len() - row.len()));
+    let text = format!("{header}\n{}{last}", row.repeat(full));
+    assert_eq!(text.len(), blocks * unit - 20);
+    let csv = dir.join("m.csv");
+    std::fs::write(&csv, &text).unwrap();
+    let before = snapshot(&dir);
+
+    let args = train_args(
+        &dir,
+        &[
+            "--out",
+            s_static(dir.join("n.st")),
+            "--metrics",
+            s(&csv),
+            "-q",
+        ],
+    );
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_sparse-ae"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("m.csv") && !e.contains("panicked"), "{e}");
+    assert_eq!(std::fs::read_to_string(&csv).unwrap(), text);
+    assert_eq!(snapshot(&dir), before, "{e}");
+
+    // Without the limit, the row is added.
+    ok(&args);
+    let now = std::fs::read_to_string(&csv).unwrap();
+    assert!(now.starts_with(&text) && now.lines().count() == text.lines().count() + 1);
+}

@@ -152,36 +152,6 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Whether `--metrics` writes JSON lines (.jsonl, .json) rather than CSV.
-fn metrics_json(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("json"))
-}
-
-fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<()> {
-    let json = metrics_json(path);
-    let fresh = std::fs::metadata(path)
-        .map(|m| m.len() == 0)
-        .unwrap_or(true);
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    let mut line = String::new();
-    if json {
-        line.push_str(&m.json_line());
-    } else {
-        if fresh {
-            line.push_str(EpochMetrics::CSV_HEADER);
-            line.push('\n');
-        }
-        line.push_str(&m.csv_row());
-    }
-    line.push('\n');
-    f.write_all(line.as_bytes()).map_err(|e| Error::io(path, e))
-}
-
 /// Checks the values of `train`'s own flags before anything is read.
 fn check_train_flags(a: &TrainArgs) -> Result<()> {
     if a.epochs == 0 {
@@ -446,7 +416,7 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
             // Whole writes only, if mpirun ends the job meanwhile.
             let mut written = crate::ended::written();
             if let Some(p) = &a.metrics {
-                append_metrics(p, m)?;
+                crate::metrics_file::append(p, m)?;
             }
             if let Some(p) = &a.checkpoint {
                 save_checkpoint(p, t, &fit_meta)?;
@@ -571,12 +541,7 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
         files.output("--checkpoint", c);
     }
     if let Some(m) = &a.metrics {
-        let head = if metrics_json(m) {
-            b"{".as_slice()
-        } else {
-            b"epoch,step,".as_slice()
-        };
-        files.appended("--metrics", m, head);
+        files.appended("--metrics", m, crate::metrics_file::head(m));
     }
     if let Some(r) = &a.report {
         files.report(r);
@@ -584,6 +549,10 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
     // Resuming from a checkpoint and saving it again is the usual way.
     if writes {
         files.allow("--resume", "--checkpoint").check()?;
+        // Rows are added to whole rows only: a row cut short is refused now.
+        if let Some(m) = &a.metrics {
+            crate::metrics_file::existing(m)?;
+        }
     }
     let mut opts = FitOptions {
         epochs: a.epochs,

@@ -18,7 +18,8 @@ enum Way {
     Replaced,
     /// Replaced atomically, in a directory the command creates if needed.
     InDir,
-    /// Appended to (`--metrics`); a file already there must start with these bytes.
+    /// Appended to (`--metrics`, atomically, by replacing the file); a file
+    /// already there must start with these bytes.
     Appended(&'static [u8]),
 }
 
@@ -231,7 +232,8 @@ fn check_dir(flag: &str, dir: &Path) -> Result<()> {
 }
 
 /// A file to append to: a regular file that starts with `head` (or is
-/// empty) and opens for appending, or a free name where a file can be made.
+/// empty) and that can be replaced atomically (rows are added that way), or
+/// a free name where a file can be made.
 fn check_appendable(flag: &str, p: &Path, head: &[u8]) -> Result<()> {
     match std::fs::metadata(p) {
         Ok(m) if m.is_file() => {
@@ -248,11 +250,8 @@ fn check_appendable(flag: &str, p: &Path, head: &[u8]) -> Result<()> {
                     ),
                 ));
             }
-            std::fs::OpenOptions::new()
-                .append(true)
-                .open(p)
-                .map(drop)
-                .map_err(|e| Error::io(p, e))
+            // Rows are added by replacing the file atomically.
+            check_writable(p)
         }
         Ok(m) => Err(refuse(p, format!("is {}, not a regular file", kind_of(&m)))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => check_writable(p),

@@ -8,6 +8,7 @@ mod commands;
 mod data;
 mod ended;
 mod files;
+mod metrics_file;
 mod progress;
 mod train_input;
 

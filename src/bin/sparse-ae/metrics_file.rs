@@ -1,0 +1,164 @@
+//! `train --metrics FILE`: one row per epoch, as CSV (a header, then rows)
+//! or JSON lines (`.jsonl`, `.json`), added to what the file already holds.
+//!
+//! Each epoch's row is added atomically: the file's current content and the
+//! new row are written to a temporary file beside it, which is renamed over
+//! it ([`write_atomic`]). A failed or interrupted write (a full disk, a
+//! killed process) leaves the previous file whole, never a row cut short.
+//!
+//! A file already there must hold only whole rows as sparse-ae writes them:
+//! a newline at the end, for CSV this version's header and every row with
+//! its column count, for JSON lines one JSON object per line. Anything else
+//! (a row cut short by an earlier interrupted write, a file from another
+//! program or version) is refused before training, naming the line, rather
+//! than appended to.
+
+use sparse_ae::io::atomic::write_atomic;
+use sparse_ae::io::read::read_capped;
+use sparse_ae::train::EpochMetrics;
+use sparse_ae::{Error, Result};
+use std::io;
+use std::path::Path;
+
+/// The largest metrics file added to (it is rewritten whole every epoch; a
+/// row is a few hundred bytes, so this is about a million epochs).
+const MAX_BYTES: u64 = 256 << 20;
+
+/// Whether `path` gets JSON lines (.jsonl, .json) rather than CSV.
+pub fn is_json(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("json"))
+}
+
+/// What a metrics file starts with (checked with the other outputs).
+pub fn head(path: &Path) -> &'static [u8] {
+    if is_json(path) { b"{" } else { b"epoch,step," }
+}
+
+/// The current content of the metrics file `path` (empty if there is none),
+/// checked to be whole rows (see the module doc).
+///
+/// # Errors
+/// [`Error::Io`] naming `path`: unreadable, over 256 MiB, or not whole
+/// rows of the expected form, with the offending line.
+pub fn existing(path: &Path) -> Result<Vec<u8>> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        _ => {}
+    }
+    let bytes = read_capped(path, MAX_BYTES, "--metrics file")?;
+    check(&bytes, is_json(path)).map_err(|why| {
+        Error::io(
+            path,
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{why}; refusing to append to it (remove that line, or choose another --metrics file)"
+                ),
+            ),
+        )
+    })?;
+    Ok(bytes)
+}
+
+/// Checks that `bytes` are whole metrics rows; the reason if not.
+fn check(bytes: &[u8], json: bool) -> std::result::Result<(), String> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| format!("is not UTF-8 text (byte {})", e.valid_up_to()))?;
+    let lines: Vec<&str> = text.split_terminator('\n').collect();
+    if !text.ends_with('\n') {
+        return Err(format!(
+            "line {} (the last) is incomplete: it does not end with a newline, as after a write cut short",
+            lines.len()
+        ));
+    }
+    if json {
+        for (i, line) in lines.iter().enumerate() {
+            let object =
+                sparse_ae::io::json::parse(line.as_bytes()).is_ok_and(|v| v.as_object().is_some());
+            if !object {
+                return Err(format!(
+                    "line {} is not a whole JSON object, as sparse-ae writes one per line",
+                    i + 1
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let header = EpochMetrics::CSV_HEADER;
+    let columns = header.split(',').count();
+    if lines[0] != header {
+        return Err(format!(
+            "its header (line 1, {} columns) is not the {columns}-column header this version of sparse-ae writes",
+            lines[0].split(',').count()
+        ));
+    }
+    for (i, line) in lines.iter().enumerate().skip(1) {
+        let n = line.split(',').count();
+        if n != columns {
+            return Err(format!(
+                "line {} has {n} columns where the header has {columns}, as after a row cut short",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Adds the row of epoch `m` (after the header, for a new CSV file)
+/// atomically: the file is either as before or has the whole new row.
+///
+/// # Errors
+/// Those of [`existing`], and [`Error::Io`] naming `path` if writing fails
+/// (the file then stays as it was).
+pub fn append(path: &Path, m: &EpochMetrics) -> Result<()> {
+    let old = existing(path)?;
+    let mut row = String::new();
+    if is_json(path) {
+        row.push_str(&m.json_line());
+    } else {
+        if old.is_empty() {
+            row.push_str(EpochMetrics::CSV_HEADER);
+            row.push('\n');
+        }
+        row.push_str(&m.csv_row());
+    }
+    row.push('\n');
+    write_atomic(path, |w| {
+        w.write_all(&old)
+            .and_then(|()| w.write_all(row.as_bytes()))
+            .map_err(|e| Error::io(path, e))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check;
+    use sparse_ae::train::EpochMetrics;
+
+    #[test]
+    fn whole_rows_pass_and_cut_rows_are_named() {
+        let header = EpochMetrics::CSV_HEADER;
+        let cols = header.split(',').count();
+        let row = vec!["0"; cols].join(",");
+        let good = format!("{header}\n{row}\n{row}\n");
+        assert_eq!(check(good.as_bytes(), false), Ok(()));
+        assert_eq!(check(b"", false), Ok(()));
+        let cut = &good[..good.len() - 4];
+        assert!(check(cut.as_bytes(), false).unwrap_err().contains("line 3"));
+        let short = format!("{header}\n0,1,2\n{row}\n");
+        let e = check(short.as_bytes(), false).unwrap_err();
+        assert!(e.contains("line 2 has 3 columns"), "{e}");
+        let old = "epoch,step,train_loss\n1,10,0.5\n";
+        assert!(check(old.as_bytes(), false).unwrap_err().contains("header"));
+
+        assert_eq!(check(b"{\"epoch\":1}\n{\"epoch\":2}\n", true), Ok(()));
+        let e = check(b"{\"epoch\":1}\n{\"epo", true).unwrap_err();
+        assert!(e.contains("line 2 (the last) is incomplete"), "{e}");
+        let e = check(b"{\"epoch\":1}\n{\"epo{\"epoch\":2}\n", true).unwrap_err();
+        assert!(e.contains("line 2 is not a whole JSON object"), "{e}");
+    }
+}
