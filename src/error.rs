@@ -85,6 +85,9 @@ pub enum Error {
         needs: u64,
         /// The budget in bytes.
         budget: u64,
+        /// Bytes of it already taken by the buffers alive
+        /// ([`crate::memory::Held`]).
+        held: u64,
     },
     /// A data set could not be found or fetched.
     Data {
@@ -175,11 +178,19 @@ impl fmt::Display for Error {
                 what,
                 needs,
                 budget,
+                held,
             } => write!(
                 f,
-                "{what} needs {}, more than the memory budget of {}\n---> HINT: a smaller model or batch size, or another budget with --max-memory GB (default: 3/4 of the machine's memory)",
+                "{what} needs {}, more than the memory budget of {}{}\n---> HINT: a smaller model or batch size, or another budget with --max-memory GB (default: 3/4 of the machine's memory)",
                 crate::memory::show(*needs),
-                crate::memory::show(*budget)
+                crate::memory::show(*budget),
+                match held {
+                    0 => String::new(),
+                    h => format!(
+                        " leaves beside the {} held by the data and models already in memory",
+                        crate::memory::show(*h)
+                    ),
+                }
             ),
             Error::Data { reason } => write!(f, "{reason}"),
             Error::Rank { rank, reason } => write!(f, "rank {rank} of the job failed: {reason}"),

@@ -20,6 +20,47 @@ pub const FALLBACK_BUDGET: u64 = 4 << 30;
 /// 0 = not set: the default applies.
 static BUDGET: AtomicU64 = AtomicU64::new(0);
 
+/// Bytes of the counted buffers alive now (see [`Held`]).
+static HELD: AtomicU64 = AtomicU64::new(0);
+
+/// The bytes of a large buffer that lives on once counted (a data set read
+/// into memory, a trainer's parameters, state and workspaces): every later
+/// [`check`] counts them against the budget until the `Held` is dropped, so
+/// the budget bounds what the process holds at once, not each buffer alone.
+/// A clone counts the bytes again, as a clone of the buffer would.
+#[derive(Debug, Default)]
+pub struct Held(u64);
+
+impl Held {
+    /// Counts `bytes` as held until the returned value is dropped.
+    pub fn new(bytes: u64) -> Held {
+        HELD.fetch_add(bytes, Ordering::Relaxed);
+        Held(bytes)
+    }
+
+    /// The bytes this value holds.
+    pub fn bytes(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Clone for Held {
+    fn clone(&self) -> Held {
+        Held::new(self.0)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.fetch_sub(self.0, Ordering::Relaxed);
+    }
+}
+
+/// Bytes held now by the living [`Held`] values of this process.
+pub fn held() -> u64 {
+    HELD.load(Ordering::Relaxed)
+}
+
 /// The budget in bytes.
 pub fn budget() -> u64 {
     match BUDGET.load(Ordering::Relaxed) {
@@ -99,24 +140,26 @@ pub fn show(bytes: u64) -> String {
     }
 }
 
-/// Refuses `needs` bytes for `what` if they exceed the budget.
+/// Refuses `needs` bytes for `what` if they exceed what the budget leaves
+/// beside the buffers already [`Held`].
 ///
 /// # Errors
-/// [`Error::Memory`] naming `what`, the need and the budget.
+/// [`Error::Memory`] naming `what`, the need, the budget and what is held.
 pub fn check(what: &str, needs: u64) -> Result<()> {
-    check_against(what, needs, budget())
+    check_against(what, needs, budget(), held())
 }
 
-/// [`check`] against an explicit budget.
+/// [`check`] against an explicit budget of which `held` bytes are taken.
 ///
 /// # Errors
-/// [`Error::Memory`] if `needs > budget`.
-pub fn check_against(what: &str, needs: u64, budget: u64) -> Result<()> {
-    if needs > budget {
+/// [`Error::Memory`] if `needs > budget − held`.
+pub fn check_against(what: &str, needs: u64, budget: u64, held: u64) -> Result<()> {
+    if needs > budget.saturating_sub(held) {
         return Err(Error::Memory {
             what: what.to_owned(),
             needs,
             budget,
+            held,
         });
     }
     Ok(())
@@ -129,9 +172,9 @@ pub fn check_against(what: &str, needs: u64, budget: u64) -> Result<()> {
 /// # Errors
 /// [`Error::Memory`] if not even one sample fits.
 pub fn fitting_batch(what: &str, want: usize, fixed: u64, per_sample: u64) -> Result<usize> {
-    let budget = budget();
-    check_against(what, fixed.saturating_add(per_sample), budget)?;
-    let room = (budget - fixed) / per_sample.max(1);
+    let (budget, held) = (budget(), held());
+    check_against(what, fixed.saturating_add(per_sample), budget, held)?;
+    let room = (budget - held - fixed) / per_sample.max(1);
     Ok(want.clamp(1, usize::try_from(room).unwrap_or(usize::MAX).max(1)))
 }
 
@@ -154,15 +197,45 @@ mod tests {
 
     #[test]
     fn refuses_beyond_the_budget_and_says_by_how_much() {
-        assert!(check_against("x", 10, 10).is_ok());
-        let e = check_against("training", 627_000_000_000, 4_000_000_000)
+        assert!(check_against("x", 10, 10, 0).is_ok());
+        let e = check_against("training", 627_000_000_000, 4_000_000_000, 0)
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("training needs 627.00 GB, more than the memory budget of 4.00 GB"),
+            e.contains("training needs 627.00 GB, more than the memory budget of 4.00 GB\n"),
             "{e}"
         );
         assert_eq!(show(310_000_000), "310 MB");
         assert_eq!(show(12), "1 kB");
+    }
+
+    /// What is held counts against the budget: a need that fits alone is
+    /// refused beside it, naming both; the budget never underflows.
+    #[test]
+    fn what_is_held_counts_against_the_budget() {
+        assert!(check_against("x", 60, 100, 40).is_ok());
+        let e = check_against("training", 80_000_000, 100_000_000, 55_000_000)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("training needs 80 MB, more than the memory budget of 100 MB leaves beside the 55 MB held"),
+            "{e}"
+        );
+        assert!(check_against("x", 1, 100, 200).is_err());
+    }
+
+    /// A `Held` counts its bytes while it lives, a clone counts them again.
+    /// (Other tests' trainers come and go meanwhile, so only what this test
+    /// holds, a sum no other test reaches, is looked for.)
+    #[test]
+    fn held_bytes_come_and_go_with_their_values() {
+        const B: u64 = 1 << 50;
+        let a = Held::new(B);
+        assert!(held() >= B);
+        let b = a.clone();
+        assert!(held() >= 2 * B);
+        drop(a);
+        drop(b);
+        assert!(held() < B);
     }
 }

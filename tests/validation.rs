@@ -597,6 +597,58 @@ fn the_memory_budget_is_checked_before_allocating() {
     }
 }
 
+/// The budget bounds what a run holds at once: 5.1 MB of data and a 6 MB
+/// step each fit 8 MB alone, and are refused together, naming both; 12 MB
+/// trains. A `.npy` larger than the budget is refused before it is read.
+#[test]
+fn the_budget_counts_the_data_held_beside_the_step() {
+    let dir = common::temp_dir("validation_memory_held");
+    let data = npy_file(&dir, "x.npy", 20_000, 64, |i| (i % 9) as f32 / 9.0);
+    let cfg = dir.join("wide.json");
+    std::fs::write(
+        &cfg,
+        r#"{"input": 64, "layers": [{"units": 512, "activation": "relu"},
+            {"units": 64, "activation": "linear"}], "code_layer": 0, "loss": "mse"}"#,
+    )
+    .unwrap();
+    let out = dir.join("m.safetensors");
+    let train = |budget: &'static str| {
+        run(&[
+            "--max-memory",
+            budget,
+            "train",
+            "--config",
+            s(&cfg),
+            "--data",
+            s(&data),
+            "--batch-size",
+            "1024",
+            "--steps",
+            "1",
+            "-q",
+            "--out",
+            s(&out),
+        ])
+    };
+    let o = train("0.008");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    has(
+        &e,
+        &[
+            "training at batch size 1024 needs 6 MB",
+            "more than the memory budget of 8 MB leaves beside the 5 MB held",
+        ],
+    );
+    assert!(!out.exists());
+    let o = train("0.012");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = train("0.004");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    has(&e, &["reading 18000 rows of 64 features", "x.npy"]);
+}
+
 /// An SAE folder whose cfg.json describes a huge model is refused on its
 /// tensors' shapes before the model is allocated, and cfg.json errors name
 /// the file and its own keys.

@@ -152,8 +152,13 @@ impl<R: Read + Seek> NpyReader<R> {
     /// file's length has already been checked to hold).
     ///
     /// # Errors
-    /// As [`NpyReader::read_rows`].
+    /// [`Error::Memory`] if they exceed the memory budget; as
+    /// [`NpyReader::read_rows`].
     pub fn read_all(&mut self) -> Result<Vec<f32>> {
+        crate::memory::check(
+            &format!("reading {}", self.path.display()),
+            crate::memory::f32_bytes(self.header.numel()),
+        )?;
         let mut out = vec![0.0f32; self.header.numel()];
         self.read_rows(0, &mut out)?;
         Ok(out)

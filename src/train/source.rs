@@ -437,9 +437,19 @@ impl FileRows {
     /// All the rows in memory, `(len, dim)` row-major.
     ///
     /// # Errors
-    /// As [`Rows::read`].
+    /// [`Error::Memory`] if they exceed the memory budget; as [`Rows::read`].
     pub fn read_all(&mut self) -> Result<Vec<f32>> {
-        let mut out = vec![0.0; self.len * self.file.dim()];
+        let values = self.len.saturating_mul(self.file.dim());
+        crate::memory::check(
+            &format!(
+                "reading {} rows of {} features of {}",
+                self.len,
+                self.file.dim(),
+                self.file.path().display()
+            ),
+            crate::memory::f32_bytes(values),
+        )?;
+        let mut out = vec![0.0; values];
         self.read(0, &mut out)?;
         Ok(out)
     }

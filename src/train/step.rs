@@ -44,6 +44,9 @@ pub struct Trainer<T> {
     micro: Option<Box<Micro<T>>>,
     /// The parameters' tensors as the optimizer splits them ([`owned_rows`]).
     owned: Vec<(usize, usize)>,
+    /// The bytes of the buffers above, counted against the memory budget
+    /// of every later check while the trainer lives.
+    held: crate::memory::Held,
 }
 
 /// How a step in micro-batches holds the activations of a rank's
@@ -103,14 +106,14 @@ fn parts(cfg: &ModelConfig, batch: usize) -> Vec<usize> {
 /// Refuses a trainer whose buffers at batch size `batch` exceed the memory
 /// budget, before they are allocated: the parameters, a gradient per part
 /// of the batch, the optimizer's `moments`, the workspaces and the noisy
-/// input, in `elem`-byte values.
+/// input, in `elem`-byte values. Returns their bytes.
 fn check_step_memory(
     cfg: &ModelConfig,
     n: usize,
     batch: usize,
     moments: u64,
     elem: usize,
-) -> Result<()> {
+) -> Result<u64> {
     let sizes = parts(cfg, batch);
     let mut needs = crate::memory::bytes(n, elem)
         .saturating_mul(1 + sizes.len() as u64 + moments)
@@ -119,7 +122,8 @@ fn check_step_memory(
         let (fixed, per) = crate::nn::workspace_bytes(cfg, b, elem);
         needs = needs.saturating_add(fixed.saturating_add(per.saturating_mul(b as u64)));
     }
-    crate::memory::check(&format!("training at batch size {batch}"), needs)
+    crate::memory::check(&format!("training at batch size {batch}"), needs)?;
+    Ok(needs)
 }
 
 /// The noisy copy of an input of `len` values: `buf`, sized to `len` the
@@ -203,7 +207,7 @@ impl<T: Real> Trainer<T> {
             1
         };
         let (n, sizes) = (model.params.len(), parts(cfg, batch));
-        check_step_memory(cfg, n, batch, moments, std::mem::size_of::<T>())?;
+        let held = check_step_memory(cfg, n, batch, moments, std::mem::size_of::<T>())?;
         crate::kernels::gemm::reserve_pack_buffers();
         // Sized by the first noisy step, to the input it is given.
         let noisy = Vec::new();
@@ -213,6 +217,7 @@ impl<T: Real> Trainer<T> {
         };
         let ws: Vec<Workspace<T>> = sizes.iter().map(|&b| model.workspace(b)).collect();
         Ok(Trainer {
+            held: crate::memory::Held::new(held),
             dead: DeadLatents::new(cfg),
             col_scratch,
             topk_path: ws[0].topk_path(),
@@ -292,7 +297,7 @@ impl<T: Real> Trainer<T> {
         }
         if batch != self.batch {
             let moments = if self.opt.v.is_empty() { 1 } else { 2 };
-            check_step_memory(
+            let needs = check_step_memory(
                 self.model.config(),
                 self.model.params.len(),
                 batch,
@@ -309,6 +314,9 @@ impl<T: Real> Trainer<T> {
             self.grads
                 .resize(sizes.len(), vec![T::ZERO; self.model.params.len()]);
             self.batch = batch;
+            // (Checked with the old buffers still counted: both exist while
+            // the new ones are made.)
+            self.held = crate::memory::Held::new(needs);
         }
         Ok(())
     }

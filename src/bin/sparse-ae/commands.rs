@@ -332,7 +332,9 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
     // buffers are counted (a huge --accumulate would need terabytes); the
     // buffers of a step in micro-batches are counted before they exist.
     let setup = train_setup(&a, start, me).and_then(|s| {
-        sparse_ae::train::steps_per_epoch(&s.trainer, s.input.lens()?.0)?;
+        if s.trainer.micro_step() || comm.ranks() > 1 {
+            sparse_ae::train::steps_per_epoch(&s.trainer, s.input.lens()?.0)?;
+        }
         s.trainer.check_memory(rank, comm.ranks()).map(|()| s)
     });
     if shared {
@@ -350,6 +352,7 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
     let Setup {
         mut trainer,
         input,
+        _data_held,
         scale,
         normalize_here,
         opts,
@@ -506,6 +509,8 @@ struct Setup {
     trainer: Trainer<f32>,
     /// The data.
     input: Input,
+    /// The data's bytes, counted against the memory budget while it lives.
+    _data_held: sparse_ae::memory::Held,
     /// The input scale (1 without normalisation).
     scale: f32,
     /// Whether the ranks of the job compute the scale of `--normalize`
@@ -578,6 +583,8 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
         None => None,
     };
     let input = Input::open(&path, a, resumed.as_ref().map(|(_, d)| d.chunk_rows), me)?;
+    // The data counts against the budget of the trainer and all after it.
+    let data_held = sparse_ae::memory::Held::new(input.memory_bytes());
     if let Some((_, kept)) = &resumed {
         crate::train_input::check_resumed_samples(kept, input.lens()?.0)?;
     }
@@ -666,6 +673,7 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
         normalize_here: normalize_here && scale == 1.0,
         trainer,
         input,
+        _data_held: data_held,
         scale,
         opts,
         path,

@@ -18,6 +18,14 @@ pub enum Loaded {
 }
 
 impl Loaded {
+    /// The bytes the samples take in memory.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Loaded::U8 { pixels, .. } => pixels.len() as u64,
+            Loaded::F32 { data, .. } => sparse_ae::memory::f32_bytes(data.len()),
+        }
+    }
+
     pub fn samples(&self) -> Result<Samples<'_>> {
         match self {
             Loaded::U8 { pixels, dim } => Samples::u8(pixels, *dim),

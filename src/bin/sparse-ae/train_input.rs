@@ -249,6 +249,16 @@ impl Input {
 
     /// Training and test samples (no test samples on a rank other than 0
     /// that holds the data in memory or reads its share).
+    /// The bytes of the samples held in memory (a stream reads a chunk at a
+    /// time, a rank's share of a file its own rows at each step).
+    pub fn memory_bytes(&self) -> u64 {
+        match self {
+            Input::Memory { train, test } => train.bytes() + test.as_ref().map_or(0, Loaded::bytes),
+            Input::Share { test, .. } => test.as_ref().map_or(0, Loaded::bytes),
+            Input::Stream { .. } => 0,
+        }
+    }
+
     pub fn lens(&self) -> Result<(usize, usize)> {
         let n_test = |t: &Option<Loaded>| -> Result<usize> {
             Ok(match t {
