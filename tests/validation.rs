@@ -708,6 +708,95 @@ fn sae_folder_errors_name_cfg_json() {
     assert!(!out.exists());
 }
 
+/// An SAE folder of an architecture this crate cannot represent (JumpReLU,
+/// gated, unknown), or holding a tensor import would not read, is refused
+/// by name, never imported with that tensor dropped; the folders export
+/// writes, and sparsify's without an `architecture`, still import.
+#[test]
+fn sae_folder_of_another_architecture_is_refused() {
+    let dir = common::temp_dir("validation_sae_arch");
+    let sae = dir.join("sae");
+    let m = Autoencoder::<f32>::new(mse_cfg(6), 0).unwrap();
+    sparse_ae::io::interop::export_sae(&m, &sae).unwrap();
+    let cfg = sae.join("cfg.json");
+    let exported = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        exported.contains(r#""architecture": "standard""#),
+        "{exported}"
+    );
+    let import = || sparse_ae::io::interop::import_sae(&sae);
+    assert_eq!(import().unwrap().params, m.params);
+    let base = r#""d_in": 6, "d_sae": 5, "activation_fn_str": "relu""#;
+    for arch in ["jumprelu", "gated", "batchtopk", "Standard"] {
+        for text in [
+            format!(r#"{{{base}, "architecture": "{arch}"}}"#),
+            exported.replace(r#""standard""#, &format!("{arch:?}")),
+        ] {
+            std::fs::write(&cfg, text).unwrap();
+            let e = import().unwrap_err().to_string();
+            has(
+                &e,
+                &[
+                    "cfg.json: architecture",
+                    &format!("{arch:?} is not supported"),
+                    r#""standard" or "topk""#,
+                ],
+            );
+        }
+    }
+    std::fs::write(&cfg, format!(r#"{{{base}, "architecture": "topk"}}"#)).unwrap();
+    let e = import().unwrap_err().to_string();
+    has(&e, &["cfg.json: architecture", "TopK code"]);
+    for text in [
+        format!(r#"{{{base}, "architecture": "standard"}}"#),
+        format!("{{{base}}}"),
+    ] {
+        std::fs::write(&cfg, text).unwrap();
+        assert_eq!(import().unwrap().params, m.params);
+    }
+    // A JumpReLU SAE's threshold beside the four tensors import reads.
+    let st_path = sae.join("sae.safetensors");
+    let plain = std::fs::read(&st_path).unwrap();
+    for (name, shape) in [
+        ("threshold", vec![5]),
+        ("r_mag", vec![5]),
+        ("W_enc ", vec![1]),
+    ] {
+        let b = rewrite(&plain, |ts, _| {
+            let n = shape.iter().product();
+            ts.push((name.into(), shape.clone(), vec![0.25; n]))
+        });
+        std::fs::write(&st_path, b).unwrap();
+        let e = import().unwrap_err().to_string();
+        has(
+            &e,
+            &["sae.safetensors", &format!("tensor `{name}`"), "drop"],
+        );
+    }
+    // The command line refuses both before training.
+    let out = dir.join("m.safetensors");
+    let data = npy_file(&dir, "x.npy", 20, 6, |i| (i % 3) as f32);
+    let train = |init: &Path| {
+        fails(&[
+            "train",
+            "--init",
+            s(init),
+            "--data",
+            s(&data),
+            "--out",
+            s(&out),
+        ])
+    };
+    has(&train(&sae), &["tensor `W_enc `"]);
+    std::fs::write(&st_path, &plain).unwrap();
+    std::fs::write(&cfg, exported.replace(r#""standard""#, r#""jumprelu""#)).unwrap();
+    has(
+        &train(&sae),
+        &["architecture", "\"jumprelu\" is not supported"],
+    );
+    assert!(!out.exists());
+}
+
 /// Messages quote at most an excerpt of outside text, and name the cause.
 #[test]
 fn messages_name_the_cause_briefly() {

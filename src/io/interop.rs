@@ -153,8 +153,10 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
 /// # Errors
 /// [`Error::Json`] / [`Error::Config`] for a bad `cfg.json` (including a
 /// `normalize_activations` other than `"none"`: a run-time normalisation
-/// this crate does not apply), [`Error::Safetensors`] for missing or
-/// misshapen tensors.
+/// this crate does not apply, or an `architecture` other than `"standard"`
+/// or `"topk"`, such as a JumpReLU or gated SAE), [`Error::Safetensors`]
+/// for missing or misshapen tensors, or one beside `W_enc`, `b_enc`,
+/// `W_dec` and `b_dec` (never dropped).
 pub fn import_sae(dir: &Path) -> Result<Autoencoder<f32>> {
     Ok(import_folded(dir)?.0)
 }
@@ -194,6 +196,22 @@ fn import_folded(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
     // then bounded by the file's.
     let st_path = dir.join("sae.safetensors");
     let st = SafeTensors::read(&st_path)?;
+    // A tensor import would not read (a JumpReLU `threshold`, a gated
+    // SAE's `r_mag`) is refused, never dropped.
+    if let Some(t) = st
+        .tensors
+        .iter()
+        .find(|t| !SAE_TENSORS.contains(&t.name.as_str()))
+    {
+        return Err(Error::Safetensors {
+            path: st_path.clone(),
+            reason: format!(
+                "tensor `{}` is not part of the SAE cfg.json describes (only {}), so importing would drop it",
+                json::excerpt(&t.name),
+                SAE_TENSORS.join(", ")
+            ),
+        });
+    }
     let get = |name: &str, shape: &[usize]| -> Result<&[f32]> {
         let t = st.get(name).ok_or_else(|| Error::Safetensors {
             path: st_path.clone(),
@@ -230,9 +248,41 @@ fn import_folded(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
     Ok((model, scale))
 }
 
+/// The values of `cfg.json`'s `architecture` that import reads: SAELens'
+/// plain SAE and its TopK SAE (both what [`export_sae`] writes).
+const SUPPORTED_ARCHITECTURES: [&str; 2] = ["standard", "topk"];
+
+/// The tensors of `sae.safetensors` that import reads.
+const SAE_TENSORS: [&str; 4] = ["W_enc", "b_enc", "W_dec", "b_dec"];
+
 /// The model configuration and input scale a `cfg.json` describes (errors
 /// name its keys).
 fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32)> {
+    // SAELens names its kind of SAE; sparsify writes no `architecture`.
+    // Only the plain encoder (ReLU or TopK code) is this crate's model: a
+    // JumpReLU or gated SAE holds parameters (`threshold`, `r_mag`, …)
+    // and a forward pass it cannot represent.
+    let arch = match v.get("architecture") {
+        None => None,
+        Some(_) => {
+            let a = v.str_at("architecture")?;
+            if !SUPPORTED_ARCHITECTURES.contains(&a) {
+                return Err(Error::config(
+                    "architecture",
+                    format!(
+                        "{:?} is not supported (only {}: a ReLU or TopK code, decoded linearly)",
+                        json::excerpt(a),
+                        SUPPORTED_ARCHITECTURES
+                            .iter()
+                            .map(|a| format!("{a:?}"))
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ),
+                ));
+            }
+            Some(a)
+        }
+    };
     if v.get("normalize_activations").is_some() {
         let norm = v.str_at("normalize_activations")?;
         if norm != "none" {
@@ -304,6 +354,12 @@ fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32)> {
         return Err(Error::config(
             "sparse_ae_config",
             "disagrees with d_in / d_sae",
+        ));
+    }
+    if arch == Some("topk") && cfg.topk.is_none() {
+        return Err(Error::config(
+            "architecture",
+            "\"topk\" needs a TopK code (`activation_fn_str`: \"topk\" with `activation_fn_kwargs.k`), but the configuration has none",
         ));
     }
     let scale = match v.get("sparse_ae_input_scale") {
