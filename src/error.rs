@@ -89,6 +89,13 @@ pub enum Error {
         /// ([`crate::memory::Held`]).
         held: u64,
     },
+    /// Values an operation cannot take, in data that is otherwise well
+    /// formed: binary cross-entropy targets outside [0, 1], or no samples
+    /// where some are needed.
+    Value {
+        /// Which value, where, and what would be accepted.
+        reason: String,
+    },
     /// A data set could not be found or fetched.
     Data {
         /// What is missing and how to get it.
@@ -192,7 +199,7 @@ impl fmt::Display for Error {
                     ),
                 }
             ),
-            Error::Data { reason } => write!(f, "{reason}"),
+            Error::Value { reason } | Error::Data { reason } => write!(f, "{reason}"),
             Error::Rank { rank, reason } => write!(f, "rank {rank} of the job failed: {reason}"),
         }
     }

@@ -295,6 +295,18 @@ fn bce_refuses_targets_outside_the_unit_interval() {
     let fives = dir.join("fives.npy");
     let e = fails(&["eval", "-m", s(&out), "--data", s(&fives)]);
     has(&e, &["binary cross-entropy", "[0, 1]"]);
+    let scores = dir.join("scores.csv");
+    let e = fails(&[
+        "score",
+        "-m",
+        s(&out),
+        "--data",
+        s(&fives),
+        "-o",
+        s(&scores),
+    ]);
+    has(&e, &["binary cross-entropy", "feature 0 of sample 0 is 5"]);
+    assert!(!scores.exists());
     // The same values train with an mse loss.
     ok(&[
         "train",
@@ -311,6 +323,29 @@ fn bce_refuses_targets_outside_the_unit_interval() {
         "8",
         "-q",
     ]);
+    // Through the library the error is about the values passed
+    // (`Error::Value`, a Python ValueError), not about a data set or a file.
+    let model = Autoencoder::<f32>::new(bce_cfg(8), 0).unwrap();
+    let mut ws = model.workspace(2);
+    let (x, mut target) = (vec![0.5f32; 16], vec![0.5f32; 16]);
+    target[11] = 5.0;
+    let e = model.loss_and_grad(&mut ws, &x, &target, None).unwrap_err();
+    assert!(matches!(e, Error::Value { .. }), "{e:?}");
+    has(&e.to_string(), &["feature 3 of a sample is 5", "[0, 1]"]);
+    let mut trainer = Trainer::new(model, OptimizerConfig::default(), 2, 0).unwrap();
+    let e = sparse_ae::train::fit(
+        &mut trainer,
+        sparse_ae::train::Samples::f32(&target, 8).unwrap(),
+        None,
+        &sparse_ae::train::FitOptions::default(),
+        &mut sparse_ae::train::Silent,
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Value { .. }), "{e:?}");
+    has(
+        &e.to_string(),
+        &["feature 3 of sample 1 of the training split"],
+    );
 }
 
 /// A tiny IDX data set of `side × side` images.

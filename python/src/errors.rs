@@ -7,7 +7,7 @@ use sparse_ae::Error;
 /// `OSError` for files that cannot be read or written and data sets that
 /// cannot be found or fetched; `ValueError` for everything the caller
 /// passed or pointed at that is wrong (shapes, configurations, malformed
-/// files, NaN).
+/// files, NaN, binary cross-entropy targets outside [0, 1]).
 pub fn to_py(e: Error) -> PyErr {
     match e {
         Error::Io { .. } | Error::Data { .. } => PyOSError::new_err(e.to_string()),

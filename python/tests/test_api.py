@@ -60,7 +60,7 @@ def test_every_dtype_and_layout_gives_the_same_codes(trained, tiny):
 def test_other_number_types_are_converted(trained, tiny):
     _, _, (x_test, _) = tiny
     x = x_test[:8].reshape(8, -1)
-    np.testing.assert_array_equal(trained.score(x.astype(np.int64)), trained.score((x * 1.0).astype(np.float32)))
+    np.testing.assert_array_equal(trained.encode(x.astype(np.int64)), trained.encode((x * 1.0).astype(np.float32)))
     big_endian = (x / 255.0).astype(">f4")
     np.testing.assert_array_equal(trained.encode(big_endian), trained.encode((x / 255.0).astype(np.float32)))
 
@@ -167,6 +167,17 @@ def test_bad_input_raises_value_error(trained, tiny, name, make, msg, method):
     with pytest.raises(ValueError, match=msg):
         if method == "fit":
             trained.fit(x, epochs=1, batch_size=1, verbose=False)
+        else:
+            getattr(trained, method)(x)
+
+
+@pytest.mark.parametrize("method", ["fit", "evaluate", "score"])
+def test_bce_targets_outside_the_unit_interval_raise_value_error(trained, method):
+    x = np.full((4, 784), 0.5, np.float32)
+    x[1, 7] = 5.0
+    with pytest.raises(ValueError, match=r"binary cross-entropy needs targets in \[0, 1\]"):
+        if method == "fit":
+            trained.fit(x, epochs=1, batch_size=2, verbose=False)
         else:
             getattr(trained, method)(x)
 

@@ -198,7 +198,7 @@ fn dx_part_len(cfg: &ModelConfig, ops: &[Op], batch: usize) -> usize {
 /// The error for a binary cross-entropy target outside [0, 1]: `at` says
 /// where it is.
 pub fn bce_target_error(at: String, value: f64) -> Error {
-    Error::Data {
+    Error::Value {
         reason: format!(
             "binary cross-entropy needs targets in [0, 1], but {at} is {value}\n---> HINT: scale the data into [0, 1] (divide 0–255 pixels by 255), or use an mse or sse loss (a config with \"loss\": \"mse\" and a linear output, or train --linear-output)"
         ),
@@ -717,7 +717,9 @@ impl<T: Real> Autoencoder<T> {
     /// `grads` (same layout as the parameters), overwriting it.
     ///
     /// # Errors
-    /// [`Error::Shape`] if a buffer has the wrong length.
+    /// [`Error::Shape`] if a buffer has the wrong length; [`Error::Value`]
+    /// if the model's loss is binary cross-entropy and a target is outside
+    /// [0, 1].
     pub fn loss_and_grad(
         &self,
         ws: &mut Workspace<T>,

@@ -65,7 +65,7 @@ pub fn reconstruction_grid(
     }
     let n = n.min(samples.len()).max(1).min(samples.len());
     if n == 0 {
-        return Err(Error::Data {
+        return Err(Error::Value {
             reason: "no samples to reconstruct".into(),
         });
     }
@@ -103,7 +103,7 @@ pub fn reconstruction_grid(
 /// [`Error::Shape`] if the picture cannot be drawn at this size.
 pub fn feature_picture(model: &Autoencoder<f32>) -> Result<Canvas> {
     let Some(w0) = model.layout().first_weight() else {
-        return Err(Error::Data {
+        return Err(Error::Value {
             reason: "the model has no weights to draw".into(),
         });
     };

@@ -120,9 +120,10 @@ pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize, order: &mut
 ///
 /// # Errors
 /// [`Error::Shape`] if the samples do not match the model's input,
-/// [`Error::Config`] if there is not one whole batch, [`Error::NonFinite`] if
-/// the loss or a parameter becomes NaN or infinite (naming the step), or any
-/// error of the observer.
+/// [`Error::Config`] if there is not one whole batch, [`Error::Value`] if a
+/// binary cross-entropy model is given targets outside [0, 1] (naming the
+/// sample), [`Error::NonFinite`] if the loss or a parameter becomes NaN or
+/// infinite (naming the step), or any error of the observer.
 pub fn fit(
     trainer: &mut Trainer<f32>,
     train: Samples<'_>,

@@ -127,9 +127,19 @@ pub fn decode(model: &Autoencoder<f32>, codes: &[f32], scale: f32) -> Result<Vec
 /// errors are in input space (divided by s² for samples of scale s).
 ///
 /// # Errors
-/// [`Error::Shape`] if the samples do not fit the model.
+/// [`Error::Shape`] if the samples do not fit the model; [`Error::Value`]
+/// if the model's loss is binary cross-entropy and a value is outside
+/// [0, 1] (its score would mean nothing).
 pub fn score(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>> {
     let cfg = model.config();
+    if cfg.loss == Loss::Bce
+        && let Some((i, j, v)) = samples.outside_unit()
+    {
+        return Err(crate::nn::bce_target_error(
+            format!("feature {j} of sample {i}"),
+            f64::from(v),
+        ));
+    }
     let d = cfg.input;
     let last = cfg.layers.len() - 1;
     let mut out = Vec::with_capacity(samples.len());
