@@ -862,3 +862,59 @@ fn the_epoch_line_shows_the_models_loss_parts() {
         }
     }
 }
+
+/// `--limit N` on a `.npy` file keeps the first N rows of each split, as on
+/// IDX data: the test split stays the file's last 10 %, held out from
+/// training (cutting the file before its split would make a limited test
+/// split of rows a model without `--limit` trained on).
+#[test]
+fn limit_cuts_each_split_of_a_npy_file() {
+    let dir = common::temp_dir("cli_limit_npy");
+    let rows: Vec<f32> = (0..700).map(|i| (i % 11) as f32 / 10.0).collect();
+    let file = dir.join("a100x7.npy");
+    sparse_ae::data::npy::write(&file, 100, 7, &rows).unwrap();
+    let model = dir.join("m.safetensors");
+    let o = run(
+        &[
+            "train",
+            "--preset",
+            "shallow",
+            "--linear-output",
+            "--data",
+            s(&file),
+            "--limit",
+            "10",
+            "--batch-size",
+            "5",
+            "--epochs",
+            "1",
+            "-o",
+            s(&model),
+        ],
+        &[],
+    );
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("on 10 samples (7 features)") && err.contains("test set 10 samples"),
+        "{err}"
+    );
+    // Each limited split is the same rows as a file of just those rows.
+    for (split, lo, limit) in [("train", 0, "5"), ("test", 90, "5"), ("all", 0, "7")] {
+        let n: usize = limit.parse().unwrap();
+        let part = dir.join(format!("{split}.npy"));
+        sparse_ae::data::npy::write(&part, n, 7, &rows[lo * 7..(lo + n) * 7]).unwrap();
+        let eval = |data: &Path, extra: &[&str]| {
+            let mut args = vec!["eval", "-m", s(&model), "--data", s(data), "--json"];
+            args.extend(extra);
+            let out = ok(&args);
+            // The numbers after the split's name.
+            out[out.find("\"samples\"").unwrap()..].to_owned()
+        };
+        assert_eq!(
+            eval(&file, &["--split", split, "--limit", limit]),
+            eval(&part, &["--split", "all"]),
+            "--split {split} --limit {limit}"
+        );
+    }
+}

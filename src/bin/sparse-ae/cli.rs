@@ -91,7 +91,8 @@ pub struct DataArgs {
     /// .npy matrix (samples × features). Default: $SPARSE_AE_DATA.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Use only the first N samples of each split.
+    /// Use only the first N samples of each split (of a .npy file: of its
+    /// first 90 % and of its last 10 %).
     #[arg(long, allow_negative_numbers = true, value_parser = count)]
     pub limit: Option<usize>,
     /// Without --data or $SPARSE_AE_DATA: the data set to take from the
