@@ -208,17 +208,30 @@ fn mnist_images_must_be_3d_u8() {
         &d.join("t10k-images.idx3-ubyte"),
         &["images must have 3 dimensions"],
     );
-    let floats = IdxArray {
-        dims: vec![1, 1, 2],
-        data: IdxData::F32(vec![0.0; 2]),
-    };
-    idx::write(&d.join("t10k-images.idx3-ubyte"), &floats).unwrap();
-    let e = mnist::load_split(&d, Split::Test).unwrap_err();
-    check(
-        &e,
-        &d.join("t10k-images.idx3-ubyte"),
-        &["images must be u8"],
-    );
+    // Every element type but u8 is refused for images, loaded whole or by
+    // row, with what to do instead.
+    for (data, code) in [
+        (IdxData::I8(vec![0; 2]), "0x09"),
+        (IdxData::I16(vec![0; 2]), "0x0b"),
+        (IdxData::I32(vec![0; 2]), "0x0c"),
+        (IdxData::F32(vec![0.0; 2]), "0x0d"),
+        (IdxData::F64(vec![0.0; 2]), "0x0e"),
+    ] {
+        let images = IdxArray {
+            dims: vec![1, 1, 2],
+            data,
+        };
+        idx::write(&d.join("t10k-images.idx3-ubyte"), &images).unwrap();
+        let want = [
+            "images must be u8",
+            &format!("found type {code}")[..],
+            ".npy matrix",
+        ];
+        let e = mnist::load_split(&d, Split::Test).unwrap_err();
+        check(&e, &d.join("t10k-images.idx3-ubyte"), &want);
+        let e = mnist::open_split(&d, Split::Test).unwrap_err();
+        check(&e, &d.join("t10k-images.idx3-ubyte"), &want);
+    }
 }
 
 #[test]

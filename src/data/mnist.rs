@@ -120,7 +120,7 @@ pub fn load_split(dir: &Path, split: Split) -> Result<Dataset> {
     };
     let IdxData::U8(pixels) = img.data else {
         return Err(bad(format!(
-            "images must be u8 (type 0x08), found type 0x{:02x}",
+            "images must be u8 (type 0x08), found type 0x{:02x}{NOT_U8}",
             img.data.code()
         )));
     };
@@ -211,7 +211,7 @@ pub fn open_split(dir: &Path, split: Split) -> Result<SplitFile> {
     };
     if header.code != 0x08 {
         return Err(bad(format!(
-            "images must be u8 (type 0x08), found type 0x{:02x}",
+            "images must be u8 (type 0x08), found type 0x{:02x}{NOT_U8}",
             header.code
         )));
     }
@@ -225,6 +225,9 @@ pub fn open_split(dir: &Path, split: Split) -> Result<SplitFile> {
     }
     Ok(SplitFile::Rows(rows))
 }
+
+/// What to do with images of another element type.
+const NOT_U8: &str = "\n---> HINT: images are u8 pixels; save other data as a .npy matrix of samples × features instead";
 
 const HINT: &str = "---> HINT: set SPARSE_AE_DATA to a directory holding train-images-idx3-ubyte(.gz) and friends; `apt-get install dataset-fashion-mnist` puts Fashion-MNIST in /usr/share/datasets/fashion-mnist";
 
