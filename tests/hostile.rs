@@ -347,7 +347,12 @@ fn npy_bad_files() {
         "bad_structured_dtype",
         &["structured dtypes are not supported"],
     );
-    npy_err("bad_dtype", &["dtype \"<c8\" is not supported"]);
+    npy_err(
+        "bad_dtype",
+        &[
+            "dtype \"<c8\" is not supported (use <f4, <f8, <f2, bfloat16 (<V2), |u1 or |i1, '>' for big-endian)",
+        ],
+    );
 }
 
 #[test]

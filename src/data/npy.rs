@@ -117,6 +117,24 @@ pub fn read(path: &Path) -> Result<NpyArray> {
     })
 }
 
+/// Every element type read: its code after the byte-order mark, how the
+/// hint spells it, and whether `|` (no byte order) may mark it.
+const DESCRS: [(&[u8], Dtype, &str, bool); 6] = [
+    (b"f4", Dtype::F32, "<f4", false),
+    (b"f8", Dtype::F64, "<f8", false),
+    (b"f2", Dtype::F16, "<f2", false),
+    (b"V2", Dtype::Bf16, "bfloat16 (<V2)", true),
+    (b"u1", Dtype::U8, "|u1", true),
+    (b"i1", Dtype::I8, "|i1", true),
+];
+
+/// The dtypes read, as the error for any other lists them.
+fn supported_descrs() -> String {
+    let names: Vec<&str> = DESCRS.iter().map(|d| d.2).collect();
+    let (last, rest) = names.split_last().expect("DESCRS is not empty");
+    format!("{} or {last}, '>' for big-endian", rest.join(", "))
+}
+
 /// Parses a dtype string (see the module doc for the accepted forms).
 fn parse_descr(s: &str) -> std::result::Result<(Dtype, bool), String> {
     if s == "bfloat16" {
@@ -127,24 +145,15 @@ fn parse_descr(s: &str) -> std::result::Result<(Dtype, bool), String> {
         Some(c @ (b'<' | b'>' | b'|')) => (*c, &b[1..]),
         _ => return Err(format!("dtype {s:?} has no byte-order mark")),
     };
-    let dtype = match rest {
-        b"f2" => Dtype::F16,
-        b"f4" => Dtype::F32,
-        b"f8" => Dtype::F64,
-        b"u1" => Dtype::U8,
-        b"i1" => Dtype::I8,
-        b"V2" => Dtype::Bf16,
-        _ => {
-            return Err(format!(
-                "dtype {s:?} is not supported (use <f4, <f8, <f2, bfloat16 (<V2) or |u1)"
-            ));
-        }
+    let Some(&(_, dtype, _, bar_too)) = DESCRS.iter().find(|d| d.0 == rest) else {
+        return Err(format!(
+            "dtype {s:?} is not supported (use {})",
+            supported_descrs()
+        ));
     };
-    match (order, dtype) {
-        (b'|', Dtype::U8 | Dtype::I8 | Dtype::Bf16) | (b'<' | b'>', _) => {
-            Ok((dtype, order == b'>'))
-        }
-        _ => Err(format!("dtype {s:?} needs a byte order '<' or '>'")),
+    match order {
+        b'|' if !bar_too => Err(format!("dtype {s:?} needs a byte order '<' or '>'")),
+        _ => Ok((dtype, order == b'>')),
     }
 }
 
@@ -603,6 +612,36 @@ mod tests {
             assert_eq!((10 + hlen) % 64, 0);
             assert_eq!(parse(&bytes).unwrap(), NpyArray { shape, data });
         }
+    }
+
+    /// The error for a dtype not read lists exactly the ones that are:
+    /// each spelling it shows is read, and each dtype read is shown.
+    #[test]
+    fn the_dtype_hint_lists_what_is_read() {
+        let e = parse_descr("<c8").unwrap_err();
+        let list = &e[e.find("(use ").unwrap() + 5..e.find(", '>'").unwrap()];
+        let shown: Vec<&str> = list
+            .split([',', ' ', '(', ')'])
+            .filter(|w| !w.is_empty() && *w != "or")
+            .collect();
+        assert_eq!(
+            shown,
+            ["<f4", "<f8", "<f2", "bfloat16", "<V2", "|u1", "|i1"],
+            "{e}"
+        );
+        for d in shown {
+            assert!(parse_descr(d).is_ok(), "{d}");
+        }
+        for (code, dtype, _, _) in DESCRS {
+            let d = format!("<{}", std::str::from_utf8(code).unwrap());
+            assert_eq!(parse_descr(&d).unwrap().0, dtype);
+            let byte = dtype.size() == 1;
+            assert!(
+                e.contains(&d[1..]) && (!byte || e.contains(&format!("|{}", &d[1..]))),
+                "{e}"
+            );
+        }
+        assert!(parse_descr("|f4").is_err());
     }
 
     #[test]
