@@ -421,6 +421,41 @@ fn bad_activation_input_gives_clear_errors() {
         "4",
     ]);
     assert!(e.contains("nan.npy: row 37, feature 3 (value NaN)"), "{e}");
+    // An f64 beyond f32's range is named as stored, not as the Inf it
+    // would become, in memory and streamed, in either byte order; an f64
+    // Inf is still an Inf.
+    for (descr, big) in [("<f8", false), (">f8", true)] {
+        for (v, want) in [
+            (
+                1e300,
+                "row 37, feature 3 is 1e300, outside f32's range (±3.4028235e38)",
+            ),
+            (-4e38, "row 37, feature 3 is -4e38, outside f32's range"),
+            (f64::INFINITY, "row 37, feature 3 (value inf)"),
+        ] {
+            let mut bytes = npy::header_bytes(descr, &[40, 8]);
+            for (i, &x) in activations(40, 8).iter().enumerate() {
+                let x = if i == 37 * 8 + 3 { v } else { f64::from(x) };
+                bytes.extend(if big {
+                    x.to_be_bytes()
+                } else {
+                    x.to_le_bytes()
+                });
+            }
+            let f8 = dir.join("f8.npy");
+            std::fs::write(&f8, bytes).unwrap();
+            for stream in [&[][..], &["--stream"]] {
+                let mut args = vec!["train", "--preset", "shallow", "--linear-output"];
+                args.extend(["--data", s(&f8), "--batch-size", "4"]);
+                args.extend(stream);
+                let e = fails(&args);
+                assert!(
+                    e.contains(&format!("f8.npy: {want}")),
+                    "{descr} {stream:?}: {e}"
+                );
+            }
+        }
+    }
 }
 
 /// Streaming under a small `--memory-budget` reads chunks of at most a

@@ -138,9 +138,29 @@ impl View<'_> {
                 }
             },
             View::F64(v) => {
+                if let Some((i, x)) = self.first_beyond_f32() {
+                    let d = dim.max(1);
+                    return Err(sparse_ae::data::beyond_f32_error(
+                        format!("the data: sample {}, feature {}", i / d, i % d),
+                        x,
+                    ));
+                }
                 let c: Vec<f32> = v.iter().map(|&x| x as f32).collect();
                 f(Samples::f32(&c, dim)?.scaled(scale)?)
             }
+        }
+    }
+
+    /// The first float64 value (index in C order, value) too large for
+    /// float32, which it would become ±Inf in.
+    pub fn first_beyond_f32(&self) -> Option<(usize, f64)> {
+        match self {
+            View::F64(v) => v
+                .iter()
+                .enumerate()
+                .find(|&(_, &x)| sparse_ae::data::beyond_f32(x))
+                .map(|(i, &x)| (i, x)),
+            _ => None,
         }
     }
 

@@ -446,6 +446,12 @@ impl PyAutoencoder {
             )));
         }
         let v = zin.view();
+        if let Some((i, x)) = v.first_beyond_f32() {
+            return Err(to_py(sparse_ae::data::beyond_f32_error(
+                format!("the codes: code {}, unit {}", i / units, i % units),
+                x,
+            )));
+        }
         let out = py
             .detach(|| {
                 v.with_f32(|z| {

@@ -153,6 +153,8 @@ BAD = [
     ("wrong width", lambda x: x.reshape(len(x), -1)[:, :700], "shape mismatch"),
     ("NaN", lambda x: np.where(np.arange(784) == 5, np.nan, x.reshape(len(x), -1) / 255.0), "non-finite"),
     ("inf", lambda x: np.full((2, 784), np.inf, np.float32), "non-finite"),
+    ("beyond float32", lambda x: np.where(np.arange(784) == 9, -1e300, x.reshape(len(x), -1) / 255.0),
+     r"sample 0, feature 9 is -1e300, outside f32's range"),
     ("strings", lambda x: np.array([["a"] * 784]), "float32"),
     ("objects", lambda x: np.array([[object()] * 784], dtype=object), "float32"),
     ("scalar", lambda x: 3.0, "samples"),
@@ -198,6 +200,8 @@ def test_bad_arguments_raise(trained, tiny, tmp_path):
         trained.decode(np.zeros((2, 31), np.float32))
     with pytest.raises(ValueError, match="non-finite"):
         trained.decode(np.full((2, 32), np.nan, np.float32))
+    with pytest.raises(ValueError, match=r"code 1, unit 0 is 1e300, outside f32's range"):
+        trained.decode(np.concatenate([np.zeros((1, 32)), np.full((1, 32), 1e300)]))
     with pytest.raises(ValueError, match="JSON"):
         sparse_ae.Autoencoder.from_config("{not json")
     with pytest.raises(ValueError, match="invalid configuration: layers"):

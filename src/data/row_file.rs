@@ -261,6 +261,32 @@ impl RowFile {
         Ok(())
     }
 
+    /// The value at `row`, `feature` as stored, if the file holds f64
+    /// (`.npy` `f8`): before it was rounded to the f32 read, which is ±Inf
+    /// for a finite value beyond f32's range.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if reading fails.
+    pub fn stored_f64(&self, row: usize, feature: usize) -> Result<Option<f64>> {
+        let Elem::Npy {
+            dtype: Dtype::F64,
+            big_endian,
+        } = self.elem
+        else {
+            return Ok(None);
+        };
+        if row >= self.rows || feature >= self.dim {
+            return Ok(None);
+        }
+        let mut b = [0u8; 8];
+        let at = self.data_start + ((row * self.dim + feature) * 8) as u64;
+        read_at(&self.file, &mut b, at).map_err(|e| Error::io(&self.path, e))?;
+        Ok(Some(match big_endian {
+            true => f64::from_be_bytes(b),
+            false => f64::from_le_bytes(b),
+        }))
+    }
+
     /// Decodes the rows `start..start + out.len() / dim` into `out`.
     ///
     /// # Errors

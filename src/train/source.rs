@@ -458,15 +458,20 @@ impl FileRows {
     fn finish(&self, out: &mut [f32], row_of: impl Fn(usize) -> usize) -> Result<()> {
         let dim = self.file.dim().max(1);
         if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            let (row, feature) = (self.lo + row_of(i / dim), i % dim);
+            let at = format!(
+                "{}: row {row}, feature {feature}",
+                self.file.path().display()
+            );
+            // An f64 too large for f32 was read as ±Inf: name what is stored.
+            if let Some(x) = self.file.stored_f64(row, feature)?
+                && crate::data::beyond_f32(x)
+            {
+                return Err(crate::data::beyond_f32_error(at, x));
+            }
             return Err(Error::NonFinite {
                 step: 0,
-                tensor: format!(
-                    "{}: row {}, feature {} (value {})",
-                    self.file.path().display(),
-                    self.lo + row_of(i / dim),
-                    i % dim,
-                    out[i]
-                ),
+                tensor: format!("{at} (value {})", out[i]),
             });
         }
         if self.scale != 1.0 {
