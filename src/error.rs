@@ -173,6 +173,11 @@ impl fmt::Display for Error {
             Error::Config { field, reason } => {
                 write!(f, "invalid configuration: {field}: {reason}")
             }
+            // Step 0: a check of the data, before any training.
+            Error::NonFinite { step: 0, tensor } => write!(
+                f,
+                "non-finite value (NaN or Inf) in {tensor}\n---> HINT: the data must hold finite numbers: replace or drop the samples with missing (NaN) or infinite values"
+            ),
             Error::NonFinite { step, tensor } => write!(
                 f,
                 "non-finite value (NaN or Inf) in {tensor} at step {step}\n---> HINT: lower the learning rate, check the data for NaN, or resume from the last checkpoint"

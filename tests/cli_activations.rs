@@ -421,6 +421,13 @@ fn bad_activation_input_gives_clear_errors() {
         "4",
     ]);
     assert!(e.contains("nan.npy: row 37, feature 3 (value NaN)"), "{e}");
+    // Bad data, not a training step gone wrong: no step, no learning rate.
+    assert!(
+        e.contains("the data must hold finite numbers")
+            && !e.contains("at step")
+            && !e.contains("learning rate"),
+        "{e}"
+    );
     // An f64 beyond f32's range is named as stored, not as the Inf it
     // would become, in memory and streamed, in either byte order; an f64
     // Inf is still an Inf.

@@ -421,7 +421,7 @@ pub fn evaluate_rows(
     }
     let n = rows.len();
     if n == 0 {
-        return Err(Error::Data {
+        return Err(Error::Value {
             reason: "no samples to evaluate (the split or array is empty)".into(),
         });
     }

@@ -209,7 +209,7 @@ pub fn explained_rows(model: &Autoencoder<f32>, samples: &mut dyn Rows) -> Resul
 /// The error for a quality measure `what` asked of no samples.
 fn no_samples(n: usize, what: &str) -> Result<()> {
     if n == 0 {
-        return Err(Error::Data {
+        return Err(Error::Value {
             reason: format!("no samples to compute the {what} of (the split or array is empty)"),
         });
     }
