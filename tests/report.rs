@@ -166,6 +166,44 @@ fn image_grid_puts_white_where_the_value_is_one() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Images lower than a label (one-row images, 2×3 ones) get rows as tall
+/// as their labels, so the labels of two rows never overlap: each label's
+/// ink lies inside its own row's band and beside its own images.
+#[test]
+fn labels_of_low_images_do_not_overlap() {
+    for (w, h) in [(153, 1), (3, 2), (7, 1)] {
+        let img = vec![0.0f32; w * h];
+        let rows = [
+            ("original", vec![&img[..]; 3]),
+            ("reconstructed", vec![&img[..]; 3]),
+        ];
+        let g = image_grid(&rows, w, h, 1).unwrap();
+        let band = text_height(1);
+        assert!(g.h >= 2 * band, "{w}x{h}: {} px high", g.h);
+        // The label ink (dark grey, left of the images) of each row.
+        let ink: Vec<(usize, usize)> = pixels_where(&g, |p| p == [40; 3])
+            .into_iter()
+            .filter(|&(x, _)| x < text_width("reconstructed", 1) + 2)
+            .collect();
+        let (_, top0, _, bottom0) = bbox(
+            &ink.iter()
+                .copied()
+                .filter(|&(_, y)| y < g.h / 2)
+                .collect::<Vec<_>>(),
+        );
+        let (_, top1, _, _) = bbox(
+            &ink.iter()
+                .copied()
+                .filter(|&(_, y)| y >= g.h / 2)
+                .collect::<Vec<_>>(),
+        );
+        assert!(
+            bottom0 < top1 && top0 < bottom0,
+            "{w}x{h}: rows {top0}..{bottom0} and {top1}.."
+        );
+    }
+}
+
 #[test]
 fn image_grid_rejects_wrong_sizes() {
     let img = [0.0f32; 5];

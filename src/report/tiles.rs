@@ -84,6 +84,8 @@ pub fn image_grid(
     }
     let (cell_w, cell_h) = (mul(op, img_w, scale)?, mul(op, img_h, scale)?);
     let text = if cell_h >= 2 * text_height(1) { 2 } else { 1 };
+    // A row is at least as tall as its label, images lower than it centred.
+    let row_h = cell_h.max(text_height(1));
     let label_w = rows
         .iter()
         .map(|(l, _)| text_width(l, text))
@@ -98,15 +100,16 @@ pub fn image_grid(
     let w = mul(op, cols, cell_w + GAP)?
         .checked_add(left)
         .ok_or_else(|| Error::shape(op, "smaller grid", "overflow"))?;
-    let h = mul(op, rows.len(), cell_h + GAP)?.saturating_add(GAP);
+    let h = mul(op, rows.len(), row_h + GAP)?.saturating_add(GAP);
     let mut c = Canvas::try_new(w, h, WHITE)?;
     for (r, (label, imgs)) in rows.iter().enumerate() {
-        let y0 = GAP + r * (cell_h + GAP);
-        let ty = y0 + cell_h / 2 - (7 * text) / 2;
+        let y0 = GAP + r * (row_h + GAP);
+        let ty = y0 + row_h / 2 - (7 * text) / 2;
         c.text(GAP as i64, ty as i64, label, INK, text);
+        let yi = y0 + (row_h - cell_h) / 2;
         for (k, img) in imgs.iter().enumerate() {
             let x0 = left + k * (cell_w + GAP);
-            draw_image(&mut c, x0, y0, img_w, img_h, scale, |i| grey(img[i]));
+            draw_image(&mut c, x0, yi, img_w, img_h, scale, |i| grey(img[i]));
         }
     }
     Ok(c)

@@ -27,11 +27,13 @@ const COLORS: [Rgb; 6] = [
 ];
 
 /// The (width, height) of the model's input as an image: its configured
-/// image shape, else the nearest square, else one row.
+/// image shape (several channels stacked vertically), else a square when
+/// the input is one, else one row.
 pub fn image_shape(model: &Autoencoder<f32>) -> (usize, usize) {
     let cfg = model.config();
-    if let Some((1, h, w)) = cfg.image {
-        return (w, h);
+    if let Some((c, h, w)) = cfg.image {
+        // Channel-major (c, h, w): the channels stacked vertically.
+        return (w, c * h);
     }
     let side = (cfg.input as f64).sqrt().round() as usize;
     if side * side == cfg.input {
@@ -713,4 +715,35 @@ pub fn write_training_report(
         ..Default::default()
     });
     write_index(dir, &run.title, &sections)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::Activation;
+    use crate::nn::ModelBuilder;
+
+    fn model(input: usize, image: Option<(usize, usize, usize)>) -> Autoencoder<f32> {
+        let mut b = ModelBuilder::new(input);
+        if let Some((c, h, w)) = image {
+            b = b.image(c, h, w);
+        }
+        let cfg = b
+            .code(4, Activation::Relu)
+            .decoder(input, Activation::Sigmoid)
+            .build()
+            .unwrap();
+        Autoencoder::new(cfg, 1).unwrap()
+    }
+
+    /// An image of several channels is drawn with its channels stacked
+    /// vertically, as it lies in memory; one channel as configured; no
+    /// image shape: a square when the input is one, else one row.
+    #[test]
+    fn image_shapes_follow_the_configuration() {
+        assert_eq!(image_shape(&model(153, Some((3, 17, 3)))), (3, 51));
+        assert_eq!(image_shape(&model(35, Some((1, 5, 7)))), (7, 5));
+        assert_eq!(image_shape(&model(784, None)), (28, 28));
+        assert_eq!(image_shape(&model(153, None)), (153, 1));
+    }
 }
