@@ -96,8 +96,9 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
         w_dec.iter_mut().chain(&mut b_dec).for_each(|w| *w /= s);
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let st_path = dir.join("sae.safetensors");
     safetensors::write(
-        &dir.join("sae.safetensors"),
+        &st_path,
         &[
             ("W_enc", &[d_in, d_sae], &w_enc),
             ("b_enc", &[d_sae], &p[lay.bias(0).range()]),
@@ -140,8 +141,26 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
     if s != 1.0 {
         fields.push(("sparse_ae_input_scale".into(), Value::from(f64::from(s))));
     }
+    // The tensors this cfg.json goes with: each file is written atomically,
+    // but one after the other, so an export cut between them leaves new
+    // tensors beside the old cfg.json, which import then refuses.
+    let tensors = safetensors::read_bytes(&st_path)?;
+    fields.push((TENSORS_KEY.into(), Value::from(fingerprint(&tensors))));
     let text = Value::Object(fields).to_json_pretty()?;
     super::atomic::write_atomic_bytes(&dir.join("cfg.json"), text.as_bytes())
+}
+
+/// The `cfg.json` key of the fingerprint of the `sae.safetensors` it was
+/// written with.
+const TENSORS_KEY: &str = "sparse_ae_tensors_fnv1a64";
+
+/// FNV-1a (64-bit) of `bytes`, as 16 hex digits: enough to tell a tensor
+/// file from another export's, not a guard against tampering.
+fn fingerprint(bytes: &[u8]) -> String {
+    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{h:016x}")
 }
 
 /// Reads a directory in the SAE-library layout as a model of raw inputs:
@@ -195,7 +214,21 @@ fn import_folded(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
     // Every tensor is checked before the model is allocated: its size is
     // then bounded by the file's.
     let st_path = dir.join("sae.safetensors");
-    let st = SafeTensors::read(&st_path)?;
+    let bytes = safetensors::read_bytes(&st_path)?;
+    if let Some(want) = v.get(TENSORS_KEY) {
+        let got = fingerprint(&bytes);
+        if want.as_str() != Some(got.as_str()) {
+            return Err(Error::Config {
+                field: format!("{}: {TENSORS_KEY}", cfg_path.display()),
+                reason: format!(
+                    "{} is not the tensor file this cfg.json was exported with (fingerprint {got}, cfg.json names {}): an export was cut short or the files were mixed; export the model again",
+                    st_path.display(),
+                    want.as_str().unwrap_or("a non-string value")
+                ),
+            });
+        }
+    }
+    let st = SafeTensors::parse_named(&bytes, &st_path)?;
     // A tensor import would not read (a JumpReLU `threshold`, a gated
     // SAE's `r_mag`) is refused, never dropped.
     if let Some(t) = st
@@ -513,6 +546,47 @@ mod tests {
         let e = import_sae(&dir).unwrap_err().to_string();
         assert!(e.contains("apply_b_dec_to_input"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An export cut between its two files (the new tensors written, the
+    /// old cfg.json still there) is refused on import, naming both files,
+    /// as are tensors copied in from another export; a folder without the
+    /// fingerprint (another library's) is read as before.
+    #[test]
+    fn an_export_cut_between_its_files_is_refused() {
+        let dir =
+            std::env::temp_dir().join(format!("sparse-ae-interop-cut-{}", std::process::id()));
+        let other = dir.with_extension("other");
+        let cfg = ModelBuilder::new(6)
+            .code(9, Activation::Relu)
+            .decoder(6, Activation::Linear)
+            .loss(Loss::Mse)
+            .build()
+            .unwrap();
+        let (a, b) = (
+            Autoencoder::<f32>::new(cfg.clone(), 1).unwrap(),
+            Autoencoder::<f32>::new(cfg, 2).unwrap(),
+        );
+        export_sae(&a, &dir).unwrap();
+        export_sae(&b, &other).unwrap();
+        assert_eq!(import_sae(&dir).unwrap().params, a.params);
+        // b's tensors beside a's cfg.json: the shapes agree, the files do not.
+        std::fs::copy(other.join("sae.safetensors"), dir.join("sae.safetensors")).unwrap();
+        let e = import_sae(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains("sae.safetensors is not the tensor file this cfg.json was exported with")
+                && e.contains(TENSORS_KEY),
+            "{e}"
+        );
+        // Without the key, as another library writes it: read as it is.
+        let mut v = json::read(&dir.join("cfg.json")).unwrap();
+        if let Value::Object(fields) = &mut v {
+            fields.retain(|(k, _)| k != TENSORS_KEY);
+        }
+        std::fs::write(dir.join("cfg.json"), v.to_json_pretty().unwrap()).unwrap();
+        assert_eq!(import_sae(&dir).unwrap().params, b.params);
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&other).unwrap();
     }
 
     #[test]
