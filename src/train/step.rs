@@ -105,15 +105,21 @@ fn parts(cfg: &ModelConfig, batch: usize) -> Vec<usize> {
 
 /// Refuses a trainer whose buffers at batch size `batch` exceed the memory
 /// budget, before they are allocated: the parameters, a gradient per part
-/// of the batch, the optimizer's `moments`, the workspaces and the noisy
+/// of the batch, the state of the optimizer `opt`, the workspaces and the noisy
 /// input, in `elem`-byte values. Returns their bytes.
 fn check_step_memory(
     cfg: &ModelConfig,
     n: usize,
     batch: usize,
-    moments: u64,
+    opt: &OptimizerConfig,
     elem: usize,
 ) -> Result<u64> {
+    // Adam keeps two moments, SGD one velocity.
+    let moments = if matches!(opt, OptimizerConfig::Adam(_)) {
+        2
+    } else {
+        1
+    };
     let sizes = parts(cfg, batch);
     let mut needs = crate::memory::bytes(n, elem)
         .saturating_mul(1 + sizes.len() as u64 + moments)
@@ -201,13 +207,8 @@ impl<T: Real> Trainer<T> {
             return Err(Error::config("batch_size", "must be at least 1"));
         }
         let cfg = model.config();
-        let moments = if matches!(opt, OptimizerConfig::Adam(_)) {
-            2
-        } else {
-            1
-        };
         let (n, sizes) = (model.params.len(), parts(cfg, batch));
-        let held = check_step_memory(cfg, n, batch, moments, std::mem::size_of::<T>())?;
+        let held = check_step_memory(cfg, n, batch, &opt, std::mem::size_of::<T>())?;
         crate::kernels::gemm::reserve_pack_buffers();
         // Sized by the first noisy step, to the input it is given.
         let noisy = Vec::new();
@@ -296,12 +297,11 @@ impl<T: Real> Trainer<T> {
             return Err(Error::config("batch_size", "must be at least 1"));
         }
         if batch != self.batch {
-            let moments = if self.opt.v.is_empty() { 1 } else { 2 };
             let needs = check_step_memory(
                 self.model.config(),
                 self.model.params.len(),
                 batch,
-                moments,
+                &self.opt.config,
                 std::mem::size_of::<T>(),
             )?;
             self.micro = None;
