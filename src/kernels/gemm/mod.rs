@@ -880,7 +880,7 @@ mod tests {
         let Blocking { mr, nr, .. } = K::P;
         // X(i, p), exact in f32 for these sizes.
         let val = |i: usize, p: usize| (i * 20011 + p + 1) as f32;
-        for depth in [1, 255, 1023, 1024, 1025, 2000, 3072, 16384] {
+        for depth in [1, 8, 17, 255, 1023, 1024, 1025, 2000, 3072, 16384] {
             for (w, rows) in [(mr, mr), (mr, 2 * mr + 1), (nr, nr - 1), (nr, nr + 3)] {
                 for col_major in [false, true] {
                     // X is rows × depth; as op(B) (pack_b) it is used as
