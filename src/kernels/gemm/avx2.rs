@@ -258,7 +258,11 @@ unsafe fn transpose_avx2<const W: usize>(
                 }
                 for p in 8 * blocks..depth {
                     for i in 0..lanes {
-                        *out.add(p * W + i) = if i < valid { *base.add(i * rs + p) } else { 0.0 };
+                        *out.add(p * W + i) = if i < valid {
+                            *base.add(i * rs + p)
+                        } else {
+                            0.0
+                        };
                     }
                 }
             }

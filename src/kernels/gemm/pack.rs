@@ -53,21 +53,38 @@ static ZEROS: [f32; 1024] = [0.0; 1024];
 pub(crate) fn panels<const W: usize>(dst: &mut [f32], x: Strided<'_>, rows: usize, depth: usize) {
     let n_panels = rows.div_ceil(W);
     let dst = &mut dst[..n_panels * W * depth];
+    if x.rs == 1 {
+        // The W rows at a fixed p are adjacent: copy a run per p. The steps
+        // go 8 at a time across all panels, so that the source (a row of
+        // op(B) per p) is read as 8 sequential streams, where one panel
+        // at a time read one run from each of `depth` rows, a page apart for
+        // a 1024-wide matrix. A shallow block (depth ≤ 64, the k = 32
+        // weight gradients) stays in L1 either way and is copied panel by
+        // panel, measured 1–2 % faster there.
+        let per_pass = if depth <= 64 { depth } else { 8 };
+        for p0 in (0..depth).step_by(per_pass) {
+            let steps = p0..(p0 + per_pass).min(depth);
+            for (q, panel) in dst.chunks_exact_mut(W * depth).enumerate() {
+                let r0 = q * W;
+                let w = W.min(rows - r0);
+                for p in steps.clone() {
+                    let out = &mut panel[p * W..(p + 1) * W];
+                    let src = &x.data[r0 + p * x.cs..];
+                    if w == W {
+                        out.copy_from_slice(&src[..W]);
+                    } else {
+                        out[..w].copy_from_slice(&src[..w]);
+                        out[w..].fill(0.0);
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (q, panel) in dst.chunks_exact_mut(W * depth).enumerate() {
         let r0 = q * W;
         let w = W.min(rows - r0);
-        if x.rs == 1 {
-            // The W rows at a fixed p are adjacent: copy a run per p.
-            for (p, out) in panel.chunks_exact_mut(W).enumerate() {
-                let src = &x.data[r0 + p * x.cs..];
-                if w == W {
-                    out.copy_from_slice(&src[..W]);
-                } else {
-                    out[..w].copy_from_slice(&src[..w]);
-                    out[w..].fill(0.0);
-                }
-            }
-        } else if x.cs == 1 {
+        if x.cs == 1 {
             // Each row runs along p: read W rows side by side, write
             // interleaved, in runs of at most ZEROS.len() steps (the rows
             // past the end read a run of zeros).

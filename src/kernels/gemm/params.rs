@@ -89,12 +89,15 @@ pub(crate) const SCALAR: Blocking = Blocking {
 
 /// AVX2 + FMA: a 6×16 tile = 12 ymm accumulators + 2 B vectors + 1 broadcast
 /// (15 of 16 registers), 12 FMAs per 8 loads. A micro-panel 6·256·4 B = 6 KiB
-/// in L1; B block 256·512·4 B = 512 KiB in L2.
+/// in L1; B block 256·512·4 B = 512 KiB in L2. MC = 1200 packs B once per
+/// k-block for products of up to 1200 rows (the A block is streamed, as on
+/// AVX-512): 2048² went from 104 to 107 GFLOP/s on one Zen 4 core capped at
+/// AVX2, the other shapes unchanged within 1 %.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const AVX2: Blocking = Blocking {
     mr: 6,
     nr: 16,
-    mc: 600,
+    mc: 1200,
     kc: 256,
     nc: 512,
 };
