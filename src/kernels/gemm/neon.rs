@@ -8,10 +8,13 @@
 //! cycle) have slack, and 24 independent chains cover a latency of 4 cycles
 //! on 4 pipes (16 in flight). 12×8 would do as well for the registers; 8×12
 //! keeps the B panel (streamed from L2) the wider one.
+//!
+//! Transposed panels (a row-major Ã, or the W of x·Wᵀ as B̃) are packed by
+//! 4×4 in-register transposes, as the x86 paths do with 8×8 and 16×16 ones.
 
 use super::MicroKernel;
 use super::direct::StridedTile;
-use super::pack::{self, Strided};
+use super::pack::Strided;
 use super::params::{self, Blocking};
 use super::quad::{self, Quad};
 use std::arch::aarch64::*;
@@ -67,17 +70,36 @@ unsafe impl Quad for Neon {
         // SAFETY: NEON is present.
         unsafe { vaddq_f32(a, b) }
     }
+    #[inline(always)]
+    fn transpose4(r: [float32x4_t; 4]) -> [float32x4_t; 4] {
+        // SAFETY: NEON is present. (a0 b0 a2 b2), (a1 b1 a3 b3) and the
+        // same of rows c, d; then their 64-bit halves paired.
+        unsafe {
+            let t0 = vreinterpretq_f64_f32(vtrn1q_f32(r[0], r[1]));
+            let t1 = vreinterpretq_f64_f32(vtrn2q_f32(r[0], r[1]));
+            let t2 = vreinterpretq_f64_f32(vtrn1q_f32(r[2], r[3]));
+            let t3 = vreinterpretq_f64_f32(vtrn2q_f32(r[2], r[3]));
+            [
+                vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)),
+                vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)),
+                vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)),
+                vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)),
+            ]
+        }
+    }
 }
 
 impl MicroKernel for Neon {
     const P: Blocking = params::NEON;
 
     unsafe fn pack_a(dst: &mut [f32], a: Strided<'_>, mc: usize, kc: usize) {
-        pack::panels::<MR>(dst, a, mc, kc)
+        // SAFETY: the caller guarantees NEON.
+        unsafe { panels_neon::<MR>(dst, a, mc, kc) }
     }
 
     unsafe fn pack_b(dst: &mut [f32], b: Strided<'_>, kc: usize, nc: usize) {
-        pack::panels::<NR>(dst, b.t(), nc, kc)
+        // SAFETY: the caller guarantees NEON.
+        unsafe { panels_neon::<NR>(dst, b.t(), nc, kc) }
     }
 
     unsafe fn tile(
@@ -128,4 +150,17 @@ pub(crate) unsafe fn tile_neon(
 unsafe fn strided_neon(t: &StridedTile) {
     // SAFETY: forwarded.
     unsafe { quad::strided::<Neon>(t, MR, NR) }
+}
+
+/// [`quad::transposed_panels`] compiled with NEON.
+///
+/// # Safety
+/// NEON is available.
+///
+/// # Panics
+/// As [`super::pack::panels`].
+#[target_feature(enable = "neon")]
+unsafe fn panels_neon<const W: usize>(dst: &mut [f32], x: Strided<'_>, rows: usize, depth: usize) {
+    // SAFETY: NEON by this function's contract.
+    unsafe { quad::transposed_panels::<Neon, W>(dst, x, rows, depth) }
 }

@@ -9,7 +9,7 @@
 
 use super::MicroKernel;
 use super::direct::StridedTile;
-use super::pack::{self, Strided};
+use super::pack::Strided;
 use super::params::{self, Blocking};
 use super::quad::{self, Quad};
 use core::arch::wasm32::*;
@@ -65,17 +65,34 @@ unsafe impl Quad for Simd128 {
     fn add(a: v128, b: v128) -> v128 {
         f32x4_add(a, b)
     }
+    #[inline(always)]
+    fn transpose4(r: [v128; 4]) -> [v128; 4] {
+        // (a0 b0 a1 b1), (a2 b2 a3 b3) and the same of rows c, d; then
+        // their halves paired.
+        let t0 = i32x4_shuffle::<0, 4, 1, 5>(r[0], r[1]);
+        let t1 = i32x4_shuffle::<2, 6, 3, 7>(r[0], r[1]);
+        let t2 = i32x4_shuffle::<0, 4, 1, 5>(r[2], r[3]);
+        let t3 = i32x4_shuffle::<2, 6, 3, 7>(r[2], r[3]);
+        [
+            i32x4_shuffle::<0, 1, 4, 5>(t0, t2),
+            i32x4_shuffle::<2, 3, 6, 7>(t0, t2),
+            i32x4_shuffle::<0, 1, 4, 5>(t1, t3),
+            i32x4_shuffle::<2, 3, 6, 7>(t1, t3),
+        ]
+    }
 }
 
 impl MicroKernel for Simd128 {
     const P: Blocking = params::SIMD128;
 
     unsafe fn pack_a(dst: &mut [f32], a: Strided<'_>, mc: usize, kc: usize) {
-        pack::panels::<MR>(dst, a, mc, kc)
+        // SAFETY: this module is compiled with SIMD128.
+        unsafe { quad::transposed_panels::<Self, MR>(dst, a, mc, kc) }
     }
 
     unsafe fn pack_b(dst: &mut [f32], b: Strided<'_>, kc: usize, nc: usize) {
-        pack::panels::<NR>(dst, b.t(), nc, kc)
+        // SAFETY: this module is compiled with SIMD128.
+        unsafe { quad::transposed_panels::<Self, NR>(dst, b.t(), nc, kc) }
     }
 
     unsafe fn tile(
