@@ -20,6 +20,12 @@
 //! A unit-norm decoder is written as sparsify's `normalize_decoder`, and
 //! read back from it or SAELens' `normalize_sae_decoder`.
 //!
+//! Import reads both SAELens layouts of the code: the older names it in
+//! `activation_fn_str` (`"topk"` with `activation_fn_kwargs.k`), SAELens 6
+//! only in `architecture` (`"standard"`: ReLU; `"topk"` with a top-level
+//! `k`, and `rescale_acts_by_decoder_norm`, which import folds into the
+//! weights as SAELens does). A `k` given both ways must agree.
+//!
 //! A model trained on normalised inputs s·x ([`crate::train::normalize`])
 //! is exported as SAELens saves one: the scale folded into the weights,
 //! `W_enc·s`, `W_dec/s`, `b_dec/s` (the codes of raw x are unchanged and the
@@ -165,15 +171,17 @@ fn fingerprint(bytes: &[u8]) -> String {
 
 /// Reads a directory in the SAE-library layout as a model of raw inputs:
 /// the configuration saved by [`export_sae`] when present, else a
-/// one-hidden-layer model built from `cfg.json` (ReLU or TopK code, linear
-/// output, MSE, the pre-encoder bias and unit-norm decoder as the file
-/// says). An input scale folded in by [`export_sae_scaled`] stays folded.
+/// one-hidden-layer model built from `cfg.json` (ReLU or TopK code in
+/// either SAELens layout, linear output, MSE, the pre-encoder bias and
+/// unit-norm decoder as the file says). An input scale folded in by
+/// [`export_sae_scaled`] stays folded.
 ///
 /// # Errors
 /// [`Error::Json`] / [`Error::Config`] for a bad `cfg.json` (including a
 /// `normalize_activations` other than `"none"`: a run-time normalisation
-/// this crate does not apply, or an `architecture` other than `"standard"`
-/// or `"topk"`, such as a JumpReLU or gated SAE), [`Error::Safetensors`]
+/// this crate does not apply, an `architecture` other than `"standard"`
+/// or `"topk"`, such as a JumpReLU or gated SAE, or a TopK `k` missing,
+/// out of 1..=`d_sae` or given twice with two values), [`Error::Safetensors`]
 /// for missing or misshapen tensors, or one beside `W_enc`, `b_enc`,
 /// `W_dec` and `b_dec` (never dropped).
 pub fn import_sae(dir: &Path) -> Result<Autoencoder<f32>> {
@@ -209,7 +217,7 @@ fn import_folded(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
         },
         e => e,
     };
-    let (cfg, scale) = config_of_dir(&v).map_err(in_cfg)?;
+    let (cfg, scale, rescale) = config_of_dir(&v).map_err(in_cfg)?;
     let (d_in, d_sae) = (cfg.input, cfg.width(0));
     // Every tensor is checked before the model is allocated: its size is
     // then bounded by the file's.
@@ -267,19 +275,53 @@ fn import_folded(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
         }
         Ok(&t.data)
     };
-    let w_enc = get("W_enc", &[d_in, d_sae])?;
-    let b_enc = get("b_enc", &[d_sae])?;
-    let w_dec = get("W_dec", &[d_sae, d_in])?;
+    let mut w_enc = get("W_enc", &[d_in, d_sae])?.to_vec();
+    let mut b_enc = get("b_enc", &[d_sae])?.to_vec();
+    let mut w_dec = get("W_dec", &[d_sae, d_in])?.to_vec();
     let b_dec = get("b_dec", &[d_in])?;
+    if rescale {
+        fold_decoder_norms(&mut w_enc, &mut b_enc, &mut w_dec, d_in);
+        let folded = [("W_enc", &w_enc), ("b_enc", &b_enc), ("W_dec", &w_dec)];
+        if let Some((name, _)) = folded
+            .iter()
+            .find(|(_, t)| t.iter().any(|x| !x.is_finite()))
+        {
+            return Err(Error::Safetensors {
+                path: st_path.clone(),
+                reason: format!(
+                    "tensor `{name}` overflows when the decoder norms are folded into the weights (`{RESCALE_KEY}` in cfg.json)"
+                ),
+            });
+        }
+    }
     let layout = crate::nn::ParamLayout::new(&cfg);
     let mut params = vec![0.0f32; layout.len];
-    params[layout.weight(0).range()].copy_from_slice(&transpose(w_enc, d_in, d_sae));
-    params[layout.bias(0).range()].copy_from_slice(b_enc);
-    params[layout.weight(1).range()].copy_from_slice(&transpose(w_dec, d_sae, d_in));
+    params[layout.weight(0).range()].copy_from_slice(&transpose(&w_enc, d_in, d_sae));
+    params[layout.bias(0).range()].copy_from_slice(&b_enc);
+    params[layout.weight(1).range()].copy_from_slice(&transpose(&w_dec, d_sae, d_in));
     params[layout.bias(1).range()].copy_from_slice(b_dec);
     let model = Autoencoder::with_params(cfg, params).map_err(in_cfg)?;
     Ok((model, scale))
 }
+
+/// SAELens' TopK SAE with `rescale_acts_by_decoder_norm` picks its top k
+/// of `z_j·n_j` and decodes `f_j/n_j`, `n_j` being the norm of row j of
+/// `W_dec`: the same function and codes as `W_enc·n`, `b_enc·n`, `W_dec/n`
+/// without the option, which is how SAELens folds it (norms clamped to
+/// 1e-8 as there). `W_enc` is `[d_in, d_sae]`, `W_dec` `[d_sae, d_in]`.
+fn fold_decoder_norms(w_enc: &mut [f32], b_enc: &mut [f32], w_dec: &mut [f32], d_in: usize) {
+    let d_sae = b_enc.len();
+    for (j, row) in w_dec.chunks_exact_mut(d_in).enumerate() {
+        let sq: f64 = row.iter().map(|&w| f64::from(w) * f64::from(w)).sum();
+        let n = (sq.sqrt() as f32).max(1e-8);
+        row.iter_mut().for_each(|w| *w /= n);
+        b_enc[j] *= n;
+        w_enc[j..].iter_mut().step_by(d_sae).for_each(|w| *w *= n);
+    }
+}
+
+/// The `cfg.json` key of SAELens' decoder-norm rescaling of a TopK code.
+const RESCALE_KEY: &str = "rescale_acts_by_decoder_norm";
 
 /// The values of `cfg.json`'s `architecture` that import reads: SAELens'
 /// plain SAE and its TopK SAE (both what [`export_sae`] writes).
@@ -288,9 +330,45 @@ const SUPPORTED_ARCHITECTURES: [&str; 2] = ["standard", "topk"];
 /// The tensors of `sae.safetensors` that import reads.
 const SAE_TENSORS: [&str; 4] = ["W_enc", "b_enc", "W_dec", "b_dec"];
 
-/// The model configuration and input scale a `cfg.json` describes (errors
-/// name its keys).
-fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32)> {
+/// The error of `architecture: "topk"` without a TopK code and its k.
+fn topk_without_k() -> Error {
+    Error::config(
+        "architecture",
+        "\"topk\" needs a TopK code with its k (a top-level `k`, as SAELens 6 writes, or `activation_fn_str`: \"topk\" with `activation_fn_kwargs.k`), but the configuration has none",
+    )
+}
+
+/// The k of a TopK code and the key it was read from: SAELens 6 writes a
+/// top-level `k`, older SAELens `activation_fn_kwargs.k`; when both are
+/// there they must agree. Its range is the builder's check, by the caller.
+fn topk_k(v: &Value, arch: Option<&str>) -> Result<(usize, &'static str)> {
+    const KWARGS_K: &str = "activation_fn_kwargs.k";
+    let top = v.get("k").map(|_| v.usize_at("k")).transpose()?;
+    let kwargs = v
+        .lookup(KWARGS_K)?
+        .map(|_| v.usize_at(KWARGS_K))
+        .transpose()?;
+    match (top, kwargs) {
+        (Some(k), Some(kw)) if k != kw => Err(Error::config(
+            "k",
+            format!(
+                "{k} disagrees with `{KWARGS_K}` = {kw}: the TopK code has one k; keep one of them or make them equal"
+            ),
+        )),
+        (Some(k), _) => Ok((k, "k")),
+        (None, Some(k)) => Ok((k, KWARGS_K)),
+        (None, None) if arch == Some("topk") => Err(topk_without_k()),
+        (None, None) => Err(Error::config(
+            KWARGS_K,
+            "required field is missing (a TopK code needs its k here or as a top-level `k`)",
+        )),
+    }
+}
+
+/// The model configuration and input scale a `cfg.json` describes, and
+/// whether the decoder norms are to be folded into the weights (SAELens'
+/// `rescale_acts_by_decoder_norm` on a TopK code); errors name its keys.
+fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32, bool)> {
     // SAELens names its kind of SAE; sparsify writes no `architecture`.
     // Only the plain encoder (ReLU or TopK code) is this crate's model: a
     // JumpReLU or gated SAE holds parameters (`threshold`, `r_mag`, …)
@@ -338,16 +416,21 @@ fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32)> {
             e => e,
         })?,
         None => {
-            let act_name = v.str_at("activation_fn_str")?;
+            // SAELens 6 writes no `activation_fn_str`: its architecture
+            // names the code (ReLU for "standard").
+            let act_name = match (v.get("activation_fn_str"), arch) {
+                (None, Some("topk")) => "topk",
+                (None, Some("standard")) => "relu",
+                _ => v.str_at("activation_fn_str")?,
+            };
             let b = ModelBuilder::new(d_in);
-            let b = if act_name == "topk" {
-                let k = v.usize_at("activation_fn_kwargs.k")?;
-                b.code(d_sae, Activation::Relu).topk(k, false)
+            // With the key k came from, which the builder's range check names.
+            let (b, k_field) = if act_name == "topk" {
+                let (k, field) = topk_k(v, arch)?;
+                (b.code(d_sae, Activation::Relu).topk(k, false), field)
             } else {
-                b.code(
-                    d_sae,
-                    activation_from_name(act_name, None, "activation_fn_str")?,
-                )
+                let act = activation_from_name(act_name, None, "activation_fn_str")?;
+                (b.code(d_sae, act), "activation_fn_kwargs.k")
             };
             let flag = |keys: &[&str], default: bool| -> Result<bool> {
                 match keys.iter().find(|k| v.get(k).is_some()) {
@@ -366,7 +449,7 @@ fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32)> {
                 .map_err(|e| match e {
                     // The builder's names for what cfg.json calls d_sae and k.
                     Error::Config { field, reason } if field == "topk.k" => Error::Config {
-                        field: "activation_fn_kwargs.k".into(),
+                        field: k_field.into(),
                         reason,
                     },
                     Error::Config { field, reason } if field.starts_with("layers[0]") => {
@@ -390,11 +473,10 @@ fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32)> {
         ));
     }
     if arch == Some("topk") && cfg.topk.is_none() {
-        return Err(Error::config(
-            "architecture",
-            "\"topk\" needs a TopK code (`activation_fn_str`: \"topk\" with `activation_fn_kwargs.k`), but the configuration has none",
-        ));
+        return Err(topk_without_k());
     }
+    // SAELens reads the key for its TopK SAE only.
+    let rescale = cfg.topk.is_some() && v.get(RESCALE_KEY).is_some() && v.bool_at(RESCALE_KEY)?;
     let scale = match v.get("sparse_ae_input_scale") {
         None => 1.0,
         Some(_) => {
@@ -403,7 +485,7 @@ fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32)> {
             s
         }
     };
-    Ok((cfg, scale))
+    Ok((cfg, scale, rescale))
 }
 
 #[cfg(test)]
@@ -655,6 +737,288 @@ mod tests {
         let e = import_sae(&dir).unwrap_err();
         assert!(
             e.to_string().contains("\"layer_norm\" is not supported"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The codes and reconstructions of `model` on `rows` rows of `x`.
+    fn run(model: &Autoencoder<f32>, x: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut ws = model.workspace(rows);
+        model.forward(&mut ws, x).unwrap();
+        let mut recon = vec![0.0; x.len()];
+        model.reconstruction(&ws, &mut recon);
+        (model.code(&ws).to_vec(), recon)
+    }
+
+    /// A folder of sparse-ae's export with `cfg.json` replaced by `text`.
+    fn with_cfg(dir: &Path, text: &str) -> Result<Autoencoder<f32>> {
+        std::fs::write(dir.join("cfg.json"), text).unwrap();
+        import_sae(dir)
+    }
+
+    /// What SAELens 6 writes for its TopK SAE: `architecture` "topk" and a
+    /// top-level `k`, no `activation_fn_str`.
+    fn saelens6_topk(k: &str, extra: &str) -> String {
+        format!(
+            r#"{{"d_in": 8, "d_sae": 16, "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": true, "normalize_activations": "none", "reshape_activations": "none", "k": {k}, "rescale_acts_by_decoder_norm": false{extra}, "metadata": {{"sae_lens_version": "6.5.0", "hook_name": "blocks.0.hook_resid_post"}}, "architecture": "topk"}}"#
+        )
+    }
+
+    /// A SAELens 6 TopK folder (top-level `k`) is read as the same model as
+    /// the older layout (`activation_fn_kwargs.k`), and both keys may be
+    /// there when they agree.
+    #[test]
+    fn a_saelens6_topk_folder_imports_as_the_older_layout() {
+        let dir =
+            std::env::temp_dir().join(format!("sparse-ae-interop-v6k-{}", std::process::id()));
+        let cfg = ModelBuilder::new(8)
+            .code(16, Activation::Relu)
+            .decoder(8, Activation::Linear)
+            .loss(Loss::Mse)
+            .topk(3, false)
+            .pre_encoder_bias(true)
+            .build()
+            .unwrap();
+        let mut m = Autoencoder::<f32>::new(cfg, 5).unwrap();
+        let b_dec = m.layout().bias(1).range();
+        for (i, v) in m.params[b_dec].iter_mut().enumerate() {
+            *v = 0.1 * i as f32 - 0.35;
+        }
+        export_sae(&m, &dir).unwrap();
+        let old = with_cfg(
+            &dir,
+            r#"{"d_in": 8, "d_sae": 16, "activation_fn_str": "topk", "activation_fn_kwargs": {"k": 3}}"#,
+        )
+        .unwrap();
+        let v6 = with_cfg(&dir, &saelens6_topk("3", "")).unwrap();
+        let topk = v6.config().topk.expect("a TopK code");
+        assert_eq!((topk.k, topk.batch), (3, false));
+        assert_eq!(v6.config().layers[0].act(), Activation::Relu);
+        assert_eq!(v6.config(), old.config());
+        assert_eq!(v6.params, old.params);
+        assert_eq!(v6.params, m.params);
+        let x: Vec<f32> = (0..16).map(|i| (i as f32 - 7.0) / 5.0).collect();
+        let (code, recon) = run(&v6, &x, 2);
+        assert_eq!((code.clone(), recon.clone()), run(&old, &x, 2));
+        assert_eq!((code.clone(), recon.clone()), run(&m, &x, 2));
+        assert!(
+            code.chunks(16)
+                .all(|c| c.iter().filter(|v| **v != 0.0).count() <= 3)
+        );
+        // Both keys, equal: the same model.
+        let both = with_cfg(
+            &dir,
+            &saelens6_topk("3", r#", "activation_fn_kwargs": {"k": 3}"#),
+        );
+        assert_eq!(both.unwrap().params, m.params);
+        // `activation_fn_str` "topk" with only the top-level k.
+        let top_only = with_cfg(
+            &dir,
+            r#"{"d_in": 8, "d_sae": 16, "activation_fn_str": "topk", "k": 3}"#,
+        );
+        assert_eq!(top_only.unwrap().config(), old.config());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A top-level `k` that disagrees with `activation_fn_kwargs.k`, or is
+    /// not an integer in 1..=d_sae, is refused naming the file and the key;
+    /// `architecture` "topk" without any k is refused too.
+    #[test]
+    fn a_bad_or_disagreeing_topk_k_is_refused() {
+        let dir =
+            std::env::temp_dir().join(format!("sparse-ae-interop-v6bad-{}", std::process::id()));
+        let cfg = ModelBuilder::new(8)
+            .code(16, Activation::Relu)
+            .decoder(8, Activation::Linear)
+            .loss(Loss::Mse)
+            .topk(3, false)
+            .build()
+            .unwrap();
+        export_sae(&Autoencoder::<f32>::new(cfg, 1).unwrap(), &dir).unwrap();
+        let err = |text: &str| with_cfg(&dir, text).unwrap_err().to_string();
+        let e = err(&saelens6_topk("3", r#", "activation_fn_kwargs": {"k": 2}"#));
+        assert!(
+            e.contains("cfg.json: k: 3 disagrees with `activation_fn_kwargs.k` = 2"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"d_in": 8, "d_sae": 16, "activation_fn_str": "topk", "activation_fn_kwargs": {"k": 4}, "k": 5}"#,
+        );
+        assert!(
+            e.contains("k: 5 disagrees with `activation_fn_kwargs.k` = 4"),
+            "{e}"
+        );
+        for (k, want) in [
+            ("2.5", "expected a non-negative integer, found"),
+            ("-3", "expected a non-negative integer, found"),
+            (r#""3""#, "expected a non-negative integer, found"),
+            ("null", "expected a non-negative integer, found null"),
+            ("0", "must be in 1..=16 (the layer's units), got 0"),
+            ("17", "must be in 1..=16 (the layer's units), got 17"),
+        ] {
+            let e = err(&saelens6_topk(k, ""));
+            assert!(e.contains(&format!("cfg.json: k: {want}")), "{k}: {e}");
+        }
+        // The older layout's k is checked as before, under its own name.
+        let e = err(
+            r#"{"d_in": 8, "d_sae": 16, "activation_fn_str": "topk", "activation_fn_kwargs": {"k": 0}}"#,
+        );
+        assert!(
+            e.contains("cfg.json: activation_fn_kwargs.k: must be in 1..=16"),
+            "{e}"
+        );
+        // No k anywhere.
+        let no_k = saelens6_topk("3", "").replace(r#""k": 3, "#, "");
+        let e = err(&no_k);
+        assert!(
+            e.contains(
+                "cfg.json: architecture: \"topk\" needs a TopK code with its k (a top-level `k`"
+            ),
+            "{e}"
+        );
+        let e = err(r#"{"d_in": 8, "d_sae": 16, "activation_fn_str": "topk"}"#);
+        assert!(
+            e.contains("cfg.json: activation_fn_kwargs.k: required field is missing")
+                && e.contains("top-level `k`"),
+            "{e}"
+        );
+        // A ReLU code under "topk" is not a TopK SAE, whatever k says.
+        let relu = saelens6_topk("3", r#", "activation_fn_str": "relu""#);
+        assert!(err(&relu).contains("architecture: \"topk\" needs a TopK code"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// SAELens 6's standard SAE: `architecture` "standard" and no
+    /// `activation_fn_str`, a ReLU code.
+    #[test]
+    fn a_saelens6_standard_folder_imports_as_a_relu_sae() {
+        let dir =
+            std::env::temp_dir().join(format!("sparse-ae-interop-v6s-{}", std::process::id()));
+        let cfg = ModelBuilder::new(8)
+            .code(12, Activation::Relu)
+            .decoder(8, Activation::Linear)
+            .loss(Loss::Mse)
+            .pre_encoder_bias(true)
+            .build()
+            .unwrap();
+        let m = Autoencoder::<f32>::new(cfg, 3).unwrap();
+        export_sae(&m, &dir).unwrap();
+        let back = with_cfg(
+            &dir,
+            r#"{"d_in": 8, "d_sae": 12, "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": true, "normalize_activations": "none", "reshape_activations": "none", "metadata": {"sae_lens_version": "6.5.0"}, "architecture": "standard"}"#,
+        )
+        .unwrap();
+        assert_eq!(back.config(), m.config());
+        assert!(back.config().topk.is_none());
+        assert_eq!(back.config().layers[0].act(), Activation::Relu);
+        assert_eq!(back.params, m.params);
+        let x: Vec<f32> = (0..8).map(|i| i as f32 / 8.0 - 0.4).collect();
+        assert_eq!(run(&back, &x, 1), run(&m, &x, 1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// SAELens 6's `rescale_acts_by_decoder_norm` (TopK over z_j·‖W_dec_j‖,
+    /// decoding f_j/‖W_dec_j‖) is folded into the weights: the imported
+    /// model gives SAELens' codes and reconstruction.
+    #[test]
+    fn saelens6_decoder_norm_rescaling_is_folded_in() {
+        let dir =
+            std::env::temp_dir().join(format!("sparse-ae-interop-v6r-{}", std::process::id()));
+        let (d_in, d_sae, k) = (8, 16, 3);
+        let cfg = ModelBuilder::new(d_in)
+            .code(d_sae, Activation::Relu)
+            .decoder(d_in, Activation::Linear)
+            .loss(Loss::Mse)
+            .topk(k, false)
+            .build()
+            .unwrap();
+        let mut m = Autoencoder::<f32>::new(cfg, 7).unwrap();
+        // Decoder rows of very different norms, so the rescaling changes
+        // which k latents win.
+        let w_dec = m.layout().weight(1).range();
+        for (i, v) in m.params[w_dec].iter_mut().enumerate() {
+            *v *= 0.2 + (i % d_sae) as f32 * 0.3;
+        }
+        let b_dec = m.layout().bias(1).range();
+        for (i, v) in m.params[b_dec].iter_mut().enumerate() {
+            *v = 0.05 * i as f32;
+        }
+        export_sae(&m, &dir).unwrap();
+        let st = SafeTensors::read(&dir.join("sae.safetensors")).unwrap();
+        let t = |n: &str| st.get(n).unwrap().data.clone();
+        let (w_enc, b_enc, w_dec, b_dec) = (t("W_enc"), t("b_enc"), t("W_dec"), t("b_dec"));
+        let back = with_cfg(&dir, &saelens6_topk("3", "").replace("false", "true")).unwrap();
+        let norms: Vec<f32> = back.params[back.layout().weight(1).range()]
+            .chunks(d_sae)
+            .fold(vec![0.0f32; d_sae], |mut acc, row| {
+                acc.iter_mut().zip(row).for_each(|(a, w)| *a += w * w);
+                acc
+            });
+        assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-5), "{norms:?}");
+        let x: Vec<f32> = (0..d_in).map(|i| (i as f32 - 3.0) / 2.0).collect();
+        // SAELens' forward pass.
+        let n: Vec<f32> = (0..d_sae)
+            .map(|j| {
+                (0..d_in)
+                    .map(|i| w_dec[j * d_in + i].powi(2))
+                    .sum::<f32>()
+                    .sqrt()
+            })
+            .collect();
+        let pre: Vec<f32> = (0..d_sae)
+            .map(|j| {
+                let z = (0..d_in)
+                    .map(|i| (x[i] - b_dec[i]) * w_enc[i * d_sae + j])
+                    .sum::<f32>()
+                    + b_enc[j];
+                z * n[j]
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..d_sae).collect();
+        order.sort_by(|&a, &b| pre[b].total_cmp(&pre[a]));
+        let mut f = vec![0.0f32; d_sae];
+        for &j in &order[..k] {
+            f[j] = pre[j].max(0.0);
+        }
+        let want: Vec<f32> = (0..d_in)
+            .map(|i| {
+                b_dec[i]
+                    + (0..d_sae)
+                        .map(|j| f[j] / n[j] * w_dec[j * d_in + i])
+                        .sum::<f32>()
+            })
+            .collect();
+        let (code, recon) = run(&back, &x, 1);
+        let close = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .all(|(p, q)| (p - q).abs() <= 1e-4 * (1.0 + q.abs()))
+        };
+        assert!(close(&code, &f), "{code:?} vs {f:?}");
+        assert!(close(&recon, &want), "{recon:?} vs {want:?}");
+        // Without the rescaling the model picks other latents here.
+        let plain = with_cfg(&dir, &saelens6_topk("3", "")).unwrap();
+        assert!(!close(&run(&plain, &x, 1).1, &want));
+        // A decoder row whose norm is beyond f32: refused, not imported as inf.
+        let mut huge = w_dec.clone();
+        huge[..d_in].iter_mut().for_each(|w| *w = 3e38);
+        safetensors::write(
+            &dir.join("sae.safetensors"),
+            &[
+                ("W_enc", &[d_in, d_sae], &w_enc),
+                ("b_enc", &[d_sae], &b_enc),
+                ("W_dec", &[d_sae, d_in], &huge),
+                ("b_dec", &[d_in], &b_dec),
+            ],
+            &[],
+        )
+        .unwrap();
+        let e = with_cfg(&dir, &saelens6_topk("3", "").replace("false", "true"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tensor `W_enc` overflows when the decoder norms are folded"),
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
