@@ -371,10 +371,16 @@ fn bad_input_gives_clear_errors() {
             s(&dir),
             "--batch-size",
             "500",
+            "--accumulate",
+            "50",
         ],
         &[],
     );
-    assert!(e.contains("batch_size") && e.contains("500"), "{e}");
+    // (A batch larger than the data alone is cut to its size.)
+    assert!(
+        e.contains("accumulate") && e.contains("500") && e.contains("20 training samples"),
+        "{e}"
+    );
 
     let cfg = dir.join("bad.json");
     std::fs::write(&cfg, r#"{"input": 100, "layers": [{"units": 8, "activation": "relu"}, {"units": 100, "activation": "relu"}], "code_layer": 0}"#).unwrap();
@@ -917,4 +923,74 @@ fn limit_cuts_each_split_of_a_npy_file() {
             "--split {split} --limit {limit}"
         );
     }
+}
+
+/// A batch larger than the training data trains on all of it in each step
+/// (as Keras does), saying so, with the default batch of 256 too; both
+/// with `--accumulate` and on a single sample. The model is then the same
+/// bits as one trained with the batch the note names.
+#[test]
+fn a_batch_larger_than_the_data_takes_all_of_it() {
+    let dir = common::temp_dir("cli_batch_beyond_data");
+    common::write_tiny_mnist(&dir, 8, 20, 5);
+    let d = s(&dir);
+    let train = |out: &str, extra: &[&str]| {
+        let mut args = vec!["train", "--preset", "shallow", "--data", d, "--epochs", "2"];
+        args.extend_from_slice(&["--out", out]);
+        args.extend_from_slice(extra);
+        let o = run(&args, &[]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "sparse-ae {args:?} failed:\n{err}");
+        err
+    };
+    let big = dir.join("big.st");
+    let err = train(s(&big), &["--batch-size", "1000", "-q"]);
+    assert!(
+        err.contains(
+            "batch size 1000 is more than the 20 training samples: training with batch size 20"
+        ),
+        "{err}"
+    );
+    let exact = dir.join("exact.st");
+    let err = train(s(&exact), &["--batch-size", "20", "-q"]);
+    assert!(!err.contains("batch size"), "{err}");
+    assert_eq!(std::fs::read(&big).unwrap(), std::fs::read(&exact).unwrap());
+    // The default batch of 256.
+    let err = train(s(&dir.join("default.st")), &[]);
+    assert!(
+        err.contains("batch size 256 is more than the 20 training samples"),
+        "{err}"
+    );
+    assert!(err.contains(", batch 20,"), "{err}");
+    // Accumulated: two batches of 10.
+    let err = train(s(&dir.join("acc.st")), &["--accumulate", "2", "-q"]);
+    assert!(
+        err.contains("batch size 256 accumulated over 2 batches is more than the 20 training samples: training with batch size 10"),
+        "{err}"
+    );
+    // One sample.
+    let err = train(s(&dir.join("one.st")), &["--limit", "1", "-q"]);
+    assert!(
+        err.contains("more than the 1 training sample: training with batch size 1"),
+        "{err}"
+    );
+    // Fewer samples than batches to accumulate is still refused by name.
+    let err = fails(
+        &[
+            "train",
+            "--preset",
+            "shallow",
+            "--data",
+            d,
+            "--limit",
+            "1",
+            "--accumulate",
+            "2",
+            "-o",
+            s(&dir.join("x.st")),
+        ],
+        &[],
+    );
+    assert!(err.contains("accumulate"), "{err}");
+    assert!(!dir.join("x.st").exists());
 }

@@ -183,6 +183,9 @@ fn sizes_that_overflow_are_refused() {
         s(&x),
         "--batch-size",
         MAX,
+        // More batches a step than samples: the batch is not cut to the data.
+        "--accumulate",
+        "100",
         "--out",
         s(&out),
     ];

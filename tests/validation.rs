@@ -542,11 +542,13 @@ fn the_memory_budget_is_checked_before_allocating() {
         s(&data),
         "--out",
         s(&out),
+        "--batch-size",
+        "32",
     ]);
     has(
         &e,
         &[
-            "training at batch size 256 needs",
+            "training at batch size 32 needs",
             "more than the memory budget of 500 MB",
             "--max-memory",
         ],

@@ -200,6 +200,28 @@ fn check_train_flags(a: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// The batch size a new run trains with: `asked`, or when a step of
+/// `accumulate` such batches would take more than the `n` training samples,
+/// the largest that fits (each step then takes all of them, as Keras does
+/// with a batch larger than the data), which is said. With fewer samples
+/// than batches to accumulate (or none) it stays `asked`, and the training
+/// loop refuses it by name.
+fn batch_for_data(asked: usize, accumulate: usize, n: usize) -> usize {
+    let fits = n / accumulate.max(1);
+    if asked.saturating_mul(accumulate) <= n || fits == 0 {
+        return asked;
+    }
+    let samples = if n == 1 { "sample" } else { "samples" };
+    note!(
+        "note: batch size {asked}{} is more than the {n} training {samples}: training with batch size {fits}",
+        match accumulate {
+            1 => String::new(),
+            k => format!(" accumulated over {k} batches"),
+        }
+    );
+    fits
+}
+
 /// Refuses a flag of `train` that a resumed run cannot honour: one that
 /// differs from what the checkpoint continues with.
 fn check_resume_flags(a: &TrainArgs, t: &Trainer<f32>, opts: &FitOptions) -> Result<()> {
@@ -629,10 +651,15 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
                 momentum: a.momentum.unwrap_or(0.9),
             }),
         };
+        let batch = batch_for_data(
+            a.batch_size.unwrap_or(256),
+            a.accumulate.unwrap_or(1),
+            input.lens()?.0,
+        );
         let mut t = Trainer::new(
             model,
             opt,
-            a.batch_size.unwrap_or(256),
+            batch,
             a.noise_seed.unwrap_or(seed ^ 0x5eed_5eed),
         )?;
         t.set_micro_batches(a.micro_batches).map_err(|e| match e {
