@@ -760,3 +760,70 @@ fn a_failed_metrics_write_leaves_the_file_whole() {
     let now = std::fs::read_to_string(&csv).unwrap();
     assert!(now.starts_with(&text) && now.lines().count() == text.lines().count() + 1);
 }
+
+/// `--limit 0` leaves nothing to work on: every command that reads data
+/// refuses it by name before reading (`train` named the batch size,
+/// "256 is larger than the 0 training samples"), and writes nothing.
+#[test]
+fn a_limit_of_zero_is_refused_by_every_command() {
+    let dir = setup("misuse_limit_zero");
+    let (x, m) = (dir.join("x.npy"), dir.join("m.st"));
+    let before = snapshot(&dir);
+    let o = s_static(dir.join("o.out"));
+    let cases: Vec<Vec<&str>> = vec![
+        train_args(&dir, &["--limit", "0", "--out", o]),
+        vec!["eval", "-m", s(&m), "--data", s(&x), "--limit", "0"],
+        vec![
+            "encode",
+            "-m",
+            s(&m),
+            "--data",
+            s(&x),
+            "--limit",
+            "0",
+            "-o",
+            o,
+        ],
+        vec![
+            "score",
+            "-m",
+            s(&m),
+            "--data",
+            s(&x),
+            "--limit",
+            "0",
+            "-o",
+            o,
+        ],
+        vec![
+            "reconstruct",
+            "-m",
+            s(&m),
+            "--data",
+            s(&x),
+            "--limit",
+            "0",
+            "-o",
+            o,
+        ],
+        vec![
+            "histogram",
+            "-m",
+            s(&m),
+            "--data",
+            s(&x),
+            "--limit",
+            "0",
+            "-o",
+            o,
+        ],
+    ];
+    for args in cases {
+        let err = fails(&args, 1);
+        assert!(
+            err.contains("--limit: must be at least 1"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(snapshot(&dir), before, "{args:?}");
+    }
+}

@@ -42,6 +42,12 @@ pub fn is_npy(p: &Path) -> bool {
 /// `--dataset`) `data/mnist` or `data`, else the data set in the cache (or the
 /// system directory), downloaded there first if `--download` is given.
 pub fn locate(args: &DataArgs) -> Result<PathBuf> {
+    if args.limit == Some(0) {
+        return Err(Error::config(
+            "--limit",
+            "must be at least 1 (0 samples leave nothing to train on or evaluate)",
+        ));
+    }
     match &args.data {
         Some(p) if is_npy(p) => Ok(p.clone()),
         Some(p) => {
