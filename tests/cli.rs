@@ -994,3 +994,102 @@ fn a_batch_larger_than_the_data_takes_all_of_it() {
     assert!(err.contains("accumulate"), "{err}");
     assert!(!dir.join("x.st").exists());
 }
+
+/// Writes `n` training and 3 test u8 images of `h × w` into `dir`.
+fn write_images(dir: &Path, h: usize, w: usize, n: usize) {
+    use sparse_ae::data::idx::{IdxArray, IdxData, write};
+    for (prefix, n) in [("train", n), ("t10k", 3)] {
+        let px: Vec<u8> = (0..n * h * w).map(|i| (i * 37 % 251) as u8).collect();
+        let images = IdxArray {
+            dims: vec![n, h, w],
+            data: IdxData::U8(px),
+        };
+        write(&dir.join(format!("{prefix}-images-idx3-ubyte")), &images).unwrap();
+    }
+}
+
+/// The presets take images of any shape, 1×1 and non-square ones
+/// included: the conv presets pool as often as both sides allow (they
+/// refused every side not a multiple of 4), and every preset keeps the
+/// images' shape, so pictures draw them as they are (a 29×31 image was
+/// drawn as a strip of 899 pixels). Every command runs on the models.
+#[test]
+fn presets_train_on_images_of_any_shape() {
+    let dir = common::temp_dir("cli_any_image_shape");
+    for (h, w, layers) in [
+        (1, 1, 4),
+        (2, 3, 4),
+        (5, 7, 4),
+        (2, 2, 6),
+        (4, 8, 8),
+        (29, 31, 4),
+    ] {
+        let data = dir.join(format!("d{h}x{w}"));
+        std::fs::create_dir_all(&data).unwrap();
+        write_images(&data, h, w, 2);
+        let d = s(&data);
+        for p in ["conv", "conv-kl", "shallow"] {
+            let m = data.join(format!("{p}.st"));
+            let o = run(
+                &[
+                    "train",
+                    "--preset",
+                    p,
+                    "--data",
+                    d,
+                    "--batch-size",
+                    "1",
+                    "--epochs",
+                    "1",
+                    "-q",
+                    "-o",
+                    s(&m),
+                ],
+                &[],
+            );
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.success(), "{p} on {h}×{w}: {err}");
+            assert!(
+                err.contains(&format!("built for the data's {h}×{w} images")),
+                "{err}"
+            );
+            let model = sparse_ae::io::model_file::load_model(&m).unwrap();
+            let cfg = model.config();
+            assert_eq!(cfg.image, Some((1, h, w)), "{p} on {h}×{w}");
+            assert_eq!(cfg.width(cfg.layers.len() - 1), h * w);
+            if p != "shallow" {
+                assert_eq!(cfg.layers.len(), layers, "{p} on {h}×{w}");
+            }
+            let out = |name: &str| data.join(format!("{p}.{name}"));
+            ok(&["eval", "-m", s(&m), "--data", d]);
+            ok(&["encode", "-m", s(&m), "--data", d, "-o", s(&out("npy"))]);
+            ok(&["score", "-m", s(&m), "--data", d, "-o", s(&out("csv"))]);
+            ok(&[
+                "reconstruct",
+                "-m",
+                s(&m),
+                "--data",
+                d,
+                "-o",
+                s(&out("r.png")),
+            ]);
+            ok(&[
+                "histogram",
+                "-m",
+                s(&m),
+                "--data",
+                d,
+                "-o",
+                s(&out("h.png")),
+            ]);
+            ok(&["features", "-m", s(&m), "-o", s(&out("f.png"))]);
+        }
+    }
+    // 28 × 28 gives the listed model, without a note.
+    let cfg = sparse_ae::nn::preset_for_image("conv", (1, 28, 28)).unwrap();
+    assert_eq!(cfg, sparse_ae::nn::preset("conv", 784).unwrap());
+    assert_eq!(cfg.layers.len(), 8);
+    // Without an image shape, a non-square width is refused by name.
+    let e = sparse_ae::nn::preset("conv", 35).unwrap_err().to_string();
+    assert!(e.contains("needs the shape of its images"), "{e}");
+}

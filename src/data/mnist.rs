@@ -226,6 +226,35 @@ pub fn open_split(dir: &Path, split: Split) -> Result<SplitFile> {
     Ok(SplitFile::Rows(rows))
 }
 
+/// The (rows, cols) of the training images in `dir`, from the header of
+/// their file alone (a gzip file is inflated only as far as its header);
+/// `None` when there is no training image file or it is not 3-D.
+///
+/// # Errors
+/// [`Error::Idx`] or [`Error::Io`] for a file whose header cannot be read.
+pub fn image_shape(dir: &Path) -> Result<Option<(usize, usize)>> {
+    let Some(path) = find(dir, Split::Train, "images", 3) else {
+        return Ok(None);
+    };
+    let (file, len) = crate::io::read::open_regular(&path)?;
+    let mut head = std::io::BufReader::new(file);
+    let compressed = {
+        use std::io::BufRead;
+        let buf = head.fill_buf().map_err(|e| Error::io(&path, e))?;
+        super::gz::is_gzip(&buf[..buf.len().min(2)])
+    };
+    let header = if compressed {
+        let mut r = super::gz::decoder(head, &path)?;
+        idx::read_header(&mut r, &path, None, idx::DEFAULT_LIMIT)?
+    } else {
+        idx::read_header(&mut head, &path, Some(len), u64::MAX)?
+    };
+    Ok(match header.dims.as_slice() {
+        &[_, r, c] => Some((r, c)),
+        _ => None,
+    })
+}
+
 /// What to do with images of another element type.
 const NOT_U8: &str = "\n---> HINT: images are u8 pixels; save other data as a .npy matrix of samples × features instead";
 

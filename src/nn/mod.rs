@@ -22,6 +22,6 @@ pub use model::{
 };
 pub use noise::{apply_noise, apply_noise_at};
 pub use params::{ParamInfo, ParamKind, ParamLayout};
-pub use presets::{PRESETS, preset};
+pub use presets::{PRESETS, conv_pool_stages, preset, preset_for_image};
 pub use sae::{AuxK, EncoderInit, SaeConfig};
 pub use sparse_topk::TopkPath;

@@ -38,19 +38,70 @@ pub const PRESETS: [(&str, &str); 9] = [
     ),
 ];
 
-/// The configuration of a preset for `input` features (784 for MNIST).
+/// The configuration of a preset for `input` features (784 for MNIST),
+/// taken to be a square image when `input` is a square number (as
+/// [`preset_for_image`] of `1 × side × side`).
 ///
 /// # Errors
-/// [`Error::Config`] for an unknown name.
+/// [`Error::Config`] for an unknown name, or a convolutional preset on an
+/// `input` that is not a square number (give its image shape to
+/// [`preset_for_image`]).
 pub fn preset(name: &str, input: usize) -> Result<ModelConfig> {
-    let image = |b: ModelBuilder| {
-        let side = (input as f64).sqrt().round() as usize;
-        if side * side == input {
-            b.image(1, side, side)
-        } else {
-            b
-        }
-    };
+    let side = (input as f64).sqrt().round() as usize;
+    if side * side == input {
+        return preset_for_image(name, (1, side, side));
+    }
+    if is_conv(name) {
+        return Err(Error::config(
+            "preset",
+            format!(
+                "`{name}` needs the shape of its images: {input} features are not a square image (IDX data gives its images' shape; for a .npy matrix, describe the model with --config and its `image`)"
+            ),
+        ));
+    }
+    build(name, input, None)
+}
+
+/// The configuration of a preset for images of `channels × height × width`
+/// (any size, 1 × 1 up): the dense presets see them flattened and keep the
+/// shape for pictures; the convolutional ones pool each side by 2 as many
+/// times (up to the listed 2) as both sides allow, and upsample as often, so
+/// the output has the input's shape (28 × 28: the listed model; 5 × 7: no
+/// pooling; 6 × 10: one).
+///
+/// # Errors
+/// [`Error::Config`] for an unknown name or an image with a side of 0 or of
+/// more values than a model takes.
+pub fn preset_for_image(name: &str, image: (usize, usize, usize)) -> Result<ModelConfig> {
+    let (c, h, w) = image;
+    let input = c.checked_mul(h).and_then(|v| v.checked_mul(w));
+    match input {
+        Some(input) if input > 0 => build(name, input, Some(image)),
+        _ => Err(Error::config(
+            "preset",
+            format!("no model takes images of {c}×{h}×{w}"),
+        )),
+    }
+}
+
+/// The times [`preset_for_image`]'s convolutional presets pool (and
+/// upsample) images of `height × width`: 2 when both sides are multiples
+/// of 4, 1 when both are even, else 0.
+pub fn conv_pool_stages(height: usize, width: usize) -> usize {
+    if height.is_multiple_of(4) && width.is_multiple_of(4) {
+        2
+    } else if height.is_multiple_of(2) && width.is_multiple_of(2) {
+        1
+    } else {
+        0
+    }
+}
+
+fn is_conv(name: &str) -> bool {
+    matches!(name, "conv" | "conv-kl")
+}
+
+fn build(name: &str, input: usize, image: Option<(usize, usize, usize)>) -> Result<ModelConfig> {
     let deep = || {
         ModelBuilder::new(input)
             .encoder(128, Relu)
@@ -76,32 +127,31 @@ pub fn preset(name: &str, input: usize) -> Result<ModelConfig> {
             .kl(0.1, 3.0)
             .weight_decay(1.5e-3),
         "conv" | "conv-kl" => {
-            let side = (input as f64).sqrt().round() as usize;
-            if side * side != input || !side.is_multiple_of(4) {
-                return Err(Error::config(
-                    "preset",
-                    format!(
-                        "`{name}` needs square images with a side divisible by 4, not {input} inputs"
-                    ),
-                ));
-            }
+            let Some((c, h, w)) = image else {
+                return preset(name, input);
+            };
+            let pools = conv_pool_stages(h, w);
+            let pool = || LayerSpec::MaxPool2d {
+                kernel: 2,
+                stride: 2,
+            };
             let code_act = if name == "conv" { Relu } else { Sigmoid };
-            let b = ModelBuilder::new(input)
-                .image(1, side, side)
-                .layer(LayerSpec::conv(16, 3, Relu))
-                .layer(LayerSpec::MaxPool2d {
-                    kernel: 2,
-                    stride: 2,
-                })
-                .layer(LayerSpec::conv(8, 3, code_act))
-                .code_layer(LayerSpec::MaxPool2d {
-                    kernel: 2,
-                    stride: 2,
-                })
-                .layer(LayerSpec::Upsample { scale: 2 })
-                .layer(LayerSpec::conv(16, 3, Relu))
-                .layer(LayerSpec::Upsample { scale: 2 })
-                .layer(LayerSpec::conv(1, 3, Sigmoid));
+            let mut b = ModelBuilder::new(input).layer(LayerSpec::conv(16, 3, Relu));
+            if pools >= 1 {
+                b = b.layer(pool());
+            }
+            b = match pools {
+                2 => b.layer(LayerSpec::conv(8, 3, code_act)).code_layer(pool()),
+                _ => b.code_layer(LayerSpec::conv(8, 3, code_act)),
+            };
+            if pools >= 2 {
+                b = b.layer(LayerSpec::Upsample { scale: 2 });
+            }
+            b = b.layer(LayerSpec::conv(16, 3, Relu));
+            if pools >= 1 {
+                b = b.layer(LayerSpec::Upsample { scale: 2 });
+            }
+            b = b.layer(LayerSpec::conv(c, 3, Sigmoid));
             if name == "conv" {
                 b.l1(1e-5)
             } else {
@@ -127,7 +177,10 @@ pub fn preset(name: &str, input: usize) -> Result<ModelConfig> {
             ));
         }
     };
-    image(b).build()
+    match image {
+        Some((c, h, w)) => b.image(c, h, w).build(),
+        None => b.build(),
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ use sparse_ae::io::model_file::{
 use sparse_ae::kernels::Activation;
 use sparse_ae::nn::sae::{DEFAULT_AUXK_COEF, default_auxk_k};
 use sparse_ae::nn::{
-    Autoencoder, AuxK, EncoderInit, LayerSpec, Loss, ModelConfig, PRESETS, ParamLayout, preset,
+    Autoencoder, AuxK, EncoderInit, LayerSpec, Loss, ModelConfig, PRESETS, ParamLayout,
+    conv_pool_stages, preset, preset_for_image,
 };
 use sparse_ae::optim::{AdamConfig, OptimizerConfig, SgdConfig};
 use sparse_ae::report::html::utc_timestamp;
@@ -51,18 +52,37 @@ fn model_config(
     preset_name: Option<&str>,
     config: Option<&Path>,
     input: usize,
+    image: Option<(usize, usize)>,
 ) -> Result<ModelConfig> {
     match (preset_name, config) {
         (Some(p), _) => {
-            let cfg = preset(p, input)?;
-            if input != 784 {
+            // Images (IDX) keep their shape: the conv presets fit any, and
+            // pictures draw them as they are.
+            let image = image.filter(|&(h, w)| h.checked_mul(w) == Some(input));
+            let cfg = match image {
+                Some((h, w)) => preset_for_image(p, (1, h, w))?,
+                None => preset(p, input)?,
+            };
+            if cfg.image != Some((1, 28, 28)) {
                 // Never silent: the preset list describes the presets on 784 inputs.
                 let widths: Vec<String> = std::iter::once(cfg.input)
                     .chain((0..cfg.layers.len()).map(|l| cfg.width(l)))
                     .map(|w| w.to_string())
                     .collect();
+                let data = match image {
+                    Some((h, w)) => format!("{h}×{w} images"),
+                    None => format!("{input} features"),
+                };
+                let pools = match (cfg.image, p) {
+                    (Some((_, h, w)), "conv" | "conv-kl") => match conv_pool_stages(h, w) {
+                        2 => String::new(),
+                        1 => " (pooled once: the sides are even, not multiples of 4)".into(),
+                        _ => " (not pooled: a side is odd)".into(),
+                    },
+                    _ => String::new(),
+                };
                 note!(
-                    "note: preset `{p}` (listed for 784 inputs) is built for the data's {input} features: {}",
+                    "note: preset `{p}` (listed for 28×28 images, 784 inputs) is built for the data's {data}: {}{pools}",
                     widths.join("-")
                 );
             }
@@ -617,7 +637,13 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
     } else {
         let cfg = match (a.preset.as_deref(), a.config.as_deref()) {
             (None, None) => None,
-            (p, c) => Some(apply_sae_flags(model_config(p, c, dim)?, &a.sae)?),
+            (p, c) => {
+                let image = match data::is_npy(&path) {
+                    true => None,
+                    false => sparse_ae::data::mnist::image_shape(&path)?,
+                };
+                Some(apply_sae_flags(model_config(p, c, dim, image)?, &a.sae)?)
+            }
         };
         let seed = a.seed.unwrap_or(0);
         let (model, init_scale) = initial_model(a.init.as_deref(), cfg, seed)?;
