@@ -968,3 +968,45 @@ fn a_never_written_checkpoint_is_not_named() {
     assert!(!e.contains("last good checkpoint is"), "{e}");
     assert!(!ck.exists() && !out.exists());
 }
+
+/// Each epoch's metrics are kept for the run's history (and its report):
+/// an epoch count whose records exceed the memory budget is refused before
+/// the first step, where it grew by tens of MB a second on a tiny data set
+/// until the machine ran out of memory (`--epochs 1000000000 --limit 1`).
+/// With `--steps`, only the epochs the steps reach count.
+#[test]
+fn epochs_whose_metrics_exceed_the_budget_are_refused() {
+    let data = tiny_idx("validation_epoch_records", 8);
+    let out = data.join("m.safetensors");
+    let base = [
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--limit",
+        "1",
+        "--batch-size",
+        "1",
+        "-q",
+        "--max-memory",
+        "0.05",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--epochs", "100000"]);
+    let e = fails(&args);
+    has(
+        &e,
+        &[
+            "keeping the metrics of 100000 epochs of 1 step",
+            "memory budget",
+        ],
+    );
+    assert!(!out.exists());
+    let mut args = base.to_vec();
+    args.extend(["--epochs", "1000000000", "--steps", "3"]);
+    ok(&args);
+    assert!(out.exists());
+}

@@ -242,6 +242,28 @@ pub fn steps_per_epoch<T: crate::kernels::Real>(trainer: &Trainer<T>, n: usize) 
     })
 }
 
+/// The epochs a run from `steps` steps done (in epoch `epoch`) will record:
+/// up to `opts.epochs`, or fewer when `opts.max_steps` ends it sooner.
+fn epochs_to_run(steps: u64, spe: usize, epoch: usize, opts: &FitOptions) -> usize {
+    let by_epochs = opts.epochs.saturating_sub(epoch);
+    match opts.max_steps {
+        Some(m) => {
+            // Epoch boundaries crossed before step `m`, the last one partial.
+            let last = m.saturating_sub(1) / spe as u64 + 1;
+            let by_steps = last.saturating_sub(steps / spe as u64);
+            by_epochs.min(usize::try_from(by_steps).unwrap_or(usize::MAX))
+        }
+        None => by_epochs,
+    }
+}
+
+/// The bytes of one epoch's [`EpochMetrics`] with `code_units` code units
+/// (its mean activation and firing rate per unit).
+fn epoch_record_bytes(code_units: usize) -> u64 {
+    (std::mem::size_of::<EpochMetrics>() as u64)
+        .saturating_add(16u64.saturating_mul(code_units as u64))
+}
+
 fn fit_in_pool(
     trainer: &mut Trainer<f32>,
     train: &mut dyn EpochSource,
@@ -276,9 +298,17 @@ fn fit_in_pool(
         true => trainer.plan(comm.ranks())?.rows(comm.rank()),
         false => 0..batch,
     };
-    let mut x = vec![0.0f32; rows.len() * cfg.input];
-    let mut out = Vec::new();
     let mut epoch = (trainer.steps() / spe as u64) as usize;
+    let records = epochs_to_run(trainer.steps(), spe, epoch, opts);
+    crate::memory::check(
+        &format!(
+            "keeping the metrics of {records} epochs of {spe} step{} (ask for fewer epochs, or give --steps)",
+            if spe == 1 { "" } else { "s" }
+        ),
+        (records as u64).saturating_mul(epoch_record_bytes(code_units)),
+    )?;
+    let mut x = vec![0.0f32; rows.len() * cfg.input];
+    let mut out = Vec::with_capacity(records.min(1 << 16));
     let awake = crate::parallel::KeepAwake::new();
     while epoch < opts.epochs {
         if opts.max_steps.is_some_and(|m| trainer.steps() >= m) {
