@@ -1010,3 +1010,116 @@ fn epochs_whose_metrics_exceed_the_budget_are_refused() {
     ok(&args);
     assert!(out.exists());
 }
+
+/// A model of images of another shape than the IDX data's, with as many
+/// pixels (8×4 against 4×8), is refused by `train` (`--config`, `--init`)
+/// and every command that runs a model on data, naming both shapes: it read
+/// every image in the wrong shape without a word. A `.npy` matrix has no
+/// image shape and is taken as it is.
+#[test]
+fn a_model_of_images_of_another_shape_is_refused() {
+    use sparse_ae::data::idx::{IdxArray, IdxData, write};
+    let dir = common::temp_dir("validation_image_shape");
+    for (prefix, n) in [("train", 8), ("t10k", 4)] {
+        let images = IdxArray {
+            dims: vec![n, 4, 8],
+            data: IdxData::U8((0..n * 32).map(|i| (i * 13 % 256) as u8).collect()),
+        };
+        write(&dir.join(format!("{prefix}-images-idx3-ubyte")), &images).unwrap();
+    }
+    let npy = dir.join("x.npy");
+    let rows: Vec<f32> = (0..20 * 32).map(|i| (i % 7) as f32 / 7.0).collect();
+    sparse_ae::data::npy::write(&npy, 20, 32, &rows).unwrap();
+    let config = |h: usize, w: usize| {
+        let p = dir.join(format!("c{h}x{w}.json"));
+        std::fs::write(
+            &p,
+            format!(
+                r#"{{"input": 32, "image": [1, {h}, {w}], "code_layer": 0, "layers": [
+                    {{"type": "conv2d", "channels": 2, "kernel": 3, "activation": "relu"}},
+                    {{"type": "conv2d", "channels": 1, "kernel": 3, "activation": "sigmoid"}}]}}"#
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let (good, bad) = (config(4, 8), config(8, 4));
+    let m_good = dir.join("good.st");
+    ok(&[
+        "train",
+        "--config",
+        s(&good),
+        "--data",
+        s(&dir),
+        "-o",
+        s(&m_good),
+        "--batch-size",
+        "2",
+        "-q",
+    ]);
+    let m_bad = dir.join("bad.st");
+    let e = fails(&[
+        "train",
+        "--config",
+        s(&bad),
+        "--data",
+        s(&dir),
+        "-o",
+        s(&m_bad),
+        "--batch-size",
+        "2",
+        "-q",
+    ]);
+    has(&e, &["image", "1×8×4", "1×4×8", "wrong shape"]);
+    assert!(!m_bad.exists());
+    // The same model trained on a .npy of 32 features (no image shape).
+    ok(&[
+        "train",
+        "--config",
+        s(&bad),
+        "--data",
+        s(&npy),
+        "-o",
+        s(&m_bad),
+        "--batch-size",
+        "2",
+        "-q",
+    ]);
+    let out = dir.join("out.x");
+    let d = s(&dir);
+    let cases: Vec<Vec<&str>> = vec![
+        vec![
+            "train",
+            "--init",
+            s(&m_bad),
+            "--data",
+            d,
+            "-o",
+            s(&out),
+            "--batch-size",
+            "2",
+        ],
+        vec!["eval", "-m", s(&m_bad), "--data", d],
+        vec!["encode", "-m", s(&m_bad), "--data", d, "-o", s(&out)],
+        vec!["score", "-m", s(&m_bad), "--data", d, "-o", s(&out)],
+        vec!["reconstruct", "-m", s(&m_bad), "--data", d, "-o", s(&out)],
+        vec![
+            "histogram",
+            "-m",
+            s(&m_good),
+            "-m",
+            s(&m_bad),
+            "--data",
+            d,
+            "-o",
+            s(&out),
+        ],
+    ];
+    for args in cases {
+        let e = fails(&args);
+        has(&e, &["1×8×4", "1×4×8"]);
+        assert!(!out.exists(), "{args:?}");
+    }
+    ok(&["eval", "-m", s(&m_good), "--data", d]);
+    ok(&["eval", "-m", s(&m_bad), "--data", s(&npy)]);
+}

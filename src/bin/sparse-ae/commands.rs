@@ -699,6 +699,7 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
             })?;
         (t, scale)
     };
+    check_image(trainer.model.config(), &path)?;
     if !a.quiet {
         let (n_train, n_test) = input.lens()?;
         let streamed = match input.chunk_rows() {
@@ -779,14 +780,52 @@ fn run_date() -> String {
     utc_timestamp(secs)
 }
 
-fn load_split(args: &crate::cli::DataArgs, split: SplitArg) -> Result<Loaded> {
+/// The split `split` of the data, once each model's image shape is checked
+/// against the data's ([`check_image`]).
+fn load_split<'m>(
+    args: &crate::cli::DataArgs,
+    split: SplitArg,
+    models: impl IntoIterator<Item = &'m Autoencoder<f32>>,
+) -> Result<Loaded> {
+    let path = data::locate(args)?;
+    for m in models {
+        check_image(m.config(), &path)?;
+    }
     data::load(args, split)
+}
+
+/// Refuses a model configured for images of another shape than the IDX
+/// images at `path` that have as many pixels (a model of 8×4 images on 4×8
+/// ones would read every image in the wrong shape); a `.npy` matrix has no
+/// image shape, and a model of another width is refused by its width.
+fn check_image(cfg: &ModelConfig, path: &Path) -> Result<()> {
+    let Some((c, h, w)) = cfg.image else {
+        return Ok(());
+    };
+    if data::is_npy(path) {
+        return Ok(());
+    }
+    let Some((dh, dw)) = sparse_ae::data::mnist::image_shape(path)? else {
+        return Ok(());
+    };
+    if (c, h, w) == (1, dh, dw) || dh.checked_mul(dw) != Some(cfg.input) {
+        return Ok(());
+    }
+    Err(Error::config(
+        "image",
+        format!(
+            "the model takes images of {c}×{h}×{w} (channels × height × width), but the images in {} are 1×{dh}×{dw}: their {} pixels would be read in the wrong shape",
+            path.display(),
+            cfg.input
+        ),
+    ))
 }
 
 pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     let (model, scale) = load_model_scaled(&a.model)?;
     // A .npy split is read a batch at a time (twice), never held whole.
     let path = data::locate(&a.data)?;
+    check_image(model.config(), &path)?;
     let (n, (l, stats), ex) = if data::is_npy(&path) {
         let rows = data::open_npy(&path)?;
         let (lo, hi) = data::npy_split(rows.len(), a.split, a.data.limit);
@@ -868,7 +907,7 @@ fn check_files(model: &Path, data: &crate::cli::DataArgs, out: &Path) -> Result<
 pub fn encode(a: OutArgs) -> Result<ExitCode> {
     check_files(&a.model, &a.data, &a.out)?;
     let (model, scale) = load_model_scaled(&a.model)?;
-    let d = load_split(&a.data, a.split)?;
+    let d = load_split(&a.data, a.split, [&model])?;
     let s = d.samples()?.scaled(scale)?;
     let codes = encode_all(&model, s)?;
     let units = model.config().width(model.config().code_layer);
@@ -885,7 +924,7 @@ pub fn encode(a: OutArgs) -> Result<ExitCode> {
 pub fn score(a: OutArgs) -> Result<ExitCode> {
     check_files(&a.model, &a.data, &a.out)?;
     let (model, scale) = load_model_scaled(&a.model)?;
-    let d = load_split(&a.data, a.split)?;
+    let d = load_split(&a.data, a.split, [&model])?;
     let s = d.samples()?.scaled(scale)?;
     let scores = score_all(&model, s)?;
     let npy = a
@@ -908,7 +947,7 @@ pub fn score(a: OutArgs) -> Result<ExitCode> {
 pub fn reconstruct(a: ReconstructArgs) -> Result<ExitCode> {
     check_files(&a.model, &a.data, &a.out)?;
     let (model, scale) = load_model_scaled(&a.model)?;
-    let d = load_split(&a.data, a.split)?;
+    let d = load_split(&a.data, a.split, [&model])?;
     let pic = reconstruction_grid(&model, d.samples()?.scaled(scale)?, a.n, a.noise_seed)?;
     save_png(&a.out, &pic)?;
     note!("wrote {}", a.out.display());
@@ -954,7 +993,7 @@ pub fn histogram(a: HistogramArgs) -> Result<ExitCode> {
     }
     let models: Vec<(String, Autoencoder<f32>)> =
         models.into_iter().map(|(n, (m, _))| (n, m)).collect();
-    let d = load_split(&a.data, a.split)?;
+    let d = load_split(&a.data, a.split, models.iter().map(|(_, m)| m))?;
     let refs: Vec<(&str, &Autoencoder<f32>)> =
         models.iter().map(|(n, m)| (n.as_str(), m)).collect();
     save_png(
