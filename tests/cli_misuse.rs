@@ -827,3 +827,43 @@ fn a_limit_of_zero_is_refused_by_every_command() {
         assert_eq!(snapshot(&dir), before, "{args:?}");
     }
 }
+
+/// A count of 0 where the command needs at least one is refused by name,
+/// writing nothing: `reconstruct -n 0` drew one sample and `gradcheck
+/// --entries 0` checked one entry per tensor, without a word.
+#[test]
+fn counts_of_zero_are_refused_not_taken_as_one() {
+    let dir = setup("misuse_zero_counts");
+    let before = snapshot(&dir);
+    let (x, m) = (dir.join("x.npy"), dir.join("m.st"));
+    let png = dir.join("r.png");
+    let e = fails(
+        &[
+            "reconstruct",
+            "-m",
+            s(&m),
+            "--data",
+            s(&x),
+            "-o",
+            s(&png),
+            "-n",
+            "0",
+        ],
+        1,
+    );
+    assert!(e.contains("-n: must be at least 1"), "{e}");
+    assert_eq!(snapshot(&dir), before);
+    let e = fails(&["gradcheck", "--preset", "shallow", "--entries", "0"], 1);
+    assert!(e.contains("--entries: must be at least 1"), "{e}");
+    ok(&[
+        "reconstruct",
+        "-m",
+        s(&m),
+        "--data",
+        s(&x),
+        "-o",
+        s(&png),
+        "-n",
+        "1",
+    ]);
+}

@@ -945,6 +945,9 @@ pub fn score(a: OutArgs) -> Result<ExitCode> {
 }
 
 pub fn reconstruct(a: ReconstructArgs) -> Result<ExitCode> {
+    if a.n == 0 {
+        return Err(Error::config("-n", "must be at least 1 (samples to show)"));
+    }
     check_files(&a.model, &a.data, &a.out)?;
     let (model, scale) = load_model_scaled(&a.model)?;
     let d = load_split(&a.data, a.split, [&model])?;
@@ -1018,6 +1021,12 @@ pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
     if a.batch == 0 {
         return Err(Error::config("--batch", "must be at least 1"));
     }
+    if a.entries == 0 {
+        return Err(Error::config(
+            "--entries",
+            "must be at least 1 (entries checked per tensor)",
+        ));
+    }
     if !(a.tolerance.is_finite() && a.tolerance >= 0.0) {
         return Err(Error::config(
             "--tolerance",
@@ -1036,7 +1045,7 @@ pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
     )?;
     let (model, input, clean) = random_setup(&cfg, a.seed, a.batch)?;
     let opts = CheckOptions {
-        max_entries: a.entries.max(1),
+        max_entries: a.entries,
         seed: a.seed,
         tolerance: a.tolerance,
         ..CheckOptions::default()
