@@ -867,3 +867,60 @@ fn counts_of_zero_are_refused_not_taken_as_one() {
         "1",
     ]);
 }
+
+/// A model of another input width than the data's is refused naming the
+/// model's file and the data by every command that runs a model on data;
+/// `histogram` of two models said "model input: shape mismatch" without
+/// saying which.
+#[test]
+fn a_model_of_another_width_is_named() {
+    let dir = setup("misuse_model_width");
+    let (x, m) = (dir.join("x.npy"), dir.join("m.st"));
+    let wide = dir.join("wide.npy");
+    let data: Vec<f32> = (0..200).map(|i| (i % 5) as f32 / 5.0).collect();
+    sparse_ae::data::npy::write(&wide, 20, 10, &data).unwrap();
+    let other = dir.join("other.st");
+    ok(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&wide),
+        "-o",
+        s(&other),
+        "--epochs",
+        "1",
+        "-q",
+    ]);
+    let before = snapshot(&dir);
+    let o = s_static(dir.join("o.out"));
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["eval", "-m", s(&other), "--data", s(&x)],
+        vec!["encode", "-m", s(&other), "--data", s(&x), "-o", o],
+        vec!["score", "-m", s(&other), "--data", s(&x), "-o", o],
+        vec!["reconstruct", "-m", s(&other), "--data", s(&x), "-o", o],
+        vec![
+            "histogram",
+            "-m",
+            s(&m),
+            "-m",
+            s(&other),
+            "--data",
+            s(&x),
+            "-o",
+            o,
+        ],
+    ];
+    for args in cases {
+        let e = fails(&args, 1);
+        assert!(
+            e.contains(&format!(
+                "{}: the model takes 10 features per sample, but the data in {} has 8",
+                s(&other),
+                s(&x)
+            )),
+            "{args:?}: {e}"
+        );
+        assert_eq!(snapshot(&dir), before, "{args:?}");
+    }
+}

@@ -785,13 +785,36 @@ fn run_date() -> String {
 fn load_split<'m>(
     args: &crate::cli::DataArgs,
     split: SplitArg,
-    models: impl IntoIterator<Item = &'m Autoencoder<f32>>,
+    models: impl IntoIterator<Item = (&'m Path, &'m Autoencoder<f32>)>,
 ) -> Result<Loaded> {
     let path = data::locate(args)?;
-    for m in models {
+    let models: Vec<_> = models.into_iter().collect();
+    for (_, m) in &models {
         check_image(m.config(), &path)?;
     }
-    data::load(args, split)
+    let d = data::load(args, split)?;
+    let dim = d.samples()?.dim();
+    for (file, m) in models {
+        check_width(file, m.config(), &path, dim)?;
+    }
+    Ok(d)
+}
+
+/// Refuses a model (the file `model`) whose input width is not the `dim`
+/// features of the data at `data`, naming both files: with several models
+/// (`histogram`), "shape mismatch" alone did not say which.
+fn check_width(model: &Path, cfg: &ModelConfig, data: &Path, dim: usize) -> Result<()> {
+    if cfg.input == dim {
+        return Ok(());
+    }
+    Err(Error::config(
+        model.display().to_string(),
+        format!(
+            "the model takes {} features per sample, but the data in {} has {dim}",
+            cfg.input,
+            data.display()
+        ),
+    ))
 }
 
 /// Refuses a model configured for images of another shape than the IDX
@@ -828,12 +851,14 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     check_image(model.config(), &path)?;
     let (n, (l, stats), ex) = if data::is_npy(&path) {
         let rows = data::open_npy(&path)?;
+        check_width(&a.model, model.config(), &path, rows.dim())?;
         let (lo, hi) = data::npy_split(rows.len(), a.split, a.data.limit);
         let mut rows = rows.range(lo, hi)?.scaled(scale)?;
         let ev = evaluate_rows(&model, &mut rows, 1000)?;
         (hi - lo, ev, explained_rows(&model, &mut rows)?)
     } else {
         let d = data::load_from(&path, a.data.limit, a.split)?;
+        check_width(&a.model, model.config(), &path, d.samples()?.dim())?;
         let s = d.samples()?.scaled(scale)?;
         (s.len(), evaluate(&model, s, 1000)?, explained(&model, s)?)
     };
@@ -907,7 +932,7 @@ fn check_files(model: &Path, data: &crate::cli::DataArgs, out: &Path) -> Result<
 pub fn encode(a: OutArgs) -> Result<ExitCode> {
     check_files(&a.model, &a.data, &a.out)?;
     let (model, scale) = load_model_scaled(&a.model)?;
-    let d = load_split(&a.data, a.split, [&model])?;
+    let d = load_split(&a.data, a.split, [(a.model.as_path(), &model)])?;
     let s = d.samples()?.scaled(scale)?;
     let codes = encode_all(&model, s)?;
     let units = model.config().width(model.config().code_layer);
@@ -924,7 +949,7 @@ pub fn encode(a: OutArgs) -> Result<ExitCode> {
 pub fn score(a: OutArgs) -> Result<ExitCode> {
     check_files(&a.model, &a.data, &a.out)?;
     let (model, scale) = load_model_scaled(&a.model)?;
-    let d = load_split(&a.data, a.split, [&model])?;
+    let d = load_split(&a.data, a.split, [(a.model.as_path(), &model)])?;
     let s = d.samples()?.scaled(scale)?;
     let scores = score_all(&model, s)?;
     let npy = a
@@ -950,7 +975,7 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<ExitCode> {
     }
     check_files(&a.model, &a.data, &a.out)?;
     let (model, scale) = load_model_scaled(&a.model)?;
-    let d = load_split(&a.data, a.split, [&model])?;
+    let d = load_split(&a.data, a.split, [(a.model.as_path(), &model)])?;
     let pic = reconstruction_grid(&model, d.samples()?.scaled(scale)?, a.n, a.noise_seed)?;
     save_png(&a.out, &pic)?;
     note!("wrote {}", a.out.display());
@@ -996,7 +1021,14 @@ pub fn histogram(a: HistogramArgs) -> Result<ExitCode> {
     }
     let models: Vec<(String, Autoencoder<f32>)> =
         models.into_iter().map(|(n, (m, _))| (n, m)).collect();
-    let d = load_split(&a.data, a.split, models.iter().map(|(_, m)| m))?;
+    let d = load_split(
+        &a.data,
+        a.split,
+        a.model
+            .iter()
+            .map(|p| p.as_path())
+            .zip(models.iter().map(|(_, m)| m)),
+    )?;
     let refs: Vec<(&str, &Autoencoder<f32>)> =
         models.iter().map(|(n, m)| (n.as_str(), m)).collect();
     save_png(
