@@ -12,7 +12,9 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use sparse_ae::gradcheck::{CheckOptions, check_model};
 use sparse_ae::io::json::Value;
 use sparse_ae::io::model_file::{load_model_scaled, save_model_scaled};
-use sparse_ae::nn::{Autoencoder, ModelConfig, Noise, PRESETS, ParamLayout, apply_noise, preset};
+use sparse_ae::nn::{
+    Autoencoder, ModelConfig, Noise, PRESETS, ParamLayout, apply_noise, preset, preset_for_image,
+};
 use sparse_ae::optim::{AdamConfig, OptimizerConfig, SgdConfig};
 use sparse_ae::rng::Rng;
 use sparse_ae::train::{FitOptions, Trainer, evaluate as evaluate_all, explained, fit};
@@ -34,6 +36,22 @@ pub fn presets() -> Vec<(&'static str, &'static str)> {
 #[pyfunction]
 pub fn kernel_path() -> &'static str {
     sparse_ae::kernels::Isa::active().name()
+}
+
+/// [`preset_for_image`], refusing an `input` that is not the image's size.
+fn image_preset(
+    name: &str,
+    input: Option<usize>,
+    (c, h, w): (usize, usize, usize),
+) -> sparse_ae::Result<ModelConfig> {
+    let size = c.checked_mul(h).and_then(|v| v.checked_mul(w));
+    match (input, size) {
+        (Some(n), Some(size)) if n != size => Err(Error::config(
+            "input",
+            format!("{n} features, but an image of {c}×{h}×{w} has {size}"),
+        )),
+        _ => preset_for_image(name, (c, h, w)),
+    }
 }
 
 /// A configuration from a dict, JSON text, or the path of a JSON file.
@@ -137,12 +155,32 @@ impl PyAutoencoder {
 
 #[pymethods]
 impl PyAutoencoder {
-    /// A preset model (see `sparse_ae.presets()`) for `input` features, its
-    /// weights drawn from `seed`.
+    /// A preset model (see `sparse_ae.presets()`) for `input` features
+    /// (default 784), its weights drawn from `seed`; or, with `image` =
+    /// `(height, width)` or `(channels, height, width)`, for images of that
+    /// shape, as `sparse-ae train --preset` builds it for IDX images (the
+    /// convolutional presets pool as often as both sides allow). An `input`
+    /// given beside `image` must be its size.
     #[staticmethod]
-    #[pyo3(signature = (name, input = 784, seed = 0))]
-    fn preset(name: &str, input: usize, seed: u64) -> PyResult<PyAutoencoder> {
-        PyAutoencoder::new(preset(name, input).py_err()?, seed)
+    #[pyo3(signature = (name, input = None, seed = 0, image = None))]
+    fn preset(
+        name: &str,
+        input: Option<usize>,
+        seed: u64,
+        image: Option<Vec<usize>>,
+    ) -> PyResult<PyAutoencoder> {
+        let cfg = match image.as_deref() {
+            None => preset(name, input.unwrap_or(784)),
+            Some(&[h, w]) => image_preset(name, input, (1, h, w)),
+            Some(&[c, h, w]) => image_preset(name, input, (c, h, w)),
+            Some(other) => {
+                return Err(PyValueError::new_err(format!(
+                    "image must be (height, width) or (channels, height, width), got {} values",
+                    other.len()
+                )));
+            }
+        };
+        PyAutoencoder::new(cfg.py_err()?, seed)
     }
 
     /// A model of a configuration (a dict, JSON text or the path of a JSON

@@ -78,3 +78,30 @@ def test_same_bytes_as_cli_on_real_mnist_subset(shared_mnist, cli, tmp_path):
     m.fit(x_train[:2000], epochs=1, batch_size=64, validation_data=x_test[:2000], verbose=False)
     m.save(tmp_path / "py.safetensors")
     assert (tmp_path / "py.safetensors").read_bytes() == want
+
+
+def test_same_bytes_as_cli_on_images_of_another_shape(cli, tmp_path):
+    # 6×10 images: the conv preset pools once (both sides even, not both
+    # multiples of 4), as the CLI builds it from the IDX header.
+    from conftest import write_idx
+
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (48, 6, 10), dtype=np.uint8)
+    d = tmp_path / "data"
+    d.mkdir()
+    write_idx(d / "train-images-idx3-ubyte", x[:40])
+    write_idx(d / "t10k-images-idx3-ubyte", x[40:])
+    want = cli_train(
+        cli, d, tmp_path / "cli.safetensors",
+        "--preset", "conv", "--epochs", "1", "--batch-size", "8", "--seed", "2",
+    )
+    m = sparse_ae.Autoencoder.preset("conv", image=(6, 10), seed=2)
+    assert m.config["image"] == [1, 6, 10]
+    m.fit(x[:40], epochs=1, batch_size=8, verbose=False)
+    m.save(tmp_path / "py.safetensors")
+    assert (tmp_path / "py.safetensors").read_bytes() == want
+    # The image's size and an explicit input must agree.
+    with pytest.raises(ValueError, match="60"):
+        sparse_ae.Autoencoder.preset("conv", 784, image=(6, 10))
+    with pytest.raises(ValueError, match="image must be"):
+        sparse_ae.Autoencoder.preset("conv", image=(6,))
