@@ -199,6 +199,34 @@ fn train_then_every_inspection_command() {
     ]);
     let a = sparse_ae::data::npy::read(&codes).unwrap();
     assert_eq!(a.shape, vec![30, 32]);
+    // The same codes as CSV: a header, then each sample's index and code,
+    // every value reading back to the same f32.
+    let csv = dir.join("codes.csv");
+    ok(&["encode", "-m", s(&model), "--data", s(&data), "-o", s(&csv)]);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 31, "{text}");
+    let header: Vec<&str> = lines[0].split(',').collect();
+    assert_eq!(header.len(), 33);
+    assert_eq!((header[0], header[1], header[32]), ("sample", "u0", "u31"));
+    let want = &a.data;
+    for (i, line) in lines[1..].iter().enumerate() {
+        let cols: Vec<&str> = line.split(',').collect();
+        assert_eq!(cols[0], i.to_string());
+        let got: Vec<f32> = cols[1..].iter().map(|v| v.parse().unwrap()).collect();
+        assert_eq!(got, want[i * 32..(i + 1) * 32], "sample {i}");
+    }
+    // Any other extension is refused before anything is written.
+    let txt = dir.join("codes.txt");
+    let err = fails(
+        &["encode", "-m", s(&model), "--data", s(&data), "-o", s(&txt)],
+        &[],
+    );
+    assert!(
+        err.contains("encode writes .npy or .csv, not .txt"),
+        "{err}"
+    );
+    assert!(!txt.exists());
 
     let scores = dir.join("scores.csv");
     ok(&[

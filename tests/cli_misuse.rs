@@ -893,7 +893,7 @@ fn a_model_of_another_width_is_named() {
         "-q",
     ]);
     let before = snapshot(&dir);
-    let o = s_static(dir.join("o.out"));
+    let o = s_static(dir.join("o"));
     let cases: Vec<Vec<&str>> = vec![
         vec!["eval", "-m", s(&other), "--data", s(&x)],
         vec!["encode", "-m", s(&other), "--data", s(&x), "-o", o],

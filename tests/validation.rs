@@ -1085,7 +1085,7 @@ fn a_model_of_images_of_another_shape_is_refused() {
         "2",
         "-q",
     ]);
-    let out = dir.join("out.x");
+    let out = dir.join("out");
     let d = s(&dir);
     let cases: Vec<Vec<&str>> = vec![
         vec![

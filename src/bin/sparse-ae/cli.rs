@@ -41,7 +41,7 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Loss, L0 and dead units of a model on a data split.
     Eval(EvalArgs),
-    /// Write the codes of a data split to a .npy file.
+    /// Write the codes of a data split to a .npy file (or CSV, for an output named *.csv).
     Encode(OutArgs),
     /// A PNG grid of originals, noisy inputs and reconstructions.
     Reconstruct(ReconstructArgs),

@@ -929,14 +929,63 @@ fn check_files(model: &Path, data: &crate::cli::DataArgs, out: &Path) -> Result<
         .check()
 }
 
+/// Whether `encode` writes CSV text (an output named `*.csv`) or `.npy`
+/// (`*.npy`, or no extension); another extension is refused before any
+/// work, where it used to get `.npy` bytes under, say, a `.txt` name.
+fn codes_as_csv(out: &Path) -> Result<bool> {
+    match out.extension().and_then(|e| e.to_str()) {
+        None => Ok(false),
+        Some(e) if e.eq_ignore_ascii_case("npy") => Ok(false),
+        Some(e) if e.eq_ignore_ascii_case("csv") => Ok(true),
+        Some(e) => Err(Error::config(
+            "--out",
+            format!(
+                "encode writes .npy or .csv, not .{e} ({}): name the output codes.npy or codes.csv",
+                out.display()
+            ),
+        )),
+    }
+}
+
+/// The codes as CSV: a header `sample,u0,u1,…`, then a row per sample with
+/// its index and its code, each value as the shortest text that reads back
+/// to the same f32. Streamed into the atomic write.
+fn write_codes_csv(out: &Path, units: usize, codes: &[f32]) -> Result<()> {
+    sparse_ae::io::atomic::write_atomic(out, |w| {
+        let mut line = String::from("sample");
+        for u in 0..units {
+            line.push_str(&format!(",u{u}"));
+        }
+        line.push('\n');
+        w.write_all(line.as_bytes())
+            .map_err(|e| Error::io(out, e))?;
+        for (i, row) in codes.chunks(units.max(1)).enumerate() {
+            line.clear();
+            line.push_str(&i.to_string());
+            for v in row {
+                line.push_str(&format!(",{v}"));
+            }
+            line.push('\n');
+            w.write_all(line.as_bytes())
+                .map_err(|e| Error::io(out, e))?;
+        }
+        Ok(())
+    })
+}
+
 pub fn encode(a: OutArgs) -> Result<ExitCode> {
     check_files(&a.model, &a.data, &a.out)?;
+    let csv = codes_as_csv(&a.out)?;
     let (model, scale) = load_model_scaled(&a.model)?;
     let d = load_split(&a.data, a.split, [(a.model.as_path(), &model)])?;
     let s = d.samples()?.scaled(scale)?;
     let codes = encode_all(&model, s)?;
     let units = model.config().width(model.config().code_layer);
-    sparse_ae::data::npy::write(&a.out, s.len(), units, &codes)?;
+    if csv {
+        write_codes_csv(&a.out, units, &codes)?;
+    } else {
+        sparse_ae::data::npy::write(&a.out, s.len(), units, &codes)?;
+    }
     note!(
         "wrote {} codes of {} units to {}",
         s.len(),
