@@ -202,7 +202,10 @@ pub fn l0_histogram(
         &[("samples", &counts)],
         bins,
         Some((-0.5, f64::from(top) + 0.5)),
-        &format!("Active code units per sample (h > {tau})"),
+        &format!(
+            "Active code units per sample (h > {})",
+            crate::train::metrics::label_num(tau)
+        ),
         "L0 (active units)",
         false,
     ))
@@ -624,7 +627,10 @@ pub fn write_training_report(
         (
             "L0",
             format!("{:.2}", stats.l0()),
-            format!("active code units per sample (h > {})", stats.threshold()),
+            format!(
+                "active code units per sample (h > {})",
+                crate::train::metrics::label_num(stats.threshold())
+            ),
         ),
         (
             "dead units",

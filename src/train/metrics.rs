@@ -443,6 +443,22 @@ pub fn space_name(scale: f32) -> String {
     }
 }
 
+/// A number for a label such as `(h > τ)` or `ρ 0.05`: the shortest text
+/// that reads back to the same value, in exponent form (`1e-31`) below 10⁻⁴
+/// or from 10⁶ up, where the plain form would run to dozens of digits
+/// (`{}` never uses an exponent).
+pub fn label_num<T>(v: T) -> String
+where
+    T: Copy + Into<f64> + std::fmt::Display + std::fmt::LowerExp,
+{
+    let a = v.into().abs();
+    if a != 0.0 && a.is_finite() && !(1e-4..1e6).contains(&a) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
 /// A JSON number (`null` for NaN or infinity, which JSON cannot hold).
 pub fn json_num(v: f64) -> String {
     if v.is_finite() {
@@ -481,6 +497,20 @@ mod tests {
         assert_eq!(code_rho(&other), None);
         assert_eq!(code_threshold(&other), 0.5);
         assert!(CodeStats::for_model(&other).rho_spread().is_none());
+    }
+
+    #[test]
+    fn label_numbers_stay_short_and_exact() {
+        assert_eq!(label_num(1e-31f32), "1e-31");
+        assert_eq!(label_num(0.005f32), "0.005");
+        assert_eq!(label_num(0.05f64), "0.05");
+        assert_eq!(label_num(0.0f32), "0");
+        assert_eq!(label_num(2.5e7f64), "2.5e7");
+        assert_eq!(label_num(123456.0f64), "123456");
+        assert_eq!(label_num(f32::NAN), "NaN");
+        for v in [1e-31f32, 3.3e-5, 0.1, 7.0e9] {
+            assert_eq!(label_num(v).parse::<f32>().unwrap(), v);
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ use sparse_ae::report::png_out::save_png;
 use sparse_ae::report::training::{
     DataKind, RunInfo, code_histogram, feature_picture, reconstruction_grid, write_training_report,
 };
-use sparse_ae::train::metrics::{json_num, objective_name, penalty_names, space_name};
+use sparse_ae::train::metrics::{json_num, label_num, objective_name, penalty_names, space_name};
 use sparse_ae::train::{
     EpochMetrics, FitOptions, Rows, Trainer, encode as encode_all, evaluate, evaluate_rows,
     explained, explained_rows, score as score_all,
@@ -906,12 +906,17 @@ L0          {:.3} active code units per sample (h > {})",
             ex.fvu,
             1.0 - ex.fvu,
             stats.l0(),
-            stats.threshold()
+            label_num(stats.threshold())
         ));
         if let Some(r) = stats.rho_spread() {
             lines.push(format!(
                 "rho_hat     median {:.4} [{:.4}, {:.4}] against rho {}; {} of {} off by more than 2x",
-                r.median, r.min, r.max, r.rho, r.off_target, r.groups
+                r.median,
+                r.min,
+                r.max,
+                label_num(r.rho),
+                r.off_target,
+                r.groups
             ));
         }
         lines.push(format!("dead units  {} of {}", stats.dead(), units));

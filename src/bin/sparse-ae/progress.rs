@@ -2,6 +2,7 @@
 //! terminal, a plain line per epoch otherwise.
 
 use sparse_ae::nn::LossParts;
+use sparse_ae::train::metrics::label_num;
 use sparse_ae::train::{EpochMetrics, Observer, StepLog, Trainer};
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
@@ -130,14 +131,19 @@ pub fn epoch_line(m: &EpochMetrics, labels: &Labels) -> String {
 /// it counts.
 fn sparsity(m: &EpochMetrics) -> String {
     let above = if m.active_threshold != 0.0 {
-        format!(" (h > {})", m.active_threshold)
+        format!(" (h > {})", label_num(m.active_threshold))
     } else {
         String::new()
     };
     let rho = m.rho.map_or(String::new(), |r| {
         format!(
             "  ρ̂ {:.4} [{:.4}, {:.4}] ρ {} ({}/{} off ×2)",
-            r.median, r.min, r.max, r.rho, r.off_target, r.groups
+            r.median,
+            r.min,
+            r.max,
+            label_num(r.rho),
+            r.off_target,
+            r.groups
         )
     });
     let window = if m.window_full {
