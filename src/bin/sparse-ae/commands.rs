@@ -938,14 +938,17 @@ fn check_files(model: &Path, data: &crate::cli::DataArgs, out: &Path) -> Result<
 /// (`*.npy`, or no extension); another extension is refused before any
 /// work, where it used to get `.npy` bytes under, say, a `.txt` name.
 fn codes_as_csv(out: &Path) -> Result<bool> {
-    match out.extension().and_then(|e| e.to_str()) {
+    if data::is_npy(out) {
+        return Ok(false);
+    }
+    match out.extension() {
         None => Ok(false),
-        Some(e) if e.eq_ignore_ascii_case("npy") => Ok(false),
         Some(e) if e.eq_ignore_ascii_case("csv") => Ok(true),
         Some(e) => Err(Error::config(
             "--out",
             format!(
-                "encode writes .npy or .csv, not .{e} ({}): name the output codes.npy or codes.csv",
+                "encode writes .npy or .csv, not .{} ({}): name the output codes.npy or codes.csv",
+                e.to_string_lossy(),
                 out.display()
             ),
         )),
