@@ -163,13 +163,28 @@ fn rows_and_sums(c: &mut Criterion) {
 }
 
 fn optimizers(c: &mut Criterion) {
-    sweep(c, "adam_step", &[PARAMS], |b, isa, n| {
-        let mut p = data(n, -0.1, 0.1, 18);
-        let g = data(n, -1.0, 1.0, 19);
-        let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
-        let h = AdamHyper::at_step(1e-3, 0.9, 0.999, 1e-7, 10);
-        b.iter(|| ew::adam_step(isa, &mut p, black_box(&g), &mut m, &mut v, &h))
-    });
+    // The update this CPU uses, then the other one (`AdamHyper::divide`):
+    // 4,096 values run from L1, so the two differ only in their arithmetic.
+    let chosen = AdamHyper::at_step(1e-3, 0.9, 0.999, 1e-7, 10);
+    for (name, divide) in [
+        ("adam_step", chosen.divide),
+        (
+            if chosen.divide {
+                "adam_step_reciprocal"
+            } else {
+                "adam_step_divide"
+            },
+            !chosen.divide,
+        ),
+    ] {
+        sweep(c, name, &[4096, PARAMS], |b, isa, n| {
+            let mut p = data(n, -0.1, 0.1, 18);
+            let g = data(n, -1.0, 1.0, 19);
+            let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+            let h = AdamHyper { divide, ..chosen };
+            b.iter(|| ew::adam_step(isa, &mut p, black_box(&g), &mut m, &mut v, &h))
+        });
+    }
     sweep(c, "sgd_momentum_step", &[PARAMS], |b, isa, n| {
         let mut p = data(n, -0.1, 0.1, 20);
         let g = data(n, -1.0, 1.0, 21);

@@ -529,45 +529,53 @@ fn sum_sq(isa: Isa) {
     assert!(ew::sum_sq(isa, &x).is_nan(), "{isa}: NaN in sum_sq");
 }
 
-/// Three Adam steps (Keras defaults), gradients from tiny to large and zero.
+/// Three Adam steps (Keras defaults), gradients from tiny to large and zero,
+/// on both of the SIMD paths' updates ([`AdamHyper::divide`]): dividing, the
+/// scalar twin's values bit for bit; multiplying by the reciprocal, the same
+/// moments and parameters within the reciprocal's error.
 fn adam_step(isa: Isa) {
-    let mut r = rng(11);
-    for n in lengths() {
-        let p0 = uniform(&mut r, n, -1.0, 1.0);
-        let mut got = (p0.clone(), vec![0.0f32; n], vec![0.0f32; n]);
-        let mut want = (p0, vec![0.0f32; n], vec![0.0f32; n]);
-        for t in 1..=3 {
-            let g: Vec<f32> = (0..n)
-                .map(|_| match r.random_range(0..4u32) {
-                    0 => 0.0,
-                    1 => r.random_range(-1e-6f32..1e-6),
-                    2 => r.random_range(-1e3f32..1e3),
-                    _ => r.random_range(-1.0f32..1.0),
-                })
-                .collect();
-            let h = AdamHyper::at_step(1e-3, 0.9, 0.999, 1e-7, t);
-            let before = want.0.clone();
-            ew::adam_step(isa, &mut got.0, &g, &mut got.1, &mut got.2, &h);
-            scalar::adam_step(&mut want.0, &g, &mut want.1, &mut want.2, &h);
-            let what = format!("{isa} adam t={t} n={n}");
-            assert_same(&got.1, &want.1, &format!("{what} m"));
-            assert_same(&got.2, &want.2, &format!("{what} v"));
-            if isa == Isa::Scalar {
-                assert_same(&got.0, &want.0, &format!("{what} p"));
-            } else {
-                // The SIMD step multiplies by a reciprocal within 1 ulp: the
-                // step is within 2 ulp, and p − step within 1 ulp of p more.
-                for (i, ((&b, &w), &g)) in before.iter().zip(&want.0).zip(&got.0).enumerate() {
-                    let step = f64::from(b) - f64::from(w);
-                    let tol =
-                        step.abs() * 2.0 * 2f64.powi(-23) + f64::from(w).abs() * 2f64.powi(-23);
-                    let err = (f64::from(g) - f64::from(w)).abs();
-                    assert!(
-                        err <= tol,
-                        "{what} p[{i}]: {g} vs {w} (step {step:e}, tol {tol:e})"
-                    );
+    for divide in [false, true] {
+        let mut r = rng(11);
+        for n in lengths() {
+            let p0 = uniform(&mut r, n, -1.0, 1.0);
+            let mut got = (p0.clone(), vec![0.0f32; n], vec![0.0f32; n]);
+            let mut want = (p0, vec![0.0f32; n], vec![0.0f32; n]);
+            for t in 1..=3 {
+                let g: Vec<f32> = (0..n)
+                    .map(|_| match r.random_range(0..4u32) {
+                        0 => 0.0,
+                        1 => r.random_range(-1e-6f32..1e-6),
+                        2 => r.random_range(-1e3f32..1e3),
+                        _ => r.random_range(-1.0f32..1.0),
+                    })
+                    .collect();
+                let h = AdamHyper {
+                    divide,
+                    ..AdamHyper::at_step(1e-3, 0.9, 0.999, 1e-7, t)
+                };
+                let before = want.0.clone();
+                ew::adam_step(isa, &mut got.0, &g, &mut got.1, &mut got.2, &h);
+                scalar::adam_step(&mut want.0, &g, &mut want.1, &mut want.2, &h);
+                let what = format!("{isa} adam (divide {divide}) t={t} n={n}");
+                assert_same(&got.1, &want.1, &format!("{what} m"));
+                assert_same(&got.2, &want.2, &format!("{what} v"));
+                if isa == Isa::Scalar || divide {
+                    assert_same(&got.0, &want.0, &format!("{what} p"));
+                } else {
+                    // The SIMD step multiplies by a reciprocal within 1 ulp: the
+                    // step is within 2 ulp, and p − step within 1 ulp of p more.
+                    for (i, ((&b, &w), &g)) in before.iter().zip(&want.0).zip(&got.0).enumerate() {
+                        let step = f64::from(b) - f64::from(w);
+                        let tol =
+                            step.abs() * 2.0 * 2f64.powi(-23) + f64::from(w).abs() * 2f64.powi(-23);
+                        let err = (f64::from(g) - f64::from(w)).abs();
+                        assert!(
+                            err <= tol,
+                            "{what} p[{i}]: {g} vs {w} (step {step:e}, tol {tol:e})"
+                        );
+                    }
+                    got.0.copy_from_slice(&want.0);
                 }
-                got.0.copy_from_slice(&want.0);
             }
         }
     }
@@ -582,7 +590,8 @@ fn adam_step(isa: Isa) {
 /// |p₀| ≤ 10⁻⁶ keeps p₁'s own rounding far below the step's.
 fn adam_keras_formula(isa: Isa) {
     let mut r = rng(14);
-    for (lr, b1, b2, eps) in [(1e-3, 0.9, 0.999, 1e-7), (3e-4, 0.85, 0.9995, 1e-5)] {
+    let sets = [(1e-3, 0.9, 0.999, 1e-7), (3e-4, 0.85, 0.9995, 1e-5)];
+    for ((lr, b1, b2, eps), divide) in sets.into_iter().flat_map(|s| [(s, false), (s, true)]) {
         for n in lengths() {
             let p0 = uniform(&mut r, n, -1e-6, 1e-6);
             let g: Vec<f32> = (0..n)
@@ -590,7 +599,10 @@ fn adam_keras_formula(isa: Isa) {
                 .collect();
             let half: Vec<f32> = g.iter().map(|v| v * 0.5).collect();
             let gmax = g.iter().fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
-            let h = AdamHyper::at_step(lr, b1, b2, eps, 1);
+            let h = AdamHyper {
+                divide,
+                ..AdamHyper::at_step(lr, b1, b2, eps, 1)
+            };
             let lr1 = lr * (1.0 - b2).sqrt() / (1.0 - b1);
             let mut p = p0.clone();
             let (mut m, mut v) = (vec![0.0f32; n], vec![0.0f32; n]);
@@ -610,7 +622,7 @@ fn adam_keras_formula(isa: Isa) {
                     let err = (got_step - step).abs() / step.abs();
                     assert!(
                         err <= 1e-6,
-                        "{isa} {what} lr {lr} β {b1}/{b2} ε {eps} n={n} [{i}]: step {got_step:e} vs {step:e} ({err:.2e})"
+                        "{isa} {what} (divide {divide}) lr {lr} β {b1}/{b2} ε {eps} n={n} [{i}]: step {got_step:e} vs {step:e} ({err:.2e})"
                     );
                 }
             }
@@ -630,7 +642,11 @@ fn adam_step_sum(isa: Isa) {
             let g0 = uniform(&mut r, n, -2.0, 2.0);
             let g1 = uniform(&mut r, n, -2.0, 2.0);
             let sum: Vec<f32> = g0.iter().zip(&g1).map(|(a, b)| a + b).collect();
-            let h = AdamHyper::at_step(1e-3, 0.9, 0.999, 1e-7, t);
+            // Alternate the two updates (`divide`) from step to step.
+            let h = AdamHyper {
+                divide: t % 2 == 0,
+                ..AdamHyper::at_step(1e-3, 0.9, 0.999, 1e-7, t)
+            };
             ew::adam_step_sum(isa, &mut got.0, &g0, &g1, &mut got.1, &mut got.2, &h);
             ew::adam_step(isa, &mut want.0, &sum, &mut want.1, &mut want.2, &h);
             let what = format!("{isa} adam_step_sum t={t} n={n}");
@@ -650,6 +666,7 @@ fn adam_reciprocal(isa: Isa) {
         beta1: 0.0,
         beta2: 0.0,
         eps: 0.0,
+        divide: false,
     };
     let mut r = rng(13);
     let n = 4099;

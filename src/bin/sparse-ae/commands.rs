@@ -715,10 +715,11 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
             ),
         };
         note!(
-            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {batch}, {} kernels ({}), {}; test set {n_test} samples (startup {:.0} ms)",
+            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {batch}, {} kernels ({}; {}), {}; test set {n_test} samples (startup {:.0} ms)",
             trainer.model.params.len(),
             sparse_ae::kernels::Isa::active(),
             sparse_ae::kernels::gemm::blocking_summary(sparse_ae::kernels::Isa::active()),
+            sparse_ae::kernels::elementwise::adam_summary(sparse_ae::kernels::Isa::active()),
             sparse_ae::parallel::threads_summary(),
             start.elapsed().as_secs_f64() * 1e3
         );
@@ -1209,9 +1210,10 @@ pub fn info() -> Result<ExitCode> {
             isa_list(all.filter(|i| !i.cpu_has())),
         ),
         format!(
-            "active kernel path: {} ({})",
+            "active kernel path: {} ({}; {})",
             Isa::active(),
-            sparse_ae::kernels::gemm::blocking_summary(Isa::active())
+            sparse_ae::kernels::gemm::blocking_summary(Isa::active()),
+            sparse_ae::kernels::elementwise::adam_summary(Isa::active())
         ),
         format!("threads: {}", sparse_ae::parallel::threads_summary()),
     ];

@@ -344,7 +344,8 @@ pub(crate) fn sum_sq<S: Simd>(s: S, x: &[f32]) -> f64 {
 }
 
 /// See [`super::adam_step`]: the scalar twin's operations, in its order,
-/// except that the division is a multiplication by [`Simd::recip`].
+/// except that the division is a multiplication by [`Simd::recip`] unless
+/// [`AdamHyper::divide`] is set.
 #[inline(always)]
 pub(crate) fn adam_step<S: Simd>(
     s: S,
@@ -393,9 +394,28 @@ pub(crate) fn adam_step_sum<S: Simd>(
     );
 }
 
-/// The Adam update with the gradient's lanes at `i` given by `grad`.
+/// The Adam update with the gradient's lanes at `i` given by `grad`, in
+/// the loop that divides or the one that multiplies by the reciprocal
+/// ([`AdamHyper::divide`]).
 #[inline(always)]
 fn adam_with<S: Simd>(
+    s: S,
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    h: &AdamHyper,
+    grad: impl Fn(usize, Option<S::T>) -> S::V,
+) {
+    if h.divide {
+        adam_loop::<S, true>(s, p, m, v, h, grad)
+    } else {
+        adam_loop::<S, false>(s, p, m, v, h, grad)
+    }
+}
+
+/// [`adam_with`]'s loop; `DIVIDE` picks the step's division.
+#[inline(always)]
+fn adam_loop<S: Simd, const DIVIDE: bool>(
     s: S,
     p: &mut [f32],
     m: &mut [f32],
@@ -425,7 +445,11 @@ fn adam_with<S: Simd>(
             let vi = s.select(s.lt(vi, tiny), zero, vi);
             s.st(m, i, t, mi);
             s.st(v, i, t, vi);
-            let step = s.mul(s.mul(lr, mi), s.recip(s.add(s.sqrt(vi), eps)));
+            let step = if DIVIDE {
+                s.div(s.mul(lr, mi), s.add(s.sqrt(vi), eps))
+            } else {
+                s.mul(s.mul(lr, mi), s.recip(s.add(s.sqrt(vi), eps)))
+            };
             s.st(p, i, t, s.sub(s.ld(p, i, t), step));
         },
     );

@@ -94,11 +94,16 @@ macro_rules! dispatch {
 /// Every constant (β1, β2, 1 − β1, 1 − β2, lr_t, ε) is computed in f64 and
 /// rounded once to the parameters' type.
 ///
-/// The scalar path divides; the SIMD paths multiply by the reciprocal of
-/// `√v + ε` from the hardware estimate and Newton's method (within 1 ulp, so
-/// the step lr_t·m/(√v + ε) is within 2 ulp of the divided one: tested), as
-/// the divider that `/` and `√` share bounds the update's speed otherwise.
-/// The moments m and v are the same, bit for bit, on every path.
+/// The scalar path divides. The SIMD paths divide too when [`divide`] is
+/// set, and then give the scalar path's values bit for bit; otherwise they
+/// multiply by the reciprocal of `√v + ε` from the hardware estimate and
+/// Newton's method (within 1 ulp, so the step lr_t·m/(√v + ε) is within
+/// 2 ulp of the divided one: tested), for CPUs whose divider, shared by `/`
+/// and `√`, would bound the update's speed. [`AdamHyper::at_step`] chooses
+/// by the running CPU ([`crate::kernels::CpuInfo::adam_divides`]). The
+/// moments m and v are the same, bit for bit, on every path.
+///
+/// [`divide`]: AdamHyper::divide
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamHyper {
     /// Bias-corrected step size lr·√(1 − β2ᵗ)/(1 − β1ᵗ).
@@ -109,10 +114,14 @@ pub struct AdamHyper {
     pub beta2: f64,
     /// ε added to √v.
     pub eps: f64,
+    /// Whether the SIMD paths divide by `√v + ε` (as the scalar path always
+    /// does) rather than multiply by its Newton-refined reciprocal.
+    pub divide: bool,
 }
 
 impl AdamHyper {
-    /// The constants for 1-based step `t`.
+    /// The constants for 1-based step `t`, dividing where the running CPU
+    /// divides fast ([`crate::kernels::CpuInfo::adam_divides`]).
     pub fn at_step(lr: f64, beta1: f64, beta2: f64, eps: f64, t: u64) -> AdamHyper {
         // βᵗ is 0 in f64 long before 2³¹ for any β < 1: clamping keeps the
         // exponent an i32 without wrapping (a wrapped t gave 1/(1 − β⁰)).
@@ -123,6 +132,7 @@ impl AdamHyper {
             beta1,
             beta2,
             eps,
+            divide: crate::kernels::CpuInfo::get().adam_divides(),
         }
     }
 }
@@ -202,6 +212,17 @@ pub fn axpy(isa: Isa, a: f32, x: &[f32], y: &mut [f32]) {
 /// Σᵢ xᵢ² in f64.
 pub fn sum_sq(isa: Isa, x: &[f32]) -> f64 {
     dispatch!(isa, sum_sq(x))
+}
+
+/// How kernel path `isa` computes Adam's step on this CPU, for reports:
+/// "Adam divides" or "Adam multiplies by reciprocals" ([`AdamHyper::divide`];
+/// the scalar path always divides).
+pub fn adam_summary(isa: Isa) -> &'static str {
+    if isa == Isa::Scalar || crate::kernels::CpuInfo::get().adam_divides() {
+        "Adam divides"
+    } else {
+        "Adam multiplies by reciprocals"
+    }
 }
 
 /// One fused Adam update over flat slices (see [`AdamHyper`]).
