@@ -185,6 +185,7 @@ simd_isas!(
     l1,
     axpy,
     sum_sq,
+    sum_order,
     adam_step,
     adam_step_sum,
     adam_reciprocal,
@@ -527,6 +528,57 @@ fn sum_sq(isa: Isa) {
     }
     let x = [1.0, f32::NAN, 2.0];
     assert!(ew::sum_sq(isa, &x).is_nan(), "{isa}: NaN in sum_sq");
+}
+
+/// The order of a SIMD sum is the documented one whatever the loop's
+/// unrolling: two f64 accumulators take alternate vectors in order (the
+/// tail last, into the second), then they are added. Lane 0 of the first
+/// vector holds 1 and lane 0 of every later vector (and of the tail) a
+/// random value near 2⁻²⁷, whose square (2⁻⁵⁴ to 2⁻⁵³) is lost when added
+/// to 1 but not when added to its peers, so the result shows which squares
+/// went into the second accumulator; every other lane is 0, so the lanes'
+/// final sum is exact. (A swap of two vectors between the accumulators, or
+/// four accumulators, fails it.)
+fn sum_order(isa: Isa) {
+    let lanes = match isa {
+        Isa::Avx512 => 16,
+        Isa::Avx2 => 8,
+        _ => 4,
+    };
+    let mut r = rng(15);
+    for vectors in 0..=13usize {
+        for tail in [0, 1, lanes - 1] {
+            let n = vectors * lanes + tail;
+            let mut x = vec![0.0f32; n];
+            for k in 0..n.div_ceil(lanes) {
+                x[k * lanes] = if k == 0 {
+                    1.0
+                } else {
+                    2f32.powi(-27) * r.random_range(1.0f32..1.41)
+                };
+            }
+            let (mut acc0, mut acc1) = (0.0f64, 0.0f64);
+            for k in 0..vectors {
+                let sq = f64::from(x[k * lanes] * x[k * lanes]);
+                if k % 2 == 0 {
+                    acc0 += sq;
+                } else {
+                    acc1 += sq;
+                }
+            }
+            if tail > 0 {
+                let v = x[vectors * lanes];
+                acc1 += f64::from(v * v);
+            }
+            let want = acc0 + acc1;
+            let got = ew::sum_sq(isa, &x);
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "{isa} sum_sq order, {vectors} vectors + {tail}: {got:e} vs {want:e}"
+            );
+        }
+    }
 }
 
 /// Three Adam steps (Keras defaults), gradients from tiny to large and zero,
