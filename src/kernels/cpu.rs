@@ -88,8 +88,9 @@ impl CpuInfo {
     /// whose divider keeps up with the update's other work while the
     /// reciprocal's five extra operations compete with it for the two
     /// multiply pipes. Measured on Zen 4 (`cargo bench --bench kernels --
-    /// adam_step`, 4,096 values in L1): dividing took 1.53 µs against 2.14 µs
-    /// on the AVX2 path and 1.17 µs against 1.47 µs on AVX-512. On Intel the
+    /// adam_step`, 4,096 values in L1, two runs): dividing took 1.50–1.53 µs
+    /// against 2.14–2.57 µs on the AVX2 path and 1.17–1.28 µs against
+    /// 1.45–1.47 µs on AVX-512. On Intel the
     /// divider is shared with `√` and a 512-bit division issues once per 10
     /// cycles (Ice Lake), so there the reciprocal stays.
     pub fn adam_divides(&self) -> bool {
