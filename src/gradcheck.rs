@@ -604,6 +604,59 @@ pub fn check_model_grads(
     ))
 }
 
+/// The names a gradient check's arguments go by in errors: the command
+/// line's flags or a binding's keywords.
+#[derive(Clone, Copy, Debug)]
+pub struct ArgNames {
+    /// The batch size (`--batch`).
+    pub batch: &'static str,
+    /// The entries checked per tensor (`--entries`).
+    pub entries: &'static str,
+    /// The tolerance (`--tolerance`).
+    pub tolerance: &'static str,
+}
+
+/// Refuses a gradient check of `cfg` that cannot run: a batch or entry
+/// count of 0, a tolerance that is not a finite number ≥ 0, and a batch
+/// whose f64 buffers (clean and noisy inputs, workspace, parameters and
+/// gradients) exceed the memory budget. Run before anything is allocated.
+///
+/// # Errors
+/// [`Error::Config`] naming the argument by `names`; [`Error::Memory`].
+pub fn check_request(
+    cfg: &ModelConfig,
+    batch: usize,
+    entries: usize,
+    tolerance: f64,
+    names: ArgNames,
+) -> Result<()> {
+    if batch == 0 {
+        return Err(Error::config(names.batch, "must be at least 1"));
+    }
+    if entries == 0 {
+        return Err(Error::config(
+            names.entries,
+            "must be at least 1 (entries checked per tensor)",
+        ));
+    }
+    if !(tolerance.is_finite() && tolerance >= 0.0) {
+        return Err(Error::config(
+            names.tolerance,
+            format!("must be a finite number ≥ 0, got {tolerance}"),
+        ));
+    }
+    // The inputs (clean and noisy), the workspace and the gradients, in f64.
+    let (fixed, per) = crate::nn::workspace_bytes(cfg, batch, 8);
+    let per = per.saturating_add(2 * 8 * cfg.input as u64);
+    let params = crate::memory::bytes(ParamLayout::new(cfg).len, 8);
+    crate::memory::check(
+        &format!("gradcheck at batch {batch}"),
+        per.saturating_mul(batch as u64)
+            .saturating_add(fixed)
+            .saturating_add(params.saturating_mul(3)),
+    )
+}
+
 /// The model and batch `sparse-ae gradcheck` checks: weights from `seed`,
 /// biases uniform in [−0.2, 0.2), a clean batch uniform in [0, 1) and its
 /// noisy input (the model's noise, drawn once). Returns (model, input,

@@ -9,7 +9,7 @@ use numpy::{IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArrayMet
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use sparse_ae::gradcheck::{CheckOptions, check_model};
+use sparse_ae::gradcheck::{ArgNames, CheckOptions, check_model, check_request};
 use sparse_ae::io::json::Value;
 use sparse_ae::io::model_file::{load_model_scaled, save_model_scaled};
 use sparse_ae::nn::{
@@ -581,9 +581,12 @@ impl PyAutoencoder {
         seed: u64,
         tolerance: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        if batch == 0 {
-            return Err(to_py(Error::config("batch", "must be at least 1")));
-        }
+        let names = ArgNames {
+            batch: "batch",
+            entries: "entries",
+            tolerance: "tolerance",
+        };
+        check_request(self.model.config(), batch, entries, tolerance, names).py_err()?;
         let report = py
             .detach(|| {
                 let model = self.model.cast::<f64>();
@@ -593,7 +596,7 @@ impl PyAutoencoder {
                 let mut input = clean.clone();
                 apply_noise(model.config().noise, &mut rng, &clean, &mut input);
                 let opts = CheckOptions {
-                    max_entries: entries.max(1),
+                    max_entries: entries,
                     seed,
                     tolerance,
                     ..CheckOptions::default()

@@ -62,3 +62,18 @@ def shared_mnist():
     if not (d / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"no MNIST at {d}")
     return d
+
+
+def in_child(src, timeout=300):
+    """Runs Python source `src` in a fresh interpreter with the module
+    imported as `sae` and numpy as `np`: a call that would abort the process
+    (an allocation failure) fails its test instead of ending the suite.
+    Returns the CompletedProcess (text)."""
+    import subprocess
+    import sys
+
+    prog = "import numpy as np\nimport sparse_ae as sae\n" + src
+    return subprocess.run(
+        [sys.executable, "-c", prog], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "RUST_BACKTRACE": "0"},
+    )

@@ -10,15 +10,17 @@ use crate::out::out;
 use crate::progress::{Labels, Progress};
 use crate::train_input::{Input, choose_scale, fit_json, initial_model};
 use sparse_ae::dist::{self, Collective};
-use sparse_ae::gradcheck::{CheckOptions, Verdict, check_model, random_setup};
+use sparse_ae::gradcheck::{
+    ArgNames, CheckOptions, Verdict, check_model, check_request, random_setup,
+};
 use sparse_ae::io::model_file::{
     load_checkpoint, load_model, load_model_scaled, save_checkpoint, save_model_scaled,
 };
 use sparse_ae::kernels::Activation;
 use sparse_ae::nn::sae::{DEFAULT_AUXK_COEF, default_auxk_k};
 use sparse_ae::nn::{
-    Autoencoder, AuxK, EncoderInit, LayerSpec, Loss, ModelConfig, PRESETS, ParamLayout,
-    conv_pool_stages, preset, preset_for_image,
+    Autoencoder, AuxK, EncoderInit, LayerSpec, Loss, ModelConfig, PRESETS, conv_pool_stages,
+    preset, preset_for_image,
 };
 use sparse_ae::optim::{AdamConfig, OptimizerConfig, SgdConfig};
 use sparse_ae::report::html::utc_timestamp;
@@ -1108,30 +1110,16 @@ pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
             ));
         }
     };
-    if a.batch == 0 {
-        return Err(Error::config("--batch", "must be at least 1"));
-    }
-    if a.entries == 0 {
-        return Err(Error::config(
-            "--entries",
-            "must be at least 1 (entries checked per tensor)",
-        ));
-    }
-    if !(a.tolerance.is_finite() && a.tolerance >= 0.0) {
-        return Err(Error::config(
-            "--tolerance",
-            format!("must be a finite number ≥ 0, got {}", a.tolerance),
-        ));
-    }
-    // The inputs (clean and noisy), the workspace and the gradients, in f64.
-    let (fixed, per) = sparse_ae::nn::workspace_bytes(&cfg, a.batch, 8);
-    let per = per.saturating_add(2 * 8 * cfg.input as u64);
-    let params = sparse_ae::memory::bytes(ParamLayout::new(&cfg).len, 8);
-    sparse_ae::memory::check(
-        &format!("gradcheck at batch {}", a.batch),
-        per.saturating_mul(a.batch as u64)
-            .saturating_add(fixed)
-            .saturating_add(params.saturating_mul(3)),
+    check_request(
+        &cfg,
+        a.batch,
+        a.entries,
+        a.tolerance,
+        ArgNames {
+            batch: "--batch",
+            entries: "--entries",
+            tolerance: "--tolerance",
+        },
     )?;
     let (model, input, clean) = random_setup(&cfg, a.seed, a.batch)?;
     let opts = CheckOptions {
