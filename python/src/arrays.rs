@@ -11,8 +11,8 @@ use numpy::{
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use sparse_ae::Result;
 use sparse_ae::train::Samples;
+use sparse_ae::{Result, memory};
 
 /// The array, borrowed read-only for the duration of a call.
 enum Held<'py> {
@@ -24,6 +24,11 @@ enum Held<'py> {
 /// An input array of `n` samples of `dim` features.
 pub struct Input<'py> {
     held: Held<'py>,
+    /// The argument's name, for errors.
+    what: String,
+    /// The bytes of a converted copy made by NumPy, counted against the
+    /// memory budget while the input lives.
+    _counted: memory::Held,
     /// Samples (the first axis).
     pub n: usize,
     /// Features per sample (the product of the other axes).
@@ -51,6 +56,8 @@ impl<'py> Input<'py> {
             Err(_) => np.call_method1("asarray", (x,))?.cast_into()?,
         };
         let dt = arr.dtype();
+        let shape = arr.shape().to_vec();
+        let mut counted = memory::Held::default();
         let held = if dt.is_equiv_to(&dtype::<u8>(py)) {
             let a = arr.cast::<PyArrayDyn<u8>>()?;
             Held::U8(a.try_readonly().map_err(|e| borrow_err(what, e))?)
@@ -62,7 +69,12 @@ impl<'py> Input<'py> {
             Held::F64(a.try_readonly().map_err(|e| borrow_err(what, e))?)
         } else {
             // Any other number type (int, bool, float16, big-endian): one
-            // conversion by NumPy, with its own error for what cannot be.
+            // conversion by NumPy, with its own error for what cannot be,
+            // once the budget has room for it.
+            let bytes = memory::f32_bytes(arr.len());
+            memory::check(&copy_what(what, &shape, "float32"), bytes)
+                .map_err(crate::errors::to_py)?;
+            counted = memory::Held::new(bytes);
             let conv = np
                 .call_method1("ascontiguousarray", (&arr, dtype::<f32>(py)))
                 .map_err(|e| {
@@ -73,7 +85,6 @@ impl<'py> Input<'py> {
             let a = conv.cast_into::<PyArrayDyn<f32>>()?;
             Held::F32(a.try_readonly().map_err(|e| borrow_err(what, e))?)
         };
-        let shape = arr.shape().to_vec();
         if shape.len() < 2 {
             return Err(PyValueError::new_err(format!(
                 "{what}: expected an array of samples × features (2-D, or more with the features in the trailing axes), got shape {shape:?}; reshape one sample with x.reshape(1, -1)"
@@ -82,6 +93,8 @@ impl<'py> Input<'py> {
         let dim = shape[1..].iter().product();
         Ok(Input {
             held,
+            what: what.to_owned(),
+            _counted: counted,
             n: shape[0],
             dim,
             shape,
@@ -90,22 +103,55 @@ impl<'py> Input<'py> {
 
     /// A view to use with the GIL released.
     pub fn view(&self) -> View<'_> {
-        match &self.held {
-            Held::U8(a) => View::U8(a.as_array()),
-            Held::F32(a) => View::F32(a.as_array()),
-            Held::F64(a) => View::F64(a.as_array()),
+        let values = match &self.held {
+            Held::U8(a) => Values::U8(a.as_array()),
+            Held::F32(a) => Values::F32(a.as_array()),
+            Held::F64(a) => Values::F64(a.as_array()),
+        };
+        View {
+            values,
+            what: &self.what,
         }
     }
 }
 
+/// What a converted copy of `what` (of `shape`) is called in errors.
+fn copy_what(what: &str, shape: &[usize], to: &str) -> String {
+    format!("{what}: a C-ordered {to} copy of the array of shape {shape:?}")
+}
+
 /// The values of an [`Input`], safe to send to another thread.
-pub enum View<'a> {
+pub enum Values<'a> {
     /// Bytes, scaled by 1/255 when gathered.
     U8(ArrayViewD<'a, u8>),
     /// Single precision.
     F32(ArrayViewD<'a, f32>),
     /// Double precision (rounded to single once).
     F64(ArrayViewD<'a, f64>),
+}
+
+/// The values of an [`Input`] and its name.
+pub struct View<'a> {
+    values: Values<'a>,
+    what: &'a str,
+}
+
+/// `f` of the values of `v` as one C-ordered `Vec`, made (by `conv`) only
+/// once the memory budget has room for it (an array broadcast to billions
+/// of rows holds no memory, but its copy would), and counted as held while
+/// `f` runs.
+fn with_copy<T: Copy, U, R>(
+    v: &ArrayViewD<'_, T>,
+    what: &str,
+    to: &str,
+    conv: impl Fn(T) -> U,
+    f: impl FnOnce(&[U]) -> R,
+) -> Result<R> {
+    let bytes = memory::bytes(v.len(), std::mem::size_of::<U>());
+    memory::check(&copy_what(what, v.shape(), to), bytes)?;
+    let _held = memory::Held::new(bytes);
+    let c: Vec<U> = v.iter().map(|&x| conv(x)).collect();
+    Ok(f(&c))
 }
 
 impl View<'_> {
@@ -115,29 +161,39 @@ impl View<'_> {
     ///
     /// # Errors
     /// The engine's errors for values that are not samples (NaN, a zero
-    /// width), and any error of `f`.
+    /// width), [`sparse_ae::Error::Memory`] for a copy the memory budget
+    /// has no room for, and any error of `f`.
     pub fn with_samples<R>(
         &self,
         dim: usize,
         scale: f32,
         f: impl FnOnce(Samples<'_>) -> Result<R>,
     ) -> Result<R> {
-        match self {
-            View::U8(v) => match v.as_slice() {
+        let what = self.what;
+        match &self.values {
+            Values::U8(v) => match v.as_slice() {
                 Some(s) => f(Samples::u8(s, dim)?.scaled(scale)?),
-                None => {
-                    let c: Vec<u8> = v.iter().copied().collect();
-                    f(Samples::u8(&c, dim)?.scaled(scale)?)
-                }
+                None => with_copy(
+                    v,
+                    what,
+                    "uint8",
+                    |x| x,
+                    |c| f(Samples::u8(c, dim)?.scaled(scale)?),
+                )?,
             },
-            View::F32(v) => match v.as_slice() {
+            Values::F32(v) => match v.as_slice() {
                 Some(s) => f(Samples::f32(s, dim)?.scaled(scale)?),
-                None => {
-                    let c: Vec<f32> = v.iter().copied().collect();
-                    f(Samples::f32(&c, dim)?.scaled(scale)?)
-                }
+                None => with_copy(
+                    v,
+                    what,
+                    "float32",
+                    |x| x,
+                    |c| f(Samples::f32(c, dim)?.scaled(scale)?),
+                )?,
             },
-            View::F64(v) => {
+            Values::F64(v) => {
+                // The budget first: the scan below reads every value.
+                self.check_copy()?;
                 if let Some((i, x)) = self.first_beyond_f32() {
                     let d = dim.max(1);
                     return Err(sparse_ae::data::beyond_f32_error(
@@ -145,8 +201,13 @@ impl View<'_> {
                         x,
                     ));
                 }
-                let c: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-                f(Samples::f32(&c, dim)?.scaled(scale)?)
+                with_copy(
+                    v,
+                    what,
+                    "float32",
+                    |x| x as f32,
+                    |c| f(Samples::f32(c, dim)?.scaled(scale)?),
+                )?
             }
         }
     }
@@ -154,8 +215,8 @@ impl View<'_> {
     /// The first float64 value (index in C order, value) too large for
     /// float32, which it would become ±Inf in.
     pub fn first_beyond_f32(&self) -> Option<(usize, f64)> {
-        match self {
-            View::F64(v) => v
+        match &self.values {
+            Values::F64(v) => v
                 .iter()
                 .enumerate()
                 .find(|&(_, &x)| sparse_ae::data::beyond_f32(x))
@@ -166,17 +227,41 @@ impl View<'_> {
 
     /// The values as C-ordered float32 (uint8 scaled by 1/255), borrowed
     /// when they already are.
-    pub fn with_f32<R>(&self, f: impl FnOnce(&[f32]) -> R) -> R {
-        match self {
-            View::F32(v) => match v.as_slice() {
+    ///
+    /// # Errors
+    /// [`sparse_ae::Error::Memory`] for a copy the memory budget has no
+    /// room for, and any error of `f`.
+    pub fn with_f32<R>(&self, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+        let what = self.what;
+        match &self.values {
+            Values::F32(v) => match v.as_slice() {
                 Some(s) => f(s),
-                None => f(&v.iter().copied().collect::<Vec<f32>>()),
+                None => with_copy(v, what, "float32", |x| x, f)?,
             },
-            View::F64(v) => f(&v.iter().map(|&x| x as f32).collect::<Vec<f32>>()),
-            View::U8(v) => f(&v
-                .iter()
-                .map(|&x| f32::from(x) / 255.0)
-                .collect::<Vec<f32>>()),
+            Values::F64(v) => with_copy(v, what, "float32", |x| x as f32, f)?,
+            Values::U8(v) => with_copy(v, what, "float32", |x| f32::from(x) / 255.0, f)?,
         }
+    }
+
+    /// Refuses a float32 copy of the values that the memory budget has no
+    /// room for (none is needed for C-ordered float32 or uint8), before
+    /// anything reads them.
+    ///
+    /// # Errors
+    /// [`sparse_ae::Error::Memory`].
+    pub fn check_copy(&self) -> Result<()> {
+        let (len, elem, to) = match &self.values {
+            Values::F32(v) if v.is_standard_layout() => return Ok(()),
+            Values::U8(v) if v.is_standard_layout() => return Ok(()),
+            Values::U8(v) => (v.len(), 1, "uint8"),
+            Values::F32(v) => (v.len(), 4, "float32"),
+            Values::F64(v) => (v.len(), 4, "float32"),
+        };
+        let shape = match &self.values {
+            Values::U8(v) => v.shape(),
+            Values::F32(v) => v.shape(),
+            Values::F64(v) => v.shape(),
+        };
+        memory::check(&copy_what(self.what, shape, to), memory::bytes(len, elem))
     }
 }

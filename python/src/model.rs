@@ -484,6 +484,7 @@ impl PyAutoencoder {
             )));
         }
         let v = zin.view();
+        v.check_copy().py_err()?;
         if let Some((i, x)) = v.first_beyond_f32() {
             return Err(to_py(sparse_ae::data::beyond_f32_error(
                 format!("the codes: code {}, unit {}", i / units, i % units),

@@ -44,3 +44,38 @@ def test_gradcheck_refuses_a_batch_beyond_the_memory_budget():
         assert "memory budget" in line
     assert lines[-1] == "True"
 
+
+# Arrays that hold little memory but stand for a great deal: broadcast rows
+# (no memory at all) whose converted copy, or an output many times the
+# input's size, the machine cannot hold. Each was attempted and aborted
+# the interpreter on the failed allocation (float64: first a scan of every
+# value).
+HUGE = {
+    "encode float32 broadcast": "m.encode(np.broadcast_to(np.float32(0.5), (10**12, 16)))",
+    "encode float64 broadcast": "m.encode(np.broadcast_to(0.5, (10**12, 16)))",
+    "encode uint8 broadcast": "m.encode(np.broadcast_to(np.uint8(7), (10**12, 16)))",
+    "encode int32 broadcast": "m.encode(np.broadcast_to(np.int32(0), (10**12, 16)))",
+    "reconstruct": "m.reconstruct(np.broadcast_to(np.float32(0.5), (10**12, 16)))",
+    "score": "m.score(np.broadcast_to(np.float32(0.5), (10**12, 16)))",
+    "evaluate": "m.evaluate(np.broadcast_to(np.float32(0.5), (10**12, 16)))",
+    "fit": "m.fit(np.broadcast_to(np.float32(0.5), (10**12, 16)), epochs=1, verbose=False)",
+    "fit validation_data": "m.fit(np.zeros((8, 16), np.float32), epochs=1, batch_size=4, verbose=False,"
+    " validation_data=np.broadcast_to(np.float32(0.5), (10**12, 16)))",
+    "decode broadcast": "m.decode(np.broadcast_to(np.float32(0.5), (10**12, 32)))",
+    # Real codes (128 MB); the outputs they decode to, 4 TB.
+    "decode wide outputs": "sae.Autoencoder.preset('shallow', input=10**6).decode(np.zeros((10**6, 32), np.float32))",
+}
+
+
+@pytest.mark.parametrize("call", list(HUGE.values()), ids=list(HUGE))
+def test_copies_and_outputs_beyond_the_memory_budget_are_refused(call):
+    r = in_child(
+        "m = sae.Autoencoder.preset('shallow', input=16)\n"
+        f"try:\n    {call}\nexcept ValueError as e:\n    print('ValueError:', str(e).splitlines()[0])\n"
+        "print(m.encode(np.ones((2, 16), np.float32)).shape)\n"
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    refused, after = r.stdout.splitlines()
+    assert refused.startswith("ValueError:") and "more than the memory budget" in refused, refused
+    assert after == "(2, 32)"
+

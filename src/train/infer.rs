@@ -67,11 +67,17 @@ pub fn encode(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>
 /// space (divided by s for samples of scale s).
 ///
 /// # Errors
-/// [`Error::Shape`] if the samples do not fit the model.
+/// [`Error::Shape`] if the samples do not fit the model;
+/// [`Error::Memory`] if the reconstructions exceed the memory budget.
 pub fn reconstruct(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>> {
     let d = model.config().input;
     let scale = samples.scale();
-    let mut out = vec![0.0f32; samples.len() * d];
+    let n = samples.len();
+    crate::memory::check(
+        &format!("the reconstructions of {n} samples"),
+        crate::memory::f32_bytes(n.saturating_mul(d)),
+    )?;
+    let mut out = vec![0.0f32; n * d];
     for_batches(model, &mut { samples }, 1000, |start, x, ws| {
         let rows = &mut out[start * d..start * d + x.len()];
         model.reconstruction(ws, rows);
@@ -88,7 +94,8 @@ pub fn reconstruct(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec
 ///
 /// # Errors
 /// [`Error::Shape`] if `codes` does not hold whole codes;
-/// [`Error::Config`] for a scale that is not finite and positive.
+/// [`Error::Config`] for a scale that is not finite and positive;
+/// [`Error::Memory`] if the outputs exceed the memory budget.
 pub fn decode(model: &Autoencoder<f32>, codes: &[f32], scale: f32) -> Result<Vec<f32>> {
     super::samples::check_scale(scale)?;
     let cfg = model.config();
@@ -101,6 +108,10 @@ pub fn decode(model: &Autoencoder<f32>, codes: &[f32], scale: f32) -> Result<Vec
         ));
     }
     let n = codes.len() / units;
+    crate::memory::check(
+        &format!("the decoder's outputs for {n} codes"),
+        crate::memory::f32_bytes(n.saturating_mul(d)),
+    )?;
     let batch = n.clamp(1, 1000);
     let mut ws = model.workspace_with(batch, crate::nn::TopkPath::Dense);
     let mut out = vec![0.0f32; n * d];
@@ -129,7 +140,8 @@ pub fn decode(model: &Autoencoder<f32>, codes: &[f32], scale: f32) -> Result<Vec
 /// # Errors
 /// [`Error::Shape`] if the samples do not fit the model; [`Error::Value`]
 /// if the model's loss is binary cross-entropy and a value is outside
-/// [0, 1] (its score would mean nothing).
+/// [0, 1] (its score would mean nothing); [`Error::Memory`] if the scores
+/// exceed the memory budget.
 pub fn score(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>> {
     let cfg = model.config();
     if cfg.loss == Loss::Bce
@@ -142,6 +154,10 @@ pub fn score(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>>
     }
     let d = cfg.input;
     let last = cfg.layers.len() - 1;
+    crate::memory::check(
+        &format!("the scores of {} samples", samples.len()),
+        crate::memory::f32_bytes(samples.len()),
+    )?;
     let mut out = Vec::with_capacity(samples.len());
     let undo = 1.0 / (f64::from(samples.scale()) * f64::from(samples.scale()));
     for_batches(model, &mut { samples }, 1000, |_, x, ws| {
