@@ -81,9 +81,7 @@ fn config_from(config: &Bound<'_, PyAny>) -> PyResult<ModelConfig> {
 }
 
 fn read_config(path: PathBuf) -> PyResult<ModelConfig> {
-    let bytes = std::fs::read(&path).map_err(|e| to_py(Error::io(&path, e)))?;
-    let value = sparse_ae::io::json::parse_named(&bytes, &path).py_err()?;
-    ModelConfig::from_json_value(&value).py_err()
+    ModelConfig::read(&path).py_err()
 }
 
 /// `cfg` with its input noise replaced: a number is Gaussian noise of that

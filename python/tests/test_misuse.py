@@ -2,6 +2,8 @@
 names the problem (never a panic, an abort or an allocation the machine
 cannot fill), and the module works on afterwards."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -78,4 +80,32 @@ def test_copies_and_outputs_beyond_the_memory_budget_are_refused(call):
     refused, after = r.stdout.splitlines()
     assert refused.startswith("ValueError:") and "more than the memory budget" in refused, refused
     assert after == "(2, 32)"
+
+
+def test_a_config_path_is_read_as_the_cli_reads_it(tmp_path):
+    # A FIFO blocked from_config for ever, /dev/zero was read until memory
+    # ran out, a 200 MB file was read whole: only a regular file within the
+    # JSON cap is read, as `sparse-ae train --config` reads it.
+    fifo = tmp_path / "cfg.fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(200 * 10**6)
+    r = in_child(
+        f"for p in [{str(fifo)!r}, '/dev/zero', {str(big)!r}]:\n"
+        "    try:\n"
+        "        sae.Autoencoder.from_config(p)\n"
+        "    except OSError as e:\n"
+        "        print('OSError:', e)\n",
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    fifo_err, zero_err, big_err = r.stdout.splitlines()
+    assert fifo_err == f"OSError: {fifo}: is a FIFO (named pipe), not a regular file", fifo_err
+    assert zero_err == "OSError: /dev/zero: is a character device, not a regular file", zero_err
+    assert big_err.startswith(f"OSError: {big}:") and "JSON" in big_err, big_err
+    # A bad field is named under the file, as the CLI names it.
+    (tmp_path / "bad.json").write_text('{"input": 4, "layers": [{"units": 0}]}')
+    with pytest.raises(ValueError, match="bad.json: layers"):
+        sparse_ae.Autoencoder.from_config(tmp_path / "bad.json")
 

@@ -451,6 +451,26 @@ impl ModelConfig {
     pub fn from_json(text: &str) -> Result<ModelConfig> {
         ModelConfig::from_json_value(&crate::io::json::parse(text.as_bytes())?)
     }
+
+    /// Reads, parses and validates the JSON file at `path` (a regular file
+    /// within [`crate::io::json::read`]'s cap, so a FIFO or `/dev/zero` is
+    /// refused rather than read without end); a bad field is named under
+    /// the path (`model.json: layers[0].activation`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] for a file that cannot be read (missing, special,
+    /// oversized), [`Error::Json`] for malformed JSON, [`Error::Config`]
+    /// for a bad field.
+    pub fn read(path: &std::path::Path) -> Result<ModelConfig> {
+        let value = crate::io::json::read(path)?;
+        ModelConfig::from_json_value(&value).map_err(|e| match e {
+            Error::Config { field, reason } => Error::Config {
+                field: format!("{}: {field}", path.display()),
+                reason,
+            },
+            e => e,
+        })
+    }
 }
 
 /// `e` with a config error's field named under `parent` (`parent.field`).

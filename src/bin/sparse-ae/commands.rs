@@ -40,14 +40,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 fn read_config(path: &Path) -> Result<ModelConfig> {
-    let value = sparse_ae::io::json::read(path)?;
-    ModelConfig::from_json_value(&value).map_err(|e| match e {
-        Error::Config { field, reason } => Error::Config {
-            field: format!("{}: {field}", path.display()),
-            reason,
-        },
-        e => e,
-    })
+    ModelConfig::read(path)
 }
 
 fn model_config(
