@@ -6,7 +6,7 @@ use crate::arrays::Input;
 use crate::errors::{IntoPy, to_py};
 use crate::fit::{Bar, PyObserver, Shared, history};
 use numpy::{IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyUserWarning, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use sparse_ae::gradcheck::{ArgNames, CheckOptions, check_model, check_request};
@@ -329,7 +329,7 @@ impl PyAutoencoder {
     /// current weights. Ctrl-C stops between two steps and raises
     /// `KeyboardInterrupt`, the model keeping the weights of the last step.
     #[pyo3(signature = (
-        x, epochs = 10, batch_size = 256, optimizer = "adam", lr = None, momentum = 0.9,
+        x, epochs = 10, batch_size = 256, optimizer = "adam", lr = None, momentum = None,
         seed = None, validation_data = None, noise = None, noise_seed = None, shuffle = true,
         callbacks = None, verbose = true
     ))]
@@ -342,7 +342,7 @@ impl PyAutoencoder {
         batch_size: usize,
         optimizer: &str,
         lr: Option<f64>,
-        momentum: f64,
+        momentum: Option<f64>,
         seed: Option<u64>,
         validation_data: Option<&Bound<'py, PyAny>>,
         noise: Option<&Bound<'py, PyAny>>,
@@ -353,13 +353,19 @@ impl PyAutoencoder {
     ) -> PyResult<Bound<'py, PyDict>> {
         let seed = seed.unwrap_or(self.seed);
         let opt = match optimizer.to_ascii_lowercase().as_str() {
+            "adam" if momentum.is_some() => {
+                return Err(to_py(Error::config(
+                    "momentum",
+                    "applies to optimizer=\"sgd\" only (Adam has no momentum setting)",
+                )));
+            }
             "adam" => OptimizerConfig::Adam(AdamConfig {
                 lr: lr.unwrap_or(1e-3),
                 ..AdamConfig::default()
             }),
             "sgd" => OptimizerConfig::Sgd(SgdConfig {
                 lr: lr.unwrap_or(0.01),
-                momentum,
+                momentum: momentum.unwrap_or(0.9),
             }),
             o => {
                 return Err(PyValueError::new_err(format!(
@@ -377,7 +383,16 @@ impl PyAutoencoder {
         let xin = Input::new(x, "x")?;
         // Keras' (x_val, y_val) pair: an autoencoder's target is its input.
         let val = match validation_data {
-            Some(v) if v.cast::<PyTuple>().is_ok() => Some(v.get_item(0)?),
+            Some(v) if v.cast::<PyTuple>().is_ok() => {
+                let t = v.cast::<PyTuple>()?;
+                if !(1..=2).contains(&t.len()) {
+                    return Err(PyValueError::new_err(format!(
+                        "validation_data: expected an array or a tuple (x_val,) or (x_val, y_val), got a tuple of {} items",
+                        t.len()
+                    )));
+                }
+                Some(t.get_item(0)?)
+            }
             Some(v) => Some(v.clone()),
             None => None,
         };
@@ -385,6 +400,20 @@ impl PyAutoencoder {
             .as_ref()
             .map(|v| Input::new(v, "validation_data"))
             .transpose()?;
+        // As `sparse-ae train` (and Keras): a batch larger than the data is
+        // cut to all of it, which is said.
+        let batch_size = if batch_size > xin.n && xin.n > 0 {
+            let n = xin.n;
+            let samples = if n == 1 { "sample" } else { "samples" };
+            let msg = format!(
+                "batch_size {batch_size} is more than the {n} training {samples}: training with batch size {n}"
+            );
+            let msg = std::ffi::CString::new(msg).expect("no NUL in the message");
+            PyErr::warn(py, &py.get_type::<PyUserWarning>(), &msg, 1)?;
+            n
+        } else {
+            batch_size
+        };
         let mut trainer = Trainer::new(
             model,
             opt,
@@ -400,6 +429,16 @@ impl PyAutoencoder {
             eval_batch: 1000,
         };
         let callbacks = callbacks.unwrap_or_default();
+        // Checked now, not after the first epoch's training.
+        for (i, cb) in callbacks.iter().enumerate() {
+            let cb = cb.bind(py);
+            if !cb.is_callable() && !cb.hasattr("on_epoch_end")? {
+                return Err(PyTypeError::new_err(format!(
+                    "callbacks[{i}]: expected a function f(epoch, logs) or an object with on_epoch_end(epoch, logs), got {}",
+                    cb.get_type().name()?
+                )));
+            }
+        }
         let shared = Shared::default();
         let mut obs = PyObserver {
             shared: &shared,
@@ -410,7 +449,8 @@ impl PyAutoencoder {
         };
         let (xv, vv) = (xin.view(), vin.as_ref().map(|v| (v.view(), v.dim)));
         let (dim, scale) = (xin.dim, self.scale);
-        let mut bar = Bar::new(py, (xin.n / batch_size * epochs) as u64, verbose);
+        let steps = (xin.n / batch_size).saturating_mul(epochs);
+        let mut bar = Bar::new(py, steps as u64, verbose);
         let mut interrupted = None;
         let result = std::thread::scope(|s| {
             let worker = s.spawn(|| {

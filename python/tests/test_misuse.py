@@ -109,3 +109,47 @@ def test_a_config_path_is_read_as_the_cli_reads_it(tmp_path):
     with pytest.raises(ValueError, match="bad.json: layers"):
         sparse_ae.Autoencoder.from_config(tmp_path / "bad.json")
 
+
+def test_fit_takes_a_batch_larger_than_the_data_as_the_cli_does():
+    # The default batch of 256 on 40 samples stopped with "batch_size: 256
+    # is larger than the 40 training samples"; `sparse-ae train` (and Keras)
+    # cut it to the data, and say so.
+    x = np.random.default_rng(0).random((40, 16), dtype=np.float32)
+    m = small()
+    with pytest.warns(UserWarning, match="batch_size 256 is more than the 40 training samples: training with batch size 40"):
+        hist = m.fit(x, epochs=2, verbose=False)
+    assert hist["step"] == [1, 2]
+    ref = small()
+    ref.fit(x, epochs=2, batch_size=40, verbose=False)
+    for k, v in ref.state_dict().items():
+        np.testing.assert_array_equal(m.state_dict()[k], v, err_msg=k)
+    with pytest.warns(UserWarning, match="batch_size 4611686018427387904 is more than the 40"):
+        m.fit(x, epochs=1, batch_size=2**62, verbose=False)
+    # No samples at all is still an error.
+    with pytest.raises(ValueError, match="batch_size"):
+        m.fit(x[:0], epochs=1, verbose=False)
+
+
+def test_fit_refuses_arguments_it_would_ignore_or_use_late():
+    x = np.random.default_rng(0).random((40, 16), dtype=np.float32)
+    m = small()
+    before = m.state_dict()
+    # Adam has no momentum: the value was dropped without a word (the CLI
+    # refuses --momentum without --optimizer sgd).
+    with pytest.raises(ValueError, match="momentum: applies to optimizer=\"sgd\" only"):
+        m.fit(x, epochs=1, batch_size=8, momentum=0.5, verbose=False)
+    # A callback that cannot be called failed only after a whole epoch.
+    with pytest.raises(TypeError, match=r"callbacks\[1\]: expected a function"):
+        m.fit(x, epochs=1, batch_size=8, callbacks=[lambda e, logs: None, 5], verbose=False)
+    # An empty tuple raised IndexError.
+    with pytest.raises(ValueError, match="validation_data: expected an array or a tuple"):
+        m.fit(x, epochs=1, batch_size=8, validation_data=(), verbose=False)
+    for k, v in before.items():
+        np.testing.assert_array_equal(m.state_dict()[k], v, err_msg=k)
+    # SGD still takes a momentum, and the default is the CLI's 0.9.
+    a, b = small(), small()
+    a.fit(x, epochs=1, batch_size=8, optimizer="sgd", verbose=False)
+    b.fit(x, epochs=1, batch_size=8, optimizer="sgd", momentum=0.9, verbose=False)
+    for k, v in a.state_dict().items():
+        np.testing.assert_array_equal(b.state_dict()[k], v, err_msg=k)
+

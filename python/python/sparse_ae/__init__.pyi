@@ -60,7 +60,7 @@ class Autoencoder:
         batch_size: int = 256,
         optimizer: str = "adam",
         lr: Optional[float] = None,
-        momentum: float = 0.9,
+        momentum: Optional[float] = None,
         seed: Optional[int] = None,
         validation_data: Optional[Union[ArrayLike, Tuple[ArrayLike, Any]]] = None,
         noise: Optional[Union[float, str, Mapping[str, Any]]] = None,
