@@ -9,6 +9,7 @@
 //! library; training goes through the same calls as `sparse-ae train`, so
 //! the same configuration, seed and data give the same bytes.
 
+mod args;
 mod arrays;
 mod data;
 mod errors;

@@ -2,6 +2,7 @@
 //! was trained with, and the calls of `sparse-ae train`, `encode`, `eval`,
 //! `score` and `gradcheck` on NumPy arrays.
 
+use crate::args::{count, whole};
 use crate::arrays::Input;
 use crate::errors::{IntoPy, to_py};
 use crate::fit::{Bar, PyObserver, Shared, history};
@@ -160,13 +161,22 @@ impl PyAutoencoder {
     /// convolutional presets pool as often as both sides allow). An `input`
     /// given beside `image` must be its size.
     #[staticmethod]
-    #[pyo3(signature = (name, input = None, seed = 0, image = None))]
+    #[pyo3(signature = (name, input = None, seed = None, image = None))]
     fn preset(
         name: &str,
-        input: Option<usize>,
-        seed: u64,
-        image: Option<Vec<usize>>,
+        input: Option<&Bound<'_, PyAny>>,
+        seed: Option<&Bound<'_, PyAny>>,
+        image: Option<Vec<Bound<'_, PyAny>>>,
     ) -> PyResult<PyAutoencoder> {
+        let input = input.map(|i| count(i, "input", 1)).transpose()?;
+        let seed = seed.map(|s| whole(s, "seed", 0)).transpose()?.unwrap_or(0);
+        let image = image
+            .map(|dims| {
+                dims.iter()
+                    .map(|d| count(d, "image", 1))
+                    .collect::<PyResult<Vec<usize>>>()
+            })
+            .transpose()?;
         let cfg = match image.as_deref() {
             None => preset(name, input.unwrap_or(784)),
             Some(&[h, w]) => image_preset(name, input, (1, h, w)),
@@ -185,8 +195,12 @@ impl PyAutoencoder {
     /// file, as `sparse-ae train --config` reads), its weights drawn from
     /// `seed`.
     #[staticmethod]
-    #[pyo3(signature = (config, seed = 0))]
-    fn from_config(config: &Bound<'_, PyAny>, seed: u64) -> PyResult<PyAutoencoder> {
+    #[pyo3(signature = (config, seed = None))]
+    fn from_config(
+        config: &Bound<'_, PyAny>,
+        seed: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyAutoencoder> {
+        let seed = seed.map(|s| whole(s, "seed", 0)).transpose()?.unwrap_or(0);
         PyAutoencoder::new(config_from(config)?, seed)
     }
 
@@ -329,7 +343,7 @@ impl PyAutoencoder {
     /// current weights. Ctrl-C stops between two steps and raises
     /// `KeyboardInterrupt`, the model keeping the weights of the last step.
     #[pyo3(signature = (
-        x, epochs = 10, batch_size = 256, optimizer = "adam", lr = None, momentum = None,
+        x, epochs = None, batch_size = None, optimizer = "adam", lr = None, momentum = None,
         seed = None, validation_data = None, noise = None, noise_seed = None, shuffle = true,
         callbacks = None, verbose = true
     ))]
@@ -338,20 +352,32 @@ impl PyAutoencoder {
         &mut self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
-        epochs: usize,
-        batch_size: usize,
+        epochs: Option<&Bound<'py, PyAny>>,
+        batch_size: Option<&Bound<'py, PyAny>>,
         optimizer: &str,
         lr: Option<f64>,
         momentum: Option<f64>,
-        seed: Option<u64>,
+        seed: Option<&Bound<'py, PyAny>>,
         validation_data: Option<&Bound<'py, PyAny>>,
         noise: Option<&Bound<'py, PyAny>>,
-        noise_seed: Option<u64>,
+        noise_seed: Option<&Bound<'py, PyAny>>,
         shuffle: bool,
         callbacks: Option<Vec<Py<PyAny>>>,
         verbose: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let seed = seed.unwrap_or(self.seed);
+        let epochs = epochs
+            .map(|e| count(e, "epochs", 0))
+            .transpose()?
+            .unwrap_or(10);
+        let batch_size = batch_size
+            .map(|b| count(b, "batch_size", 0))
+            .transpose()?
+            .unwrap_or(256);
+        let seed = seed
+            .map(|s| whole(s, "seed", 0))
+            .transpose()?
+            .unwrap_or(self.seed);
+        let noise_seed = noise_seed.map(|s| whole(s, "noise_seed", 0)).transpose()?;
         let opt = match optimizer.to_ascii_lowercase().as_str() {
             "adam" if momentum.is_some() => {
                 return Err(to_py(Error::config(
@@ -611,15 +637,25 @@ impl PyAutoencoder {
     /// against central differences in f64, on `batch` random samples (as
     /// `sparse-ae gradcheck`). Returns `{"passed", "max_rel_err",
     /// "tensors": {name: max relative error}}`.
-    #[pyo3(signature = (batch = 4, entries = 64, seed = 0, tolerance = 1e-6))]
+    #[pyo3(signature = (batch = None, entries = None, seed = None, tolerance = 1e-6))]
     fn gradcheck<'py>(
         &self,
         py: Python<'py>,
-        batch: usize,
-        entries: usize,
-        seed: u64,
+        batch: Option<&Bound<'py, PyAny>>,
+        entries: Option<&Bound<'py, PyAny>>,
+        seed: Option<&Bound<'py, PyAny>>,
         tolerance: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
+        // 0 reaches check_request, which says what the CLI says of it.
+        let batch = batch
+            .map(|b| count(b, "batch", 0))
+            .transpose()?
+            .unwrap_or(4);
+        let entries = entries
+            .map(|e| count(e, "entries", 0))
+            .transpose()?
+            .unwrap_or(64);
+        let seed = seed.map(|s| whole(s, "seed", 0)).transpose()?.unwrap_or(0);
         let names = ArgNames {
             batch: "batch",
             entries: "entries",

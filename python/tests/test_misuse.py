@@ -153,3 +153,45 @@ def test_fit_refuses_arguments_it_would_ignore_or_use_late():
     for k, v in a.state_dict().items():
         np.testing.assert_array_equal(b.state_dict()[k], v, err_msg=k)
 
+WHOLE = [
+    ("fit epochs", lambda m, x: m.fit(x, epochs=-1, verbose=False), "epochs"),
+    ("fit batch_size", lambda m, x: m.fit(x, batch_size=-8, verbose=False), "batch_size"),
+    ("fit seed", lambda m, x: m.fit(x, epochs=1, batch_size=8, seed=-1, verbose=False), "seed"),
+    ("fit seed 2**64", lambda m, x: m.fit(x, epochs=1, batch_size=8, seed=2**64, verbose=False), "seed"),
+    ("fit noise_seed", lambda m, x: m.fit(x, epochs=1, batch_size=8, noise_seed=-3, verbose=False), "noise_seed"),
+    ("preset input", lambda m, x: sparse_ae.Autoencoder.preset("shallow", input=-16), "input"),
+    ("preset input 0", lambda m, x: sparse_ae.Autoencoder.preset("shallow", input=0), "input"),
+    ("preset seed", lambda m, x: sparse_ae.Autoencoder.preset("shallow", seed=-1), "seed"),
+    ("preset image", lambda m, x: sparse_ae.Autoencoder.preset("conv", image=(-28, 28)), "image"),
+    ("from_config seed", lambda m, x: sparse_ae.Autoencoder.from_config(m.config, seed=-1), "seed"),
+    ("gradcheck batch", lambda m, x: m.gradcheck(batch=-1), "batch"),
+    ("gradcheck entries", lambda m, x: m.gradcheck(entries=-1), "entries"),
+    ("gradcheck seed", lambda m, x: m.gradcheck(seed=-1), "seed"),
+]
+
+
+@pytest.mark.parametrize("call,name", [(c, n) for _, c, n in WHOLE], ids=[w[0] for w in WHOLE])
+def test_whole_numbers_out_of_range_raise_value_error_naming_the_argument(call, name):
+    # Negative counts and seeds raised OverflowError: can't convert negative
+    # int to unsigned, naming neither the argument nor its range.
+    m, x = small(), np.random.default_rng(0).random((40, 16), dtype=np.float32)
+    with pytest.raises(ValueError, match=rf"^{name}: must be a whole number from \d+ to 2\*\*64 - 1, got -?\d+"):
+        call(m, x)
+    assert m.encode(x).shape == (40, 32)
+
+
+def test_whole_numbers_take_any_integer_and_refuse_the_rest():
+    x = np.random.default_rng(0).random((40, 16), dtype=np.float32)
+    a, b = small(), small()
+    a.fit(x, epochs=np.int64(2), batch_size=np.uint16(8), seed=np.int8(3), verbose=False)
+    b.fit(x, epochs=2, batch_size=8, seed=3, verbose=False)
+    for k, v in a.state_dict().items():
+        np.testing.assert_array_equal(b.state_dict()[k], v, err_msg=k)
+    with pytest.raises(TypeError, match="epochs: expected a whole number, got float"):
+        a.fit(x, epochs=1.5, verbose=False)
+    with pytest.raises(TypeError, match="batch_size: expected a whole number, got str"):
+        a.fit(x, batch_size="8", verbose=False)
+    with pytest.raises(ValueError, match="epochs: must be at least 1"):
+        a.fit(x, epochs=0, batch_size=8, verbose=False)
+    assert sparse_ae.Autoencoder.preset("shallow", seed=2**64 - 1).input_dim == 784
+
