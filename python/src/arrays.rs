@@ -55,7 +55,29 @@ impl<'py> Input<'py> {
             Ok(a) => a.clone(),
             Err(_) => np.call_method1("asarray", (x,))?.cast_into()?,
         };
+        if x.hasattr("mask")?
+            && np
+                .getattr("ma")?
+                .call_method1("is_masked", (x,))?
+                .is_truthy()?
+        {
+            return Err(PyValueError::new_err(format!(
+                "{what}: a masked array with masked values: they would be read as the values under the mask; fill them (x.filled(v)) or drop their samples"
+            )));
+        }
         let dt = arr.dtype();
+        let kind = match dt.kind() {
+            b'c' => Some("complex numbers, whose imaginary parts would be dropped"),
+            b'm' | b'M' => Some("times, not measurements"),
+            b'S' | b'U' => Some("text, not numbers"),
+            b'V' => Some("records (or raw bytes), not numbers"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            return Err(PyValueError::new_err(format!(
+                "{what}: cannot use an array of dtype {dt} as float32 samples: it holds {kind}; pass real numbers (float32, float64, uint8 or another integer type)"
+            )));
+        }
         let shape = arr.shape().to_vec();
         let mut counted = memory::Held::default();
         let held = if dt.is_equiv_to(&dtype::<u8>(py)) {
@@ -91,6 +113,11 @@ impl<'py> Input<'py> {
             )));
         }
         let dim = shape[1..].iter().product();
+        if dim == 0 {
+            return Err(PyValueError::new_err(format!(
+                "{what}: an array of shape {shape:?} has samples of no features; a sample needs at least one"
+            )));
+        }
         Ok(Input {
             held,
             what: what.to_owned(),

@@ -153,6 +153,7 @@ def test_fit_refuses_arguments_it_would_ignore_or_use_late():
     for k, v in a.state_dict().items():
         np.testing.assert_array_equal(b.state_dict()[k], v, err_msg=k)
 
+
 WHOLE = [
     ("fit epochs", lambda m, x: m.fit(x, epochs=-1, verbose=False), "epochs"),
     ("fit batch_size", lambda m, x: m.fit(x, batch_size=-8, verbose=False), "batch_size"),
@@ -195,3 +196,47 @@ def test_whole_numbers_take_any_integer_and_refuse_the_rest():
         a.fit(x, epochs=0, batch_size=8, verbose=False)
     assert sparse_ae.Autoencoder.preset("shallow", seed=2**64 - 1).input_dim == 784
 
+
+NOT_NUMBERS = {
+    "complex": (lambda x: x.astype(np.complex64) + 1j, "imaginary parts would be dropped"),
+    "datetime64": (lambda x: np.zeros(x.shape, "datetime64[s]"), "times"),
+    "timedelta64": (lambda x: np.zeros(x.shape, "timedelta64[s]"), "times"),
+    "numeric strings": (lambda x: x.astype(str), "text"),
+    "bytes": (lambda x: x.astype("S8"), "text"),
+    "record": (lambda x: np.zeros(x.shape, [("a", "f4")]), "records"),
+    "masked": (lambda x: np.ma.masked_array(x, x > 0.5), "masked"),
+}
+
+
+@pytest.mark.parametrize("make,msg", list(NOT_NUMBERS.values()), ids=list(NOT_NUMBERS))
+@pytest.mark.parametrize("method", ["encode", "reconstruct", "score", "evaluate", "fit", "decode", "validation_data"])
+def test_arrays_that_are_not_real_numbers_are_refused(make, msg, method):
+    # Each was converted without a word: the real part of complex values,
+    # seconds since 1970, strings parsed as numbers, a record's one field,
+    # the values under a mask.
+    m = small()
+    x = np.random.default_rng(0).random((8, 32 if method == "decode" else 16)).astype(np.float32)
+    with pytest.raises(ValueError, match=msg):
+        if method == "fit":
+            m.fit(make(x), epochs=1, batch_size=4, verbose=False)
+        elif method == "validation_data":
+            m.fit(x, epochs=1, batch_size=4, validation_data=make(x), verbose=False)
+        else:
+            getattr(m, method)(make(x))
+    # A mask with nothing masked, object arrays of numbers and lists are numbers.
+    if method not in ("decode", "validation_data"):
+        getattr(m, method if method != "fit" else "score")(np.ma.masked_array(x, False))
+        getattr(m, method if method != "fit" else "score")(x.astype(object))
+
+
+@pytest.mark.parametrize("shape", [(4, 0), (0, 0), (3, 0, 4)])
+@pytest.mark.parametrize("method", ["encode", "reconstruct", "score", "evaluate", "fit", "decode"])
+def test_samples_of_no_features_are_named(shape, method):
+    # Said "Samples: shape mismatch: expected whole samples of 0 features,
+    # got 0 values", naming neither the argument nor the shape.
+    m = small()
+    with pytest.raises(ValueError, match=rf"^{method if method != 'fit' else 'x'}: an array of shape \[{', '.join(map(str, shape))}\] has samples of no features"):
+        if method == "fit":
+            m.fit(np.zeros(shape, np.float32), epochs=1, verbose=False)
+        else:
+            getattr(m, method)(np.zeros(shape, np.float32))
