@@ -6,7 +6,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use sparse_ae::Result;
-use sparse_ae::nn::LossParts;
+use sparse_ae::nn::{Autoencoder, LossParts};
 use sparse_ae::train::{EpochMetrics, Observer, Trainer};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -55,6 +55,9 @@ impl Shared {
 /// The observer of a `fit` call: counts steps, asks the stop flag, keeps
 /// the metrics and calls the Python callbacks after each epoch.
 pub struct PyObserver<'a> {
+    /// Gives the Python object the weights of the epoch just ended, before
+    /// the callbacks see it.
+    pub publish: &'a (dyn Fn(Python<'_>, &Autoencoder<f32>) + Sync),
     pub shared: &'a Shared,
     pub callbacks: &'a [Py<PyAny>],
     pub history: Vec<EpochMetrics>,
@@ -75,13 +78,14 @@ impl Observer for PyObserver<'_> {
         !self.shared.stop.load(Ordering::Relaxed)
     }
 
-    fn on_epoch(&mut self, m: &EpochMetrics, _t: &Trainer<f32>) -> Result<()> {
+    fn on_epoch(&mut self, m: &EpochMetrics, t: &Trainer<f32>) -> Result<()> {
         self.history.push(m.clone());
         if self.callbacks.is_empty() {
             return Ok(());
         }
         let with_val = self.with_val;
         let outcome = Python::attach(|py| -> PyResult<bool> {
+            (self.publish)(py, &t.model);
             let logs = logs(py, m, with_val)?;
             let mut stop = false;
             for cb in self.callbacks {

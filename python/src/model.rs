@@ -7,7 +7,7 @@ use crate::arrays::Input;
 use crate::errors::{IntoPy, to_py};
 use crate::fit::{Bar, PyObserver, Shared, history};
 use numpy::{IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyUserWarning, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyUserWarning, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use sparse_ae::gradcheck::{ArgNames, CheckOptions, check_model, check_request};
@@ -135,6 +135,21 @@ pub struct PyAutoencoder {
     scale: f32,
     /// The seed its weights were drawn from; the default seed of `fit`.
     seed: u64,
+    /// Whether a `fit` is training it (which another `fit` refuses).
+    training: bool,
+}
+
+/// The model borrowed mutably, once no other thread is reading it (an
+/// `encode` in another thread holds it, with the GIL released, until it
+/// returns); the GIL is released while waiting.
+fn borrow_mut_waiting<'py>(slf: &Bound<'py, PyAutoencoder>) -> PyRefMut<'py, PyAutoencoder> {
+    loop {
+        if let Ok(r) = slf.try_borrow_mut() {
+            return r;
+        }
+        slf.py()
+            .detach(|| std::thread::sleep(Duration::from_millis(1)));
+    }
 }
 
 impl PyAutoencoder {
@@ -143,6 +158,7 @@ impl PyAutoencoder {
             model: Autoencoder::new(cfg, seed).py_err()?,
             scale: 1.0,
             seed,
+            training: false,
         })
     }
 
@@ -212,6 +228,7 @@ impl PyAutoencoder {
             model,
             scale,
             seed: 0,
+            training: false,
         })
     }
 
@@ -274,6 +291,7 @@ impl PyAutoencoder {
             model: Autoencoder::with_params(cfg, params).py_err()?,
             scale: 1.0,
             seed: 0,
+            training: false,
         })
     }
 
@@ -349,7 +367,7 @@ impl PyAutoencoder {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fit<'py>(
-        &mut self,
+        slf: &Bound<'py, Self>,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         epochs: Option<&Bound<'py, PyAny>>,
@@ -376,7 +394,7 @@ impl PyAutoencoder {
         let seed = seed
             .map(|s| whole(s, "seed", 0))
             .transpose()?
-            .unwrap_or(self.seed);
+            .unwrap_or(slf.borrow().seed);
         let noise_seed = noise_seed.map(|s| whole(s, "noise_seed", 0)).transpose()?;
         let opt = match optimizer.to_ascii_lowercase().as_str() {
             "adam" if momentum.is_some() => {
@@ -399,12 +417,23 @@ impl PyAutoencoder {
                 )));
             }
         };
-        let model = match noise {
-            Some(n) => {
-                let cfg = with_noise(self.model.config(), n)?;
-                Autoencoder::with_params(cfg, self.model.params.clone()).py_err()?
+        if slf.borrow().training {
+            return Err(PyRuntimeError::new_err(
+                "fit: this model is being trained already (by a fit in another thread, or by the fit whose callback this is); wait for that fit to return",
+            ));
+        }
+        // The model is not borrowed while it trains: another thread, or a
+        // callback, may use it meanwhile (and sees the weights of the last
+        // epoch with callbacks, else those from before the call).
+        let model = {
+            let this = slf.borrow();
+            match noise {
+                Some(n) => {
+                    let cfg = with_noise(this.model.config(), n)?;
+                    Autoencoder::with_params(cfg, this.model.params.clone()).py_err()?
+                }
+                None => this.model.clone(),
             }
-            None => self.model.clone(),
         };
         let xin = Input::new(x, "x")?;
         // Keras' (x_val, y_val) pair: an autoencoder's target is its input.
@@ -466,7 +495,12 @@ impl PyAutoencoder {
             }
         }
         let shared = Shared::default();
+        let handle: Py<PyAutoencoder> = slf.clone().unbind();
+        let publish = |py: Python<'_>, m: &Autoencoder<f32>| {
+            borrow_mut_waiting(handle.bind(py)).model = m.clone();
+        };
         let mut obs = PyObserver {
+            publish: &publish,
             shared: &shared,
             callbacks: &callbacks,
             history: Vec::new(),
@@ -474,7 +508,8 @@ impl PyAutoencoder {
             with_val: vin.is_some(),
         };
         let (xv, vv) = (xin.view(), vin.as_ref().map(|v| (v.view(), v.dim)));
-        let (dim, scale) = (xin.dim, self.scale);
+        let (dim, scale) = (xin.dim, slf.borrow().scale);
+        borrow_mut_waiting(slf).training = true;
         let steps = (xin.n / batch_size).saturating_mul(epochs);
         let mut bar = Bar::new(py, steps as u64, verbose);
         let mut interrupted = None;
@@ -508,10 +543,12 @@ impl PyAutoencoder {
         );
         bar.close();
         // Whatever happened, the model is the trainer's: whole steps only.
-        self.model = trainer.model;
-        let result = result.map_err(|_| {
-            pyo3::exceptions::PyRuntimeError::new_err("the training thread panicked")
-        })?;
+        {
+            let mut this = borrow_mut_waiting(slf);
+            this.model = trainer.model;
+            this.training = false;
+        }
+        let result = result.map_err(|_| PyRuntimeError::new_err("the training thread panicked"))?;
         if let Some(e) = interrupted {
             return Err(e);
         }

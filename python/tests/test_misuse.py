@@ -240,3 +240,52 @@ def test_samples_of_no_features_are_named(shape, method):
             m.fit(np.zeros(shape, np.float32), epochs=1, verbose=False)
         else:
             getattr(m, method)(np.zeros(shape, np.float32))
+
+
+def test_the_model_is_usable_while_fit_trains_it():
+    # fit held the model borrowed throughout: a callback reading the model
+    # (m.config, m.state_dict(), m.encode(x), the Keras pattern) or another
+    # thread's encode failed with "RuntimeError: Already mutably borrowed".
+    import threading
+
+    x = np.random.default_rng(0).random((40, 16), dtype=np.float32)
+    m = small()
+    seen, from_thread = [], []
+    go, done = threading.Event(), threading.Event()
+
+    def other_thread():
+        go.wait()
+        try:
+            from_thread.append(m.encode(x))
+        except Exception as e:
+            from_thread.append(e)
+        done.set()
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+
+    def cb(epoch, logs):
+        seen.append((m.config["input"], m.state_dict(), m.encode(x)))
+        if epoch == 0:
+            go.set()
+            done.wait()
+
+    m.fit(x, epochs=2, batch_size=8, callbacks=[cb], verbose=False)
+    t.join()
+    assert len(seen) == 2 and isinstance(from_thread[0], np.ndarray), from_thread
+    # A callback sees the weights of the epoch just ended.
+    for epoch, (_, sd, codes) in enumerate(seen):
+        ref_e = small()
+        ref_e.fit(x, epochs=epoch + 1, batch_size=8, verbose=False)
+        for k, v in ref_e.state_dict().items():
+            np.testing.assert_array_equal(sd[k], v, err_msg=k)
+        np.testing.assert_array_equal(codes, ref_e.encode(x))
+    np.testing.assert_array_equal(from_thread[0], seen[0][2])
+    # A second fit of the same model while it trains is refused by name, and
+    # the first goes on.
+    def nested(epoch, logs):
+        m.fit(x, epochs=1, batch_size=8, verbose=False)
+
+    with pytest.raises(RuntimeError, match="fit: this model is being trained already"):
+        m.fit(x, epochs=1, batch_size=8, callbacks=[nested], verbose=False)
+    assert m.fit(x, epochs=1, batch_size=8, verbose=False)["epoch"] == [1]
