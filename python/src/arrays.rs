@@ -41,6 +41,44 @@ fn borrow_err(what: &str, e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(format!("{what}: the array cannot be read: {e}"))
 }
 
+/// Refuses `x` (as the array `arr`) when it is not real numbers, which
+/// NumPy would convert without a word: complex (imaginary parts dropped),
+/// datetime and timedelta, strings (parsed), records, and a masked array
+/// with masked values (the values under the mask read). `what` names the
+/// argument, `as_what` what it was to be used as.
+///
+/// # Errors
+/// `ValueError` naming the argument and what it holds.
+pub fn refuse_non_numbers(
+    x: &Bound<'_, PyAny>,
+    arr: &Bound<'_, PyUntypedArray>,
+    what: &str,
+    as_what: &str,
+) -> PyResult<()> {
+    let np = x.py().import("numpy")?;
+    if x.hasattr("mask")?
+        && np
+            .getattr("ma")?
+            .call_method1("is_masked", (x,))?
+            .is_truthy()?
+    {
+        return Err(PyValueError::new_err(format!(
+            "{what}: a masked array with masked values: they would be read as the values under the mask; fill them (x.filled(v)) or drop them"
+        )));
+    }
+    let dt = arr.dtype();
+    let kind = match dt.kind() {
+        b'c' => "complex numbers, whose imaginary parts would be dropped",
+        b'm' | b'M' => "times, not measurements",
+        b'S' | b'U' => "text, not numbers",
+        b'V' => "records (or raw bytes), not numbers",
+        _ => return Ok(()),
+    };
+    Err(PyValueError::new_err(format!(
+        "{what}: cannot use an array of dtype {dt} as float32 {as_what}: it holds {kind}; pass real numbers (float32, float64, uint8 or another integer type)"
+    )))
+}
+
 impl<'py> Input<'py> {
     /// Takes `x` (an ndarray or anything `numpy.asarray` accepts) as
     /// samples; `what` names the argument in errors.
@@ -55,29 +93,8 @@ impl<'py> Input<'py> {
             Ok(a) => a.clone(),
             Err(_) => np.call_method1("asarray", (x,))?.cast_into()?,
         };
-        if x.hasattr("mask")?
-            && np
-                .getattr("ma")?
-                .call_method1("is_masked", (x,))?
-                .is_truthy()?
-        {
-            return Err(PyValueError::new_err(format!(
-                "{what}: a masked array with masked values: they would be read as the values under the mask; fill them (x.filled(v)) or drop their samples"
-            )));
-        }
+        refuse_non_numbers(x, &arr, what, "samples")?;
         let dt = arr.dtype();
-        let kind = match dt.kind() {
-            b'c' => Some("complex numbers, whose imaginary parts would be dropped"),
-            b'm' | b'M' => Some("times, not measurements"),
-            b'S' | b'U' => Some("text, not numbers"),
-            b'V' => Some("records (or raw bytes), not numbers"),
-            _ => None,
-        };
-        if let Some(kind) = kind {
-            return Err(PyValueError::new_err(format!(
-                "{what}: cannot use an array of dtype {dt} as float32 samples: it holds {kind}; pass real numbers (float32, float64, uint8 or another integer type)"
-            )));
-        }
         let shape = arr.shape().to_vec();
         let mut counted = memory::Held::default();
         let held = if dt.is_equiv_to(&dtype::<u8>(py)) {

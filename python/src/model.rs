@@ -3,10 +3,12 @@
 //! `score` and `gradcheck` on NumPy arrays.
 
 use crate::args::{count, whole};
-use crate::arrays::Input;
+use crate::arrays::{Input, refuse_non_numbers};
 use crate::errors::{IntoPy, to_py};
 use crate::fit::{Bar, PyObserver, Shared, history};
-use numpy::{IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyUserWarning, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
@@ -260,15 +262,24 @@ impl PyAutoencoder {
                     t.name, t.shape
                 ))
             })?;
-            let a = np.call_method1("ascontiguousarray", (v, "float32"))?;
-            let a = a.cast_into::<PyArrayDyn<f32>>()?;
-            if a.shape() != t.shape.as_slice() {
+            // The shape and the kind of values first: only then the
+            // conversion (of as many values as the configuration needs).
+            let raw: Bound<'_, PyUntypedArray> = np.call_method1("asarray", (&v,))?.cast_into()?;
+            let name = format!("state_dict[{:?}]", t.name);
+            if raw.shape() != t.shape.as_slice() {
                 return Err(to_py(Error::shape(
                     "from_state_dict",
                     format!("`{}` of shape {:?}", t.name, t.shape),
-                    format!("shape {:?}", a.shape()),
+                    format!("shape {:?} ({})", raw.shape(), raw.dtype()),
                 )));
             }
+            refuse_non_numbers(&v, &raw, &name, "parameters")?;
+            let a = np
+                .call_method1("ascontiguousarray", (&raw, "float32"))
+                .map_err(|e| {
+                    PyValueError::new_err(format!("{name}: cannot be converted to float32: {e}"))
+                })?;
+            let a = a.cast_into::<PyArrayDyn<f32>>()?;
             let ro = a.readonly();
             let s = ro.as_slice()?;
             if let Some(i) = s.iter().position(|v| !v.is_finite()) {

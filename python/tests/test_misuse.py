@@ -289,3 +289,28 @@ def test_the_model_is_usable_while_fit_trains_it():
     with pytest.raises(RuntimeError, match="fit: this model is being trained already"):
         m.fit(x, epochs=1, batch_size=8, callbacks=[nested], verbose=False)
     assert m.fit(x, epochs=1, batch_size=8, verbose=False)["epoch"] == [1]
+
+
+def test_from_state_dict_checks_each_value_before_converting_it():
+    m = small()
+    sd, cfg = m.state_dict(), m.config
+    k = "encoder.0.weight"
+    # Converted first, checked after: None became [nan] ("got shape [1]"),
+    # a 0-d value shape [1], complex and masked values were taken without a
+    # word, and a broadcast 10**6 x 10**6 value was copied whole (3.6 TB:
+    # MemoryError, or the machine's memory) before its shape was looked at.
+    bad = {
+        "None": (None, r"got shape \[\] \(object\)"),
+        "0-d": (np.float32(1), r"got shape \[\] \(float32\)"),
+        "broadcast": (np.broadcast_to(np.float32(0), (10**6, 10**6)), r"got shape \[1000000, 1000000\]"),
+        "complex": (sd[k] + 1j, r"state_dict\[\"encoder.0.weight\"\]: .*imaginary parts would be dropped"),
+        "masked": (np.ma.masked_array(sd[k], sd[k] > 0), r"state_dict\[\"encoder.0.weight\"\]: a masked array"),
+        "text": (sd[k].astype(str), "text"),
+    }
+    for name, (v, msg) in bad.items():
+        with pytest.raises(ValueError, match=msg):
+            sparse_ae.Autoencoder.from_state_dict(cfg, {**sd, k: v})
+    # Real numbers of any type and layout are taken.
+    for v in [sd[k].astype(">f4"), sd[k].astype(np.float64), np.asfortranarray(sd[k]), sd[k].tolist()]:
+        back = sparse_ae.Autoencoder.from_state_dict(cfg, {**sd, k: v})
+        np.testing.assert_array_equal(back.state_dict()[k], sd[k])
