@@ -11,7 +11,7 @@ use numpy::{
 };
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyUserWarning, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use sparse_ae::gradcheck::{ArgNames, CheckOptions, check_model, check_request};
 use sparse_ae::io::json::Value;
 use sparse_ae::io::model_file::{load_model_scaled, save_model_scaled};
@@ -59,7 +59,6 @@ fn image_preset(
 
 /// A configuration from a dict, JSON text, or the path of a JSON file.
 fn config_from(config: &Bound<'_, PyAny>) -> PyResult<ModelConfig> {
-    let py = config.py();
     if let Ok(s) = config.cast::<PyString>() {
         let text = s.to_cow()?;
         if text.trim_start().starts_with('{') {
@@ -68,11 +67,7 @@ fn config_from(config: &Bound<'_, PyAny>) -> PyResult<ModelConfig> {
         return read_config(PathBuf::from(&*text));
     }
     if config.cast::<PyDict>().is_ok() {
-        let text: String = py
-            .import("json")?
-            .call_method1("dumps", (config,))?
-            .extract()?;
-        return ModelConfig::from_json(&text).py_err();
+        return ModelConfig::from_json(&json_text(config, "config")?).py_err();
     }
     if let Ok(p) = config.extract::<PathBuf>() {
         return read_config(p);
@@ -87,9 +82,34 @@ fn read_config(path: PathBuf) -> PyResult<ModelConfig> {
     ModelConfig::read(&path).py_err()
 }
 
+/// `obj` as JSON text, refusing what JSON cannot hold (NaN and ±inf, which
+/// Python's `json` writes as bare words the engine's strict parser then
+/// refused as "<memory>: invalid JSON"; objects) by `what`.
+fn json_text(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
+    let py = obj.py();
+    let kw = PyDict::new(py);
+    kw.set_item("allow_nan", false)?;
+    py.import("json")?
+        .call_method("dumps", (obj,), Some(&kw))
+        .map_err(|e| {
+            let msg = format!("{what}: cannot be written as JSON: {}", e.value(py));
+            if e.is_instance_of::<PyTypeError>(py) {
+                PyTypeError::new_err(msg)
+            } else {
+                PyValueError::new_err(msg)
+            }
+        })?
+        .extract()
+}
+
 /// `cfg` with its input noise replaced: a number is Gaussian noise of that
 /// standard deviation, a dict or JSON text the configuration's `noise` field.
 fn with_noise(cfg: &ModelConfig, noise: &Bound<'_, PyAny>) -> PyResult<ModelConfig> {
+    if noise.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(
+            "noise: expected the std of Gaussian noise (a number), a noise type name, a dict or JSON text; got bool",
+        ));
+    }
     if let Ok(std) = noise.extract::<f64>() {
         let mut c = cfg.clone();
         c.noise = Noise::Gaussian { std };
@@ -97,18 +117,15 @@ fn with_noise(cfg: &ModelConfig, noise: &Bound<'_, PyAny>) -> PyResult<ModelConf
         return Ok(c);
     }
     let py = noise.py();
-    let text: String = if let Ok(s) = noise.cast::<PyString>() {
-        s.to_cow()?.into_owned()
-    } else {
-        py.import("json")?
-            .call_method1("dumps", (noise,))?
-            .extract()?
-    };
-    // A bare type name ("none", "masking") is {"type": name}.
-    let text = if text.trim_start().starts_with('{') {
-        text
-    } else {
-        format!("{{\"type\": \"{}\"}}", text.trim())
+    let text: String = match noise.cast::<PyString>() {
+        Ok(s) if s.to_cow()?.trim_start().starts_with('{') => s.to_cow()?.into_owned(),
+        // A bare type name ("none", "masking") is {"type": name}.
+        Ok(s) => {
+            let d = PyDict::new(py);
+            d.set_item("type", s.to_cow()?.trim())?;
+            json_text(d.as_any(), "noise")?
+        }
+        Err(_) => json_text(noise, "noise")?,
     };
     let noise_value = sparse_ae::io::json::parse(text.as_bytes()).py_err()?;
     let Value::Object(mut fields) = cfg.to_json_value() else {

@@ -314,3 +314,30 @@ def test_from_state_dict_checks_each_value_before_converting_it():
     for v in [sd[k].astype(">f4"), sd[k].astype(np.float64), np.asfortranarray(sd[k]), sd[k].tolist()]:
         back = sparse_ae.Autoencoder.from_state_dict(cfg, {**sd, k: v})
         np.testing.assert_array_equal(back.state_dict()[k], sd[k])
+
+
+def test_noise_and_config_values_json_cannot_hold_are_named():
+    x = np.random.default_rng(0).random((8, 16), dtype=np.float32)
+    m = small()
+    # True was Gaussian noise of std 1.
+    with pytest.raises(TypeError, match="noise: expected the std of Gaussian noise .* got bool"):
+        m.fit(x, epochs=1, batch_size=4, noise=True, verbose=False)
+    # A quote in a type name broke the JSON it was pasted into:
+    # "<memory>: invalid JSON: line 1, column 13".
+    with pytest.raises(ValueError, match=r"noise.type: unknown noise `a\"b`"):
+        m.fit(x, epochs=1, batch_size=4, noise='a"b', verbose=False)
+    # NaN in a dict was written as a bare NaN and refused as "<memory>:
+    # invalid JSON: ... found 'N'".
+    with pytest.raises(ValueError, match="noise: cannot be written as JSON: Out of range float values"):
+        m.fit(x, epochs=1, batch_size=4, noise={"type": "gaussian", "std": float("nan")}, verbose=False)
+    with pytest.raises(ValueError, match="config: cannot be written as JSON: Out of range float values"):
+        sparse_ae.Autoencoder.from_config({**m.config, "input": float("inf")})
+    with pytest.raises(TypeError, match="config: cannot be written as JSON: Object of type object"):
+        sparse_ae.Autoencoder.from_config({**m.config, "input": object()})
+    # Valid spellings still work.
+    m.fit(x, epochs=1, batch_size=4, noise={"type": "masking", "p": 0.25}, verbose=False)
+    assert m.config["noise"] == {"type": "masking", "p": 0.25}
+    m.fit(x, epochs=1, batch_size=4, noise="none", verbose=False)
+    assert m.config["noise"] == {"type": "none"}
+    m.fit(x, epochs=1, batch_size=4, noise=0.25, verbose=False)
+    assert m.config["noise"] == {"type": "gaussian", "std": 0.25}
