@@ -11,6 +11,11 @@ use sparse_ae::Error;
 pub fn to_py(e: Error) -> PyErr {
     match e {
         Error::Io { .. } | Error::Data { .. } => PyOSError::new_err(e.to_string()),
+        // The hint names the command line's flag; Python's is a function.
+        Error::Memory { .. } => PyValueError::new_err(
+            e.to_string()
+                .replace("--max-memory GB", "sparse_ae.set_max_memory(gb)"),
+        ),
         _ => PyValueError::new_err(e.to_string()),
     }
 }

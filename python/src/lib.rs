@@ -26,6 +26,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(data::locate_dataset, m)?)?;
     m.add_function(wrap_pyfunction!(model::presets, m)?)?;
     m.add_function(wrap_pyfunction!(model::kernel_path, m)?)?;
+    m.add_function(wrap_pyfunction!(model::set_max_memory, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -41,6 +41,26 @@ pub fn kernel_path() -> &'static str {
     sparse_ae::kernels::Isa::active().name()
 }
 
+/// Sets the memory budget every call checks its buffers against to `gb`
+/// GB (`sparse-ae --max-memory GB`), or back to the default (3/4 of the
+/// machine's memory, or half of `ulimit -v`) for None; returns the budget
+/// in bytes.
+#[pyfunction]
+#[pyo3(signature = (gb = None))]
+pub fn set_max_memory(gb: Option<f64>) -> PyResult<u64> {
+    let bytes = match gb {
+        None => sparse_ae::memory::default_budget(),
+        Some(gb) if gb.is_finite() && gb > 0.0 && gb <= 1e9 => (gb * 1e9).max(1.0) as u64,
+        Some(gb) => {
+            return Err(PyValueError::new_err(format!(
+                "set_max_memory: gb must be a positive number of GB (at most 1e9), got {gb}"
+            )));
+        }
+    };
+    sparse_ae::memory::set_budget(bytes);
+    Ok(sparse_ae::memory::budget())
+}
+
 /// [`preset_for_image`], refusing an `input` that is not the image's size.
 fn image_preset(
     name: &str,

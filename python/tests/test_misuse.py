@@ -341,3 +341,22 @@ def test_noise_and_config_values_json_cannot_hold_are_named():
     assert m.config["noise"] == {"type": "none"}
     m.fit(x, epochs=1, batch_size=4, noise=0.25, verbose=False)
     assert m.config["noise"] == {"type": "gaussian", "std": 0.25}
+
+
+def test_the_memory_budget_is_set_from_python_and_its_hint_says_how():
+    # The budget could not be changed from Python, and its errors' hint named
+    # the command line's --max-memory.
+    m = small()
+    x = np.asfortranarray(np.zeros((100_000, 16), np.float32))  # a 6.4 MB copy
+    try:
+        assert sparse_ae.set_max_memory(0.001) == 10**6
+        with pytest.raises(ValueError, match=r"(?s)encode: a C-ordered float32 copy .* needs 6 MB, more than the memory budget of 1 MB.*sparse_ae\.set_max_memory\(gb\)") as e:
+            m.encode(x)
+        assert "--max-memory" not in str(e.value)
+        for bad in [0.0, -1.0, float("nan"), float("inf"), 1e10]:
+            with pytest.raises(ValueError, match="set_max_memory: gb must be a positive number"):
+                sparse_ae.set_max_memory(bad)
+    finally:
+        default = sparse_ae.set_max_memory(None)
+    assert default > 10**6
+    assert m.encode(x).shape == (100_000, 32)

@@ -15,6 +15,6 @@ written, data sets not found).
 """
 
 from . import datasets
-from ._native import Autoencoder, __version__, kernel_path, presets
+from ._native import Autoencoder, __version__, kernel_path, presets, set_max_memory
 
-__all__ = ["Autoencoder", "datasets", "kernel_path", "presets", "__version__"]
+__all__ = ["Autoencoder", "datasets", "kernel_path", "presets", "set_max_memory", "__version__"]

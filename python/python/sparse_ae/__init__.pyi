@@ -15,6 +15,9 @@ Callback = Union[Callable[[int, Dict[str, float]], Any], Any]
 def presets() -> List[Tuple[str, str]]:
     """Every preset: (name, description)."""
 
+def set_max_memory(gb: Optional[float] = None) -> int:
+    """Sets the memory budget to `gb` GB (None: the default, 3/4 of the machine's memory); returns it in bytes."""
+
 def kernel_path() -> str:
     """The SIMD path the kernels run on: "avx512", "avx2" or "scalar"."""
 

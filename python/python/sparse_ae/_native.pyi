@@ -5,6 +5,7 @@ import numpy as np
 from . import Autoencoder as Autoencoder
 from . import kernel_path as kernel_path
 from . import presets as presets
+from . import set_max_memory as set_max_memory
 
 __version__: str
 
