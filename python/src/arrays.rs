@@ -145,6 +145,39 @@ impl<'py> Input<'py> {
         })
     }
 
+    /// Refuses samples of more than one axis whose shape is not the image
+    /// shape `image` (channels, height, width) of a model that takes
+    /// `input` features: with as many values, they would be read in the
+    /// wrong shape (`sparse-ae` refuses such IDX images too). Flat samples
+    /// `(n, features)` have no shape to check.
+    ///
+    /// # Errors
+    /// `ValueError` naming the argument and both shapes.
+    pub fn check_image(&self, input: usize, image: Option<(usize, usize, usize)>) -> PyResult<()> {
+        let trailing = &self.shape[1..];
+        let Some((c, h, w)) = image else {
+            return Ok(());
+        };
+        if trailing.len() < 2 || self.dim != input {
+            return Ok(());
+        }
+        let fits = match trailing {
+            [th, tw] => c == 1 && (*th, *tw) == (h, w),
+            [tc, th, tw] => (*tc, *th, *tw) == (c, h, w),
+            _ => false,
+        };
+        if fits {
+            return Ok(());
+        }
+        let shown: Vec<String> = trailing.iter().map(|d| d.to_string()).collect();
+        Err(PyValueError::new_err(format!(
+            "{}: the model takes images of {c}×{h}×{w} (channels × height × width), but the samples are {}: their {} values would be read in the wrong shape; reshape them to (n, {c}, {h}, {w}), or to (n, {input}) if their order is the model's",
+            self.what,
+            shown.join("×"),
+            self.dim
+        )))
+    }
+
     /// A view to use with the GIL released.
     pub fn view(&self) -> View<'_> {
         let values = match &self.held {

@@ -503,6 +503,14 @@ impl PyAutoencoder {
             .as_ref()
             .map(|v| Input::new(v, "validation_data"))
             .transpose()?;
+        {
+            let this = slf.borrow();
+            let c = this.model.config();
+            xin.check_image(c.input, c.image)?;
+            if let Some(v) = &vin {
+                v.check_image(c.input, c.image)?;
+            }
+        }
         // As `sparse-ae train` (and Keras): a batch larger than the data is
         // cut to all of it, which is said.
         let batch_size = if batch_size > xin.n && xin.n > 0 {
@@ -610,6 +618,8 @@ impl PyAutoencoder {
     /// The code of each sample, float32 (samples, code units).
     fn encode<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let xin = Input::new(x, "encode")?;
+        let c = self.model.config();
+        xin.check_image(c.input, c.image)?;
         let v = xin.view();
         let codes = py
             .detach(|| v.with_samples(xin.dim, self.scale, |s| train::encode(&self.model, s)))
@@ -666,6 +676,8 @@ impl PyAutoencoder {
         x: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let xin = Input::new(x, "reconstruct")?;
+        let c = self.model.config();
+        xin.check_image(c.input, c.image)?;
         let v = xin.view();
         let out = py
             .detach(|| v.with_samples(xin.dim, self.scale, |s| train::reconstruct(&self.model, s)))
@@ -677,6 +689,8 @@ impl PyAutoencoder {
     /// features), float32 (samples,): higher is less typical.
     fn score<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let xin = Input::new(x, "score")?;
+        let c = self.model.config();
+        xin.check_image(c.input, c.image)?;
         let v = xin.view();
         let out = py
             .detach(|| v.with_samples(xin.dim, self.scale, |s| train::score(&self.model, s)))
@@ -692,6 +706,8 @@ impl PyAutoencoder {
         x: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let xin = Input::new(x, "evaluate")?;
+        let c = self.model.config();
+        xin.check_image(c.input, c.image)?;
         let v = xin.view();
         let ((l, stats), ex) = py
             .detach(|| {

@@ -360,3 +360,27 @@ def test_the_memory_budget_is_set_from_python_and_its_hint_says_how():
         default = sparse_ae.set_max_memory(None)
     assert default > 10**6
     assert m.encode(x).shape == (100_000, 32)
+
+
+@pytest.mark.parametrize("method", ["encode", "reconstruct", "score", "evaluate", "fit", "validation_data"])
+def test_images_of_another_shape_with_as_many_pixels_are_refused(method):
+    # A model for 5x7 images took 7x5 ones (35 values each) and read every
+    # one in the wrong shape; `sparse-ae` refuses such IDX data.
+    m = sparse_ae.Autoencoder.preset("conv", image=(5, 7))
+    rng = np.random.default_rng(0)
+    wrong, right = rng.random((8, 7, 5), dtype=np.float32), rng.random((8, 5, 7), dtype=np.float32)
+    msg = r"the model takes images of 1×5×7 \(channels × height × width\), but the samples are 7×5"
+    with pytest.raises(ValueError, match=msg):
+        if method == "fit":
+            m.fit(wrong, epochs=1, batch_size=4, verbose=False)
+        elif method == "validation_data":
+            m.fit(right, epochs=1, batch_size=4, validation_data=wrong, verbose=False)
+        else:
+            getattr(m, method)(wrong)
+    # The model's own shape, with or without the channel axis, and flat
+    # samples are taken.
+    for x in [right, right.reshape(8, 1, 5, 7), right.reshape(8, 35)]:
+        if method in ("fit", "validation_data"):
+            m.fit(right, epochs=1, batch_size=4, validation_data=x, verbose=False)
+        else:
+            getattr(m, method)(x)
