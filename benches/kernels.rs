@@ -229,5 +229,49 @@ fn noise(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, activations, rows_and_sums, optimizers, noise);
+/// The transposes of a TopK step (768 → 16384 → 768, see `nn::sparse_topk`)
+/// on one thread, per path: `decoder` copies the 768×16384 decoder weight
+/// transposed in strips of 64 of its columns; `tiles` writes 64×64 tiles
+/// of a weight gradient transposed into 64 rows of 16,384 (a stride of 64 KiB).
+fn transposes(c: &mut Criterion) {
+    use sparse_ae::kernels::sparse;
+    use sparse_ae::kernels::{MatMut, MatRef};
+    let (rows, cols, strip) = (768, 16384, 64);
+    let w = data(rows * cols, -1.0, 1.0, 11);
+    let mut wt = vec![0.0f32; rows * cols];
+    let tile = data(strip * strip, -1.0, 1.0, 12);
+    let mut g = c.benchmark_group("transpose");
+    g.throughput(Throughput::Elements((rows * cols) as u64));
+    for isa in Isa::available() {
+        g.bench_function(BenchmarkId::new("decoder_768x16384", isa.name()), |b| {
+            b.iter(|| {
+                for (k, dst) in wt.chunks_mut(strip * rows).enumerate() {
+                    let src = MatRef::new(&w[k * strip..], rows, strip).with_ld(cols);
+                    sparse::transpose(isa, src, MatMut::new(dst, strip, rows));
+                }
+            })
+        });
+    }
+    g.throughput(Throughput::Elements((strip * cols) as u64));
+    for isa in Isa::available() {
+        g.bench_function(BenchmarkId::new("tiles_64x64_ld16384", isa.name()), |b| {
+            b.iter(|| {
+                for j0 in (0..cols).step_by(strip) {
+                    let dst = MatMut::new(&mut wt[j0..], strip, strip).with_ld(cols);
+                    sparse::transpose(isa, MatRef::new(black_box(&tile), strip, strip), dst);
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    activations,
+    rows_and_sums,
+    optimizers,
+    noise,
+    transposes
+);
 criterion_main!(benches);

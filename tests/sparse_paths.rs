@@ -164,7 +164,16 @@ fn sddmm_matches_twin_and_reference(isa: Isa) {
 fn transpose_moves_every_value(isa: Isa) {
     let mut rng = StdRng::seed_from_u64(14);
     let mut shapes: Vec<(usize, usize)> = (0..=40).map(|r| (r, (r * 7) % 37 + 1)).collect();
-    shapes.extend([(768, 64), (64, 64), (17, 100), (0, 5), (5, 0), (33, 1)]);
+    shapes.extend([
+        (768, 64),
+        (64, 64),
+        (17, 100),
+        (0, 5),
+        (5, 0),
+        (33, 1),
+        (40, 70),
+        (31, 49),
+    ]);
     for (rows, cols) in shapes {
         let (sld, dld) = (cols + rows % 3, rows + 2);
         let mut src: Vec<f32> = (0..rows * sld)
