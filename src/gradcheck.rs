@@ -562,6 +562,7 @@ pub fn check_model(
     batch: usize,
     opts: &CheckOptions,
 ) -> Result<Report> {
+    crate::parallel::start_global_pool(None)?;
     let mut grads = vec![0.0; model.params.len()];
     model.loss_and_grad(&mut model.workspace(batch), input, target, Some(&mut grads))?;
     check_model_grads(model, input, target, batch, &grads, opts)
@@ -583,6 +584,7 @@ pub fn check_model_grads(
     grads: &[f64],
     opts: &CheckOptions,
 ) -> Result<Report> {
+    crate::parallel::start_global_pool(None)?;
     let mut ws = model.workspace(batch);
     model.loss_and_grad(&mut ws, input, target, None)?;
     let mut probe = model.clone();

@@ -318,6 +318,141 @@ impl Policy {
     }
 }
 
+/// The environment variables rayon sizes its global pool by, in the order
+/// it reads them (the second is its deprecated spelling of the first).
+pub const THREADS_ENV: [&str; 2] = ["RAYON_NUM_THREADS", "RAYON_RS_NUM_CPUS"];
+
+/// The most threads a pool may have: 4 per core, and at least 1024.
+/// Starting more only wastes time (100,000 threads took 26 s to start, and
+/// rayon starts at most 65,535 however many are asked for), and no machine
+/// has that many cores.
+pub fn max_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_mul(4).max(1024)
+}
+
+/// `n` threads asked for by `what` (a flag, a variable), if within
+/// 1..=[`max_threads`].
+///
+/// # Errors
+/// [`crate::Error::Config`] naming `what`, the bounds and `n`.
+pub fn check_threads(what: &str, n: usize) -> crate::Result<usize> {
+    let most = max_threads();
+    if (1..=most).contains(&n) {
+        Ok(n)
+    } else {
+        Err(crate::Error::config(
+            what,
+            format!("must be between 1 and {most} threads (at least 1024, or 4 per core), got {n}"),
+        ))
+    }
+}
+
+/// The thread count the environment asks the global pool for
+/// ([`THREADS_ENV`], read as rayon reads them): `None` when neither is set
+/// (or set empty, or to 0, rayon's "one per core").
+///
+/// # Errors
+/// [`crate::Error::Config`] naming the variable when its value is not a
+/// whole number (rayon would ignore it without a word) or is more than
+/// [`max_threads`] (rayon would try to start them all: 100,000 took minutes
+/// or failed half way).
+pub fn env_threads() -> crate::Result<Option<usize>> {
+    threads_from(|name| std::env::var_os(name))
+}
+
+/// [`env_threads`] of the variables `var` gives.
+fn threads_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> crate::Result<Option<usize>> {
+    for name in THREADS_ENV {
+        let Some(raw) = var(name) else { continue };
+        let text = raw.to_string_lossy();
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let shown = match text.chars().count() {
+            0..=40 => text.to_string(),
+            n => format!(
+                "{}… ({n} characters)",
+                text.chars().take(40).collect::<String>()
+            ),
+        };
+        if !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(crate::Error::config(
+                name,
+                format!(
+                    "must be a whole number of threads (0 or unset: one per core), got `{shown}`"
+                ),
+            ));
+        }
+        let most = max_threads();
+        return match text.parse::<usize>() {
+            Ok(0) => Ok(None),
+            Ok(n) if n <= most => Ok(Some(n)),
+            _ => Err(crate::Error::config(
+                name,
+                format!(
+                    "must be between 1 and {most} threads (at least 1024, or 4 per core), got {shown}; unset it for one thread per core"
+                ),
+            )),
+        };
+    }
+    Ok(None)
+}
+
+/// Whether [`start_global_pool`] has seen the global pool started.
+static GLOBAL_STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Starts rayon's global pool with `threads` threads, or as many as the
+/// environment asks for ([`env_threads`]; one per core when it asks for
+/// none), unless it is running already; outside any pool only (a call from
+/// a thread of a pool, as inside `pool.install`, works on that pool and
+/// does nothing here).
+///
+/// The training, evaluation, inference and gradient-check entry points of
+/// the library call it before they touch the pool, so that an absurd
+/// `RAYON_NUM_THREADS` is an error rather than rayon starting every thread
+/// it asks for; a program that uses rayon before them, or builds the global
+/// pool itself, decides its size itself. A wasm32 build has one thread and
+/// nothing to start.
+///
+/// # Errors
+/// [`crate::Error::Config`] for a `threads` or an environment outside
+/// 1..=[`max_threads`] (see [`env_threads`]), or when the threads cannot
+/// be started.
+pub fn start_global_pool(threads: Option<usize>) -> crate::Result<()> {
+    if cfg!(target_family = "wasm")
+        || GLOBAL_STARTED.load(Ordering::Acquire)
+        || rayon::current_thread_index().is_some()
+    {
+        return Ok(());
+    }
+    let n = match threads {
+        Some(n) => check_threads("threads", n)?,
+        None => match env_threads()? {
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
+    };
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+    {
+        Ok(()) => {}
+        // Started already (by the program, or by rayon on first use): its
+        // size is what it is. (Only a failure to start threads has a source.)
+        Err(e) if std::error::Error::source(&e).is_none() => {}
+        Err(e) => {
+            return Err(crate::Error::config(
+                "threads",
+                format!("cannot start {n} threads: {e}"),
+            ));
+        }
+    }
+    GLOBAL_STARTED.store(true, Ordering::Release);
+    Ok(())
+}
+
 /// The choice, step by step, between splitting a loop's steps over the pool
 /// and running them on the loop's thread alone, by the time each step took.
 ///
@@ -596,6 +731,53 @@ fn spin(s: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The thread count of an environment holding `vars`.
+    fn threads_of(vars: &[(&str, &str)]) -> crate::Result<Option<usize>> {
+        threads_from(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| std::ffi::OsString::from(v))
+        })
+    }
+
+    /// Thread counts from the environment are read as rayon reads them, and
+    /// one rayon would ignore or take to start a hundred thousand threads
+    /// is refused by name.
+    #[test]
+    fn thread_counts_from_the_environment() {
+        assert_eq!(threads_of(&[]).unwrap(), None);
+        assert_eq!(threads_of(&[("RAYON_NUM_THREADS", "3")]).unwrap(), Some(3));
+        assert_eq!(threads_of(&[("RAYON_NUM_THREADS", " 0 ")]).unwrap(), None);
+        assert_eq!(threads_of(&[("RAYON_NUM_THREADS", "")]).unwrap(), None);
+        assert_eq!(threads_of(&[("RAYON_RS_NUM_CPUS", "2")]).unwrap(), Some(2));
+        assert_eq!(
+            threads_of(&[("RAYON_NUM_THREADS", "4"), ("RAYON_RS_NUM_CPUS", "9")]).unwrap(),
+            Some(4)
+        );
+        let most = max_threads();
+        assert!(most >= 1024);
+        assert_eq!(
+            threads_of(&[("RAYON_NUM_THREADS", &most.to_string())]).unwrap(),
+            Some(most)
+        );
+        for (name, value, says) in [
+            ("RAYON_NUM_THREADS", "100000", "got 100000"),
+            (
+                "RAYON_NUM_THREADS",
+                "18446744073709551616",
+                "got 18446744073709551616",
+            ),
+            ("RAYON_NUM_THREADS", "-4", "got `-4`"),
+            ("RAYON_NUM_THREADS", "four", "got `four`"),
+            ("RAYON_RS_NUM_CPUS", "100000", "got 100000"),
+        ] {
+            let e = threads_of(&[(name, value)]).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains(says), "{value}: {e}");
+        }
+        let e = check_threads("threads", 0).unwrap_err().to_string();
+        assert!(e.contains("threads: must be between 1 and"), "{e}");
+    }
 
     /// Runs `f` on a new pool of `threads` threads.
     fn on_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {

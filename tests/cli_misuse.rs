@@ -338,6 +338,52 @@ fn thread_counts_beyond_the_bound_are_refused_at_once() {
 }
 
 #[test]
+fn thread_counts_from_the_environment_beyond_the_bound_are_refused_at_once() {
+    // RAYON_NUM_THREADS=100000 had rayon start every thread it could (up
+    // to 65,535, minutes of work or a failure half way); a value that is
+    // not a number was ignored without a word.
+    for (var, value, says) in [
+        ("RAYON_NUM_THREADS", "100000", "got 100000"),
+        ("RAYON_NUM_THREADS", "four", "got `four`"),
+        ("RAYON_RS_NUM_CPUS", "100000", "got 100000"),
+    ] {
+        let t = std::time::Instant::now();
+        let o = cmd(&["presets"])
+            .env_remove("RAYON_NUM_THREADS")
+            .env_remove("RAYON_RS_NUM_CPUS")
+            .env(var, value)
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{var}={value}: {e}");
+        assert!(
+            e.contains(&format!("{var}: must be")) && e.contains(says),
+            "{e}"
+        );
+        assert!(e.contains("--threads N"), "{e}");
+        assert!(o.stdout.is_empty());
+        assert!(
+            t.elapsed().as_secs() < 30,
+            "{var}={value} took {:?}",
+            t.elapsed()
+        );
+    }
+    // --threads decides over the environment; 0 is rayon's "one per core".
+    for (threads, value) in [(Some("2"), "100000"), (None, "0"), (None, "2")] {
+        let mut c = cmd(&[]);
+        if let Some(n) = threads {
+            c.args(["--threads", n]);
+        }
+        let o = c
+            .arg("presets")
+            .env("RAYON_NUM_THREADS", value)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+#[test]
 fn an_output_that_is_an_input_or_another_output_is_refused() {
     let dir = setup("misuse-same");
     let (m, x, c) = (dir.join("m.st"), dir.join("x.npy"), dir.join("c.json"));

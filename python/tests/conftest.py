@@ -64,16 +64,23 @@ def shared_mnist():
     return d
 
 
-def in_child(src, timeout=300):
+def in_child(src, timeout=300, env=None):
     """Runs Python source `src` in a fresh interpreter with the module
     imported as `sae` and numpy as `np`: a call that would abort the process
     (an allocation failure) fails its test instead of ending the suite.
+    `env` adds to (or, for a value of None, removes from) the environment.
     Returns the CompletedProcess (text)."""
     import subprocess
     import sys
 
     prog = "import numpy as np\nimport sparse_ae as sae\n" + src
+    child_env = {**os.environ, "RUST_BACKTRACE": "0"}
+    for k, v in (env or {}).items():
+        if v is None:
+            child_env.pop(k, None)
+        else:
+            child_env[k] = v
     return subprocess.run(
         [sys.executable, "-c", prog], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "RUST_BACKTRACE": "0"},
+        env=child_env,
     )

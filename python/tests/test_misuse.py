@@ -384,3 +384,50 @@ def test_images_of_another_shape_with_as_many_pixels_are_refused(method):
             m.fit(right, epochs=1, batch_size=4, validation_data=x, verbose=False)
         else:
             getattr(m, method)(x)
+
+
+@pytest.mark.parametrize(
+    "var,value,says",
+    [
+        ("RAYON_NUM_THREADS", "100000", "got 100000"),
+        ("RAYON_NUM_THREADS", str(2**64), f"got {2**64}"),
+        ("RAYON_NUM_THREADS", "four", "got `four`"),
+        ("RAYON_RS_NUM_CPUS", "100000", "got 100000"),
+    ],
+    ids=["100000", "2**64", "four", "RAYON_RS_NUM_CPUS"],
+)
+def test_thread_counts_from_the_environment_beyond_the_bound_are_refused(var, value, says):
+    # RAYON_NUM_THREADS=100000 had fit start every thread rayon could (up to
+    # 65,535: minutes, or a failure half way); a value that is not a number
+    # (or beyond 2**64) was ignored without a word.
+    calls = [
+        "m.fit(x, epochs=1, batch_size=4, verbose=False)",
+        "m.encode(x)",
+        "m.decode(np.zeros((8, 32), np.float32))",
+        "m.reconstruct(x)",
+        "m.score(x)",
+        "m.evaluate(x)",
+        "m.gradcheck(batch=2, entries=4)",
+    ]
+    src = (
+        "import os\n"
+        "m = sae.Autoencoder.preset('shallow', input=16)\n"
+        "x = np.random.default_rng(0).random((8, 16), dtype=np.float32)\n"
+        f"for call in {calls!r}:\n"
+        "    try:\n"
+        "        eval(call)\n"
+        "        print('no error:', call)\n"
+        "    except ValueError as e:\n"
+        "        print('ValueError:', str(e).splitlines()[0])\n"
+        # Put right, the variable is read again and the module works.
+        f"os.environ[{var!r}] = '2'\n"
+        "print(m.fit(x, epochs=1, batch_size=4, verbose=False)['epoch'])\n"
+    )
+    r = in_child(src, timeout=60, env={"RAYON_NUM_THREADS": None, "RAYON_RS_NUM_CPUS": None, var: value})
+    assert r.returncode == 0, r.stderr[-2000:]
+    *refused, after = r.stdout.splitlines()
+    assert len(refused) == len(calls)
+    for line in refused:
+        assert line.startswith(f"ValueError: invalid configuration: {var}: must be"), line
+        assert says in line, line
+    assert after == "[1]"

@@ -210,6 +210,7 @@ pub fn fit_source_on(
     // The loop runs on a thread of the rayon pool, so the parallel kernels it
     // calls push their tasks on that thread's own deque instead of the
     // pool's injection queue (which allocates as it grows).
+    crate::parallel::start_global_pool(None)?;
     rayon::scope(|_| fit_in_pool(trainer, train, test, opts, obs, comm))
 }
 
@@ -441,6 +442,7 @@ pub fn evaluate_rows(
     rows: &mut dyn Rows,
     batch: usize,
 ) -> Result<(LossParts, CodeStats)> {
+    crate::parallel::start_global_pool(None)?;
     let cfg = model.config();
     if rows.dim() != cfg.input {
         return Err(Error::shape(

@@ -18,6 +18,7 @@ fn for_batches(
     batch: usize,
     mut f: impl FnMut(usize, &[f32], &crate::nn::Workspace<f32>),
 ) -> Result<()> {
+    crate::parallel::start_global_pool(None)?;
     let d = model.config().input;
     if samples.dim() != d {
         return Err(Error::shape(
@@ -97,6 +98,7 @@ pub fn reconstruct(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec
 /// [`Error::Config`] for a scale that is not finite and positive;
 /// [`Error::Memory`] if the outputs exceed the memory budget.
 pub fn decode(model: &Autoencoder<f32>, codes: &[f32], scale: f32) -> Result<Vec<f32>> {
+    crate::parallel::start_global_pool(None)?;
     super::samples::check_scale(scale)?;
     let cfg = model.config();
     let (units, d) = (cfg.width(cfg.code_layer), cfg.input);

@@ -203,6 +203,7 @@ impl<T: Real> Trainer<T> {
         noise_seed: u64,
     ) -> Result<Trainer<T>> {
         opt.validate()?;
+        crate::parallel::start_global_pool(None)?;
         if batch == 0 {
             return Err(Error::config("batch_size", "must be at least 1"));
         }

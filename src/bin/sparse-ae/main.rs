@@ -17,13 +17,6 @@ use cli::{Cli, Command};
 use std::io::Write;
 use std::process::ExitCode;
 
-/// The most worker threads `--threads` may ask for: starting more only
-/// wastes time (100,000 took 26 s) and no machine has that many cores.
-fn max_threads() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cores.saturating_mul(4).max(1024)
-}
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -59,21 +52,25 @@ fn main() -> ExitCode {
         }
         sparse_ae::memory::set_budget((gb * 1e9) as u64);
     }
+    // `--threads`, else RAYON_NUM_THREADS, within the same bound: more
+    // only wastes time (100,000 took 26 s to start) and no machine has that
+    // many cores.
     if let Some(n) = cli.threads {
-        let most = max_threads();
+        let most = sparse_ae::parallel::max_threads();
         if n == 0 || n > most {
             note!(
                 "error: --threads must be between 1 and {most} (at least 1024, or 4 per core), got {n}"
             );
             return ExitCode::from(2);
         }
-        if let Err(e) = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-        {
-            note!("error: cannot start {n} threads: {e}");
-            return ExitCode::from(2);
-        }
+    }
+    if let Err(e) = sparse_ae::parallel::start_global_pool(cli.threads) {
+        let hint = match cli.threads {
+            Some(_) => "",
+            None => " (or give --threads N)",
+        };
+        note!("error: {e}{hint}");
+        return ExitCode::from(2);
     }
     let result = match cli.command {
         Command::Train(a) => commands::train(*a),
