@@ -624,6 +624,86 @@ fn bad_outputs_fail_before_training_naming_the_path_given() {
 }
 
 #[test]
+fn hyper_parameters_that_f32_would_make_infinite_zero_or_one_are_refused() {
+    // Training computes in f32: a learning rate of 1e39 was infinite there
+    // (NaN at the first step), a penalty of 1e-50 was 0 (no penalty, without
+    // a word), a momentum of 0.99999999 was 1.
+    let dir = setup("misuse-f32");
+    let n = s_static(dir.join("n.st"));
+    let x = s_static(dir.join("x.npy"));
+    let before = snapshot(&dir);
+    for (extra, want) in [
+        (vec!["--lr", "1e39"], "--lr: 1e39 is beyond f32's range"),
+        (vec!["--lr", "1e-50"], "--lr: 1e-50 is below f32's smallest"),
+        (
+            vec!["--optimizer", "sgd", "--momentum", "0.99999999"],
+            "--momentum: 0.99999999 is 1 in f32",
+        ),
+    ] {
+        let mut args = train_args(&dir, &["--out", n]);
+        args.extend(extra);
+        let e = fails(&args, 1);
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
+    let e = fails(
+        &[
+            "train",
+            "--preset",
+            "topk",
+            "--linear-output",
+            "--data",
+            x,
+            "--out",
+            n,
+            "--auxk-coef",
+            "1e39",
+        ],
+        1,
+    );
+    assert!(e.contains("--auxk-coef: 1e39 is beyond f32's range"), "{e}");
+    let dense = r#"{"units": 4, "activation": "sigmoid"}, {"units": 8, "activation": "sigmoid"}"#;
+    for (i, (json, want)) in [
+        (
+            format!(r#""layers": [{dense}], "noise": {{"type": "gaussian", "std": 1e39}}"#),
+            "noise.std: 1e39 is beyond f32's range",
+        ),
+        (
+            format!(r#""layers": [{dense}], "l1": {{"lambda": 1e-50, "layer": 0}}"#),
+            "l1.lambda: 1e-50 is below f32's smallest",
+        ),
+        (
+            format!(r#""layers": [{dense}], "kl": {{"rho": 0.05, "beta": 1e39, "layer": 0}}"#),
+            "kl.beta: 1e39 is beyond f32's range",
+        ),
+        (
+            format!(r#""layers": [{dense}], "kl": {{"rho": 1e-50, "beta": 3, "layer": 0}}"#),
+            "kl.rho: 1e-50 is below f32's smallest",
+        ),
+        (
+            format!(r#""layers": [{dense}], "weight_decay": 1e-300"#),
+            "weight_decay: 1e-300 is below f32's smallest",
+        ),
+        (
+            r#""layers": [{"units": 4, "activation": "leaky_relu", "slope": 1e-50}, {"units": 8, "activation": "sigmoid"}]"#.to_string(),
+            "layers[0].slope: 1e-50 is below f32's smallest",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cfg = dir.join(format!("f32-{i}.json"));
+        std::fs::write(&cfg, format!(r#"{{"input": 8, {json}, "code_layer": 0}}"#)).unwrap();
+        let e = fails(
+            &["train", "--config", s(&cfg), "--data", x, "--out", n],
+            1,
+        );
+        assert!(e.contains(want), "{json}: {e}");
+        std::fs::remove_file(&cfg).unwrap();
+    }
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[test]
 fn negative_numbers_reach_their_own_checks() {
     let dir = setup("misuse-negative");
     let n = s_static(dir.join("n.st"));
@@ -654,7 +734,7 @@ fn negative_numbers_reach_their_own_checks() {
         "-1",
     ];
     let e = fails(&args, 1);
-    assert!(e.contains("auxk.coef") && e.contains("-1"), "{e}");
+    assert!(e.contains("--auxk-coef") && e.contains("-1"), "{e}");
     for (flag, want) in [
         ("--epochs", "--epochs"),
         ("--threads", "--threads"),

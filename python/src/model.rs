@@ -465,6 +465,15 @@ impl PyAutoencoder {
                 )));
             }
         };
+        // Named as fit's arguments (lr, momentum), not as the optimizer's
+        // fields (adam.lr, sgd.momentum).
+        opt.validate().map_err(|e| match e {
+            Error::Config { field, reason } => {
+                let arg = field.rsplit('.').next().unwrap_or(&field).to_owned();
+                to_py(Error::config(arg, reason))
+            }
+            e => to_py(e),
+        })?;
         if slf.borrow().training {
             return Err(PyRuntimeError::new_err(
                 "fit: this model is being trained already (by a fit in another thread, or by the fit whose callback this is); wait for that fit to return",

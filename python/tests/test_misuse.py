@@ -431,3 +431,64 @@ def test_thread_counts_from_the_environment_beyond_the_bound_are_refused(var, va
         assert line.startswith(f"ValueError: invalid configuration: {var}: must be"), line
         assert says in line, line
     assert after == "[1]"
+
+
+F32_PARAMS = {
+    "lr 1e39": (lambda m, x: m.fit(x, epochs=1, batch_size=4, lr=1e39, verbose=False), r"lr: 1e39 is beyond f32's range"),
+    "lr 1e-50": (lambda m, x: m.fit(x, epochs=1, batch_size=4, lr=1e-50, verbose=False), r"lr: 1e-50 is below f32's smallest"),
+    "sgd lr 1e39": (
+        lambda m, x: m.fit(x, epochs=1, batch_size=4, optimizer="sgd", lr=1e39, verbose=False),
+        r"lr: 1e39 is beyond f32's range",
+    ),
+    "momentum": (
+        lambda m, x: m.fit(x, epochs=1, batch_size=4, optimizer="sgd", momentum=0.99999999, verbose=False),
+        r"momentum: 0.99999999 is 1 in f32",
+    ),
+    "noise 1e39": (lambda m, x: m.fit(x, epochs=1, batch_size=4, noise=1e39, verbose=False), r"noise.std: 1e39 is beyond f32's range"),
+    "noise 1e-50": (lambda m, x: m.fit(x, epochs=1, batch_size=4, noise=1e-50, verbose=False), r"noise.std: 1e-50 is below f32's smallest"),
+    "noise dict": (
+        lambda m, x: m.fit(x, epochs=1, batch_size=4, noise={"type": "gaussian", "std": 1e-50}, verbose=False),
+        r"noise.std: 1e-50 is below f32's smallest",
+    ),
+    "noise dict 1e39": (
+        lambda m, x: m.fit(x, epochs=1, batch_size=4, noise='{"type": "gaussian", "std": 1e39}', verbose=False),
+        r"noise.std: 1e39 is beyond f32's range",
+    ),
+    "l1": (lambda m, x: sparse_ae.Autoencoder.from_config({**m.config, "l1": {"lambda": 1e-50, "layer": 0}}), r"l1.lambda: 1e-50 is below f32's smallest"),
+    "weight_decay": (lambda m, x: sparse_ae.Autoencoder.from_config({**m.config, "weight_decay": 1e39}), r"weight_decay: 1e39 is beyond f32's range"),
+    "kl beta": (
+        lambda m, x: sparse_ae.Autoencoder.from_config(
+            {**m.config, "layers": [{"units": 32, "activation": "sigmoid"}, {"units": 16, "activation": "sigmoid"}],
+             "l1": None, "kl": {"rho": 0.05, "beta": 1e39, "layer": 0}}
+        ),
+        r"kl.beta: 1e39 is beyond f32's range",
+    ),
+    "kl rho": (
+        lambda m, x: sparse_ae.Autoencoder.from_config(
+            {**m.config, "layers": [{"units": 32, "activation": "sigmoid"}, {"units": 16, "activation": "sigmoid"}],
+             "l1": None, "kl": {"rho": 1e-50, "beta": 3, "layer": 0}}
+        ),
+        r"kl.rho: 1e-50 is below f32's smallest",
+    ),
+    "slope": (
+        lambda m, x: sparse_ae.Autoencoder.from_config(
+            {**m.config, "layers": [{"units": 32, "activation": "leaky_relu", "slope": 0.999999999}, {"units": 16, "activation": "sigmoid"}]}
+        ),
+        r"layers\[0\].slope: 0.999999999 is 1 in f32",
+    ),
+}
+
+
+@pytest.mark.parametrize("call,msg", list(F32_PARAMS.values()), ids=list(F32_PARAMS))
+def test_hyper_parameters_f32_would_make_infinite_zero_or_one_are_refused(call, msg):
+    # Training computes in f32: noise of std 1e39 was taken (and trained on
+    # infinite inputs), a learning rate or penalty of 1e-50 was 0 without a
+    # word, a momentum of 0.99999999 was 1.
+    m = small()
+    x = np.random.default_rng(0).random((8, 16), dtype=np.float32)
+    before = m.state_dict()
+    with pytest.raises(ValueError, match=msg):
+        call(m, x)
+    for k, v in before.items():
+        np.testing.assert_array_equal(m.state_dict()[k], v, err_msg=k)
+    assert m.config["noise"] == {"type": "none"}

@@ -51,8 +51,83 @@ pub fn beyond_f32_error(where_: String, x: f64) -> Error {
     }
 }
 
+/// Refuses a hyper-parameter `v` of `field` (a learning rate, a penalty's
+/// weight, a noise's std, …) that training would not see as given, since it
+/// computes in f32: a finite value beyond f32's range, which would be
+/// infinite there, or a non-zero one below f32's smallest, which would be 0.
+///
+/// # Errors
+/// [`Error::Config`] naming `field`, the value and what it would become.
+pub fn check_f32_param(field: &str, v: f64) -> Result<()> {
+    if beyond_f32(v) {
+        return Err(Error::config(
+            field,
+            format!(
+                "{v:e} is beyond f32's range (±{:e}): training computes in f32, where it would be infinite",
+                f32::MAX
+            ),
+        ));
+    }
+    if v != 0.0 && v.is_finite() && (v as f32) == 0.0 {
+        return Err(Error::config(
+            field,
+            format!(
+                "{v:e} is below f32's smallest value (about 1.4e-45): training computes in f32, where it would be 0"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_f32_param`] for a value in [0, 1) that must stay below 1 in f32
+/// (a decay rate, a momentum, a target activation): one that rounds to 1
+/// there is refused too.
+///
+/// # Errors
+/// [`Error::Config`] naming `field`, the value and what it would become.
+pub fn check_f32_fraction(field: &str, v: f64) -> Result<()> {
+    check_f32_param(field, v)?;
+    if v < 1.0 && (v as f32) >= 1.0 {
+        return Err(Error::config(
+            field,
+            format!(
+                "{v} is 1 in f32, which training computes in (the largest f32 below 1 is {})",
+                1.0 - f32::EPSILON / 2.0
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn f32_params_that_would_be_infinite_zero_or_one_are_refused() {
+        use super::{check_f32_fraction, check_f32_param};
+        for v in [0.0, 1e-3, 1e30, f64::from(f32::MAX), 1e-45, -2.5] {
+            assert!(check_f32_param("lr", v).is_ok(), "{v}");
+        }
+        for (v, says) in [
+            (1e39, "lr: 1e39 is beyond f32's range"),
+            (-1e300, "lr: -1e300 is beyond f32's range"),
+            (1e-50, "lr: 1e-50 is below f32's smallest value"),
+            (-1e-46, "lr: -1e-46 is below f32's smallest value"),
+        ] {
+            let e = check_f32_param("lr", v).unwrap_err().to_string();
+            assert!(e.contains(says), "{v}: {e}");
+        }
+        for v in [0.0, 0.9, 0.999, 0.99999994] {
+            assert!(check_f32_fraction("beta2", v).is_ok(), "{v}");
+        }
+        for (v, says) in [
+            (0.99999999, "beta2: 0.99999999 is 1 in f32"),
+            (1e-60, "beta2: 1e-60 is below f32's smallest value"),
+        ] {
+            let e = check_f32_fraction("beta2", v).unwrap_err().to_string();
+            assert!(e.contains(says), "{v}: {e}");
+        }
+    }
+
     #[test]
     fn check_finite_names_the_first_bad_index() {
         assert!(super::check_finite("x", &[0.0, 1.0, -3.0]).is_ok());

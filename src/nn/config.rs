@@ -487,7 +487,7 @@ impl ModelBuilder {
 
 fn finite_nonneg(field: &str, v: f64) -> Result<()> {
     if v.is_finite() && v >= 0.0 {
-        Ok(())
+        crate::data::check_f32_param(field, v)
     } else {
         Err(Error::config(
             field,
@@ -664,6 +664,7 @@ impl ModelConfig {
                     format!("the target activation must be in (0, 1), got {}", p.rho),
                 ));
             }
+            crate::data::check_f32_fraction("kl.rho", p.rho)?;
             if p.layer >= last {
                 return Err(Error::config(
                     "kl.layer",

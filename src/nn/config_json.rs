@@ -297,6 +297,9 @@ impl ModelConfig {
                     })?),
                     None => None,
                 };
+                if let Some(s) = slope {
+                    crate::data::check_f32_fraction(&format!("{path}.slope"), s)?;
+                }
                 let name = l.str_at("activation").map_err(|e| prefix(e, &path))?;
                 activation_from_name(name, slope, &format!("{path}.activation"))
             };

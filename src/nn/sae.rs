@@ -198,6 +198,7 @@ impl SaeConfig {
                     format!("must be a finite number ≥ 0, got {}", a.coef),
                 ));
             }
+            crate::data::check_f32_param("sae.auxk.coef", a.coef)?;
         }
         Ok(())
     }

@@ -71,6 +71,7 @@ impl OptimizerConfig {
     /// # Errors
     /// [`Error::Config`] naming the bad value.
     pub fn validate(&self) -> Result<()> {
+        use crate::data::{check_f32_fraction, check_f32_param};
         let bad = |f: &str, v: f64| Err(Error::config(f, format!("out of range: {v}")));
         match *self {
             OptimizerConfig::Adam(a) => {
@@ -86,6 +87,11 @@ impl OptimizerConfig {
                 if !(a.eps.is_finite() && a.eps > 0.0) {
                     return bad("adam.eps", a.eps);
                 }
+                // Each is used in f32: none may become infinite, 0 or 1.
+                check_f32_param("adam.lr", a.lr)?;
+                check_f32_fraction("adam.beta1", a.beta1)?;
+                check_f32_fraction("adam.beta2", a.beta2)?;
+                check_f32_param("adam.eps", a.eps)?;
             }
             OptimizerConfig::Sgd(s) => {
                 if !(s.lr.is_finite() && s.lr > 0.0) {
@@ -94,6 +100,8 @@ impl OptimizerConfig {
                 if !(0.0..1.0).contains(&s.momentum) {
                     return bad("sgd.momentum", s.momentum);
                 }
+                check_f32_param("sgd.lr", s.lr)?;
+                check_f32_fraction("sgd.momentum", s.momentum)?;
             }
         }
         Ok(())

@@ -146,6 +146,12 @@ fn apply_sae_flags(mut cfg: ModelConfig, a: &SaeArgs) -> Result<ModelConfig> {
                 reason,
             }
         }
+        Error::Config { field, reason } if field == "sae.auxk.coef" && a.auxk_coef.is_some() => {
+            Error::Config {
+                field: "--auxk-coef".into(),
+                reason,
+            }
+        }
         Error::Config { field, reason }
             if field.starts_with("sae.") && reason.contains("linear output") =>
         {
@@ -190,13 +196,14 @@ fn check_train_flags(a: &TrainArgs) -> Result<()> {
             "must be at least 1 (batches per optimizer step), got 0",
         ));
     }
-    if let Some(lr) = a.lr
-        && !(lr.is_finite() && lr > 0.0)
-    {
-        return Err(Error::config(
-            "--lr",
-            format!("must be a finite positive number, got {lr}"),
-        ));
+    if let Some(lr) = a.lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(Error::config(
+                "--lr",
+                format!("must be a finite positive number, got {lr}"),
+            ));
+        }
+        sparse_ae::data::check_f32_param("--lr", lr)?;
     }
     if let Some(m) = a.momentum {
         if a.resume.is_none() && a.optimizer != Some(OptimizerKind::Sgd) {
@@ -211,6 +218,7 @@ fn check_train_flags(a: &TrainArgs) -> Result<()> {
                 format!("must be in [0, 1), got {m}"),
             ));
         }
+        sparse_ae::data::check_f32_fraction("--momentum", m)?;
     }
     Ok(())
 }
