@@ -4,19 +4,53 @@ use pyo3::PyErr;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use sparse_ae::Error;
 
+/// Pieces of the engine's messages that send the reader to the command
+/// line (its flags, checkpoints, `train`), and what Python has instead.
+const FOR_PYTHON: &[(&str, &str)] = &[
+    // The memory budget (Error::Memory's hint).
+    ("--max-memory GB", "sparse_ae.set_max_memory(gb)"),
+    // A step that went NaN (Error::NonFinite's hint): Python's fit writes
+    // no checkpoint, and gives the model back as it was.
+    (
+        "lower the learning rate, check the data for NaN, or resume from the last checkpoint",
+        "lower the learning rate (fit's lr), or check the data for NaN; the model keeps the weights it had before this fit",
+    ),
+    // Binary cross-entropy targets outside [0, 1].
+    (", or train --linear-output)", ")"),
+    // A convolutional preset on inputs that are not a square image.
+    (
+        "(IDX data gives its images' shape; for a .npy matrix, describe the model with --config and its `image`)",
+        "(give it: Autoencoder.preset(name, image=(height, width)), or a configuration with its `image` to Autoencoder.from_config)",
+    ),
+    // fit's epochs whose records exceed the memory budget.
+    (
+        " (ask for fewer epochs, or give --steps)",
+        " (ask for fewer epochs)",
+    ),
+    // A data set not found or not downloaded.
+    ("pass `--data DIR`", "pass path=DIR"),
+    // Autoencoder.load of a safetensors file without a configuration.
+    (
+        "a plain state dict needs `train --init` with a matching --preset or --config",
+        "a plain state dict goes with its configuration to Autoencoder.from_state_dict(config, state_dict)",
+    ),
+];
+
+/// `e`'s message, with what it says of the command line said of Python.
+pub fn message(e: &Error) -> String {
+    FOR_PYTHON
+        .iter()
+        .fold(e.to_string(), |m, (cli, py)| m.replace(cli, py))
+}
+
 /// `OSError` for files that cannot be read or written and data sets that
 /// cannot be found or fetched; `ValueError` for everything the caller
 /// passed or pointed at that is wrong (shapes, configurations, malformed
 /// files, NaN, binary cross-entropy targets outside [0, 1]).
 pub fn to_py(e: Error) -> PyErr {
     match e {
-        Error::Io { .. } | Error::Data { .. } => PyOSError::new_err(e.to_string()),
-        // The hint names the command line's flag; Python's is a function.
-        Error::Memory { .. } => PyValueError::new_err(
-            e.to_string()
-                .replace("--max-memory GB", "sparse_ae.set_max_memory(gb)"),
-        ),
-        _ => PyValueError::new_err(e.to_string()),
+        Error::Io { .. } | Error::Data { .. } => PyOSError::new_err(message(&e)),
+        _ => PyValueError::new_err(message(&e)),
     }
 }
 

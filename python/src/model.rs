@@ -559,6 +559,9 @@ impl PyAutoencoder {
                 )));
             }
         }
+        // The weights a fit that goes NaN gives back: the model's until the
+        // first callback sees (and the model takes) an epoch's.
+        let before = (!callbacks.is_empty()).then(|| slf.borrow().model.clone());
         let shared = Shared::default();
         let handle: Py<PyAutoencoder> = slf.clone().unbind();
         let publish = |py: Python<'_>, m: &Autoencoder<f32>| {
@@ -607,10 +610,17 @@ impl PyAutoencoder {
             f64::from_bits(shared.loss.load(Ordering::Relaxed)),
         );
         bar.close();
-        // Whatever happened, the model is the trainer's: whole steps only.
+        // Whatever else happened, the model is the trainer's: whole steps
+        // only. Steps that went NaN or Inf leave it as it was before the
+        // call (whose weights may be huge or infinite by then).
         {
+            let diverged = matches!(&result, Ok(Err(Error::NonFinite { step, .. })) if *step > 0);
             let mut this = borrow_mut_waiting(slf);
-            this.model = trainer.model;
+            match (diverged, before) {
+                (false, _) => this.model = trainer.model,
+                (true, Some(before)) => this.model = before,
+                (true, None) => {}
+            }
             this.training = false;
         }
         let result = result.map_err(|_| PyRuntimeError::new_err("the training thread panicked"))?;

@@ -492,3 +492,66 @@ def test_hyper_parameters_f32_would_make_infinite_zero_or_one_are_refused(call, 
     for k, v in before.items():
         np.testing.assert_array_equal(m.state_dict()[k], v, err_msg=k)
     assert m.config["noise"] == {"type": "none"}
+
+
+def says_nothing_of_the_command_line(msg):
+    """No flag (`--config`, `--steps`), checkpoint or `train` command in a
+    message Python raises: Python has none of them."""
+    import re
+
+    assert not re.search(r"--[a-z]", msg), msg
+    assert "checkpoint" not in msg and "train --" not in msg, msg
+
+
+@pytest.mark.parametrize("with_callback", [False, True], ids=["plain", "callback"])
+def test_a_fit_that_goes_nan_says_what_python_can_do_and_keeps_the_weights(with_callback):
+    # The hint said "... or resume from the last checkpoint", which Python's
+    # fit never writes, and the model kept weights of 1e30 (or Inf) from the
+    # steps before, on which encode gave NaN.
+    m = small()
+    x = np.random.default_rng(0).random((8, 16), dtype=np.float32)
+    before = m.state_dict()
+    seen = []
+    callbacks = [lambda epoch, logs: seen.append(epoch)] if with_callback else None
+    with pytest.raises(ValueError, match=r"(?s)non-finite value .* at step 2\n---> HINT: lower the learning rate \(fit's lr\)") as e:
+        m.fit(x, epochs=3, batch_size=8, lr=1e30, callbacks=callbacks, verbose=False)
+    says_nothing_of_the_command_line(str(e.value))
+    assert "the model keeps the weights it had before this fit" in str(e.value)
+    # (With a callback, it saw the first epoch's weights of about 1e30.)
+    assert seen == ([0] if with_callback else [])
+    for k, v in before.items():
+        np.testing.assert_array_equal(m.state_dict()[k], v, err_msg=k)
+    assert np.isfinite(m.encode(x)).all()
+    assert m.fit(x, epochs=1, batch_size=8, verbose=False)["epoch"] == [1]
+
+
+def test_messages_name_what_python_has_not_the_command_lines_flags(tmp_path):
+    # Each hint named a flag of `sparse-ae train` (--linear-output, --config,
+    # --steps, --data DIR, --init), none of which Python has.
+    m = small()
+    with pytest.raises(ValueError, match=r"binary cross-entropy needs targets in \[0, 1\]") as e:
+        m.score(np.full((4, 16), 5, np.float32))
+    says_nothing_of_the_command_line(str(e.value))
+    with pytest.raises(ValueError, match=r"Autoencoder.preset\(name, image=\(height, width\)\)") as e:
+        sparse_ae.Autoencoder.preset("conv", input=35)
+    says_nothing_of_the_command_line(str(e.value))
+    with pytest.raises(ValueError, match=r"keeping the metrics of 1000000000000000 epochs .*\(ask for fewer epochs\)") as e:
+        m.fit(np.zeros((8, 16), np.float32), epochs=10**15, batch_size=8, verbose=False)
+    says_nothing_of_the_command_line(str(e.value))
+    # A safetensors file of tensors alone (no configuration).
+    import json, struct
+
+    head = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    (tmp_path / "plain.safetensors").write_bytes(struct.pack("<Q", len(head)) + head + b"\0" * 4)
+    with pytest.raises(ValueError, match=r"Autoencoder.from_state_dict\(config, state_dict\)") as e:
+        sparse_ae.Autoencoder.load(tmp_path / "plain.safetensors")
+    says_nothing_of_the_command_line(str(e.value))
+    # A data set that is nowhere (an empty cache, no $SPARSE_AE_DATA).
+    r = in_child(
+        f"import os\nos.chdir({str(tmp_path)!r})\n"
+        "try:\n    sae.datasets.mnist()\nexcept OSError as e:\n    print(e)\n",
+        env={"SPARSE_AE_DATA": None, "SPARSE_AE_CACHE": str(tmp_path / "cache")},
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "not found" in r.stdout and "pass path=DIR" in r.stdout, r.stdout
+    says_nothing_of_the_command_line(r.stdout)
