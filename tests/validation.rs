@@ -295,6 +295,11 @@ fn bce_refuses_targets_outside_the_unit_interval() {
     let fives = dir.join("fives.npy");
     let e = fails(&["eval", "-m", s(&out), "--data", s(&fives)]);
     has(&e, &["binary cross-entropy", "[0, 1]"]);
+    // Named by sample, as the other commands name it ("feature 5 of a
+    // sample" said which feature only).
+    let neg = dir.join("neg.npy");
+    let e = fails(&["eval", "-m", s(&out), "--data", s(&neg), "--split", "train"]);
+    has(&e, &["binary cross-entropy", "feature 5 of sample 9 is -3"]);
     let scores = dir.join("scores.csv");
     let e = fails(&[
         "score",
@@ -331,7 +336,19 @@ fn bce_refuses_targets_outside_the_unit_interval() {
     target[11] = 5.0;
     let e = model.loss_and_grad(&mut ws, &x, &target, None).unwrap_err();
     assert!(matches!(e, Error::Value { .. }), "{e:?}");
-    has(&e.to_string(), &["feature 3 of a sample is 5", "[0, 1]"]);
+    has(
+        &e.to_string(),
+        &["feature 3 of sample 1 of the batch is 5", "[0, 1]"],
+    );
+    // Evaluated in batches of one, by its place among the samples.
+    let e = sparse_ae::train::evaluate(
+        &model,
+        sparse_ae::train::Samples::f32(&target, 8).unwrap(),
+        1,
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Value { .. }), "{e:?}");
+    has(&e.to_string(), &["feature 3 of sample 1 is 5", "[0, 1]"]);
     let mut trainer = Trainer::new(model, OptimizerConfig::default(), 2, 0).unwrap();
     let e = sparse_ae::train::fit(
         &mut trainer,

@@ -555,3 +555,20 @@ def test_messages_name_what_python_has_not_the_command_lines_flags(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "not found" in r.stdout and "pass path=DIR" in r.stdout, r.stdout
     says_nothing_of_the_command_line(r.stdout)
+
+
+@pytest.mark.parametrize("method", ["evaluate", "score", "fit", "validation_data"])
+def test_bce_targets_outside_the_unit_interval_are_named_by_sample(method):
+    # evaluate said "feature 3 of a sample is 7", naming no sample.
+    m = small()
+    x = np.random.default_rng(0).random((8, 16), dtype=np.float32)
+    bad = x.copy()
+    bad[5, 3] = 7
+    msg = r"binary cross-entropy needs targets in \[0, 1\], but feature 3 of sample 5 (of the (training|test) split )?is 7"
+    with pytest.raises(ValueError, match=msg):
+        if method == "fit":
+            m.fit(bad, epochs=1, batch_size=4, verbose=False)
+        elif method == "validation_data":
+            m.fit(x, epochs=1, batch_size=4, validation_data=bad, verbose=False)
+        else:
+            getattr(m, method)(bad)

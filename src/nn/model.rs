@@ -896,8 +896,15 @@ impl<T: Real> Autoencoder<T> {
         if self.cfg.loss == Loss::Bce
             && let Some(i) = first_outside_unit(target)
         {
+            // (Callers that know where the batch came from check it
+            // themselves, naming the sample among theirs.)
+            let d = self.cfg.input;
+            let of = match part.whole {
+                None => "the batch",
+                Some(_) => "a part of the batch",
+            };
             return Err(bce_target_error(
-                format!("feature {} of a sample", i % self.cfg.input),
+                format!("feature {} of sample {} of {of}", i % d, i / d),
                 target[i].to_f64(),
             ));
         }

@@ -470,6 +470,20 @@ pub fn evaluate_rows(
             x.truncate(len * cfg.input);
         }
         rows.read(start, &mut x)?;
+        // Named by its place among the rows (the model's own check knows
+        // only the batch).
+        if cfg.loss == crate::nn::Loss::Bce
+            && let Some(i) = crate::nn::first_outside_unit(&x)
+        {
+            return Err(crate::nn::bce_target_error(
+                format!(
+                    "feature {} of sample {}",
+                    i % cfg.input,
+                    start + i / cfg.input
+                ),
+                f64::from(x[i]),
+            ));
+        }
         let p = model.loss_and_grad(&mut ws, &x, &x, None)?;
         mean.add(&p, len);
         code.add(model.code(&ws));
