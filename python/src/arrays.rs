@@ -11,8 +11,63 @@ use numpy::{
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use sparse_ae::train::Samples;
 use sparse_ae::{Result, memory};
+
+/// `arr` as a C-ordered float32 array, converted by NumPy without its
+/// warnings for values beyond float32's range (they become ±Inf, which the
+/// caller looks for and names: see [`overflow_at`]).
+///
+/// # Errors
+/// NumPy's, for what cannot be converted.
+pub fn to_f32<'py>(arr: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = arr.py();
+    let np = py.import("numpy")?;
+    let kw = PyDict::new(py);
+    kw.set_item("over", "ignore")?;
+    kw.set_item("invalid", "ignore")?;
+    let quiet = np.call_method("errstate", (), Some(&kw))?;
+    quiet.call_method0("__enter__")?;
+    let converted = np.call_method1("ascontiguousarray", (arr, dtype::<f32>(py)));
+    quiet.call_method1("__exit__", (py.None(), py.None(), py.None()))?;
+    converted
+}
+
+/// Where the float32 conversion `f32s` of `arr` first holds ±Inf for a
+/// finite value (one beyond float32's range): its index in C order and the
+/// value. `None` when its first non-finite value was NaN or ±Inf already
+/// (or there is none).
+pub fn overflow_at(arr: &Bound<'_, PyAny>, f32s: &[f32]) -> PyResult<Option<(usize, f64)>> {
+    let Some(i) = f32s.iter().position(|v| !v.is_finite()) else {
+        return Ok(None);
+    };
+    let value = arr.getattr("flat")?.get_item(i)?;
+    let Ok(x) = value.extract::<f64>() else {
+        return Ok(None);
+    };
+    if !x.is_finite() {
+        return Ok(None);
+    }
+    Ok(Some((i, x)))
+}
+
+/// The index along each axis of C-order index `i` in an array of `shape`.
+pub fn unravel(i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    let mut rest = i;
+    for (k, &n) in shape.iter().enumerate().rev() {
+        index[k] = rest % n.max(1);
+        rest /= n.max(1);
+    }
+    index
+}
+
+/// An index along each axis, as Python writes it (`[1, 2]`).
+pub fn show_index(index: &[usize]) -> String {
+    let parts: Vec<String> = index.iter().map(|i| i.to_string()).collect();
+    format!("[{}]", parts.join(", "))
+}
 
 /// The array, borrowed read-only for the duration of a call.
 enum Held<'py> {
@@ -114,15 +169,25 @@ impl<'py> Input<'py> {
             memory::check(&copy_what(what, &shape, "float32"), bytes)
                 .map_err(crate::errors::to_py)?;
             counted = memory::Held::new(bytes);
-            let conv = np
-                .call_method1("ascontiguousarray", (&arr, dtype::<f32>(py)))
-                .map_err(|e| {
-                    PyValueError::new_err(format!(
-                        "{what}: cannot use an array of dtype {dt} as float32 samples: {e}"
-                    ))
-                })?;
+            let conv = to_f32(arr.as_any()).map_err(|e| {
+                PyValueError::new_err(format!(
+                    "{what}: cannot use an array of dtype {dt} as float32 samples: {e}"
+                ))
+            })?;
             let a = conv.cast_into::<PyArrayDyn<f32>>()?;
-            Held::F32(a.try_readonly().map_err(|e| borrow_err(what, e))?)
+            let ro = a.try_readonly().map_err(|e| borrow_err(what, e))?;
+            // A value beyond float32's range (a long double, a Python int of
+            // 40 digits) became ±Inf: named by what it was.
+            if let Some(s) = ro.as_slice().ok()
+                && let Some((i, x)) = overflow_at(arr.as_any(), s)?
+            {
+                let d = shape.iter().skip(1).product::<usize>().max(1);
+                return Err(crate::errors::to_py(sparse_ae::data::beyond_f32_error(
+                    format!("{what}: sample {}, feature {}", i / d, i % d),
+                    x,
+                )));
+            }
+            Held::F32(ro)
         };
         if shape.len() < 2 {
             return Err(PyValueError::new_err(format!(

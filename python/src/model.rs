@@ -3,7 +3,7 @@
 //! `score` and `gradcheck` on NumPy arrays.
 
 use crate::args::{count, whole};
-use crate::arrays::{Input, refuse_non_numbers};
+use crate::arrays::{Input, overflow_at, refuse_non_numbers, show_index, to_f32, unravel};
 use crate::errors::{IntoPy, to_py};
 use crate::fit::{Bar, PyObserver, Shared, history};
 use numpy::{
@@ -311,19 +311,27 @@ impl PyAutoencoder {
                 )));
             }
             refuse_non_numbers(&v, &raw, &name, "parameters")?;
-            let a = np
-                .call_method1("ascontiguousarray", (&raw, "float32"))
-                .map_err(|e| {
-                    PyValueError::new_err(format!("{name}: cannot be converted to float32: {e}"))
-                })?;
+            let a = to_f32(raw.as_any()).map_err(|e| {
+                PyValueError::new_err(format!("{name}: cannot be converted to float32: {e}"))
+            })?;
             let a = a.cast_into::<PyArrayDyn<f32>>()?;
             let ro = a.readonly();
             let s = ro.as_slice()?;
+            // Named by key, index and value: a value beyond float32's range
+            // (which became ±Inf) as such; NaN and ±Inf as what they are.
+            if let Some((i, x)) = overflow_at(raw.as_any(), s)? {
+                return Err(PyValueError::new_err(format!(
+                    "{name}{} is {x:e}, beyond float32's range (±{:e}): parameters are float32, where it would be infinite",
+                    show_index(&unravel(i, &t.shape)),
+                    f32::MAX
+                )));
+            }
             if let Some(i) = s.iter().position(|v| !v.is_finite()) {
-                return Err(to_py(Error::NonFinite {
-                    step: 0,
-                    tensor: format!("`{}` (entry {i})", t.name),
-                }));
+                return Err(PyValueError::new_err(format!(
+                    "{name}{} is {}: parameters must be finite numbers",
+                    show_index(&unravel(i, &t.shape)),
+                    s[i]
+                )));
             }
             params[t.range()].copy_from_slice(s);
         }

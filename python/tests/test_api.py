@@ -263,7 +263,7 @@ def test_from_state_dict_checks_names_shapes_and_values(trained):
         sparse_ae.Autoencoder.from_state_dict(cfg, {**sd, "encoder.9.weight": sd["encoder.0.bias"]})
     bad = sd["decoder.0.bias"].copy()
     bad[3] = np.nan
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match=r'^state_dict\["decoder.0.bias"\]\[3\] is NaN: parameters must be finite numbers'):
         sparse_ae.Autoencoder.from_state_dict(cfg, {**sd, "decoder.0.bias": bad})
 
 

@@ -572,3 +572,39 @@ def test_bce_targets_outside_the_unit_interval_are_named_by_sample(method):
             m.fit(x, epochs=1, batch_size=4, validation_data=bad, verbose=False)
         else:
             getattr(m, method)(bad)
+
+
+def test_values_beyond_float32_are_named_by_key_index_and_value():
+    import warnings
+
+    # from_state_dict said "non-finite value (NaN or Inf) in `encoder.0.weight`
+    # (entry 18)" with the hint "replace or drop the samples with missing
+    # (NaN) or infinite values", of a finite 1e39, after NumPy's
+    # RuntimeWarning: overflow encountered in cast.
+    m = small()
+    sd, cfg, k = m.state_dict(), m.config, "encoder.0.weight"
+    big = sd[k].astype(np.float64)
+    big[1, 2] = 1e39
+    huge_int = sd[k].astype(object)
+    huge_int[0, 5] = 10**40
+    nan = sd[k].copy()
+    nan[3, 1] = np.nan
+    cases = [
+        (big, r'^state_dict\["encoder.0.weight"\]\[1, 2\] is 1e39, beyond float32\'s range \(±3.4028235e38\)'),
+        (huge_int, r'^state_dict\["encoder.0.weight"\]\[0, 5\] is 1e40, beyond float32\'s range'),
+        (nan, r'^state_dict\["encoder.0.weight"\]\[3, 1\] is NaN: parameters must be finite numbers$'),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for v, msg in cases:
+            with pytest.raises(ValueError, match=msg) as e:
+                sparse_ae.Autoencoder.from_state_dict(cfg, {**sd, k: v})
+            assert "samples" not in str(e.value)
+        # Inputs of other types than float64 (which was named already).
+        x = np.random.default_rng(0).random((4, 16)).astype(np.longdouble)
+        x[1, 2] = np.longdouble(1e39)
+        for method in ["encode", "score", "evaluate"]:
+            with pytest.raises(ValueError, match=rf"^{method}: sample 1, feature 2 is 1e39, outside f32's range"):
+                getattr(m, method)(x)
+    back = sparse_ae.Autoencoder.from_state_dict(cfg, {**sd, k: sd[k].astype(np.float64)})
+    np.testing.assert_array_equal(back.state_dict()[k], sd[k])
