@@ -3,8 +3,9 @@
 //! signal handlers (so Ctrl-C raises `KeyboardInterrupt` between two steps)
 //! and to move the tqdm bar.
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict};
 use sparse_ae::Result;
 use sparse_ae::nn::{Autoencoder, LossParts};
 use sparse_ae::train::{EpochMetrics, Observer, Trainer};
@@ -88,14 +89,15 @@ impl Observer for PyObserver<'_> {
             (self.publish)(py, &t.model);
             let logs = logs(py, m, with_val)?;
             let mut stop = false;
-            for cb in self.callbacks {
+            for (i, cb) in self.callbacks.iter().enumerate() {
                 let cb = cb.bind(py);
-                let r = if cb.hasattr("on_epoch_end")? {
+                let method = cb.hasattr("on_epoch_end")?;
+                let r = if method {
                     cb.call_method1("on_epoch_end", (m.epoch - 1, &logs))?
                 } else {
                     cb.call1((m.epoch - 1, &logs))?
                 };
-                stop |= r.is_truthy()?;
+                stop |= wants_stop(i, cb, method, &r)?;
             }
             Ok(stop)
         });
@@ -115,6 +117,48 @@ impl Observer for PyObserver<'_> {
             }
         }
     }
+}
+
+/// Whether the value `r` that callback `i` returned asks to stop: None and
+/// False go on, True stops (NumPy's bool too).
+///
+/// # Errors
+/// `TypeError` naming the callback for any other value: a NumPy array
+/// raised NumPy's "truth value of an array is ambiguous", and a number, a
+/// string or a list was taken by its truth.
+fn wants_stop(
+    i: usize,
+    cb: &Bound<'_, PyAny>,
+    method: bool,
+    r: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
+    let py = r.py();
+    if r.is_none() {
+        return Ok(false);
+    }
+    if let Ok(b) = r.cast::<PyBool>() {
+        return Ok(b.is_true());
+    }
+    if r.is_instance(&py.import("numpy")?.getattr("bool_")?)? {
+        return r.is_truthy();
+    }
+    let type_name = |o: &Bound<'_, PyAny>| {
+        o.get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "?".to_owned())
+    };
+    let named = match method {
+        true => format!("{}.on_epoch_end", type_name(cb)),
+        false => cb
+            .getattr("__name__")
+            .and_then(|n| n.extract::<String>())
+            .unwrap_or_else(|_| type_name(cb)),
+    };
+    Err(PyTypeError::new_err(format!(
+        "callbacks[{i}] ({named}) returned {}: a callback returns None (or False) to go on and True to stop training",
+        type_name(r)
+    )))
 }
 
 /// The names of an epoch's record, in the order of the history dict.

@@ -608,3 +608,39 @@ def test_values_beyond_float32_are_named_by_key_index_and_value():
                 getattr(m, method)(x)
     back = sparse_ae.Autoencoder.from_state_dict(cfg, {**sd, k: sd[k].astype(np.float64)})
     np.testing.assert_array_equal(back.state_dict()[k], sd[k])
+
+
+class Stopper:
+    def __init__(self, value):
+        self.value = value
+
+    def on_epoch_end(self, epoch, logs):
+        return self.value
+
+
+def test_what_a_callback_returns_is_none_or_a_bool():
+    # A callback that returned a NumPy array stopped fit with NumPy's
+    # "truth value of an array with more than one element is ambiguous",
+    # and one that returned 0.5, "no" or [0] stopped training by its truth.
+    x = np.random.default_rng(0).random((8, 16), dtype=np.float32)
+
+    def returns_array(epoch, logs):
+        return np.array([1.0, 2.0])
+
+    for cb, named, what in [
+        (returns_array, r"returns_array", "ndarray"),
+        (lambda epoch, logs: "no", r"<lambda>", "str"),
+        (lambda epoch, logs: 0.5, r"<lambda>", "float"),
+        (Stopper([0]), r"Stopper.on_epoch_end", "list"),
+    ]:
+        m = small()
+        with pytest.raises(TypeError, match=rf"^callbacks\[1\] \({named}\) returned {what}: a callback returns None \(or False\) to go on and True to stop training"):
+            m.fit(x, epochs=3, batch_size=4, callbacks=[lambda e, logs: None, cb], verbose=False)
+        # The epoch it was called after is kept, as when a callback raises.
+        assert m.fit(x, epochs=1, batch_size=4, verbose=False)["epoch"] == [1]
+    # None and False go on, True and NumPy's True stop.
+    for value, epochs in [(None, 3), (False, 3), (True, 1), (np.True_, 1), (np.False_, 3)]:
+        hist = small().fit(x, epochs=3, batch_size=4, callbacks=[Stopper(value)], verbose=False)
+        assert hist["epoch"] == list(range(1, epochs + 1)), value
+    hist = small().fit(x, epochs=3, batch_size=4, callbacks=[lambda e, logs: logs["loss"] < 100], verbose=False)
+    assert hist["epoch"] == [1]

@@ -10,7 +10,7 @@ __version__: str
 
 ArrayLike = npt.ArrayLike
 Config = Union[Mapping[str, Any], str, PathLike]
-Callback = Union[Callable[[int, Dict[str, float]], Any], Any]
+Callback = Union[Callable[[int, Dict[str, float]], Optional[bool]], Any]
 
 def presets() -> List[Tuple[str, str]]:
     """Every preset: (name, description)."""
@@ -75,7 +75,8 @@ class Autoencoder:
         """Trains as `sparse-ae train` does; returns the per-epoch metrics as a dict of lists.
 
         Callbacks are called after each epoch as f(epoch, logs) or
-        obj.on_epoch_end(epoch, logs); a true return value stops training.
+        obj.on_epoch_end(epoch, logs); returning True stops training, None
+        or False goes on, and any other value raises TypeError.
         Ctrl-C raises KeyboardInterrupt between two steps, the model keeping
         the weights of the last step.
         """
