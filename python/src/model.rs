@@ -77,11 +77,17 @@ fn image_preset(
     }
 }
 
+/// Whether `text` is JSON rather than a path or a name: it opens an object
+/// or an array (`[1]` was looked for as a file, and as a noise type).
+fn looks_like_json(text: &str) -> bool {
+    text.trim_start().starts_with(['{', '['])
+}
+
 /// A configuration from a dict, JSON text, or the path of a JSON file.
 fn config_from(config: &Bound<'_, PyAny>) -> PyResult<ModelConfig> {
     if let Ok(s) = config.cast::<PyString>() {
         let text = s.to_cow()?;
-        if text.trim_start().starts_with('{') {
+        if looks_like_json(&text) {
             return ModelConfig::from_json(&text).py_err();
         }
         return read_config(PathBuf::from(&*text));
@@ -138,7 +144,7 @@ fn with_noise(cfg: &ModelConfig, noise: &Bound<'_, PyAny>) -> PyResult<ModelConf
     }
     let py = noise.py();
     let text: String = match noise.cast::<PyString>() {
-        Ok(s) if s.to_cow()?.trim_start().starts_with('{') => s.to_cow()?.into_owned(),
+        Ok(s) if looks_like_json(&s.to_cow()?) => s.to_cow()?.into_owned(),
         // A bare type name ("none", "masking") is {"type": name}.
         Ok(s) => {
             let d = PyDict::new(py);

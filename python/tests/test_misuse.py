@@ -644,3 +644,25 @@ def test_what_a_callback_returns_is_none_or_a_bool():
         assert hist["epoch"] == list(range(1, epochs + 1)), value
     hist = small().fit(x, epochs=3, batch_size=4, callbacks=[lambda e, logs: logs["loss"] < 100], verbose=False)
     assert hist["epoch"] == [1]
+
+
+def test_json_text_that_is_not_an_object_is_read_as_json():
+    # "[1]" was looked for as a file (OSError: [1]: No such file or
+    # directory), and as a noise type (unknown noise `[1]`).
+    m = small()
+    for text in ["[1]", "  [ ]", '\n[{"input": 16}]']:
+        with pytest.raises(ValueError) as e:
+            sparse_ae.Autoencoder.from_config(text)
+        assert not isinstance(e.value, OSError) and "No such file" not in str(e.value), e.value
+        assert "object" in str(e.value), e.value
+        with pytest.raises(ValueError, match="object") as e:
+            sparse_ae.Autoencoder.from_state_dict(text, m.state_dict())
+        with pytest.raises(ValueError, match=r"noise: .*object") as e:
+            m.fit(np.zeros((4, 16), np.float32), epochs=1, batch_size=4, noise=text, verbose=False)
+        assert "unknown noise" not in str(e.value)
+    with pytest.raises(ValueError, match="invalid JSON"):
+        sparse_ae.Autoencoder.from_config("[1,")
+    # Paths and type names are still paths and type names.
+    with pytest.raises(OSError, match="No such file"):
+        sparse_ae.Autoencoder.from_config("model.json")
+    assert m.fit(np.zeros((4, 16), np.float32), epochs=1, batch_size=4, noise=" none", verbose=False)["epoch"] == [1]
