@@ -1,5 +1,7 @@
 //! NumPy arrays in: float32, float64 and uint8 (scaled by 1/255), C- or
-//! Fortran-ordered, `(samples, features…)`. A C-ordered float32 or uint8
+//! Fortran-ordered, `(samples, features…)`; booleans and other integers
+//! only when every value is 0 or 1 (0–255 in int64 would be neither pixels
+//! nor what uint8 gives). A C-ordered float32 or uint8
 //! array is read where it lies; any other is converted once, to C-ordered
 //! float32 (or uint8 for a Fortran-ordered uint8 array), inside the call
 //! that uses it, with the GIL released.
@@ -130,7 +132,7 @@ pub fn refuse_non_numbers(
         _ => return Ok(()),
     };
     Err(PyValueError::new_err(format!(
-        "{what}: cannot use an array of dtype {dt} as float32 {as_what}: it holds {kind}; pass real numbers (float32, float64, uint8 or another integer type)"
+        "{what}: cannot use an array of dtype {dt} as float32 {as_what}: it holds {kind}; pass real numbers (float32, float64 or uint8)"
     )))
 }
 
@@ -185,6 +187,22 @@ impl<'py> Input<'py> {
                 return Err(crate::errors::to_py(sparse_ae::data::beyond_f32_error(
                     format!("{what}: sample {}, feature {}", i / d, i % d),
                     x,
+                )));
+            }
+            // Integers other than uint8 are not pixels: 0–255 in int64 (say,
+            // uint8 images after arithmetic) were taken as 0–255 where the
+            // same uint8 ones are scaled to [0, 1]. Only 0 and 1, the same
+            // either way, are taken.
+            if matches!(dt.kind(), b'i' | b'u')
+                && let Ok(s) = ro.as_slice()
+                && let Some(i) = s.iter().position(|v| !(0.0..=1.0).contains(v))
+            {
+                let d = shape.iter().skip(1).product::<usize>().max(1);
+                let value = arr.getattr("flat")?.get_item(i)?.str()?.to_string();
+                return Err(PyValueError::new_err(format!(
+                    "{what}: an integer array of dtype {dt} holds {value} (sample {}, feature {}), outside [0, 1]: only uint8 is read as pixels (scaled by 1/255), and other integers would be taken as they are; pass x.astype(np.float32) to use the values as they are, or x / 255 for 0–255 pixels",
+                    i / d,
+                    i % d
                 )));
             }
             Held::F32(ro)

@@ -60,9 +60,41 @@ def test_every_dtype_and_layout_gives_the_same_codes(trained, tiny):
 def test_other_number_types_are_converted(trained, tiny):
     _, _, (x_test, _) = tiny
     x = x_test[:8].reshape(8, -1)
-    np.testing.assert_array_equal(trained.encode(x.astype(np.int64)), trained.encode((x * 1.0).astype(np.float32)))
+    # Integers other than uint8 of 0 and 1 only (the same whether scaled or
+    # not), and booleans, are taken as they are.
+    binary = x > 100
+    for arr in [binary, binary.astype(np.int64), binary.astype(np.int8), binary.astype(">u2"), binary.tolist()]:
+        np.testing.assert_array_equal(trained.encode(arr), trained.encode(binary.astype(np.float32)))
     big_endian = (x / 255.0).astype(">f4")
     np.testing.assert_array_equal(trained.encode(big_endian), trained.encode((x / 255.0).astype(np.float32)))
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64, np.uint16, np.uint32, np.uint64, ">i4", "list"])
+@pytest.mark.parametrize("method", ["encode", "reconstruct", "score", "evaluate", "fit", "validation_data", "decode"])
+def test_integers_other_than_uint8_beyond_0_and_1_are_refused(trained, tiny, dtype, method):
+    # int16, int64, uint16, ... pixels were taken as 0-255 where the same
+    # uint8 ones are scaled to [0, 1]: a model trained on uint8 images gave
+    # other codes for x.astype(int), without a word.
+    _, _, (x_test, _) = tiny
+    x = x_test[:8].reshape(8, -1)
+    if method == "decode":
+        x = np.zeros((8, 32), np.uint8)
+        x[2, 5] = 3
+    arr = x.tolist() if dtype == "list" else x.astype(dtype)
+    name = {"fit": "x", "validation_data": "validation_data"}.get(method, method)
+    i = int(np.flatnonzero(np.asarray(x).reshape(-1) > 1)[0])
+    d = np.asarray(x).shape[1]
+    msg = (
+        rf"^{name}: an integer array of dtype \S+ holds {np.asarray(x).reshape(-1)[i]} \(sample {i // d}, feature {i % d}\), "
+        r"outside \[0, 1\]: only uint8 is read as pixels \(scaled by 1/255\).*x.astype\(np.float32\).*x / 255"
+    )
+    with pytest.raises(ValueError, match=msg):
+        if method == "fit":
+            trained.fit(arr, epochs=1, batch_size=4, verbose=False)
+        elif method == "validation_data":
+            trained.fit(x_test[:8], epochs=1, batch_size=4, validation_data=arr, verbose=False)
+        else:
+            getattr(trained, method)(arr)
 
 
 def test_fit_accepts_every_layout_with_the_same_result(tiny):
