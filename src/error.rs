@@ -111,6 +111,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// The value of the environment variable `name`, `None` when it is unset
+    /// or blank.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable when its value is not UTF-8
+    /// (it would otherwise be taken as unset without a word).
+    pub fn env_text(name: &str) -> Result<Option<String>> {
+        match std::env::var(name) {
+            Ok(v) if v.trim().is_empty() => Ok(None),
+            Ok(v) => Ok(Some(v)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(raw)) => {
+                Err(Error::config(name, format!("{raw:?} is not UTF-8 text")))
+            }
+        }
+    }
+
     /// Shorthand for an [`Error::Config`].
     pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Error {
         Error::Config {
@@ -184,7 +201,14 @@ impl fmt::Display for Error {
             ),
             Error::KernelUnavailable { requested } => write!(
                 f,
-                "kernel path `{requested}` is not available on this CPU or build\n---> HINT: SPARSE_AE_KERNEL accepts scalar, avx2 or avx512; use one the CPU supports"
+                "{}: kernel path `{requested}` is not available on this CPU or build (it has {})\n---> HINT: set {} to one of those, or unset it for the fastest",
+                crate::kernels::dispatch::KERNEL_ENV,
+                crate::kernels::Isa::available()
+                    .iter()
+                    .map(|i| i.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                crate::kernels::dispatch::KERNEL_ENV,
             ),
             Error::Memory {
                 what,

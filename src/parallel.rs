@@ -305,14 +305,15 @@ impl Policy {
     /// # Errors
     /// As [`Policy::from_name`].
     pub fn from_env() -> crate::Result<Policy> {
-        match std::env::var(POLICY_ENV) {
-            Ok(v) if !v.trim().is_empty() => Policy::from_name(&v),
-            _ => Ok(Policy::Measured),
+        match crate::Error::env_text(POLICY_ENV)? {
+            Some(v) => Policy::from_name(&v),
+            None => Ok(Policy::Measured),
         }
     }
 
     /// [`Policy::from_env`], with `Measured` for a bad value (programs that
-    /// want the error call [`Policy::from_env`] first; the CLI does).
+    /// want the error call [`Policy::from_env`] first; the library's entry points do,
+    /// through [`check_env`]).
     pub fn active() -> Policy {
         Policy::from_env().unwrap_or(Policy::Measured)
     }
@@ -400,6 +401,29 @@ fn threads_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> crate::Resu
     Ok(None)
 }
 
+/// Checks every `SPARSE_AE_*` variable the engine reads as it runs:
+/// `SPARSE_AE_KERNEL`, `SPARSE_AE_MAX_ISA` and `SPARSE_AE_REQUIRE_ISA`
+/// ([`crate::kernels::Isa::from_env`]), `SPARSE_AE_TOPK_PATH`
+/// ([`crate::nn::TopkPath::from_env`]) and `SPARSE_AE_THREAD_POLICY`
+/// ([`Policy::from_env`]). Where they are read, a bad value can only be
+/// reported on stderr and replaced by the default (or passed over without a
+/// word), so [`start_global_pool`], which every training, evaluation,
+/// inference and gradient-check entry point calls, checks them first; the
+/// CLI and the Python module thus refuse the same values with the same
+/// error. (The data and cache directories and the mirrors are read, and
+/// refused, where data is looked for.)
+///
+/// # Errors
+/// [`crate::Error::Config`] naming the variable, its value and the values
+/// it takes; [`crate::Error::KernelUnavailable`] for a kernel path this CPU
+/// lacks.
+pub fn check_env() -> crate::Result<()> {
+    crate::kernels::Isa::from_env()?;
+    crate::nn::TopkPath::from_env()?;
+    Policy::from_env()?;
+    Ok(())
+}
+
 /// Whether [`start_global_pool`] has seen the global pool started.
 static GLOBAL_STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -416,11 +440,14 @@ static GLOBAL_STARTED: AtomicBool = AtomicBool::new(false);
 /// pool itself, decides its size itself. A wasm32 build has one thread and
 /// nothing to start.
 ///
+/// It first checks the engine's own variables ([`check_env`]), every call.
+///
 /// # Errors
-/// [`crate::Error::Config`] for a `threads` or an environment outside
-/// 1..=[`max_threads`] (see [`env_threads`]), or when the threads cannot
-/// be started.
+/// As [`check_env`]; [`crate::Error::Config`] for a `threads` or an
+/// environment outside 1..=[`max_threads`] (see [`env_threads`]), or when
+/// the threads cannot be started.
 pub fn start_global_pool(threads: Option<usize>) -> crate::Result<()> {
+    check_env()?;
     if cfg!(target_family = "wasm")
         || GLOBAL_STARTED.load(Ordering::Acquire)
         || rayon::current_thread_index().is_some()

@@ -420,8 +420,27 @@ fn bad_input_gives_clear_errors() {
     let e = fails(&["eval", "-m", s(&model), "--data", s(&dir)], &[]);
     assert!(e.contains("broken.safetensors"), "{e}");
 
+    // Named as the other variables are: the variable, the value and the
+    // values it takes (or the paths this CPU has).
     let e = fails(&["presets"], &[("SPARSE_AE_KERNEL", "sse9")]);
-    assert!(e.contains("sse9") && e.contains("not available"), "{e}");
+    assert!(
+        e.contains(
+            r#"SPARSE_AE_KERNEL: "sse9" is not a kernel path (scalar, avx2, avx512, neon, simd128)"#
+        ),
+        "{e}"
+    );
+    let other = if cfg!(target_arch = "aarch64") {
+        "avx2"
+    } else {
+        "neon"
+    };
+    let e = fails(&["presets"], &[("SPARSE_AE_KERNEL", other)]);
+    assert!(
+        e.contains(&format!(
+            "SPARSE_AE_KERNEL: kernel path `{other}` is not available on this CPU or build (it has scalar"
+        )),
+        "{e}"
+    );
 
     let e = fails(&["presets"], &[("SPARSE_AE_TOPK_PATH", "sparsest")]);
     assert!(

@@ -35,10 +35,12 @@ pub fn presets() -> Vec<(&'static str, &'static str)> {
     PRESETS.to_vec()
 }
 
-/// The SIMD path the kernels run on (`avx512`, `avx2` or `scalar`).
+/// The SIMD path the kernels run on (`avx512`, `avx2` or `scalar`),
+/// refusing a bad `SPARSE_AE_*` variable as training would.
 #[pyfunction]
-pub fn kernel_path() -> &'static str {
-    sparse_ae::kernels::Isa::active().name()
+pub fn kernel_path() -> PyResult<&'static str> {
+    sparse_ae::parallel::check_env().map_err(to_py)?;
+    Ok(sparse_ae::kernels::Isa::active().name())
 }
 
 /// Sets the memory budget every call checks its buffers against to `gb`

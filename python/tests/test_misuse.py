@@ -433,6 +433,81 @@ def test_thread_counts_from_the_environment_beyond_the_bound_are_refused(var, va
     assert after == "[1]"
 
 
+ENGINE_VARIABLES = {
+    "kernel": ("SPARSE_AE_KERNEL", "sse9", '"sse9" is not a kernel path (scalar, avx2, avx512, neon, simd128)'),
+    "max isa": ("SPARSE_AE_MAX_ISA", "sse9", '"sse9" is not a kernel path (scalar, avx2, avx512, neon, simd128)'),
+    "require isa": ("SPARSE_AE_REQUIRE_ISA", "scalar,neon9", '"neon9" is not a kernel path (scalar, avx2, avx512, neon, simd128)'),
+    "thread policy": ("SPARSE_AE_THREAD_POLICY", "fastest", "unknown thread policy `fastest`; use measured, split or alternate"),
+    "topk path": ("SPARSE_AE_TOPK_PATH", "sparsest", "unknown top-k path `sparsest`; use auto, dense or sparse"),
+}
+
+
+@pytest.mark.parametrize("var,value,says", list(ENGINE_VARIABLES.values()), ids=list(ENGINE_VARIABLES))
+def test_engine_variables_are_refused_as_the_cli_refuses_them(cli, var, value, says):
+    # A bad SPARSE_AE_THREAD_POLICY or SPARSE_AE_TOPK_PATH was ignored
+    # without a word, a bad SPARSE_AE_KERNEL or SPARSE_AE_MAX_ISA gave a
+    # warning on stderr and the detected path, where the CLI refuses each.
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in {var, "SPARSE_AE_REQUIRE_ISA"}}
+    r = subprocess.run([str(cli), "presets"], capture_output=True, text=True, env={**env, var: value})
+    assert r.returncode == 2, r
+    want = f"invalid configuration: {var}: {says}"
+    assert r.stderr.splitlines()[0] == f"error: {want}", r.stderr
+    calls = [
+        "m.fit(x, epochs=1, batch_size=4, verbose=False)",
+        "m.encode(x)",
+        "m.decode(np.zeros((8, 32), np.float32))",
+        "m.reconstruct(x)",
+        "m.score(x)",
+        "m.evaluate(x)",
+        "m.gradcheck(batch=2, entries=4)",
+        "sae.kernel_path()",
+    ]
+    src = (
+        "import os\n"
+        "m = sae.Autoencoder.preset('shallow', input=16)\n"
+        "x = np.random.default_rng(0).random((8, 16), dtype=np.float32)\n"
+        f"for call in {calls!r}:\n"
+        "    try:\n"
+        "        eval(call)\n"
+        "        print('no error:', call)\n"
+        "    except ValueError as e:\n"
+        "        print('ValueError:', str(e).splitlines()[0])\n"
+        # Put right, the variable is read again and the module works.
+        f"del os.environ[{var!r}]\n"
+        "print(m.fit(x, epochs=1, batch_size=4, verbose=False)['epoch'])\n"
+    )
+    r = in_child(src, timeout=60, env={"SPARSE_AE_REQUIRE_ISA": None, var: value})
+    assert r.returncode == 0, r.stderr[-2000:]
+    *refused, after = r.stdout.splitlines()
+    assert refused == [f"ValueError: {want}"] * len(calls)
+    assert after == "[1]"
+    assert "sparse-ae:" not in r.stderr, r.stderr
+
+
+def test_a_kernel_path_this_cpu_lacks_is_named_with_the_ones_it_has(cli):
+    import platform
+    import subprocess
+
+    # A path of another architecture: this CPU lacks it.
+    missing = "avx2" if platform.machine().lower() in ("aarch64", "arm64") else "neon"
+    env = {k: v for k, v in os.environ.items() if k != "SPARSE_AE_REQUIRE_ISA"}
+    r = subprocess.run([str(cli), "presets"], capture_output=True, text=True, env={**env, "SPARSE_AE_KERNEL": missing})
+    assert r.returncode == 2, r
+    first = r.stderr.splitlines()[0]
+    assert first.startswith(
+        f"error: SPARSE_AE_KERNEL: kernel path `{missing}` is not available on this CPU or build (it has scalar"
+    ), first
+    r = in_child(
+        "sae.Autoencoder.preset('shallow', input=16).encode(np.zeros((2, 16), np.float32))\n",
+        timeout=60,
+        env={"SPARSE_AE_REQUIRE_ISA": None, "SPARSE_AE_KERNEL": missing},
+    )
+    assert r.returncode != 0
+    assert f"ValueError: {first[len('error: '):]}" in r.stderr, r.stderr
+
+
 F32_PARAMS = {
     "lr 1e39": (lambda m, x: m.fit(x, epochs=1, batch_size=4, lr=1e39, verbose=False), r"lr: 1e39 is beyond f32's range"),
     "lr 1e-50": (lambda m, x: m.fit(x, epochs=1, batch_size=4, lr=1e-50, verbose=False), r"lr: 1e-50 is below f32's smallest"),

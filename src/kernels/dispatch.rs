@@ -148,15 +148,21 @@ impl Isa {
     /// The path chosen from `SPARSE_AE_KERNEL`, or detected when it is unset.
     ///
     /// # Errors
-    /// [`Error::KernelUnavailable`] when the variable names an unknown path or
-    /// one this CPU lacks; [`Error::Config`] when `SPARSE_AE_MAX_ISA` or
-    /// `SPARSE_AE_REQUIRE_ISA` holds a name that is not a path.
+    /// [`Error::KernelUnavailable`] when the variable names a path this CPU
+    /// lacks; [`Error::Config`] when it, `SPARSE_AE_MAX_ISA` or
+    /// `SPARSE_AE_REQUIRE_ISA` holds a name that is not a path (or is not
+    /// UTF-8). The library's entry points check it, with the other
+    /// variables, through [`crate::parallel::check_env`].
     pub fn from_env() -> Result<Isa> {
-        parse_max(std::env::var(MAX_ENV).ok().as_deref())?;
-        Isa::required()?;
-        match std::env::var(KERNEL_ENV) {
-            Ok(v) if !v.trim().is_empty() => Isa::from_name(&v),
-            _ => Ok(Isa::detect()),
+        parse_max(Error::env_text(MAX_ENV)?.as_deref())?;
+        parse_list(Error::env_text(REQUIRE_ENV)?.as_deref())?;
+        match Error::env_text(KERNEL_ENV)? {
+            Some(v) if Isa::parse(&v).is_none() => Err(Error::config(
+                KERNEL_ENV,
+                format!("{:?} is not a kernel path ({NAMES})", v.trim()),
+            )),
+            Some(v) => Isa::from_name(&v),
+            None => Ok(Isa::detect()),
         }
     }
 
@@ -165,7 +171,8 @@ impl Isa {
     /// Follows [`Isa::from_env`]. A bad `SPARSE_AE_KERNEL` value cannot be
     /// returned as an error here; it is reported once on stderr and the detected
     /// path is used. Programs that want the error call [`Isa::from_env`] first
-    /// (the CLI does).
+    /// (the library's entry points do, through
+    /// [`crate::parallel::check_env`]).
     pub fn active() -> Isa {
         static ACTIVE: OnceLock<Isa> = OnceLock::new();
         *ACTIVE.get_or_init(|| match Isa::from_env() {

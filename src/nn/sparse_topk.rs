@@ -87,16 +87,17 @@ impl TopkPath {
     /// # Errors
     /// [`Error::Config`] for an unknown value.
     pub fn from_env() -> Result<TopkPath> {
-        match std::env::var(TOPK_PATH_ENV) {
-            Ok(v) if !v.trim().is_empty() => TopkPath::from_name(&v),
-            _ => Ok(TopkPath::Auto),
+        match Error::env_text(TOPK_PATH_ENV)? {
+            Some(v) => TopkPath::from_name(&v),
+            None => Ok(TopkPath::Auto),
         }
     }
 
     /// The default of new workspaces, read from the environment on first
     /// use. A bad value is reported once on stderr and `Auto` is used;
     /// programs that want the error call [`TopkPath::from_env`] first (the
-    /// CLI does).
+    /// library's entry points do, through
+    /// [`crate::parallel::check_env`]).
     pub fn active() -> TopkPath {
         static ACTIVE: OnceLock<TopkPath> = OnceLock::new();
         *ACTIVE.get_or_init(|| {

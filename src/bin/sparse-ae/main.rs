@@ -33,15 +33,8 @@ fn main() -> ExitCode {
             };
         }
     };
-    if let Err(e) = sparse_ae::kernels::Isa::from_env() {
-        note!("error: {e}");
-        return ExitCode::from(2);
-    }
-    if let Err(e) = sparse_ae::nn::TopkPath::from_env() {
-        note!("error: {e}");
-        return ExitCode::from(2);
-    }
-    if let Err(e) = sparse_ae::parallel::Policy::from_env() {
+    // Every command, those that start no training too.
+    if let Err(e) = sparse_ae::parallel::check_env() {
         note!("error: {e}");
         return ExitCode::from(2);
     }
