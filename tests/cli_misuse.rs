@@ -667,6 +667,20 @@ fn hyper_parameters_that_f32_would_make_infinite_zero_or_one_are_refused() {
             format!(r#""layers": [{dense}], "noise": {{"type": "gaussian", "std": 1e39}}"#),
             "noise.std: 1e39 is beyond f32's range",
         ),
+        // A masking fraction is taken as f32 holds it too, and one closer
+        // to 1 than masking's 2^-24 steps masked every input.
+        (
+            format!(r#""layers": [{dense}], "noise": {{"type": "masking", "p": 1e-50}}"#),
+            "noise.p: 1e-50 is below f32's smallest",
+        ),
+        (
+            format!(r#""layers": [{dense}], "noise": {{"type": "masking", "p": 0.99999999}}"#),
+            "noise.p: 0.99999999 is 1 in f32",
+        ),
+        (
+            format!(r#""layers": [{dense}], "noise": {{"type": "masking", "p": 0.99999996}}"#),
+            "noise.p: 0.99999996 would mask every input",
+        ),
         (
             format!(r#""layers": [{dense}], "l1": {{"lambda": 1e-50, "layer": 0}}"#),
             "l1.lambda: 1e-50 is below f32's smallest",

@@ -529,6 +529,18 @@ F32_PARAMS = {
         lambda m, x: m.fit(x, epochs=1, batch_size=4, noise='{"type": "gaussian", "std": 1e39}', verbose=False),
         r"noise.std: 1e39 is beyond f32's range",
     ),
+    "masking 1e-50": (
+        lambda m, x: m.fit(x, epochs=1, batch_size=4, noise={"type": "masking", "p": 1e-50}, verbose=False),
+        r"noise.p: 1e-50 is below f32's smallest",
+    ),
+    "masking 0.99999999": (
+        lambda m, x: m.fit(x, epochs=1, batch_size=4, noise={"type": "masking", "p": 0.99999999}, verbose=False),
+        r"noise.p: 0.99999999 is 1 in f32",
+    ),
+    "masking 0.99999996": (
+        lambda m, x: sparse_ae.Autoencoder.from_config({**m.config, "noise": {"type": "masking", "p": 0.99999996}}),
+        r"noise.p: 0.99999996 would mask every input",
+    ),
     "l1": (lambda m, x: sparse_ae.Autoencoder.from_config({**m.config, "l1": {"lambda": 1e-50, "layer": 0}}), r"l1.lambda: 1e-50 is below f32's smallest"),
     "weight_decay": (lambda m, x: sparse_ae.Autoencoder.from_config({**m.config, "weight_decay": 1e39}), r"weight_decay: 1e39 is beyond f32's range"),
     "kl beta": (

@@ -710,6 +710,18 @@ impl ModelConfig {
                         format!("the masked fraction must be in [0, 1), got {p}"),
                     ));
                 }
+                crate::data::check_f32_fraction("noise.p", p)?;
+                // Masking draws 24 bits a value: a fraction closer to 1
+                // than 2⁻²⁴ masks every input.
+                let most = 1.0 - f64::from(f32::EPSILON) / 2.0;
+                if p > most {
+                    return Err(Error::config(
+                        "noise.p",
+                        format!(
+                            "{p} would mask every input: masking draws fractions in steps of 2^-24, the largest below 1 being {most}"
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
