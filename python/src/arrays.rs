@@ -1,7 +1,8 @@
 //! NumPy arrays in: float32, float64 and uint8 (scaled by 1/255), C- or
 //! Fortran-ordered, `(samples, features…)`; booleans and other integers
 //! only when every value is 0 or 1 (0–255 in int64 would be neither pixels
-//! nor what uint8 gives). A C-ordered float32 or uint8
+//! nor what uint8 gives), object arrays of integers alike; object arrays
+//! of text are refused as arrays of strings are. A C-ordered float32 or uint8
 //! array is read where it lies; any other is converted once, to C-ordered
 //! float32 (or uint8 for a Fortran-ordered uint8 array), inside the call
 //! that uses it, with the GIL released.
@@ -13,7 +14,7 @@ use numpy::{
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict, PyInt, PyString};
 use sparse_ae::train::Samples;
 use sparse_ae::{Result, memory};
 
@@ -124,6 +125,23 @@ pub fn refuse_non_numbers(
         )));
     }
     let dt = arr.dtype();
+    // An object array of text: NumPy parses each string as a number, which
+    // it refuses to do for an array of strings.
+    if dt.kind() == b'O' {
+        let flat = arr.call_method0("ravel")?;
+        for (i, v) in flat.try_iter()?.enumerate() {
+            let v = v?;
+            if v.is_instance_of::<PyString>() || v.is_instance_of::<PyBytes>() {
+                let d = arr.shape().iter().skip(1).product::<usize>().max(1);
+                return Err(PyValueError::new_err(format!(
+                    "{what}: cannot use an array of dtype object as float32 {as_what}: it holds text ({} at sample {}, feature {}), not numbers; pass real numbers (float32, float64 or uint8)",
+                    v.repr()?,
+                    i / d,
+                    i % d
+                )));
+            }
+        }
+    }
     let kind = match dt.kind() {
         b'c' => "complex numbers, whose imaginary parts would be dropped",
         b'm' | b'M' => "times, not measurements",
@@ -134,6 +152,26 @@ pub fn refuse_non_numbers(
     Err(PyValueError::new_err(format!(
         "{what}: cannot use an array of dtype {dt} as float32 {as_what}: it holds {kind}; pass real numbers (float32, float64 or uint8)"
     )))
+}
+
+/// Whether `arr` is an object array of integers only (Python ints, NumPy
+/// integers and booleans): what NumPy makes of a list of ints with one
+/// beyond int64's range, or of `x.astype(object)` of an integer array.
+/// Such an array follows the rule of integer arrays: only 0 and 1.
+fn all_integers(arr: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let arr = arr.cast::<PyUntypedArray>()?;
+    if arr.dtype().kind() != b'O' {
+        return Ok(false);
+    }
+    let np = arr.py().import("numpy")?;
+    let (integer, boolean) = (np.getattr("integer")?, np.getattr("bool_")?);
+    for v in arr.call_method0("ravel")?.try_iter()? {
+        let v = v?;
+        if !(v.is_instance_of::<PyInt>() || v.is_instance(&integer)? || v.is_instance(&boolean)?) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 impl<'py> Input<'py> {
@@ -193,14 +231,18 @@ impl<'py> Input<'py> {
             // uint8 images after arithmetic) were taken as 0–255 where the
             // same uint8 ones are scaled to [0, 1]. Only 0 and 1, the same
             // either way, are taken.
-            if matches!(dt.kind(), b'i' | b'u')
+            if (matches!(dt.kind(), b'i' | b'u') || all_integers(arr.as_any())?)
                 && let Ok(s) = ro.as_slice()
                 && let Some(i) = s.iter().position(|v| !(0.0..=1.0).contains(v))
             {
                 let d = shape.iter().skip(1).product::<usize>().max(1);
                 let value = arr.getattr("flat")?.get_item(i)?.str()?.to_string();
+                let array = match dt.kind() {
+                    b'O' => "an object array of integers".to_string(),
+                    _ => format!("an integer array of dtype {dt}"),
+                };
                 return Err(PyValueError::new_err(format!(
-                    "{what}: an integer array of dtype {dt} holds {value} (sample {}, feature {}), outside [0, 1]: only uint8 is read as pixels (scaled by 1/255), and other integers would be taken as they are; pass x.astype(np.float32) to use the values as they are, or x / 255 for 0–255 pixels",
+                    "{what}: {array} holds {value} (sample {}, feature {}), outside [0, 1]: only uint8 is read as pixels (scaled by 1/255), and other integers would be taken as they are; pass x.astype(np.float32) to use the values as they are, or x / 255 for 0–255 pixels",
                     i / d,
                     i % d
                 )));

@@ -97,6 +97,57 @@ def test_integers_other_than_uint8_beyond_0_and_1_are_refused(trained, tiny, dty
             getattr(trained, method)(arr)
 
 
+@pytest.mark.parametrize("kind", ["astype(object)", "int64 astype(object)", "list with 2**64"])
+@pytest.mark.parametrize("method", ["encode", "reconstruct", "score", "evaluate", "fit", "validation_data", "decode"])
+def test_object_arrays_of_integers_follow_the_integer_rule(trained, tiny, kind, method):
+    # An object array of Python ints (uint8 images after x.astype(object),
+    # or a list of ints NumPy cannot hold in int64) was taken as 0-255 (or
+    # 1.8e19) where the same values in int64 are refused.
+    _, _, (x_test, _) = tiny
+    x = x_test[:8].reshape(8, -1)
+    if method == "decode":
+        x = np.zeros((8, 32), np.uint8)
+        x[2, 5] = 3
+    if kind == "astype(object)":
+        arr, i, value = x.astype(object), int(np.flatnonzero(x.reshape(-1) > 1)[0]), None
+    elif kind == "int64 astype(object)":
+        arr, i, value = x.astype(np.int64).astype(object), int(np.flatnonzero(x.reshape(-1) > 1)[0]), None
+    else:
+        arr = (x > 1).astype(int).tolist()
+        arr[1][3] = 2**64
+        i, value = x.shape[1] + 3, 2**64
+    if value is None:
+        value = x.reshape(-1)[i]
+    assert np.asarray(arr).dtype == object
+    d = x.shape[1]
+    name = {"fit": "x", "validation_data": "validation_data"}.get(method, method)
+    msg = (
+        rf"^{name}: an object array of integers holds {value} \(sample {i // d}, feature {i % d}\), "
+        r"outside \[0, 1\]: only uint8 is read as pixels"
+    )
+    with pytest.raises(ValueError, match=msg):
+        if method == "fit":
+            trained.fit(arr, epochs=1, batch_size=4, verbose=False)
+        elif method == "validation_data":
+            trained.fit(x_test[:8], epochs=1, batch_size=4, validation_data=arr, verbose=False)
+        else:
+            getattr(trained, method)(arr)
+
+
+def test_object_arrays_of_0_and_1_and_of_floats_are_taken_as_they_are(trained, tiny):
+    _, _, (x_test, _) = tiny
+    x = x_test[:8].reshape(8, -1)
+    binary = x > 100
+    for arr in [binary.astype(object), binary.astype(np.int64).astype(object), binary.tolist()]:
+        np.testing.assert_array_equal(trained.encode(np.asarray(arr, dtype=object)), trained.encode(binary.astype(np.float32)))
+    scaled = x / 255.0
+    mixed = scaled.astype(object)
+    mixed[0, 0] = 0
+    expected = scaled.astype(np.float32)
+    expected[0, 0] = 0
+    np.testing.assert_array_equal(trained.encode(mixed), trained.encode(expected))
+
+
 def test_fit_accepts_every_layout_with_the_same_result(tiny):
     _, (x_train, _), _ = tiny
     x = x_train[:128]

@@ -203,6 +203,9 @@ NOT_NUMBERS = {
     "timedelta64": (lambda x: np.zeros(x.shape, "timedelta64[s]"), "times"),
     "numeric strings": (lambda x: x.astype(str), "text"),
     "bytes": (lambda x: x.astype("S8"), "text"),
+    # An object array of text was parsed number by number all the same.
+    "object strings": (lambda x: x.astype(str).astype(object), r"dtype object .* holds text \('0\.\d+' at sample 0, feature 0\)"),
+    "object bytes": (lambda x: x.astype("S8").astype(object), r"dtype object .* holds text \(b'0\.\d+' at sample 0, feature 0\)"),
     "record": (lambda x: np.zeros(x.shape, [("a", "f4")]), "records"),
     "masked": (lambda x: np.ma.masked_array(x, x > 0.5), "masked"),
 }
