@@ -299,7 +299,48 @@ fn bce_refuses_targets_outside_the_unit_interval() {
     // sample" said which feature only).
     let neg = dir.join("neg.npy");
     let e = fails(&["eval", "-m", s(&out), "--data", s(&neg), "--split", "train"]);
-    has(&e, &["binary cross-entropy", "feature 5 of sample 9 is -3"]);
+    has(
+        &e,
+        &[
+            "binary cross-entropy",
+            "feature 5 of sample 9 of the train split is -3",
+        ],
+    );
+    // And by split, since the sample is counted within it: row 37 of 40
+    // is sample 1 of the test split (the last 10 %), which `eval` and
+    // `score` read by default.
+    let late = npy_file(&dir, "late.npy", 40, 8, |i| {
+        if i == 37 * 8 + 2 { 7.0 } else { 0.5 }
+    });
+    let e = fails(&["eval", "-m", s(&out), "--data", s(&late)]);
+    has(&e, &["feature 2 of sample 1 of the test split is 7"]);
+    let e = fails(&["eval", "-m", s(&out), "--data", s(&late), "--split", "all"]);
+    has(
+        &e,
+        &["feature 2 of sample 37 of the data (train and test) is 7"],
+    );
+    let late_scores = dir.join("late.csv");
+    let e = fails(&[
+        "score",
+        "-m",
+        s(&out),
+        "--data",
+        s(&late),
+        "-o",
+        s(&late_scores),
+    ]);
+    has(&e, &["feature 2 of sample 1 of the test split is 7"]);
+    ok(&[
+        "score",
+        "-m",
+        s(&out),
+        "--data",
+        s(&late),
+        "-o",
+        s(&late_scores),
+        "--split",
+        "train",
+    ]);
     let scores = dir.join("scores.csv");
     let e = fails(&[
         "score",
@@ -310,7 +351,13 @@ fn bce_refuses_targets_outside_the_unit_interval() {
         "-o",
         s(&scores),
     ]);
-    has(&e, &["binary cross-entropy", "feature 0 of sample 0 is 5"]);
+    has(
+        &e,
+        &[
+            "binary cross-entropy",
+            "feature 0 of sample 0 of the test split is 5",
+        ],
+    );
     assert!(!scores.exists());
     // The same values train with an mse loss.
     ok(&[

@@ -442,6 +442,20 @@ pub fn evaluate_rows(
     rows: &mut dyn Rows,
     batch: usize,
 ) -> Result<(LossParts, CodeStats)> {
+    evaluate_rows_of(model, rows, batch, None)
+}
+
+/// [`evaluate_rows`] of rows that are `of` (say, "the test split"): a
+/// sample its errors name is "sample i of {of}", i counted within the rows.
+///
+/// # Errors
+/// As [`evaluate_rows`].
+pub fn evaluate_rows_of(
+    model: &Autoencoder<f32>,
+    rows: &mut dyn Rows,
+    batch: usize,
+    of: Option<&str>,
+) -> Result<(LossParts, CodeStats)> {
     crate::parallel::start_global_pool(None)?;
     let cfg = model.config();
     if rows.dim() != cfg.input {
@@ -477,9 +491,10 @@ pub fn evaluate_rows(
         {
             return Err(crate::nn::bce_target_error(
                 format!(
-                    "feature {} of sample {}",
+                    "feature {} of sample {}{}",
                     i % cfg.input,
-                    start + i / cfg.input
+                    start + i / cfg.input,
+                    of.map(|o| format!(" of {o}")).unwrap_or_default()
                 ),
                 f64::from(x[i]),
             ));

@@ -145,12 +145,26 @@ pub fn decode(model: &Autoencoder<f32>, codes: &[f32], scale: f32) -> Result<Vec
 /// [0, 1] (its score would mean nothing); [`Error::Memory`] if the scores
 /// exceed the memory budget.
 pub fn score(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>> {
+    score_of(model, samples, None)
+}
+
+/// [`score`] of samples that are `of` (say, "the test split"): a sample
+/// its errors name is "sample i of {of}", i counted within the samples.
+///
+/// # Errors
+/// As [`score`].
+pub fn score_of(
+    model: &Autoencoder<f32>,
+    samples: Samples<'_>,
+    of: Option<&str>,
+) -> Result<Vec<f32>> {
     let cfg = model.config();
     if cfg.loss == Loss::Bce
         && let Some((i, j, v)) = samples.outside_unit()
     {
+        let of = of.map(|o| format!(" of {o}")).unwrap_or_default();
         return Err(crate::nn::bce_target_error(
-            format!("feature {j} of sample {i}"),
+            format!("feature {j} of sample {i}{of}"),
             f64::from(v),
         ));
     }

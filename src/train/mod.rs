@@ -12,12 +12,12 @@ pub mod step_log;
 
 pub use dead::DeadLatents;
 pub use fit::{
-    FitOptions, Observer, Silent, evaluate, evaluate_rows, fit, fit_on, fit_source, fit_source_on,
-    steps_per_epoch,
+    FitOptions, Observer, Silent, evaluate, evaluate_rows, evaluate_rows_of, fit, fit_on,
+    fit_source, fit_source_on, steps_per_epoch,
 };
 pub use infer::{
     Explained, FeatureErrors, decode, encode, explained, explained_rows, feature_errors,
-    reconstruct, score,
+    reconstruct, score, score_of,
 };
 pub use metrics::{CodeStats, EpochMetrics, RhoSpread};
 pub use samples::Samples;

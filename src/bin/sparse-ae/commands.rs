@@ -30,8 +30,8 @@ use sparse_ae::report::training::{
 };
 use sparse_ae::train::metrics::{json_num, label_num, objective_name, penalty_names, space_name};
 use sparse_ae::train::{
-    EpochMetrics, FitOptions, Rows, Trainer, encode as encode_all, evaluate, evaluate_rows,
-    explained, explained_rows, score as score_all,
+    EpochMetrics, FitOptions, Rows, Trainer, encode as encode_all, evaluate_rows_of, explained,
+    explained_rows, score_of,
 };
 use sparse_ae::{Error, Result};
 use std::io::Write;
@@ -751,6 +751,16 @@ fn split_name(split: SplitArg, npy: bool) -> &'static str {
     }
 }
 
+/// The split, as the errors of `eval` and `score` name a sample's place
+/// (counted within it).
+fn split_of(split: SplitArg) -> &'static str {
+    match split {
+        SplitArg::Train => "the train split",
+        SplitArg::Test => "the test split",
+        SplitArg::All => "the data (train and test)",
+    }
+}
+
 /// The command line as typed, each argument quoted for a POSIX shell when
 /// it needs it.
 fn command_line() -> String {
@@ -858,13 +868,14 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         check_width(&a.model, model.config(), &path, rows.dim())?;
         let (lo, hi) = data::npy_split(rows.len(), a.split, a.data.limit);
         let mut rows = rows.range(lo, hi)?.scaled(scale)?;
-        let ev = evaluate_rows(&model, &mut rows, 1000)?;
+        let ev = evaluate_rows_of(&model, &mut rows, 1000, Some(split_of(a.split)))?;
         (hi - lo, ev, explained_rows(&model, &mut rows)?)
     } else {
         let d = data::load_from(&path, a.data.limit, a.split)?;
         check_width(&a.model, model.config(), &path, d.samples()?.dim())?;
         let s = d.samples()?.scaled(scale)?;
-        (s.len(), evaluate(&model, s, 1000)?, explained(&model, s)?)
+        let ev = evaluate_rows_of(&model, &mut { s }, 1000, Some(split_of(a.split)))?;
+        (s.len(), ev, explained(&model, s)?)
     };
     let cfg = model.config();
     let units = cfg.width(cfg.code_layer);
@@ -1012,7 +1023,7 @@ pub fn score(a: OutArgs) -> Result<ExitCode> {
     let (model, scale) = load_model_scaled(&a.model)?;
     let d = load_split(&a.data, a.split, [(a.model.as_path(), &model)])?;
     let s = d.samples()?.scaled(scale)?;
-    let scores = score_all(&model, s)?;
+    let scores = score_of(&model, s, Some(split_of(a.split)))?;
     let npy = a
         .out
         .extension()
