@@ -448,6 +448,21 @@ fn bad_input_gives_clear_errors() {
         "{e}"
     );
 
+    // `train`'s own variable: 0 was taken as yes, being set.
+    for value in ["no", "yes", "2"] {
+        let e = fails(&["presets"], &[("SPARSE_AE_READ_STATS", value)]);
+        assert!(
+            e.contains(&format!(
+                "SPARSE_AE_READ_STATS: `{value}` is neither 1 (print the bytes read) nor 0 (do not)"
+            )),
+            "{e}"
+        );
+    }
+    for value in ["0", "1", ""] {
+        let o = run(&["presets"], &[("SPARSE_AE_READ_STATS", value)]);
+        assert!(o.status.success(), "{value:?}: {o:?}");
+    }
+
     let e = fails(&["presets"], &[("SPARSE_AE_THREAD_POLICY", "fastest")]);
     assert!(
         e.contains("SPARSE_AE_THREAD_POLICY") && e.contains("fastest"),

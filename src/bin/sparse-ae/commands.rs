@@ -347,11 +347,31 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     result
 }
 
-/// With `SPARSE_AE_READ_STATS` set, one line on stderr from every rank
+/// The variable asking `train` for [`read_stats`].
+pub const READ_STATS_ENV: &str = "SPARSE_AE_READ_STATS";
+
+/// Whether `SPARSE_AE_READ_STATS` asks for [`read_stats`]: `1` yes, `0`
+/// (or unset, or blank) no.
+///
+/// # Errors
+/// [`Error::Config`] naming the variable for any other value (`0` was
+/// taken as yes, being set).
+pub fn read_stats_wanted() -> Result<bool> {
+    match Error::env_text(READ_STATS_ENV)?.as_deref().map(str::trim) {
+        None | Some("0") => Ok(false),
+        Some("1") => Ok(true),
+        Some(other) => Err(Error::config(
+            READ_STATS_ENV,
+            format!("`{other}` is neither 1 (print the bytes read) nor 0 (do not)"),
+        )),
+    }
+}
+
+/// With `SPARSE_AE_READ_STATS=1`, one line on stderr from every rank
 /// (silenced or not): the bytes it read from data files
 /// ([`sparse_ae::data::row_file::bytes_read`]).
 fn read_stats(rank: usize, ranks: usize) {
-    if std::env::var_os("SPARSE_AE_READ_STATS").is_some_and(|v| !v.is_empty()) {
+    if read_stats_wanted().unwrap_or(false) {
         let _ = writeln!(
             std::io::stderr(),
             "rank {rank} of {ranks}: read {} bytes of data",

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         }
     };
     // Every command, those that start no training too.
-    if let Err(e) = sparse_ae::parallel::check_env() {
+    if let Err(e) = sparse_ae::parallel::check_env().and_then(|()| commands::read_stats_wanted()) {
         note!("error: {e}");
         return ExitCode::from(2);
     }
