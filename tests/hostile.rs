@@ -642,4 +642,20 @@ fn model_input_scale_must_be_finite_and_positive() {
             &["sparse_ae.input_scale", "not a finite positive number"],
         );
     }
+    // Finite in the file but not in f32: named as written, not as what the
+    // conversion would make of it (infinite, or 0).
+    for (bad, says) in [
+        ("1e39", "1e39 is beyond f32's range"),
+        ("1e-50", "1e-50 is below f32's smallest"),
+    ] {
+        let p = dir.join("bad.safetensors");
+        sparse_ae::io::safetensors::write(
+            &p,
+            &tensors,
+            &[("sparse_ae.config", &cfg), ("sparse_ae.input_scale", bad)],
+        )
+        .unwrap();
+        let e = load_model_scaled(&p).unwrap_err();
+        check(&e, &p, &["sparse_ae.input_scale", says]);
+    }
 }

@@ -200,6 +200,18 @@ fn checkpoint_state_is_validated_on_load() {
     });
     let e = safetensors_reason(checkpoint_from_bytes(&b, path).unwrap_err());
     has(&e, &["sparse_ae.fit.input_scale", "-1"]);
+    let b = rewrite(&good, |_, m| {
+        set_meta(
+            m,
+            "sparse_ae.fit",
+            r#"{"shuffle":true,"shuffle_seed":"0","input_scale":1e39}"#,
+        )
+    });
+    let e = safetensors_reason(checkpoint_from_bytes(&b, path).unwrap_err());
+    has(
+        &e,
+        &["sparse_ae.fit.input_scale", "1e39 is beyond f32's range"],
+    );
 }
 
 /// One rule for the input scale in every loader: NaN, ±inf, −1 and 0 are

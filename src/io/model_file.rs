@@ -118,11 +118,22 @@ pub fn check_input_scale(scale: f32, cfg: &ModelConfig, field: &str) -> Result<(
     Ok(())
 }
 
+/// An input scale read as f64 (from text or JSON) as f32, refused naming
+/// `field` and the value when f32 cannot hold it (1e39 would be infinite,
+/// 1e-50 zero), rather than checked after the conversion changed it.
+///
+/// # Errors
+/// [`Error::Config`] naming `field` ([`crate::data::check_f32_param`]).
+pub fn input_scale_from_f64(v: f64, field: &str) -> Result<f32> {
+    crate::data::check_f32_param(field, v)?;
+    Ok(v as f32)
+}
+
 fn scale_of(st: &SafeTensors, cfg: &ModelConfig, path: &Path) -> Result<f32> {
     let Some(text) = st.meta(INPUT_SCALE) else {
         return Ok(1.0);
     };
-    let scale = text.parse::<f32>().map_err(|_| {
+    let scale = text.parse::<f64>().map_err(|_| {
         bad(
             path,
             format!(
@@ -131,6 +142,7 @@ fn scale_of(st: &SafeTensors, cfg: &ModelConfig, path: &Path) -> Result<f32> {
             ),
         )
     })?;
+    let scale = input_scale_from_f64(scale, INPUT_SCALE).map_err(|e| bad(path, reason_of(e)))?;
     check_input_scale(scale, cfg, INPUT_SCALE).map_err(|e| bad(path, reason_of(e)))?;
     Ok(scale)
 }
@@ -478,7 +490,9 @@ pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path) -> Result<(Trainer<f32>,
         .map_err(|_| bad(path, "metadata `sparse_ae.noise_rng` is not four hex words"))?;
     let fit = json::parse(meta("sparse_ae.fit")?.as_bytes()).map_err(wrap)?;
     if fit.get("input_scale").is_some() {
-        let s = fit.f64_at("input_scale").map_err(wrap)? as f32;
+        let s = fit.f64_at("input_scale").map_err(wrap)?;
+        let s = input_scale_from_f64(s, "sparse_ae.fit.input_scale")
+            .map_err(|e| bad(path, reason_of(e)))?;
         check_input_scale(s, &cfg, "sparse_ae.fit.input_scale")
             .map_err(|e| bad(path, reason_of(e)))?;
     }

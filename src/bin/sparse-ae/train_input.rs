@@ -407,7 +407,10 @@ pub struct ResumedData {
 /// The data a resumed run's `sparse_ae.fit` metadata records.
 pub fn resumed(fit: &Value) -> Result<ResumedData> {
     let scale = match fit.get("input_scale") {
-        Some(_) => fit.f64_at("input_scale")? as f32,
+        Some(_) => sparse_ae::io::model_file::input_scale_from_f64(
+            fit.f64_at("input_scale")?,
+            "sparse_ae.fit.input_scale",
+        )?,
         None => 1.0,
     };
     let optional = |key: &str| match fit.get(key) {
