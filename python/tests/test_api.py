@@ -69,6 +69,18 @@ def test_other_number_types_are_converted(trained, tiny):
     np.testing.assert_array_equal(trained.encode(big_endian), trained.encode((x / 255.0).astype(np.float32)))
 
 
+def give(model, method, arr, clean):
+    """Passes `arr` to `model` through `method`: fit's x, fit's
+    validation_data (beside the clean samples `clean`), or the method of
+    that name."""
+    if method == "fit":
+        model.fit(arr, epochs=1, batch_size=4, verbose=False)
+    elif method == "validation_data":
+        model.fit(clean, epochs=1, batch_size=4, validation_data=arr, verbose=False)
+    else:
+        getattr(model, method)(arr)
+
+
 @pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64, np.uint16, np.uint32, np.uint64, ">i4", "list"])
 @pytest.mark.parametrize("method", ["encode", "reconstruct", "score", "evaluate", "fit", "validation_data", "decode"])
 def test_integers_other_than_uint8_beyond_0_and_1_are_refused(trained, tiny, dtype, method):
@@ -89,12 +101,7 @@ def test_integers_other_than_uint8_beyond_0_and_1_are_refused(trained, tiny, dty
         r"outside \[0, 1\]: only uint8 is read as pixels \(scaled by 1/255\).*x.astype\(np.float32\).*x / 255"
     )
     with pytest.raises(ValueError, match=msg):
-        if method == "fit":
-            trained.fit(arr, epochs=1, batch_size=4, verbose=False)
-        elif method == "validation_data":
-            trained.fit(x_test[:8], epochs=1, batch_size=4, validation_data=arr, verbose=False)
-        else:
-            getattr(trained, method)(arr)
+        give(trained, method, arr, x_test[:8])
 
 
 @pytest.mark.parametrize("kind", ["astype(object)", "int64 astype(object)", "list with 2**64"])
@@ -126,12 +133,7 @@ def test_object_arrays_of_integers_follow_the_integer_rule(trained, tiny, kind, 
         r"outside \[0, 1\]: only uint8 is read as pixels"
     )
     with pytest.raises(ValueError, match=msg):
-        if method == "fit":
-            trained.fit(arr, epochs=1, batch_size=4, verbose=False)
-        elif method == "validation_data":
-            trained.fit(x_test[:8], epochs=1, batch_size=4, validation_data=arr, verbose=False)
-        else:
-            getattr(trained, method)(arr)
+        give(trained, method, arr, x_test[:8])
 
 
 def test_object_arrays_of_0_and_1_and_of_floats_are_taken_as_they_are(trained, tiny):

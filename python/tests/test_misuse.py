@@ -389,6 +389,38 @@ def test_images_of_another_shape_with_as_many_pixels_are_refused(method):
             getattr(m, method)(x)
 
 
+# Every entry point that starts work on the pool, as source for a child
+# run on a 16-input shallow model `m` and 8 samples `x`.
+ENTRY_POINTS = [
+    "m.fit(x, epochs=1, batch_size=4, verbose=False)",
+    "m.encode(x)",
+    "m.decode(np.zeros((8, 32), np.float32))",
+    "m.reconstruct(x)",
+    "m.score(x)",
+    "m.evaluate(x)",
+    "m.gradcheck(batch=2, entries=4)",
+]
+
+
+def each_call_then_fit(calls, put_right):
+    """Source for in_child: runs each of `calls`, printing the first line
+    of the ValueError it raises (or `no error:`), then the statement
+    `put_right`, then a fit whose epochs it prints."""
+    return (
+        "import os\n"
+        "m = sae.Autoencoder.preset('shallow', input=16)\n"
+        "x = np.random.default_rng(0).random((8, 16), dtype=np.float32)\n"
+        f"for call in {calls!r}:\n"
+        "    try:\n"
+        "        eval(call)\n"
+        "        print('no error:', call)\n"
+        "    except ValueError as e:\n"
+        "        print('ValueError:', str(e).splitlines()[0])\n"
+        f"{put_right}\n"
+        "print(m.fit(x, epochs=1, batch_size=4, verbose=False)['epoch'])\n"
+    )
+
+
 @pytest.mark.parametrize(
     "var,value,says",
     [
@@ -403,29 +435,9 @@ def test_thread_counts_from_the_environment_beyond_the_bound_are_refused(var, va
     # RAYON_NUM_THREADS=100000 had fit start every thread rayon could (up to
     # 65,535: minutes, or a failure half way); a value that is not a number
     # (or beyond 2**64) was ignored without a word.
-    calls = [
-        "m.fit(x, epochs=1, batch_size=4, verbose=False)",
-        "m.encode(x)",
-        "m.decode(np.zeros((8, 32), np.float32))",
-        "m.reconstruct(x)",
-        "m.score(x)",
-        "m.evaluate(x)",
-        "m.gradcheck(batch=2, entries=4)",
-    ]
-    src = (
-        "import os\n"
-        "m = sae.Autoencoder.preset('shallow', input=16)\n"
-        "x = np.random.default_rng(0).random((8, 16), dtype=np.float32)\n"
-        f"for call in {calls!r}:\n"
-        "    try:\n"
-        "        eval(call)\n"
-        "        print('no error:', call)\n"
-        "    except ValueError as e:\n"
-        "        print('ValueError:', str(e).splitlines()[0])\n"
-        # Put right, the variable is read again and the module works.
-        f"os.environ[{var!r}] = '2'\n"
-        "print(m.fit(x, epochs=1, batch_size=4, verbose=False)['epoch'])\n"
-    )
+    calls = ENTRY_POINTS
+    # Put right, the variable is read again and the module works.
+    src = each_call_then_fit(calls, f"os.environ[{var!r}] = '2'")
     r = in_child(src, timeout=60, env={"RAYON_NUM_THREADS": None, "RAYON_RS_NUM_CPUS": None, var: value})
     assert r.returncode == 0, r.stderr[-2000:]
     *refused, after = r.stdout.splitlines()
@@ -457,30 +469,9 @@ def test_engine_variables_are_refused_as_the_cli_refuses_them(cli, var, value, s
     assert r.returncode == 2, r
     want = f"invalid configuration: {var}: {says}"
     assert r.stderr.splitlines()[0] == f"error: {want}", r.stderr
-    calls = [
-        "m.fit(x, epochs=1, batch_size=4, verbose=False)",
-        "m.encode(x)",
-        "m.decode(np.zeros((8, 32), np.float32))",
-        "m.reconstruct(x)",
-        "m.score(x)",
-        "m.evaluate(x)",
-        "m.gradcheck(batch=2, entries=4)",
-        "sae.kernel_path()",
-    ]
-    src = (
-        "import os\n"
-        "m = sae.Autoencoder.preset('shallow', input=16)\n"
-        "x = np.random.default_rng(0).random((8, 16), dtype=np.float32)\n"
-        f"for call in {calls!r}:\n"
-        "    try:\n"
-        "        eval(call)\n"
-        "        print('no error:', call)\n"
-        "    except ValueError as e:\n"
-        "        print('ValueError:', str(e).splitlines()[0])\n"
-        # Put right, the variable is read again and the module works.
-        f"del os.environ[{var!r}]\n"
-        "print(m.fit(x, epochs=1, batch_size=4, verbose=False)['epoch'])\n"
-    )
+    calls = ENTRY_POINTS + ["sae.kernel_path()"]
+    # Put right, the variable is read again and the module works.
+    src = each_call_then_fit(calls, f"del os.environ[{var!r}]")
     r = in_child(src, timeout=60, env={"SPARSE_AE_REQUIRE_ISA": None, var: value})
     assert r.returncode == 0, r.stderr[-2000:]
     *refused, after = r.stdout.splitlines()
