@@ -103,7 +103,7 @@ fn bench_topk(c: &mut Criterion) {
     for path in [TopkPath::Dense, TopkPath::Sparse] {
         let model = Autoencoder::<f32>::new(cfg.clone(), 1).unwrap();
         let mut t = Trainer::new(model, OptimizerConfig::default(), batch, 2).unwrap();
-        t.set_topk_path(path);
+        t.set_topk_path(path).unwrap();
         assert_eq!(
             t.workspaces()[0].uses_sparse_topk(),
             path == TopkPath::Sparse

@@ -98,7 +98,7 @@ fn topk_steps_do_not_allocate_on_either_path() {
         });
         let model = Autoencoder::<f32>::new(cfg, 1).unwrap();
         let mut t = Trainer::new(model, OptimizerConfig::default(), 64, 2).unwrap();
-        t.set_topk_path(path);
+        t.set_topk_path(path).unwrap();
         assert_eq!(
             t.workspaces()[0].uses_sparse_topk(),
             path == TopkPath::Sparse

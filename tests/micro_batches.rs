@@ -225,7 +225,7 @@ fn train_accumulated_on(
                 s.spawn(move || {
                     let mut t = Trainer::new(model, OptimizerConfig::default(), batch, 1).unwrap();
                     t.set_micro_batches(m).unwrap();
-                    t.set_topk_path(path);
+                    t.set_topk_path(path).unwrap();
                     t.set_accumulate(k).unwrap();
                     t.set_micro_workspaces(how);
                     let pool = rayon::ThreadPoolBuilder::new()
@@ -352,7 +352,7 @@ fn batch_topk_codes(
                     let mut t =
                         Trainer::new(model.clone(), OptimizerConfig::default(), batch, 1).unwrap();
                     t.set_micro_batches(Some(m)).unwrap();
-                    t.set_topk_path(path);
+                    t.set_topk_path(path).unwrap();
                     let rows = MicroPlan::new(batch, m, p).unwrap().rows(rank.rank);
                     t.step_on(&x[rows.start * 20..rows.end * 20], &mut rank)
                         .unwrap();

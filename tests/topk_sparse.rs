@@ -21,9 +21,10 @@ use sparse_ae::kernels::{Activation, Real};
 use sparse_ae::nn::dense::{WeightUse, dense_backward, dense_forward};
 use sparse_ae::nn::sparse_topk::{CodeTerms, SparseTopk, sparse_applies, sparse_pays};
 use sparse_ae::nn::sparsity::{topk_backward, topk_rows};
-use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, TopkPath, preset};
+use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, ModelConfig, TopkPath, preset};
 use sparse_ae::optim::OptimizerConfig;
-use sparse_ae::train::Trainer;
+use sparse_ae::train::metrics::code_threshold;
+use sparse_ae::train::{DeadLatents, Trainer};
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
@@ -332,7 +333,14 @@ fn sparse_training_is_bit_identical_on_1_and_2_threads() {
         .topk(8, false)
         .build()
         .unwrap();
-    let batch = 96;
+    // 96 is below the batch a step splits in two; 256 would be split on
+    // the dense path, and is one part on the sparse path.
+    for batch in [96, 256] {
+        sparse_bits_on_1_and_2_threads(&cfg, batch);
+    }
+}
+
+fn sparse_bits_on_1_and_2_threads(cfg: &ModelConfig, batch: usize) {
     let mut rng = StdRng::seed_from_u64(3);
     let x: Vec<f32> = (0..batch * 150)
         .map(|_| rng.random_range(0.0..1.0))
@@ -345,7 +353,7 @@ fn sparse_training_is_bit_identical_on_1_and_2_threads() {
         pool.install(|| {
             let m = Autoencoder::<f32>::new(cfg.clone(), 4).unwrap();
             let mut t = Trainer::new(m, OptimizerConfig::default(), batch, 1).unwrap();
-            t.set_topk_path(TopkPath::Sparse);
+            t.set_topk_path(TopkPath::Sparse).unwrap();
             assert!(t.workspaces()[0].uses_sparse_topk());
             let losses: Vec<f64> = (0..3).map(|_| t.step(&x).unwrap().total()).collect();
             (losses, t.model.params)
@@ -393,10 +401,23 @@ fn auto_takes_the_sparse_path_where_it_applies_and_pays() {
     // A trainer keeps its path when the batch size changes.
     let m = Autoencoder::<f32>::new(preset("topk", 784).unwrap(), 1).unwrap();
     let mut t = Trainer::new(m, OptimizerConfig::default(), 64, 1).unwrap();
-    t.set_topk_path(TopkPath::Dense);
+    t.set_topk_path(TopkPath::Dense).unwrap();
     t.set_batch(128).unwrap();
     assert!(!t.workspaces()[0].uses_sparse_topk());
     assert_eq!(t.workspaces()[0].topk_path(), TopkPath::Dense);
+
+    // The path decides the parts of a batch: the dense path computes 128
+    // samples in two halves, the sparse path in one part (its products are
+    // split between the threads already).
+    let sizes = |t: &Trainer<f32>| t.workspaces().iter().map(|w| w.batch()).collect::<Vec<_>>();
+    assert_eq!(sizes(&t), [64, 64]);
+    t.set_topk_path(TopkPath::Sparse).unwrap();
+    assert_eq!(sizes(&t), [128]);
+    assert!(t.workspaces()[0].uses_sparse_topk());
+    t.set_batch(256).unwrap();
+    assert_eq!(sizes(&t), [256]);
+    t.set_topk_path(TopkPath::Dense).unwrap();
+    assert_eq!(sizes(&t), [128, 128]);
 }
 
 #[test]
@@ -410,4 +431,60 @@ fn path_names_parse() {
         e.contains("SPARSE_AE_TOPK_PATH") && e.contains("fast"),
         "{e}"
     );
+}
+
+/// The dead-latent counters of a step on the sparse path, counted from the
+/// kept entries only, equal those counted from the dense code, for every
+/// model of [`models`] (codes of ReLU, linear and sigmoid units, thresholds
+/// 0 and ρ/10; the deep one's code is not its first layer), with units that
+/// fire and units that do not.
+#[test]
+fn dead_latents_count_the_same_from_the_kept_entries() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for (name, b) in models() {
+        let cfg = b.dead_window(200).build().unwrap();
+        let mut m = Autoencoder::<f32>::new(cfg.clone(), 5).unwrap();
+        let mut ws = m.workspace_with(64, TopkPath::Sparse);
+        assert!(ws.uses_sparse_topk(), "{name}");
+        let x = uniform(&mut rng, 64 * 20, 1.0);
+        // Shift the code's bias so that about half the kept entries of
+        // linear and sigmoid codes are at or below the threshold: listed,
+        // yet not firing.
+        m.forward(&mut ws, &x).unwrap();
+        let mut kept = ws.sparse_code().unwrap().1.vals.to_vec();
+        kept.sort_by(f32::total_cmp);
+        let (mid, t) = (kept[kept.len() / 2], code_threshold(&cfg));
+        let shift = match cfg.producing_act(cfg.code_layer) {
+            Activation::Sigmoid => (mid / (1.0 - mid)).ln() - (t / (1.0 - t)).ln(),
+            _ => mid - t,
+        };
+        let bias = m.layout().tensors[m.layout().bias_of[cfg.code_layer].unwrap()].range();
+        m.params[bias].iter_mut().for_each(|b| *b -= shift);
+        let (mut sparse, mut dense) = (DeadLatents::new(&cfg), DeadLatents::new(&cfg));
+        let mut below = 0;
+        for _ in 0..4 {
+            let x = uniform(&mut rng, 64 * 20, 1.0);
+            m.forward(&mut ws, &x).unwrap();
+            let t = code_threshold(&cfg);
+            below += ws
+                .sparse_code()
+                .unwrap()
+                .1
+                .vals
+                .iter()
+                .filter(|&&v| v <= t)
+                .count();
+            sparse.update_from(&m, std::slice::from_ref(&ws));
+            dense.update(m.code(&ws));
+            assert_eq!(sparse.counters(), dense.counters(), "{name}");
+        }
+        let c = dense.counters();
+        assert!(c.contains(&0) && c.iter().any(|&s| s > 0), "{name}: {c:?}");
+        // (A ReLU code lists only positive values.)
+        let relu = cfg.producing_act(cfg.code_layer) == Activation::Relu;
+        assert!(
+            relu || below > 0,
+            "{name}: no kept entry below the threshold"
+        );
+    }
 }

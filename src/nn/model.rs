@@ -361,6 +361,13 @@ impl<T: Real> Workspace<T> {
         self.sparse.is_some()
     }
 
+    /// On the sparse top-k path, the layer of the code and its non-zero
+    /// entries by sample after the last forward pass
+    /// ([`SparseTopk::code`]); `None` on the dense path.
+    pub fn sparse_code(&self) -> Option<(usize, crate::kernels::Csr<'_, T>)> {
+        self.sparse.as_ref().map(|s| (s.code_layer(), s.code()))
+    }
+
     /// A hash of the max-pooling choices of the last forward pass (which
     /// input won each window): a finite difference is only valid where it
     /// does not change.

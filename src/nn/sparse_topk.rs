@@ -93,6 +93,18 @@ impl TopkPath {
         }
     }
 
+    /// Whether a workspace for `cfg` at batch size `batch` on this path
+    /// takes the sparse path: where it applies ([`sparse_applies`]), and for
+    /// `Auto` where it pays ([`sparse_pays`]).
+    pub fn takes_sparse(self, cfg: &ModelConfig, batch: usize) -> bool {
+        let chosen = match self {
+            TopkPath::Dense => false,
+            TopkPath::Sparse => true,
+            TopkPath::Auto => sparse_pays(cfg, batch),
+        };
+        chosen && sparse_applies(cfg)
+    }
+
     /// The default of new workspaces, read from the environment on first
     /// use. A bad value is reported once on stderr and `Auto` is used;
     /// programs that want the error call [`TopkPath::from_env`] first (the
@@ -174,12 +186,7 @@ impl<T: Real> SparseTopk<T> {
     /// model) chooses the sparse path and it applies.
     pub fn new(cfg: &ModelConfig, batch: usize, path: TopkPath) -> Option<SparseTopk<T>> {
         let t = cfg.topk?;
-        let chosen = match path {
-            TopkPath::Dense => false,
-            TopkPath::Sparse => true,
-            TopkPath::Auto => sparse_pays(cfg, batch),
-        };
-        if !chosen || !sparse_applies(cfg) {
+        if !path.takes_sparse(cfg, batch) {
             return None;
         }
         let units = cfg.width(t.layer);

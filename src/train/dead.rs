@@ -12,14 +12,25 @@
 use super::metrics::code_threshold;
 use crate::error::{Error, Result};
 use crate::kernels::Real;
-use crate::nn::ModelConfig;
+use crate::nn::{Autoencoder, ModelConfig, Workspace};
 
 /// Per-unit samples since the unit last fired.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct DeadLatents {
     since: Vec<u64>,
     window: u64,
     threshold: f64,
+    /// Scratch of [`Self::update_from`]: the units that fired in a batch.
+    fired: Vec<bool>,
+}
+
+/// Equal counters, window and threshold (the scratch is not compared).
+impl PartialEq for DeadLatents {
+    fn eq(&self, other: &DeadLatents) -> bool {
+        (self.since == other.since)
+            && self.window == other.window
+            && self.threshold == other.threshold
+    }
 }
 
 impl DeadLatents {
@@ -29,6 +40,7 @@ impl DeadLatents {
             since: vec![0; cfg.width(cfg.code_layer)],
             window: cfg.sae.dead_window,
             threshold: code_threshold(cfg) as f64,
+            fired: Vec::new(),
         }
     }
 
@@ -63,6 +75,44 @@ impl DeadLatents {
                 *f |= v > t;
             }
         }
+    }
+
+    /// [`Self::mark_fired`] on the code of `model`'s last forward pass in
+    /// `ws`. On the sparse top-k path it reads only the kept entries (a
+    /// batch-1024 code of 16,384 units has 32 of them per sample): a unit
+    /// not listed is 0, which does not exceed a threshold of 0 or more.
+    pub fn mark_fired_in<T: Real>(
+        &self,
+        model: &Autoencoder<T>,
+        ws: &Workspace<T>,
+        fired: &mut [bool],
+    ) {
+        match ws.sparse_code() {
+            Some((layer, code)) if layer == model.config().code_layer && self.threshold >= 0.0 => {
+                let t = T::from_f64(self.threshold);
+                for (&j, &v) in code.cols.iter().zip(code.vals) {
+                    if v > t {
+                        fired[j as usize] = true;
+                    }
+                }
+            }
+            _ => self.mark_fired(model.code(ws), fired),
+        }
+    }
+
+    /// Counts the batch whose parts' last forward passes are in `parts`
+    /// (the same as [`Self::update_parts`] on their codes; see
+    /// [`Self::mark_fired_in`]).
+    pub fn update_from<T: Real>(&mut self, model: &Autoencoder<T>, parts: &[Workspace<T>]) {
+        let mut fired = std::mem::take(&mut self.fired);
+        fired.clear();
+        fired.resize(self.since.len(), false);
+        for ws in parts {
+            self.mark_fired_in(model, ws, &mut fired);
+        }
+        let batch = parts.iter().map(|w| w.batch() as u64).sum();
+        self.update_fired(batch, &fired);
+        self.fired = fired;
     }
 
     /// Counts a batch of `batch` samples in which the units marked in

@@ -93,10 +93,20 @@ const SPLIT_MIN_BATCH: usize = 128;
 /// halves first run up to the KL layer and combine their ρ̂) and without SAE
 /// options that act on the whole batch's gradient; otherwise one. The
 /// gradients of the halves are summed in a fixed order, and the split
-/// depends on the model and the batch size only, never on the number of
-/// threads: the result is the same on any number of threads.
-fn parts(cfg: &ModelConfig, batch: usize) -> Vec<usize> {
-    if batch >= SPLIT_MIN_BATCH && cfg.batch_coupled().is_none() && !whole_step(cfg) {
+/// depends on the model, the batch size and the top-k path only, never on
+/// the number of threads: the result is the same on any number of threads.
+///
+/// A batch on the sparse top-k path ([`crate::nn::sparse_topk`]) is one
+/// part: its products are split between the threads already, and each half
+/// would copy the decoder weight transposed and write both weight gradients
+/// whole (on the 768-16384-768 TopK SAE at batch 1024, one part takes 138–142
+/// ms a step where two took 155–157).
+fn parts(cfg: &ModelConfig, batch: usize, path: TopkPath) -> Vec<usize> {
+    if batch >= SPLIT_MIN_BATCH
+        && cfg.batch_coupled().is_none()
+        && !whole_step(cfg)
+        && !path.takes_sparse(cfg, batch)
+    {
         vec![batch.div_ceil(2), batch / 2]
     } else {
         vec![batch]
@@ -111,6 +121,7 @@ fn check_step_memory(
     cfg: &ModelConfig,
     n: usize,
     batch: usize,
+    path: TopkPath,
     opt: &OptimizerConfig,
     elem: usize,
 ) -> Result<u64> {
@@ -120,7 +131,7 @@ fn check_step_memory(
     } else {
         1
     };
-    let sizes = parts(cfg, batch);
+    let sizes = parts(cfg, batch, path);
     let mut needs = crate::memory::bytes(n, elem)
         .saturating_mul(1 + sizes.len() as u64 + moments)
         .saturating_add(crate::memory::bytes(batch, elem).saturating_mul(cfg.input as u64));
@@ -208,8 +219,9 @@ impl<T: Real> Trainer<T> {
             return Err(Error::config("batch_size", "must be at least 1"));
         }
         let cfg = model.config();
-        let (n, sizes) = (model.params.len(), parts(cfg, batch));
-        let held = check_step_memory(cfg, n, batch, &opt, std::mem::size_of::<T>())?;
+        let path = TopkPath::active();
+        let (n, sizes) = (model.params.len(), parts(cfg, batch, path));
+        let held = check_step_memory(cfg, n, batch, path, &opt, std::mem::size_of::<T>())?;
         crate::kernels::gemm::reserve_pack_buffers();
         // Sized by the first noisy step, to the input it is given.
         let noisy = Vec::new();
@@ -217,12 +229,15 @@ impl<T: Real> Trainer<T> {
             true => vec![0.0; 2 * cfg.width(0)],
             false => Vec::new(),
         };
-        let ws: Vec<Workspace<T>> = sizes.iter().map(|&b| model.workspace(b)).collect();
+        let ws: Vec<Workspace<T>> = sizes
+            .iter()
+            .map(|&b| model.workspace_with(b, path))
+            .collect();
         Ok(Trainer {
             held: crate::memory::Held::new(held),
             dead: DeadLatents::new(cfg),
             col_scratch,
-            topk_path: ws[0].topk_path(),
+            topk_path: path,
             micro_batches: None,
             accumulate: 1,
             micro_ws: MicroWorkspaces::default(),
@@ -278,13 +293,14 @@ impl<T: Real> Trainer<T> {
     }
 
     /// Chooses how a top-k code's neighbouring layers are computed
-    /// (reallocates the workspace; see [`crate::nn::sparse_topk`]).
-    pub fn set_topk_path(&mut self, path: TopkPath) {
-        self.topk_path = path;
-        self.micro = None;
-        for ws in &mut self.ws {
-            *ws = self.model.workspace_with(ws.batch(), path);
-        }
+    /// (reallocates the workspaces; see [`crate::nn::sparse_topk`]). The
+    /// path decides the parts a batch is computed in ([`parts`]).
+    ///
+    /// # Errors
+    /// [`Error::Memory`] when the step's buffers on `path` exceed the memory
+    /// budget (the trainer is then unchanged).
+    pub fn set_topk_path(&mut self, path: TopkPath) -> Result<()> {
+        self.rebuild(self.batch, path)
     }
 
     /// Resizes the buffers for another batch size (allocates).
@@ -298,27 +314,34 @@ impl<T: Real> Trainer<T> {
             return Err(Error::config("batch_size", "must be at least 1"));
         }
         if batch != self.batch {
-            let needs = check_step_memory(
-                self.model.config(),
-                self.model.params.len(),
-                batch,
-                &self.opt.config,
-                std::mem::size_of::<T>(),
-            )?;
-            self.micro = None;
-            let path = self.topk_path;
-            let sizes = parts(self.model.config(), batch);
-            self.ws = sizes
-                .iter()
-                .map(|&b| self.model.workspace_with(b, path))
-                .collect();
-            self.grads
-                .resize(sizes.len(), vec![T::ZERO; self.model.params.len()]);
-            self.batch = batch;
-            // (Checked with the old buffers still counted: both exist while
-            // the new ones are made.)
-            self.held = crate::memory::Held::new(needs);
+            self.rebuild(batch, self.topk_path)?;
         }
+        Ok(())
+    }
+
+    /// Remakes the workspaces and gradient buffers for `batch` on `path`.
+    fn rebuild(&mut self, batch: usize, path: TopkPath) -> Result<()> {
+        let needs = check_step_memory(
+            self.model.config(),
+            self.model.params.len(),
+            batch,
+            path,
+            &self.opt.config,
+            std::mem::size_of::<T>(),
+        )?;
+        self.micro = None;
+        self.topk_path = path;
+        let sizes = parts(self.model.config(), batch, path);
+        self.ws = sizes
+            .iter()
+            .map(|&b| self.model.workspace_with(b, path))
+            .collect();
+        self.grads
+            .resize(sizes.len(), vec![T::ZERO; self.model.params.len()]);
+        self.batch = batch;
+        // (Checked with the old buffers still counted: both exist while
+        // the new ones are made.)
+        self.held = crate::memory::Held::new(needs);
         Ok(())
     }
 
@@ -405,8 +428,7 @@ impl<T: Real> Trainer<T> {
             let parts = p0? + p1?;
             non_finite(&parts, self.opt.t + 1)?;
             self.opt.step_sum(&mut self.model.params, g0, g1);
-            let codes = [self.model.code(ws0), self.model.code(ws1)];
-            self.dead.update_parts(&codes);
+            self.dead.update_from(&self.model, &self.ws);
             return Ok(parts);
         }
         let ([ws], [grads]) = (&mut self.ws[..], &mut self.grads[..]) else {
@@ -424,7 +446,7 @@ impl<T: Real> Trainer<T> {
             &mut self.col_scratch,
             &self.owned,
         );
-        self.dead.update(self.model.code(ws));
+        self.dead.update_from(&self.model, std::slice::from_ref(ws));
         Ok(parts)
     }
 }
@@ -478,7 +500,7 @@ mod tests {
 
     fn halves_match(cfg: ModelConfig) {
         let batch = 131;
-        assert_eq!(parts(&cfg, batch), [66, 65]);
+        assert_eq!(parts(&cfg, batch, TopkPath::Auto), [66, 65]);
         let model = Autoencoder::<f64>::new(cfg, 5).unwrap();
         let mut r = Rng::new(9);
         let x: Vec<f64> = (0..batch * 20).map(|_| f64::from(r.next_f32())).collect();

@@ -439,7 +439,7 @@ impl<T: Real> Trainer<T> {
     /// allow it, else one), so a default run keeps its bits.
     pub fn micro_batches(&self) -> usize {
         self.micro_batches
-            .unwrap_or_else(|| parts(self.model.config(), self.batch).len())
+            .unwrap_or_else(|| parts(self.model.config(), self.batch, self.topk_path).len())
     }
 
     /// The micro-batch count if one was set ([`Trainer::set_micro_batches`]).
@@ -451,7 +451,7 @@ impl<T: Real> Trainer<T> {
     /// released them.
     pub(super) fn default_parts(&mut self) {
         if self.ws.is_empty() {
-            let sizes = parts(self.model.config(), self.batch);
+            let sizes = parts(self.model.config(), self.batch, self.topk_path);
             self.ws = sizes
                 .iter()
                 .map(|&b| self.model.workspace_with(b, self.topk_path))
@@ -665,7 +665,7 @@ impl<T: Real> Trainer<T> {
             };
             // The units that fired, and the code, before the workspace
             // is reused.
-            dead.mark_fired(model.code(w), fired);
+            dead.mark_fired_in(model, w, fired);
             on_code(model.code(w));
             Ok(())
         });
