@@ -1199,3 +1199,29 @@ fn a_model_of_images_of_another_shape_is_refused() {
     ok(&["eval", "-m", s(&m_good), "--data", d]);
     ok(&["eval", "-m", s(&m_bad), "--data", s(&npy)]);
 }
+
+/// A training step names a BCE target outside [0, 1] by its place in the
+/// batch however the step computes it: whole, in two halves (batch 256),
+/// or in micro-batches (3 of a batch of 40, and 5 of 256). The bad value is
+/// past the first part in each, and the parameters are left unchanged.
+#[test]
+fn a_step_names_the_bad_target_by_its_place_in_the_batch() {
+    for (batch, micro, bad) in [
+        (40, None, 33),
+        (256, None, 200),
+        (40, Some(3), 33),
+        (256, Some(5), 131),
+    ] {
+        let model = Autoencoder::<f32>::new(bce_cfg(8), 0).unwrap();
+        let mut t = Trainer::new(model, OptimizerConfig::default(), batch, 0).unwrap();
+        t.set_micro_batches(micro).unwrap();
+        let mut x = vec![0.5f32; batch * 8];
+        x[bad * 8 + 6] = 1.5;
+        let before = t.model.params.clone();
+        let e = t.step(&x).unwrap_err();
+        assert!(matches!(e, Error::Value { .. }), "{e:?}");
+        let want = format!("feature 6 of sample {bad} of the batch is 1.5");
+        has(&e.to_string(), &[&want]);
+        assert!(t.model.params == before, "batch {batch}, {micro:?}");
+    }
+}

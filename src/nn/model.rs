@@ -748,8 +748,9 @@ impl<T: Real> Autoencoder<T> {
     /// batch of `whole` samples: the loss, the L1 penalty and their
     /// gradients are normalised by `whole`, so the parts' losses and
     /// gradients add up to the whole batch's. The weight-decay term and its
-    /// gradient are included only when `decay` is set (in one part).
-    /// The layers below `from` have been computed already (by
+    /// gradient are included only when `decay` is set (in one part). The
+    /// part's first sample is sample `first` of the batch (errors name
+    /// samples by their place in the batch). The layers below `from` have been computed already (by
     /// [`Self::forward_to_kl`] or [`Self::forward_part`]). With a KL
     /// penalty, the parts' ρ̂ have been combined by [`Self::combine_kl`] or
     /// [`Self::set_kl_total`], whose value is `kl` (counted in the part with
@@ -767,7 +768,7 @@ impl<T: Real> Autoencoder<T> {
         input: &[T],
         target: &[T],
         grads: &mut [T],
-        whole: usize,
+        (whole, first): (usize, usize),
         decay: bool,
         kl: Option<f64>,
         from: usize,
@@ -775,6 +776,7 @@ impl<T: Real> Autoencoder<T> {
         self.check_grads(grads)?;
         let part = Part {
             whole: Some(whole),
+            first,
             decay,
             kl: kl.map(|v| if decay { v } else { 0.0 }),
             from,
@@ -906,12 +908,12 @@ impl<T: Real> Autoencoder<T> {
             // (Callers that know where the batch came from check it
             // themselves, naming the sample among theirs.)
             let d = self.cfg.input;
-            let of = match part.whole {
-                None => "the batch",
-                Some(_) => "a part of the batch",
-            };
             return Err(bce_target_error(
-                format!("feature {} of sample {} of {of}", i % d, i / d),
+                format!(
+                    "feature {} of sample {} of the batch",
+                    i % d,
+                    part.first + i / d
+                ),
                 target[i].to_f64(),
             ));
         }
@@ -1109,6 +1111,8 @@ impl<T: Real> Autoencoder<T> {
 #[derive(Clone, Copy, Debug)]
 struct Part {
     whole: Option<usize>,
+    /// The position in the whole batch of the part's first sample.
+    first: usize,
     decay: bool,
     /// The KL value when the parts' ρ̂ was combined beforehand.
     kl: Option<f64>,
@@ -1119,6 +1123,7 @@ struct Part {
 impl Part {
     const WHOLE: Part = Part {
         whole: None,
+        first: 0,
         decay: true,
         kl: None,
         from: 0,

@@ -381,7 +381,8 @@ impl<T: Real> Trainer<T> {
         };
         if let ([ws0, ws1], [g0, g1]) = (&mut self.ws[..], &mut self.grads[..]) {
             let (model, whole) = (&self.model, self.batch);
-            let cut = ws0.batch() * d;
+            let ws0_batch = ws0.batch();
+            let cut = ws0_batch * d;
             let kl = match model.config().kl {
                 None => None,
                 Some(_) => {
@@ -403,7 +404,7 @@ impl<T: Real> Trainer<T> {
                             &input[..cut],
                             &x[..cut],
                             g0,
-                            whole,
+                            (whole, 0),
                             true,
                             kl,
                             from,
@@ -417,7 +418,7 @@ impl<T: Real> Trainer<T> {
                             &input[cut..],
                             &x[cut..],
                             g1,
-                            whole,
+                            (whole, ws0_batch),
                             false,
                             kl,
                             model.after_kl(),

@@ -657,7 +657,7 @@ impl<T: Real> Trainer<T> {
                     &input[r.clone()],
                     &x[r],
                     g,
-                    plan.batch,
+                    (plan.batch, plan.rows_of(i).start),
                     i == 0,
                     kl,
                     done,
