@@ -434,7 +434,8 @@ static GLOBAL_STARTED: AtomicBool = AtomicBool::new(false);
 /// does nothing here).
 ///
 /// The training, evaluation, inference and gradient-check entry points of
-/// the library call it before they touch the pool, so that an absurd
+/// the library call it before they touch the pool (and the model's forward,
+/// decode and loss passes, through [`ensure_global_pool`]), so that an absurd
 /// `RAYON_NUM_THREADS` is an error rather than rayon starting every thread
 /// it asks for; a program that uses rayon before them, or builds the global
 /// pool itself, decides its size itself. A wasm32 build has one thread and
@@ -478,6 +479,23 @@ pub fn start_global_pool(threads: Option<usize>) -> crate::Result<()> {
     }
     GLOBAL_STARTED.store(true, Ordering::Release);
     Ok(())
+}
+
+/// [`start_global_pool`]`(None)` the first time, then only an atomic load:
+/// what the model's own entry points ([`crate::nn::Autoencoder::forward`],
+/// `decode`, `loss_and_grad`) call, so that a program that uses the model
+/// directly gets the same error for an absurd `RAYON_NUM_THREADS` as one
+/// that trains through [`crate::train`] (they run far more often than the
+/// training entry points, so the engine's variables are checked only when
+/// the pool starts). Nothing on a pool's thread, as [`start_global_pool`].
+///
+/// # Errors
+/// As [`start_global_pool`].
+pub fn ensure_global_pool() -> crate::Result<()> {
+    if GLOBAL_STARTED.load(Ordering::Acquire) || rayon::current_thread_index().is_some() {
+        return Ok(());
+    }
+    start_global_pool(None)
 }
 
 /// The choice, step by step, between splitting a loop's steps over the pool

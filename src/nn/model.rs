@@ -529,8 +529,11 @@ impl<T: Real> Autoencoder<T> {
     /// Forward pass of a batch `input: (batch, in)` into `ws.h`.
     ///
     /// # Errors
-    /// [`Error::Shape`] if `input` does not hold `ws.batch()` samples.
+    /// [`Error::Shape`] if `input` does not hold `ws.batch()` samples;
+    /// [`Error::Config`] when the pool cannot start as the environment asks
+    /// ([`crate::parallel::ensure_global_pool`]).
     pub fn forward(&self, ws: &mut Workspace<T>, input: &[T]) -> Result<()> {
+        crate::parallel::ensure_global_pool()?;
         self.check_batch(ws, input, "Autoencoder::forward")?;
         self.forward_layers(ws, input, 0..self.cfg.layers.len());
         Ok(())
@@ -669,8 +672,11 @@ impl<T: Real> Autoencoder<T> {
     ///
     /// # Errors
     /// [`Error::Shape`] if `code` does not hold `ws.batch()` codes;
-    /// [`Error::Config`] for a workspace on the sparse top-k path.
+    /// [`Error::Config`] for a workspace on the sparse top-k path, or when
+    /// the pool cannot start as the environment asks
+    /// ([`crate::parallel::ensure_global_pool`]).
     pub fn decode(&self, ws: &mut Workspace<T>, code: &[T]) -> Result<()> {
+        crate::parallel::ensure_global_pool()?;
         let c = self.cfg.code_layer;
         let want = ws.batch * self.cfg.width(c);
         if code.len() != want || ws.h.len() != self.cfg.layers.len() {
@@ -726,7 +732,8 @@ impl<T: Real> Autoencoder<T> {
     /// # Errors
     /// [`Error::Shape`] if a buffer has the wrong length; [`Error::Value`]
     /// if the model's loss is binary cross-entropy and a target is outside
-    /// [0, 1].
+    /// [0, 1]; [`Error::Config`] when the pool cannot start as the
+    /// environment asks ([`crate::parallel::ensure_global_pool`]).
     pub fn loss_and_grad(
         &self,
         ws: &mut Workspace<T>,
@@ -734,6 +741,7 @@ impl<T: Real> Autoencoder<T> {
         target: &[T],
         grads: Option<&mut [T]>,
     ) -> Result<LossParts> {
+        crate::parallel::ensure_global_pool()?;
         if let Some(g) = &grads {
             self.check_grads(g)?;
         }
