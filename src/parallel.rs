@@ -405,7 +405,10 @@ fn threads_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> crate::Resu
 /// `SPARSE_AE_KERNEL`, `SPARSE_AE_MAX_ISA` and `SPARSE_AE_REQUIRE_ISA`
 /// ([`crate::kernels::Isa::from_env`]), `SPARSE_AE_TOPK_PATH`
 /// ([`crate::nn::TopkPath::from_env`]) and `SPARSE_AE_THREAD_POLICY`
-/// ([`Policy::from_env`]). Where they are read, a bad value can only be
+/// ([`Policy::from_env`]), and that those read once per process (the kernel
+/// path, its cap and the top-k default) still say what they said when read
+/// ([`crate::kernels::Isa::check_unchanged`],
+/// [`crate::nn::TopkPath::check_unchanged`]). Where they are read, a bad value can only be
 /// reported on stderr and replaced by the default (or passed over without a
 /// word), so [`start_global_pool`], which every training, evaluation,
 /// inference and gradient-check entry point calls, checks them first; the
@@ -418,8 +421,9 @@ fn threads_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> crate::Resu
 /// it takes; [`crate::Error::KernelUnavailable`] for a kernel path this CPU
 /// lacks.
 pub fn check_env() -> crate::Result<()> {
+    crate::kernels::Isa::check_unchanged()?;
     crate::kernels::Isa::from_env()?;
-    crate::nn::TopkPath::from_env()?;
+    crate::nn::TopkPath::check_unchanged()?;
     Policy::from_env()?;
     Ok(())
 }

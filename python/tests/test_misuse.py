@@ -402,14 +402,16 @@ ENTRY_POINTS = [
 ]
 
 
-def each_call_then_fit(calls, put_right):
-    """Source for in_child: runs each of `calls`, printing the first line
-    of the ValueError it raises (or `no error:`), then the statement
-    `put_right`, then a fit whose epochs it prints."""
+def each_call_then_fit(calls, put_right, before=""):
+    """Source for in_child: runs the statements `before` on the model `m`
+    and data `x`, then each of `calls`, printing the first line of the
+    ValueError it raises (or `no error:`), then the statement `put_right`,
+    then a fit whose epochs it prints."""
     return (
         "import os\n"
         "m = sae.Autoencoder.preset('shallow', input=16)\n"
         "x = np.random.default_rng(0).random((8, 16), dtype=np.float32)\n"
+        f"{before}"
         f"for call in {calls!r}:\n"
         "    try:\n"
         "        eval(call)\n"
@@ -478,6 +480,33 @@ def test_engine_variables_are_refused_as_the_cli_refuses_them(cli, var, value, s
     assert refused == [f"ValueError: {want}"] * len(calls)
     assert after == "[1]"
     assert "sparse-ae:" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    "var,value",
+    [("SPARSE_AE_KERNEL", "scalar"), ("SPARSE_AE_MAX_ISA", "scalar"), ("SPARSE_AE_TOPK_PATH", "dense")],
+    ids=["kernel", "max isa", "topk path"],
+)
+def test_a_path_variable_changed_after_the_first_computation_is_refused(var, value):
+    # The kernel path, its cap and the top-k default are read once per
+    # process; set after the first fit, they were ignored without a word.
+    first_fit = (
+        "print(sae.kernel_path())\n"
+        "m.fit(x, epochs=1, batch_size=4, verbose=False)\n"
+        f"os.environ[{var!r}] = {value!r}\n"
+    )
+    src = each_call_then_fit(ENTRY_POINTS + ["sae.kernel_path()"], f"del os.environ[{var!r}]", before=first_fit)
+    r = in_child(src, timeout=60, env={"SPARSE_AE_REQUIRE_ISA": None, "SPARSE_AE_KERNEL": None, "SPARSE_AE_TOPK_PATH": None})
+    assert r.returncode == 0, r.stderr[-2000:]
+    path, *refused, after = r.stdout.splitlines()
+    if var != "SPARSE_AE_TOPK_PATH" and path == "scalar":
+        pytest.skip("the process runs on the scalar path already")
+    assert len(refused) == len(ENTRY_POINTS) + 1
+    for line in refused:
+        assert line.startswith(f"ValueError: invalid configuration: {var}: now "), line
+        assert "once per process" in line, line
+    # Put back, the module works again.
+    assert after == "[1]"
 
 
 def test_a_kernel_path_this_cpu_lacks_is_named_with_the_ones_it_has(cli):

@@ -166,7 +166,8 @@ impl Isa {
         }
     }
 
-    /// The path every dispatched kernel uses, fixed at first use.
+    /// The path every dispatched kernel uses, fixed at first use (a later
+    /// change of the variables is refused by [`Isa::check_unchanged`]).
     ///
     /// Follows [`Isa::from_env`]. A bad `SPARSE_AE_KERNEL` value cannot be
     /// returned as an error here; it is reported once on stderr and the detected
@@ -174,7 +175,6 @@ impl Isa {
     /// (the library's entry points do, through
     /// [`crate::parallel::check_env`]).
     pub fn active() -> Isa {
-        static ACTIVE: OnceLock<Isa> = OnceLock::new();
         *ACTIVE.get_or_init(|| match Isa::from_env() {
             Ok(isa) => isa,
             Err(e) => {
@@ -221,11 +221,62 @@ impl Isa {
     }
 }
 
+/// The path every dispatched kernel uses, once chosen ([`Isa::active`]).
+static ACTIVE: OnceLock<Isa> = OnceLock::new();
+/// The cap of `SPARSE_AE_MAX_ISA`, once read ([`max_isa`]).
+static MAX: OnceLock<Option<Isa>> = OnceLock::new();
+
+impl Isa {
+    /// Checks that `SPARSE_AE_KERNEL` and `SPARSE_AE_MAX_ISA` still select
+    /// what they did when this process read them (at its first computation):
+    /// the path is fixed per process, so a later change would be ignored,
+    /// and is refused instead ([`crate::parallel::check_env`] calls this).
+    ///
+    /// # Errors
+    /// As [`Isa::from_env`]; [`Error::Config`] naming the variable when
+    /// it selects another path than the one this process runs on.
+    pub fn check_unchanged() -> Result<()> {
+        let fixed = |what: String| {
+            format!(
+                "{what}; the kernel path is chosen once per process, at its first computation: set it before that, or in a new process"
+            )
+        };
+        let name = |cap: Option<Isa>| cap.map_or("no cap".to_string(), |i| i.name().to_string());
+        if let Some(&was) = MAX.get() {
+            let now = parse_max(Error::env_text(MAX_ENV)?.as_deref())?;
+            if now != was {
+                return Err(Error::config(
+                    MAX_ENV,
+                    fixed(format!(
+                        "now {}, but this process read {} and runs on {}",
+                        name(now),
+                        name(was),
+                        Isa::active().name()
+                    )),
+                ));
+            }
+        }
+        if let Some(&was) = ACTIVE.get() {
+            let now = Isa::from_env()?;
+            if now != was {
+                return Err(Error::config(
+                    KERNEL_ENV,
+                    fixed(format!(
+                        "now selects {}, but this process runs on {}",
+                        now.name(),
+                        was.name()
+                    )),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The path `SPARSE_AE_MAX_ISA` caps detection at, read once. An unknown
 /// name caps nothing here (reported once on stderr); [`Isa::from_env`]
 /// returns it as an error.
 fn max_isa() -> Option<Isa> {
-    static MAX: OnceLock<Option<Isa>> = OnceLock::new();
     *MAX.get_or_init(|| match parse_max(std::env::var(MAX_ENV).ok().as_deref()) {
         Ok(max) => max,
         Err(e) => {

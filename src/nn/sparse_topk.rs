@@ -106,18 +106,45 @@ impl TopkPath {
     }
 
     /// The default of new workspaces, read from the environment on first
-    /// use. A bad value is reported once on stderr and `Auto` is used;
+    /// use (a later change is refused by [`TopkPath::check_unchanged`]). A bad value is reported once on stderr and `Auto` is used;
     /// programs that want the error call [`TopkPath::from_env`] first (the
     /// library's entry points do, through
     /// [`crate::parallel::check_env`]).
     pub fn active() -> TopkPath {
-        static ACTIVE: OnceLock<TopkPath> = OnceLock::new();
         *ACTIVE.get_or_init(|| {
             TopkPath::from_env().unwrap_or_else(|e| {
                 eprintln!("sparse-ae: {e}; using auto");
                 TopkPath::Auto
             })
         })
+    }
+}
+
+/// The default path of new workspaces, once read ([`TopkPath::active`]).
+static ACTIVE: OnceLock<TopkPath> = OnceLock::new();
+
+impl TopkPath {
+    /// Checks that `SPARSE_AE_TOPK_PATH` still names the default this
+    /// process read at its first workspace: it is read once, so a later
+    /// change would be ignored, and is refused instead
+    /// ([`crate::parallel::check_env`] calls this).
+    ///
+    /// # Errors
+    /// As [`TopkPath::from_env`]; [`Error::Config`] naming the variable when
+    /// it names another path than the one this process read.
+    pub fn check_unchanged() -> Result<()> {
+        let now = TopkPath::from_env()?;
+        match ACTIVE.get() {
+            Some(&was) if was != now => Err(Error::config(
+                TOPK_PATH_ENV,
+                format!(
+                    "now {}, but this process read {} at its first workspace; the default path is read once per process: set it before that, or in a new process (Trainer::set_topk_path chooses per trainer)",
+                    now.name(),
+                    was.name()
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
