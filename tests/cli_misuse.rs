@@ -331,7 +331,7 @@ fn thread_counts_beyond_the_bound_are_refused_at_once() {
         let o = run(&["--threads", n, "presets"]);
         let e = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{e}");
-        assert!(e.contains("--threads must be between 1 and "), "{e}");
+        assert!(e.contains("--threads: must be between 1 and "), "{e}");
         assert!(o.stdout.is_empty());
     }
     ok(&["--threads", "3", "presets"]);

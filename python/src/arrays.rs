@@ -191,6 +191,9 @@ impl<'py> Input<'py> {
         refuse_non_numbers(x, &arr, what, "samples")?;
         let dt = arr.dtype();
         let shape = arr.shape().to_vec();
+        // Values per sample (1 for an array of fewer than two axes, refused
+        // below once its values are known to be numbers).
+        let per_sample = shape.iter().skip(1).product::<usize>();
         let mut counted = memory::Held::default();
         let held = if dt.is_equiv_to(&dtype::<u8>(py)) {
             let a = arr.cast::<PyArrayDyn<u8>>()?;
@@ -221,7 +224,7 @@ impl<'py> Input<'py> {
             if let Some(s) = ro.as_slice().ok()
                 && let Some((i, x)) = overflow_at(arr.as_any(), s)?
             {
-                let d = shape.iter().skip(1).product::<usize>().max(1);
+                let d = per_sample.max(1);
                 return Err(crate::errors::to_py(sparse_ae::data::beyond_f32_error(
                     format!("{what}: sample {}, feature {}", i / d, i % d),
                     x,
@@ -235,7 +238,7 @@ impl<'py> Input<'py> {
                 && let Ok(s) = ro.as_slice()
                 && let Some(i) = s.iter().position(|v| !(0.0..=1.0).contains(v))
             {
-                let d = shape.iter().skip(1).product::<usize>().max(1);
+                let d = per_sample.max(1);
                 let value = arr.getattr("flat")?.get_item(i)?.str()?.to_string();
                 let array = match dt.kind() {
                     b'O' => "an object array of integers".to_string(),
@@ -254,7 +257,7 @@ impl<'py> Input<'py> {
                 "{what}: expected an array of samples × features (2-D, or more with the features in the trailing axes), got shape {shape:?}; reshape one sample with x.reshape(1, -1)"
             )));
         }
-        let dim = shape[1..].iter().product();
+        let dim = per_sample;
         if dim == 0 {
             return Err(PyValueError::new_err(format!(
                 "{what}: an array of shape {shape:?} has samples of no features; a sample needs at least one"

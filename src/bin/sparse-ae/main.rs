@@ -48,14 +48,12 @@ fn main() -> ExitCode {
     // `--threads`, else RAYON_NUM_THREADS, within the same bound: more
     // only wastes time (100,000 took 26 s to start) and no machine has that
     // many cores.
-    if let Some(n) = cli.threads {
-        let most = sparse_ae::parallel::max_threads();
-        if n == 0 || n > most {
-            note!(
-                "error: --threads must be between 1 and {most} (at least 1024, or 4 per core), got {n}"
-            );
-            return ExitCode::from(2);
-        }
+    if let Some(Err(e)) = cli
+        .threads
+        .map(|n| sparse_ae::parallel::check_threads("--threads", n))
+    {
+        note!("error: {e}");
+        return ExitCode::from(2);
     }
     if let Err(e) = sparse_ae::parallel::start_global_pool(cli.threads) {
         let hint = match cli.threads {
