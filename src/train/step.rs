@@ -294,7 +294,8 @@ impl<T: Real> Trainer<T> {
 
     /// Chooses how a top-k code's neighbouring layers are computed
     /// (reallocates the workspaces; see [`crate::nn::sparse_topk`]). The
-    /// path decides the parts a batch is computed in ([`parts`]).
+    /// path decides the parts a batch is computed in (one on the sparse
+    /// path, whose products split between the threads already).
     ///
     /// # Errors
     /// [`Error::Memory`] when the step's buffers on `path` exceed the memory
