@@ -1155,3 +1155,56 @@ fn presets_train_on_images_of_any_shape() {
     let e = sparse_ae::nn::preset("conv", 35).unwrap_err().to_string();
     assert!(e.contains("needs the shape of its images"), "{e}");
 }
+
+/// `train`'s first line says how a step computes its batch: in two halves
+/// side by side or in micro-batches, and on which path a top-k code's
+/// neighbouring layers run (the sparse path takes a batch whole).
+#[test]
+fn the_first_line_says_how_a_step_computes_its_batch() {
+    let dir = common::temp_dir("cli_step_shape");
+    common::write_tiny_mnist(&dir, 8, 300, 20);
+    let model = dir.join("m.safetensors");
+    let first_line = |preset: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec![
+            "train",
+            "--preset",
+            preset,
+            "--data",
+            s(&dir),
+            "--steps",
+            "1",
+            "--batch-size",
+            "128",
+            "-o",
+            s(&model),
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args, env);
+        let e = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{e}");
+        e.lines()
+            .find(|l| l.starts_with("training "))
+            .unwrap_or_else(|| panic!("no first line in {e}"))
+            .to_string()
+    };
+    let sparse = first_line("topk", &[], &[]);
+    assert!(
+        sparse.contains("batch 128, top-k code on the sparse path, "),
+        "{sparse}"
+    );
+    let dense = first_line("topk", &[], &[("SPARSE_AE_TOPK_PATH", "dense")]);
+    assert!(
+        dense.contains("batch 128 (two halves side by side), top-k code on the dense path, "),
+        "{dense}"
+    );
+    let plain = first_line("shallow", &[], &[]);
+    assert!(
+        plain.contains("batch 128 (two halves side by side), "),
+        "{plain}"
+    );
+    let micro = first_line("shallow", &["--micro-batches", "4"], &[]);
+    assert!(
+        micro.contains("batch 128 (in 4 micro-batches), "),
+        "{micro}"
+    );
+}

@@ -738,8 +738,9 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
             ),
         };
         note!(
-            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {batch}, {} kernels ({}; {}), {}; test set {n_test} samples (startup {:.0} ms)",
+            "training {} parameters on {n_train} samples ({dim} features{streamed}), batch {batch}{}, {} kernels ({}; {}), {}; test set {n_test} samples (startup {:.0} ms)",
             trainer.model.params.len(),
+            step_shape(&trainer),
             sparse_ae::kernels::Isa::active(),
             sparse_ae::kernels::gemm::blocking_summary(sparse_ae::kernels::Isa::active()),
             sparse_ae::kernels::elementwise::adam_summary(sparse_ae::kernels::Isa::active()),
@@ -1244,4 +1245,24 @@ pub fn info() -> Result<ExitCode> {
         isa.check_required()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How a step computes its batch, for `train`'s first line: in
+/// micro-batches, or in two halves side by side (when a plain step splits
+/// it), and on which path a top-k code's neighbouring layers run.
+fn step_shape(t: &Trainer<f32>) -> String {
+    let ws = t.workspaces();
+    let parts = match (t.micro_batches_set(), ws) {
+        (Some(m), _) => format!(" (in {m} micro-batches)"),
+        (None, [_, _]) => " (two halves side by side)".to_string(),
+        _ => String::new(),
+    };
+    let topk = match t.model.config().topk {
+        None => "",
+        Some(_) if ws.first().is_some_and(|w| w.uses_sparse_topk()) => {
+            ", top-k code on the sparse path"
+        }
+        Some(_) => ", top-k code on the dense path",
+    };
+    format!("{parts}{topk}")
 }
