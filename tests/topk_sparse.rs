@@ -480,7 +480,8 @@ fn dead_latents_count_the_same_from_the_kept_entries() {
         }
         let c = dense.counters();
         assert!(c.contains(&0) && c.iter().any(|&s| s > 0), "{name}: {c:?}");
-        // (A ReLU code lists only positive values.)
+        // (A ReLU code keeps values at its threshold, 0, only where a sample
+        // has fewer than k positive ones.)
         let relu = cfg.producing_act(cfg.code_layer) == Activation::Relu;
         assert!(
             relu || below > 0,
