@@ -507,9 +507,12 @@ pub fn ensure_global_pool() -> crate::Result<()> {
 ///
 /// It stays with one choice (its *home*) and now and then tries the other
 /// for [`Pace::PROBE`] steps: after [`Pace::MIN_GAP`] steps at first, the gap
-/// doubling up to [`Pace::MAX_GAP`] while the home stays the faster, and at
-/// once when the median of the home's last three steps is 25 % above what it
-/// was when the home was chosen. It moves home when the other choice's
+/// doubling up to [`Pace::MAX_GAP`] while the home stays the faster (and at
+/// least long enough that a probe's extra time is about 1 % of the time
+/// between probes: a probe twice as slow as the home waits 300 steps), and
+/// at once when the median of the home's last three steps is 25 % above what
+/// it was when the home was chosen and above what the other choice took
+/// when last tried. It moves home when the other choice's
 /// fastest probe step beats that median by 5 % (the fastest and the median,
 /// so that one step that also read a chunk of data or ran an evaluation
 /// decides nothing). Pure bookkeeping: the caller times the steps.
@@ -525,6 +528,8 @@ pub struct Pace {
     probe: Vec<f64>,
     /// The home's median step when it was last chosen or confirmed.
     home_ref: f64,
+    /// The other choice's fastest step when it was last tried.
+    other_ref: f64,
     until_probe: u32,
     gap: u32,
     steps: u64,
@@ -550,6 +555,7 @@ impl Pace {
             home: Vec::new(),
             probe: Vec::new(),
             home_ref: f64::INFINITY,
+            other_ref: 0.0,
             until_probe: Self::MIN_GAP,
             gap: Self::MIN_GAP,
             steps: 0,
@@ -605,10 +611,20 @@ impl Pace {
                 self.home
                     .drain(..self.home.len().saturating_sub(Self::KEEP));
                 self.home_ref = tried;
+                self.other_ref = home;
                 self.gap = Self::MIN_GAP;
             } else {
                 self.home_ref = home;
-                self.gap = (self.gap * 2).min(Self::MAX_GAP);
+                self.other_ref = tried;
+                // A probe costs its steps' extra time: keep it near 1 % of
+                // the home steps between probes.
+                let cost = Self::PROBE as f64 * (tried / home - 1.0) * 100.0;
+                let cost_gap = if cost.is_finite() {
+                    cost.clamp(0.0, Self::MAX_GAP as f64) as u32
+                } else {
+                    Self::MAX_GAP
+                };
+                self.gap = (self.gap * 2).max(cost_gap).min(Self::MAX_GAP);
             }
             self.probe.clear();
             self.until_probe = self.gap;
@@ -626,7 +642,10 @@ impl Pace {
             self.home_ref = median(&self.home);
         }
         self.until_probe = self.until_probe.saturating_sub(1);
-        if median(&self.home) > 1.25 * self.home_ref {
+        // (A home grown slow only calls a probe once it is slower than the
+        // other choice was: a 40 % slower split step is still faster than
+        // one thread at half the speed.)
+        if median(&self.home) > (1.25 * self.home_ref).max(0.95 * self.other_ref) {
             self.until_probe = 0;
         }
         if self.until_probe == 0 {
@@ -1048,6 +1067,38 @@ mod tests {
         assert!(share(slow.end + most..12_000, false) > 0.99);
         let best: f64 = (0..12_000).map(|i| cost(i, false).min(cost(i, true))).sum();
         assert!(total < best * 1.05, "{total} against {best}");
+    }
+
+    /// Where one thread takes twice as long as the split, a probe costs as
+    /// much as a whole step, so probes come rarely: 2 in the first 600 steps
+    /// (the doubling gap alone made 5: 3 % of the time), and a split grown
+    /// 40 % slower for a while (still faster than one thread) calls no probe
+    /// before its time, where one grown slower than one thread moves the
+    /// steps at once.
+    #[test]
+    fn pace_probes_rarely_where_one_thread_is_far_slower() {
+        let mut pace = Pace::new(Policy::Measured);
+        let cost = |_, serial| if serial { 2.0 } else { 1.0 };
+        let (total, serial) = simulate(&mut pace, 600, cost);
+        assert_eq!(serial, 2 * Pace::PROBE as u64);
+        assert!(total < 600.0 * 1.011, "{total}");
+        let episode = |slow: f64| {
+            move |i: usize, serial| match (serial, (100..300).contains(&i)) {
+                (true, _) => 2.0,
+                (false, false) => 1.0,
+                (false, true) => slow,
+            }
+        };
+        // No step of the slow stretch on one thread (the probe due anyway
+        // comes after it).
+        let mut calm = pace.clone();
+        let mut one = calm.next(None);
+        for i in 0..400 {
+            assert!(!(one && (100..300).contains(&i)), "a probe at step {i}");
+            one = calm.next(Some(episode(1.4)(i, one)));
+        }
+        let (_, moved) = simulate(&mut pace, 400, episode(2.5));
+        assert!(moved > 150, "{moved} of the 200 slow steps on one thread");
     }
 
     /// One slow step now and then (a validation pass, a chunk read from
