@@ -102,6 +102,23 @@ fn setup(name: &str) -> PathBuf {
 }
 
 /// `train` on the tiny set with `extra` arguments.
+/// `train` of the TopK preset with a linear output on the data `x` into
+/// `out`, with AuxK coefficient `coef`.
+fn auxk_args<'a>(x: &'a str, out: &'a str, coef: &'a str) -> [&'a str; 10] {
+    [
+        "train",
+        "--preset",
+        "topk",
+        "--linear-output",
+        "--data",
+        x,
+        "--out",
+        out,
+        "--auxk-coef",
+        coef,
+    ]
+}
+
 fn train_args<'a>(dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
         "train",
@@ -645,21 +662,7 @@ fn hyper_parameters_that_f32_would_make_infinite_zero_or_one_are_refused() {
         let e = fails(&args, 1);
         assert!(e.contains(want), "{args:?}: {e}");
     }
-    let e = fails(
-        &[
-            "train",
-            "--preset",
-            "topk",
-            "--linear-output",
-            "--data",
-            x,
-            "--out",
-            n,
-            "--auxk-coef",
-            "1e39",
-        ],
-        1,
-    );
+    let e = fails(&auxk_args(x, n, "1e39"), 1);
     assert!(e.contains("--auxk-coef: 1e39 is beyond f32's range"), "{e}");
     let dense = r#"{"units": 4, "activation": "sigmoid"}, {"units": 8, "activation": "sigmoid"}"#;
     for (i, (json, want)) in [
@@ -735,19 +738,7 @@ fn negative_numbers_reach_their_own_checks() {
         assert!(!e.contains("unexpected argument"), "{e}");
     }
     let x = s_static(dir.join("x.npy"));
-    let args = [
-        "train",
-        "--preset",
-        "topk",
-        "--linear-output",
-        "--data",
-        x,
-        "--out",
-        n,
-        "--auxk-coef",
-        "-1",
-    ];
-    let e = fails(&args, 1);
+    let e = fails(&auxk_args(x, n, "-1"), 1);
     assert!(e.contains("--auxk-coef") && e.contains("-1"), "{e}");
     for (flag, want) in [
         ("--epochs", "--epochs"),

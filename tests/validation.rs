@@ -332,7 +332,7 @@ fn bce_refuses_targets_outside_the_unit_interval() {
         &["feature 2 of sample 37 of the data (train and test) is 7"],
     );
     let late_scores = dir.join("late.csv");
-    let e = fails(&[
+    let score_late = [
         "score",
         "-m",
         s(&out),
@@ -340,19 +340,10 @@ fn bce_refuses_targets_outside_the_unit_interval() {
         s(&late),
         "-o",
         s(&late_scores),
-    ]);
+    ];
+    let e = fails(&score_late);
     has(&e, &["feature 2 of sample 1 of the test split is 7"]);
-    ok(&[
-        "score",
-        "-m",
-        s(&out),
-        "--data",
-        s(&late),
-        "-o",
-        s(&late_scores),
-        "--split",
-        "train",
-    ]);
+    ok(&[&score_late[..], &["--split", "train"]].concat());
     let scores = dir.join("scores.csv");
     let e = fails(&[
         "score",

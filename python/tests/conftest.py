@@ -84,3 +84,15 @@ def in_child(src, timeout=300, env=None):
         [sys.executable, "-c", prog], capture_output=True, text=True, timeout=timeout,
         env=child_env,
     )
+
+
+def give(model, method, arr, clean):
+    """Passes `arr` to `model` through `method`: fit's x, fit's
+    validation_data (beside the clean samples `clean`), or the method of
+    that name."""
+    if method == "fit":
+        model.fit(arr, epochs=1, batch_size=4, verbose=False)
+    elif method == "validation_data":
+        model.fit(clean, epochs=1, batch_size=4, validation_data=arr, verbose=False)
+    else:
+        getattr(model, method)(arr)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import sparse_ae
+from conftest import give
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +70,16 @@ def test_other_number_types_are_converted(trained, tiny):
     np.testing.assert_array_equal(trained.encode(big_endian), trained.encode((x / 255.0).astype(np.float32)))
 
 
-def give(model, method, arr, clean):
-    """Passes `arr` to `model` through `method`: fit's x, fit's
-    validation_data (beside the clean samples `clean`), or the method of
-    that name."""
-    if method == "fit":
-        model.fit(arr, epochs=1, batch_size=4, verbose=False)
-    elif method == "validation_data":
-        model.fit(clean, epochs=1, batch_size=4, validation_data=arr, verbose=False)
-    else:
-        getattr(model, method)(arr)
+def int_samples(tiny, method):
+    """Eight test images as uint8 samples, or for decode eight uint8 codes
+    with one value above 1; and the eight images as given, the clean x of a
+    fit that takes the samples as validation_data."""
+    _, _, (x_test, _) = tiny
+    x = x_test[:8].reshape(8, -1)
+    if method == "decode":
+        x = np.zeros((8, 32), np.uint8)
+        x[2, 5] = 3
+    return x, x_test[:8]
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64, np.uint16, np.uint32, np.uint64, ">i4", "list"])
@@ -87,11 +88,7 @@ def test_integers_other_than_uint8_beyond_0_and_1_are_refused(trained, tiny, dty
     # int16, int64, uint16, ... pixels were taken as 0-255 where the same
     # uint8 ones are scaled to [0, 1]: a model trained on uint8 images gave
     # other codes for x.astype(int), without a word.
-    _, _, (x_test, _) = tiny
-    x = x_test[:8].reshape(8, -1)
-    if method == "decode":
-        x = np.zeros((8, 32), np.uint8)
-        x[2, 5] = 3
+    x, clean = int_samples(tiny, method)
     arr = x.tolist() if dtype == "list" else x.astype(dtype)
     name = {"fit": "x", "validation_data": "validation_data"}.get(method, method)
     i = int(np.flatnonzero(np.asarray(x).reshape(-1) > 1)[0])
@@ -101,7 +98,7 @@ def test_integers_other_than_uint8_beyond_0_and_1_are_refused(trained, tiny, dty
         r"outside \[0, 1\]: only uint8 is read as pixels \(scaled by 1/255\).*x.astype\(np.float32\).*x / 255"
     )
     with pytest.raises(ValueError, match=msg):
-        give(trained, method, arr, x_test[:8])
+        give(trained, method, arr, clean)
 
 
 @pytest.mark.parametrize("kind", ["astype(object)", "int64 astype(object)", "list with 2**64"])
@@ -110,11 +107,7 @@ def test_object_arrays_of_integers_follow_the_integer_rule(trained, tiny, kind, 
     # An object array of Python ints (uint8 images after x.astype(object),
     # or a list of ints NumPy cannot hold in int64) was taken as 0-255 (or
     # 1.8e19) where the same values in int64 are refused.
-    _, _, (x_test, _) = tiny
-    x = x_test[:8].reshape(8, -1)
-    if method == "decode":
-        x = np.zeros((8, 32), np.uint8)
-        x[2, 5] = 3
+    x, clean = int_samples(tiny, method)
     if kind == "astype(object)":
         arr, i, value = x.astype(object), int(np.flatnonzero(x.reshape(-1) > 1)[0]), None
     elif kind == "int64 astype(object)":
@@ -133,7 +126,7 @@ def test_object_arrays_of_integers_follow_the_integer_rule(trained, tiny, kind, 
         r"outside \[0, 1\]: only uint8 is read as pixels"
     )
     with pytest.raises(ValueError, match=msg):
-        give(trained, method, arr, x_test[:8])
+        give(trained, method, arr, clean)
 
 
 def test_object_arrays_of_0_and_1_and_of_floats_are_taken_as_they_are(trained, tiny):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import sparse_ae
-from conftest import in_child
+from conftest import give, in_child
 
 
 def small(seed=1):
@@ -374,12 +374,7 @@ def test_images_of_another_shape_with_as_many_pixels_are_refused(method):
     wrong, right = rng.random((8, 7, 5), dtype=np.float32), rng.random((8, 5, 7), dtype=np.float32)
     msg = r"the model takes images of 1×5×7 \(channels × height × width\), but the samples are 7×5"
     with pytest.raises(ValueError, match=msg):
-        if method == "fit":
-            m.fit(wrong, epochs=1, batch_size=4, verbose=False)
-        elif method == "validation_data":
-            m.fit(right, epochs=1, batch_size=4, validation_data=wrong, verbose=False)
-        else:
-            getattr(m, method)(wrong)
+        give(m, method, wrong, right)
     # The model's own shape, with or without the channel axis, and flat
     # samples are taken.
     for x in [right, right.reshape(8, 1, 5, 7), right.reshape(8, 35)]:
@@ -676,12 +671,7 @@ def test_bce_targets_outside_the_unit_interval_are_named_by_sample(method):
     bad[5, 3] = 7
     msg = r"binary cross-entropy needs targets in \[0, 1\], but feature 3 of sample 5 (of the (training|test) split )?is 7"
     with pytest.raises(ValueError, match=msg):
-        if method == "fit":
-            m.fit(bad, epochs=1, batch_size=4, verbose=False)
-        elif method == "validation_data":
-            m.fit(x, epochs=1, batch_size=4, validation_data=bad, verbose=False)
-        else:
-            getattr(m, method)(bad)
+        give(m, method, bad, x)
 
 
 def test_values_beyond_float32_are_named_by_key_index_and_value():
