@@ -338,15 +338,19 @@ pub fn max_threads() -> usize {
 /// # Errors
 /// [`crate::Error::Config`] naming `what`, the bounds and `n`.
 pub fn check_threads(what: &str, n: usize) -> crate::Result<usize> {
-    let most = max_threads();
-    if (1..=most).contains(&n) {
+    if (1..=max_threads()).contains(&n) {
         Ok(n)
     } else {
-        Err(crate::Error::config(
-            what,
-            format!("must be between 1 and {most} threads (at least 1024, or 4 per core), got {n}"),
-        ))
+        Err(crate::Error::config(what, outside_bound(n)))
     }
+}
+
+/// Why a thread count `shown` is refused: outside 1..=[`max_threads`].
+fn outside_bound(shown: impl std::fmt::Display) -> String {
+    format!(
+        "must be between 1 and {} threads (at least 1024, or 4 per core), got {shown}",
+        max_threads()
+    )
 }
 
 /// The thread count the environment asks the global pool for
@@ -392,9 +396,7 @@ fn threads_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> crate::Resu
             Ok(n) if n <= most => Ok(Some(n)),
             _ => Err(crate::Error::config(
                 name,
-                format!(
-                    "must be between 1 and {most} threads (at least 1024, or 4 per core), got {shown}; unset it for one thread per core"
-                ),
+                format!("{}; unset it for one thread per core", outside_bound(shown)),
             )),
         };
     }
@@ -422,7 +424,6 @@ fn threads_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> crate::Resu
 /// lacks.
 pub fn check_env() -> crate::Result<()> {
     crate::kernels::Isa::check_unchanged()?;
-    crate::kernels::Isa::from_env()?;
     crate::nn::TopkPath::check_unchanged()?;
     Policy::from_env()?;
     Ok(())

@@ -232,10 +232,14 @@ impl Isa {
     /// the path is fixed per process, so a later change would be ignored,
     /// and is refused instead ([`crate::parallel::check_env`] calls this).
     ///
+    /// It checks the variables as [`Isa::from_env`] does first, whether or
+    /// not a path was chosen yet.
+    ///
     /// # Errors
     /// As [`Isa::from_env`]; [`Error::Config`] naming the variable when
     /// it selects another path than the one this process runs on.
     pub fn check_unchanged() -> Result<()> {
+        let now = Isa::from_env()?;
         let fixed = |what: String| {
             format!(
                 "{what}; the kernel path is chosen once per process, at its first computation: set it before that, or in a new process"
@@ -243,31 +247,30 @@ impl Isa {
         };
         let name = |cap: Option<Isa>| cap.map_or("no cap".to_string(), |i| i.name().to_string());
         if let Some(&was) = MAX.get() {
-            let now = parse_max(Error::env_text(MAX_ENV)?.as_deref())?;
-            if now != was {
+            let cap = parse_max(Error::env_text(MAX_ENV)?.as_deref())?;
+            if cap != was {
                 return Err(Error::config(
                     MAX_ENV,
                     fixed(format!(
                         "now {}, but this process read {} and runs on {}",
-                        name(now),
+                        name(cap),
                         name(was),
                         Isa::active().name()
                     )),
                 ));
             }
         }
-        if let Some(&was) = ACTIVE.get() {
-            let now = Isa::from_env()?;
-            if now != was {
-                return Err(Error::config(
-                    KERNEL_ENV,
-                    fixed(format!(
-                        "now selects {}, but this process runs on {}",
-                        now.name(),
-                        was.name()
-                    )),
-                ));
-            }
+        if let Some(&was) = ACTIVE.get()
+            && now != was
+        {
+            return Err(Error::config(
+                KERNEL_ENV,
+                fixed(format!(
+                    "now selects {}, but this process runs on {}",
+                    now.name(),
+                    was.name()
+                )),
+            ));
         }
         Ok(())
     }
