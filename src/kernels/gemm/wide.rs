@@ -20,6 +20,8 @@ use super::direct::StridedTile;
 pub(crate) unsafe trait Wide {
     /// Floats per vector.
     const LANES: usize;
+    /// Whether the packed tile's loop over p does two steps per pass.
+    const UNROLL: bool;
     /// A vector of `LANES` floats.
     type V: Copy;
     /// A set of lanes for masked loads and stores.
@@ -119,7 +121,7 @@ pub(crate) unsafe fn packed<S: Wide, const M: usize, const V: usize>(
         }
         let mut acc = [[S::zero(); V]; M];
         let (mut ap, mut bp) = (a, b);
-        for _ in 0..kc {
+        let step = |acc: &mut [[S::V; V]; M], ap: *const f32, bp: *const f32| {
             let mut bv = [S::zero(); V];
             for (v, x) in bv.iter_mut().enumerate() {
                 *x = S::load(bp.add(w * v));
@@ -130,8 +132,23 @@ pub(crate) unsafe fn packed<S: Wide, const M: usize, const V: usize>(
                     *x = S::fma(av, *bb, *x);
                 }
             }
-            ap = ap.add(M);
-            bp = bp.add(w * V);
+        };
+        if S::UNROLL {
+            for _ in 0..kc / 2 {
+                step(&mut acc, ap, bp);
+                step(&mut acc, ap.add(M), bp.add(w * V));
+                ap = ap.add(2 * M);
+                bp = bp.add(2 * w * V);
+            }
+            if kc % 2 == 1 {
+                step(&mut acc, ap, bp);
+            }
+        } else {
+            for _ in 0..kc {
+                step(&mut acc, ap, bp);
+                ap = ap.add(M);
+                bp = bp.add(w * V);
+            }
         }
         let va = S::splat(alpha);
         if beta == 0.0 {
