@@ -121,31 +121,19 @@ pub(crate) unsafe fn packed<S: Wide, const M: usize, const V: usize>(
         }
         let mut acc = [[S::zero(); V]; M];
         let (mut ap, mut bp) = (a, b);
-        let step = |acc: &mut [[S::V; V]; M], ap: *const f32, bp: *const f32| {
-            let mut bv = [S::zero(); V];
-            for (v, x) in bv.iter_mut().enumerate() {
-                *x = S::load(bp.add(w * v));
-            }
-            for (i, row) in acc.iter_mut().enumerate() {
-                let av = S::splat(*ap.add(i));
-                for (x, bb) in row.iter_mut().zip(&bv) {
-                    *x = S::fma(av, *bb, *x);
-                }
-            }
-        };
         if S::UNROLL {
             for _ in 0..kc / 2 {
-                step(&mut acc, ap, bp);
-                step(&mut acc, ap.add(M), bp.add(w * V));
+                packed_step::<S, M, V>(&mut acc, ap, bp);
+                packed_step::<S, M, V>(&mut acc, ap.add(M), bp.add(w * V));
                 ap = ap.add(2 * M);
                 bp = bp.add(2 * w * V);
             }
             if kc % 2 == 1 {
-                step(&mut acc, ap, bp);
+                packed_step::<S, M, V>(&mut acc, ap, bp);
             }
         } else {
             for _ in 0..kc {
-                step(&mut acc, ap, bp);
+                packed_step::<S, M, V>(&mut acc, ap, bp);
                 ap = ap.add(M);
                 bp = bp.add(w * V);
             }
@@ -166,6 +154,62 @@ pub(crate) unsafe fn packed<S: Wide, const M: usize, const V: usize>(
                     S::store(cp, S::add(S::mul(va, *x), old));
                 }
             }
+        }
+    }
+}
+
+/// One step p of [`packed`]: `acc[i][v] += ã[i]·b̃[v]` for the M floats of
+/// Ã at `a` and the V vectors of B̃ at `b`.
+///
+/// # Safety
+/// `S`'s instruction set; M floats readable at `a`, LANES·V at `b`.
+#[inline(always)]
+unsafe fn packed_step<S: Wide, const M: usize, const V: usize>(
+    acc: &mut [[S::V; V]; M],
+    a: *const f32,
+    b: *const f32,
+) {
+    let mut bv = [S::zero(); V];
+    for (v, x) in bv.iter_mut().enumerate() {
+        // SAFETY: vector v of the LANES·V floats at `b`.
+        *x = unsafe { S::load(b.add(S::LANES * v)) };
+    }
+    for (i, row) in acc.iter_mut().enumerate() {
+        // SAFETY: float i of the M at `a`.
+        let av = S::splat(unsafe { *a.add(i) });
+        for (x, bb) in row.iter_mut().zip(&bv) {
+            *x = S::fma(av, *bb, *x);
+        }
+    }
+}
+
+/// One step p of [`strided_body`]: `acc[i][v] += ã(i)·b̃[v]` for Ã's
+/// elements `a[i·si]` and the V vectors of B̃ at `b`, the last one masked
+/// with `tail` (the others with `full`).
+///
+/// # Safety
+/// `S`'s instruction set; the floats at `a[i·si]` (i < M) and the lanes of
+/// the masks at `b` readable.
+#[inline(always)]
+unsafe fn strided_step<S: Wide, const M: usize, const V: usize>(
+    acc: &mut [[S::V; V]; M],
+    a: *const f32,
+    si: usize,
+    b: *const f32,
+    full: S::M,
+    tail: S::M,
+) {
+    let mut bv = [S::zero(); V];
+    for (v, x) in bv.iter_mut().enumerate() {
+        let m = if v + 1 < V { full } else { tail };
+        // SAFETY: the lanes of `m` of vector v at `b`.
+        *x = unsafe { S::load_masked(b.add(S::LANES * v), m) };
+    }
+    for (i, row) in acc.iter_mut().enumerate() {
+        // SAFETY: element i of Ã's column.
+        let av = S::splat(unsafe { *a.add(i * si) });
+        for (x, bb) in row.iter_mut().zip(&bv) {
+            *x = S::fma(av, *bb, *x);
         }
     }
 }
@@ -246,16 +290,7 @@ pub(crate) unsafe fn strided_body<S: Wide, const M: usize, const V: usize, const
         }
         let (mut ap, mut bp) = (t.a, t.b);
         for _ in 0..t.k {
-            let mut bv = [S::zero(); V];
-            for (v, x) in bv.iter_mut().enumerate() {
-                *x = S::load_masked(bp.add(w * v), mask(v));
-            }
-            for (i, row) in acc.iter_mut().enumerate() {
-                let av = S::splat(*ap.add(i * si));
-                for (x, b) in row.iter_mut().zip(&bv) {
-                    *x = S::fma(av, *b, *x);
-                }
-            }
+            strided_step::<S, M, V>(&mut acc, ap, si, bp, full, tail);
             ap = ap.add(sp);
             bp = bp.add(t.ldb);
         }
