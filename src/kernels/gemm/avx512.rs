@@ -19,7 +19,7 @@ pub(crate) struct Avx512;
 // them only from entry points compiled with AVX-512F, on a CPU that has it.
 unsafe impl Wide for Avx512 {
     const LANES: usize = 16;
-    // One step per pass: unrolled, the 14×32 tile ran 3–8 % slower.
+    // One step per pass: unrolled, the 14×32 tile ran slower (up to 15 %).
     const UNROLL: bool = false;
     type V = __m512;
     type Row = [f32; 32];
