@@ -410,9 +410,9 @@ fn threads_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> crate::Resu
 /// ([`Policy::from_env`]), and that those read once per process (the kernel
 /// path, its cap and the top-k default) still say what they said when read
 /// ([`crate::kernels::Isa::check_unchanged`],
-/// [`crate::nn::TopkPath::check_unchanged`]). Where they are read, a bad value can only be
-/// reported on stderr and replaced by the default (or passed over without a
-/// word), so [`start_global_pool`], which every training, evaluation,
+/// [`crate::nn::TopkPath::check_unchanged`]). Where they are read, a bad
+/// value can only be reported on stderr and replaced by the default (or
+/// passed over without a word), so [`start_global_pool`], which every training, evaluation,
 /// inference and gradient-check entry point calls, checks them first; the
 /// CLI and the Python module thus refuse the same values with the same
 /// error. (The data and cache directories and the mirrors are read, and

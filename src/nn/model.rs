@@ -758,11 +758,11 @@ impl<T: Real> Autoencoder<T> {
     /// gradients add up to the whole batch's. The weight-decay term and its
     /// gradient are included only when `decay` is set (in one part). The
     /// part's first sample is sample `first` of the batch (errors name
-    /// samples by their place in the batch). The layers below `from` have been computed already (by
-    /// [`Self::forward_to_kl`] or [`Self::forward_part`]). With a KL
-    /// penalty, the parts' ρ̂ have been combined by [`Self::combine_kl`] or
-    /// [`Self::set_kl_total`], whose value is `kl` (counted in the part with
-    /// `decay`). A batch top-k code has been selected with the whole batch's
+    /// samples by their place in the batch). The layers below `from` have
+    /// been computed already (by [`Self::forward_to_kl`] or
+    /// [`Self::forward_part`]). With a KL penalty, the parts' ρ̂ have been
+    /// combined by [`Self::combine_kl`] or [`Self::set_kl_total`], whose
+    /// value is `kl` (counted in the part with `decay`). A batch top-k code has been selected with the whole batch's
     /// threshold ([`Self::select_code`]), and an AuxK denominator set for
     /// the whole batch ([`Self::set_auxk_denominator`]) when a latent is
     /// dead.

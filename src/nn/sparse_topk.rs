@@ -106,10 +106,10 @@ impl TopkPath {
     }
 
     /// The default of new workspaces, read from the environment on first
-    /// use (a later change is refused by [`TopkPath::check_unchanged`]). A bad value is reported once on stderr and `Auto` is used;
-    /// programs that want the error call [`TopkPath::from_env`] first (the
-    /// library's entry points do, through
-    /// [`crate::parallel::check_env`]).
+    /// use (a later change is refused by [`TopkPath::check_unchanged`]). A
+    /// bad value is reported once on stderr and `Auto` is used; programs
+    /// that want the error call [`TopkPath::from_env`] first (the library's
+    /// entry points do, through [`crate::parallel::check_env`]).
     pub fn active() -> TopkPath {
         *ACTIVE.get_or_init(|| {
             TopkPath::from_env().unwrap_or_else(|e| {

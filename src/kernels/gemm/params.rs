@@ -1,6 +1,6 @@
 //! Register tiles (MR×NR) and cache blocks (MC, KC, NC) per kernel path.
 //!
-//! The loop nest (see [`super::driver`]) is, outermost first:
+//! The loop nest (`block_loops` in the parent module) is, outermost first:
 //!
 //! ```text
 //! for ic in 0..m step MC            A block  MC×KC  packed once per (ic, pc)   → L3 / L2
