@@ -90,6 +90,18 @@ const SHAPES: &[Shape] = &[
     shape("sq512", 512, 512, 512, false, false),
     shape("sq1024", 1024, 1024, 1024, false, false),
     shape("sq2048", 2048, 2048, 2048, false, false),
+    // Any width, any batch: sides that are no multiple of a tile.
+    shape("odd_fwd_100x300x500_ABt", 100, 300, 500, false, true),
+    shape("odd_257x1023x781_AB", 257, 1023, 781, false, false),
+    shape("odd_dw_783x200x50_AtB", 783, 200, 50, true, false),
+    shape("odd_fwd_1000x784x17_ABt", 1000, 784, 17, false, true),
+    // Into a code of 10 units (narrower than a vector: the dot loops), at
+    // batch 32 and 7.
+    shape("code10_fwd_32x784x10_ABt", 32, 784, 10, false, true),
+    shape("code10_fwd_7x784x10_ABt", 7, 784, 10, false, true),
+    // A few samples through wider layers (encode of 1 and of 5 samples).
+    shape("one_fwd_1x784x32_ABt", 1, 784, 32, false, true),
+    shape("five_fwd_5x784x128_ABt", 5, 784, 128, false, true),
 ];
 
 /// Deterministic data in [−1, 1).

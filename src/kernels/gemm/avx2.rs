@@ -5,6 +5,7 @@
 
 use super::MicroKernel;
 use super::direct::StridedTile;
+use super::dot::DotTile;
 use super::pack::{self, Strided};
 use super::params::{self, Blocking};
 use super::wide::{self, Wide};
@@ -15,6 +16,21 @@ const NR: usize = params::AVX2.nr;
 
 /// The AVX2 + FMA path.
 pub(crate) struct Avx2;
+
+impl Avx2 {
+    /// The sum of the 8 lanes, added in halves (l += l + 4, l += l + 2,
+    /// l += l + 1): [`Wide::fold`] of both x86 paths ends here.
+    #[inline(always)]
+    pub(crate) fn fold_256(v: __m256) -> f32 {
+        // SAFETY: AVX is present (both paths that call this have it).
+        unsafe {
+            let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+            let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2));
+            _mm_cvtss_f32(s1)
+        }
+    }
+}
 
 // SAFETY: the methods use AVX, AVX2 and FMA only; the kernels run them only
 // from entry points compiled with those features, on a CPU that has them.
@@ -66,6 +82,10 @@ unsafe impl Wide for Avx2 {
         unsafe { _mm256_maskstore_ps(p, m, v) }
     }
     #[inline(always)]
+    fn fold(v: __m256) -> f32 {
+        Avx2::fold_256(v)
+    }
+    #[inline(always)]
     fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
         // SAFETY: FMA is present.
         unsafe { _mm256_fmadd_ps(a, b, c) }
@@ -98,6 +118,11 @@ unsafe impl Wide for Avx2 {
     unsafe fn strided_tile<const M: usize, const V: usize, const ROWS: bool>(t: &StridedTile) {
         // SAFETY: forwarded contract.
         unsafe { wide::strided_body::<Self, M, V, ROWS>(t) }
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_tile<const RA: usize, const RB: usize>(t: &DotTile) {
+        // SAFETY: forwarded contract.
+        unsafe { super::dot::dot_body::<Self, RA, RB>(t) }
     }
 }
 

@@ -3,7 +3,9 @@
 //! packing of transposed panels by in-register transposes and gathers.
 
 use super::MicroKernel;
+use super::avx2::Avx2;
 use super::direct::StridedTile;
+use super::dot::DotTile;
 use super::pack::{self, Strided};
 use super::params::{self, Blocking};
 use super::wide::{self, Wide};
@@ -60,6 +62,14 @@ unsafe impl Wide for Avx512 {
         unsafe { _mm512_mask_storeu_ps(p, m, v) }
     }
     #[inline(always)]
+    fn fold(v: __m512) -> f32 {
+        // SAFETY: AVX-512F (and the AVX and SSE it implies) is present.
+        unsafe {
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+            Avx2::fold_256(_mm256_add_ps(_mm512_castps512_ps256(v), hi))
+        }
+    }
+    #[inline(always)]
     fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
         // SAFETY: AVX-512F is present.
         unsafe { _mm512_fmadd_ps(a, b, c) }
@@ -99,6 +109,11 @@ unsafe impl Wide for Avx512 {
     unsafe fn strided_tile<const M: usize, const V: usize, const ROWS: bool>(t: &StridedTile) {
         // SAFETY: forwarded contract.
         unsafe { wide::strided_body::<Self, M, V, ROWS>(t) }
+    }
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dot_tile<const RA: usize, const RB: usize>(t: &DotTile) {
+        // SAFETY: forwarded contract.
+        unsafe { super::dot::dot_body::<Self, RA, RB>(t) }
     }
 }
 

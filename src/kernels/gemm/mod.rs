@@ -16,6 +16,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod direct;
+#[cfg(target_arch = "x86_64")]
+mod dot;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod pack;
@@ -377,6 +379,8 @@ pub fn blocking_summary(isa: Isa) -> String {
 /// Which loop structure runs a product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Loops {
+    /// On the x86 paths, the dot-product loops when both operands run along
+    /// k and n is narrower than a vector (`dot`); else
     /// [`Loops::Direct`] when m, n or k is small (`params::DIRECT_SMALL`) and
     /// at most the small side needs packing, else [`Loops::Packed`].
     Auto,
@@ -460,6 +464,23 @@ pub fn gemm_loops(
         _ => 1,
     };
     let rows = par == Parallelism::RayonRows;
+    #[cfg(target_arch = "x86_64")]
+    if loops == Loops::Auto {
+        let (sa, sb) = (&job.a, &job.b);
+        match isa {
+            // SAFETY: avx512f was asserted available; `check_shapes` proved
+            // the operands and C hold the product, and `wins` that both
+            // operands run along k.
+            Isa::Avx512 if dot::wins(sa, sb, n, k, 16) => {
+                return unsafe { dot::run::<avx512::Avx512>(&job, m, n, k, threads) };
+            }
+            // SAFETY: as above, with avx2 + fma.
+            Isa::Avx2 if dot::wins(sa, sb, n, k, 8) => {
+                return unsafe { dot::run::<avx2::Avx2>(&job, m, n, k, threads) };
+            }
+            _ => {}
+        }
+    }
     let plan = match loops {
         Loops::Auto => direct::plan(&job.a, &job.b, m, n, k),
         Loops::Packed => None,
@@ -1037,6 +1058,97 @@ mod tests {
                 $check::<simd128::Simd128>();
             }
         }};
+    }
+
+    /// Products the dot loops take (C a few columns wide, both operands
+    /// along k, any k, one row of A or many, padded strides, β = 0 over NaN and β ≠ 0) give the
+    /// scalar twin's sums bit for bit on every x86 path (random values, so
+    /// the order of the sum shows), on one thread and two, and write nothing
+    /// outside C.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn dot_loops_match_twin() {
+        use crate::kernels::{Epilogue, MatMut, MatRef};
+        let mut seed = 0x9e37_79b9u32;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        };
+        for (isa, lanes) in [(Isa::Avx2, 8), (Isa::Avx512, 16)] {
+            if !runs(isa) {
+                continue;
+            }
+            let shapes = [
+                (1, 784, 6),
+                (5, 784, 7),
+                (1, 20, 1),
+                (37, 1000, 5),
+                (100, 33, 1),
+            ];
+            for (m, k, n) in shapes {
+                for (alpha, beta) in [(1.0, 0.0), (-0.5, 0.75)] {
+                    let (lda, ldb, ldc) = (k + 3, k + 5, n + 2);
+                    let a: Vec<f32> = (0..m * lda)
+                        .map(|x| if x % lda < k { rnd() } else { f32::NAN })
+                        .collect();
+                    let b: Vec<f32> = (0..n * ldb)
+                        .map(|x| if x % ldb < k { rnd() } else { f32::NAN })
+                        .collect();
+                    let c0: Vec<f32> = (0..m * ldc)
+                        .map(|x| {
+                            if beta == 0.0 || x % ldc >= n {
+                                f32::NAN
+                            } else {
+                                rnd()
+                            }
+                        })
+                        .collect();
+                    let av = MatRef::new(&a, m, k).with_ld(lda);
+                    let bv = MatRef::new(&b, n, k).with_ld(ldb).t();
+                    let (sa, sb) = (Strided::of(&av), Strided::of(&bv));
+                    assert!(dot::wins(&sa, &sb, n, k, lanes), "{isa} {m}×{k}×{n}");
+                    for par in [Parallelism::Sequential, Parallelism::Rayon] {
+                        let mut c = c0.clone();
+                        let pool = rayon::ThreadPoolBuilder::new()
+                            .num_threads(2)
+                            .build()
+                            .unwrap();
+                        pool.install(|| {
+                            let cv = MatMut::new(&mut c, m, n).with_ld(ldc);
+                            gemm_loops(
+                                isa,
+                                par,
+                                Loops::Auto,
+                                alpha,
+                                av,
+                                bv,
+                                beta,
+                                cv,
+                                Epilogue::NONE,
+                            )
+                        });
+                        for i in 0..m {
+                            for j in 0..ldc {
+                                let (got, old) = (c[i * ldc + j], c0[i * ldc + j]);
+                                if j >= n {
+                                    assert!(got.is_nan(), "{isa}: C[{i}][{j}] written");
+                                    continue;
+                                }
+                                let (ra, rb) = (&a[i * lda..][..k], &b[j * ldb..][..k]);
+                                let want = dot::dot_twin(lanes, ra, rb, alpha, beta, old);
+                                assert_eq!(
+                                    got.to_bits(),
+                                    want.to_bits(),
+                                    "{isa} {m}×{k}×{n} α {alpha} β {beta} {par:?}: C[{i}][{j}] {got} vs {want}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! read through its strides and the last vector of each row masked to n.
 
 use super::direct::StridedTile;
+use super::dot::DotTile;
 
 /// A vector of `LANES` `f32` on one instruction set, with lane masks.
 ///
@@ -54,6 +55,10 @@ pub(crate) unsafe trait Wide {
     /// # Safety
     /// The floats of the lanes in `m` are writable at `p`.
     unsafe fn store_masked(p: *mut f32, m: Self::M, v: Self::V);
+    /// The sum of the lanes, added in halves: lane l += lane l + LANES/2,
+    /// then l += l + LANES/4, …, down to lane 0 (the order of
+    /// `super::dot::dot_twin`).
+    fn fold(v: Self::V) -> f32;
     /// a·b + c, one rounding.
     fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// a·b, one rounding.
@@ -90,6 +95,12 @@ pub(crate) unsafe trait Wide {
     /// # Safety
     /// As [`strided_body`].
     unsafe fn strided_tile<const M: usize, const V: usize, const ROWS: bool>(t: &StridedTile);
+
+    /// [`super::dot::dot_body`] for `Self`, compiled with its instruction set.
+    ///
+    /// # Safety
+    /// As [`super::dot::dot_body`].
+    unsafe fn dot_tile<const RA: usize, const RB: usize>(t: &DotTile);
 }
 
 /// `C[M×LANES·V] ← α·Σ_p ã_p b̃_pᵀ + β·C` (C not read when β = 0) for packed
