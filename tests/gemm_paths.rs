@@ -28,6 +28,7 @@ every_isa!(
     epilogues,
     matches_matrixmultiply,
     wide_layers,
+    rows_keep_their_bits_in_any_batch,
 );
 // WebAssembly (wasm32-wasip1) runs one thread: no pool of two to compare.
 #[cfg(not(target_family = "wasm"))]
@@ -373,7 +374,8 @@ fn epilogues(isa: Isa) {
 /// same bits, for column strips and for row strips, on every loop structure
 /// (the small shapes run on the direct path as C and as Cᵀ). The two-thread
 /// runs keep the other thread awake, so the batch-32 shapes are split too
-/// (strips down to a single tile).
+/// (strips down to a single tile). The packed and the direct loops give the
+/// same bits as well (the same k-blocks).
 #[cfg(not(target_family = "wasm"))]
 fn threads_bit_identical(isa: Isa) {
     let mut rng = StdRng::seed_from_u64(0x5eed_0006);
@@ -430,6 +432,12 @@ fn threads_bit_identical(isa: Isa) {
             c
         };
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        // Both loop structures cut k at the same blocks: the same bits.
+        assert!(
+            bits(&run(1, Parallelism::Sequential, Loops::Packed))
+                == bits(&run(1, Parallelism::Sequential, Loops::Direct)),
+            "{isa} {m}×{n}×{k}: the packed and the direct loops differ"
+        );
         for loops in LOOPS {
             let one = run(1, Parallelism::Rayon, loops);
             let two = run(2, Parallelism::Rayon, loops);
@@ -537,6 +545,58 @@ fn wide_layers(isa: Isa) {
                     case.beta = SCALES[t % 3];
                     case.pad = t % 3;
                     check_loops(isa, Parallelism::Rayon, &mut rng, &case, &LOOPS);
+                }
+            }
+        }
+    }
+}
+
+/// A sample's row of a product through a layer (op(A) = the batch, one
+/// sample per row; op(B) a weight, stored either way) has the same bits
+/// whatever batch it is computed in: alone, among a few, among many, at
+/// any depth and width. Micro-batches rely on it (a batch top-k selection
+/// over micro-batches is the whole batch's only if every code is).
+fn rows_keep_their_bits_in_any_batch(isa: Isa) {
+    let mut rng = StdRng::seed_from_u64(0x5eed_0009);
+    let batch = 150;
+    for &(k, n) in &[
+        (20, 48),
+        (784, 10),
+        (784, 32),
+        (784, 128),
+        (300, 500),
+        (1100, 64),
+        (128, 784),
+    ] {
+        for tb in [false, true] {
+            let a = Operand::random(&mut rng, batch, k, false, 0);
+            let b = Operand::random(&mut rng, k, n, tb, 0);
+            let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let rows = |lo: usize, m: usize| {
+                let mut c = vec![0.0f32; m * n];
+                let av = MatRef::new(&a.data[lo * k..(lo + m) * k], m, k);
+                gemm_with(
+                    isa,
+                    Parallelism::Sequential,
+                    1.0,
+                    av,
+                    b.view(),
+                    0.0,
+                    MatMut::new(&mut c, m, n),
+                    Epilogue::bias_act(&bias, Activation::Linear),
+                );
+                c
+            };
+            let whole = rows(0, batch);
+            for (lo, m) in [(0, 1), (5, 1), (3, 7), (10, 33), (40, 49), (20, 100)] {
+                let part = rows(lo, m);
+                for (i, (g, w)) in part.chunks(n).zip(whole[lo * n..].chunks(n)).enumerate() {
+                    let same = g.iter().zip(w).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(
+                        same,
+                        "{isa} k {k} n {n} tb {tb}: row {} of {m} differs from the batch of {batch}",
+                        lo + i
+                    );
                 }
             }
         }

@@ -16,9 +16,10 @@
 //!   smaller operand, or none, to pack.
 //!
 //! The k-dimension is cut into the same blocks as the packed path
-//! (`params::DIRECT_KC`) and never split between threads, so every element of
-//! C is the same FMA chain in increasing p, whatever the tiling or the thread
-//! count: results are bit-identical on any number of threads.
+//! (`super::k_block`, by k alone) and never split between threads, so every
+//! element of C is the same FMA chain in increasing p, whatever the tiling,
+//! the orientation, the loops or the thread count: results are bit-identical
+//! on any number of threads, and a row of C has the same bits in any batch.
 
 use super::pack::Strided;
 use super::params;
@@ -183,7 +184,8 @@ pub(crate) unsafe fn run<K: MicroKernel>(
 
 /// The direct product for the `mb × nb` block of C̃ at (i0, j0).
 ///
-/// Loops, outermost first: k-blocks of `DIRECT_KC`; column blocks of B̃ that
+/// Loops, outermost first: the packed path's k-blocks ([`super::k_block`]);
+/// column blocks of B̃ that
 /// fit `DIRECT_B_BYTES` (L2), packed here when B̃'s rows are strided; then
 /// either (Ã block within `DIRECT_A_L1_BYTES`) column tiles of NR outside row
 /// tiles, so each B̃ panel is loaded once against an L1-resident Ã, or row
@@ -208,24 +210,17 @@ unsafe fn block<K: MicroKernel>(
 ) {
     let (mr, nr) = (K::P.mr, K::P.nr);
     let pack = plan.pack;
-    // With one column tile each element of Ã is read once: no k-blocks,
-    // unless B̃ is packed and its whole depth (NR floats a step) would not
-    // fit DIRECT_B_BYTES. Otherwise k-blocks of at most DIRECT_KC, all of
-    // about the same depth. Decided on the whole product's shape, not this
-    // strip's: the k-blocks set where partial sums round, so they must not
-    // depend on how C was cut between threads.
-    let kcb = if o.n <= nr && (!pack || k.saturating_mul(nr * 4) <= params::DIRECT_B_BYTES) {
-        k
-    } else {
-        k.div_ceil(k.div_ceil(params::DIRECT_KC))
-    };
+    // The packed path's k-blocks, which depend on k alone: each element of
+    // C is then the same chain of sums whichever loops, orientation, strip
+    // or batch computes it.
+    let kcb = super::k_block(k, K::P.for_this_cpu().kc);
     let ncb = (params::DIRECT_B_BYTES / 4 / kcb / nr).max(1) * nr;
     let has_epi = job.bias.is_some() || job.act != Activation::Linear;
     let row_tiles = mb.div_ceil(mr);
     let lda = kcb.next_multiple_of(16);
     super::with_buffers(|abuf, buf| {
         // Row tiles of Ã are copied only when they meet several column
-        // tiles (then kcb ≤ DIRECT_KC).
+        // tiles.
         let abuf = if nb > nr {
             super::aligned(abuf, mr * lda)
         } else {

@@ -402,8 +402,10 @@ pub enum Loops {
 /// (none on two threads), and never while [`crate::parallel::serial`].
 /// The k-dimension is never split, so every element of C is summed in the same
 /// order for any thread count. Both loop structures compute each element as
-/// the same chain of products in increasing p, cut at the same k-blocks only
-/// when their block depths agree, so they agree to rounding, not bit for bit.
+/// the same chain of products in increasing p, cut at the same k-blocks
+/// (`k_block`, by k alone), so they agree bit for bit, and a row of C has
+/// the same bits in any batch. The dot loops, chosen by n and k alone, sum
+/// an element in another order (see `dot`).
 ///
 /// # Panics
 /// On any shape mismatch, or if `isa` is not available on this CPU.
@@ -764,8 +766,7 @@ unsafe fn block_loops<K: MicroKernel>(
     let abuf = aligned(abuf, mc * kc);
     let bbuf = aligned(bbuf, kc * nc);
     let has_epi = job.bias.is_some() || job.act != Activation::Linear;
-    // k-blocks of at most KC, all of about the same depth.
-    let kcb = k.div_ceil(k.div_ceil(kc));
+    let kcb = k_block(k, kc);
     for ic in (0..mb).step_by(mc) {
         let mc_e = mc.min(mb - ic);
         for pc in (0..k).step_by(kcb) {
@@ -829,6 +830,14 @@ unsafe fn block_loops<K: MicroKernel>(
             }
         }
     }
+}
+
+/// The depth of the k-blocks of a product of depth `k` on a path whose
+/// blocks hold at most `kc` steps: ⌈k/kc⌉ blocks of about the same depth
+/// (784 → 392 + 392 at KC 512). Both loop structures cut k here, so the
+/// partial sums of an element round at the same places in any batch.
+pub(crate) fn k_block(k: usize, kc: usize) -> usize {
+    k.div_ceil(k.div_ceil(kc))
 }
 
 /// Applies the epilogue `c ← act(c + bias[j])` to a finished row-major block.

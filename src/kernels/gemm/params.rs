@@ -160,10 +160,6 @@ pub(crate) const SIMD128: Blocking = Blocking {
 /// against 104.5 and 98.8).
 pub(crate) const DIRECT_SMALL: usize = 48;
 
-/// Depth of a k-block on the direct path: a row tile of Ã, MR·KC floats
-/// (14·256·4 B = 14 KiB), stays in L1 beside the streaming B̃ lines.
-pub(crate) const DIRECT_KC: usize = 256;
-
 /// Bytes of a block of Ã (all its rows × KC) small enough to stay in L1, so
 /// that the direct path runs each column tile of B̃ against all of it.
 pub(crate) const DIRECT_A_L1_BYTES: usize = 24 << 10;
