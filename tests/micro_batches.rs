@@ -343,7 +343,8 @@ fn batch_topk_codes(
     p: usize,
     path: TopkPath,
 ) -> Vec<u32> {
-    let batch = x.len() / 20;
+    let d = model.config().input;
+    let batch = x.len() / d;
     let codes: Vec<Vec<u32>> = std::thread::scope(|s| {
         let handles: Vec<_> = thread_ranks(p)
             .into_iter()
@@ -354,7 +355,7 @@ fn batch_topk_codes(
                     t.set_micro_batches(Some(m)).unwrap();
                     t.set_topk_path(path).unwrap();
                     let rows = MicroPlan::new(batch, m, p).unwrap().rows(rank.rank);
-                    t.step_on(&x[rows.start * 20..rows.end * 20], &mut rank)
+                    t.step_on(&x[rows.start * d..rows.end * d], &mut rank)
                         .unwrap();
                     let code: Vec<f32> = t
                         .workspaces()
@@ -374,7 +375,10 @@ fn batch_topk_codes(
 /// ties at the threshold included: 50 copies of one sample through a code
 /// whose units come in equal pairs, so each value appears 100 times and
 /// the k·B = 250 kept values end halfway through a tie, inside micro-batch
-/// 2 of 6 (rows 18..26): the earliest 50 of the 100 entries are kept.
+/// 2 of 6 (rows 18..26): the earliest 50 of the 100 entries are kept. And at
+/// MNIST's 784 inputs, where the products cut k into blocks, micro-batches
+/// of any size keep the whole batch's selection too (before the direct and
+/// the packed loops cut k alike, 3 micro-batches of 34 rows did not).
 #[test]
 fn batch_topk_in_micro_batches_keeps_the_whole_batch_selection() {
     let mut model = Autoencoder::<f32>::new(batch_topk(), 3).unwrap();
@@ -407,6 +411,22 @@ fn batch_topk_in_micro_batches_keeps_the_whole_batch_selection() {
     let model = Autoencoder::<f32>::new(batch_topk(), 3).unwrap();
     let want = batch_topk_codes(&model, &x, 1, 1, TopkPath::Dense);
     assert!(batch_topk_codes(&model, &x, 6, 4, TopkPath::Dense) == want);
+    // MNIST's depth (784 inputs, k-blocks on every path) and a whole batch
+    // of 100 against micro-batches of 1 to 34 samples: each code has the
+    // whole batch's bits, so the selection is the whole batch's.
+    let cfg = ModelBuilder::new(784)
+        .code(64, Relu)
+        .decoder(784, Sigmoid)
+        .topk(5, true)
+        .build()
+        .unwrap();
+    let model = Autoencoder::<f32>::new(cfg, 5).unwrap();
+    let x = data(100, 784);
+    let want = batch_topk_codes(&model, &x, 1, 1, TopkPath::Dense);
+    for (m, p) in [(3, 2), (100, 4), (7, 3)] {
+        let got = batch_topk_codes(&model, &x, m, p, TopkPath::Dense);
+        assert!(got == want, "784 inputs: {m} micro-batches on {p} ranks");
+    }
 }
 
 /// Denoising models (Gaussian and masking noise, batches not cut at the
