@@ -5,20 +5,21 @@
 //!
 //! The tile loops put one vector along n (or along m, packing a transposed
 //! operand), so that such a product uses n lanes of each vector, or pays a
-//! transposing copy for few products. Here each element of C
-//! is the dot product of two contiguous runs of k floats, taken LANES at a
-//! time: lane l of an accumulator sums the products at p ≡ l (mod LANES) with
-//! FMA in increasing p, the last partial vector read masked (its other lanes
-//! add 0·0). The lanes are then added in halves (lane l += lane l + LANES/2,
-//! and so on down to one), and the sum stored as round(α·s) + round(β·c) as
-//! the tiles do. `dot_twin` is the same sum in scalar code, which the
-//! tests compare bit for bit against every x86 path.
+//! transposing copy for few products. Here each element of C is the dot
+//! product of two contiguous runs of k floats, taken LANES at a time: lane
+//! l of an accumulator sums the products at p ≡ l (mod LANES) with FMA in
+//! increasing p, the last partial vector read masked (its other lanes add
+//! 0·0). The lanes are then added in halves (lane l += lane l + LANES/2, and
+//! so on down to one), and the sum stored as round(α·s) + round(β·c) as the
+//! tiles do. `dot_twin` is the same sum in scalar code, which the tests
+//! compare bit for bit against every x86 path.
 //!
-//! Each element is computed the same way whatever the register block or the
-//! split between threads, so results are bit-identical on any number of
-//! threads. The order differs from the tiles' (one FMA chain per element),
-//! so a product taken here agrees with the other loops to rounding only; the
-//! choice depends on the shape alone ([`wins`]).
+//! Each element is computed the same way whatever the register block, the
+//! split between threads or the rows beside it, so results are
+//! bit-identical on any number of threads and a row has the same bits in
+//! any batch. The order differs from the tiles' (one FMA chain per
+//! element), so a product taken here agrees with the other loops to
+//! rounding only; the choice depends on n and k alone ([`wins`]).
 
 use super::pack::Strided;
 use super::wide::Wide;
@@ -27,18 +28,23 @@ use crate::kernels::Activation;
 
 /// A block of C computed from RA rows of A and RB rows of B, all along k.
 pub(crate) struct DotTile {
-    /// Row 0 of the block's A rows; row i starts at `a + i·lda`.
+    /// Row 0 of the block's A rows.
     pub a: *const f32,
+    /// Step between A's rows: row i starts at `a + i·lda`.
     pub lda: usize,
-    /// Row 0 of the block's B rows (columns of op(B)); row j at `b + j·ldb`.
+    /// Row 0 of the block's B rows (columns of op(B)).
     pub b: *const f32,
+    /// Step between B's rows: row j starts at `b + j·ldb`.
     pub ldb: usize,
     /// The depth of every dot product.
     pub k: usize,
-    /// Element (0, 0) of the block of C; (i, j) at `c + i·ldc + j`.
+    /// Element (0, 0) of the block of C.
     pub c: *mut f32,
+    /// Step between C's rows: (i, j) is at `c + i·ldc + j`.
     pub ldc: usize,
+    /// Scale of the product.
     pub alpha: f32,
+    /// Scale of the old C (0: C is only written).
     pub beta: f32,
 }
 
@@ -208,7 +214,7 @@ pub(crate) unsafe fn dot_body<S: Wide, const RA: usize, const RB: usize>(t: &Dot
     let full = t.k / w;
     let rest = t.k - full * w;
     // SAFETY: every load reads lanes p < k of a row named in the contract;
-    // the masked loads read only the lanes of `tail`.
+    // the last, masked, reads only the lanes below k.
     unsafe {
         let all = S::mask(w);
         for q in 0..full {

@@ -1070,10 +1070,11 @@ mod tests {
     }
 
     /// Products the dot loops take (C a few columns wide, both operands
-    /// along k, any k, one row of A or many, padded strides, β = 0 over NaN and β ≠ 0) give the
-    /// scalar twin's sums bit for bit on every x86 path (random values, so
-    /// the order of the sum shows), on one thread and two, and write nothing
-    /// outside C.
+    /// along k, any k, one row of A or many, padded strides, β = 0 over NaN
+    /// and β ≠ 0) give the scalar twin's sums bit for bit on every x86 path
+    /// (random values, so the order of the sum shows), on one thread and
+    /// split between two (the last shape is large enough to split), and
+    /// write nothing outside C.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn dot_loops_match_twin() {
@@ -1095,7 +1096,9 @@ mod tests {
                 (1, 20, 1),
                 (37, 1000, 5),
                 (100, 33, 1),
+                (1200, 2048, 7),
             ];
+            const { assert!(2 * 1200 * 2048 * 7 >= params::PAR_MIN_FLOPS) };
             for (m, k, n) in shapes {
                 for (alpha, beta) in [(1.0, 0.0), (-0.5, 0.75)] {
                     let (lda, ldb, ldc) = (k + 3, k + 5, n + 2);
