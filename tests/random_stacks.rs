@@ -148,3 +148,61 @@ fn random_smooth_stacks_have_correct_gradients() {
         checked += 1;
     }
 }
+
+/// Every preset, and random stacks: a batch's forward pass gives each sample
+/// the bits it gets alone or among a few others (a sample's code and output
+/// do not depend on the batch it is in, which micro-batches rely on), on
+/// either TopK path when it is fixed. (`TopkPath::Auto` takes the sparse
+/// path from batch 64, whose products add in another order: a TopK model's
+/// output then has the same values to rounding, its code the same bits.)
+#[test]
+fn a_sample_has_the_same_bits_in_any_batch() {
+    use sparse_ae::nn::{PRESETS, TopkPath, preset_for_image};
+    let mut rng = StdRng::seed_from_u64(0x5eed_00b7);
+    let mut configs: Vec<(String, ModelConfig)> = PRESETS
+        .iter()
+        .map(|(name, _)| {
+            let cfg = preset_for_image(name, (1, 28, 28)).unwrap();
+            (name.to_string(), cfg)
+        })
+        .collect();
+    while configs.len() < PRESETS.len() + 6 {
+        let (json, _) = random_config(&mut rng, false);
+        if let Ok(cfg) = ModelConfig::from_json(&json) {
+            configs.push((json, cfg));
+        }
+    }
+    for (name, cfg) in configs {
+        let model = Autoencoder::<f32>::new(cfg.clone(), 7).unwrap();
+        let d = cfg.input;
+        let batch = 70;
+        let x: Vec<f32> = (0..batch * d)
+            .map(|_| rng.random_range(0.0f32..1.0))
+            .collect();
+        let run = |lo: usize, m: usize, path: TopkPath| {
+            let mut ws = model.workspace_with(m, path);
+            model.forward(&mut ws, &x[lo * d..(lo + m) * d]).unwrap();
+            let mut out = vec![0.0f32; m * d];
+            model.reconstruction(&ws, &mut out);
+            let code: Vec<u32> = model.code(&ws).iter().map(|v| v.to_bits()).collect();
+            (code, out.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+        };
+        for path in [TopkPath::Dense, TopkPath::Sparse] {
+            let (code, out) = run(0, batch, path);
+            let per = code.len() / batch;
+            for (lo, m) in [(0, 1), (9, 1), (20, 5), (30, 40)] {
+                let (c, o) = run(lo, m, path);
+                assert!(
+                    c == code[lo * per..(lo + m) * per],
+                    "{name} {path:?}: the code of rows {lo}..{} differs from the batch's",
+                    lo + m
+                );
+                assert!(
+                    o == out[lo * d..(lo + m) * d],
+                    "{name} {path:?}: the output of rows {lo}..{} differs from the batch's",
+                    lo + m
+                );
+            }
+        }
+    }
+}
