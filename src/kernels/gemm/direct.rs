@@ -72,12 +72,26 @@ pub(crate) struct Plan {
 /// The orientation of an m×n×k product on the direct path that packs the
 /// fewest elements, counting each element of C written through a transpose
 /// (C̃ = Cᵀ) as half a packed one; a tie keeps C, whose rows are then written
-/// by whole vectors.
-pub(crate) fn orient(a: &Strided<'_>, b: &Strided<'_>, m: usize, n: usize, k: usize) -> Plan {
+/// by whole vectors. Swapped, the vectors run along m: a product of at most
+/// a quarter of a vector's `lanes` rows (a sample or two through a wide
+/// layer) keeps C when n fills a vector, since its vectors would be three
+/// quarters empty. The orientation never changes a result's bits: each
+/// element is the same chain of FMAs, cut at the same k-blocks.
+pub(crate) fn orient(
+    a: &Strided<'_>,
+    b: &Strided<'_>,
+    m: usize,
+    n: usize,
+    k: usize,
+    lanes: usize,
+) -> Plan {
     let keep = Plan {
         swap: false,
         pack: b.cs != 1,
     };
+    if 4 * m <= lanes && n >= lanes {
+        return keep;
+    }
     let swap = Plan {
         swap: true,
         pack: a.rs != 1,
@@ -98,12 +112,19 @@ pub(crate) fn orient(a: &Strided<'_>, b: &Strided<'_>, m: usize, n: usize, k: us
 /// it packs, if any, is small too (packing a large side is what the packed
 /// path does better). A product with only k small (a weight gradient at
 /// batch 32) goes packed (see `params::DIRECT_SMALL`).
-pub(crate) fn plan(a: &Strided<'_>, b: &Strided<'_>, m: usize, n: usize, k: usize) -> Option<Plan> {
+pub(crate) fn plan(
+    a: &Strided<'_>,
+    b: &Strided<'_>,
+    m: usize,
+    n: usize,
+    k: usize,
+    lanes: usize,
+) -> Option<Plan> {
     let small = params::DIRECT_SMALL;
     if m.min(n) > small {
         return None;
     }
-    let best = orient(a, b, m, n, k);
+    let best = orient(a, b, m, n, k, lanes);
     let packed_side = if best.swap { m } else { n };
     (!best.pack || packed_side <= small || k <= small).then_some(best)
 }

@@ -484,9 +484,9 @@ pub fn gemm_loops(
         }
     }
     let plan = match loops {
-        Loops::Auto => direct::plan(&job.a, &job.b, m, n, k),
+        Loops::Auto => direct::plan(&job.a, &job.b, m, n, k, lanes(isa)),
         Loops::Packed => None,
-        Loops::Direct => Some(direct::orient(&job.a, &job.b, m, n, k)),
+        Loops::Direct => Some(direct::orient(&job.a, &job.b, m, n, k, lanes(isa))),
     };
     if let Some(plan) = plan {
         match isa {
@@ -829,6 +829,16 @@ unsafe fn block_loops<K: MicroKernel>(
                 }
             }
         }
+    }
+}
+
+/// Floats per vector of path `isa` (1 on the scalar path).
+fn lanes(isa: Isa) -> usize {
+    match isa {
+        Isa::Scalar => 1,
+        Isa::Avx2 => 8,
+        Isa::Avx512 => 16,
+        Isa::Neon | Isa::Simd128 => 4,
     }
 }
 
