@@ -762,10 +762,10 @@ impl<T: Real> Autoencoder<T> {
     /// been computed already (by [`Self::forward_to_kl`] or
     /// [`Self::forward_part`]). With a KL penalty, the parts' ρ̂ have been
     /// combined by [`Self::combine_kl`] or [`Self::set_kl_total`], whose
-    /// value is `kl` (counted in the part with `decay`). A batch top-k code has been selected with the whole batch's
-    /// threshold ([`Self::select_code`]), and an AuxK denominator set for
-    /// the whole batch ([`Self::set_auxk_denominator`]) when a latent is
-    /// dead.
+    /// value is `kl` (counted in the part with `decay`). A batch top-k code
+    /// has been selected with the whole batch's threshold
+    /// ([`Self::select_code`]), and an AuxK denominator set for the whole
+    /// batch ([`Self::set_auxk_denominator`]) when a latent is dead.
     ///
     /// # Errors
     /// [`Error::Shape`] for a buffer of the wrong length.

@@ -206,8 +206,8 @@ pub(crate) unsafe fn run<K: MicroKernel>(
 /// The direct product for the `mb × nb` block of C̃ at (i0, j0).
 ///
 /// Loops, outermost first: the packed path's k-blocks ([`super::k_block`]);
-/// column blocks of B̃ that
-/// fit `DIRECT_B_BYTES` (L2), packed here when B̃'s rows are strided; then
+/// column blocks of B̃ that fit `DIRECT_B_BYTES` (L2), packed here when B̃'s
+/// rows are strided; then
 /// either (Ã block within `DIRECT_A_L1_BYTES`) column tiles of NR outside row
 /// tiles, so each B̃ panel is loaded once against an L1-resident Ã, or row
 /// tiles outside column tiles, each row tile of Ã (at most MR·KC) copied to a

@@ -56,7 +56,11 @@ const MAX_RB: usize = 4;
 /// The register block of path `S`: RA×RB accumulators with RB vectors of B
 /// and one of A live; 4×4 fits AVX-512's 32 registers, 2×4 AVX2's 16.
 fn block_of<S: Wide>() -> (usize, usize) {
-    if S::LANES >= 16 { (4, 4) } else { (2, 4) }
+    if S::LANES >= 16 {
+        (MAX_RA, MAX_RB)
+    } else {
+        (MAX_RA / 2, MAX_RB)
+    }
 }
 
 /// Whether the dot loops take this product on a path of `lanes` floats per

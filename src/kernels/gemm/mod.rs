@@ -473,11 +473,11 @@ pub fn gemm_loops(
             // SAFETY: avx512f was asserted available; `check_shapes` proved
             // the operands and C hold the product, and `wins` that both
             // operands run along k.
-            Isa::Avx512 if dot::wins(sa, sb, n, k, 16) => {
+            Isa::Avx512 if dot::wins(sa, sb, n, k, lanes(isa)) => {
                 return unsafe { dot::run::<avx512::Avx512>(&job, m, n, k, threads) };
             }
             // SAFETY: as above, with avx2 + fma.
-            Isa::Avx2 if dot::wins(sa, sb, n, k, 8) => {
+            Isa::Avx2 if dot::wins(sa, sb, n, k, lanes(isa)) => {
                 return unsafe { dot::run::<avx2::Avx2>(&job, m, n, k, threads) };
             }
             _ => {}
