@@ -39,6 +39,9 @@ unsafe impl Wide for Avx2 {
     // Two steps per pass: the 6×16 tile's 12 FMAs a step leave the loop's
     // own instructions a visible share (1024³ and the batch-128 products).
     const UNROLL: bool = true;
+    // 5 rows: 10 accumulators, two vectors of B̃ and a broadcast of 16
+    // (from 6 rows on, the swapped tiles were as fast or faster).
+    const TRANSPOSED_ROWS: usize = 5;
     type V = __m256;
     type Row = [f32; 16];
     type M = __m256i;
@@ -119,6 +122,38 @@ unsafe impl Wide for Avx2 {
         // SAFETY: forwarded contract.
         unsafe { wide::strided_body::<Self, M, V, ROWS>(t) }
     }
+    #[inline(always)]
+    unsafe fn transpose_block(src: *const f32, rs: usize, rows: usize, cols: usize, dst: *mut f32) {
+        // SAFETY: the instruction set is present (see the note above the
+        // impl); the loads read columns q < cols of rows r < rows, the
+        // stores write `cols` vectors at `dst`, as the contract allows.
+        unsafe {
+            let mut r = [_mm256_setzero_ps(); 8];
+            if rows == 8 && cols == 8 {
+                // The whole block, with constant trip counts: the rows stay
+                // in registers.
+                for (i, ri) in r.iter_mut().enumerate() {
+                    *ri = _mm256_loadu_ps(src.add(i * rs));
+                }
+                for (q, v) in transpose8(r).into_iter().enumerate() {
+                    _mm256_storeu_ps(dst.add(q * 8), v);
+                }
+                return;
+            }
+            let m = Self::mask(cols);
+            for (i, ri) in r.iter_mut().enumerate().take(rows) {
+                *ri = Self::load_masked(src.add(i * rs), m);
+            }
+            for (q, v) in transpose8(r).into_iter().enumerate().take(cols) {
+                _mm256_storeu_ps(dst.add(q * 8), v);
+            }
+        }
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn transposed_tile<const M: usize, const V: usize>(t: &StridedTile) {
+        // SAFETY: forwarded contract.
+        unsafe { wide::transposed_body::<Self, M, V>(t) }
+    }
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dot_tile<const RA: usize, const RB: usize>(t: &DotTile) {
         // SAFETY: forwarded contract.
@@ -160,6 +195,14 @@ impl MicroKernel for Avx2 {
         // SAFETY: the caller guarantees avx2 + fma and the tile contract.
         unsafe { wide::strided::<Self, MR>(t) }
     }
+
+    const TRANSPOSED_ROWS: usize = <Self as Wide>::TRANSPOSED_ROWS;
+
+    unsafe fn tile_transposed(t: &StridedTile) {
+        // SAFETY: the caller guarantees the instruction set and the tile
+        // contract.
+        unsafe { wide::transposed::<Self>(t) }
+    }
 }
 
 /// [`pack::panels`], with the transposing case (rows running along p, cs = 1)
@@ -192,6 +235,7 @@ unsafe fn panels_transposed<const W: usize>(
 /// The transpose of the 8×8 matrix whose rows are `r`: lane i of result j
 /// is lane j of `r[i]`.
 #[target_feature(enable = "avx2")]
+#[inline]
 fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
     // Pairs of rows interleaved per 128-bit lane, then pairs of pairs as
     // 64-bit units: s[4h + j] holds, in 128-bit lane L, column j + 4L of

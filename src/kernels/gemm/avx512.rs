@@ -23,6 +23,8 @@ unsafe impl Wide for Avx512 {
     const LANES: usize = 16;
     // One step per pass: unrolled, the 14×32 tile ran slower (up to 15 %).
     const UNROLL: bool = false;
+    // 12 rows: 24 accumulators, two vectors of B̃ and a broadcast of 32.
+    const TRANSPOSED_ROWS: usize = 12;
     type V = __m512;
     type Row = [f32; 32];
     type M = __mmask16;
@@ -110,6 +112,38 @@ unsafe impl Wide for Avx512 {
         // SAFETY: forwarded contract.
         unsafe { wide::strided_body::<Self, M, V, ROWS>(t) }
     }
+    #[inline(always)]
+    unsafe fn transpose_block(src: *const f32, rs: usize, rows: usize, cols: usize, dst: *mut f32) {
+        // SAFETY: the instruction set is present (see the note above the
+        // impl); the loads read columns q < cols of rows r < rows, the
+        // stores write `cols` vectors at `dst`, as the contract allows.
+        unsafe {
+            let mut r = [_mm512_setzero_ps(); 16];
+            if rows == 16 && cols == 16 {
+                // The whole block, with constant trip counts: the rows stay
+                // in registers.
+                for (i, ri) in r.iter_mut().enumerate() {
+                    *ri = _mm512_loadu_ps(src.add(i * rs));
+                }
+                for (q, v) in transpose16(r).into_iter().enumerate() {
+                    _mm512_storeu_ps(dst.add(q * 16), v);
+                }
+                return;
+            }
+            let m = Self::mask(cols);
+            for (i, ri) in r.iter_mut().enumerate().take(rows) {
+                *ri = _mm512_maskz_loadu_ps(m, src.add(i * rs));
+            }
+            for (q, v) in transpose16(r).into_iter().enumerate().take(cols) {
+                _mm512_storeu_ps(dst.add(q * 16), v);
+            }
+        }
+    }
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transposed_tile<const M: usize, const V: usize>(t: &StridedTile) {
+        // SAFETY: forwarded contract.
+        unsafe { wide::transposed_body::<Self, M, V>(t) }
+    }
     #[target_feature(enable = "avx512f")]
     unsafe fn dot_tile<const RA: usize, const RB: usize>(t: &DotTile) {
         // SAFETY: forwarded contract.
@@ -150,6 +184,14 @@ impl MicroKernel for Avx512 {
     unsafe fn tile_strided(t: &StridedTile) {
         // SAFETY: the caller guarantees avx512f and the tile contract.
         unsafe { wide::strided::<Self, MR>(t) }
+    }
+
+    const TRANSPOSED_ROWS: usize = <Self as Wide>::TRANSPOSED_ROWS;
+
+    unsafe fn tile_transposed(t: &StridedTile) {
+        // SAFETY: the caller guarantees the instruction set and the tile
+        // contract.
+        unsafe { wide::transposed::<Self>(t) }
     }
 }
 
@@ -198,6 +240,7 @@ unsafe fn panels_avx512f<const W: usize>(
 /// The transpose of the 16×16 matrix whose rows are `r`: lane i of result j
 /// is lane j of `r[i]`.
 #[target_feature(enable = "avx512f")]
+#[inline]
 fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
     // Pairs of rows interleaved per 128-bit lane, then pairs of pairs as
     // 64-bit units: u[4k + j] holds, in 128-bit lane L, column j + 4L of rows

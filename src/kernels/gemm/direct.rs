@@ -25,6 +25,7 @@ use super::pack::Strided;
 use super::params;
 use super::{CPtr, Job, MicroKernel};
 use crate::kernels::Activation;
+use crate::kernels::Isa;
 
 /// One strided tile product for [`MicroKernel::tile_strided`]:
 /// `C̃(i, j) ← α·Σ_{p<k} ã(i, p)·b̃(p, j) + β·C̃(i, j)` for i < m, j < n, with
@@ -72,24 +73,27 @@ pub(crate) struct Plan {
 /// The orientation of an m×n×k product on the direct path that packs the
 /// fewest elements, counting each element of C written through a transpose
 /// (C̃ = Cᵀ) as half a packed one; a tie keeps C, whose rows are then written
-/// by whole vectors. Swapped, the vectors run along m: a product of at most
-/// a quarter of a vector's `lanes` rows (a sample or two through a wide
-/// layer) keeps C when n fills a vector, since its vectors would be three
-/// quarters empty. The orientation never changes a result's bits: each
-/// element is the same chain of FMAs, cut at the same k-blocks.
+/// by whole vectors. Swapped, the vectors run along m, so a product whose n
+/// fills a vector keeps C when m is at most a quarter of a vector (a sample
+/// or two through a wide layer: swapped vectors would be three quarters
+/// empty) or when it runs on transposed tiles ([`transposes`]: a few samples
+/// through a layer whose weight is stored `(out, in)`, which then costs no
+/// packing). The orientation never changes a result's bits: each element is
+/// the same chain of FMAs, cut at the same k-blocks.
 pub(crate) fn orient(
     a: &Strided<'_>,
     b: &Strided<'_>,
     m: usize,
     n: usize,
     k: usize,
-    lanes: usize,
+    isa: Isa,
 ) -> Plan {
+    let lanes = super::lanes(isa);
     let keep = Plan {
         swap: false,
         pack: b.cs != 1,
     };
-    if 4 * m <= lanes && n >= lanes {
+    if (4 * m <= lanes || transposes(keep, a, b, m, n, isa)) && n >= lanes {
         return keep;
     }
     let swap = Plan {
@@ -118,15 +122,32 @@ pub(crate) fn plan(
     m: usize,
     n: usize,
     k: usize,
-    lanes: usize,
+    isa: Isa,
 ) -> Option<Plan> {
     let small = params::DIRECT_SMALL;
     if m.min(n) > small {
         return None;
     }
-    let best = orient(a, b, m, n, k, lanes);
+    let best = orient(a, b, m, n, k, isa);
     let packed_side = if best.swap { m } else { n };
-    (!best.pack || packed_side <= small || k <= small).then_some(best)
+    let cheap = transposes(best, a, b, m, n, isa);
+    (!best.pack || packed_side <= small || k <= small || cheap).then_some(best)
+}
+
+/// Whether `plan` runs on transposed tiles ([`MicroKernel::tile_transposed`])
+/// instead of packing B̃: B̃'s columns run along p and C̃ has at most the
+/// path's `TRANSPOSED_ROWS` rows. [`block`] decides the same from the block
+/// it is given, whose rows are never more than the product's.
+pub(crate) fn transposes(
+    plan: Plan,
+    a: &Strided<'_>,
+    b: &Strided<'_>,
+    m: usize,
+    n: usize,
+    isa: Isa,
+) -> bool {
+    let (b_rs, rows) = if plan.swap { (a.cs, n) } else { (b.rs, m) };
+    plan.pack && b_rs == 1 && rows <= super::transposed_rows(isa)
 }
 
 /// The product in the orientation of `plan`: Ã (m′×k), B̃ (k×n′), C̃ = C or Cᵀ.
@@ -230,7 +251,11 @@ unsafe fn block<K: MicroKernel>(
     k: usize,
 ) {
     let (mr, nr) = (K::P.mr, K::P.nr);
-    let pack = plan.pack;
+    // A B̃ whose columns run along p (the transposed weight of x·Wᵀ) through
+    // few rows is transposed block by block inside the tile, in L1, rather
+    // than packed to L2 and read back for so little use.
+    let transposed = plan.pack && o.b.rs == 1 && mb <= K::TRANSPOSED_ROWS;
+    let pack = plan.pack && !transposed;
     // The packed path's k-blocks, which depend on k alone: each element of
     // C is then the same chain of sums whichever loops, orientation, strip
     // or batch computes it.
@@ -269,6 +294,8 @@ unsafe fn block<K: MicroKernel>(
                     let col = j0 + jc + jr;
                     let (b, ldb) = if pack {
                         (bbuf[jr * kc..].as_ptr(), nr)
+                    } else if transposed {
+                        (o.b.at(pc, col).data.as_ptr(), o.b.cs)
                     } else {
                         (o.b.at(pc, col).data.as_ptr(), o.b.rs)
                     };
@@ -291,8 +318,15 @@ unsafe fn block<K: MicroKernel>(
                     };
                     // SAFETY: the tile lies inside C̃ and this task owns it;
                     // Ã and B̃ hold it (checked shapes, or the packed block of
-                    // nc columns); the caller guarantees K's features.
-                    unsafe { K::tile_strided(&tile) };
+                    // nc columns); the caller guarantees K's features; a
+                    // transposed tile has at most TRANSPOSED_ROWS rows.
+                    unsafe {
+                        if transposed {
+                            K::tile_transposed(&tile)
+                        } else {
+                            K::tile_strided(&tile)
+                        }
+                    };
                 };
                 let row_tile = |t: usize| {
                     let lo = mb * t / row_tiles;

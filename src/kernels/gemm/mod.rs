@@ -484,9 +484,9 @@ pub fn gemm_loops(
         }
     }
     let plan = match loops {
-        Loops::Auto => direct::plan(&job.a, &job.b, m, n, k, lanes(isa)),
+        Loops::Auto => direct::plan(&job.a, &job.b, m, n, k, isa),
         Loops::Packed => None,
-        Loops::Direct => Some(direct::orient(&job.a, &job.b, m, n, k, lanes(isa))),
+        Loops::Direct => Some(direct::orient(&job.a, &job.b, m, n, k, isa)),
     };
     if let Some(plan) = plan {
         match isa {
@@ -579,6 +579,24 @@ pub(crate) trait MicroKernel {
     /// C̃ is `t.m × t.n` through its strides, writable, readable when β ≠ 0, and
     /// not accessed concurrently.
     unsafe fn tile_strided(t: &direct::StridedTile);
+
+    /// The most rows of [`MicroKernel::tile_transposed`] (0: the path has
+    /// none, and the direct loops pack such a B̃ instead).
+    const TRANSPOSED_ROWS: usize = 0;
+
+    /// The strided tile of [`direct::StridedTile`] for a B̃ whose columns
+    /// run along p, `b̃(p, j) = b[j·ldb + p]`, and at most
+    /// [`MicroKernel::TRANSPOSED_ROWS`] rows: B̃ is transposed block by block
+    /// in registers as the steps reach it, instead of packed. The same sums,
+    /// stores and bits as [`MicroKernel::tile_strided`] on a packed B̃.
+    ///
+    /// # Safety
+    /// As [`MicroKernel::tile_strided`], with `t.m ≤ TRANSPOSED_ROWS` and
+    /// `b[j·ldb + p]` readable for j < t.n, p < t.k.
+    unsafe fn tile_transposed(t: &direct::StridedTile) {
+        let _ = t;
+        unreachable!("this kernel path has no transposed tile (TRANSPOSED_ROWS = 0)")
+    }
 }
 
 /// The base pointer of C, shared by tasks that write disjoint blocks.
@@ -832,6 +850,18 @@ unsafe fn block_loops<K: MicroKernel>(
     }
 }
 
+/// The most rows of path `isa`'s transposed tile
+/// ([`MicroKernel::TRANSPOSED_ROWS`]; 0 where it has none).
+fn transposed_rows(isa: Isa) -> usize {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => <avx2::Avx2 as MicroKernel>::TRANSPOSED_ROWS,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => <avx512::Avx512 as MicroKernel>::TRANSPOSED_ROWS,
+        _ => 0,
+    }
+}
+
 /// Floats per vector of path `isa` (1 on the scalar path).
 fn lanes(isa: Isa) -> usize {
     match isa {
@@ -1054,6 +1084,99 @@ mod tests {
         }
     }
 
+    /// [`MicroKernel::tile_transposed`] (B̃ read as W:
+    /// `b̃(p, j) = w[j·ldw + p]`) gives [`MicroKernel::tile_strided`]'s bits
+    /// on the same B̃ stored along its rows, for every row count it takes,
+    /// every width up to NR, depths around the transposed block (a vector),
+    /// both layouts of Ã and of C̃, β = 0 over NaN and β ≠ 0; the whole
+    /// buffer around C̃ is compared, so a write outside it shows too. Random
+    /// values, so a sum in another order shows.
+    fn transposed_matches_strided<K: MicroKernel>() {
+        let (rows, nr) = (K::TRANSPOSED_ROWS, K::P.nr);
+        if rows == 0 {
+            return;
+        }
+        let lanes = nr / 2;
+        let mut seed = 0x2545_f491u32;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        };
+        for k in [1, lanes - 1, lanes, lanes + 1, 3 * lanes + 5] {
+            let ldw = k + 3;
+            let a: Vec<f32> = (0..rows * k).map(|_| rnd()).collect();
+            let w: Vec<f32> = (0..nr * ldw).map(|_| rnd()).collect();
+            // The same B̃ along its rows, for the strided tile.
+            let mut bt = vec![0.0; k * nr];
+            for p in 0..k {
+                for j in 0..nr {
+                    bt[p * nr + j] = w[j * ldw + p];
+                }
+            }
+            for m in 1..=rows {
+                for n in 1..=nr {
+                    for (rsa, csa) in [(k, 1), (1, rows)] {
+                        for (rsc, csc) in [(nr + 2, 1), (1, rows + 3)] {
+                            for beta in [0.0, 2.5] {
+                                let len = (m - 1) * rsc + (n - 1) * csc + 1 + 8;
+                                let c0: Vec<f32> = (0..len)
+                                    .map(|_| if beta == 0.0 { f32::NAN } else { rnd() })
+                                    .collect();
+                                let run = |transposed: bool| {
+                                    let mut c = c0.clone();
+                                    let (b, ldb) = if transposed {
+                                        (w.as_ptr(), ldw)
+                                    } else {
+                                        (bt.as_ptr(), nr)
+                                    };
+                                    let t = direct::StridedTile {
+                                        m,
+                                        n,
+                                        k,
+                                        a: a.as_ptr(),
+                                        rsa,
+                                        csa,
+                                        b,
+                                        ldb,
+                                        c: c.as_mut_ptr(),
+                                        rsc,
+                                        csc,
+                                        alpha: 1.5,
+                                        beta,
+                                    };
+                                    // SAFETY: Ã (rows×k either way), B̃ (as W:
+                                    // nr rows of ldw ≥ k; along its rows: k×nr)
+                                    // and C̃ (len covers its last element) hold
+                                    // the tile; m ≤ TRANSPOSED_ROWS; the caller
+                                    // checked the features.
+                                    unsafe {
+                                        if transposed {
+                                            K::tile_transposed(&t)
+                                        } else {
+                                            K::tile_strided(&t)
+                                        }
+                                    };
+                                    c
+                                };
+                                let (want, got) = (run(false), run(true));
+                                for (x, (wv, g)) in want.iter().zip(&got).enumerate() {
+                                    assert!(
+                                        wv.to_bits() == g.to_bits() || wv.is_nan() && g.is_nan(),
+                                        "{:?} m {m} n {n} k {k} rsa {rsa} rsc {rsc} β {beta}: \
+                                         [{x}] {g} vs {wv}",
+                                        K::P
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Runs a generic check on every kernel path: the scalar one, and each
     /// SIMD path this CPU has (reporting the others).
     macro_rules! on_every_kernel {
@@ -1176,6 +1299,11 @@ mod tests {
     #[test]
     fn strided_tiles_match_scalar() {
         on_every_kernel!(strided_matches_scalar);
+    }
+
+    #[test]
+    fn transposed_tiles_match_strided() {
+        on_every_kernel!(transposed_matches_strided);
     }
 
     #[test]

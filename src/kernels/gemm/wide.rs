@@ -23,6 +23,9 @@ pub(crate) unsafe trait Wide {
     const LANES: usize;
     /// Whether the packed tile's loop over p does two steps per pass.
     const UNROLL: bool;
+    /// The most rows of [`transposed`] (at most 12): 2 accumulators a row,
+    /// the two vectors of B̃ and a broadcast must fit the registers.
+    const TRANSPOSED_ROWS: usize;
     /// A vector of `LANES` floats.
     type V: Copy;
     /// A set of lanes for masked loads and stores.
@@ -95,6 +98,21 @@ pub(crate) unsafe trait Wide {
     /// # Safety
     /// As [`strided_body`].
     unsafe fn strided_tile<const M: usize, const V: usize, const ROWS: bool>(t: &StridedTile);
+
+    /// The `rows × cols` block at `src` (row stride `rs`), rows ≤ LANES and
+    /// cols ≤ LANES, transposed into `cols` vectors at `dst`:
+    /// `dst[q·LANES + r] = src[r·rs + q]` for q < cols, 0 for r ≥ rows.
+    ///
+    /// # Safety
+    /// `src[r·rs + q]` readable for r < rows, q < cols; `cols·LANES` floats
+    /// writable at `dst`.
+    unsafe fn transpose_block(src: *const f32, rs: usize, rows: usize, cols: usize, dst: *mut f32);
+
+    /// [`transposed_body`] for `Self`, compiled with its instruction set.
+    ///
+    /// # Safety
+    /// As [`transposed_body`].
+    unsafe fn transposed_tile<const M: usize, const V: usize>(t: &StridedTile);
 
     /// [`super::dot::dot_body`] for `Self`, compiled with its instruction set.
     ///
@@ -285,7 +303,6 @@ pub(crate) unsafe fn strided_body<S: Wide, const M: usize, const V: usize, const
 ) {
     let w = S::LANES;
     let (full, tail) = (S::mask(w), S::mask(t.n - w * (V - 1)));
-    let mask = |v: usize| if v + 1 < V { full } else { tail };
     let (si, sp) = if ROWS { (t.rsa, 1) } else { (1, t.csa) };
     let mut acc = [[S::zero(); V]; M];
     // SAFETY: every offset stays inside the extents of the contract: rows
@@ -306,6 +323,129 @@ pub(crate) unsafe fn strided_body<S: Wide, const M: usize, const V: usize, const
             bp = bp.add(t.ldb);
         }
     }
+    // SAFETY: forwarded contract.
+    unsafe { store_acc::<S, M, V>(t, &acc) }
+}
+
+/// The largest `LANES` of a path: 16 floats (AVX-512).
+const MAX_LANES: usize = 16;
+
+/// Scratch for [`transposed_body`]: V ≤ 2 transposed blocks of
+/// `LANES × LANES` floats, on the stack and so in L1.
+#[repr(align(64))]
+struct Blocks([f32; 2 * MAX_LANES * MAX_LANES]);
+
+/// [`strided_body`] for a B̃ whose columns run along p instead of its rows:
+/// `b̃(p, j) = b[j·ldb + p]` (op(B) = Wᵀ of `x·Wᵀ`, W stored `(out, in)`),
+/// with Ã's rows along p (csa = 1) or its columns (rsa = 1), and few rows.
+/// Instead of a packed copy of whole panels of B̃ (written to L2 and read
+/// back), each `LANES × LANES` block of W is transposed in registers
+/// ([`Wide::transpose_block`]) into a scratch that stays in L1 just before
+/// its steps p run. The chains are [`strided_body`]'s — zeroed
+/// accumulators, one FMA per p in increasing p, then [`store_acc`] — so
+/// every element has the same bits.
+///
+/// # Safety
+/// `S`'s instruction set and the contract of `MicroKernel::tile_strided`
+/// with t.m = M, t.n in (LANES·(V−1), LANES·V], V ≤ 2, and B̃ readable at
+/// `b[j·ldb + p]` for j < n, p < k.
+#[inline(always)]
+pub(crate) unsafe fn transposed_body<S: Wide, const M: usize, const V: usize>(t: &StridedTile) {
+    const { assert!(V <= 2) };
+    let w = S::LANES;
+    assert!(w <= MAX_LANES && t.n > w * (V - 1) && t.n <= w * V);
+    let mut blocks = Blocks([0.0; 2 * MAX_LANES * MAX_LANES]);
+    let scratch = blocks.0.as_mut_ptr();
+    let mut acc = [[S::zero(); V]; M];
+    let mut p0 = 0;
+    while p0 < t.k {
+        let q = w.min(t.k - p0);
+        // SAFETY: columns j < n of B̃ at depths p0..p0 + q are readable by
+        // the contract; block v of the scratch holds LANES² floats.
+        unsafe {
+            for v in 0..V {
+                let rows = w.min(t.n - w * v);
+                let src = t.b.add(w * v * t.ldb + p0);
+                S::transpose_block(src, t.ldb, rows, q, scratch.add(v * w * w));
+            }
+        }
+        for s in 0..q {
+            let mut bv = [S::zero(); V];
+            for (v, x) in bv.iter_mut().enumerate() {
+                // SAFETY: vector s of block v, inside the scratch.
+                *x = unsafe { S::load(scratch.add(v * w * w + s * w)) };
+            }
+            let p = p0 + s;
+            for (i, row) in acc.iter_mut().enumerate() {
+                // SAFETY: element (i, p) of Ã, inside its extent.
+                let av = S::splat(unsafe { *t.a.add(i * t.rsa + p * t.csa) });
+                for (x, bb) in row.iter_mut().zip(&bv) {
+                    *x = S::fma(av, *bb, *x);
+                }
+            }
+        }
+        p0 += q;
+    }
+    // SAFETY: forwarded contract.
+    unsafe { store_acc::<S, M, V>(t, &acc) }
+}
+
+/// Runs `t` on the instance of [`Wide::transposed_tile`] for its shape: M =
+/// m rows (at most [`Wide::TRANSPOSED_ROWS`]) and V = ⌈n/LANES⌉ vectors (1
+/// or 2).
+///
+/// # Safety
+/// As [`transposed_body`] with m ≤ `S::TRANSPOSED_ROWS`, n ≤ 2·LANES.
+pub(crate) unsafe fn transposed<S: Wide>(t: &StridedTile) {
+    const { assert!(S::TRANSPOSED_ROWS <= 12) };
+    assert!(
+        (1..=S::TRANSPOSED_ROWS).contains(&t.m) && (1..=2 * S::LANES).contains(&t.n),
+        "transposed tile {}×{} exceeds {}×{}",
+        t.m,
+        t.n,
+        S::TRANSPOSED_ROWS,
+        2 * S::LANES
+    );
+    macro_rules! by_m {
+        ($v:literal) => {
+            // SAFETY: forwarded; m and n are in range (asserted above).
+            unsafe {
+                match t.m {
+                    1 => S::transposed_tile::<1, $v>(t),
+                    2 => S::transposed_tile::<2, $v>(t),
+                    3 => S::transposed_tile::<3, $v>(t),
+                    4 => S::transposed_tile::<4, $v>(t),
+                    5 => S::transposed_tile::<5, $v>(t),
+                    6 => S::transposed_tile::<6, $v>(t),
+                    7 => S::transposed_tile::<7, $v>(t),
+                    8 => S::transposed_tile::<8, $v>(t),
+                    9 => S::transposed_tile::<9, $v>(t),
+                    10 => S::transposed_tile::<10, $v>(t),
+                    11 => S::transposed_tile::<11, $v>(t),
+                    _ => S::transposed_tile::<12, $v>(t),
+                }
+            }
+        };
+    }
+    if t.n > S::LANES { by_m!(2) } else { by_m!(1) }
+}
+
+/// Stores the accumulators of a strided tile: C̃ ← round(α·acc) +
+/// round(β·C̃) over its `t.m × t.n` elements (C̃ not read when β = 0), along
+/// C̃'s rows when they are contiguous, else element by element.
+///
+/// # Safety
+/// `S`'s instruction set; C̃ as in the contract of
+/// `MicroKernel::tile_strided`, with t.m = M and t.n in (LANES·(V−1),
+/// LANES·V].
+#[inline(always)]
+unsafe fn store_acc<S: Wide, const M: usize, const V: usize>(
+    t: &StridedTile,
+    acc: &[[S::V; V]; M],
+) {
+    let w = S::LANES;
+    let (full, tail) = (S::mask(w), S::mask(t.n - w * (V - 1)));
+    let mask = |v: usize| if v + 1 < V { full } else { tail };
     let va = S::splat(t.alpha);
     let vb = S::splat(t.beta);
     if t.csc == 1 {
