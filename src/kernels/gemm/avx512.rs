@@ -122,10 +122,7 @@ unsafe impl Wide for Avx512 {
             if rows == 16 && cols == 16 {
                 // The whole block, with constant trip counts: the rows stay
                 // in registers.
-                for (i, ri) in r.iter_mut().enumerate() {
-                    *ri = _mm512_loadu_ps(src.add(i * rs));
-                }
-                for (q, v) in transpose16(r).into_iter().enumerate() {
+                for (q, v) in transpose16_loads(src, rs).into_iter().enumerate() {
                     _mm512_storeu_ps(dst.add(q * 16), v);
                 }
                 return;
@@ -274,6 +271,69 @@ fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
         out[j + 12] = _mm512_shuffle_f32x4::<0xdd>(w1, w2);
     }
     out
+}
+
+/// The transpose of the 16×16 block at `src` (row stride `rs`): result q
+/// holds column q. Half of the work is done by the loads: register 4g + t
+/// gathers, in 128-bit lane L, the four floats of row 4L + t at columns
+/// 4g..4g + 4 (one load and three inserts from memory, which issue on the
+/// load ports and either vector port); what is left is a 4×4 transpose
+/// within each 128-bit lane, 32 shuffles instead of [`transpose16`]'s 64,
+/// all of which run on one port.
+///
+/// # Safety
+/// avx512f; `src[r·rs + q]` readable for r, q < 16.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn transpose16_loads(src: *const f32, rs: usize) -> [__m512; 16] {
+    let mut out = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        // SAFETY: rows 4L + t < 16, columns 4g..4g + 4 < 16, by the
+        // contract.
+        let (a, b, c, d) = unsafe {
+            (
+                quad(src, rs, g, 0),
+                quad(src, rs, g, 1),
+                quad(src, rs, g, 2),
+                quad(src, rs, g, 3),
+            )
+        };
+        let (t0, t1) = (_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+        let (t2, t3) = (_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+        out[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(
+            _mm512_castps_pd(t0),
+            _mm512_castps_pd(t2),
+        ));
+        out[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(
+            _mm512_castps_pd(t0),
+            _mm512_castps_pd(t2),
+        ));
+        out[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(
+            _mm512_castps_pd(t1),
+            _mm512_castps_pd(t3),
+        ));
+        out[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(
+            _mm512_castps_pd(t1),
+            _mm512_castps_pd(t3),
+        ));
+    }
+    out
+}
+
+/// Lane L of the result: row 4L + t of the block at `src`, columns 4g..4g + 4.
+///
+/// # Safety
+/// avx512f (inlined into [`transpose16_loads`]); those floats readable.
+#[inline(always)]
+unsafe fn quad(src: *const f32, rs: usize, g: usize, t: usize) -> __m512 {
+    // SAFETY: by the contract.
+    unsafe {
+        let at = |l: usize| src.add((4 * l + t) * rs + 4 * g);
+        let v = _mm512_castps128_ps512(_mm_loadu_ps(at(0)));
+        let v = _mm512_insertf32x4::<1>(v, _mm_loadu_ps(at(1)));
+        let v = _mm512_insertf32x4::<2>(v, _mm_loadu_ps(at(2)));
+        _mm512_insertf32x4::<3>(v, _mm_loadu_ps(at(3)))
+    }
 }
 
 /// Writes `⌈rows/W⌉` panels of W·depth floats at `dst`:
