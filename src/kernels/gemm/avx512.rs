@@ -376,11 +376,15 @@ unsafe fn gather_avx512f<const W: usize>(
                 let blocks = depth / 16;
                 for blk in 0..blocks {
                     let p0 = 16 * blk;
-                    let mut r = [_mm512_setzero_ps(); 16];
-                    for (i, ri) in r.iter_mut().enumerate().take(valid) {
-                        *ri = _mm512_loadu_ps(base.add(i * rs + p0));
-                    }
-                    let t = transpose16(r);
+                    let t = if valid == 16 {
+                        transpose16_loads(base.add(p0), rs)
+                    } else {
+                        let mut r = [_mm512_setzero_ps(); 16];
+                        for (i, ri) in r.iter_mut().enumerate().take(valid) {
+                            *ri = _mm512_loadu_ps(base.add(i * rs + p0));
+                        }
+                        transpose16(r)
+                    };
                     for (j, tj) in t.iter().enumerate() {
                         _mm512_mask_storeu_ps(out.add((p0 + j) * W), store, *tj);
                     }
