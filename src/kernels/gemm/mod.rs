@@ -1013,6 +1013,77 @@ mod tests {
         run
     }
 
+    /// One tile kernel: runs a strided tile, on the B̃ (pointer and step) it
+    /// is handed.
+    type TileRun<'a> = &'a dyn Fn(&direct::StridedTile);
+
+    /// Runs `want` and `got` on the m×n×k tile over an Ã of `a_rows` rows
+    /// (`a`, read along its rows or its columns), each on its own copy of B̃,
+    /// for C̃ as C and as Cᵀ, β = 0 over NaN and β = 2.5 over `fill()`: the
+    /// whole buffer around C̃ must have the same bits (NaN as NaN) in both,
+    /// and `got` must leave every float outside C̃ as it was.
+    fn same_tile_bits(
+        what: &str,
+        (m, n, k, a_rows, nr): (usize, usize, usize, usize, usize),
+        a: &[f32],
+        want: (&[f32], usize, TileRun<'_>),
+        got: (&[f32], usize, TileRun<'_>),
+        fill: &mut dyn FnMut() -> f32,
+    ) {
+        for (rsa, csa) in [(k, 1), (1, a_rows)] {
+            for (rsc, csc) in [(nr + 2, 1), (1, a_rows + 3)] {
+                for beta in [0.0, 2.5] {
+                    let len = (m - 1) * rsc + (n - 1) * csc + 1 + 8;
+                    let c0: Vec<f32> = (0..len)
+                        .map(|_| if beta == 0.0 { f32::NAN } else { fill() })
+                        .collect();
+                    let run = |(b, ldb, kernel): (&[f32], usize, TileRun<'_>)| {
+                        let mut c = c0.clone();
+                        kernel(&direct::StridedTile {
+                            m,
+                            n,
+                            k,
+                            a: a.as_ptr(),
+                            rsa,
+                            csa,
+                            b: b.as_ptr(),
+                            ldb,
+                            c: c.as_mut_ptr(),
+                            rsc,
+                            csc,
+                            alpha: 1.5,
+                            beta,
+                        });
+                        c
+                    };
+                    let (w, g) = (run(want), run(got));
+                    let at = format!("{what} m {m} n {n} k {k} rsa {rsa} rsc {rsc} β {beta}");
+                    let same =
+                        |x: &f32, y: &f32| x.to_bits() == y.to_bits() || x.is_nan() && y.is_nan();
+                    for (x, (w, g)) in w.iter().zip(&g).enumerate() {
+                        assert!(same(w, g), "{at}: [{x}] {g} vs {w}");
+                    }
+                    // One of the steps is 1 and the other exceeds the
+                    // extent along the first, so x splits into (i, j).
+                    let inside = |x: usize| {
+                        let (i, j) = if csc == 1 {
+                            (x / rsc, x % rsc)
+                        } else {
+                            (x % csc, x / csc)
+                        };
+                        i < m && j < n
+                    };
+                    for (x, (g, c)) in g.iter().zip(&c0).enumerate() {
+                        assert!(
+                            inside(x) || same(g, c),
+                            "{at}: [{x}] written outside the tile"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Every strided tile shape (1..=MR × 1..=NR), both layouts of Ã, C̃ as C
     /// and as Cᵀ, β = 0 over NaN and β = 2.5: the same values as the scalar
     /// twin, exactly (small integers make every sum exact), and nothing
@@ -1023,63 +1094,26 @@ mod tests {
         let int = |x: usize| ((x * 7919) % 9) as f32 - 4.0;
         let a: Vec<f32> = (0..mr * k).map(int).collect();
         let b: Vec<f32> = (0..k * (nr + 5)).map(|x| int(x + 3)).collect();
+        let mut x = 0;
+        let mut fill = || {
+            x += 1;
+            int(x)
+        };
+        // SAFETY: Ã (mr×k either way), B̃ (k×(nr+5)) and C̃ (its buffer
+        // covers its last element) hold the tile.
+        let twin = |t: &direct::StridedTile| unsafe { scalar::strided(t) };
+        // SAFETY: as above; the caller checked the features.
+        let path = |t: &direct::StridedTile| unsafe { K::tile_strided(t) };
         for m in 1..=mr {
             for n in 1..=nr {
-                for (rsa, csa) in [(k, 1), (1, mr)] {
-                    for (rsc, csc) in [(nr + 2, 1), (1, mr + 3)] {
-                        for beta in [0.0, 2.5] {
-                            let len = (m - 1) * rsc + (n - 1) * csc + 1 + 8;
-                            let c0: Vec<f32> = (0..len)
-                                .map(|x| if beta == 0.0 { f32::NAN } else { int(x + 1) })
-                                .collect();
-                            let run = |scalar: bool| {
-                                let mut c = c0.clone();
-                                let t = direct::StridedTile {
-                                    m,
-                                    n,
-                                    k,
-                                    a: a.as_ptr(),
-                                    rsa,
-                                    csa,
-                                    b: b.as_ptr(),
-                                    ldb: nr + 5,
-                                    c: c.as_mut_ptr(),
-                                    rsc,
-                                    csc,
-                                    alpha: 1.5,
-                                    beta,
-                                };
-                                // SAFETY: Ã (mr×k either way), B̃ (k×(nr+5))
-                                // and C̃ (len covers its last element) hold
-                                // the tile; the caller checked the features.
-                                unsafe {
-                                    if scalar {
-                                        scalar::strided(&t)
-                                    } else {
-                                        K::tile_strided(&t)
-                                    }
-                                };
-                                c
-                            };
-                            let (want, got) = (run(true), run(false));
-                            for (x, (w, g)) in want.iter().zip(&got).enumerate() {
-                                assert!(
-                                    w.to_bits() == g.to_bits(),
-                                    "{:?} m {m} n {n} rsa {rsa} rsc {rsc} β {beta}: [{x}] {g} vs {w}",
-                                    K::P
-                                );
-                            }
-                            let inside = (0..m)
-                                .flat_map(|i| (0..n).map(move |j| i * rsc + j * csc))
-                                .collect::<Vec<_>>();
-                            for (x, v) in got.iter().enumerate() {
-                                if !inside.contains(&x) && beta == 0.0 {
-                                    assert!(v.is_nan(), "{:?}: [{x}] written outside", K::P);
-                                }
-                            }
-                        }
-                    }
-                }
+                same_tile_bits(
+                    &format!("{:?}", K::P),
+                    (m, n, k, mr, nr),
+                    &a,
+                    (&b, nr + 5, &twin),
+                    (&b, nr + 5, &path),
+                    &mut fill,
+                );
             }
         }
     }
@@ -1088,9 +1122,8 @@ mod tests {
     /// `b̃(p, j) = w[j·ldw + p]`) gives [`MicroKernel::tile_strided`]'s bits
     /// on the same B̃ stored along its rows, for every row count it takes,
     /// every width up to NR, depths around the transposed block (a vector),
-    /// both layouts of Ã and of C̃, β = 0 over NaN and β ≠ 0; the whole
-    /// buffer around C̃ is compared, so a write outside it shows too. Random
-    /// values, so a sum in another order shows.
+    /// both layouts of Ã and of C̃, β = 0 over NaN and β ≠ 0, and writes
+    /// nothing outside C̃. Random values, so a sum in another order shows.
     fn transposed_matches_strided<K: MicroKernel>() {
         let (rows, nr) = (K::TRANSPOSED_ROWS, K::P.nr);
         if rows == 0 {
@@ -1104,6 +1137,13 @@ mod tests {
             seed ^= seed << 5;
             (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0
         };
+        // SAFETY: Ã (rows×k either way), B̃ (k×nr along its rows) and C̃
+        // (its buffer covers its last element) hold the tile; the caller
+        // checked the features.
+        let strided = |t: &direct::StridedTile| unsafe { K::tile_strided(t) };
+        // SAFETY: as above, with B̃ as W (nr rows of ldw ≥ k) and
+        // m ≤ TRANSPOSED_ROWS.
+        let transposed = |t: &direct::StridedTile| unsafe { K::tile_transposed(t) };
         for k in [1, lanes - 1, lanes, lanes + 1, 3 * lanes + 5] {
             let ldw = k + 3;
             let a: Vec<f32> = (0..rows * k).map(|_| rnd()).collect();
@@ -1117,61 +1157,14 @@ mod tests {
             }
             for m in 1..=rows {
                 for n in 1..=nr {
-                    for (rsa, csa) in [(k, 1), (1, rows)] {
-                        for (rsc, csc) in [(nr + 2, 1), (1, rows + 3)] {
-                            for beta in [0.0, 2.5] {
-                                let len = (m - 1) * rsc + (n - 1) * csc + 1 + 8;
-                                let c0: Vec<f32> = (0..len)
-                                    .map(|_| if beta == 0.0 { f32::NAN } else { rnd() })
-                                    .collect();
-                                let run = |transposed: bool| {
-                                    let mut c = c0.clone();
-                                    let (b, ldb) = if transposed {
-                                        (w.as_ptr(), ldw)
-                                    } else {
-                                        (bt.as_ptr(), nr)
-                                    };
-                                    let t = direct::StridedTile {
-                                        m,
-                                        n,
-                                        k,
-                                        a: a.as_ptr(),
-                                        rsa,
-                                        csa,
-                                        b,
-                                        ldb,
-                                        c: c.as_mut_ptr(),
-                                        rsc,
-                                        csc,
-                                        alpha: 1.5,
-                                        beta,
-                                    };
-                                    // SAFETY: Ã (rows×k either way), B̃ (as W:
-                                    // nr rows of ldw ≥ k; along its rows: k×nr)
-                                    // and C̃ (len covers its last element) hold
-                                    // the tile; m ≤ TRANSPOSED_ROWS; the caller
-                                    // checked the features.
-                                    unsafe {
-                                        if transposed {
-                                            K::tile_transposed(&t)
-                                        } else {
-                                            K::tile_strided(&t)
-                                        }
-                                    };
-                                    c
-                                };
-                                let (want, got) = (run(false), run(true));
-                                for (x, (wv, g)) in want.iter().zip(&got).enumerate() {
-                                    assert!(
-                                        wv.to_bits() == g.to_bits() || wv.is_nan() && g.is_nan(),
-                                        "{:?} m {m} n {n} k {k} rsa {rsa} rsc {rsc} β {beta}: \
-                                         [{x}] {g} vs {wv}",
-                                        K::P
-                                    );
-                                }
-                            }
-                        }
-                    }
+                    same_tile_bits(
+                        &format!("{:?}", K::P),
+                        (m, n, k, rows, nr),
+                        &a,
+                        (&bt, nr, &strided),
+                        (&w, ldw, &transposed),
+                        &mut rnd,
+                    );
                 }
             }
         }
