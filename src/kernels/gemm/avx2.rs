@@ -39,8 +39,9 @@ unsafe impl Wide for Avx2 {
     // Two steps per pass: the 6×16 tile's 12 FMAs a step leave the loop's
     // own instructions a visible share (1024³ and the batch-128 products).
     const UNROLL: bool = true;
-    // 5 rows: 10 accumulators, two vectors of B̃ and a broadcast of 16
-    // (from 6 rows on, the swapped tiles were as fast or faster).
+    // 5 rows: 10 accumulators, two vectors of B̃ and a broadcast (13 of the
+    // 16 registers); from 6 rows on, the swapped tiles were as fast or
+    // faster.
     const TRANSPOSED_ROWS: usize = 5;
     type V = __m256;
     type Row = [f32; 16];
@@ -129,8 +130,7 @@ unsafe impl Wide for Avx2 {
         // stores write `cols` vectors at `dst`, as the contract allows.
         unsafe {
             if rows == 8 && cols == 8 {
-                // The whole block, with constant trip counts: the rows stay
-                // in registers.
+                // A whole block: part of the transpose done by the loads.
                 for (q, v) in transpose8_loads(src, rs).into_iter().enumerate() {
                     _mm256_storeu_ps(dst.add(q * 8), v);
                 }
@@ -262,9 +262,9 @@ fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
 /// The transpose of the 8×8 block at `src` (row stride `rs`): result q
 /// holds column q. The loads do the exchange of 128-bit lanes: register
 /// 4g + t holds, in lane L, the four floats of row 4L + t at columns
-/// 4g..4g + 4 (a load and an insert from memory, which issues on the load
-/// ports and any vector port); what is left is a 4×4 transpose within each
-/// lane, 16 shuffles instead of [`transpose8`]'s 24.
+/// 4g..4g + 4 (a load and an insert from memory, which needs no shuffle
+/// port); what is left is a 4×4 transpose within each lane, 16 shuffles
+/// where [`transpose8`] takes 24.
 ///
 /// # Safety
 /// avx2; `src[r·rs + q]` readable for r, q < 8.

@@ -23,7 +23,8 @@ unsafe impl Wide for Avx512 {
     const LANES: usize = 16;
     // One step per pass: unrolled, the 14×32 tile ran slower (up to 15 %).
     const UNROLL: bool = false;
-    // 12 rows: 24 accumulators, two vectors of B̃ and a broadcast of 32.
+    // 12 rows: 24 accumulators, two vectors of B̃ and a broadcast (27 of
+    // the 32 registers).
     const TRANSPOSED_ROWS: usize = 12;
     type V = __m512;
     type Row = [f32; 32];
@@ -118,16 +119,15 @@ unsafe impl Wide for Avx512 {
         // impl); the loads read columns q < cols of rows r < rows, the
         // stores write `cols` vectors at `dst`, as the contract allows.
         unsafe {
-            let mut r = [_mm512_setzero_ps(); 16];
             if rows == 16 && cols == 16 {
-                // The whole block, with constant trip counts: the rows stay
-                // in registers.
+                // A whole block: part of the transpose done by the loads.
                 for (q, v) in transpose16_loads(src, rs).into_iter().enumerate() {
                     _mm512_storeu_ps(dst.add(q * 16), v);
                 }
                 return;
             }
             let m = Self::mask(cols);
+            let mut r = [_mm512_setzero_ps(); 16];
             for (i, ri) in r.iter_mut().enumerate().take(rows) {
                 *ri = _mm512_maskz_loadu_ps(m, src.add(i * rs));
             }
@@ -274,12 +274,11 @@ fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
 }
 
 /// The transpose of the 16×16 block at `src` (row stride `rs`): result q
-/// holds column q. Half of the work is done by the loads: register 4g + t
-/// gathers, in 128-bit lane L, the four floats of row 4L + t at columns
-/// 4g..4g + 4 (one load and three inserts from memory, which issue on the
-/// load ports and either vector port); what is left is a 4×4 transpose
-/// within each 128-bit lane, 32 shuffles instead of [`transpose16`]'s 64,
-/// all of which run on one port.
+/// holds column q. The exchange between 128-bit lanes is done by the loads:
+/// register 4g + t gathers, in lane L, the four floats of row 4L + t at
+/// columns 4g..4g + 4 (128-bit loads and inserts, which mostly leave the
+/// one shuffle port of these cores free); what is left is a 4×4 transpose
+/// within each lane, 32 shuffles where [`transpose16`] takes 64.
 ///
 /// # Safety
 /// avx512f; `src[r·rs + q]` readable for r, q < 16.
