@@ -29,6 +29,7 @@ every_isa!(
     matches_matrixmultiply,
     wide_layers,
     rows_keep_their_bits_in_any_batch,
+    thin_edges,
 );
 // WebAssembly (wasm32-wasip1) runs one thread: no pool of two to compare.
 #[cfg(not(target_family = "wasm"))]
@@ -267,6 +268,37 @@ fn edge_shapes(isa: Isa) {
     }
 }
 
+/// Products whose last columns fill a fraction of a vector (50 columns on
+/// AVX-512 or AVX2: the weight gradient of a 50-unit layer), op(A) stored
+/// transposed and C tall, so that the packed loops leave those columns to
+/// the direct loops as Cᵀ: against the oracle, with α, β, a bias and an
+/// activation, on every loop structure and on the pool in strips of columns
+/// and of rows.
+fn thin_edges(isa: Isa) {
+    let mut rng = StdRng::seed_from_u64(0x5eed_0009);
+    let acts = [None, Some(Activation::Relu), Some(Activation::Sigmoid)];
+    for (t, &(m, n, k)) in [(783, 50, 200), (300, 66, 100), (64, 17, 30), (130, 49, 513)]
+        .iter()
+        .enumerate()
+    {
+        for tb in [false, true] {
+            let mut case = Case::plain(m, n, k, true, tb);
+            case.alpha = SCALES[1 + t % 2];
+            case.beta = SCALES[t % 3];
+            case.pad = t % 2;
+            case.act = acts[t % 3];
+            for loops in LOOPS {
+                case.loops = loops;
+                check(isa, Parallelism::Sequential, &mut rng, &case);
+            }
+            for par in [Parallelism::Rayon, Parallelism::RayonRows] {
+                case.loops = Loops::Auto;
+                check(isa, par, &mut rng, &case);
+            }
+        }
+    }
+}
+
 /// Shapes spanning several cache blocks in every dimension, on the pool.
 fn large_shapes(isa: Isa) {
     let mut rng = StdRng::seed_from_u64(0x5eed_0003);
@@ -398,6 +430,9 @@ fn threads_bit_identical(isa: Isa) {
         (7, 3072, 2000, true, true),
         (7, 784, 2000, false, true),
         (2000, 784, 7, true, false),
+        // Thin last columns, left to the direct loops (see `thin_edges`).
+        (783, 50, 200, true, false),
+        (300, 66, 100, true, true),
     ] {
         let a = Operand::random(&mut rng, m, k, ta, 1);
         let b = Operand::random(&mut rng, k, n, tb, 0);

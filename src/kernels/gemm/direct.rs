@@ -224,6 +224,37 @@ pub(crate) unsafe fn run<K: MicroKernel>(
     });
 }
 
+/// Columns `j0..j0 + r` of C, rows `i0..i0 + mb`, computed as Cᵀ (vectors
+/// along C's rows) over op(A)ᵀ read in place: the thin last columns of a
+/// product whose other columns the packed loops compute ([`super::thin_edge`]).
+/// The same chains and k-blocks as any other loops, so the same bits.
+///
+/// # Safety
+/// As for `super::run`, for that block of C; op(A) has unit row step (its
+/// columns are contiguous).
+pub(crate) unsafe fn run_edge<K: MicroKernel>(
+    job: &Job<'_>,
+    (j0, r): (usize, usize),
+    (i0, mb): (usize, usize),
+    k: usize,
+) {
+    let o = Oriented {
+        a: job.b.t(),
+        b: job.a.t(),
+        rsc: 1,
+        csc: job.ldc,
+        m: j0 + r,
+        n: i0 + mb,
+    };
+    let plan = Plan {
+        swap: true,
+        pack: job.a.rs != 1,
+    };
+    // SAFETY: forwarded; C̃ rows j0..j0 + r are C's columns, its columns
+    // i0..i0 + mb C's rows.
+    unsafe { block::<K>(job, &o, plan, j0, i0, r, mb, k) }
+}
+
 /// The direct product for the `mb × nb` block of C̃ at (i0, j0).
 ///
 /// Loops, outermost first: the packed path's k-blocks ([`super::k_block`]);

@@ -662,9 +662,21 @@ unsafe fn run<K: MicroKernel>(
     threads: usize,
     rows: bool,
 ) {
+    // A thin last strip of columns runs on the direct loops as Cᵀ.
+    let edge = thin_edge(job, m, n);
+    let n = n - edge;
+    // Rows i0..i0 + mb of C: the packed loops up to column n, then the edge.
+    let rows_of = |i0: usize, mb: usize| {
+        // SAFETY: forwarded; the two parts of the rows are disjoint.
+        unsafe {
+            run_block::<K>(job, i0, 0, mb, n, k);
+            if edge > 0 {
+                direct::run_edge::<K>(job, (n, edge), (i0, mb), k);
+            }
+        }
+    };
     if threads <= 1 {
-        // SAFETY: forwarded.
-        unsafe { run_block::<K>(job, 0, 0, m, n, k) };
+        rows_of(0, m);
         return;
     }
     let split_n = m <= n && !rows;
@@ -689,12 +701,37 @@ unsafe fn run<K: MicroKernel>(
         // element of C; the rest is forwarded.
         unsafe {
             if split_n {
-                run_block::<K>(job, 0, lo, m, hi - lo, k)
+                run_block::<K>(job, 0, lo, m, hi - lo, k);
+                if hi == n && edge > 0 {
+                    direct::run_edge::<K>(job, (n, edge), (0, m), k);
+                }
             } else {
-                run_block::<K>(job, lo, 0, hi - lo, n, k)
+                rows_of(lo, hi - lo)
             }
         }
     });
+}
+
+/// How many last columns of a packed product to leave to
+/// [`direct::run_edge`]: the columns past the last whole vector, when they
+/// leave at least a tenth of the vectors along n empty (50 columns on
+/// AVX-512 take 4 vectors, 22 % of their lanes idle: the weight gradient of
+/// a 50-unit layer), op(A) can be read along its columns in place, and C has
+/// rows enough to fill vectors along them (x86 paths only, whose edge tiles
+/// are whole vectors). The split changes no bits.
+fn thin_edge(job: &Job<'_>, m: usize, n: usize) -> usize {
+    if !matches!(job.isa, Isa::Avx2 | Isa::Avx512) {
+        return 0;
+    }
+    let l = lanes(job.isa);
+    let r = n % l;
+    let idle = if r == 0 { 0 } else { l - r };
+    let wide = 10 * idle >= l * n.div_ceil(l);
+    if r > 0 && n > l && wide && job.a.rs == 1 && m >= 4 * l {
+        r
+    } else {
+        0
+    }
 }
 
 /// Floats reserved in each pack buffer: the largest A block (AVX-512's
