@@ -1050,6 +1050,17 @@ mod tests {
         run
     }
 
+    /// Seeded values uniform in [−1, 1) on a 2⁻²³ grid (xorshift32), so that
+    /// sums in another order round differently.
+    fn uniform(mut seed: u32) -> impl FnMut() -> f32 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        }
+    }
+
     /// One tile kernel: runs a strided tile, on the B̃ (pointer and step) it
     /// is handed.
     type TileRun<'a> = &'a dyn Fn(&direct::StridedTile);
@@ -1167,13 +1178,7 @@ mod tests {
             return;
         }
         let lanes = nr / 2;
-        let mut seed = 0x2545_f491u32;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        };
+        let mut rnd = uniform(0x2545_f491);
         // SAFETY: Ã (rows×k either way), B̃ (k×nr along its rows) and C̃
         // (its buffer covers its last element) hold the tile; the caller
         // checked the features.
@@ -1242,13 +1247,7 @@ mod tests {
     #[test]
     fn dot_loops_match_twin() {
         use crate::kernels::{Epilogue, MatMut, MatRef};
-        let mut seed = 0x9e37_79b9u32;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        };
+        let mut rnd = uniform(0x9e37_79b9);
         for (isa, lanes) in [(Isa::Avx2, 8), (Isa::Avx512, 16)] {
             if !runs(isa) {
                 continue;
