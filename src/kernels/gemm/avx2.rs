@@ -123,6 +123,18 @@ unsafe impl Wide for Avx2 {
         // SAFETY: forwarded contract.
         unsafe { wide::strided_body::<Self, M, V, ROWS>(t) }
     }
+    #[inline(never)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn transpose_block_call(
+        src: *const f32,
+        rs: usize,
+        rows: usize,
+        cols: usize,
+        dst: *mut f32,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { Self::transpose_block(src, rs, rows, cols, dst) }
+    }
     #[inline(always)]
     unsafe fn transpose_block(src: *const f32, rs: usize, rows: usize, cols: usize, dst: *mut f32) {
         // SAFETY: the instruction set is present (see the note above the

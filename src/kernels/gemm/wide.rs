@@ -108,6 +108,24 @@ pub(crate) unsafe trait Wide {
     /// writable at `dst`.
     unsafe fn transpose_block(src: *const f32, rs: usize, rows: usize, cols: usize, dst: *mut f32);
 
+    /// [`Wide::transpose_block`] as a call that is never inlined, for loops
+    /// that keep many accumulators live across it ([`transposed_body`]):
+    /// inlined, the transpose's registers and the accumulators together
+    /// exceed the register file, and the allocator keeps an accumulator on
+    /// the stack through every step. Across a call every vector register is
+    /// caller-saved, so the accumulators are stored and reloaded once per
+    /// block instead.
+    ///
+    /// # Safety
+    /// As [`Wide::transpose_block`].
+    unsafe fn transpose_block_call(
+        src: *const f32,
+        rs: usize,
+        rows: usize,
+        cols: usize,
+        dst: *mut f32,
+    );
+
     /// [`transposed_body`] for `Self`, compiled with its instruction set.
     ///
     /// # Safety
@@ -366,7 +384,7 @@ pub(crate) unsafe fn transposed_body<S: Wide, const M: usize, const V: usize>(t:
             for v in 0..V {
                 let rows = w.min(t.n - w * v);
                 let src = t.b.add(w * v * t.ldb + p0);
-                S::transpose_block(src, t.ldb, rows, q, scratch.add(v * w * w));
+                S::transpose_block_call(src, t.ldb, rows, q, scratch.add(v * w * w));
             }
         }
         for s in 0..q {
