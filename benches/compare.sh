@@ -35,7 +35,10 @@ usage: benches/compare.sh [options]
                          (SPARSE_AE_KERNEL=avx2) and every peer capped at AVX2 (XLA_FLAGS
                          --xla_cpu_max_isa=AVX2, ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2,
                          ONEDNN_MAX_CPU_ISA=AVX2, OPENBLAS_CORETYPE=Haswell), as on an AMD Zen 3;
-                         the report says so (default: each picks its best path for this CPU)
+                         the report says so (default: each picks its best path for this CPU).
+                         The caps are what the frameworks offer; not every kernel obeys them
+                         (JAX's dots on an AMD Zen 5 ran as fast capped as not, above the AVX2
+                         FMA peak: docs/benchmarks.md), so check a peer's GFLOP/s against that peak
   --out DIR              keep logs and results here (default: a new /tmp/sparse-ae-compare.XXXX)
   -h, --help             this text
 EOF
@@ -239,6 +242,6 @@ else
     REF=(--reference)
 fi
 python3 "$HELPER" table "$TSV" ${REF[@]+"${REF[@]}"} "workloads=$WORKLOADS" "date=$(date '+%Y-%m-%d %H:%M %Z')" \
-    "cpu=$CPU ($(nproc) cores)${ISA:+, every framework capped at AVX2 (--isa avx2)}" "load_start=$LOAD_START (1/5/15 min)" "load_end=$LOAD_END" \
+    "cpu=$CPU ($(nproc) cores)${ISA:+, every framework asked to cap at AVX2 (--isa avx2; not every kernel obeys)}" "load_start=$LOAD_START (1/5/15 min)" "load_end=$LOAD_END" \
     "command=$COMMAND" "sparse_ae=$SA" "peers=$PEERS" "epoch=$EPOCH" | tee "$OUT/report.md"
 say "report: $OUT/report.md"
