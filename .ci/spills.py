@@ -95,7 +95,7 @@ def spilled(insns):
         if not m:
             continue
         slot, reg = m.group(1), m.group(3)
-        window = list(enumerate(insns[i + 1 : i + 4], start=i + 1))
+        window = list(enumerate(insns[i + 1 : i + 12], start=i + 1))
         fma = any(o.startswith("vfmadd") and a.endswith("%" + reg) for _, (_, o, a) in window)
         store = next(
             (
