@@ -23,9 +23,12 @@ unsafe impl Wide for Avx512 {
     const LANES: usize = 16;
     // One step per pass: unrolled, the 14×32 tile ran slower (up to 15 %).
     const UNROLL: bool = false;
-    // 12 rows: 24 accumulators, two vectors of B̃ and a broadcast (27 of
-    // the 32 registers).
-    const TRANSPOSED_ROWS: usize = 12;
+    // 14 rows, the packed tile's MR: 28 accumulators, two vectors of B̃ and
+    // a broadcast (31 of the 32 registers). Against 12 rows, one Zen 5 core,
+    // 13×784·(32×784)ᵀ 125–130 → 173 GFLOP/s and 13×784·(128×784)ᵀ 163–165
+    // → 174 (those rows ran on the packed B̃ before); 14×784·(1024×784)ᵀ
+    // within the noise (153–165 against 170–173).
+    const TRANSPOSED_ROWS: usize = 14;
     type V = __m512;
     type Row = [f32; 32];
     type M = __mmask16;
