@@ -360,8 +360,8 @@ struct Blocks([f32; 2 * MAX_LANES * MAX_LANES]);
 /// with Ã's rows along p (csa = 1) or its columns (rsa = 1), and few rows.
 /// Instead of a packed copy of whole panels of B̃ (written to L2 and read
 /// back), each `LANES × LANES` block of W is transposed in registers
-/// ([`Wide::transpose_block`]) into a scratch that stays in L1 just before
-/// its steps p run. The chains are [`strided_body`]'s — zeroed
+/// ([`Wide::transpose_block_call`]) into a scratch that stays in L1 just
+/// before its steps p run. The chains are [`strided_body`]'s — zeroed
 /// accumulators, one FMA per p in increasing p, then [`store_acc`] — so
 /// every element has the same bits.
 ///
