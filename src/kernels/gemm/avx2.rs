@@ -40,10 +40,11 @@ unsafe impl Wide for Avx2 {
     // own instructions a visible share (1024³ and the batch-128 products).
     const UNROLL: bool = true;
     // 6 rows: 12 accumulators, two vectors of B̃ and a broadcast (15 of the
-    // 16 registers; the block transpose is a call, so its registers do not
-    // compete with them). 6×784·(128×784)ᵀ on one Zen 5 core: 58.7 → 85.7
-    // GFLOP/s (the packed loops 77); at 7 rows an accumulator spills and the
-    // tile is slower than the packed loops.
+    // 16 registers). The compiler inlines this path's block transpose into
+    // the tile all the same, and at 6 rows keeps every accumulator in a
+    // register (`.ci/spills.py`). 6×784·(128×784)ᵀ on one Zen 5 core: 58.7
+    // → 85.7 GFLOP/s (the packed loops 77); at 7 rows an accumulator spills
+    // and the tile is slower than the packed loops.
     const TRANSPOSED_ROWS: usize = 6;
     type V = __m256;
     type Row = [f32; 16];
@@ -127,17 +128,6 @@ unsafe impl Wide for Avx2 {
     }
     #[inline(never)]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn transpose_block_call(
-        src: *const f32,
-        rs: usize,
-        rows: usize,
-        cols: usize,
-        dst: *mut f32,
-    ) {
-        // SAFETY: forwarded contract.
-        unsafe { Self::transpose_block(src, rs, rows, cols, dst) }
-    }
-    #[inline(always)]
     unsafe fn transpose_block(src: *const f32, rs: usize, rows: usize, cols: usize, dst: *mut f32) {
         // SAFETY: the instruction set is present (see the note above the
         // impl); the loads read columns q < cols of rows r < rows, the

@@ -118,17 +118,6 @@ unsafe impl Wide for Avx512 {
     }
     #[inline(never)]
     #[target_feature(enable = "avx512f")]
-    unsafe fn transpose_block_call(
-        src: *const f32,
-        rs: usize,
-        rows: usize,
-        cols: usize,
-        dst: *mut f32,
-    ) {
-        // SAFETY: forwarded contract.
-        unsafe { Self::transpose_block(src, rs, rows, cols, dst) }
-    }
-    #[inline(always)]
     unsafe fn transpose_block(src: *const f32, rs: usize, rows: usize, cols: usize, dst: *mut f32) {
         // SAFETY: the instruction set is present (see the note above the
         // impl); the loads read columns q < cols of rows r < rows, the

@@ -24,9 +24,9 @@ pub(crate) unsafe trait Wide {
     /// Whether the packed tile's loop over p does two steps per pass.
     const UNROLL: bool;
     /// The most rows of [`transposed`] (at most 14): 2 accumulators a row,
-    /// the two vectors of B̃ and a broadcast must fit the registers (the
-    /// block transpose is a call, so its registers do not count;
-    /// `.ci/spills.py` checks that no accumulator stays on the stack).
+    /// the two vectors of B̃ and a broadcast must fit the registers, beside
+    /// the block transpose's where it is inlined (`.ci/spills.py` checks that
+    /// no accumulator stays on the stack).
     const TRANSPOSED_ROWS: usize;
     /// A vector of `LANES` floats.
     type V: Copy;
@@ -108,25 +108,16 @@ pub(crate) unsafe trait Wide {
     /// # Safety
     /// `src[r·rs + q]` readable for r < rows, q < cols; `cols·LANES` floats
     /// writable at `dst`.
-    unsafe fn transpose_block(src: *const f32, rs: usize, rows: usize, cols: usize, dst: *mut f32);
-
-    /// [`Wide::transpose_block`] as a call that is never inlined, for loops
-    /// that keep many accumulators live across it ([`transposed_body`]):
-    /// inlined, the transpose's registers and the accumulators together
-    /// exceed the register file, and the allocator keeps an accumulator on
-    /// the stack through every step. Across a call every vector register is
-    /// caller-saved, so the accumulators are stored and reloaded once per
-    /// block instead.
     ///
-    /// # Safety
-    /// As [`Wide::transpose_block`].
-    unsafe fn transpose_block_call(
-        src: *const f32,
-        rs: usize,
-        rows: usize,
-        cols: usize,
-        dst: *mut f32,
-    );
+    /// Marked never to be inlined: [`transposed_body`] keeps up to 28
+    /// accumulators live across it, and inlined, the AVX-512 transpose's
+    /// registers and those together exceeded the register file, so the
+    /// allocator kept an accumulator on the stack through every step. Across
+    /// a call every vector register is caller-saved, so the accumulators are
+    /// stored and reloaded once per block instead. (The compiler still
+    /// inlines the smaller AVX2 transpose, whose tiles of at most 6 rows keep
+    /// their accumulators in registers; `.ci/spills.py` checks both.)
+    unsafe fn transpose_block(src: *const f32, rs: usize, rows: usize, cols: usize, dst: *mut f32);
 
     /// [`transposed_body`] for `Self`, compiled with its instruction set.
     ///
@@ -360,8 +351,8 @@ struct Blocks([f32; 2 * MAX_LANES * MAX_LANES]);
 /// with Ã's rows along p (csa = 1) or its columns (rsa = 1), and few rows.
 /// Instead of a packed copy of whole panels of B̃ (written to L2 and read
 /// back), each `LANES × LANES` block of W is transposed in registers
-/// ([`Wide::transpose_block_call`]) into a scratch that stays in L1 just
-/// before its steps p run. The chains are [`strided_body`]'s — zeroed
+/// ([`Wide::transpose_block`]) into a scratch that stays in L1 just before
+/// its steps p run. The chains are [`strided_body`]'s — zeroed
 /// accumulators, one FMA per p in increasing p, then [`store_acc`] — so
 /// every element has the same bits.
 ///
@@ -386,7 +377,7 @@ pub(crate) unsafe fn transposed_body<S: Wide, const M: usize, const V: usize>(t:
             for v in 0..V {
                 let rows = w.min(t.n - w * v);
                 let src = t.b.add(w * v * t.ldb + p0);
-                S::transpose_block_call(src, t.ldb, rows, q, scratch.add(v * w * w));
+                S::transpose_block(src, t.ldb, rows, q, scratch.add(v * w * w));
             }
         }
         for s in 0..q {
