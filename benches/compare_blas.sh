@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # sparse-ae's GEMM against numpy's BLAS (OpenBLAS in the peer environment) on
 # every shape of `cargo bench --bench gemm`, both timed as the best of N calls
-# in one sitting, on 1 and 2 threads, with the CPU and the FMA peak.
+# (after 50 ms of untimed ones) in one sitting, on 1 and 2 threads, with the
+# CPU and the FMA peak.
 #
 # usage: benches/compare_blas.sh [--peers PYTHON] [--best-of N] [--isa avx2] [--out DIR]
 #   --peers    python with numpy and threadpoolctl (default: $PEERS_PY, else /tmp/peers/bin/python)

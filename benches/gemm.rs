@@ -341,10 +341,21 @@ fn fma_peak(c: &mut Criterion) {
 #[cfg(not(target_arch = "x86_64"))]
 fn fma_peak(_c: &mut Criterion) {}
 
+/// Untimed calls before each best-of set. A pool thread woken at the start
+/// of a set may be placed on the CPU of the thread that woke it and share it
+/// for 10–40 ms (measured on the AMD EPYC VMs, whose kernel packs woken
+/// threads onto busy vCPUs): a set of thirty short products then ran at one
+/// thread's speed in 5–15 % of sets, 0 of 200 after 50 ms of calls
+/// (docs/benchmarks.md, "Waking a thread"). Training keeps its threads
+/// awake for the whole run, so the sets measure that steady state.
+/// `benches/blas_time.py` warms numpy's BLAS up the same way.
+const WARM_UP: Duration = Duration::from_millis(50);
+
 /// With `GEMM_BEST_OF=<n>` set: prints, for every shape, the best of n timed
 /// runs (wall clock) of the active path's `Loops::Auto` on 1 thread, of
 /// matrixmultiply, their ratio, and the 2-thread speed-up (two threads with
-/// the second kept awake, as in training). On a machine shared
+/// the second kept awake, as in training), each set after [`WARM_UP`] of
+/// untimed calls. On a machine shared
 /// with other jobs the fastest run is the one least disturbed, so these ratios
 /// are steadier than criterion's means.
 fn best_of_table(_c: &mut Criterion) {
@@ -375,8 +386,13 @@ fn best_of_table(_c: &mut Criterion) {
     for s in SHAPES {
         let mut ops = s.operands();
         let runs = n.min(((40e9 / s.flops() as f64) as usize).max(3));
-        // Best GFLOP/s of `runs` calls of `f`, timed one by one.
+        // Best GFLOP/s of `runs` calls of `f`, timed one by one, after
+        // `WARM_UP` of untimed calls.
         let best = |ops: &mut Operands, f: &dyn Fn(&mut Operands)| {
+            let warm = Instant::now();
+            while warm.elapsed() < WARM_UP {
+                f(ops);
+            }
             let mut t = Duration::MAX;
             for _ in 0..runs {
                 let start = Instant::now();
