@@ -123,9 +123,14 @@ unsafe impl Wide for Avx512 {
         // impl); the loads read columns q < cols of rows r < rows, the
         // stores write `cols` vectors at `dst`, as the contract allows.
         unsafe {
-            if rows == 16 && cols == 16 {
-                // A whole block: part of the transpose done by the loads.
-                for (q, v) in transpose16_loads(src, rs).into_iter().enumerate() {
+            if cols == 16 {
+                // Whole rows: part of the transpose done by the loads.
+                let t = if rows == 16 {
+                    transpose16_loads(src, rs)
+                } else {
+                    transpose16_first(src, rs, rows)
+                };
+                for (q, v) in t.into_iter().enumerate() {
                     _mm512_storeu_ps(dst.add(q * 16), v);
                 }
                 return;
@@ -289,16 +294,52 @@ fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn transpose16_loads(src: *const f32, rs: usize) -> [__m512; 16] {
+    // SAFETY: row r at src + r·rs, 16 floats readable, by the contract.
+    unsafe { transpose16_rows(|r| src.wrapping_add(r * rs)) }
+}
+
+/// Sixteen zeros: the rows past the last of a partial block read here.
+static ZEROS: [f32; 16] = [0.0; 16];
+
+/// [`transpose16_loads`] of a block with only its first `rows` rows in
+/// memory, the others zero: the last block of a weight whose rows (the
+/// layer's units) are no multiple of 16, in the transposed tiles.
+///
+/// # Safety
+/// avx512f; `src[r·rs + q]` readable for r < rows, q < 16.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn transpose16_first(src: *const f32, rs: usize, rows: usize) -> [__m512; 16] {
+    // SAFETY: rows r < `rows` as the contract says, the others [`ZEROS`].
+    unsafe {
+        transpose16_rows(|r| {
+            if r < rows {
+                src.wrapping_add(r * rs)
+            } else {
+                ZEROS.as_ptr()
+            }
+        })
+    }
+}
+
+/// The transpose by loads ([`transpose16_loads`]) of the 16×16 block whose
+/// row r starts at `row(r)`.
+///
+/// # Safety
+/// avx512f; 16 floats readable at each `row(r)`, r < 16.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn transpose16_rows(row: impl Fn(usize) -> *const f32) -> [__m512; 16] {
     let mut out = [_mm512_setzero_ps(); 16];
     for g in 0..4 {
         // SAFETY: rows 4L + t < 16, columns 4g..4g + 4 < 16, by the
         // contract.
         let (a, b, c, d) = unsafe {
             (
-                quad(src, rs, g, 0),
-                quad(src, rs, g, 1),
-                quad(src, rs, g, 2),
-                quad(src, rs, g, 3),
+                quad(&row, g, 0),
+                quad(&row, g, 1),
+                quad(&row, g, 2),
+                quad(&row, g, 3),
             )
         };
         let (t0, t1) = (_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
@@ -323,15 +364,16 @@ unsafe fn transpose16_loads(src: *const f32, rs: usize) -> [__m512; 16] {
     out
 }
 
-/// Lane L of the result: row 4L + t of the block at `src`, columns 4g..4g + 4.
+/// Lane L of the result: row 4L + t of the block whose rows start at
+/// `row(r)`, columns 4g..4g + 4.
 ///
 /// # Safety
-/// avx512f (inlined into [`transpose16_loads`]); those floats readable.
+/// avx512f (inlined into [`transpose16_rows`]); those floats readable.
 #[inline(always)]
-unsafe fn quad(src: *const f32, rs: usize, g: usize, t: usize) -> __m512 {
+unsafe fn quad(row: &impl Fn(usize) -> *const f32, g: usize, t: usize) -> __m512 {
     // SAFETY: by the contract.
     unsafe {
-        let at = |l: usize| src.add((4 * l + t) * rs + 4 * g);
+        let at = |l: usize| row(4 * l + t).add(4 * g);
         let v = _mm512_castps128_ps512(_mm_loadu_ps(at(0)));
         let v = _mm512_insertf32x4::<1>(v, _mm_loadu_ps(at(1)));
         let v = _mm512_insertf32x4::<2>(v, _mm_loadu_ps(at(2)));
