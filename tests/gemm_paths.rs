@@ -602,6 +602,8 @@ fn rows_keep_their_bits_in_any_batch(isa: Isa) {
         (300, 500),
         (1100, 64),
         (128, 784),
+        (784, 17),
+        (128, 100),
     ] {
         for tb in [false, true] {
             let a = Operand::random(&mut rng, batch, k, false, 0);

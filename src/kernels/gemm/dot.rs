@@ -1,7 +1,9 @@
 //! The dot-product loops, for a product whose operands both run along k in
 //! memory (A stored m×k, B stored n×k: the forward product `x·Wᵀ` of a
 //! weight kept `(out, in)`) when n is narrower than a vector: a batch into
-//! a layer of a few units (a 10-unit code, say).
+//! a layer of a few units (a 10-unit code, say), and the last n mod lanes
+//! columns of a wider layer (`super::dot_edge`), which the tiles would
+//! give a vector of mostly idle lanes.
 //!
 //! The tile loops put one vector along n (or along m, packing a transposed
 //! operand), so that such a product uses n lanes of each vector, or pays a

@@ -380,7 +380,8 @@ pub fn blocking_summary(isa: Isa) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Loops {
     /// On the x86 paths, the dot-product loops when both operands run along
-    /// k and n is narrower than a vector (`dot`); else
+    /// k and n is narrower than a vector (`dot`; also for the last n mod
+    /// lanes columns of a wider such product, the rest on the tiles); else
     /// [`Loops::Direct`] when m, n or k is small (`params::DIRECT_SMALL`) and
     /// at most the small side needs packing, else [`Loops::Packed`].
     Auto,
@@ -405,7 +406,9 @@ pub enum Loops {
 /// the same chain of products in increasing p, cut at the same k-blocks
 /// (`k_block`, by k alone), so they agree bit for bit, and a row of C has
 /// the same bits in any batch. The dot loops, chosen by n and k alone, sum
-/// an element in another order (see `dot`).
+/// an element in another order (see `dot`); with [`Loops::Auto`] they also
+/// take the last n mod lanes columns of a product whose operands both run
+/// along k (a 17-unit layer: 16 columns on the tiles, one on the dot loops).
 ///
 /// # Panics
 /// On any shape mismatch, or if `isa` is not available on this CPU.
@@ -456,6 +459,40 @@ pub fn gemm_loops(
         ldc: c.ld,
         bias: epi.bias,
         act: epi.act,
+    };
+    #[cfg(target_arch = "x86_64")]
+    let n = if loops == Loops::Auto {
+        let (n0, r) = dot_edge(&job, n, k);
+        if r > 0 {
+            // The last r columns as a product of their own on the dot loops.
+            let edge = Job {
+                b: job.b.at(0, n0),
+                // SAFETY: column n0 < n of C's rows is inside C.
+                c: CPtr(unsafe { job.c.get().add(n0) }),
+                bias: job.bias.map(|b| &b[n0..]),
+                ..job
+            };
+            let flops = m.saturating_mul(r).saturating_mul(k).saturating_mul(2);
+            let threads = match par {
+                Parallelism::Sequential => 1,
+                _ if flops >= params::PAR_MIN_FLOPS => crate::parallel::pool_threads(),
+                _ if may_split(m, r, k) => crate::parallel::awake_threads(),
+                _ => 1,
+            };
+            // SAFETY: as for the dot loops below; `dot_edge` checked that
+            // both operands run along k, and the edge's columns of C are
+            // disjoint from the first n0, which the rest of this call
+            // computes.
+            unsafe {
+                match isa {
+                    Isa::Avx512 => dot::run::<avx512::Avx512>(&edge, m, r, k, threads),
+                    _ => dot::run::<avx2::Avx2>(&edge, m, r, k, threads),
+                }
+            }
+        }
+        n0
+    } else {
+        n
     };
     let flops = m.saturating_mul(n).saturating_mul(k).saturating_mul(2);
     let threads = match par {
@@ -710,6 +747,30 @@ unsafe fn run<K: MicroKernel>(
             }
         }
     });
+}
+
+/// Where the dot loops take over the last columns of a product, as
+/// `(n0, r)`: columns n0..n0 + r = n go to [`dot::run`], the first n0 to the
+/// tiles. On the x86 paths, when both operands run along k (the forward
+/// product x·Wᵀ of a weight stored `(out, in)`) and n is no multiple of a
+/// vector, the r = n mod lanes columns past the last whole vector would
+/// take a vector of their own with r useful lanes; they go to the dot loops
+/// by the rule that takes a whole narrow product there ([`dot::wins`] with
+/// r for n). A 17-unit layer is 16 columns on the tiles and one on the dot
+/// loops. Like [`dot::wins`], the choice depends on n, k and the layouts
+/// alone, so a row of C has the same bits in any batch.
+#[cfg(target_arch = "x86_64")]
+fn dot_edge(job: &Job<'_>, n: usize, k: usize) -> (usize, usize) {
+    if !matches!(job.isa, Isa::Avx2 | Isa::Avx512) {
+        return (n, 0);
+    }
+    let l = lanes(job.isa);
+    let r = n % l;
+    if n > l && r > 0 && dot::wins(&job.a, &job.b, r, k, l) {
+        (n - r, r)
+    } else {
+        (n, 0)
+    }
 }
 
 /// How many last columns of a packed product to leave to
@@ -1243,6 +1304,101 @@ mod tests {
     /// (random values, so the order of the sum shows), on one thread and
     /// split between two (the last shape is large enough to split), and
     /// write nothing outside C.
+    /// A product whose operands both run along k and whose n is no multiple
+    /// of a vector puts its last n mod lanes columns on the dot loops: those
+    /// columns are the scalar twin's sums (with the bias) bit for bit, the
+    /// others the tiles' chains (the packed loops' bits), on one thread and
+    /// two, and nothing outside C is written.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn dot_edges_take_the_last_columns() {
+        use crate::kernels::{Activation, Epilogue, MatMut, MatRef};
+        let mut rnd = uniform(0x51ab_c0de);
+        for (isa, lanes) in [(Isa::Avx2, 8), (Isa::Avx512, 16)] {
+            if !runs(isa) {
+                continue;
+            }
+            let shapes = [
+                (1, 784, 17),
+                (6, 784, 20),
+                (14, 784, 33),
+                (37, 300, 500),
+                (150, 784, 100),
+                (2400, 1100, 23),
+            ];
+            // The last shape's edge (7 columns) is split between the threads.
+            const { assert!(2 * 2400 * 1100 * 7 >= params::PAR_MIN_FLOPS) };
+            for (m, k, n) in shapes {
+                let (lda, ldb, ldc) = (k + 3, k + 5, n + 2);
+                let a: Vec<f32> = (0..m * lda)
+                    .map(|x| if x % lda < k { rnd() } else { f32::NAN })
+                    .collect();
+                let b: Vec<f32> = (0..n * ldb)
+                    .map(|x| if x % ldb < k { rnd() } else { f32::NAN })
+                    .collect();
+                let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
+                let av = MatRef::new(&a, m, k).with_ld(lda);
+                let bv = MatRef::new(&b, n, k).with_ld(ldb).t();
+                for (alpha, beta) in [(1.0, 0.0), (-0.5, 0.75)] {
+                    let c0: Vec<f32> = (0..m * ldc)
+                        .map(|x| if x % ldc >= n { f32::NAN } else { rnd() })
+                        .collect();
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(2)
+                        .build()
+                        .unwrap();
+                    let run = |par: Parallelism, loops: Loops| {
+                        let mut c = c0.clone();
+                        pool.install(|| {
+                            let cv = MatMut::new(&mut c, m, n).with_ld(ldc);
+                            let epi = Epilogue::bias_act(&bias, Activation::Linear);
+                            gemm_loops(isa, par, loops, alpha, av, bv, beta, cv, epi)
+                        });
+                        c
+                    };
+                    let chains = run(Parallelism::Sequential, Loops::Packed);
+                    let job = Job {
+                        isa,
+                        alpha,
+                        beta,
+                        a: Strided::of(&av),
+                        b: Strided::of(&bv),
+                        c: CPtr(std::ptr::null_mut()),
+                        ldc,
+                        bias: None,
+                        act: Activation::Linear,
+                    };
+                    let (n0, r) = dot_edge(&job, n, k);
+                    assert!(r > 0 && n0 + r == n && n0 % lanes == 0, "{isa} {m}×{k}×{n}");
+                    for par in [Parallelism::Sequential, Parallelism::Rayon] {
+                        let c = run(par, Loops::Auto);
+                        for i in 0..m {
+                            for j in 0..ldc {
+                                let got = c[i * ldc + j];
+                                if j >= n {
+                                    assert!(got.is_nan(), "{isa}: C[{i}][{j}] written");
+                                    continue;
+                                }
+                                let want = if j < n0 {
+                                    chains[i * ldc + j]
+                                } else {
+                                    let (ra, rb) = (&a[i * lda..][..k], &b[j * ldb..][..k]);
+                                    let old = c0[i * ldc + j];
+                                    dot::dot_twin(lanes, ra, rb, alpha, beta, old) + bias[j]
+                                };
+                                assert_eq!(
+                                    got.to_bits(),
+                                    want.to_bits(),
+                                    "{isa} {m}×{k}×{n} α {alpha} β {beta} {par:?}: C[{i}][{j}] {got} vs {want}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn dot_loops_match_twin() {
