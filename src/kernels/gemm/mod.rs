@@ -1298,12 +1298,14 @@ mod tests {
         }};
     }
 
-    /// Products the dot loops take (C a few columns wide, both operands
-    /// along k, any k, one row of A or many, padded strides, β = 0 over NaN
-    /// and β ≠ 0) give the scalar twin's sums bit for bit on every x86 path
-    /// (random values, so the order of the sum shows), on one thread and
-    /// split between two (the last shape is large enough to split), and
-    /// write nothing outside C.
+    /// `rows` runs of k random floats, `ld` apart, NaN between them.
+    #[cfg(target_arch = "x86_64")]
+    fn padded_rows(rnd: &mut impl FnMut() -> f32, rows: usize, k: usize, ld: usize) -> Vec<f32> {
+        (0..rows * ld)
+            .map(|x| if x % ld < k { rnd() } else { f32::NAN })
+            .collect()
+    }
+
     /// A product whose operands both run along k and whose n is no multiple
     /// of a vector puts its last n mod lanes columns on the dot loops: those
     /// columns are the scalar twin's sums (with the bias) bit for bit, the
@@ -1330,12 +1332,8 @@ mod tests {
             const { assert!(2 * 2400 * 1100 * 7 >= params::PAR_MIN_FLOPS) };
             for (m, k, n) in shapes {
                 let (lda, ldb, ldc) = (k + 3, k + 5, n + 2);
-                let a: Vec<f32> = (0..m * lda)
-                    .map(|x| if x % lda < k { rnd() } else { f32::NAN })
-                    .collect();
-                let b: Vec<f32> = (0..n * ldb)
-                    .map(|x| if x % ldb < k { rnd() } else { f32::NAN })
-                    .collect();
+                let a = padded_rows(&mut rnd, m, k, lda);
+                let b = padded_rows(&mut rnd, n, k, ldb);
                 let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
                 let av = MatRef::new(&a, m, k).with_ld(lda);
                 let bv = MatRef::new(&b, n, k).with_ld(ldb).t();
@@ -1399,6 +1397,12 @@ mod tests {
         }
     }
 
+    /// Products the dot loops take (C a few columns wide, both operands
+    /// along k, any k, one row of A or many, padded strides, β = 0 over NaN
+    /// and β ≠ 0) give the scalar twin's sums bit for bit on every x86 path
+    /// (random values, so the order of the sum shows), on one thread and
+    /// split between two (the last shape is large enough to split), and
+    /// write nothing outside C.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn dot_loops_match_twin() {
@@ -1420,12 +1424,8 @@ mod tests {
             for (m, k, n) in shapes {
                 for (alpha, beta) in [(1.0, 0.0), (-0.5, 0.75)] {
                     let (lda, ldb, ldc) = (k + 3, k + 5, n + 2);
-                    let a: Vec<f32> = (0..m * lda)
-                        .map(|x| if x % lda < k { rnd() } else { f32::NAN })
-                        .collect();
-                    let b: Vec<f32> = (0..n * ldb)
-                        .map(|x| if x % ldb < k { rnd() } else { f32::NAN })
-                        .collect();
+                    let a = padded_rows(&mut rnd, m, k, lda);
+                    let b = padded_rows(&mut rnd, n, k, ldb);
                     let c0: Vec<f32> = (0..m * ldc)
                         .map(|x| {
                             if beta == 0.0 || x % ldc >= n {
