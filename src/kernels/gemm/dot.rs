@@ -168,8 +168,11 @@ unsafe fn part<S: Wide>(job: &Job<'_>, i0: usize, mb: usize, j0: usize, nb: usiz
 /// Runs `t` on the instance of [`Wide::dot_tile`] for an `ra × rb` block.
 ///
 /// # Safety
-/// `S`'s instruction set; 1 ≤ ra ≤ 4, 1 ≤ rb ≤ 4 (8 when ra = 1); the contract of
-/// [`dot_body`] for that block.
+/// `S`'s instruction set; 1 ≤ ra ≤ 4 (2 on paths of fewer than 16 lanes),
+/// 1 ≤ rb ≤ 4 (8 when ra = 1); the contract of [`dot_body`] for that block.
+///
+/// # Panics
+/// Outside those bounds.
 unsafe fn tile<S: Wide>(ra: usize, rb: usize, t: &DotTile) {
     macro_rules! by_rb {
         ($ra:literal) => {
@@ -201,8 +204,12 @@ unsafe fn tile<S: Wide>(ra: usize, rb: usize, t: &DotTile) {
             }
         },
         2 => by_rb!(2),
-        3 => by_rb!(3),
-        _ => by_rb!(4),
+        // Three or four rows of A only where `block_of` deals them out: on
+        // AVX2's 16 registers a 4×4 block would keep accumulators on the
+        // stack, and its instance is not even built.
+        3 if S::LANES >= 16 => by_rb!(3),
+        4 if S::LANES >= 16 => by_rb!(4),
+        _ => unreachable!("dot tile: {ra} rows of A on a {}-lane path", S::LANES),
     }
 }
 
