@@ -472,13 +472,7 @@ pub fn gemm_loops(
                 bias: job.bias.map(|b| &b[n0..]),
                 ..job
             };
-            let flops = m.saturating_mul(r).saturating_mul(k).saturating_mul(2);
-            let threads = match par {
-                Parallelism::Sequential => 1,
-                _ if flops >= params::PAR_MIN_FLOPS => crate::parallel::pool_threads(),
-                _ if may_split(m, r, k) => crate::parallel::awake_threads(),
-                _ => 1,
-            };
+            let threads = threads_for(par, m, r, k);
             // SAFETY: as for the dot loops below; `dot_edge` checked that
             // both operands run along k, and the edge's columns of C are
             // disjoint from the first n0, which the rest of this call
@@ -494,14 +488,7 @@ pub fn gemm_loops(
     } else {
         n
     };
-    let flops = m.saturating_mul(n).saturating_mul(k).saturating_mul(2);
-    let threads = match par {
-        Parallelism::Sequential => 1,
-        _ if flops >= params::PAR_MIN_FLOPS => crate::parallel::pool_threads(),
-        // Small products only on the threads that spin for work now.
-        _ if may_split(m, n, k) => crate::parallel::awake_threads(),
-        _ => 1,
-    };
+    let threads = threads_for(par, m, n, k);
     let rows = par == Parallelism::RayonRows;
     #[cfg(target_arch = "x86_64")]
     if loops == Loops::Auto {
@@ -747,6 +734,18 @@ unsafe fn run<K: MicroKernel>(
             }
         }
     });
+}
+
+/// The threads an m×n×k product runs on under `par` (see [`gemm_loops`]).
+fn threads_for(par: Parallelism, m: usize, n: usize, k: usize) -> usize {
+    let flops = m.saturating_mul(n).saturating_mul(k).saturating_mul(2);
+    match par {
+        Parallelism::Sequential => 1,
+        _ if flops >= params::PAR_MIN_FLOPS => crate::parallel::pool_threads(),
+        // Small products only on the threads that spin for work now.
+        _ if may_split(m, n, k) => crate::parallel::awake_threads(),
+        _ => 1,
+    }
 }
 
 /// Where the dot loops take over the last columns of a product, as
@@ -1316,6 +1315,10 @@ mod tests {
     fn dot_edges_take_the_last_columns() {
         use crate::kernels::{Activation, Epilogue, MatMut, MatRef};
         let mut rnd = uniform(0x51ab_c0de);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
         for (isa, lanes) in [(Isa::Avx2, 8), (Isa::Avx512, 16)] {
             if !runs(isa) {
                 continue;
@@ -1341,10 +1344,6 @@ mod tests {
                     let c0: Vec<f32> = (0..m * ldc)
                         .map(|x| if x % ldc >= n { f32::NAN } else { rnd() })
                         .collect();
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(2)
-                        .build()
-                        .unwrap();
                     let run = |par: Parallelism, loops: Loops| {
                         let mut c = c0.clone();
                         pool.install(|| {
