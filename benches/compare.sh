@@ -156,14 +156,25 @@ timed() {
     python3 "$HELPER" timed "$log" --timeout "$PEER_TIMEOUT" -- "$@" || true
 }
 
+# How long a value takes between two threads and back now, in ns (`sparse-ae
+# info`): about 120 ns while a VM's two vCPUs sit close, 350 ns and more
+# while they sit far apart, where two-thread batch-32 steps run ~30 % slower.
+round_trip_ns() {
+    target/release/sparse-ae info 2>/dev/null | sed -n 's/^round trip between two threads: \([0-9]*\) ns.*/\1/p'
+}
+ROUND_TRIPS=()
+
 sa_bench() {
-    local wl=$1 r=$2 id log fr
+    local wl=$1 r=$2 id log fr rt
     if [[ $wl == W7 ]]; then id=$CRIT_W7; else id=train_step/${CRIT[$wl]}; fi
     if ! grep -qx "$id: benchmark" <<<"$LISTED"; then
         ((r > 0)) || say "$id is not in the train_step bench; skipped"
         return 0
     fi
     log=$OUT/sparse-ae_bench_${wl}_$r.log
+    rt=$(round_trip_ns)
+    ROUND_TRIPS+=("$wl ${rt:-?}")
+    say "$id: round trip between two threads ${rt:-?} ns"
     fr=$(timed "$log" cargo bench --quiet --bench train_step -- --output-format bencher --noplot \
         --warm-up-time 1 --measurement-time "$MEASURE" --sample-size 20 --exact "$id")
     say "$(python3 "$HELPER" record "$TSV" bench "$wl" sparse-ae criterion bencher "$log" "${fr% *}" "${BATCH[$wl]}")"
@@ -243,5 +254,5 @@ else
 fi
 python3 "$HELPER" table "$TSV" ${REF[@]+"${REF[@]}"} "workloads=$WORKLOADS" "date=$(date '+%Y-%m-%d %H:%M %Z')" \
     "cpu=$CPU ($(nproc) cores)${ISA:+, every framework asked to cap at AVX2 (--isa avx2; not every kernel obeys)}" "load_start=$LOAD_START (1/5/15 min)" "load_end=$LOAD_END" \
-    "command=$COMMAND" "sparse_ae=$SA" "peers=$PEERS" "epoch=$EPOCH" | tee "$OUT/report.md"
+    "round_trips=$(IFS=,; echo "${ROUND_TRIPS[*]-}" | sed 's/,/, /g')" "command=$COMMAND" "sparse_ae=$SA" "peers=$PEERS" "epoch=$EPOCH" | tee "$OUT/report.md"
 say "report: $OUT/report.md"

@@ -133,9 +133,11 @@ def table(argv):
     wls = meta.get("workloads", "").split(",")
     out = ["# sparse-ae vs peers: seed workloads, samples/s (higher is better)", ""]
     labels = [("date", "date"), ("cpu", "CPU"), ("load_start", "load average at start"),
-              ("load_end", "load average at end"), ("command", "command"), ("sparse_ae", "sparse-ae"), ("peers", "peers")]
+              ("load_end", "load average at end"),
+              ("round_trips", "round trip between two threads before each sparse-ae run, ns (`sparse-ae info`)"),
+              ("command", "command"), ("sparse_ae", "sparse-ae"), ("peers", "peers")]
     for k, label in labels:
-        if k in meta:
+        if meta.get(k):
             out.append(f"- {label}: {meta[k]}")
     out.append("")
     foreign = [float(r[5]) for r in rows if r[5]]

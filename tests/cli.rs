@@ -72,6 +72,7 @@ fn info_names_the_cpu_and_its_paths() {
     assert!(out.starts_with("cpu: "), "{out}");
     assert!(out.contains("kernel paths: available scalar;"), "{out}");
     assert!(out.contains("active kernel path: scalar"), "{out}");
+    assert!(out.contains("\nround trip between two threads: "), "{out}");
     let e = fails(&["info"], &[("SPARSE_AE_MAX_ISA", "sse9")]);
     assert!(e.contains("SPARSE_AE_MAX_ISA") && e.contains("sse9"), "{e}");
     let e = fails(
