@@ -203,15 +203,13 @@ pub(crate) unsafe fn run<K: MicroKernel>(
     // C's rows are C̃'s columns when swapped.
     let split_n = if rows { plan.swap } else { o.m <= o.n };
     let (len, unit) = if split_n { (o.n, nr) } else { (o.m, mr) };
-    // Whole tiles dealt out evenly, two strips per thread: 784 columns in
-    // strips of 224 gave the first thread 448 of them; now each thread's
-    // half ends where `parallel::owned_half` says, which is what keeps a
-    // weight's rows on one thread from its forward product to its update.
+    // Whole tiles dealt out evenly, two strips per thread (784 columns in
+    // strips of 224 gave the first thread 448 of them), each thread's half
+    // ending where `parallel::owned_half` says (`super::strip`).
     let tiles = len.div_ceil(unit);
     let tasks = (2 * threads).min(tiles);
     crate::parallel::for_each_task(tasks, |t| {
-        let lo = t * tiles / tasks * unit;
-        let hi = len.min((t + 1) * tiles / tasks * unit);
+        let (lo, hi) = super::strip(t, tasks, len, unit, threads);
         // SAFETY: strips [lo, hi) of C̃ are disjoint, so no two tasks touch the
         // same element of C; the rest is forwarded.
         unsafe {

@@ -104,8 +104,7 @@ pub(crate) unsafe fn run<S: Wide>(job: &Job<'_>, m: usize, n: usize, k: usize, t
     let blocks = len.div_ceil(unit);
     let tasks = threads.min(blocks).max(1);
     let strip = |t: usize| {
-        let lo = (t * blocks / tasks * unit).min(len);
-        let hi = ((t + 1) * blocks / tasks * unit).min(len);
+        let (lo, hi) = super::strip(t, tasks, len, unit, threads);
         // SAFETY: strips are disjoint blocks of C; the rest is forwarded.
         unsafe {
             if split_m {
