@@ -157,12 +157,12 @@ timed() {
 }
 
 # How long a value takes between two threads and back now, in ns (`sparse-ae
-# info`): about 120 ns while a VM's two vCPUs sit close, 350 ns and more
-# while they sit far apart, where two-thread batch-32 steps run ~30 % slower.
+# info`), recorded before every timed run: 50–130 ns while a VM's two vCPUs
+# sit close, 350 ns and more while they sit far apart, where two-thread
+# batch-32 steps (ours and the peers') run ~30 % slower.
 round_trip_ns() {
     target/release/sparse-ae info 2>/dev/null | sed -n 's/^round trip between two threads: \([0-9]*\) ns.*/\1/p'
 }
-ROUND_TRIPS=()
 
 sa_bench() {
     local wl=$1 r=$2 id log fr rt
@@ -173,25 +173,25 @@ sa_bench() {
     fi
     log=$OUT/sparse-ae_bench_${wl}_$r.log
     rt=$(round_trip_ns)
-    ROUND_TRIPS+=("$wl ${rt:-?}")
-    say "$id: round trip between two threads ${rt:-?} ns"
     fr=$(timed "$log" cargo bench --quiet --bench train_step -- --output-format bencher --noplot \
         --warm-up-time 1 --measurement-time "$MEASURE" --sample-size 20 --exact "$id")
-    say "$(python3 "$HELPER" record "$TSV" bench "$wl" sparse-ae criterion bencher "$log" "${fr% *}" "${BATCH[$wl]}")"
+    say "$(ROUND_TRIP_NS=$rt python3 "$HELPER" record "$TSV" bench "$wl" sparse-ae criterion bencher "$log" "${fr% *}" "${BATCH[$wl]}")"
 }
 
 sa_epoch() {
-    local log=$OUT/sparse-ae_epoch_W1_$2.log fr
+    local log=$OUT/sparse-ae_epoch_W1_$2.log fr rt
+    rt=$(round_trip_ns)
     fr=$(timed "$log" target/release/sparse-ae train --preset deep --data "$DATA" --epochs 1 \
         --batch-size 32 -o "$OUT/w1.safetensors")
-    say "$(python3 "$HELPER" record "$TSV" epoch W1 sparse-ae cli cli "$log" "${fr% *}")"
+    say "$(ROUND_TRIP_NS=$rt python3 "$HELPER" record "$TSV" epoch W1 sparse-ae cli cli "$log" "${fr% *}")"
 }
 
 # peer KIND WL FW:VARIANT:N
 peer() {
-    local kind=$1 wl=$2 fw var n log fr
+    local kind=$1 wl=$2 fw var n log fr rt
     IFS=: read -r fw var n <<<"$3"
     log=$OUT/${fw}-${var}_${kind}_${wl}_$n.log
+    rt=$(round_trip_ns)
     if [[ $wl == W7 ]]; then
         # shellcheck disable=SC2086 # FLAG is empty or one word
         fr=$(timed "$log" "$PY" "$PEERS_DIR/torch_topk.py" "$kind" ${FLAG[$var]})
@@ -199,7 +199,7 @@ peer() {
         # shellcheck disable=SC2086 # FLAG is empty or one word
         fr=$(timed "$log" "$PY" "$PEERS_DIR/${SCRIPT[$fw]}" "$kind" "$wl" ${FLAG[$var]})
     fi
-    say "$(python3 "$HELPER" record "$TSV" "$kind" "$wl" "$fw" "$var" peer "$log" "${fr% *}")"
+    say "$(ROUND_TRIP_NS=$rt python3 "$HELPER" record "$TSV" "$kind" "$wl" "$fw" "$var" peer "$log" "${fr% *}")"
 }
 
 # interleave SA_FN KIND WL PEER_TASK...: REPEATS runs of SA_FN with the peer tasks split between them.
@@ -254,5 +254,5 @@ else
 fi
 python3 "$HELPER" table "$TSV" ${REF[@]+"${REF[@]}"} "workloads=$WORKLOADS" "date=$(date '+%Y-%m-%d %H:%M %Z')" \
     "cpu=$CPU ($(nproc) cores)${ISA:+, every framework asked to cap at AVX2 (--isa avx2; not every kernel obeys)}" "load_start=$LOAD_START (1/5/15 min)" "load_end=$LOAD_END" \
-    "round_trips=$(IFS=,; echo "${ROUND_TRIPS[*]-}" | sed 's/,/, /g')" "command=$COMMAND" "sparse_ae=$SA" "peers=$PEERS" "epoch=$EPOCH" | tee "$OUT/report.md"
+    "command=$COMMAND" "sparse_ae=$SA" "peers=$PEERS" "epoch=$EPOCH" | tee "$OUT/report.md"
 say "report: $OUT/report.md"

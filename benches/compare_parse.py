@@ -100,10 +100,11 @@ def record(argv):
         # the peers measure foreign CPU over their timed loops only, which is the better figure
         row = [kind, wl, fw, variant, f"{d['value']:.6g}", f"{d.get('foreign', float(foreign)):.3f}",
                d.get("clean", ""), "" if d.get("test") is None else f"{d['test']:.5f}",
-               "" if d.get("rss") is None else f"{d['rss']:.0f}"]
+               "" if d.get("rss") is None else f"{d['rss']:.0f}", os.environ.get("ROUND_TRIP_NS", "")]
         ok = True
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-        row = [kind, wl, fw, variant, "fail", foreign, "", "", str(e).replace("\t", " ")]
+        row = [kind, wl, fw, variant, "fail", foreign, "", "", str(e).replace("\t", " "),
+               os.environ.get("ROUND_TRIP_NS", "")]
         ok = False
     with open(tsv, "a") as f:
         f.write("\t".join(row) + "\n")
@@ -134,7 +135,6 @@ def table(argv):
     out = ["# sparse-ae vs peers: seed workloads, samples/s (higher is better)", ""]
     labels = [("date", "date"), ("cpu", "CPU"), ("load_start", "load average at start"),
               ("load_end", "load average at end"),
-              ("round_trips", "round trip between two threads before each sparse-ae run, ns (`sparse-ae info`)"),
               ("command", "command"), ("sparse_ae", "sparse-ae"), ("peers", "peers")]
     for k, label in labels:
         if meta.get(k):
@@ -198,15 +198,17 @@ def table(argv):
 
     if rows:
         out += ["", "All runs (median over runs; foreign = CPU share used by other processes while timing; "
-                "clean = peer repeats under 5% foreign):", "",
-                "| kind | workload | framework | variant | runs | median | values | foreign | clean |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                "clean = peer repeats under 5% foreign; round trip = a value between two threads and back "
+                "just before the run, `sparse-ae info`: how far apart the CPUs sat):", "",
+                "| kind | workload | framework | variant | runs | median | values | foreign | clean | round trip, ns |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for key, rs in runs.items():
             m = med(key)
             d = 2 if key[0] == "epoch" else 0
             vals = ", ".join("fail" if r[4] == "fail" else fmt(float(r[4]), d) for r in rs)
             out.append(f"| {' | '.join(key)} | {len(rs)} | {fmt(m, d) if m is not None else 'failed'} | {vals} | "
-                       + ", ".join(r[5] for r in rs) + " | " + ", ".join(r[6] for r in rs if r[6]) + " |")
+                       + ", ".join(r[5] for r in rs) + " | " + ", ".join(r[6] for r in rs if r[6]) + " | "
+                       + ", ".join((r[9] if len(r) > 9 else "") or "?" for r in rs) + " |")
     print("\n".join(out))
     return 0
 

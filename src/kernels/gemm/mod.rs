@@ -754,16 +754,17 @@ pub(crate) fn strip(
     threads: usize,
 ) -> (usize, usize) {
     let owned = crate::parallel::owned_half(len);
-    let (base, span, t, tasks) = if threads == 2 && tasks >= 2 && tasks.is_multiple_of(2) && owned > 0 {
-        let half = tasks / 2;
-        if t < half {
-            (0, owned, t, half)
+    let (base, span, t, tasks) =
+        if threads == 2 && tasks >= 2 && tasks.is_multiple_of(2) && owned > 0 {
+            let half = tasks / 2;
+            if t < half {
+                (0, owned, t, half)
+            } else {
+                (owned, len - owned, t - half, half)
+            }
         } else {
-            (owned, len - owned, t - half, half)
-        }
-    } else {
-        (0, len, t, tasks)
-    };
+            (0, len, t, tasks)
+        };
     let units = span.div_ceil(unit);
     let lo = (t * units / tasks * unit).min(span);
     let hi = ((t + 1) * units / tasks * unit).min(span);
