@@ -175,9 +175,18 @@ impl<T: Real> Optimizer<T> {
         }
         self.t += 1;
         let (config, t) = (&self.config, self.t);
+        // This thread's pieces (the first `cut` values of each cut tensor,
+        // and the uncut tensors) and the other thread's (the rest of each
+        // cut tensor), updated in one join, so that a step's update hands
+        // work to the other thread once: at most `MOST` pieces a side at a
+        // time, so nothing is allocated.
+        const MOST: usize = 8;
+        let mut mine: [Option<Piece<'_, T>>; MOST] = std::array::from_fn(|_| None);
+        let mut theirs: [Option<Piece<'_, T>>; MOST] = std::array::from_fn(|_| None);
+        let (mut n_mine, mut n_theirs) = (0, 0);
         let (mut p, mut g, mut m) = (params, grads, &mut self.m[..]);
         let mut v = &mut self.v[..];
-        for &(len, cut) in tensors {
+        for (i, &(len, cut)) in tensors.iter().enumerate() {
             let (p0, p_rest) = std::mem::take(&mut p).split_at_mut(len);
             let (g0, g_rest) = g.split_at(len);
             let (m0, m_rest) = std::mem::take(&mut m).split_at_mut(len);
@@ -185,17 +194,30 @@ impl<T: Real> Optimizer<T> {
             let (v0, v_rest) = std::mem::take(&mut v).split_at_mut(v_len);
             (p, g, m, v) = (p_rest, g_rest, m_rest, v_rest);
             if cut == 0 || cut >= len {
-                update_part(config, t, p0, Grad::One(g0), m0, v0, 1);
-                continue;
+                mine[n_mine] = Some((p0, g0, m0, v0));
+                n_mine += 1;
+            } else {
+                let (pa, pb) = p0.split_at_mut(cut);
+                let (ga, gb) = g0.split_at(cut);
+                let (ma, mb) = m0.split_at_mut(cut);
+                let (va, vb) = v0.split_at_mut(cut.min(v0.len()));
+                mine[n_mine] = Some((pa, ga, ma, va));
+                theirs[n_theirs] = Some((pb, gb, mb, vb));
+                (n_mine, n_theirs) = (n_mine + 1, n_theirs + 1);
             }
-            let (pa, pb) = p0.split_at_mut(cut);
-            let (ga, gb) = g0.split_at(cut);
-            let (ma, mb) = m0.split_at_mut(cut);
-            let (va, vb) = v0.split_at_mut(cut.min(v0.len()));
-            crate::parallel::join(
-                || update_part(config, t, pa, Grad::One(ga), ma, va, 1),
-                || update_part(config, t, pb, Grad::One(gb), mb, vb, 1),
-            );
+            if n_mine == MOST || n_theirs == MOST || i + 1 == tensors.len() {
+                let update = |pieces: &mut [Option<Piece<'_, T>>]| {
+                    for (p, g, m, v) in pieces.iter_mut().filter_map(Option::take) {
+                        update_part(config, t, p, Grad::One(g), m, v, 1);
+                    }
+                };
+                if n_theirs == 0 {
+                    update(&mut mine);
+                } else {
+                    crate::parallel::join(|| update(&mut mine), || update(&mut theirs));
+                }
+                (n_mine, n_theirs) = (0, 0);
+            }
         }
     }
 
@@ -263,6 +285,9 @@ pub const PAR_MIN_PARAMS_AWAKE: usize = 1 << 16;
 /// ([`Optimizer::step_owned`]): the shallow model's 51k parameters gain then,
 /// with its products split too (see `PAR_MIN_FLOPS_AWAKE` in the GEMM).
 pub const PAR_MIN_OWNED_AWAKE: usize = 1 << 15;
+
+/// A piece of an update: parameters, gradient, first and second moments.
+type Piece<'a, T> = (&'a mut [T], &'a [T], &'a mut [T], &'a mut [T]);
 
 /// The gradient of an update: one buffer, or the two parts of a batch whose
 /// sum it is (the first may be overwritten with the sum).
@@ -399,16 +424,35 @@ mod tests {
     }
 
     /// Split by tensors (cut or not, SGD's empty second moment included),
-    /// two updates equal two unsplit ones bit for bit, moments included.
+    /// two updates equal two unsplit ones bit for bit, moments included;
+    /// also with more pieces a side than one join takes at a time.
     #[test]
     fn owned_halves_match_the_plain_step() {
         let n = PAR_MIN_PARAMS + 60_037;
-        let tensors = [
+        let few = vec![
             (100_000, 48_000),
             (37, 0),
             (n - 105_037, 60_000),
             (5_000, 5_000),
         ];
+        // 23 tensors: 11 cut, 12 not.
+        let mut many: Vec<(usize, usize)> = (0..22)
+            .map(|i| {
+                if i % 2 == 0 {
+                    (10_000, 4_000 + i)
+                } else {
+                    (1_000 + i, 0)
+                }
+            })
+            .collect();
+        let rest = n - many.iter().map(|t| t.0).sum::<usize>();
+        many.push((rest, rest / 2));
+        for tensors in [few, many] {
+            owned_halves_match_on(n, &tensors);
+        }
+    }
+
+    fn owned_halves_match_on(n: usize, tensors: &[(usize, usize)]) {
         let p0 = pattern(n, 7919, 1000, 1e-3, 0.5);
         let g = pattern(n, 104_729, 997, 1e-4, 0.05);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -423,8 +467,8 @@ mod tests {
                 let mut p = p0.clone();
                 let mut opt = Optimizer::<f32>::new(config, n);
                 pool(threads).install(|| {
-                    opt.step_owned(&mut p, &g, &tensors);
-                    opt.step_owned(&mut p, &g, &tensors);
+                    opt.step_owned(&mut p, &g, tensors);
+                    opt.step_owned(&mut p, &g, tensors);
                 });
                 assert_eq!(opt.t, 2);
                 assert!(bits(&p) == bits(&want), "{config:?} on {threads} threads");
