@@ -745,7 +745,9 @@ unsafe fn run<K: MicroKernel>(
 /// whose optimizer half updates them. (Dealt out as one run, 128 rows of 14
 /// split at 70 and 784 at 392, against 64 and 384 owned: each W1 step sent
 /// 716 cache lines of weights and gradients from one core to the other.)
-/// Which thread computes a strip changes no result.
+/// Not where the owned rows are less than 7/16 of the run (34–63 rows, say
+/// a batch of 40 samples: 16 of 40), which would leave one thread most of
+/// the work. Which thread computes a strip changes no result.
 pub(crate) fn strip(
     t: usize,
     tasks: usize,
@@ -755,7 +757,7 @@ pub(crate) fn strip(
 ) -> (usize, usize) {
     let owned = crate::parallel::owned_half(len);
     let (base, span, t, tasks) =
-        if threads == 2 && tasks >= 2 && tasks.is_multiple_of(2) && owned > 0 {
+        if threads == 2 && tasks >= 2 && tasks.is_multiple_of(2) && owned_split(len) {
             let half = tasks / 2;
             if t < half {
                 (0, owned, t, half)
@@ -769,6 +771,13 @@ pub(crate) fn strip(
     let lo = (t * units / tasks * unit).min(span);
     let hi = ((t + 1) * units / tasks * unit).min(span);
     (base + lo, base + hi)
+}
+
+/// Whether [`strip`] ends the first thread's half at the owned rows of a
+/// run of `len`: when it has some, at least 7/16 of the run.
+fn owned_split(len: usize) -> bool {
+    let owned = crate::parallel::owned_half(len);
+    owned > 0 && 16 * owned >= 7 * len
 }
 
 /// The threads an m×n×k product runs on under `par` (see [`gemm_loops`]).
@@ -1538,11 +1547,12 @@ mod tests {
     /// Strips cover 0..len in order without gaps or overlaps, in whole
     /// units from the start of their half; on two threads the first half of
     /// the tasks ends at the rows the first thread owns (W1's 128 and 784
-    /// rows of 14-row tiles at 64 and 384, not 70 and 392), and otherwise
-    /// the whole run is dealt out as one.
+    /// rows of 14-row tiles at 64 and 384, not 70 and 392) unless that
+    /// gives one thread much more than half, and otherwise the whole run is
+    /// dealt out as one.
     #[test]
     fn strips_end_at_the_owned_half() {
-        for len in [1, 5, 31, 32, 33, 64, 100, 128, 129, 784, 1000] {
+        for len in [1, 5, 31, 32, 33, 40, 47, 63, 64, 100, 128, 129, 784, 1000] {
             for unit in [1, 4, 6, 14, 16, 32] {
                 for (tasks, threads) in [(1, 1), (2, 2), (4, 2), (3, 2), (6, 3), (8, 4)] {
                     let strips: Vec<_> = (0..tasks)
@@ -1556,9 +1566,16 @@ mod tests {
                         assert_eq!(w[0].1, w[1].0, "{}", at(&strips));
                     }
                     let owned = crate::parallel::owned_half(len);
-                    let split = threads == 2 && tasks % 2 == 0 && owned > 0;
+                    let split =
+                        threads == 2 && tasks % 2 == 0 && owned > 0 && 16 * owned >= 7 * len;
                     if split {
                         assert_eq!(strips[tasks / 2 - 1].1, owned, "{}", at(&strips));
+                    }
+                    if threads == 2 && tasks % 2 == 0 {
+                        // Neither thread gets more than 9/16 of the run.
+                        let first = strips[tasks / 2 - 1].1;
+                        assert!(16 * first <= 9 * len + 16 * unit, "{}", at(&strips));
+                        assert!(16 * (len - first) <= 9 * len + 16 * unit, "{}", at(&strips));
                     }
                     for &(lo, hi) in &strips {
                         assert!(lo <= hi, "{}", at(&strips));
