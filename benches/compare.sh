@@ -157,8 +157,8 @@ timed() {
 }
 
 # How long a value takes between two threads and back now, in ns (`sparse-ae
-# info`), recorded before every timed run: 50–130 ns while a VM's two vCPUs
-# sit close, 350 ns and more while they sit far apart, where two-thread
+# info`), recorded before every timed run: 49–145 ns while a VM's two vCPUs
+# sit close, 320 ns and more while they sit far apart, where two-thread
 # batch-32 steps (ours and the peers') run ~30 % slower.
 round_trip_ns() {
     target/release/sparse-ae info 2>/dev/null | sed -n 's/^round trip between two threads: \([0-9]*\) ns.*/\1/p'

@@ -344,14 +344,14 @@ pub const THREADS_ENV: [&str; 2] = ["RAYON_NUM_THREADS", "RAYON_RS_NUM_CPUS"];
 /// [`ROUND_TRIP_ROUNDS`] rounds of up to [`ROUND_TRIP_TRIPS`] trips, each
 /// round stopped after [`ROUND_TRIP_ROUND_LIMIT`]. It tells how far apart
 /// the CPUs the threads run on are, which bounds every hand-over of a split
-/// step: on the 2-core AMD EPYC Zen 5 development VM, about 120 ns while
-/// the host keeps the two vCPUs close (a two-thread W1 step then runs at
-/// 250k samples/s) and 380–450 ns, at times 1–3 µs, while it keeps them
-/// far apart (165k–182k); one thread, 155k–159k either way. `None` on a
+/// step: on the 2-core AMD EPYC Zen 5 development VM, 49–145 ns while the
+/// host keeps the two vCPUs close (a two-thread W1 step then runs at about
+/// 250k samples/s) and 320–700 ns, at times several µs, while it keeps them
+/// far apart (165k–187k); one thread, 155k–159k either way. `None` on a
 /// machine of one CPU, or when no trip ended within a round (the two
 /// threads then shared one CPU).
 pub fn round_trip() -> Option<Duration> {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+    if cpus() < 2 {
         return None;
     }
     (0..ROUND_TRIP_ROUNDS)
@@ -412,13 +412,17 @@ fn round_trip_round(echo: bool) -> Option<Duration> {
     })
 }
 
+/// The CPUs this process may run on (1 when the system cannot tell).
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The most threads a pool may have: 4 per core, and at least 1024.
 /// Starting more only wastes time (100,000 threads took 26 s to start, and
 /// rayon starts at most 65,535 however many are asked for), and no machine
 /// has that many cores.
 pub fn max_threads() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cores.saturating_mul(4).max(1024)
+    cpus().saturating_mul(4).max(1024)
 }
 
 /// `n` threads asked for by `what` (a flag, a variable), if within
@@ -553,7 +557,7 @@ pub fn start_global_pool(threads: Option<usize>) -> crate::Result<()> {
         Some(n) => check_threads("threads", n)?,
         None => match env_threads()? {
             Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            None => cpus(),
         },
     };
     match rayon::ThreadPoolBuilder::new()
@@ -909,7 +913,7 @@ mod tests {
     /// `None` instead of waiting for ever.
     #[test]
     fn round_trips_end() {
-        if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        if cpus() >= 2 {
             let d = round_trip().expect("two CPUs, some trip ended");
             assert!(d > Duration::ZERO && d < ROUND_TRIP_ROUND_LIMIT, "{d:?}");
         } else {

@@ -1257,9 +1257,7 @@ fn round_trip_text() -> String {
             "{} ns (best of {ROUND_TRIP_ROUNDS} rounds of up to {ROUND_TRIP_TRIPS})",
             d.as_nanos()
         ),
-        None if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 => {
-            "none (one CPU)".to_string()
-        }
+        None if sparse_ae::parallel::cpus() < 2 => "none (one CPU)".to_string(),
         None => "none came back (the two threads shared one CPU)".to_string(),
     }
 }

@@ -755,29 +755,23 @@ pub(crate) fn strip(
     unit: usize,
     threads: usize,
 ) -> (usize, usize) {
-    let owned = crate::parallel::owned_half(len);
-    let (base, span, t, tasks) =
-        if threads == 2 && tasks >= 2 && tasks.is_multiple_of(2) && owned_split(len) {
-            let half = tasks / 2;
-            if t < half {
-                (0, owned, t, half)
-            } else {
-                (owned, len - owned, t - half, half)
-            }
-        } else {
-            (0, len, t, tasks)
-        };
+    let split = threads == 2 && tasks >= 2 && tasks.is_multiple_of(2);
+    let (base, span, t, tasks) = match owned_split(len).filter(|_| split) {
+        Some(owned) if t < tasks / 2 => (0, owned, t, tasks / 2),
+        Some(owned) => (owned, len - owned, t - tasks / 2, tasks / 2),
+        None => (0, len, t, tasks),
+    };
     let units = span.div_ceil(unit);
     let lo = (t * units / tasks * unit).min(span);
     let hi = ((t + 1) * units / tasks * unit).min(span);
     (base + lo, base + hi)
 }
 
-/// Whether [`strip`] ends the first thread's half at the owned rows of a
-/// run of `len`: when it has some, at least 7/16 of the run.
-fn owned_split(len: usize) -> bool {
+/// Where [`strip`] ends the first thread's half of a run of `len`: at its
+/// owned rows when it has some, at least 7/16 of the run.
+fn owned_split(len: usize) -> Option<usize> {
     let owned = crate::parallel::owned_half(len);
-    owned > 0 && 16 * owned >= 7 * len
+    (owned > 0 && 16 * owned >= 7 * len).then_some(owned)
 }
 
 /// The threads an m×n×k product runs on under `par` (see [`gemm_loops`]).
