@@ -433,6 +433,11 @@ fn threads_bit_identical(isa: Isa) {
         // Thin last columns, left to the direct loops (see `thin_edges`).
         (783, 50, 200, true, false),
         (300, 66, 100, true, true),
+        // A few samples through a layer, split from `FEW_ROWS` on.
+        (1, 128, 784, false, true),
+        (5, 128, 784, false, true),
+        (3, 200, 784, false, false),
+        (2, 784, 128, true, false),
     ] {
         let a = Operand::random(&mut rng, m, k, ta, 1);
         let b = Operand::random(&mut rng, k, n, tb, 0);

@@ -186,6 +186,13 @@ pub(crate) const PAR_MIN_FLOPS: usize = 32 << 20;
 /// AMD EPYC Zen 4) 128–130 µs a step → 109 µs with every step split.
 pub(crate) const PAR_MIN_FLOPS_AWAKE: usize = 1 << 20;
 
+/// Rows a product counts as, at least, when [`PAR_MIN_FLOPS`] and
+/// [`PAR_MIN_FLOPS_AWAKE`] weigh it: a few rows stream all of op(B) for a
+/// few FMAs per element, so their time hardly shrinks with the rows (AVX-512,
+/// one thread, x·Wᵀ through a 784×128 weight: 8.4 µs for 5 rows, 6.5 for 1;
+/// a 32-row product of 1 MFLOP takes 4–5 µs).
+pub(crate) const FEW_ROWS: usize = 8;
+
 /// Products with at least this many flops are cut into one strip per thread
 /// instead of two (measured: two strips per thread are faster up to the
 /// 0.4 GFLOP shapes of a batch-256 step, one per thread from 1024³ up).
