@@ -433,6 +433,9 @@ fn threads_bit_identical(isa: Isa) {
         // Thin last columns, left to the direct loops (see `thin_edges`).
         (783, 50, 200, true, false),
         (300, 66, 100, true, true),
+        // An odd-width layer: three tiles of columns as two strips, and
+        // the dot edge's strips run with the tiles'.
+        (64, 100, 784, false, true),
         // A few samples through a layer, split from `FEW_ROWS` on.
         (1, 128, 784, false, true),
         (5, 128, 784, false, true),

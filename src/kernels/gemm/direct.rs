@@ -162,10 +162,12 @@ struct Oriented<'a> {
 
 /// Runs the product of `job` (op(A) m×k, op(B) k×n) on the direct path,
 /// split as `super::run` splits it (along C's rows whenever `rows`), in
-/// strips of whole tiles dealt out evenly.
+/// strips of whole tiles dealt out evenly; task t of `tasks` then also runs
+/// `extra(t, tasks)` (on one thread, `extra(0, 1)` after the tiles).
 ///
 /// # Safety
 /// As for `super::run`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn run<K: MicroKernel>(
     job: &Job<'_>,
     plan: Plan,
@@ -174,6 +176,7 @@ pub(crate) unsafe fn run<K: MicroKernel>(
     k: usize,
     threads: usize,
     rows: bool,
+    extra: Option<&(dyn Fn(usize, usize) + Sync)>,
 ) {
     let o = if plan.swap {
         Oriented {
@@ -198,6 +201,9 @@ pub(crate) unsafe fn run<K: MicroKernel>(
     if threads <= 1 {
         // SAFETY: forwarded.
         unsafe { block::<K>(job, &o, plan, 0, 0, o.m, o.n, k) };
+        if let Some(extra) = extra {
+            extra(0, 1);
+        }
         return;
     }
     // C's rows are C̃'s columns when swapped.
@@ -207,7 +213,7 @@ pub(crate) unsafe fn run<K: MicroKernel>(
     // strips of 224 gave the first thread 448 of them), each thread's half
     // ending where `parallel::owned_half` says (`super::strip`).
     let tiles = len.div_ceil(unit);
-    let tasks = (2 * threads).min(tiles);
+    let tasks = super::strips_of(2 * threads, tiles, threads);
     crate::parallel::for_each_task(tasks, |t| {
         let (lo, hi) = super::strip(t, tasks, len, unit, threads);
         // SAFETY: strips [lo, hi) of C̃ are disjoint, so no two tasks touch the
@@ -218,6 +224,9 @@ pub(crate) unsafe fn run<K: MicroKernel>(
             } else {
                 block::<K>(job, &o, plan, lo, 0, hi - lo, o.n, k)
             }
+        }
+        if let Some(extra) = extra {
+            extra(t, tasks);
         }
     });
 }

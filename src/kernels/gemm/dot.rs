@@ -99,25 +99,47 @@ pub(crate) fn wins(a: &Strided<'_>, b: &Strided<'_>, n: usize, k: usize, lanes: 
 pub(crate) unsafe fn run<S: Wide>(job: &Job<'_>, m: usize, n: usize, k: usize, threads: usize) {
     debug_assert!(job.a.cs == 1 && job.b.rs == 1);
     let (ra, rb) = block_of::<S>();
-    let split_m = m >= n;
-    let (len, unit) = if split_m { (m, ra) } else { (n, rb) };
-    let blocks = len.div_ceil(unit);
+    let len = if m >= n { m } else { n };
+    let blocks = len.div_ceil(if m >= n { ra } else { rb });
     let tasks = threads.min(blocks).max(1);
     let strip = |t: usize| {
-        let (lo, hi) = super::strip(t, tasks, len, unit, threads);
         // SAFETY: strips are disjoint blocks of C; the rest is forwarded.
-        unsafe {
-            if split_m {
-                part::<S>(job, lo, hi - lo, 0, n, k)
-            } else {
-                part::<S>(job, 0, m, lo, hi - lo, k)
-            }
-        }
+        unsafe { run_strip::<S>(job, m, n, k, (t, tasks), threads) }
     };
     if tasks == 1 {
         strip(0);
     } else {
         crate::parallel::for_each_task(tasks, strip);
+    }
+}
+
+/// Strip `t` of `tasks` of [`run`]'s product on `threads` threads: the
+/// larger of m and n cut in whole register blocks ([`super::strip`]). The
+/// strips of `tasks` cover C once, whatever `tasks`, so another loop's task
+/// t can take strip t of this product along with its own (the dot edge of
+/// an odd-width layer within the tiles' tasks: one fork instead of two).
+///
+/// # Safety
+/// As [`run`]; no other task touches strip t.
+pub(crate) unsafe fn run_strip<S: Wide>(
+    job: &Job<'_>,
+    m: usize,
+    n: usize,
+    k: usize,
+    (t, tasks): (usize, usize),
+    threads: usize,
+) {
+    let (ra, rb) = block_of::<S>();
+    let split_m = m >= n;
+    let (len, unit) = if split_m { (m, ra) } else { (n, rb) };
+    let (lo, hi) = super::strip(t, tasks, len, unit, threads);
+    // SAFETY: forwarded; the strip is inside C.
+    unsafe {
+        if split_m {
+            part::<S>(job, lo, hi - lo, 0, n, k)
+        } else {
+            part::<S>(job, 0, m, lo, hi - lo, k)
+        }
     }
 }
 

@@ -461,35 +461,62 @@ pub fn gemm_loops(
         act: epi.act,
     };
     #[cfg(target_arch = "x86_64")]
-    let n = if loops == Loops::Auto {
-        let (n0, r) = dot_edge(&job, n, k);
-        if r > 0 {
-            // The last r columns as a product of their own on the dot loops.
-            let edge = Job {
-                b: job.b.at(0, n0),
-                // SAFETY: column n0 < n of C's rows is inside C.
-                c: CPtr(unsafe { job.c.get().add(n0) }),
-                bias: job.bias.map(|b| &b[n0..]),
-                ..job
-            };
-            let threads = threads_for(par, m, r, k);
-            // SAFETY: as for the dot loops below; `dot_edge` checked that
-            // both operands run along k, and the edge's columns of C are
-            // disjoint from the first n0, which the rest of this call
-            // computes.
+    let (n, r) = if loops == Loops::Auto {
+        dot_edge(&job, n, k)
+    } else {
+        (n, 0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let r = 0;
+    let threads = threads_for(par, m, n, k);
+    let rows = par == Parallelism::RayonRows;
+    // The last r columns of an odd-width layer as a product of their own on
+    // the dot loops, strip t of it run by the tiles' task t when those are
+    // split (one fork for both), else before them.
+    #[cfg(target_arch = "x86_64")]
+    let edge = Job {
+        b: job.b.at(0, n),
+        // SAFETY: column n ≤ the full width of C's rows; with r > 0, inside C.
+        c: CPtr(unsafe { job.c.get().add(n) }),
+        bias: job.bias.map(|b| &b[n..]),
+        ..job
+    };
+    let edge_strip = |(t, tasks): (usize, usize), edge_threads: usize| {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as for the dot loops below; `dot_edge` checked that both
+        // operands run along k, and the edge's columns of C are disjoint
+        // from the first n, which the tiles compute; strip t is this task's.
+        unsafe {
+            match isa {
+                Isa::Avx512 => {
+                    dot::run_strip::<avx512::Avx512>(&edge, m, r, k, (t, tasks), edge_threads)
+                }
+                _ => dot::run_strip::<avx2::Avx2>(&edge, m, r, k, (t, tasks), edge_threads),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (t, tasks, edge_threads);
+    };
+    let with_tiles = |t: usize, tasks: usize| edge_strip((t, tasks), threads);
+    let extra: Option<&(dyn Fn(usize, usize) + Sync)> = if r == 0 {
+        None
+    } else if threads > 1 {
+        Some(&with_tiles)
+    } else {
+        // The tiles run on one thread: the edge on its own threads first.
+        #[cfg(target_arch = "x86_64")]
+        {
+            let edge_threads = threads_for(par, m, r, k);
+            // SAFETY: as for `edge_strip`.
             unsafe {
                 match isa {
-                    Isa::Avx512 => dot::run::<avx512::Avx512>(&edge, m, r, k, threads),
-                    _ => dot::run::<avx2::Avx2>(&edge, m, r, k, threads),
+                    Isa::Avx512 => dot::run::<avx512::Avx512>(&edge, m, r, k, edge_threads),
+                    _ => dot::run::<avx2::Avx2>(&edge, m, r, k, edge_threads),
                 }
             }
         }
-        n0
-    } else {
-        n
+        None
     };
-    let threads = threads_for(par, m, n, k);
-    let rows = par == Parallelism::RayonRows;
     #[cfg(target_arch = "x86_64")]
     if loops == Loops::Auto {
         let (sa, sb) = (&job.a, &job.b);
@@ -497,6 +524,7 @@ pub fn gemm_loops(
             // SAFETY: avx512f was asserted available; `check_shapes` proved
             // the operands and C hold the product, and `wins` that both
             // operands run along k.
+            // (No dot edge then: the edge leaves n a multiple of a vector.)
             Isa::Avx512 if dot::wins(sa, sb, n, k, lanes(isa)) => {
                 return unsafe { dot::run::<avx512::Avx512>(&job, m, n, k, threads) };
             }
@@ -516,23 +544,27 @@ pub fn gemm_loops(
         match isa {
             // SAFETY: as below.
             Isa::Scalar => unsafe {
-                direct::run::<scalar::Scalar>(&job, plan, m, n, k, threads, rows)
+                direct::run::<scalar::Scalar>(&job, plan, m, n, k, threads, rows, extra)
             },
             // SAFETY: as below, and avx2 + fma were asserted available.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { direct::run::<avx2::Avx2>(&job, plan, m, n, k, threads, rows) },
+            Isa::Avx2 => unsafe {
+                direct::run::<avx2::Avx2>(&job, plan, m, n, k, threads, rows, extra)
+            },
             // SAFETY: as below, and avx512f was asserted available.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => unsafe {
-                direct::run::<avx512::Avx512>(&job, plan, m, n, k, threads, rows)
+                direct::run::<avx512::Avx512>(&job, plan, m, n, k, threads, rows, extra)
             },
             // SAFETY: as below, and NEON was asserted available.
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => unsafe { direct::run::<neon::Neon>(&job, plan, m, n, k, threads, rows) },
+            Isa::Neon => unsafe {
+                direct::run::<neon::Neon>(&job, plan, m, n, k, threads, rows, extra)
+            },
             // SAFETY: as below; SIMD128 is compiled in.
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Simd128 => unsafe {
-                direct::run::<simd128::Simd128>(&job, plan, m, n, k, threads, rows)
+                direct::run::<simd128::Simd128>(&job, plan, m, n, k, threads, rows, extra)
             },
             #[allow(unreachable_patterns)]
             _ => unreachable!("kernel path {isa} is not built for this target"),
@@ -543,19 +575,19 @@ pub fn gemm_loops(
         // SAFETY: `check_shapes` proved that C holds an m×n view with row
         // stride ldc and that A, B and the bias fit; `c` is borrowed mutably
         // for the whole call.
-        Isa::Scalar => unsafe { run::<scalar::Scalar>(&job, m, n, k, threads, rows) },
+        Isa::Scalar => unsafe { run::<scalar::Scalar>(&job, m, n, k, threads, rows, extra) },
         // SAFETY: as above, and avx2 + fma were asserted available.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { run::<avx2::Avx2>(&job, m, n, k, threads, rows) },
+        Isa::Avx2 => unsafe { run::<avx2::Avx2>(&job, m, n, k, threads, rows, extra) },
         // SAFETY: as above, and avx512f was asserted available.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { run::<avx512::Avx512>(&job, m, n, k, threads, rows) },
+        Isa::Avx512 => unsafe { run::<avx512::Avx512>(&job, m, n, k, threads, rows, extra) },
         // SAFETY: as above, and NEON was asserted available.
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => unsafe { run::<neon::Neon>(&job, m, n, k, threads, rows) },
+        Isa::Neon => unsafe { run::<neon::Neon>(&job, m, n, k, threads, rows, extra) },
         // SAFETY: as above; SIMD128 is compiled in.
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Isa::Simd128 => unsafe { run::<simd128::Simd128>(&job, m, n, k, threads, rows) },
+        Isa::Simd128 => unsafe { run::<simd128::Simd128>(&job, m, n, k, threads, rows, extra) },
         #[allow(unreachable_patterns)]
         _ => unreachable!("kernel path {isa} is not built for this target"),
     }
@@ -669,7 +701,9 @@ impl<'a> Strided<'a> {
     }
 }
 
-/// Splits C into strips of whole tiles and runs them on the rayon pool.
+/// Splits C into strips of whole tiles and runs them on the rayon pool;
+/// task t of `tasks` then also runs `extra(t, tasks)` (on one thread,
+/// `extra(0, 1)` after the tiles).
 ///
 /// The strips run along the dimension whose operand is larger, so the smaller
 /// one is what each task packs again: n when m ≤ n (tasks share A), m
@@ -685,6 +719,7 @@ unsafe fn run<K: MicroKernel>(
     k: usize,
     threads: usize,
     rows: bool,
+    extra: Option<&(dyn Fn(usize, usize) + Sync)>,
 ) {
     // A thin last strip of columns runs on the direct loops as Cᵀ.
     let edge = thin_edge(job, m, n);
@@ -701,6 +736,9 @@ unsafe fn run<K: MicroKernel>(
     };
     if threads <= 1 {
         rows_of(0, m);
+        if let Some(extra) = extra {
+            extra(0, 1);
+        }
         return;
     }
     let split_n = m <= n && !rows;
@@ -717,7 +755,7 @@ unsafe fn run<K: MicroKernel>(
     // Whole tiles dealt out as evenly as possible (784 columns in strips of
     // 224 left the last task half idle: 1.63× one thread at 256×1024×784).
     let tiles = len.div_ceil(unit);
-    let tasks = (per_thread * threads).min(tiles);
+    let tasks = strips_of(per_thread * threads, tiles, threads);
     crate::parallel::for_each_task(tasks, |t| {
         let (lo, hi) = strip(t, tasks, len, unit, threads);
         // SAFETY: strips [lo, hi) are disjoint, so no two tasks touch the same
@@ -732,7 +770,25 @@ unsafe fn run<K: MicroKernel>(
                 rows_of(lo, hi - lo)
             }
         }
+        if let Some(extra) = extra {
+            extra(t, tasks);
+        }
     });
+}
+
+/// How many strips a product of `tiles` register tiles along its split
+/// dimension is cut into: `want`, at most one a tile, and on two threads an
+/// even number, so that [`strip`] can end the first thread's half at its
+/// owned rows. (Three strips of 32 columns, a 96-unit layer at batch 64,
+/// gave one thread two of them: 1.19× one thread's speed on two; two
+/// strips of 48 columns, 1.5×.)
+pub(crate) fn strips_of(want: usize, tiles: usize, threads: usize) -> usize {
+    let tasks = want.min(tiles);
+    if threads == 2 && tasks > 2 && !tasks.is_multiple_of(2) {
+        tasks - 1
+    } else {
+        tasks
+    }
 }
 
 /// Strip `t` of `tasks` over `0..len`, as `lo..hi`, in whole units of
@@ -1587,6 +1643,27 @@ mod tests {
         }
         assert_eq!(strip(1, 4, 128, 14, 2), (28, 64));
         assert_eq!(strip(2, 4, 784, 14, 2), (384, 580));
+    }
+
+    /// On two threads a product is cut into an even number of strips, so
+    /// that each thread's half ends at its owned rows: 96 columns in tiles
+    /// of 32 (three tiles) as two strips of 48, not three of 32 of which
+    /// one thread would run two. Elsewhere, as many as wanted, at most one
+    /// a tile.
+    #[test]
+    fn strips_are_even_on_two_threads() {
+        for tiles in 1..40 {
+            for want in [1, 2, 4, 8] {
+                let t = strips_of(want, tiles, 2);
+                assert!(t >= 1 && t <= want.min(tiles), "{want} {tiles}: {t}");
+                assert!(t == 1 || t.is_multiple_of(2), "{want} {tiles}: {t}");
+                assert!(t + 1 >= want.min(tiles), "{want} {tiles}: {t}");
+                assert_eq!(strips_of(want, tiles, 3), want.min(tiles));
+            }
+        }
+        let tasks = strips_of(4, 96usize.div_ceil(32), 2);
+        let halves: Vec<_> = (0..tasks).map(|t| strip(t, tasks, 96, 32, 2)).collect();
+        assert_eq!(halves, [(0, 48), (48, 96)]);
     }
 
     #[test]
