@@ -75,6 +75,8 @@ fn one_and_two_threads_are_bit_identical() {
         ("sae", 64),
         ("conv", 16),
         ("odd", 33),
+        // The first batch in two halves (33 and 32 samples).
+        ("odd", 65),
     ] {
         let one = in_pool(1, || train(name, batch, 6, Policy::Split));
         assert!(one.iter().all(|v| v.is_finite()));

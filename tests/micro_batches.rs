@@ -470,7 +470,7 @@ fn idle_ranks_change_nothing() {
     );
 }
 
-/// The default decomposition (two halves from batch 128, one piece for the
+/// The default decomposition (two halves from batch 65, one piece for the
 /// SAE options) stepped as micro-batches gives the default step's bits:
 /// `mpirun -n P` without --micro-batches reproduces a plain run.
 #[test]

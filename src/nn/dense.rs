@@ -46,10 +46,16 @@ pub fn dense_forward<T: Real>(
     );
 }
 
+/// The largest batch computed as one part whose products, loss and update
+/// the threads share (with [`backward_cut`]'s sums and [`bce_in_halves`]);
+/// larger batches of the models that allow it run as two halves side by
+/// side (`train::step`'s parts, from `SMALL_BATCH + 1` samples).
+pub const SMALL_BATCH: usize = 64;
+
 /// Where the product `dx ← dz·W` through an own (untied) weight `(out, in)`
 /// at batch `batch` is cut along `out` into two sums, one per half of the
 /// weight's rows ([`crate::parallel::owned_half`]), added at the end: for
-/// small batches (≤ 64) through wide layers (`out` ≥ 256) whose products
+/// small batches (≤ [`SMALL_BATCH`]) through wide layers (`out` ≥ 256) whose products
 /// the threads share ([`crate::kernels::gemm::may_split`]), where the
 /// product is one weight-sized read. Two threads then each read
 /// their own rows of W (the rows their forward strips, gradient strips and
@@ -61,11 +67,12 @@ pub fn dense_forward<T: Real>(
 /// product cut alone took its batch-32 step from 130 to 190–230 µs; with
 /// its other products and its update shared as well, 106 µs.)
 pub fn backward_cut(batch: usize, inp: usize, out: usize) -> Option<usize> {
-    let wide = batch <= 64 && out >= 256 && crate::kernels::gemm::may_split(batch, inp, out);
+    let wide =
+        batch <= SMALL_BATCH && out >= 256 && crate::kernels::gemm::may_split(batch, inp, out);
     wide.then(|| crate::parallel::owned_half(out))
 }
 
-/// [`Real::bce_logits`] over `z, x: (rows, cols)` (at most 64 rows) in two
+/// [`Real::bce_logits`] over `z, x: (rows, cols)` (at most [`SMALL_BATCH`] rows) in two
 /// parts, columns `[0, cut)` and `[cut, cols)` of every row, side by side
 /// while the pool is kept awake: each thread's part is the columns its
 /// forward strip wrote and its weight-gradient rows read. The loss is the
@@ -82,9 +89,9 @@ pub fn bce_in_halves<T: Real>(
     cut: usize,
 ) -> f64 {
     let rows = z.len() / cols;
-    assert!(rows <= 64 && rows * cols == z.len() && x.len() == z.len());
-    let mut lo: [&mut [T]; 64] = std::array::from_fn(|_| <&mut [T]>::default());
-    let mut hi: [&mut [T]; 64] = std::array::from_fn(|_| <&mut [T]>::default());
+    assert!(rows <= SMALL_BATCH && rows * cols == z.len() && x.len() == z.len());
+    let mut lo: [&mut [T]; SMALL_BATCH] = std::array::from_fn(|_| <&mut [T]>::default());
+    let mut hi: [&mut [T]; SMALL_BATCH] = std::array::from_fn(|_| <&mut [T]>::default());
     let grad = dz.is_some();
     if let Some(dz) = dz {
         for (i, row) in dz.chunks_mut(cols).enumerate() {

@@ -80,11 +80,19 @@ pub fn whole_batch_first(cfg: &ModelConfig) -> Option<&'static str> {
     cfg.batch_coupled()
 }
 
-/// Smallest batch computed in two parts side by side. (At batch 256 the
-/// deep model trains ~20 % faster in two halves than with each product
-/// split between the threads; at batch 32 the halves are slower, as waking
-/// the second thread costs about as much as half a step.)
-const SPLIT_MIN_BATCH: usize = 128;
+/// Smallest batch computed in two parts side by side: the first past the
+/// batches whose products, loss and update the threads share as one part
+/// ([`crate::nn::dense::SMALL_BATCH`]). At batch 256 the deep model trains
+/// ~20 % faster in two halves than with each product split between the
+/// threads; at 32 and 48 the halves are slower (W1 in halves of 16: 103k–
+/// 124k samples/s against 176k; 48 samples 167k against 206k, two threads
+/// on an AMD EPYC Zen 5). From 65 to 127 samples, where one part had
+/// neither the small batches' shared sums nor the halves, the halves gain
+/// (same machine, far placement, alternating builds; the limit was 128):
+/// the deep model at 80 / 96 / 112 samples 182k–188k / 194k–198k / 201k–203k
+/// → 212k / 220k–238k / 231k–234k, the shallow one at 100 465k → 708k, the
+/// conv one at 100 25.0k → 31.4k.
+const SPLIT_MIN_BATCH: usize = crate::nn::dense::SMALL_BATCH + 1;
 
 /// The sizes of the parts a batch is computed in: two halves, side by side
 /// on two threads ([`crate::parallel::join`]), for batches of at least
@@ -498,6 +506,22 @@ mod tests {
             .unwrap();
         halves_match(l1);
         halves_match(kl);
+    }
+
+    /// One part up to the small batches' limit, whose shared sums
+    /// ([`crate::nn::dense::bce_in_halves`]) hold that many rows; two halves
+    /// from the next batch on, with nothing in between.
+    #[test]
+    fn halves_start_past_the_small_batches() {
+        let cfg = crate::nn::presets::preset("deep", 784).unwrap();
+        for batch in 1..=300 {
+            let p = parts(&cfg, batch, TopkPath::Auto);
+            if batch <= crate::nn::dense::SMALL_BATCH {
+                assert_eq!(p, [batch]);
+            } else {
+                assert_eq!(p, [batch.div_ceil(2), batch / 2]);
+            }
+        }
     }
 
     fn halves_match(cfg: ModelConfig) {

@@ -153,7 +153,7 @@ pub struct TrainArgs {
     pub batch_size: Option<usize>,
     /// Cut each batch into M micro-batches whose gradients are summed in
     /// one fixed order, so `mpirun -n P` gives the same model for any P
-    /// (see docs/mpi.md) [default: 2 from batch 128 where the model
+    /// (see docs/mpi.md) [default: 2 from batch 65 where the model
     /// allows, else 1]. Kept in checkpoints.
     #[arg(long, value_name = "M", allow_negative_numbers = true, value_parser = count)]
     pub micro_batches: Option<usize>,

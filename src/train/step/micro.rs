@@ -435,7 +435,7 @@ impl<T: Real> Trainer<T> {
     }
 
     /// Micro-batches per batch: as set, or by default the parts a step
-    /// computes side by side (two halves from batch 128 for models that
+    /// computes side by side (two halves from batch 65 for models that
     /// allow it, else one), so a default run keeps its bits.
     pub fn micro_batches(&self) -> usize {
         self.micro_batches
