@@ -91,7 +91,9 @@ pub fn whole_batch_first(cfg: &ModelConfig) -> Option<&'static str> {
 /// (same machine, far placement, alternating builds; the limit was 128):
 /// the deep model at 80 / 96 / 112 samples 182k–188k / 194k–198k / 201k–203k
 /// → 212k / 220k–238k / 231k–234k, the shallow one at 100 465k → 708k, the
-/// conv one at 100 25.0k → 31.4k.
+/// conv one at 100 25.0k → 31.4k; on one thread the halves cost 4–9 %
+/// (deep at 100 174k → 167k), but the parts may not depend on the thread
+/// count.
 const SPLIT_MIN_BATCH: usize = crate::nn::dense::SMALL_BATCH + 1;
 
 /// The sizes of the parts a batch is computed in: two halves, side by side
