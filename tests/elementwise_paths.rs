@@ -189,6 +189,7 @@ simd_isas!(
     adam_step,
     adam_step_sum,
     adam_reciprocal,
+    adam_decay_has_no_subnormals,
     sgd_momentum_step,
     u8_to_f32_scaled,
 );
@@ -590,8 +591,20 @@ fn adam_step(isa: Isa) {
         let mut r = rng(11);
         for n in lengths() {
             let p0 = uniform(&mut r, n, -1.0, 1.0);
-            let mut got = (p0.clone(), vec![0.0f32; n], vec![0.0f32; n]);
-            let mut want = (p0, vec![0.0f32; n], vec![0.0f32; n]);
+            // Moments from zero, from about their floors (the band where
+            // they are set to zero) and from moderate values.
+            let moment = |r: &mut StdRng, sign: bool| -> f32 {
+                let x = match r.random_range(0..3u32) {
+                    0 => 0.0,
+                    1 => 10f32.powf(r.random_range(-38.5f32..-34.0)),
+                    _ => r.random_range(1e-4f32..1.0),
+                };
+                if sign && r.random::<bool>() { -x } else { x }
+            };
+            let m0: Vec<f32> = (0..n).map(|_| moment(&mut r, true)).collect();
+            let v0: Vec<f32> = (0..n).map(|_| moment(&mut r, false)).collect();
+            let mut got = (p0.clone(), m0.clone(), v0.clone());
+            let mut want = (p0, m0, v0);
             for t in 1..=3 {
                 let g: Vec<f32> = (0..n)
                     .map(|_| match r.random_range(0..4u32) {
@@ -631,6 +644,50 @@ fn adam_step(isa: Isa) {
             }
         }
     }
+}
+
+/// Moments decaying under zero gradients reach zero without a subnormal
+/// product on the way, on every path: after each update every m is 0 or
+/// large enough that β1·m and the next lr_t·m are normal, every v 0 or
+/// large enough that β2·v is (`AdamHyper::floors`); and all reach 0.
+fn adam_decay_has_no_subnormals(isa: Isa) {
+    // The path, and the scalar twin whose values it matches.
+    adam_decay(&isa.to_string(), &move |p, g, m, v, h| {
+        ew::adam_step(isa, p, g, m, v, h)
+    });
+    adam_decay("scalar twin", &|p, g, m, v, h| {
+        scalar::adam_step(p, g, m, v, h)
+    });
+}
+
+type AdamFn = dyn Fn(&mut [f32], &[f32], &mut [f32], &mut [f32], &AdamHyper);
+
+fn adam_decay(isa: &str, step: &AdamFn) {
+    let n = 37;
+    let tiny = f32::MIN_POSITIVE;
+    let mut p = vec![0.5f32; n];
+    let mut m: Vec<f32> = (0..n)
+        .map(|i| if i % 2 == 0 { 1e-30 } else { -3e-31 } * (1.0 + i as f32 / 8.0))
+        .collect();
+    let mut v: Vec<f32> = (0..n).map(|i| 1e-35 * (1.0 + i as f32)).collect();
+    let g = vec![0.0f32; n];
+    for t in 1..=1000u64 {
+        let h = AdamHyper::at_step(1e-3, 0.9, 0.999, 1e-7, t);
+        step(&mut p, &g, &mut m, &mut v, &h);
+        let next = AdamHyper::at_step(1e-3, 0.9, 0.999, 1e-7, t + 1);
+        for i in 0..n {
+            let (mi, vi) = (m[i], v[i]);
+            assert!(
+                mi == 0.0 || ((0.9f32 * mi).abs() >= tiny && (next.lr_t as f32 * mi).abs() >= tiny),
+                "{isa} t={t}: m[{i}] = {mi:e}"
+            );
+            assert!(
+                vi == 0.0 || 0.999f32 * vi >= tiny,
+                "{isa} t={t}: v[{i}] = {vi:e}"
+            );
+        }
+    }
+    assert!(m.iter().all(|&x| x == 0.0), "{isa}: {m:?}");
 }
 
 /// One Adam step (t = 1, Keras defaults and a non-default set) against the

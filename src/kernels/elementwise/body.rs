@@ -432,7 +432,10 @@ fn adam_loop<S: Simd, const DIVIDE: bool>(
     );
     let (b1, b2) = (s.splat(h.beta1 as f32), s.splat(h.beta2 as f32));
     let (lr, eps) = (s.splat(h.lr_t as f32), s.splat(h.eps as f32));
-    let (tiny, zero) = (s.splat(f32::MIN_POSITIVE), s.splat(0.0));
+    // The scalar twin's floors (see `AdamHyper::floors`).
+    let (m_min, v_min) = h.floors(f64::from(f32::MIN_POSITIVE));
+    let (m_min, v_min) = (s.splat(m_min as f32), s.splat(v_min as f32));
+    let zero = s.splat(0.0);
     for_lanes(
         s,
         n,
@@ -441,8 +444,8 @@ fn adam_loop<S: Simd, const DIVIDE: bool>(
             let gi = grad(i, t);
             let mi = s.add(s.mul(b1, s.ld(m, i, t)), s.mul(c1, gi));
             let vi = s.add(s.mul(b2, s.ld(v, i, t)), s.mul(s.mul(c2, gi), gi));
-            let mi = s.select(s.lt(s.abs(mi), tiny), zero, mi);
-            let vi = s.select(s.lt(vi, tiny), zero, vi);
+            let mi = s.select(s.lt(s.abs(mi), m_min), zero, mi);
+            let vi = s.select(s.lt(vi, v_min), zero, vi);
             s.st(m, i, t, mi);
             s.st(v, i, t, vi);
             let step = if DIVIDE {

@@ -206,17 +206,18 @@ fn adam_with<T: Real>(
     let (b1, b2) = (T::from_f64(h.beta1), T::from_f64(h.beta2));
     let (c1, c2) = (T::from_f64(1.0 - h.beta1), T::from_f64(1.0 - h.beta2));
     let (lr, eps) = (T::from_f64(h.lr_t), T::from_f64(h.eps));
+    // Moments below these are set to zero, so that neither their decay nor
+    // lr·m is subnormal (see `AdamHyper`).
+    let (m_min, v_min) = h.floors(T::MIN_POSITIVE.to_f64());
+    let (m_min, v_min) = (T::from_f64(m_min), T::from_f64(v_min));
     for i in 0..n {
         let gi = grad(i);
         let mut mi = b1 * m[i] + c1 * gi;
         let mut vi = b2 * v[i] + c2 * gi * gi;
-        // Moments that decay into the subnormal range are flushed to zero:
-        // subnormal arithmetic is ~100× slower on x86 and such moments move
-        // nothing.
-        if mi.abs() < T::MIN_POSITIVE {
+        if mi.abs() < m_min {
             mi = T::ZERO;
         }
-        if vi < T::MIN_POSITIVE {
+        if vi < v_min {
             vi = T::ZERO;
         }
         m[i] = mi;
