@@ -95,16 +95,17 @@ def parse(parser, log, batch):
 def record(argv):
     tsv, kind, wl, fw, variant, parser, log, foreign = argv[:8]
     batch = int(argv[8]) if len(argv) > 8 else 1
+    # measured by compare.sh just before the run (`sparse-ae info`)
+    round_trip = os.environ.get("ROUND_TRIP_NS", "")
     try:
         d = parse(parser, log, batch)
         # the peers measure foreign CPU over their timed loops only, which is the better figure
         row = [kind, wl, fw, variant, f"{d['value']:.6g}", f"{d.get('foreign', float(foreign)):.3f}",
                d.get("clean", ""), "" if d.get("test") is None else f"{d['test']:.5f}",
-               "" if d.get("rss") is None else f"{d['rss']:.0f}", os.environ.get("ROUND_TRIP_NS", "")]
+               "" if d.get("rss") is None else f"{d['rss']:.0f}", round_trip]
         ok = True
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-        row = [kind, wl, fw, variant, "fail", foreign, "", "", str(e).replace("\t", " "),
-               os.environ.get("ROUND_TRIP_NS", "")]
+        row = [kind, wl, fw, variant, "fail", foreign, "", "", str(e).replace("\t", " "), round_trip]
         ok = False
     with open(tsv, "a") as f:
         f.write("\t".join(row) + "\n")

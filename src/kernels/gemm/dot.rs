@@ -98,10 +98,8 @@ pub(crate) fn wins(a: &Strided<'_>, b: &Strided<'_>, n: usize, k: usize, lanes: 
 /// stride and op(B)'s row stride are 1.
 pub(crate) unsafe fn run<S: Wide>(job: &Job<'_>, m: usize, n: usize, k: usize, threads: usize) {
     debug_assert!(job.a.cs == 1 && job.b.rs == 1);
-    let (ra, rb) = block_of::<S>();
-    let len = if m >= n { m } else { n };
-    let blocks = len.div_ceil(if m >= n { ra } else { rb });
-    let tasks = threads.min(blocks).max(1);
+    let (_, len, unit) = split_of::<S>(m, n);
+    let tasks = threads.min(len.div_ceil(unit)).max(1);
     let strip = |t: usize| {
         // SAFETY: strips are disjoint blocks of C; the rest is forwarded.
         unsafe { run_strip::<S>(job, m, n, k, (t, tasks), threads) }
@@ -110,6 +108,17 @@ pub(crate) unsafe fn run<S: Wide>(job: &Job<'_>, m: usize, n: usize, k: usize, t
         strip(0);
     } else {
         crate::parallel::for_each_task(tasks, strip);
+    }
+}
+
+/// The dimension [`run`] splits, the larger of m and n: whether it is m,
+/// its length and its register block.
+fn split_of<S: Wide>(m: usize, n: usize) -> (bool, usize, usize) {
+    let (ra, rb) = block_of::<S>();
+    if m >= n {
+        (true, m, ra)
+    } else {
+        (false, n, rb)
     }
 }
 
@@ -129,9 +138,7 @@ pub(crate) unsafe fn run_strip<S: Wide>(
     (t, tasks): (usize, usize),
     threads: usize,
 ) {
-    let (ra, rb) = block_of::<S>();
-    let split_m = m >= n;
-    let (len, unit) = if split_m { (m, ra) } else { (n, rb) };
+    let (split_m, len, unit) = split_of::<S>(m, n);
     let (lo, hi) = super::strip(t, tasks, len, unit, threads);
     // SAFETY: forwarded; the strip is inside C.
     unsafe {

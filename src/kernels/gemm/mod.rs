@@ -471,8 +471,9 @@ pub fn gemm_loops(
     let threads = threads_for(par, m, n, k);
     let rows = par == Parallelism::RayonRows;
     // The last r columns of an odd-width layer as a product of their own on
-    // the dot loops, strip t of it run by the tiles' task t when those are
-    // split (one fork for both), else before them.
+    // the dot loops, strip t of it run by the tiles' task t (one fork for
+    // both; on one thread, after the tiles). Being narrower, the edge never
+    // wants more threads than the tiles (`threads_for` grows with n).
     #[cfg(target_arch = "x86_64")]
     let edge = Job {
         b: job.b.at(0, n),
@@ -481,7 +482,7 @@ pub fn gemm_loops(
         bias: job.bias.map(|b| &b[n..]),
         ..job
     };
-    let edge_strip = |(t, tasks): (usize, usize), edge_threads: usize| {
+    let edge_strip = |t: usize, tasks: usize| {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as for the dot loops below; `dot_edge` checked that both
         // operands run along k, and the edge's columns of C are disjoint
@@ -489,34 +490,16 @@ pub fn gemm_loops(
         unsafe {
             match isa {
                 Isa::Avx512 => {
-                    dot::run_strip::<avx512::Avx512>(&edge, m, r, k, (t, tasks), edge_threads)
+                    dot::run_strip::<avx512::Avx512>(&edge, m, r, k, (t, tasks), threads)
                 }
-                _ => dot::run_strip::<avx2::Avx2>(&edge, m, r, k, (t, tasks), edge_threads),
+                _ => dot::run_strip::<avx2::Avx2>(&edge, m, r, k, (t, tasks), threads),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (t, tasks, edge_threads);
+        let _ = (t, tasks);
     };
-    let with_tiles = |t: usize, tasks: usize| edge_strip((t, tasks), threads);
-    let extra: Option<&(dyn Fn(usize, usize) + Sync)> = if r == 0 {
-        None
-    } else if threads > 1 {
-        Some(&with_tiles)
-    } else {
-        // The tiles run on one thread: the edge on its own threads first.
-        #[cfg(target_arch = "x86_64")]
-        {
-            let edge_threads = threads_for(par, m, r, k);
-            // SAFETY: as for `edge_strip`.
-            unsafe {
-                match isa {
-                    Isa::Avx512 => dot::run::<avx512::Avx512>(&edge, m, r, k, edge_threads),
-                    _ => dot::run::<avx2::Avx2>(&edge, m, r, k, edge_threads),
-                }
-            }
-        }
-        None
-    };
+    let extra: Option<&(dyn Fn(usize, usize) + Sync)> =
+        if r > 0 { Some(&edge_strip) } else { None };
     #[cfg(target_arch = "x86_64")]
     if loops == Loops::Auto {
         let (sa, sb) = (&job.a, &job.b);
