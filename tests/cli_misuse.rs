@@ -608,6 +608,85 @@ fn a_leftover_temporary_file_is_removed_and_long_names_work() {
     assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
 }
 
+/// An output is saved through a temporary file of a fixed name beside it
+/// (`.NAME.tmp`), and a leftover there is replaced: a command whose input
+/// or other output is that name (as given, or through a link) is refused
+/// before anything is written, and the file keeps its bytes.
+#[test]
+fn an_input_or_output_at_an_outputs_temporary_name_is_refused() {
+    let dir = setup("misuse-temp-name");
+    let m = dir.join("m.st");
+    let tmp_of = |name: &str| dir.join(format!(".{name}.tmp"));
+    std::fs::copy(&m, tmp_of("f.png")).unwrap();
+    std::fs::copy(&m, tmp_of("i.st")).unwrap();
+    std::fs::copy(dir.join("c.json"), tmp_of("c.st")).unwrap();
+    std::fs::write(tmp_of("w.st"), b"epoch,step\n").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&m, tmp_of("g.png")).unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(tmp_of("f.png"), dir.join("link.st")).unwrap();
+    let before = snapshot(&dir);
+    let out = |name: &str| s_static(dir.join(name));
+    let tmp = |name: &str| s_static(tmp_of(name));
+    let mut cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["features", "-m", tmp("f.png"), "-o", out("f.png")],
+            "--model",
+        ),
+        (
+            train_args(&dir, &["--init", tmp("i.st"), "--out", out("i.st")]),
+            "--init",
+        ),
+        (
+            vec![
+                "train",
+                "--config",
+                tmp("c.st"),
+                "--data",
+                out("x.npy"),
+                "--epochs",
+                "1",
+                "--out",
+                out("c.st"),
+            ],
+            "--config",
+        ),
+        (
+            train_args(&dir, &["--out", out("w.st"), "--metrics", tmp("w.st")]),
+            "--metrics",
+        ),
+    ];
+    #[cfg(unix)]
+    {
+        cases.push((
+            vec!["features", "-m", tmp("g.png"), "-o", out("g.png")],
+            "--model",
+        ));
+        cases.push((
+            vec!["features", "-m", out("link.st"), "-o", out("f.png")],
+            "--model",
+        ));
+    }
+    for (args, flag) in cases {
+        let e = fails(&args, 1);
+        assert!(
+            e.contains("temporary file") && e.contains(flag) && e.contains("destroy"),
+            "{args:?}: {e}"
+        );
+        assert_eq!(snapshot(&dir), before, "{args:?}");
+    }
+    // A hard link at the temporary name is a leftover like any other: its
+    // name goes, the file it shares keeps its bytes.
+    #[cfg(unix)]
+    {
+        let model = std::fs::read(&m).unwrap();
+        std::fs::hard_link(&m, tmp_of("h.png")).unwrap();
+        ok(&["features", "-m", s(&m), "-o", out("h.png")]);
+        assert!(!tmp_of("h.png").exists());
+        assert_eq!(std::fs::read(&m).unwrap(), model);
+    }
+}
+
 #[test]
 fn bad_outputs_fail_before_training_naming_the_path_given() {
     let dir = setup("misuse-early");

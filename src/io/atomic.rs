@@ -12,8 +12,11 @@
 //! `.<first bytes of name>~<hash of name>.tmp`. The writer holds an exclusive
 //! lock on it while it writes, so a second process saving the same target at
 //! the same moment is refused, and a temporary file left by a killed process
-//! (whose lock died with it) is truncated, reused and renamed away by the
-//! next save of that target.
+//! (whose lock died with it) is replaced by the next save of that target:
+//! its name removed and a new file made there, never truncated in place, so
+//! a hard link to it elsewhere keeps its bytes. The name is reserved: a
+//! command refuses an input or another output at an output's temporary
+//! name ([`temp_of`]), and [`check_writable`] changes no file there.
 //!
 //! The target is the file `path` names with symbolic links followed: saving
 //! through a link replaces the file it points to and keeps the link. Only a
@@ -198,36 +201,41 @@ pub fn temp_name(name: &OsStr) -> OsString {
     OsString::from(format!(".{}~{:016x}.tmp", &lossy[..cut], fnv1a(bytes)))
 }
 
-/// Opens the temporary file `tmp`, locked and empty. `path` is the name the
-/// caller gave, which errors report.
+/// Opens the temporary file `tmp`, new, locked and empty. `path` is the
+/// name the caller gave, which errors report.
+///
+/// A file already at `tmp` is a leftover of a killed save, unless a live
+/// writer holds its lock (then this save is refused). A leftover's name is
+/// removed and a new file made in its place, never truncated in place: a
+/// hard link to it elsewhere keeps its bytes.
 fn create_temp(tmp: &Path, path: &Path) -> Result<File> {
     for _ in 0..8 {
-        // The name is reserved for this purpose: a link planted there is not followed.
-        if fs::symlink_metadata(tmp).is_ok_and(|m| m.file_type().is_symlink()) {
-            fs::remove_file(tmp).map_err(|e| Error::io(path, e))?;
-        }
-        let f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(tmp)
-            .map_err(|e| Error::io(path, e))?;
-        match f.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(refuse(
-                    path,
-                    io::ErrorKind::ResourceBusy,
-                    "another process is saving this file right now",
-                ));
+        match fs::symlink_metadata(tmp) {
+            // The name is reserved for this purpose: a link planted there is not followed.
+            Ok(m) if m.file_type().is_symlink() => {
+                remove_name(tmp, path)?;
             }
-            Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {}
-            Err(TryLockError::Error(e)) => return Err(Error::io(path, e)),
+            Ok(_) => {
+                if let Some(old) = open_unlocked(tmp, path)? {
+                    // Unlocked: no writer holds it. Only its name goes.
+                    if still_named(&old, tmp) {
+                        remove_name(tmp, path)?;
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(path, e)),
         }
-        // Between our open and our lock, another writer may have renamed
-        // this very file over its target: then the name is free again.
+        let f = match OpenOptions::new().write(true).create_new(true).open(tmp) {
+            Ok(f) => f,
+            // Another save made it between the check and the creation: look again.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        lock(&f, path)?;
+        // Between our creation and our lock, another writer may have taken
+        // this file's name away as a leftover: then look again.
         if still_named(&f, tmp) {
-            f.set_len(0).map_err(|e| Error::io(path, e))?;
             return Ok(f);
         }
     }
@@ -236,6 +244,38 @@ fn create_temp(tmp: &Path, path: &Path) -> Result<File> {
         io::ErrorKind::ResourceBusy,
         "other processes keep saving this file at the same time",
     ))
+}
+
+/// Removes the name `tmp` (a missing name is fine).
+fn remove_name(tmp: &Path, path: &Path) -> Result<()> {
+    match fs::remove_file(tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Takes the exclusive lock on `f`, or refuses when another writer holds it.
+fn lock(f: &File, path: &Path) -> Result<()> {
+    match f.try_lock() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(refuse(
+            path,
+            io::ErrorKind::ResourceBusy,
+            "another process is saving this file right now",
+        )),
+        Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => Ok(()),
+        Err(TryLockError::Error(e)) => Err(Error::io(path, e)),
+    }
+}
+
+/// The file at `tmp` opened (read-only, unchanged) and locked, or `None`
+/// when it is gone; refused when another writer holds it.
+fn open_unlocked(tmp: &Path, path: &Path) -> Result<Option<File>> {
+    match File::open(tmp) {
+        Ok(f) => lock(&f, path).map(|()| Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
 }
 
 #[cfg(unix)]
@@ -263,13 +303,46 @@ fn still_named(_f: &File, tmp: &Path) -> bool {
 pub fn check_writable(path: &Path) -> Result<()> {
     let (_, dir, name) = checked_target(path)?;
     let tmp = dir.join(temp_name(&name));
-    let existed = fs::symlink_metadata(&tmp).is_ok();
-    let f = create_temp(&tmp, path)?;
-    drop(f);
-    if !existed {
-        let _ = fs::remove_file(&tmp);
+    match fs::symlink_metadata(&tmp) {
+        Err(_) => probe_dir(&tmp, path),
+        // A file there (a leftover, or a link the save would remove) is left
+        // as it is; only a writer holding it now is refused, and whether
+        // the directory takes new files is tried under another name.
+        Ok(m) => {
+            if !m.file_type().is_symlink() {
+                open_unlocked(&tmp, path)?;
+            }
+            let mut probe = name;
+            probe.push(".probe");
+            probe_dir(&dir.join(temp_name(&probe)), path)
+        }
     }
-    Ok(())
+}
+
+/// Makes and removes a new file at `probe` (which must be free): whether
+/// the directory takes new files. A name already taken is left alone.
+fn probe_dir(probe: &Path, path: &Path) -> Result<()> {
+    match OpenOptions::new().write(true).create_new(true).open(probe) {
+        Ok(f) => {
+            drop(f);
+            let _ = fs::remove_file(probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// The temporary file a save to `path` writes through (see the module
+/// doc), or `None` when `path` names no file.
+pub fn temp_of(path: &Path) -> Option<PathBuf> {
+    let target = target_of(path).ok()?;
+    let name = target.file_name()?;
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    Some(dir.join(temp_name(name)))
 }
 
 /// Replaces the file `path` names atomically with the bytes that `fill`
@@ -424,6 +497,40 @@ mod tests {
         write_atomic_bytes(&p, b"new").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"new");
         assert_eq!(entries(&d), ["f.bin"]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_hard_link_at_the_temp_name_keeps_its_bytes() {
+        let d = scratch("hardlink");
+        let (p, other) = (d.join("f.bin"), d.join("other.bin"));
+        fs::write(&other, vec![7u8; 1000]).unwrap();
+        fs::hard_link(&other, d.join(".f.bin.tmp")).unwrap();
+        check_writable(&p).unwrap();
+        assert_eq!(fs::read(d.join(".f.bin.tmp")).unwrap(), vec![7u8; 1000]);
+        write_atomic_bytes(&p, b"new").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert_eq!(fs::read(&other).unwrap(), vec![7u8; 1000]);
+        assert_eq!(entries(&d), ["f.bin", "other.bin"]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn checking_changes_no_file_and_leaves_no_probe() {
+        let d = scratch("check");
+        let p = d.join("f.bin");
+        check_writable(&p).unwrap();
+        assert!(entries(&d).is_empty());
+        fs::write(d.join(".f.bin.tmp"), vec![9u8; 1000]).unwrap();
+        check_writable(&p).unwrap();
+        assert_eq!(fs::read(d.join(".f.bin.tmp")).unwrap(), vec![9u8; 1000]);
+        assert_eq!(entries(&d), [".f.bin.tmp"]);
+        // A writer holding the leftover's name is seen.
+        let held = File::open(d.join(".f.bin.tmp")).unwrap();
+        held.try_lock().unwrap();
+        let e = check_writable(&p).unwrap_err().to_string();
+        assert!(e.contains("another process"), "{e}");
+        drop(held);
         fs::remove_dir_all(&d).unwrap();
     }
 

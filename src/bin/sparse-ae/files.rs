@@ -5,7 +5,7 @@
 
 use crate::data;
 use sparse_ae::data::mnist;
-use sparse_ae::io::atomic::{check_writable, kind_of, target_of};
+use sparse_ae::io::atomic::{check_writable, kind_of, target_of, temp_of};
 use sparse_ae::report::training::REPORT_FILES;
 use sparse_ae::{Error, Result};
 use std::io;
@@ -71,6 +71,28 @@ fn ident(p: &Path) -> Ident {
             use std::os::unix::fs::MetadataExt;
             (m.dev(), m.ino())
         }),
+        place,
+    }
+}
+
+/// [`ident`] of the name itself, its last component not followed: what a
+/// save finds at its temporary name (a link there is removed, not followed).
+/// Its place only.
+fn ident_here(p: &Path) -> Ident {
+    let place = match (p.parent(), p.file_name()) {
+        (Some(up), Some(name)) => {
+            let up = if up.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                up
+            };
+            std::fs::canonicalize(up).ok().map(|d| d.join(name))
+        }
+        _ => None,
+    };
+    Ident {
+        #[cfg(unix)]
+        id: None,
         place,
     }
 }
@@ -168,6 +190,33 @@ impl Files {
                             q.display()
                         ),
                     ));
+                }
+            }
+            // The temporary file the save writes through is neither an input
+            // nor another output, by name or by what a name leads to (a link,
+            // a hard link).
+            if let Some(tmp) = temp_of(p) {
+                let t = ident_here(&tmp);
+                let others = self.inputs.iter().map(|(f, q)| (*f, q)).chain(
+                    self.outputs
+                        .iter()
+                        .filter(|(_, q, _)| q != p)
+                        .map(|(f, q, _)| (*f, q)),
+                );
+                for (o_flag, q) in others {
+                    // By place only: the save removes the name, so a hard
+                    // link elsewhere keeps its bytes.
+                    let at = |i: Ident| i.place.is_some() && i.place == t.place;
+                    if at(ident(q)) || at(ident_here(q)) {
+                        return Err(refuse(
+                            p,
+                            format!(
+                                "{flag} is saved through the temporary file {}, which is the {o_flag} file {}; saving would destroy it, rename that file or choose another name",
+                                tmp.display(),
+                                q.display()
+                            ),
+                        ));
+                    }
                 }
             }
             for (o_flag, q, other) in &seen {
