@@ -1216,3 +1216,168 @@ fn a_step_names_the_bad_target_by_its_place_in_the_batch() {
         assert!(t.model.params == before, "batch {batch}, {micro:?}");
     }
 }
+
+/// Image data keeps its shape wherever it comes from, and is never read in
+/// another: a `.npy` of shape (n, h, w) or (n, c, h, w) is n images (a
+/// preset is built for them and a model of images of another shape is
+/// refused), one of five or more dimensions is refused, and an IDX
+/// directory whose test images have another shape than its training images
+/// is refused by every command (they were read in the training images'
+/// shape, as many pixels, without a word).
+#[test]
+fn image_data_keeps_its_shape_in_every_format_and_split() {
+    use sparse_ae::data::idx::{IdxArray, IdxData, write};
+    let dir = common::temp_dir("validation_image_data");
+    let npy = |name: &str, shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|i| (i * 7 % 11) as f32 / 11.0).collect();
+        let p = dir.join(name);
+        std::fs::write(&p, sparse_ae::data::npy::to_bytes(shape, &data).unwrap()).unwrap();
+        p
+    };
+    let image_of = |model: &Path| {
+        sparse_ae::io::model_file::load_model(model)
+            .unwrap()
+            .config()
+            .image
+    };
+    let train = |data: &Path, out: &Path| {
+        ok(&[
+            "train",
+            "--preset",
+            "conv",
+            "--data",
+            s(data),
+            "-o",
+            s(out),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "-q",
+        ])
+    };
+    let (m3, m4, m44) = (dir.join("m3.st"), dir.join("m4.st"), dir.join("m44.st"));
+    train(&npy("x3.npy", &[40, 2, 8]), &m3);
+    assert_eq!(image_of(&m3), Some((1, 2, 8)));
+    train(&npy("x4.npy", &[40, 2, 2, 4]), &m4);
+    assert_eq!(image_of(&m4), Some((2, 2, 4)));
+    train(&npy("x44.npy", &[40, 4, 4]), &m44);
+    assert_eq!(image_of(&m44), Some((1, 4, 4)));
+    let x3 = dir.join("x3.npy");
+    for cmd in ["eval", "encode", "score"] {
+        let out = s_owned(dir.join(format!("{cmd}.out.npy")));
+        let mut args = vec![cmd, "-m", s(&m44), "--data", s(&x3)];
+        if cmd != "eval" {
+            args.extend(["-o", &out]);
+        }
+        let e = fails(&args);
+        has(&e, &["image", "1×4×4", "1×2×8", "wrong shape"]);
+    }
+    // A matrix has no image shape: the 4×4 model reads its 16 features.
+    ok(&[
+        "eval",
+        "-m",
+        s(&m44),
+        "--data",
+        s(&npy("x2.npy", &[40, 16])),
+    ]);
+    let e = fails(&[
+        "train",
+        "--preset",
+        "conv",
+        "--data",
+        s(&npy("x5.npy", &[40, 1, 1, 2, 8])),
+        "-o",
+        s(&dir.join("m5.st")),
+        "-q",
+    ]);
+    has(
+        &e,
+        &["x5.npy", "[40, 1, 1, 2, 8]", "(samples, height, width)"],
+    );
+
+    // IDX: test images of another shape than the training images.
+    let idx = dir.join("idx");
+    std::fs::create_dir_all(&idx).unwrap();
+    for (prefix, n, dims) in [("train", 20, [4, 4]), ("t10k", 5, [2, 8])] {
+        let images = IdxArray {
+            dims: vec![n, dims[0], dims[1]],
+            data: IdxData::U8((0..n * 16).map(|i| (i * 13 % 256) as u8).collect()),
+        };
+        write(&idx.join(format!("{prefix}-images-idx3-ubyte")), &images).unwrap();
+    }
+    let want = [
+        "t10k-images-idx3-ubyte",
+        "2×8",
+        "train-images-idx3-ubyte",
+        "4×4",
+    ];
+    let e = fails(&[
+        "train",
+        "--preset",
+        "conv",
+        "--data",
+        s(&idx),
+        "-o",
+        s(&dir.join("mi.st")),
+        "-q",
+    ]);
+    has(&e, &want);
+    for split in ["train", "test", "all"] {
+        let e = fails(&["eval", "-m", s(&m44), "--data", s(&idx), "--split", split]);
+        has(&e, &want);
+    }
+    assert!(!dir.join("mi.st").exists());
+}
+
+fn s_owned(p: PathBuf) -> String {
+    p.to_str().unwrap().to_owned()
+}
+
+/// `$SPARSE_AE_DATA` is the data when `--data` is not given, exactly as
+/// `--data` would be: a `.npy` file is read, and a value that names no
+/// data is an error naming the variable (another data set was used).
+#[test]
+fn the_data_variable_is_used_as_given_or_refused() {
+    let dir = common::temp_dir("validation_data_env");
+    let x: Vec<f32> = (0..40 * 8).map(|i| (i % 5) as f32 / 5.0).collect();
+    let npy = dir.join("x.npy");
+    sparse_ae::data::npy::write(&npy, 40, 8, &x).unwrap();
+    // A ./data/mnist the fallback would have found.
+    let local = dir.join("data/mnist");
+    std::fs::create_dir_all(&local).unwrap();
+    common::write_tiny_mnist(&local, 4, 10, 4);
+    let run_env = |value: &Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sparse-ae"))
+            .args(args)
+            .current_dir(&dir)
+            .env("SPARSE_AE_DATA", value)
+            .env_remove("SPARSE_AE_KERNEL")
+            .output()
+            .unwrap()
+    };
+    let m = dir.join("m.st");
+    let o = run_env(
+        &npy,
+        &[
+            "train",
+            "--preset",
+            "shallow",
+            "--epochs",
+            "1",
+            "-o",
+            s(&m),
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let trained = sparse_ae::io::model_file::load_model(&m).unwrap();
+    assert_eq!(trained.config().input, 8);
+    for bad in [dir.join("nowhere"), dir.join("nowhere.npy"), m.clone()] {
+        let o = run_env(&bad, &["eval", "-m", s(&m)]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{bad:?}: {e}");
+        has(&e, &["SPARSE_AE_DATA", &bad.to_string_lossy()]);
+    }
+}

@@ -226,33 +226,67 @@ pub fn open_split(dir: &Path, split: Split) -> Result<SplitFile> {
     Ok(SplitFile::Rows(rows))
 }
 
-/// The (rows, cols) of the training images in `dir`, from the header of
-/// their file alone (a gzip file is inflated only as far as its header);
-/// `None` when there is no training image file or it is not 3-D.
+/// The (rows, cols) of the images in `dir`, from the headers of their
+/// files alone (a gzip file is inflated only as far as its header): the
+/// training images', which the test images must share; `None` when there
+/// is no image file or the training images are not 3-D.
 ///
 /// # Errors
-/// [`Error::Idx`] or [`Error::Io`] for a file whose header cannot be read.
+/// [`Error::Idx`] or [`Error::Io`] for a file whose header cannot be read;
+/// [`Error::Data`] naming both files when the test images are of another
+/// shape than the training images.
 pub fn image_shape(dir: &Path) -> Result<Option<(usize, usize)>> {
-    let Some(path) = find(dir, Split::Train, "images", 3) else {
-        return Ok(None);
+    let shape_of = |split| -> Result<Option<(PathBuf, Vec<usize>)>> {
+        let Some(path) = find(dir, split, "images", 3) else {
+            return Ok(None);
+        };
+        let dims = header_dims(&path)?;
+        Ok(Some((path, dims)))
     };
-    let (file, len) = crate::io::read::open_regular(&path)?;
+    let train = shape_of(Split::Train)?;
+    let test = shape_of(Split::Test)?;
+    let image = |dims: &[usize]| match *dims {
+        [_, r, c] => Some((r, c)),
+        _ => None,
+    };
+    match (&train, &test) {
+        (Some((tp, td)), Some((sp, sd))) => {
+            let (a, b) = (image(td), image(sd));
+            if let (Some((r, c)), Some((sr, sc))) = (a, b)
+                && (r, c) != (sr, sc)
+            {
+                return Err(Error::Data {
+                    reason: format!(
+                        "the test images in {} are {sr}×{sc} but the training images in {} are {r}×{c}: the splits of one data set share one image shape (as many pixels in another shape would be read in the wrong shape)",
+                        sp.display(),
+                        tp.display()
+                    ),
+                });
+            }
+            Ok(a)
+        }
+        (Some((_, td)), None) => Ok(image(td)),
+        (None, Some((_, sd))) => Ok(image(sd)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The dimensions in the IDX header of the file at `path`.
+fn header_dims(path: &Path) -> Result<Vec<usize>> {
+    let (file, len) = crate::io::read::open_regular(path)?;
     let mut head = std::io::BufReader::new(file);
     let compressed = {
         use std::io::BufRead;
-        let buf = head.fill_buf().map_err(|e| Error::io(&path, e))?;
+        let buf = head.fill_buf().map_err(|e| Error::io(path, e))?;
         super::gz::is_gzip(&buf[..buf.len().min(2)])
     };
     let header = if compressed {
-        let mut r = super::gz::decoder(head, &path)?;
-        idx::read_header(&mut r, &path, None, idx::DEFAULT_LIMIT)?
+        let mut r = super::gz::decoder(head, path)?;
+        idx::read_header(&mut r, path, None, idx::DEFAULT_LIMIT)?
     } else {
-        idx::read_header(&mut head, &path, Some(len), u64::MAX)?
+        idx::read_header(&mut head, path, Some(len), u64::MAX)?
     };
-    Ok(match header.dims.as_slice() {
-        &[_, r, c] => Some((r, c)),
-        _ => None,
-    })
+    Ok(header.dims)
 }
 
 /// What to do with images of another element type.

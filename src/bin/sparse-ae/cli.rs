@@ -88,15 +88,17 @@ pub struct DownloadArgs {
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
     /// A directory of IDX files (train-images-idx3-ubyte[.gz], t10k-…), or a
-    /// .npy matrix (samples × features). Default: $SPARSE_AE_DATA.
+    /// .npy file: a matrix (samples × features) or images (samples × height
+    /// × width, or samples × channels × height × width). Default: the
+    /// --dataset, else $SPARSE_AE_DATA (taken as --data is).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Use only the first N samples of each split (of a .npy file: of its
     /// first 90 % and of its last 10 %).
     #[arg(long, allow_negative_numbers = true, value_parser = count)]
     pub limit: Option<usize>,
-    /// Without --data or $SPARSE_AE_DATA: the data set to take from the
-    /// cache (see `sparse-ae download`). Default: mnist.
+    /// Without --data: the data set to take from the cache (see `sparse-ae
+    /// download`), before $SPARSE_AE_DATA. Default: mnist.
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetArg>,
     /// Download the data set into the cache if it is not there.

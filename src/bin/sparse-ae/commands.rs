@@ -47,15 +47,17 @@ fn model_config(
     preset_name: Option<&str>,
     config: Option<&Path>,
     input: usize,
-    image: Option<(usize, usize)>,
+    image: Option<(usize, usize, usize)>,
 ) -> Result<ModelConfig> {
     match (preset_name, config) {
         (Some(p), _) => {
-            // Images (IDX) keep their shape: the conv presets fit any, and
-            // pictures draw them as they are.
-            let image = image.filter(|&(h, w)| h.checked_mul(w) == Some(input));
+            // Images (IDX, or a .npy of images) keep their shape: the conv
+            // presets fit any, and pictures draw them as they are.
+            let image = image.filter(|&(c, h, w)| {
+                c.checked_mul(h).and_then(|ch| ch.checked_mul(w)) == Some(input)
+            });
             let cfg = match image {
-                Some((h, w)) => preset_for_image(p, (1, h, w))?,
+                Some(chw) => preset_for_image(p, chw)?,
                 None => preset(p, input)?,
             };
             if cfg.image != Some((1, 28, 28)) {
@@ -65,7 +67,8 @@ fn model_config(
                     .map(|w| w.to_string())
                     .collect();
                 let data = match image {
-                    Some((h, w)) => format!("{h}×{w} images"),
+                    Some((1, h, w)) => format!("{h}×{w} images"),
+                    Some((c, h, w)) => format!("{c}×{h}×{w} images"),
                     None => format!("{input} features"),
                 };
                 let pools = match (cfg.image, p) {
@@ -661,10 +664,7 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
         let cfg = match (a.preset.as_deref(), a.config.as_deref()) {
             (None, None) => None,
             (p, c) => {
-                let image = match data::is_npy(&path) {
-                    true => None,
-                    false => sparse_ae::data::mnist::image_shape(&path)?,
-                };
+                let image = data::image_of(&path)?;
                 Some(apply_sae_flags(model_config(p, c, dim, image)?, &a.sae)?)
             }
         };
@@ -852,27 +852,26 @@ fn check_width(model: &Path, cfg: &ModelConfig, data: &Path, dim: usize) -> Resu
     ))
 }
 
-/// Refuses a model configured for images of another shape than the IDX
-/// images at `path` that have as many pixels (a model of 8×4 images on 4×8
-/// ones would read every image in the wrong shape); a `.npy` matrix has no
-/// image shape, and a model of another width is refused by its width.
+/// Refuses a model configured for images of another shape than the images
+/// at `path` (IDX, or a `.npy` of images) that have as many values (a
+/// model of 8×4 images on 4×8 ones would read every image in the wrong
+/// shape); a `.npy` matrix has no image shape, and a model of another width
+/// is refused by its width.
 fn check_image(cfg: &ModelConfig, path: &Path) -> Result<()> {
     let Some((c, h, w)) = cfg.image else {
         return Ok(());
     };
-    if data::is_npy(path) {
-        return Ok(());
-    }
-    let Some((dh, dw)) = sparse_ae::data::mnist::image_shape(path)? else {
+    let Some((dc, dh, dw)) = data::image_of(path)? else {
         return Ok(());
     };
-    if (c, h, w) == (1, dh, dw) || dh.checked_mul(dw) != Some(cfg.input) {
+    let values = dc.checked_mul(dh).and_then(|v| v.checked_mul(dw));
+    if (c, h, w) == (dc, dh, dw) || values != Some(cfg.input) {
         return Ok(());
     }
     Err(Error::config(
         "image",
         format!(
-            "the model takes images of {c}×{h}×{w} (channels × height × width), but the images in {} are 1×{dh}×{dw}: their {} pixels would be read in the wrong shape",
+            "the model takes images of {c}×{h}×{w} (channels × height × width), but the images in {} are {dc}×{dh}×{dw}: their {} values would be read in the wrong shape",
             path.display(),
             cfg.input
         ),

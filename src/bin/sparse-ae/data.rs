@@ -38,9 +38,11 @@ pub fn is_npy(p: &Path) -> bool {
     p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
-/// The data directory or file: `--data`, else `$SPARSE_AE_DATA`, else (without
-/// `--dataset`) `data/mnist` or `data`, else the data set in the cache (or the
-/// system directory), downloaded there first if `--download` is given.
+/// The data directory or file: `--data`, else (with `--dataset`) that data
+/// set in the cache (or the system directory), downloaded there first if
+/// `--download` is given, else `$SPARSE_AE_DATA`, else `data/mnist` or
+/// `data`, else MNIST in the cache. A directory's image splits must share
+/// one shape ([`mnist::image_shape`]).
 pub fn locate(args: &DataArgs) -> Result<PathBuf> {
     if args.limit == Some(0) {
         return Err(Error::config(
@@ -48,35 +50,48 @@ pub fn locate(args: &DataArgs) -> Result<PathBuf> {
             "must be at least 1 (0 samples leave nothing to train on or evaluate)",
         ));
     }
-    match &args.data {
-        Some(p) if is_npy(p) => Ok(p.clone()),
-        Some(p) => {
-            if p.is_dir() {
-                Ok(p.clone())
-            } else {
-                Err(Error::Data {
-                    reason: format!(
-                        "{}: no such directory (--data takes a directory of IDX files or a .npy file)",
-                        p.display()
-                    ),
-                })
-            }
-        }
-        None => {
-            let local = match args.dataset {
-                None => vec![PathBuf::from("data/mnist"), PathBuf::from("data")],
-                Some(_) => Vec::new(),
-            };
-            match mnist::find_data_dir(&local) {
-                Ok(d) => Ok(d),
-                Err(_) => cached(
-                    dataset(args.dataset.unwrap_or(DatasetArg::Mnist)),
-                    args.download,
-                    local,
-                ),
-            }
-        }
+    if let Some(p) = &args.data {
+        return given(p, "--data");
     }
+    if let Some(ds) = args.dataset {
+        return cached(dataset(ds), args.download, Vec::new(), true);
+    }
+    if let Some(v) = std::env::var_os(mnist::DATA_ENV).filter(|v| !v.is_empty()) {
+        return given(&PathBuf::from(v), mnist::DATA_ENV);
+    }
+    let local = vec![PathBuf::from("data/mnist"), PathBuf::from("data")];
+    match mnist::find_data_dir(&local) {
+        Ok(d) => given(&d, "data"),
+        Err(_) => cached(Dataset::Mnist, args.download, local, false),
+    }
+}
+
+/// The data `p` that `from` (a flag or a variable) names: a `.npy` file or
+/// a directory of IDX files.
+fn given(p: &Path, from: &str) -> Result<PathBuf> {
+    if is_npy(p) {
+        if !p.exists() {
+            return Err(Error::Data {
+                reason: format!("{}: no such file (named by {from})", p.display()),
+            });
+        }
+        return Ok(p.to_path_buf());
+    }
+    if p.is_dir() {
+        mnist::image_shape(p)?;
+        return Ok(p.to_path_buf());
+    }
+    let what = if p.exists() {
+        "not a directory nor a .npy file"
+    } else {
+        "no such directory"
+    };
+    Err(Error::Data {
+        reason: format!(
+            "{}: {what} ({from} takes a directory of IDX files, such as train-images-idx3-ubyte[.gz], or a .npy file)",
+            p.display()
+        ),
+    })
 }
 
 pub fn dataset(arg: DatasetArg) -> Dataset {
@@ -89,7 +104,14 @@ pub fn dataset(arg: DatasetArg) -> Dataset {
 /// The complete copy of `dataset` in the cache (or, for Fashion-MNIST, the
 /// Debian package's directory); if there is none, downloads it when `fetch_it`.
 /// `searched` lists directories already looked at, for the error message.
-fn cached(dataset: Dataset, fetch_it: bool, searched: Vec<PathBuf>) -> Result<PathBuf> {
+/// `named`: the data set was named by `--dataset` (so `$SPARSE_AE_DATA`
+/// was not looked at).
+fn cached(
+    dataset: Dataset,
+    fetch_it: bool,
+    searched: Vec<PathBuf>,
+    named: bool,
+) -> Result<PathBuf> {
     let cache = download::cache_dir();
     let mut dirs = Vec::new();
     if let Ok(c) = &cache {
@@ -109,13 +131,10 @@ fn cached(dataset: Dataset, fetch_it: bool, searched: Vec<PathBuf>) -> Result<Pa
         .chain(&dirs)
         .map(|d| d.display().to_string())
         .collect();
-    let env_note = match std::env::var_os(mnist::DATA_ENV) {
-        None => format!(" ({} is not set)", mnist::DATA_ENV),
-        Some(v) => format!(
-            " (nor in {}={})",
-            mnist::DATA_ENV,
-            PathBuf::from(v).display()
-        ),
+    let env_note = if named {
+        String::new()
+    } else {
+        format!(" ({} is not set)", mnist::DATA_ENV)
     };
     let into = match &cache {
         Ok(c) => format!(" into {}", c.join(dataset.name()).display()),
@@ -232,15 +251,35 @@ pub fn open_npy(path: &Path) -> Result<NpyRows> {
         path: path.to_owned(),
         reason,
     };
-    if shape.len() < 2 {
+    if !(2..=4).contains(&shape.len()) {
         return Err(bad(format!(
-            "expected a matrix of samples × features, found shape {shape:?}"
+            "expected a matrix of samples × features, or images (samples, height, width) or (samples, channels, height, width), found shape {shape:?}"
         )));
     }
     if rows.is_empty() || rows.dim() == 0 {
         return Err(bad(format!("the matrix is empty (shape {shape:?})")));
     }
     Ok(rows)
+}
+
+/// The shape (channels, height, width) of the images at `path`: a `.npy`
+/// file of shape (samples, height, width) holds one-channel images, one of
+/// (samples, channels, height, width) images of that many channels, a
+/// matrix none; IDX images have one channel (their splits share one shape,
+/// [`mnist::image_shape`]).
+///
+/// # Errors
+/// What reading the header or headers gives, and [`open_npy`]'s.
+pub fn image_of(path: &Path) -> Result<Option<(usize, usize, usize)>> {
+    if is_npy(path) {
+        let rows = open_npy(path)?;
+        return Ok(match *rows.file().shape() {
+            [_, h, w] => Some((1, h, w)),
+            [_, c, h, w] => Some((c, h, w)),
+            _ => None,
+        });
+    }
+    Ok(mnist::image_shape(path)?.map(|(h, w)| (1, h, w)))
 }
 
 /// The rows `lo..hi` of a split of an `n`-row `.npy` matrix: its first 90 %
