@@ -1381,3 +1381,69 @@ fn the_data_variable_is_used_as_given_or_refused() {
         has(&e, &["SPARSE_AE_DATA", &bad.to_string_lossy()]);
     }
 }
+
+/// Finite samples far beyond the range a model was trained on can overflow
+/// f32 inside it or in their squared errors: `eval` and `score` refuse them
+/// naming the sample (they printed `inf` and exited 0, where `train`
+/// refuses the same data), while codes and reconstructions that are finite
+/// are written.
+#[test]
+fn results_beyond_f32_are_refused_naming_the_sample() {
+    let dir = common::temp_dir("validation_beyond_f32");
+    let cfg = dir.join("c.json");
+    std::fs::write(
+        &cfg,
+        r#"{"input": 8, "layers": [{"units": 4, "activation": "relu"}, {"units": 8, "activation": "linear"}], "code_layer": 0, "loss": "mse"}"#,
+    )
+    .unwrap();
+    let good = npy_file(&dir, "good.npy", 40, 8, |i| (i * 7 % 10) as f32 / 10.0);
+    // Row 37 (the test split's second) holds a value near f32's largest.
+    let huge = npy_file(&dir, "huge.npy", 40, 8, |i| {
+        if i == 37 * 8 + 2 {
+            3e38
+        } else {
+            (i * 7 % 10) as f32 / 10.0
+        }
+    });
+    let m = dir.join("m.st");
+    ok(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--data",
+        s(&good),
+        "-o",
+        s(&m),
+        "--epochs",
+        "1",
+        "-q",
+    ]);
+    let scores = dir.join("s.csv");
+    for args in [
+        vec!["eval", "-m", s(&m), "--data", s(&huge)],
+        vec!["eval", "-m", s(&m), "--data", s(&huge), "--json"],
+        vec!["score", "-m", s(&m), "--data", s(&huge), "-o", s(&scores)],
+    ] {
+        let e = fails(&args);
+        has(
+            &e,
+            &[
+                "sample 1 of the test split",
+                "not finite",
+                "3e38",
+                "--normalize",
+            ],
+        );
+    }
+    assert!(!scores.exists());
+    ok(&["eval", "-m", s(&m), "--data", s(&good)]);
+    ok(&[
+        "encode",
+        "-m",
+        s(&m),
+        "--data",
+        s(&huge),
+        "-o",
+        s(&dir.join("e.npy")),
+    ]);
+}

@@ -195,6 +195,19 @@ fn dx_part_len(cfg: &ModelConfig, ops: &[Op], batch: usize) -> usize {
         .unwrap_or(0)
 }
 
+/// The error for a finite sample (sample `i`, of `of`, whose largest value
+/// in magnitude is `largest`) whose code, reconstruction, score or loss is
+/// not finite ([`Autoencoder::check_outputs`]).
+pub fn non_finite_output(i: usize, of: Option<&str>, largest: f64) -> Error {
+    let of = of.map(|o| format!(" of {o}")).unwrap_or_default();
+    Error::Value {
+        reason: format!(
+            "sample {i}{of}: the model's result for it is not finite (inf or NaN; its largest value is {:e}): it lies beyond the range the model computes in f32\n---> HINT: scale the data down to the range the model was trained on (train with --normalize to have the model do it)",
+            largest as f32
+        ),
+    }
+}
+
 /// The error for a binary cross-entropy target outside [0, 1]: `at` says
 /// where it is.
 pub fn bce_target_error(at: String, value: f64) -> Error {
@@ -705,6 +718,44 @@ impl<T: Real> Autoencoder<T> {
         if self.logits_out() {
             T::act_forward(Activation::Sigmoid, out);
         }
+    }
+
+    /// Checks that the last forward pass of finite samples `input` gave a
+    /// finite code and output: samples far beyond the range the model was
+    /// trained on can overflow f32 inside it, and a code or reconstruction
+    /// of inf or NaN (or a score or loss computed from one) would be
+    /// reported as a result. `first` is the place of the batch's first
+    /// sample among those the caller reads, `of` what they are (say, "the
+    /// test split").
+    ///
+    /// # Errors
+    /// [`Error::Value`] naming the first such sample, its largest value and
+    /// the remedy.
+    pub fn check_outputs(
+        &self,
+        ws: &Workspace<T>,
+        input: &[T],
+        first: usize,
+        of: Option<&str>,
+    ) -> Result<()> {
+        let last = self.cfg.layers.len() - 1;
+        let row_of = |v: &[T]| {
+            let width = v.len() / ws.batch.max(1);
+            v.iter()
+                .position(|x| !x.is_finite())
+                .map(|i| i / width.max(1))
+        };
+        let bad = [self.cfg.code_layer, last]
+            .iter()
+            .filter_map(|&l| row_of(&ws.h[l]))
+            .min();
+        let Some(i) = bad else { return Ok(()) };
+        let d = self.cfg.input;
+        let largest = input[i * d..(i + 1) * d]
+            .iter()
+            .map(|v| v.to_f64().abs())
+            .fold(0.0f64, f64::max);
+        Err(non_finite_output(first + i, of, largest))
     }
 
     /// The code (output of the code layer) of the last forward pass.

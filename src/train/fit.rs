@@ -415,6 +415,28 @@ fn fit_in_pool(
     Ok(out)
 }
 
+/// The error for a batch `x` (its first sample at `start`) whose loss is
+/// not finite though its outputs are: the first sample whose loss alone is
+/// not (or the batch's first, should every sample's be finite alone).
+fn first_non_finite_loss(
+    model: &Autoencoder<f32>,
+    x: &[f32],
+    start: usize,
+    of: Option<&str>,
+) -> Result<Error> {
+    let d = model.config().input;
+    let mut ws = model.workspace(1);
+    for (i, row) in x.chunks_exact(d).enumerate() {
+        let p = model.loss_and_grad(&mut ws, row, row, None)?;
+        if !p.total().is_finite() {
+            let largest = row.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max);
+            return Ok(crate::nn::non_finite_output(start + i, of, largest));
+        }
+    }
+    let largest = x.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max);
+    Ok(crate::nn::non_finite_output(start, of, largest))
+}
+
 /// The mean loss of `model` over all of `samples` (clean inputs, no noise),
 /// in batches of `batch`, and the statistics of its codes.
 ///
@@ -500,6 +522,12 @@ pub fn evaluate_rows_of(
             ));
         }
         let p = model.loss_and_grad(&mut ws, &x, &x, None)?;
+        model.check_outputs(&ws, &x, start, of)?;
+        if !p.total().is_finite() {
+            // Finite outputs whose loss overflowed: name the first sample
+            // whose own loss does.
+            return Err(first_non_finite_loss(model, &x, start, of)?);
+        }
         mean.add(&p, len);
         code.add(model.code(&ws));
         start += len;

@@ -8,15 +8,23 @@ use super::samples::Samples;
 use super::source::Rows;
 use crate::error::{Error, Result};
 use crate::kernels::Real;
-use crate::nn::{Autoencoder, Loss};
+use crate::nn::{Autoencoder, Loss, non_finite_output};
 
-/// Runs `f(first_index, batch_len, workspace)` after a forward pass over
-/// each batch of `samples` (clean inputs).
+/// The largest magnitude in `row`, for errors.
+fn largest(row: &[f32]) -> f64 {
+    row.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max)
+}
+
+/// Runs `f(first_index, batch, workspace)` after a forward pass over each
+/// batch of `samples` (clean inputs) whose codes and outputs are finite
+/// ([`Autoencoder::check_outputs`]; `of` says what the samples are, for
+/// its error); an error of `f` stops the pass.
 fn for_batches(
     model: &Autoencoder<f32>,
     samples: &mut dyn Rows,
     batch: usize,
-    mut f: impl FnMut(usize, &[f32], &crate::nn::Workspace<f32>),
+    of: Option<&str>,
+    mut f: impl FnMut(usize, &[f32], &crate::nn::Workspace<f32>) -> Result<()>,
 ) -> Result<()> {
     crate::parallel::start_global_pool(None)?;
     let d = model.config().input;
@@ -40,7 +48,8 @@ fn for_batches(
         }
         samples.read(start, &mut x)?;
         model.forward(&mut ws, &x)?;
-        f(start, &x, &ws);
+        model.check_outputs(&ws, &x, start, of)?;
+        f(start, &x, &ws)?;
         start += len;
     }
     Ok(())
@@ -58,8 +67,9 @@ pub fn encode(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>
         crate::memory::f32_bytes(n.saturating_mul(units)),
     )?;
     let mut out = Vec::with_capacity(n * units);
-    for_batches(model, &mut { samples }, 1000, |_, _, ws| {
-        out.extend_from_slice(model.code(ws))
+    for_batches(model, &mut { samples }, 1000, None, |_, _, ws| {
+        out.extend_from_slice(model.code(ws));
+        Ok(())
     })?;
     Ok(out)
 }
@@ -79,12 +89,13 @@ pub fn reconstruct(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec
         crate::memory::f32_bytes(n.saturating_mul(d)),
     )?;
     let mut out = vec![0.0f32; n * d];
-    for_batches(model, &mut { samples }, 1000, |start, x, ws| {
+    for_batches(model, &mut { samples }, 1000, None, |start, x, ws| {
         let rows = &mut out[start * d..start * d + x.len()];
         model.reconstruction(ws, rows);
         if scale != 1.0 {
             rows.iter_mut().for_each(|v| *v /= scale);
         }
+        Ok(())
     })?;
     Ok(out)
 }
@@ -176,15 +187,21 @@ pub fn score_of(
     )?;
     let mut out = Vec::with_capacity(samples.len());
     let undo = 1.0 / (f64::from(samples.scale()) * f64::from(samples.scale()));
-    for_batches(model, &mut { samples }, 1000, |_, x, ws| {
-        for (out_row, x_row) in ws.h[last].chunks_exact(d).zip(x.chunks_exact(d)) {
+    for_batches(model, &mut { samples }, 1000, of, |start, x, ws| {
+        let rows = ws.h[last].chunks_exact(d).zip(x.chunks_exact(d));
+        for (i, (out_row, x_row)) in rows.enumerate() {
             let s = match cfg.loss {
                 Loss::Bce => f32::bce_logits(out_row, x_row, None, 1.0) / d as f64,
                 Loss::Mse => undo * f32::sq_err(out_row, x_row, None, 1.0) / d as f64,
                 Loss::Sse => undo * 0.5 * f32::sq_err(out_row, x_row, None, 1.0),
             };
+            // A score that f32 cannot hold (its squares overflowed) is not one.
+            if !(s as f32).is_finite() {
+                return Err(non_finite_output(start + i, of, largest(x_row)));
+            }
             out.push(s as f32);
         }
+        Ok(())
     })?;
     Ok(out)
 }
@@ -222,13 +239,19 @@ pub fn explained_rows(model: &Autoencoder<f32>, samples: &mut dyn Rows) -> Resul
     let mut moments = Moments::new(d);
     let mut err = 0.0f64;
     let mut recon = Vec::new();
-    for_batches(model, samples, 1000, |_, x, ws| {
+    for_batches(model, samples, 1000, None, |start, x, ws| {
         recon.resize(x.len(), 0.0);
         model.reconstruction(ws, &mut recon);
-        err += f32::sq_err(&recon, x, None, 1.0);
-        for row in x.chunks_exact(d) {
+        let rows = recon.chunks_exact(d).zip(x.chunks_exact(d));
+        for (i, (r_row, row)) in rows.enumerate() {
+            let e = f32::sq_err(r_row, row, None, 1.0);
+            if !e.is_finite() {
+                return Err(non_finite_output(start + i, None, largest(row)));
+            }
+            err += e;
             moments.add(row);
         }
+        Ok(())
     })?;
     let n = samples.len() as f64;
     let total: f64 = moments.squares().iter().sum();
@@ -327,7 +350,7 @@ pub fn feature_errors(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<
     let mut err = vec![0.0f64; d];
     let mut moments = Moments::new(d);
     let mut recon = Vec::new();
-    for_batches(model, &mut { samples }, 1000, |_, x, ws| {
+    for_batches(model, &mut { samples }, 1000, None, |_, x, ws| {
         recon.resize(x.len(), 0.0);
         model.reconstruction(ws, &mut recon);
         for (row, r_row) in x.chunks_exact(d).zip(recon.chunks_exact(d)) {
@@ -337,6 +360,7 @@ pub fn feature_errors(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<
             }
             moments.add(row);
         }
+        Ok(())
     })?;
     let n = samples.len() as f64;
     let s2 = scale * scale;
