@@ -127,6 +127,22 @@ fn check_keys(v: &Value, path: &str, allowed: &[&str], expected: &str) -> Result
     Ok(())
 }
 
+/// Refuses a key of the object `v` (at `path`), known to the schema but
+/// not to this `kind` of it (a `kernel` on a dense layer, a `p` on
+/// Gaussian noise), which would be dropped without a word; a null value
+/// is absent.
+fn only_keys(v: &Value, path: &str, kind: &str, keys: &[&str]) -> Result<()> {
+    for (k, x) in v.as_object().into_iter().flatten() {
+        if !keys.contains(&k.as_str()) && !matches!(x, Value::Null) {
+            return Err(Error::config(
+                format!("{path}.{k}"),
+                format!("{kind} has no `{k}` (its keys: {})", keys.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn opt<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     v.get(key).filter(|x| !matches!(x, Value::Null))
 }
@@ -301,8 +317,32 @@ impl ModelConfig {
                     crate::data::check_f32_fraction(&format!("{path}.slope"), s)?;
                 }
                 let name = l.str_at("activation").map_err(|e| prefix(e, &path))?;
+                if slope.is_some() && name != "leaky_relu" {
+                    return Err(Error::config(
+                        format!("{path}.slope"),
+                        format!("only a leaky_relu activation has a slope, not `{name}`"),
+                    ));
+                }
                 activation_from_name(name, slope, &format!("{path}.activation"))
             };
+            let keys: &[&str] = match kind {
+                "dense" => &["type", "units", "activation", "slope"],
+                "conv2d" => &[
+                    "type",
+                    "channels",
+                    "kernel",
+                    "stride",
+                    "padding",
+                    "activation",
+                    "slope",
+                ],
+                "maxpool2d" => &["type", "kernel", "stride"],
+                "upsample" => &["type", "scale"],
+                _ => &[],
+            };
+            if !keys.is_empty() {
+                only_keys(l, &path, &format!("a {kind} layer"), keys)?;
+            }
             let spec = match kind {
                 "dense" => LayerSpec::Dense {
                     units: at("units")?,
@@ -403,7 +443,14 @@ impl ModelConfig {
         let noise = match opt(v, "noise") {
             Some(n) => {
                 check_keys(n, "noise", &["type", "std", "p"], form::NOISE)?;
-                match n.str_at("type").map_err(|e| prefix(e, "noise"))? {
+                let kind = n.str_at("type").map_err(|e| prefix(e, "noise"))?;
+                let keys: &[&str] = match kind {
+                    "gaussian" => &["type", "std"],
+                    "masking" => &["type", "p"],
+                    _ => &["type"],
+                };
+                only_keys(n, "noise", &format!("`{kind}` noise"), keys)?;
+                match kind {
                     "none" => Noise::None,
                     "gaussian" => Noise::Gaussian {
                         std: n.f64_at("std").map_err(|e| prefix(e, "noise"))?,
@@ -542,6 +589,110 @@ mod tests {
         let minimal = r#"{"input": 4, "layers": [{"units": 2, "activation": "relu"}, {"units": 4, "activation": "sigmoid"}], "code_layer": 0, "l1": {"lambda": 0.001}}"#;
         let cfg = ModelConfig::from_json(minimal).unwrap();
         assert_eq!(cfg.l1.unwrap().layer, 0);
+    }
+
+    /// A key of another kind of layer or noise (a `kernel` on a dense
+    /// layer, a `p` on Gaussian noise, a slope on relu) is refused naming
+    /// it: it was dropped without a word, and the saved model no longer had
+    /// it. A null value stays absent.
+    #[test]
+    fn keys_of_another_kind_are_refused() {
+        let conv = r#"{"type": "conv2d", "channels": 1, "kernel": 3, "activation": "sigmoid"}"#;
+        let with = |first: &str, last: &str, rest: &str| {
+            format!(
+                r#"{{"input": 16, "image": [1, 4, 4], "layers": [{first}, {last}], "code_layer": 0{rest}}}"#
+            )
+        };
+        let dense = r#"{"units": 16, "activation": "sigmoid"}"#;
+        let cases = [
+            (
+                with(
+                    r#"{"type": "dense", "units": 4, "activation": "relu", "kernel": 3}"#,
+                    dense,
+                    "",
+                ),
+                "layers[0].kernel",
+                "dense layer",
+            ),
+            (
+                with(
+                    r#"{"units": 4, "activation": "relu", "scale": 2}"#,
+                    dense,
+                    "",
+                ),
+                "layers[0].scale",
+                "dense layer",
+            ),
+            (
+                with(
+                    r#"{"type": "conv2d", "channels": 2, "kernel": 3, "activation": "relu", "units": 5}"#,
+                    conv,
+                    "",
+                ),
+                "layers[0].units",
+                "conv2d layer",
+            ),
+            (
+                with(
+                    r#"{"type": "maxpool2d", "kernel": 2, "activation": "relu"}"#,
+                    r#"{"type": "upsample", "scale": 2}"#,
+                    "",
+                ),
+                "layers[0].activation",
+                "maxpool2d layer",
+            ),
+            (
+                with(r#"{"type": "upsample", "scale": 1, "units": 5}"#, conv, ""),
+                "layers[0].units",
+                "upsample layer",
+            ),
+            (
+                with(
+                    r#"{"units": 4, "activation": "relu", "slope": 0.2}"#,
+                    dense,
+                    "",
+                ),
+                "layers[0].slope",
+                "leaky_relu",
+            ),
+            (
+                with(
+                    r#"{"units": 4, "activation": "relu"}"#,
+                    dense,
+                    r#", "noise": {"type": "gaussian", "std": 0.1, "p": 0.3}"#,
+                ),
+                "noise.p",
+                "`gaussian` noise",
+            ),
+            (
+                with(
+                    r#"{"units": 4, "activation": "relu"}"#,
+                    dense,
+                    r#", "noise": {"type": "masking", "p": 0.3, "std": 0.5}"#,
+                ),
+                "noise.std",
+                "`masking` noise",
+            ),
+            (
+                with(
+                    r#"{"units": 4, "activation": "relu"}"#,
+                    dense,
+                    r#", "noise": {"type": "none", "std": 0.3}"#,
+                ),
+                "noise.std",
+                "`none` noise",
+            ),
+        ];
+        for (text, field, kind) in cases {
+            let e = ModelConfig::from_json(&text).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains(kind), "{text}: {e}");
+        }
+        let fine = with(
+            r#"{"units": 4, "activation": "leaky_relu", "slope": 0.2, "kernel": null}"#,
+            dense,
+            r#", "noise": {"type": "gaussian", "std": 0.1, "p": null}"#,
+        );
+        ModelConfig::from_json(&fine).unwrap();
     }
 
     /// A key of the wrong kind names the form it takes, not only its kind.
