@@ -489,6 +489,10 @@ fn resume_refuses_flags_it_cannot_honour() {
         (&["--no-shuffle"], &["--no-shuffle", "differs"]),
         (&["--normalize"], &["--normalize", "--resume"]),
         (&["--noise-seed", "4"], &["--noise-seed", "--resume"]),
+        (
+            &["--steps", "2"],
+            &["--steps 2 leaves nothing to train", "has done 2 steps"],
+        ),
     ] {
         let mut args = base.to_vec();
         args.extend(flags);
@@ -1446,4 +1450,78 @@ fn results_beyond_f32_are_refused_naming_the_sample() {
         "-o",
         s(&dir.join("e.npy")),
     ]);
+}
+
+/// A resumed run that `--epochs` (counted from the start of training)
+/// leaves nothing to do is refused before anything is written: it saved
+/// the checkpoint's model again, exited 0 and wrote no metrics.
+#[test]
+fn resume_with_nothing_left_to_train_is_refused() {
+    let dir = common::temp_dir("validation_resume_done");
+    let x = npy_file(&dir, "x.npy", 40, 8, |i| (i * 7 % 10) as f32 / 10.0);
+    let cfg = dir.join("c.json");
+    std::fs::write(
+        &cfg,
+        r#"{"input": 8, "layers": [{"units": 4, "activation": "relu"}, {"units": 8, "activation": "sigmoid"}], "code_layer": 0}"#,
+    )
+    .unwrap();
+    let (ck, out, metrics) = (dir.join("ck.st"), dir.join("m.st"), dir.join("m.csv"));
+    // 36 training rows in one batch: one step an epoch.
+    ok(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--data",
+        s(&x),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "36",
+        "--checkpoint",
+        s(&ck),
+        "-o",
+        s(&out),
+        "-q",
+    ]);
+    std::fs::remove_file(&out).unwrap();
+    let resume = |epochs: &str| {
+        vec![
+            "train",
+            "--resume",
+            s_static(&ck),
+            "--data",
+            s_static(&x),
+            "--epochs",
+            s_str(epochs),
+            "-o",
+            s_static(&out),
+            "--metrics",
+            s_static(&metrics),
+            "-q",
+        ]
+    };
+    for epochs in ["1", "3"] {
+        let e = fails(&resume(epochs));
+        has(
+            &e,
+            &[
+                &format!("--epochs {epochs} leaves nothing to train"),
+                "3 whole epochs of 1",
+                "ck.st",
+            ],
+        );
+        assert!(!out.exists() && !metrics.exists());
+    }
+    ok(&resume("4"));
+    assert!(out.exists());
+    let rows = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(rows.lines().count(), 2, "{rows}");
+}
+
+fn s_static(p: &Path) -> &'static str {
+    Box::leak(p.to_str().unwrap().to_owned().into_boxed_str())
+}
+
+fn s_str(v: &str) -> &'static str {
+    Box::leak(v.to_owned().into_boxed_str())
 }

@@ -301,6 +301,21 @@ fn fit_in_pool(
     };
     let mut epoch = (trainer.steps() / spe as u64) as usize;
     let records = epochs_to_run(trainer.steps(), spe, epoch, opts);
+    if records == 0 || opts.max_steps.is_some_and(|m| trainer.steps() >= m) {
+        // A resumed trainer already past the end: saving it would look
+        // like a run that trained.
+        let (field, limit) = match opts.max_steps {
+            Some(m) if trainer.steps() >= m => ("steps", format!("{m} steps")),
+            _ => ("epochs", format!("{} epochs", opts.epochs)),
+        };
+        return Err(Error::config(
+            field,
+            format!(
+                "{limit} in all leave nothing to train: this run has done {} steps already ({epoch} whole epochs of {spe}); epochs and steps count from the start of training, a resumed run's too, so ask for more",
+                trainer.steps()
+            ),
+        ));
+    }
     crate::memory::check(
         &format!(
             "keeping the metrics of {records} epochs of {spe} step{} (ask for fewer epochs, or give --steps)",

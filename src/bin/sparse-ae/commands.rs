@@ -250,6 +250,27 @@ fn batch_for_data(asked: usize, accumulate: usize, n: usize) -> usize {
 
 /// Refuses a flag of `train` that a resumed run cannot honour: one that
 /// differs from what the checkpoint continues with.
+/// Refuses to resume from `ck` a trainer that `--epochs` and `--steps`
+/// (counted from the start of training) leave nothing to train: the run
+/// saved the checkpoint's model again as if trained.
+fn check_resume_left(t: &Trainer<f32>, n_train: usize, a: &TrainArgs, ck: &Path) -> Result<()> {
+    let spe = sparse_ae::train::steps_per_epoch(t, n_train)? as u64;
+    let done = t.steps();
+    let (flag, given) = match a.steps {
+        Some(m) if done >= m => ("--steps", m.to_string()),
+        _ if done / spe >= a.epochs as u64 => ("--epochs", a.epochs.to_string()),
+        _ => return Ok(()),
+    };
+    Err(Error::config(
+        flag,
+        format!(
+            "{flag} {given} leaves nothing to train: {} has done {done} steps ({} whole epochs of {spe}) already; --epochs and --steps count from the start of training, a resumed run's too, so ask for more",
+            ck.display(),
+            done / spe
+        ),
+    ))
+}
+
 fn check_resume_flags(a: &TrainArgs, t: &Trainer<f32>, opts: &FitOptions) -> Result<()> {
     let differs = |flag: &str, given: String, kept: String| {
         Err(Error::config(
@@ -723,6 +744,9 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
         (t, scale)
     };
     check_image(trainer.model.config(), &path)?;
+    if let Some(ck) = &a.resume {
+        check_resume_left(&trainer, input.lens()?.0, a, ck)?;
+    }
     if !a.quiet {
         let (n_train, n_test) = input.lens()?;
         let streamed = match input.chunk_rows() {
