@@ -608,6 +608,114 @@ fn a_leftover_temporary_file_is_removed_and_long_names_work() {
     assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
 }
 
+/// Each output's format follows its name: an extension of another format
+/// is refused before any work (PNG bytes went into `r.npy`, CSV text into
+/// `s.npz`, CSV rows into `m.npy`), and a name without one gets the
+/// command's default.
+#[test]
+fn an_output_named_for_another_format_is_refused() {
+    let dir = setup("misuse-format");
+    let (m, x) = (s_static(dir.join("m.st")), s_static(dir.join("x.npy")));
+    let before = snapshot(&dir);
+    for (args, want) in [
+        (
+            vec![
+                "score",
+                "-m",
+                m,
+                "--data",
+                x,
+                "-o",
+                s_static(dir.join("s.npz")),
+            ],
+            "score writes .csv or .npy, not .npz",
+        ),
+        (
+            vec![
+                "score",
+                "-m",
+                m,
+                "--data",
+                x,
+                "-o",
+                s_static(dir.join("s.txt")),
+            ],
+            "not .txt",
+        ),
+        (
+            vec![
+                "encode",
+                "-m",
+                m,
+                "--data",
+                x,
+                "-o",
+                s_static(dir.join("e.png")),
+            ],
+            "encode writes .npy or .csv, not .png",
+        ),
+        (
+            vec![
+                "reconstruct",
+                "-m",
+                m,
+                "--data",
+                x,
+                "-o",
+                s_static(dir.join("r.npy")),
+            ],
+            "reconstruct writes .png, not .npy",
+        ),
+        (
+            vec!["features", "-m", m, "-o", s_static(dir.join("f.jpg"))],
+            "features writes .png, not .jpg",
+        ),
+        (
+            vec![
+                "histogram",
+                "-m",
+                m,
+                "--data",
+                x,
+                "-o",
+                s_static(dir.join("h.csv")),
+            ],
+            "histogram writes .png, not .csv",
+        ),
+    ] {
+        let e = fails(&args, 1);
+        assert!(e.contains(want) && e.contains("--out"), "{args:?}: {e}");
+        assert_eq!(snapshot(&dir), before, "{args:?}");
+    }
+    let metrics = s_static(dir.join("m.npy"));
+    let e = fails(
+        &train_args(
+            &dir,
+            &["--out", s_static(dir.join("n.st")), "--metrics", metrics],
+        ),
+        1,
+    );
+    assert!(
+        e.contains("--metrics writes .csv or .jsonl or .json, not .npy"),
+        "{e}"
+    );
+    assert!(!e.contains("training "), "{e}");
+    assert_eq!(snapshot(&dir), before);
+    // Without an extension: CSV scores, a PNG picture.
+    ok(&["score", "-m", m, "--data", x, "-o", s_static(dir.join("s"))]);
+    assert!(
+        std::fs::read_to_string(dir.join("s"))
+            .unwrap()
+            .starts_with("index,score\n")
+    );
+    ok(&["features", "-m", m, "-o", s_static(dir.join("f"))]);
+    assert!(
+        std::fs::read(dir.join("f"))
+            .unwrap()
+            .starts_with(b"\x89PNG")
+    );
+}
+
 /// An output is saved through a temporary file of a fixed name beside it
 /// (`.NAME.tmp`), and a leftover there is replaced: a command whose input
 /// or other output is that name (as given, or through a link) is refused

@@ -645,6 +645,7 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
         files.allow("--resume", "--checkpoint").check()?;
         // Rows are added to whole rows only: a row cut short is refused now.
         if let Some(m) = &a.metrics {
+            crate::metrics_file::check_name(m)?;
             crate::metrics_file::existing(m)?;
         }
     }
@@ -997,21 +998,13 @@ fn check_files(model: &Path, data: &crate::cli::DataArgs, out: &Path) -> Result<
 /// (`*.npy`, or no extension); another extension is refused before any
 /// work, where it used to get `.npy` bytes under, say, a `.txt` name.
 fn codes_as_csv(out: &Path) -> Result<bool> {
-    if data::is_npy(out) {
-        return Ok(false);
-    }
-    match out.extension() {
-        None => Ok(false),
-        Some(e) if e.eq_ignore_ascii_case("csv") => Ok(true),
-        Some(e) => Err(Error::config(
-            "--out",
-            format!(
-                "encode writes .npy or .csv, not .{} ({}): name the output codes.npy or codes.csv",
-                e.to_string_lossy(),
-                out.display()
-            ),
-        )),
-    }
+    crate::files::format_of(
+        "--out",
+        "encode",
+        out,
+        &[("npy", false), ("csv", true)],
+        false,
+    )
 }
 
 /// The codes as CSV: a header `sample,u0,u1,…`, then a row per sample with
@@ -1064,14 +1057,17 @@ pub fn encode(a: OutArgs) -> Result<ExitCode> {
 
 pub fn score(a: OutArgs) -> Result<ExitCode> {
     check_files(&a.model, &a.data, &a.out)?;
+    let npy = crate::files::format_of(
+        "--out",
+        "score",
+        &a.out,
+        &[("csv", false), ("npy", true)],
+        false,
+    )?;
     let (model, scale) = load_model_scaled(&a.model)?;
     let d = load_split(&a.data, a.split, [(a.model.as_path(), &model)])?;
     let s = d.samples()?.scaled(scale)?;
     let scores = score_of(&model, s, Some(split_of(a.split)))?;
-    let npy = a
-        .out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     if npy {
         sparse_ae::data::npy::write_vector(&a.out, &scores)?;
     } else {
@@ -1090,6 +1086,7 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<ExitCode> {
         return Err(Error::config("-n", "must be at least 1 (samples to show)"));
     }
     check_files(&a.model, &a.data, &a.out)?;
+    png_out(&a.out, "reconstruct")?;
     let (model, scale) = load_model_scaled(&a.model)?;
     let d = load_split(&a.data, a.split, [(a.model.as_path(), &model)])?;
     let pic = reconstruction_grid(&model, d.samples()?.scaled(scale)?, a.n, a.noise_seed)?;
@@ -1098,11 +1095,18 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Refuses an output of `what` (a picture) named with another extension
+/// than `.png` (or none).
+fn png_out(out: &Path, what: &str) -> Result<()> {
+    crate::files::format_of("--out", what, out, &[("png", ())], ())
+}
+
 pub fn features(a: FeaturesArgs) -> Result<ExitCode> {
     Files::default()
         .input("--model", &a.model)
         .output("--out", &a.out)
         .check()?;
+    png_out(&a.out, "features")?;
     let model = load_model(&a.model)?;
     save_png(&a.out, &feature_picture(&model)?)?;
     note!("wrote {}", a.out.display());
@@ -1118,6 +1122,7 @@ pub fn histogram(a: HistogramArgs) -> Result<ExitCode> {
         .data(&data::locate(&a.data)?)
         .output("--out", &a.out)
         .check()?;
+    png_out(&a.out, "histogram")?;
     let models: Vec<(String, (Autoencoder<f32>, f32))> = a
         .model
         .iter()

@@ -307,3 +307,37 @@ fn check_appendable(flag: &str, p: &Path, head: &[u8]) -> Result<()> {
         Err(e) => Err(Error::io(p, e)),
     }
 }
+
+/// The format the output `out` of `flag` is written in: the one its
+/// extension names among `formats` (extension, format; any case), or
+/// `none` without an extension. Another extension is refused before any
+/// work: `what` writes only these, and bytes of one format under the name
+/// of another (PNG bytes in `r.npy`, CSV text in `s.npz`) mislead every
+/// program that opens them.
+///
+/// # Errors
+/// [`Error::Config`] naming the flag, the extension and the ones taken.
+pub fn format_of<F: Copy>(
+    flag: &str,
+    what: &str,
+    out: &Path,
+    formats: &[(&str, F)],
+    none: F,
+) -> Result<F> {
+    let Some(ext) = out.extension() else {
+        return Ok(none);
+    };
+    let ext = ext.to_string_lossy();
+    if let Some((_, f)) = formats.iter().find(|(e, _)| ext.eq_ignore_ascii_case(e)) {
+        return Ok(*f);
+    }
+    let names: Vec<String> = formats.iter().map(|(e, _)| format!(".{e}")).collect();
+    Err(Error::config(
+        flag,
+        format!(
+            "{what} writes {}, not .{ext} ({}): name the output with one of those extensions (or none)",
+            names.join(" or "),
+            out.display()
+        ),
+    ))
+}

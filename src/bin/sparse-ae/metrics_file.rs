@@ -24,6 +24,21 @@ use std::path::Path;
 /// row is a few hundred bytes, so this is about a million epochs).
 const MAX_BYTES: u64 = 256 << 20;
 
+/// Refuses a metrics file named with another extension than `.csv`,
+/// `.jsonl` or `.json` (or none, CSV): it got CSV rows under any name.
+///
+/// # Errors
+/// [`Error::Config`] naming `--metrics`.
+pub fn check_name(path: &Path) -> sparse_ae::Result<()> {
+    crate::files::format_of(
+        "--metrics",
+        "--metrics",
+        path,
+        &[("csv", ()), ("jsonl", ()), ("json", ())],
+        (),
+    )
+}
+
 /// Whether `path` gets JSON lines (.jsonl, .json) rather than CSV.
 pub fn is_json(path: &Path) -> bool {
     path.extension()
