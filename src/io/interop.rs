@@ -365,6 +365,145 @@ fn topk_k(v: &Value, arch: Option<&str>) -> Result<(usize, &'static str)> {
     }
 }
 
+/// The model the SAE libraries read in `cfg.json` `v` (its `architecture`
+/// `arch`): the code from `activation_fn_str` or the architecture, the
+/// pre-encoder bias from `apply_b_dec_to_input`, the unit-norm decoder
+/// from `normalize_decoder`; errors name those keys.
+fn library_view(
+    v: &Value,
+    arch: Option<&str>,
+    d_in: usize,
+    d_sae: usize,
+) -> Result<crate::nn::ModelConfig> {
+    // SAELens 6 writes no `activation_fn_str`: its architecture
+    // names the code (ReLU for "standard").
+    let act_name = match (v.get("activation_fn_str"), arch) {
+        (None, Some("topk")) => "topk",
+        (None, Some("standard")) => "relu",
+        _ => v.str_at("activation_fn_str")?,
+    };
+    let b = ModelBuilder::new(d_in);
+    // With the key k came from, which the builder's range check names.
+    let (b, k_field) = if act_name == "topk" {
+        let (k, field) = topk_k(v, arch)?;
+        (b.code(d_sae, Activation::Relu).topk(k, false), field)
+    } else {
+        let act = activation_from_name(act_name, None, "activation_fn_str")?;
+        (b.code(d_sae, act), "activation_fn_kwargs.k")
+    };
+    let flag = |keys: &[&str], default: bool| -> Result<bool> {
+        match keys.iter().find(|k| v.get(k).is_some()) {
+            Some(k) => v.bool_at(k),
+            None => Ok(default),
+        }
+    };
+    b.decoder(d_in, Activation::Linear)
+        .loss(Loss::Mse)
+        .pre_encoder_bias(flag(&["apply_b_dec_to_input"], true)?)
+        .unit_norm_decoder(flag(
+            &["normalize_decoder", "normalize_sae_decoder"],
+            false,
+        )?)
+        .build()
+        .map_err(|e| match e {
+            // The builder's names for what cfg.json calls d_sae and k.
+            Error::Config { field, reason } if field == "topk.k" => Error::Config {
+                field: k_field.into(),
+                reason,
+            },
+            Error::Config { field, reason } if field.starts_with("layers[0]") => Error::Config {
+                field: "d_sae".into(),
+                reason,
+            },
+            Error::Config { field, reason } if field == "input" => Error::Config {
+                field: "d_in".into(),
+                reason,
+            },
+            e => e,
+        })
+}
+
+/// Refuses a `sparse_ae_config` that describes another model than the
+/// keys the SAE libraries read beside it (another k, code, pre-encoder
+/// bias or decoder norm): SAELens or sparsify would run one model and
+/// sparse-ae another from the same folder.
+fn check_agrees(
+    v: &Value,
+    arch: Option<&str>,
+    d_in: usize,
+    d_sae: usize,
+    cfg: &crate::nn::ModelConfig,
+) -> Result<()> {
+    let disagree = |key: &str, theirs: String, ours: String| {
+        Err(Error::config(
+            "sparse_ae_config",
+            format!(
+                "{ours} disagrees with `{key}` = {theirs}: the SAE libraries read the folder by `{key}` and sparse-ae by sparse_ae_config, so they would run different models; make them agree"
+            ),
+        ))
+    };
+    if v.get("activation_fn_str").is_some() || arch.is_some() {
+        let lib = library_view(v, arch, d_in, d_sae)?;
+        let code_key = match v.get("activation_fn_str") {
+            Some(_) => "activation_fn_str",
+            None => "architecture",
+        };
+        match (cfg.topk, lib.topk) {
+            (Some(ours), Some(theirs)) if ours.k != theirs.k => {
+                let (_, key) = topk_k(v, arch)?;
+                return disagree(
+                    key,
+                    theirs.k.to_string(),
+                    format!("its TopK code's k = {}", ours.k),
+                );
+            }
+            (Some(ours), None) => {
+                return disagree(
+                    code_key,
+                    format!("{:?}", lib.layers[0].act().name()),
+                    format!("its TopK code (k = {})", ours.k),
+                );
+            }
+            (None, Some(theirs)) => {
+                return disagree(
+                    code_key,
+                    format!("a TopK code (k = {})", theirs.k),
+                    format!("its {} code", cfg.layers[0].act().name()),
+                );
+            }
+            (None, None) if cfg.layers[0].act() != lib.layers[0].act() => {
+                return disagree(
+                    code_key,
+                    format!("{:?}", lib.layers[0].act().name()),
+                    format!("its {} code", cfg.layers[0].act().name()),
+                );
+            }
+            _ => {}
+        }
+    }
+    let flags: [(&[&str], bool, &str); 2] = [
+        (
+            &["apply_b_dec_to_input"],
+            cfg.sae.pre_encoder_bias,
+            "its pre-encoder bias",
+        ),
+        (
+            &["normalize_decoder", "normalize_sae_decoder"],
+            cfg.sae.unit_norm_decoder,
+            "its unit-norm decoder",
+        ),
+    ];
+    for (keys, ours, what) in flags {
+        if let Some(k) = keys.iter().find(|k| v.get(k).is_some()) {
+            let theirs = v.bool_at(k)?;
+            if theirs != ours {
+                return disagree(k, theirs.to_string(), format!("{what} ({ours})"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The model configuration and input scale a `cfg.json` describes, and
 /// whether the decoder norms are to be folded into the weights (SAELens'
 /// `rescale_acts_by_decoder_norm` on a TopK code); errors name its keys.
@@ -408,63 +547,18 @@ fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32, bool)> {
     }
     let (d_in, d_sae) = (v.usize_at("d_in")?, v.usize_at("d_sae")?);
     let cfg = match v.get("sparse_ae_config") {
-        Some(c) => crate::nn::ModelConfig::from_json_value(c).map_err(|e| match e {
-            Error::Config { field, reason } => Error::Config {
-                field: format!("sparse_ae_config.{field}"),
-                reason,
-            },
-            e => e,
-        })?,
-        None => {
-            // SAELens 6 writes no `activation_fn_str`: its architecture
-            // names the code (ReLU for "standard").
-            let act_name = match (v.get("activation_fn_str"), arch) {
-                (None, Some("topk")) => "topk",
-                (None, Some("standard")) => "relu",
-                _ => v.str_at("activation_fn_str")?,
-            };
-            let b = ModelBuilder::new(d_in);
-            // With the key k came from, which the builder's range check names.
-            let (b, k_field) = if act_name == "topk" {
-                let (k, field) = topk_k(v, arch)?;
-                (b.code(d_sae, Activation::Relu).topk(k, false), field)
-            } else {
-                let act = activation_from_name(act_name, None, "activation_fn_str")?;
-                (b.code(d_sae, act), "activation_fn_kwargs.k")
-            };
-            let flag = |keys: &[&str], default: bool| -> Result<bool> {
-                match keys.iter().find(|k| v.get(k).is_some()) {
-                    Some(k) => v.bool_at(k),
-                    None => Ok(default),
-                }
-            };
-            b.decoder(d_in, Activation::Linear)
-                .loss(Loss::Mse)
-                .pre_encoder_bias(flag(&["apply_b_dec_to_input"], true)?)
-                .unit_norm_decoder(flag(
-                    &["normalize_decoder", "normalize_sae_decoder"],
-                    false,
-                )?)
-                .build()
-                .map_err(|e| match e {
-                    // The builder's names for what cfg.json calls d_sae and k.
-                    Error::Config { field, reason } if field == "topk.k" => Error::Config {
-                        field: k_field.into(),
-                        reason,
-                    },
-                    Error::Config { field, reason } if field.starts_with("layers[0]") => {
-                        Error::Config {
-                            field: "d_sae".into(),
-                            reason,
-                        }
-                    }
-                    Error::Config { field, reason } if field == "input" => Error::Config {
-                        field: "d_in".into(),
-                        reason,
-                    },
-                    e => e,
-                })?
+        Some(c) => {
+            let cfg = crate::nn::ModelConfig::from_json_value(c).map_err(|e| match e {
+                Error::Config { field, reason } => Error::Config {
+                    field: format!("sparse_ae_config.{field}"),
+                    reason,
+                },
+                e => e,
+            })?;
+            check_agrees(v, arch, d_in, d_sae, &cfg)?;
+            cfg
         }
+        None => library_view(v, arch, d_in, d_sae)?,
     };
     if cfg.input != d_in || cfg.layers.len() != 2 || cfg.width(0) != d_sae {
         return Err(Error::config(
@@ -752,6 +846,78 @@ mod tests {
     }
 
     /// A folder of sparse-ae's export with `cfg.json` replaced by `text`.
+    /// A `cfg.json` whose SAE-library keys describe another model than its
+    /// `sparse_ae_config` (another k, code, pre-encoder bias or decoder
+    /// norm) is refused naming the key: `sparse_ae_config` won without a
+    /// word, so SAELens and sparse-ae ran different models from one folder.
+    #[test]
+    fn library_keys_that_disagree_with_the_config_are_refused() {
+        let dir = std::env::temp_dir().join(format!("sparse-ae-agree-{}", std::process::id()));
+        let cfg = ModelBuilder::new(12)
+            .code(20, Activation::Relu)
+            .decoder(12, Activation::Linear)
+            .loss(Loss::Mse)
+            .topk(3, false)
+            .build()
+            .unwrap();
+        export_sae(&Autoencoder::<f32>::new(cfg, 4).unwrap(), &dir).unwrap();
+        let text = std::fs::read_to_string(dir.join("cfg.json")).unwrap();
+        let exported = json::parse(text.as_bytes()).unwrap();
+        let edited = |edits: &[(&str, Value)]| {
+            let Value::Object(mut fields) = exported.clone() else {
+                panic!("cfg.json is an object")
+            };
+            for (key, value) in edits {
+                match fields.iter_mut().find(|(k, _)| k == key) {
+                    Some(f) => f.1 = value.clone(),
+                    None => fields.push((key.to_string(), value.clone())),
+                }
+            }
+            Value::Object(fields).to_json().unwrap()
+        };
+        let k5 = Value::Object(vec![("k".into(), Value::from(5usize))]);
+        let cases: [(&[(&str, Value)], &str); 5] = [
+            (
+                &[("activation_fn_kwargs", k5)],
+                "`activation_fn_kwargs.k` = 5",
+            ),
+            (
+                &[
+                    ("k", Value::from(4usize)),
+                    (
+                        "activation_fn_kwargs",
+                        Value::Object(vec![("k".into(), Value::from(4usize))]),
+                    ),
+                ],
+                "k` = 4",
+            ),
+            (
+                &[
+                    ("architecture", Value::from("standard")),
+                    ("activation_fn_str", Value::from("relu")),
+                ],
+                "its TopK code (k = 3) disagrees with `activation_fn_str`",
+            ),
+            (
+                &[("apply_b_dec_to_input", Value::Bool(true))],
+                "`apply_b_dec_to_input` = true",
+            ),
+            (
+                &[("normalize_decoder", Value::Bool(true))],
+                "`normalize_decoder` = true",
+            ),
+        ];
+        for (edits, want) in cases {
+            let e = with_cfg(&dir, &edited(edits)).unwrap_err().to_string();
+            assert!(
+                e.contains(want) && e.contains("sparse_ae_config"),
+                "{want}: {e}"
+            );
+        }
+        with_cfg(&dir, &edited(&[])).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     fn with_cfg(dir: &Path, text: &str) -> Result<Autoencoder<f32>> {
         std::fs::write(dir.join("cfg.json"), text).unwrap();
         import_sae(dir)
