@@ -567,7 +567,8 @@ impl Value {
             return Err(Error::config(
                 path,
                 format!(
-                    "the integer {x} is too large: at most 2^53 − 1 = {}",
+                    "the integer {} is too large: at most 2^53 − 1 = {}",
+                    short_number(x),
                     MAX_EXACT_INT - 1.0
                 ),
             ));
@@ -632,6 +633,17 @@ impl Value {
 /// 2⁵³: integers from here on are not all exact in a JSON number (an f64).
 pub const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
+/// `x` for a message: as Rust writes it when that is short, else in
+/// scientific notation (`1e300`, not three hundred and one digits).
+pub fn short_number(x: f64) -> String {
+    let plain = x.to_string();
+    if plain.len() <= 24 {
+        plain
+    } else {
+        format!("{x:e}")
+    }
+}
+
 /// At most the first 40 characters of `text` (then `…`), for quoting
 /// outside text in a message.
 pub fn excerpt(text: &str) -> String {
@@ -643,7 +655,7 @@ pub fn excerpt(text: &str) -> String {
 
 fn describe(v: &Value) -> String {
     match v {
-        Value::Number(x) => format!("the number {x}"),
+        Value::Number(x) => format!("the number {}", short_number(*x)),
         Value::String(s) if s.len() <= 40 => format!("the string {s:?}"),
         Value::Bool(b) => format!("{b}"),
         _ => v.kind().to_owned(),
@@ -740,6 +752,21 @@ fn write_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Numbers in messages stay short: a config's `1e300` or `1e-300` is
+    /// not written out in hundreds of digits.
+    #[test]
+    fn numbers_in_messages_are_short() {
+        assert_eq!(short_number(1e300), "1e300");
+        assert_eq!(short_number(-1e-300), "-1e-300");
+        assert_eq!(short_number(0.5), "0.5");
+        assert_eq!(short_number(1e10), "10000000000");
+        let v = parse(br#"{"a": 1e300, "b": 1e-300}"#).unwrap();
+        for key in ["a", "b"] {
+            let e = v.usize_at(key).unwrap_err().to_string();
+            assert!(e.len() < 120 && e.contains("e"), "{e}");
+        }
+    }
 
     fn p(s: &str) -> std::result::Result<Value, String> {
         parse_detailed(s.as_bytes())

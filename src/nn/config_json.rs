@@ -95,7 +95,7 @@ pub(crate) mod form {
 /// `v`'s kind for an error message: the value itself when it is short.
 pub(crate) fn found(v: &Value) -> String {
     match v {
-        Value::Number(x) => format!("the number {x}"),
+        Value::Number(x) => format!("the number {}", crate::io::json::short_number(*x)),
         Value::String(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
         Value::Bool(b) => format!("{b}"),
         _ => v.kind().to_string(),

@@ -40,7 +40,10 @@ fn main() -> ExitCode {
     }
     if let Some(gb) = cli.max_memory {
         if !(gb.is_finite() && gb > 0.0 && gb <= 1e9) {
-            note!("error: --max-memory must be a positive number of GB, got {gb}");
+            note!(
+                "error: --max-memory must be a number of GB above 0 and at most 1e9, got {}",
+                sparse_ae::io::json::short_number(gb)
+            );
             return ExitCode::from(2);
         }
         sparse_ae::memory::set_budget((gb * 1e9) as u64);
