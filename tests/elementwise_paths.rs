@@ -699,7 +699,15 @@ fn adam_decay(isa: &str, step: &AdamFn) {
 /// |p₀| ≤ 10⁻⁶ keeps p₁'s own rounding far below the step's.
 fn adam_keras_formula(isa: Isa) {
     let mut r = rng(14);
-    let sets = [(1e-3, 0.9, 0.999, 1e-7), (3e-4, 0.85, 0.9995, 1e-5)];
+    // β of 0 (or nearly) is valid too: moments without memory.
+    let sets = [
+        (1e-3, 0.9, 0.999, 1e-7),
+        (3e-4, 0.85, 0.9995, 1e-5),
+        (1e-3, 0.0, 0.999, 1e-7),
+        (1e-3, 0.9, 0.0, 1e-7),
+        (1e-3, 0.0, 0.0, 1e-7),
+        (1e-3, 1e-37, 1e-37, 1e-7),
+    ];
     for ((lr, b1, b2, eps), divide) in sets.into_iter().flat_map(|s| [(s, false), (s, true)]) {
         for n in lengths() {
             let p0 = uniform(&mut r, n, -1e-6, 1e-6);

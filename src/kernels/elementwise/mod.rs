@@ -147,10 +147,21 @@ impl AdamHyper {
     /// least the second, β2·v (each bound raised by 2⁻²⁰ so that rounding it
     /// to the parameters' type keeps it). For f32 and the defaults:
     /// 1.2·10⁻³⁵ and 1.2·10⁻³⁸.
+    ///
+    /// A bound above `tiny`·2²⁰ is left out (its products may then be
+    /// subnormal): a moment that large takes part in the update, and
+    /// zeroing it would change training — with β1 = 0 every m, with β2 = 0
+    /// every v (a step of lr·m/ε), with β1 = 10⁻³⁷ every |m| < 0.12.
     pub fn floors(&self, tiny: f64) -> (f64, f64) {
         let up = 1.0 + f64::powi(2.0, -20);
-        let m = tiny.max(tiny / self.beta1).max(tiny / self.lr_t) * up;
-        let v = tiny.max(tiny / self.beta2) * up;
+        let cap = tiny * f64::powi(2.0, 20);
+        // tiny/by where that is small enough to zero (by = 0: none).
+        let bound = |by: f64| {
+            let b = tiny / by;
+            if b <= cap { b } else { tiny }
+        };
+        let m = tiny.max(bound(self.beta1)).max(bound(self.lr_t)) * up;
+        let v = tiny.max(bound(self.beta2)) * up;
         (m, v)
     }
 }
