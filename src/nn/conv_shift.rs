@@ -71,7 +71,18 @@ pub(crate) struct ShiftBufs<T> {
 
 impl<T: Real> ShiftBufs<T> {
     /// Buffers for the forward pass if `fwd`, the backward pass if `bwd`.
+    /// Neither: no buffers (and no planes, which only a stride of 1 has).
     pub fn new(s: &Conv2dShape, fwd: bool, bwd: bool) -> ShiftBufs<T> {
+        if !(fwd || bwd) {
+            return ShiftBufs {
+                xp: Vec::new(),
+                acc: Vec::new(),
+                xsh: Vec::new(),
+                d: Vec::new(),
+                dxp: Vec::new(),
+                dwt: Vec::new(),
+            };
+        }
         let pl = Planes::of(s);
         let okk = s.out_c * s.kh * s.kw;
         let z = |on: bool, n: usize| vec![T::ZERO; if on { n } else { 0 }];
