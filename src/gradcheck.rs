@@ -708,13 +708,16 @@ pub fn random_setup(
 }
 
 /// A hash of which side of 0 every pre-activation of a ReLU or leaky-ReLU
-/// layer is on, which values a top-k selection kept, which input won
-/// every max-pooling window, and which dead latents the AuxK loss chose.
+/// layer is on, every value under an L1 penalty (|h| has its kink at 0,
+/// whatever the activation), which values a top-k selection kept, which
+/// input won every max-pooling window, and which dead latents the AuxK
+/// loss chose.
 pub fn kink_fingerprint(model: &Autoencoder<f64>, ws: &Workspace<f64>) -> u64 {
     let mut hash: u64 = ws.pool_fingerprint() ^ ws.auxk_fingerprint().rotate_left(17);
     for (l, spec) in model.config().layers.iter().enumerate() {
         let topk = model.config().topk.is_some_and(|t| t.layer == l);
-        if topk || matches!(spec.act(), Activation::Relu | Activation::LeakyRelu(_)) {
+        let l1 = model.config().l1.is_some_and(|p| p.layer == l);
+        if topk || l1 || matches!(spec.act(), Activation::Relu | Activation::LeakyRelu(_)) {
             for &v in &ws.h[l] {
                 let side = u64::from(v > 0.0) + 2 * u64::from(topk && v != 0.0);
                 hash = (hash ^ side).wrapping_mul(0x0100_0000_01b3);
