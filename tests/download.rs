@@ -28,6 +28,8 @@ struct Reply {
     body: Vec<u8>,
     /// Send `Content-Length`; without it the body ends when the connection closes.
     length_header: bool,
+    /// Send the body a byte at a time, this long apart.
+    trickle: Option<std::time::Duration>,
 }
 
 impl Reply {
@@ -36,6 +38,7 @@ impl Reply {
             status: 200,
             body,
             length_header: true,
+            trickle: None,
         }
     }
 }
@@ -120,6 +123,7 @@ fn serve(stream: TcpStream, routes: &HashMap<String, Reply>, hits: &Mutex<Vec<St
         status: 404,
         body: b"not found".to_vec(),
         length_header: true,
+        trickle: None,
     });
     let reason = if reply.status == 200 {
         "OK"
@@ -136,7 +140,23 @@ fn serve(stream: TcpStream, routes: &HashMap<String, Reply>, hits: &Mutex<Vec<St
     head.push_str("\r\n");
     let mut stream = reader.into_inner();
     let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(&reply.body);
+    match reply.trickle {
+        None => {
+            let _ = stream.write_all(&reply.body);
+        }
+        Some(gap) => {
+            for b in &reply.body {
+                if stream
+                    .write_all(&[*b])
+                    .and_then(|()| stream.flush())
+                    .is_err()
+                {
+                    break;
+                }
+                std::thread::sleep(gap);
+            }
+        }
+    }
     let _ = stream.flush();
 }
 
@@ -387,6 +407,7 @@ fn size_caps_stop_big_downloads_and_gzip_bombs() {
             Limits {
                 max_download: cap,
                 max_decompressed: 1 << 30,
+                ..Limits::default()
             },
             format!(
                 "Content-Length {} bytes is over the size cap of {cap} bytes",
@@ -398,6 +419,7 @@ fn size_caps_stop_big_downloads_and_gzip_bombs() {
             Limits {
                 max_download: cap,
                 max_decompressed: 1 << 30,
+                ..Limits::default()
             },
             format!("more than the size cap of {cap} bytes"),
         ),
@@ -406,6 +428,7 @@ fn size_caps_stop_big_downloads_and_gzip_bombs() {
             Limits {
                 max_download: 1 << 30,
                 max_decompressed: 1_000_000,
+                ..Limits::default()
             },
             "decompressed content is over the size cap of 1000000 bytes".to_owned(),
         ),
@@ -422,6 +445,43 @@ fn size_caps_stop_big_downloads_and_gzip_bombs() {
         assert!(entries(&dir).is_empty(), "{prefix}: {:?}", entries(&dir));
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// A mirror that trickles its body (a byte every 50 ms, each read in
+/// time) is given up once a window passes with too few bytes, naming the
+/// URL and the stall, and leaves no file: it kept `download` waiting until
+/// it was killed.
+#[test]
+fn a_mirror_that_trickles_is_given_up() {
+    let files = fixture_files();
+    let mut routes = HashMap::new();
+    let (name, gz, _) = &files[0];
+    routes.insert(
+        format!("/slow/{name}"),
+        Reply {
+            trickle: Some(std::time::Duration::from_millis(50)),
+            ..Reply::ok(gz.clone())
+        },
+    );
+    let server = Server::start(routes, 4);
+    let dir = temp_dir("trickle");
+    let mut source = fixture_source(vec![format!("{}slow/", server.url())]);
+    source.limits = Limits {
+        stall_bytes: 1000,
+        stall_window: std::time::Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let start = std::time::Instant::now();
+    let e = fetch_with(&source, &dir, &mut no_progress())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("stalled") && e.contains(&format!("slow/{name}")),
+        "{e}"
+    );
+    assert!(start.elapsed().as_secs() < 30, "{:?}", start.elapsed());
+    assert!(entries(&dir).is_empty(), "{:?}", entries(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

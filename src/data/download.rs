@@ -195,21 +195,30 @@ fn split_mirrors(v: &str) -> Vec<String> {
         .collect()
 }
 
-/// Size caps per file.
+/// Size caps per file, and how slow a download may get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest accepted download (compressed) in bytes.
     pub max_download: u64,
     /// Largest accepted decompressed content in bytes.
     pub max_decompressed: u64,
+    /// A download that receives fewer than `stall_bytes` bytes in
+    /// `stall_window` is given up (a mirror that trickles data would
+    /// otherwise keep it waiting for ever: each read returns in time).
+    pub stall_bytes: u64,
+    /// See `stall_bytes`.
+    pub stall_window: Duration,
 }
 
 impl Default for Limits {
-    /// 100 MB each; the largest real file is 26 MB compressed, 47 MB inflated.
+    /// 100 MB each (the largest real file is 26 MB compressed, 47 MB
+    /// inflated); at least 16 KiB a minute.
     fn default() -> Self {
         Limits {
             max_download: 100_000_000,
             max_decompressed: 100_000_000,
+            stall_bytes: 16 << 10,
+            stall_window: Duration::from_secs(60),
         }
     }
 }
@@ -419,6 +428,8 @@ fn download_one(
         let mut dec = flate2::write::MultiGzDecoder::new(HashSink::new(limits.max_decompressed));
         let mut buf = vec![0u8; 1 << 16];
         let mut done = 0u64;
+        // The bytes received since `window` began.
+        let (mut window, mut window_start) = (0u64, std::time::Instant::now());
         let mut inflated = Ok(());
         if total != Some(0) {
             progress(name, 0, total);
@@ -431,6 +442,17 @@ fn download_one(
                 Err(e) => return Err(fail(format!("reading failed after {done} bytes: {e}"))),
             };
             done += n as u64;
+            window += n as u64;
+            if window_start.elapsed() >= limits.stall_window {
+                if window < limits.stall_bytes {
+                    return Err(fail(format!(
+                        "stalled: {window} bytes in the last {:.0} s (less than {} bytes), {done} bytes in all; try again or another mirror (SPARSE_AE_MIRROR)",
+                        window_start.elapsed().as_secs_f64(),
+                        limits.stall_bytes
+                    )));
+                }
+                (window, window_start) = (0, std::time::Instant::now());
+            }
             if done > limits.max_download {
                 return Err(fail(format!(
                     "more than the size cap of {} bytes",
