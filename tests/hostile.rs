@@ -140,6 +140,19 @@ fn idx_gzip_corruption() {
     assert_eq!(a.dims, [2, 3, 4]);
 }
 
+/// Data after the last gzip member that is not another member is named
+/// as such (it read as a member cut short: "unexpected end of file").
+#[cfg(feature = "gzip")]
+#[test]
+fn idx_gzip_trailing_garbage_is_named() {
+    let d = scratch("gz-trailing");
+    let mut bytes = std::fs::read(reg("idx_gz", "ok_u8_labels_5.gz")).unwrap();
+    bytes.extend_from_slice(b"garbage!");
+    let p = d.join("trailing.gz");
+    std::fs::write(&p, &bytes).unwrap();
+    check(&idx::read(&p).unwrap_err(), &p, &["trailing garbage"]);
+}
+
 #[cfg(not(feature = "gzip"))]
 #[test]
 fn idx_gzip_without_feature_says_so() {
@@ -353,6 +366,24 @@ fn npy_bad_files() {
             "dtype \"<c8\" is not supported (use <f4, <f8, <f2, bfloat16 (<V2), |u1 or |i1, '>' for big-endian)",
         ],
     );
+}
+
+/// A file cut off inside the preamble says so, rather than quoting a
+/// magic that is right as far as it goes.
+#[test]
+fn npy_cut_in_its_preamble_is_truncated_not_wrong() {
+    let d = scratch("npy-preamble");
+    for (bytes, want) in [
+        (&b"\x93NUMPY\x01"[..], "truncated: 7 bytes"),
+        (&b"\x93NU"[..], "truncated: 3 bytes"),
+        (&b""[..], "truncated: 0 bytes"),
+        (&b"PK\x03\x04"[..], "wrong magic"),
+    ] {
+        let p = d.join("cut.npy");
+        std::fs::write(&p, bytes).unwrap();
+        let e = npy::read(&p).unwrap_err();
+        check(&e, &p, &[want]);
+    }
 }
 
 #[test]

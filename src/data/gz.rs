@@ -33,10 +33,54 @@ fn no_gzip(path: &Path, what: &str) -> Error {
     }
 }
 
-/// A decoder over all gzip members of `r`.
+/// A decoder over all gzip members of `r`. Bytes after the last member
+/// that do not start another are an error that says so (they read as a
+/// member cut short: "unexpected end of file").
 #[cfg(feature = "gzip")]
 pub(crate) fn decoder<'a, R: Read + 'a>(r: R, _path: &Path) -> Result<Box<dyn Read + 'a>> {
-    Ok(Box::new(flate2::read::MultiGzDecoder::new(r)))
+    let r = std::io::BufReader::new(r);
+    Ok(Box::new(Members {
+        dec: Some(flate2::bufread::GzDecoder::new(r)),
+    }))
+}
+
+/// The gzip members of a stream, one after the other.
+#[cfg(feature = "gzip")]
+struct Members<R: std::io::BufRead> {
+    /// The member being read (`None` at the end).
+    dec: Option<flate2::bufread::GzDecoder<R>>,
+}
+
+#[cfg(feature = "gzip")]
+impl<R: std::io::BufRead> Read for Members<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let Some(dec) = self.dec.as_mut() else {
+                return Ok(0);
+            };
+            let n = dec.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // The member ended: the end of the stream, or another member.
+            let mut r = self.dec.take().map(flate2::bufread::GzDecoder::into_inner);
+            let Some(rest) = r.as_mut() else {
+                return Ok(0);
+            };
+            let head = rest.fill_buf()?;
+            if head.is_empty() {
+                return Ok(0);
+            }
+            let next = head[0] == MAGIC[0] && (head.len() < 2 || head[1] == MAGIC[1]);
+            if !next {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "bytes after the end of the gzip data that are not another gzip member (trailing garbage)",
+                ));
+            }
+            self.dec = r.map(flate2::bufread::GzDecoder::new);
+        }
+    }
 }
 
 /// Without the `gzip` feature: a clear error.

@@ -171,6 +171,12 @@ pub fn read_header(r: &mut dyn Read, file_len: u64, path: &Path) -> Result<Heade
     let mut pre = [0u8; 12];
     let got = file_len.min(10) as usize;
     r.read_exact(&mut pre[..got]).map_err(io)?;
+    if got < 10 && pre[..got.min(6)] == MAGIC[..got.min(6)] {
+        return Err(err(
+            path,
+            format!("truncated: {got} bytes, shorter than the 10-byte .npy preamble (magic, version, header length)"),
+        ));
+    }
     if got < 10 || &pre[..6] != MAGIC {
         let shown = &pre[..got.min(6)];
         return Err(err(
