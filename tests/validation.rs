@@ -1525,3 +1525,45 @@ fn s_static(p: &Path) -> &'static str {
 fn s_str(v: &str) -> &'static str {
     Box::leak(v.to_owned().into_boxed_str())
 }
+
+/// `reconstruct -n` past what one picture holds names `-n` (it named a
+/// "report canvas" and its pixels).
+#[test]
+fn reconstruct_with_too_many_samples_names_n() {
+    let Some(mnist) = common::real_mnist() else {
+        eprintln!("skipped: no MNIST data");
+        return;
+    };
+    let dir = common::temp_dir("validation_reconstruct_n");
+    let m = dir.join("m.st");
+    ok(&[
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&mnist),
+        "--limit",
+        "64",
+        "--epochs",
+        "1",
+        "-o",
+        s(&m),
+        "-q",
+    ]);
+    let out = dir.join("r.png");
+    let e = fails(&[
+        "reconstruct",
+        "-m",
+        s(&m),
+        "--data",
+        s(&mnist),
+        "--split",
+        "train",
+        "-n",
+        "10000",
+        "-o",
+        s(&out),
+    ]);
+    has(&e, &["-n", "10000 samples", "ask for fewer"]);
+    assert!(!out.exists());
+}

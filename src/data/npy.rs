@@ -174,7 +174,9 @@ pub fn read_header(r: &mut dyn Read, file_len: u64, path: &Path) -> Result<Heade
     if got < 10 && pre[..got.min(6)] == MAGIC[..got.min(6)] {
         return Err(err(
             path,
-            format!("truncated: {got} bytes, shorter than the 10-byte .npy preamble (magic, version, header length)"),
+            format!(
+                "truncated: {got} bytes, shorter than the 10-byte .npy preamble (magic, version, header length)"
+            ),
         ));
     }
     if got < 10 || &pre[..6] != MAGIC {

@@ -1089,7 +1089,23 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<ExitCode> {
     png_out(&a.out, "reconstruct")?;
     let (model, scale) = load_model_scaled(&a.model)?;
     let d = load_split(&a.data, a.split, [(a.model.as_path(), &model)])?;
-    let pic = reconstruction_grid(&model, d.samples()?.scaled(scale)?, a.n, a.noise_seed)?;
+    let pic = reconstruction_grid(&model, d.samples()?.scaled(scale)?, a.n, a.noise_seed)
+        .map_err(|e| match e {
+            // The picture's size is -n's doing.
+            Error::Shape {
+                op: "report canvas",
+                got,
+                ..
+            } => Error::config(
+                "-n",
+                format!(
+                    "{} samples make a picture of {got} pixels, more than the {} one picture may have; ask for fewer",
+                    a.n,
+                    sparse_ae::report::canvas::MAX_PIXELS
+                ),
+            ),
+            e => e,
+        })?;
     save_png(&a.out, &pic)?;
     note!("wrote {}", a.out.display());
     Ok(ExitCode::SUCCESS)
