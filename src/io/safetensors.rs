@@ -294,10 +294,18 @@ fn usize_list(v: Option<&Value>, what: &str) -> std::result::Result<Vec<usize>, 
     items
         .iter()
         .map(|x| {
-            x.as_usize().ok_or(format!(
-                "{what} holds {}, not a non-negative integer",
-                x.kind()
-            ))
+            x.as_usize().ok_or_else(|| match x.as_f64() {
+                // A JSON number holds integers exactly up to 2^53.
+                Some(n) if n.fract() == 0.0 && n >= crate::io::json::MAX_EXACT_INT => format!(
+                    "{what} holds {}, too large: at most 2^53 − 1 (a JSON number is exact only that far)",
+                    crate::io::json::short_number(n)
+                ),
+                Some(n) => format!(
+                    "{what} holds the number {}, not a non-negative integer",
+                    crate::io::json::short_number(n)
+                ),
+                None => format!("{what} holds {}, not a non-negative integer", x.kind()),
+            })
         })
         .collect()
 }
@@ -437,6 +445,21 @@ mod tests {
         v.extend_from_slice(header.as_bytes());
         v.extend_from_slice(data);
         v
+    }
+
+    /// An offset or dimension past 2^53 says it is too large (it was "a
+    /// number, not a non-negative integer"); a fraction says what it is.
+    #[test]
+    fn huge_and_fractional_numbers_are_named() {
+        for (field, want) in [
+            (r#""shape": [1], "data_offsets": [0, 18446744073709551615]"#, "too large"),
+            (r#""shape": [9223372036854775808], "data_offsets": [0, 4]"#, "too large"),
+            (r#""shape": [1.5], "data_offsets": [0, 4]"#, "the number 1.5"),
+        ] {
+            let header = format!(r#"{{"w": {{"dtype": "F32", {field}}}}}"#);
+            let e = SafeTensors::parse(&file(&header, &[0; 4])).unwrap_err().to_string();
+            assert!(e.contains(want), "{field}: {e}");
+        }
     }
 
     #[test]
