@@ -146,7 +146,33 @@ pub fn show(bytes: u64) -> String {
 /// # Errors
 /// [`Error::Memory`] naming `what`, the need, the budget and what is held.
 pub fn check(what: &str, needs: u64) -> Result<()> {
-    check_against(what, needs, budget(), held())
+    check_against(what, needs, budget(), held())?;
+    // Past the machine's own budget (a budget raised by hand), ask the
+    // system first: a refused allocation would abort the process.
+    if needs > default_budget() {
+        check_system(what, needs)?;
+    }
+    Ok(())
+}
+
+/// Refuses `needs` bytes for `what` when the system will not reserve them
+/// (the address-space limit, `ulimit -v`, or more than an allocation can
+/// be): a buffer that large would abort the process, not fail.
+///
+/// # Errors
+/// [`Error::Value`] naming `what` and the size.
+pub fn check_system(what: &str, needs: u64) -> Result<()> {
+    let mut probe: Vec<u8> = Vec::new();
+    let fits = usize::try_from(needs).is_ok_and(|n| probe.try_reserve_exact(n).is_ok());
+    if fits {
+        return Ok(());
+    }
+    Err(Error::Value {
+        reason: format!(
+            "{what} needs {}, which the system refuses to reserve (its memory, or the address-space limit `ulimit -v`); the memory budget was raised past what this machine has\n---> HINT: lower --max-memory GB, or use less (a smaller batch, fewer samples or units)",
+            show(needs)
+        ),
+    })
 }
 
 /// [`check`] against an explicit budget of which `held` bytes are taken.
@@ -181,6 +207,17 @@ pub fn fitting_batch(what: &str, want: usize, fixed: u64, per_sample: u64) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A size the system cannot reserve is an error, not an abort; one it
+    /// can passes.
+    #[test]
+    fn sizes_the_system_refuses_are_errors() {
+        let e = check_system("the test's buffer", u64::MAX / 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the test's buffer") && e.contains("refuses"), "{e}");
+        check_system("a small buffer", 1 << 20).unwrap();
+    }
 
     #[test]
     fn reads_the_machine_and_the_limit() {

@@ -27,6 +27,9 @@ const FOR_PYTHON: &[(&str, &str)] = &[
         " (ask for fewer epochs, or give --steps)",
         " (ask for fewer epochs)",
     ),
+    // A sample beyond the range the model computes in: Python's fit does
+    // not normalise.
+    (" (train with --normalize to have the model do it)", ""),
     // A data set not found or not downloaded.
     ("pass `--data DIR`", "pass path=DIR"),
     // Autoencoder.load of a safetensors file without a configuration.

@@ -766,3 +766,20 @@ def test_json_text_that_is_not_an_object_is_read_as_json():
     with pytest.raises(OSError, match="No such file"):
         sparse_ae.Autoencoder.from_config("model.json")
     assert m.fit(np.zeros((4, 16), np.float32), epochs=1, batch_size=4, noise=" none", verbose=False)["epoch"] == [1]
+
+
+def test_samples_beyond_float32_are_named_not_scored_inf():
+    # A finite sample near float32's largest value: its squared error
+    # overflows. `evaluate` and `score` name it (they gave inf), with no
+    # command-line flag in the hint.
+    cfg = {"input": 8, "layers": [{"units": 4, "activation": "relu"},
+                                  {"units": 8, "activation": "linear"}],
+           "code_layer": 0, "loss": "mse"}
+    m = sparse_ae.Autoencoder.from_config(cfg)
+    x = np.random.default_rng(1).random((5, 8), dtype=np.float32)
+    x[3, 2] = 3e38
+    for call in (m.evaluate, m.score):
+        with pytest.raises(ValueError, match="sample 3: the model's result for it is not finite") as e:
+            call(x)
+        assert "--" not in str(e.value)
+    assert np.isfinite(m.score(x[:3])).all()
