@@ -215,7 +215,10 @@ mod tests {
         let e = check_system("the test's buffer", u64::MAX / 2)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("the test's buffer") && e.contains("refuses"), "{e}");
+        assert!(
+            e.contains("the test's buffer") && e.contains("refuses"),
+            "{e}"
+        );
         check_system("a small buffer", 1 << 20).unwrap();
     }
 

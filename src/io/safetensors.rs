@@ -452,12 +452,23 @@ mod tests {
     #[test]
     fn huge_and_fractional_numbers_are_named() {
         for (field, want) in [
-            (r#""shape": [1], "data_offsets": [0, 18446744073709551615]"#, "too large"),
-            (r#""shape": [9223372036854775808], "data_offsets": [0, 4]"#, "too large"),
-            (r#""shape": [1.5], "data_offsets": [0, 4]"#, "the number 1.5"),
+            (
+                r#""shape": [1], "data_offsets": [0, 18446744073709551615]"#,
+                "too large",
+            ),
+            (
+                r#""shape": [9223372036854775808], "data_offsets": [0, 4]"#,
+                "too large",
+            ),
+            (
+                r#""shape": [1.5], "data_offsets": [0, 4]"#,
+                "the number 1.5",
+            ),
         ] {
             let header = format!(r#"{{"w": {{"dtype": "F32", {field}}}}}"#);
-            let e = SafeTensors::parse(&file(&header, &[0; 4])).unwrap_err().to_string();
+            let e = SafeTensors::parse(&file(&header, &[0; 4]))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{field}: {e}");
         }
     }

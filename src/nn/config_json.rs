@@ -604,6 +604,13 @@ mod tests {
             )
         };
         let dense = r#"{"units": 16, "activation": "sigmoid"}"#;
+        let noisy = |noise: &str| {
+            with(
+                r#"{"units": 4, "activation": "relu"}"#,
+                dense,
+                &format!(r#", "noise": {noise}"#),
+            )
+        };
         let cases = [
             (
                 with(
@@ -656,29 +663,17 @@ mod tests {
                 "leaky_relu",
             ),
             (
-                with(
-                    r#"{"units": 4, "activation": "relu"}"#,
-                    dense,
-                    r#", "noise": {"type": "gaussian", "std": 0.1, "p": 0.3}"#,
-                ),
+                noisy(r#"{"type": "gaussian", "std": 0.1, "p": 0.3}"#),
                 "noise.p",
                 "`gaussian` noise",
             ),
             (
-                with(
-                    r#"{"units": 4, "activation": "relu"}"#,
-                    dense,
-                    r#", "noise": {"type": "masking", "p": 0.3, "std": 0.5}"#,
-                ),
+                noisy(r#"{"type": "masking", "p": 0.3, "std": 0.5}"#),
                 "noise.std",
                 "`masking` noise",
             ),
             (
-                with(
-                    r#"{"units": 4, "activation": "relu"}"#,
-                    dense,
-                    r#", "noise": {"type": "none", "std": 0.3}"#,
-                ),
+                noisy(r#"{"type": "none", "std": 0.3}"#),
                 "noise.std",
                 "`none` noise",
             ),
