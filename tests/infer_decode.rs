@@ -91,3 +91,22 @@ fn an_observer_stops_training_between_steps() {
     fit(&mut full, s, None, &max6, &mut sparse_ae::train::Silent).unwrap();
     assert_eq!(t.model.params, full.model.params);
 }
+
+/// Codes whose decoder output overflows f32 are refused naming the code
+/// (decode gave inf and NaN where encode, reconstruct and score refuse).
+#[test]
+fn decode_refuses_outputs_beyond_f32() {
+    let cfg = sparse_ae::nn::ModelConfig::from_json(
+        r#"{"input": 8, "layers": [{"units": 4, "activation": "relu"}, {"units": 8, "activation": "linear"}], "code_layer": 0, "loss": "mse"}"#,
+    )
+    .unwrap();
+    let model = Autoencoder::<f32>::new(cfg, 3).unwrap();
+    let mut codes = vec![0.5f32; 3 * 4];
+    decode(&model, &codes, 1.0).unwrap();
+    codes[8..12].fill(3e38);
+    let e = decode(&model, &codes, 1.0).unwrap_err().to_string();
+    assert!(
+        e.contains("sample 2 of the codes") && e.contains("not finite"),
+        "{e}"
+    );
+}

@@ -107,7 +107,8 @@ pub fn reconstruct(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec
 /// # Errors
 /// [`Error::Shape`] if `codes` does not hold whole codes;
 /// [`Error::Config`] for a scale that is not finite and positive;
-/// [`Error::Memory`] if the outputs exceed the memory budget.
+/// [`Error::Memory`] if the outputs exceed the memory budget;
+/// [`Error::Value`] naming the code whose output is not finite in f32.
 pub fn decode(model: &Autoencoder<f32>, codes: &[f32], scale: f32) -> Result<Vec<f32>> {
     crate::parallel::start_global_pool(None)?;
     super::samples::check_scale(scale)?;
@@ -134,9 +135,19 @@ pub fn decode(model: &Autoencoder<f32>, codes: &[f32], scale: f32) -> Result<Vec
         if len != ws.batch() {
             ws = model.workspace_with(len, crate::nn::TopkPath::Dense);
         }
-        model.decode(&mut ws, &codes[start * units..(start + len) * units])?;
+        let batch_codes = &codes[start * units..(start + len) * units];
+        model.decode(&mut ws, batch_codes)?;
         let rows = &mut out[start * d..(start + len) * d];
         model.reconstruction(&ws, rows);
+        // A finite code whose output overflowed f32 is not a result.
+        if let Some(i) = rows.iter().position(|v| !v.is_finite()) {
+            let r = i / d;
+            return Err(non_finite_output(
+                start + r,
+                Some("the codes"),
+                largest(&batch_codes[r * units..(r + 1) * units]),
+            ));
+        }
         if scale != 1.0 {
             rows.iter_mut().for_each(|v| *v /= scale);
         }
