@@ -590,3 +590,96 @@ fn a_gzip_training_split_is_loaded_whole_and_said_once() {
     let note = "are gzip-compressed, which cannot be read by row: every rank loads them whole";
     assert_eq!(err.matches(note).count(), 1, "{err}");
 }
+
+/// Ranks given different settings or data (`mpirun … : …`, or one node's
+/// stale checkpoint) are refused before the first step, naming the
+/// setting: they crashed in a collective of the wrong size, hung, or wrote
+/// a model no single run gives.
+#[test]
+fn ranks_given_different_settings_are_refused() {
+    let dir = common::temp_dir("mpi-disagree");
+    let data = data(&dir);
+    let out = dir.join("m.st");
+    let base = |extra: &[&str]| {
+        let mut v: Vec<String> = [
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(&out),
+            "--preset",
+            "shallow",
+            "--batch-size",
+            "32",
+            "-q",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        v.extend(extra.iter().map(|a| a.to_string()));
+        v
+    };
+    for (a, b, want) in [
+        (
+            vec!["--epochs", "2"],
+            vec!["--epochs", "2", "--lr", "0.01"],
+            "optimizer",
+        ),
+        (
+            vec!["--epochs", "2"],
+            vec!["--epochs", "2", "--seed", "7"],
+            "parameters",
+        ),
+        (
+            vec!["--epochs", "2"],
+            vec!["--epochs", "2", "--limit", "100"],
+            "data samples",
+        ),
+        (vec!["--epochs", "3"], vec!["--epochs", "2"], "--epochs"),
+        (
+            vec!["--epochs", "2"],
+            vec!["--epochs", "2", "--no-shuffle"],
+            "--no-shuffle",
+        ),
+    ] {
+        let session = session_dir();
+        let mut c = Command::new("mpirun");
+        c.args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "--mca",
+            "orte_tmpdir_base",
+        ])
+        .arg(&session)
+        .args(["-n", "1", BIN])
+        .args(base(&a))
+        .args([":", "-n", "1", BIN])
+        .args(base(&b))
+        .env("RAYON_NUM_THREADS", "1")
+        .env_remove("SPARSE_AE_DATA")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                panic!("{a:?} against {b:?}: the job hung");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        let _ = std::fs::remove_dir_all(&session);
+        assert!(!status.success(), "{a:?} against {b:?} succeeded:\n{err}");
+        assert!(
+            err.contains(want) && err.contains("every rank of a job must be given the same"),
+            "{a:?} against {b:?}:\n{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "{a:?} against {b:?}: a model was written");
+    }
+}

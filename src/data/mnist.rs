@@ -80,6 +80,16 @@ pub fn candidate_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The files of `dir` that loading it reads: of each split's images and
+/// labels, the first of its names that exists.
+pub fn data_files(dir: &Path) -> Vec<PathBuf> {
+    [Split::Train, Split::Test]
+        .into_iter()
+        .flat_map(|s| [find(dir, s, "images", 3), find(dir, s, "labels", 1)])
+        .flatten()
+        .collect()
+}
+
 fn find(dir: &Path, split: Split, kind: &str, ndim: u8) -> Option<PathBuf> {
     candidates(dir, split, kind, ndim)
         .into_iter()

@@ -391,6 +391,60 @@ pub fn agree<T>(comm: &mut dyn Collective<T>, own: Result<()>, go: bool) -> Resu
     Ok(codes.iter().all(|&c| c == 0))
 }
 
+/// Refuses a job whose ranks were given different settings: every rank
+/// compares its `settings` (name, value) with rank 0's, and a difference
+/// is an error on every rank naming the setting and both values (ranks
+/// that disagree on the data's size, the model or a flag ran collectives
+/// of different sizes: a crash, a hang, or a model of no single run).
+///
+/// # Errors
+/// [`Error::Config`] on a rank whose settings differ, [`Error::Rank`] on
+/// the others; any error of `comm`.
+pub fn agree_on<T>(comm: &mut dyn Collective<T>, settings: &[(&str, String)]) -> Result<()> {
+    let text: String = settings
+        .iter()
+        .map(|(name, value)| format!("{name}\u{1f}{value}\u{1e}"))
+        .collect();
+    let zero = broadcast_text(comm, 0, &text)?;
+    let theirs: Vec<(&str, &str)> = zero
+        .split_terminator('\u{1e}')
+        .filter_map(|kv| kv.split_once('\u{1f}'))
+        .collect();
+    let rank = comm.rank();
+    let own = match settings
+        .iter()
+        .zip(theirs.iter().map(Some).chain(std::iter::repeat(None)))
+        .find(|((name, value), t)| *t != Some(&(*name, value.as_str())))
+    {
+        None if theirs.len() == settings.len() => Ok(()),
+        None => Err(Error::config(
+            "mpi",
+            format!(
+                "rank {rank} compares {} settings, rank 0 {}: the ranks run different versions of sparse-ae",
+                settings.len(),
+                theirs.len()
+            ),
+        )),
+        Some(((name, value), t)) => Err(Error::config(
+            *name,
+            format!(
+                "rank {rank} has {}, rank 0 has {}: every rank of a job must be given the same settings and data",
+                excerpt(value),
+                t.map_or("nothing".into(), |(_, v)| excerpt(v))
+            ),
+        )),
+    };
+    agree(comm, own, true).map(|_| ())
+}
+
+/// `text` cut to its first 120 characters, for a message.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(120) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
 /// Rank `from`'s `text` on every rank.
 fn broadcast_text<T>(comm: &mut dyn Collective<T>, from: usize, text: &str) -> Result<String> {
     let p = comm.ranks();

@@ -250,6 +250,95 @@ fn batch_for_data(asked: usize, accumulate: usize, n: usize) -> usize {
 
 /// Refuses a flag of `train` that a resumed run cannot honour: one that
 /// differs from what the checkpoint continues with.
+/// What every rank of a data-parallel job must agree on (see
+/// [`dist::agree_on`]): the version, the kernel path (paths differ in their
+/// last bits), the model and its parameters (the seed, `--init` or the
+/// checkpoint), the optimizer and its step, the step's shape, the epochs
+/// and their order, the noise, the data (its size, shape, streaming and
+/// scale, and a fingerprint of its files: lengths and their first and last
+/// 64 KiB; not their paths, which may differ between machines).
+#[allow(clippy::too_many_arguments)]
+fn job_settings(
+    a: &TrainArgs,
+    t: &Trainer<f32>,
+    input: &crate::train_input::Input,
+    opts: &FitOptions,
+    path: &Path,
+    dim: usize,
+    scale: f32,
+) -> Result<Vec<(&'static str, String)>> {
+    let params = t
+        .model
+        .params
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, v| {
+            (h ^ u64::from(v.to_bits())).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    let (n_train, _) = input.lens()?;
+    Ok(vec![
+        ("sparse-ae version", env!("CARGO_PKG_VERSION").to_string()),
+        ("kernel path", sparse_ae::kernels::Isa::active().to_string()),
+        ("model", t.model.config().to_json()),
+        (
+            "parameters (seed, --init or --resume)",
+            format!("{params:016x}"),
+        ),
+        ("optimizer", format!("{:?}", t.opt.config)),
+        ("steps done (--resume)", t.steps().to_string()),
+        ("--batch-size", t.batch().to_string()),
+        ("--micro-batches", format!("{:?}", t.micro_batches_set())),
+        ("--accumulate", t.accumulate().to_string()),
+        ("--epochs", opts.epochs.to_string()),
+        ("--steps", format!("{:?}", opts.max_steps)),
+        ("--no-shuffle", (!opts.shuffle).to_string()),
+        ("--seed (shuffle)", opts.shuffle_seed.to_string()),
+        ("--noise-seed", format!("{:?}", a.noise_seed)),
+        ("--normalize", format!("{:?} (scale {scale})", a.normalize)),
+        ("--stream", format!("{:?}", input.chunk_rows().is_some())),
+        // Only rank 0 reads the test split.
+        (
+            "data samples (--limit)",
+            format!("{n_train} training of {dim} features"),
+        ),
+        ("data files", data_fingerprint(path)?),
+    ])
+}
+
+/// The lengths of the data's files and a hash of their first and last
+/// 64 KiB each.
+fn data_fingerprint(path: &Path) -> Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let files: Vec<std::path::PathBuf> = if data::is_npy(path) {
+        vec![path.to_path_buf()]
+    } else {
+        sparse_ae::data::mnist::data_files(path)
+    };
+    let mut out = String::new();
+    for f in files {
+        let mut file = std::fs::File::open(&f).map_err(|e| Error::io(&f, e))?;
+        let len = file.metadata().map_err(|e| Error::io(&f, e))?.len();
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        let mut buf = Vec::with_capacity(64 << 10);
+        for at in [0, len.saturating_sub(64 << 10)] {
+            file.seek(SeekFrom::Start(at))
+                .map_err(|e| Error::io(&f, e))?;
+            buf.clear();
+            (&mut file)
+                .take(64 << 10)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io(&f, e))?;
+            h = buf.iter().fold(h, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        }
+        let name = f
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        out.push_str(&format!("{name} {len} bytes {h:016x}; "));
+    }
+    Ok(out)
+}
+
 /// Refuses to resume from `ck` a trainer that `--epochs` and `--steps`
 /// (counted from the start of training) leave nothing to train: the run
 /// saved the checkpoint's model again as if trained.
@@ -448,6 +537,13 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
         path,
         dim,
     } = setup?;
+    if shared {
+        // Before any collective whose size depends on them.
+        dist::agree_on(
+            comm,
+            &job_settings(&a, &trainer, &input, &opts, &path, dim, scale)?,
+        )?;
+    }
     // The normalising scale of a job over several ranks: each reads its
     // share of the training rows, and every rank adds up the same terms.
     let scale = match normalize_here {
