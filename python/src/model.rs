@@ -23,6 +23,7 @@ use sparse_ae::rng::Rng;
 use sparse_ae::train::{FitOptions, Trainer, evaluate as evaluate_all, explained, fit};
 use sparse_ae::{Error, train};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -176,7 +177,11 @@ fn with_noise(cfg: &ModelConfig, noise: &Bound<'_, PyAny>) -> PyResult<ModelConf
 /// Fortran-ordered.
 #[pyclass(name = "Autoencoder", module = "sparse_ae")]
 pub struct PyAutoencoder {
-    model: Autoencoder<f32>,
+    /// Shared with the calls that use it: a call takes the model (and its
+    /// scale) and lets go of the object at once, so a long `encode` in one
+    /// thread never holds the object another thread's `fit` must update,
+    /// and a call whose input runs Python code (`__array__`) holds nothing.
+    model: Arc<Autoencoder<f32>>,
     /// The input scale s its inputs are multiplied by (1 unless loaded from
     /// a model trained on normalised inputs).
     scale: f32,
@@ -199,10 +204,42 @@ fn borrow_mut_waiting<'py>(slf: &Bound<'py, PyAutoencoder>) -> PyRefMut<'py, PyA
     }
 }
 
+/// Marks the model not training when dropped: a `fit` that ends, fails or
+/// panics lets the next one start.
+struct Training<'a, 'py>(&'a Bound<'py, PyAutoencoder>);
+
+impl Drop for Training<'_, '_> {
+    fn drop(&mut self) {
+        borrow_mut_waiting(self.0).training = false;
+    }
+}
+
+/// What a call uses of the model, taken at its start (see
+/// [`PyAutoencoder::model`]).
+struct Snap {
+    model: Arc<Autoencoder<f32>>,
+    scale: f32,
+}
+
+impl Snap {
+    fn of(slf: &Bound<'_, PyAutoencoder>) -> Snap {
+        let this = slf.borrow();
+        Snap {
+            model: Arc::clone(&this.model),
+            scale: this.scale,
+        }
+    }
+
+    fn code_units(&self) -> usize {
+        let c = self.model.config();
+        c.width(c.code_layer)
+    }
+}
+
 impl PyAutoencoder {
     fn new(cfg: ModelConfig, seed: u64) -> PyResult<PyAutoencoder> {
         Ok(PyAutoencoder {
-            model: Autoencoder::new(cfg, seed).py_err()?,
+            model: Arc::new(Autoencoder::new(cfg, seed).py_err()?),
             scale: 1.0,
             seed,
             training: false,
@@ -272,7 +309,7 @@ impl PyAutoencoder {
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<PyAutoencoder> {
         let (model, scale) = py.detach(|| load_model_scaled(&path)).py_err()?;
         Ok(PyAutoencoder {
-            model,
+            model: Arc::new(model),
             scale,
             seed: 0,
             training: false,
@@ -281,8 +318,10 @@ impl PyAutoencoder {
 
     /// Saves the model (safetensors with PyTorch names, the configuration
     /// and the input scale in its metadata), atomically.
-    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| save_model_scaled(&path, &self.model, self.scale))
+    fn save(slf: &Bound<'_, Self>, path: PathBuf) -> PyResult<()> {
+        let this = Snap::of(slf);
+        slf.py()
+            .detach(|| save_model_scaled(&path, &this.model, this.scale))
             .py_err()
     }
 
@@ -352,7 +391,7 @@ impl PyAutoencoder {
             }
         }
         Ok(PyAutoencoder {
-            model: Autoencoder::with_params(cfg, params).py_err()?,
+            model: Arc::new(Autoencoder::with_params(cfg, params).py_err()?),
             scale: 1.0,
             seed: 0,
             training: false,
@@ -362,10 +401,11 @@ impl PyAutoencoder {
     /// The parameters as `{name: float32 array}` with PyTorch's
     /// `nn.Sequential` names and shapes (`encoder.0.weight` is (out, in)),
     /// copies: `torch_model.load_state_dict({k: torch.from_numpy(v) ...})`.
-    fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn state_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        let (py, this) = (slf.py(), Snap::of(slf));
         let d = PyDict::new(py);
-        for t in &self.model.layout().tensors {
-            let a = PyArray1::from_slice(py, &self.model.params[t.range()]);
+        for t in &this.model.layout().tensors {
+            let a = PyArray1::from_slice(py, &this.model.params[t.range()]);
             d.set_item(&t.name, a.reshape(t.shape.clone())?)?;
         }
         Ok(d)
@@ -490,11 +530,18 @@ impl PyAutoencoder {
             }
             e => to_py(e),
         })?;
-        if slf.borrow().training {
-            return Err(PyRuntimeError::new_err(
-                "fit: this model is being trained already (by a fit in another thread, or by the fit whose callback this is); wait for that fit to return",
-            ));
+        // Checked and set at once: a second fit (whose input conversion may
+        // run Python code meanwhile) can never start on the same weights.
+        {
+            let mut this = borrow_mut_waiting(slf);
+            if this.training {
+                return Err(PyRuntimeError::new_err(
+                    "fit: this model is being trained already (by a fit in another thread, or by the fit whose callback this is); wait for that fit to return",
+                ));
+            }
+            this.training = true;
         }
+        let _training = Training(slf);
         // The model is not borrowed while it trains: another thread, or a
         // callback, may use it meanwhile (and sees the weights of the last
         // epoch with callbacks, else those from before the call).
@@ -505,7 +552,7 @@ impl PyAutoencoder {
                     let cfg = with_noise(this.model.config(), n)?;
                     Autoencoder::with_params(cfg, this.model.params.clone()).py_err()?
                 }
-                None => this.model.clone(),
+                None => (*this.model).clone(),
             }
         };
         let xin = Input::new(x, "x")?;
@@ -568,7 +615,12 @@ impl PyAutoencoder {
         // Checked now, not after the first epoch's training.
         for (i, cb) in callbacks.iter().enumerate() {
             let cb = cb.bind(py);
-            if !cb.is_callable() && !cb.hasattr("on_epoch_end")? {
+            // An object's on_epoch_end is what is called, so it must be callable.
+            let usable = match cb.getattr_opt("on_epoch_end")? {
+                Some(m) => m.is_callable(),
+                None => cb.is_callable(),
+            };
+            if !usable {
                 return Err(PyTypeError::new_err(format!(
                     "callbacks[{i}]: expected a function f(epoch, logs) or an object with on_epoch_end(epoch, logs), got {}",
                     cb.get_type().name()?
@@ -581,7 +633,7 @@ impl PyAutoencoder {
         let shared = Shared::default();
         let handle: Py<PyAutoencoder> = slf.clone().unbind();
         let publish = |py: Python<'_>, m: &Autoencoder<f32>| {
-            borrow_mut_waiting(handle.bind(py)).model = m.clone();
+            borrow_mut_waiting(handle.bind(py)).model = Arc::new(m.clone());
         };
         let mut obs = PyObserver {
             publish: &publish,
@@ -593,7 +645,6 @@ impl PyAutoencoder {
         };
         let (xv, vv) = (xin.view(), vin.as_ref().map(|v| (v.view(), v.dim)));
         let (dim, scale) = (xin.dim, slf.borrow().scale);
-        borrow_mut_waiting(slf).training = true;
         let steps = (xin.n / batch_size).saturating_mul(epochs);
         let mut bar = Bar::new(py, steps as u64, verbose);
         let mut interrupted = None;
@@ -633,11 +684,10 @@ impl PyAutoencoder {
             let diverged = matches!(&result, Ok(Err(Error::NonFinite { step, .. })) if *step > 0);
             let mut this = borrow_mut_waiting(slf);
             match (diverged, before) {
-                (false, _) => this.model = trainer.model,
+                (false, _) => this.model = Arc::new(trainer.model),
                 (true, Some(before)) => this.model = before,
                 (true, None) => {}
             }
-            this.training = false;
         }
         let result = result.map_err(|_| PyRuntimeError::new_err("the training thread panicked"))?;
         if let Some(e) = interrupted {
@@ -651,25 +701,27 @@ impl PyAutoencoder {
     }
 
     /// The code of each sample, float32 (samples, code units).
-    fn encode<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn encode<'py>(slf: &Bound<'py, Self>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let (py, this) = (slf.py(), Snap::of(slf));
         let xin = Input::new(x, "encode")?;
-        let c = self.model.config();
+        let c = this.model.config();
         xin.check_image(c.input, c.image)?;
         let v = xin.view();
         let codes = py
-            .detach(|| v.with_samples(xin.dim, self.scale, |s| train::encode(&self.model, s)))
+            .detach(|| v.with_samples(xin.dim, this.scale, |s| train::encode(&this.model, s)))
             .py_err()?;
         Ok(codes
             .into_pyarray(py)
-            .reshape([xin.n, self.code_units()])?
+            .reshape([xin.n, this.code_units()])?
             .into_any())
     }
 
     /// The decoder's output for codes (samples, code units), float32
     /// (samples, features), in input space.
-    fn decode<'py>(&self, py: Python<'py>, z: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn decode<'py>(slf: &Bound<'py, Self>, z: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let (py, this) = (slf.py(), Snap::of(slf));
         let zin = Input::new(z, "decode")?;
-        let units = self.code_units();
+        let units = this.code_units();
         if zin.dim != units {
             return Err(to_py(Error::shape(
                 "decode",
@@ -694,41 +746,42 @@ impl PyAutoencoder {
                             tensor: format!("the codes: code {}, unit {}", i / units, i % units),
                         });
                     }
-                    train::decode(&self.model, z, self.scale)
+                    train::decode(&this.model, z, this.scale)
                 })
             })
             .py_err()?;
         Ok(out
             .into_pyarray(py)
-            .reshape([zin.n, self.model.config().input])?
+            .reshape([zin.n, this.model.config().input])?
             .into_any())
     }
 
     /// The reconstruction of each sample, float32, in the shape of `x`.
     fn reconstruct<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         x: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let (py, this) = (slf.py(), Snap::of(slf));
         let xin = Input::new(x, "reconstruct")?;
-        let c = self.model.config();
+        let c = this.model.config();
         xin.check_image(c.input, c.image)?;
         let v = xin.view();
         let out = py
-            .detach(|| v.with_samples(xin.dim, self.scale, |s| train::reconstruct(&self.model, s)))
+            .detach(|| v.with_samples(xin.dim, this.scale, |s| train::reconstruct(&this.model, s)))
             .py_err()?;
         Ok(out.into_pyarray(py).reshape(xin.shape.clone())?.into_any())
     }
 
     /// Each sample's reconstruction error under the model's loss (mean over
     /// features), float32 (samples,): higher is less typical.
-    fn score<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn score<'py>(slf: &Bound<'py, Self>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let (py, this) = (slf.py(), Snap::of(slf));
         let xin = Input::new(x, "score")?;
-        let c = self.model.config();
+        let c = this.model.config();
         xin.check_image(c.input, c.image)?;
         let v = xin.view();
         let out = py
-            .detach(|| v.with_samples(xin.dim, self.scale, |s| train::score(&self.model, s)))
+            .detach(|| v.with_samples(xin.dim, this.scale, |s| train::score(&this.model, s)))
             .py_err()?;
         Ok(out.into_pyarray(py).into_any())
     }
@@ -736,20 +789,20 @@ impl PyAutoencoder {
     /// The loss and its parts, MSE, FVU, L0 and dead units over `x`, as
     /// `sparse-ae eval --json` prints them.
     fn evaluate<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         x: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
+        let (py, this) = (slf.py(), Snap::of(slf));
         let xin = Input::new(x, "evaluate")?;
-        let c = self.model.config();
+        let c = this.model.config();
         xin.check_image(c.input, c.image)?;
         let v = xin.view();
         let ((l, stats), ex) = py
             .detach(|| {
-                v.with_samples(xin.dim, self.scale, |s| {
+                v.with_samples(xin.dim, this.scale, |s| {
                     Ok((
-                        evaluate_all(&self.model, s, 1000)?,
-                        explained(&self.model, s)?,
+                        evaluate_all(&this.model, s, 1000)?,
+                        explained(&this.model, s)?,
                     ))
                 })
             })
@@ -765,7 +818,7 @@ impl PyAutoencoder {
         d.set_item("fvu", ex.fvu)?;
         d.set_item("l0", stats.l0())?;
         d.set_item("dead_units", stats.dead())?;
-        d.set_item("code_units", self.code_units())?;
+        d.set_item("code_units", this.code_units())?;
         Ok(d)
     }
 
@@ -775,13 +828,13 @@ impl PyAutoencoder {
     /// "tensors": {name: max relative error}}`.
     #[pyo3(signature = (batch = None, entries = None, seed = None, tolerance = 1e-6))]
     fn gradcheck<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         batch: Option<&Bound<'py, PyAny>>,
         entries: Option<&Bound<'py, PyAny>>,
         seed: Option<&Bound<'py, PyAny>>,
         tolerance: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
+        let (py, this) = (slf.py(), Snap::of(slf));
         // 0 reaches check_request, which says what the CLI says of it.
         let batch = batch
             .map(|b| count(b, "batch", 0))
@@ -797,10 +850,10 @@ impl PyAutoencoder {
             entries: "entries",
             tolerance: "tolerance",
         };
-        check_request(self.model.config(), batch, entries, tolerance, names).py_err()?;
+        check_request(this.model.config(), batch, entries, tolerance, names).py_err()?;
         let report = py
             .detach(|| {
-                let model = self.model.cast::<f64>();
+                let model = this.model.cast::<f64>();
                 let input_len = model.config().input;
                 let mut rng = Rng::new(seed ^ 0xda7a);
                 let clean: Vec<f64> = (0..batch * input_len).map(|_| rng.next_f64()).collect();

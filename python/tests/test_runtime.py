@@ -85,3 +85,77 @@ def test_no_leak_over_1000_calls(tiny):
     grown = rss_mb() - start
     # 1000 leaked copies would be 400 MB.
     assert grown < 40, f"RSS grew by {grown:.1f} MB over 1000 calls"
+
+
+def test_fit_is_not_starved_by_another_threads_calls():
+    # A thread calling encode without pause kept a one-epoch fit waiting for
+    # as long as it ran: each call held the model while it computed.
+    x = np.random.default_rng(0).random((1000, 784), dtype=np.float32)
+    m = sparse_ae.Autoencoder.preset("deep")
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            m.encode(x)
+
+    r = threading.Thread(target=reader, daemon=True)
+    r.start()
+    done = []
+    f = threading.Thread(
+        target=lambda: done.append(m.fit(x[:200], epochs=1, batch_size=100, verbose=False)))
+    f.start()
+    f.join(60)
+    stop.set()
+    r.join(60)
+    assert done, "fit did not finish while another thread encoded"
+
+
+def test_a_fit_from_an_inputs_conversion_runs_and_a_second_fit_is_refused():
+    import time
+    x = np.random.default_rng(0).random((400, 784), dtype=np.float32)
+    m = sparse_ae.Autoencoder.preset("shallow")
+
+    # encode's input runs fit while it is converted: no deadlock.
+    class Lazy:
+        def __array__(self, dtype=None, copy=None):
+            m.fit(x[:100], epochs=1, batch_size=50, verbose=False)
+            return x[:10]
+
+    out = []
+    t = threading.Thread(target=lambda: out.append(m.encode(Lazy())), daemon=True)
+    t.start()
+    t.join(60)
+    assert out and out[0].shape == (10, m.code_dim)
+
+    # A fit whose input is slow to convert already holds the model: a
+    # second fit meanwhile is refused (both trained from the same weights,
+    # and one's training was lost).
+    class Slow:
+        def __array__(self, dtype=None, copy=None):
+            time.sleep(0.5)
+            return x
+
+    first = []
+    a = threading.Thread(
+        target=lambda: first.append(m.fit(Slow(), epochs=1, batch_size=100, verbose=False)))
+    a.start()
+    time.sleep(0.1)
+    with pytest.raises(RuntimeError, match="being trained already"):
+        m.fit(x, epochs=1, batch_size=100, verbose=False)
+    a.join(60)
+    assert first
+    m.fit(x, epochs=1, batch_size=100, verbose=False)
+
+
+def test_a_callback_whose_on_epoch_end_cannot_be_called_is_refused_first():
+    x = np.random.default_rng(0).random((100, 16), dtype=np.float32)
+    m = sparse_ae.Autoencoder.preset("shallow", input=16)
+    before = m.state_dict()
+
+    class C:
+        on_epoch_end = None
+
+    with pytest.raises(TypeError, match=r"callbacks\[0\]"):
+        m.fit(x, epochs=2, batch_size=50, callbacks=[C()], verbose=False)
+    for k, v in before.items():
+        np.testing.assert_array_equal(m.state_dict()[k], v, err_msg=k)
