@@ -467,7 +467,7 @@ impl PyAutoencoder {
     #[pyo3(signature = (
         x, epochs = None, batch_size = None, optimizer = "adam", lr = None, momentum = None,
         seed = None, validation_data = None, noise = None, noise_seed = None, shuffle = true,
-        callbacks = None, verbose = true
+        callbacks = None, verbose = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fit<'py>(
@@ -484,9 +484,35 @@ impl PyAutoencoder {
         noise: Option<&Bound<'py, PyAny>>,
         noise_seed: Option<&Bound<'py, PyAny>>,
         shuffle: bool,
-        callbacks: Option<Vec<Py<PyAny>>>,
-        verbose: bool,
+        callbacks: Option<&Bound<'py, PyAny>>,
+        verbose: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
+        // Keras' verbose=0/1/2 as well as a bool: 0 draws no progress bar.
+        let verbose = match verbose.map(|v| (v, v.extract::<bool>())) {
+            None => true,
+            Some((_, Ok(b))) => b,
+            Some((verbose, Err(_))) => match verbose.extract::<i64>() {
+                Ok(0) => false,
+                Ok(1 | 2) => true,
+                _ => {
+                    return Err(PyTypeError::new_err(format!(
+                        "verbose: expected True, False, 0, 1 or 2, got {}",
+                        verbose.repr()?
+                    )));
+                }
+            },
+        };
+        // A list of callbacks, or one callback on its own.
+        let callbacks: Option<Vec<Py<PyAny>>> = match callbacks {
+            None => None,
+            Some(c) if c.is_callable() || c.hasattr("on_epoch_end")? => Some(vec![c.clone().unbind()]),
+            Some(c) => Some(c.extract().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "callbacks: expected a list of callbacks (functions f(epoch, logs) or objects with on_epoch_end), or one, got {}",
+                    c.get_type().name().map_or("?".into(), |n| n.to_string())
+                ))
+            })?),
+        };
         let epochs = epochs
             .map(|e| count(e, "epochs", 0))
             .transpose()?

@@ -783,3 +783,18 @@ def test_samples_beyond_float32_are_named_not_scored_inf():
             call(x)
         assert "--normalize" not in str(e.value)
     assert np.isfinite(m.score(x[:3])).all()
+
+
+def test_verbose_takes_keras_numbers_and_callbacks_one_callback():
+    x = np.random.default_rng(0).random((40, 16), dtype=np.float32)
+    m = small()
+    for v in (0, 1, 2, False, True):
+        m.fit(x, epochs=1, batch_size=20, verbose=v)
+    for bad in (3, "yes", None.__class__):
+        with pytest.raises(TypeError, match="verbose"):
+            m.fit(x, epochs=1, batch_size=20, verbose=bad)
+    seen = []
+    m.fit(x, epochs=2, batch_size=20, verbose=False, callbacks=lambda e, logs: seen.append(e))
+    assert seen == [0, 1]
+    with pytest.raises(TypeError, match="callbacks: expected a list"):
+        m.fit(x, epochs=1, batch_size=20, verbose=False, callbacks=3)

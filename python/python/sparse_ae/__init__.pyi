@@ -30,8 +30,14 @@ class Autoencoder:
     """
 
     @staticmethod
-    def preset(name: str, input: int = 784, seed: int = 0) -> "Autoencoder":
-        """A preset model (see presets()) for `input` features, weights drawn from `seed`."""
+    def preset(
+        name: str,
+        input: int = 784,
+        seed: int = 0,
+        image: Optional[Union[Tuple[int, int], Tuple[int, int, int]]] = None,
+    ) -> "Autoencoder":
+        """A preset model (see presets()) for `input` features, weights drawn from `seed`;
+        `image=(height, width)` or `(channels, height, width)` builds it for images of that shape."""
     @staticmethod
     def from_config(config: Config, seed: int = 0) -> "Autoencoder":
         """A model of a configuration: a dict, JSON text or the path of a JSON file."""
@@ -39,7 +45,7 @@ class Autoencoder:
     def load(path: Union[str, PathLike]) -> "Autoencoder":
         """Loads a model file written by save() or `sparse-ae train`."""
     @staticmethod
-    def from_state_dict(config: Config, state_dict: Mapping[str, Any]) -> "Autoencoder":
+    def from_state_dict(config: Config, state_dict: Dict[str, Any]) -> "Autoencoder":
         """A model of `config` with the parameters of a state dict (PyTorch names and shapes)."""
     def save(self, path: Union[str, PathLike]) -> None:
         """Saves the model as safetensors (PyTorch names; configuration in the metadata)."""
@@ -69,8 +75,8 @@ class Autoencoder:
         noise: Optional[Union[float, str, Mapping[str, Any]]] = None,
         noise_seed: Optional[int] = None,
         shuffle: bool = True,
-        callbacks: Optional[Sequence[Callback]] = None,
-        verbose: bool = True,
+        callbacks: Optional[Union[Callback, Sequence[Callback]]] = None,
+        verbose: Union[bool, int] = True,
     ) -> Dict[str, List[float]]:
         """Trains as `sparse-ae train` does; returns the per-epoch metrics as a dict of lists.
 
