@@ -327,15 +327,22 @@ impl PyAutoencoder {
 
     /// A model of `config` with the parameters of `state_dict` (names and
     /// shapes as `state_dict()` gives them; values convertible to float32
-    /// arrays, such as NumPy arrays or CPU torch tensors).
+    /// arrays, such as NumPy arrays or CPU torch tensors) and the input
+    /// scale `input_scale` (a state dict holds tensors only: pass
+    /// `m.input_scale` to rebuild a model trained on normalised inputs).
     #[staticmethod]
+    #[pyo3(signature = (config, state_dict, input_scale = 1.0))]
     fn from_state_dict(
         config: &Bound<'_, PyAny>,
         state_dict: &Bound<'_, PyDict>,
+        input_scale: f64,
     ) -> PyResult<PyAutoencoder> {
         let py = config.py();
         let cfg = config_from(config)?;
         cfg.validate().py_err()?;
+        let scale =
+            sparse_ae::io::model_file::input_scale_from_f64(input_scale, "input_scale").py_err()?;
+        sparse_ae::io::model_file::check_input_scale(scale, &cfg, "input_scale").py_err()?;
         let layout = ParamLayout::new(&cfg);
         let np = py.import("numpy")?;
         let mut params = vec![0.0f32; layout.len];
@@ -392,7 +399,7 @@ impl PyAutoencoder {
         }
         Ok(PyAutoencoder {
             model: Arc::new(Autoencoder::with_params(cfg, params).py_err()?),
-            scale: 1.0,
+            scale,
             seed: 0,
             training: false,
         })

@@ -398,3 +398,23 @@ def test_state_dict_loads_into_torch(trained, tiny):
     np.testing.assert_allclose(trained.reconstruct(x), want, rtol=1e-4, atol=1e-5)
     back = sparse_ae.Autoencoder.from_state_dict(trained.config, net.state_dict())
     np.testing.assert_array_equal(back.encode(x), trained.encode(x))
+
+
+def test_from_state_dict_takes_the_input_scale():
+    # A state dict holds tensors only: a model trained on normalised inputs
+    # is rebuilt with its scale given beside it (it was dropped, and the
+    # rebuilt model computed on unscaled inputs).
+    cfg = {"input": 8, "layers": [{"units": 4, "activation": "relu"},
+                                  {"units": 8, "activation": "linear"}],
+           "code_layer": 0, "loss": "mse"}
+    m = sparse_ae.Autoencoder.from_config(cfg, seed=2)
+    x = np.random.default_rng(3).random((6, 8), dtype=np.float32)
+    m2 = sparse_ae.Autoencoder.from_state_dict(m.config, m.state_dict(), input_scale=0.5)
+    assert m2.input_scale == 0.5
+    np.testing.assert_array_equal(m2.encode(x), m.encode(x * np.float32(0.5)))
+    assert sparse_ae.Autoencoder.from_state_dict(m.config, m.state_dict()).input_scale == 1.0
+    with pytest.raises(ValueError, match="input_scale"):
+        sparse_ae.Autoencoder.from_state_dict(m.config, m.state_dict(), input_scale=-1.0)
+    bce = sparse_ae.Autoencoder.preset("shallow", input=8)
+    with pytest.raises(ValueError, match="input_scale"):
+        sparse_ae.Autoencoder.from_state_dict(bce.config, bce.state_dict(), input_scale=0.5)

@@ -45,7 +45,9 @@ class Autoencoder:
     def load(path: Union[str, PathLike]) -> "Autoencoder":
         """Loads a model file written by save() or `sparse-ae train`."""
     @staticmethod
-    def from_state_dict(config: Config, state_dict: Dict[str, Any]) -> "Autoencoder":
+    def from_state_dict(
+        config: Config, state_dict: Dict[str, Any], input_scale: float = 1.0
+    ) -> "Autoencoder":
         """A model of `config` with the parameters of a state dict (PyTorch names and shapes)."""
     def save(self, path: Union[str, PathLike]) -> None:
         """Saves the model as safetensors (PyTorch names; configuration in the metadata)."""
