@@ -107,7 +107,10 @@ impl Input {
             {
                 return Err(Error::config(
                     flag,
-                    format!("must be a positive number of MB, got {v}"),
+                    format!(
+                        "must be a positive number of MB, got {}",
+                        sparse_ae::io::json::short_number(v)
+                    ),
                 ));
             }
         }
@@ -117,8 +120,9 @@ impl Input {
             return Err(Error::config(
                 "--chunk-mb",
                 format!(
-                    "{c} MB is more than --memory-budget {} MB: a chunk is held in memory whole",
-                    a.memory_budget
+                    "{} MB is more than --memory-budget {} MB: a chunk is held in memory whole",
+                    sparse_ae::io::json::short_number(c),
+                    sparse_ae::io::json::short_number(a.memory_budget)
                 ),
             ));
         }
