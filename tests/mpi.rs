@@ -294,6 +294,29 @@ fn checkpoints_resume_under_any_number_of_ranks() {
     }
 }
 
+/// Waits for `job` (its stderr piped) to end, at most `secs` seconds (then
+/// kills it and fails with `hung`); its status and stderr.
+fn finish(
+    job: &mut std::process::Child,
+    secs: u64,
+    hung: &str,
+) -> (std::process::ExitStatus, String) {
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = job.try_wait().unwrap() {
+            break st;
+        }
+        if t0.elapsed() > Duration::from_secs(secs) {
+            let _ = job.kill();
+            panic!("{hung}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut err).unwrap();
+    (status, err)
+}
+
 /// Kills rank 1 of a long run: the job ends with mpirun's message naming
 /// the dead process and rank 0's naming the last checkpoint, which is
 /// whole.
@@ -345,20 +368,12 @@ fn a_killed_rank_ends_the_job_and_keeps_the_checkpoint() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = job.try_wait().unwrap() {
-            break st;
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            let _ = job.kill();
-            panic!("the job still runs 60 s after rank 1 was killed");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (status, err) = finish(
+        &mut job,
+        60,
+        "the job still runs 60 s after rank 1 was killed",
+    );
     let _ = std::fs::remove_dir_all(&session);
-    let mut err = String::new();
-    std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(!status.success(), "the job succeeded:\n{err}");
     assert!(
         err.contains("rank 1") && err.contains("signal 9"),
@@ -660,19 +675,11 @@ fn ranks_given_different_settings_are_refused() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
-        let start = Instant::now();
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            if start.elapsed() > Duration::from_secs(120) {
-                let _ = child.kill();
-                panic!("{a:?} against {b:?}: the job hung");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        let (status, err) = finish(
+            &mut child,
+            120,
+            &format!("{a:?} against {b:?}: the job hung"),
+        );
         let _ = std::fs::remove_dir_all(&session);
         assert!(!status.success(), "{a:?} against {b:?} succeeded:\n{err}");
         assert!(
