@@ -359,6 +359,21 @@ fn with_copy<T: Copy, U, R>(
     Ok(f(&c))
 }
 
+/// The engine's error for "the data" (a NaN in it) naming the argument
+/// `what` instead (`validation_data` and `x` had the same message).
+fn named(e: sparse_ae::Error, what: &str) -> sparse_ae::Error {
+    match e {
+        sparse_ae::Error::NonFinite { step, tensor } => sparse_ae::Error::NonFinite {
+            step,
+            tensor: match tensor.strip_prefix("the data") {
+                Some(rest) => format!("{what}{rest}"),
+                None => tensor,
+            },
+        },
+        e => e,
+    }
+}
+
 impl View<'_> {
     /// Calls `f` with the values as samples of `dim` features multiplied by
     /// `scale`: borrowed if C-ordered float32 or uint8, else from one
@@ -387,13 +402,19 @@ impl View<'_> {
                 )?,
             },
             Values::F32(v) => match v.as_slice() {
-                Some(s) => f(Samples::f32(s, dim)?.scaled(scale)?),
+                Some(s) => f(Samples::f32(s, dim)
+                    .map_err(|e| named(e, what))?
+                    .scaled(scale)?),
                 None => with_copy(
                     v,
                     what,
                     "float32",
                     |x| x,
-                    |c| f(Samples::f32(c, dim)?.scaled(scale)?),
+                    |c| {
+                        f(Samples::f32(c, dim)
+                            .map_err(|e| named(e, what))?
+                            .scaled(scale)?)
+                    },
                 )?,
             },
             Values::F64(v) => {
@@ -402,7 +423,7 @@ impl View<'_> {
                 if let Some((i, x)) = self.first_beyond_f32() {
                     let d = dim.max(1);
                     return Err(sparse_ae::data::beyond_f32_error(
-                        format!("the data: sample {}, feature {}", i / d, i % d),
+                        format!("{what}: sample {}, feature {}", i / d, i % d),
                         x,
                     ));
                 }
@@ -411,7 +432,11 @@ impl View<'_> {
                     what,
                     "float32",
                     |x| x as f32,
-                    |c| f(Samples::f32(c, dim)?.scaled(scale)?),
+                    |c| {
+                        f(Samples::f32(c, dim)
+                            .map_err(|e| named(e, what))?
+                            .scaled(scale)?)
+                    },
                 )?
             }
         }

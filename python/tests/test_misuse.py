@@ -798,3 +798,18 @@ def test_verbose_takes_keras_numbers_and_callbacks_one_callback():
     assert seen == [0, 1]
     with pytest.raises(TypeError, match="callbacks: expected a list"):
         m.fit(x, epochs=1, batch_size=20, verbose=False, callbacks=3)
+
+
+def test_nan_and_values_beyond_float32_name_the_argument():
+    x = np.random.default_rng(0).random((8, 16), dtype=np.float32)
+    bad = x.copy()
+    bad[3, 5] = np.nan
+    m = small()
+    with pytest.raises(ValueError, match=r"validation_data: sample 3, feature 5"):
+        m.fit(x, epochs=1, batch_size=4, validation_data=bad, verbose=False)
+    with pytest.raises(ValueError, match=r"\bx: sample 3, feature 5"):
+        m.fit(bad, epochs=1, batch_size=4, verbose=False)
+    big = x.astype(np.float64)
+    big[3, 5] = 1e39
+    with pytest.raises(ValueError, match=r"encode: sample 3, feature 5"):
+        m.encode(big)
