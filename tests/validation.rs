@@ -1567,3 +1567,46 @@ fn reconstruct_with_too_many_samples_names_n() {
     has(&e, &["-n", "10000 samples", "ask for fewer"]);
     assert!(!out.exists());
 }
+
+/// A binary cross-entropy target outside [0, 1] in a streamed `.npy` is
+/// named by its sample in the split, as in memory (it was named by its
+/// place in a shuffled batch).
+#[test]
+fn a_streamed_target_outside_the_unit_interval_is_named_by_its_row() {
+    let dir = common::temp_dir("validation_stream_bce");
+    let x = npy_file(&dir, "x.npy", 100, 8, |i| {
+        if i == 57 * 8 + 3 {
+            5.0
+        } else {
+            (i % 10) as f32 / 10.0
+        }
+    });
+    let cfg = dir.join("c.json");
+    std::fs::write(
+        &cfg,
+        r#"{"input": 8, "layers": [{"units": 4, "activation": "relu"}, {"units": 8, "activation": "sigmoid"}], "code_layer": 0}"#,
+    )
+    .unwrap();
+    for stream in [true, false] {
+        let out = dir.join("m.st");
+        let mut args = vec![
+            "train",
+            "--config",
+            s(&cfg),
+            "--data",
+            s(&x),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "10",
+            "-o",
+            s(&out),
+            "-q",
+        ];
+        if stream {
+            args.push("--stream");
+        }
+        let e = fails(&args);
+        has(&e, &["feature 3 of sample 57 of the training split is 5"]);
+    }
+}

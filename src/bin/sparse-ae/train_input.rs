@@ -342,12 +342,19 @@ impl Input {
                 by_row,
                 ..
             } => {
-                let rows = Input::rows(path, *train, scale)?;
+                // A binary cross-entropy target outside [0, 1] is named by
+                // its row as the chunk is read (not by its place in a batch).
+                let bce = trainer.model.config().loss == Loss::Bce;
+                let mut rows = Input::rows(path, *train, scale)?;
+                let mut test = Input::rows(path, *test, scale)?;
+                if bce {
+                    rows = rows.in_unit_range("training");
+                    test = test.in_unit_range("test");
+                }
                 let mut train = match by_row {
                     true => Chunked::by_row(rows, *chunk_rows)?,
                     false => Chunked::new(rows, *chunk_rows)?,
                 };
-                let mut test = Input::rows(path, *test, scale)?;
                 fit_source_on(trainer, &mut train, Some(&mut test), opts, obs, comm)
             }
             Input::Share { train, test, .. } => {
