@@ -111,7 +111,6 @@ def test_fit_is_not_starved_by_another_threads_calls():
 
 
 def test_a_fit_from_an_inputs_conversion_runs_and_a_second_fit_is_refused():
-    import time
     x = np.random.default_rng(0).random((400, 784), dtype=np.float32)
     m = sparse_ae.Autoencoder.preset("shallow")
 
@@ -127,21 +126,27 @@ def test_a_fit_from_an_inputs_conversion_runs_and_a_second_fit_is_refused():
     t.join(60)
     assert out and out[0].shape == (10, m.code_dim)
 
-    # A fit whose input is slow to convert already holds the model: a
-    # second fit meanwhile is refused (both trained from the same weights,
-    # and one's training was lost).
+    # A fit whose input is still being converted already holds the model:
+    # a second fit meanwhile is refused (both trained from the same
+    # weights, and one's training was lost).
+    entered, release = threading.Event(), threading.Event()
+
     class Slow:
         def __array__(self, dtype=None, copy=None):
-            time.sleep(0.5)
+            entered.set()
+            release.wait(60)
             return x
 
     first = []
     a = threading.Thread(
         target=lambda: first.append(m.fit(Slow(), epochs=1, batch_size=100, verbose=False)))
     a.start()
-    time.sleep(0.1)
-    with pytest.raises(RuntimeError, match="being trained already"):
-        m.fit(x, epochs=1, batch_size=100, verbose=False)
+    assert entered.wait(60)
+    try:
+        with pytest.raises(RuntimeError, match="being trained already"):
+            m.fit(x, epochs=1, batch_size=100, verbose=False)
+    finally:
+        release.set()
     a.join(60)
     assert first
     m.fit(x, epochs=1, batch_size=100, verbose=False)
