@@ -30,6 +30,8 @@ const FOR_PYTHON: &[(&str, &str)] = &[
     // A sample beyond the range the model computes in: Python's fit does
     // not normalise.
     (" (train with --normalize to have the model do it)", ""),
+    // fit's validation data is the engine's test split.
+    ("the test split", "validation_data"),
     // A data set not found or not downloaded.
     ("pass `--data DIR`", "pass path=DIR"),
     // Autoencoder.load of a safetensors file without a configuration.

@@ -669,7 +669,7 @@ def test_bce_targets_outside_the_unit_interval_are_named_by_sample(method):
     x = np.random.default_rng(0).random((8, 16), dtype=np.float32)
     bad = x.copy()
     bad[5, 3] = 7
-    msg = r"binary cross-entropy needs targets in \[0, 1\], but feature 3 of sample 5 (of the (training|test) split )?is 7"
+    msg = r"binary cross-entropy needs targets in \[0, 1\], but feature 3 of sample 5 (of (the training split|validation_data) )?is 7"
     with pytest.raises(ValueError, match=msg):
         give(m, method, bad, x)
 
@@ -813,3 +813,16 @@ def test_nan_and_values_beyond_float32_name_the_argument():
     big[3, 5] = 1e39
     with pytest.raises(ValueError, match=r"encode: sample 3, feature 5"):
         m.encode(big)
+
+
+def test_validation_data_is_named_as_such():
+    # The engine's test split is fit's validation_data: errors said "the
+    # test split", which a Python caller never named.
+    m = small()
+    x = np.random.default_rng(0).random((40, 16), dtype=np.float32)
+    narrow = np.random.default_rng(0).random((10, 12), dtype=np.float32)
+    with pytest.raises(ValueError, match="validation_data: shape mismatch") as e:
+        m.fit(x, epochs=1, batch_size=20, verbose=False, validation_data=narrow)
+    assert "test split" not in str(e.value)
+    with pytest.raises(ValueError, match="of sample 0 of validation_data is"):
+        m.fit(x, epochs=1, batch_size=20, verbose=False, validation_data=x * 5)
