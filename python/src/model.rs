@@ -191,9 +191,9 @@ pub struct PyAutoencoder {
     training: bool,
 }
 
-/// The model borrowed mutably, once no other thread is reading it (an
-/// `encode` in another thread holds it, with the GIL released, until it
-/// returns); the GIL is released while waiting.
+/// The model borrowed mutably, once no other thread is reading it (a call
+/// holds it only while it takes its [`Snap`], or a getter while it reads);
+/// the GIL is released while waiting.
 fn borrow_mut_waiting<'py>(slf: &Bound<'py, PyAutoencoder>) -> PyRefMut<'py, PyAutoencoder> {
     loop {
         if let Ok(r) = slf.try_borrow_mut() {

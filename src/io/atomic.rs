@@ -151,10 +151,7 @@ fn checked_target(path: &Path) -> Result<(PathBuf, PathBuf, OsString)> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(path, e)),
     }
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
+    let dir = dir_of(&target);
     match fs::metadata(&dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -176,13 +173,6 @@ fn checked_target(path: &Path) -> Result<(PathBuf, PathBuf, OsString)> {
     Ok((target, dir, name))
 }
 
-/// FNV-1a, 64 bits: a fixed hash for shortened temporary names.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 /// The temporary file name for a target named `name` (see the module doc).
 pub fn temp_name(name: &OsStr) -> OsString {
     let bytes = name.as_encoded_bytes();
@@ -198,7 +188,11 @@ pub fn temp_name(name: &OsStr) -> OsString {
     while !lossy.is_char_boundary(cut) {
         cut -= 1;
     }
-    OsString::from(format!(".{}~{:016x}.tmp", &lossy[..cut], fnv1a(bytes)))
+    OsString::from(format!(
+        ".{}~{:016x}.tmp",
+        &lossy[..cut],
+        super::fnv1a(super::FNV1A_START, bytes)
+    ))
 }
 
 /// Opens the temporary file `tmp`, new, locked and empty. `path` is the
@@ -333,15 +327,20 @@ fn probe_dir(probe: &Path, path: &Path) -> Result<()> {
     }
 }
 
+/// The directory holding `target` (`.` for a bare name).
+fn dir_of(target: &Path) -> PathBuf {
+    match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// The temporary file a save to `path` writes through (see the module
 /// doc), or `None` when `path` names no file.
 pub fn temp_of(path: &Path) -> Option<PathBuf> {
     let target = target_of(path).ok()?;
     let name = target.file_name()?;
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
+    let dir = dir_of(&target);
     Some(dir.join(temp_name(name)))
 }
 

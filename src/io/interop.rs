@@ -163,10 +163,7 @@ const TENSORS_KEY: &str = "sparse_ae_tensors_fnv1a64";
 /// FNV-1a (64-bit) of `bytes`, as 16 hex digits: enough to tell a tensor
 /// file from another export's, not a guard against tampering.
 fn fingerprint(bytes: &[u8]) -> String {
-    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("{h:016x}")
+    format!("{:016x}", super::fnv1a(super::FNV1A_START, bytes))
 }
 
 /// Reads a directory in the SAE-library layout as a model of raw inputs:

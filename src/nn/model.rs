@@ -195,10 +195,11 @@ fn dx_part_len(cfg: &ModelConfig, ops: &[Op], batch: usize) -> usize {
         .unwrap_or(0)
 }
 
-/// The error for a finite sample (sample `i`, of `of`, whose largest value
-/// in magnitude is `largest`) whose code, reconstruction, score or loss is
-/// not finite ([`Autoencoder::check_outputs`]).
-pub fn non_finite_output(i: usize, of: Option<&str>, largest: f64) -> Error {
+/// The error for a finite sample (sample `i`, of `of`, with values `row`)
+/// whose code, reconstruction, score or loss is not finite
+/// ([`Autoencoder::check_outputs`]); it names the row's largest magnitude.
+pub fn non_finite_output<T: Real>(i: usize, of: Option<&str>, row: &[T]) -> Error {
+    let largest = row.iter().map(|v| v.to_f64().abs()).fold(0.0f64, f64::max);
     let of = of.map(|o| format!(" of {o}")).unwrap_or_default();
     Error::Value {
         reason: format!(
@@ -751,11 +752,7 @@ impl<T: Real> Autoencoder<T> {
             .min();
         let Some(i) = bad else { return Ok(()) };
         let d = self.cfg.input;
-        let largest = input[i * d..(i + 1) * d]
-            .iter()
-            .map(|v| v.to_f64().abs())
-            .fold(0.0f64, f64::max);
-        Err(non_finite_output(first + i, of, largest))
+        Err(non_finite_output(first + i, of, &input[i * d..(i + 1) * d]))
     }
 
     /// The code (output of the code layer) of the last forward pass.

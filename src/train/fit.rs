@@ -243,6 +243,17 @@ pub fn steps_per_epoch<T: crate::kernels::Real>(trainer: &Trainer<T>, n: usize) 
     })
 }
 
+/// Which limit of `opts` leaves a trainer that has done `steps` steps (of
+/// `spe` a epoch) nothing to train: `Some("steps")` or `Some("epochs")`,
+/// `None` while there is work ([`fit`] refuses such a trainer).
+pub fn nothing_left(steps: u64, spe: usize, opts: &FitOptions) -> Option<&'static str> {
+    if opts.max_steps.is_some_and(|m| steps >= m) {
+        return Some("steps");
+    }
+    let epoch = (steps / spe as u64) as usize;
+    (epochs_to_run(steps, spe, epoch, opts) == 0).then_some("epochs")
+}
+
 /// The epochs a run from `steps` steps done (in epoch `epoch`) will record:
 /// up to `opts.epochs`, or fewer when `opts.max_steps` ends it sooner.
 fn epochs_to_run(steps: u64, spe: usize, epoch: usize, opts: &FitOptions) -> usize {
@@ -301,12 +312,12 @@ fn fit_in_pool(
     };
     let mut epoch = (trainer.steps() / spe as u64) as usize;
     let records = epochs_to_run(trainer.steps(), spe, epoch, opts);
-    if records == 0 || opts.max_steps.is_some_and(|m| trainer.steps() >= m) {
+    if let Some(field) = nothing_left(trainer.steps(), spe, opts) {
         // A resumed trainer already past the end: saving it would look
         // like a run that trained.
-        let (field, limit) = match opts.max_steps {
-            Some(m) if trainer.steps() >= m => ("steps", format!("{m} steps")),
-            _ => ("epochs", format!("{} epochs", opts.epochs)),
+        let limit = match (field, opts.max_steps) {
+            ("steps", Some(m)) => format!("{m} steps"),
+            _ => format!("{} epochs", opts.epochs),
         };
         return Err(Error::config(
             field,
@@ -444,12 +455,10 @@ fn first_non_finite_loss(
     for (i, row) in x.chunks_exact(d).enumerate() {
         let p = model.loss_and_grad(&mut ws, row, row, None)?;
         if !p.total().is_finite() {
-            let largest = row.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max);
-            return Ok(crate::nn::non_finite_output(start + i, of, largest));
+            return Ok(crate::nn::non_finite_output(start + i, of, row));
         }
     }
-    let largest = x.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max);
-    Ok(crate::nn::non_finite_output(start, of, largest))
+    Ok(crate::nn::non_finite_output(start, of, x))
 }
 
 /// The mean loss of `model` over all of `samples` (clean inputs, no noise),

@@ -10,11 +10,6 @@ use crate::error::{Error, Result};
 use crate::kernels::Real;
 use crate::nn::{Autoencoder, Loss, non_finite_output};
 
-/// The largest magnitude in `row`, for errors.
-fn largest(row: &[f32]) -> f64 {
-    row.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max)
-}
-
 /// Runs `f(first_index, batch, workspace)` after a forward pass over each
 /// batch of `samples` (clean inputs) whose codes and outputs are finite
 /// ([`Autoencoder::check_outputs`]; `of` says what the samples are, for
@@ -145,7 +140,7 @@ pub fn decode(model: &Autoencoder<f32>, codes: &[f32], scale: f32) -> Result<Vec
             return Err(non_finite_output(
                 start + r,
                 Some("the codes"),
-                largest(&batch_codes[r * units..(r + 1) * units]),
+                &batch_codes[r * units..(r + 1) * units],
             ));
         }
         if scale != 1.0 {
@@ -208,7 +203,7 @@ pub fn score_of(
             };
             // A score that f32 cannot hold (its squares overflowed) is not one.
             if !(s as f32).is_finite() {
-                return Err(non_finite_output(start + i, of, largest(x_row)));
+                return Err(non_finite_output(start + i, of, x_row));
             }
             out.push(s as f32);
         }
@@ -257,7 +252,7 @@ pub fn explained_rows(model: &Autoencoder<f32>, samples: &mut dyn Rows) -> Resul
         for (i, (r_row, row)) in rows.enumerate() {
             let e = f32::sq_err(r_row, row, None, 1.0);
             if !e.is_finite() {
-                return Err(non_finite_output(start + i, None, largest(row)));
+                return Err(non_finite_output(start + i, None, row));
             }
             err += e;
             moments.add(row);

@@ -13,7 +13,7 @@ pub mod step_log;
 pub use dead::DeadLatents;
 pub use fit::{
     FitOptions, Observer, Silent, evaluate, evaluate_rows, evaluate_rows_of, fit, fit_on,
-    fit_source, fit_source_on, steps_per_epoch,
+    fit_source, fit_source_on, nothing_left, steps_per_epoch,
 };
 pub use infer::{
     Explained, FeatureErrors, decode, encode, explained, explained_rows, feature_errors,

@@ -267,13 +267,12 @@ fn job_settings(
     dim: usize,
     scale: f32,
 ) -> Result<Vec<(&'static str, String)>> {
+    use sparse_ae::io::{FNV1A_START, fnv1a};
     let params = t
         .model
         .params
         .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, v| {
-            (h ^ u64::from(v.to_bits())).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+        .fold(FNV1A_START, |h, v| fnv1a(h, &v.to_bits().to_le_bytes()));
     let (n_train, _) = input.lens()?;
     Ok(vec![
         ("sparse-ae version", env!("CARGO_PKG_VERSION").to_string()),
@@ -307,6 +306,7 @@ fn job_settings(
 /// The lengths of the data's files and a hash of their first and last
 /// 64 KiB each.
 fn data_fingerprint(path: &Path) -> Result<String> {
+    use sparse_ae::io::{FNV1A_START, fnv1a};
     use std::io::{Read, Seek, SeekFrom};
     let files: Vec<std::path::PathBuf> = if data::is_npy(path) {
         vec![path.to_path_buf()]
@@ -317,7 +317,7 @@ fn data_fingerprint(path: &Path) -> Result<String> {
     for f in files {
         let mut file = std::fs::File::open(&f).map_err(|e| Error::io(&f, e))?;
         let len = file.metadata().map_err(|e| Error::io(&f, e))?.len();
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        let mut h = FNV1A_START;
         let mut buf = Vec::with_capacity(64 << 10);
         for at in [0, len.saturating_sub(64 << 10)] {
             file.seek(SeekFrom::Start(at))
@@ -327,9 +327,7 @@ fn data_fingerprint(path: &Path) -> Result<String> {
                 .take(64 << 10)
                 .read_to_end(&mut buf)
                 .map_err(|e| Error::io(&f, e))?;
-            h = buf.iter().fold(h, |h, &b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            });
+            h = fnv1a(h, &buf);
         }
         let name = f
             .file_name()
@@ -342,14 +340,18 @@ fn data_fingerprint(path: &Path) -> Result<String> {
 /// Refuses to resume from `ck` a trainer that `--epochs` and `--steps`
 /// (counted from the start of training) leave nothing to train: the run
 /// saved the checkpoint's model again as if trained.
-fn check_resume_left(t: &Trainer<f32>, n_train: usize, a: &TrainArgs, ck: &Path) -> Result<()> {
-    let spe = sparse_ae::train::steps_per_epoch(t, n_train)? as u64;
+fn check_resume_left(t: &Trainer<f32>, n_train: usize, opts: &FitOptions, ck: &Path) -> Result<()> {
+    let spe = sparse_ae::train::steps_per_epoch(t, n_train)?;
     let done = t.steps();
-    let (flag, given) = match a.steps {
-        Some(m) if done >= m => ("--steps", m.to_string()),
-        _ if done / spe >= a.epochs as u64 => ("--epochs", a.epochs.to_string()),
-        _ => return Ok(()),
+    let (flag, given) = match (
+        sparse_ae::train::nothing_left(done, spe, opts),
+        opts.max_steps,
+    ) {
+        (None, _) => return Ok(()),
+        (Some("steps"), Some(m)) => ("--steps", m.to_string()),
+        (Some(_), _) => ("--epochs", opts.epochs.to_string()),
     };
+    let spe = spe as u64;
     Err(Error::config(
         flag,
         format!(
@@ -842,7 +844,7 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
     };
     check_image(trainer.model.config(), &path)?;
     if let Some(ck) = &a.resume {
-        check_resume_left(&trainer, input.lens()?.0, a, ck)?;
+        check_resume_left(&trainer, input.lens()?.0, &opts, ck)?;
     }
     if !a.quiet {
         let (n_train, n_test) = input.lens()?;

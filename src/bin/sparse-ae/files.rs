@@ -75,26 +75,17 @@ fn ident(p: &Path) -> Ident {
     }
 }
 
-/// [`ident`] of the name itself, its last component not followed: what a
-/// save finds at its temporary name (a link there is removed, not followed).
-/// Its place only.
-fn ident_here(p: &Path) -> Ident {
-    let place = match (p.parent(), p.file_name()) {
-        (Some(up), Some(name)) => {
-            let up = if up.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                up
-            };
-            std::fs::canonicalize(up).ok().map(|d| d.join(name))
-        }
-        _ => None,
+/// The canonical directory and name of `p` itself, its last component not
+/// followed: what a save finds at its temporary name (a link there is
+/// removed, not followed).
+fn place_here(p: &Path) -> Option<PathBuf> {
+    let (up, name) = (p.parent()?, p.file_name()?);
+    let up = if up.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        up
     };
-    Ident {
-        #[cfg(unix)]
-        id: None,
-        place,
-    }
+    std::fs::canonicalize(up).ok().map(|d| d.join(name))
 }
 
 fn same(a: &Ident, b: &Ident) -> bool {
@@ -193,21 +184,23 @@ impl Files {
                 }
             }
             // The temporary file the save writes through is neither an input
-            // nor another output, by name or by what a name leads to (a link,
-            // a hard link).
+            // nor another output, by the name given or by the file a link
+            // leads to; by place only, as the save removes the name (a hard
+            // link elsewhere keeps its bytes).
             if let Some(tmp) = temp_of(p) {
-                let t = ident_here(&tmp);
-                let others = self.inputs.iter().map(|(f, q)| (*f, q)).chain(
-                    self.outputs
-                        .iter()
-                        .filter(|(_, q, _)| q != p)
-                        .map(|(f, q, _)| (*f, q)),
-                );
-                for (o_flag, q) in others {
-                    // By place only: the save removes the name, so a hard
-                    // link elsewhere keeps its bytes.
-                    let at = |i: Ident| i.place.is_some() && i.place == t.place;
-                    if at(ident(q)) || at(ident_here(q)) {
+                let t = place_here(&tmp);
+                let others = inputs
+                    .iter()
+                    .map(|(f, q, i)| (*f, *q, i.place.clone()))
+                    .chain(
+                        self.outputs
+                            .iter()
+                            .filter(|(_, q, _)| q != p)
+                            .map(|(f, q, _)| (*f, q, ident(q).place)),
+                    );
+                for (o_flag, q, led_to) in others {
+                    let at = |place: Option<PathBuf>| place.is_some() && place == t;
+                    if at(led_to) || at(place_here(q)) {
                         return Err(refuse(
                             p,
                             format!(
