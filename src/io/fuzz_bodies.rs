@@ -13,12 +13,25 @@ use crate::io::safetensors::{self, SafeTensors};
 /// Cap on decompressed bytes while fuzzing, so bombs stay cheap.
 const FUZZ_GZ_LIMIT: u64 = 1 << 24;
 
+/// The memory budget every body runs under: a quarter of the 1 GiB RSS
+/// limit of `fuzz/smoke.sh`, so what a file asks the readers to allocate
+/// (a checkpoint's batch of 86 million samples, which the machine's budget
+/// of several GB let through) is refused by the budget, as the commands
+/// refuse it, instead of ending the fuzz run out of memory.
+const FUZZ_BUDGET: u64 = 1 << 28;
+
+/// Sets [`FUZZ_BUDGET`] for the process (each body's first step).
+fn under_budget() {
+    crate::memory::set_budget(FUZZ_BUDGET);
+}
+
 fn same_f32(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// Raw IDX: the format is canonical, so write(parse(x)) == x.
 pub fn fuzz_idx(data: &[u8]) {
+    under_budget();
     if data.starts_with(&[0x1f, 0x8b]) {
         return;
     }
@@ -30,6 +43,7 @@ pub fn fuzz_idx(data: &[u8]) {
 
 /// gzip IDX: parse, write compressed, parse again: same bytes when re-encoded raw.
 pub fn fuzz_idx_gz(data: &[u8]) {
+    under_budget();
     let path = std::path::Path::new("<fuzz>.gz");
     if let Ok(a) = idx::decode(data, path, FUZZ_GZ_LIMIT) {
         let gz = idx::to_gz_bytes(&a).expect("a parsed IDX array must be writable as gzip");
@@ -47,6 +61,7 @@ pub fn fuzz_idx_gz(data: &[u8]) {
 /// whole-array parser accepts, with the same error, and its rows read in
 /// pieces are the same bits.
 pub fn fuzz_npy(data: &[u8]) {
+    under_budget();
     let parsed = npy::parse(data);
     let path = std::path::Path::new("<memory>");
     let streamed = NpyReader::new(std::io::Cursor::new(data), path);
@@ -80,6 +95,7 @@ pub fn fuzz_npy(data: &[u8]) {
 
 /// safetensors: parse, write as F32, parse again: same names, shapes, bits, metadata.
 pub fn fuzz_safetensors(data: &[u8]) {
+    under_budget();
     if let Ok(st) = SafeTensors::parse(data) {
         let tensors: Vec<safetensors::TensorRef> = st
             .tensors
@@ -127,6 +143,7 @@ fn same_json(a: &Value, b: &Value) -> bool {
 
 /// JSON: parse, write compact and pretty, parse both: bit-identical values.
 pub fn fuzz_json(data: &[u8]) {
+    under_budget();
     if let Ok(v) = json::parse(data) {
         for text in [v.to_json(), v.to_json_pretty()] {
             let text = text.expect("a parsed JSON value must be writable");
@@ -141,6 +158,7 @@ pub fn fuzz_json(data: &[u8]) {
 
 /// A model configuration: parse, write, parse again: the same configuration.
 pub fn fuzz_config(data: &[u8]) {
+    under_budget();
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -154,6 +172,7 @@ pub fn fuzz_config(data: &[u8]) {
 /// A model file (safetensors with a configuration) and a checkpoint: load,
 /// save, load again: the same configuration and parameter bits.
 pub fn fuzz_model(data: &[u8]) {
+    under_budget();
     use crate::io::model_file::{checkpoint_from_bytes, model_from_bytes, model_to_bytes};
     let path = std::path::Path::new("<fuzz>");
     if let Ok(m) = model_from_bytes(data, path) {
