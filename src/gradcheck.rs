@@ -10,9 +10,10 @@
 //! Per tensor, three things are measured:
 //!
 //! 1. **The loss's round-off σ**, by Moré and Wild's ECnoise: f at 33
-//!    equally spaced points a tiny distance τ apart along a random unit
-//!    direction of the tensor; the fourth differences of a smooth function
-//!    vanish there, so what is left is noise, σ² = mean(Δ⁴f²)/70.
+//!    equally spaced points h apart along a random unit direction of the
+//!    tensor; the fourth differences of a smooth function nearly vanish
+//!    there, so what is left is noise, σ² = mean(Δ⁴f²)/70, and at least
+//!    ε·Σ|L_k| over the parts the tensor moves (their own rounding).
 //! 2. **Sampled entries**: the fourth-order central difference
 //!    `n = [8·(f(p+h) − f(p−h)) − (f(p+2h) − f(p−2h))] / 12h` (truncation
 //!    O(h⁴)), whose round-off is at most R = 10σ/h (ten standard deviations
@@ -343,11 +344,22 @@ pub fn check_parts<const K: usize>(
     assert_eq!(analytic.len(), layout.len, "check_fn: gradient length");
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let (base, base_print) = loss(params);
-    // f(p) relative to the base point, and whether a kink was crossed.
+    // f(p) relative to the base point, whether a kink was crossed, and the
+    // size of the parts p moves (Σ|L_k(p₀)| over the parts that changed).
     let mut f = |p: &[f64]| {
         let (parts, print) = loss(p);
         let d: f64 = parts.iter().zip(&base).map(|(a, b)| a - b).sum();
-        (d, print != base_print)
+        let moved: f64 = parts
+            .iter()
+            .zip(&base)
+            .filter(|(a, b)| a != b)
+            .map(|(_, b)| b.abs())
+            .sum();
+        Eval {
+            d,
+            crossed: print != base_print,
+            moved,
+        }
     };
     let h = opts.step;
     let mut tensors = Vec::with_capacity(layout.tensors.len());
@@ -365,7 +377,16 @@ pub fn check_parts<const K: usize>(
             .collect();
         let a_t = &analytic[t.range()];
         let scale = a_t.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let noise = noise_along(&mut f, params, t.offset, &dir, h);
+        // The parts the tensor moves (a part it does not touch stays the
+        // same bits; one it touches moves under a step of 1 in every entry,
+        // however flat it is at the steps of h): their own rounding is the
+        // least round-off its differences can have.
+        let moved = match along(&mut f, params, t.offset, &dir, 1.0).moved {
+            // Nothing moves at all: judge it against every part's rounding.
+            0.0 => base.iter().map(|b| b.abs()).sum(),
+            m => m,
+        };
+        let noise = noise_along(&mut f, params, t.offset, &dir, h, moved);
         let resolution = SIGMAS * noise / h;
         let mut row = TensorCheck {
             name: t.name.clone(),
@@ -387,9 +408,9 @@ pub fn check_parts<const K: usize>(
             let mut crossed = false;
             for (v, d) in vals.iter_mut().zip([h, -h, 2.0 * h, -2.0 * h]) {
                 params[k] = saved + d;
-                let (l, c) = f(params);
-                *v = l;
-                crossed |= c;
+                let e = f(params);
+                *v = e.d;
+                crossed |= e.crossed;
             }
             params[k] = saved;
             if crossed {
@@ -458,14 +479,24 @@ fn quotient(vals: [f64; 4], h: f64) -> f64 {
     (8.0 * (vals[0] - vals[1]) - (vals[2] - vals[3])) / (12.0 * h)
 }
 
+/// One evaluation of the loss at a perturbed point.
+struct Eval {
+    /// The loss relative to the unperturbed point, part by part.
+    d: f64,
+    /// Whether the perturbation crossed a kink.
+    crossed: bool,
+    /// Σ|L_k(p₀)| over the parts the perturbation changed.
+    moved: f64,
+}
+
 /// f at `params + s·dir` (on the tensor at `offset`), restoring `params`.
 fn along(
-    f: &mut impl FnMut(&[f64]) -> (f64, bool),
+    f: &mut impl FnMut(&[f64]) -> Eval,
     params: &mut [f64],
     offset: usize,
     dir: &[f64],
     s: f64,
-) -> (f64, bool) {
+) -> Eval {
     let part = &mut params[offset..offset + dir.len()];
     let saved = part.to_vec();
     for (p, d) in part.iter_mut().zip(dir) {
@@ -478,25 +509,36 @@ fn along(
 
 /// The round-off σ of f near `params`, by ECnoise: 33 points τ apart along
 /// the unit direction dir/√len, σ² = mean(Δ⁴f²)/70 (Δ⁴ of independent
-/// noise has variance 70σ²). τ = 10⁻⁴·h keeps the smooth part of Δ⁴ (of
-/// order τ⁴) far below any round-off; it is divided by 8 while a point
-/// crosses a kink. NaN if no clean window is found.
+/// noise has variance 70σ²). τ = h, the scale of the steps the noise is
+/// for: at much shorter spacings a deep stack's rounding errors are not
+/// independent from point to point (its intermediate values move by a few
+/// ulps or not at all) and Δ⁴ cancels them, so σ came out several times
+/// too small for the steps of h. The smooth part of Δ⁴ (of order τ⁴·f⁗,
+/// 10⁻¹⁶·f⁗) can only make σ larger, a less sensitive check, never a false
+/// failure. τ is divided by 8 while a point crosses a kink. NaN if no clean
+/// window is found.
+///
+/// σ is at least ε·`moved` (`moved` being Σ|L_k| over the parts the tensor
+/// changes): each part is rounded at its own magnitude, and a window that
+/// does not change a part's rounded value (gradients of 10⁻²⁰, the first
+/// layers of a 30-layer sigmoid stack) measures no noise at all.
 fn noise_along(
-    f: &mut impl FnMut(&[f64]) -> (f64, bool),
+    f: &mut impl FnMut(&[f64]) -> Eval,
     params: &mut [f64],
     offset: usize,
     dir: &[f64],
     h: f64,
+    moved: f64,
 ) -> f64 {
     let unit = 1.0 / (dir.len() as f64).sqrt();
-    let mut tau = 1e-4 * h;
+    let mut tau = h;
     for _ in 0..4 {
         let mut pts = [0.0; 33];
         let mut clean = true;
         for (i, v) in pts.iter_mut().enumerate().skip(1) {
-            let (l, crossed) = along(f, params, offset, dir, i as f64 * tau * unit);
-            *v = l;
-            clean &= !crossed;
+            let e = along(f, params, offset, dir, i as f64 * tau * unit);
+            *v = e.d;
+            clean &= !e.crossed;
         }
         if clean {
             let sq: f64 = pts
@@ -507,8 +549,7 @@ fn noise_along(
                 })
                 .sum();
             let sigma = (sq / 29.0 / 70.0).sqrt();
-            let floor = f64::EPSILON * pts.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            return sigma.max(floor);
+            return sigma.max(f64::EPSILON * moved);
         }
         tau /= 8.0;
     }
@@ -521,7 +562,7 @@ fn noise_along(
 /// |n(s) − n(s/2)| + SIGMAS·σ/(s/2), or `None` if every step crosses a
 /// kink (a NaN loss that crosses none is returned as it is, and fails).
 fn directional(
-    f: &mut impl FnMut(&[f64]) -> (f64, bool),
+    f: &mut impl FnMut(&[f64]) -> Eval,
     params: &mut [f64],
     offset: usize,
     dir: &[f64],
@@ -535,9 +576,9 @@ fn directional(
         for (qi, step) in q.iter_mut().zip([s, s / 2.0]) {
             let mut vals = [0.0; 4];
             for (v, d) in vals.iter_mut().zip([step, -step, 2.0 * step, -2.0 * step]) {
-                let (l, c) = along(f, params, offset, dir, d);
-                *v = l;
-                crossed |= c;
+                let e = along(f, params, offset, dir, d);
+                *v = e.d;
+                crossed |= e.crossed;
             }
             *qi = quotient(vals, step);
         }

@@ -962,3 +962,72 @@ fn l1_on_a_code_that_crosses_zero() {
         }
     }
 }
+
+/// A stack of `depth` smooth 16-unit layers between 20 inputs and outputs.
+fn deep_smooth(depth: usize, act: &str, loss: &str) -> ModelConfig {
+    let layers: Vec<String> = (0..depth)
+        .map(|_| format!(r#"{{"units": 16, "activation": "{act}"}}"#))
+        .chain([r#"{"units": 20, "activation": "sigmoid"}"#.to_string()])
+        .collect();
+    ModelConfig::from_json(&format!(
+        r#"{{"input": 20, "layers": [{}], "code_layer": {}, "loss": "{loss}"}}"#,
+        layers.join(", "),
+        depth / 2
+    ))
+    .unwrap()
+}
+
+/// Deep sigmoid and tanh stacks, whose first layers' gradients are 10⁻¹²
+/// down to 10⁻²⁵: correct gradients pass (they failed when the round-off
+/// was measured 10⁻⁴·h apart, where a deep stack's rounding errors cancel in
+/// the fourth differences, and when a window too flat to change the loss
+/// measured no noise at all), and wrong ones still fail, in a tensor the
+/// differences resolve and in one they cannot (a gradient that should be
+/// 10⁻²⁵).
+#[test]
+fn deep_smooth_stacks_pass_and_wrong_gradients_still_fail() {
+    let opts = CheckOptions {
+        max_entries: 16,
+        ..CheckOptions::default()
+    };
+    let cases = [
+        (12, "sigmoid", "bce", 4),
+        (12, "sigmoid", "bce", 64),
+        (14, "tanh", "bce", 64),
+        (20, "sigmoid", "mse", 64),
+        (30, "sigmoid", "mse", 16),
+    ];
+    for (depth, act, loss, batch) in cases {
+        for seed in 0..2 {
+            let cfg = deep_smooth(depth, act, loss);
+            let (model, input, clean) = random_setup(&cfg, seed, batch).unwrap();
+            let what = format!("{depth} {act} layers, {loss}, batch {batch}, seed {seed}");
+            let r = check_model(&model, &input, &clean, batch, &opts).unwrap();
+            assert_pass(&what, &r);
+        }
+    }
+    let cfg = deep_smooth(30, "sigmoid", "mse");
+    let (model, input, clean) = random_setup(&cfg, 0, 16).unwrap();
+    let mut ws = model.workspace(16);
+    let mut grads = vec![0.0; model.params.len()];
+    model
+        .loss_and_grad(&mut ws, &input, &clean, Some(&mut grads))
+        .unwrap();
+    let layout = model.layout();
+    let first = layout.tensors[0].range();
+    assert!(grads[first.clone()].iter().all(|g| g.abs() < 1e-15));
+    let last = layout.tensors.last().unwrap().range();
+    let scale: fn(f64) -> f64 = |g| g * 1.0001;
+    let shift: fn(f64) -> f64 = |g| g + 1e-6;
+    for (what, range, change) in [
+        ("the output bias ×1.0001", last, scale),
+        ("the first weight +10⁻⁶", first, shift),
+    ] {
+        let mut wrong = grads.clone();
+        for g in &mut wrong[range] {
+            *g = change(*g);
+        }
+        let r = check_model_grads(&model, &input, &clean, 16, &wrong, &opts).unwrap();
+        assert_eq!(r.verdict(), Verdict::Fail, "{what} went unnoticed:\n{r}");
+    }
+}
