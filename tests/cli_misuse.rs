@@ -687,20 +687,24 @@ fn an_output_named_for_another_format_is_refused() {
         assert!(e.contains(want) && e.contains("--out"), "{args:?}: {e}");
         assert_eq!(snapshot(&dir), before, "{args:?}");
     }
-    let metrics = s_static(dir.join("m.npy"));
-    let e = fails(
-        &train_args(
-            &dir,
-            &["--out", s_static(dir.join("n.st")), "--metrics", metrics],
-        ),
-        1,
-    );
-    assert!(
-        e.contains("--metrics writes .csv or .jsonl or .json, not .npy"),
-        "{e}"
-    );
-    assert!(!e.contains("training "), "{e}");
-    assert_eq!(snapshot(&dir), before);
+    // A .json file of JSON lines would be no JSON document.
+    for name in ["m.npy", "m.json"] {
+        let metrics = s_static(dir.join(name));
+        let e = fails(
+            &train_args(
+                &dir,
+                &["--out", s_static(dir.join("n.st")), "--metrics", metrics],
+            ),
+            1,
+        );
+        let ext = name.rsplit('.').next().unwrap();
+        assert!(
+            e.contains(&format!("--metrics writes .csv or .jsonl, not .{ext}")),
+            "{e}"
+        );
+        assert!(!e.contains("training "), "{e}");
+        assert_eq!(snapshot(&dir), before);
+    }
     // Without an extension: CSV scores, a PNG picture.
     ok(&["score", "-m", m, "--data", x, "-o", s_static(dir.join("s"))]);
     assert!(

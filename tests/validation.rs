@@ -783,7 +783,12 @@ fn sae_folder_errors_name_cfg_json() {
         .to_string();
     has(
         &e,
-        &["sae.safetensors", "W_enc", "[6, 5]", "[784, 1300000]"],
+        &[
+            "sae_weights.safetensors",
+            "W_enc",
+            "[6, 5]",
+            "[784, 1300000]",
+        ],
     );
     std::fs::write(
         &cfg,
@@ -867,7 +872,7 @@ fn sae_folder_of_another_architecture_is_refused() {
         assert_eq!(import().unwrap().params, m.params);
     }
     // A JumpReLU SAE's threshold beside the four tensors import reads.
-    let st_path = sae.join("sae.safetensors");
+    let st_path = sae.join("sae_weights.safetensors");
     let plain = std::fs::read(&st_path).unwrap();
     for (name, shape) in [
         ("threshold", vec![5]),
@@ -882,7 +887,11 @@ fn sae_folder_of_another_architecture_is_refused() {
         let e = import().unwrap_err().to_string();
         has(
             &e,
-            &["sae.safetensors", &format!("tensor `{name}`"), "drop"],
+            &[
+                "sae_weights.safetensors",
+                &format!("tensor `{name}`"),
+                "drop",
+            ],
         );
     }
     // The command line refuses both before training.

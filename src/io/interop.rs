@@ -1,30 +1,58 @@
-//! The sparse-autoencoder layout of the interpretability libraries (SAELens,
-//! sparsify): a directory with `sae.safetensors` holding
-//! `W_enc [d_in, d_sae]`, `b_enc [d_sae]`, `W_dec [d_sae, d_in]`,
-//! `b_dec [d_in]`, and `cfg.json`. Their forward pass is
-//! `f = act(x·W_enc + b_enc)`, `x̂ = f·W_dec + b_dec` — the transposes of this
-//! crate's PyTorch-style `encoder.0.weight [d_sae, d_in]` and
-//! `decoder.0.weight [d_in, d_sae]`.
+//! The sparse-autoencoder layouts of the interpretability libraries, in
+//! one directory that each of them loads:
 //!
-//! Only one-hidden-layer dense models with a linear output fit that layout:
-//! the libraries decode linearly, so a model with a sigmoid (or other
-//! non-linear) output, such as one trained with the BCE loss, is refused
-//! rather than written as a file they would decode wrongly (train it with
-//! a linear output and the MSE loss, `--linear-output` on the command line).
+//! - SAELens (`SAE.load_from_disk`): `sae_weights.safetensors` holding
+//!   `W_enc [d_in, d_sae]`, `b_enc [d_sae]`, `W_dec [d_sae, d_in]`,
+//!   `b_dec [d_in]`, and `cfg.json` with `architecture` ("standard": a
+//!   ReLU code; "topk" with `k`), `d_in`, `d_sae`, `apply_b_dec_to_input`,
+//!   `normalize_activations`, and, for older SAELens, `activation_fn_str` /
+//!   `activation_fn_kwargs`. Its forward pass is
+//!   `f = act((x − b_dec·[apply_b_dec_to_input])·W_enc + b_enc)`,
+//!   `x̂ = f·W_dec + b_dec`; TopK keeps the k largest pre-activations, then
+//!   ReLU.
+//! - sparsify (`SparseCoder.load_from_disk`, TopK only): `sae.safetensors`
+//!   holding exactly `encoder.weight [d_sae, d_in]`, `encoder.bias`,
+//!   `W_dec [d_sae, d_in]`, `b_dec` (it loads strictly), and `cfg.json`
+//!   with `d_in`, `activation` "topk", `k`, `num_latents`,
+//!   `normalize_decoder`. It always encodes `x − b_dec`, then ReLU, then
+//!   the top k.
+//!
+//! Both libraries drop the `cfg.json` keys they do not know, so one
+//! `cfg.json` serves both. `W_enc`/`W_dec` are the transposes of this
+//! crate's PyTorch-style `encoder.0.weight [d_sae, d_in]` and
+//! `decoder.0.weight [d_in, d_sae]` (sparsify's `encoder.weight` is ours
+//! as it is).
+//!
+//! Only models the libraries compute exactly are exported: one untied dense
+//! hidden layer with a ReLU code, plain or per-sample TopK, and a linear
+//! output. A sigmoid (or other non-linear) output, such as one trained with
+//! the BCE loss, another code activation (SAELens' standard SAE is ReLU
+//! whatever `activation_fn_str` says) and BatchTopK (the k·B largest of a
+//! batch, where the libraries keep k per sample) are refused rather than
+//! written as a folder they would run as another model. sparsify's file is
+//! written for TopK models only; a model without the pre-encoder bias has
+//! `b_dec·W_enc` folded into sparsify's `encoder.bias` (the same codes, up
+//! to rounding).
 //!
 //! The decoder bias is `b_dec` in both directions. A model with the
 //! pre-encoder bias ([`crate::nn::SaeConfig::pre_encoder_bias`]) encodes
-//! `x − b_dec`, which SAELens calls `apply_b_dec_to_input` (sparsify always
-//! does it); export writes that key, and import without a saved sparse-ae
-//! configuration sets the option from it (absent: true, SAELens' default).
-//! A unit-norm decoder is written as sparsify's `normalize_decoder`, and
-//! read back from it or SAELens' `normalize_sae_decoder`.
+//! `x − b_dec`, which SAELens calls `apply_b_dec_to_input`; export writes
+//! that key, and import without a saved sparse-ae configuration sets the
+//! option from it (absent: true, SAELens' default). A unit-norm decoder is
+//! written as sparsify's `normalize_decoder`, and read back from it or
+//! SAELens' `normalize_sae_decoder`.
 //!
-//! Import reads both SAELens layouts of the code: the older names it in
-//! `activation_fn_str` (`"topk"` with `activation_fn_kwargs.k`), SAELens 6
-//! only in `architecture` (`"standard"`: ReLU; `"topk"` with a top-level
-//! `k`, and `rescale_acts_by_decoder_norm`, which import folds into the
-//! weights as SAELens does). A `k` given both ways must agree.
+//! Import reads SAELens' file when it is there, else sparsify's (by its
+//! tensor names; an `sae.safetensors` with SAELens' names, as earlier
+//! versions of this crate exported, is read too). It reads both SAELens
+//! layouts of the code: the older names it in `activation_fn_str`
+//! (`"topk"` with `activation_fn_kwargs.k`), SAELens 6 only in
+//! `architecture` (`"standard"`: ReLU; `"topk"` with a top-level `k`, and
+//! `rescale_acts_by_decoder_norm`, which import folds into the weights as
+//! SAELens does). A `k` given both ways must agree. A sparsify folder's
+//! `cfg.json` takes sparsify's defaults (`k` 32, `num_latents` 0 meaning
+//! `expansion_factor` (32) × `d_in`, `normalize_decoder` true); its
+//! `groupmax` code, a transcoder and a skip connection are refused.
 //!
 //! A model trained on normalised inputs s·x ([`crate::train::normalize`])
 //! is exported as SAELens saves one: the scale folded into the weights,
@@ -90,6 +118,22 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
             ),
         ));
     }
+    let code_act = cfg.layers[0].act();
+    if code_act != Activation::Relu {
+        return Err(Error::config(
+            "export",
+            format!(
+                "the SAE libraries run a ReLU code (SAELens' standard SAE) or the top k of one, but this model's code is {}: they would compute other codes from the folder; train it with a relu code",
+                code_act.name()
+            ),
+        ));
+    }
+    if cfg.topk.is_some_and(|t| t.batch) {
+        return Err(Error::config(
+            "export",
+            "this model's code is BatchTopK (the k·B largest values of a whole batch), and the libraries' topk keeps k per sample: they would compute other codes from the folder, and no layout of theirs holds a batch selection",
+        ));
+    }
     let s = input_scale;
     let (d_in, d_sae) = (cfg.input, cfg.width(0));
     let lay = model.layout();
@@ -97,30 +141,30 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
     let mut w_enc = transpose(&p[lay.weight(0).range()], d_sae, d_in);
     let mut w_dec = transpose(&p[lay.weight(1).range()], d_in, d_sae);
     let mut b_dec = p[lay.bias(1).range()].to_vec();
+    let b_enc = &p[lay.bias(0).range()];
     if s != 1.0 {
         w_enc.iter_mut().for_each(|w| *w *= s);
         w_dec.iter_mut().chain(&mut b_dec).for_each(|w| *w /= s);
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let st_path = dir.join("sae.safetensors");
+    let saelens = dir.join(SAELENS_WEIGHTS);
     safetensors::write(
-        &st_path,
+        &saelens,
         &[
             ("W_enc", &[d_in, d_sae], &w_enc),
-            ("b_enc", &[d_sae], &p[lay.bias(0).range()]),
+            ("b_enc", &[d_sae], b_enc),
             ("W_dec", &[d_sae, d_in], &w_dec),
             ("b_dec", &[d_in], &b_dec),
         ],
         &[("format", "pt")],
     )?;
-    let code_act = cfg.layers[0].act();
     let (arch, act_name, kwargs) = match cfg.topk {
         Some(t) => (
             "topk",
             "topk",
             Value::Object(vec![("k".into(), Value::from(t.k))]),
         ),
-        None => ("standard", code_act.name(), Value::Object(vec![])),
+        None => ("standard", "relu", Value::Object(vec![])),
     };
     let mut fields = vec![
         ("architecture".to_string(), Value::from(arch)),
@@ -150,14 +194,81 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
     // The tensors this cfg.json goes with: each file is written atomically,
     // but one after the other, so an export cut between them leaves new
     // tensors beside the old cfg.json, which import then refuses.
-    let tensors = safetensors::read_bytes(&st_path)?;
+    let tensors = safetensors::read_bytes(&saelens)?;
     fields.push((TENSORS_KEY.into(), Value::from(fingerprint(&tensors))));
+    let sparsify = dir.join(SPARSIFY_WEIGHTS);
+    match cfg.topk {
+        Some(t) => {
+            // sparsify always encodes x − b_dec: without the pre-encoder
+            // bias, b_dec·W_enc goes into its encoder bias.
+            let enc_b: Vec<f32> = if cfg.sae.pre_encoder_bias {
+                b_enc.to_vec()
+            } else {
+                (0..d_sae)
+                    .map(|j| {
+                        let dot: f64 = (0..d_in)
+                            .map(|i| f64::from(b_dec[i]) * f64::from(w_enc[i * d_sae + j]))
+                            .sum();
+                        (f64::from(b_enc[j]) + dot) as f32
+                    })
+                    .collect()
+            };
+            safetensors::write(
+                &sparsify,
+                &[
+                    (
+                        "encoder.weight",
+                        &[d_sae, d_in],
+                        &transpose(&w_enc, d_in, d_sae),
+                    ),
+                    ("encoder.bias", &[d_sae], &enc_b),
+                    ("W_dec", &[d_sae, d_in], &w_dec),
+                    ("b_dec", &[d_in], &b_dec),
+                ],
+                &[("format", "pt")],
+            )?;
+            let sparsify_fields: [(&str, Value); 7] = [
+                ("k", Value::from(t.k)),
+                ("rescale_acts_by_decoder_norm", Value::Bool(false)),
+                ("activation", Value::from("topk")),
+                ("num_latents", Value::from(d_sae)),
+                ("multi_topk", Value::Bool(false)),
+                ("skip_connection", Value::Bool(false)),
+                ("transcode", Value::Bool(false)),
+            ];
+            fields.extend(sparsify_fields.map(|(k, v)| (k.to_string(), v)));
+            let bytes = safetensors::read_bytes(&sparsify)?;
+            fields.push((
+                SPARSIFY_TENSORS_KEY.into(),
+                Value::from(fingerprint(&bytes)),
+            ));
+        }
+        // sparsify runs TopK codes only; an earlier export's file would be
+        // read with this cfg.json's defaults, as another model.
+        None => match std::fs::remove_file(&sparsify) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(&sparsify, e));
+            }
+            _ => {}
+        },
+    }
     let text = Value::Object(fields).to_json_pretty()?;
     super::atomic::write_atomic_bytes(&dir.join("cfg.json"), text.as_bytes())
 }
 
-/// The `cfg.json` key of the fingerprint of the `sae.safetensors` it was
-/// written with.
+/// SAELens' tensor file in an SAE folder.
+pub const SAELENS_WEIGHTS: &str = "sae_weights.safetensors";
+
+/// sparsify's tensor file in an SAE folder (earlier versions of this crate
+/// wrote SAELens' tensor names under this name).
+pub const SPARSIFY_WEIGHTS: &str = "sae.safetensors";
+
+/// The `cfg.json` key of the fingerprint of the `sae.safetensors` (sparsify)
+/// it was written with.
+const SPARSIFY_TENSORS_KEY: &str = "sparse_ae_sparsify_tensors_fnv1a64";
+
+/// The `cfg.json` key of the fingerprint of the SAELens tensor file it was
+/// written with (of `sae.safetensors` in earlier exports).
 const TENSORS_KEY: &str = "sparse_ae_tensors_fnv1a64";
 
 /// FNV-1a (64-bit) of `bytes`, as 16 hex digits: enough to tell a tensor
@@ -203,6 +314,59 @@ pub fn import_sae_scaled(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
     Ok((model, s))
 }
 
+/// Which library's tensor names a folder's weights file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Names {
+    /// `W_enc [d_in, d_sae]`, `b_enc`, `W_dec`, `b_dec`.
+    SaeLens,
+    /// `encoder.weight [d_sae, d_in]`, `encoder.bias`, `W_dec`, `b_dec`.
+    Sparsify,
+}
+
+impl Names {
+    /// The tensors of this layout, encoder weight and bias first.
+    fn tensors(self) -> [&'static str; 4] {
+        match self {
+            Names::SaeLens => SAE_TENSORS,
+            Names::Sparsify => SPARSIFY_TENSORS,
+        }
+    }
+
+    /// The `cfg.json` key of the fingerprint of the file with these names.
+    fn fingerprint_key(self) -> &'static str {
+        match self {
+            Names::SaeLens => TENSORS_KEY,
+            Names::Sparsify => SPARSIFY_TENSORS_KEY,
+        }
+    }
+}
+
+/// The weights file of the SAE folder `dir` and its bytes: SAELens' when
+/// it is there, else sparsify's.
+fn weights_of(dir: &Path) -> Result<(std::path::PathBuf, Vec<u8>)> {
+    let saelens = dir.join(SAELENS_WEIGHTS);
+    let sparsify = dir.join(SPARSIFY_WEIGHTS);
+    let path = if saelens.exists() || !sparsify.exists() {
+        saelens
+    } else {
+        sparsify
+    };
+    match safetensors::read_bytes(&path) {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::io(
+                dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "not an SAE folder: neither {SAELENS_WEIGHTS} (SAELens) nor {SPARSIFY_WEIGHTS} (sparsify) is there"
+                    ),
+                ),
+            ))
+        }
+        r => r.map(|bytes| (path, bytes)),
+    }
+}
+
 fn import_folded(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
     let cfg_path = dir.join("cfg.json");
     let v = json::read(&cfg_path)?;
@@ -214,17 +378,23 @@ fn import_folded(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
         },
         e => e,
     };
-    let (cfg, scale, rescale) = config_of_dir(&v).map_err(in_cfg)?;
-    let (d_in, d_sae) = (cfg.input, cfg.width(0));
     // Every tensor is checked before the model is allocated: its size is
     // then bounded by the file's.
-    let st_path = dir.join("sae.safetensors");
-    let bytes = safetensors::read_bytes(&st_path)?;
-    if let Some(want) = v.get(TENSORS_KEY) {
+    let (st_path, bytes) = weights_of(dir)?;
+    let st = SafeTensors::parse_named(&bytes, &st_path)?;
+    let names = if st.get("encoder.weight").is_some() {
+        Names::Sparsify
+    } else {
+        Names::SaeLens
+    };
+    let (cfg, scale, rescale) = config_of_dir(&v, names).map_err(in_cfg)?;
+    let (d_in, d_sae) = (cfg.input, cfg.width(0));
+    let key = names.fingerprint_key();
+    if let Some(want) = v.get(key) {
         let got = fingerprint(&bytes);
         if want.as_str() != Some(got.as_str()) {
             return Err(Error::Config {
-                field: format!("{}: {TENSORS_KEY}", cfg_path.display()),
+                field: format!("{}: {key}", cfg_path.display()),
                 reason: format!(
                     "{} is not the tensor file this cfg.json was exported with (fingerprint {got}, cfg.json names {}): an export was cut short or the files were mixed; export the model again",
                     st_path.display(),
@@ -233,20 +403,20 @@ fn import_folded(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
             });
         }
     }
-    let st = SafeTensors::parse_named(&bytes, &st_path)?;
     // A tensor import would not read (a JumpReLU `threshold`, a gated
-    // SAE's `r_mag`) is refused, never dropped.
+    // SAE's `r_mag`, sparsify's `W_skip`) is refused, never dropped.
+    let known = names.tensors();
     if let Some(t) = st
         .tensors
         .iter()
-        .find(|t| !SAE_TENSORS.contains(&t.name.as_str()))
+        .find(|t| !known.contains(&t.name.as_str()))
     {
         return Err(Error::Safetensors {
             path: st_path.clone(),
             reason: format!(
                 "tensor `{}` is not part of the SAE cfg.json describes (only {}), so importing would drop it",
                 json::excerpt(&t.name),
-                SAE_TENSORS.join(", ")
+                known.join(", ")
             ),
         });
     }
@@ -264,16 +434,24 @@ fn import_folded(dir: &Path) -> Result<(Autoencoder<f32>, f32)> {
                 ),
             });
         }
-        if let Some(i) = t.data.iter().position(|x| !x.is_finite()) {
+        if let Some((i, what)) = t.non_finite() {
             return Err(Error::Safetensors {
                 path: st_path.clone(),
-                reason: format!("tensor `{name}` holds a non-finite value at index {i}"),
+                reason: format!("tensor `{name}` holds {what} at index {i}"),
             });
         }
         Ok(&t.data)
     };
-    let mut w_enc = get("W_enc", &[d_in, d_sae])?.to_vec();
-    let mut b_enc = get("b_enc", &[d_sae])?.to_vec();
+    let (mut w_enc, mut b_enc) = match names {
+        Names::SaeLens => (
+            get("W_enc", &[d_in, d_sae])?.to_vec(),
+            get("b_enc", &[d_sae])?.to_vec(),
+        ),
+        Names::Sparsify => (
+            transpose(get("encoder.weight", &[d_sae, d_in])?, d_sae, d_in),
+            get("encoder.bias", &[d_sae])?.to_vec(),
+        ),
+    };
     let mut w_dec = get("W_dec", &[d_sae, d_in])?.to_vec();
     let b_dec = get("b_dec", &[d_in])?;
     if rescale {
@@ -324,8 +502,12 @@ const RESCALE_KEY: &str = "rescale_acts_by_decoder_norm";
 /// plain SAE and its TopK SAE (both what [`export_sae`] writes).
 const SUPPORTED_ARCHITECTURES: [&str; 2] = ["standard", "topk"];
 
-/// The tensors of `sae.safetensors` that import reads.
+/// The tensors of SAELens' file that import reads.
 const SAE_TENSORS: [&str; 4] = ["W_enc", "b_enc", "W_dec", "b_dec"];
+
+/// The tensors of sparsify's file that import reads (sparsify loads
+/// strictly: these and no other, `W_skip` only with a skip connection).
+const SPARSIFY_TENSORS: [&str; 4] = ["encoder.weight", "encoder.bias", "W_dec", "b_dec"];
 
 /// The error of `architecture: "topk"` without a TopK code and its k.
 fn topk_without_k() -> Error {
@@ -501,10 +683,156 @@ fn check_agrees(
     Ok(())
 }
 
+/// The number of latents of a sparsify `cfg.json`: `num_latents`, or when
+/// that is 0 (its default) `expansion_factor` (default 32) × `d_in`.
+fn sparsify_latents(v: &Value, d_in: usize) -> Result<usize> {
+    let or = |key: &str, default: usize| -> Result<usize> {
+        match v.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(_) => v.usize_at(key),
+        }
+    };
+    match or("num_latents", 0)? {
+        0 => {
+            let f = or("expansion_factor", 32)?;
+            d_in.checked_mul(f).ok_or_else(|| {
+                Error::config(
+                    "expansion_factor",
+                    format!("{f} latents per input feature overflow with d_in = {d_in}"),
+                )
+            })
+        }
+        n => Ok(n),
+    }
+}
+
+/// The model sparsify reads in `cfg.json` `v`, with its defaults: a TopK
+/// code of `k` (32) over ReLU, `x − b_dec` encoded (always), a unit-norm
+/// decoder unless `normalize_decoder` is false; its `groupmax` code, a
+/// transcoder and a skip connection are refused naming their keys.
+fn sparsify_view(v: &Value, d_in: usize) -> Result<crate::nn::ModelConfig> {
+    let flag = |key: &str, default: bool| -> Result<bool> {
+        match v.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(_) => v.bool_at(key),
+        }
+    };
+    if v.get("activation").is_some() {
+        let a = v.str_at("activation")?;
+        if a != "topk" {
+            return Err(Error::config(
+                "activation",
+                format!(
+                    "{:?} is not supported (only \"topk\": a ReLU code and its k largest values)",
+                    json::excerpt(a)
+                ),
+            ));
+        }
+    }
+    if flag("transcode", false)? {
+        return Err(Error::config(
+            "transcode",
+            "true: a transcoder predicts another module's output from its input, not an autoencoder of its input",
+        ));
+    }
+    if flag("skip_connection", false)? {
+        return Err(Error::config(
+            "skip_connection",
+            "true: the skip connection (W_skip) is not part of the model sparse-ae runs",
+        ));
+    }
+    let d_sae = sparsify_latents(v, d_in)?;
+    let k = match v.get("k") {
+        None | Some(Value::Null) => 32,
+        Some(_) => v.usize_at("k")?,
+    };
+    ModelBuilder::new(d_in)
+        .code(d_sae, Activation::Relu)
+        .topk(k, false)
+        .decoder(d_in, Activation::Linear)
+        .loss(Loss::Mse)
+        .pre_encoder_bias(true)
+        .unit_norm_decoder(flag("normalize_decoder", true)?)
+        .build()
+        .map_err(|e| match e {
+            Error::Config { field, reason } if field == "topk.k" => Error::Config {
+                field: "k".into(),
+                reason,
+            },
+            Error::Config { field, reason } if field.starts_with("layers[0]") => Error::Config {
+                field: "num_latents".into(),
+                reason,
+            },
+            Error::Config { field, reason } if field == "input" => Error::Config {
+                field: "d_in".into(),
+                reason,
+            },
+            e => e,
+        })
+}
+
+/// Refuses a `sparse_ae_config` that describes another model than
+/// sparsify reads from the folder's `cfg.json` beside it (see
+/// [`check_agrees`]); one without the pre-encoder bias is refused too:
+/// sparsify's `encoder.bias` then holds `b_dec·W_enc` folded in.
+fn check_agrees_sparsify(v: &Value, d_in: usize, cfg: &crate::nn::ModelConfig) -> Result<()> {
+    let lib = sparsify_view(v, d_in)?;
+    let disagree = |key: &str, theirs: String, ours: String| {
+        Err(Error::config(
+            "sparse_ae_config",
+            format!(
+                "{ours} disagrees with `{key}` = {theirs}: sparsify reads the folder by `{key}` and sparse-ae by sparse_ae_config, so they would run different models; make them agree"
+            ),
+        ))
+    };
+    let theirs_k = lib.topk.map_or(0, |t| t.k);
+    if cfg.width(0) != lib.width(0) {
+        return disagree(
+            "num_latents",
+            lib.width(0).to_string(),
+            format!("its {} latents", cfg.width(0)),
+        );
+    }
+    match cfg.topk {
+        Some(t) if !t.batch && t.k == theirs_k && cfg.layers[0].act() == Activation::Relu => {}
+        _ => {
+            return disagree(
+                "k",
+                theirs_k.to_string(),
+                format!(
+                    "its code ({}{})",
+                    cfg.layers[0].act().name(),
+                    cfg.topk.map_or(String::new(), |t| format!(
+                        ", top {} of a {}",
+                        t.k,
+                        if t.batch { "batch" } else { "sample" }
+                    ))
+                ),
+            );
+        }
+    }
+    if cfg.sae.unit_norm_decoder != lib.sae.unit_norm_decoder {
+        return disagree(
+            "normalize_decoder",
+            lib.sae.unit_norm_decoder.to_string(),
+            format!("its unit-norm decoder ({})", cfg.sae.unit_norm_decoder),
+        );
+    }
+    if !cfg.sae.pre_encoder_bias {
+        return Err(Error::config(
+            "sparse_ae_config",
+            format!(
+                "has no pre-encoder bias, so {SPARSIFY_WEIGHTS} holds b_dec·W_enc folded into encoder.bias (sparsify always encodes x − b_dec); read the model from {SAELENS_WEIGHTS}, which this folder lacks: export it again"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The model configuration and input scale a `cfg.json` describes, and
 /// whether the decoder norms are to be folded into the weights (SAELens'
 /// `rescale_acts_by_decoder_norm` on a TopK code); errors name its keys.
-fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32, bool)> {
+fn config_of_dir(v: &Value, names: Names) -> Result<(crate::nn::ModelConfig, f32, bool)> {
     // SAELens names its kind of SAE; sparsify writes no `architecture`.
     // Only the plain encoder (ReLU or TopK code) is this crate's model: a
     // JumpReLU or gated SAE holds parameters (`threshold`, `r_mag`, …)
@@ -530,7 +858,9 @@ fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32, bool)> {
             Some(a)
         }
     };
-    if v.get("normalize_activations").is_some() {
+    if v.get("normalize_activations")
+        .is_some_and(|n| *n != Value::Null)
+    {
         let norm = v.str_at("normalize_activations")?;
         if norm != "none" {
             return Err(Error::config(
@@ -542,7 +872,14 @@ fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32, bool)> {
             ));
         }
     }
-    let (d_in, d_sae) = (v.usize_at("d_in")?, v.usize_at("d_sae")?);
+    // sparsify's tensors are read by sparsify's keys and defaults.
+    let sparsify = names == Names::Sparsify;
+    let d_in = v.usize_at("d_in")?;
+    let d_sae = if sparsify {
+        sparsify_latents(v, d_in)?
+    } else {
+        v.usize_at("d_sae")?
+    };
     let cfg = match v.get("sparse_ae_config") {
         Some(c) => {
             let cfg = crate::nn::ModelConfig::from_json_value(c).map_err(|e| match e {
@@ -552,9 +889,14 @@ fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32, bool)> {
                 },
                 e => e,
             })?;
-            check_agrees(v, arch, d_in, d_sae, &cfg)?;
+            if sparsify {
+                check_agrees_sparsify(v, d_in, &cfg)?;
+            } else {
+                check_agrees(v, arch, d_in, d_sae, &cfg)?;
+            }
             cfg
         }
+        None if sparsify => sparsify_view(v, d_in)?,
         None => library_view(v, arch, d_in, d_sae)?,
     };
     if cfg.input != d_in || cfg.layers.len() != 2 || cfg.width(0) != d_sae {
@@ -567,7 +909,10 @@ fn config_of_dir(v: &Value) -> Result<(crate::nn::ModelConfig, f32, bool)> {
         return Err(topk_without_k());
     }
     // SAELens reads the key for its TopK SAE only.
-    let rescale = cfg.topk.is_some() && v.get(RESCALE_KEY).is_some() && v.bool_at(RESCALE_KEY)?;
+    let rescale = !sparsify
+        && cfg.topk.is_some()
+        && v.get(RESCALE_KEY).is_some()
+        && v.bool_at(RESCALE_KEY)?;
     let scale = match v.get("sparse_ae_input_scale") {
         None => 1.0,
         Some(_) => {
@@ -621,7 +966,7 @@ mod tests {
             assert_eq!(back.params, m.params);
             // The library formula f = act((x − b_dec·[apply_b_dec_to_input])·W_enc + b_enc)
             // gives our code.
-            let st = SafeTensors::read(&dir.join("sae.safetensors")).unwrap();
+            let st = SafeTensors::read(&dir.join(SAELENS_WEIGHTS)).unwrap();
             let (w_enc, b_enc) = (
                 &st.get("W_enc").unwrap().data,
                 &st.get("b_enc").unwrap().data,
@@ -744,11 +1089,12 @@ mod tests {
         export_sae(&b, &other).unwrap();
         assert_eq!(import_sae(&dir).unwrap().params, a.params);
         // b's tensors beside a's cfg.json: the shapes agree, the files do not.
-        std::fs::copy(other.join("sae.safetensors"), dir.join("sae.safetensors")).unwrap();
+        std::fs::copy(other.join(SAELENS_WEIGHTS), dir.join(SAELENS_WEIGHTS)).unwrap();
         let e = import_sae(&dir).unwrap_err().to_string();
         assert!(
-            e.contains("sae.safetensors is not the tensor file this cfg.json was exported with")
-                && e.contains(TENSORS_KEY),
+            e.contains(
+                "sae_weights.safetensors is not the tensor file this cfg.json was exported with"
+            ) && e.contains(TENSORS_KEY),
             "{e}"
         );
         // Without the key, as another library writes it: read as it is.
@@ -875,8 +1221,8 @@ mod tests {
         let k5 = Value::Object(vec![("k".into(), Value::from(5usize))]);
         let cases: [(&[(&str, Value)], &str); 5] = [
             (
-                &[("activation_fn_kwargs", k5)],
-                "`activation_fn_kwargs.k` = 5",
+                &[("activation_fn_kwargs", k5), ("k", Value::from(5usize))],
+                "`k` = 5",
             ),
             (
                 &[
@@ -1108,7 +1454,7 @@ mod tests {
             *v = 0.05 * i as f32;
         }
         export_sae(&m, &dir).unwrap();
-        let st = SafeTensors::read(&dir.join("sae.safetensors")).unwrap();
+        let st = SafeTensors::read(&dir.join(SAELENS_WEIGHTS)).unwrap();
         let t = |n: &str| st.get(n).unwrap().data.clone();
         let (w_enc, b_enc, w_dec, b_dec) = (t("W_enc"), t("b_enc"), t("W_dec"), t("b_dec"));
         let back = with_cfg(&dir, &saelens6_topk("3", "").replace("false", "true")).unwrap();
@@ -1167,7 +1513,7 @@ mod tests {
         let mut huge = w_dec.clone();
         huge[..d_in].iter_mut().for_each(|w| *w = 3e38);
         safetensors::write(
-            &dir.join("sae.safetensors"),
+            &dir.join(SAELENS_WEIGHTS),
             &[
                 ("W_enc", &[d_in, d_sae], &w_enc),
                 ("b_enc", &[d_sae], &b_enc),
@@ -1184,6 +1530,298 @@ mod tests {
             e.contains("tensor `W_enc` overflows when the decoder norms are folded"),
             "{e}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The k largest of `z` kept (after ReLU), the rest zero: the code of
+    /// SAELens' and sparsify's TopK SAEs.
+    fn top_k_relu(z: &[f32], k: usize) -> Vec<f32> {
+        let mut order: Vec<usize> = (0..z.len()).collect();
+        order.sort_by(|&a, &b| z[b].total_cmp(&z[a]));
+        let mut f = vec![0.0f32; z.len()];
+        for &j in &order[..k] {
+            f[j] = z[j].max(0.0);
+        }
+        f
+    }
+
+    fn close(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(p, q)| (p - q).abs() <= 1e-5 * (1.0 + q.abs()))
+    }
+
+    /// The tensors of a safetensors file, by name, with their shapes.
+    fn tensors_of(path: &Path) -> Vec<(String, Vec<usize>)> {
+        let st = SafeTensors::read(path).unwrap();
+        let mut v: Vec<_> = st
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.shape.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// What each library reads from an exported folder — SAELens
+    /// `sae_weights.safetensors` (`W_enc`, `b_enc`, `W_dec`, `b_dec`) and
+    /// its cfg keys, sparsify `sae.safetensors` with exactly its four
+    /// tensors (it loads strictly) and its cfg keys — computes the model's
+    /// codes and reconstruction, by each library's forward pass: with and
+    /// without the pre-encoder bias (sparsify always subtracts b_dec, so it
+    /// is folded into its encoder bias), scaled or not. A sparsify folder
+    /// as sparsify writes it (its file and cfg.json only) imports as the
+    /// same model.
+    #[test]
+    fn an_exported_folder_is_what_saelens_and_sparsify_load() {
+        let dir = std::env::temp_dir().join(format!("sparse-ae-libs-{}", std::process::id()));
+        let (d_in, d_sae, k) = (8, 16, 3);
+        for (pre_bias, scale) in [(true, 1.0f32), (true, 2.0), (false, 1.0), (false, 0.5)] {
+            let what = format!("pre-encoder bias {pre_bias}, scale {scale}");
+            let cfg = ModelBuilder::new(d_in)
+                .code(d_sae, Activation::Relu)
+                .topk(k, false)
+                .decoder(d_in, Activation::Linear)
+                .loss(Loss::Mse)
+                .pre_encoder_bias(pre_bias)
+                .build()
+                .unwrap();
+            let mut m = Autoencoder::<f32>::new(cfg, 9).unwrap();
+            let lay = m.layout().clone();
+            for (i, v) in m.params[lay.bias(1).range()].iter_mut().enumerate() {
+                *v = 0.07 * i as f32 - 0.2;
+            }
+            for (i, v) in m.params[lay.bias(0).range()].iter_mut().enumerate() {
+                *v = 0.01 * i as f32 - 0.05;
+            }
+            export_sae_scaled(&m, scale, &dir).unwrap();
+            assert_eq!(
+                tensors_of(&dir.join(SAELENS_WEIGHTS)),
+                [
+                    ("W_dec".into(), vec![d_sae, d_in]),
+                    ("W_enc".into(), vec![d_in, d_sae]),
+                    ("b_dec".into(), vec![d_in]),
+                    ("b_enc".into(), vec![d_sae]),
+                ],
+                "{what}"
+            );
+            assert_eq!(
+                tensors_of(&dir.join(SPARSIFY_WEIGHTS)),
+                [
+                    ("W_dec".into(), vec![d_sae, d_in]),
+                    ("b_dec".into(), vec![d_in]),
+                    ("encoder.bias".into(), vec![d_sae]),
+                    ("encoder.weight".into(), vec![d_sae, d_in]),
+                ],
+                "{what}"
+            );
+            let v = json::read(&dir.join("cfg.json")).unwrap();
+            assert_eq!(v.str_at("architecture").unwrap(), "topk");
+            assert_eq!(v.str_at("activation").unwrap(), "topk");
+            assert_eq!(v.str_at("normalize_activations").unwrap(), "none");
+            assert_eq!(v.usize_at("k").unwrap(), k);
+            assert_eq!(v.usize_at("d_in").unwrap(), d_in);
+            assert_eq!(v.usize_at("d_sae").unwrap(), d_sae);
+            assert_eq!(v.usize_at("num_latents").unwrap(), d_sae);
+            assert!(!v.bool_at("normalize_decoder").unwrap());
+            assert!(!v.bool_at("rescale_acts_by_decoder_norm").unwrap());
+            let apply = v.bool_at("apply_b_dec_to_input").unwrap();
+            assert_eq!(apply, pre_bias);
+            // Raw inputs, two rows.
+            let x: Vec<f32> = (0..2 * d_in).map(|i| (i as f32 - 6.0) / 4.0).collect();
+            let sx: Vec<f32> = x.iter().map(|v| v * scale).collect();
+            let (code, recon) = run(&m, &sx, 2);
+            let want_recon: Vec<f32> = recon.iter().map(|v| v / scale).collect();
+            let sl = SafeTensors::read(&dir.join(SAELENS_WEIGHTS)).unwrap();
+            let sp = SafeTensors::read(&dir.join(SPARSIFY_WEIGHTS)).unwrap();
+            let t = |st: &SafeTensors, n: &str| st.get(n).unwrap().data.clone();
+            for row in 0..2 {
+                let x = &x[row * d_in..(row + 1) * d_in];
+                let decode = |f: &[f32], w_dec: &[f32], b_dec: &[f32]| -> Vec<f32> {
+                    (0..d_in)
+                        .map(|i| {
+                            b_dec[i] + (0..d_sae).map(|j| f[j] * w_dec[j * d_in + i]).sum::<f32>()
+                        })
+                        .collect()
+                };
+                // SAELens: TopK of (x − b_dec·apply)·W_enc + b_enc, then ReLU.
+                let (w_enc, b_enc, w_dec, b_dec) = (
+                    t(&sl, "W_enc"),
+                    t(&sl, "b_enc"),
+                    t(&sl, "W_dec"),
+                    t(&sl, "b_dec"),
+                );
+                let z: Vec<f32> = (0..d_sae)
+                    .map(|j| {
+                        b_enc[j]
+                            + (0..d_in)
+                                .map(|i| {
+                                    (x[i] - if apply { b_dec[i] } else { 0.0 })
+                                        * w_enc[i * d_sae + j]
+                                })
+                                .sum::<f32>()
+                    })
+                    .collect();
+                let f = top_k_relu(&z, k);
+                let want_code = &code[row * d_sae..(row + 1) * d_sae];
+                let want_x = &want_recon[row * d_in..(row + 1) * d_in];
+                assert!(
+                    close(&f, want_code),
+                    "SAELens, {what}: {f:?} vs {want_code:?}"
+                );
+                assert!(
+                    close(&decode(&f, &w_dec, &b_dec), want_x),
+                    "SAELens, {what}"
+                );
+                // sparsify: ReLU((x − b_dec)·encoder.weightᵀ + encoder.bias), top k.
+                let (e_w, e_b, w_dec, b_dec) = (
+                    t(&sp, "encoder.weight"),
+                    t(&sp, "encoder.bias"),
+                    t(&sp, "W_dec"),
+                    t(&sp, "b_dec"),
+                );
+                let z: Vec<f32> = (0..d_sae)
+                    .map(|j| {
+                        e_b[j]
+                            + (0..d_in)
+                                .map(|i| (x[i] - b_dec[i]) * e_w[j * d_in + i])
+                                .sum::<f32>()
+                    })
+                    .collect();
+                let f = top_k_relu(&z, k);
+                assert!(
+                    close(&f, want_code),
+                    "sparsify, {what}: {f:?} vs {want_code:?}"
+                );
+                assert!(
+                    close(&decode(&f, &w_dec, &b_dec), want_x),
+                    "sparsify, {what}"
+                );
+            }
+            // Read back from SAELens' file: the same model, bit for bit.
+            let (back, s) = import_sae_scaled(&dir).unwrap();
+            assert_eq!((back.config(), s), (m.config(), scale), "{what}");
+            assert!(close(&back.params, &m.params), "{what}");
+            if scale == 1.0 {
+                assert_eq!(back.params, m.params, "{what}");
+            }
+        }
+        // sparsify's folder as sparsify writes it: its file and its keys.
+        std::fs::remove_file(dir.join(SAELENS_WEIGHTS)).unwrap();
+        let m = import_sae(&dir);
+        assert!(
+            m.unwrap_err().to_string().contains("no pre-encoder bias"),
+            "the last export has no pre-encoder bias: sparsify's bias is folded"
+        );
+        let sparsify_cfg = |activation: &str, skip: bool, transcode: bool| {
+            format!(
+                r#"{{"activation": "{activation}", "expansion_factor": 2, "normalize_decoder": false, "num_latents": 0, "k": {k}, "multi_topk": false, "skip_connection": {skip}, "transcode": {transcode}, "d_in": {d_in}}}"#
+            )
+        };
+        let back = with_cfg(&dir, &sparsify_cfg("topk", false, false)).unwrap();
+        let c = back.config();
+        assert_eq!(
+            (c.input, c.width(0), c.topk.map(|t| (t.k, t.batch))),
+            (d_in, d_sae, Some((k, false)))
+        );
+        assert!(c.sae.pre_encoder_bias && !c.sae.unit_norm_decoder);
+        // Codes and reconstruction as sparsify computes them from its file.
+        let sp = SafeTensors::read(&dir.join(SPARSIFY_WEIGHTS)).unwrap();
+        let lay = back.layout();
+        assert_eq!(
+            &back.params[lay.weight(0).range()],
+            &sp.get("encoder.weight").unwrap().data[..]
+        );
+        assert_eq!(
+            &back.params[lay.bias(0).range()],
+            &sp.get("encoder.bias").unwrap().data[..]
+        );
+        assert_eq!(
+            &back.params[lay.bias(1).range()],
+            &sp.get("b_dec").unwrap().data[..]
+        );
+        // sparsify's defaults: normalize_decoder true, k 32 (more than 16
+        // latents: refused naming `k`).
+        let defaults = format!(r#"{{"num_latents": {d_sae}, "k": {k}, "d_in": {d_in}}}"#);
+        assert!(
+            with_cfg(&dir, &defaults)
+                .unwrap()
+                .config()
+                .sae
+                .unit_norm_decoder
+        );
+        let e = with_cfg(
+            &dir,
+            &format!(r#"{{"num_latents": {d_sae}, "d_in": {d_in}}}"#),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cfg.json: k: must be in 1..=16"), "{e}");
+        for (text, want) in [
+            (
+                sparsify_cfg("groupmax", false, false),
+                "activation: \"groupmax\" is not supported",
+            ),
+            (
+                sparsify_cfg("topk", false, true),
+                "transcode: true: a transcoder",
+            ),
+            (sparsify_cfg("topk", true, false), "skip_connection: true"),
+        ] {
+            let e = with_cfg(&dir, &text).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// What the libraries would run as another model is refused by export:
+    /// a code other than ReLU (SAELens' standard SAE is ReLU whatever
+    /// `activation_fn_str` says), BatchTopK (they keep k per sample); a
+    /// ReLU export removes an earlier export's sparsify file, which sparsify
+    /// would read with this cfg.json's defaults.
+    #[test]
+    fn export_refuses_what_the_libraries_would_compute_otherwise() {
+        let dir = std::env::temp_dir().join(format!("sparse-ae-libs-no-{}", std::process::id()));
+        let sae = |act: Activation, topk: Option<bool>| {
+            let b = ModelBuilder::new(6).code(10, act);
+            let b = match topk {
+                Some(batch) => b.topk(2, batch),
+                None => b,
+            };
+            let cfg = b
+                .decoder(6, Activation::Linear)
+                .loss(Loss::Mse)
+                .build()
+                .unwrap();
+            Autoencoder::<f32>::new(cfg, 1).unwrap()
+        };
+        for act in [
+            Activation::Sigmoid,
+            Activation::Tanh,
+            Activation::Linear,
+            Activation::LeakyRelu(0.1),
+        ] {
+            let e = export_sae(&sae(act, None), &dir).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("this model's code is {}", act.name())),
+                "{e}"
+            );
+        }
+        let e = export_sae(&sae(Activation::Relu, Some(true)), &dir)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("BatchTopK"), "{e}");
+        assert!(!dir.exists(), "a refused export writes nothing");
+        export_sae(&sae(Activation::Relu, Some(false)), &dir).unwrap();
+        assert!(dir.join(SPARSIFY_WEIGHTS).exists());
+        let relu = sae(Activation::Relu, None);
+        export_sae(&relu, &dir).unwrap();
+        assert!(!dir.join(SPARSIFY_WEIGHTS).exists());
+        let v = json::read(&dir.join("cfg.json")).unwrap();
+        assert_eq!(v.str_at("architecture").unwrap(), "standard");
+        assert!(v.get("activation").is_none() && v.get("k").is_none());
+        assert_eq!(import_sae(&dir).unwrap().params, relu.params);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -266,13 +266,10 @@ fn gather(st: &SafeTensors, cfg: &ModelConfig, prefix: &str, path: &Path) -> Res
                 ),
             ));
         }
-        if let Some(i) = got.data.iter().position(|v| !v.is_finite()) {
+        if let Some((i, what)) = got.non_finite() {
             return Err(bad(
                 path,
-                format!(
-                    "tensor `{name}` holds a non-finite value ({}) at index {i}",
-                    got.data[i]
-                ),
+                format!("tensor `{name}` holds {what} at index {i}"),
             ));
         }
         flat[t.range()].copy_from_slice(&got.data);

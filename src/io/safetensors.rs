@@ -98,6 +98,28 @@ pub struct Tensor {
     pub dtype: Dtype,
     /// Row-major values.
     pub data: Vec<f32>,
+    /// The first F64 value that is finite but beyond f32's range (its
+    /// index and value), which `data` holds as infinite.
+    pub beyond_f32: Option<(usize, f64)>,
+}
+
+impl Tensor {
+    /// The index of the first value that is not a finite `f32`, and what
+    /// it is: `a non-finite value (inf)`, or for an F64 value beyond f32's
+    /// range the value itself.
+    pub fn non_finite(&self) -> Option<(usize, String)> {
+        let i = self.data.iter().position(|v| !v.is_finite())?;
+        Some(match self.beyond_f32 {
+            Some((j, v)) if j == i => (
+                i,
+                format!(
+                    "the F64 value {}, beyond f32's range (±3.4e38),",
+                    crate::io::json::short_number(v)
+                ),
+            ),
+            _ => (i, format!("a non-finite value ({})", self.data[i])),
+        })
+    }
 }
 
 /// The contents of a safetensors file.
@@ -206,11 +228,22 @@ impl SafeTensors {
         }
         let tensors = infos
             .into_iter()
-            .map(|(begin, end, name, dtype, shape)| Tensor {
-                data: decode(dtype, &buffer[begin..end]),
-                name,
-                shape,
-                dtype,
+            .map(|(begin, end, name, dtype, shape)| {
+                let raw = &buffer[begin..end];
+                Tensor {
+                    data: decode(dtype, raw),
+                    beyond_f32: match dtype {
+                        Dtype::F64 => raw
+                            .chunks_exact(8)
+                            .map(|c| f64::from_le_bytes(c.try_into().expect("8")))
+                            .enumerate()
+                            .find(|(_, v)| v.is_finite() && !(*v as f32).is_finite()),
+                        _ => None,
+                    },
+                    name,
+                    shape,
+                    dtype,
+                }
             })
             .collect();
         Ok(SafeTensors { tensors, metadata })
@@ -514,6 +547,27 @@ mod tests {
         let st = SafeTensors::parse(&file(h, &data)).unwrap();
         let vals: Vec<f32> = st.tensors.iter().map(|t| t.data[0]).collect();
         assert_eq!(vals, [1.5, 1.0, -3.0]);
+    }
+
+    /// An F64 value beyond f32's range is named as that value, not as the
+    /// infinity it narrows to; a stored infinity is named as one.
+    #[test]
+    fn an_f64_value_beyond_f32_is_named_as_itself() {
+        let mut data = Vec::new();
+        for v in [1.5f64, 1e300, f64::INFINITY, -2e39] {
+            data.extend(v.to_le_bytes());
+        }
+        data.extend(f64::INFINITY.to_le_bytes());
+        let h = r#"{"a":{"dtype":"F64","shape":[4],"data_offsets":[0,32]},"b":{"dtype":"F64","shape":[1],"data_offsets":[32,40]}}  "#;
+        let st = SafeTensors::parse(&file(h, &data)).unwrap();
+        let (i, what) = st.get("a").unwrap().non_finite().unwrap();
+        assert_eq!(i, 1);
+        assert!(
+            what.contains("1e300") && what.contains("beyond f32's range"),
+            "{what}"
+        );
+        let (i, what) = st.get("b").unwrap().non_finite().unwrap();
+        assert_eq!((i, what.as_str()), (0, "a non-finite value (inf)"));
     }
 
     #[test]

@@ -53,8 +53,8 @@ pub enum Command {
     Score(OutArgs),
     /// Check the backward pass against finite differences (f64).
     Gradcheck(GradcheckArgs),
-    /// Write a one-hidden-layer model in the SAE-library layout (SAELens,
-    /// sparsify): DIR/sae.safetensors with W_enc, b_enc, W_dec, b_dec, and DIR/cfg.json.
+    /// Write a one-hidden-layer model (ReLU or TopK code, linear output) as a
+    /// folder SAELens and sparsify load: DIR/sae_weights.safetensors (SAELens: W_enc, b_enc, W_dec, b_dec), DIR/sae.safetensors (sparsify, TopK only: encoder.weight, encoder.bias, W_dec, b_dec) and DIR/cfg.json.
     Export(ExportArgs),
     /// List the preset models.
     Presets,

@@ -1321,13 +1321,23 @@ pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
 }
 
 pub fn export(a: ExportArgs) -> Result<ExitCode> {
+    use sparse_ae::io::interop::{SAELENS_WEIGHTS, SPARSIFY_WEIGHTS};
     Files::default()
         .input("--model", &a.model)
-        .output_dir("--out", &a.out, &["sae.safetensors", "cfg.json"])
+        .output_dir(
+            "--out",
+            &a.out,
+            &[SAELENS_WEIGHTS, SPARSIFY_WEIGHTS, "cfg.json"],
+        )
         .check()?;
     let (model, scale) = load_model_scaled(&a.model)?;
     sparse_ae::io::interop::export_sae_scaled(&model, scale, &a.out)?;
-    note!("wrote {}/sae.safetensors and cfg.json", a.out.display());
+    let files = if model.config().topk.is_some() {
+        format!("{SAELENS_WEIGHTS} (SAELens), {SPARSIFY_WEIGHTS} (sparsify)")
+    } else {
+        format!("{SAELENS_WEIGHTS} (SAELens)")
+    };
+    note!("wrote {}/{files} and cfg.json", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 

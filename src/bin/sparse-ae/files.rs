@@ -115,11 +115,18 @@ impl Files {
         self
     }
 
-    /// A model file or an SAE-library directory (`sae.safetensors`, `cfg.json`).
+    /// A model file or an SAE-library directory (`cfg.json` and the
+    /// tensor files of SAELens and sparsify that are there).
     pub fn model_or_dir(&mut self, flag: &'static str, p: &Path) -> &mut Self {
+        use sparse_ae::io::interop::{SAELENS_WEIGHTS, SPARSIFY_WEIGHTS};
         if p.is_dir() {
-            self.input(flag, &p.join("sae.safetensors"))
-                .input(flag, &p.join("cfg.json"))
+            for name in [SAELENS_WEIGHTS, SPARSIFY_WEIGHTS] {
+                let f = p.join(name);
+                if f.exists() {
+                    self.input(flag, &f);
+                }
+            }
+            self.input(flag, &p.join("cfg.json"))
         } else {
             self.input(flag, p)
         }
@@ -170,7 +177,7 @@ impl Files {
         }
         let inputs: Vec<_> = self.inputs.iter().map(|(f, p)| (*f, p, ident(p))).collect();
         let mut seen: Vec<(&str, &PathBuf, Ident)> = Vec::new();
-        for (flag, p, way) in &self.outputs {
+        for (flag, p, _) in &self.outputs {
             let me = ident(p);
             for (in_flag, q, other) in &inputs {
                 if same(&me, other) && !self.allowed.contains(&(*in_flag, *flag)) {
@@ -223,6 +230,12 @@ impl Files {
                     ));
                 }
             }
+            seen.push((flag, p, me));
+        }
+        // Only then whether each can be written: a writability probe leaves
+        // no file but touches its directory, and a command refused for a
+        // clash of names changes nothing.
+        for (flag, p, way) in &self.outputs {
             match way {
                 Way::Replaced => check_writable(p)?,
                 // In a directory not made yet, the directory was checked.
@@ -230,7 +243,6 @@ impl Files {
                 Way::InDir => check_writable(p)?,
                 Way::Appended(head) => check_appendable(flag, p, head)?,
             }
-            seen.push((flag, p, me));
         }
         Ok(())
     }

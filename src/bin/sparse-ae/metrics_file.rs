@@ -1,5 +1,5 @@
 //! `train --metrics FILE`: one row per epoch, as CSV (a header, then rows)
-//! or JSON lines (`.jsonl`, `.json`), added to what the file already holds.
+//! or JSON lines (`.jsonl`), added to what the file already holds.
 //!
 //! Each epoch's row is added atomically: the file's current content and the
 //! new row are written to a temporary file beside it, which is renamed over
@@ -24,8 +24,9 @@ use std::path::Path;
 /// row is a few hundred bytes, so this is about a million epochs).
 const MAX_BYTES: u64 = 256 << 20;
 
-/// Refuses a metrics file named with another extension than `.csv`,
-/// `.jsonl` or `.json` (or none, CSV): it got CSV rows under any name.
+/// Refuses a metrics file named with another extension than `.csv` or
+/// `.jsonl` (or none, CSV): it got CSV rows under any name, and a `.json`
+/// file of JSON lines is not the one JSON document other tools read there.
 ///
 /// # Errors
 /// [`Error::Config`] naming `--metrics`.
@@ -34,15 +35,15 @@ pub fn check_name(path: &Path) -> sparse_ae::Result<()> {
         "--metrics",
         "--metrics",
         path,
-        &[("csv", ()), ("jsonl", ()), ("json", ())],
+        &[("csv", ()), ("jsonl", ())],
         (),
     )
 }
 
-/// Whether `path` gets JSON lines (.jsonl, .json) rather than CSV.
+/// Whether `path` gets JSON lines (.jsonl) rather than CSV.
 pub fn is_json(path: &Path) -> bool {
     path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("json"))
+        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl"))
 }
 
 /// What a metrics file starts with (checked with the other outputs).
