@@ -504,6 +504,12 @@ fn unreachable_mirror_says_how_to_get_the_data_offline() {
             "{e}"
         );
         assert!(entries(&dir).is_empty(), "{:?}", entries(&dir));
+        // The cache directories a failed download made are taken away
+        // again (they were left empty); those that were there stay.
+        let nested = dir.join("cache/sparse-ae").join(dataset.name());
+        let source = dataset.source_with(vec![url.clone()]);
+        assert!(fetch_with(&source, &nested, &mut no_progress()).is_err());
+        assert!(entries(&dir).is_empty(), "{:?}", entries(&dir));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

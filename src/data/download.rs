@@ -293,7 +293,8 @@ pub fn fetch(dataset: Dataset, cache_dir: &Path, progress: Progress<'_>) -> Resu
 /// any request; a mismatching one is deleted and fetched again. Each missing
 /// file is tried on every mirror in order until one serves it within the
 /// [`Limits`] and with the right checksum; a failed attempt leaves nothing in
-/// `dir`.
+/// `dir`, and a failed download takes away the directories it made (they
+/// are empty then).
 ///
 /// # Errors
 /// [`Error::Data`] listing, per mirror, the URL and what went wrong (HTTP
@@ -309,7 +310,28 @@ pub fn fetch_with(source: &Source, dir: &Path, progress: Progress<'_>) -> Result
             ));
         }
     }
+    // The directories made here, innermost first: a download that fails
+    // takes them away again while they are empty.
+    let made: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let got = fetch_into(source, dir, progress);
+    if got.is_err() {
+        for d in &made {
+            // Only an empty one goes (remove_dir refuses any other).
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+        }
+    }
+    got
+}
+
+/// [`fetch_with`] into the existing directory `dir`.
+fn fetch_into(source: &Source, dir: &Path, progress: Progress<'_>) -> Result<PathBuf> {
     let (mut agent, mut direct) = (None, None);
     for (name, sha) in &source.files {
         let path = dir.join(name);

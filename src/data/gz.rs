@@ -33,9 +33,10 @@ fn no_gzip(path: &Path, what: &str) -> Error {
     }
 }
 
-/// A decoder over all gzip members of `r`. Bytes after the last member
-/// that do not start another are an error that says so (they read as a
-/// member cut short: "unexpected end of file").
+/// A decoder over all gzip members of `r`. Zero bytes after the last
+/// member are padding; other bytes that do not start another member are an
+/// error that says so (they read as a member cut short: "unexpected end of
+/// file").
 #[cfg(feature = "gzip")]
 pub(crate) fn decoder<'a, R: Read + 'a>(r: R, _path: &Path) -> Result<Box<dyn Read + 'a>> {
     let r = std::io::BufReader::new(r);
@@ -71,6 +72,12 @@ impl<R: std::io::BufRead> Read for Members<R> {
             if head.is_empty() {
                 return Ok(0);
             }
+            // Zero bytes to the end are padding (tape blocks), which GNU
+            // gzip and Python's gzip accept too.
+            if head[0] == 0 && only_zeros(rest)? {
+                return Ok(0);
+            }
+            let head = rest.fill_buf()?;
             let next = head[0] == MAGIC[0] && (head.len() < 2 || head[1] == MAGIC[1]);
             if !next {
                 return Err(std::io::Error::new(
@@ -79,6 +86,24 @@ impl<R: std::io::BufRead> Read for Members<R> {
                 ));
             }
             self.dec = r.map(flate2::bufread::GzDecoder::new);
+        }
+    }
+}
+
+/// Whether `r` holds only zero bytes from here to its end; the zeros are
+/// consumed, anything else is left at the front.
+#[cfg(feature = "gzip")]
+fn only_zeros<R: std::io::BufRead>(r: &mut R) -> std::io::Result<bool> {
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(true);
+        }
+        let zeros = buf.iter().take_while(|&&b| b == 0).count();
+        let all = zeros == buf.len();
+        r.consume(zeros);
+        if !all {
+            return Ok(false);
         }
     }
 }

@@ -70,6 +70,17 @@ pub fn target_of(path: &Path) -> Result<PathBuf> {
                     _ => link,
                 };
             }
+            // A link whose text names nothing the kernel still opens (a
+            // /proc/self/fd link to a pipe, `pipe:[N]`, or to a deleted
+            // file) is the file it opens: the path itself, which callers
+            // then see as a FIFO, a socket or a file, not as a free name.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    && p != path
+                    && fs::metadata(path).is_ok() =>
+            {
+                return Ok(path.to_path_buf());
+            }
             _ => return Ok(p),
         }
     }
@@ -136,9 +147,22 @@ fn checked_target(path: &Path) -> Result<(PathBuf, PathBuf, OsString)> {
             ),
         ));
     }
-    match fs::symlink_metadata(&target) {
-        Ok(m) if m.is_file() => {}
-        Ok(m) => {
+    // A target that is still a link is one the kernel resolves without a
+    // name (see `target_of`): what it opens is described.
+    let meta = match fs::symlink_metadata(&target) {
+        Ok(m) if m.file_type().is_symlink() => fs::metadata(&target).map(|m| (m, true)),
+        r => r.map(|m| (m, false)),
+    };
+    match meta {
+        Ok((m, false)) if m.is_file() => {}
+        Ok((m, true)) if m.is_file() => {
+            return Err(refuse(
+                path,
+                io::ErrorKind::InvalidInput,
+                "opens a file that has no name to replace (a link such as /proc/self/fd/N to a deleted file); name the file itself",
+            ));
+        }
+        Ok((m, _)) => {
             return Err(refuse(
                 path,
                 io::ErrorKind::InvalidInput,

@@ -75,3 +75,15 @@ pub fn watch() -> std::io::Result<()> {
         })?;
     Ok(())
 }
+
+/// A write past the file-size limit (`ulimit -f`) raises SIGXFSZ, whose
+/// default action ends the process without a word, the trained model and
+/// the message naming the file with it. With a handler installed the write
+/// fails with EFBIG instead, which the save reports naming its file, the
+/// old file left in place. A handler that cannot be installed leaves the
+/// default, as before.
+#[cfg(unix)]
+pub fn survive_file_size_limit() {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, flag);
+}

@@ -18,6 +18,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    ended::survive_file_size_limit();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // Help and version go to stdout, usage errors to stderr; a full
