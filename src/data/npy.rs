@@ -8,8 +8,9 @@
 //! allocated.
 //!
 //! Element types ([`Dtype`]), all widened to `f32`: `f2`, `f4`, `f8` in
-//! either byte order (`<`/`>`; f8 rounds to nearest), `u1`/`i1`, and
-//! bfloat16. NumPy has no bfloat16 of its own: `np.save` of an
+//! either byte order (`<`/`>`; f8 rounds to nearest), `i1`, `u1` (pixels,
+//! scaled by 1/255 into [0, 1] as IDX bytes are, and as the Python module
+//! scales uint8 arrays), and bfloat16. NumPy has no bfloat16 of its own: `np.save` of an
 //! `ml_dtypes.bfloat16` array (JAX, TensorFlow, Keras) writes the descr
 //! `'<V2'`, an opaque two-byte type, and the `ml_dtypes` workaround of
 //! writing `str(array.dtype)` into the header gives `'bfloat16'`. Both are
@@ -308,10 +309,9 @@ pub fn decode(dtype: Dtype, big_endian: bool, bytes: &[u8], out: &mut [f32]) {
         false => u16::from_le_bytes([c[0], c[1]]),
     };
     match dtype {
-        Dtype::U8 => out
-            .iter_mut()
-            .zip(bytes)
-            .for_each(|(o, &b)| *o = f32::from(b)),
+        // Bytes are pixels, scaled into [0, 1] as IDX bytes and the Python
+        // module's uint8 arrays are: one file gives one model everywhere.
+        Dtype::U8 => crate::kernels::u8_to_unit(bytes, out),
         Dtype::I8 => out
             .iter_mut()
             .zip(bytes)
@@ -665,7 +665,7 @@ mod tests {
             (">f4", 1.25f32.to_be_bytes().to_vec(), 1.25),
             ("<f2", vec![0x00, 0x3c], 1.0),
             (">f2", vec![0xc0, 0x00], -2.0),
-            ("|u1", vec![200], 200.0),
+            ("|u1", vec![200], 200.0 * (1.0 / 255.0)),
             ("|i1", vec![0xff], -1.0),
         ];
         for (descr, body, want) in cases {
