@@ -603,13 +603,18 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
             if rank != 0 {
                 return Ok(());
             }
+            // The row first, then the checkpoint, which keeps the row: a
+            // run resumed from it drops the rows written after it (those
+            // of epochs whose checkpoint was never saved) and writes them
+            // again; a row is never missing from a checkpoint's epochs.
             // Whole writes only, if mpirun ends the job meanwhile.
             let mut written = crate::ended::written();
-            if let Some(p) = &a.metrics {
-                crate::metrics_file::append(p, m)?;
+            let row = a.metrics.as_ref().map(|p| crate::metrics_file::row(p, m));
+            if let (Some(p), Some(r)) = (&a.metrics, &row) {
+                crate::metrics_file::append(p, r)?;
             }
             if let Some(p) = &a.checkpoint {
-                save_checkpoint(p, t, &fit_meta)?;
+                save_checkpoint(p, t, &with_metrics_row(&fit_meta, row.as_deref()))?;
                 saved.store(true, std::sync::atomic::Ordering::Relaxed);
                 written.checkpoint = Some((p.clone(), t.steps()));
             }
@@ -691,6 +696,52 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// The key of a checkpoint's `sparse_ae.fit` that keeps the `--metrics`
+/// row of its epoch, exactly as written.
+const METRICS_ROW: &str = "metrics_row";
+
+/// `fit` with the `--metrics` row of the checkpoint's epoch, if any.
+fn with_metrics_row(
+    fit: &sparse_ae::io::json::Value,
+    row: Option<&str>,
+) -> sparse_ae::io::json::Value {
+    use sparse_ae::io::json::Value;
+    match (fit, row) {
+        (Value::Object(fields), Some(r)) => {
+            let mut fields = fields.clone();
+            fields.push((METRICS_ROW.into(), Value::String(r.into())));
+            Value::Object(fields)
+        }
+        _ => fit.clone(),
+    }
+}
+
+/// On `--resume` with `--metrics`: removes the rows written after the
+/// checkpoint's own row (by a run that stopped between a row and its
+/// checkpoint), so every epoch has one row, as in a run never
+/// interrupted. A checkpoint written without `--metrics`, or before rows
+/// were kept in checkpoints, leaves the file as it is.
+fn trim_metrics(a: &TrainArgs, last: Option<&str>, steps: u64) -> Result<()> {
+    use crate::metrics_file::{Trimmed, trim_after};
+    let (Some(m), Some(last), Some(ck)) = (&a.metrics, last, &a.resume) else {
+        return Ok(());
+    };
+    match trim_after(m, last)? {
+        Trimmed::Dropped(0) | Trimmed::Empty => {}
+        Trimmed::Dropped(n) => note!(
+            "note: {}: removed {n} row(s) written after the last checkpoint (step {steps} of {}) by the run that was interrupted; this run writes those epochs again",
+            m.display(),
+            ck.display()
+        ),
+        Trimmed::NotFound => note!(
+            "note: {} does not hold the row of the checkpoint's epoch (step {steps} of {}); this run's rows are added after what it holds",
+            m.display(),
+            ck.display()
+        ),
+    }
+    Ok(())
+}
+
 /// What `train` starts from.
 struct Setup {
     trainer: Trainer<f32>,
@@ -754,6 +805,7 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
         shuffle_seed: a.seed.unwrap_or(0),
         eval_batch: 1000,
     };
+    let mut metrics_row = None;
     let resumed = match &a.resume {
         Some(ck) => {
             let (t, fit) = load_checkpoint(ck)?;
@@ -766,6 +818,10 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
             if !a.quiet {
                 note!("resuming {} at step {}", ck.display(), t.steps());
             }
+            metrics_row = fit
+                .get(METRICS_ROW)
+                .and_then(|v| v.as_str())
+                .map(String::from);
             Some((t, crate::train_input::resumed(&fit)?))
         }
         None => None,
@@ -845,6 +901,11 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
     check_image(trainer.model.config(), &path)?;
     if let Some(ck) = &a.resume {
         check_resume_left(&trainer, input.lens()?.0, &opts, ck)?;
+        // Last, once the run is known to go ahead (a refused run changes
+        // no file); the ranks agree on the setup's outcome.
+        if writes {
+            trim_metrics(a, metrics_row.as_deref(), trainer.steps())?;
+        }
     }
     if !a.quiet {
         let (n_train, n_test) = input.lens()?;

@@ -6,6 +6,12 @@
 //! it ([`write_atomic`]). A failed or interrupted write (a full disk, a
 //! killed process) leaves the previous file whole, never a row cut short.
 //!
+//! A run resumed from a checkpoint first removes the rows written after
+//! the checkpoint's own ([`trim_after`]): the row of an epoch is written
+//! before its checkpoint, so a run that died (or whose checkpoint save
+//! failed) in between left a row its checkpoint does not cover, which the
+//! resumed run writes again.
+//!
 //! A file already there must hold only whole rows as sparse-ae writes them:
 //! a newline at the end, for CSV this version's header and every row with
 //! its column count, for JSON lines one JSON object per line. Anything else
@@ -13,7 +19,7 @@
 //! program or version) is refused before training, naming the line, rather
 //! than appended to.
 
-use sparse_ae::io::atomic::write_atomic;
+use sparse_ae::io::atomic::{write_atomic, write_atomic_bytes};
 use sparse_ae::io::read::read_capped;
 use sparse_ae::train::EpochMetrics;
 use sparse_ae::{Error, Result};
@@ -124,30 +130,78 @@ fn check(bytes: &[u8], json: bool) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Adds the row of epoch `m` (after the header, for a new CSV file)
+/// The line (without its newline) that [`append`] adds to `path` for
+/// epoch `m`: a CSV row, or a JSON object for `.jsonl`/`.json`.
+pub fn row(path: &Path, m: &EpochMetrics) -> String {
+    if is_json(path) {
+        m.json_line()
+    } else {
+        m.csv_row()
+    }
+}
+
+/// Adds `row` (from [`row`]; after the header, for a new CSV file)
 /// atomically: the file is either as before or has the whole new row.
 ///
 /// # Errors
 /// Those of [`existing`], and [`Error::Io`] naming `path` if writing fails
 /// (the file then stays as it was).
-pub fn append(path: &Path, m: &EpochMetrics) -> Result<()> {
+pub fn append(path: &Path, row: &str) -> Result<()> {
     let old = existing(path)?;
-    let mut row = String::new();
-    if is_json(path) {
-        row.push_str(&m.json_line());
-    } else {
-        if old.is_empty() {
-            row.push_str(EpochMetrics::CSV_HEADER);
-            row.push('\n');
-        }
-        row.push_str(&m.csv_row());
+    let mut text = String::new();
+    if old.is_empty() && !is_json(path) {
+        text.push_str(EpochMetrics::CSV_HEADER);
+        text.push('\n');
     }
-    row.push('\n');
+    text.push_str(row);
+    text.push('\n');
     write_atomic(path, |w| {
         w.write_all(&old)
-            .and_then(|()| w.write_all(row.as_bytes()))
+            .and_then(|()| w.write_all(text.as_bytes()))
             .map_err(|e| Error::io(path, e))
     })
+}
+
+/// What [`trim_after`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Trimmed {
+    /// The file is empty or missing: nothing to compare.
+    Empty,
+    /// The checkpoint's row is not in the file (another file, or one
+    /// edited since): the file is left as it is.
+    NotFound,
+    /// The checkpoint's row is the file's last occurrence of it; this many
+    /// rows after it were removed (0: it was the last row).
+    Dropped(usize),
+}
+
+/// For a run resumed from a checkpoint whose epoch wrote the row `last`
+/// (the exact line, kept in the checkpoint): removes the rows after the
+/// last occurrence of `last`, which the interrupted run wrote for epochs
+/// past its last checkpoint (a row is written before the checkpoint of its
+/// epoch), so the resumed run writes each of them once. The file is
+/// rewritten atomically, and only when there is something to remove.
+///
+/// # Errors
+/// Those of [`existing`], and [`Error::Io`] naming `path` if writing fails
+/// (the file then stays as it was).
+pub fn trim_after(path: &Path, last: &str) -> Result<Trimmed> {
+    let old = existing(path)?;
+    if old.is_empty() {
+        return Ok(Trimmed::Empty);
+    }
+    // `existing` checked the file is UTF-8 text of whole lines.
+    let text = String::from_utf8_lossy(&old);
+    let lines: Vec<&str> = text.split_terminator('\n').collect();
+    let Some(at) = lines.iter().rposition(|l| *l == last) else {
+        return Ok(Trimmed::NotFound);
+    };
+    let dropped = lines.len() - 1 - at;
+    if dropped > 0 {
+        let keep: usize = lines[..=at].iter().map(|l| l.len() + 1).sum();
+        write_atomic_bytes(path, &old[..keep])?;
+    }
+    Ok(Trimmed::Dropped(dropped))
 }
 
 #[cfg(test)]

@@ -1,0 +1,211 @@
+//! A run interrupted between an epoch's `--metrics` row and its checkpoint
+//! (here the checkpoint's save fails: the file size limit stands in for a
+//! full disk; a kill leaves the same files) and then resumed writes each
+//! epoch's row once: the file ends as an uninterrupted run's, rows of
+//! earlier runs in it kept.
+
+mod common;
+
+use sparse_ae::io::json::Value;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The columns that measure time, not the model (see docs/cli.md).
+const TIMING: [&str; 3] = ["samples_per_sec", "seconds", "one_thread_steps"];
+
+/// Runs sparse-ae with `args`, under a file size limit of `blocks` if
+/// given (SIGXFSZ ignored, so a write past it fails with EFBIG).
+fn run<A: AsRef<OsStr> + std::fmt::Debug>(blocks: Option<usize>, args: &[A]) -> Output {
+    let mut c = match blocks {
+        Some(b) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("trap '' XFSZ; ulimit -f {b}; exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_sparse-ae"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_sparse-ae")),
+    };
+    c.args(args)
+        .env_remove("SPARSE_AE_DATA")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok<A: AsRef<OsStr> + std::fmt::Debug>(args: &[A]) -> String {
+    let o = run(None, args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "sparse-ae {args:?} failed:\n{err}");
+    err
+}
+
+/// The bytes of a block of `ulimit -f` (512 or 1024, by the shell).
+fn block_unit(dir: &Path) -> usize {
+    let probe = dir.join("probe");
+    Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 1; head -c 4096 /dev/zero > \"$0\"")
+        .arg(&probe)
+        .output()
+        .unwrap();
+    let unit = std::fs::metadata(&probe).unwrap().len() as usize;
+    std::fs::remove_file(&probe).unwrap();
+    assert!(unit == 512 || unit == 1024, "block of {unit} bytes");
+    unit
+}
+
+/// A scratch directory with data `x.npy` (40 × 8) and a config `c.json`
+/// (8 → 256 → 8): its checkpoint is far larger than three metrics rows.
+fn setup(name: &str) -> PathBuf {
+    let dir = common::temp_dir(name);
+    let data: Vec<f32> = (0..320).map(|i| ((i * 7) % 10) as f32 / 10.0).collect();
+    sparse_ae::data::npy::write(&dir.join("x.npy"), 40, 8, &data).unwrap();
+    std::fs::write(
+        dir.join("c.json"),
+        r#"{"input": 8, "layers": [{"units": 256, "activation": "relu"}, {"units": 8, "activation": "linear"}], "code_layer": 0, "loss": "mse", "l1": {"lambda": 0.001}}"#,
+    )
+    .unwrap();
+    dir
+}
+
+/// Each row of a metrics file as (column, value) pairs without the timing
+/// columns.
+fn rows(path: &Path) -> Vec<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        return text
+            .lines()
+            .map(|l| {
+                let v = sparse_ae::io::json::parse(l.as_bytes()).unwrap();
+                v.as_object()
+                    .unwrap()
+                    .iter()
+                    .filter(|(k, _)| !TIMING.contains(&k.as_str()))
+                    .map(|(k, v): &(String, Value)| (k.clone(), v.to_json().unwrap()))
+                    .collect()
+            })
+            .collect();
+    }
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .filter(|(k, _)| !TIMING.contains(k))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+fn epochs(rows: &[Vec<(String, String)>]) -> Vec<String> {
+    rows.iter()
+        .map(|r| r.iter().find(|(k, _)| k == "epoch").unwrap().1.clone())
+        .collect()
+}
+
+#[test]
+fn a_resumed_run_writes_each_epochs_row_once() {
+    let dir = setup("resume-metrics");
+    let unit = block_unit(&dir);
+    let (c, x) = (dir.join("c.json"), dir.join("x.npy"));
+    let args = |extra: &[&str]| -> Vec<String> {
+        ["train", "--data", s(&x), "--batch-size", "4", "-q"]
+            .iter()
+            .chain(extra)
+            .map(|a| a.to_string())
+            .collect()
+    };
+    for ext in ["csv", "jsonl"] {
+        let reference = dir.join(format!("ref.{ext}"));
+        let m = dir.join(format!("m.{ext}"));
+        let ck = dir.join(format!("ck-{ext}.st"));
+        let out = dir.join(format!("out-{ext}.st"));
+        let call = |v: Vec<String>| ok(&v);
+        // The uninterrupted run.
+        call(args(&[
+            "--config",
+            s(&c),
+            "--epochs",
+            "3",
+            "--metrics",
+            s(&reference),
+            "--out",
+            s(&out),
+        ]));
+        // An earlier run's rows in the same file, at the same steps: kept.
+        call(args(&[
+            "--config",
+            s(&c),
+            "--epochs",
+            "3",
+            "--metrics",
+            s(&m),
+            "--out",
+            s(&out),
+        ]));
+        // Epoch 1 with its checkpoint.
+        call(args(&[
+            "--config",
+            s(&c),
+            "--epochs",
+            "1",
+            "--checkpoint",
+            s(&ck),
+            "--metrics",
+            s(&m),
+            "--out",
+            s(&out),
+        ]));
+        let ck_bytes = std::fs::read(&ck).unwrap();
+        let m_size = std::fs::metadata(&reference).unwrap().len() as usize;
+        assert!(
+            2 * m_size < ck_bytes.len(),
+            "the rows ({m_size} bytes) must fit where the checkpoint ({}) does not",
+            ck_bytes.len()
+        );
+        // Resumed: epoch 2's row is written, then its checkpoint's save fails.
+        let blocks = (2 * m_size).div_ceil(unit) + 1;
+        let resume = args(&[
+            "--epochs",
+            "3",
+            "--resume",
+            s(&ck),
+            "--checkpoint",
+            s(&ck),
+            "--metrics",
+            s(&m),
+            "--out",
+            s(&out),
+        ]);
+        let o = run(Some(blocks), &resume);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        assert!(e.contains(s(&ck)) && !e.contains("panicked"), "{e}");
+        assert_eq!(std::fs::read(&ck).unwrap(), ck_bytes, "{e}");
+        assert_eq!(epochs(&rows(&m)), ["1", "2", "3", "1", "2"], "{e}");
+
+        // Resumed again: epoch 2's row is not written twice.
+        let e = ok(&resume);
+        let want = rows(&reference);
+        let got = rows(&m);
+        assert_eq!(epochs(&got), ["1", "2", "3", "1", "2", "3"], "{ext}");
+        assert!(e.contains("removed 1 row(s)"), "{e}");
+        // The values (all but the timing columns) are an uninterrupted run's.
+        assert_eq!(got[..3], want[..], "{ext}: the earlier run's rows changed");
+        assert_eq!(got[3..], want[..], "{ext}: the resumed run's rows differ");
+        // Resumed once more from the final checkpoint: nothing left, no file changed.
+        let before = std::fs::read(&m).unwrap();
+        let o = run(None, &resume);
+        assert!(!o.status.success());
+        assert_eq!(std::fs::read(&m).unwrap(), before);
+    }
+}
