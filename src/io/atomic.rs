@@ -411,6 +411,246 @@ pub fn write_atomic_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |w| w.write_all(bytes).map_err(|e| Error::io(path, e)))
 }
 
+/// The name of the manifest in a set's staging directory: the names of
+/// the set, one a line (see [`DirWrite`]).
+const MANIFEST: &str = ".sparse-ae-files";
+
+/// A set of files in one directory replaced together: a reader finds the
+/// whole old set or the whole new one, never some files of each (the
+/// training report, whose page shows pictures written beside it).
+///
+/// The directory may hold other files (the user's): only the names of the
+/// set (`owned`) are ever replaced or removed. Steps:
+///
+/// 1. [`DirWrite::begin`] makes the directory if needed, takes an exclusive
+///    lock on it (a second writer of a set there is refused), finishes or
+///    removes what an earlier writer left (below), and makes the staging
+///    directory `DIR/.sparse-ae-TAG.tmp`.
+/// 2. [`DirWrite::write`] writes each file of the new set into it (each
+///    with [`write_atomic`]: synced, whole). A failure, a panic or a drop
+///    without commit removes the staging directory: the old set is as it
+///    was, and nothing of the new one is left.
+/// 3. [`DirWrite::commit`] writes the manifest (the new set's names) and
+///    renames the staging directory to `DIR/.sparse-ae-TAG.ready`: this
+///    rename is the commit point. Then each file is renamed into `DIR`
+///    (through a symbolic link there, to the file it points to), the names
+///    of the set the new one lacks are removed (an old set's stale files),
+///    and the empty `.ready` directory is removed.
+///
+/// A process killed before the commit point leaves a `.tmp` directory,
+/// which the next `begin` (or [`DirWrite::recover`]) of that set removes;
+/// one killed after it leaves a `.ready` directory, whose files the next
+/// one moves in first: the new set is then whole. Renames need no space,
+/// so a full disk fails before the commit point. Errors name the files in
+/// `DIR`, never the staging ones.
+pub struct DirWrite {
+    dir: PathBuf,
+    staging: PathBuf,
+    ready: PathBuf,
+    owned: Vec<String>,
+    written: Vec<String>,
+    /// Held until the set is in place.
+    _lock: Option<File>,
+    armed: bool,
+}
+
+impl DirWrite {
+    /// The staging and ready directories of the set `tag` in `dir`.
+    fn names(dir: &Path, tag: &str) -> (PathBuf, PathBuf) {
+        (
+            dir.join(format!(".sparse-ae-{tag}.tmp")),
+            dir.join(format!(".sparse-ae-{tag}.ready")),
+        )
+    }
+
+    /// Starts writing the set `tag` (its files named `owned`, none
+    /// starting with `.`) into `dir`, made if needed; see the type's doc.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `dir` when it cannot be made, locked (another
+    /// process is writing the set) or cleaned of an earlier writer's
+    /// leftovers, or the staging directory cannot be made.
+    pub fn begin(dir: &Path, tag: &str, owned: &[&str]) -> Result<DirWrite> {
+        debug_assert!(
+            owned
+                .iter()
+                .all(|n| !n.starts_with('.') && !n.contains('/'))
+        );
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let lock = lock_dir(dir)?;
+        let owned: Vec<String> = owned.iter().map(|n| n.to_string()).collect();
+        recover_in(dir, tag, &owned)?;
+        let (staging, ready) = Self::names(dir, tag);
+        fs::create_dir(&staging).map_err(|e| Error::io(dir, e))?;
+        Ok(DirWrite {
+            dir: dir.to_path_buf(),
+            staging,
+            ready,
+            owned,
+            written: Vec::new(),
+            _lock: lock,
+            armed: true,
+        })
+    }
+
+    /// Finishes or removes what a writer of the set `tag` killed half way
+    /// left in `dir` (see the type's doc); nothing when `dir` does not
+    /// exist or holds no leftover.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `dir` when another process is writing the set,
+    /// or a leftover cannot be moved in or removed.
+    pub fn recover(dir: &Path, tag: &str, owned: &[&str]) -> Result<()> {
+        let (staging, ready) = Self::names(dir, tag);
+        if fs::symlink_metadata(&staging).is_err() && fs::symlink_metadata(&ready).is_err() {
+            return Ok(());
+        }
+        let _lock = lock_dir(dir)?;
+        let owned: Vec<String> = owned.iter().map(|n| n.to_string()).collect();
+        recover_in(dir, tag, &owned)
+    }
+
+    /// Writes the file `name` of the set: `fill` writes it at the path it
+    /// is given (in the staging directory), e.g. with [`write_atomic`].
+    /// Errors about that path name `DIR/name` instead.
+    ///
+    /// # Errors
+    /// Whatever `fill` returns; [`Error::Io`] for a name not of the set.
+    pub fn write<F>(&mut self, name: &str, fill: F) -> Result<()>
+    where
+        F: FnOnce(&Path) -> Result<()>,
+    {
+        if !self.owned.iter().any(|n| n == name) {
+            return Err(refuse(
+                &self.dir.join(name),
+                io::ErrorKind::InvalidInput,
+                "is not a file of this set",
+            ));
+        }
+        let staged = self.staging.join(name);
+        fill(&staged).map_err(|e| match e {
+            Error::Io { path, source } if path.starts_with(&self.staging) => {
+                let rest = path.strip_prefix(&self.staging).unwrap_or(&path);
+                Error::io(self.dir.join(rest), source)
+            }
+            e => e,
+        })?;
+        if !self.written.iter().any(|n| n == name) {
+            self.written.push(name.to_string());
+        }
+        Ok(())
+    }
+
+    /// Puts the new set in place of the old one (see the type's doc).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `DIR` or a file of it. Before the commit point
+    /// (the manifest cannot be written) the old set stays whole; after it,
+    /// the error says that the next writer of the set completes it.
+    pub fn commit(mut self) -> Result<()> {
+        let manifest = self.staging.join(MANIFEST);
+        let mut list = String::new();
+        for n in &self.written {
+            list.push_str(n);
+            list.push('\n');
+        }
+        write_atomic_bytes(&manifest, list.as_bytes()).map_err(|e| match e {
+            Error::Io { source, .. } => Error::io(&self.dir, source),
+            e => e,
+        })?;
+        let tag_ready = &self.ready;
+        fs::rename(&self.staging, tag_ready).map_err(|e| Error::io(&self.dir, e))?;
+        self.armed = false;
+        sync_dir(&self.dir, &self.dir)?;
+        finish(&self.dir, tag_ready, &self.owned).map_err(|e| {
+            let why = format!(
+                "{e}; the new files wait in {}, and the next write there moves them in",
+                tag_ready.display()
+            );
+            refuse(&self.dir, io::ErrorKind::Other, why)
+        })
+    }
+}
+
+impl Drop for DirWrite {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+/// An exclusive lock on the directory `dir` (`None` where directories
+/// cannot be opened or locked).
+fn lock_dir(dir: &Path) -> Result<Option<File>> {
+    let Ok(f) = File::open(dir) else {
+        return Ok(None);
+    };
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(TryLockError::WouldBlock) => Err(refuse(
+            dir,
+            io::ErrorKind::ResourceBusy,
+            "another process is writing its files right now",
+        )),
+        Err(TryLockError::Error(_)) => Ok(None),
+    }
+}
+
+/// What [`DirWrite::recover`] does, with the lock held.
+fn recover_in(dir: &Path, tag: &str, owned: &[String]) -> Result<()> {
+    let (staging, ready) = DirWrite::names(dir, tag);
+    if fs::symlink_metadata(ready.join(MANIFEST)).is_ok() {
+        finish(dir, &ready, owned)?;
+    } else if fs::symlink_metadata(&ready).is_ok() {
+        // No manifest: never committed (it is written before the rename).
+        fs::remove_dir_all(&ready).map_err(|e| Error::io(&ready, e))?;
+    }
+    match fs::remove_dir_all(&staging) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(&staging, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Moves the files the manifest of `ready` lists into `dir`, removes the
+/// names of `owned` it does not list, then `ready` itself. Each step can be
+/// done again: a file already moved is not in `ready` any more.
+fn finish(dir: &Path, ready: &Path, owned: &[String]) -> Result<()> {
+    let manifest = ready.join(MANIFEST);
+    let list = fs::read_to_string(&manifest).map_err(|e| Error::io(&manifest, e))?;
+    let listed: Vec<&str> = list
+        .lines()
+        .filter(|n| owned.iter().any(|o| o == n))
+        .collect();
+    for name in owned {
+        let here = dir.join(name);
+        if listed.contains(&name.as_str()) {
+            let staged = ready.join(name);
+            if fs::symlink_metadata(&staged).is_err() {
+                continue;
+            }
+            let target = target_of(&here)?;
+            match fs::rename(&staged, &target) {
+                Ok(()) => {}
+                // A link to another file system: copied there atomically.
+                Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                    let bytes = fs::read(&staged).map_err(|e| Error::io(&here, e))?;
+                    write_atomic_bytes(&target, &bytes)?;
+                    fs::remove_file(&staged).map_err(|e| Error::io(&here, e))?;
+                }
+                Err(e) => return Err(Error::io(&here, e)),
+            }
+        } else if fs::symlink_metadata(&here).is_ok_and(|m| m.is_file()) {
+            // A file of the old set that the new one has not.
+            fs::remove_file(&here).map_err(|e| Error::io(&here, e))?;
+        }
+    }
+    sync_dir(dir, dir)?;
+    fs::remove_file(&manifest).map_err(|e| Error::io(&manifest, e))?;
+    fs::remove_dir(ready).map_err(|e| Error::io(ready, e))?;
+    sync_dir(dir, dir)
+}
+
 #[cfg(unix)]
 fn sync_dir(dir: &Path, path: &Path) -> Result<()> {
     match File::open(dir).and_then(|d| d.sync_all()) {
@@ -628,6 +868,106 @@ mod tests {
         }
         assert!(sub.is_dir());
         assert_eq!(entries(&d), ["sub"]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    fn set_of(d: &Path, files: &[(&str, &str)]) {
+        for (n, t) in files {
+            fs::write(d.join(n), t).unwrap();
+        }
+    }
+
+    const SET: [&str; 3] = ["a.png", "b.csv", "index.html"];
+
+    #[test]
+    fn a_set_fails_or_panics_half_way_and_the_old_one_stays() {
+        let d = scratch("set-fail");
+        set_of(
+            &d,
+            &[
+                ("a.png", "old a"),
+                ("index.html", "old i"),
+                ("mine.txt", "u"),
+            ],
+        );
+        let before = entries(&d);
+        let r = (|| {
+            let mut set = DirWrite::begin(&d, "t", &SET)?;
+            set.write("a.png", |p| write_atomic_bytes(p, b"new a"))?;
+            set.write("index.html", |p| {
+                Err(Error::io(p, io::Error::other("injected failure")))
+            })?;
+            set.commit()
+        })();
+        let e = r.unwrap_err().to_string();
+        // Named in the directory, not in the staging one.
+        assert!(
+            e.starts_with(&format!("{}: injected", d.join("index.html").display())),
+            "{e}"
+        );
+        let r = std::panic::catch_unwind(|| {
+            let mut set = DirWrite::begin(&d, "t", &SET).unwrap();
+            set.write("a.png", |p| write_atomic_bytes(p, b"new a"))
+                .unwrap();
+            panic!("injected panic")
+        });
+        assert!(r.is_err());
+        assert_eq!(entries(&d), before);
+        assert_eq!(fs::read(d.join("a.png")).unwrap(), b"old a");
+        assert_eq!(fs::read(d.join("index.html")).unwrap(), b"old i");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_set_replaces_the_old_one_whole_and_keeps_other_files() {
+        let d = scratch("set-commit");
+        set_of(
+            &d,
+            &[
+                ("b.csv", "old b"),
+                ("index.html", "old i"),
+                ("mine.txt", "u"),
+            ],
+        );
+        let mut set = DirWrite::begin(&d, "t", &SET).unwrap();
+        // A second writer of the set is refused while the first holds it.
+        let e = DirWrite::begin(&d, "t", &SET).err().unwrap().to_string();
+        assert!(e.contains("another process"), "{e}");
+        set.write("a.png", |p| write_atomic_bytes(p, b"new a"))
+            .unwrap();
+        set.write("index.html", |p| write_atomic_bytes(p, b"new i"))
+            .unwrap();
+        let e = set.write("other", |_| Ok(())).unwrap_err().to_string();
+        assert!(e.contains("not a file of this set"), "{e}");
+        set.commit().unwrap();
+        // b.csv, of the old set only, is gone; mine.txt stays.
+        assert_eq!(entries(&d), ["a.png", "index.html", "mine.txt"]);
+        assert_eq!(fs::read(d.join("a.png")).unwrap(), b"new a");
+        assert_eq!(fs::read(d.join("index.html")).unwrap(), b"new i");
+        assert_eq!(fs::read(d.join("mine.txt")).unwrap(), b"u");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_set_writes_through_a_link_and_keeps_it() {
+        let d = scratch("set-link");
+        let sub = d.join("sub");
+        fs::create_dir(&sub).unwrap();
+        fs::write(d.join("real.png"), b"old").unwrap();
+        std::os::unix::fs::symlink("../real.png", sub.join("a.png")).unwrap();
+        let mut set = DirWrite::begin(&sub, "t", &SET).unwrap();
+        set.write("a.png", |p| write_atomic_bytes(p, b"new"))
+            .unwrap();
+        set.commit().unwrap();
+        assert!(
+            fs::symlink_metadata(sub.join("a.png"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(d.join("real.png")).unwrap(), b"new");
+        assert_eq!(entries(&sub), ["a.png"]);
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -10,6 +10,7 @@ use super::plot::{Series, histogram, line_plot, step_plot};
 use super::png_out::save_png;
 use super::tiles::{feature_tiles, image_grid};
 use crate::error::{Error, Result};
+use crate::io::atomic::{DirWrite, write_atomic_bytes};
 use crate::nn::{Autoencoder, LossParts, Noise, apply_noise};
 use crate::optim::OptimizerConfig;
 use crate::rng::Rng;
@@ -376,7 +377,9 @@ fn fmt(v: f64) -> String {
     format!("{v:.5}")
 }
 
-/// The files [`write_training_report`] may write into its directory.
+/// The files [`write_training_report`] may write into its directory: the
+/// report's own names, which a new report replaces, or removes when it
+/// has no such file (other files there are never touched).
 pub const REPORT_FILES: [&str; 11] = [
     "loss.png",
     "loss_parts.png",
@@ -503,8 +506,15 @@ fn settings_table(trainer: &Trainer<f32>, run: &RunInfo, scale: f32) -> Table {
 /// configuration and the final evaluation on `samples` (scaled as the model
 /// was trained; MSE, FVU and pictures are in input space).
 ///
+/// The report replaces the one in `dir` whole ([`DirWrite`]): it is built
+/// in `dir/.sparse-ae-report.tmp/` and its files renamed in once all are
+/// written, so a failure or a kill leaves the old report or the new one,
+/// never a mix; files of other names in `dir` are kept.
+///
 /// # Errors
-/// [`Error::Io`] if the directory or a file cannot be written;
+/// [`Error::Io`] if the directory or a file cannot be written (naming the
+/// file in `dir`; the old report then stays as it was), or another process
+/// is writing a report into `dir`;
 /// [`Error::Shape`] if the samples do not fit the model.
 pub fn write_training_report(
     dir: &Path,
@@ -517,33 +527,32 @@ pub fn write_training_report(
     let model = &trainer.model;
     let cfg = model.config();
     let scale = samples.scale();
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    save_png(
-        dir.join("loss.png"),
-        &loss_curves(model, log, metrics, scale),
-    )?;
-    save_png(
-        dir.join("loss_parts.png"),
-        &loss_part_curves(log, metrics, scale),
-    )?;
-    save_png(
-        dir.join("histogram.png"),
-        &code_histogram(&[("code", model)], samples, 5000)?,
-    )?;
-    save_png(dir.join("l0.png"), &l0_histogram(model, samples, 5000)?)?;
+    // Built beside the old report and swapped in whole (see `DirWrite`).
+    let mut set = DirWrite::begin(dir, "report", &REPORT_FILES)?;
+    set.write("loss.png", |p| {
+        save_png(p, &loss_curves(model, log, metrics, scale))
+    })?;
+    set.write("loss_parts.png", |p| {
+        save_png(p, &loss_part_curves(log, metrics, scale))
+    })?;
+    set.write("histogram.png", |p| {
+        save_png(p, &code_histogram(&[("code", model)], samples, 5000)?)
+    })?;
+    set.write("l0.png", |p| {
+        save_png(p, &l0_histogram(model, samples, 5000)?)
+    })?;
     let (eval_loss, stats) = evaluate(model, samples, 1000)?;
     let ex = explained(model, samples)?;
-    save_png(
-        dir.join("density.png"),
-        &latent_density(&stats.firing_rate()),
-    )?;
+    set.write("density.png", |p| {
+        save_png(p, &latent_density(&stats.firing_rate()))
+    })?;
     let mut csv = String::from(EpochMetrics::CSV_HEADER);
     csv.push('\n');
     for m in metrics {
         csv.push_str(&m.csv_row());
         csv.push('\n');
     }
-    crate::io::atomic::write_atomic_bytes(&dir.join("metrics.csv"), csv.as_bytes())?;
+    set.write("metrics.csv", |p| write_atomic_bytes(p, csv.as_bytes()))?;
     let mut csv = String::from("step,loss,recon,l1,kl,l2,auxk\n");
     for (step, p) in log.points() {
         csv.push_str(&format!(
@@ -556,7 +565,7 @@ pub fn write_training_report(
             p.auxk
         ));
     }
-    crate::io::atomic::write_atomic_bytes(&dir.join("steps.csv"), csv.as_bytes())?;
+    set.write("steps.csv", |p| write_atomic_bytes(p, csv.as_bytes()))?;
     let (train_label, test_label) = split_labels(model);
     let rows = metrics
         .iter()
@@ -678,11 +687,10 @@ pub fn write_training_report(
     ];
     match run.data {
         DataKind::Images => {
-            save_png(
-                dir.join("reconstructions.png"),
-                &reconstruction_grid(model, samples, 10, 1)?,
-            )?;
-            save_png(dir.join("features.png"), &feature_picture(model)?)?;
+            set.write("reconstructions.png", |p| {
+                save_png(p, &reconstruction_grid(model, samples, 10, 1)?)
+            })?;
+            set.write("features.png", |p| save_png(p, &feature_picture(model)?))?;
             sections.push(Section {
                 heading: "Reconstructions".into(),
                 text: Some("Test samples in input space.".into()),
@@ -701,7 +709,7 @@ pub fn write_training_report(
         }
         DataKind::Vectors => {
             let (chart, table) = feature_error_panel(model, samples)?;
-            save_png(dir.join("feature_error.png"), &chart)?;
+            set.write("feature_error.png", |p| save_png(p, &chart))?;
             sections.push(Section {
                 heading: "Error per feature".into(),
                 text: Some("FVU_j = MSE_j / variance_j of each input feature on the test split, input space; the ten worst features below.".into()),
@@ -720,7 +728,21 @@ pub fn write_training_report(
         ],
         ..Default::default()
     });
-    write_index(dir, &run.title, &sections)
+    set.write("index.html", |p| {
+        write_index(p.parent().unwrap_or(p), &run.title, &sections).map(|_| ())
+    })?;
+    set.commit()?;
+    Ok(dir.join("index.html"))
+}
+
+/// Finishes or removes what a report writer killed half way left in `dir`
+/// (see [`DirWrite`]): the next report does it first, and `train` before
+/// training.
+///
+/// # Errors
+/// [`Error::Io`] naming the directory or a file of it.
+pub fn recover_report(dir: &Path) -> Result<()> {
+    DirWrite::recover(dir, "report", &REPORT_FILES)
 }
 
 #[cfg(test)]

@@ -585,6 +585,7 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
         }
     }
     let fit_meta = fit_json(&opts, scale, input.chunk_rows(), input.lens()?.0);
+    let first_step = trainer.steps();
     let mut history: Vec<EpochMetrics> = Vec::new();
     let saved = std::sync::atomic::AtomicBool::new(false);
     let mut labels = Labels::of(trainer.model.config(), scale);
@@ -649,12 +650,27 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
     if rank != 0 {
         return Ok(ExitCode::SUCCESS);
     }
-    let _writing = crate::ended::written();
-    save_model_scaled(&a.out, &trainer.model, scale)?;
+    let writing = crate::ended::written();
+    if let Err(e) = save_model_scaled(&a.out, &trainer.model, scale) {
+        // Say where the trained weights are, if anywhere.
+        match (&a.checkpoint, &writing.checkpoint) {
+            (Some(p), Some((at, step))) if at == p && *step == trainer.steps() => note!(
+                "the model was not saved; the checkpoint {} holds the trained weights (step {step})",
+                p.display()
+            ),
+            (Some(p), Some((at, step))) if at == p => note!(
+                "the model was not saved; the checkpoint {} holds the weights of step {step}",
+                p.display()
+            ),
+            _ => {}
+        }
+        return Err(e);
+    }
+    drop(writing);
     if let Some(dir) = &a.report {
         let (n_train, n_test) = input.lens()?;
         let images = !data::is_npy(&path) || trainer.model.config().image.is_some();
-        let run = RunInfo {
+        let mut run = RunInfo {
             title: a.preset.clone().unwrap_or_else(|| "sparse-ae model".into()),
             data: if images {
                 DataKind::Images
@@ -677,9 +693,30 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
                 ("date".into(), run_date()),
             ],
         };
-        let index = input.with_report_samples(|s| {
-            write_training_report(dir, &trainer, &run, &history, &log, s.scaled(scale)?)
-        })?;
+        if let Some(r) = &a.resume {
+            // This process holds the steps it ran only.
+            run.settings.push((
+                "resumed".into(),
+                format!(
+                    "from {} at step {first_step}: the loss curves, the per-epoch table, metrics.csv and steps.csv cover steps {} to {} only (the --metrics file of the run holds every epoch); the evaluation and pictures are of the final model",
+                    r.display(),
+                    first_step + 1,
+                    trainer.steps()
+                ),
+            ));
+        }
+        let _writing = crate::ended::written();
+        let index = input
+            .with_report_samples(|s| {
+                write_training_report(dir, &trainer, &run, &history, &log, s.scaled(scale)?)
+            })
+            .inspect_err(|_| {
+                note!(
+                    "the model was saved to {}; writing the report into {} failed:",
+                    a.out.display(),
+                    dir.display()
+                )
+            })?;
         if !a.quiet {
             note!("report: {}", index.display());
         }
@@ -906,6 +943,11 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
         if writes {
             trim_metrics(a, metrics_row.as_deref(), trainer.steps())?;
         }
+    }
+    // A report a killed run left half swapped in is completed now, not
+    // after training.
+    if let Some(r) = a.report.as_deref().filter(|_| writes) {
+        sparse_ae::report::training::recover_report(r)?;
     }
     if !a.quiet {
         let (n_train, n_test) = input.lens()?;
