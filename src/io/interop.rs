@@ -146,18 +146,28 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
         w_enc.iter_mut().for_each(|w| *w *= s);
         w_dec.iter_mut().chain(&mut b_dec).for_each(|w| *w /= s);
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let saelens = dir.join(SAELENS_WEIGHTS);
-    safetensors::write(
-        &saelens,
-        &[
-            ("W_enc", &[d_in, d_sae], &w_enc),
-            ("b_enc", &[d_sae], b_enc),
-            ("W_dec", &[d_sae, d_in], &w_dec),
-            ("b_dec", &[d_in], &b_dec),
-        ],
-        &[("format", "pt")],
+    // The folder's files are replaced as one set: a reader (SAELens,
+    // sparsify, import) finds the whole old export or the whole new one.
+    let mut set = super::atomic::DirWrite::begin(
+        dir,
+        "export",
+        &[SAELENS_WEIGHTS, SPARSIFY_WEIGHTS, "cfg.json"],
     )?;
+    let mut saelens_print = String::new();
+    set.write(SAELENS_WEIGHTS, |p| {
+        safetensors::write(
+            p,
+            &[
+                ("W_enc", &[d_in, d_sae], &w_enc),
+                ("b_enc", &[d_sae], b_enc),
+                ("W_dec", &[d_sae, d_in], &w_dec),
+                ("b_dec", &[d_in], &b_dec),
+            ],
+            &[("format", "pt")],
+        )?;
+        saelens_print = fingerprint(&safetensors::read_bytes(p)?);
+        Ok(())
+    })?;
     let (arch, act_name, kwargs) = match cfg.topk {
         Some(t) => (
             "topk",
@@ -191,30 +201,32 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
     if s != 1.0 {
         fields.push(("sparse_ae_input_scale".into(), Value::from(f64::from(s))));
     }
-    // The tensors this cfg.json goes with: each file is written atomically,
-    // but one after the other, so an export cut between them leaves new
-    // tensors beside the old cfg.json, which import then refuses.
-    let tensors = safetensors::read_bytes(&saelens)?;
-    fields.push((TENSORS_KEY.into(), Value::from(fingerprint(&tensors))));
-    let sparsify = dir.join(SPARSIFY_WEIGHTS);
-    match cfg.topk {
-        Some(t) => {
-            // sparsify always encodes x − b_dec: without the pre-encoder
-            // bias, b_dec·W_enc goes into its encoder bias.
-            let enc_b: Vec<f32> = if cfg.sae.pre_encoder_bias {
-                b_enc.to_vec()
-            } else {
-                (0..d_sae)
-                    .map(|j| {
-                        let dot: f64 = (0..d_in)
-                            .map(|i| f64::from(b_dec[i]) * f64::from(w_enc[i * d_sae + j]))
-                            .sum();
-                        (f64::from(b_enc[j]) + dot) as f32
-                    })
-                    .collect()
-            };
+    // The tensors this cfg.json goes with (a folder whose files were mixed
+    // by hand, or written by an earlier version one after the other, is
+    // refused on import).
+    fields.push((TENSORS_KEY.into(), Value::from(saelens_print)));
+    // sparsify runs TopK codes only: for another model its file is not
+    // written, and an earlier export's is removed with the old set (it
+    // would be read with this cfg.json's defaults, as another model).
+    if let Some(t) = cfg.topk {
+        // sparsify always encodes x − b_dec: without the pre-encoder
+        // bias, b_dec·W_enc goes into its encoder bias.
+        let enc_b: Vec<f32> = if cfg.sae.pre_encoder_bias {
+            b_enc.to_vec()
+        } else {
+            (0..d_sae)
+                .map(|j| {
+                    let dot: f64 = (0..d_in)
+                        .map(|i| f64::from(b_dec[i]) * f64::from(w_enc[i * d_sae + j]))
+                        .sum();
+                    (f64::from(b_enc[j]) + dot) as f32
+                })
+                .collect()
+        };
+        let mut sparsify_print = String::new();
+        set.write(SPARSIFY_WEIGHTS, |p| {
             safetensors::write(
-                &sparsify,
+                p,
                 &[
                     (
                         "encoder.weight",
@@ -227,33 +239,26 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
                 ],
                 &[("format", "pt")],
             )?;
-            let sparsify_fields: [(&str, Value); 7] = [
-                ("k", Value::from(t.k)),
-                ("rescale_acts_by_decoder_norm", Value::Bool(false)),
-                ("activation", Value::from("topk")),
-                ("num_latents", Value::from(d_sae)),
-                ("multi_topk", Value::Bool(false)),
-                ("skip_connection", Value::Bool(false)),
-                ("transcode", Value::Bool(false)),
-            ];
-            fields.extend(sparsify_fields.map(|(k, v)| (k.to_string(), v)));
-            let bytes = safetensors::read_bytes(&sparsify)?;
-            fields.push((
-                SPARSIFY_TENSORS_KEY.into(),
-                Value::from(fingerprint(&bytes)),
-            ));
-        }
-        // sparsify runs TopK codes only; an earlier export's file would be
-        // read with this cfg.json's defaults, as another model.
-        None => match std::fs::remove_file(&sparsify) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io(&sparsify, e));
-            }
-            _ => {}
-        },
+            sparsify_print = fingerprint(&safetensors::read_bytes(p)?);
+            Ok(())
+        })?;
+        let sparsify_fields: [(&str, Value); 7] = [
+            ("k", Value::from(t.k)),
+            ("rescale_acts_by_decoder_norm", Value::Bool(false)),
+            ("activation", Value::from("topk")),
+            ("num_latents", Value::from(d_sae)),
+            ("multi_topk", Value::Bool(false)),
+            ("skip_connection", Value::Bool(false)),
+            ("transcode", Value::Bool(false)),
+        ];
+        fields.extend(sparsify_fields.map(|(k, v)| (k.to_string(), v)));
+        fields.push((SPARSIFY_TENSORS_KEY.into(), Value::from(sparsify_print)));
     }
     let text = Value::Object(fields).to_json_pretty()?;
-    super::atomic::write_atomic_bytes(&dir.join("cfg.json"), text.as_bytes())
+    set.write("cfg.json", |p| {
+        super::atomic::write_atomic_bytes(p, text.as_bytes())
+    })?;
+    set.commit()
 }
 
 /// SAELens' tensor file in an SAE folder.
@@ -1066,10 +1071,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// An export cut between its two files (the new tensors written, the
-    /// old cfg.json still there) is refused on import, naming both files,
-    /// as are tensors copied in from another export; a folder without the
-    /// fingerprint (another library's) is read as before.
+    /// Tensors beside another export's cfg.json (files mixed by hand, or an
+    /// earlier version's export cut between its files) are refused on
+    /// import, naming both files; a folder without the fingerprint
+    /// (another library's) is read as before.
     #[test]
     fn an_export_cut_between_its_files_is_refused() {
         let dir =
