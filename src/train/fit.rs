@@ -116,7 +116,9 @@ pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize, order: &mut
 ///
 /// A trainer that has already taken steps continues where it stopped: the
 /// epoch and the position inside it follow from its step count, so a resumed
-/// run is identical to an uninterrupted one.
+/// run trains a model identical to an uninterrupted one. The record of an
+/// epoch resumed from its middle covers the steps after the resume (the
+/// statistics of the steps before it are not in a checkpoint).
 ///
 /// # Errors
 /// [`Error::Shape`] if the samples do not match the model's input,
