@@ -642,7 +642,7 @@ impl PyAutoencoder {
             max_steps: None,
             shuffle,
             shuffle_seed: seed,
-            eval_batch: 1000,
+            eval_batch: train::EVAL_BATCH,
         };
         let callbacks = callbacks.unwrap_or_default();
         // Checked now, not after the first epoch's training.
@@ -820,7 +820,10 @@ impl PyAutoencoder {
     }
 
     /// The loss and its parts, MSE, FVU, L0 and dead units over `x`, as
-    /// `sparse-ae eval --json` prints them.
+    /// `sparse-ae eval --json` prints them: a KL penalty's ρ̂ is each
+    /// unit's mean over all of `x`, and a BatchTopK model selects over
+    /// blocks of 1000 samples (the results depend on neither the memory
+    /// budget nor the threads).
     fn evaluate<'py>(
         slf: &Bound<'py, Self>,
         x: &Bound<'py, PyAny>,
@@ -834,7 +837,7 @@ impl PyAutoencoder {
             .detach(|| {
                 v.with_samples(xin.dim, this.scale, |s| {
                     Ok((
-                        evaluate_all(&this.model, s, 1000)?,
+                        evaluate_all(&this.model, s, train::EVAL_BATCH)?,
                         explained(&this.model, s)?,
                     ))
                 })

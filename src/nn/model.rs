@@ -477,11 +477,47 @@ impl<T: Real> Autoencoder<T> {
     /// # Errors
     /// [`Error::Memory`] if not even one sample fits.
     pub fn eval_batch(&self, want: usize) -> Result<usize> {
+        let (fixed, per) = self.run_bytes(want);
+        crate::memory::fitting_batch("running the model on one sample", want, fixed, per)
+    }
+
+    /// [`Self::eval_batch`] for a batch that must not shrink (a batch
+    /// top-k code selects over its batch, so the batch defines the result):
+    /// `batch` if the memory budget holds a workspace and an input buffer
+    /// of `batch` samples beside the parameters.
+    ///
+    /// # Errors
+    /// [`Error::Memory`] naming `what` and the budget otherwise.
+    pub fn eval_batch_exact(&self, batch: usize, what: &str) -> Result<usize> {
+        let (fixed, per) = self.run_bytes(batch);
+        crate::memory::check(what, fixed.saturating_add(per.saturating_mul(batch as u64)))?;
+        Ok(batch)
+    }
+
+    /// The bytes of running this model at batch `batch`: `(fixed,
+    /// per_sample)`, the parameters and a workspace and an input buffer.
+    fn run_bytes(&self, batch: usize) -> (u64, u64) {
         let elem = std::mem::size_of::<T>();
-        let (fixed, per) = workspace_bytes(&self.cfg, want, elem);
+        let (fixed, per) = workspace_bytes(&self.cfg, batch, elem);
         let fixed = fixed.saturating_add(crate::memory::bytes(self.params.len(), elem));
         let per = per.saturating_add(crate::memory::bytes(self.cfg.input, elem));
-        crate::memory::fitting_batch("running the model on one sample", want, fixed, per)
+        (fixed, per)
+    }
+
+    /// The weight-decay term λ·ΣW² over the weights (not the biases); 0
+    /// without weight decay.
+    pub(crate) fn weight_decay_term(&self) -> f64 {
+        if self.cfg.weight_decay <= 0.0 {
+            return 0.0;
+        }
+        let s: f64 = self
+            .layout
+            .tensors
+            .iter()
+            .filter(|t| t.kind == ParamKind::Weight)
+            .map(|t| T::sum_sq(&self.params[t.range()]))
+            .sum();
+        self.cfg.weight_decay * s
     }
 
     /// A workspace for this model at batch size `batch`.
@@ -761,7 +797,7 @@ impl<T: Real> Autoencoder<T> {
     }
 
     /// (channels, positions per channel) of layer `l`'s output.
-    fn groups(&self, l: usize) -> (usize, usize) {
+    pub(crate) fn groups(&self, l: usize) -> (usize, usize) {
         match self.cfg.layers[l] {
             LayerSpec::Dense { units, .. } => (units, 1),
             _ => {
@@ -1024,15 +1060,8 @@ impl<T: Real> Autoencoder<T> {
             let w_dec = &self.params[self.layout.weight(last).range()];
             parts.auxk = sc.forward(ax.coef, ax.k, w_dec, target, &ws.h[last]);
         }
-        if part.decay && cfg.weight_decay > 0.0 {
-            let s: f64 = self
-                .layout
-                .tensors
-                .iter()
-                .filter(|t| t.kind == ParamKind::Weight)
-                .map(|t| T::sum_sq(&self.params[t.range()]))
-                .sum();
-            parts.l2 = cfg.weight_decay * s;
+        if part.decay {
+            parts.l2 = self.weight_decay_term();
         }
         Ok(parts)
     }

@@ -1,5 +1,6 @@
 //! The training loop: epochs of shuffled batches, validation, metrics.
 
+use super::evaluation::{Chunks, SplitLoss};
 use super::metrics::{CodeStats, EpochMetrics, LossMean};
 use super::samples::Samples;
 use super::source::{EpochOrder, EpochSource, Rows, Shuffled};
@@ -23,7 +24,9 @@ pub struct FitOptions {
     pub shuffle: bool,
     /// Seed of the shuffling.
     pub shuffle_seed: u64,
-    /// Batch size of validation passes.
+    /// Batch size of validation passes ([`evaluate`]): for a batch top-k
+    /// model the block its selection is over, otherwise only the most
+    /// samples run at once (no result depends on it).
     pub eval_batch: usize,
 }
 
@@ -34,7 +37,7 @@ impl Default for FitOptions {
             max_steps: None,
             shuffle: true,
             shuffle_seed: 0,
-            eval_batch: 1000,
+            eval_batch: super::EVAL_BATCH,
         }
     }
 }
@@ -443,31 +446,20 @@ fn fit_in_pool(
     Ok(out)
 }
 
-/// The error for a batch `x` (its first sample at `start`) whose loss is
-/// not finite though its outputs are: the first sample whose loss alone is
-/// not (or the batch's first, should every sample's be finite alone).
-fn first_non_finite_loss(
-    model: &Autoencoder<f32>,
-    x: &[f32],
-    start: usize,
-    of: Option<&str>,
-) -> Result<Error> {
-    let d = model.config().input;
-    let mut ws = model.workspace(1);
-    for (i, row) in x.chunks_exact(d).enumerate() {
-        let p = model.loss_and_grad(&mut ws, row, row, None)?;
-        if !p.total().is_finite() {
-            return Ok(crate::nn::non_finite_output(start + i, of, row));
-        }
-    }
-    Ok(crate::nn::non_finite_output(start, of, x))
-}
-
-/// The mean loss of `model` over all of `samples` (clean inputs, no noise),
-/// in batches of `batch`, and the statistics of its codes.
+/// The loss of `model` over all of `samples` (clean inputs, no noise), and
+/// the statistics of its codes. The loss is defined over the whole set
+/// (see [`crate::train::evaluation`]): a KL penalty's ρ̂ is each unit's
+/// mean over all the samples, and no part depends on `batch`, the memory
+/// budget or the thread count, except for a batch top-k model, which keeps
+/// the k·B largest values of each block of `batch` samples (the last block
+/// holds the rest; [`crate::train::EVAL_BATCH`] is the CLI's). `batch` is
+/// otherwise the most samples run at once, fewer where the memory budget
+/// cannot hold them.
 ///
 /// # Errors
-/// [`Error::Shape`] if the samples do not match the model's input.
+/// [`Error::Shape`] if the samples do not match the model's input;
+/// [`Error::Memory`] if not one sample fits the memory budget, or for a
+/// batch top-k model if a block of `batch` does not.
 pub fn evaluate(
     model: &Autoencoder<f32>,
     samples: Samples<'_>,
@@ -519,16 +511,16 @@ pub fn evaluate_rows_of(
             reason: "no samples to evaluate (the split or array is empty)".into(),
         });
     }
-    let batch = model.eval_batch(batch.clamp(1, n))?;
-    let mut ws = model.workspace(batch);
-    let mut x = vec![0.0f32; batch * cfg.input];
-    let mut mean = LossMean::default();
+    let chunks = Chunks::plan(model, batch, n)?;
+    let mut ws = chunks.workspace(model, chunks.chunk);
+    let mut x = vec![0.0f32; chunks.chunk * cfg.input];
+    let mut loss = SplitLoss::new(model);
     let mut code = CodeStats::for_model(cfg);
     let mut start = 0;
     while start < n {
-        let len = batch.min(n - start);
+        let len = chunks.chunk.min(n - start);
         if len != ws.batch() {
-            ws = model.workspace(len);
+            ws = chunks.workspace(model, len);
             x.truncate(len * cfg.input);
         }
         rows.read(start, &mut x)?;
@@ -547,16 +539,11 @@ pub fn evaluate_rows_of(
                 f64::from(x[i]),
             ));
         }
-        let p = model.loss_and_grad(&mut ws, &x, &x, None)?;
+        model.forward(&mut ws, &x)?;
         model.check_outputs(&ws, &x, start, of)?;
-        if !p.total().is_finite() {
-            // Finite outputs whose loss overflowed: name the first sample
-            // whose own loss does.
-            return Err(first_non_finite_loss(model, &x, start, of)?);
-        }
-        mean.add(&p, len);
+        loss.add(model, &ws, &x, start, of)?;
         code.add(model.code(&ws));
         start += len;
     }
-    Ok((mean.mean(), code))
+    Ok((loss.parts(model), code))
 }

@@ -1,9 +1,16 @@
 //! Using a trained model on a data set: codes and per-sample errors.
 //!
+//! Every pass reads the samples in chunks of at most [`EVAL_BATCH`] (see
+//! [`crate::train::evaluation`]): no result depends on the chunks, the
+//! memory budget or the threads, except that a batch top-k model keeps the
+//! k·B largest values of each block of [`EVAL_BATCH`] samples (a budget
+//! that cannot hold a block is an error, never smaller blocks).
+//!
 //! Samples with an input scale `s` ([`Samples::scaled`]) reach the model
 //! as s·x; results in input space are given back in it: squared errors are
 //! divided by s² (see [`crate::train::normalize`]).
 
+use super::evaluation::{Chunks, EVAL_BATCH};
 use super::samples::Samples;
 use super::source::Rows;
 use crate::error::{Error, Result};
@@ -11,7 +18,8 @@ use crate::kernels::Real;
 use crate::nn::{Autoencoder, Loss, non_finite_output};
 
 /// Runs `f(first_index, batch, workspace)` after a forward pass over each
-/// batch of `samples` (clean inputs) whose codes and outputs are finite
+/// chunk of `samples` ([`Chunks::plan`] for `batch`; clean inputs) whose
+/// codes and outputs are finite
 /// ([`Autoencoder::check_outputs`]; `of` says what the samples are, for
 /// its error); an error of `f` stops the pass.
 fn for_batches(
@@ -31,14 +39,14 @@ fn for_batches(
         ));
     }
     let n = samples.len();
-    let batch = model.eval_batch(batch.clamp(1, n.max(1)))?;
-    let mut ws = model.workspace(batch);
-    let mut x = vec![0.0f32; batch * d];
+    let chunks = Chunks::plan(model, batch, n)?;
+    let mut ws = chunks.workspace(model, chunks.chunk);
+    let mut x = vec![0.0f32; chunks.chunk * d];
     let mut start = 0;
     while start < n {
-        let len = batch.min(n - start);
+        let len = chunks.chunk.min(n - start);
         if len != ws.batch() {
-            ws = model.workspace(len);
+            ws = chunks.workspace(model, len);
             x.truncate(len * d);
         }
         samples.read(start, &mut x)?;
@@ -62,7 +70,7 @@ pub fn encode(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec<f32>
         crate::memory::f32_bytes(n.saturating_mul(units)),
     )?;
     let mut out = Vec::with_capacity(n * units);
-    for_batches(model, &mut { samples }, 1000, None, |_, _, ws| {
+    for_batches(model, &mut { samples }, EVAL_BATCH, None, |_, _, ws| {
         out.extend_from_slice(model.code(ws));
         Ok(())
     })?;
@@ -84,7 +92,7 @@ pub fn reconstruct(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec
         crate::memory::f32_bytes(n.saturating_mul(d)),
     )?;
     let mut out = vec![0.0f32; n * d];
-    for_batches(model, &mut { samples }, 1000, None, |start, x, ws| {
+    for_batches(model, &mut { samples }, EVAL_BATCH, None, |start, x, ws| {
         let rows = &mut out[start * d..start * d + x.len()];
         model.reconstruction(ws, rows);
         if scale != 1.0 {
@@ -193,7 +201,7 @@ pub fn score_of(
     )?;
     let mut out = Vec::with_capacity(samples.len());
     let undo = 1.0 / (f64::from(samples.scale()) * f64::from(samples.scale()));
-    for_batches(model, &mut { samples }, 1000, of, |start, x, ws| {
+    for_batches(model, &mut { samples }, EVAL_BATCH, of, |start, x, ws| {
         let rows = ws.h[last].chunks_exact(d).zip(x.chunks_exact(d));
         for (i, (out_row, x_row)) in rows.enumerate() {
             let s = match cfg.loss {
@@ -245,7 +253,7 @@ pub fn explained_rows(model: &Autoencoder<f32>, samples: &mut dyn Rows) -> Resul
     let mut moments = Moments::new(d);
     let mut err = 0.0f64;
     let mut recon = Vec::new();
-    for_batches(model, samples, 1000, None, |start, x, ws| {
+    for_batches(model, samples, EVAL_BATCH, None, |start, x, ws| {
         recon.resize(x.len(), 0.0);
         model.reconstruction(ws, &mut recon);
         let rows = recon.chunks_exact(d).zip(x.chunks_exact(d));
@@ -356,7 +364,7 @@ pub fn feature_errors(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<
     let mut err = vec![0.0f64; d];
     let mut moments = Moments::new(d);
     let mut recon = Vec::new();
-    for_batches(model, &mut { samples }, 1000, None, |_, x, ws| {
+    for_batches(model, &mut { samples }, EVAL_BATCH, None, |_, x, ws| {
         recon.resize(x.len(), 0.0);
         model.reconstruction(ws, &mut recon);
         for (row, r_row) in x.chunks_exact(d).zip(recon.chunks_exact(d)) {

@@ -1,6 +1,7 @@
 //! Training: the step, the loop over a data set, and its metrics.
 
 pub mod dead;
+pub mod evaluation;
 pub mod fit;
 pub mod infer;
 pub mod metrics;
@@ -11,6 +12,7 @@ pub mod step;
 pub mod step_log;
 
 pub use dead::DeadLatents;
+pub use evaluation::EVAL_BATCH;
 pub use fit::{
     FitOptions, Observer, Silent, evaluate, evaluate_rows, evaluate_rows_of, fit, fit_on,
     fit_source, fit_source_on, nothing_left, steps_per_epoch,

@@ -30,8 +30,8 @@ use sparse_ae::report::training::{
 };
 use sparse_ae::train::metrics::{json_num, label_num, objective_name, penalty_names, space_name};
 use sparse_ae::train::{
-    EpochMetrics, FitOptions, Rows, Trainer, encode as encode_all, evaluate_rows_of, explained,
-    explained_rows, score_of,
+    EVAL_BATCH, EpochMetrics, FitOptions, Rows, Trainer, encode as encode_all, evaluate_rows_of,
+    explained, explained_rows, score_of,
 };
 use sparse_ae::{Error, Result};
 use std::io::Write;
@@ -840,7 +840,7 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
         max_steps: a.steps,
         shuffle: !a.no_shuffle,
         shuffle_seed: a.seed.unwrap_or(0),
-        eval_batch: 1000,
+        eval_batch: EVAL_BATCH,
     };
     let mut metrics_row = None;
     let resumed = match &a.resume {
@@ -1114,13 +1114,13 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         check_width(&a.model, model.config(), &path, rows.dim())?;
         let (lo, hi) = data::npy_split(rows.len(), a.split, a.data.limit);
         let mut rows = rows.range(lo, hi)?.scaled(scale)?;
-        let ev = evaluate_rows_of(&model, &mut rows, 1000, Some(split_of(a.split)))?;
+        let ev = evaluate_rows_of(&model, &mut rows, EVAL_BATCH, Some(split_of(a.split)))?;
         (hi - lo, ev, explained_rows(&model, &mut rows)?)
     } else {
         let d = data::load_from(&path, a.data.limit, a.split)?;
         check_width(&a.model, model.config(), &path, d.samples()?.dim())?;
         let s = d.samples()?.scaled(scale)?;
-        let ev = evaluate_rows_of(&model, &mut { s }, 1000, Some(split_of(a.split)))?;
+        let ev = evaluate_rows_of(&model, &mut { s }, EVAL_BATCH, Some(split_of(a.split)))?;
         (s.len(), ev, explained(&model, s)?)
     };
     let cfg = model.config();
