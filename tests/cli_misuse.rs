@@ -7,10 +7,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::SystemTime;
 
 const MAX: &str = "18446744073709551615";
 
@@ -51,27 +49,7 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Every entry of `dir` (hidden ones too) with its bytes and mtime.
-type Snapshot = BTreeMap<String, (Vec<u8>, Option<SystemTime>)>;
-
-fn snapshot(dir: &Path) -> Snapshot {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let m = std::fs::symlink_metadata(e.path()).unwrap();
-            let bytes = if m.is_file() {
-                std::fs::read(e.path()).unwrap()
-            } else {
-                Vec::new()
-            };
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                (bytes, m.modified().ok()),
-            )
-        })
-        .collect()
-}
+use common::snapshot;
 
 /// A scratch directory with a tiny data set `x.npy` (40 × 8), a config
 /// `c.json` (8 → 4 → 8, MSE) and a model `m.st` trained on them.
@@ -1029,16 +1007,7 @@ fn a_metrics_file_with_a_row_cut_short_is_refused() {
 fn a_failed_metrics_write_leaves_the_file_whole() {
     let dir = setup("misuse-metrics-full");
     // `ulimit -f` counts blocks of 512 or 1024 bytes, depending on the shell.
-    let probe = dir.join("probe");
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg("trap '' XFSZ; ulimit -f 1; head -c 4096 /dev/zero > \"$0\"")
-        .arg(&probe)
-        .output()
-        .unwrap();
-    let unit = std::fs::metadata(&probe).unwrap().len() as usize;
-    assert!(unit == 512 || unit == 1024, "{o:?}: block of {unit} bytes");
-    std::fs::remove_file(&probe).unwrap();
+    let unit = common::block_unit(&dir);
 
     // Whole rows ending 20 bytes short of the limit: the next row crosses it.
     let header = sparse_ae::train::EpochMetrics::CSV_HEADER;
@@ -1063,14 +1032,7 @@ fn a_failed_metrics_write_leaves_the_file_whole() {
             "-q",
         ],
     );
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(format!("ulimit -f {blocks}; exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_sparse-ae"))
-        .args(&args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let o = common::run_limited(Some(blocks), &args);
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(e.contains("m.csv") && !e.contains("panicked"), "{e}");

@@ -8,34 +8,16 @@
 mod common;
 
 use sparse_ae::report::training::recover_report;
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::SystemTime;
+use std::process::Output;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Runs sparse-ae with `args`, under a file size limit of `blocks` if
-/// given (SIGXFSZ ignored, so a write past it fails with EFBIG).
 fn run<A: AsRef<OsStr> + std::fmt::Debug>(blocks: Option<usize>, args: &[A]) -> Output {
-    let mut c = match blocks {
-        Some(b) => {
-            let mut c = Command::new("sh");
-            c.arg("-c")
-                .arg(format!("trap '' XFSZ; ulimit -f {b}; exec \"$0\" \"$@\""))
-                .arg(env!("CARGO_BIN_EXE_sparse-ae"));
-            c
-        }
-        None => Command::new(env!("CARGO_BIN_EXE_sparse-ae")),
-    };
-    c.args(args)
-        .env_remove("SPARSE_AE_DATA")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    common::run_limited(blocks, args)
 }
 
 fn ok<A: AsRef<OsStr> + std::fmt::Debug>(args: &[A]) -> String {
@@ -45,42 +27,9 @@ fn ok<A: AsRef<OsStr> + std::fmt::Debug>(args: &[A]) -> String {
     err
 }
 
-/// The bytes of a block of `ulimit -f` (512 or 1024, by the shell).
-fn block_unit(dir: &Path) -> usize {
-    let probe = dir.join("probe");
-    Command::new("sh")
-        .arg("-c")
-        .arg("trap '' XFSZ; ulimit -f 1; head -c 4096 /dev/zero > \"$0\"")
-        .arg(&probe)
-        .output()
-        .unwrap();
-    let unit = std::fs::metadata(&probe).unwrap().len() as usize;
-    std::fs::remove_file(&probe).unwrap();
-    assert!(unit == 512 || unit == 1024, "block of {unit} bytes");
-    unit
-}
+use common::block_unit;
 
-/// Every entry of `dir` (hidden ones too) with its bytes and mtime.
-type Snapshot = BTreeMap<String, (Vec<u8>, Option<SystemTime>)>;
-
-fn snapshot(dir: &Path) -> Snapshot {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let m = std::fs::symlink_metadata(e.path()).unwrap();
-            let bytes = if m.is_file() {
-                std::fs::read(e.path()).unwrap()
-            } else {
-                Vec::new()
-            };
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                (bytes, m.modified().ok()),
-            )
-        })
-        .collect()
-}
+use common::snapshot;
 
 fn names(dir: &Path) -> Vec<String> {
     snapshot(dir).into_keys().collect()

@@ -9,7 +9,7 @@ mod common;
 use sparse_ae::io::json::Value;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -18,24 +18,8 @@ fn s(p: &Path) -> &str {
 /// The columns that measure time, not the model (see docs/cli.md).
 const TIMING: [&str; 3] = ["samples_per_sec", "seconds", "one_thread_steps"];
 
-/// Runs sparse-ae with `args`, under a file size limit of `blocks` if
-/// given (SIGXFSZ ignored, so a write past it fails with EFBIG).
 fn run<A: AsRef<OsStr> + std::fmt::Debug>(blocks: Option<usize>, args: &[A]) -> Output {
-    let mut c = match blocks {
-        Some(b) => {
-            let mut c = Command::new("sh");
-            c.arg("-c")
-                .arg(format!("trap '' XFSZ; ulimit -f {b}; exec \"$0\" \"$@\""))
-                .arg(env!("CARGO_BIN_EXE_sparse-ae"));
-            c
-        }
-        None => Command::new(env!("CARGO_BIN_EXE_sparse-ae")),
-    };
-    c.args(args)
-        .env_remove("SPARSE_AE_DATA")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    common::run_limited(blocks, args)
 }
 
 fn ok<A: AsRef<OsStr> + std::fmt::Debug>(args: &[A]) -> String {
@@ -45,20 +29,7 @@ fn ok<A: AsRef<OsStr> + std::fmt::Debug>(args: &[A]) -> String {
     err
 }
 
-/// The bytes of a block of `ulimit -f` (512 or 1024, by the shell).
-fn block_unit(dir: &Path) -> usize {
-    let probe = dir.join("probe");
-    Command::new("sh")
-        .arg("-c")
-        .arg("trap '' XFSZ; ulimit -f 1; head -c 4096 /dev/zero > \"$0\"")
-        .arg(&probe)
-        .output()
-        .unwrap();
-    let unit = std::fs::metadata(&probe).unwrap().len() as usize;
-    std::fs::remove_file(&probe).unwrap();
-    assert!(unit == 512 || unit == 1024, "block of {unit} bytes");
-    unit
-}
+use common::block_unit;
 
 /// A scratch directory with data `x.npy` (40 × 8) and a config `c.json`
 /// (8 → 256 → 8): its checkpoint is far larger than three metrics rows.

@@ -156,3 +156,65 @@ macro_rules! simd_isas {
         }
     )*};
 }
+
+/// Every entry of `dir` (hidden ones too) with its bytes and mtime.
+pub type Snapshot = std::collections::BTreeMap<String, (Vec<u8>, Option<std::time::SystemTime>)>;
+
+/// What [`Snapshot`] says: every entry of `dir`, its bytes and mtime.
+pub fn snapshot(dir: &Path) -> Snapshot {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            let bytes = if m.is_file() {
+                std::fs::read(e.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                (bytes, m.modified().ok()),
+            )
+        })
+        .collect()
+}
+
+/// The bytes of a block of `ulimit -f` (512 or 1024, by the shell).
+pub fn block_unit(dir: &Path) -> usize {
+    let probe = dir.join("probe");
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 1; head -c 4096 /dev/zero > \"$0\"")
+        .arg(&probe)
+        .output()
+        .unwrap();
+    let unit = std::fs::metadata(&probe).unwrap().len() as usize;
+    std::fs::remove_file(&probe).unwrap();
+    assert!(unit == 512 || unit == 1024, "block of {unit} bytes");
+    unit
+}
+
+/// Runs sparse-ae with `args` (no `SPARSE_AE_DATA`, stdin closed), under a
+/// file size limit of `blocks` if given: a write past it fails with EFBIG,
+/// the tool catching the limit's SIGXFSZ itself.
+pub fn run_limited<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+    blocks: Option<usize>,
+    args: &[A],
+) -> std::process::Output {
+    let mut c = match blocks {
+        Some(b) => {
+            let mut c = std::process::Command::new("sh");
+            c.arg("-c")
+                .arg(format!("ulimit -f {b}; exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_sparse-ae"));
+            c
+        }
+        None => std::process::Command::new(env!("CARGO_BIN_EXE_sparse-ae")),
+    };
+    c.args(args)
+        .env_remove("SPARSE_AE_DATA")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
