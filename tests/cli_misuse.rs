@@ -55,13 +55,7 @@ use common::snapshot;
 /// `c.json` (8 → 4 → 8, MSE) and a model `m.st` trained on them.
 fn setup(name: &str) -> PathBuf {
     let dir = common::temp_dir(name);
-    let data: Vec<f32> = (0..320).map(|i| ((i * 7) % 10) as f32 / 10.0).collect();
-    sparse_ae::data::npy::write(&dir.join("x.npy"), 40, 8, &data).unwrap();
-    std::fs::write(
-        dir.join("c.json"),
-        r#"{"input": 8, "layers": [{"units": 4, "activation": "relu"}, {"units": 8, "activation": "linear"}], "code_layer": 0, "loss": "mse"}"#,
-    )
-    .unwrap();
+    common::write_tiny_npy_and_config(&dir);
     ok(&[
         "train",
         "--config",

@@ -27,9 +27,7 @@ fn ok<A: AsRef<OsStr> + std::fmt::Debug>(args: &[A]) -> String {
     err
 }
 
-use common::block_unit;
-
-use common::snapshot;
+use common::{block_unit, snapshot};
 
 fn names(dir: &Path) -> Vec<String> {
     snapshot(dir).into_keys().collect()
@@ -39,13 +37,7 @@ fn names(dir: &Path) -> Vec<String> {
 /// (8 → 4 → 8): a model of a few hundred bytes.
 fn setup(name: &str) -> PathBuf {
     let dir = common::temp_dir(name);
-    let data: Vec<f32> = (0..320).map(|i| ((i * 7) % 10) as f32 / 10.0).collect();
-    sparse_ae::data::npy::write(&dir.join("x.npy"), 40, 8, &data).unwrap();
-    std::fs::write(
-        dir.join("c.json"),
-        r#"{"input": 8, "layers": [{"units": 4, "activation": "relu"}, {"units": 8, "activation": "linear"}], "code_layer": 0, "loss": "mse"}"#,
-    )
-    .unwrap();
+    common::write_tiny_npy_and_config(&dir);
     dir
 }
 

@@ -218,3 +218,16 @@ pub fn run_limited<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
         .output()
         .unwrap()
 }
+
+/// Writes the tiny data set `x.npy` (40 × 8, values in [0, 1)) and the
+/// config `c.json` (8 → 4 ReLU → 8 linear, MSE) into `dir`: a model of a
+/// few hundred bytes.
+pub fn write_tiny_npy_and_config(dir: &Path) {
+    let data: Vec<f32> = (0..320).map(|i| ((i * 7) % 10) as f32 / 10.0).collect();
+    sparse_ae::data::npy::write(&dir.join("x.npy"), 40, 8, &data).unwrap();
+    std::fs::write(
+        dir.join("c.json"),
+        r#"{"input": 8, "layers": [{"units": 4, "activation": "relu"}, {"units": 8, "activation": "linear"}], "code_layer": 0, "loss": "mse"}"#,
+    )
+    .unwrap();
+}
