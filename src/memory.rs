@@ -9,6 +9,17 @@
 //! (`ulimit -v`, from `/proc/self/limits`), whichever is smaller; where
 //! neither can be read it is [`FALLBACK_BUDGET`]. [`set_budget`] replaces it
 //! for the whole process (the command line's `--max-memory`).
+//!
+//! Under an address-space limit, a buffer must also fit in what the limit
+//! leaves now ([`room`]): the address space the process already uses
+//! (`VmSize` in `/proc/self/status`: the program, its threads' stacks, the
+//! heaps the C library reserves for each thread, the buffers alive) is
+//! taken off the limit, and a buffer may have half of the rest, the other
+//! half being kept for what no check counts (temporaries, small buffers).
+//! Large buffers are reserved fallibly ([`try_vec`], [`try_with_capacity`]):
+//! one the system refuses anyway is an error naming it, not an abort; what
+//! is allocated infallibly (a dependency's gzip or PNG state, the packing
+//! buffers) is checked first with [`check_address_space`].
 
 use crate::error::{Error, Result};
 use std::sync::OnceLock;
@@ -115,6 +126,117 @@ fn address_space_limit(limits: &str) -> Option<u64> {
         .ok()
 }
 
+/// The address-space limit of this process (`ulimit -v`), read once, in
+/// bytes; `None` when there is none or the system does not tell.
+pub fn address_space_limit_now() -> Option<u64> {
+    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|s| address_space_limit(&s))
+    })
+}
+
+/// The address space this process uses now (`VmSize` in
+/// `/proc/self/status`), in bytes; `None` where the system does not tell.
+pub fn address_space_used() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| vm_size(&s))
+}
+
+/// `VmSize` of a `/proc/self/status` text, in bytes.
+fn vm_size(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmSize:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+/// What an address-space limit leaves now: the limit and the bytes of it in
+/// use (`None` without a limit, or where the use cannot be read).
+fn address_space() -> Option<(u64, u64)> {
+    let limit = address_space_limit_now()?;
+    Some((limit, address_space_used()?))
+}
+
+/// Bytes a new buffer may take now: what the budget leaves beside the
+/// buffers [`Held`] and, under an address-space limit, half of what the
+/// limit leaves beside the address space in use (the other half is kept for
+/// what no check counts).
+pub fn room() -> u64 {
+    let budget_room = budget().saturating_sub(held());
+    match address_space() {
+        Some((limit, used)) => budget_room.min(limit.saturating_sub(used) / 2),
+        None => budget_room,
+    }
+}
+
+/// Refuses `needs` bytes for `what` when they exceed half of what the
+/// address-space limit leaves beside the address space in use now.
+///
+/// # Errors
+/// [`Error::Value`] naming `what`, the limit, what is in use and what to do.
+pub fn check_address_space(what: &str, needs: u64) -> Result<()> {
+    match address_space() {
+        Some((limit, used)) => check_address_space_against(what, needs, limit, used),
+        None => Ok(()),
+    }
+}
+
+/// [`check_address_space`] with a `limit` of which `used` bytes are in use.
+fn check_address_space_against(what: &str, needs: u64, limit: u64, used: u64) -> Result<()> {
+    let left = limit.saturating_sub(used);
+    if needs <= left / 2 {
+        return Ok(());
+    }
+    Err(Error::Value {
+        reason: format!(
+            "{what} needs {}, more than the address-space limit (`ulimit -v`) of {} leaves: {} of it are in use (the program, its threads' stacks and heaps, the data and models in memory), and of the {} left half is kept for what no check counts\n---> HINT: raise the limit (`ulimit -v`), or use less: fewer threads (--threads N), a smaller batch or model, fewer samples",
+            show(needs),
+            show(limit),
+            show(used.min(limit)),
+            show(left)
+        ),
+    })
+}
+
+/// The error for a buffer of `needs` bytes for `what` that the system
+/// refused to allocate.
+pub fn refused(what: &str, needs: u64) -> Error {
+    let limit = match address_space_limit_now() {
+        Some(l) => format!(" of {}", show(l)),
+        None => String::new(),
+    };
+    Error::Value {
+        reason: format!(
+            "{what} needs {}, which the system refuses to allocate (out of memory, or the address-space limit `ulimit -v`{limit} reached)\n---> HINT: raise the limit, or use less: fewer threads (--threads N), a smaller batch or model, fewer samples",
+            show(needs)
+        ),
+    }
+}
+
+/// An empty vector with room for `n` values, reserved fallibly: a size the
+/// system refuses is an error naming `what` ([`refused`]), not an abort.
+///
+/// # Errors
+/// [`Error::Value`] when the system refuses the buffer.
+pub fn try_with_capacity<T>(what: &str, n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| refused(what, bytes(n, std::mem::size_of::<T>())))?;
+    Ok(v)
+}
+
+/// `n` copies of `value` in a buffer reserved fallibly ([`try_with_capacity`]).
+///
+/// # Errors
+/// [`Error::Value`] when the system refuses the buffer.
+pub fn try_vec<T: Clone>(what: &str, n: usize, value: T) -> Result<Vec<T>> {
+    let mut v = try_with_capacity(what, n)?;
+    v.resize(n, value);
+    Ok(v)
+}
+
 /// Bytes of `n` values of `elem` bytes each (saturating).
 pub fn bytes(n: usize, elem: usize) -> u64 {
     (n as u64).saturating_mul(elem as u64)
@@ -141,12 +263,15 @@ pub fn show(bytes: u64) -> String {
 }
 
 /// Refuses `needs` bytes for `what` if they exceed what the budget leaves
-/// beside the buffers already [`Held`].
+/// beside the buffers already [`Held`], or what the address-space limit
+/// leaves ([`check_address_space`]).
 ///
 /// # Errors
-/// [`Error::Memory`] naming `what`, the need, the budget and what is held.
+/// [`Error::Memory`] naming `what`, the need, the budget and what is held;
+/// [`Error::Value`] naming the address-space limit.
 pub fn check(what: &str, needs: u64) -> Result<()> {
     check_against(what, needs, budget(), held())?;
+    check_address_space(what, needs)?;
     // Past the machine's own budget (a budget raised by hand), ask the
     // system first: a refused allocation would abort the process.
     if needs > default_budget() {
@@ -192,15 +317,16 @@ pub fn check_against(what: &str, needs: u64, budget: u64, held: u64) -> Result<(
 }
 
 /// The largest batch in `1..=want` whose `fixed + batch·per_sample` bytes
-/// fit the budget, for evaluation and inference, which may run in batches
-/// of any size.
+/// fit the budget and the address space left ([`room`]), for evaluation and
+/// inference, which may run in batches of any size.
 ///
 /// # Errors
-/// [`Error::Memory`] if not even one sample fits.
+/// As [`check`], if not even one sample fits.
 pub fn fitting_batch(what: &str, want: usize, fixed: u64, per_sample: u64) -> Result<usize> {
     let (budget, held) = (budget(), held());
     check_against(what, fixed.saturating_add(per_sample), budget, held)?;
-    let room = (budget - held - fixed) / per_sample.max(1);
+    check_address_space(what, fixed.saturating_add(per_sample))?;
+    let room = (room().saturating_sub(fixed)) / per_sample.max(1);
     Ok(want.clamp(1, usize::try_from(room).unwrap_or(usize::MAX).max(1)))
 }
 
@@ -220,6 +346,52 @@ mod tests {
             "{e}"
         );
         check_system("a small buffer", 1 << 20).unwrap();
+    }
+
+    /// `VmSize` is read from the status text; this process's own is there
+    /// on Linux.
+    #[test]
+    fn reads_the_address_space_in_use() {
+        let status = "Name:\tsparse-ae\nVmPeak:\t  300000 kB\nVmSize:\t  245940 kB\n";
+        assert_eq!(vm_size(status), Some(245_940 * 1024));
+        assert_eq!(vm_size("nothing"), None);
+        if cfg!(target_os = "linux") {
+            assert!(address_space_used().is_some_and(|b| b > 0));
+        }
+        assert!(room() <= budget());
+    }
+
+    /// A buffer may have half of what the limit leaves beside the address
+    /// space in use; the error names the need, the limit, the use and what
+    /// to do; a use past the limit leaves nothing.
+    #[test]
+    fn what_the_address_space_limit_leaves_is_checked() {
+        check_address_space_against("x", 50, 200, 100).unwrap();
+        assert!(check_address_space_against("x", 51, 200, 100).is_err());
+        let e = check_address_space_against("reading t10k", 6_000_000, 150_000_000, 140_000_000)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("reading t10k needs 6 MB, more than the address-space limit (`ulimit -v`) of 150 MB leaves: 140 MB of it are in use")
+                && e.contains("raise the limit")
+                && e.contains("--threads"),
+            "{e}"
+        );
+        assert!(check_address_space_against("x", 1, 100, 200).is_err());
+    }
+
+    /// A buffer the system refuses is an error naming it, not an abort.
+    #[test]
+    fn refused_buffers_are_errors() {
+        let e = try_vec::<u64>("the test's buffer", usize::MAX / 4, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("the test's buffer") && e.contains("refuses to allocate"),
+            "{e}"
+        );
+        assert!(try_with_capacity::<f32>("x", usize::MAX / 8).is_err());
+        assert_eq!(try_vec("a small buffer", 3, 1u8).unwrap(), [1, 1, 1]);
     }
 
     #[test]

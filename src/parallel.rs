@@ -350,13 +350,21 @@ pub const THREADS_ENV: [&str; 2] = ["RAYON_NUM_THREADS", "RAYON_RS_NUM_CPUS"];
 /// far apart (165k–187k); one thread, 155k–159k either way. `None` on a
 /// machine of one CPU, or when no trip ended within a round (the two
 /// threads then shared one CPU).
-pub fn round_trip() -> Option<Duration> {
+///
+/// # Errors
+/// [`crate::Error::Value`] naming the thread when the system will not start
+/// it ([`thread_refused`]).
+pub fn round_trip() -> crate::Result<Option<Duration>> {
     if cpus() < 2 {
-        return None;
+        return Ok(None);
     }
-    (0..ROUND_TRIP_ROUNDS)
-        .filter_map(|_| round_trip_round(true))
-        .min()
+    let mut best = None;
+    for _ in 0..ROUND_TRIP_ROUNDS {
+        if let Some(d) = round_trip_round(true)? {
+            best = Some(best.map_or(d, |b: Duration| b.min(d)));
+        }
+    }
+    Ok(best)
 }
 
 /// Rounds of [`round_trip`].
@@ -369,11 +377,11 @@ pub const ROUND_TRIP_ROUND_LIMIT: Duration = Duration::from_millis(20);
 /// One round of [`round_trip`]: the mean time of its trips, `None` if none
 /// ended in time. Without `echo` the other thread only waits for the stop
 /// (as if it never got a CPU).
-fn round_trip_round(echo: bool) -> Option<Duration> {
+fn round_trip_round(echo: bool) -> crate::Result<Option<Duration>> {
     // Odd values go out, even values come back; `u64::MAX` stops the echo.
     let ball = AtomicU64::new(0);
     std::thread::scope(|s| {
-        s.spawn(|| {
+        let echoing = std::thread::Builder::new().spawn_scoped(s, || {
             let mut seen = 0;
             loop {
                 let v = ball.load(Ordering::Acquire);
@@ -389,6 +397,9 @@ fn round_trip_round(echo: bool) -> Option<Duration> {
                 }
             }
         });
+        if let Err(e) = echoing {
+            return Err(thread_refused("a thread to time round trips", &e));
+        }
         let start = Instant::now();
         let mut trips = 0;
         'trips: while trips < ROUND_TRIP_TRIPS {
@@ -408,7 +419,7 @@ fn round_trip_round(echo: bool) -> Option<Duration> {
         }
         let took = start.elapsed();
         ball.store(u64::MAX, Ordering::Release);
-        (trips > 0).then(|| took / trips as u32)
+        Ok((trips > 0).then(|| took / trips as u32))
     })
 }
 
@@ -543,8 +554,9 @@ static GLOBAL_STARTED: AtomicBool = AtomicBool::new(false);
 ///
 /// # Errors
 /// As [`check_env`]; [`crate::Error::Config`] for a `threads` or an
-/// environment outside 1..=[`max_threads`] (see [`env_threads`]), or when
-/// the threads cannot be started.
+/// environment outside 1..=[`max_threads`] (see [`env_threads`]);
+/// [`crate::Error::Value`] naming the threads when the system will not
+/// start them ([`thread_refused`]).
 pub fn start_global_pool(threads: Option<usize>) -> crate::Result<()> {
     check_env()?;
     if cfg!(target_family = "wasm")
@@ -564,19 +576,35 @@ pub fn start_global_pool(threads: Option<usize>) -> crate::Result<()> {
         .num_threads(n)
         .build_global()
     {
-        Ok(()) => {}
+        Ok(()) => {
+            // Under an address-space limit, every thread has started and
+            // taken its heap (the C library reserves up to 64 MB of address
+            // space for each) before the memory checks measure what the
+            // limit leaves (`memory::room`).
+            if crate::memory::address_space_limit_now().is_some() {
+                rayon::broadcast(|_| drop(std::hint::black_box(Vec::<u8>::with_capacity(64))));
+            }
+        }
         // Started already (by the program, or by rayon on first use): its
         // size is what it is. (Only a failure to start threads has a source.)
         Err(e) if std::error::Error::source(&e).is_none() => {}
         Err(e) => {
-            return Err(crate::Error::config(
-                "threads",
-                format!("cannot start {n} threads: {e}"),
-            ));
+            let e = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+            return Err(thread_refused(&format!("{n} worker threads"), &e));
         }
     }
     GLOBAL_STARTED.store(true, Ordering::Release);
     Ok(())
+}
+
+/// The error for `what` (threads) that the system would not start, `e` its
+/// reason.
+pub fn thread_refused(what: &str, e: &dyn std::fmt::Display) -> crate::Error {
+    crate::Error::Value {
+        reason: format!(
+            "cannot start {what}: {e}: the system refuses another thread (the process limit `ulimit -u`, or the memory a thread's stack and heap take under the address-space limit `ulimit -v`)\n---> HINT: use fewer threads (--threads N), or raise the limit"
+        ),
+    }
 }
 
 /// [`start_global_pool`]`(None)` the first time, then only an atomic load:
@@ -914,13 +942,13 @@ mod tests {
     #[test]
     fn round_trips_end() {
         if cpus() >= 2 {
-            let d = round_trip().expect("two CPUs, some trip ended");
+            let d = round_trip().unwrap().expect("two CPUs, some trip ended");
             assert!(d > Duration::ZERO && d < ROUND_TRIP_ROUND_LIMIT, "{d:?}");
         } else {
-            assert_eq!(round_trip(), None);
+            assert_eq!(round_trip().unwrap(), None);
         }
         let start = Instant::now();
-        assert_eq!(round_trip_round(false), None);
+        assert_eq!(round_trip_round(false).unwrap(), None);
         let took = start.elapsed();
         assert!(
             took >= ROUND_TRIP_ROUND_LIMIT && took < 50 * ROUND_TRIP_ROUND_LIMIT,

@@ -9,6 +9,12 @@ use sparse_ae::Error;
 const FOR_PYTHON: &[(&str, &str)] = &[
     // The memory budget (Error::Memory's hint).
     ("--max-memory GB", "sparse_ae.set_max_memory(gb)"),
+    // Memory or threads the system refuses (memory::refused,
+    // parallel::thread_refused).
+    (
+        "fewer threads (--threads N)",
+        "fewer threads (RAYON_NUM_THREADS)",
+    ),
     // A step that went NaN (Error::NonFinite's hint): Python's fit writes
     // no checkpoint, and gives the model back as it was.
     (

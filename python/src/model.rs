@@ -682,7 +682,7 @@ impl PyAutoencoder {
         let mut bar = Bar::new(py, steps as u64, verbose);
         let mut interrupted = None;
         let result = std::thread::scope(|s| {
-            let worker = s.spawn(|| {
+            let worker = std::thread::Builder::new().spawn_scoped(s, || {
                 let _done = shared.done_on_drop();
                 xv.with_samples(dim, scale, |train| match &vv {
                     Some((v, vdim)) => v.with_samples(*vdim, scale, |test| {
@@ -691,6 +691,11 @@ impl PyAutoencoder {
                     None => fit(&mut trainer, train, None, &opts, &mut obs),
                 })
             });
+            // A thread the system will not start is an error (nothing ran).
+            let worker = match worker {
+                Ok(w) => w,
+                Err(e) => return Err(e),
+            };
             while !py.detach(|| shared.wait_done(POLL)) {
                 if interrupted.is_none()
                     && let Err(e) = py.check_signals()
@@ -703,8 +708,18 @@ impl PyAutoencoder {
                     f64::from_bits(shared.loss.load(Ordering::Relaxed)),
                 );
             }
-            worker.join()
+            Ok(worker.join())
         });
+        let result = match result {
+            Ok(joined) => joined,
+            Err(e) => {
+                bar.close();
+                return Err(to_py(sparse_ae::parallel::thread_refused(
+                    "the training thread",
+                    &e,
+                )));
+            }
+        };
         bar.update(
             shared.steps.load(Ordering::Relaxed),
             f64::from_bits(shared.loss.load(Ordering::Relaxed)),

@@ -37,8 +37,16 @@ fn no_gzip(path: &Path, what: &str) -> Error {
 /// member are padding; other bytes that do not start another member are an
 /// error that says so (they read as a member cut short: "unexpected end of
 /// file").
+///
+/// The decompressor allocates infallibly (a refused allocation is a panic
+/// in the inflate code): its memory is checked against the address space
+/// left first.
 #[cfg(feature = "gzip")]
-pub(crate) fn decoder<'a, R: Read + 'a>(r: R, _path: &Path) -> Result<Box<dyn Read + 'a>> {
+pub(crate) fn decoder<'a, R: Read + 'a>(r: R, path: &Path) -> Result<Box<dyn Read + 'a>> {
+    crate::memory::check_address_space(
+        &format!("decompressing {}", path.display()),
+        INFLATE_BYTES,
+    )?;
     let r = std::io::BufReader::new(r);
     Ok(Box::new(Members {
         dec: Some(flate2::bufread::GzDecoder::new(r)),
@@ -114,13 +122,27 @@ pub(crate) fn decoder<'a, R: Read + 'a>(_r: R, path: &Path) -> Result<Box<dyn Re
     Err(no_gzip(path, "the file is"))
 }
 
-/// Writes what `fill` produces gzip-compressed to `w`.
+/// Bytes a gzip decompressor allocates, with room to spare: its state and
+/// 32 kB window (about 50 kB) and the 8 kB buffer of its reader.
+#[cfg(feature = "gzip")]
+const INFLATE_BYTES: u64 = 1 << 18;
+
+/// Bytes a gzip compressor allocates at the default level, with room to
+/// spare: its window, hash chains and symbol buffer (about 270 kB) and its
+/// output buffer.
+#[cfg(feature = "gzip")]
+const DEFLATE_BYTES: u64 = 1 << 20;
+
+/// Writes what `fill` produces gzip-compressed to `w`. (The compressor's
+/// memory is checked against the address space left first, as the
+/// decompressor's.)
 #[cfg(feature = "gzip")]
 pub(crate) fn compress(
     w: &mut dyn Write,
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
+    crate::memory::check_address_space(&format!("compressing {}", path.display()), DEFLATE_BYTES)?;
     let mut enc = flate2::write::GzEncoder::new(w, flate2::Compression::default());
     fill(&mut enc)?;
     enc.finish().map_err(|e| Error::io(path, e))?;

@@ -329,10 +329,7 @@ fn read_stream<R: Read>(mut r: R, path: &Path, total: Option<u64>, limit: u64) -
         nbytes.saturating_mul(copies),
     )?;
     // Raw: the bytes are known to be present. Gzip: grow with the real data.
-    let mut buf = Vec::with_capacity(if compressed { len.min(1 << 24) } else { len });
-    r.take(nbytes)
-        .read_to_end(&mut buf)
-        .map_err(|e| read_err(path, compressed, e))?;
+    let buf = read_data(r, path, compressed, len)?;
     if buf.len() < len {
         return Err(err(
             path,
@@ -350,24 +347,58 @@ fn read_stream<R: Read>(mut r: R, path: &Path, total: Option<u64>, limit: u64) -
     }
     Ok(IdxArray {
         dims,
-        data: from_be(code, buf),
+        data: from_be(code, buf, path)?,
     })
 }
 
-fn from_be(code: u8, buf: Vec<u8>) -> IdxData {
-    fn conv<T: Default + Clone>(buf: &[u8], size: usize, f: fn(&[u8], &mut [T])) -> Vec<T> {
-        let mut out = vec![T::default(); buf.len() / size];
-        f(buf, &mut out);
-        out
+/// The elements of `buf`, converted from big-endian (into a buffer
+/// reserved fallibly, for the wider types).
+/// Reads up to `len` bytes of data from `r` (fewer only at its end), into
+/// a buffer reserved fallibly as it grows: raw data at once, gzip data 16 MB
+/// at a time and then doubling, as the real data comes (`read_to_end` would
+/// grow it infallibly).
+fn read_data(r: &mut dyn Read, path: &Path, compressed: bool, len: usize) -> Result<Vec<u8>> {
+    let what = format!("reading {}", path.display());
+    let first = if compressed { len.min(1 << 24) } else { len };
+    let mut buf: Vec<u8> = crate::memory::try_with_capacity(&what, first)?;
+    while buf.len() < len {
+        let start = buf.len();
+        if start == buf.capacity() {
+            let more = start.min(len - start);
+            buf.try_reserve_exact(more)
+                .map_err(|_| crate::memory::refused(&what, (start + more) as u64))?;
+        }
+        let end = buf.capacity().min(len);
+        buf.resize(end, 0);
+        let n = fill(r, &mut buf[start..end], path, compressed)?;
+        buf.truncate(start + n);
+        if start + n < end {
+            break;
+        }
     }
-    match code {
+    Ok(buf)
+}
+
+fn from_be(code: u8, buf: Vec<u8>, path: &Path) -> Result<IdxData> {
+    fn conv<T: Default + Clone>(
+        buf: &[u8],
+        size: usize,
+        f: fn(&[u8], &mut [T]),
+        path: &Path,
+    ) -> Result<Vec<T>> {
+        let what = format!("reading {}", path.display());
+        let mut out = crate::memory::try_vec(&what, buf.len() / size, T::default())?;
+        f(buf, &mut out);
+        Ok(out)
+    }
+    Ok(match code {
         0x08 => IdxData::U8(buf),
         0x09 => IdxData::I8(buf.into_iter().map(|b| b as i8).collect()),
-        0x0B => IdxData::I16(conv(&buf, 2, BigEndian::read_i16_into)),
-        0x0C => IdxData::I32(conv(&buf, 4, BigEndian::read_i32_into)),
-        0x0D => IdxData::F32(conv(&buf, 4, BigEndian::read_f32_into)),
-        _ => IdxData::F64(conv(&buf, 8, BigEndian::read_f64_into)),
-    }
+        0x0B => IdxData::I16(conv(&buf, 2, BigEndian::read_i16_into, path)?),
+        0x0C => IdxData::I32(conv(&buf, 4, BigEndian::read_i32_into, path)?),
+        0x0D => IdxData::F32(conv(&buf, 4, BigEndian::read_f32_into, path)?),
+        _ => IdxData::F64(conv(&buf, 8, BigEndian::read_f64_into, path)?),
+    })
 }
 
 /// Checks `a` for what the format can hold, before anything is written.

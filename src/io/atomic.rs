@@ -390,6 +390,9 @@ where
         path: tmp.clone(),
         armed: true,
     };
+    // (Its buffer is allocated infallibly: checked against the address
+    // space left first.)
+    crate::memory::check_address_space(&format!("writing {}", path.display()), 1 << 20)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     fill(&mut w)?;
     let file = w

@@ -47,8 +47,9 @@ pub fn open_regular(path: &Path) -> Result<(File, u64)> {
 /// bytes (`what` names the format in the message).
 ///
 /// # Errors
-/// As [`open_regular`]; [`Error::Io`] for a file over the limit, one whose
-/// buffer cannot be allocated, or a failed read.
+/// As [`open_regular`]; [`Error::Io`] for a file over the limit or a failed
+/// read; [`Error::Value`] ([`crate::memory::refused`]) for one whose buffer
+/// the system refuses.
 pub fn read_capped(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     let (f, len) = open_regular(path)?;
     let too_long = |len: u64| {
@@ -63,13 +64,9 @@ pub fn read_capped(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     }
     let mut bytes = Vec::new();
     let want = usize::try_from(len).map_err(|_| too_long(len))?;
-    bytes.try_reserve_exact(want).map_err(|_| {
-        refuse(
-            path,
-            io::ErrorKind::OutOfMemory,
-            format!("cannot allocate {len} bytes to read it"),
-        )
-    })?;
+    bytes
+        .try_reserve_exact(want)
+        .map_err(|_| crate::memory::refused(&format!("reading {}", path.display()), len))?;
     f.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(path, e))?;

@@ -230,8 +230,8 @@ impl SafeTensors {
             .into_iter()
             .map(|(begin, end, name, dtype, shape)| {
                 let raw = &buffer[begin..end];
-                Tensor {
-                    data: decode(dtype, raw),
+                Ok(Tensor {
+                    data: decode(dtype, raw, path, &name)?,
                     beyond_f32: match dtype {
                         Dtype::F64 => raw
                             .chunks_exact(8)
@@ -243,9 +243,9 @@ impl SafeTensors {
                     name,
                     shape,
                     dtype,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(SafeTensors { tensors, metadata })
     }
 
@@ -343,24 +343,23 @@ fn usize_list(v: Option<&Value>, what: &str) -> std::result::Result<Vec<usize>, 
         .collect()
 }
 
-fn decode(dtype: Dtype, raw: &[u8]) -> Vec<f32> {
+/// The values of a tensor's bytes `raw`, in a buffer reserved fallibly (a
+/// refused one is an error naming the tensor and `path`).
+fn decode(dtype: Dtype, raw: &[u8], path: &Path, name: &str) -> Result<Vec<f32>> {
+    fn values<const N: usize>(raw: &[u8], what: &str, f: fn([u8; N]) -> f32) -> Result<Vec<f32>> {
+        let mut out = crate::memory::try_with_capacity(what, raw.len() / N)?;
+        out.extend(
+            raw.chunks_exact(N)
+                .map(|c| f(c.try_into().expect("N bytes"))),
+        );
+        Ok(out)
+    }
+    let what = format!("reading tensor {name:?} of {}", path.display());
     match dtype {
-        Dtype::F32 => raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
-            .collect(),
-        Dtype::F64 => raw
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32)
-            .collect(),
-        Dtype::F16 => raw
-            .chunks_exact(2)
-            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-            .collect(),
-        Dtype::BF16 => raw
-            .chunks_exact(2)
-            .map(|c| bf16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-            .collect(),
+        Dtype::F32 => values(raw, &what, f32::from_le_bytes),
+        Dtype::F64 => values(raw, &what, |c| f64::from_le_bytes(c) as f32),
+        Dtype::F16 => values(raw, &what, |c| f16_to_f32(u16::from_le_bytes(c))),
+        Dtype::BF16 => values(raw, &what, |c| bf16_to_f32(u16::from_le_bytes(c))),
     }
 }
 

@@ -61,7 +61,15 @@ fn encode(path: &Path, w: usize, h: usize, color: png::ColorType, data: &[u8]) -
     if w == 0 || h == 0 {
         return Err(Error::shape("PNG", "a non-empty image", format!("{w}x{h}")));
     }
-    let mut out = Vec::new();
+    // The encoder's own allocations are not fallible (a refused one ends
+    // the process in the deflate code): what it will need is checked
+    // against the address space left first (it is no buffer the budget
+    // counts), and the file's buffer is reserved fallibly at its largest size.
+    let row = data.len() / h;
+    let bound = deflate_bound(data.len().saturating_add(h));
+    let what = format!("encoding the PNG {}", path.display());
+    crate::memory::check_address_space(&what, encoder_bytes(row, bound))?;
+    let mut out = crate::memory::try_with_capacity(&what, bound.saturating_add(PNG_OVERHEAD))?;
     let as_io = |e: png::EncodingError| Error::io(path, std::io::Error::other(e.to_string()));
     let mut enc = png::Encoder::new(&mut out, w32, h32);
     enc.set_color(color);
@@ -70,4 +78,28 @@ fn encode(path: &Path, w: usize, h: usize, color: png::ColorType, data: &[u8]) -
     writer.write_image_data(data).map_err(as_io)?;
     writer.finish().map_err(as_io)?;
     Ok(out)
+}
+
+/// Bytes of a PNG file beside its compressed data, with room to spare: the
+/// signature, header and end chunks, and the headers of the data chunks.
+const PNG_OVERHEAD: usize = 1 << 12;
+
+/// The most bytes deflate makes of `n` bytes (zlib's `deflateBound`, with
+/// the zlib header and checksum and room to spare).
+fn deflate_bound(n: usize) -> usize {
+    n.saturating_add(n >> 10).saturating_add(64)
+}
+
+/// Bytes the encoder allocates beside the image for rows of `row` bytes and
+/// at most `bound` bytes of compressed data: deflate's state at the default
+/// level (window, hash chains and symbol buffer, about 270 kB; 1 MB is
+/// counted), two rows (the previous and the filtered), the compressed data
+/// as its buffer grows (up to twice its size while it is copied) and the
+/// file's bytes.
+fn encoder_bytes(row: usize, bound: usize) -> u64 {
+    let rows = 2 * row as u64 + 2;
+    (1u64 << 20)
+        .saturating_add(rows)
+        .saturating_add((bound as u64).saturating_mul(3))
+        .saturating_add(PNG_OVERHEAD as u64)
 }

@@ -497,6 +497,7 @@ pub fn evaluate_rows_of(
     of: Option<&str>,
 ) -> Result<(LossParts, CodeStats)> {
     crate::parallel::start_global_pool(None)?;
+    crate::kernels::gemm::reserve_pack_buffers_outside_pool()?;
     let cfg = model.config();
     if rows.dim() != cfg.input {
         return Err(Error::shape(

@@ -232,7 +232,7 @@ impl<T: Real> Trainer<T> {
         let path = TopkPath::active();
         let (n, sizes) = (model.params.len(), parts(cfg, batch, path));
         let held = check_step_memory(cfg, n, batch, path, &opt, std::mem::size_of::<T>())?;
-        crate::kernels::gemm::reserve_pack_buffers();
+        crate::kernels::gemm::reserve_pack_buffers()?;
         // Sized by the first noisy step, to the input it is given.
         let noisy = Vec::new();
         let col_scratch = match cfg.sae.unit_norm_decoder {

@@ -1492,7 +1492,7 @@ pub fn info() -> Result<ExitCode> {
             sparse_ae::kernels::elementwise::adam_summary(Isa::active())
         ),
         format!("threads: {}", sparse_ae::parallel::threads_summary()),
-        format!("round trip between two threads: {}", round_trip_text()),
+        format!("round trip between two threads: {}", round_trip_text()?),
     ];
     out(&lines.join("\n"))?;
     // A path SPARSE_AE_REQUIRE_ISA lists but this machine cannot run fails
@@ -1505,16 +1505,16 @@ pub fn info() -> Result<ExitCode> {
 
 /// [`sparse_ae::parallel::round_trip`] for `info`: how far apart two
 /// threads' CPUs are now.
-fn round_trip_text() -> String {
+fn round_trip_text() -> Result<String> {
     use sparse_ae::parallel::{ROUND_TRIP_ROUNDS, ROUND_TRIP_TRIPS, round_trip};
-    match round_trip() {
+    Ok(match round_trip()? {
         Some(d) => format!(
             "{} ns (best of {ROUND_TRIP_ROUNDS} rounds of up to {ROUND_TRIP_TRIPS})",
             d.as_nanos()
         ),
         None if sparse_ae::parallel::cpus() < 2 => "none (one CPU)".to_string(),
         None => "none came back (the two threads shared one CPU)".to_string(),
-    }
+    })
 }
 
 /// How a step computes its batch, for `train`'s first line: in

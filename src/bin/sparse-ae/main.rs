@@ -61,12 +61,18 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if let Err(e) = sparse_ae::parallel::start_global_pool(cli.threads) {
-        let hint = match cli.threads {
-            Some(_) => "",
-            None => " (or give --threads N)",
-        };
-        note!("error: {e}{hint}");
-        return ExitCode::from(2);
+        // A bad thread count is a usage error; threads the system will not
+        // start are a failure, as any other refused resource.
+        if let sparse_ae::Error::Config { .. } = e {
+            let hint = match cli.threads {
+                Some(_) => "",
+                None => " (or give --threads N)",
+            };
+            note!("error: {e}{hint}");
+            return ExitCode::from(2);
+        }
+        note!("error: {e}");
+        return ExitCode::FAILURE;
     }
     let result = match cli.command {
         Command::Train(a) => commands::train(*a),

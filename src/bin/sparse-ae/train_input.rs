@@ -230,13 +230,17 @@ impl Input {
     fn memory(path: &Path, limit: Option<usize>) -> Result<Input> {
         // The two splits decode in parallel.
         let (train, test) = std::thread::scope(|sc| {
-            let test = sc.spawn(|| data::load_from(path, limit, SplitArg::Test));
+            let test = std::thread::Builder::new()
+                .spawn_scoped(sc, || data::load_from(path, limit, SplitArg::Test))
+                .map_err(|e| {
+                    sparse_ae::parallel::thread_refused("a thread to read the test split", &e)
+                })?;
             let train = data::load_from(path, limit, SplitArg::Train);
-            (
+            Ok::<_, Error>((
                 train,
                 test.join().expect("the loading thread does not panic"),
-            )
-        });
+            ))
+        })?;
         Ok(Input::Memory {
             train: train?,
             test: Some(test?),

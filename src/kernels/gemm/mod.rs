@@ -883,16 +883,48 @@ const RESERVED_FLOATS: usize = params::AVX512.mc * params::AVX512.kc + 16;
 
 /// Allocates the pack buffers of every thread of the current rayon pool
 /// (and of the calling thread) now, at their full size, so that no later
-/// product allocates — whichever thread happens to run it.
-pub fn reserve_pack_buffers() {
+/// product allocates — whichever thread happens to run it. Each thread's
+/// pair (a few MB, not counted in the memory budget) is first checked
+/// against the address space left, so that a limit too tight for them is an
+/// error, not an abort in the first product. (They are allocated zeroed, so
+/// that their pages are touched only when used, which only an infallible
+/// allocation does without `unsafe`.)
+///
+/// # Errors
+/// As [`crate::memory::check_address_space`].
+pub fn reserve_pack_buffers() -> crate::Result<()> {
+    const WHAT: &str = "a thread's packing buffers for the matrix products";
     let touch = || {
         with_buffers(|a, b| {
-            aligned(a, RESERVED_FLOATS - 16);
-            aligned(b, RESERVED_FLOATS - 16);
+            let short = |v: &Vec<f32>| v.len() < RESERVED_FLOATS;
+            let want = (short(a) as usize + short(b) as usize) * RESERVED_FLOATS;
+            if want == 0 {
+                return Ok(());
+            }
+            crate::memory::check_address_space(WHAT, crate::memory::f32_bytes(want))?;
+            for v in [a, b] {
+                aligned(v, RESERVED_FLOATS - 16);
+            }
+            Ok(())
         })
     };
-    rayon::broadcast(|_| touch());
-    touch();
+    rayon::broadcast(|_| touch())
+        .into_iter()
+        .collect::<crate::Result<()>>()?;
+    touch()
+}
+
+/// [`reserve_pack_buffers`] when called from outside a rayon pool (the
+/// evaluation and inference entry points, which also run inside a training
+/// loop whose trainer reserved them already).
+///
+/// # Errors
+/// As [`reserve_pack_buffers`].
+pub fn reserve_pack_buffers_outside_pool() -> crate::Result<()> {
+    match rayon::current_thread_index() {
+        Some(_) => Ok(()),
+        None => reserve_pack_buffers(),
+    }
 }
 
 thread_local! {
