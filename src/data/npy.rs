@@ -8,7 +8,9 @@
 //! allocated.
 //!
 //! Element types ([`Dtype`]), all widened to `f32`: `f2`, `f4`, `f8` in
-//! either byte order (`<`/`>`; f8 rounds to nearest), `i1`, `u1` (pixels,
+//! either byte order (`<`/`>`, or `=` the machine's, as are NumPy's names
+//! `float32`, `float64`, `float16`, `uint8`, `int8`, which `np.load` takes
+//! too; f8 rounds to nearest), `i1`, `u1` (pixels,
 //! scaled by 1/255 into [0, 1] as IDX bytes are, and as the Python module
 //! scales uint8 arrays), and bfloat16. NumPy has no bfloat16 of its own: `np.save` of an
 //! `ml_dtypes.bfloat16` array (JAX, TensorFlow, Keras) writes the descr
@@ -141,9 +143,22 @@ fn parse_descr(s: &str) -> std::result::Result<(Dtype, bool), String> {
     if s == "bfloat16" {
         return Ok((Dtype::Bf16, false));
     }
+    // NumPy's names of the types (`np.load` takes them; `np.save` writes
+    // codes), in the machine's byte order, as `=` says.
+    let native = cfg!(target_endian = "big");
+    let named = [
+        ("float32", Dtype::F32),
+        ("float64", Dtype::F64),
+        ("float16", Dtype::F16),
+        ("uint8", Dtype::U8),
+        ("int8", Dtype::I8),
+    ];
+    if let Some(&(_, dtype)) = named.iter().find(|(n, _)| *n == s) {
+        return Ok((dtype, native));
+    }
     let b = s.as_bytes();
     let (order, rest) = match b.first() {
-        Some(c @ (b'<' | b'>' | b'|')) => (*c, &b[1..]),
+        Some(c @ (b'<' | b'>' | b'|' | b'=')) => (*c, &b[1..]),
         _ => return Err(format!("dtype {s:?} has no byte-order mark")),
     };
     let Some(&(_, dtype, _, bar_too)) = DESCRS.iter().find(|d| d.0 == rest) else {
@@ -154,6 +169,7 @@ fn parse_descr(s: &str) -> std::result::Result<(Dtype, bool), String> {
     };
     match order {
         b'|' if !bar_too => Err(format!("dtype {s:?} needs a byte order '<' or '>'")),
+        b'=' => Ok((dtype, native)),
         _ => Ok((dtype, order == b'>')),
     }
 }
@@ -654,7 +670,7 @@ mod tests {
 
     #[test]
     fn reads_other_dtypes() {
-        let cases: [(&str, Vec<u8>, f32); 11] = [
+        let cases: [(&str, Vec<u8>, f32); 15] = [
             ("<f8", 2.5f64.to_le_bytes().to_vec(), 2.5),
             (">f8", (-0.75f64).to_be_bytes().to_vec(), -0.75),
             // bfloat16 as np.save writes ml_dtypes.bfloat16, and as named.
@@ -667,6 +683,12 @@ mod tests {
             (">f2", vec![0xc0, 0x00], -2.0),
             ("|u1", vec![200], 200.0 * (1.0 / 255.0)),
             ("|i1", vec![0xff], -1.0),
+            // The machine's order ('=') and NumPy's names, which np.load
+            // takes too.
+            ("=f4", 1.25f32.to_ne_bytes().to_vec(), 1.25),
+            ("float32", (-0.5f32).to_ne_bytes().to_vec(), -0.5),
+            ("float64", 2.5f64.to_ne_bytes().to_vec(), 2.5),
+            ("uint8", vec![255], 1.0),
         ];
         for (descr, body, want) in cases {
             let h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (1,), }}\n");
