@@ -514,6 +514,40 @@ fn resume_refuses_flags_it_cannot_honour() {
     ]);
     ok(&args);
     assert!(out.exists());
+    // A batch larger than the data was cut to the data's size: the same
+    // command again with --resume gives the same batch (it was refused as
+    // differing from the checkpoint's), another one that cuts to it too,
+    // and one that does not is refused.
+    let big = data.join("big.safetensors");
+    let first = [
+        "train",
+        "--preset",
+        "shallow",
+        "--data",
+        s(&data),
+        "--batch-size",
+        "1000000",
+        "--epochs",
+        "1",
+        "--checkpoint",
+        s(&big),
+        "--out",
+        s(&out),
+        "-q",
+    ];
+    ok(&first);
+    let again = |batch: &'static str| {
+        let mut args = base.to_vec();
+        args[2] = s(&big);
+        args.extend(["--batch-size", batch, "--epochs", "2"]);
+        args
+    };
+    ok(&again("1000000"));
+    ok(&again("999999"));
+    has(
+        &fails(&again("2")),
+        &["--batch-size", "2 differs from the checkpoint's"],
+    );
 }
 
 /// A preset built for another width says so in the first line, and the

@@ -233,8 +233,8 @@ fn check_train_flags(a: &TrainArgs) -> Result<()> {
 /// than batches to accumulate (or none) it stays `asked`, and the training
 /// loop refuses it by name.
 fn batch_for_data(asked: usize, accumulate: usize, n: usize) -> usize {
-    let fits = n / accumulate.max(1);
-    if asked.saturating_mul(accumulate) <= n || fits == 0 {
+    let fits = batch_fitting(asked, accumulate, n);
+    if fits == asked {
         return asked;
     }
     let samples = if n == 1 { "sample" } else { "samples" };
@@ -248,8 +248,16 @@ fn batch_for_data(asked: usize, accumulate: usize, n: usize) -> usize {
     fits
 }
 
-/// Refuses a flag of `train` that a resumed run cannot honour: one that
-/// differs from what the checkpoint continues with.
+/// The batch size [`batch_for_data`] trains with, without its note.
+fn batch_fitting(asked: usize, accumulate: usize, n: usize) -> usize {
+    let fits = n / accumulate.max(1);
+    if asked.saturating_mul(accumulate) <= n || fits == 0 {
+        asked
+    } else {
+        fits
+    }
+}
+
 /// What every rank of a data-parallel job must agree on (see
 /// [`dist::agree_on`]): the version, the kernel path (paths differ in their
 /// last bits), the model and its parameters (the seed, `--init` or the
@@ -362,7 +370,17 @@ fn check_resume_left(t: &Trainer<f32>, n_train: usize, opts: &FitOptions, ck: &P
     ))
 }
 
-fn check_resume_flags(a: &TrainArgs, t: &Trainer<f32>, opts: &FitOptions) -> Result<()> {
+/// Refuses a flag of `train` that a resumed run cannot honour: one that
+/// differs from what the checkpoint continues with. A `--batch-size` is
+/// compared as a new run on the checkpoint's `train_samples` would have
+/// cut it (the command that made the checkpoint, repeated with
+/// `--resume`, gave a batch larger than the data).
+fn check_resume_flags(
+    a: &TrainArgs,
+    t: &Trainer<f32>,
+    opts: &FitOptions,
+    train_samples: Option<usize>,
+) -> Result<()> {
     let differs = |flag: &str, given: String, kept: String| {
         Err(Error::config(
             flag,
@@ -372,7 +390,7 @@ fn check_resume_flags(a: &TrainArgs, t: &Trainer<f32>, opts: &FitOptions) -> Res
         ))
     };
     if let Some(b) = a.batch_size
-        && b != t.batch()
+        && train_samples.map_or(b, |n| batch_fitting(b, t.accumulate(), n)) != t.batch()
     {
         return differs("--batch-size", b.to_string(), t.batch().to_string());
     }
@@ -851,7 +869,8 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
                 .str_at("shuffle_seed")?
                 .parse()
                 .map_err(|_| Error::config("sparse_ae.fit.shuffle_seed", "not a number"))?;
-            check_resume_flags(a, &t, &opts)?;
+            let kept = crate::train_input::resumed(&fit)?;
+            check_resume_flags(a, &t, &opts, kept.train_samples)?;
             if !a.quiet {
                 note!("resuming {} at step {}", ck.display(), t.steps());
             }
@@ -859,7 +878,7 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
                 .get(METRICS_ROW)
                 .and_then(|v| v.as_str())
                 .map(String::from);
-            Some((t, crate::train_input::resumed(&fit)?))
+            Some((t, kept))
         }
         None => None,
     };
