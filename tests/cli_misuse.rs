@@ -1006,7 +1006,8 @@ fn a_failed_metrics_write_leaves_the_file_whole() {
     // Whole rows ending 20 bytes short of the limit: the next row crosses it.
     let header = sparse_ae::train::EpochMetrics::CSV_HEADER;
     let row = format!("{}\n", vec!["0"; header.split(',').count()].join(","));
-    let blocks = (header.len() + 1 + 3 * row.len()) / unit + 1;
+    // At least 8 KiB: room for a checkpoint of the tiny model below.
+    let blocks = ((header.len() + 1 + 3 * row.len()) / unit + 1).max(8192 / unit);
     let room = blocks * unit - 20 - (header.len() + 1);
     let full = room / row.len() - 1;
     let last = format!("{}{row}", "0".repeat(room - full * row.len() - row.len()));
@@ -1032,6 +1033,23 @@ fn a_failed_metrics_write_leaves_the_file_whole() {
     assert!(e.contains("m.csv") && !e.contains("panicked"), "{e}");
     assert_eq!(std::fs::read_to_string(&csv).unwrap(), text);
     assert_eq!(snapshot(&dir), before, "{e}");
+
+    // With a checkpoint, the epoch's checkpoint is saved all the same (it
+    // was not: a row that could not be added lost the run's training), and
+    // the error names it.
+    let ck = dir.join("ck.st");
+    let mut with_ck = args.clone();
+    with_ck.extend(["--checkpoint", s_static(ck.clone())]);
+    let o = common::run_limited(Some(blocks), &with_ck);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("m.csv") && e.contains(&format!("the last good checkpoint is {}", s(&ck))),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&csv).unwrap(), text);
+    assert!(std::fs::metadata(&ck).unwrap().len() < (blocks * unit) as u64);
+    std::fs::remove_file(&ck).unwrap();
 
     // Without the limit, the row is added.
     ok(&args);

@@ -626,18 +626,23 @@ fn train_on(mut a: TrainArgs, comm: &mut (dyn Collective<f32> + Send)) -> Result
             // run resumed from it drops the rows written after it (those
             // of epochs whose checkpoint was never saved) and writes them
             // again; a row is never missing from a checkpoint's epochs.
-            // Whole writes only, if mpirun ends the job meanwhile.
+            // Whole writes only, if mpirun ends the job meanwhile. A row
+            // that cannot be added still leaves the epoch's checkpoint
+            // (without the row), so the failure that ends the run loses no
+            // training.
             let mut written = crate::ended::written();
             let row = a.metrics.as_ref().map(|p| crate::metrics_file::row(p, m));
-            if let (Some(p), Some(r)) = (&a.metrics, &row) {
-                crate::metrics_file::append(p, r)?;
-            }
+            let appended = match (&a.metrics, &row) {
+                (Some(p), Some(r)) => crate::metrics_file::append(p, r),
+                _ => Ok(()),
+            };
             if let Some(p) = &a.checkpoint {
-                save_checkpoint(p, t, &with_metrics_row(&fit_meta, row.as_deref()))?;
+                let kept = row.as_deref().filter(|_| appended.is_ok());
+                save_checkpoint(p, t, &with_metrics_row(&fit_meta, kept))?;
                 saved.store(true, std::sync::atomic::Ordering::Relaxed);
                 written.checkpoint = Some((p.clone(), t.steps()));
             }
-            Ok(())
+            appended
         }),
     );
     let result = input.fit(&mut trainer, scale, &opts, &mut obs, comm);
