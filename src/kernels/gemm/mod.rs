@@ -914,17 +914,23 @@ pub fn reserve_pack_buffers() -> crate::Result<()> {
     touch()
 }
 
-/// [`reserve_pack_buffers`] when called from outside a rayon pool (the
-/// evaluation and inference entry points, which also run inside a training
-/// loop whose trainer reserved them already).
+/// For the evaluation and inference entry points: checks that the address
+/// space left holds a pair of packing buffers for every thread of the pool
+/// and the calling one (the products allocate them, infallibly, on first
+/// use), so that a limit too tight for them is an error, not an abort.
+/// Nothing is allocated and no pool thread is waited for: an evaluation
+/// may run while a pool thread is blocked (a Python callback inside `fit`
+/// waiting for another thread's `encode`), and a broadcast to every thread
+/// would wait for it for ever.
 ///
 /// # Errors
-/// As [`reserve_pack_buffers`].
-pub fn reserve_pack_buffers_outside_pool() -> crate::Result<()> {
-    match rayon::current_thread_index() {
-        Some(_) => Ok(()),
-        None => reserve_pack_buffers(),
-    }
+/// As [`crate::memory::check_address_space`].
+pub fn check_room_for_pack_buffers() -> crate::Result<()> {
+    let threads = rayon::current_num_threads() + 1;
+    crate::memory::check_address_space(
+        "the threads' packing buffers for the matrix products",
+        crate::memory::f32_bytes(threads * 2 * RESERVED_FLOATS),
+    )
 }
 
 thread_local! {
