@@ -630,13 +630,14 @@ impl PyAutoencoder {
         } else {
             batch_size
         };
-        let mut trainer = Trainer::new(
-            model,
-            opt,
-            batch_size,
-            noise_seed.unwrap_or(seed ^ 0x5eed_5eed),
-        )
-        .py_err()?;
+        // Without the GIL: making a trainer waits for every thread of the
+        // pool (each reserves its packing buffers), and one may be running
+        // another fit's loop, whose callbacks take the GIL: holding it here
+        // deadlocked two threads' fits.
+        let noise_seed = noise_seed.unwrap_or(seed ^ 0x5eed_5eed);
+        let mut trainer = py
+            .detach(|| Trainer::new(model, opt, batch_size, noise_seed))
+            .py_err()?;
         let opts = FitOptions {
             epochs,
             max_steps: None,

@@ -164,3 +164,42 @@ def test_a_callback_whose_on_epoch_end_cannot_be_called_is_refused_first():
         m.fit(x, epochs=2, batch_size=50, callbacks=[C()], verbose=False)
     for k, v in before.items():
         np.testing.assert_array_equal(m.state_dict()[k], v, err_msg=k)
+
+
+def test_two_threads_fit_two_models_at_once():
+    # A fit's loop runs on a thread of the pool and takes the GIL for its
+    # callbacks; a second thread's fit made its trainer (which waits for
+    # every pool thread) holding the GIL: each waited for the other for
+    # ever. Run in a subprocess, so that a hang is a timeout, not a hung
+    # suite.
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import threading, time
+        import numpy as np
+        import sparse_ae
+        x = np.random.default_rng(0).random((64, 16), dtype=np.float32)
+        a = sparse_ae.Autoencoder.preset("shallow", input=16, seed=1)
+        b = sparse_ae.Autoencoder.preset("shallow", input=16, seed=2)
+        go = threading.Event()
+        def other():
+            go.wait()
+            b.fit(x, epochs=2, batch_size=8, verbose=False)
+        t = threading.Thread(target=other)
+        t.start()
+        def cb(epoch, logs):
+            if epoch == 0:
+                go.set()
+                time.sleep(0.5)  # b's fit makes its trainer meanwhile
+        a.fit(x, epochs=3, batch_size=8, callbacks=[cb], verbose=False)
+        t.join()
+        print("both fits ended")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0 and "both fits ended" in out.stdout, out.stderr
