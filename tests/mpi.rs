@@ -294,6 +294,70 @@ fn checkpoints_resume_under_any_number_of_ranks() {
     }
 }
 
+/// A job stopped inside an epoch and resumed (under other rank counts)
+/// writes the metrics rows of a job never stopped: the losses and the
+/// counts exactly; the code's mean activations (the ρ̂ columns) are sums
+/// over ranks, rounded in another order.
+#[test]
+fn a_job_resumed_inside_an_epoch_writes_the_rows_of_one_never_stopped() {
+    let dir = common::temp_dir("mpi_resume_inside");
+    let data = data(&dir);
+    let model: &[&str] = &["--preset", "sparse-kl"];
+    let base = ["--batch-size", "24", "--micro-batches", "8"];
+    let rows = |p: &Path| -> Vec<Vec<String>> {
+        let text = std::fs::read_to_string(p).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let exact = |k: &&str| {
+            !["samples_per_sec", "seconds", "one_thread_steps"].contains(k)
+                && !k.starts_with("rho_hat")
+        };
+        lines
+            .map(|l| {
+                header
+                    .iter()
+                    .zip(l.split(','))
+                    .filter(|(k, _)| exact(k))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect()
+            })
+            .collect()
+    };
+    let whole = dir.join("whole.csv");
+    let m = dir.join("m.csv");
+    let ck = dir.join("ck.st");
+    let metrics = |p: &Path, more: &[&str]| -> Vec<String> {
+        [&base[..], &["--metrics", s(p)], more]
+            .concat()
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let run = |ranks: usize, args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let model = if args.contains(&"--resume") {
+            &[][..]
+        } else {
+            model
+        };
+        train(ranks, &data, &dir.join("out.st"), model, &args);
+    };
+    run(2, metrics(&whole, &["--epochs", "3"]));
+    // 8 steps an epoch: stopped at step 3 of epoch 2 under 2 ranks, then
+    // at step 6 of it under 4, then resumed to the end in the plain process.
+    run(
+        2,
+        metrics(
+            &m,
+            &["--epochs", "3", "--steps", "11", "--checkpoint", s(&ck)],
+        ),
+    );
+    let resume = ["--resume", s(&ck), "--checkpoint", s(&ck), "--epochs", "3"];
+    run(4, metrics(&m, &[&resume[..], &["--steps", "14"]].concat()));
+    run(0, metrics(&m, &resume));
+    assert_eq!(rows(&m), rows(&whole));
+}
+
 /// Waits for `job` (its stderr piped) to end, at most `secs` seconds (then
 /// kills it and fails with `hung`); its status and stderr.
 fn finish(

@@ -17,6 +17,27 @@ fn trainer(name: &str) -> Trainer<f32> {
     Trainer::new(model, OptimizerConfig::default(), 8, 4).unwrap()
 }
 
+/// An epoch's record without what measures time, exactly (every f64 in
+/// its shortest round-trip form).
+fn record(m: &EpochMetrics) -> String {
+    format!(
+        "{} {} {:?} {:?} {:?} {} {} {:?} {} {} {:?} {:?} {:?}",
+        m.epoch,
+        m.step,
+        m.train,
+        m.test,
+        m.l0,
+        m.dead_units,
+        m.code_units,
+        m.dead_fraction,
+        m.dead_window_units,
+        m.window_full,
+        m.rho,
+        m.mean_activation,
+        m.firing_rate
+    )
+}
+
 #[test]
 fn resume_mid_epoch_is_bit_identical() {
     let dir = common::temp_dir("resume");
@@ -30,7 +51,7 @@ fn resume_mid_epoch_is_bit_identical() {
     };
     for name in ["denoising", "sparse-kl", "sparse-l1"] {
         let mut straight = trainer(name);
-        fit(&mut straight, samples, None, &opts, &mut Silent).unwrap();
+        let straight_records = fit(&mut straight, samples, None, &opts, &mut Silent).unwrap();
         assert_eq!(straight.steps(), 3 * 12);
 
         let mut first = trainer(name);
@@ -38,14 +59,27 @@ fn resume_mid_epoch_is_bit_identical() {
             max_steps: Some(17),
             ..opts.clone()
         };
-        fit(&mut first, samples, None, &stop, &mut Silent).unwrap();
+        let before = fit(&mut first, samples, None, &stop, &mut Silent).unwrap();
         assert_eq!(first.steps(), 17);
         let ck = dir.join(format!("{name}.ck.safetensors"));
         save_checkpoint(&ck, &first, &Value::Null).unwrap();
         drop(first);
         let (mut resumed, _) = load_checkpoint(&ck).unwrap();
-        fit(&mut resumed, samples, None, &opts, &mut Silent).unwrap();
+        let after = fit(&mut resumed, samples, None, &opts, &mut Silent).unwrap();
         assert_eq!(resumed.steps(), straight.steps());
+        // The records: epoch 1, epoch 2 over its first 5 steps, then
+        // (resumed) epoch 2 over all 12 and epoch 3, as in the run never
+        // stopped.
+        let records: Vec<String> = before.iter().chain(&after).map(record).collect();
+        let want: Vec<String> = straight_records.iter().map(record).collect();
+        assert_eq!(records.len(), 4, "{name}");
+        assert_eq!(records[0], want[0], "{name}");
+        assert_ne!(records[1], want[1], "{name}: epoch 2 stopped after 5 steps");
+        assert_eq!(
+            records[2..],
+            want[1..],
+            "{name}: the resumed epochs' records"
+        );
         let same = resumed
             .model
             .params

@@ -180,3 +180,83 @@ fn a_resumed_run_writes_each_epochs_row_once() {
         assert_eq!(std::fs::read(&m).unwrap(), before);
     }
 }
+
+#[test]
+fn a_run_resumed_inside_an_epoch_writes_that_epochs_row_over_all_its_steps() {
+    let dir = setup("resume-metrics-inside");
+    let (c, x) = (dir.join("c.json"), dir.join("x.npy"));
+    let args = |extra: &[&str]| -> Vec<String> {
+        ["train", "--data", s(&x), "--batch-size", "4", "-q"]
+            .iter()
+            .chain(extra)
+            .map(|a| a.to_string())
+            .collect()
+    };
+    for ext in ["csv", "jsonl"] {
+        let reference = dir.join(format!("ref.{ext}"));
+        let m = dir.join(format!("m.{ext}"));
+        let ck = dir.join(format!("ck-{ext}.st"));
+        let out = dir.join(format!("out-{ext}.st"));
+        let (m_, ck_, out_, ref_) = (s(&m), s(&ck), s(&out), s(&reference));
+        ok(&args(&[
+            "--config",
+            s(&c),
+            "--epochs",
+            "3",
+            "--metrics",
+            ref_,
+            "--out",
+            out_,
+        ]));
+        // 10 steps an epoch: stopped after step 3 of epoch 2, then at step
+        // 6 of it, then resumed to the end.
+        ok(&args(&[
+            "--config",
+            s(&c),
+            "--epochs",
+            "3",
+            "--steps",
+            "13",
+            "--checkpoint",
+            ck_,
+            "--metrics",
+            m_,
+            "--out",
+            out_,
+        ]));
+        assert_eq!(epochs(&rows(&m)), ["1", "2"]);
+        let e = ok(&args(&[
+            "--epochs",
+            "3",
+            "--steps",
+            "16",
+            "--resume",
+            ck_,
+            "--checkpoint",
+            ck_,
+            "--metrics",
+            m_,
+            "--out",
+            out_,
+        ]));
+        assert!(e.contains("removed the row of the epoch"), "{e}");
+        assert_eq!(epochs(&rows(&m)), ["1", "2"]);
+        ok(&args(&[
+            "--epochs",
+            "3",
+            "--resume",
+            ck_,
+            "--checkpoint",
+            ck_,
+            "--metrics",
+            m_,
+            "--out",
+            out_,
+        ]));
+        let (got, want) = (rows(&m), rows(&reference));
+        assert_eq!(
+            got, want,
+            "{ext}: the resumed runs' rows are not the uninterrupted run's"
+        );
+    }
+}

@@ -16,7 +16,10 @@
 //! hex), `sparse_ae.dead_counters` (samples since each code unit last fired,
 //! decimal, comma-separated; see [`crate::train::dead`]; a checkpoint
 //! without it resumes with the counters at 0) and free-form `sparse_ae.fit`
-//! (the loop's own options, JSON). Values are stored as F32 bit for bit, so
+//! (the loop's own options, JSON); a checkpoint of a run stopped inside an
+//! epoch adds `sparse_ae.epoch_so_far`, the statistics of that epoch's
+//! steps so far (JSON; see [`crate::train::EpochSoFar`]), which a resumed
+//! run adds to. Values are stored as F32 bit for bit, so
 //! a resumed run continues exactly.
 //!
 //! Writes are atomic ([`crate::io::atomic`]). Loading checks every tensor's
@@ -29,12 +32,15 @@ use crate::error::{Error, Result};
 use crate::nn::{Autoencoder, ModelConfig};
 use crate::optim::{AdamConfig, Optimizer, OptimizerConfig, SgdConfig};
 use crate::rng::Rng;
-use crate::train::Trainer;
+use crate::train::{EpochSoFar, Trainer};
 use std::path::Path;
 
 const KIND: &str = "sparse_ae.kind";
 const CONFIG: &str = "sparse_ae.config";
 const INPUT_SCALE: &str = "sparse_ae.input_scale";
+/// A checkpoint's statistics of an epoch stopped inside of
+/// ([`EpochSoFar`]).
+const EPOCH_SO_FAR: &str = "sparse_ae.epoch_so_far";
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::Safetensors {
@@ -422,6 +428,13 @@ pub fn save_checkpoint(path: &Path, t: &Trainer<f32>, fit: &Value) -> Result<()>
     if let Some(k) = &accumulate {
         meta.push(("sparse_ae.accumulate", k));
     }
+    let so_far = match t.epoch_so_far() {
+        Some(s) => Some(s.to_json_value().to_json()?),
+        None => None,
+    };
+    if let Some(s) = &so_far {
+        meta.push((EPOCH_SO_FAR, s));
+    }
     safetensors::write(path, &tensors, &meta)
 }
 
@@ -572,6 +585,18 @@ pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path) -> Result<(Trainer<f32>,
         t.dead_latents_mut()
             .set_counters(&counters)
             .map_err(|e| bad_counters(&e.to_string()))?;
+    }
+    if let Some(text) = st.meta(EPOCH_SO_FAR) {
+        let bad_so_far = |why: &str| bad(path, format!("metadata `{EPOCH_SO_FAR}` {why}"));
+        let v = json::parse(text.as_bytes()).map_err(|e| bad_so_far(&e.to_string()))?;
+        let s = EpochSoFar::from_json_value(&v, &cfg).map_err(|e| bad_so_far(&e))?;
+        if s.step != step {
+            return Err(bad_so_far(&format!(
+                "is of step {}, but the checkpoint is at step {step}",
+                s.step
+            )));
+        }
+        t.set_epoch_so_far(Some(s));
     }
     Ok((t, fit))
 }

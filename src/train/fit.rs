@@ -1,7 +1,7 @@
 //! The training loop: epochs of shuffled batches, validation, metrics.
 
 use super::evaluation::{Chunks, SplitLoss};
-use super::metrics::{CodeStats, EpochMetrics, LossMean};
+use super::metrics::{CodeStats, EpochMetrics, EpochSoFar, LossMean};
 use super::samples::Samples;
 use super::source::{EpochOrder, EpochSource, Rows, Shuffled};
 use super::step::Trainer;
@@ -119,9 +119,11 @@ pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize, order: &mut
 ///
 /// A trainer that has already taken steps continues where it stopped: the
 /// epoch and the position inside it follow from its step count, so a resumed
-/// run trains a model identical to an uninterrupted one. The record of an
-/// epoch resumed from its middle covers the steps after the resume (the
-/// statistics of the steps before it are not in a checkpoint).
+/// run trains a model identical to an uninterrupted one. An epoch ended
+/// before its last step leaves its sums so far in the trainer
+/// ([`Trainer::epoch_so_far`], which a checkpoint keeps), and the run that
+/// continues the epoch adds to them: its record is the uninterrupted run's
+/// (the times aside).
 ///
 /// # Errors
 /// [`Error::Shape`] if the samples do not match the model's input,
@@ -352,9 +354,27 @@ fn fit_in_pool(
             shuffle: opts.shuffle,
             seed: opts.shuffle_seed,
         };
-        let mut loss = LossMean::default();
-        let mut code = CodeStats::for_model(&cfg);
         let first = (trainer.steps() % spe as u64) as usize;
+        // An epoch continued from its middle adds to what its steps so far
+        // summed (the code statistics on one rank only: the ranks' are
+        // summed at the end).
+        let so_far = trainer
+            .epoch_so_far()
+            .filter(|s| {
+                first > 0 && s.step == trainer.steps() && s.samples() == first as u64 * batch as u64
+            })
+            .cloned();
+        trainer.set_epoch_so_far(None);
+        let (mut loss, mut code, secs_before, one_before) = match so_far {
+            Some(s) => {
+                let code = match comm.rank() {
+                    0 => s.code,
+                    _ => CodeStats::for_model(&cfg),
+                };
+                (s.loss, code, s.seconds, s.one_thread_steps)
+            }
+            None => (LossMean::default(), CodeStats::for_model(&cfg), 0.0, 0),
+        };
         let serial_before = awake.counts().1;
         for k in first..spe {
             if opts.max_steps.is_some_and(|m| trainer.steps() >= m) {
@@ -362,6 +382,15 @@ fn fit_in_pool(
             }
             let go = obs.keep_going();
             if !shared && !go {
+                if k > 0 {
+                    trainer.set_epoch_so_far(Some(EpochSoFar {
+                        step: trainer.steps(),
+                        loss,
+                        code,
+                        seconds: secs_before + t0.elapsed().as_secs_f64(),
+                        one_thread_steps: one_before + awake.counts().1 - serial_before,
+                    }));
+                }
                 return Ok(out);
             }
             awake.beat();
@@ -385,7 +414,8 @@ fn fit_in_pool(
         if shared {
             code = code.merged(comm)?;
         }
-        let train_secs = t0.elapsed().as_secs_f64();
+        let train_secs = secs_before + t0.elapsed().as_secs_f64();
+        let one_thread_steps = one_before + awake.counts().1 - serial_before;
         if let Some(i) = trainer.model.params.iter().position(|v| !v.is_finite()) {
             let name = trainer
                 .model
@@ -431,9 +461,20 @@ fn fit_in_pool(
             mean_activation: code.mean_activation(),
             firing_rate: code.firing_rate(),
             samples_per_sec: code.samples() as f64 / train_secs.max(1e-9),
-            seconds: t0.elapsed().as_secs_f64(),
-            one_thread_steps: awake.counts().1 - serial_before,
+            seconds: secs_before + t0.elapsed().as_secs_f64(),
+            one_thread_steps,
         };
+        // An epoch a step limit ended before its last step: its sums so
+        // far, for a run that continues it.
+        if !trainer.steps().is_multiple_of(spe as u64) {
+            trainer.set_epoch_so_far(Some(EpochSoFar {
+                step: trainer.steps(),
+                loss,
+                code,
+                seconds: train_secs,
+                one_thread_steps,
+            }));
+        }
         let recorded = obs.on_epoch(&m, trainer);
         if shared {
             agree(comm, recorded, true)?;

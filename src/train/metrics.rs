@@ -272,6 +272,164 @@ impl LossMean {
     }
 }
 
+/// The statistics of an epoch stopped before its last step (by a step
+/// limit, or an observer's stop): what [`crate::train::fit()`] had summed
+/// over its steps so far. A trainer keeps it
+/// ([`crate::train::Trainer::epoch_so_far`]), a checkpoint saves it
+/// (`sparse_ae.epoch_so_far`), and a run that continues the epoch adds to
+/// it, so the epoch's record covers every step of it, as in a run never
+/// stopped (its times add the two runs' times).
+#[derive(Clone, Debug)]
+pub struct EpochSoFar {
+    /// The optimizer steps done when it was taken.
+    pub step: u64,
+    /// The training loss summed over the epoch's steps so far.
+    pub(crate) loss: LossMean,
+    /// The code statistics over those steps (every rank's, summed).
+    pub(crate) code: CodeStats,
+    /// The seconds of training those steps took.
+    pub seconds: f64,
+    /// Those of its steps that ran on one thread.
+    pub one_thread_steps: u64,
+}
+
+impl EpochSoFar {
+    /// The samples the epoch's steps so far took.
+    pub fn samples(&self) -> u64 {
+        self.code.samples
+    }
+
+    /// As a JSON object; every sum as the 16 hex digits of its bits, so
+    /// that it is read back exactly.
+    pub fn to_json_value(&self) -> crate::io::json::Value {
+        use crate::io::json::Value;
+        let hex = |v: f64| format!("{:016x}", v.to_bits());
+        let list = |words: Vec<String>| Value::String(words.join(","));
+        let l = &self.loss.sum;
+        let loss = [l.recon, l.l1, l.kl, l.l2, l.auxk, self.loss.weight];
+        Value::Object(vec![
+            ("step".into(), Value::String(self.step.to_string())),
+            ("loss".into(), list(loss.iter().map(|&v| hex(v)).collect())),
+            (
+                "samples".into(),
+                Value::String(self.code.samples.to_string()),
+            ),
+            (
+                "active".into(),
+                Value::String(self.code.active_total.to_string()),
+            ),
+            (
+                "sum".into(),
+                list(self.code.sum.iter().map(|&v| hex(v)).collect()),
+            ),
+            (
+                "fired".into(),
+                list(self.code.fired.iter().map(u64::to_string).collect()),
+            ),
+            ("seconds".into(), Value::String(hex(self.seconds))),
+            (
+                "one_thread_steps".into(),
+                Value::String(self.one_thread_steps.to_string()),
+            ),
+        ])
+    }
+
+    /// Reads [`EpochSoFar::to_json_value`]'s object for the code of `cfg`.
+    ///
+    /// # Errors
+    /// A message naming the field that is missing, malformed or
+    /// inconsistent (counts beyond the samples, sums not finite, another
+    /// number of code units).
+    pub fn from_json_value(
+        v: &crate::io::json::Value,
+        cfg: &ModelConfig,
+    ) -> std::result::Result<EpochSoFar, String> {
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(|f| f.as_str())
+                .ok_or_else(|| format!("`{k}` is missing or not a string"))
+        };
+        let whole = |k: &str| {
+            field(k)?
+                .parse::<u64>()
+                .map_err(|_| format!("`{k}` is not a whole number"))
+        };
+        let reals = |k: &str| {
+            let mut out = Vec::new();
+            for w in field(k)?.split(',') {
+                let x = u64::from_str_radix(w, 16)
+                    .ok()
+                    .filter(|_| w.len() == 16)
+                    .map(f64::from_bits)
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| {
+                        format!("`{k}` holds {w:?}, not the 16 hex digits of a finite number")
+                    })?;
+                out.push(x);
+            }
+            Ok::<_, String>(out)
+        };
+        let mut code = CodeStats::for_model(cfg);
+        let units = code.sum.len();
+        code.samples = whole("samples")?;
+        code.active_total = whole("active")?;
+        code.sum = reals("sum")?;
+        code.fired = Vec::with_capacity(units);
+        for w in field("fired")?.split(',') {
+            let f: u64 = w
+                .parse()
+                .map_err(|_| format!("`fired` holds {w:?}, not a count of samples"))?;
+            if f > code.samples {
+                return Err(format!(
+                    "`fired` holds {f}, more than the {} samples",
+                    code.samples
+                ));
+            }
+            code.fired.push(f);
+        }
+        for (k, n) in [("sum", code.sum.len()), ("fired", code.fired.len())] {
+            if n != units {
+                return Err(format!(
+                    "`{k}` holds {n} values, but the model's code has {units} units"
+                ));
+            }
+        }
+        if code.active_total != code.fired.iter().sum::<u64>() {
+            return Err("`active` is not the sum of `fired`".into());
+        }
+        let loss = reals("loss")?;
+        let [recon, l1, kl, l2, auxk, weight] = loss[..] else {
+            return Err(format!("`loss` holds {} values, not 6", loss.len()));
+        };
+        let seconds = match reals("seconds")?[..] {
+            [s] if s >= 0.0 => s,
+            _ => return Err("`seconds` is not one time ≥ 0".into()),
+        };
+        if weight != code.samples as f64 {
+            return Err(format!(
+                "`loss` is over {weight} samples, but the code statistics over {}",
+                code.samples
+            ));
+        }
+        Ok(EpochSoFar {
+            step: whole("step")?,
+            loss: LossMean {
+                sum: LossParts {
+                    recon,
+                    l1,
+                    kl,
+                    l2,
+                    auxk,
+                },
+                weight,
+            },
+            code,
+            seconds,
+            one_thread_steps: whole("one_thread_steps")?,
+        })
+    }
+}
+
 /// The record of one epoch.
 #[derive(Clone, Debug)]
 pub struct EpochMetrics {
@@ -471,6 +629,7 @@ pub fn json_num(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::json::Value;
     use crate::nn::{LayerSpec, ModelBuilder};
 
     fn dense(act: Activation, kl: bool) -> ModelConfig {
@@ -497,6 +656,67 @@ mod tests {
         assert_eq!(code_rho(&other), None);
         assert_eq!(code_threshold(&other), 0.5);
         assert!(CodeStats::for_model(&other).rho_spread().is_none());
+    }
+
+    #[test]
+    fn an_epoch_so_far_reads_back_exactly_and_bad_ones_are_named() {
+        let cfg = dense(Activation::Sigmoid, true);
+        let mut code = CodeStats::for_model(&cfg);
+        code.add(&[0.1, 0.003, 0.7, 0.0, 1.0 / 3.0, 0.2, 0.9, 0.004]);
+        let mut loss = LossMean::default();
+        let parts = LossParts {
+            recon: 0.1 + 0.2,
+            kl: 1.0 / 3.0,
+            ..LossParts::default()
+        };
+        loss.add(&parts, 2);
+        let s = EpochSoFar {
+            step: 7,
+            loss,
+            code,
+            seconds: 0.25,
+            one_thread_steps: 1,
+        };
+        let v = s.to_json_value();
+        let back = EpochSoFar::from_json_value(&v, &cfg).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{s:?}"));
+        assert_eq!(back.samples(), 2);
+
+        let with = |key: &str, value: &str| {
+            let mut v = v.clone();
+            if let Value::Object(fields) = &mut v {
+                for (k, x) in fields.iter_mut() {
+                    if k == key {
+                        *x = Value::String(value.into());
+                    }
+                }
+            }
+            EpochSoFar::from_json_value(&v, &cfg).unwrap_err()
+        };
+        let e = with("fired", "1,1,1,3");
+        assert!(e.contains("more than the 2 samples"), "{e}");
+        let e = with("fired", "1,1,1");
+        assert!(
+            e.contains("3 values, but the model's code has 4 units"),
+            "{e}"
+        );
+        assert!(with("active", "4").contains("`active` is not the sum"));
+        let e = with("sum", "7ff0000000000000,0,0,0");
+        assert!(
+            e.contains("not the 16 hex digits of a finite number"),
+            "{e}"
+        );
+        assert!(with("samples", "3").contains("`loss` is over 2 samples"));
+        assert!(with("step", "x").contains("`step` is not a whole number"));
+        let e = EpochSoFar::from_json_value(&v, &dense(Activation::Relu, false));
+        assert!(e.is_ok(), "another activation, the same code units");
+        let wider = ModelBuilder::new(6)
+            .code(5, Activation::Sigmoid)
+            .decoder(6, Activation::Sigmoid)
+            .build()
+            .unwrap();
+        let e = EpochSoFar::from_json_value(&v, &wider).unwrap_err();
+        assert!(e.contains("5 units"), "{e}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use infer::{
     Explained, FeatureErrors, decode, encode, explained, explained_rows, feature_errors,
     reconstruct, score, score_of,
 };
-pub use metrics::{CodeStats, EpochMetrics, RhoSpread};
+pub use metrics::{CodeStats, EpochMetrics, EpochSoFar, RhoSpread};
 pub use samples::Samples;
 pub use source::{Chunked, EpochOrder, EpochSource, FileRows, NpyRows, Rows, Shuffled};
 pub use step::{MicroWorkspaces, Trainer, whole_batch_first};

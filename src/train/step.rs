@@ -4,6 +4,7 @@ mod accumulate;
 mod micro;
 
 use super::dead::DeadLatents;
+use super::metrics::EpochSoFar;
 use crate::error::{Error, Result};
 use crate::kernels::Real;
 use crate::nn::sae_ops::{normalize_columns, remove_parallel_grad};
@@ -47,6 +48,9 @@ pub struct Trainer<T> {
     /// The bytes of the buffers above, counted against the memory budget
     /// of every later check while the trainer lives.
     held: crate::memory::Held,
+    /// The statistics of an epoch stopped before its end, for the run that
+    /// continues it ([`Trainer::epoch_so_far`]).
+    epoch_so_far: Option<Box<EpochSoFar>>,
 }
 
 /// How a step in micro-batches holds the activations of a rank's
@@ -245,6 +249,7 @@ impl<T: Real> Trainer<T> {
             .collect();
         Ok(Trainer {
             held: crate::memory::Held::new(held),
+            epoch_so_far: None,
             dead: DeadLatents::new(cfg),
             col_scratch,
             topk_path: path,
@@ -261,6 +266,22 @@ impl<T: Real> Trainer<T> {
             noisy,
             model,
         })
+    }
+
+    /// The statistics of the epoch this trainer stopped inside of, if it
+    /// did ([`crate::train::fit()`] keeps them here when a step limit or an
+    /// observer ends it before the epoch's last step, and adds to them
+    /// when it continues that epoch; a checkpoint saves them).
+    pub fn epoch_so_far(&self) -> Option<&EpochSoFar> {
+        self.epoch_so_far.as_deref()
+    }
+
+    /// Sets (or clears) what [`Trainer::epoch_so_far`] returns: for a
+    /// trainer read from a checkpoint. [`crate::train::fit()`] uses it only
+    /// when it was taken at the trainer's step count, inside an epoch, over
+    /// the samples the steps of that epoch so far took.
+    pub fn set_epoch_so_far(&mut self, so_far: Option<EpochSoFar>) {
+        self.epoch_so_far = so_far.map(Box::new);
     }
 
     /// The batch size the buffers are sized for (one of the

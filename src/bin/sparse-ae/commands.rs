@@ -779,15 +779,29 @@ fn with_metrics_row(
 /// On `--resume` with `--metrics`: removes the rows written after the
 /// checkpoint's own row (by a run that stopped between a row and its
 /// checkpoint), so every epoch has one row, as in a run never
-/// interrupted. A checkpoint written without `--metrics`, or before rows
+/// interrupted; for a checkpoint taken inside an epoch, its row too (this
+/// run writes that epoch's row again, over all its steps). A checkpoint written without `--metrics`, or before rows
 /// were kept in checkpoints, leaves the file as it is.
-fn trim_metrics(a: &TrainArgs, last: Option<&str>, steps: u64) -> Result<()> {
+fn trim_metrics(a: &TrainArgs, last: Option<&str>, t: &Trainer<f32>) -> Result<()> {
     use crate::metrics_file::{Trimmed, trim_after};
     let (Some(m), Some(last), Some(ck)) = (&a.metrics, last, &a.resume) else {
         return Ok(());
     };
-    match trim_after(m, last)? {
+    let steps = t.steps();
+    // A checkpoint taken inside an epoch keeps that epoch's sums so far:
+    // this run writes the epoch's row again, over all its steps.
+    let inside = t.epoch_so_far().is_some();
+    match trim_after(m, last, inside)? {
         Trimmed::Dropped(0) | Trimmed::Empty => {}
+        Trimmed::Dropped(n) if inside => note!(
+            "note: {}: removed the row of the epoch the checkpoint (step {steps} of {}) stopped inside of{}; this run writes that epoch's row over all its steps",
+            m.display(),
+            ck.display(),
+            match n - 1 {
+                0 => String::new(),
+                k => format!(" and {k} row(s) written after it by the run that was interrupted"),
+            }
+        ),
         Trimmed::Dropped(n) => note!(
             "note: {}: removed {n} row(s) written after the last checkpoint (step {steps} of {}) by the run that was interrupted; this run writes those epochs again",
             m.display(),
@@ -965,7 +979,7 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
         // Last, once the run is known to go ahead (a refused run changes
         // no file); the ranks agree on the setup's outcome.
         if writes {
-            trim_metrics(a, metrics_row.as_deref(), trainer.steps())?;
+            trim_metrics(a, metrics_row.as_deref(), &trainer)?;
         }
     }
     // A report a killed run left half swapped in is completed now, not

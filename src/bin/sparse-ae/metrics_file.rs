@@ -171,7 +171,7 @@ pub enum Trimmed {
     /// edited since): the file is left as it is.
     NotFound,
     /// The checkpoint's row is the file's last occurrence of it; this many
-    /// rows after it were removed (0: it was the last row).
+    /// rows were removed: those after it, and with `with_last` it too.
     Dropped(usize),
 }
 
@@ -179,13 +179,15 @@ pub enum Trimmed {
 /// (the exact line, kept in the checkpoint): removes the rows after the
 /// last occurrence of `last`, which the interrupted run wrote for epochs
 /// past its last checkpoint (a row is written before the checkpoint of its
-/// epoch), so the resumed run writes each of them once. The file is
-/// rewritten atomically, and only when there is something to remove.
+/// epoch), so the resumed run writes each of them once; with `with_last`
+/// (a checkpoint taken inside an epoch, whose row the resumed run writes
+/// again for the whole epoch) that row too. The file is rewritten
+/// atomically, and only when there is something to remove.
 ///
 /// # Errors
 /// Those of [`existing`], and [`Error::Io`] naming `path` if writing fails
 /// (the file then stays as it was).
-pub fn trim_after(path: &Path, last: &str) -> Result<Trimmed> {
+pub fn trim_after(path: &Path, last: &str, with_last: bool) -> Result<Trimmed> {
     let old = existing(path)?;
     if old.is_empty() {
         return Ok(Trimmed::Empty);
@@ -196,9 +198,10 @@ pub fn trim_after(path: &Path, last: &str) -> Result<Trimmed> {
     let Some(at) = lines.iter().rposition(|l| *l == last) else {
         return Ok(Trimmed::NotFound);
     };
-    let dropped = lines.len() - 1 - at;
+    let kept = at + usize::from(!with_last);
+    let dropped = lines.len() - kept;
     if dropped > 0 {
-        let keep: usize = lines[..=at].iter().map(|l| l.len() + 1).sum();
+        let keep: usize = lines[..kept].iter().map(|l| l.len() + 1).sum();
         write_atomic_bytes(path, &old[..keep])?;
     }
     Ok(Trimmed::Dropped(dropped))
