@@ -7,6 +7,7 @@
 
 use sparse_ae::report::canvas::{MAX_PIXELS, text_height, text_width};
 use sparse_ae::report::plot::{HEIGHT, WIDTH};
+use sparse_ae::report::tiles::MAX_SIDE;
 use sparse_ae::report::{
     Canvas, Image, PALETTE, Section, Series, Table, feature_tiles, histogram, image_grid,
     line_plot, save_gray_png, save_png, write_index,
@@ -209,7 +210,57 @@ fn image_grid_rejects_wrong_sizes() {
     let img = [0.0f32; 5];
     assert!(image_grid(&[("x", vec![&img[..]])], 3, 2, 1).is_err());
     assert!(image_grid(&[("x", vec![])], 0, 2, 1).is_err());
-    assert!(image_grid(&[("x", vec![&img[..]])], 5, 1, usize::MAX).is_err());
+    // A scale is the most an image is zoomed: at usize::MAX, as far as the
+    // longest side allows.
+    let g = image_grid(&[("x", vec![&img[..]])], 5, 1, usize::MAX).unwrap();
+    let black = pixels_where(&g, |p| p == [0; 3]);
+    let (x0, _, x1, _) = bbox(&black);
+    assert_eq!(x1 - x0 + 1, 5 * (MAX_SIDE / 5));
+}
+
+/// Images too long or too many for the picture at its scale are drawn
+/// smaller, or reduced to means of blocks of pixels; every picture fits.
+#[test]
+fn long_images_are_drawn_reduced_to_fit() {
+    // One sample of 300,000 values, as a 300000×1 and a 1×300000 image:
+    // reduced by 147 (the sides within MAX_SIDE), each cell the mean of
+    // its block (a ramp: the cells' greys rise along it).
+    let n = 300_000;
+    let ramp: Vec<f32> = (0..n).map(|i| i as f32 / n as f32).collect();
+    for (w, h) in [(n, 1), (1, n)] {
+        let g = image_grid(&[("original", vec![&ramp[..]; 10])], w, h, 3).unwrap();
+        assert!(g.w * g.h <= MAX_PIXELS);
+        let t = feature_tiles(&ramp, 1, w, h, 3).unwrap();
+        let cells = n.div_ceil(147);
+        assert_eq!((t.w - 2).max(t.h - 2), cells, "{w}x{h}");
+        // The last cell holds the last 300000 − 147·2040 values.
+        let along = |k: usize| {
+            if w > 1 {
+                t.get(1 + k, 1)
+            } else {
+                t.get(1, 1 + k)
+            }
+        };
+        let m = ramp[n - 1];
+        let sum: f64 = (0..147).map(|i| f64::from(0.5 + 0.5 * ramp[i] / m)).sum();
+        let g0 = (255.0 * (sum / 147.0) as f32).round() as u8;
+        assert_eq!(along(0), Some([g0; 3]));
+        let greys: Vec<u8> = (0..cells).map(|k| along(k).unwrap()[0]).collect();
+        assert!(greys.windows(2).all(|p| p[0] <= p[1]), "a ramp rises");
+        assert_eq!(greys[cells - 1], 255);
+    }
+    // A 5000×5000 image: reduced by 3 to 1667×1667 cells.
+    let big = vec![0.25f32; 5000 * 5000];
+    let g = image_grid(&[("x", vec![&big[..]])], 5000, 5000, 3).unwrap();
+    assert_eq!(pixels_where(&g, |p| p == [64; 3]).len(), 1667 * 1667);
+    // A NaN anywhere in a block marks its cell.
+    let mut broken = ramp.clone();
+    broken[1000] = f32::NAN;
+    let g = image_grid(&[("x", vec![&broken[..]])], n, 1, 1).unwrap();
+    assert_eq!(pixels_where(&g, |p| p == [255, 0, 255]).len(), 1);
+    // Only more images than pixels fail.
+    let one = [0.5f32];
+    assert!(image_grid(&[("x", vec![&one[..]; 1_000_000])], 1, 1, 1).is_err());
 }
 
 #[test]
