@@ -1245,3 +1245,48 @@ fn an_output_through_a_proc_fd_link_is_what_it_opens() {
         }
     }
 }
+
+/// A preset that cannot be built for the data's images is named, with the
+/// images, beside the layer that could not be built.
+#[test]
+fn a_preset_too_large_for_the_images_is_named_with_them() {
+    let dir = setup("misuse-preset-images");
+    let x = dir.join("big.npy");
+    let mut f = std::fs::File::create(&x).unwrap();
+    let data = vec![0.0f32; 2 * 1100 * 1100];
+    sparse_ae::data::npy::write_to(&mut f, &[2, 1100, 1100], &data, &x).unwrap();
+    drop(f);
+    let out = dir.join("o.st");
+    let e = fails(
+        &[
+            "train",
+            "--preset",
+            "conv",
+            "--data",
+            s(&x),
+            "--out",
+            s(&out),
+        ],
+        1,
+    );
+    assert!(
+        e.contains("--preset: `conv` cannot be built for the data's 1100×1100 images: layers[0]"),
+        "{e}"
+    );
+    let e = fails(
+        &[
+            "train",
+            "--preset",
+            "nosuch",
+            "--data",
+            s(&x),
+            "--out",
+            s(&out),
+        ],
+        1,
+    );
+    assert!(
+        e.contains("unknown preset `nosuch`") && !e.contains("cannot be built"),
+        "{e}"
+    );
+}

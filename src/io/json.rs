@@ -560,16 +560,22 @@ impl Value {
     /// [`Error::Config`] naming `path` if it is missing or not such an integer.
     pub fn usize_at(&self, path: &str) -> Result<usize> {
         let v = self.at(path)?;
+        // The largest integer read exactly: 2⁵³ − 1, or usize::MAX where
+        // that is less (a 32-bit machine).
+        let most = (MAX_EXACT_INT - 1.0).min(usize::MAX as f64);
         if let Some(x) = v.as_f64()
-            && x >= MAX_EXACT_INT
+            && x > most
             && x.fract() == 0.0
         {
+            let why = match most < MAX_EXACT_INT - 1.0 {
+                true => "the largest size this machine can hold",
+                false => "2^53 − 1",
+            };
             return Err(Error::config(
                 path,
                 format!(
-                    "the integer {} is too large: at most 2^53 − 1 = {}",
-                    short_number(x),
-                    MAX_EXACT_INT - 1.0
+                    "the integer {} is too large: at most {why} = {most}",
+                    short_number(x)
                 ),
             ));
         }
@@ -920,5 +926,25 @@ mod tests {
         assert!(v.lookup("layers[x]").is_err());
         assert_eq!(v.lookup("layers[5]").unwrap(), None);
         assert!(p("-1").unwrap().as_usize().is_none() && p("1.5").unwrap().as_usize().is_none());
+    }
+
+    #[test]
+    fn integers_beyond_what_a_size_holds_are_named_as_such() {
+        let v = p(r#"{"units": 4294967296, "big": 9007199254740992}"#).unwrap();
+        let e = v.usize_at("big").unwrap_err().to_string();
+        assert!(
+            e.contains("big: the integer 9007199254740992 is too large"),
+            "{e}"
+        );
+        match usize::BITS {
+            32 => {
+                let e = v.usize_at("units").unwrap_err().to_string();
+                assert!(
+                    e.contains("units: the integer 4294967296 is too large: at most the largest size this machine can hold = 4294967295"),
+                    "{e}"
+                );
+            }
+            _ => assert_eq!(v.usize_at("units").unwrap(), 1 << 32),
+        }
     }
 }

@@ -56,10 +56,26 @@ fn model_config(
             let image = image.filter(|&(c, h, w)| {
                 c.checked_mul(h).and_then(|ch| ch.checked_mul(w)) == Some(input)
             });
-            let cfg = match image {
-                Some(chw) => preset_for_image(p, chw)?,
-                None => preset(p, input)?,
+            let built = match image {
+                Some(chw) => preset_for_image(p, chw),
+                None => preset(p, input),
             };
+            // Name the preset and the data it was built for, not only the
+            // layer that could not be.
+            let cfg = built.map_err(|e| match e {
+                Error::Config { field, reason } if field != "preset" => {
+                    let data = match image {
+                        Some((1, h, w)) => format!("{h}×{w} images"),
+                        Some((c, h, w)) => format!("{c}×{h}×{w} images"),
+                        None => format!("{input} features"),
+                    };
+                    Error::config(
+                        "--preset",
+                        format!("`{p}` cannot be built for the data's {data}: {field}: {reason}"),
+                    )
+                }
+                e => e,
+            })?;
             if cfg.image != Some((1, 28, 28)) {
                 // Never silent: the preset list describes the presets on 784 inputs.
                 let widths: Vec<String> = std::iter::once(cfg.input)
