@@ -48,8 +48,8 @@ pub fn open_regular(path: &Path) -> Result<(File, u64)> {
 ///
 /// # Errors
 /// As [`open_regular`]; [`Error::Io`] for a file over the limit or a failed
-/// read; [`Error::Value`] ([`crate::memory::refused`]) for one whose buffer
-/// the system refuses.
+/// read; [`Error::Value`] ([`crate::memory::try_with_capacity`]) for one
+/// whose buffer the system refuses.
 pub fn read_capped(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     let (f, len) = open_regular(path)?;
     let too_long = |len: u64| {
@@ -62,11 +62,9 @@ pub fn read_capped(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     if len > limit {
         return Err(too_long(len));
     }
-    let mut bytes = Vec::new();
     let want = usize::try_from(len).map_err(|_| too_long(len))?;
-    bytes
-        .try_reserve_exact(want)
-        .map_err(|_| crate::memory::refused(&format!("reading {}", path.display()), len))?;
+    let mut bytes =
+        crate::memory::try_with_capacity::<u8>(&format!("reading {}", path.display()), want)?;
     f.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(path, e))?;
