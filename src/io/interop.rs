@@ -575,36 +575,78 @@ fn library_view(
         let act = activation_from_name(act_name, None, "activation_fn_str")?;
         (b.code(d_sae, act), "activation_fn_kwargs.k")
     };
-    let flag = |keys: &[&str], default: bool| -> Result<bool> {
-        match keys.iter().find(|k| v.get(k).is_some()) {
-            Some(k) => v.bool_at(k),
-            None => Ok(default),
-        }
-    };
+    let pre_encoder_bias = flag(v, PRE_ENCODER_BIAS_KEYS, Names::SaeLens)?;
+    let unit_norm_decoder = flag(v, UNIT_NORM_DECODER_KEYS, Names::SaeLens)?;
     b.decoder(d_in, Activation::Linear)
         .loss(Loss::Mse)
-        .pre_encoder_bias(flag(&["apply_b_dec_to_input"], true)?)
-        .unit_norm_decoder(flag(
-            &["normalize_decoder", "normalize_sae_decoder"],
-            false,
-        )?)
+        .pre_encoder_bias(pre_encoder_bias.is_none_or(|(_, on)| on))
+        .unit_norm_decoder(unit_norm_decoder.is_some_and(|(_, on)| on))
         .build()
-        .map_err(|e| match e {
-            // The builder's names for what cfg.json calls d_sae and k.
-            Error::Config { field, reason } if field == "topk.k" => Error::Config {
-                field: k_field.into(),
-                reason,
-            },
-            Error::Config { field, reason } if field.starts_with("layers[0]") => Error::Config {
-                field: "d_sae".into(),
-                reason,
-            },
-            Error::Config { field, reason } if field == "input" => Error::Config {
-                field: "d_in".into(),
-                reason,
-            },
-            e => e,
-        })
+        .map_err(|e| with_cfg_keys(e, k_field, "d_sae"))
+}
+
+/// The `cfg.json` keys of the pre-encoder bias (SAELens'
+/// `apply_b_dec_to_input`).
+const PRE_ENCODER_BIAS_KEYS: &[&str] = &["apply_b_dec_to_input"];
+
+/// The `cfg.json` keys of the unit-norm decoder: sparsify's and SAELens'
+/// `normalize_decoder`, SAELens' older `normalize_sae_decoder`.
+const UNIT_NORM_DECODER_KEYS: &[&str] = &["normalize_decoder", "normalize_sae_decoder"];
+
+/// The boolean `cfg.json` `v` holds under the first of `keys` (a key and
+/// its other names) that it sets, with that key; `None` when it sets none
+/// of them, the library's default then applying. A key holding null is
+/// read as `names`' library reads it: sparsify fills it with its default
+/// (as a missing key), for SAELens it is set and no boolean (an error).
+///
+/// # Errors
+/// [`Error::Config`] naming the key when its value is not a boolean.
+fn flag<'k>(v: &Value, keys: &[&'k str], names: Names) -> Result<Option<(&'k str, bool)>> {
+    let set = |k: &&str| match v.get(k) {
+        None => false,
+        Some(Value::Null) => names == Names::SaeLens,
+        Some(_) => true,
+    };
+    keys.iter()
+        .copied()
+        .find(set)
+        .map(|k| Ok((k, v.bool_at(k)?)))
+        .transpose()
+}
+
+/// The builder's error `e` for a model read from `cfg.json`, with its
+/// field named as the key it came from: `topk.k` as `k_key`, the code
+/// layer's `layers[0]…` as `latents_key` (SAELens' `d_sae`, sparsify's
+/// `num_latents`), `input` as `d_in`.
+fn with_cfg_keys(e: Error, k_key: &str, latents_key: &str) -> Error {
+    match e {
+        Error::Config { field, reason } => {
+            let field = if field == "topk.k" {
+                k_key.to_string()
+            } else if field.starts_with("layers[0]") {
+                latents_key.to_string()
+            } else if field == "input" {
+                "d_in".to_string()
+            } else {
+                field
+            };
+            Error::Config { field, reason }
+        }
+        e => e,
+    }
+}
+
+/// The error of a `sparse_ae_config` that disagrees with `key` of the
+/// `cfg.json` beside it, which `reader` ("the SAE libraries read",
+/// "sparsify reads") reads the folder by: `theirs` is that key's model,
+/// `ours` sparse_ae_config's.
+fn disagreement(reader: &str, key: &str, theirs: &str, ours: &str) -> Error {
+    Error::config(
+        "sparse_ae_config",
+        format!(
+            "{ours} disagrees with `{key}` = {theirs}: {reader} the folder by `{key}` and sparse-ae by sparse_ae_config, so they would run different models; make them agree"
+        ),
+    )
 }
 
 /// Refuses a `sparse_ae_config` that describes another model than the
@@ -619,12 +661,7 @@ fn check_agrees(
     cfg: &crate::nn::ModelConfig,
 ) -> Result<()> {
     let disagree = |key: &str, theirs: String, ours: String| {
-        Err(Error::config(
-            "sparse_ae_config",
-            format!(
-                "{ours} disagrees with `{key}` = {theirs}: the SAE libraries read the folder by `{key}` and sparse-ae by sparse_ae_config, so they would run different models; make them agree"
-            ),
-        ))
+        Err(disagreement("the SAE libraries read", key, &theirs, &ours))
     };
     if v.get("activation_fn_str").is_some() || arch.is_some() {
         let lib = library_view(v, arch, d_in, d_sae)?;
@@ -665,24 +702,23 @@ fn check_agrees(
             _ => {}
         }
     }
-    let flags: [(&[&str], bool, &str); 2] = [
+    let flags = [
         (
-            &["apply_b_dec_to_input"],
+            PRE_ENCODER_BIAS_KEYS,
             cfg.sae.pre_encoder_bias,
             "its pre-encoder bias",
         ),
         (
-            &["normalize_decoder", "normalize_sae_decoder"],
+            UNIT_NORM_DECODER_KEYS,
             cfg.sae.unit_norm_decoder,
             "its unit-norm decoder",
         ),
     ];
     for (keys, ours, what) in flags {
-        if let Some(k) = keys.iter().find(|k| v.get(k).is_some()) {
-            let theirs = v.bool_at(k)?;
-            if theirs != ours {
-                return disagree(k, theirs.to_string(), format!("{what} ({ours})"));
-            }
+        if let Some((k, theirs)) = flag(v, keys, Names::SaeLens)?
+            && theirs != ours
+        {
+            return disagree(k, theirs.to_string(), format!("{what} ({ours})"));
         }
     }
     Ok(())
@@ -716,12 +752,6 @@ fn sparsify_latents(v: &Value, d_in: usize) -> Result<usize> {
 /// decoder unless `normalize_decoder` is false; its `groupmax` code, a
 /// transcoder and a skip connection are refused naming their keys.
 fn sparsify_view(v: &Value, d_in: usize) -> Result<crate::nn::ModelConfig> {
-    let flag = |key: &str, default: bool| -> Result<bool> {
-        match v.get(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(_) => v.bool_at(key),
-        }
-    };
     if v.get("activation").is_some() {
         let a = v.str_at("activation")?;
         if a != "topk" {
@@ -734,13 +764,13 @@ fn sparsify_view(v: &Value, d_in: usize) -> Result<crate::nn::ModelConfig> {
             ));
         }
     }
-    if flag("transcode", false)? {
+    if flag(v, &["transcode"], Names::Sparsify)?.is_some_and(|(_, on)| on) {
         return Err(Error::config(
             "transcode",
             "true: a transcoder predicts another module's output from its input, not an autoencoder of its input",
         ));
     }
-    if flag("skip_connection", false)? {
+    if flag(v, &["skip_connection"], Names::Sparsify)?.is_some_and(|(_, on)| on) {
         return Err(Error::config(
             "skip_connection",
             "true: the skip connection (W_skip) is not part of the model sparse-ae runs",
@@ -751,29 +781,16 @@ fn sparsify_view(v: &Value, d_in: usize) -> Result<crate::nn::ModelConfig> {
         None | Some(Value::Null) => 32,
         Some(_) => v.usize_at("k")?,
     };
+    let unit_norm_decoder = flag(v, &["normalize_decoder"], Names::Sparsify)?;
     ModelBuilder::new(d_in)
         .code(d_sae, Activation::Relu)
         .topk(k, false)
         .decoder(d_in, Activation::Linear)
         .loss(Loss::Mse)
         .pre_encoder_bias(true)
-        .unit_norm_decoder(flag("normalize_decoder", true)?)
+        .unit_norm_decoder(unit_norm_decoder.is_none_or(|(_, on)| on))
         .build()
-        .map_err(|e| match e {
-            Error::Config { field, reason } if field == "topk.k" => Error::Config {
-                field: "k".into(),
-                reason,
-            },
-            Error::Config { field, reason } if field.starts_with("layers[0]") => Error::Config {
-                field: "num_latents".into(),
-                reason,
-            },
-            Error::Config { field, reason } if field == "input" => Error::Config {
-                field: "d_in".into(),
-                reason,
-            },
-            e => e,
-        })
+        .map_err(|e| with_cfg_keys(e, "k", "num_latents"))
 }
 
 /// Refuses a `sparse_ae_config` that describes another model than
@@ -783,12 +800,7 @@ fn sparsify_view(v: &Value, d_in: usize) -> Result<crate::nn::ModelConfig> {
 fn check_agrees_sparsify(v: &Value, d_in: usize, cfg: &crate::nn::ModelConfig) -> Result<()> {
     let lib = sparsify_view(v, d_in)?;
     let disagree = |key: &str, theirs: String, ours: String| {
-        Err(Error::config(
-            "sparse_ae_config",
-            format!(
-                "{ours} disagrees with `{key}` = {theirs}: sparsify reads the folder by `{key}` and sparse-ae by sparse_ae_config, so they would run different models; make them agree"
-            ),
-        ))
+        Err(disagreement("sparsify reads", key, &theirs, &ours))
     };
     let theirs_k = lib.topk.map_or(0, |t| t.k);
     if cfg.width(0) != lib.width(0) {
@@ -1061,13 +1073,20 @@ mod tests {
             assert_eq!(back.config().sae.unit_norm_decoder, unit, "{extra}");
             assert_eq!(back.params, m.params);
         }
-        std::fs::write(
-            dir.join("cfg.json"),
-            format!(r#"{{{base}, "apply_b_dec_to_input": 1}}"#),
-        )
-        .unwrap();
-        let e = import_sae(&dir).unwrap_err().to_string();
-        assert!(e.contains("apply_b_dec_to_input"), "{e}");
+        // Not a boolean, null included: for SAELens a null is set, not
+        // its default.
+        for bad in ["1", "null"] {
+            std::fs::write(
+                dir.join("cfg.json"),
+                format!(r#"{{{base}, "apply_b_dec_to_input": {bad}}}"#),
+            )
+            .unwrap();
+            let e = import_sae(&dir).unwrap_err().to_string();
+            assert!(
+                e.contains("apply_b_dec_to_input") && e.contains("expected a boolean"),
+                "{e}"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1751,6 +1770,17 @@ mod tests {
         let defaults = format!(r#"{{"num_latents": {d_sae}, "k": {k}, "d_in": {d_in}}}"#);
         assert!(
             with_cfg(&dir, &defaults)
+                .unwrap()
+                .config()
+                .sae
+                .unit_norm_decoder
+        );
+        // A null is sparsify's default too, as a missing key.
+        let nulls = format!(
+            r#"{{"num_latents": {d_sae}, "k": {k}, "d_in": {d_in}, "normalize_decoder": null, "transcode": null, "skip_connection": null}}"#
+        );
+        assert!(
+            with_cfg(&dir, &nulls)
                 .unwrap()
                 .config()
                 .sae
