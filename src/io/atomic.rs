@@ -544,6 +544,15 @@ impl DirWrite {
         Ok(())
     }
 
+    /// Writes the file `name` of the set with the bytes `bytes` (with
+    /// [`write_atomic_bytes`]).
+    ///
+    /// # Errors
+    /// As [`DirWrite::write`].
+    pub fn write_bytes(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.write(name, |p| write_atomic_bytes(p, bytes))
+    }
+
     /// Puts the new set in place of the old one (see the type's doc).
     ///
     /// # Errors

@@ -84,7 +84,8 @@ fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// # Errors
 /// [`Error::Config`] if the model is not a one-hidden-layer dense
 /// autoencoder with a linear output layer; [`Error::Io`] if a file cannot
-/// be written (atomically).
+/// be written (atomically); [`Error::Value`] if the system refuses the
+/// memory for a tensor file's bytes.
 pub fn export_sae(model: &Autoencoder<f32>, dir: &Path) -> Result<()> {
     export_sae_scaled(model, 1.0, dir)
 }
@@ -153,21 +154,16 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
         "export",
         &[SAELENS_WEIGHTS, SPARSIFY_WEIGHTS, "cfg.json"],
     )?;
-    let mut saelens_print = String::new();
-    set.write(SAELENS_WEIGHTS, |p| {
-        safetensors::write(
-            p,
-            &[
-                ("W_enc", &[d_in, d_sae], &w_enc),
-                ("b_enc", &[d_sae], b_enc),
-                ("W_dec", &[d_sae, d_in], &w_dec),
-                ("b_dec", &[d_in], &b_dec),
-            ],
-            &[("format", "pt")],
-        )?;
-        saelens_print = fingerprint(&safetensors::read_bytes(p)?);
-        Ok(())
-    })?;
+    let saelens_print = write_tensors(
+        &mut set,
+        SAELENS_WEIGHTS,
+        &[
+            ("W_enc", &[d_in, d_sae], &w_enc),
+            ("b_enc", &[d_sae], b_enc),
+            ("W_dec", &[d_sae, d_in], &w_dec),
+            ("b_dec", &[d_in], &b_dec),
+        ],
+    )?;
     let (arch, act_name, kwargs) = match cfg.topk {
         Some(t) => (
             "topk",
@@ -223,25 +219,20 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
                 })
                 .collect()
         };
-        let mut sparsify_print = String::new();
-        set.write(SPARSIFY_WEIGHTS, |p| {
-            safetensors::write(
-                p,
-                &[
-                    (
-                        "encoder.weight",
-                        &[d_sae, d_in],
-                        &transpose(&w_enc, d_in, d_sae),
-                    ),
-                    ("encoder.bias", &[d_sae], &enc_b),
-                    ("W_dec", &[d_sae, d_in], &w_dec),
-                    ("b_dec", &[d_in], &b_dec),
-                ],
-                &[("format", "pt")],
-            )?;
-            sparsify_print = fingerprint(&safetensors::read_bytes(p)?);
-            Ok(())
-        })?;
+        let sparsify_print = write_tensors(
+            &mut set,
+            SPARSIFY_WEIGHTS,
+            &[
+                (
+                    "encoder.weight",
+                    &[d_sae, d_in],
+                    &transpose(&w_enc, d_in, d_sae),
+                ),
+                ("encoder.bias", &[d_sae], &enc_b),
+                ("W_dec", &[d_sae, d_in], &w_dec),
+                ("b_dec", &[d_in], &b_dec),
+            ],
+        )?;
         let sparsify_fields: [(&str, Value); 7] = [
             ("k", Value::from(t.k)),
             ("rescale_acts_by_decoder_norm", Value::Bool(false)),
@@ -255,10 +246,21 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
         fields.push((SPARSIFY_TENSORS_KEY.into(), Value::from(sparsify_print)));
     }
     let text = Value::Object(fields).to_json_pretty()?;
-    set.write("cfg.json", |p| {
-        super::atomic::write_atomic_bytes(p, text.as_bytes())
-    })?;
+    set.write_bytes("cfg.json", text.as_bytes())?;
     set.commit()
+}
+
+/// Writes the tensor file `name` of the export `set` and returns its
+/// [`fingerprint`]: the file is made in memory once, and those bytes are
+/// written and fingerprinted.
+fn write_tensors(
+    set: &mut super::atomic::DirWrite,
+    name: &str,
+    tensors: &[safetensors::TensorRef],
+) -> Result<String> {
+    let bytes = safetensors::to_bytes(tensors, &[("format", "pt")])?;
+    set.write_bytes(name, &bytes)?;
+    Ok(fingerprint(&bytes))
 }
 
 /// SAELens' tensor file in an SAE folder.

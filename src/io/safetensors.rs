@@ -434,12 +434,24 @@ pub fn write_to(
     path: &Path,
 ) -> Result<()> {
     let (head, order) = header(tensors, metadata, path)?;
+    write_parts(w, &head, &order, tensors, path)
+}
+
+/// Writes a file of the padded header `head` and the data of `tensors` in
+/// `order` (as [`header`] returns them) to `w`.
+fn write_parts(
+    w: &mut dyn Write,
+    head: &[u8],
+    order: &[usize],
+    tensors: &[TensorRef],
+    path: &Path,
+) -> Result<()> {
     let io = |e| Error::io(path, e);
     w.write_all(&(head.len() as u64).to_le_bytes())
         .map_err(io)?;
-    w.write_all(&head).map_err(io)?;
+    w.write_all(head).map_err(io)?;
     let mut buf = Vec::with_capacity(1 << 16);
-    for t in order {
+    for &t in order {
         for chunk in tensors[t].2.chunks(1 << 14) {
             buf.clear();
             buf.extend(chunk.iter().flat_map(|x| x.to_le_bytes()));
@@ -449,13 +461,23 @@ pub fn write_to(
     Ok(())
 }
 
-/// The safetensors bytes of `tensors` and `metadata`, in memory.
+/// The safetensors bytes of `tensors` and `metadata`, in memory (a buffer
+/// of the file's exact size, reserved fallibly).
 ///
 /// # Errors
-/// As [`write_to`].
+/// As [`write_to`]; [`Error::Value`] when the system refuses the buffer
+/// ([`crate::memory::try_with_capacity`]).
 pub fn to_bytes(tensors: &[TensorRef], metadata: &[(&str, &str)]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    write_to(&mut out, tensors, metadata, &PathBuf::from("<memory>"))?;
+    let path = PathBuf::from("<memory>");
+    let (head, order) = header(tensors, metadata, &path)?;
+    let data = tensors
+        .iter()
+        .fold(0usize, |n, t| n.saturating_add(t.2.len()))
+        .saturating_mul(4);
+    let len = data.saturating_add(8 + head.len());
+    let mut out = crate::memory::try_with_capacity("a safetensors file", len)?;
+    write_parts(&mut out, &head, &order, tensors, &path)?;
+    debug_assert_eq!(out.len(), len);
     Ok(out)
 }
 
@@ -509,15 +531,16 @@ mod tests {
     fn write_then_read_round_trips() {
         let w = [1.0f32, -2.0, 3.5, f32::NAN, 0.0, 1e-30];
         let b = [0.25f32, 0.5];
-        let bytes = to_bytes(
-            &[
-                ("encoder.weight", &[3, 2], &w),
-                ("a.bias", &[2], &b),
-                ("scalar", &[], &[7.0]),
-            ],
-            &[("format", "pt")],
-        )
-        .unwrap();
+        let tensors: [TensorRef; 3] = [
+            ("encoder.weight", &[3, 2], &w),
+            ("a.bias", &[2], &b),
+            ("scalar", &[], &[7.0]),
+        ];
+        let bytes = to_bytes(&tensors, &[("format", "pt")]).unwrap();
+        // The same bytes as a file written with them.
+        let mut streamed = Vec::new();
+        write_to(&mut streamed, &tensors, &[("format", "pt")], Path::new("f")).unwrap();
+        assert_eq!(bytes, streamed);
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap());
         assert_eq!(n % 8, 0, "header padded to a multiple of 8 bytes");
         assert_eq!(bytes.len() as u64, 8 + n + 4 * 9);

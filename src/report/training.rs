@@ -10,7 +10,7 @@ use super::plot::{Series, histogram, line_plot, step_plot};
 use super::png_out::save_png;
 use super::tiles::{feature_tiles, image_grid};
 use crate::error::{Error, Result};
-use crate::io::atomic::{DirWrite, write_atomic_bytes};
+use crate::io::atomic::DirWrite;
 use crate::nn::{Autoencoder, LossParts, Noise, apply_noise};
 use crate::optim::OptimizerConfig;
 use crate::rng::Rng;
@@ -552,7 +552,7 @@ pub fn write_training_report(
         csv.push_str(&m.csv_row());
         csv.push('\n');
     }
-    set.write("metrics.csv", |p| write_atomic_bytes(p, csv.as_bytes()))?;
+    set.write_bytes("metrics.csv", csv.as_bytes())?;
     let mut csv = String::from("step,loss,recon,l1,kl,l2,auxk\n");
     for (step, p) in log.points() {
         csv.push_str(&format!(
@@ -565,7 +565,7 @@ pub fn write_training_report(
             p.auxk
         ));
     }
-    set.write("steps.csv", |p| write_atomic_bytes(p, csv.as_bytes()))?;
+    set.write_bytes("steps.csv", csv.as_bytes())?;
     let (train_label, test_label) = split_labels(model);
     let rows = metrics
         .iter()
