@@ -771,6 +771,122 @@ fn an_input_or_output_at_an_outputs_temporary_name_is_refused() {
     }
 }
 
+/// The files of a set written together (the `--report` directory,
+/// `export`'s folder) are staged in `DIR/.sparse-ae-TAG.tmp`, renamed to
+/// `.sparse-ae-TAG.ready` to commit, and a writer removes what an earlier
+/// one left there: an input or another output there or below (as given, or
+/// through a link) is refused before anything is written, and keeps its
+/// bytes. They have no temporary file beside them in `DIR`: a file at
+/// `DIR/.NAME.tmp` is the user's, and may be an input.
+#[test]
+fn an_input_or_output_in_a_sets_staging_directory_is_refused() {
+    let dir = setup("misuse-staging");
+    let p = |path: PathBuf| s_static(path);
+    let train = |config: PathBuf, data: PathBuf, out: PathBuf, rep: PathBuf| {
+        vec![
+            "train",
+            "--config",
+            p(config),
+            "--data",
+            p(data),
+            "--epochs",
+            "1",
+            "--out",
+            p(out),
+            "--report",
+            p(rep),
+        ]
+    };
+    let (c, x, n) = (dir.join("c.json"), dir.join("x.npy"), dir.join("n.st"));
+    // A report's staging directory holding data, and one whose `.ready`
+    // name is a configuration; an export's `.ready` holding a model.
+    let (rep, rep_ready) = (dir.join("rep"), dir.join("rep-ready"));
+    let staged = rep.join(".sparse-ae-report.tmp");
+    std::fs::create_dir_all(&staged).unwrap();
+    std::fs::copy(&x, staged.join("x.npy")).unwrap();
+    std::fs::create_dir(&rep_ready).unwrap();
+    std::fs::copy(&c, rep_ready.join(".sparse-ae-report.ready")).unwrap();
+    let exp = dir.join("exp");
+    let ready = exp.join(".sparse-ae-export.ready");
+    std::fs::create_dir_all(&ready).unwrap();
+    std::fs::copy(dir.join("m.st"), ready.join("m.st")).unwrap();
+    let mut cases = vec![
+        (
+            train(c.clone(), staged.join("x.npy"), n.clone(), rep.clone()),
+            "--data",
+        ),
+        (
+            train(c.clone(), x.clone(), staged.join("n.st"), rep.clone()),
+            "--out",
+        ),
+        (
+            train(
+                rep_ready.join(".sparse-ae-report.ready"),
+                x.clone(),
+                n.clone(),
+                rep_ready.clone(),
+            ),
+            "--config",
+        ),
+        (
+            vec!["export", "-m", p(ready.join("m.st")), "-o", p(exp.clone())],
+            "--model",
+        ),
+    ];
+    // A link there is removed, and a link to a file there leads to it.
+    #[cfg(unix)]
+    {
+        let exp_link = dir.join("exp-link");
+        std::fs::create_dir(&exp_link).unwrap();
+        let link = exp_link.join(".sparse-ae-export.tmp");
+        std::os::unix::fs::symlink(dir.join("m.st"), &link).unwrap();
+        cases.push((vec!["export", "-m", p(link), "-o", p(exp_link)], "--model"));
+        std::os::unix::fs::symlink(staged.join("x.npy"), dir.join("link.npy")).unwrap();
+        cases.push((
+            train(c.clone(), dir.join("link.npy"), n.clone(), rep.clone()),
+            "--data",
+        ));
+    }
+    let snapshots = || [&dir, &rep, &staged, &rep_ready, &exp, &ready].map(|d| snapshot(d));
+    let before = snapshots();
+    for (args, flag) in cases {
+        let e = fails(&args, 1);
+        assert!(
+            e.contains("staging directory") && e.contains(flag) && e.contains("destroy"),
+            "{args:?}: {e}"
+        );
+        assert_eq!(snapshots(), before, "{args:?}");
+    }
+    // Where the files of a set once had their temporary files: the user's.
+    let (rep, out) = (dir.join("rep-user"), dir.join("exp-user"));
+    for d in [&rep, &out] {
+        std::fs::create_dir(d).unwrap();
+    }
+    std::fs::copy(&c, rep.join(".index.html.tmp")).unwrap();
+    std::fs::copy(dir.join("m.st"), out.join(".cfg.json.tmp")).unwrap();
+    let (config, model) = (
+        std::fs::read(&c).unwrap(),
+        std::fs::read(dir.join("m.st")).unwrap(),
+    );
+    ok(&train(
+        rep.join(".index.html.tmp"),
+        x.clone(),
+        n.clone(),
+        rep.clone(),
+    ));
+    assert!(rep.join("index.html").exists());
+    assert_eq!(std::fs::read(rep.join(".index.html.tmp")).unwrap(), config);
+    ok(&[
+        "export",
+        "-m",
+        p(out.join(".cfg.json.tmp")),
+        "-o",
+        p(out.clone()),
+    ]);
+    assert!(out.join("cfg.json").exists());
+    assert_eq!(std::fs::read(out.join(".cfg.json.tmp")).unwrap(), model);
+}
+
 #[test]
 fn bad_outputs_fail_before_training_naming_the_path_given() {
     let dir = setup("misuse-early");

@@ -460,10 +460,20 @@ pub struct DirWrite {
 impl DirWrite {
     /// The staging and ready directories of the set `tag` in `dir`.
     fn names(dir: &Path, tag: &str) -> (PathBuf, PathBuf) {
-        (
-            dir.join(format!(".sparse-ae-{tag}.tmp")),
-            dir.join(format!(".sparse-ae-{tag}.ready")),
-        )
+        let [staging, ready] = Self::staging_names(tag);
+        (dir.join(staging), dir.join(ready))
+    }
+
+    /// The names of the directories in which the set `tag` is staged in
+    /// its directory: `.sparse-ae-TAG.tmp` while it is written and
+    /// `.sparse-ae-TAG.ready` once committed (see the type's doc). Its
+    /// writers remove them with all they hold, so they are reserved: a
+    /// command refuses an input or another output there or below.
+    pub fn staging_names(tag: &str) -> [String; 2] {
+        [
+            format!(".sparse-ae-{tag}.tmp"),
+            format!(".sparse-ae-{tag}.ready"),
+        ]
     }
 
     /// Starts writing the set `tag` (its files named `owned`, none

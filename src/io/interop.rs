@@ -149,11 +149,7 @@ pub fn export_sae_scaled(model: &Autoencoder<f32>, input_scale: f32, dir: &Path)
     }
     // The folder's files are replaced as one set: a reader (SAELens,
     // sparsify, import) finds the whole old export or the whole new one.
-    let mut set = super::atomic::DirWrite::begin(
-        dir,
-        "export",
-        &[SAELENS_WEIGHTS, SPARSIFY_WEIGHTS, "cfg.json"],
-    )?;
+    let mut set = super::atomic::DirWrite::begin(dir, EXPORT_TAG, &EXPORT_FILES)?;
     let saelens_print = write_tensors(
         &mut set,
         SAELENS_WEIGHTS,
@@ -262,6 +258,14 @@ fn write_tensors(
     set.write_bytes(name, &bytes)?;
     Ok(fingerprint(&bytes))
 }
+
+/// The tag of an export's [`DirWrite`](super::atomic::DirWrite) set (its
+/// staging directories are `DIR/.sparse-ae-export.tmp` and `.ready`).
+pub const EXPORT_TAG: &str = "export";
+
+/// The files an export writes into its folder, or removes when it has no
+/// such file (sparsify's, for a model without a TopK code).
+pub const EXPORT_FILES: [&str; 3] = [SAELENS_WEIGHTS, SPARSIFY_WEIGHTS, "cfg.json"];
 
 /// SAELens' tensor file in an SAE folder.
 pub const SAELENS_WEIGHTS: &str = "sae_weights.safetensors";

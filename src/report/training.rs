@@ -377,6 +377,10 @@ fn fmt(v: f64) -> String {
     format!("{v:.5}")
 }
 
+/// The tag of the report's [`DirWrite`] set (its staging directories are
+/// `DIR/.sparse-ae-report.tmp` and `.ready`).
+pub const REPORT_TAG: &str = "report";
+
 /// The files [`write_training_report`] may write into its directory: the
 /// report's own names, which a new report replaces, or removes when it
 /// has no such file (other files there are never touched).
@@ -528,7 +532,7 @@ pub fn write_training_report(
     let cfg = model.config();
     let scale = samples.scale();
     // Built beside the old report and swapped in whole (see `DirWrite`).
-    let mut set = DirWrite::begin(dir, "report", &REPORT_FILES)?;
+    let mut set = DirWrite::begin(dir, REPORT_TAG, &REPORT_FILES)?;
     set.write("loss.png", |p| {
         save_png(p, &loss_curves(model, log, metrics, scale))
     })?;
@@ -742,7 +746,7 @@ pub fn write_training_report(
 /// # Errors
 /// [`Error::Io`] naming the directory or a file of it.
 pub fn recover_report(dir: &Path) -> Result<()> {
-    DirWrite::recover(dir, "report", &REPORT_FILES)
+    DirWrite::recover(dir, REPORT_TAG, &REPORT_FILES)
 }
 
 #[cfg(test)]

@@ -1478,14 +1478,10 @@ pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
 }
 
 pub fn export(a: ExportArgs) -> Result<ExitCode> {
-    use sparse_ae::io::interop::{SAELENS_WEIGHTS, SPARSIFY_WEIGHTS};
+    use sparse_ae::io::interop::{EXPORT_FILES, EXPORT_TAG, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS};
     Files::default()
         .input("--model", &a.model)
-        .output_dir(
-            "--out",
-            &a.out,
-            &[SAELENS_WEIGHTS, SPARSIFY_WEIGHTS, "cfg.json"],
-        )
+        .output_dir("--out", &a.out, EXPORT_TAG, &EXPORT_FILES)
         .check()?;
     let (model, scale) = load_model_scaled(&a.model)?;
     sparse_ae::io::interop::export_sae_scaled(&model, scale, &a.out)?;

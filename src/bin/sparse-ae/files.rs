@@ -1,12 +1,14 @@
 //! The files a command reads and writes, checked before any work: every
 //! output must be writable (a regular file or a free name in an existing
 //! directory, see [`check_writable`]), and no output may be the same file
-//! as an input or as another output. Errors name the path the user gave.
+//! as an input or as another output, nor be where a save stages its
+//! files (the temporary file of a file, the staging directories of a set
+//! of files written together). Errors name the path the user gave.
 
 use crate::data;
 use sparse_ae::data::mnist;
-use sparse_ae::io::atomic::{check_writable, kind_of, target_of, temp_of};
-use sparse_ae::report::training::REPORT_FILES;
+use sparse_ae::io::atomic::{DirWrite, check_writable, kind_of, target_of, temp_of};
+use sparse_ae::report::training::{REPORT_FILES, REPORT_TAG};
 use sparse_ae::{Error, Result};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,7 +18,8 @@ use std::path::{Path, PathBuf};
 enum Way {
     /// Replaced atomically.
     Replaced,
-    /// Replaced atomically, in a directory the command creates if needed.
+    /// Replaced atomically with the other files of a set written together
+    /// ([`DirWrite`]), in a directory the command creates if needed.
     InDir,
     /// Appended to (`--metrics`, atomically, by replacing the file); a file
     /// already there must start with these bytes.
@@ -28,7 +31,8 @@ enum Way {
 pub struct Files {
     inputs: Vec<(&'static str, PathBuf)>,
     outputs: Vec<(&'static str, PathBuf, Way)>,
-    dirs: Vec<(&'static str, PathBuf)>,
+    /// (flag, directory, tag of the set written there).
+    dirs: Vec<(&'static str, PathBuf, &'static str)>,
     /// (input flag, output flag) pairs that may name the same file.
     allowed: Vec<(&'static str, &'static str)>,
 }
@@ -86,6 +90,17 @@ fn place_here(p: &Path) -> Option<PathBuf> {
         up
     };
     std::fs::canonicalize(up).ok().map(|d| d.join(name))
+}
+
+/// Whether `p` is at or below the canonical path `place`, by the names
+/// on its way as given (a link among them is not followed: removing
+/// `place` removes the link) or by the file a link at `p` leads to.
+fn at_or_below(p: &Path, place: &Path) -> bool {
+    let target = target_of(p).unwrap_or_else(|_| p.to_path_buf());
+    [p, target.as_path()].iter().any(|q| {
+        q.ancestors()
+            .any(|a| place_here(a).is_some_and(|h| h.starts_with(place)))
+    })
 }
 
 fn same(a: &Ident, b: &Ident) -> bool {
@@ -146,9 +161,16 @@ impl Files {
         self
     }
 
-    /// A directory the command creates if needed and writes `names` into.
-    pub fn output_dir(&mut self, flag: &'static str, dir: &Path, names: &[&str]) -> &mut Self {
-        self.dirs.push((flag, dir.to_owned()));
+    /// A directory the command creates if needed and writes `names` into,
+    /// as the set `tag` ([`DirWrite`]).
+    pub fn output_dir(
+        &mut self,
+        flag: &'static str,
+        dir: &Path,
+        tag: &'static str,
+        names: &[&str],
+    ) -> &mut Self {
+        self.dirs.push((flag, dir.to_owned(), tag));
         for n in names {
             self.outputs.push((flag, dir.join(n), Way::InDir));
         }
@@ -157,7 +179,7 @@ impl Files {
 
     /// The `--report` directory.
     pub fn report(&mut self, dir: &Path) -> &mut Self {
-        self.output_dir("--report", dir, &REPORT_FILES)
+        self.output_dir("--report", dir, REPORT_TAG, &REPORT_FILES)
     }
 
     /// Lets the output `output` be the input `input` (a checkpoint resumed
@@ -172,12 +194,37 @@ impl Files {
     /// # Errors
     /// [`Error::Io`] naming the output the user gave and what is wrong.
     pub fn check(&self) -> Result<()> {
-        for (flag, dir) in &self.dirs {
+        for (flag, dir, _) in &self.dirs {
             check_dir(flag, dir)?;
+        }
+        // A set's staging directories, which its writer removes with all
+        // they hold, hold neither an input nor another output.
+        for (flag, dir, tag) in &self.dirs {
+            let Some(place) = ident(dir).place else {
+                continue;
+            };
+            for name in DirWrite::staging_names(tag) {
+                let staging = place.join(&name);
+                let mut others = self
+                    .inputs
+                    .iter()
+                    .map(|(f, q)| (*f, q))
+                    .chain(self.outputs.iter().map(|(f, q, _)| (*f, q)));
+                if let Some((o_flag, q)) = others.find(|(_, q)| at_or_below(q, &staging)) {
+                    return Err(refuse(
+                        dir,
+                        format!(
+                            "{flag} stages its files in the staging directory {}, where the {o_flag} file {} is; writing would destroy it, move that file or choose another directory",
+                            dir.join(&name).display(),
+                            q.display()
+                        ),
+                    ));
+                }
+            }
         }
         let inputs: Vec<_> = self.inputs.iter().map(|(f, p)| (*f, p, ident(p))).collect();
         let mut seen: Vec<(&str, &PathBuf, Ident)> = Vec::new();
-        for (flag, p, _) in &self.outputs {
+        for (flag, p, way) in &self.outputs {
             let me = ident(p);
             for (in_flag, q, other) in &inputs {
                 if same(&me, other) && !self.allowed.contains(&(*in_flag, *flag)) {
@@ -193,8 +240,15 @@ impl Files {
             // The temporary file the save writes through is neither an input
             // nor another output, by the name given or by the file a link
             // leads to; by place only, as the save removes the name (a hard
-            // link elsewhere keeps its bytes).
-            if let Some(tmp) = temp_of(p) {
+            // link elsewhere keeps its bytes). A file of a set has none: it
+            // is written in the set's staging directory (above) and renamed
+            // into place, unless it is a link, whose target on another file
+            // system is replaced through the target's temporary file.
+            let temp = match way {
+                Way::InDir if !is_link(p) => None,
+                _ => temp_of(p),
+            };
+            if let Some(tmp) = temp {
                 let t = place_here(&tmp);
                 let others = inputs
                     .iter()
@@ -246,6 +300,11 @@ impl Files {
         }
         Ok(())
     }
+}
+
+/// Whether `p` names a symbolic link.
+fn is_link(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// A directory to write into: an existing directory, or a name whose
