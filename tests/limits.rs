@@ -8,7 +8,6 @@
 
 mod common;
 
-use sparse_ae::data::idx::{IdxArray, IdxData, write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -46,34 +45,14 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// MNIST-sized images (28×28): 20,000 training images, gzip-compressed,
-/// and 10,000 test images, so that the data's buffers matter under the
-/// limits tried.
+/// MNIST-sized images (28×28) of hashed pixels: 20,000 training images,
+/// gzip-compressed, and 10,000 test images, so that the data's buffers
+/// matter under the limits tried.
 fn write_data(dir: &Path) {
-    for (prefix, n, gz) in [("train", 20_000usize, true), ("t10k", 10_000, false)] {
-        let px: Vec<u8> = (0..n * 784)
-            .map(|i| ((i * 2_654_435_761usize) >> 13) as u8 & 0x7f)
-            .collect();
-        let ext = if gz { ".gz" } else { "" };
-        let images = IdxArray {
-            dims: vec![n, 28, 28],
-            data: IdxData::U8(px),
-        };
-        write(
-            &dir.join(format!("{prefix}-images-idx3-ubyte{ext}")),
-            &images,
-        )
-        .unwrap();
-        let labels = IdxArray {
-            dims: vec![n],
-            data: IdxData::U8((0..n).map(|i| (i % 10) as u8).collect()),
-        };
-        write(
-            &dir.join(format!("{prefix}-labels-idx1-ubyte{ext}")),
-            &labels,
-        )
-        .unwrap();
-    }
+    common::write_mnist_like(dir, 28, 20_000, 10_000, |i, r, c| {
+        let k = (i * 28 + r) * 28 + c;
+        ((k * 2_654_435_761usize) >> 13) as u8 & 0x7f
+    });
 }
 
 /// A data directory and two trained models (a sigmoid one, and a linear

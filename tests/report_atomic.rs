@@ -8,26 +8,13 @@
 mod common;
 
 use sparse_ae::report::training::recover_report;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn run<A: AsRef<OsStr> + std::fmt::Debug>(blocks: Option<usize>, args: &[A]) -> Output {
-    common::run_limited(blocks, args)
-}
-
-fn ok<A: AsRef<OsStr> + std::fmt::Debug>(args: &[A]) -> String {
-    let o = run(None, args);
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "sparse-ae {args:?} failed:\n{err}");
-    err
-}
-
-use common::{block_unit, snapshot};
+use common::{block_unit, run_limited, run_ok, snapshot};
 
 fn names(dir: &Path) -> Vec<String> {
     snapshot(dir).into_keys().collect()
@@ -80,14 +67,14 @@ fn a_report_that_fails_part_way_leaves_the_old_one_whole() {
     let dir = setup("report-atomic-fail");
     let unit = block_unit(&dir);
     let rep = dir.join("rep");
-    ok(&train(&dir, "1", &rep));
+    run_ok(&train(&dir, "1", &rep));
     std::fs::write(rep.join("notes.txt"), "mine").unwrap();
     let before = snapshot(&rep);
 
     // 800 epochs of one step: metrics.csv is far past 64 KiB, each picture
     // and the model below it.
     let long = train(&dir, "800", &rep);
-    let o = run(Some((64 << 10) / unit), &long);
+    let o = run_limited(Some((64 << 10) / unit), &long);
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(
@@ -102,7 +89,7 @@ fn a_report_that_fails_part_way_leaves_the_old_one_whole() {
     assert_eq!(snapshot(&rep), before, "{e}");
 
     // Without the limit the whole new report replaces the old one.
-    ok(&long);
+    run_ok(&long);
     let mut want: Vec<String> = VECTOR_REPORT.iter().map(|n| n.to_string()).collect();
     want.push("notes.txt".into());
     want.sort();
@@ -126,7 +113,7 @@ fn a_report_that_fails_part_way_leaves_the_old_one_whole() {
 fn a_report_swapped_in_half_way_is_completed_by_the_next_run() {
     let dir = setup("report-atomic-recover");
     let rep = dir.join("rep");
-    ok(&train(&dir, "1", &rep));
+    run_ok(&train(&dir, "1", &rep));
     std::fs::write(rep.join("notes.txt"), "mine").unwrap();
     let ready = rep.join(".sparse-ae-report.ready");
     std::fs::create_dir(&ready).unwrap();
@@ -167,7 +154,7 @@ fn a_report_swapped_in_half_way_is_completed_by_the_next_run() {
     std::fs::create_dir(&ready).unwrap();
     std::fs::write(ready.join(".sparse-ae-files"), "index.html\n").unwrap();
     std::fs::write(ready.join("index.html"), "newer index").unwrap();
-    ok(&train(&dir, "2", &rep));
+    run_ok(&train(&dir, "2", &rep));
     let mut want: Vec<String> = VECTOR_REPORT.iter().map(|n| n.to_string()).collect();
     want.push("notes.txt".into());
     want.sort();

@@ -7,9 +7,7 @@
 mod common;
 
 use sparse_ae::io::json::Value;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -18,25 +16,13 @@ fn s(p: &Path) -> &str {
 /// The columns that measure time, not the model (see docs/cli.md).
 const TIMING: [&str; 3] = ["samples_per_sec", "seconds", "one_thread_steps"];
 
-fn run<A: AsRef<OsStr> + std::fmt::Debug>(blocks: Option<usize>, args: &[A]) -> Output {
-    common::run_limited(blocks, args)
-}
-
-fn ok<A: AsRef<OsStr> + std::fmt::Debug>(args: &[A]) -> String {
-    let o = run(None, args);
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "sparse-ae {args:?} failed:\n{err}");
-    err
-}
-
-use common::block_unit;
+use common::{block_unit, run_limited, run_ok};
 
 /// A scratch directory with data `x.npy` (40 × 8) and a config `c.json`
 /// (8 → 256 → 8): its checkpoint is far larger than three metrics rows.
 fn setup(name: &str) -> PathBuf {
     let dir = common::temp_dir(name);
-    let data: Vec<f32> = (0..320).map(|i| ((i * 7) % 10) as f32 / 10.0).collect();
-    sparse_ae::data::npy::write(&dir.join("x.npy"), 40, 8, &data).unwrap();
+    common::write_tiny_npy(&dir);
     std::fs::write(
         dir.join("c.json"),
         r#"{"input": 8, "layers": [{"units": 256, "activation": "relu"}, {"units": 8, "activation": "linear"}], "code_layer": 0, "loss": "mse", "l1": {"lambda": 0.001}}"#,
@@ -100,7 +86,7 @@ fn a_resumed_run_writes_each_epochs_row_once() {
         let m = dir.join(format!("m.{ext}"));
         let ck = dir.join(format!("ck-{ext}.st"));
         let out = dir.join(format!("out-{ext}.st"));
-        let call = |v: Vec<String>| ok(&v);
+        let call = |v: Vec<String>| run_ok(&v);
         // The uninterrupted run.
         call(args(&[
             "--config",
@@ -157,7 +143,7 @@ fn a_resumed_run_writes_each_epochs_row_once() {
             "--out",
             s(&out),
         ]);
-        let o = run(Some(blocks), &resume);
+        let o = run_limited(Some(blocks), &resume);
         let e = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{e}");
         assert!(e.contains(s(&ck)) && !e.contains("panicked"), "{e}");
@@ -165,7 +151,7 @@ fn a_resumed_run_writes_each_epochs_row_once() {
         assert_eq!(epochs(&rows(&m)), ["1", "2", "3", "1", "2"], "{e}");
 
         // Resumed again: epoch 2's row is not written twice.
-        let e = ok(&resume);
+        let e = run_ok(&resume);
         let want = rows(&reference);
         let got = rows(&m);
         assert_eq!(epochs(&got), ["1", "2", "3", "1", "2", "3"], "{ext}");
@@ -175,7 +161,7 @@ fn a_resumed_run_writes_each_epochs_row_once() {
         assert_eq!(got[3..], want[..], "{ext}: the resumed run's rows differ");
         // Resumed once more from the final checkpoint: nothing left, no file changed.
         let before = std::fs::read(&m).unwrap();
-        let o = run(None, &resume);
+        let o = run_limited(None, &resume);
         assert!(!o.status.success());
         assert_eq!(std::fs::read(&m).unwrap(), before);
     }

@@ -37,18 +37,34 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// `side × side` pixels: bright squares at varying places) into `dir`, the
 /// training images gzip-compressed.
 pub fn write_tiny_mnist(dir: &Path, side: usize, n_train: usize, n_test: usize) {
-    for (prefix, n, gz) in [("train", n_train, true), ("t10k", n_test, false)] {
-        let mut px = vec![0u8; n * side * side];
-        let mut labels = vec![0u8; n];
-        for i in 0..n {
-            let (r0, c0) = ((i * 3) % (side - 2), (i * 5) % (side - 2));
-            for r in r0..r0 + 3 {
-                for c in c0..c0 + 3 {
-                    px[i * side * side + r * side + c] = 200 + (i % 50) as u8;
-                }
-            }
-            labels[i] = (i % 10) as u8;
+    write_mnist_like(dir, side, n_train, n_test, |i, r, c| {
+        let (r0, c0) = ((i * 3) % (side - 2), (i * 5) % (side - 2));
+        if (r0..r0 + 3).contains(&r) && (c0..c0 + 3).contains(&c) {
+            200 + (i % 50) as u8
+        } else {
+            0
         }
+    });
+}
+
+/// Writes an MNIST-style data set into `dir`: `n_train` training images
+/// (gzip-compressed) and `n_test` test images of `side × side` pixels,
+/// pixel (r, c) of image i being `pixel(i, r, c)`, labelled `i % 10`.
+pub fn write_mnist_like(
+    dir: &Path,
+    side: usize,
+    n_train: usize,
+    n_test: usize,
+    pixel: impl Fn(usize, usize, usize) -> u8,
+) {
+    for (prefix, n, gz) in [("train", n_train, true), ("t10k", n_test, false)] {
+        let mut px = Vec::with_capacity(n * side * side);
+        for i in 0..n {
+            for r in 0..side {
+                px.extend((0..side).map(|c| pixel(i, r, c)));
+            }
+        }
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
         let ext = if gz { ".gz" } else { "" };
         let images = IdxArray {
             dims: vec![n, side, side],
@@ -219,12 +235,26 @@ pub fn run_limited<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
         .unwrap()
 }
 
-/// Writes the tiny data set `x.npy` (40 × 8, values in [0, 1)) and the
-/// config `c.json` (8 → 4 ReLU → 8 linear, MSE) into `dir`: a model of a
-/// few hundred bytes.
-pub fn write_tiny_npy_and_config(dir: &Path) {
+/// Runs sparse-ae with `args` ([`run_limited`], without a limit), which
+/// must succeed; returns its stderr.
+pub fn run_ok<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[A]) -> String {
+    let o = run_limited(None, args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "sparse-ae {args:?} failed:\n{err}");
+    err
+}
+
+/// Writes the tiny data set `x.npy` (40 × 8, values in [0, 1)) into `dir`.
+pub fn write_tiny_npy(dir: &Path) {
     let data: Vec<f32> = (0..320).map(|i| ((i * 7) % 10) as f32 / 10.0).collect();
     sparse_ae::data::npy::write(&dir.join("x.npy"), 40, 8, &data).unwrap();
+}
+
+/// Writes the tiny data set `x.npy` ([`write_tiny_npy`]) and the config
+/// `c.json` (8 → 4 ReLU → 8 linear, MSE) into `dir`: a model of a few
+/// hundred bytes.
+pub fn write_tiny_npy_and_config(dir: &Path) {
+    write_tiny_npy(dir);
     std::fs::write(
         dir.join("c.json"),
         r#"{"input": 8, "layers": [{"units": 4, "activation": "relu"}, {"units": 8, "activation": "linear"}], "code_layer": 0, "loss": "mse"}"#,
