@@ -184,7 +184,7 @@ fn a_run_resumed_inside_an_epoch_writes_that_epochs_row_over_all_its_steps() {
         let ck = dir.join(format!("ck-{ext}.st"));
         let out = dir.join(format!("out-{ext}.st"));
         let (m_, ck_, out_, ref_) = (s(&m), s(&ck), s(&out), s(&reference));
-        ok(&args(&[
+        run_ok(&args(&[
             "--config",
             s(&c),
             "--epochs",
@@ -196,7 +196,7 @@ fn a_run_resumed_inside_an_epoch_writes_that_epochs_row_over_all_its_steps() {
         ]));
         // 10 steps an epoch: stopped after step 3 of epoch 2, then at step
         // 6 of it, then resumed to the end.
-        ok(&args(&[
+        run_ok(&args(&[
             "--config",
             s(&c),
             "--epochs",
@@ -211,7 +211,7 @@ fn a_run_resumed_inside_an_epoch_writes_that_epochs_row_over_all_its_steps() {
             out_,
         ]));
         assert_eq!(epochs(&rows(&m)), ["1", "2"]);
-        let e = ok(&args(&[
+        let e = run_ok(&args(&[
             "--epochs",
             "3",
             "--steps",
@@ -227,7 +227,7 @@ fn a_run_resumed_inside_an_epoch_writes_that_epochs_row_over_all_its_steps() {
         ]));
         assert!(e.contains("removed the row of the epoch"), "{e}");
         assert_eq!(epochs(&rows(&m)), ["1", "2"]);
-        ok(&args(&[
+        run_ok(&args(&[
             "--epochs",
             "3",
             "--resume",
