@@ -1406,3 +1406,31 @@ fn a_preset_too_large_for_the_images_is_named_with_them() {
         "{e}"
     );
 }
+
+/// The row of a one-row `.npy` is both splits, and `train` says so; two
+/// rows hold one out.
+#[test]
+fn a_one_row_file_says_its_test_row_is_not_held_out() {
+    let dir = setup("misuse-one-row");
+    let out = dir.join("o.st");
+    for rows in [1, 2] {
+        let x = dir.join(format!("x{rows}.npy"));
+        sparse_ae::data::npy::write(&x, rows, 4, &vec![0.5; 4 * rows]).unwrap();
+        let o = run(&[
+            "train",
+            "--preset",
+            "shallow",
+            "--data",
+            s(&x),
+            "--batch-size",
+            "1",
+            "--out",
+            s(&out),
+        ]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{e}");
+        let said = e.contains("has one row: it is both the training and the test split");
+        assert_eq!(said, rows == 1, "{e}");
+        assert!(e.contains("test set 1 samples"), "{e}");
+    }
+}

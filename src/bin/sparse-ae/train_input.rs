@@ -143,6 +143,12 @@ impl Input {
         let (n, dim) = (rows.len(), rows.dim());
         let train = data::npy_split(n, SplitArg::Train, limit);
         let test = data::npy_split(n, SplitArg::Test, limit);
+        if n == 1 && me.rank == 0 && !a.quiet {
+            note!(
+                "note: {} has one row: it is both the training and the test split, so the test loss is not of a held-out sample",
+                path.display()
+            );
+        }
         // The whole split's size decides, the same on every rank: it
         // decides the order of the rows.
         let chunk_rows = match resumed_chunk_rows {
