@@ -7,7 +7,7 @@
 
 use sparse_ae::report::canvas::{MAX_PIXELS, text_height, text_width};
 use sparse_ae::report::plot::{HEIGHT, WIDTH};
-use sparse_ae::report::tiles::MAX_SIDE;
+use sparse_ae::report::tiles::{Fit, MAX_SIDE};
 use sparse_ae::report::{
     Canvas, Image, PALETTE, Section, Series, Table, feature_tiles, histogram, image_grid,
     line_plot, save_gray_png, save_png, write_index,
@@ -258,6 +258,16 @@ fn long_images_are_drawn_reduced_to_fit() {
     broken[1000] = f32::NAN;
     let g = image_grid(&[("x", vec![&broken[..]])], n, 1, 1).unwrap();
     assert_eq!(pixels_where(&g, |p| p == [255, 0, 255]).len(), 1);
+    // The choice itself: a zoom as large as fits, then (for pictures whose
+    // count of images is fixed) reductions by doubling.
+    let small = |w: usize, h: usize| w * h <= 300 * 300;
+    let f = Fit::choose(100, 100, 3, false, small).unwrap();
+    assert_eq!((f.zoom, f.shrink, f.w), (3, 1, 100));
+    assert_eq!(Fit::choose(1000, 1000, 2, false, small), None);
+    let f = Fit::choose(1000, 1000, 2, true, small).unwrap();
+    assert_eq!((f.zoom, f.shrink, f.w, f.h), (1, 4, 250, 250));
+    let f = Fit::choose(5000, 3, 3, false, |_, _| true).unwrap();
+    assert_eq!((f.zoom, f.shrink, f.w, f.h), (1, 3, 1667, 1));
     // Only more images than pixels fail.
     let one = [0.5f32];
     assert!(image_grid(&[("x", vec![&one[..]; 1_000_000])], 1, 1, 1).is_err());

@@ -46,21 +46,22 @@ impl Fit {
     /// The largest zoom up to `zoom` at which an `img_w × img_h` image has
     /// sides of at most [`MAX_SIDE`] and `fits(side_w, side_h)` (the
     /// picture built of such images fits a canvas), else the least
-    /// reduction (doubling from the first that brings the sides within
-    /// [`MAX_SIDE`]) that does; `None` when even one cell an image does not
-    /// fit.
+    /// reduction that brings the sides within [`MAX_SIDE`] — and, with
+    /// `reduce_to_fit`, further (doubling) until the picture fits; `None`
+    /// when nothing tried fits.
     pub fn choose(
         img_w: usize,
         img_h: usize,
         zoom: usize,
+        reduce_to_fit: bool,
         fits: impl Fn(usize, usize) -> bool,
     ) -> Option<Fit> {
         let ok = |f: &Fit| {
             let (w, h) = (f.w.checked_mul(f.zoom), f.h.checked_mul(f.zoom));
             matches!((w, h), (Some(w), Some(h)) if w.max(h) <= MAX_SIDE && fits(w, h))
         };
-        let most = MAX_SIDE / img_w.max(img_h).max(1);
-        for zoom in (1..=zoom.min(most).max(1)).rev() {
+        let longest = img_w.max(img_h).max(1);
+        for zoom in (1..=zoom.min(MAX_SIDE / longest).max(1)).rev() {
             let f = Fit {
                 shrink: 1,
                 zoom,
@@ -71,7 +72,9 @@ impl Fit {
                 return Some(f);
             }
         }
-        let longest = img_w.max(img_h).max(1);
+        if longest <= MAX_SIDE && !reduce_to_fit {
+            return None;
+        }
         let mut shrink = longest.div_ceil(MAX_SIDE).max(2);
         loop {
             let f = Fit {
@@ -83,11 +86,34 @@ impl Fit {
             if ok(&f) {
                 return Some(f);
             }
-            if shrink >= longest {
+            if shrink >= longest || !reduce_to_fit {
                 return None;
             }
             shrink = shrink.saturating_mul(2).min(longest);
         }
+    }
+
+    /// [`Fit::choose`] for a picture whose canvas is `size(side_w, side_h)`
+    /// for images of those sides (`None` on overflow), fitting
+    /// [`MAX_PIXELS`]; images as small as they go when nothing fits (the
+    /// canvas then refuses the picture: too many images for it).
+    fn in_picture(
+        img_w: usize,
+        img_h: usize,
+        zoom: usize,
+        reduce_to_fit: bool,
+        size: impl Fn(usize, usize) -> Option<(usize, usize)>,
+    ) -> Fit {
+        let fits = |a, b| {
+            size(a, b).is_some_and(|(w, h)| w.checked_mul(h).is_some_and(|n| n <= MAX_PIXELS))
+        };
+        let shrink = img_w.max(img_h).div_ceil(MAX_SIDE).max(1);
+        Fit::choose(img_w, img_h, zoom, reduce_to_fit, fits).unwrap_or(Fit {
+            shrink,
+            zoom: 1,
+            w: img_w.div_ceil(shrink),
+            h: img_h.div_ceil(shrink),
+        })
     }
 
     /// Canvas pixels an image takes across and down.
@@ -191,16 +217,11 @@ pub fn image_grid(
         let h = rows.len().checked_mul(row_h + GAP)?.checked_add(GAP)?;
         Some((w, h, text, row_h, left))
     };
-    let fits = |cw, ch| {
-        layout(cw, ch).is_some_and(|(w, h, ..)| w.checked_mul(h).is_some_and(|n| n <= MAX_PIXELS))
-    };
-    // Images too large for the canvas at `scale` are drawn smaller, or
-    // reduced; only too many of them fail.
-    let fit = Fit::choose(img_w, img_h, scale, fits).unwrap_or(Fit {
-        shrink: img_w.max(img_h),
-        zoom: 1,
-        w: 1,
-        h: 1,
+    // Images too large for the canvas at `scale` are drawn smaller, those
+    // longer than MAX_SIDE reduced; too many of them fail (the count is the
+    // caller's).
+    let fit = Fit::in_picture(img_w, img_h, scale, false, |cw, ch| {
+        layout(cw, ch).map(|(w, h, ..)| (w, h))
     });
     let (cell_w, cell_h) = fit.side();
     let (w, h, text, row_h, left) =
@@ -266,15 +287,8 @@ pub fn feature_tiles(
         let h = rows.checked_mul(th.checked_add(1)?)?.checked_add(1)?;
         Some((w, h))
     };
-    let fits = |tw, th| {
-        size(tw, th).is_some_and(|(w, h)| w.checked_mul(h).is_some_and(|n| n <= MAX_PIXELS))
-    };
-    let fit = Fit::choose(img_w, img_h, scale, fits).unwrap_or(Fit {
-        shrink: img_w.max(img_h),
-        zoom: 1,
-        w: 1,
-        h: 1,
-    });
+    // Every unit shown, reduced as far as the picture needs.
+    let fit = Fit::in_picture(img_w, img_h, scale, true, size);
     let (tw, th) = fit.side();
     let (w, h) = size(tw, th).ok_or_else(|| Error::shape(op, "smaller grid", "overflow"))?;
     let (tw, th) = (tw + 1, th + 1);
