@@ -1,6 +1,14 @@
 //! After the first step at a batch size, a training step makes no heap
 //! allocation (counted by a global allocator wrapper), when it runs on a
 //! thread of the rayon pool as `fit` runs it.
+//!
+//! Counted once every pool thread holds its packing buffers: `Trainer::new`
+//! waits for no pool thread, it queues a job on each that reserves them
+//! (`kernels::gemm::reserve_pack_buffers`). An idle thread runs it at once
+//! and a busy one before it takes part in a step's products, so in a run
+//! the steady state starts with the first steps; here the count waits for
+//! the jobs ([`pool_reserved`]), so that a thread the system schedules late
+//! does not allocate its buffers within the counted steps.
 
 mod common;
 #[path = "common/counting.rs"]
@@ -11,6 +19,21 @@ use sparse_ae::optim::{OptimizerConfig, SgdConfig};
 use sparse_ae::rng::Rng;
 use sparse_ae::train::Trainer;
 
+/// Waits (on a thread of the pool, running its own jobs meanwhile) until
+/// every pool thread has reserved its packing buffers.
+fn pool_reserved() {
+    let start = std::time::Instant::now();
+    while sparse_ae::kernels::gemm::pack_buffers_pending() > 0 {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "the pool threads' packing buffers were not reserved"
+        );
+        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// Allocations in 10 steps after two warm-up steps.
 fn allocations(t: &mut Trainer<f32>, x: &[f32]) -> usize {
     // Steps run inside the rayon pool, as `fit` runs them: called from a
@@ -19,6 +42,7 @@ fn allocations(t: &mut Trainer<f32>, x: &[f32]) -> usize {
     rayon::scope(|_| {
         t.step(x).unwrap();
         t.step(x).unwrap();
+        pool_reserved();
         let before = counting::count();
         for _ in 0..10 {
             t.step(x).unwrap();
@@ -67,6 +91,7 @@ fn steps_after_the_first_do_not_allocate() {
         let (n, auxk) = rayon::scope(|_| {
             t.step(&x).unwrap();
             t.step(&x).unwrap();
+            pool_reserved();
             let before = counting::count();
             let mut auxk = 0.0;
             for _ in 0..10 {

@@ -630,10 +630,12 @@ impl PyAutoencoder {
         } else {
             batch_size
         };
-        // Without the GIL: making a trainer waits for every thread of the
-        // pool (each reserves its packing buffers), and one may be running
-        // another fit's loop, whose callbacks take the GIL: holding it here
-        // deadlocked two threads' fits.
+        // Without the GIL (its buffers may take a while to allocate). It
+        // waits for no pool thread: one may be running another fit's loop,
+        // held by a callback that waits for this thread (making a trainer
+        // waited for every pool thread, holding the GIL here deadlocked two
+        // threads' fits, and without it a callback waiting for this fit to
+        // start still did).
         let noise_seed = noise_seed.unwrap_or(seed ^ 0x5eed_5eed);
         let mut trainer = py
             .detach(|| Trainer::new(model, opt, batch_size, noise_seed))

@@ -203,3 +203,48 @@ def test_two_threads_fit_two_models_at_once():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0 and "both fits ended" in out.stdout, out.stderr
+
+
+def test_a_fit_starts_while_another_fits_callback_waits_for_it():
+    # Making a trainer waited for every pool thread (each reserved its
+    # packing buffers). One ran the first fit's loop, held by a callback
+    # that waits for the second fit to reach its own first callback: the
+    # second fit never started, the first's callback waited for ever. Two
+    # pool threads: one for each fit's loop. In a subprocess, so that a hang
+    # is a timeout, not a hung suite.
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import threading
+        import numpy as np
+        import sparse_ae
+        x = np.random.default_rng(0).random((64, 16), dtype=np.float32)
+        a = sparse_ae.Autoencoder.preset("shallow", input=16, seed=1)
+        b = sparse_ae.Autoencoder.preset("shallow", input=16, seed=2)
+        go, started = threading.Event(), threading.Event()
+        seen = []
+        def other():
+            go.wait()
+            b.fit(x, epochs=2, batch_size=8, callbacks=[lambda e, l: started.set()], verbose=False)
+        t = threading.Thread(target=other)
+        t.start()
+        def cb(epoch, logs):
+            if epoch == 0:
+                go.set()
+                seen.append(started.wait(30))
+        a.fit(x, epochs=2, batch_size=8, callbacks=[cb], verbose=False)
+        t.join()
+        if seen == [True]:
+            print("both fits ended")
+        else:
+            print("the second fit did not start while the first's callback waited")
+        """
+    )
+    env = dict(os.environ, RAYON_NUM_THREADS="2")
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0 and "both fits ended" in out.stdout, (out.stdout, out.stderr)

@@ -219,8 +219,18 @@ fn whole_step(cfg: &ModelConfig) -> bool {
 impl<T: Real> Trainer<T> {
     /// A trainer for `model` at batch size `batch`, noise drawn from `noise_seed`.
     ///
+    /// It waits for no thread of the rayon pool: each reserves its packing
+    /// buffers when it is free ([`crate::kernels::gemm::reserve_pack_buffers`]),
+    /// so a trainer is made while other threads' work (say, another
+    /// trainer's loop blocked in a callback) holds pool threads, and steps
+    /// after the first allocate nothing once every pool thread has run its
+    /// reservation (at once, for an idle pool).
+    ///
     /// # Errors
-    /// [`Error::Config`] for bad optimizer settings or a zero batch size.
+    /// [`Error::Config`] for bad optimizer settings or a zero batch size;
+    /// [`Error::Memory`] or [`Error::Value`] when its buffers or the
+    /// threads' packing buffers do not fit the memory budget or the
+    /// address-space limit.
     pub fn new(
         model: Autoencoder<T>,
         opt: OptimizerConfig,

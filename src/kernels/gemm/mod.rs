@@ -38,6 +38,7 @@ use super::{Activation, Isa, Real};
 use pack::Strided;
 use params::Blocking;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -881,37 +882,82 @@ fn thin_edge(job: &Job<'_>, m: usize, n: usize) -> usize {
 /// MC·KC); every B block and direct-path buffer is smaller.
 const RESERVED_FLOATS: usize = params::AVX512.mc * params::AVX512.kc + 16;
 
-/// Allocates the pack buffers of every thread of the current rayon pool
-/// (and of the calling thread) now, at their full size, so that no later
-/// product allocates — whichever thread happens to run it. Each thread's
-/// pair (a few MB, not counted in the memory budget) is first checked
-/// against the address space left, so that a limit too tight for them is an
-/// error, not an abort in the first product. (They are allocated zeroed, so
-/// that their pages are touched only when used, which only an infallible
-/// allocation does without `unsafe`.)
+/// Pool threads that have yet to run the reservation job of
+/// [`reserve_pack_buffers`] (the jobs of one broadcast at most are queued at
+/// a time).
+static RESERVATIONS_PENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Reserves the pack buffers of the calling thread and of every thread of
+/// the current rayon pool at their full size, so that no later product
+/// allocates — whichever thread happens to run it — and waits for no
+/// thread. The room for them all (a few MB a thread, not counted in the
+/// memory budget) is checked first against the address space left
+/// ([`check_room_for_pack_buffers`]), so that a limit too tight for them is
+/// an error, not an abort. The calling thread's pair is allocated now; each
+/// pool thread's by a job queued on it ([`rayon::spawn_broadcast`]), which
+/// an idle thread runs at once and a busy one as soon as it is free, before
+/// it steals work from any other thread (rayon runs a thread's broadcasts
+/// first), so before it takes part in the caller's products. Until then the
+/// address-space checks count the pairs still to come as in use.
+///
+/// A trainer must not wait for the pool's threads: one may be held for as
+/// long as it takes by other work (in Python, another thread's `fit` whose
+/// callback waits for this one), and a blocking broadcast to every thread
+/// waited as long, for ever when that work waited for the caller.
+///
+/// A thread's buffers, once allocated, live as long as it does, so while
+/// jobs of an earlier call are still queued (some thread is busy) no more
+/// are: that thread will run the one queued for it. (The threads of another
+/// pool, which such a call would have reached, allocate theirs at their
+/// first product.) The buffers are allocated zeroed, so that their pages
+/// are touched only when used, which only an infallible allocation does
+/// without `unsafe`.
 ///
 /// # Errors
 /// As [`crate::memory::check_address_space`].
 pub fn reserve_pack_buffers() -> crate::Result<()> {
-    const WHAT: &str = "a thread's packing buffers for the matrix products";
-    let touch = || {
-        with_buffers(|a, b| {
-            let short = |v: &Vec<f32>| v.len() < RESERVED_FLOATS;
-            let want = (short(a) as usize + short(b) as usize) * RESERVED_FLOATS;
-            if want == 0 {
-                return Ok(());
-            }
-            crate::memory::check_address_space(WHAT, crate::memory::f32_bytes(want))?;
+    check_room_for_pack_buffers()?;
+    reserve_here();
+    // Without threads the caller is the pool's only thread.
+    if cfg!(target_family = "wasm") {
+        return Ok(());
+    }
+    let threads = rayon::current_num_threads();
+    let queue = RESERVATIONS_PENDING
+        .compare_exchange(0, threads, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok();
+    if queue {
+        let pair = crate::memory::f32_bytes(2 * RESERVED_FLOATS);
+        crate::memory::promise(pair.saturating_mul(threads as u64));
+        rayon::spawn_broadcast(move |_| {
+            reserve_here();
+            crate::memory::settle(pair);
+            RESERVATIONS_PENDING.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+    Ok(())
+}
+
+/// How many pool threads have yet to run the reservation of their pack
+/// buffers that [`reserve_pack_buffers`] queued (0 once every job queued
+/// has run: from then on no product on those threads allocates). For
+/// programs and tests that measure a steady state.
+pub fn pack_buffers_pending() -> usize {
+    RESERVATIONS_PENDING.load(Ordering::Acquire)
+}
+
+/// Allocates this thread's pack buffers at their full size if they are not
+/// yet (buffers in use further up the stack are: [`aligned`] allocates them
+/// whole).
+fn reserve_here() {
+    BUFFERS.with(|cell| {
+        if let Ok(mut bufs) = cell.try_borrow_mut() {
+            let (a, b) = &mut *bufs;
             for v in [a, b] {
                 aligned(v, RESERVED_FLOATS - 16);
             }
-            Ok(())
-        })
-    };
-    rayon::broadcast(|_| touch())
-        .into_iter()
-        .collect::<crate::Result<()>>()?;
-    touch()
+        }
+    });
 }
 
 /// For the evaluation and inference entry points: checks that the address
@@ -921,7 +967,8 @@ pub fn reserve_pack_buffers() -> crate::Result<()> {
 /// Nothing is allocated and no pool thread is waited for: an evaluation
 /// may run while a pool thread is blocked (a Python callback inside `fit`
 /// waiting for another thread's `encode`), and a broadcast to every thread
-/// would wait for it for ever.
+/// would wait for it for ever. (A trainer reserves them too, without
+/// waiting: [`reserve_pack_buffers`].)
 ///
 /// # Errors
 /// As [`crate::memory::check_address_space`].
