@@ -538,7 +538,7 @@ pub fn evaluate_rows_of(
     of: Option<&str>,
 ) -> Result<(LossParts, CodeStats)> {
     crate::parallel::start_global_pool(None)?;
-    crate::kernels::gemm::check_room_for_pack_buffers()?;
+    crate::kernels::gemm::reserve_pack_buffers()?;
     let cfg = model.config();
     if rows.dim() != cfg.input {
         return Err(Error::shape(

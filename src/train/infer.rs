@@ -30,7 +30,7 @@ fn for_batches(
     mut f: impl FnMut(usize, &[f32], &crate::nn::Workspace<f32>) -> Result<()>,
 ) -> Result<()> {
     crate::parallel::start_global_pool(None)?;
-    crate::kernels::gemm::check_room_for_pack_buffers()?;
+    crate::kernels::gemm::reserve_pack_buffers()?;
     let d = model.config().input;
     if samples.dim() != d {
         return Err(Error::shape(
@@ -115,7 +115,7 @@ pub fn reconstruct(model: &Autoencoder<f32>, samples: Samples<'_>) -> Result<Vec
 /// [`Error::Value`] naming the code whose output is not finite in f32.
 pub fn decode(model: &Autoencoder<f32>, codes: &[f32], scale: f32) -> Result<Vec<f32>> {
     crate::parallel::start_global_pool(None)?;
-    crate::kernels::gemm::check_room_for_pack_buffers()?;
+    crate::kernels::gemm::reserve_pack_buffers()?;
     super::samples::check_scale(scale)?;
     let cfg = model.config();
     let (units, d) = (cfg.width(cfg.code_layer), cfg.input);

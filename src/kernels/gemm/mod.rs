@@ -38,7 +38,7 @@ use super::{Activation, Isa, Real};
 use pack::Strided;
 use params::Blocking;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -887,6 +887,10 @@ const RESERVED_FLOATS: usize = params::AVX512.mc * params::AVX512.kc + 16;
 /// a time).
 static RESERVATIONS_PENDING: AtomicUsize = AtomicUsize::new(0);
 
+/// Whether every thread of the global pool has run a reservation job (its
+/// threads live as long as the process, and their buffers with them).
+static GLOBAL_POOL_RESERVED: AtomicBool = AtomicBool::new(false);
+
 /// Reserves the pack buffers of the calling thread and of every thread of
 /// the current rayon pool at their full size, so that no later product
 /// allocates — whichever thread happens to run it — and waits for no
@@ -911,15 +915,19 @@ static RESERVATIONS_PENDING: AtomicUsize = AtomicUsize::new(0);
 /// pool, which such a call would have reached, allocate theirs at their
 /// first product.) The buffers are allocated zeroed, so that their pages
 /// are touched only when used, which only an infallible allocation does
-/// without `unsafe`.
+/// without `unsafe`. Once every thread of the global pool has run its job,
+/// a call from outside any pool (which the global pool's threads serve)
+/// queues none: the trainers, evaluations and inference calls that follow
+/// only check the room and reserve the caller's pair.
 ///
 /// # Errors
 /// As [`crate::memory::check_address_space`].
 pub fn reserve_pack_buffers() -> crate::Result<()> {
     check_room_for_pack_buffers()?;
     reserve_here();
+    let global = rayon::current_thread_index().is_none();
     // Without threads the caller is the pool's only thread.
-    if cfg!(target_family = "wasm") {
+    if cfg!(target_family = "wasm") || (global && GLOBAL_POOL_RESERVED.load(Ordering::Acquire)) {
         return Ok(());
     }
     let threads = rayon::current_num_threads();
@@ -932,7 +940,9 @@ pub fn reserve_pack_buffers() -> crate::Result<()> {
         rayon::spawn_broadcast(move |_| {
             reserve_here();
             crate::memory::settle(pair);
-            RESERVATIONS_PENDING.fetch_sub(1, Ordering::AcqRel);
+            if RESERVATIONS_PENDING.fetch_sub(1, Ordering::AcqRel) == 1 && global {
+                GLOBAL_POOL_RESERVED.store(true, Ordering::Release);
+            }
         });
     }
     Ok(())
@@ -960,15 +970,14 @@ fn reserve_here() {
     });
 }
 
-/// For the evaluation and inference entry points: checks that the address
-/// space left holds a pair of packing buffers for every thread of the pool
-/// and the calling one (the products allocate them, infallibly, on first
-/// use), so that a limit too tight for them is an error, not an abort.
-/// Nothing is allocated and no pool thread is waited for: an evaluation
-/// may run while a pool thread is blocked (a Python callback inside `fit`
-/// waiting for another thread's `encode`), and a broadcast to every thread
-/// would wait for it for ever. (A trainer reserves them too, without
-/// waiting: [`reserve_pack_buffers`].)
+/// Checks that the address space left holds a pair of packing buffers for
+/// every thread of the pool and the calling one (the products allocate
+/// them, infallibly, on first use), so that a limit too tight for them is
+/// an error, not an abort. Nothing is allocated and no pool thread is
+/// waited for: an evaluation may run while a pool thread is blocked (a
+/// Python callback inside `fit` waiting for another thread's `encode`), and
+/// a broadcast to every thread would wait for it for ever. The trainers,
+/// evaluations and inference calls go on to [`reserve_pack_buffers`].
 ///
 /// # Errors
 /// As [`crate::memory::check_address_space`].
