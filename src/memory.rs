@@ -277,8 +277,12 @@ pub fn show(bytes: u64) -> String {
         format!("{:.2} GB", b / 1e9)
     } else if b >= 1e6 {
         format!("{:.0} MB", b / 1e6)
+    } else if bytes >= 1000 {
+        format!("{:.0} kB", b / 1e3)
     } else {
-        format!("{:.0} kB", (b / 1e3).max(1.0))
+        // Below a kilobyte: in bytes (a budget of 1 B and a need of 600 B
+        // both read "1 kB" rounded up).
+        format!("{bytes} B")
     }
 }
 
@@ -438,7 +442,9 @@ mod tests {
             "{e}"
         );
         assert_eq!(show(310_000_000), "310 MB");
-        assert_eq!(show(12), "1 kB");
+        assert_eq!(show(12), "12 B");
+        assert_eq!(show(999), "999 B");
+        assert_eq!(show(1000), "1 kB");
     }
 
     /// What is held counts against the budget: a need that fits alone is
