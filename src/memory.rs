@@ -257,9 +257,29 @@ pub fn try_vec<T: Clone>(what: &str, n: usize, value: T) -> Result<Vec<T>> {
     Ok(v)
 }
 
+/// [`try_vec`] of a length worked out in u64 (saturating): one beyond
+/// `usize` is refused as the system would refuse it.
+///
+/// # Errors
+/// [`Error::Value`] when the system refuses the buffer.
+pub fn try_vec_u64<T: Clone>(what: &str, n: u64, value: T) -> Result<Vec<T>> {
+    match usize::try_from(n) {
+        Ok(n) => try_vec(what, n, value),
+        Err(_) => Err(refused(
+            what,
+            n.saturating_mul(std::mem::size_of::<T>() as u64),
+        )),
+    }
+}
+
 /// Bytes of `n` values of `elem` bytes each (saturating).
 pub fn bytes(n: usize, elem: usize) -> u64 {
     (n as u64).saturating_mul(elem as u64)
+}
+
+/// Bytes a vector's buffer holds (its capacity).
+pub fn vec_bytes<V>(v: &Vec<V>) -> u64 {
+    bytes(v.capacity(), std::mem::size_of::<V>())
 }
 
 /// Bytes of `n` f32 values (saturating).

@@ -111,6 +111,26 @@ impl<T: Real> AuxScratch<T> {
         }
     }
 
+    /// Bytes the buffers hold (their capacities).
+    pub fn heap_bytes(&self) -> u64 {
+        use crate::memory::vec_bytes;
+        let values = [
+            &self.pre_topk,
+            &self.a,
+            &self.w,
+            &self.e,
+            &self.e_hat,
+            &self.de,
+            &self.da,
+            &self.dw,
+            &self.mean,
+            &self.select,
+        ];
+        vec_bytes(&self.dead)
+            + vec_bytes(&self.dead_idx)
+            + values.map(vec_bytes).iter().sum::<u64>()
+    }
+
     /// Keep the residual e (and its variance) of the last pass instead of
     /// recomputing it: the function the gradient differentiates, with e
     /// constant, for finite-difference checks.

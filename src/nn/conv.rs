@@ -247,9 +247,77 @@ struct Group<T> {
     db: Vec<T>,
 }
 
+/// What a [`ConvScratch`] holds for `batch` samples of a shape computed by
+/// an algorithm: its groups and, in values, each group's im2col matrix and
+/// shifted-plane buffers, and the transposed weight of the shifted
+/// backward pass.
+#[derive(Clone, Copy, Debug)]
+struct ScratchPlan {
+    fwd_shift: bool,
+    bwd_shift: bool,
+    per_group: usize,
+    groups: usize,
+    col: u64,
+    shift: [u64; 6],
+    wt: u64,
+}
+
+impl ScratchPlan {
+    fn of(batch: usize, s: &Conv2dShape, algo: ConvAlgo) -> ScratchPlan {
+        let (fwd_shift, bwd_shift) = algo.uses_shifted(s);
+        let n_groups = batch.clamp(1, MAX_GROUPS);
+        let per_group = batch.div_ceil(n_groups).max(1);
+        let p = (s.out_h() * s.out_w()) as u64;
+        ScratchPlan {
+            fwd_shift,
+            bwd_shift,
+            per_group,
+            groups: batch.div_ceil(per_group).max(1),
+            col: match fwd_shift && bwd_shift {
+                true => 0,
+                false => (s.k() as u64).saturating_mul(p),
+            },
+            shift: conv_shift::buffer_lens(s, fwd_shift, bwd_shift),
+            wt: if bwd_shift { s.weight_len() as u64 } else { 0 },
+        }
+    }
+
+    /// The values of every buffer (saturating): per group the im2col
+    /// matrix, the shifted-plane buffers and the partial dW and db; the
+    /// transposed weight once.
+    fn values(&self, s: &Conv2dShape) -> u64 {
+        let group = self
+            .shift
+            .iter()
+            .fold(self.col, |a, &b| a.saturating_add(b))
+            .saturating_add((s.weight_len() + s.out_c) as u64);
+        (self.groups as u64)
+            .saturating_mul(group)
+            .saturating_add(self.wt)
+    }
+}
+
+/// The bytes [`ConvScratch::try_with_algo`] reserves for `batch` samples of
+/// `shape` computed by `algo`, in `elem`-byte values (saturating): every
+/// buffer of every sample group, the im2col matrix and, where `algo` takes
+/// them, the shifted planes (with a large padding these dwarf the image:
+/// the backward pass's D alone has `out_c·kh·kw·(in_h + 2p)·(in_w + 2p)`
+/// values). [`crate::nn::workspace_bytes`] counts it for each convolution.
+///
+/// # Panics
+/// If the shape is invalid (see [`Conv2dShape::validate`]).
+pub fn scratch_bytes(batch: usize, shape: &Conv2dShape, algo: ConvAlgo, elem: usize) -> u64 {
+    shape.validate().expect("scratch_bytes: invalid shape");
+    ScratchPlan::of(batch, shape, algo)
+        .values(shape)
+        .saturating_mul(elem as u64)
+}
+
 /// Scratch memory of [`conv2d_forward`] and [`conv2d_backward`] for one shape
-/// and batch size, so a training step allocates nothing:
-/// min(batch, [`MAX_GROUPS`]) groups of `K·P + out_c·K + out_c` values.
+/// and batch size, so a training step allocates nothing: min(batch,
+/// [`MAX_GROUPS`]) groups, each with the im2col matrix (`K·P` values) or the
+/// shifted-plane buffers or both, and a partial dW and db
+/// ([`scratch_bytes`] counts them).
 #[derive(Clone, Debug)]
 pub struct ConvScratch<T> {
     batch: usize,
@@ -265,7 +333,8 @@ impl<T: Real> ConvScratch<T> {
     /// Scratch for `batch` samples of `shape`, computed by [`ConvAlgo::Auto`].
     ///
     /// # Panics
-    /// If the shape is invalid (see [`Conv2dShape::validate`]).
+    /// If the shape is invalid (see [`Conv2dShape::validate`]) or the system
+    /// refuses the buffers (see [`ConvScratch::try_with_algo`]).
     pub fn new(batch: usize, shape: &Conv2dShape) -> ConvScratch<T> {
         ConvScratch::with_algo(batch, shape, ConvAlgo::Auto)
     }
@@ -273,36 +342,67 @@ impl<T: Real> ConvScratch<T> {
     /// Scratch for `batch` samples of `shape`, computed by `algo`.
     ///
     /// # Panics
-    /// If the shape is invalid (see [`Conv2dShape::validate`]).
+    /// If the shape is invalid (see [`Conv2dShape::validate`]) or the system
+    /// refuses the buffers (see [`ConvScratch::try_with_algo`]).
     pub fn with_algo(batch: usize, shape: &Conv2dShape, algo: ConvAlgo) -> ConvScratch<T> {
         shape.validate().expect("ConvScratch::new: invalid shape");
-        let (fwd_shift, bwd_shift) = algo.uses_shifted(shape);
-        let n_groups = batch.clamp(1, MAX_GROUPS);
-        let per_group = batch.div_ceil(n_groups).max(1);
-        let n_groups = batch.div_ceil(per_group).max(1);
-        let p = shape.out_h() * shape.out_w();
-        let col_len = if fwd_shift && bwd_shift {
-            0
-        } else {
-            shape.k() * p
-        };
-        let groups = (0..n_groups)
-            .map(|_| Group {
-                col: vec![T::ZERO; col_len],
-                shift: ShiftBufs::new(shape, fwd_shift, bwd_shift),
-                dw: vec![T::ZERO; shape.weight_len()],
-                db: vec![T::ZERO; shape.out_c],
-            })
-            .collect();
-        ConvScratch {
-            batch,
-            shape: *shape,
-            per_group,
-            fwd_shift,
-            bwd_shift,
-            wt: vec![T::ZERO; if bwd_shift { shape.weight_len() } else { 0 }],
-            groups,
+        ConvScratch::try_with_algo(batch, shape, algo).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`ConvScratch::with_algo`] by [`ConvAlgo::Auto`], reserved fallibly.
+    ///
+    /// # Errors
+    /// As [`ConvScratch::try_with_algo`].
+    pub fn try_new(batch: usize, shape: &Conv2dShape) -> Result<ConvScratch<T>> {
+        ConvScratch::try_with_algo(batch, shape, ConvAlgo::Auto)
+    }
+
+    /// Scratch for `batch` samples of `shape`, computed by `algo`, its
+    /// [`scratch_bytes`] reserved fallibly ([`crate::memory::try_vec`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid shape; [`Error::Value`] naming the
+    /// convolution when the system refuses a buffer.
+    pub fn try_with_algo(
+        batch: usize,
+        shape: &Conv2dShape,
+        algo: ConvAlgo,
+    ) -> Result<ConvScratch<T>> {
+        shape.validate()?;
+        let plan = ScratchPlan::of(batch, shape, algo);
+        let s = shape;
+        let what = format!(
+            "the buffers of a convolution ({}→{} channels, kernel {}×{}, stride {}, padding {}, on {}×{} images) at batch {batch}",
+            s.in_c, s.out_c, s.kh, s.kw, s.stride, s.pad, s.in_h, s.in_w
+        );
+        let z = |n: u64| crate::memory::try_vec_u64(&what, n, T::ZERO);
+        let mut groups = Vec::with_capacity(plan.groups);
+        for _ in 0..plan.groups {
+            groups.push(Group {
+                col: z(plan.col)?,
+                shift: ShiftBufs::try_new(s, plan.fwd_shift, plan.bwd_shift, &what)?,
+                dw: z(s.weight_len() as u64)?,
+                db: z(s.out_c as u64)?,
+            });
         }
+        Ok(ConvScratch {
+            batch,
+            shape: *s,
+            per_group: plan.per_group,
+            fwd_shift: plan.fwd_shift,
+            bwd_shift: plan.bwd_shift,
+            wt: z(plan.wt)?,
+            groups,
+        })
+    }
+
+    /// Bytes the buffers hold (their capacities): what [`scratch_bytes`]
+    /// counts.
+    pub fn heap_bytes(&self) -> u64 {
+        let of = crate::memory::vec_bytes::<T>;
+        self.groups.iter().fold(of(&self.wt), |a, g| {
+            a + of(&g.col) + g.shift.heap_bytes() + of(&g.dw) + of(&g.db)
+        })
     }
 
     fn check(&self, batch: usize, shape: &Conv2dShape, op: &str) {

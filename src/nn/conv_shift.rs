@@ -29,6 +29,7 @@
 //! are zeroed once and only their interiors are rewritten.
 
 use super::conv::Conv2dShape;
+use crate::error::Result;
 use crate::kernels::{Activation, Epilogue, MatMut, MatRef, Real};
 
 /// Padded-plane geometry of a stride-1 shape.
@@ -69,31 +70,62 @@ pub(crate) struct ShiftBufs<T> {
     dwt: Vec<T>,
 }
 
+/// The lengths of the buffers [`ShiftBufs::try_new`] reserves for `s`, for
+/// the forward pass if `fwd` and the backward pass if `bwd`: `[xp, acc,
+/// xsh, d, dxp, dwt]` (see [`ShiftBufs`]), worked out in u64 and saturating,
+/// as a padded plane of a large padding holds more values than the image
+/// (`S = (in_h + 2p)·(in_w + 2p)`, times `out_c·kh·kw` for D).
+pub(crate) fn buffer_lens(s: &Conv2dShape, fwd: bool, bwd: bool) -> [u64; 6] {
+    if !(fwd || bwd) {
+        return [0; 6];
+    }
+    let u = |v: usize| v as u64;
+    let wp = u(s.in_w).saturating_add(2 * u(s.pad));
+    let plane = u(s.in_h).saturating_add(2 * u(s.pad)).saturating_mul(wp);
+    let len = (u(s.out_h()) - 1)
+        .saturating_mul(wp)
+        .saturating_add(u(s.out_w()));
+    let okk = u(s.out_c).saturating_mul(u(s.kh) * u(s.kw));
+    let on = |on: bool, n: u64| if on { n } else { 0 };
+    [
+        u(s.in_c).saturating_mul(plane),
+        on(fwd, u(s.out_c).saturating_mul(len)),
+        on(fwd && s.out_c > 1, u(s.k()).saturating_mul(len)),
+        on(bwd, okk.saturating_mul(plane)),
+        on(bwd, u(s.in_c).saturating_mul(plane)),
+        on(bwd, okk.saturating_mul(u(s.in_c))),
+    ]
+}
+
 impl<T: Real> ShiftBufs<T> {
-    /// Buffers for the forward pass if `fwd`, the backward pass if `bwd`.
-    /// Neither: no buffers (and no planes, which only a stride of 1 has).
-    pub fn new(s: &Conv2dShape, fwd: bool, bwd: bool) -> ShiftBufs<T> {
-        if !(fwd || bwd) {
-            return ShiftBufs {
-                xp: Vec::new(),
-                acc: Vec::new(),
-                xsh: Vec::new(),
-                d: Vec::new(),
-                dxp: Vec::new(),
-                dwt: Vec::new(),
-            };
-        }
-        let pl = Planes::of(s);
-        let okk = s.out_c * s.kh * s.kw;
-        let z = |on: bool, n: usize| vec![T::ZERO; if on { n } else { 0 }];
-        ShiftBufs {
-            xp: z(fwd || bwd, s.in_c * pl.s),
-            acc: z(fwd, s.out_c * pl.len),
-            xsh: z(fwd && s.out_c > 1, s.k() * pl.len),
-            d: z(bwd, okk * pl.s),
-            dxp: z(bwd, s.in_c * pl.s),
-            dwt: z(bwd, okk * s.in_c),
-        }
+    /// Buffers for the forward pass if `fwd`, the backward pass if `bwd`
+    /// ([`buffer_lens`]), reserved fallibly. Neither: no buffers (and no
+    /// planes, which only a stride of 1 has).
+    ///
+    /// # Errors
+    /// [`crate::Error::Value`] naming `what` when the system refuses a
+    /// buffer ([`crate::memory::try_vec`]).
+    pub fn try_new(s: &Conv2dShape, fwd: bool, bwd: bool, what: &str) -> Result<ShiftBufs<T>> {
+        let [xp, acc, xsh, d, dxp, dwt] = buffer_lens(s, fwd, bwd);
+        let z = |n: u64| crate::memory::try_vec_u64(what, n, T::ZERO);
+        Ok(ShiftBufs {
+            xp: z(xp)?,
+            acc: z(acc)?,
+            xsh: z(xsh)?,
+            d: z(d)?,
+            dxp: z(dxp)?,
+            dwt: z(dwt)?,
+        })
+    }
+
+    /// Bytes the buffers hold (their capacities).
+    pub fn heap_bytes(&self) -> u64 {
+        [
+            &self.xp, &self.acc, &self.xsh, &self.d, &self.dxp, &self.dwt,
+        ]
+        .iter()
+        .map(|v| crate::memory::vec_bytes(v))
+        .sum()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::auxk::AuxScratch;
 use super::config::{LayerSpec, Loss, ModelConfig};
-use super::conv::{Conv2dShape, ConvScratch, conv2d_backward, conv2d_forward};
+use super::conv::{Conv2dShape, ConvAlgo, ConvScratch, conv2d_backward, conv2d_forward};
 use super::dense::{WeightUse, dense_backward, dense_forward};
 use super::params::{ParamKind, ParamLayout, init_params};
 use super::pool::{
@@ -239,15 +239,16 @@ pub fn first_outside_unit<T: Real>(v: &[T]) -> Option<usize> {
 /// What a [`Workspace`] of `cfg` at batch size `batch` holds, in bytes of
 /// `elem`-byte values: `(fixed, per_sample)`, an upper bound worked out from
 /// the configuration alone (each layer's output and its gradient, the
-/// convolutions' scratch, pooling indices, the top-k, pre-encoder-bias and
-/// AuxK buffers, a cut layer's second `dx` sum), so a command can refuse a batch before allocating it (see
+/// convolutions' scratch with every buffer of the algorithm they take, im2col
+/// or shifted planes ([`super::conv::scratch_bytes`]), pooling indices, the
+/// top-k, pre-encoder-bias and AuxK buffers, a cut layer's second `dx` sum),
+/// so a command can refuse a batch before allocating it (see
 /// [`crate::memory`]).
 ///
 /// # Panics
 /// If `cfg` is invalid.
 pub fn workspace_bytes(cfg: &ModelConfig, batch: usize, elem: usize) -> (u64, u64) {
     let e = elem as u64;
-    let groups = batch.clamp(1, super::conv::MAX_GROUPS) as u64;
     let code = cfg.width(cfg.code_layer) as u64;
     let input = cfg.input as u64;
     let mut per: u64 = 0;
@@ -259,13 +260,10 @@ pub fn workspace_bytes(cfg: &ModelConfig, batch: usize, elem: usize) -> (u64, u6
         per = per.saturating_add(2 * w);
         match op {
             Op::Conv(s) => {
-                let (k, p) = (s.k() as u64, (s.out_h() * s.out_w()) as u64);
-                let plane = ((s.in_h + 2 * s.pad + s.kh) * (s.in_w + 2 * s.pad + s.kw)) as u64;
-                let group = (3 * k)
-                    .saturating_mul(p)
-                    .saturating_add(4 * (s.in_c + s.out_c) as u64 * plane)
-                    .saturating_add(3 * s.weight_len() as u64);
-                fixed = fixed.saturating_add(groups.saturating_mul(group));
+                // Every buffer of the algorithm the workspace's scratch
+                // takes (im2col, shifted planes or both).
+                let scratch = super::conv::scratch_bytes(batch, s, ConvAlgo::Auto, 1);
+                fixed = fixed.saturating_add(scratch);
             }
             Op::MaxPool { .. } => per = per.saturating_add(w),
             _ => {}
@@ -290,7 +288,9 @@ impl<T: Real> Workspace<T> {
     /// path ([`TopkPath::active`]).
     ///
     /// # Panics
-    /// If `cfg` is invalid (every model validates its configuration).
+    /// If `cfg` is invalid (every model validates its configuration), or
+    /// the system refuses a buffer ([`Workspace::try_new`] returns the
+    /// error instead).
     pub fn new(cfg: &ModelConfig, batch: usize) -> Workspace<T> {
         Workspace::with_topk_path(cfg, batch, TopkPath::active())
     }
@@ -299,23 +299,50 @@ impl<T: Real> Workspace<T> {
     /// any) takes `path`.
     ///
     /// # Panics
-    /// If `cfg` is invalid (every model validates its configuration).
+    /// If `cfg` is invalid (every model validates its configuration), or
+    /// the system refuses a buffer ([`Workspace::try_with_topk_path`]
+    /// returns the error instead).
     pub fn with_topk_path(cfg: &ModelConfig, batch: usize, path: TopkPath) -> Workspace<T> {
+        Workspace::try_with_topk_path(cfg, batch, path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Workspace::new`], its large buffers reserved fallibly.
+    ///
+    /// # Errors
+    /// As [`Workspace::try_with_topk_path`].
+    pub fn try_new(cfg: &ModelConfig, batch: usize) -> Result<Workspace<T>> {
+        Workspace::try_with_topk_path(cfg, batch, TopkPath::active())
+    }
+
+    /// [`Workspace::with_topk_path`], its large buffers (the convolutions'
+    /// scratch) reserved fallibly.
+    ///
+    /// # Errors
+    /// [`Error::Value`] naming the buffer the system refuses.
+    ///
+    /// # Panics
+    /// If `cfg` is invalid (every model validates its configuration).
+    pub fn try_with_topk_path(
+        cfg: &ModelConfig,
+        batch: usize,
+        path: TopkPath,
+    ) -> Result<Workspace<T>> {
         let ops = plan(cfg);
+        let conv = ops
+            .iter()
+            .map(|op| match op {
+                Op::Conv(s) => ConvScratch::try_new(batch, s).map(Some),
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
         let h: Vec<Vec<T>> = (0..cfg.layers.len())
             .map(|l| vec![T::ZERO; batch * cfg.width(l)])
             .collect();
         let kl_units = cfg.kl.map_or(0, |k| cfg.shapes()[k.layer].0);
-        Workspace {
+        Ok(Workspace {
             batch,
             dh: h.clone(),
-            conv: ops
-                .iter()
-                .map(|op| match op {
-                    Op::Conv(s) => Some(ConvScratch::new(batch, s)),
-                    _ => None,
-                })
-                .collect(),
+            conv,
             argmax: (0..cfg.layers.len())
                 .map(|l| match ops[l] {
                     Op::MaxPool { .. } => vec![0; batch * cfg.width(l)],
@@ -337,7 +364,35 @@ impl<T: Real> Workspace<T> {
                 .map(|_| AuxScratch::new(batch, cfg.input, cfg.width(cfg.code_layer))),
             topk_path: path,
             sparse: SparseTopk::new(cfg, batch, path),
-        }
+        })
+    }
+
+    /// Bytes the buffers hold (their capacities): what
+    /// [`workspace_bytes`] bounds at this batch size.
+    pub fn heap_bytes(&self) -> u64 {
+        use crate::memory::vec_bytes;
+        let layers = |v: &Vec<Vec<T>>| v.iter().map(vec_bytes).sum::<u64>();
+        layers(&self.h)
+            + layers(&self.dh)
+            + self
+                .conv
+                .iter()
+                .flatten()
+                .map(|c| c.heap_bytes())
+                .sum::<u64>()
+            + self.argmax.iter().map(vec_bytes).sum::<u64>()
+            + [
+                &self.rho_hat,
+                &self.kl_g,
+                &self.topk_scratch,
+                &self.centered,
+                &self.dx_part,
+            ]
+            .map(vec_bytes)
+            .iter()
+            .sum::<u64>()
+            + self.auxk.as_ref().map_or(0, |a| a.heap_bytes())
+            + self.sparse.as_ref().map_or(0, |s| s.heap_bytes())
     }
 
     /// The dead-latent mask the AuxK loss of the next pass uses (one entry
@@ -528,6 +583,14 @@ impl<T: Real> Autoencoder<T> {
     /// A workspace at batch size `batch` with the top-k code on `path`.
     pub fn workspace_with(&self, batch: usize, path: TopkPath) -> Workspace<T> {
         Workspace::with_topk_path(&self.cfg, batch, path)
+    }
+
+    /// [`Self::workspace_with`], its large buffers reserved fallibly.
+    ///
+    /// # Errors
+    /// As [`Workspace::try_with_topk_path`].
+    pub fn try_workspace_with(&self, batch: usize, path: TopkPath) -> Result<Workspace<T>> {
+        Workspace::try_with_topk_path(&self.cfg, batch, path)
     }
 
     /// The same model in another float type (values converted by rounding).

@@ -245,6 +245,17 @@ impl<T: Real> SparseTopk<T> {
         })
     }
 
+    /// Bytes the buffers hold (their capacities).
+    pub fn heap_bytes(&self) -> u64 {
+        use crate::memory::vec_bytes;
+        [&self.starts, &self.unit_starts, &self.unit_fill]
+            .map(vec_bytes)
+            .into_iter()
+            .chain([&self.idx, &self.unit_sample, &self.unit_entry].map(vec_bytes))
+            .chain([&self.val, &self.grad, &self.unit_coef, &self.wt].map(vec_bytes))
+            .sum()
+    }
+
     /// The code layer t (the path also runs layer t + 1).
     pub fn code_layer(&self) -> usize {
         self.layer

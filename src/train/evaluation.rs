@@ -79,9 +79,12 @@ impl Chunks {
         Ok(Chunks { chunk, path })
     }
 
-    /// A workspace for a chunk of `len` samples.
-    pub fn workspace(&self, model: &Autoencoder<f32>, len: usize) -> Workspace<f32> {
-        model.workspace_with(len, self.path)
+    /// A workspace for a chunk of `len` samples, reserved fallibly.
+    ///
+    /// # Errors
+    /// As [`Workspace::try_with_topk_path`].
+    pub fn workspace(&self, model: &Autoencoder<f32>, len: usize) -> Result<Workspace<f32>> {
+        model.try_workspace_with(len, self.path)
     }
 }
 

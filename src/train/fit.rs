@@ -554,7 +554,7 @@ pub fn evaluate_rows_of(
         });
     }
     let chunks = Chunks::plan(model, batch, n)?;
-    let mut ws = chunks.workspace(model, chunks.chunk);
+    let mut ws = chunks.workspace(model, chunks.chunk)?;
     let mut x = vec![0.0f32; chunks.chunk * cfg.input];
     let mut loss = SplitLoss::new(model);
     let mut code = CodeStats::for_model(cfg);
@@ -562,7 +562,7 @@ pub fn evaluate_rows_of(
     while start < n {
         let len = chunks.chunk.min(n - start);
         if len != ws.batch() {
-            ws = chunks.workspace(model, len);
+            ws = chunks.workspace(model, len)?;
             x.truncate(len * cfg.input);
         }
         rows.read(start, &mut x)?;

@@ -41,13 +41,13 @@ fn for_batches(
     }
     let n = samples.len();
     let chunks = Chunks::plan(model, batch, n)?;
-    let mut ws = chunks.workspace(model, chunks.chunk);
+    let mut ws = chunks.workspace(model, chunks.chunk)?;
     let mut x = vec![0.0f32; chunks.chunk * d];
     let mut start = 0;
     while start < n {
         let len = chunks.chunk.min(n - start);
         if len != ws.batch() {
-            ws = chunks.workspace(model, len);
+            ws = chunks.workspace(model, len)?;
             x.truncate(len * d);
         }
         samples.read(start, &mut x)?;
@@ -131,14 +131,16 @@ pub fn decode(model: &Autoencoder<f32>, codes: &[f32], scale: f32) -> Result<Vec
         &format!("the decoder's outputs for {n} codes"),
         crate::memory::f32_bytes(n.saturating_mul(d)),
     )?;
-    let batch = n.clamp(1, 1000);
-    let mut ws = model.workspace_with(batch, crate::nn::TopkPath::Dense);
+    // Batches whose workspace fits the budget (a convolution's buffers
+    // may be large whatever the batch).
+    let batch = model.eval_batch(n.clamp(1, 1000))?;
+    let mut ws = model.try_workspace_with(batch, crate::nn::TopkPath::Dense)?;
     let mut out = vec![0.0f32; n * d];
     let mut start = 0;
     while start < n {
         let len = batch.min(n - start);
         if len != ws.batch() {
-            ws = model.workspace_with(len, crate::nn::TopkPath::Dense);
+            ws = model.try_workspace_with(len, crate::nn::TopkPath::Dense)?;
         }
         let batch_codes = &codes[start * units..(start + len) * units];
         model.decode(&mut ws, batch_codes)?;

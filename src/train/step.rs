@@ -255,8 +255,8 @@ impl<T: Real> Trainer<T> {
         };
         let ws: Vec<Workspace<T>> = sizes
             .iter()
-            .map(|&b| model.workspace_with(b, path))
-            .collect();
+            .map(|&b| model.try_workspace_with(b, path))
+            .collect::<Result<_>>()?;
         Ok(Trainer {
             held: crate::memory::Held::new(held),
             epoch_so_far: None,
@@ -376,8 +376,8 @@ impl<T: Real> Trainer<T> {
         let sizes = parts(self.model.config(), batch, path);
         self.ws = sizes
             .iter()
-            .map(|&b| self.model.workspace_with(b, path))
-            .collect();
+            .map(|&b| self.model.try_workspace_with(b, path))
+            .collect::<Result<_>>()?;
         self.grads
             .resize(sizes.len(), vec![T::ZERO; self.model.params.len()]);
         self.batch = batch;
@@ -404,7 +404,7 @@ impl<T: Real> Trainer<T> {
         if self.micro_step() {
             return self.step_on(x, &mut crate::dist::Solo);
         }
-        self.default_parts();
+        self.default_parts()?;
         let d = self.model.config().input;
         if x.len() != self.batch * d {
             return Err(Error::shape(

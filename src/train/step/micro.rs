@@ -171,7 +171,7 @@ impl<T: Real> Micro<T> {
         rank: usize,
         path: crate::nn::TopkPath,
         reuse: bool,
-    ) -> Self {
+    ) -> Result<Self> {
         let n = model.params.len();
         let own = plan.owned(rank);
         let k = plan.nodes(rank).len();
@@ -180,14 +180,15 @@ impl<T: Real> Micro<T> {
         let rho = cfg.kl.map_or(0, |k| cfg.shapes()[k.layer].0);
         let aux = if cfg.sae.auxk.is_some() { cfg.input } else { 0 };
         let (sizes, slots) = workspace_slots(&plan, rank, reuse);
-        Micro {
+        let ws = sizes
+            .iter()
+            .map(|&b| model.try_workspace_with(b, path))
+            .collect::<Result<_>>()?;
+        Ok(Micro {
             plan,
             rank,
             reuse,
-            ws: sizes
-                .iter()
-                .map(|&b| model.workspace_with(b, path))
-                .collect(),
+            ws,
             slots,
             grad: TreeSum::new(k, n, depth, if plan.ranks > 1 { n } else { 0 }),
             rho: TreeSum::new(k, rho, depth, rho),
@@ -198,7 +199,7 @@ impl<T: Real> Micro<T> {
             losses: vec![LossParts::default(); own.len()],
             fired: vec![false; cfg.width(cfg.code_layer)],
             wire: Wire::default(),
-        }
+        })
     }
 
     pub(super) fn workspaces(&self) -> &[Workspace<T>] {
@@ -449,16 +450,17 @@ impl<T: Real> Trainer<T> {
 
     /// Rebuilds the buffers of the default step if a step in micro-batches
     /// released them.
-    pub(super) fn default_parts(&mut self) {
+    pub(super) fn default_parts(&mut self) -> Result<()> {
         if self.ws.is_empty() {
             let sizes = parts(self.model.config(), self.batch, self.topk_path);
             self.ws = sizes
                 .iter()
-                .map(|&b| self.model.workspace_with(b, self.topk_path))
-                .collect();
+                .map(|&b| self.model.try_workspace_with(b, self.topk_path))
+                .collect::<Result<_>>()?;
             self.grads = vec![vec![T::ZERO; self.model.params.len()]; sizes.len()];
             self.micro = None;
         }
+        Ok(())
     }
 
     /// One step of the batch shared by the ranks of `comm`, each given its
@@ -511,13 +513,14 @@ impl<T: Real> Trainer<T> {
             // The default step's buffers are not needed meanwhile.
             self.ws.clear();
             self.grads.clear();
-            self.micro = Some(Box::new(Micro::new(
-                &self.model,
-                plan,
-                rank,
-                self.topk_path,
-                reuse,
-            )));
+            match Micro::new(&self.model, plan, rank, self.topk_path, reuse) {
+                Ok(m) => self.micro = Some(Box::new(m)),
+                Err(e) => {
+                    // A buffer the system refused: as a failed check.
+                    agree(comm, Err(e), true)?;
+                    unreachable!("agree returns this rank's own error");
+                }
+            }
         }
         let mut st = self.micro.take().expect("built above");
         let out = self.step_micro(x, comm, &mut st, on_code);

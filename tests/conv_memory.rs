@@ -1,0 +1,250 @@
+//! What a convolution allocates is what the memory check counts: for random
+//! shapes (tiny images under large kernels and padding, tall and thin
+//! images, strides) and every algorithm, the scratch holds exactly
+//! [`scratch_bytes`] after a forward and a backward pass, and a model's
+//! workspace holds no more than [`workspace_bytes`] (nor much less). With
+//! a large padding the shifted planes dwarf the image (the backward pass's
+//! D has `out_c·kh·kw·(h + 2p)·(w + 2p)` values): the command line refuses
+//! such a model by name, where it aborted on the failed allocation.
+
+mod common;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use sparse_ae::kernels::Activation;
+use sparse_ae::nn::conv::{
+    Conv2dShape, ConvAlgo, ConvScratch, conv2d_backward, conv2d_forward, scratch_bytes,
+};
+use sparse_ae::nn::{Autoencoder, ModelConfig, Workspace, workspace_bytes};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// A random convolution: mostly a kernel and padding large beside the
+/// image, some tall or thin images, strides 1 to 3.
+fn random_shape(rng: &mut StdRng) -> Conv2dShape {
+    loop {
+        let (h, w) = match rng.random_range(0..3) {
+            0 => (rng.random_range(1..=3), rng.random_range(1..=3)),
+            1 => (rng.random_range(10..=40), rng.random_range(1..=2)),
+            _ => (rng.random_range(1..=12), rng.random_range(1..=12)),
+        };
+        let k = rng.random_range(1..=15);
+        let pad = rng.random_range(0..=k);
+        let stride = if rng.random_bool(0.7) {
+            1
+        } else {
+            rng.random_range(2..=3)
+        };
+        let (in_c, out_c) = (rng.random_range(1..=3), rng.random_range(1..=3));
+        if let Ok(s) = Conv2dShape::new(in_c, out_c, k, k, stride, pad, h, w) {
+            return s;
+        }
+    }
+}
+
+#[test]
+fn a_convolution_holds_what_scratch_bytes_counts() {
+    let mut rng = StdRng::seed_from_u64(0xc0_5c7a);
+    let mut padded = 0;
+    for _ in 0..120 {
+        let s = random_shape(&mut rng);
+        let batch = rng.random_range(1..=5);
+        let x: Vec<f32> = (0..batch * s.in_len()).map(|_| rng.random()).collect();
+        let dz: Vec<f32> = (0..batch * s.out_len()).map(|_| rng.random()).collect();
+        let w: Vec<f32> = (0..s.weight_len()).map(|_| rng.random()).collect();
+        let b = vec![0.1f32; s.out_c];
+        let (mut y, mut dx) = (vec![0.0; dz.len()], vec![0.0; x.len()]);
+        let (mut dw, mut db) = (vec![0.0; w.len()], vec![0.0; s.out_c]);
+        for algo in [ConvAlgo::Auto, ConvAlgo::Im2col, ConvAlgo::Shifted] {
+            let mut sc = ConvScratch::<f32>::try_with_algo(batch, &s, algo).unwrap();
+            conv2d_forward(&mut y, &x, &w, &b, batch, &s, Activation::Relu, &mut sc);
+            conv2d_backward(
+                &mut dw,
+                &mut db,
+                Some(&mut dx),
+                &dz,
+                &x,
+                &w,
+                batch,
+                &s,
+                &mut sc,
+            );
+            assert_eq!(
+                sc.heap_bytes(),
+                scratch_bytes(batch, &s, algo, 4),
+                "{s:?} at batch {batch} by {algo:?}"
+            );
+        }
+        // A padded plane (S values) far larger than the output (P).
+        let plane = (s.in_h + 2 * s.pad) * (s.in_w + 2 * s.pad);
+        padded += usize::from(s.stride == 1 && plane >= 4 * s.out_h() * s.out_w());
+    }
+    assert!(
+        padded >= 20,
+        "only {padded} shapes padded well beyond the output"
+    );
+}
+
+/// A random model of one to three convolutions on a small image, ending
+/// in a sigmoid layer of the input's size.
+fn random_config(rng: &mut StdRng) -> (ModelConfig, String) {
+    loop {
+        let (c, h, w) = match rng.random_range(0..3) {
+            0 => (1, rng.random_range(1..=3), rng.random_range(1..=3)),
+            1 => (rng.random_range(1..=2), rng.random_range(10..=30), 1),
+            _ => (
+                rng.random_range(1..=2),
+                rng.random_range(1..=9),
+                rng.random_range(1..=9),
+            ),
+        };
+        let mut layers = Vec::new();
+        for _ in 0..rng.random_range(1..=3) {
+            let k = rng.random_range(1..=13);
+            layers.push(format!(
+                r#"{{"type": "conv2d", "channels": {}, "kernel": {k}, "stride": {}, "padding": {}, "activation": "tanh"}}"#,
+                rng.random_range(1..=3),
+                if rng.random_bool(0.8) { 1 } else { 2 },
+                rng.random_range(0..=k),
+            ));
+        }
+        layers.push(match rng.random_bool(0.5) {
+            true => format!(r#"{{"units": {}, "activation": "sigmoid"}}"#, c * h * w),
+            false => format!(
+                r#"{{"type": "conv2d", "channels": {c}, "kernel": {}, "activation": "sigmoid"}}"#,
+                2 * rng.random_range(0..=3) + 1
+            ),
+        });
+        let json = format!(
+            r#"{{"input": {}, "image": [{c}, {h}, {w}], "layers": [{}], "code_layer": 0}}"#,
+            c * h * w,
+            layers.join(", ")
+        );
+        if let Ok(cfg) = ModelConfig::from_json(&json) {
+            return (cfg, json);
+        }
+    }
+}
+
+#[test]
+fn a_workspace_holds_no_more_than_workspace_bytes() {
+    let mut rng = StdRng::seed_from_u64(0x3e3_0c0f);
+    for case in 0..80 {
+        let (cfg, json) = random_config(&mut rng);
+        let batch = rng.random_range(1..=6);
+        let model = Autoencoder::<f32>::new(cfg.clone(), case).unwrap();
+        let x: Vec<f32> = (0..batch * cfg.input).map(|_| rng.random()).collect();
+        let mut g = vec![0.0; model.params.len()];
+        let mut ws = Workspace::<f32>::try_new(&cfg, batch).unwrap();
+        model.loss_and_grad(&mut ws, &x, &x, Some(&mut g)).unwrap();
+        let held = ws.heap_bytes();
+        let (fixed, per) = workspace_bytes(&cfg, batch, 4);
+        let counted = fixed + per * batch as u64;
+        assert!(
+            counted >= held,
+            "{json} at batch {batch}: {held} bytes held, {counted} counted"
+        );
+        assert!(
+            counted <= 2 * held + 4096,
+            "{json} at batch {batch}: {held} bytes held, {counted} counted"
+        );
+    }
+}
+
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_sparse-ae"))
+        .args(args)
+        .env_remove("SPARSE_AE_DATA")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Runs `args`, which must end with exit code 1 and an error that names
+/// `what` needing more than the memory budget.
+fn refused(args: &[&str], what: &str) {
+    let (code, err) = run(args);
+    assert_eq!(code, Some(1), "sparse-ae {args:?}:\n{err}");
+    assert!(
+        err.contains(what) && err.contains("needs") && err.contains("more than the memory budget"),
+        "sparse-ae {args:?}:\n{err}"
+    );
+}
+
+/// A model of a 1-channel `h × w` image whose first layer has `channels`
+/// channels, a kernel of `k` and padding `pad`.
+fn write_config(path: &Path, (h, w): (usize, usize), channels: usize, k: usize, pad: usize) {
+    let json = format!(
+        r#"{{"input": {}, "image": [1, {h}, {w}], "loss": "mse", "code_layer": 0, "layers": [
+            {{"type": "conv2d", "channels": {channels}, "kernel": {k}, "padding": {pad}, "activation": "relu"}},
+            {{"type": "conv2d", "channels": 1, "kernel": 1, "padding": 0, "activation": "linear"}}]}}"#,
+        h * w
+    );
+    std::fs::write(path, json).unwrap();
+}
+
+#[test]
+fn a_convolution_whose_planes_exceed_the_budget_is_refused_by_name() {
+    let dir = common::temp_dir("conv_memory_cli");
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    // A 1×1 image under a kernel of 401 and padding 200: the shifted
+    // planes of the backward pass take 103 GB (it aborted).
+    write_config(&dir.join("k401.json"), (1, 1), 1, 401, 200);
+    // A 200×1 image, kernel 401, 2 channels: 51 GB.
+    write_config(&dir.join("tall.json"), (200, 1), 2, 401, 200);
+    // A kernel of 101: 416 MB, trained under a budget of 50 MB.
+    write_config(&dir.join("k101.json"), (1, 1), 1, 101, 50);
+    sparse_ae::data::npy::write(&dir.join("d1.npy"), 4, 1, &[0.1, 0.2, 0.3, 0.4]).unwrap();
+    sparse_ae::data::npy::write(&dir.join("d200.npy"), 4, 200, &[0.5; 800]).unwrap();
+    let training = "training at batch size 1";
+    for (config, data, budget) in [
+        ("k401.json", "d1.npy", None),
+        ("tall.json", "d200.npy", None),
+        ("k101.json", "d1.npy", Some("0.05")),
+    ] {
+        let (config, data, out) = (p(config), p(data), p("m.st"));
+        let mut args = vec![
+            "train",
+            "--config",
+            &config,
+            "--data",
+            &data,
+            "--batch-size",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            &out,
+        ];
+        if let Some(gb) = budget {
+            args.extend(["--max-memory", gb]);
+        }
+        refused(&args, training);
+        assert!(!dir.join("m.st").exists());
+    }
+    let k401 = p("k401.json");
+    refused(
+        &["gradcheck", "--config", &k401, "--batch", "1"],
+        "gradcheck at batch 1",
+    );
+    // A model file of such a configuration (its parameters are few).
+    let cfg = ModelConfig::from_json(&std::fs::read_to_string(&k401).unwrap()).unwrap();
+    let model = Autoencoder::<f32>::new(cfg, 1).unwrap();
+    sparse_ae::io::model_file::save_model(&dir.join("k401.st"), &model).unwrap();
+    let (m, d) = (p("k401.st"), p("d1.npy"));
+    let (codes, scores) = (p("codes.npy"), p("scores.csv"));
+    let one = "running the model on one sample";
+    refused(&["eval", "--model", &m, "--data", &d], one);
+    refused(
+        &["encode", "--model", &m, "--data", &d, "--out", &codes],
+        one,
+    );
+    refused(
+        &["score", "--model", &m, "--data", &d, "--out", &scores],
+        one,
+    );
+}
