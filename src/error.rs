@@ -217,7 +217,7 @@ impl fmt::Display for Error {
                 held,
             } => write!(
                 f,
-                "{what} needs {}, more than the memory budget of {}{}\n---> HINT: a smaller model or batch size, or another budget with --max-memory GB (default: 3/4 of the machine's memory)",
+                "{what} needs {}, more than the memory budget of {}{}\n---> HINT: a smaller model or batch size, or another budget with --max-memory GB (default: 3/4 of the machine's memory{})",
                 crate::memory::show(*needs),
                 crate::memory::show(*budget),
                 match held {
@@ -225,6 +225,13 @@ impl fmt::Display for Error {
                     h => format!(
                         " leaves beside the {} held by the data and models already in memory",
                         crate::memory::show(*h)
+                    ),
+                },
+                match usize::BITS {
+                    64.. => String::new(),
+                    bits => format!(
+                        ", at most {} with this target's {bits}-bit pointers",
+                        crate::memory::show(crate::memory::MAX_BUDGET)
                     ),
                 }
             ),

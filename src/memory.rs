@@ -8,7 +8,10 @@
 //! in `/proc/meminfo`) or half the process's address-space limit
 //! (`ulimit -v`, from `/proc/self/limits`), whichever is smaller; where
 //! neither can be read it is [`FALLBACK_BUDGET`]. [`set_budget`] replaces it
-//! for the whole process (the command line's `--max-memory`).
+//! for the whole process (the command line's `--max-memory`). No budget is
+//! more than [`MAX_BUDGET`], the most one allocation can hold: 2 GiB with
+//! 32-bit pointers (wasm32), so a model or batch a 32-bit address space
+//! cannot hold is refused by the check, never allocated.
 //!
 //! Under an address-space limit, a buffer must also fit in what the limit
 //! leaves now ([`room`]): the address space the process already uses
@@ -25,8 +28,21 @@ use crate::error::{Error, Result};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The budget where the machine's memory cannot be read: 4 GiB.
-pub const FALLBACK_BUDGET: u64 = 4 << 30;
+/// The most a budget can be: `isize::MAX` bytes, the most one allocation
+/// can hold. With 32-bit pointers (wasm32, 32-bit ARM and x86) that is
+/// 2 GiB − 1 byte, half of what the address space can hold, whatever the
+/// machine has (under WASI, `/proc/meminfo` is the host's: 19 GB was taken
+/// as the budget of a 4 GiB address space); on a 64-bit target it is
+/// beyond any machine.
+pub const MAX_BUDGET: u64 = isize::MAX as u64;
+
+/// The budget where the machine's memory cannot be read: 4 GiB (at most
+/// [`MAX_BUDGET`]).
+pub const FALLBACK_BUDGET: u64 = if MAX_BUDGET < 4 << 30 {
+    MAX_BUDGET
+} else {
+    4 << 30
+};
 
 /// 0 = not set: the default applies.
 static BUDGET: AtomicU64 = AtomicU64::new(0);
@@ -72,20 +88,22 @@ pub fn held() -> u64 {
     HELD.load(Ordering::Relaxed)
 }
 
-/// The budget in bytes.
+/// The budget in bytes (at most [`MAX_BUDGET`]).
 pub fn budget() -> u64 {
     match BUDGET.load(Ordering::Relaxed) {
         0 => default_budget(),
-        b => b,
+        b => b.min(MAX_BUDGET),
     }
 }
 
-/// Replaces the budget for the whole process (`bytes` ≥ 1).
+/// Replaces the budget for the whole process (`bytes` ≥ 1; more than
+/// [`MAX_BUDGET`] is taken as that).
 pub fn set_budget(bytes: u64) {
     BUDGET.store(bytes.max(1), Ordering::Relaxed);
 }
 
-/// The machine's default budget (see the module doc), read once.
+/// The machine's default budget (see the module doc), read once; at most
+/// [`MAX_BUDGET`].
 pub fn default_budget() -> u64 {
     static DEFAULT: OnceLock<u64> = OnceLock::new();
     *DEFAULT.get_or_init(|| {
@@ -102,7 +120,7 @@ pub fn default_budget() -> u64 {
             (Some(a), None) | (None, Some(a)) => a,
             (None, None) => FALLBACK_BUDGET,
         }
-        .max(1)
+        .clamp(1, MAX_BUDGET)
     })
 }
 
@@ -220,9 +238,44 @@ fn check_address_space_against(what: &str, needs: u64, limit: u64, used: u64) ->
     })
 }
 
+/// Refuses `needs` bytes for `what` beyond what this target's address space
+/// can hold in one allocation ([`MAX_BUDGET`]: 2 GiB with 32-bit pointers),
+/// whatever the budget: a length worked out for them could overflow, and
+/// the allocation would panic (`capacity overflow`).
+///
+/// # Errors
+/// [`Error::Value`] naming `what`, the need and the limit.
+pub fn check_size(what: &str, needs: u64) -> Result<()> {
+    if needs <= MAX_BUDGET {
+        return Ok(());
+    }
+    Err(Error::Value {
+        reason: format!(
+            "{what} needs {}, more than this target's {}-bit address space can hold ({} at most, the most one allocation can be)\n---> HINT: a smaller model or batch size{}",
+            match needs {
+                u64::MAX => "more bytes than a 64-bit count holds".to_string(),
+                n => show(n),
+            },
+            usize::BITS,
+            show(MAX_BUDGET),
+            if usize::BITS < 64 {
+                ", or a 64-bit build"
+            } else {
+                ""
+            }
+        ),
+    })
+}
+
 /// The error for a buffer of `needs` bytes for `what` that the system
-/// refused to allocate.
+/// refused to allocate ([`check_size`]'s, with 32-bit pointers, for one
+/// larger than the address space can hold).
 pub fn refused(what: &str, needs: u64) -> Error {
+    if usize::BITS < 64
+        && let Err(e) = check_size(what, needs)
+    {
+        return e;
+    }
     let limit = match address_space_limit_now() {
         Some(l) => format!(" of {}", show(l)),
         None => String::new(),
@@ -422,6 +475,23 @@ mod tests {
             "{e}"
         );
         assert!(check_address_space_against("x", 1, 100, 200).is_err());
+    }
+
+    /// No budget is past what one allocation can hold; a size past it is
+    /// refused by name whatever the budget.
+    #[test]
+    fn sizes_past_an_allocation_are_refused() {
+        assert!(budget() <= MAX_BUDGET && default_budget() <= MAX_BUDGET);
+        check_size("x", MAX_BUDGET).unwrap();
+        for needs in [MAX_BUDGET + 1, u64::MAX] {
+            let e = check_size("the test's buffer", needs)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("the test's buffer needs") && e.contains("address space can hold ("),
+                "{e}"
+            );
+        }
     }
 
     /// A buffer the system refuses is an error naming it, not an abort.

@@ -90,25 +90,40 @@ pub struct AuxScratch<T> {
 impl<T: Real> AuxScratch<T> {
     /// Buffers for `batch` samples, `d_in` features and `d_sae` latents; no
     /// latent is dead.
+    ///
+    /// # Panics
+    /// If the system refuses a buffer ([`AuxScratch::try_new`] returns the
+    /// error instead).
     pub fn new(batch: usize, d_in: usize, d_sae: usize) -> AuxScratch<T> {
-        AuxScratch {
-            dead: vec![false; d_sae],
-            dead_idx: Vec::with_capacity(d_sae),
-            pre_topk: vec![T::ZERO; batch * d_sae],
-            a: vec![T::ZERO; batch * d_sae],
-            w: vec![T::ZERO; d_in * d_sae],
-            e: vec![T::ZERO; batch * d_in],
-            e_hat: vec![T::ZERO; batch * d_in],
-            de: vec![T::ZERO; batch * d_in],
-            da: vec![T::ZERO; batch * d_sae],
-            dw: vec![T::ZERO; d_in * d_sae],
-            mean: vec![T::ZERO; d_in],
-            select: vec![T::ZERO; d_sae],
+        AuxScratch::try_new(batch, d_in, d_sae).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`AuxScratch::new`], its buffers reserved fallibly.
+    ///
+    /// # Errors
+    /// [`crate::Error::Value`] when the system refuses a buffer.
+    pub fn try_new(batch: usize, d_in: usize, d_sae: usize) -> crate::Result<AuxScratch<T>> {
+        use crate::memory::{try_vec, try_with_capacity};
+        const WHAT: &str = "the AuxK loss's buffers";
+        let z = |n: usize| try_vec(WHAT, n, T::ZERO);
+        Ok(AuxScratch {
+            dead: try_vec(WHAT, d_sae, false)?,
+            dead_idx: try_with_capacity(WHAT, d_sae)?,
+            pre_topk: z(batch * d_sae)?,
+            a: z(batch * d_sae)?,
+            w: z(d_in * d_sae)?,
+            e: z(batch * d_in)?,
+            e_hat: z(batch * d_in)?,
+            de: z(batch * d_in)?,
+            da: z(batch * d_sae)?,
+            dw: z(d_in * d_sae)?,
+            mean: z(d_in)?,
+            select: z(d_sae)?,
             denom: 0.0,
             hold: false,
             ready: false,
             active: false,
-        }
+        })
     }
 
     /// Bytes the buffers hold (their capacities).

@@ -314,11 +314,13 @@ impl<T: Real> Workspace<T> {
         Workspace::try_with_topk_path(cfg, batch, TopkPath::active())
     }
 
-    /// [`Workspace::with_topk_path`], its large buffers (the convolutions'
-    /// scratch) reserved fallibly.
+    /// [`Workspace::with_topk_path`], its buffers reserved fallibly.
     ///
     /// # Errors
-    /// [`Error::Value`] naming the buffer the system refuses.
+    /// [`Error::Value`] for a workspace larger than this target's address
+    /// space holds ([`workspace_bytes`] past [`crate::memory::MAX_BUDGET`]:
+    /// 2 GiB with 32-bit pointers), or naming the buffer the system
+    /// refuses.
     ///
     /// # Panics
     /// If `cfg` is invalid (every model validates its configuration).
@@ -327,6 +329,15 @@ impl<T: Real> Workspace<T> {
         batch: usize,
         path: TopkPath,
     ) -> Result<Workspace<T>> {
+        // Every buffer's length below is at most its bytes in this count,
+        // so none of their products overflows once it fits.
+        let what = format!("a workspace at batch size {batch}");
+        let (fixed, per) = workspace_bytes(cfg, batch, std::mem::size_of::<T>());
+        crate::memory::check_size(
+            &what,
+            fixed.saturating_add(per.saturating_mul(batch as u64)),
+        )?;
+        let z = |n: usize| crate::memory::try_vec(&what, n, T::ZERO);
         let ops = plan(cfg);
         let conv = ops
             .iter()
@@ -335,35 +346,42 @@ impl<T: Real> Workspace<T> {
                 _ => Ok(None),
             })
             .collect::<Result<Vec<_>>>()?;
-        let h: Vec<Vec<T>> = (0..cfg.layers.len())
-            .map(|l| vec![T::ZERO; batch * cfg.width(l)])
-            .collect();
+        let layers = || {
+            (0..cfg.layers.len())
+                .map(|l| z(batch * cfg.width(l)))
+                .collect::<Result<Vec<_>>>()
+        };
         let kl_units = cfg.kl.map_or(0, |k| cfg.shapes()[k.layer].0);
         Ok(Workspace {
             batch,
-            dh: h.clone(),
+            h: layers()?,
+            dh: layers()?,
             conv,
             argmax: (0..cfg.layers.len())
                 .map(|l| match ops[l] {
-                    Op::MaxPool { .. } => vec![0; batch * cfg.width(l)],
-                    _ => Vec::new(),
+                    Op::MaxPool { .. } => crate::memory::try_vec(&what, batch * cfg.width(l), 0),
+                    _ => Ok(Vec::new()),
                 })
-                .collect(),
-            h,
-            rho_hat: vec![T::ZERO; kl_units],
-            kl_g: vec![T::ZERO; kl_units],
-            topk_scratch: vec![T::ZERO; cfg.topk.map_or(0, |t| batch * cfg.width(t.layer))],
-            centered: match cfg.sae.pre_encoder_bias {
-                true => vec![T::ZERO; batch * cfg.input],
-                false => Vec::new(),
+                .collect::<Result<_>>()?,
+            rho_hat: z(kl_units)?,
+            kl_g: z(kl_units)?,
+            topk_scratch: z(cfg.topk.map_or(0, |t| batch * cfg.width(t.layer)))?,
+            centered: z(if cfg.sae.pre_encoder_bias {
+                batch * cfg.input
+            } else {
+                0
+            })?,
+            dx_part: z(dx_part_len(cfg, &ops, batch))?,
+            auxk: match cfg.sae.auxk {
+                Some(_) => Some(AuxScratch::try_new(
+                    batch,
+                    cfg.input,
+                    cfg.width(cfg.code_layer),
+                )?),
+                None => None,
             },
-            dx_part: vec![T::ZERO; dx_part_len(cfg, &ops, batch)],
-            auxk: cfg
-                .sae
-                .auxk
-                .map(|_| AuxScratch::new(batch, cfg.input, cfg.width(cfg.code_layer))),
             topk_path: path,
-            sparse: SparseTopk::new(cfg, batch, path),
+            sparse: SparseTopk::try_new(cfg, batch, path)?,
         })
     }
 
@@ -480,7 +498,7 @@ impl<T: Real> Autoencoder<T> {
             "the model",
             crate::memory::bytes(layout.len, std::mem::size_of::<T>()),
         )?;
-        let mut params = init_params(&layout, seed);
+        let mut params = init_params(&layout, seed)?;
         init_sae_weights(&cfg.sae, &layout, &mut params);
         Ok(Autoencoder {
             ops: plan(&cfg),

@@ -179,9 +179,13 @@ impl ParamLayout {
 ///
 /// Draws are made in f64 from `seed`, so an f32 and an f64 model built from
 /// the same seed start from the same values up to rounding.
-pub fn init_params<T: Real>(layout: &ParamLayout, seed: u64) -> Vec<T> {
+///
+/// # Errors
+/// [`crate::Error::Value`] when the system refuses the buffer (reserved
+/// fallibly, [`crate::memory::try_vec`]).
+pub fn init_params<T: Real>(layout: &ParamLayout, seed: u64) -> crate::Result<Vec<T>> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut data = vec![T::ZERO; layout.len];
+    let mut data = crate::memory::try_vec("the model's parameters", layout.len, T::ZERO)?;
     for t in &layout.tensors {
         if t.kind == ParamKind::Weight {
             let rf: usize = t.shape[2..].iter().product();
@@ -192,5 +196,5 @@ pub fn init_params<T: Real>(layout: &ParamLayout, seed: u64) -> Vec<T> {
             }
         }
     }
-    data
+    Ok(data)
 }

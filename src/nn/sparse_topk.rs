@@ -211,10 +211,30 @@ pub struct SparseTopk<T> {
 impl<T: Real> SparseTopk<T> {
     /// The buffers for `cfg` at `batch`, if `path` (and for `Auto` the cost
     /// model) chooses the sparse path and it applies.
+    ///
+    /// # Panics
+    /// If the system refuses a buffer ([`SparseTopk::try_new`] returns the
+    /// error instead).
     pub fn new(cfg: &ModelConfig, batch: usize, path: TopkPath) -> Option<SparseTopk<T>> {
-        let t = cfg.topk?;
+        SparseTopk::try_new(cfg, batch, path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`SparseTopk::new`], its buffers reserved fallibly.
+    ///
+    /// # Errors
+    /// [`crate::Error::Value`] when the system refuses a buffer.
+    pub fn try_new(
+        cfg: &ModelConfig,
+        batch: usize,
+        path: TopkPath,
+    ) -> crate::Result<Option<SparseTopk<T>>> {
+        use crate::memory::try_vec;
+        const WHAT: &str = "the sparse top-k code's buffers";
+        let Some(t) = cfg.topk else {
+            return Ok(None);
+        };
         if !path.takes_sparse(cfg, batch) {
-            return None;
+            return Ok(None);
         }
         let units = cfg.width(t.layer);
         let inp = if t.layer == 0 {
@@ -223,26 +243,29 @@ impl<T: Real> SparseTopk<T> {
             cfg.width(t.layer - 1)
         };
         let out = cfg.width(t.layer + 1);
-        let nnz = batch * t.k.min(units);
-        Some(SparseTopk {
+        let k = t.k.min(units);
+        let nnz = batch * k;
+        let mut starts = crate::memory::try_with_capacity(WHAT, batch + 1)?;
+        starts.extend((0..=batch).map(|i| i * k));
+        Ok(Some(SparseTopk {
             layer: t.layer,
             units,
             inp,
             out,
             batch,
-            k: t.k.min(units),
+            k,
             batch_variant: t.batch,
-            starts: (0..=batch).map(|i| i * t.k.min(units)).collect(),
-            idx: vec![0; nnz],
-            val: vec![T::ZERO; nnz],
-            grad: vec![T::ZERO; nnz],
-            unit_starts: vec![0; units + 1],
-            unit_fill: vec![0; units],
-            unit_sample: vec![0; nnz],
-            unit_entry: vec![0; nnz],
-            unit_coef: vec![T::ZERO; nnz],
-            wt: vec![T::ZERO; units * out],
-        })
+            starts,
+            idx: try_vec(WHAT, nnz, 0)?,
+            val: try_vec(WHAT, nnz, T::ZERO)?,
+            grad: try_vec(WHAT, nnz, T::ZERO)?,
+            unit_starts: try_vec(WHAT, units + 1, 0)?,
+            unit_fill: try_vec(WHAT, units, 0)?,
+            unit_sample: try_vec(WHAT, nnz, 0)?,
+            unit_entry: try_vec(WHAT, nnz, 0)?,
+            unit_coef: try_vec(WHAT, nnz, T::ZERO)?,
+            wt: try_vec(WHAT, units * out, T::ZERO)?,
+        }))
     }
 
     /// Bytes the buffers hold (their capacities).

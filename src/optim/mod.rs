@@ -123,18 +123,31 @@ pub struct Optimizer<T> {
 
 impl<T: Real> Optimizer<T> {
     /// Fresh state for `n` parameters.
+    ///
+    /// # Panics
+    /// If the system refuses the state ([`Optimizer::try_new`] returns the
+    /// error instead).
     pub fn new(config: OptimizerConfig, n: usize) -> Optimizer<T> {
+        Optimizer::try_new(config, n).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Optimizer::new`], the state reserved fallibly.
+    ///
+    /// # Errors
+    /// [`crate::Error::Value`] when the system refuses it.
+    pub fn try_new(config: OptimizerConfig, n: usize) -> crate::Result<Optimizer<T>> {
         let v_len = if matches!(config, OptimizerConfig::Adam(_)) {
             n
         } else {
             0
         };
-        Optimizer {
+        let what = "the optimizer's state";
+        Ok(Optimizer {
             config,
-            m: vec![T::ZERO; n],
-            v: vec![T::ZERO; v_len],
+            m: crate::memory::try_vec(what, n, T::ZERO)?,
+            v: crate::memory::try_vec(what, v_len, T::ZERO)?,
             t: 0,
-        }
+        })
     }
 
     /// One update of `params` from `grads` (one fused pass), in pieces side

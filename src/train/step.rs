@@ -269,9 +269,11 @@ impl<T: Real> Trainer<T> {
             micro: None,
             owned: owned_rows(model.layout()),
             ws,
-            grads: vec![vec![T::ZERO; n]; sizes.len()],
+            grads: (0..sizes.len())
+                .map(|_| crate::memory::try_vec("the gradients", n, T::ZERO))
+                .collect::<Result<_>>()?,
             batch,
-            opt: Optimizer::new(opt, n),
+            opt: Optimizer::try_new(opt, n)?,
             noise_rng: Rng::new(noise_seed),
             noisy,
             model,

@@ -457,7 +457,10 @@ impl<T: Real> Trainer<T> {
                 .iter()
                 .map(|&b| self.model.try_workspace_with(b, self.topk_path))
                 .collect::<Result<_>>()?;
-            self.grads = vec![vec![T::ZERO; self.model.params.len()]; sizes.len()];
+            let n = self.model.params.len();
+            self.grads = (0..sizes.len())
+                .map(|_| crate::memory::try_vec("the gradients", n, T::ZERO))
+                .collect::<Result<_>>()?;
             self.micro = None;
         }
         Ok(())
