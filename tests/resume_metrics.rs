@@ -69,23 +69,29 @@ fn epochs(rows: &[Vec<(String, String)>]) -> Vec<String> {
         .collect()
 }
 
+/// `train` on `x` at batch 4, quiet, with `extra`.
+fn train_args(x: &Path, extra: &[&str]) -> Vec<String> {
+    ["train", "--data", s(x), "--batch-size", "4", "-q"]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect()
+}
+
+/// The reference metrics, the metrics, the checkpoint and the model of the
+/// runs writing metrics as `ext`.
+fn files(dir: &Path, ext: &str) -> [PathBuf; 4] {
+    ["ref.EXT", "m.EXT", "ck-EXT.st", "out-EXT.st"].map(|n| dir.join(n.replace("EXT", ext)))
+}
+
 #[test]
 fn a_resumed_run_writes_each_epochs_row_once() {
     let dir = setup("resume-metrics");
     let unit = block_unit(&dir);
     let (c, x) = (dir.join("c.json"), dir.join("x.npy"));
-    let args = |extra: &[&str]| -> Vec<String> {
-        ["train", "--data", s(&x), "--batch-size", "4", "-q"]
-            .iter()
-            .chain(extra)
-            .map(|a| a.to_string())
-            .collect()
-    };
+    let args = |extra: &[&str]| train_args(&x, extra);
     for ext in ["csv", "jsonl"] {
-        let reference = dir.join(format!("ref.{ext}"));
-        let m = dir.join(format!("m.{ext}"));
-        let ck = dir.join(format!("ck-{ext}.st"));
-        let out = dir.join(format!("out-{ext}.st"));
+        let [reference, m, ck, out] = files(&dir, ext);
         let call = |v: Vec<String>| run_ok(&v);
         // The uninterrupted run.
         call(args(&[
@@ -171,18 +177,9 @@ fn a_resumed_run_writes_each_epochs_row_once() {
 fn a_run_resumed_inside_an_epoch_writes_that_epochs_row_over_all_its_steps() {
     let dir = setup("resume-metrics-inside");
     let (c, x) = (dir.join("c.json"), dir.join("x.npy"));
-    let args = |extra: &[&str]| -> Vec<String> {
-        ["train", "--data", s(&x), "--batch-size", "4", "-q"]
-            .iter()
-            .chain(extra)
-            .map(|a| a.to_string())
-            .collect()
-    };
+    let args = |extra: &[&str]| train_args(&x, extra);
     for ext in ["csv", "jsonl"] {
-        let reference = dir.join(format!("ref.{ext}"));
-        let m = dir.join(format!("m.{ext}"));
-        let ck = dir.join(format!("ck-{ext}.st"));
-        let out = dir.join(format!("out-{ext}.st"));
+        let [reference, m, ck, out] = files(&dir, ext);
         let (m_, ck_, out_, ref_) = (s(&m), s(&ck), s(&out), s(&reference));
         run_ok(&args(&[
             "--config",
