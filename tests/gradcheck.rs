@@ -1031,3 +1031,98 @@ fn deep_smooth_stacks_pass_and_wrong_gradients_still_fail() {
         assert_eq!(r.verdict(), Verdict::Fail, "{what} went unnoticed:\n{r}");
     }
 }
+
+/// L(p) = C + Σ_j (a_j·p_j + b_j·p_j²) + Σ_j Σ_d relu(±(p_j − q_j) − d) on 16
+/// entries: ReLU kinks at distances d from 0.9·10⁻⁶ to 3.1·10⁻⁴ on both
+/// sides of every entry's value q_j, inactive at p = q (so ∇L = a + 2b·q
+/// there), and a constant C = 10⁵ whose rounding (~10⁻¹¹ per evaluation)
+/// dominates the differences at short steps.
+struct DenseKinks {
+    a: Vec<f64>,
+    b: Vec<f64>,
+    q: Vec<f64>,
+}
+
+impl DenseKinks {
+    const KINKS: [f64; 6] = [0.9e-6, 2.7e-6, 9.1e-6, 2.9e-5, 9.3e-5, 3.1e-4];
+
+    fn new() -> DenseKinks {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut draw = |lo: f64, hi: f64| (0..16).map(|_| rng.random_range(lo..hi)).collect();
+        DenseKinks {
+            a: draw(0.5, 1.0),
+            b: draw(-1.0, 1.0),
+            q: draw(-0.5, 0.5),
+        }
+    }
+
+    fn grad(&self) -> Vec<f64> {
+        (0..16)
+            .map(|j| self.a[j] + 2.0 * self.b[j] * self.q[j])
+            .collect()
+    }
+
+    /// The loss and its kink fingerprint.
+    fn loss(&self, p: &[f64]) -> (f64, u64) {
+        let mut smooth = 0.0;
+        let mut print = 0u64;
+        for (((&x, a), b), q) in p.iter().zip(&self.a).zip(&self.b).zip(&self.q) {
+            smooth += a * x + b * x * x;
+            for d in Self::KINKS {
+                for side in [1.0, -1.0] {
+                    let z = side * (x - q) - d;
+                    smooth += z.max(0.0);
+                    print = (print ^ u64::from(z > 0.0)).wrapping_mul(0x0100_0000_01b3);
+                }
+            }
+        }
+        (1e5 + smooth, print)
+    }
+}
+
+/// A tensor along which every line crosses kinks, at every spacing the
+/// round-off was measured at (h down to h/512): the round-off is measured on
+/// the windows between the kinks, and the directional check, at the short
+/// step that stays between them (3.9·10⁻⁷), allows for it. The correct
+/// gradient passes (it failed when no kink-free line meant a round-off of 0,
+/// as `sparse-ae gradcheck --preset conv` did at seeds 0, 5 and 7), and a
+/// gradient 1 % off fails.
+#[test]
+fn round_off_between_dense_kinks() {
+    let f = DenseKinks::new();
+    let (q, grad) = (f.q.clone(), f.grad());
+    let loss = |p: &[f64]| f.loss(p);
+    let layout = sparse_ae::nn::ParamLayout {
+        tensors: vec![sparse_ae::nn::ParamInfo {
+            name: "p".into(),
+            shape: vec![q.len()],
+            offset: 0,
+            kind: sparse_ae::nn::ParamKind::Bias,
+            layer: 0,
+        }],
+        weight_of: vec![None],
+        bias_of: vec![Some(0)],
+        len: q.len(),
+    };
+    for entries in [1, 16] {
+        let opts = CheckOptions {
+            max_entries: entries,
+            ..CheckOptions::default()
+        };
+        let r = check_fn(&layout, &mut q.clone(), &grad, &loss, &opts);
+        let t = &r.tensors[0];
+        // Every entry's steps (down to h/16) cross the kink at 0.9·10⁻⁶;
+        // the directional check measures, between the kinks.
+        assert!(t.checked == 0 && t.skipped == entries, "{r}");
+        assert!(!t.dir_at_kink && t.dir_step < 1e-6, "{r}");
+        assert!(t.noise > 1e-12 && t.noise < 1e-10, "{r}\nσ = {}", t.noise);
+        assert!(r.passed(), "{r}");
+        // The round-off at that step is larger than 10⁻⁶ of gᵀv: a
+        // comparison without it would fail.
+        assert!((t.dir.0 - t.dir.1).abs() > 1e-6 * t.dir.0.abs(), "{r}");
+
+        let wrong: Vec<f64> = grad.iter().map(|g| g * 1.01).collect();
+        let bad = check_fn(&layout, &mut q.clone(), &wrong, &loss, &opts);
+        assert_eq!(bad.verdict(), Verdict::Fail, "{bad}");
+    }
+}
