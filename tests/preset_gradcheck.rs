@@ -64,16 +64,19 @@ macro_rules! every_preset {
     )*};
 }
 
+// Named `cli_defaults_*`: .ci/run's suites for the other kernel paths and
+// the debug build skip these (about two minutes of CPU), the README's
+// suite runs them.
 every_preset!(
-    shallow => "shallow",
-    deep => "deep",
-    denoising => "denoising",
-    sparse_l1 => "sparse-l1",
-    sparse_kl => "sparse-kl",
-    overcomplete_kl => "overcomplete-kl",
-    conv => "conv",
-    conv_kl => "conv-kl",
-    topk => "topk",
+    cli_defaults_shallow => "shallow",
+    cli_defaults_deep => "deep",
+    cli_defaults_denoising => "denoising",
+    cli_defaults_sparse_l1 => "sparse-l1",
+    cli_defaults_sparse_kl => "sparse-kl",
+    cli_defaults_overcomplete_kl => "overcomplete-kl",
+    cli_defaults_conv => "conv",
+    cli_defaults_conv_kl => "conv-kl",
+    cli_defaults_topk => "topk",
 );
 
 /// The analytic gradient of `sparse-ae gradcheck`'s model.
