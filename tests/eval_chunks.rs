@@ -21,7 +21,9 @@ use std::sync::Mutex;
 /// before the fix, where it fails).
 const EVAL_BATCH: usize = 1000;
 
-/// The memory budget is the process's: the tests that set it take turns.
+/// The memory budget is the process's: every test takes turns, as a test
+/// that lowers it fails the checks of another running meanwhile (making a
+/// model counts against it).
 static BUDGET: Mutex<()> = Mutex::new(());
 
 /// `n` samples of `d` values in [0, 1].
@@ -185,6 +187,7 @@ fn l1_and_weight_decay_evaluate_the_same_in_any_chunks() {
 /// rounds the decoder differently).
 #[test]
 fn a_topk_model_evaluates_the_same_in_any_chunks() {
+    let _turn = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = ModelBuilder::new(64)
         .code(96, Activation::Relu)
         .decoder(64, Activation::Linear)
@@ -207,6 +210,7 @@ fn a_topk_model_evaluates_the_same_in_any_chunks() {
 /// the validation batch.
 #[test]
 fn the_test_loss_of_training_does_not_depend_on_the_validation_batch() {
+    let _turn = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = ModelBuilder::new(64)
         .code(32, Activation::Sigmoid)
         .decoder(64, Activation::Sigmoid)
@@ -339,6 +343,7 @@ fn cli(args: &[&str]) -> std::process::Output {
 /// chunks too; a batch top-k model is refused under such a budget.
 #[test]
 fn eval_and_encode_do_not_depend_on_threads_or_budget() {
+    let _turn = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
     let dir = common::temp_dir("eval_chunks_cli");
     let n = 2500;
     let x = data(n, 64, 21);
