@@ -718,7 +718,12 @@ pub fn check_model(
 ) -> Result<Report> {
     crate::parallel::start_global_pool(None)?;
     let mut grads = vec![0.0; model.params.len()];
-    model.loss_and_grad(&mut model.workspace(batch), input, target, Some(&mut grads))?;
+    model.loss_and_grad(
+        &mut model.try_workspace(batch)?,
+        input,
+        target,
+        Some(&mut grads),
+    )?;
     check_model_grads(model, input, target, batch, &grads, opts)
 }
 
@@ -739,7 +744,7 @@ pub fn check_model_grads(
     opts: &CheckOptions,
 ) -> Result<Report> {
     crate::parallel::start_global_pool(None)?;
-    let mut ws = model.workspace(batch);
+    let mut ws = model.try_workspace(batch)?;
     model.loss_and_grad(&mut ws, input, target, None)?;
     let mut probe = model.clone();
     let mut params = model.params.clone();

@@ -170,31 +170,11 @@ fn vm_size(status: &str) -> Option<u64> {
     kb.checked_mul(1024)
 }
 
-/// Bytes of address space that allocations queued on other threads will
-/// take, not yet made (the pool threads' packing buffers, reserved without
-/// waiting for the threads): counted as in use by the address-space checks
-/// until they are made.
-static PROMISED: AtomicU64 = AtomicU64::new(0);
-
-/// Counts `bytes` that another thread will allocate as in use, until
-/// [`settle`] (for [`check_address_space`] and [`room`]).
-pub(crate) fn promise(bytes: u64) {
-    PROMISED.fetch_add(bytes, Ordering::AcqRel);
-}
-
-/// Ends a [`promise`] of `bytes`: they are allocated (so in `VmSize`), or
-/// will not be.
-pub(crate) fn settle(bytes: u64) {
-    PROMISED.fetch_sub(bytes, Ordering::AcqRel);
-}
-
 /// What an address-space limit leaves now: the limit and the bytes of it in
-/// use, allocations promised by other threads included (`None` without a
-/// limit, or where the use cannot be read).
+/// use (`None` without a limit, or where the use cannot be read).
 fn address_space() -> Option<(u64, u64)> {
     let limit = address_space_limit_now()?;
-    let promised = PROMISED.load(Ordering::Acquire);
-    Some((limit, address_space_used()?.saturating_add(promised)))
+    Some((limit, address_space_used()?))
 }
 
 /// Bytes a new buffer may take now: what the budget leaves beside the

@@ -598,6 +598,15 @@ impl<T: Real> Autoencoder<T> {
         Workspace::new(&self.cfg, batch)
     }
 
+    /// [`Self::workspace`], its large buffers reserved fallibly: a batch
+    /// the memory budget or the system cannot hold is an error naming it.
+    ///
+    /// # Errors
+    /// As [`Workspace::try_new`].
+    pub fn try_workspace(&self, batch: usize) -> Result<Workspace<T>> {
+        Workspace::try_new(&self.cfg, batch)
+    }
+
     /// A workspace at batch size `batch` with the top-k code on `path`.
     pub fn workspace_with(&self, batch: usize, path: TopkPath) -> Workspace<T> {
         Workspace::with_topk_path(&self.cfg, batch, path)

@@ -79,7 +79,7 @@ pub fn reconstruction_grid(
     if cfg.noise != Noise::None {
         apply_noise(cfg.noise, &mut Rng::new(noise_seed), &clean, &mut input);
     }
-    let mut ws = model.workspace(n);
+    let mut ws = model.try_workspace(n)?;
     model.forward(&mut ws, &input)?;
     let mut recon = vec![0.0f32; n * d];
     model.reconstruction(&ws, &mut recon);

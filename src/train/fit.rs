@@ -358,13 +358,10 @@ fn fit_in_pool(
         // An epoch continued from its middle adds to what its steps so far
         // summed (the code statistics on one rank only: the ranks' are
         // summed at the end).
+        let steps = trainer.steps();
         let so_far = trainer
-            .epoch_so_far()
-            .filter(|s| {
-                first > 0 && s.step == trainer.steps() && s.samples() == first as u64 * batch as u64
-            })
-            .cloned();
-        trainer.set_epoch_so_far(None);
+            .take_epoch_so_far()
+            .filter(|s| first > 0 && s.step == steps && s.samples() == first as u64 * batch as u64);
         let (mut loss, mut code, secs_before, one_before) = match so_far {
             Some(s) => {
                 let code = match comm.rank() {

@@ -296,6 +296,11 @@ impl<T: Real> Trainer<T> {
         self.epoch_so_far = so_far.map(Box::new);
     }
 
+    /// Takes what [`Trainer::epoch_so_far`] returns, leaving nothing.
+    pub fn take_epoch_so_far(&mut self) -> Option<EpochSoFar> {
+        self.epoch_so_far.take().map(|s| *s)
+    }
+
     /// The batch size the buffers are sized for (one of the
     /// [`Trainer::accumulate`] batches of a step).
     pub fn batch(&self) -> usize {

@@ -10,10 +10,21 @@ struct Counting;
 
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
+/// Those made on a thread of a rayon pool.
+static POOL_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+fn counted() {
+    ALLOCS.fetch_add(1, Ordering::Relaxed);
+    // Reads a thread-local cell: allocates nothing.
+    if rayon::current_thread_index().is_some() {
+        POOL_ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 // SAFETY: forwards to the system allocator unchanged, only counting calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        counted();
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -22,7 +33,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        counted();
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -34,4 +45,10 @@ static GLOBAL: Counting = Counting;
 /// Allocations (and reallocations) made so far in this process.
 pub fn count() -> usize {
     ALLOCS.load(Ordering::SeqCst)
+}
+
+/// Allocations (and reallocations) made so far on threads of a rayon pool.
+#[allow(dead_code)]
+pub fn pool_count() -> usize {
+    POOL_ALLOCS.load(Ordering::SeqCst)
 }

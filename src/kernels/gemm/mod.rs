@@ -901,8 +901,9 @@ static GLOBAL_POOL_RESERVED: AtomicBool = AtomicBool::new(false);
 /// pool thread's by a job queued on it ([`rayon::spawn_broadcast`]), which
 /// an idle thread runs at once and a busy one as soon as it is free, before
 /// it steals work from any other thread (rayon runs a thread's broadcasts
-/// first), so before it takes part in the caller's products. Until then the
-/// address-space checks count the pairs still to come as in use.
+/// first), so before it takes part in the caller's products. The pairs are
+/// all allocated by the caller (so no pool thread allocates, and the
+/// address space they take is in use from the start); the jobs move them in.
 ///
 /// A trainer must not wait for the pool's threads: one may be held for as
 /// long as it takes by other work (in Python, another thread's `fit` whose
@@ -935,17 +936,44 @@ pub fn reserve_pack_buffers() -> crate::Result<()> {
         .compare_exchange(0, threads, Ordering::AcqRel, Ordering::Acquire)
         .is_ok();
     if queue {
-        let pair = crate::memory::f32_bytes(2 * RESERVED_FLOATS);
-        crate::memory::promise(pair.saturating_mul(threads as u64));
+        // Every thread's pair is allocated here, on the calling thread, and
+        // the jobs only move them in: a pool thread that allocates makes the
+        // C library try to give it a heap of its own, and under an
+        // address-space limit too tight for one, glibc tries again at each
+        // of that thread's allocations, mapping 64 MB for a moment every
+        // time, which fails any other thread's allocation made meanwhile
+        // (about one `eval` in 60 under `ulimit -v 100000` aborted so).
+        let pairs: Vec<(Vec<f32>, Vec<f32>)> = (0..threads)
+            .map(|_| (vec![0.0; RESERVED_FLOATS], vec![0.0; RESERVED_FLOATS]))
+            .collect();
+        let pairs = std::sync::Mutex::new(pairs);
         rayon::spawn_broadcast(move |_| {
-            reserve_here();
-            crate::memory::settle(pair);
+            let pair = pairs.lock().ok().and_then(|mut p| p.pop());
+            if let Some(pair) = pair {
+                install_here(pair);
+            }
             if RESERVATIONS_PENDING.fetch_sub(1, Ordering::AcqRel) == 1 && global {
                 GLOBAL_POOL_RESERVED.store(true, Ordering::Release);
             }
         });
     }
     Ok(())
+}
+
+/// Makes `pair` (two zeroed buffers of [`RESERVED_FLOATS`]) this thread's
+/// pack buffers where they are smaller and not in use further up the stack;
+/// what is not kept is freed.
+fn install_here(pair: (Vec<f32>, Vec<f32>)) {
+    BUFFERS.with(|cell| {
+        if let Ok(mut bufs) = cell.try_borrow_mut() {
+            let (a, b) = &mut *bufs;
+            for (v, new) in [(a, pair.0), (b, pair.1)] {
+                if v.len() < new.len() {
+                    *v = new;
+                }
+            }
+        }
+    });
 }
 
 /// How many pool threads have yet to run the reservation of their pack
