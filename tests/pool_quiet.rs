@@ -28,7 +28,10 @@ fn pool_threads_allocate_nothing_after_the_pool_starts() {
         let mut t = Trainer::new(model, OptimizerConfig::default(), batch, 2).unwrap();
         let start = std::time::Instant::now();
         while sparse_ae::kernels::gemm::pack_buffers_pending() > 0 {
-            assert!(start.elapsed().as_secs() < 60, "the reservations did not run");
+            assert!(
+                start.elapsed().as_secs() < 60,
+                "the reservations did not run"
+            );
             std::thread::yield_now();
         }
         let mut rng = Rng::new(3);

@@ -43,6 +43,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// Allocations (and reallocations) made so far in this process.
+#[allow(dead_code)]
 pub fn count() -> usize {
     ALLOCS.load(Ordering::SeqCst)
 }
