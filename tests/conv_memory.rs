@@ -4,8 +4,10 @@
 //! [`scratch_bytes`] after a forward and a backward pass, and a model's
 //! workspace holds no more than [`workspace_bytes`] (nor much less). With
 //! a large padding the shifted planes dwarf the image (the backward pass's
-//! D has `out_c·kh·kw·(h + 2p)·(w + 2p)` values): the command line refuses
-//! such a model by name, where it aborted on the failed allocation.
+//! D has `out_c·kh·kw·(h + 2p)·(w + 2p)` values): `ConvAlgo::Auto` then
+//! takes im2col for that pass (ordinary convolutions keep their choice),
+//! and what still exceeds the budget is refused by name, where it aborted
+//! on the failed allocation.
 
 mod common;
 
@@ -40,6 +42,82 @@ fn random_shape(rng: &mut StdRng) -> Conv2dShape {
             return s;
         }
     }
+}
+
+/// `ConvAlgo::Auto`'s choice before it weighed the planes' size: shifted
+/// planes for stride 1 in the forward pass with one output channel or
+/// `k ≥ 2·(in_c + out_c)`, in the backward pass with `out_c ≤ in_c`.
+fn auto_by_channels(s: &Conv2dShape) -> (bool, bool) {
+    let one = s.stride == 1;
+    (
+        one && (s.out_c == 1 || s.k() >= 2 * (s.in_c + s.out_c)),
+        one && s.out_c <= s.in_c,
+    )
+}
+
+/// Ordinary convolutions (an image at least as large as the kernel, a
+/// padding of at most half the kernel, up to 64 channels, images up to
+/// 128×128) compute as they did before `Auto` weighed the planes' size: the
+/// same algorithm for each pass, so the same bits.
+#[test]
+fn auto_keeps_its_choice_for_ordinary_convolutions() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for _ in 0..5000 {
+        let k = rng.random_range(1..=11);
+        let (h, w) = (rng.random_range(k..=128), rng.random_range(k..=128));
+        let pad = rng.random_range(0..=k / 2);
+        let (in_c, out_c) = (rng.random_range(1..=64), rng.random_range(1..=64));
+        let stride = rng.random_range(1..=2);
+        let s = Conv2dShape::new(in_c, out_c, k, k, stride, pad, h, w).unwrap();
+        assert_eq!(
+            ConvAlgo::Auto.uses_shifted(&s),
+            auto_by_channels(&s),
+            "{s:?}"
+        );
+    }
+}
+
+/// Where the shifted planes would dwarf im2col's matrix (a padding large
+/// beside the image), `Auto` takes im2col for that pass: its scratch is
+/// within a few times im2col's, never the planes' (a 1×1 image under a
+/// kernel of 401 needed 103 GB, now 1.3 MB).
+#[test]
+fn auto_never_takes_planes_that_dwarf_im2col() {
+    let mut rng = StdRng::seed_from_u64(12);
+    let mut changed = 0;
+    for i in 0..3000 {
+        // Tiny images under kernels of 31 to 201 padded by half to all of
+        // the kernel, and the shapes of the other tests.
+        let s = match i {
+            0 => Conv2dShape::new(1, 1, 401, 401, 1, 200, 1, 1).unwrap(),
+            _ if i % 2 == 0 => random_shape(&mut rng),
+            _ => {
+                let k = 2 * rng.random_range(15..=100) + 1;
+                let pad = rng.random_range(k / 2..k);
+                let (h, w) = (rng.random_range(1..=8), rng.random_range(1..=8));
+                let (in_c, out_c) = (rng.random_range(1..=4), rng.random_range(1..=4));
+                Conv2dShape::new(in_c, out_c, k, k, 1, pad, h, w).unwrap()
+            }
+        };
+        let auto = scratch_bytes(1, &s, ConvAlgo::Auto, 4);
+        let im2col = scratch_bytes(1, &s, ConvAlgo::Im2col, 4);
+        // Each pass's planes at most SHIFT_SMALL values or SHIFT_EXCESS
+        // times the im2col matrix, which the im2col scratch holds.
+        let small = 2 * 4 * sparse_ae::nn::conv::SHIFT_SMALL;
+        let bound = im2col * (2 * sparse_ae::nn::conv::SHIFT_EXCESS + 1) + small;
+        assert!(
+            auto <= bound,
+            "{s:?}: {auto} B by Auto, {im2col} B by im2col"
+        );
+        changed += usize::from(ConvAlgo::Auto.uses_shifted(&s) != auto_by_channels(&s));
+        if i == 0 {
+            assert!(auto < 2_000_000, "{auto}");
+        }
+    }
+    assert!(
+        changed > 100,
+        "only {changed} shapes changed: the sweep misses the large paddings"
+    );
 }
 
 #[test]
@@ -187,64 +265,71 @@ fn write_config(path: &Path, (h, w): (usize, usize), channels: usize, k: usize, 
     std::fs::write(path, json).unwrap();
 }
 
+/// A convolution whose padding is large beside its image computes on
+/// im2col where the shifted planes would dwarf it: a 1×1 image under a
+/// kernel of 401 and padding 200 (its planes 103 GB: `train` and
+/// `gradcheck` aborted, then were refused) trains, passes its gradient
+/// check and evaluates; a 200×1 image with 2 channels (51 GB of planes)
+/// trains in 128 MB of im2col matrix, and under a budget too small for that
+/// is refused by name, as is evaluating its model.
 #[test]
-fn a_convolution_whose_planes_exceed_the_budget_is_refused_by_name() {
+fn a_padding_large_beside_the_image_trains_on_im2col_and_past_the_budget_is_refused() {
     let dir = common::temp_dir("conv_memory_cli");
     let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    // A 1×1 image under a kernel of 401 and padding 200: the shifted
-    // planes of the backward pass take 103 GB (it aborted).
     write_config(&dir.join("k401.json"), (1, 1), 1, 401, 200);
-    // A 200×1 image, kernel 401, 2 channels: 51 GB.
     write_config(&dir.join("tall.json"), (200, 1), 2, 401, 200);
-    // A kernel of 101: 416 MB, trained under a budget of 50 MB.
-    write_config(&dir.join("k101.json"), (1, 1), 1, 101, 50);
     sparse_ae::data::npy::write(&dir.join("d1.npy"), 4, 1, &[0.1, 0.2, 0.3, 0.4]).unwrap();
     sparse_ae::data::npy::write(&dir.join("d200.npy"), 4, 200, &[0.5; 800]).unwrap();
-    let training = "training at batch size 1";
-    for (config, data, budget) in [
-        ("k401.json", "d1.npy", None),
-        ("tall.json", "d200.npy", None),
-        ("k101.json", "d1.npy", Some("0.05")),
-    ] {
-        let (config, data, out) = (p(config), p(data), p("m.st"));
-        let mut args = vec![
-            "train",
-            "--config",
-            &config,
-            "--data",
-            &data,
-            "--batch-size",
-            "1",
-            "--epochs",
-            "1",
-            "--out",
-            &out,
-        ];
+    let train = |config: &str, data: &str, out: &str, budget: Option<&str>| {
+        let (config, data, out) = (p(config), p(data), p(out));
+        let mut args: Vec<String> = ["train", "--config", &config, "--data", &data]
+            .into_iter()
+            .chain(["--batch-size", "1", "--epochs", "1", "--out", &out])
+            .map(String::from)
+            .collect();
         if let Some(gb) = budget {
-            args.extend(["--max-memory", gb]);
+            args.extend(["--max-memory".to_string(), gb.to_string()]);
         }
-        refused(&args, training);
-        assert!(!dir.join("m.st").exists());
+        args
+    };
+    let strs = |a: &[String]| {
+        a.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\u{1f}")
+    };
+    for (config, data, out) in [
+        ("k401.json", "d1.npy", "k401.st"),
+        ("tall.json", "d200.npy", "tall.st"),
+    ] {
+        let args = train(config, data, out, None);
+        let joined = strs(&args);
+        let args: Vec<&str> = joined.split('\u{1f}').collect();
+        let (code, err) = run(&args);
+        assert_eq!(code, Some(0), "sparse-ae {args:?}:\n{err}");
     }
-    let k401 = p("k401.json");
-    refused(
-        &["gradcheck", "--config", &k401, "--batch", "1"],
-        "gradcheck at batch 1",
-    );
-    // A model file of such a configuration (its parameters are few).
-    let cfg = ModelConfig::from_json(&std::fs::read_to_string(&k401).unwrap()).unwrap();
-    let model = Autoencoder::<f32>::new(cfg, 1).unwrap();
-    sparse_ae::io::model_file::save_model(&dir.join("k401.st"), &model).unwrap();
+    let (code, err) = run(&["gradcheck", "--config", &p("k401.json"), "--batch", "1"]);
+    assert_eq!(code, Some(0), "gradcheck:\n{err}");
     let (m, d) = (p("k401.st"), p("d1.npy"));
     let (codes, scores) = (p("codes.npy"), p("scores.csv"));
-    let one = "running the model on one sample";
-    refused(&["eval", "--model", &m, "--data", &d], one);
+    for args in [
+        vec!["eval", "--model", &m, "--data", &d],
+        vec!["encode", "--model", &m, "--data", &d, "--out", &codes],
+        vec!["score", "--model", &m, "--data", &d, "--out", &scores],
+    ] {
+        let (code, err) = run(&args);
+        assert_eq!(code, Some(0), "sparse-ae {args:?}:\n{err}");
+    }
+    // Under 100 MB, the 128 MB of im2col matrix are refused by name.
+    let _ = std::fs::remove_file(dir.join("m.st"));
+    let args = train("tall.json", "d200.npy", "m.st", Some("0.1"));
+    let joined = strs(&args);
+    let args: Vec<&str> = joined.split('\u{1f}').collect();
+    refused(&args, "training at batch size 1");
+    assert!(!dir.join("m.st").exists());
+    let (m, d) = (p("tall.st"), p("d200.npy"));
     refused(
-        &["encode", "--model", &m, "--data", &d, "--out", &codes],
-        one,
-    );
-    refused(
-        &["score", "--model", &m, "--data", &d, "--out", &scores],
-        one,
+        &["eval", "--model", &m, "--data", &d, "--max-memory", "0.05"],
+        "running the model on one sample",
     );
 }

@@ -222,19 +222,47 @@ impl ConvAlgo {
     /// least twice as many short image rows (`in_c·kh·kw` per output row) as
     /// padding the input and cropping the output do (`in_c + out_c`); in the
     /// backward pass with `out_c ≤ in_c` (D has no more rows than im2col).
+    /// Either only where that pass's shifted planes are small
+    /// ([`SHIFT_SMALL`] values) or within [`SHIFT_EXCESS`] times im2col's
+    /// matrix: with a padding large beside the image the padded planes
+    /// dwarf it (a 1×1 image under a kernel of 401 and padding 200: 26·10⁹
+    /// values for the backward pass's D, 160,801 for im2col), so such a
+    /// pass runs on im2col. The choice depends on the shape alone, so a
+    /// model computes the same bits on every machine.
     pub fn uses_shifted(self, s: &Conv2dShape) -> (bool, bool) {
         if s.stride != 1 {
             return (false, false);
         }
         match self {
             ConvAlgo::Auto => (
-                s.out_c == 1 || s.k() >= 2 * (s.in_c + s.out_c),
-                s.out_c <= s.in_c,
+                (s.out_c == 1 || s.k() >= 2 * (s.in_c + s.out_c)) && shift_pays(s, true),
+                s.out_c <= s.in_c && shift_pays(s, false),
             ),
             ConvAlgo::Im2col => (false, false),
             ConvAlgo::Shifted => (true, true),
         }
     }
+}
+
+/// Shifted planes of one pass up to this many values (4 MB in f32) are
+/// taken whatever im2col would need.
+pub const SHIFT_SMALL: u64 = 1 << 20;
+
+/// Past [`SHIFT_SMALL`], a pass's shifted planes are taken only when they
+/// hold at most this many times the values of im2col's matrix.
+pub const SHIFT_EXCESS: u64 = 16;
+
+/// Whether the shifted planes of the forward (`fwd`) or backward pass of
+/// `s` hold at most [`SHIFT_SMALL`] values or [`SHIFT_EXCESS`] times the
+/// values of im2col's matrix (`k·out_h·out_w`, per sample).
+fn shift_pays(s: &Conv2dShape, fwd: bool) -> bool {
+    let shift = conv_shift::buffer_lens(s, fwd, !fwd)
+        .iter()
+        .fold(0u64, |a, &b| a.saturating_add(b));
+    let col = (s.k() as u64)
+        .saturating_mul(s.out_h() as u64)
+        .saturating_mul(s.out_w() as u64);
+    shift <= SHIFT_SMALL || shift <= col.saturating_mul(SHIFT_EXCESS)
 }
 
 /// One sample group's buffers: the im2col matrix (reused for dcol in the
