@@ -22,6 +22,9 @@ use sparse_ae::train::Trainer;
 #[test]
 fn pool_threads_allocate_nothing_after_the_pool_starts() {
     sparse_ae::parallel::start_global_pool(Some(2)).unwrap();
+    // The threads start on their own: each has run a job (and made its
+    // start-up allocations, rayon's and the C library's) once this returns.
+    rayon::broadcast(|_| ());
     let before = counting::pool_count();
     for (name, batch) in [("deep", 32), ("overcomplete-kl", 256), ("topk", 64)] {
         let model = Autoencoder::<f32>::new(preset(name, 784).unwrap(), 1).unwrap();
