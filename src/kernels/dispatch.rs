@@ -179,7 +179,7 @@ impl Isa {
             Ok(isa) => isa,
             Err(e) => {
                 let fallback = Isa::detect();
-                eprintln!("sparse-ae: {e}; using {}", fallback.name());
+                crate::io::warn(format_args!("sparse-ae: {e}; using {}", fallback.name()));
                 fallback
             }
         })
@@ -283,7 +283,7 @@ fn max_isa() -> Option<Isa> {
     *MAX.get_or_init(|| match parse_max(std::env::var(MAX_ENV).ok().as_deref()) {
         Ok(max) => max,
         Err(e) => {
-            eprintln!("sparse-ae: {e}; ignoring it");
+            crate::io::warn(format_args!("sparse-ae: {e}; ignoring it"));
             None
         }
     })

@@ -113,7 +113,7 @@ impl TopkPath {
     pub fn active() -> TopkPath {
         *ACTIVE.get_or_init(|| {
             TopkPath::from_env().unwrap_or_else(|e| {
-                eprintln!("sparse-ae: {e}; using auto");
+                crate::io::warn(format_args!("sparse-ae: {e}; using auto"));
                 TopkPath::Auto
             })
         })

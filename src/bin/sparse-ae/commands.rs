@@ -34,7 +34,6 @@ use sparse_ae::train::{
     explained, explained_rows, score_of,
 };
 use sparse_ae::{Error, Result};
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -521,11 +520,11 @@ pub fn read_stats_wanted() -> Result<bool> {
 /// ([`sparse_ae::data::row_file::bytes_read`]).
 fn read_stats(rank: usize, ranks: usize) {
     if read_stats_wanted().unwrap_or(false) {
-        let _ = writeln!(
-            std::io::stderr(),
+        // One write: the ranks share a stderr.
+        sparse_ae::io::warn(format_args!(
             "rank {rank} of {ranks}: read {} bytes of data",
             sparse_ae::data::row_file::bytes_read()
-        );
+        ));
     }
 }
 

@@ -44,24 +44,25 @@ pub fn silenced() -> bool {
     SILENT.load(Ordering::Relaxed)
 }
 
-/// `eprintln!` that never panics (and prints nothing after [`silence`]).
+/// `eprintln!` that never panics, in one write (a line is never cut by
+/// another process's on a shared stderr), and prints nothing after
+/// [`silence`].
 #[macro_export]
 macro_rules! note {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
         if !$crate::out::silenced() {
-            let _ = writeln!(std::io::stderr(), $($arg)*);
+            sparse_ae::io::warn(format_args!($($arg)*));
         }
     }};
 }
 
-/// `eprint!` that never panics (and prints nothing after [`silence`]).
+/// `eprint!` that never panics, in one write, and prints nothing after
+/// [`silence`].
 #[macro_export]
 macro_rules! note_part {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
         if !$crate::out::silenced() {
-            let _ = write!(std::io::stderr(), $($arg)*);
+            let _ = sparse_ae::io::write_whole(&mut std::io::stderr(), format_args!($($arg)*));
         }
     }};
 }

@@ -1310,7 +1310,7 @@ mod tests {
     fn runs(isa: Isa) -> bool {
         let run = isa.check_required().unwrap_or_else(|e| panic!("{e}"));
         if !run {
-            eprintln!("skipping {isa}: not available on this CPU");
+            crate::io::warn(format_args!("skipping {isa}: not available on this CPU"));
         }
         run
     }
