@@ -19,7 +19,6 @@ use sparse_ae::nn::conv::{
 };
 use sparse_ae::nn::{Autoencoder, ModelConfig, Workspace, workspace_bytes};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 /// A random convolution: mostly a kernel and padding large beside the
 /// image, some tall or thin images, strides 1 to 3.
@@ -229,24 +228,12 @@ fn a_workspace_holds_no_more_than_workspace_bytes() {
     }
 }
 
-fn run(args: &[&str]) -> (Option<i32>, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_sparse-ae"))
-        .args(args)
-        .env_remove("SPARSE_AE_DATA")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 /// Runs `args`, which must end with exit code 1 and an error that names
 /// `what` needing more than the memory budget.
-fn refused(args: &[&str], what: &str) {
-    let (code, err) = run(args);
-    assert_eq!(code, Some(1), "sparse-ae {args:?}:\n{err}");
+fn refused<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[A], what: &str) {
+    let o = common::run_limited(None, args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "sparse-ae {args:?}:\n{err}");
     assert!(
         err.contains(what) && err.contains("needs") && err.contains("more than the memory budget"),
         "sparse-ae {args:?}:\n{err}"
@@ -292,24 +279,13 @@ fn a_padding_large_beside_the_image_trains_on_im2col_and_past_the_budget_is_refu
         }
         args
     };
-    let strs = |a: &[String]| {
-        a.iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join("\u{1f}")
-    };
     for (config, data, out) in [
         ("k401.json", "d1.npy", "k401.st"),
         ("tall.json", "d200.npy", "tall.st"),
     ] {
-        let args = train(config, data, out, None);
-        let joined = strs(&args);
-        let args: Vec<&str> = joined.split('\u{1f}').collect();
-        let (code, err) = run(&args);
-        assert_eq!(code, Some(0), "sparse-ae {args:?}:\n{err}");
+        common::run_ok(&train(config, data, out, None));
     }
-    let (code, err) = run(&["gradcheck", "--config", &p("k401.json"), "--batch", "1"]);
-    assert_eq!(code, Some(0), "gradcheck:\n{err}");
+    common::run_ok(&["gradcheck", "--config", &p("k401.json"), "--batch", "1"]);
     let (m, d) = (p("k401.st"), p("d1.npy"));
     let (codes, scores) = (p("codes.npy"), p("scores.csv"));
     for args in [
@@ -317,15 +293,14 @@ fn a_padding_large_beside_the_image_trains_on_im2col_and_past_the_budget_is_refu
         vec!["encode", "--model", &m, "--data", &d, "--out", &codes],
         vec!["score", "--model", &m, "--data", &d, "--out", &scores],
     ] {
-        let (code, err) = run(&args);
-        assert_eq!(code, Some(0), "sparse-ae {args:?}:\n{err}");
+        common::run_ok(&args);
     }
     // Under 100 MB, the 128 MB of im2col matrix are refused by name.
     let _ = std::fs::remove_file(dir.join("m.st"));
-    let args = train("tall.json", "d200.npy", "m.st", Some("0.1"));
-    let joined = strs(&args);
-    let args: Vec<&str> = joined.split('\u{1f}').collect();
-    refused(&args, "training at batch size 1");
+    refused(
+        &train("tall.json", "d200.npy", "m.st", Some("0.1")),
+        "training at batch size 1",
+    );
     assert!(!dir.join("m.st").exists());
     let (m, d) = (p("tall.st"), p("d200.npy"));
     refused(
