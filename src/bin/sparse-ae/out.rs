@@ -62,7 +62,7 @@ macro_rules! note {
 macro_rules! note_part {
     ($($arg:tt)*) => {{
         if !$crate::out::silenced() {
-            let _ = sparse_ae::io::write_whole(&mut std::io::stderr(), format_args!($($arg)*));
+            sparse_ae::io::warn_part(format_args!($($arg)*));
         }
     }};
 }
