@@ -19,8 +19,12 @@ use sparse_ae::optim::OptimizerConfig;
 use sparse_ae::rng::Rng;
 use sparse_ae::train::Trainer;
 
+/// The tests count the process's allocations: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn pool_threads_allocate_nothing_after_the_pool_starts() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     sparse_ae::parallel::start_global_pool(Some(2)).unwrap();
     // The threads start on their own: each has run a job (and made its
     // start-up allocations, rayon's and the C library's) once this returns.
@@ -45,4 +49,45 @@ fn pool_threads_allocate_nothing_after_the_pool_starts() {
     }
     let n = counting::pool_count() - before;
     assert_eq!(n, 0, "the pool's threads made {n} allocations");
+}
+
+/// Waits for the pack-buffer reservation jobs queued so far to run, the
+/// calling pool thread's own among them.
+fn wait_for_reservations() {
+    let start = std::time::Instant::now();
+    while sparse_ae::kernels::gemm::pack_buffers_pending() > 0 {
+        let left = sparse_ae::kernels::gemm::pack_buffers_pending();
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "{left} reservations did not run"
+        );
+        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// In a pool of the caller's own, the trainers and evaluations after the
+/// first find every thread's buffers reserved and allocate no more (each
+/// allocated and freed a pair of a few MB per thread before).
+#[test]
+fn a_pool_of_the_callers_own_is_reserved_once() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        sparse_ae::kernels::gemm::reserve_pack_buffers().unwrap();
+        wait_for_reservations();
+        let before = counting::bytes();
+        for _ in 0..3 {
+            sparse_ae::kernels::gemm::reserve_pack_buffers().unwrap();
+        }
+        let bytes = counting::bytes() - before;
+        assert!(
+            bytes < 1 << 20,
+            "three reservations allocated {bytes} bytes"
+        );
+    });
 }

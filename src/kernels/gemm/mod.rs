@@ -919,7 +919,8 @@ static GLOBAL_POOL_RESERVED: AtomicBool = AtomicBool::new(false);
 /// without `unsafe`. Once every thread of the global pool has run its job,
 /// a call from outside any pool (which the global pool's threads serve)
 /// queues none: the trainers, evaluations and inference calls that follow
-/// only check the room and reserve the caller's pair.
+/// only check the room and reserve the caller's pair; so do those made on
+/// a thread of another pool whose every thread has run its job.
 ///
 /// # Errors
 /// As [`crate::memory::check_address_space`].
@@ -928,7 +929,17 @@ pub fn reserve_pack_buffers() -> crate::Result<()> {
     reserve_here();
     let global = rayon::current_thread_index().is_none();
     // Without threads the caller is the pool's only thread.
-    if cfg!(target_family = "wasm") || (global && GLOBAL_POOL_RESERVED.load(Ordering::Acquire)) {
+    let done = match global {
+        true => GLOBAL_POOL_RESERVED.load(Ordering::Acquire),
+        // A thread of another pool: the token its pool's last reservation
+        // gave every thread counts down to 0 once all have run their job.
+        false => POOL_RESERVATION.with(|t| {
+            t.borrow()
+                .as_ref()
+                .is_some_and(|t| t.load(Ordering::Acquire) == 0)
+        }),
+    };
+    if cfg!(target_family = "wasm") || done {
         return Ok(());
     }
     let threads = rayon::current_num_threads();
@@ -936,6 +947,7 @@ pub fn reserve_pack_buffers() -> crate::Result<()> {
         .compare_exchange(0, threads, Ordering::AcqRel, Ordering::Acquire)
         .is_ok();
     if queue {
+        let token = std::sync::Arc::new(AtomicUsize::new(threads));
         // Every thread's pair is allocated here, on the calling thread, and
         // the jobs only move them in: a pool thread that allocates makes the
         // C library try to give it a heap of its own, and under an
@@ -952,6 +964,9 @@ pub fn reserve_pack_buffers() -> crate::Result<()> {
             if let Some(pair) = pair {
                 install_here(pair);
             }
+            token.fetch_sub(1, Ordering::AcqRel);
+            // Replacing an earlier token frees it; nothing is allocated.
+            POOL_RESERVATION.with(|t| *t.borrow_mut() = Some(token.clone()));
             if RESERVATIONS_PENDING.fetch_sub(1, Ordering::AcqRel) == 1 && global {
                 GLOBAL_POOL_RESERVED.store(true, Ordering::Release);
             }
@@ -1018,6 +1033,11 @@ pub fn check_room_for_pack_buffers() -> crate::Result<()> {
 }
 
 thread_local! {
+    /// For a thread of a pool other than the global one: the count of its
+    /// pool's threads that have yet to run the reservation job that gave it
+    /// this token (0: every thread of the pool holds its pair, and a later
+    /// [`reserve_pack_buffers`] from this pool allocates none).
+    static POOL_RESERVATION: RefCell<Option<std::sync::Arc<AtomicUsize>>> = const { RefCell::new(None) };
     /// Reusable pack buffers of this thread: (A block, B block).
     static BUFFERS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
