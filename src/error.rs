@@ -197,7 +197,7 @@ impl fmt::Display for Error {
             ),
             Error::NonFinite { step, tensor } => write!(
                 f,
-                "non-finite value (NaN or Inf) in {tensor} at step {step}\n---> HINT: lower the learning rate, check the data for NaN, or resume from the last checkpoint"
+                "non-finite value (NaN or Inf) in {tensor} at step {step}\n---> HINT: lower the learning rate, check the data for NaN, or resume from the last checkpoint if the run wrote any (--checkpoint)"
             ),
             Error::KernelUnavailable { requested } => write!(
                 f,

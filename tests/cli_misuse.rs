@@ -1407,16 +1407,18 @@ fn a_preset_too_large_for_the_images_is_named_with_them() {
     );
 }
 
-/// The row of a one-row `.npy` is both splits, and `train` says so; two
-/// rows hold one out.
+/// The row of a one-row `.npy` is both splits, and `train` says so, under
+/// `-q` too (it is no progress line); three rows hold one out. `eval` of one
+/// sample says FVU is undefined (no variance to explain) instead of NaN.
 #[test]
 fn a_one_row_file_says_its_test_row_is_not_held_out() {
     let dir = setup("misuse-one-row");
     let out = dir.join("o.st");
-    for rows in [1, 2] {
+    for (rows, quiet) in [(1, false), (1, true), (3, false)] {
         let x = dir.join(format!("x{rows}.npy"));
-        sparse_ae::data::npy::write(&x, rows, 4, &vec![0.5; 4 * rows]).unwrap();
-        let o = run(&[
+        let data: Vec<f32> = (0..4 * rows).map(|i| i as f32 / 16.0).collect();
+        sparse_ae::data::npy::write(&x, rows, 4, &data).unwrap();
+        let mut args = vec![
             "train",
             "--preset",
             "shallow",
@@ -1426,11 +1428,70 @@ fn a_one_row_file_says_its_test_row_is_not_held_out() {
             "1",
             "--out",
             s(&out),
-        ]);
+        ];
+        if quiet {
+            args.push("-q");
+        }
+        let o = run(&args);
         let e = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{e}");
         let said = e.contains("has one row: it is both the training and the test split");
         assert_eq!(said, rows == 1, "{e}");
-        assert!(e.contains("test set 1 samples"), "{e}");
+        assert_eq!(e.contains("test set 1 samples"), !quiet, "{e}");
+        // Three rows: the training split's two differ.
+        let o = run(&[
+            "eval",
+            "--model",
+            s(&out),
+            "--data",
+            s(&x),
+            "--split",
+            "train",
+        ]);
+        let (text, e) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert!(o.status.success(), "{e}");
+        let fvu = text
+            .lines()
+            .find(|l| l.starts_with("FVU"))
+            .unwrap_or_default();
+        match rows {
+            1 => assert!(fvu.contains("undefined: the samples do not vary"), "{text}"),
+            _ => assert!(
+                fvu.contains("explained variance") && !fvu.contains("NaN"),
+                "{text}"
+            ),
+        }
+    }
+}
+
+/// Without `--data`, an empty `SPARSE_AE_DATA` counts as unset, and the
+/// error that lists the directories searched says it was set but empty
+/// (it said "is not set"); unset, it says so.
+#[test]
+fn an_empty_data_variable_is_named_as_empty() {
+    let dir = setup("misuse-empty-data-env");
+    let empty = dir.join("nothing-here");
+    std::fs::create_dir_all(&empty).unwrap();
+    for value in [Some(""), None] {
+        let mut c = cmd(&["eval", "--model", s(&dir.join("m.st")), "--limit", "5"]);
+        c.current_dir(&empty)
+            .env("SPARSE_AE_CACHE", &empty)
+            .env("XDG_CACHE_HOME", &empty)
+            .env("HOME", &empty);
+        if let Some(v) = value {
+            c.env("SPARSE_AE_DATA", v);
+        }
+        let o = c.output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        assert!(e.contains("mnist not found"), "{e}");
+        let want = match value {
+            Some(_) => "(SPARSE_AE_DATA is set but empty, which counts as not set)",
+            None => "(SPARSE_AE_DATA is not set)",
+        };
+        assert!(e.contains(want), "{e}");
     }
 }

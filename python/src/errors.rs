@@ -18,7 +18,7 @@ const FOR_PYTHON: &[(&str, &str)] = &[
     // A step that went NaN (Error::NonFinite's hint): Python's fit writes
     // no checkpoint, and gives the model back as it was.
     (
-        "lower the learning rate, check the data for NaN, or resume from the last checkpoint",
+        "lower the learning rate, check the data for NaN, or resume from the last checkpoint if the run wrote any (--checkpoint)",
         "lower the learning rate (fit's lr), or check the data for NaN; the model keeps the weights it had before this fit",
     ),
     // Binary cross-entropy targets outside [0, 1].

@@ -304,6 +304,18 @@ const NOT_U8: &str = "\n---> HINT: images are u8 pixels; save other data as a .n
 
 const HINT: &str = "---> HINT: set SPARSE_AE_DATA to a directory holding train-images-idx3-ubyte(.gz) and friends; `apt-get install dataset-fashion-mnist` puts Fashion-MNIST in /usr/share/datasets/fashion-mnist";
 
+/// Why `$SPARSE_AE_DATA` was not looked at, for an error that lists the
+/// directories searched: " (SPARSE_AE_DATA is not set)", or " (… is set
+/// but empty)", which counts as not set.
+pub fn env_unset_note() -> String {
+    match std::env::var_os(DATA_ENV) {
+        Some(v) if v.is_empty() => {
+            format!(" ({DATA_ENV} is set but empty, which counts as not set)")
+        }
+        _ => format!(" ({DATA_ENV} is not set)"),
+    }
+}
+
 /// The first directory holding a training image file: `$SPARSE_AE_DATA` if
 /// set, else the first of `candidates` that has one.
 ///
@@ -322,7 +334,7 @@ pub fn find_data_dir(candidates: &[PathBuf]) -> Result<PathBuf> {
     }
     let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     let env_note = if env.is_none() {
-        format!(" ({DATA_ENV} is not set)")
+        env_unset_note()
     } else {
         String::new()
     };

@@ -397,7 +397,12 @@ fn parse_header(h: &str) -> std::result::Result<(String, bool, Vec<usize>), Stri
                 ),
             });
         }
-        let v = t.value()?;
+        if key == "descr" && t.peek(b'(') {
+            return Err("subarray dtypes are not supported (`descr` holds a tuple)".to_owned());
+        }
+        let v = t
+            .value()
+            .map_err(|e| format!("`{}`: {e}", crate::io::json::excerpt(&key)))?;
         match (key.as_str(), v) {
             ("descr", Lit::Str(s)) if descr.is_none() => descr = Some(s),
             ("fortran_order", Lit::Bool(b)) if fortran.is_none() => fortran = Some(b),
@@ -482,8 +487,26 @@ impl Tok<'_> {
 
     /// Whether the next value is a list (`[`).
     fn peek_list(&mut self) -> bool {
+        self.peek(b'[')
+    }
+
+    /// Whether the next byte after white space is `c`.
+    fn peek(&mut self, c: u8) -> bool {
         self.ws();
-        self.s.get(self.pos) == Some(&b'[')
+        self.s.get(self.pos) == Some(&c)
+    }
+
+    /// The text from here to the next separator (`,`, `)`, `}` or white
+    /// space), at most 24 bytes, for an error that quotes what it found.
+    fn here(&self) -> String {
+        let rest = self.s.get(self.pos..).unwrap_or_default();
+        let end = rest
+            .iter()
+            .position(|c| matches!(c, b',' | b')' | b'}') || c.is_ascii_whitespace())
+            .unwrap_or(rest.len())
+            .clamp(1, 24)
+            .min(rest.len());
+        String::from_utf8_lossy(&rest[..end]).into_owned()
     }
 
     fn value(&mut self) -> std::result::Result<Lit, String> {
@@ -500,12 +523,16 @@ impl Tok<'_> {
                     if dims.len() == MAX_DIMS {
                         return Err(format!("more than {MAX_DIMS} dimensions"));
                     }
+                    self.ws();
+                    let found = self.here();
                     let w = self.word();
                     // Python 2 wrote longs as `3L`.
                     let digits = w.strip_suffix(b"L").unwrap_or(w);
                     let text = std::str::from_utf8(digits).map_err(|e| e.to_string())?;
                     if text.is_empty() || !text.bytes().all(|c| c.is_ascii_digit()) {
-                        return Err(format!("bad dimension {:?}", String::from_utf8_lossy(w)));
+                        return Err(format!(
+                            "bad dimension {found:?} (a dimension is a whole number ≥ 0)"
+                        ));
                     }
                     dims.push(
                         text.parse::<usize>()
@@ -519,11 +546,14 @@ impl Tok<'_> {
                 Ok(Lit::Tuple(dims))
             }
             Some(b'[') => Err("structured dtypes are not supported".to_owned()),
-            _ => match self.word() {
-                b"True" => Ok(Lit::Bool(true)),
-                b"False" => Ok(Lit::Bool(false)),
-                w => Err(format!("unexpected value {:?}", String::from_utf8_lossy(w))),
-            },
+            _ => {
+                let found = self.here();
+                match self.word() {
+                    b"True" => Ok(Lit::Bool(true)),
+                    b"False" => Ok(Lit::Bool(false)),
+                    _ => Err(format!("unexpected value {found:?}")),
+                }
+            }
         }
     }
 }
@@ -749,7 +779,38 @@ mod tests {
             (
                 "{'descr': '<f4', 'fortran_order': False, 'shape': (-1,)}",
                 4,
-                "bad dimension",
+                "`shape`: bad dimension \"-1\"",
+            ),
+            // What was found is quoted, and the key it was found under named.
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (+20, 4)}",
+                4,
+                "`shape`: bad dimension \"+20\"",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': ((20, 4))}",
+                4,
+                "`shape`: bad dimension \"(20\"",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (2, x)}",
+                4,
+                "`shape`: bad dimension \"x\"",
+            ),
+            (
+                "{'descr': ('<f4', (4,)), 'fortran_order': False, 'shape': (1,)}",
+                4,
+                "subarray dtypes are not supported",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'foo': 1}",
+                4,
+                "`foo`: unexpected value \"1\"",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': None, 'shape': (1,)}",
+                4,
+                "`fortran_order`: unexpected value \"None\"",
             ),
             (
                 "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}",

@@ -631,11 +631,20 @@ pub fn write_training_report(
         ),
         (
             "FVU",
-            format!("{:.4}", ex.fvu),
-            format!(
-                "fraction of variance unexplained (explained variance {:.4})",
-                1.0 - ex.fvu
-            ),
+            match ex.fvu.is_nan() {
+                true => "undefined".to_string(),
+                false => format!("{:.4}", ex.fvu),
+            },
+            match ex.fvu.is_nan() {
+                true => format!(
+                    "fraction of variance unexplained, {}",
+                    crate::train::Explained::FVU_UNDEFINED
+                ),
+                false => format!(
+                    "fraction of variance unexplained (explained variance {:.4})",
+                    1.0 - ex.fvu
+                ),
+            },
         ),
         (
             "L0",

@@ -232,8 +232,23 @@ pub fn score_of(
 pub struct Explained {
     /// Mean of (x̂ − x)² over samples and features.
     pub mse: f64,
-    /// Fraction of variance unexplained.
+    /// Fraction of variance unexplained; NaN where the samples do not vary
+    /// (one sample, or all alike), so that there is no variance to explain.
     pub fvu: f64,
+}
+
+impl Explained {
+    /// Why FVU has no value, where [`Explained::fvu`] is NaN.
+    pub const FVU_UNDEFINED: &'static str = "undefined: the samples do not vary (one sample, or all alike), so there is no variance to explain";
+
+    /// FVU and the explained variance as text: `0.1234 (explained variance
+    /// 0.8766)`, or [`Explained::FVU_UNDEFINED`].
+    pub fn fvu_text(&self) -> String {
+        match self.fvu.is_nan() {
+            true => Self::FVU_UNDEFINED.to_owned(),
+            false => format!("{:.4} (explained variance {:.4})", self.fvu, 1.0 - self.fvu),
+        }
+    }
 }
 
 /// [`Explained`] for `model` on `samples` (clean inputs). The MSE is in

@@ -245,7 +245,8 @@ pub struct TrainArgs {
         conflicts_with = "resume"
     )]
     pub chunk_mb: Option<f64>,
-    /// Append per-epoch metrics here (.csv, or JSON lines for .jsonl/.json).
+    /// Append per-epoch metrics here (.csv, or JSON lines for .jsonl; a .json
+    /// name is refused, as JSON lines are no JSON document).
     #[arg(long)]
     pub metrics: Option<PathBuf>,
     /// Write a report (plots, pictures, index.html) into this directory.

@@ -1214,11 +1214,10 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         }
         lines.push(format!(
             "mse         {:.6}  per feature, in input space
-FVU         {:.4} (explained variance {:.4})
+FVU         {}
 L0          {:.3} active code units per sample (h > {})",
             ex.mse,
-            ex.fvu,
-            1.0 - ex.fvu,
+            ex.fvu_text(),
             stats.l0(),
             label_num(stats.threshold())
         ));

@@ -134,7 +134,7 @@ fn cached(
     let env_note = if named {
         String::new()
     } else {
-        format!(" ({} is not set)", mnist::DATA_ENV)
+        mnist::env_unset_note()
     };
     let into = match &cache {
         Ok(c) => format!(" into {}", c.join(dataset.name()).display()),

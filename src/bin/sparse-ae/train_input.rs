@@ -143,7 +143,8 @@ impl Input {
         let (n, dim) = (rows.len(), rows.dim());
         let train = data::npy_split(n, SplitArg::Train, limit);
         let test = data::npy_split(n, SplitArg::Test, limit);
-        if n == 1 && me.rank == 0 && !a.quiet {
+        // Not a progress line: printed under -q too.
+        if n == 1 && me.rank == 0 {
             note!(
                 "note: {} has one row: it is both the training and the test split, so the test loss is not of a held-out sample",
                 path.display()
