@@ -693,4 +693,34 @@ fn model_input_scale_must_be_finite_and_positive() {
         assert!(matches!(e, Error::Safetensors { .. }), "{e:?}");
         check(&e, &p, &["sparse_ae.input_scale", says]);
     }
+    // A kind this version does not write is refused by name (it was read
+    // as a model); the two it writes are read.
+    for (kind, ok) in [
+        ("banana", false),
+        ("", false),
+        ("model", true),
+        ("checkpoint", true),
+    ] {
+        let p = dir.join("kind.safetensors");
+        sparse_ae::io::safetensors::write(
+            &p,
+            &tensors,
+            &[("sparse_ae.config", &cfg), ("sparse_ae.kind", kind)],
+        )
+        .unwrap();
+        match load_model_scaled(&p) {
+            Ok(_) => assert!(ok, "{kind}"),
+            Err(e) => {
+                assert!(!ok, "{kind}: {e}");
+                check(
+                    &e,
+                    &p,
+                    &[
+                        &format!("`sparse_ae.kind` is `{kind}`"),
+                        "reads `model` and `checkpoint`",
+                    ],
+                );
+            }
+        }
+    }
 }

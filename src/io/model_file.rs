@@ -232,6 +232,19 @@ fn optimizer_prefixes(st: &SafeTensors) -> &'static [&'static str] {
 }
 
 fn config_of(st: &SafeTensors, path: &Path) -> Result<ModelConfig> {
+    // A kind this version does not write is a file it does not know.
+    if let Some(kind) = st
+        .meta(KIND)
+        .filter(|k| !matches!(*k, "model" | "checkpoint"))
+    {
+        return Err(bad(
+            path,
+            format!(
+                "`{KIND}` is `{}`: this version reads `model` and `checkpoint` files",
+                crate::io::json::excerpt(kind)
+            ),
+        ));
+    }
     let text = st.meta(CONFIG).ok_or_else(|| {
         bad(
             path,
