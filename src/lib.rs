@@ -45,3 +45,33 @@ pub mod rng;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// A directory for a unit test's files under the system's temporary
+/// directory (integration tests have `CARGO_TARGET_TMPDIR`), made empty,
+/// and removed with what it holds when dropped, so no test run leaves
+/// files behind.
+#[cfg(test)]
+pub(crate) struct Scratch(std::path::PathBuf);
+
+#[cfg(test)]
+impl Scratch {
+    /// `sparse-ae-NAME-PID`, empty.
+    pub(crate) fn new(name: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("sparse-ae-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+
+    /// The path of `name` in the directory.
+    pub(crate) fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+#[cfg(test)]
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -620,8 +620,7 @@ fn bad_dead_latent_counters_are_refused() {
     use sparse_ae::nn::{Autoencoder, preset};
     use sparse_ae::optim::OptimizerConfig;
     use sparse_ae::train::Trainer;
-    let dir = std::env::temp_dir().join(format!("sparse-ae-counters-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("counters");
     let ck = dir.join("ck.safetensors");
     let m = Autoencoder::<f32>::new(preset("shallow", 16).unwrap(), 0).unwrap();
     let t = Trainer::new(m, OptimizerConfig::default(), 4, 0).unwrap();

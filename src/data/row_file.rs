@@ -406,12 +406,6 @@ mod tests {
     use crate::data::npy;
     use crate::rng::Rng;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("sparse-ae-rowfile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
-    }
-
     fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|x| x.to_bits()).collect()
     }
@@ -428,6 +422,7 @@ mod tests {
     /// reads, ranges and gathers of rows give the whole-file loader's bits.
     #[test]
     fn npy_rows_are_the_whole_file_loaders_bits_for_every_dtype() {
+        let dir = crate::Scratch::new("rowfile-dtypes");
         let (rows, dim) = (9, 7);
         for descr in [
             "<f4", ">f4", "<f8", ">f8", "<f2", ">f2", "<V2", ">V2", "|V2", "bfloat16", "|u1", "|i1",
@@ -441,7 +436,7 @@ mod tests {
             let mut r = Rng::new(descr.len() as u64 + u64::from(descr.as_bytes()[1]));
             let mut bytes = npy::header_bytes(descr, &[rows, dim]);
             bytes.extend((0..rows * dim * size).map(|_| (r.next_u64() >> 56) as u8));
-            let path = temp(&format!("{}.npy", descr.replace(['<', '>', '|'], "_")));
+            let path = dir.join(&format!("{}.npy", descr.replace(['<', '>', '|'], "_")));
             std::fs::write(&path, &bytes).unwrap();
             let whole = npy::read(&path).unwrap().data;
             let mut f = RowFile::npy(&path).unwrap();
@@ -467,10 +462,11 @@ mod tests {
     /// samples give (bytes scaled to [0, 1], then by an input scale).
     #[test]
     fn idx_rows_are_the_in_memory_samples_bits() {
+        let dir = crate::Scratch::new("rowfile-idx");
         let (n, h, w) = (11, 3, 5);
         let mut r = Rng::new(3);
         let pixels: Vec<u8> = (0..n * h * w).map(|_| (r.next_u64() >> 56) as u8).collect();
-        let path = temp("images-idx3-ubyte");
+        let path = dir.join("images-idx3-ubyte");
         let a = IdxArray {
             dims: vec![n, h, w],
             data: IdxData::U8(pixels.clone()),
@@ -499,9 +495,10 @@ mod tests {
     /// is taken from the iterator.
     #[test]
     fn gathers_read_runs_of_rows_at_once() {
+        let dir = crate::Scratch::new("rowfile-runs");
         let (rows, dim) = (12, 5);
         let values: Vec<f32> = (0..rows * dim).map(|i| i as f32 * 0.25).collect();
-        let path = temp("runs.npy");
+        let path = dir.join("runs.npy");
         std::fs::write(&path, npy::to_bytes(&[rows, dim], &values).unwrap()).unwrap();
         let mut f = RowFile::npy(&path).unwrap();
         for (idx, runs) in [
@@ -539,6 +536,7 @@ mod tests {
     /// Broken headers get the whole-file loaders' errors, word for word.
     #[test]
     fn broken_headers_get_the_loaders_errors() {
+        let dir = crate::Scratch::new("rowfile-headers");
         let good = npy::to_bytes(&[4, 3], &[0.5; 12]).unwrap();
         let mut longer = good.clone();
         longer.push(0);
@@ -550,7 +548,7 @@ mod tests {
             b"\x93NUMPY\x04\x00\x00\x00",
         ];
         for (k, bytes) in npys.iter().enumerate() {
-            let path = temp(&format!("bad{k}.npy"));
+            let path = dir.join(&format!("bad{k}.npy"));
             std::fs::write(&path, bytes).unwrap();
             let want = npy::read(&path).unwrap_err().to_string();
             let got = RowFile::npy(&path).unwrap_err().to_string();
@@ -576,7 +574,7 @@ mod tests {
             b"\x00\x00\x07\x01\x00\x00\x00\x01",
         ];
         for (k, bytes) in idxs.iter().enumerate() {
-            let path = temp(&format!("bad{k}-idx3-ubyte"));
+            let path = dir.join(&format!("bad{k}-idx3-ubyte"));
             std::fs::write(&path, bytes).unwrap();
             let want = idx::read(&path).unwrap_err().to_string();
             let got = RowFile::idx_u8(&path).unwrap_err().to_string();
@@ -588,7 +586,8 @@ mod tests {
     /// naming it, not a panic or wrong rows.
     #[test]
     fn a_file_that_changes_size_is_an_error() {
-        let path = temp("changes.npy");
+        let dir = crate::Scratch::new("rowfile-changes");
+        let path = dir.join("changes.npy");
         npy::write(&path, 6, 4, &[0.25; 24]).unwrap();
         let mut f = RowFile::npy(&path).unwrap();
         let mut row = vec![0.0; 4];
@@ -612,7 +611,8 @@ mod tests {
 
     #[test]
     fn reads_are_counted() {
-        let path = temp("counted.npy");
+        let dir = crate::Scratch::new("rowfile-counted");
+        let path = dir.join("counted.npy");
         npy::write(&path, 10, 8, &[1.0; 80]).unwrap();
         let mut f = RowFile::npy(&path).unwrap();
         let mut rows = vec![0.0; 3 * 8];
