@@ -1209,3 +1209,46 @@ fn the_first_line_says_how_a_step_computes_its_batch() {
         "{micro}"
     );
 }
+
+/// A model whose first layer has no weights (a pooling layer) has no input
+/// weights to draw: `features` says so (it drew a later layer's kernel, which
+/// does not look at the input), and a report leaves the picture out.
+#[test]
+fn features_of_a_model_whose_first_layer_has_no_weights_are_refused() {
+    let dir = common::temp_dir("cli_features_pool_first");
+    common::write_tiny_mnist(&dir, 8, 40, 10);
+    let cfg = dir.join("pool.json");
+    std::fs::write(
+        &cfg,
+        r#"{"input": 64, "image": [1, 8, 8], "layers": [{"type": "maxpool2d", "kernel": 2}, {"type": "upsample", "scale": 2}, {"type": "conv2d", "channels": 1, "kernel": 3, "padding": 1, "activation": "sigmoid"}], "code_layer": 0}"#,
+    )
+    .unwrap();
+    let (model, report) = (dir.join("m.st"), dir.join("report"));
+    ok(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--data",
+        s(&dir),
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--out",
+        s(&model),
+        "--report",
+        s(&report),
+        "-q",
+    ]);
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("reconstructions.png"), "{html}");
+    assert!(!html.contains("features.png"), "{html}");
+    assert!(!report.join("features.png").exists());
+    let out = dir.join("f.png");
+    let e = fails(&["features", "-m", s(&model), "-o", s(&out)], &[]);
+    assert!(
+        e.contains("the model's first layer has no weights (a pooling or upsampling layer)"),
+        "{e}"
+    );
+    assert!(!out.exists());
+}

@@ -105,9 +105,12 @@ pub fn reconstruction_grid(
 /// # Errors
 /// [`Error::Shape`] if the picture cannot be drawn at this size.
 pub fn feature_picture(model: &Autoencoder<f32>) -> Result<Canvas> {
-    let Some(w0) = model.layout().first_weight() else {
+    // The first layer's weights look at the input; a later layer's, behind
+    // a pooling or upsampling first layer, do not (and were drawn as if).
+    let first = model.layout().weight_of.first().copied().flatten();
+    let Some(w0) = first.map(|i| &model.layout().tensors[i]) else {
         return Err(Error::Value {
-            reason: "the model has no weights to draw".into(),
+            reason: "the model's first layer has no weights (a pooling or upsampling layer), so there are no input weights to draw as features".into(),
         });
     };
     let units = w0.shape[0];
@@ -703,7 +706,6 @@ pub fn write_training_report(
             set.write("reconstructions.png", |p| {
                 save_png(p, &reconstruction_grid(model, samples, 10, 1)?)
             })?;
-            set.write("features.png", |p| save_png(p, &feature_picture(model)?))?;
             sections.push(Section {
                 heading: "Reconstructions".into(),
                 text: Some("Test samples in input space.".into()),
@@ -713,12 +715,21 @@ pub fn write_training_report(
                 )],
                 ..Default::default()
             });
-            sections.push(Section {
-                heading: "Features".into(),
-                text: Some("Input weights of each first-layer unit, each scaled by its own largest magnitude (grey = 0).".into()),
-                images: vec![img("features.png", "first-layer features")],
-                ..Default::default()
-            });
+            // Only a first layer with weights has features to draw.
+            if model
+                .layout()
+                .weight_of
+                .first()
+                .is_some_and(Option::is_some)
+            {
+                set.write("features.png", |p| save_png(p, &feature_picture(model)?))?;
+                sections.push(Section {
+                    heading: "Features".into(),
+                    text: Some("Input weights of each first-layer unit, each scaled by its own largest magnitude (grey = 0).".into()),
+                    images: vec![img("features.png", "first-layer features")],
+                    ..Default::default()
+                });
+            }
         }
         DataKind::Vectors => {
             let (chart, table) = feature_error_panel(model, samples)?;
