@@ -217,7 +217,7 @@ impl fmt::Display for Error {
                 held,
             } => write!(
                 f,
-                "{what} needs {}, more than the memory budget of {}{}\n---> HINT: a smaller model or batch size, or another budget with --max-memory GB (default: 3/4 of the machine's memory{})",
+                "{what} needs {}, more than the memory budget of {}{}\n---> HINT: {}, or another budget with --max-memory GB (default: 3/4 of the machine's memory{})",
                 crate::memory::show(*needs),
                 crate::memory::show(*budget),
                 match held {
@@ -226,6 +226,11 @@ impl fmt::Display for Error {
                         " leaves beside the {} held by the data and models already in memory",
                         crate::memory::show(*h)
                     ),
+                },
+                // Reading data takes room for the data, whatever the model.
+                match what.starts_with("reading ") {
+                    true => "a file of fewer samples (it is read whole, --limit or not)",
+                    false => "a smaller model or batch size",
                 },
                 match usize::BITS {
                     64.. => String::new(),
@@ -247,5 +252,37 @@ impl std::error::Error for Error {
             Error::Io { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    /// The memory budget's hint names what would help: for data read
+    /// whole, a smaller file (`--limit` does not shrink the read); for
+    /// anything else, a smaller model or batch.
+    #[test]
+    fn the_memory_hint_fits_what_needed_the_memory() {
+        let e = |what: &str| {
+            Error::Memory {
+                what: what.into(),
+                needs: 8 << 20,
+                budget: 1 << 20,
+                held: 0,
+            }
+            .to_string()
+        };
+        let reading = e("reading t10k-images-idx3-ubyte.gz");
+        assert!(
+            reading.contains("HINT: a file of fewer samples (it is read whole, --limit or not), or another budget"),
+            "{reading}"
+        );
+        assert!(!reading.contains("batch size"), "{reading}");
+        let training = e("training at batch size 256");
+        assert!(
+            training.contains("HINT: a smaller model or batch size, or another budget"),
+            "{training}"
+        );
     }
 }

@@ -7,7 +7,9 @@ use sparse_ae::Error;
 /// Pieces of the engine's messages that send the reader to the command
 /// line (its flags, checkpoints, `train`), and what Python has instead.
 const FOR_PYTHON: &[(&str, &str)] = &[
-    // The memory budget (Error::Memory's hint).
+    // The memory budget (Error::Memory's hint), and the hint for data
+    // read whole.
+    (" (it is read whole, --limit or not)", " (it is read whole)"),
     ("--max-memory GB", "sparse_ae.set_max_memory(gb)"),
     // Memory or threads the system refuses (memory::refused,
     // parallel::thread_refused).

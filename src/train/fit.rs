@@ -243,7 +243,7 @@ pub fn steps_per_epoch<T: crate::kernels::Real>(trainer: &Trainer<T>, n: usize) 
         k => Error::config(
             "accumulate",
             format!(
-                "{k} batches of {} ({batch} samples per step) are more than the {n} training {samples}",
+                "{k} batches of {} ({batch} samples per step) are more than the {n} training {samples} (a step takes every batch it accumulates whole: lower the batch size or the batches accumulated)",
                 trainer.batch()
             ),
         ),
