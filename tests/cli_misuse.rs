@@ -1033,6 +1033,12 @@ fn negative_numbers_reach_their_own_checks() {
             e.contains(want) && e.contains("whole number"),
             "{args:?}: {e}"
         );
+        // A thread count's bounds, not a usize's (0 is no thread count).
+        assert_eq!(
+            flag == "--threads",
+            e.contains("of threads from 1 to "),
+            "{e}"
+        );
     }
     let e = fails(
         &["gradcheck", "--preset", "shallow", "--tolerance", "-1"],

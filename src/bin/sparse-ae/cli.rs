@@ -12,6 +12,18 @@ fn count(s: &str) -> Result<usize, String> {
         .map_err(|_| format!("expected a whole number from 0 to {}", usize::MAX))
 }
 
+/// A thread count: a whole number (its bounds are checked later, with the
+/// same words as for `RAYON_NUM_THREADS`); what is none is refused with
+/// the bounds of a thread count, not of a usize.
+fn threads(s: &str) -> Result<usize, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "expected a whole number of threads from 1 to {}",
+            sparse_ae::parallel::max_threads()
+        )
+    })
+}
+
 /// A count or seed as u64: a whole number ≥ 0.
 fn count_u64(s: &str) -> Result<u64, String> {
     s.parse()
@@ -23,7 +35,7 @@ fn count_u64(s: &str) -> Result<u64, String> {
 #[command(name = "sparse-ae", version, about, long_about = None)]
 pub struct Cli {
     /// Worker threads (default: all cores). Results do not depend on it.
-    #[arg(long, global = true, allow_negative_numbers = true, value_parser = count)]
+    #[arg(long, global = true, allow_negative_numbers = true, value_parser = threads)]
     pub threads: Option<usize>,
     /// Memory budget in GB: a command that would allocate more (a model,
     /// training or evaluation at its batch size) is refused before it
