@@ -163,13 +163,16 @@ impl ParamLayout {
         &self.tensors[self.bias_of[l].expect("the layer has a bias")]
     }
 
-    /// The first layer with a weight (whose filters are the model's features).
+    /// The first layer's weight, whose filters look at the input (the
+    /// model's features); `None` when the first layer has none (pooling or
+    /// upsampling: a later layer's filters look at its output, not at the
+    /// input).
     pub fn first_weight(&self) -> Option<&ParamInfo> {
         self.weight_of
-            .iter()
+            .first()
+            .copied()
             .flatten()
-            .next()
-            .map(|&i| &self.tensors[i])
+            .map(|i| &self.tensors[i])
     }
 }
 

@@ -105,10 +105,7 @@ pub fn reconstruction_grid(
 /// # Errors
 /// [`Error::Shape`] if the picture cannot be drawn at this size.
 pub fn feature_picture(model: &Autoencoder<f32>) -> Result<Canvas> {
-    // The first layer's weights look at the input; a later layer's, behind
-    // a pooling or upsampling first layer, do not (and were drawn as if).
-    let first = model.layout().weight_of.first().copied().flatten();
-    let Some(w0) = first.map(|i| &model.layout().tensors[i]) else {
+    let Some(w0) = model.layout().first_weight() else {
         return Err(Error::Value {
             reason: "the model's first layer has no weights (a pooling or upsampling layer), so there are no input weights to draw as features".into(),
         });
@@ -716,12 +713,7 @@ pub fn write_training_report(
                 ..Default::default()
             });
             // Only a first layer with weights has features to draw.
-            if model
-                .layout()
-                .weight_of
-                .first()
-                .is_some_and(Option::is_some)
-            {
+            if model.layout().first_weight().is_some() {
                 set.write("features.png", |p| save_png(p, &feature_picture(model)?))?;
                 sections.push(Section {
                     heading: "Features".into(),
