@@ -383,7 +383,14 @@ pub fn check_parts<const K: usize>(
     mut loss: impl FnMut(&[f64]) -> ([f64; K], u64),
     opts: &CheckOptions,
 ) -> Report {
-    check_ranges(layout, params, analytic, |p, _| loss(p), opts)
+    check_ranges(
+        layout,
+        params,
+        analytic,
+        |p, _| loss(p),
+        opts,
+        &mut |_, _| {},
+    )
 }
 
 /// [`check_parts`] with a loss that is also told which range of `params`
@@ -395,6 +402,7 @@ fn check_ranges<const K: usize>(
     analytic: &[f64],
     mut loss: impl FnMut(&[f64], Range<usize>) -> ([f64; K], u64),
     opts: &CheckOptions,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Report {
     assert_eq!(params.len(), layout.len, "check_fn: params length");
     assert_eq!(analytic.len(), layout.len, "check_fn: gradient length");
@@ -415,6 +423,12 @@ fn check_ranges<const K: usize>(
     };
     let h = opts.step;
     let mut tensors = Vec::with_capacity(layout.tensors.len());
+    let total: usize = layout
+        .tensors
+        .iter()
+        .map(|t| t.len().min(opts.max_entries))
+        .sum();
+    let mut done = 0;
     for t in &layout.tensors {
         let len = t.len();
         let picks: Vec<usize> = if len <= opts.max_entries {
@@ -463,6 +477,8 @@ fn check_ranges<const K: usize>(
             dir_at_kink: false,
         };
         for &i in &picks {
+            done += 1;
+            progress(done, total);
             let Some(noise) = noise else {
                 row.skipped += 1;
                 continue;
@@ -716,6 +732,24 @@ pub fn check_model(
     batch: usize,
     opts: &CheckOptions,
 ) -> Result<Report> {
+    check_model_with_progress(model, input, target, batch, opts, &mut |_, _| {})
+}
+
+/// [`check_model`] that tells `progress(n, total)` as it takes up the n-th
+/// of the `total` entries it samples (over all tensors), for a display of
+/// how far a long check is: a check of every entry of a wide model
+/// evaluates the loss some ten times per entry.
+///
+/// # Errors
+/// As [`check_model`].
+pub fn check_model_with_progress(
+    model: &Autoencoder<f64>,
+    input: &[f64],
+    target: &[f64],
+    batch: usize,
+    opts: &CheckOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report> {
     crate::parallel::start_global_pool(None)?;
     let mut grads = vec![0.0; model.params.len()];
     model.loss_and_grad(
@@ -724,7 +758,7 @@ pub fn check_model(
         target,
         Some(&mut grads),
     )?;
-    check_model_grads(model, input, target, batch, &grads, opts)
+    grads_checked(model, input, target, batch, &grads, opts, progress)
 }
 
 /// [`check_model`] for a given gradient `grads` (layout order), e.g. one
@@ -742,6 +776,19 @@ pub fn check_model_grads(
     batch: usize,
     grads: &[f64],
     opts: &CheckOptions,
+) -> Result<Report> {
+    grads_checked(model, input, target, batch, grads, opts, &mut |_, _| {})
+}
+
+/// [`check_model_grads`] with [`check_model_with_progress`]'s `progress`.
+fn grads_checked(
+    model: &Autoencoder<f64>,
+    input: &[f64],
+    target: &[f64],
+    batch: usize,
+    grads: &[f64],
+    opts: &CheckOptions,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report> {
     crate::parallel::start_global_pool(None)?;
     let mut ws = model.try_workspace(batch)?;
@@ -771,6 +818,7 @@ pub fn check_model_grads(
             (l, kink_fingerprint(&probe, &ws))
         },
         opts,
+        progress,
     ))
 }
 

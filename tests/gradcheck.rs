@@ -4,8 +4,8 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sparse_ae::gradcheck::{
-    CheckOptions, Report, Verdict, check_fn, check_model, check_model_grads, kink_fingerprint,
-    random_setup,
+    CheckOptions, Report, Verdict, check_fn, check_model, check_model_grads,
+    check_model_with_progress, kink_fingerprint, random_setup,
 };
 use sparse_ae::kernels::Activation;
 use sparse_ae::nn::{Autoencoder, Loss, ModelBuilder, ModelConfig, Noise, TopkPath, apply_noise};
@@ -152,6 +152,34 @@ fn shallow_and_overcomplete() {
         .build()
         .unwrap();
     assert_pass("overcomplete kl", &check(over, 2));
+}
+
+/// The progress of a check counts every sampled entry once, in order, up
+/// to the total it announces (tensors of 30, 3, 30 and 10 entries, 8 taken
+/// of each larger one), and the report is the one `check_model` gives.
+#[test]
+fn progress_counts_the_entries_sampled() {
+    let cfg = ModelBuilder::new(INPUT)
+        .code(3, Activation::Tanh)
+        .decoder(INPUT, Activation::Sigmoid)
+        .build()
+        .unwrap();
+    let m = model(cfg, 4);
+    let x = batch(4);
+    let opts = CheckOptions {
+        max_entries: 8,
+        ..CheckOptions::default()
+    };
+    let mut seen = Vec::new();
+    let r = check_model_with_progress(&m, &x, &x, BATCH, &opts, &mut |n, total| {
+        seen.push((n, total))
+    })
+    .unwrap();
+    let total = 8 + 3 + 8 + 8;
+    let want: Vec<(usize, usize)> = (1..=total).map(|n| (n, total)).collect();
+    assert_eq!(seen, want);
+    assert_eq!(r, check_model(&m, &x, &x, BATCH, &opts).unwrap());
+    assert_pass("progress", &r);
 }
 
 #[test]

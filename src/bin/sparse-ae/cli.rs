@@ -419,6 +419,10 @@ pub struct GradcheckArgs {
     /// Seed of the weights, the inputs and the noise.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = count_u64)]
     pub seed: u64,
+    /// No progress (shown on a terminal, and as a line every 10 s
+    /// otherwise, while the check runs).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// `--normalize`'s target.

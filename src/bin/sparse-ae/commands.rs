@@ -11,7 +11,7 @@ use crate::progress::{Labels, Progress};
 use crate::train_input::{Input, choose_scale, fit_json, initial_model};
 use sparse_ae::dist::{self, Collective};
 use sparse_ae::gradcheck::{
-    ArgNames, CheckOptions, Verdict, check_model, check_request, random_setup,
+    ArgNames, CheckOptions, Verdict, check_model_with_progress, check_request, random_setup,
 };
 use sparse_ae::io::model_file::{
     load_checkpoint, load_model, load_model_scaled, save_checkpoint, save_model_scaled,
@@ -1458,7 +1458,12 @@ pub fn gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
         tolerance: a.tolerance,
         ..CheckOptions::default()
     };
-    let report = check_model(&model, &input, &clean, a.batch, &opts)?;
+    let mut shown = crate::progress::Entries::new("gradcheck", "entries", a.quiet);
+    let report = check_model_with_progress(&model, &input, &clean, a.batch, &opts, &mut |n, t| {
+        shown.at(n, t)
+    });
+    shown.clear();
+    let report = report?;
     out(&report.to_string())?;
     match report.verdict() {
         Verdict::Pass => Ok(ExitCode::SUCCESS),

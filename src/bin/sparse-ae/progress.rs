@@ -11,6 +11,61 @@ use std::time::Instant;
 pub type EpochHook<'a> =
     Box<dyn FnMut(&EpochMetrics, &Trainer<f32>) -> sparse_ae::Result<()> + Send + 'a>;
 
+/// How far a long count of work is, on stderr: a line redrawn at most ten
+/// times a second on a terminal, else a line every 10 s (so a short run
+/// prints nothing). Nothing when quiet.
+pub struct Entries {
+    what: &'static str,
+    unit: &'static str,
+    quiet: bool,
+    tty: bool,
+    started: Instant,
+    last: Instant,
+    drawn: bool,
+}
+
+impl Entries {
+    pub fn new(what: &'static str, unit: &'static str, quiet: bool) -> Self {
+        let now = Instant::now();
+        Entries {
+            what,
+            unit,
+            quiet,
+            tty: std::io::stderr().is_terminal(),
+            started: now,
+            last: now,
+            drawn: false,
+        }
+    }
+
+    /// At item `n` of `total`.
+    pub fn at(&mut self, n: usize, total: usize) {
+        let gap = if self.tty { 100 } else { 10_000 };
+        if self.quiet || self.last.elapsed().as_millis() < gap {
+            return;
+        }
+        self.last = Instant::now();
+        let pct = 100.0 * n as f64 / total.max(1) as f64;
+        let (what, unit) = (self.what, self.unit);
+        let secs = self.started.elapsed().as_secs();
+        if self.tty {
+            note_part!("\r{what}: {n} of {total} {unit} ({pct:.0} %), {secs} s");
+            let _ = std::io::stderr().flush();
+            self.drawn = true;
+        } else {
+            note!("{what}: {n} of {total} {unit} ({pct:.0} %), {secs} s");
+        }
+    }
+
+    /// Takes the redrawn line away before the result is printed.
+    pub fn clear(&mut self) {
+        if self.drawn {
+            note_part!("\r\x1b[2K");
+            self.drawn = false;
+        }
+    }
+}
+
 /// Per-epoch output, metrics file, checkpoints.
 pub struct Progress<'a> {
     pub quiet: bool,
