@@ -261,6 +261,80 @@ fn mnist_images_must_be_3d_u8() {
     }
 }
 
+/// Two names of one file (raw and `.gz`, or the two naming styles) that
+/// hold different data are refused, naming both and where they differ,
+/// whether the split is loaded whole or read by row; alike, they load.
+#[test]
+fn mnist_two_names_of_one_file_must_agree() {
+    let d = scratch("mnist-two-names");
+    let px: Vec<u8> = (0..24).collect();
+    let images = |px: &[u8]| IdxArray {
+        dims: vec![2, 3, 4],
+        data: IdxData::U8(px.to_vec()),
+    };
+    let labels = |l: Vec<u8>| IdxArray {
+        dims: vec![2],
+        data: IdxData::U8(l),
+    };
+    let raw = d.join("train-images-idx3-ubyte");
+    let gz = d.join("train-images-idx3-ubyte.gz");
+    idx::write(&raw, &images(&px)).unwrap();
+    idx::write(&d.join("train-labels-idx1-ubyte"), &labels(vec![1, 2])).unwrap();
+    let loads = |d: &Path| {
+        let whole = mnist::load_split(d, Split::Train);
+        let rows = mnist::open_split(d, Split::Train);
+        (whole, rows)
+    };
+    let refused = |d: &Path, read: &Path, other: &Path, want: &[&str]| {
+        let (whole, rows) = loads(d);
+        for e in [whole.unwrap_err(), rows.unwrap_err()] {
+            assert!(matches!(e, Error::Data { .. }), "{e:?}");
+            let text = e.to_string();
+            for w in [
+                &read.display().to_string()[..],
+                &other.display().to_string(),
+            ]
+            .iter()
+            .chain(want)
+            {
+                assert!(text.contains(w), "{w:?} not in {text}");
+            }
+        }
+    };
+    // The same images under both names.
+    std::fs::write(&gz, idx::to_gz_bytes(&images(&px)).unwrap()).unwrap();
+    let (whole, rows) = loads(&d);
+    assert_eq!(whole.unwrap().pixels, px);
+    assert!(matches!(rows.unwrap(), mnist::SplitFile::Rows(_)));
+    // One pixel (image 1, pixel 1: byte 16 + 13 of the contents) differs.
+    let mut stale = px.clone();
+    stale[13] = 99;
+    std::fs::write(&gz, idx::to_gz_bytes(&images(&stale)).unwrap()).unwrap();
+    refused(
+        &d,
+        &raw,
+        &gz,
+        &["training images", "first at byte 29", "stale"],
+    );
+    // The other naming style, one byte longer.
+    std::fs::remove_file(&gz).unwrap();
+    let dotted = d.join("train-images.idx3-ubyte");
+    let mut longer = idx::to_bytes(&images(&px)).unwrap();
+    longer.push(0);
+    std::fs::write(&dotted, &longer).unwrap();
+    refused(&d, &raw, &dotted, &["one ends at byte 40"]);
+    std::fs::remove_file(&dotted).unwrap();
+    // Labels are held to the same.
+    let lab_gz = d.join("train-labels-idx1-ubyte.gz");
+    std::fs::write(&lab_gz, idx::to_gz_bytes(&labels(vec![1, 3])).unwrap()).unwrap();
+    refused(
+        &d,
+        &d.join("train-labels-idx1-ubyte"),
+        &lab_gz,
+        &["training labels", "first at byte 9"],
+    );
+}
+
 #[test]
 fn mnist_missing_names_the_paths_and_the_fix() {
     let d = scratch("mnist-missing");

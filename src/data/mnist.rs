@@ -96,6 +96,108 @@ fn find(dir: &Path, split: Split, kind: &str, ndim: u8) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Checks that every other name of the file `read` (the one [`find`] gave,
+/// already read and found sound) that exists in `dir` holds the same
+/// contents once inflated: with `train-images-idx3-ubyte` and its `.gz`
+/// both present, one of them may be stale, and which one is meant is not
+/// for the loader to guess. The comparison is streamed and stops at the
+/// first difference, so the other file is never inflated much past `read`'s
+/// length.
+///
+/// # Errors
+/// [`Error::Data`] naming both files and where they first differ;
+/// [`Error::Io`] or [`Error::Idx`] if the other file cannot be read.
+fn check_alike(dir: &Path, split: Split, kind: &str, ndim: u8, read: &Path) -> Result<()> {
+    let others = candidates(dir, split, kind, ndim)
+        .into_iter()
+        .filter(|p| p != read && p.is_file());
+    for other in others {
+        if let Some(at) = first_difference(read, &other)?.flatten() {
+            return Err(Error::Data {
+                reason: format!(
+                    "{} and {} both hold the {} {kind} and differ ({at}), so one of them is stale\n---> HINT: remove or rename the one not meant (when both hold the same data, the first is read)",
+                    read.display(),
+                    other.display(),
+                    match split {
+                        Split::Train => "training",
+                        Split::Test => "test",
+                    },
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Where the contents of two IDX files, each raw or gzip, first differ
+/// (after inflating): `Some(None)` if they are alike, `None` if one is gzip
+/// and this build cannot inflate it (without the `gzip` feature a `.gz`
+/// beside the raw file is never read, so it cannot be the wrong one).
+fn first_difference(a: &Path, b: &Path) -> Result<Option<Option<String>>> {
+    let (Some(mut ra), Some(mut rb)) = (contents(a)?, contents(b)?) else {
+        return Ok(None);
+    };
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    let mut offset = 0u64;
+    loop {
+        let na = fill(&mut ra, &mut ba, a)?;
+        let nb = fill(&mut rb, &mut bb, b)?;
+        if ba[..na] != bb[..nb] {
+            let common = na.min(nb);
+            let at = ba[..common]
+                .iter()
+                .zip(&bb[..common])
+                .position(|(x, y)| x != y);
+            return Ok(Some(Some(match at {
+                Some(i) => format!("first at byte {} of their contents", offset + i as u64),
+                None => format!(
+                    "one ends at byte {} of their contents, the other goes on",
+                    offset + common as u64
+                ),
+            })));
+        }
+        if na == 0 {
+            return Ok(Some(None));
+        }
+        offset += na as u64;
+    }
+}
+
+/// The contents of the IDX file at `path`, inflated if it is gzip (`None`
+/// for gzip in a build without the `gzip` feature).
+fn contents(path: &Path) -> Result<Option<Box<dyn std::io::Read>>> {
+    use std::io::BufRead;
+    let (file, _) = crate::io::read::open_regular(path)?;
+    let mut r = std::io::BufReader::new(file);
+    let buf = r.fill_buf().map_err(|e| Error::io(path, e))?;
+    if !super::gz::is_gzip(&buf[..buf.len().min(2)]) {
+        Ok(Some(Box::new(r)))
+    } else if cfg!(feature = "gzip") {
+        super::gz::decoder(r, path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Reads from `r` until `buf` is full or the stream ends; the count read.
+fn fill(r: &mut dyn std::io::Read, buf: &mut [u8], path: &Path) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::Idx {
+                    path: path.to_owned(),
+                    reason: format!("cannot be read to compare it with the file beside it: {e}"),
+                });
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// Loads one split from `dir`: the images (required) and labels (optional).
 ///
 /// # Errors
@@ -116,6 +218,7 @@ pub fn load_split(dir: &Path, split: Split) -> Result<Dataset> {
         });
     };
     let img = idx::read(&img_path)?;
+    check_alike(dir, split, "images", 3, &img_path)?;
     let bad = |reason: String| Error::Idx {
         path: img_path.clone(),
         reason,
@@ -136,7 +239,11 @@ pub fn load_split(dir: &Path, split: Split) -> Result<Dataset> {
     };
     let labels = match find(dir, split, "labels", 1) {
         None => None,
-        Some(lab_path) => Some(load_labels(&lab_path, n, &img_path)?),
+        Some(lab_path) => {
+            let labels = load_labels(&lab_path, n, &img_path)?;
+            check_alike(dir, split, "labels", 1, &lab_path)?;
+            Some(labels)
+        }
     };
     Ok(Dataset {
         n,
@@ -225,6 +332,7 @@ pub fn open_split(dir: &Path, split: Split) -> Result<SplitFile> {
             header.code
         )));
     }
+    check_alike(dir, split, "images", 3, &img_path)?;
     if let Some(lab_path) = find(dir, split, "labels", 1) {
         match RowFile::idx_u8(&lab_path)? {
             None => {
@@ -232,6 +340,7 @@ pub fn open_split(dir: &Path, split: Split) -> Result<SplitFile> {
             }
             Some((_, h)) => check_labels(&lab_path, h.code, &h.dims, n, &img_path)?,
         }
+        check_alike(dir, split, "labels", 1, &lab_path)?;
     }
     Ok(SplitFile::Rows(rows))
 }
