@@ -187,6 +187,30 @@ fn train_then_every_inspection_command() {
         text.contains("per feature, in input space") && !text.contains("  kl "),
         "{text}"
     );
+    // All the data, and its first samples by --limit: those are the first
+    // training samples, and the split line says so (it said "all (train
+    // and test)" of 20 samples all from the training split).
+    let split_line = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "-m",
+            s(&model),
+            "--data",
+            s(&data),
+            "--split",
+            "all",
+        ];
+        args.extend(extra);
+        ok(&args).lines().next().unwrap().to_owned()
+    };
+    assert_eq!(
+        split_line(&[]),
+        "split       all (train and test), 150 samples"
+    );
+    assert_eq!(
+        split_line(&["--limit", "20"]),
+        "split       all (train, then test), the first by --limit, 20 samples"
+    );
 
     let codes = dir.join("codes.npy");
     ok(&[

@@ -106,7 +106,8 @@ pub struct DataArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Use only the first N samples of each split (of a .npy file: of its
-    /// first 90 % and of its last 10 %).
+    /// first 90 % and of its last 10 %); with --split all, the first N of
+    /// all the data (the training samples first).
     #[arg(long, allow_negative_numbers = true, value_parser = count)]
     pub limit: Option<usize>,
     /// Without --data: the data set to take from the cache (see `sparse-ae
@@ -195,8 +196,9 @@ pub struct TrainArgs {
     /// --resume, the checkpoint's.
     #[arg(long, allow_negative_numbers = true, value_parser = count_u64)]
     pub seed: Option<u64>,
-    /// Seed of the input noise (default: the seed; a resumed run continues
-    /// its checkpoint's generator).
+    /// Seed of the input noise [default: derived from --seed, as the seed
+    /// XOR 0x5eed5eed, so that a run is reproduced by --seed alone]. A
+    /// resumed run continues its checkpoint's generator.
     #[arg(
         long,
         conflicts_with = "resume",

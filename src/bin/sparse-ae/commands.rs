@@ -1039,15 +1039,19 @@ fn train_setup(a: &TrainArgs, start: Instant, me: crate::train_input::RankOf) ->
     })
 }
 
-/// What a split holds, for the output of `eval`.
-fn split_name(split: SplitArg, npy: bool) -> &'static str {
-    match (split, npy) {
-        (SplitArg::Train, false) => "train",
-        (SplitArg::Test, false) => "test",
-        (SplitArg::All, false) => "all (train and test)",
-        (SplitArg::Train, true) => "train (first 90 % of rows)",
-        (SplitArg::Test, true) => "test (last 10 % of rows)",
-        (SplitArg::All, true) => "all rows",
+/// What a split holds, for the output of `eval`; `limited`: cut by
+/// `--limit`, which takes the first samples of all the data in order
+/// (train first) when the split is all.
+fn split_name(split: SplitArg, npy: bool, limited: bool) -> &'static str {
+    match (split, npy, limited) {
+        (SplitArg::Train, false, _) => "train",
+        (SplitArg::Test, false, _) => "test",
+        (SplitArg::All, false, false) => "all (train and test)",
+        (SplitArg::All, false, true) => "all (train, then test), the first by --limit",
+        (SplitArg::Train, true, _) => "train (first 90 % of rows)",
+        (SplitArg::Test, true, _) => "test (last 10 % of rows)",
+        (SplitArg::All, true, false) => "all rows",
+        (SplitArg::All, true, true) => "the first rows by --limit",
     }
 }
 
@@ -1179,7 +1183,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     let cfg = model.config();
     let units = cfg.width(cfg.code_layer);
     let objective = objective_name(cfg);
-    let split = split_name(a.split, data::is_npy(&path));
+    let split = split_name(a.split, data::is_npy(&path), a.data.limit.is_some());
     if a.json {
         out(&format!(
             "{{\"split\":\"{}\",\"samples\":{},\"objective\":\"{objective}\",\"inputs\":\"clean\",\"loss_space\":\"{}\",\"input_scale\":{},\"loss\":{},\"recon\":{},\"l1\":{},\"kl\":{},\"l2\":{},\"auxk\":{},\"mse\":{},\"mse_space\":\"input\",\"fvu\":{},\"l0\":{},\"dead_units\":{},\"code_units\":{}}}",
