@@ -886,8 +886,10 @@ pub fn check_request(
 /// and no difference quotient of its tensor measures anything.
 ///
 /// # Errors
-/// Those of [`Autoencoder::new`], and [`Error::Config`] when `batch` samples
-/// of the model's input width overflow the address space.
+/// Those of [`Autoencoder::new`]; [`Error::Config`] when `batch` samples
+/// of the model's input width overflow the address space, and
+/// [`Error::Memory`] when the two batches exceed the memory budget or the
+/// system refuses them.
 pub fn random_setup(
     cfg: &ModelConfig,
     seed: u64,
@@ -917,8 +919,14 @@ pub fn random_setup(
         }
     }
     let mut rng = Rng::new(seed ^ 0xda7a);
-    let clean: Vec<f64> = (0..values).map(|_| rng.next_f64()).collect();
-    let mut input = clean.clone();
+    // Two batches of f64, checked against the memory budget and reserved
+    // fallibly: a batch too large was an abort on the allocation.
+    let what = format!("a gradient check's batch of {batch} samples");
+    crate::memory::check(&what, crate::memory::bytes(values, 16))?;
+    let mut clean = crate::memory::try_with_capacity(&what, values)?;
+    clean.extend((0..values).map(|_| rng.next_f64()));
+    let mut input = crate::memory::try_vec(&what, values, 0.0)?;
+    input.copy_from_slice(&clean);
     apply_noise(cfg.noise, &mut rng, &clean, &mut input);
     Ok((model, input, clean))
 }

@@ -122,23 +122,46 @@ impl MicroPlan {
     }
 
     /// The samples of micro-batch `i`, as positions in the batch.
+    ///
+    /// # Panics
+    /// Unless `i < m` (as a slice's index does).
     pub fn rows_of(&self, i: usize) -> Range<usize> {
+        assert!(
+            i < self.m,
+            "MicroPlan::rows_of: micro-batch {i} of a plan of {}",
+            self.m
+        );
+        self.row_start(i)..self.row_start(i + 1)
+    }
+
+    /// The first sample of micro-batch `i ≤ m` (`batch` for `m`).
+    fn row_start(&self, i: usize) -> usize {
         let (q, r) = (self.batch / self.m, self.batch % self.m);
-        let start = |i: usize| i * q + i.min(r);
-        start(i)..start(i + 1)
+        i * q + i.min(r)
     }
 
     /// The micro-batches of `rank`.
+    ///
+    /// # Panics
+    /// Unless `rank < ranks` (as a slice's index does).
     pub fn owned(&self, rank: usize) -> Range<usize> {
+        assert!(
+            rank < self.ranks,
+            "MicroPlan: rank {rank} of a plan of {} ranks",
+            self.ranks
+        );
         let (q, r) = (self.m / self.ranks, self.m % self.ranks);
         let start = |k: usize| k * q + k.min(r);
         start(rank)..start(rank + 1)
     }
 
     /// The samples of `rank`'s micro-batches, as positions in the batch.
+    ///
+    /// # Panics
+    /// Unless `rank < ranks`.
     pub fn rows(&self, rank: usize) -> Range<usize> {
         let own = self.owned(rank);
-        self.rows_of(own.start).start..self.rows_of(own.end).start
+        self.row_start(own.start)..self.row_start(own.end)
     }
 
     /// The width of the tree: the smallest power of two ≥ m.
@@ -149,6 +172,9 @@ impl MicroPlan {
     /// The maximal tree nodes `(lo, s)` inside `rank`'s micro-batches, in
     /// order: the aligned power-of-two blocks, a block reaching past `m`
     /// counting as one when the range ends at `m`.
+    ///
+    /// # Panics
+    /// Unless `rank < ranks` (a rank past the last once looped for ever).
     pub fn nodes(&self, rank: usize) -> Vec<(usize, usize)> {
         let own = self.owned(rank);
         let mut out = Vec::new();
@@ -491,6 +517,38 @@ mod tests {
         assert_eq!(p.nodes(2), [(5, 1), (6, 1)]);
         let p = MicroPlan::new(100, 8, 4).unwrap();
         assert_eq!(p.nodes(3), [(6, 2)]);
+    }
+
+    /// A rank or micro-batch past the plan's is refused by every method,
+    /// as a slice's index is: `nodes` of such a rank looped for ever
+    /// (growing its list until memory ran out), and `owned`, `rows` and
+    /// `rows_of` gave ranges outside the batch.
+    #[test]
+    fn indices_past_the_plan_panic() {
+        let p = MicroPlan::new(4, 2, 1).unwrap();
+        let panics =
+            |f: &dyn Fn()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err();
+        assert!(panics(&|| drop(p.nodes(1))));
+        assert!(panics(&|| {
+            let _ = p.owned(1);
+        }));
+        assert!(panics(&|| {
+            let _ = p.rows(1);
+        }));
+        assert!(panics(&|| {
+            let _ = p.rows_of(2);
+        }));
+        assert_eq!((p.rows(0), p.rows_of(1)), (0..4, 2..4));
+        // Made without `new`, a plan of no ranks or micro-batches panics too.
+        let bare = MicroPlan {
+            batch: 4,
+            m: 0,
+            ranks: 0,
+        };
+        assert!(panics(&|| drop(bare.nodes(0))));
+        assert!(panics(&|| {
+            let _ = bare.rows_of(0);
+        }));
     }
 
     /// Sums that round differently in different orders: the tree's order.

@@ -254,6 +254,7 @@ fn write_tensors(
     name: &str,
     tensors: &[safetensors::TensorRef],
 ) -> Result<String> {
+    super::model_file::check_finite_tensors(std::path::Path::new(name), tensors)?;
     let bytes = safetensors::to_bytes(tensors, &[("format", "pt")])?;
     set.write_bytes(name, &bytes)?;
     Ok(fingerprint(&bytes))

@@ -71,10 +71,33 @@ fn param_refs<'a>(
         .collect()
 }
 
+/// Refuses to write `tensors` to `path` when one holds a value that is not
+/// finite: the loaders refuse such a file, and what is written must read
+/// back. Checked before anything is written, so the old file stays.
+///
+/// # Errors
+/// [`Error::Value`] naming the tensor, the index and the value.
+pub(crate) fn check_finite_tensors(path: &Path, tensors: &[safetensors::TensorRef]) -> Result<()> {
+    for &(name, _, data) in tensors {
+        if let Some(i) = crate::nn::first_non_finite(data) {
+            return Err(Error::Value {
+                reason: format!(
+                    "{}: not written: tensor `{name}` holds a non-finite value ({}) at index {i}, and a model file holds finite values only (its loader would refuse it)\n---> HINT: the model diverged; lower the learning rate, or keep the last good checkpoint",
+                    path.display(),
+                    data[i]
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Saves the model's parameters and configuration.
 ///
 /// # Errors
-/// [`Error::Io`] if the file cannot be written (the old file is kept).
+/// [`Error::Value`] for a parameter that is not finite (the loader would
+/// refuse the file); [`Error::Io`] if the file cannot be written (the old
+/// file is kept).
 pub fn save_model(path: &Path, model: &Autoencoder<f32>) -> Result<()> {
     save_model_scaled(path, model, 1.0)
 }
@@ -85,12 +108,14 @@ pub fn save_model(path: &Path, model: &Autoencoder<f32>) -> Result<()> {
 /// # Errors
 /// [`Error::Config`] for a scale that is not finite and positive, or other
 /// than 1 on a binary cross-entropy model ([`check_input_scale`]: what is
-/// written can be read back); [`Error::Io`] if the file cannot be written
-/// (the old file is kept).
+/// written can be read back); [`Error::Value`] for a parameter that is not
+/// finite; [`Error::Io`] if the file cannot be written (the old file is
+/// kept).
 pub fn save_model_scaled(path: &Path, model: &Autoencoder<f32>, input_scale: f32) -> Result<()> {
     check_input_scale(input_scale, model.config(), "input_scale")?;
     let mut names = Vec::new();
     let tensors = param_refs(model, &model.params, "", &mut names);
+    check_finite_tensors(path, &tensors)?;
     let cfg = model.config().to_json_value().to_json()?;
     let scale = input_scale.to_string();
     let mut meta = vec![("format", "pt"), (KIND, "model"), (CONFIG, cfg.as_str())];
@@ -395,7 +420,9 @@ fn optimizer_from_json(v: &Value) -> Result<OptimizerConfig> {
 /// JSON the training loop wants back, such as its shuffle seed).
 ///
 /// # Errors
-/// [`Error::Io`] if the file cannot be written (the old file is kept).
+/// [`Error::Value`] for a parameter or optimizer moment that is not finite
+/// (the loader would refuse the file); [`Error::Io`] if the file cannot be
+/// written (the old file is kept).
 pub fn save_checkpoint(path: &Path, t: &Trainer<f32>, fit: &Value) -> Result<()> {
     let (mut n1, mut n2, mut n3) = (Vec::new(), Vec::new(), Vec::new());
     let mut tensors = param_refs(&t.model, &t.model.params, "", &mut n1);
@@ -403,6 +430,7 @@ pub fn save_checkpoint(path: &Path, t: &Trainer<f32>, fit: &Value) -> Result<()>
     if !t.opt.v.is_empty() {
         tensors.extend(param_refs(&t.model, &t.opt.v, "optimizer.v/", &mut n3));
     }
+    check_finite_tensors(path, &tensors)?;
     let cfg = t.model.config().to_json_value().to_json()?;
     let opt = optimizer_json(&t.opt.config).to_json()?;
     let step = t.opt.t.to_string();

@@ -374,6 +374,12 @@ fn header(
 ) -> Result<(Vec<u8>, Vec<usize>)> {
     let mut order: Vec<usize> = (0..tensors.len()).collect();
     order.sort_by(|&a, &b| tensors[a].0.cmp(tensors[b].0));
+    // The reader refuses a key given twice, so the writer does too.
+    let mut keys: Vec<&str> = metadata.iter().map(|&(k, _)| k).collect();
+    keys.sort_unstable();
+    if let Some(k) = keys.windows(2).find(|w| w[0] == w[1]) {
+        return Err(err(path, format!("metadata key {:?} is given twice", k[0])));
+    }
     let mut fields = Vec::with_capacity(tensors.len() + 1);
     if !metadata.is_empty() {
         let meta = metadata

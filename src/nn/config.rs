@@ -749,7 +749,11 @@ impl ModelConfig {
             .collect()
     }
 
-    /// The shape `(c, h, w)` of the input of layer `l`.
+    /// The shape `(c, h, w)` of the input of layer `l` (`l = layers.len()`:
+    /// the last layer's output).
+    ///
+    /// # Panics
+    /// Unless `l ≤ layers.len()`, as a slice's index.
     pub fn in_shape(&self, l: usize) -> (usize, usize, usize) {
         if l == 0 {
             self.input_shape()
@@ -759,12 +763,18 @@ impl ModelConfig {
     }
 
     /// Values in the output of layer `l` (per sample).
+    ///
+    /// # Panics
+    /// Unless `l` is a layer's index (`l < layers.len()`), as a slice's index.
     pub fn width(&self, l: usize) -> usize {
         let (c, h, w) = self.shapes()[l];
         c * h * w
     }
 
     /// Values in the input of layer `l` (per sample).
+    ///
+    /// # Panics
+    /// Unless `l ≤ layers.len()`, as a slice's index.
     pub fn fan_in(&self, l: usize) -> usize {
         if l == 0 {
             self.input
@@ -775,6 +785,9 @@ impl ModelConfig {
 
     /// The activation that produced layer `l`'s output values: its own, or
     /// for pooling and upsampling that of the layer below.
+    ///
+    /// # Panics
+    /// Unless `l` is a layer's index (`l < layers.len()`), as a slice's index.
     pub fn producing_act(&self, l: usize) -> Activation {
         match self.layers[l] {
             LayerSpec::MaxPool2d { .. } | LayerSpec::Upsample { .. } if l > 0 => {

@@ -18,8 +18,8 @@ pub mod sparsity;
 
 pub use config::{KlPenalty, L1Penalty, LayerSpec, Loss, ModelBuilder, ModelConfig, Noise, TopK};
 pub use model::{
-    Autoencoder, LossParts, Workspace, bce_target_error, first_outside_unit, non_finite_output,
-    workspace_bytes,
+    Autoencoder, LossParts, Workspace, bce_target_error, first_non_finite, first_outside_unit,
+    non_finite_output, workspace_bytes,
 };
 pub use noise::{apply_noise, apply_noise_at};
 pub use params::{ParamInfo, ParamKind, ParamLayout};

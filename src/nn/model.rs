@@ -156,6 +156,8 @@ fn plan(cfg: &ModelConfig) -> Vec<Op> {
 #[derive(Clone, Debug)]
 pub struct Workspace<T> {
     batch: usize,
+    /// [`shape_key`] of the configuration it was made for.
+    key: u64,
     /// Output of each layer, `(batch, width)` (NCHW for images).
     pub h: Vec<Vec<T>>,
     dh: Vec<Vec<T>>,
@@ -217,6 +219,46 @@ pub fn bce_target_error(at: String, value: f64) -> Error {
             "binary cross-entropy needs targets in [0, 1], but {at} is {value}\n---> HINT: scale the data into [0, 1] (divide 0–255 pixels by 255), or use an mse or sse loss (a config with \"loss\": \"mse\" and a linear output, or train --linear-output)"
         ),
     }
+}
+
+/// What the buffers of a [`Workspace`] for `cfg` depend on, hashed: the
+/// input, the layers, the code layer, tying, the KL layer, top-k, the image
+/// shape and the SAE options. A model checks that a workspace it is given
+/// was made for a configuration of the same key: one made for another
+/// model has buffers of other lengths, which the kernels would index past
+/// (a panic deep inside them) or read too little of (a wrong result).
+fn shape_key(cfg: &ModelConfig) -> u64 {
+    let parts = format!(
+        "{:?}",
+        (
+            cfg.input,
+            &cfg.layers,
+            cfg.code_layer,
+            cfg.tied,
+            cfg.kl.map(|k| k.layer),
+            cfg.topk,
+            cfg.image,
+            &cfg.sae,
+        )
+    );
+    crate::io::fnv1a(crate::io::FNV1A_START, parts.as_bytes())
+}
+
+/// The index of the first value of `v` that is not finite.
+///
+/// Checked in blocks of 64 without a branch per value, so the loop
+/// vectorises (as [`first_outside_unit`]).
+pub fn first_non_finite<T: Real>(v: &[T]) -> Option<usize> {
+    const BLOCK: usize = 64;
+    v.chunks(BLOCK).enumerate().find_map(|(b, c)| {
+        if c.iter().fold(true, |ok, &x| ok & x.is_finite()) {
+            None
+        } else {
+            c.iter()
+                .position(|&x| !x.is_finite())
+                .map(|i| b * BLOCK + i)
+        }
+    })
 }
 
 /// The index of the first value of `v` outside [0, 1] (NaN included).
@@ -354,6 +396,7 @@ impl<T: Real> Workspace<T> {
         let kl_units = cfg.kl.map_or(0, |k| cfg.shapes()[k.layer].0);
         Ok(Workspace {
             batch,
+            key: shape_key(cfg),
             h: layers()?,
             dh: layers()?,
             conv,
@@ -484,6 +527,8 @@ pub struct Autoencoder<T> {
     shapes: Vec<(usize, usize, usize)>,
     /// The flat parameter buffer (see [`ParamLayout`]).
     pub params: Vec<T>,
+    /// [`shape_key`] of `cfg`: the workspaces this model takes.
+    key: u64,
 }
 
 impl<T: Real> Autoencoder<T> {
@@ -503,6 +548,7 @@ impl<T: Real> Autoencoder<T> {
         Ok(Autoencoder {
             ops: plan(&cfg),
             shapes: cfg.shapes(),
+            key: shape_key(&cfg),
             cfg,
             layout,
             params,
@@ -527,6 +573,7 @@ impl<T: Real> Autoencoder<T> {
         Ok(Autoencoder {
             ops: plan(&cfg),
             shapes: cfg.shapes(),
+            key: shape_key(&cfg),
             cfg,
             layout,
             params,
@@ -594,6 +641,10 @@ impl<T: Real> Autoencoder<T> {
     }
 
     /// A workspace for this model at batch size `batch`.
+    ///
+    /// # Panics
+    /// If the system refuses a buffer (a batch too large to hold):
+    /// [`Self::try_workspace`] returns the error instead.
     pub fn workspace(&self, batch: usize) -> Workspace<T> {
         Workspace::new(&self.cfg, batch)
     }
@@ -608,6 +659,10 @@ impl<T: Real> Autoencoder<T> {
     }
 
     /// A workspace at batch size `batch` with the top-k code on `path`.
+    ///
+    /// # Panics
+    /// As [`Self::workspace`] ([`Self::try_workspace_with`] returns the
+    /// error instead).
     pub fn workspace_with(&self, batch: usize, path: TopkPath) -> Workspace<T> {
         Workspace::with_topk_path(&self.cfg, batch, path)
     }
@@ -627,6 +682,7 @@ impl<T: Real> Autoencoder<T> {
             layout: self.layout.clone(),
             ops: self.ops.clone(),
             shapes: self.shapes.clone(),
+            key: self.key,
             params: self
                 .params
                 .iter()
@@ -654,14 +710,55 @@ impl<T: Real> Autoencoder<T> {
         }
     }
 
-    fn check_batch(&self, ws: &Workspace<T>, x: &[T], what: &'static str) -> Result<()> {
+    /// Refuses a workspace made for another model, or for a batch of no
+    /// samples (whose loss would be the NaN of a mean over nothing).
+    fn check_ws(&self, ws: &Workspace<T>, what: &'static str) -> Result<()> {
+        if ws.key != self.key {
+            return Err(Error::shape(
+                what,
+                "a workspace made for this model (Autoencoder::workspace)",
+                "one made for another model (of other widths or layers)",
+            ));
+        }
+        if ws.batch == 0 {
+            return Err(Error::shape(
+                what,
+                "a workspace of at least one sample",
+                "one of batch size 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks `ws` ([`Self::check_ws`]) and that `x` holds its batch of
+    /// samples, finite ones when `finite` (a pass over the batch, which a
+    /// caller whose later check covers it skips).
+    fn check_batch(
+        &self,
+        ws: &Workspace<T>,
+        x: &[T],
+        what: &'static str,
+        finite: bool,
+    ) -> Result<()> {
+        self.check_ws(ws, what)?;
         let want = ws.batch * self.cfg.input;
-        if x.len() != want || ws.h.len() != self.cfg.layers.len() {
+        if x.len() != want {
             return Err(Error::shape(
                 what,
                 format!("{} × {} = {want} values", ws.batch, self.cfg.input),
                 format!("{}", x.len()),
             ));
+        }
+        if finite && let Some(i) = first_non_finite(x) {
+            let d = self.cfg.input;
+            return Err(Error::Value {
+                reason: format!(
+                    "{what}: feature {} of sample {} of the batch is {}: a model computes on finite values only (one NaN in a batch top-k code would blank every sample's code)",
+                    i % d,
+                    i / d,
+                    x[i].to_f64()
+                ),
+            });
         }
         Ok(())
     }
@@ -674,7 +771,7 @@ impl<T: Real> Autoencoder<T> {
     /// ([`crate::parallel::ensure_global_pool`]).
     pub fn forward(&self, ws: &mut Workspace<T>, input: &[T]) -> Result<()> {
         crate::parallel::ensure_global_pool()?;
-        self.check_batch(ws, input, "Autoencoder::forward")?;
+        self.check_batch(ws, input, "Autoencoder::forward", true)?;
         self.forward_layers(ws, input, 0..self.cfg.layers.len());
         Ok(())
     }
@@ -697,7 +794,7 @@ impl<T: Real> Autoencoder<T> {
         input: &[T],
         layers: Range<usize>,
     ) -> Result<()> {
-        self.check_batch(ws, input, "Autoencoder::forward")?;
+        self.check_batch(ws, input, "Autoencoder::forward", true)?;
         self.forward_range(ws, input, layers, true);
         Ok(())
     }
@@ -817,9 +914,10 @@ impl<T: Real> Autoencoder<T> {
     /// ([`crate::parallel::ensure_global_pool`]).
     pub fn decode(&self, ws: &mut Workspace<T>, code: &[T]) -> Result<()> {
         crate::parallel::ensure_global_pool()?;
+        self.check_ws(ws, "Autoencoder::decode")?;
         let c = self.cfg.code_layer;
         let want = ws.batch * self.cfg.width(c);
-        if code.len() != want || ws.h.len() != self.cfg.layers.len() {
+        if code.len() != want {
             return Err(Error::shape(
                 "Autoencoder::decode",
                 format!("{} × {} = {want} values", ws.batch, self.cfg.width(c)),
@@ -838,8 +936,24 @@ impl<T: Real> Autoencoder<T> {
     }
 
     /// The reconstruction x̂ of the last forward pass, `(batch, in)`, written
-    /// into `out` (applies the sigmoid to stored logits).
+    /// into `out` (applies the sigmoid to stored logits). Before any forward
+    /// pass the workspace holds zeros.
+    ///
+    /// # Panics
+    /// If `ws` was made for another model, or `out` is not `batch × in`
+    /// long.
     pub fn reconstruction(&self, ws: &Workspace<T>, out: &mut [T]) {
+        assert!(
+            ws.key == self.key,
+            "Autoencoder::reconstruction: the workspace was made for another model"
+        );
+        assert_eq!(
+            out.len(),
+            ws.batch * self.cfg.input,
+            "Autoencoder::reconstruction: `out` must hold batch × input = {} × {} values",
+            ws.batch,
+            self.cfg.input
+        );
         let last = ws.h.len() - 1;
         out.copy_from_slice(&ws.h[last]);
         if self.logits_out() {
@@ -857,7 +971,8 @@ impl<T: Real> Autoencoder<T> {
     ///
     /// # Errors
     /// [`Error::Value`] naming the first such sample, its largest value and
-    /// the remedy.
+    /// the remedy; [`Error::Shape`] if `ws` was made for another model or
+    /// `input` does not hold its batch.
     pub fn check_outputs(
         &self,
         ws: &Workspace<T>,
@@ -865,6 +980,15 @@ impl<T: Real> Autoencoder<T> {
         first: usize,
         of: Option<&str>,
     ) -> Result<()> {
+        self.check_ws(ws, "Autoencoder::check_outputs")?;
+        let want = ws.batch * self.cfg.input;
+        if input.len() != want {
+            return Err(Error::shape(
+                "Autoencoder::check_outputs",
+                format!("{} × {} = {want} values", ws.batch, self.cfg.input),
+                format!("{}", input.len()),
+            ));
+        }
         let last = self.cfg.layers.len() - 1;
         let row_of = |v: &[T]| {
             let width = v.len() / ws.batch.max(1);
@@ -882,7 +1006,14 @@ impl<T: Real> Autoencoder<T> {
     }
 
     /// The code (output of the code layer) of the last forward pass.
+    ///
+    /// # Panics
+    /// If `ws` was made for another model.
     pub fn code<'w>(&self, ws: &'w Workspace<T>) -> &'w [T] {
+        assert!(
+            ws.key == self.key,
+            "Autoencoder::code: the workspace was made for another model"
+        );
         &ws.h[self.cfg.code_layer]
     }
 
@@ -1008,7 +1139,7 @@ impl<T: Real> Autoencoder<T> {
     /// # Errors
     /// [`Error::Shape`] if `input` does not hold `ws.batch()` samples.
     pub(crate) fn forward_to_kl(&self, ws: &mut Workspace<T>, input: &[T]) -> Result<()> {
-        self.check_batch(ws, input, "Autoencoder::forward")?;
+        self.check_batch(ws, input, "Autoencoder::forward", true)?;
         if let Some(p) = self.cfg.kl {
             self.forward_layers(ws, input, 0..p.layer + 1);
             let (c, hw) = self.groups(p.layer);
@@ -1082,8 +1213,13 @@ impl<T: Real> Autoencoder<T> {
         want_grad: bool,
         part: Part,
     ) -> Result<LossParts> {
-        self.check_batch(ws, target, "Autoencoder::loss_and_grad (target)")?;
-        self.check_batch(ws, input, "Autoencoder::forward")?;
+        // A binary cross-entropy target is checked for [0, 1] below, which
+        // refuses NaN and ±inf too; an input that is the target (no noise)
+        // is checked with it.
+        let bce = self.cfg.loss == Loss::Bce;
+        self.check_batch(ws, target, "Autoencoder::loss_and_grad (target)", !bce)?;
+        let same = std::ptr::eq(input, target);
+        self.check_batch(ws, input, "Autoencoder::forward", !same)?;
         if self.cfg.loss == Loss::Bce
             && let Some(i) = first_outside_unit(target)
         {

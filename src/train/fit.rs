@@ -252,10 +252,14 @@ pub fn steps_per_epoch<T: crate::kernels::Real>(trainer: &Trainer<T>, n: usize) 
 
 /// Which limit of `opts` leaves a trainer that has done `steps` steps (of
 /// `spe` a epoch) nothing to train: `Some("steps")` or `Some("epochs")`,
-/// `None` while there is work ([`fit`] refuses such a trainer).
+/// `None` while there is work ([`fit`] refuses such a trainer). Epochs of
+/// no steps (`spe` 0) hold nothing to train.
 pub fn nothing_left(steps: u64, spe: usize, opts: &FitOptions) -> Option<&'static str> {
     if opts.max_steps.is_some_and(|m| steps >= m) {
         return Some("steps");
+    }
+    if spe == 0 {
+        return Some("epochs");
     }
     let epoch = (steps / spe as u64) as usize;
     (epochs_to_run(steps, spe, epoch, opts) == 0).then_some("epochs")
