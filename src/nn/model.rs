@@ -766,8 +766,10 @@ impl<T: Real> Autoencoder<T> {
     /// Forward pass of a batch `input: (batch, in)` into `ws.h`.
     ///
     /// # Errors
-    /// [`Error::Shape`] if `input` does not hold `ws.batch()` samples;
-    /// [`Error::Config`] when the pool cannot start as the environment asks
+    /// [`Error::Shape`] if `input` does not hold `ws.batch()` samples, or
+    /// `ws` was made for another model or a batch of 0; [`Error::Value`]
+    /// for a value of `input` that is not finite; [`Error::Config`] when
+    /// the pool cannot start as the environment asks
     /// ([`crate::parallel::ensure_global_pool`]).
     pub fn forward(&self, ws: &mut Workspace<T>, input: &[T]) -> Result<()> {
         crate::parallel::ensure_global_pool()?;
@@ -908,7 +910,8 @@ impl<T: Real> Autoencoder<T> {
     /// ([`TopkPath::Dense`]).
     ///
     /// # Errors
-    /// [`Error::Shape`] if `code` does not hold `ws.batch()` codes;
+    /// [`Error::Shape`] if `code` does not hold `ws.batch()` codes, or `ws`
+    /// was made for another model or a batch of 0;
     /// [`Error::Config`] for a workspace on the sparse top-k path, or when
     /// the pool cannot start as the environment asks
     /// ([`crate::parallel::ensure_global_pool`]).
@@ -1035,10 +1038,12 @@ impl<T: Real> Autoencoder<T> {
     /// `grads` (same layout as the parameters), overwriting it.
     ///
     /// # Errors
-    /// [`Error::Shape`] if a buffer has the wrong length; [`Error::Value`]
-    /// if the model's loss is binary cross-entropy and a target is outside
-    /// [0, 1]; [`Error::Config`] when the pool cannot start as the
-    /// environment asks ([`crate::parallel::ensure_global_pool`]).
+    /// [`Error::Shape`] if a buffer has the wrong length, or `ws` was made
+    /// for another model or a batch of 0; [`Error::Value`] for an input or
+    /// target value that is not finite, or if the model's loss is binary
+    /// cross-entropy and a target is outside [0, 1]; [`Error::Config`] when
+    /// the pool cannot start as the environment asks
+    /// ([`crate::parallel::ensure_global_pool`]).
     pub fn loss_and_grad(
         &self,
         ws: &mut Workspace<T>,
