@@ -161,7 +161,12 @@ fn read_err(path: &Path, compressed: bool, e: io::Error) -> Error {
 }
 
 /// Reads as many bytes as fit in `buf`, returning how many (short only at EOF).
-fn fill(r: &mut dyn Read, buf: &mut [u8], path: &Path, compressed: bool) -> Result<usize> {
+pub(crate) fn fill(
+    r: &mut dyn Read,
+    buf: &mut [u8],
+    path: &Path,
+    compressed: bool,
+) -> Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

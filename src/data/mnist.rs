@@ -134,14 +134,14 @@ fn check_alike(dir: &Path, split: Split, kind: &str, ndim: u8, read: &Path) -> R
 /// and this build cannot inflate it (without the `gzip` feature a `.gz`
 /// beside the raw file is never read, so it cannot be the wrong one).
 fn first_difference(a: &Path, b: &Path) -> Result<Option<Option<String>>> {
-    let (Some(mut ra), Some(mut rb)) = (contents(a)?, contents(b)?) else {
+    let (Some((mut ra, gza)), Some((mut rb, gzb))) = (contents(a)?, contents(b)?) else {
         return Ok(None);
     };
     let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
     let mut offset = 0u64;
     loop {
-        let na = fill(&mut ra, &mut ba, a)?;
-        let nb = fill(&mut rb, &mut bb, b)?;
+        let na = idx::fill(&mut ra, &mut ba, a, gza)?;
+        let nb = idx::fill(&mut rb, &mut bb, b, gzb)?;
         if ba[..na] != bb[..nb] {
             let common = na.min(nb);
             let at = ba[..common]
@@ -163,39 +163,20 @@ fn first_difference(a: &Path, b: &Path) -> Result<Option<Option<String>>> {
     }
 }
 
-/// The contents of the IDX file at `path`, inflated if it is gzip (`None`
-/// for gzip in a build without the `gzip` feature).
-fn contents(path: &Path) -> Result<Option<Box<dyn std::io::Read>>> {
+/// The contents of the IDX file at `path`, inflated if it is gzip, and
+/// whether it is (`None` for gzip in a build without the `gzip` feature).
+fn contents(path: &Path) -> Result<Option<(Box<dyn std::io::Read>, bool)>> {
     use std::io::BufRead;
     let (file, _) = crate::io::read::open_regular(path)?;
     let mut r = std::io::BufReader::new(file);
     let buf = r.fill_buf().map_err(|e| Error::io(path, e))?;
     if !super::gz::is_gzip(&buf[..buf.len().min(2)]) {
-        Ok(Some(Box::new(r)))
+        Ok(Some((Box::new(r), false)))
     } else if cfg!(feature = "gzip") {
-        super::gz::decoder(r, path).map(Some)
+        super::gz::decoder(r, path).map(|d| Some((d, true)))
     } else {
         Ok(None)
     }
-}
-
-/// Reads from `r` until `buf` is full or the stream ends; the count read.
-fn fill(r: &mut dyn std::io::Read, buf: &mut [u8], path: &Path) -> Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                return Err(Error::Idx {
-                    path: path.to_owned(),
-                    reason: format!("cannot be read to compare it with the file beside it: {e}"),
-                });
-            }
-        }
-    }
-    Ok(n)
 }
 
 /// Loads one split from `dir`: the images (required) and labels (optional).

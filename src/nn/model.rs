@@ -244,38 +244,33 @@ fn shape_key(cfg: &ModelConfig) -> u64 {
     crate::io::fnv1a(crate::io::FNV1A_START, parts.as_bytes())
 }
 
-/// The index of the first value of `v` that is not finite.
-///
-/// Checked in blocks of 64 without a branch per value, so the loop
-/// vectorises (as [`first_outside_unit`]).
+/// The index of the first value of `v` that is not finite (as
+/// [`first_outside_unit`], vectorised).
 pub fn first_non_finite<T: Real>(v: &[T]) -> Option<usize> {
+    first_failing(v, |x| x.is_finite())
+}
+
+/// The index of the first value of `v` for which `ok` is false, checked in
+/// blocks of 64 without a branch per value, so the loop vectorises: a step
+/// checks its whole batch this way, and a per-value early exit cost as
+/// much as the BCE loss itself at batch 32.
+#[inline(always)]
+fn first_failing<T: Real>(v: &[T], ok: impl Fn(T) -> bool) -> Option<usize> {
     const BLOCK: usize = 64;
     v.chunks(BLOCK).enumerate().find_map(|(b, c)| {
-        if c.iter().fold(true, |ok, &x| ok & x.is_finite()) {
+        if c.iter().fold(true, |all, &x| all & ok(x)) {
             None
         } else {
-            c.iter()
-                .position(|&x| !x.is_finite())
-                .map(|i| b * BLOCK + i)
+            c.iter().position(|&x| !ok(x)).map(|i| b * BLOCK + i)
         }
     })
 }
 
-/// The index of the first value of `v` outside [0, 1] (NaN included).
-///
-/// Checked in blocks of 64 without a branch per value, so the loop
-/// vectorises: a step checks its whole batch of targets this way, and a
-/// per-value early exit cost as much as the BCE loss itself at batch 32.
+/// The index of the first value of `v` outside [0, 1] (NaN included),
+/// checked in blocks of 64 without a branch per value, so the loop
+/// vectorises: a step checks its whole batch of targets this way.
 pub fn first_outside_unit<T: Real>(v: &[T]) -> Option<usize> {
-    const BLOCK: usize = 64;
-    let inside = |x: T| (x >= T::ZERO) & (x <= T::ONE);
-    v.chunks(BLOCK).enumerate().find_map(|(b, c)| {
-        if c.iter().fold(true, |ok, &x| ok & inside(x)) {
-            None
-        } else {
-            c.iter().position(|&x| !inside(x)).map(|i| b * BLOCK + i)
-        }
-    })
+    first_failing(v, |x| (x >= T::ZERO) & (x <= T::ONE))
 }
 
 /// What a [`Workspace`] of `cfg` at batch size `batch` holds, in bytes of
